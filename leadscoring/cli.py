@@ -1,0 +1,110 @@
+"""Command line: ``leadscoring run | score | validate``.
+
+Errors caused by input (configuration, data, model files, a failing notebook) are printed
+as one line on stderr with a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from .artifacts import ModelIntegrityError
+from .config import ConfigError, load_config
+from .data import LeadDataError, read_leads
+from .rules import RulesError
+from .runner import QUICK_PARAMETERS, RunFailed
+
+USER_ERRORS = (ConfigError, LeadDataError, ModelIntegrityError, RunFailed, RulesError, FileNotFoundError)
+
+
+def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)  # typed: 1500 -> int, true -> bool, [a, b] -> list
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_pipeline
+
+    cfg = load_config(args.config)
+    params = dict(QUICK_PARAMETERS) if args.quick else {}
+    params.update(_parse_set(args.set))
+    only = [o.strip() for o in args.only.split(",")] if args.only else None
+    res = run_pipeline(cfg, params, only=only, progress=not args.no_progress)
+    print(f"run {res.run_id}: {res.status} in {res.seconds:.0f}s -> {res.run_dir}")
+    for nb in res.notebooks:
+        print(f"  {nb.name:<28} {nb.seconds:7.1f}s  {nb.status}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import score_file
+
+    cfg = load_config(args.config)
+    scores = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_factors)
+    counts = scores["bucket"].value_counts().to_dict()
+    print(f"scored {len(scores)} leads -> {args.output} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    df = read_leads(args.input, cfg, require_target=not args.no_target)
+    print(f"{args.input}: {len(df)} leads, layout OK")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="leadscoring", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="configuration YAML (default: 01_Documentos/config.yaml here or above)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="execute the numbered notebooks with papermill (the production run)")
+    r.add_argument("--quick", action="store_true", help=f"small smoke-test run: {QUICK_PARAMETERS}")
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="notebook parameter (YAML-typed), repeatable; unknown names are refused")
+    r.add_argument("--only", help="comma-separated notebook prefixes, e.g. 01,02 (default: all)")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("score", help="score leads in the raw layout and write one row per lead")
+    s.add_argument("--input", required=True, help="CSV (configured separator) or parquet of leads")
+    s.add_argument("--output", required=True, help="output CSV (or .parquet)")
+    s.add_argument("--models-dir", help="folder with the model + manifest (default: 04_Modelos)")
+    s.add_argument("--no-factors", action="store_true", help="skip per-lead top_factors (faster)")
+    s.set_defaults(func=_cmd_score)
+
+    v = sub.add_parser("validate", help="check an export against the configuration")
+    v.add_argument("--input", required=True)
+    v.add_argument("--no-target", action="store_true", help="the file has no target column (leads to score)")
+    v.set_defaults(func=_cmd_validate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        print(f"leadscoring {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

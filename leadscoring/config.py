@@ -1,0 +1,265 @@
+"""Project configuration: one YAML file describes the dataset and the run.
+
+Everything that differs between two clients' exports (paths, separator, id and target
+columns, column roles, placeholder values, thresholds) lives in
+``01_Documentos/config.yaml``. :func:`load_config` reads it into a typed, validated
+:class:`ProjectConfig`; any problem is reported as a :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_CONFIG = Path("01_Documentos") / "config.yaml"
+CONFIG_ENV = "LEADSCORING_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Strict):
+    raw_data: str
+    validation_dir: str = "02_Datos/02_Validacion"
+    work_dir: str = "02_Datos/03_Trabajo"
+    models_dir: str = "04_Modelos"
+    results_dir: str = "05_Resultados"
+    notebooks_dir: str = "03_Notebooks"
+    docs_dir: str = "01_Documentos"
+    rules_table: str = "01_Documentos/scoring_rules.csv"
+
+
+#: Path keys that are inputs (read from the project root even during a staged run).
+INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table"})
+
+
+class ColumnRoles(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    yes_no: list[str] = Field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.yes_no]
+
+
+class DataConfig(_Strict):
+    separator: str = ","
+    encoding: str = "utf-8"
+    decimal: str = "."
+    id_column: str
+    target_column: str
+    positive_value: str = "1"
+    negative_value: str = "0"
+    missing_values: list[str] = Field(default_factory=list)
+    yes_values: list[str] = Field(default_factory=lambda: ["Yes", "1", "True"])
+    no_values: list[str] = Field(default_factory=lambda: ["No", "0", "False"])
+    allow_extra_columns: bool = False
+    columns: ColumnRoles
+    post_contact: list[str] = Field(default_factory=list)
+    use_post_contact_fields: bool = True
+    fit_columns: list[str] = Field(default_factory=list)
+    engagement_columns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DataConfig:
+        roles = self.columns.all
+        if not roles:
+            raise ValueError("columns: list at least one numeric, categorical or yes_no column")
+        seen: set[str] = set()
+        for col in roles:
+            if col in seen:
+                raise ValueError(f"columns: '{col}' is listed under more than one role")
+            seen.add(col)
+        for special in (self.id_column, self.target_column):
+            if special in seen:
+                raise ValueError(f"columns: '{special}' is the id or target column; remove it from the roles")
+        for key in ("post_contact", "fit_columns", "engagement_columns"):
+            unknown = [c for c in getattr(self, key) if c not in seen]
+            if unknown:
+                raise ValueError(f"{key}: {unknown} are not listed under columns")
+        overlap = set(self.yes_values) & set(self.no_values)
+        if overlap:
+            raise ValueError(f"yes_values and no_values share {sorted(overlap)}")
+        return self
+
+    @property
+    def model_columns(self) -> list[str]:
+        """Columns the models may use (post-contact ones only when allowed)."""
+        drop = set() if self.use_post_contact_fields else set(self.post_contact)
+        return [c for c in self.columns.all if c not in drop]
+
+
+class SplitConfig(_Strict):
+    validation_share: float = Field(0.2, gt=0.0, lt=0.9)
+    seed: int = 42
+
+
+class CleaningConfig(_Strict):
+    rare_min_share: float = Field(0.01, ge=0.0, lt=0.5)
+    clip_quantile: float = Field(0.99, gt=0.5, le=1.0)
+
+
+class FeaturesConfig(_Strict):
+    products: dict[str, tuple[str, str]] = Field(default_factory=dict)
+    ratios: dict[str, tuple[str, str]] = Field(default_factory=dict)
+    selection_file: str = "selected_features.json"
+
+
+class ModellingConfig(_Strict):
+    seed: int = 42
+    cv_folds: int = Field(5, ge=2, le=20)
+    search_iterations: int = Field(12, ge=1)
+    calibration: Literal["isotonic", "sigmoid", "auto"] = "auto"
+
+
+class Bucket(_Strict):
+    name: str
+    min_score: int = Field(ge=0, le=100)
+    action: str
+
+
+class ScoringConfig(_Strict):
+    buckets: list[Bucket] = Field(
+        default_factory=lambda: [
+            Bucket(name="HOT", min_score=80, action="Call_Immediately"),
+            Bucket(name="WARM", min_score=50, action="Nurture_With_Sales_Email"),
+            Bucket(name="COLD", min_score=0, action="Automated_Marketing"),
+        ]
+    )
+    top_factors: int = Field(3, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _check_buckets(self) -> ScoringConfig:
+        mins = [b.min_score for b in self.buckets]
+        if not mins or mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
+            raise ValueError("buckets: list them from the highest min_score down, each min_score distinct")
+        if mins[-1] != 0:
+            raise ValueError("buckets: the last bucket needs min_score 0 so every lead gets one")
+        return self
+
+
+class SegmentationConfig(_Strict):
+    k_range: tuple[int, int] = (2, 8)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+
+    @model_validator(mode="after")
+    def _check_k(self) -> SegmentationConfig:
+        lo, hi = self.k_range
+        if not 2 <= lo <= hi:
+            raise ValueError("k_range: need 2 <= low <= high")
+        return self
+
+
+class RunConfig(_Strict):
+    kernel_name: str = "leadscoring"
+    execution_timeout: int = Field(1800, ge=10)
+    start_timeout: int = Field(120, ge=10)
+    report_notebooks: list[str] = Field(default_factory=list)
+
+
+class ProjectConfig(_Strict):
+    """The whole configuration; ``root`` is absolute once loaded."""
+
+    root: Path
+    paths: PathsConfig
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    cleaning: CleaningConfig = CleaningConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    modelling: ModellingConfig = ModellingConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    segmentation: SegmentationConfig = SegmentationConfig()
+    run: RunConfig = RunConfig()
+    source: Path | None = None
+    output_root: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_features(self) -> ProjectConfig:
+        numeric = set(self.data.columns.numeric)
+        names = set(self.data.columns.all)
+        for kind in ("products", "ratios"):
+            for name, (a, b) in getattr(self.features, kind).items():
+                if name in names:
+                    raise ValueError(f"features.{kind}.{name}: the name clashes with a data column")
+                for col in (a, b):
+                    if col not in numeric:
+                        raise ValueError(f"features.{kind}.{name}: '{col}' is not a numeric column")
+        return self
+
+    def path(self, key: str) -> Path:
+        """Absolute path of ``paths.<key>``.
+
+        Products (everything but raw data, notebooks and the rules table) resolve under
+        ``output_root`` when one is set, so a production run can stage its products and
+        only promote them once every notebook succeeded.
+        """
+        if key not in PathsConfig.model_fields:
+            raise ConfigError(f"unknown path key '{key}'; known: {sorted(PathsConfig.model_fields)}")
+        rel = Path(getattr(self.paths, key))
+        if rel.is_absolute():
+            return rel
+        base = self.output_root if (self.output_root is not None and key not in INPUT_PATHS) else self.root
+        return base / rel
+
+    def with_output_root(self, output_root: str | os.PathLike[str] | None) -> ProjectConfig:
+        """A copy whose products are written under ``output_root`` (None: the project root)."""
+        if output_root is None:
+            return self
+        out = Path(output_root)
+        if not out.is_absolute():
+            out = self.root / out
+        return self.model_copy(update={"output_root": out})
+
+
+def find_config(start: str | os.PathLike[str] | None = None) -> Path:
+    """Locate the configuration: ``$LEADSCORING_CONFIG``, else ``01_Documentos/config.yaml``
+    in ``start`` (default: the working directory) or one of its parents."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_CONFIG
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {DEFAULT_CONFIG} found in {here} or its parents; pass --config or set {CONFIG_ENV}"
+    )
+
+
+def _format_validation_error(err: ValidationError, source: Path) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts.append(f"{where}: {e['msg']}")
+    return f"invalid configuration {source}: " + "; ".join(parts)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ProjectConfig:
+    """Read and validate the YAML configuration (see module docstring)."""
+    source = Path(path) if path is not None else find_config()
+    if not source.is_file():
+        raise ConfigError(f"configuration file not found: {source}")
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration {source} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration {source} must be a mapping of sections, got {type(raw).__name__}")
+    root = (source.resolve().parent / str(raw.pop("root", ".."))).resolve()
+    try:
+        return ProjectConfig(root=root, source=source.resolve(), **raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+    except TypeError as err:  # e.g. a section given as a list
+        raise ConfigError(f"invalid configuration {source}: {err}") from None

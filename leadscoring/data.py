@@ -1,0 +1,215 @@
+"""Reading and validating a CRM export of leads, and splitting it.
+
+:func:`read_leads` reads a CSV (or parquet) export exactly as the client produced it and
+:func:`validate_leads` checks it against the configuration. Every problem raises a
+:class:`LeadDataError` with a one-line message naming the column, the offending values
+and the lines of the file where they occur.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from .config import ProjectConfig
+
+log = logging.getLogger(__name__)
+
+#: How many offending values/lines an error message lists before "...".
+MAX_EXAMPLES = 5
+
+
+class LeadDataError(ValueError):
+    """The leads do not match the configured layout (message names what is wrong)."""
+
+
+def _examples(values: Sequence[object], rows: Sequence[str]) -> str:
+    shown = [f"{v!r} ({r})" for v, r in zip(values[:MAX_EXAMPLES], rows[:MAX_EXAMPLES], strict=False)]
+    more = f" and {len(values) - MAX_EXAMPLES} more" if len(values) > MAX_EXAMPLES else ""
+    return ", ".join(shown) + more
+
+
+def _row_labels(index: pd.Index, from_file: bool) -> list[str]:
+    # Line 1 of a file is the header, so the first lead is on line 2.
+    if from_file:
+        return [f"line {int(i) + 2}" for i in index]
+    return [f"row {i}" for i in index]
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    return s.isna() | (s.astype("string").str.strip() == "")
+
+
+def validate_leads(
+    df: pd.DataFrame,
+    cfg: ProjectConfig,
+    *,
+    require_target: bool = True,
+    origin: str = "input",
+    from_file: bool = False,
+) -> pd.DataFrame:
+    """Check ``df`` against the configured layout and return a typed copy.
+
+    Returns the id as string, numeric columns as float, categorical and yes/no columns as
+    stripped strings (blank → missing; placeholders such as ``Select`` are kept for the
+    cleaner), and the target (if present) as 0/1 integers. Columns outside the
+    configuration are dropped if ``data.allow_extra_columns`` is true, else rejected.
+    """
+    d = cfg.data
+    roles = d.columns
+    if df.shape[0] == 0:
+        raise LeadDataError(f"{origin}: no leads (the file has a header but no rows)")
+    df = df.copy()
+    df.columns = [str(c).strip() for c in df.columns]
+    expected = [d.id_column, *roles.all]
+    missing = [c for c in expected if c not in df.columns]
+    if require_target and d.target_column not in df.columns:
+        missing.append(d.target_column)
+    if missing:
+        raise LeadDataError(f"{origin}: missing required column(s) {missing}; found {list(df.columns)}")
+    allowed = {*expected, d.target_column}
+    extra = [c for c in df.columns if c not in allowed]
+    if extra and not d.allow_extra_columns:
+        raise LeadDataError(
+            f"{origin}: unexpected column(s) {extra}; add them to the configuration's columns "
+            "or set data.allow_extra_columns: true"
+        )
+    dupes = [c for c in df.columns[df.columns.duplicated()]]
+    if dupes:
+        raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
+    keep_target = d.target_column in df.columns and require_target
+    out = pd.DataFrame(index=df.index)
+    labels = np.array(_row_labels(df.index, from_file), dtype=object)
+
+    ids = df[d.id_column]
+    blank = _blank(ids).to_numpy()
+    if blank.any():
+        raise LeadDataError(f"{origin}: column '{d.id_column}' (id) is empty at {', '.join(labels[blank][:MAX_EXAMPLES])}")
+    ids = ids.astype("string").str.strip()
+    ids = ids.str.replace(r"\.0$", "", regex=True) if pd.api.types.is_float_dtype(df[d.id_column]) else ids
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise LeadDataError(
+            f"{origin}: duplicate id(s) in column '{d.id_column}': "
+            + _examples(list(ids[dup]), list(labels[dup]))
+        )
+    out[d.id_column] = ids.astype(object)
+
+    for col in roles.numeric:
+        out[col] = _to_numeric(df[col], col, d.decimal, origin, labels)
+    for col in roles.categorical:
+        s = df[col].astype("string").str.strip()
+        out[col] = s.mask(s == "").astype(object).where(lambda x: x.notna(), np.nan)
+    missing_tokens = {m.casefold() for m in d.missing_values}
+    known = {v.casefold() for v in (*d.yes_values, *d.no_values)} | missing_tokens
+    for col in roles.yes_no:
+        s = df[col].astype("string").str.strip()
+        s = s.mask(s == "")
+        bad = (s.notna() & ~s.str.casefold().isin(known)).fillna(False).to_numpy(dtype=bool)
+        if bad.any():
+            raise LeadDataError(
+                f"{origin}: column '{col}' (yes/no) has value(s) outside yes_values/no_values: "
+                + _examples(list(s[bad]), list(labels[bad]))
+            )
+        out[col] = s.astype(object).where(s.notna(), np.nan)
+
+    if keep_target:
+        t = df[d.target_column].astype("string").str.strip()
+        t = t.str.replace(r"\.0$", "", regex=True)
+        pos, neg = d.positive_value, d.negative_value
+        bad = (~t.isin([pos, neg])).fillna(True).to_numpy(dtype=bool)
+        if bad.any():
+            raise LeadDataError(
+                f"{origin}: target column '{d.target_column}' must be {pos!r} or {neg!r}; found "
+                + _examples([None if pd.isna(v) else v for v in t[bad]], list(labels[bad]))
+            )
+        out[d.target_column] = (t == pos).astype("int64").to_numpy()
+    return out.reset_index(drop=True)
+
+
+def _to_numeric(s: pd.Series, col: str, decimal: str, origin: str, labels: np.ndarray) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.astype("float64")
+    text = s.astype("string").str.strip()
+    text = text.mask(text == "")
+    if decimal != ".":
+        text = text.str.replace(".", "", regex=False).str.replace(decimal, ".", regex=False)
+    num = pd.to_numeric(text, errors="coerce")
+    bad = (text.notna() & num.isna()).to_numpy(dtype=bool)
+    if bad.any():
+        raise LeadDataError(
+            f"{origin}: column '{col}' must be numeric but has text value(s): "
+            + _examples(list(s[bad]), list(labels[bad]))
+        )
+    return num.astype("float64")
+
+
+def read_leads(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True) -> pd.DataFrame:
+    """Read an export (CSV with the configured separator/encoding, or parquet) and validate it."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise LeadDataError(f"{path}: file not found")
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        try:
+            raw = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types; the message is what matters
+            raise LeadDataError(f"{name}: cannot read as parquet ({exc})") from None
+        return validate_leads(raw, cfg, require_target=require_target, origin=name, from_file=False)
+    d = cfg.data
+    try:
+        raw = pd.read_csv(
+            path, sep=d.separator, encoding=d.encoding, dtype=str, keep_default_na=False, na_values=[]
+        )
+    except pd.errors.EmptyDataError:
+        raise LeadDataError(f"{name}: the file is empty (no header, no leads)") from None
+    except UnicodeDecodeError as exc:
+        raise LeadDataError(f"{name}: not readable as {d.encoding} ({exc.reason} at byte {exc.start})") from None
+    except pd.errors.ParserError as exc:
+        raise LeadDataError(f"{name}: malformed CSV with separator {d.separator!r}: {exc}".splitlines()[0]) from None
+    if raw.shape[1] == 1 and d.separator not in raw.columns[0] and len(cfg.data.columns.all) > 1:
+        raise LeadDataError(
+            f"{name}: only one column found ({raw.columns[0][:60]!r}); is the separator really {d.separator!r}?"
+        )
+    df = validate_leads(raw, cfg, require_target=require_target, origin=name, from_file=True)
+    log.info("read %d leads x %d columns from %s", len(df), df.shape[1], path)
+    return df
+
+
+def split_validation(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified split into (working set, validation set) with the configured share and seed."""
+    target = cfg.data.target_column
+    if df[target].nunique() < 2:
+        raise LeadDataError(f"target column '{target}' has a single class; cannot train a model")
+    work, valid = train_test_split(
+        df, test_size=cfg.split.validation_share, stratify=df[target], random_state=cfg.split.seed
+    )
+    return work.reset_index(drop=True), valid.reset_index(drop=True)
+
+
+def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int) -> pd.DataFrame:
+    """A stratified sample of ``n`` leads (all of them when ``n`` is None or ≥ len)."""
+    if n is None or n >= len(df):
+        return df
+    sample, _ = train_test_split(df, train_size=n, stratify=df[target], random_state=seed)
+    return sample.sort_index().reset_index(drop=True)
+
+
+def fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 of a frame's content (column names, order and values)."""
+    h = hashlib.sha256("\x1f".join(map(str, df.columns)).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def split_xy(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """Features (raw layout, without target) and target."""
+    t = cfg.data.target_column
+    return df.drop(columns=[t]), df[t]

@@ -1,0 +1,113 @@
+"""Metrics and business views of a score: gains, lift, capacity, confusion matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    log_loss,
+    roc_auc_score,
+)
+
+
+def classification_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, float]:
+    """ROC-AUC, average precision, Brier score, log loss and gains at 30 % for probabilities ``p``."""
+    y_arr, p_arr = np.asarray(y), np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+    return {
+        "roc_auc": float(roc_auc_score(y_arr, p_arr)),
+        "average_precision": float(average_precision_score(y_arr, p_arr)),
+        "brier": float(brier_score_loss(y_arr, p_arr)),
+        "log_loss": float(log_loss(y_arr, p_arr)),
+        "gain_at_30pct": gain_at(y_arr, p_arr, 0.30),
+        "base_rate": float(y_arr.mean()),
+        "n": int(len(y_arr)),
+    }
+
+
+def _order(score: np.ndarray) -> np.ndarray:
+    # Highest score first; ties keep input order (stable) so results are reproducible.
+    return np.argsort(-np.asarray(score, dtype=float), kind="stable")
+
+
+def gains_table(y: Sequence[int], score: Sequence[float], groups: int = 10) -> pd.DataFrame:
+    """Cumulative gains and lift by group (deciles by default), best-scored leads first.
+
+    Leads are sorted by score (descending) and cut into ``groups`` groups of (almost)
+    equal size. ``gain`` is the share of all conversions captured up to the group;
+    ``lift`` is the group's conversion rate over the base rate; ``cum_lift`` the same
+    cumulatively.
+    """
+    y_arr = np.asarray(y, dtype=float)
+    if len(y_arr) < groups:
+        raise ValueError(f"need at least {groups} leads for {groups} groups, got {len(y_arr)}")
+    ordered = y_arr[_order(np.asarray(score))]
+    parts = np.array_split(ordered, groups)
+    total, base = ordered.sum(), ordered.mean()
+    rows, cum_n, cum_pos = [], 0, 0.0
+    for i, part in enumerate(parts, start=1):
+        cum_n += len(part)
+        cum_pos += part.sum()
+        rate = part.mean()
+        rows.append({
+            "group": i, "leads": len(part), "conversions": int(part.sum()), "conversion_rate": rate,
+            "cum_leads_share": cum_n / len(ordered), "gain": cum_pos / total if total else np.nan,
+            "lift": rate / base if base else np.nan, "cum_lift": (cum_pos / cum_n) / base if base else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def gain_at(y: Sequence[int], score: Sequence[float], share: float) -> float:
+    """Share of all conversions found in the top ``share`` of leads by score."""
+    y_arr = np.asarray(y, dtype=float)
+    n = int(round(share * len(y_arr)))
+    top = y_arr[_order(np.asarray(score))][:n]
+    return float(top.sum() / y_arr.sum()) if y_arr.sum() else float("nan")
+
+
+def capacity_table(
+    y: Sequence[int], scores: Mapping[str, Sequence[float]], capacities: Sequence[int]
+) -> pd.DataFrame:
+    """If sales can call ``N`` leads, how many conversions each strategy reaches.
+
+    ``random`` is the expectation N × base rate; for each named score the leads are
+    called best first; ``threshold_<name>`` is the lowest score that still gets a call.
+    """
+    y_arr = np.asarray(y, dtype=float)
+    rows = []
+    for n in capacities:
+        n = int(min(n, len(y_arr)))
+        row: dict[str, float] = {"calls": n, "random": round(n * y_arr.mean(), 1)}
+        for name, s in scores.items():
+            s_arr = np.asarray(s, dtype=float)
+            order = _order(s_arr)
+            row[name] = int(y_arr[order][:n].sum())
+            row[f"threshold_{name}"] = float(s_arr[order][n - 1]) if n else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def confusion_at_thresholds(y: Sequence[int], score: Sequence[float], thresholds: Sequence[float]) -> pd.DataFrame:
+    """Confusion matrix counts, precision and recall when leads with score ≥ t are called."""
+    y_arr, s = np.asarray(y), np.asarray(score, dtype=float)
+    rows = []
+    for t in thresholds:
+        pred = (s >= t).astype(int)
+        tn, fp, fn, tp = confusion_matrix(y_arr, pred, labels=[0, 1]).ravel()
+        rows.append({
+            "threshold": t, "called": int(tp + fp), "tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn),
+            "precision": tp / (tp + fp) if tp + fp else np.nan, "recall": tp / (tp + fn) if tp + fn else np.nan,
+        })
+    return pd.DataFrame(rows)
+
+
+def calibration_table(y: Sequence[int], p: Sequence[float], bins: int = 10) -> pd.DataFrame:
+    """Mean predicted probability vs observed rate per equal-width probability bin."""
+    df = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(p, dtype=float)})
+    df["bin"] = pd.cut(df["p"], np.linspace(0, 1, bins + 1), include_lowest=True)
+    out = df.groupby("bin", observed=True).agg(leads=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
+    return out.reset_index()

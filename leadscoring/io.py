@@ -1,0 +1,65 @@
+"""Atomic file writing: a product is either the old file or the complete new one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; rename it over ``dest`` on success.
+
+    On any exception the temporary file is removed and ``dest`` is left untouched.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_csv(df: pd.DataFrame, dest: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Write ``df`` as CSV atomically (no index unless asked)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(dest) as tmp:
+        df.to_csv(tmp, **kwargs)
+    return Path(dest)
+
+
+def write_parquet(df: pd.DataFrame, dest: str | os.PathLike[str]) -> Path:
+    with atomic_path(dest) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(dest)
+
+
+def write_json(obj: Any, dest: str | os.PathLike[str]) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
+    return Path(dest)
+
+
+def write_text(text: str, dest: str | os.PathLike[str]) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(dest)
+
+
+def save_figure(fig: Any, dest: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Save a matplotlib figure atomically as PNG."""
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+    return Path(dest)

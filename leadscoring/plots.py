@@ -1,0 +1,95 @@
+"""Figures for the notebooks and reports: every one titled and labelled, saved as PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from .evaluation import calibration_table, gains_table
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def conversion_bar(table: pd.DataFrame, col: str, base_rate: float, ax: plt.Axes | None = None) -> plt.Figure:
+    """Horizontal bars of conversion rate per level, with the base rate as a line."""
+    ax = ax or plt.subplots(figsize=(7, max(2.5, 0.35 * len(table))))[1]
+    sns.barplot(data=table, y=table[col].astype(str), x="conversion_rate", ax=ax, color="#4C72B0")
+    ax.axvline(base_rate, color="#C44E52", ls="--", label=f"base rate {base_rate:.0%}")
+    for i, r in enumerate(table.itertuples()):
+        ax.text(r.conversion_rate, i, f" {r.leads}", va="center", fontsize=8)
+    ax.set(title=f"Conversion rate by {col} (bar labels: leads)", xlabel="conversion rate", ylabel=col)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.legend(loc="lower right")
+    return ax.figure
+
+
+def numeric_by_target(df: pd.DataFrame, col: str, target: str, ax: plt.Axes | None = None) -> plt.Figure:
+    """Distribution of a numeric column for converted vs not converted leads."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    data = df[[col, target]].dropna()
+    sns.histplot(data=data, x=col, hue=target, stat="density", common_norm=False, element="step", ax=ax, bins=30)
+    ax.set(title=f"{col}: converted (1) vs not (0)", xlabel=col, ylabel="density")
+    return ax.figure
+
+
+def correlation_heatmap(df: pd.DataFrame, title: str = "Spearman correlation") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    sns.heatmap(df.corr(method="spearman"), annot=True, fmt=".2f", cmap="vlag", center=0, ax=ax, cbar_kws={"label": "rho"})
+    ax.set(title=title)
+    return fig
+
+
+def roc_pr_curves(y: Sequence[int], scores: Mapping[str, Sequence[float]]) -> plt.Figure:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, s in scores.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        prec, rec, _ = precision_recall_curve(y, s)
+        a.plot(fpr, tpr, label=name)
+        b.plot(rec, prec, label=name)
+    a.plot([0, 1], [0, 1], "k:", label="random")
+    b.axhline(np.mean(y), color="k", ls=":", label="random")
+    a.set(title="ROC curve (validation split)", xlabel="false positive rate", ylabel="true positive rate")
+    b.set(title="Precision-recall curve (validation split)", xlabel="recall", ylabel="precision")
+    a.legend(), b.legend()
+    return fig
+
+
+def gains_lift(y: Sequence[int], scores: Mapping[str, Sequence[float]], groups: int = 10) -> plt.Figure:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, s in scores.items():
+        g = gains_table(y, s, groups)
+        a.plot([0, *g["cum_leads_share"]], [0, *g["gain"]], marker="o", label=name)
+        b.plot(g["group"], g["lift"], marker="o", label=name)
+    a.plot([0, 1], [0, 1], "k:", label="random")
+    b.axhline(1, color="k", ls=":", label="random")
+    a.set(title="Cumulative gains", xlabel="share of leads called (best first)", ylabel="share of conversions captured")
+    b.set(title="Lift by decile", xlabel="decile (1 = best scored)", ylabel="lift over base rate")
+    a.legend(), b.legend()
+    return fig
+
+
+def reliability(y: Sequence[int], probs: Mapping[str, Sequence[float]], bins: int = 10) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, p in probs.items():
+        t = calibration_table(y, p, bins)
+        ax.plot(t["predicted"], t["observed"], marker="o", label=name)
+    ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
+    ax.set(title="Reliability: predicted vs observed conversion", xlabel="mean predicted probability",
+           ylabel="observed conversion rate")
+    ax.legend()
+    return fig
+
+
+def bar_importance(table: pd.DataFrame, value: str, label: str = "variable", title: str = "",
+                   xlabel: str = "") -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(table))))
+    sns.barplot(data=table, y=label, x=value, ax=ax, color="#55A868")
+    ax.set(title=title or value, xlabel=xlabel or value, ylabel="")
+    return fig

@@ -1,0 +1,72 @@
+"""The model card (``01_Documentos/model_card.md``), regenerated from the manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .config import ProjectConfig
+
+
+def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def model_card(manifest: dict[str, Any], cv_table: pd.DataFrame, comparison: pd.DataFrame,
+               selection: dict[str, Any], cfg: ProjectConfig) -> str:
+    """Markdown model card: what the model is, data, metrics, caveats."""
+    val = manifest.get("validation", {})
+    cv = manifest.get("cv", {})
+    buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
+    post = ", ".join(f"`{c}`" for c in cfg.data.post_contact) or "none"
+    cv_cols = ["model", "imbalance", "roc_auc_mean", "roc_auc_std", "average_precision_mean", "brier_mean"]
+    comp = comparison.reset_index().rename(columns={"index": "model"})[["model", "roc_auc", "average_precision",
+                                                                        "brier", "gain_at_30pct"]]
+    dropped = "\n".join(f"- `{v}`: {why}" for v, why in selection.get("dropped", {}).items()) or "- none"
+    return f"""# Model card: lead scoring model
+
+*Generated from `{manifest['file']}` and its manifest at {manifest['created_at']}. Do not edit by hand.*
+
+## What it is
+- **Model**: {manifest.get('model_name')}; parameters {manifest.get('params') or 'default'}.
+- **Input**: one lead in the raw export layout ({len(manifest.get('input_columns', []))} columns, no target).
+- **Output**: calibrated probability of `{cfg.data.target_column} = 1`; score = round(100 × probability);
+  buckets: {buckets}.
+- **SHA-256** `{manifest['sha256']}`; versions {manifest.get('versions')}.
+
+## Data
+- Training: {manifest.get('training_rows')} leads (working split), fingerprint `{str(manifest.get('data_fingerprint'))[:16]}…`.
+- Validation: {manifest.get('validation_rows')} leads held out by notebook 01 and used once.
+- Variables used: {', '.join(f'`{f}`' for f in manifest.get('features', []))}.
+
+Dropped variables:
+{dropped}
+
+## Performance
+Cross-validated ({cv.get('folds')} folds) ROC-AUC {cv.get('roc_auc', float('nan')):.4f}, Brier {cv.get('brier', float('nan')):.4f}.
+Validation ROC-AUC **{val.get('roc_auc', float('nan')):.4f}**, Brier **{val.get('brier', float('nan')):.4f}**,
+conversions captured in the top 30 % of leads **{val.get('gain_at_30pct', float('nan')):.1%}**.
+
+Candidates (cross-validation on the working split):
+
+{_md_table(cv_table[[c for c in cv_cols if c in cv_table.columns]])}
+
+Validation split:
+
+{_md_table(comp)}
+
+## Caveats
+- Post-contact fields ({post}) are {'used' if cfg.data.use_post_contact_fields else 'not used'}:
+  `ult_actividad` records sales-side events (e.g. "SMS Sent", "Had a Phone Conversation") and the
+  company's scores may be updated after the first contact. A lead scored before any contact has
+  these fields empty or at their initial value, and its score is less certain. Set
+  `data.use_post_contact_fields: false` to train a pre-contact model.
+- Scores are only as current as the behavioural fields: re-score leads whose activity changed.
+- Retrain when conversion patterns move (new channels, campaigns, pricing).
+"""

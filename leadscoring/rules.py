@@ -1,0 +1,209 @@
+"""Rule-based (points) lead scoring: the classic marketing method, as an estimator.
+
+Marketing defines the lead, lists explicit (who the lead is) and implicit (what the lead
+did) variables and gives points to each level or range. The points table is a CSV that
+marketing can edit (``01_Documentos/scoring_rules.csv``)::
+
+    variable,kind,level,lower,upper,points,rationale
+    ocupacion,level,Working Professional,,,30,converts 9 times in 10
+    tiempo_en_site_total,range,,1000,inf,25,long visits
+
+``kind`` is ``level`` (a categorical or yes/no value; ``Missing`` matches empty) or
+``range`` (``lower <= x < upper``; a row with level ``Missing`` matches empty numbers).
+A lead's points are summed and rescaled to 0-100 between the lowest and highest total
+the table allows. :func:`propose_rules` derives points from the data (weights of
+evidence), as a starting point for marketing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .preprocessing import MISSING_LEVEL
+
+RULE_COLUMNS = ["variable", "kind", "level", "lower", "upper", "points", "rationale"]
+
+
+class RulesError(ValueError):
+    """The points table is malformed (message names the row)."""
+
+
+def load_rules(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read and check a points table."""
+    path = Path(path)
+    if not path.is_file():
+        raise RulesError(f"points table not found: {path}")
+    rules = pd.read_csv(path, dtype={"variable": str, "kind": str, "level": str, "rationale": str})
+    return check_rules(rules, origin=path.name)
+
+
+def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
+    missing = [c for c in ("variable", "kind", "points") if c not in rules.columns]
+    if missing:
+        raise RulesError(f"{origin}: missing column(s) {missing}; expected {RULE_COLUMNS}")
+    rules = rules.reindex(columns=RULE_COLUMNS).copy()
+    for i, row in rules.iterrows():
+        where = f"{origin} row {int(i) + 2}"
+        if row["kind"] not in ("level", "range"):
+            raise RulesError(f"{where}: kind must be 'level' or 'range', got {row['kind']!r}")
+        if pd.isna(row["points"]) or not np.isfinite(float(row["points"])):
+            raise RulesError(f"{where}: points must be a number")
+        if row["kind"] == "level" and pd.isna(row["level"]):
+            raise RulesError(f"{where}: a 'level' rule needs a level")
+        if row["kind"] == "range" and row["level"] != MISSING_LEVEL:
+            lo, hi = float(row["lower"]), float(row["upper"])
+            if not lo < hi:
+                raise RulesError(f"{where}: needs lower < upper, got {lo} and {hi}")
+    rules["lower"] = pd.to_numeric(rules["lower"], errors="coerce")
+    rules["upper"] = pd.to_numeric(rules["upper"], errors="coerce")
+    rules["points"] = rules["points"].astype(float)
+    return rules.reset_index(drop=True)
+
+
+def _level_text(s: pd.Series, yes_no: bool) -> pd.Series:
+    if yes_no:
+        return s.map({1.0: "Yes", 0.0: "No"}).astype(object).where(s.notna(), MISSING_LEVEL)
+    return s.astype(object).where(s.notna(), MISSING_LEVEL).astype(str)
+
+
+class RuleScorer(ClassifierMixin, BaseEstimator):
+    """Sum points per lead and rescale to 0-100; ``predict_proba`` gives score / 100.
+
+    Input is the cleaned frame (``LeadCleaner`` output), so use it inside a pipeline
+    after the cleaner. With ``rules=None`` the points are proposed from the training data
+    in ``fit`` (:func:`propose_rules`), which lets cross-validation judge the method.
+    """
+
+    def __init__(
+        self,
+        rules: pd.DataFrame | None = None,
+        yes_no: Sequence[str] = (),
+        variables: Sequence[str] | None = None,
+        bins: int = 4,
+        scale: float = 10.0,
+    ) -> None:
+        self.rules = rules
+        self.yes_no = yes_no
+        self.variables = variables
+        self.bins = bins
+        self.scale = scale
+
+    def fit(self, X: pd.DataFrame, y: Sequence[int] | None = None) -> RuleScorer:
+        if self.rules is None:
+            if y is None:
+                raise ValueError("RuleScorer without rules needs y to propose points")
+            cols = list(self.variables) if self.variables is not None else list(X.columns)
+            self.rules_ = propose_rules(X[cols], pd.Series(np.asarray(y)), yes_no=self.yes_no,
+                                        bins=self.bins, scale=self.scale)
+        else:
+            self.rules_ = check_rules(pd.DataFrame(self.rules))
+        lows, highs = 0.0, 0.0
+        for _, grp in self.rules_.groupby("variable"):
+            lows += min(0.0, grp["points"].min())
+            highs += max(0.0, grp["points"].max())
+        self.min_total_, self.max_total_ = lows, highs
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def points(self, X: pd.DataFrame) -> pd.Series:
+        """Total points per lead (unmatched values score 0)."""
+        check_is_fitted(self, "rules_")
+        total = np.zeros(len(X))
+        yes_no = set(self.yes_no)
+        for var, grp in self.rules_.groupby("variable", sort=False):
+            if var not in X.columns:
+                raise KeyError(f"RuleScorer: the points table uses '{var}', which the input lacks")
+            s = X[var]
+            text = _level_text(s, var in yes_no)
+            matched = np.zeros(len(X), dtype=bool)
+            for _, r in grp.iterrows():
+                if r["kind"] == "level" or r["level"] == MISSING_LEVEL:
+                    hit = np.array(text == str(r["level"]), dtype=bool)
+                else:
+                    v = pd.to_numeric(s, errors="coerce")
+                    hit = np.array((v >= r["lower"]) & (v < r["upper"]), dtype=bool)
+                hit &= ~matched  # first matching rule of a variable wins
+                total += np.where(hit, r["points"], 0.0)
+                matched |= hit
+        return pd.Series(total, index=X.index, name="points")
+
+    def rule_score(self, X: pd.DataFrame) -> pd.Series:
+        """0-100 rule score."""
+        span = self.max_total_ - self.min_total_
+        pts = self.points(X)
+        return ((pts - self.min_total_) / span * 100.0) if span > 0 else pts * 0.0
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        s = self.rule_score(X).to_numpy() / 100.0
+        return np.column_stack([1 - s, s])
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        return self.rule_score(X).to_numpy()
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+def _bin_edges(s: pd.Series, bins: int) -> list[float]:
+    qs = s.dropna().quantile(np.linspace(0, 1, bins + 1)).to_numpy()
+    inner = sorted(set(float(round(q, 2)) for q in qs[1:-1]))
+    return [-math.inf, *inner, math.inf]
+
+
+def woe_table(X: pd.DataFrame, y: pd.Series, yes_no: Sequence[str] = (), bins: int = 4) -> pd.DataFrame:
+    """Weight of evidence per level / quantile range, with 0.5 smoothing.
+
+    WoE = ln(share of converters in the level / share of non-converters); the information
+    value of a variable is the sum of (share_pos - share_neg) * WoE over its levels.
+    """
+    y = pd.Series(np.asarray(y), index=X.index)
+    pos, neg = float(y.sum()), float((1 - y).sum())
+    numeric = [c for c in X.columns if c not in yes_no and pd.api.types.is_numeric_dtype(X[c])]
+    rows = []
+    for col in X.columns:
+        s = X[col]
+        if col in numeric:
+            edges = _bin_edges(s, bins)
+            cut = pd.cut(s, edges, right=False)
+            groups = [(f"[{iv.left:g}, {iv.right:g})", "range", iv.left, iv.right, cut == iv)
+                      for iv in cut.cat.categories]
+            groups.append((MISSING_LEVEL, "range", np.nan, np.nan, s.isna()))
+        else:
+            text = _level_text(s, col in yes_no)
+            groups = [(lvl, "level", np.nan, np.nan, text == lvl) for lvl in sorted(text.unique())]
+        for label, kind, lo, hi, mask in groups:
+            n = int(mask.sum())
+            if n == 0:
+                continue
+            p = float(y[mask].sum())
+            sp, sn = (p + 0.5) / (pos + 0.5), (n - p + 0.5) / (neg + 0.5)
+            woe = math.log(sp / sn)
+            rows.append({"variable": col, "kind": kind, "level": label if kind == "level" or label == MISSING_LEVEL
+                         else np.nan, "bin": label, "lower": lo, "upper": hi, "leads": n,
+                         "conversion_rate": p / n, "woe": woe, "iv_part": (sp - sn) * woe})
+    return pd.DataFrame(rows)
+
+
+def information_value(woe: pd.DataFrame) -> pd.Series:
+    return woe.groupby("variable")["iv_part"].sum().sort_values(ascending=False).rename("information_value")
+
+
+def propose_rules(
+    X: pd.DataFrame, y: pd.Series, yes_no: Sequence[str] = (), bins: int = 4, scale: float = 10.0,
+    min_points: int = 1, min_leads: int = 20,
+) -> pd.DataFrame:
+    """Points = round(scale × WoE) per level/range. Levels with fewer than ``min_leads``
+    training leads get no rule (too little evidence), nor do rows below ``min_points``."""
+    woe = woe_table(X, y, yes_no=yes_no, bins=bins)
+    woe["points"] = (woe["woe"] * scale).round()
+    woe = woe[(woe["points"].abs() >= min_points) & (woe["leads"] >= min_leads)]
+    woe["rationale"] = [f"{r.leads} leads, {r.conversion_rate:.0%} converted" for r in woe.itertuples()]
+    return woe[RULE_COLUMNS].reset_index(drop=True)

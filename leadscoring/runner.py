@@ -1,0 +1,247 @@
+"""The production run: execute the numbered notebooks in order with papermill.
+
+Each run gets ``05_Resultados/runs/<run id>/`` holding the executed notebooks, their HTML
+renderings and a staging folder ``products/`` where the notebooks write everything they
+produce (models, data splits, tables, figures, scores). Only when every notebook has
+succeeded and declared products exist are the products promoted into the project
+(file by file, atomically) and ``05_Resultados/latest/`` replaced. A failing run stops at
+the failing notebook, says which one and why, and leaves the previous products intact.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .config import ProjectConfig
+
+log = logging.getLogger(__name__)
+
+#: Parameters the runner passes to every notebook that declares them.
+RUNNER_PARAMETERS = ("config_path", "output_root")
+QUICK_PARAMETERS: dict[str, Any] = {"sample_size": 1500, "fast": True}
+
+
+class RunFailed(RuntimeError):
+    """A notebook failed or did not write its declared products."""
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    seconds: float
+    status: str
+    error: str = ""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    status: str
+    notebooks: list[NotebookResult] = field(default_factory=list)
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def list_notebooks(cfg: ProjectConfig, only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in order; ``only`` filters by prefix or stem."""
+    nbs = sorted(p for p in cfg.path("notebooks_dir").glob("[0-9][0-9]_*.ipynb"))
+    if not nbs:
+        raise RunFailed(f"no numbered notebooks found in {cfg.path('notebooks_dir')}")
+    if only:
+        chosen = [p for p in nbs if any(p.stem == o or p.stem.startswith(f"{o}_") for o in only)]
+        missing = [o for o in only if not any(p.stem == o or p.stem.startswith(f"{o}_") for p in nbs)]
+        if missing:
+            raise RunFailed(f"no notebook matches {missing}; have {[p.stem for p in nbs]}")
+        return chosen
+    return nbs
+
+
+def declared_parameters(notebook: Path) -> dict[str, Any]:
+    """Parameters declared in the notebook's ``parameters`` cell, with their default values."""
+    import papermill as pm
+
+    params = pm.inspect_notebook(str(notebook))
+    out = {}
+    for name, info in params.items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = info["default"]
+    return out
+
+
+def ensure_kernel(name: str) -> None:
+    """Make sure the kernel ``name`` exists; install it for this interpreter if not."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=name, display_name=f"Python ({name})", prefix=sys.prefix)
+        log.info("installed Jupyter kernel %r for %s", name, sys.executable)
+
+
+def _self_contained_env(cfg: ProjectConfig) -> None:
+    cache = cfg.root / ".cache"
+    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("IPYTHONDIR", "ipython")):
+        os.environ.setdefault(var, str(cache / sub))
+        Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def _to_html(executed: Path, dest: Path, no_input: bool) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from .io import write_text
+
+    exporter = HTMLExporter(exclude_input=no_input, exclude_input_prompt=no_input, exclude_output_prompt=no_input)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    write_text(body, dest)
+
+
+def _error_of(exc: Exception) -> str:
+    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+    return f"{ename}: {evalue}".strip().splitlines()[0][:500]
+
+
+def _product_path(cfg: ProjectConfig, staging: Path, product: str) -> Path:
+    """``models_dir/x.pkl`` → the staged path of ``x.pkl`` in the configured models folder."""
+    key, _, rest = product.partition("/")
+    if key in type(cfg.paths).model_fields:
+        return staging / getattr(cfg.paths, key) / rest
+    return staging / product
+
+
+def _promote(staging: Path, root: Path) -> list[Path]:
+    """Copy every staged product into the project, each file replaced atomically."""
+    done = []
+    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
+        dest = root / src.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.promote")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+        done.append(dest)
+    return done
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.new")
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dest.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
+    line = {
+        "run_id": result.run_id, "status": result.status, "seconds": round(result.seconds, 1),
+        "notebooks": {n.name: {"seconds": round(n.seconds, 1), "status": n.status, **({"error": n.error} if n.error else {})}
+                      for n in result.notebooks},
+        "metrics": result.metrics,
+    }
+    path = cfg.path("docs_dir") / "run_log.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line, default=str) + "\n")
+
+
+def run_pipeline(
+    cfg: ProjectConfig,
+    parameters: dict[str, Any] | None = None,
+    *,
+    only: list[str] | None = None,
+    run_id: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Execute the notebooks (all, or ``only``) and promote their products on success."""
+    import papermill as pm
+
+    if cfg.source is None:
+        raise RunFailed("the configuration must come from a file (load_config) to be passed to notebooks")
+    parameters = dict(parameters or {})
+    notebooks = list_notebooks(cfg, only)
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    known = set().union(*[set(d) for d in declared.values()])
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise RunFailed(f"unknown parameter(s) {unknown}; the notebooks declare {sorted(known - set(RUNNER_PARAMETERS))}")
+
+    run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results = cfg.root / cfg.paths.results_dir
+    run_dir = results / "runs" / run_id
+    staging = run_dir / "products"
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    (run_dir / "html").mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    _self_contained_env(cfg)
+    ensure_kernel(cfg.run.kernel_name)
+
+    result = RunResult(run_id=run_id, run_dir=run_dir, status="running")
+    t_run = time.perf_counter()
+    reports = set(cfg.run.report_notebooks)
+    try:
+        for nb in notebooks:
+            nb_params = {"config_path": str(cfg.source), "output_root": str(staging)}
+            nb_params.update(parameters)
+            nb_params = {k: v for k, v in nb_params.items() if k in declared[nb]}
+            executed = run_dir / "notebooks" / nb.name
+            log.info("running %s", nb.name)
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    str(nb), str(executed), parameters=nb_params, kernel_name=cfg.run.kernel_name,
+                    cwd=str(nb.parent), progress_bar=progress, execution_timeout=cfg.run.execution_timeout,
+                    start_timeout=cfg.run.start_timeout, request_save_on_cell_execute=False,
+                )
+            except Exception as exc:  # papermill/nbclient raise several types (incl. DeadKernelError)
+                result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", _error_of(exc)))
+                raise RunFailed(f"notebook {nb.name} failed: {_error_of(exc)} (executed copy: {executed})") from None
+            missing = [p for p in declared[nb].get("products", []) if not _product_path(cfg, staging, p).exists()]
+            if missing:
+                result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", f"missing {missing}"))
+                raise RunFailed(f"notebook {nb.name} ran but did not write its product(s) {missing}")
+            _to_html(executed, run_dir / "html" / f"{nb.stem}.html", no_input=nb.stem in reports)
+            result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
+        metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
+        if metrics_file.is_file():
+            result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        promoted = _promote(staging, cfg.root)
+        log.info("promoted %d products", len(promoted))
+        latest = results / "latest"
+        tmp_latest = run_dir / ".latest"
+        shutil.rmtree(tmp_latest, ignore_errors=True)
+        tmp_latest.mkdir()
+        for sub in ("notebooks", "html"):
+            shutil.copytree(run_dir / sub, tmp_latest / sub)
+        (tmp_latest / "RUN_ID").write_text(run_id + "\n", encoding="utf-8")
+        _replace_dir(tmp_latest, latest)
+        shutil.rmtree(tmp_latest, ignore_errors=True)
+        result.status = "ok"
+    except RunFailed:
+        result.status = "failed"
+        raise
+    finally:
+        result.seconds = time.perf_counter() - t_run
+        if result.status == "running":
+            result.status = "failed"
+        _append_log(cfg, result)
+    return result

@@ -1,0 +1,132 @@
+"""Scoring new leads: probability, 0-100 score, bucket, action, segment, reasons.
+
+``score_frame`` scores a validated frame in memory (used by notebook 10 and the
+service); ``score_file`` reads an export, scores it and writes the result atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .artifacts import load_model
+from .config import Bucket, ProjectConfig
+from .data import read_leads, validate_leads
+from .io import atomic_path, write_csv
+
+log = logging.getLogger(__name__)
+
+SCORE_MODEL = "lead_scoring_model.pkl"
+SEGMENT_MODEL = "segment_model.pkl"
+OUTPUT_COLUMNS = ["probability", "score", "bucket", "recommended_action"]
+
+
+def to_score(probability: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Integer 0-100 score = round(100 × probability) (half away from zero)."""
+    p = np.clip(np.asarray(probability, dtype=float), 0.0, 1.0)
+    return np.floor(p * 100.0 + 0.5).astype(int)
+
+
+def assign_buckets(scores: Sequence[int] | np.ndarray, buckets: Sequence[Bucket]) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket name and recommended action per score (first bucket whose min_score is reached)."""
+    s = np.asarray(scores)
+    names = np.full(len(s), buckets[-1].name, dtype=object)
+    actions = np.full(len(s), buckets[-1].action, dtype=object)
+    for b in reversed(buckets[:-1]):
+        hit = s >= b.min_score
+        names[hit], actions[hit] = b.name, b.action
+    return names, actions
+
+
+class Scorer:
+    """The verified scoring model (and optional segment model), loaded once."""
+
+    def __init__(self, cfg: ProjectConfig, model: Any, manifest: dict[str, Any],
+                 segmenter: Any | None = None, segment_manifest: dict[str, Any] | None = None) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.manifest = manifest
+        self.segmenter = segmenter
+        self.segment_manifest = segment_manifest or {}
+
+    @classmethod
+    def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None,
+             with_segments: bool = True) -> Scorer:
+        folder = Path(models_dir) if models_dir is not None else cfg.path("models_dir")
+        model, manifest = load_model(folder / SCORE_MODEL)
+        seg, seg_manifest = None, None
+        if with_segments and (folder / SEGMENT_MODEL).is_file():
+            seg, seg_manifest = load_model(folder / SEGMENT_MODEL)
+        return cls(cfg, model, manifest, seg, seg_manifest)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("sha256", "unknown"))[:12]
+
+    def score_frame(self, leads: pd.DataFrame, *, factors: bool = True) -> pd.DataFrame:
+        """Score validated leads (as returned by ``validate_leads``/``read_leads``)."""
+        from .explain import top_factors
+
+        id_col = self.cfg.data.id_column
+        X = leads.drop(columns=[self.cfg.data.target_column], errors="ignore")
+        proba = self.model.predict_proba(X)[:, 1]
+        score = to_score(proba)
+        bucket, action = assign_buckets(score, self.cfg.scoring.buckets)
+        out = pd.DataFrame({id_col: X[id_col].to_numpy(), "probability": np.round(proba, 6), "score": score,
+                            "bucket": bucket, "recommended_action": action})
+        if self.segmenter is not None:
+            out["segment"] = self.segmenter.segment_names(X)
+        if factors and self.cfg.scoring.top_factors > 0:
+            out["top_factors"] = top_factors(self.model, X.reset_index(drop=True), self.cfg.scoring.top_factors).to_numpy()
+        return out
+
+    def score_records(self, records: Iterable[dict[str, Any]], *, factors: bool = True) -> pd.DataFrame:
+        """Score JSON-like records in the raw column names (used by the service)."""
+        frame = pd.DataFrame(list(records))
+        leads = validate_leads(frame, self.cfg, require_target=False, origin="request")
+        return self.score_frame(leads, factors=factors)
+
+
+def crm_payloads(scores: pd.DataFrame, id_column: str) -> list[dict[str, Any]]:
+    """The CRM write-back payload per lead."""
+    return [
+        {"lead_id": str(r[id_column]), "custom_fields": {
+            "predictive_score": int(r["score"]), "score_cluster": str(r["bucket"]),
+            "recommended_action": str(r["recommended_action"])}}
+        for r in scores[[id_column, "score", "bucket", "recommended_action"]].to_dict("records")
+    ]
+
+
+def write_payloads(scores: pd.DataFrame, id_column: str, dest: str | os.PathLike[str]) -> Path:
+    """CRM payloads as JSON lines, written atomically."""
+    with atomic_path(dest) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for p in crm_payloads(scores, id_column):
+                fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+    return Path(dest)
+
+
+def score_file(
+    cfg: ProjectConfig, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
+    models_dir: str | os.PathLike[str] | None = None, factors: bool = True,
+) -> pd.DataFrame:
+    """Read leads (raw layout; a target column, if present, is ignored), score, write CSV
+    (or parquet for a ``.parquet`` output) atomically; returns the scores."""
+    scorer = Scorer.load(cfg, models_dir)
+    leads = read_leads(input_path, cfg, require_target=False)
+    scores = scorer.score_frame(leads, factors=factors)
+    out = Path(output_path)
+    if out.suffix.lower() == ".parquet":
+        with atomic_path(out) as tmp:
+            scores.to_parquet(tmp, index=False)
+    else:
+        write_csv(scores, out)
+    log.info("scored %d leads -> %s", len(scores), out)
+    return scores

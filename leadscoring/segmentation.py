@@ -1,0 +1,150 @@
+"""Unsupervised lead segmentation (KMeans) on what is known before a lead converts.
+
+The target and the score are never clustering inputs: conversion and score are reported
+per segment afterwards. Segments are relabelled by conversion rate (segment 1 converts
+best) so names are stable across re-runs with the same seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+from sklearn.pipeline import Pipeline
+
+from .config import ProjectConfig
+from .modeling import numeric_feature_names, preparation_steps
+from .preprocessing import build_encoder
+
+
+def segmentation_columns(cfg: ProjectConfig) -> list[str]:
+    """Fit and engagement columns, without post-contact fields, plus derived features."""
+    post = set(cfg.data.post_contact)
+    cols = [c for c in (*cfg.data.fit_columns, *cfg.data.engagement_columns) if c not in post]
+    if not cols:
+        cols = [c for c in cfg.data.columns.all if c not in post]
+    return [*cols, *cfg.features.products, *cfg.features.ratios]
+
+
+def segment_features(cfg: ProjectConfig) -> Pipeline:
+    """Raw leads → scaled, encoded segmentation features."""
+    enc = build_encoder(numeric_feature_names(cfg), cfg.data.columns.categorical, cfg.data.columns.yes_no,
+                        rare_min_share=max(cfg.cleaning.rare_min_share, 0.03), scale=True)
+    return Pipeline([*preparation_steps(cfg, segmentation_columns(cfg)), ("encode", enc)])
+
+
+def choose_k(Z: np.ndarray, k_range: tuple[int, int], seeds: Sequence[int], sample: int = 3000) -> pd.DataFrame:
+    """Elbow (inertia), silhouette and stability (mean adjusted Rand index across seeds) per k."""
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(Z), size=min(sample, len(Z)), replace=False)
+    rows = []
+    for k in range(k_range[0], k_range[1] + 1):
+        labels = [KMeans(k, n_init=10, random_state=s).fit(Z) for s in seeds]
+        ari = [adjusted_rand_score(a.labels_, b.labels_) for a, b in itertools.combinations(labels, 2)]
+        rows.append({"k": k, "inertia": float(labels[0].inertia_),
+                     "silhouette": float(silhouette_score(Z[idx], labels[0].labels_[idx])),
+                     "stability_ari": float(np.mean(ari)) if ari else 1.0})
+    return pd.DataFrame(rows)
+
+
+def pick_k(table: pd.DataFrame, min_stability: float = 0.8) -> int:
+    """Highest silhouette among the stable solutions (ARI ≥ ``min_stability``); ties → smaller k."""
+    stable = table[table["stability_ari"] >= min_stability]
+    pool = stable if len(stable) else table
+    best = pool.sort_values(["silhouette", "k"], ascending=[False, True]).iloc[0]
+    return int(best["k"])
+
+
+class LeadSegmenter(TransformerMixin, BaseEstimator):
+    """KMeans on :func:`segment_features`; ``predict`` gives segment numbers 1..k ordered by
+    training conversion rate (1 = best), ``segment_names`` their plain-language names."""
+
+    def __init__(self, features: Pipeline, k: int = 4, seed: int = 0) -> None:
+        self.features = features
+        self.k = k
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, y: Sequence[int]) -> LeadSegmenter:
+        self.features_ = clone(self.features).fit(X)
+        Z = self.features_.transform(X)
+        self.kmeans_ = KMeans(self.k, n_init=10, random_state=self.seed).fit(Z)
+        rates = pd.Series(np.asarray(y, dtype=float)).groupby(self.kmeans_.labels_).mean()
+        order = rates.sort_values(ascending=False).index
+        self.relabel_ = {int(old): new for new, old in enumerate(order, start=1)}
+        self.names_: dict[int, str] = {i: f"Segment {i}" for i in range(1, self.k + 1)}
+        self.advice_: dict[int, str] = {}
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        raw = self.kmeans_.predict(self.features_.transform(X))
+        return np.array([self.relabel_[int(r)] for r in raw])
+
+    def segment_names(self, X: pd.DataFrame) -> np.ndarray:
+        return np.array([self.names_[s] for s in self.predict(X)], dtype=object)
+
+    def set_names(self, names: dict[int, str], advice: dict[int, str] | None = None) -> LeadSegmenter:
+        self.names_ = {int(k): v for k, v in names.items()}
+        self.advice_ = {int(k): v for k, v in (advice or {}).items()}
+        return self
+
+
+def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence[int],
+                     score: Sequence[float] | None = None, categorical: Sequence[str] = ()) -> pd.DataFrame:
+    """Size, conversion, mean score and the most distinguishing traits of each segment.
+
+    Numeric traits: standardised difference of the segment mean vs the base; categorical
+    traits: the level most over-represented vs the base (ratio of shares, ≥ 5 % of the segment).
+    """
+    df = prepared.reset_index(drop=True).copy()
+    seg = pd.Series(np.asarray(segment), name="segment")
+    yv = pd.Series(np.asarray(y, dtype=float))
+    rows = []
+    for s in sorted(seg.unique()):
+        m = (seg == s).to_numpy()
+        traits: list[tuple[float, str]] = []
+        for col in df.columns:
+            x = df[col]
+            if col in categorical:
+                base = x.fillna("Missing").value_counts(normalize=True)
+                part = x[m].fillna("Missing").value_counts(normalize=True)
+                ratio = (part / base).where(part >= 0.05).dropna()
+                if len(ratio):
+                    lvl = ratio.idxmax()
+                    traits.append((float(np.log(ratio.max())), f"{col}={lvl} ({part[lvl]:.0%} vs {base[lvl]:.0%})"))
+            else:
+                xs = pd.to_numeric(x, errors="coerce")
+                sd = xs.std()
+                if sd and not np.isnan(sd):
+                    d = (xs[m].mean() - xs.mean()) / sd
+                    traits.append((abs(float(d)), f"{col} {'high' if d > 0 else 'low'} ({xs[m].mean():.3g} vs {xs.mean():.3g})"))
+        traits.sort(key=lambda t: -t[0])
+        row: dict[str, Any] = {"segment": int(s), "leads": int(m.sum()), "share": float(m.mean()),
+                               "conversion_rate": float(yv[m].mean())}
+        if score is not None:
+            row["mean_score"] = float(np.asarray(score, dtype=float)[m].mean())
+        row["distinguishing"] = "; ".join(t[1] for t in traits[:4])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def name_segments(profile: pd.DataFrame, base_rate: float) -> tuple[dict[int, str], dict[int, str]]:
+    """Plain-language names and recommendations from conversion level and the top trait."""
+    names, advice = {}, {}
+    for r in profile.itertuples():
+        ratio = r.conversion_rate / base_rate if base_rate else 1.0
+        tier = "High-potential" if ratio >= 1.3 else ("Low-potential" if ratio <= 0.7 else "Average")
+        trait = str(r.distinguishing).split(";")[0].split(" (")[0].strip()
+        names[int(r.segment)] = f"{tier}: {trait}" if trait else tier
+        if tier == "High-potential":
+            advice[int(r.segment)] = "Route to sales fast; protect the channels that bring these leads."
+        elif tier == "Average":
+            advice[int(r.segment)] = "Nurture with targeted content; call those the model scores HOT."
+        else:
+            advice[int(r.segment)] = "Automated marketing only; review spend on the channels that bring them."
+    return names, advice

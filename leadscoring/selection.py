@@ -1,0 +1,99 @@
+"""Variable selection evidence (notebook 06): information value, mutual information,
+redundancy, model-based and out-of-fold permutation importance, and the final list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.feature_selection import mutual_info_classif
+from sklearn.inspection import permutation_importance
+from sklearn.model_selection import StratifiedKFold
+
+from .rules import information_value, woe_table
+
+
+def mutual_information(prepared: pd.DataFrame, y: pd.Series, seed: int) -> pd.Series:
+    """Mutual information of each prepared variable with the target (categoricals as codes)."""
+    X = pd.DataFrame(index=prepared.index)
+    discrete = []
+    for col in prepared.columns:
+        s = prepared[col]
+        if pd.api.types.is_numeric_dtype(s):
+            X[col] = s.fillna(s.median() if s.notna().any() else 0.0)
+            discrete.append(bool(s.dropna().nunique() <= 2))
+        else:
+            X[col] = pd.factorize(s.fillna("Missing"))[0]
+            discrete.append(True)
+    mi = mutual_info_classif(X, np.asarray(y), discrete_features=np.array(discrete), random_state=seed)
+    return pd.Series(mi, index=prepared.columns, name="mutual_information")
+
+
+def redundant_pairs(prepared: pd.DataFrame, threshold: float = 0.85) -> pd.DataFrame:
+    """Numeric pairs with |Spearman rho| ≥ threshold."""
+    num = prepared.select_dtypes("number")
+    corr = num.corr(method="spearman")
+    rows = [
+        {"a": a, "b": b, "rho": float(corr.loc[a, b])}
+        for i, a in enumerate(corr.columns) for b in corr.columns[i + 1:]
+        if abs(corr.loc[a, b]) >= threshold
+    ]
+    return pd.DataFrame(rows, columns=["a", "b", "rho"])
+
+
+def oof_permutation_importance(pipeline: object, X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold,
+                               seed: int, repeats: int = 3) -> pd.Series:
+    """Permutation importance (drop in ROC-AUC) of each raw column, measured on the
+    held-out fold of each CV split after fitting on the rest: never in-sample."""
+    parts = []
+    for train, test in cv.split(X, y):
+        est = clone(pipeline).fit(X.iloc[train], y.iloc[train])
+        res = permutation_importance(est, X.iloc[test], y.iloc[test], scoring="roc_auc", n_repeats=repeats,
+                                     random_state=seed, n_jobs=1)
+        parts.append(pd.Series(res.importances_mean, index=X.columns))
+    return pd.concat(parts, axis=1).mean(axis=1).rename("permutation_importance")
+
+
+def selection_table(prepared: pd.DataFrame, y: pd.Series, yes_no: Sequence[str], seed: int,
+                    permutation: pd.Series | None = None, model_importance: pd.Series | None = None) -> pd.DataFrame:
+    woe = woe_table(prepared, y, yes_no=yes_no)
+    table = pd.concat([information_value(woe), mutual_information(prepared, y, seed)], axis=1)
+    if permutation is not None:
+        table = table.join(permutation, how="left")
+    if model_importance is not None:
+        table = table.join(model_importance.rename("model_importance"), how="left")
+    return table.rename_axis("variable").reset_index().sort_values("information_value", ascending=False)
+
+
+def decide(table: pd.DataFrame, redundant: pd.DataFrame, constant: Sequence[str], post_contact: Sequence[str],
+           use_post_contact: bool, min_iv: float = 0.02, suspicious_iv: float = 0.5) -> pd.DataFrame:
+    """Keep/drop per variable with the reason (constant, leaky, redundant, useless).
+
+    A variable is *useless* when its IV < ``min_iv`` and its out-of-fold permutation
+    importance is ≤ 0; of a redundant pair the one with the lower IV is dropped;
+    post-contact fields are dropped unless the configuration allows them.
+    """
+    t = table.set_index("variable").copy()
+    t["keep"], t["reason"] = True, "informative"
+    for v in constant:
+        t.loc[v, ["keep", "reason"]] = [False, "constant"]
+    for v in t.index:
+        if v in post_contact:
+            if not use_post_contact:
+                t.loc[v, ["keep", "reason"]] = [False, "leaky: known only after the sales contact"]
+            else:
+                t.loc[v, "reason"] = "kept: post-contact field allowed by configuration (see model card)"
+        elif t.loc[v, "keep"] and t.loc[v].get("information_value", 0) >= suspicious_iv:
+            t.loc[v, "reason"] = "kept, but suspiciously strong: check when it is recorded"
+    perm = t["permutation_importance"] if "permutation_importance" in t else pd.Series(0.0, index=t.index)
+    useless = (t["information_value"].fillna(0) < min_iv) & (perm.fillna(0) <= 0)
+    for v in t.index[useless & t["keep"]]:
+        t.loc[v, ["keep", "reason"]] = [False, "useless: no information and no out-of-fold importance"]
+    for r in redundant.itertuples():
+        if r.a in t.index and r.b in t.index and t.loc[r.a, "keep"] and t.loc[r.b, "keep"]:
+            weaker = r.a if t.loc[r.a, "information_value"] < t.loc[r.b, "information_value"] else r.b
+            other = r.b if weaker == r.a else r.a
+            t.loc[weaker, ["keep", "reason"]] = [False, f"redundant with {other} (rho {r.rho:.2f})"]
+    return t.reset_index()

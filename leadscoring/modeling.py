@@ -143,7 +143,7 @@ def cross_validate_candidates(
     candidates: Sequence[Candidate], X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold
 ) -> pd.DataFrame:
     """CV mean ± std of ROC-AUC, average precision and Brier score for each candidate."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     rows = []
     for cand in tqdm(candidates, desc="cross-validating candidates"):

@@ -91,8 +91,12 @@ def conversion_by_level(df: pd.DataFrame, col: str, target: str, min_leads: int 
 
 
 def conversion_by_bins(df: pd.DataFrame, col: str, target: str, bins: int = 5) -> pd.DataFrame:
-    """Conversion rate per quantile bin of a numeric column (missing shown as its own row)."""
+    """Conversion rate per quantile bin of a numeric column, in bin order (missing last)."""
     s = df[col]
-    cut = pd.qcut(s, bins, duplicates="drop").astype(object).where(s.notna(), "Missing").astype(str)
-    out = df.groupby(cut)[target].agg(leads="size", conversion_rate="mean").rename_axis(col).reset_index()
-    return out
+    cut = pd.qcut(s, bins, duplicates="drop")
+    out = df.groupby(cut, observed=True)[target].agg(leads="size", conversion_rate="mean")
+    out.index = out.index.astype(str)
+    if s.isna().any():
+        out.loc["Missing"] = [int(s.isna().sum()), float(df.loc[s.isna(), target].mean())]
+    out["leads"] = out["leads"].astype(int)
+    return out.rename_axis(col).reset_index()

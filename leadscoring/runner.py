@@ -108,8 +108,14 @@ def _to_html(executed: Path, dest: Path, no_input: bool) -> None:
 
     from .io import write_text
 
+    logging.getLogger("traitlets").setLevel(logging.ERROR)  # "alternative text missing" on every figure
     exporter = HTMLExporter(exclude_input=no_input, exclude_input_prompt=no_input, exclude_output_prompt=no_input)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    nb = nbformat.read(executed, as_version=4)
+    if no_input:  # a report: no code, no log lines (they stay in the executed notebook)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    body, _ = exporter.from_notebook_node(nb)
     write_text(body, dest)
 
 
@@ -137,6 +143,17 @@ def _promote(staging: Path, root: Path) -> list[Path]:
         os.replace(tmp, dest)
         done.append(dest)
     return done
+
+
+def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
+    """For a partial run (``--only``): start from the current products, so a notebook
+    finds what earlier notebooks wrote in previous runs."""
+    for key in ("validation_dir", "work_dir", "models_dir", "results_dir"):
+        src = cfg.root / getattr(cfg.paths, key)
+        if not src.is_dir():
+            continue
+        ignore = shutil.ignore_patterns("runs", "latest") if key == "results_dir" else None
+        shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
 
 
 def _replace_dir(src: Path, dest: Path) -> None:
@@ -172,7 +189,11 @@ def run_pipeline(
     run_id: str | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Execute the notebooks (all, or ``only``) and promote their products on success."""
+    """Execute the notebooks (all, or ``only``) and promote their products on success.
+
+    A partial run (``only``) starts from the project's current products, so e.g. ``only=["10"]``
+    re-scores with the models already in ``04_Modelos``.
+    """
     import papermill as pm
 
     if cfg.source is None:
@@ -192,6 +213,8 @@ def run_pipeline(
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     (run_dir / "html").mkdir(parents=True, exist_ok=True)
     staging.mkdir(parents=True, exist_ok=True)
+    if only:
+        _seed_staging(cfg, staging)
     _self_contained_env(cfg)
     ensure_kernel(cfg.run.kernel_name)
 
@@ -226,15 +249,15 @@ def run_pipeline(
             result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
         promoted = _promote(staging, cfg.root)
         log.info("promoted %d products", len(promoted))
-        latest = results / "latest"
-        tmp_latest = run_dir / ".latest"
-        shutil.rmtree(tmp_latest, ignore_errors=True)
-        tmp_latest.mkdir()
-        for sub in ("notebooks", "html"):
-            shutil.copytree(run_dir / sub, tmp_latest / sub)
-        (tmp_latest / "RUN_ID").write_text(run_id + "\n", encoding="utf-8")
-        _replace_dir(tmp_latest, latest)
-        shutil.rmtree(tmp_latest, ignore_errors=True)
+        if not only:  # "latest" always shows one complete run
+            tmp_latest = run_dir / ".latest"
+            shutil.rmtree(tmp_latest, ignore_errors=True)
+            tmp_latest.mkdir()
+            for sub in ("notebooks", "html"):
+                shutil.copytree(run_dir / sub, tmp_latest / sub)
+            (tmp_latest / "RUN_ID").write_text(run_id + "\n", encoding="utf-8")
+            _replace_dir(tmp_latest, results / "latest")
+            shutil.rmtree(tmp_latest, ignore_errors=True)
         result.status = "ok"
     except RunFailed:
         result.status = "failed"

@@ -84,9 +84,9 @@ def decide(table: pd.DataFrame, redundant: pd.DataFrame, constant: Sequence[str]
             if not use_post_contact:
                 t.loc[v, ["keep", "reason"]] = [False, "leaky: known only after the sales contact"]
             else:
-                t.loc[v, "reason"] = "kept: post-contact field allowed by configuration (see model card)"
+                t.loc[v, "reason"] = "kept: post-contact field, allowed by configuration (see model card)"
         elif t.loc[v, "keep"] and t.loc[v].get("information_value", 0) >= suspicious_iv:
-            t.loc[v, "reason"] = "kept, but suspiciously strong: check when it is recorded"
+            t.loc[v, "reason"] = "kept; very strong (IV > 0.5): confirm it is known before the sales contact"
     perm = t["permutation_importance"] if "permutation_importance" in t else pd.Series(0.0, index=t.index)
     useless = (t["information_value"].fillna(0) < min_iv) & (perm.fillna(0) <= 0)
     for v in t.index[useless & t["keep"]]:

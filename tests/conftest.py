@@ -1,0 +1,63 @@
+"""Shared fixtures: the shipped configuration, small samples of the shipped data, and
+temporary projects whose products never touch the repository's folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from leadscoring.config import ProjectConfig, load_config
+from leadscoring.data import read_leads, stratified_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "01_Documentos" / "config.yaml"
+RAW = ROOT / "02_Datos" / "01_Originales" / "Leads.csv"
+
+
+@pytest.fixture(scope="session")
+def cfg() -> ProjectConfig:
+    return load_config(CONFIG)
+
+
+@pytest.fixture(scope="session")
+def leads(cfg: ProjectConfig) -> pd.DataFrame:
+    return read_leads(RAW, cfg)
+
+
+@pytest.fixture(scope="session")
+def sample(leads: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
+    return stratified_sample(leads, 800, cfg.data.target_column, 0)
+
+
+@pytest.fixture()
+def raw_text() -> str:
+    return RAW.read_text(encoding="utf-8")
+
+
+def write_project(tmp: Path, **overrides: object) -> Path:
+    """A temporary project: config in tmp/01_Documentos whose inputs point at the
+    repository (raw data, notebooks, rules) and whose products stay in ``tmp``."""
+    conf = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    conf["paths"]["raw_data"] = str(RAW)
+    conf["paths"]["notebooks_dir"] = str(ROOT / "03_Notebooks")
+    conf["paths"]["rules_table"] = str(ROOT / "01_Documentos" / "scoring_rules.csv")
+    for dotted, value in overrides.items():
+        node = conf
+        keys = dotted.split("__")
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    (tmp / "01_Documentos").mkdir(parents=True, exist_ok=True)
+    path = tmp / "01_Documentos" / "config.yaml"
+    path.write_text(yaml.safe_dump(conf, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def make_project(tmp_path: Path):
+    def _make(**overrides: object) -> Path:
+        return write_project(tmp_path, **overrides)
+    return _make

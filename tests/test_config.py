@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from leadscoring.config import ConfigError, load_config
+
+from .conftest import CONFIG, ROOT
+
+
+def _write(tmp_path: Path, conf: object) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(yaml.safe_dump(conf) if not isinstance(conf, str) else conf, encoding="utf-8")
+    return p
+
+
+def _shipped() -> dict:
+    return yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+
+
+def test_shipped_config_loads_with_roles_and_root(cfg):
+    assert cfg.root == ROOT
+    assert cfg.data.id_column == "id" and cfg.data.target_column == "compra"
+    assert "visitas_total" in cfg.data.columns.numeric
+    assert cfg.path("raw_data") == ROOT / "02_Datos" / "01_Originales" / "Leads.csv"
+    assert [b.name for b in cfg.scoring.buckets] == ["HOT", "WARM", "COLD"]
+
+
+def test_output_root_moves_products_not_inputs(cfg, tmp_path):
+    staged = cfg.with_output_root(tmp_path)
+    assert staged.path("models_dir") == tmp_path / "04_Modelos"
+    assert staged.path("raw_data") == cfg.path("raw_data")
+    assert staged.path("rules_table") == cfg.path("rules_table")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "data: [unclosed"))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c["data"]["columns"]["categorical"].append("visitas_total"), "more than one role"),
+        (lambda c: c["data"].pop("id_column"), "data.id_column"),
+        (lambda c: c["split"].update(validation_share=1.5), "split.validation_share"),
+        (lambda c: c["scoring"]["buckets"].reverse(), "highest min_score"),
+        (lambda c: c["data"].update(colour="blue"), "data.colour"),
+        (lambda c: c["features"]["ratios"].update(bad=["visitas_total", "origen"]), "not a numeric column"),
+        (lambda c: c["data"].update(post_contact=["nonexistent"]), "post_contact"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, mutate, message):
+    conf = _shipped()
+    mutate(conf)
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, conf))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_path_key(cfg):
+    with pytest.raises(ConfigError, match="unknown path key"):
+        cfg.path("nowhere")

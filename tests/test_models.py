@@ -1,0 +1,146 @@
+"""Model pipelines, calibration, persistence and scoring on a small trained model."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from imblearn import FunctionSampler
+from sklearn.model_selection import StratifiedKFold, cross_validate
+
+from leadscoring.artifacts import ModelIntegrityError, load_model, manifest_path, save_model
+from leadscoring.data import LeadDataError, split_xy
+from leadscoring.explain import contributions, top_factors
+from leadscoring.modeling import build_pipeline, calibrated, final_estimator, transform_features, xgb_classifier
+from leadscoring.scoring import SCORE_MODEL, score_file
+
+
+class _Recorder:
+    """Picklable sampler function that records how many rows it was asked to resample."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def __call__(self, X, y):
+        self.sizes.append(len(X))
+        return X, y
+
+
+def test_resampler_runs_only_inside_training_folds(cfg, sample):
+    X, y = split_xy(sample, cfg)
+    rec = _Recorder()
+    pipe = build_pipeline(cfg, xgb_classifier(0, n_estimators=20), scale=False,
+                          sampler=FunctionSampler(func=rec, validate=False))
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    cross_validate(pipe, X, y, cv=cv, scoring="roc_auc", n_jobs=1)
+    # cross_validate clones the pipeline, so the recorder is copied: read the sizes through a fit
+    pipe.fit(X.iloc[:600], y.iloc[:600])
+    sampler = pipe.named_steps["sample"]
+    assert sampler.func.sizes == [600]
+    assert pipe.predict_proba(X).shape == (len(X), 2)  # scoring does not resample
+    assert sampler.func.sizes == [600]
+
+
+def test_resampler_sees_training_fold_sizes_in_cv(cfg, sample):
+    X, y = split_xy(sample, cfg)
+    sizes = []
+
+    def record(Xs, ys):
+        sizes.append(len(Xs))
+        return Xs, ys
+
+    pipe = build_pipeline(cfg, xgb_classifier(0, n_estimators=20), scale=False,
+                          sampler=FunctionSampler(func=record, validate=False))
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    cross_validate(pipe, X, y, cv=cv, scoring="roc_auc", n_jobs=1)
+    assert sizes == [len(tr) for tr, _ in cv.split(X, y)]
+    assert max(sizes) < len(X)
+
+
+@pytest.fixture(scope="module")
+def trained(cfg, sample, tmp_path_factory):
+    X, y = split_xy(sample, cfg)
+    base = build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False)
+    model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
+    folder = tmp_path_factory.mktemp("models")
+    save_model(model, folder / SCORE_MODEL, kind="lead_scoring_model", model_name="test", features=list(X.columns))
+    return model, folder
+
+
+def test_calibrated_probabilities_and_contributions(cfg, sample, trained):
+    model, _ = trained
+    X, _ = split_xy(sample, cfg)
+    p = model.predict_proba(X)[:, 1]
+    assert ((p > 0) & (p < 1)).all()
+    contrib, _ = contributions(model, X.head(30))
+    booster = final_estimator(model).get_booster()
+    import xgboost as xgb
+
+    margin = booster.predict(xgb.DMatrix(transform_features(model, X.head(30))), output_margin=True)
+    bias = booster.predict(xgb.DMatrix(transform_features(model, X.head(30))), pred_contribs=True)[:, -1]
+    np.testing.assert_allclose(contrib.sum(axis=1) + bias, margin, rtol=1e-4, atol=1e-4)
+    factors = top_factors(model, X.head(5).reset_index(drop=True), 3)
+    assert all(f.count(";") == 2 for f in factors)
+
+
+def test_manifest_tampering_is_detected(trained, tmp_path):
+    model, folder = trained
+    copy = tmp_path / SCORE_MODEL
+    shutil.copy(folder / SCORE_MODEL, copy)
+    shutil.copy(manifest_path(folder / SCORE_MODEL), manifest_path(copy))
+    loaded, info = load_model(copy)
+    assert info["kind"] == "lead_scoring_model" and len(info["sha256"]) == 64
+    with open(copy, "ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(ModelIntegrityError, match="does not match the manifest"):
+        load_model(copy)
+
+
+def test_version_mismatch_and_missing_manifest_refused(trained, tmp_path):
+    _, folder = trained
+    copy = tmp_path / SCORE_MODEL
+    shutil.copy(folder / SCORE_MODEL, copy)
+    with pytest.raises(ModelIntegrityError, match="manifest"):
+        load_model(copy)
+    info = json.loads(manifest_path(folder / SCORE_MODEL).read_text())
+    info["versions"]["scikit-learn"] = "0.24.2"
+    manifest_path(copy).write_text(json.dumps(info))
+    with pytest.raises(ModelIntegrityError, match=r"scikit-learn 0\.24\.2"):
+        load_model(copy)
+
+
+def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained, tmp_path):
+    _, folder = trained
+    src = tmp_path / "leads.csv"
+    sample.drop(columns="compra").to_csv(src, sep=";", index=False)
+    out1, out2 = tmp_path / "s1.csv", tmp_path / "s2.csv"
+    s1 = score_file(cfg, src, out1, models_dir=folder)
+    score_file(cfg, src, out2, models_dir=folder)
+    assert out1.read_bytes() == out2.read_bytes()
+    assert list(s1.columns) == ["id", "probability", "score", "bucket", "recommended_action", "top_factors"]
+    assert len(s1) == len(sample) and s1["id"].tolist() == sample["id"].tolist()
+    assert (s1["score"] == np.floor(s1["probability"] * 100 + 0.5)).all()
+
+    bad = sample.drop(columns=["compra", "ocupacion"])
+    bad.to_csv(src, sep=";", index=False)
+    before = out1.read_bytes()
+    with pytest.raises(LeadDataError, match="ocupacion"):
+        score_file(cfg, src, out1, models_dir=folder)
+    assert out1.read_bytes() == before  # nothing half-written
+    txt = sample.drop(columns="compra").astype(str)
+    txt.loc[txt.index[3], "tiempo_en_site_total"] = "n/a"
+    txt.to_csv(src, sep=";", index=False)
+    with pytest.raises(LeadDataError, match=r"tiempo_en_site_total.*'n/a' \(line 5\)"):
+        score_file(cfg, src, out1, models_dir=folder)
+
+
+def test_unseen_category_is_scored(cfg, sample, trained):
+    from leadscoring.scoring import Scorer
+
+    model, folder = trained
+    scorer = Scorer.load(cfg, folder)
+    leads = sample.drop(columns="compra").head(3).copy()
+    leads["fuente"] = "TikTok"
+    out = scorer.score_frame(leads)
+    assert out["probability"].between(0, 1).all() and len(out) == 3

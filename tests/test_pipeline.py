@@ -1,0 +1,133 @@
+"""End to end: the papermill production run on a stratified sample of the shipped data,
+in a temporary project so the repository's own products are never touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from leadscoring.config import load_config
+from leadscoring.runner import QUICK_PARAMETERS, RunFailed, run_pipeline
+
+from .conftest import RAW, write_project
+
+pytestmark = pytest.mark.slow
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    cfg = load_config(write_project(root))
+    result = run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False)
+    return cfg, result
+
+
+def test_run_executes_ten_notebooks_without_errors(project):
+    cfg, result = project
+    assert result.status == "ok"
+    assert [n.name[:2] for n in result.notebooks] == [f"{i:02d}" for i in range(1, 11)]
+    latest = cfg.path("results_dir") / "latest"
+    executed = sorted((latest / "notebooks").glob("*.ipynb"))
+    html = sorted((latest / "html").glob("*.html"))
+    assert len(executed) == 10 and len(html) == 10
+    for nb in executed:
+        cells = json.loads(nb.read_text())["cells"]
+        errors = [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{nb.name} has error outputs"
+        assert any("injected-parameters" in c["metadata"].get("tags", []) for c in cells)
+    assert (latest / "RUN_ID").read_text().strip() == result.run_id
+
+
+def test_consultant_reports_have_no_code(project):
+    cfg, _ = project
+    html = cfg.path("results_dir") / "latest" / "html"
+    report = (html / "08_segmentation.html").read_text()
+    code = (html / "07_ml_scoring.html").read_text()
+    assert "leadscoring.notebook" not in report and "matplotlib.pyplot" not in report
+    assert "INFO leadscoring" not in report  # log lines are for the data scientist's copy
+    assert "leadscoring.notebook" in code
+    assert "<img" in report
+
+
+def test_products_models_and_scores(project):
+    cfg, result = project
+    models = cfg.path("models_dir")
+    for name in ("lead_scoring_model", "segment_model", "rule_scorer"):
+        assert (models / f"{name}.pkl").is_file() and (models / f"{name}.json").is_file()
+    scores = pd.read_csv(cfg.path("results_dir") / "scores.csv")
+    raw_ids = pd.read_csv(RAW, sep=";", usecols=["id"])["id"]
+    assert scores["id"].tolist() == raw_ids.tolist()  # one row per lead, same order, nothing dropped
+    assert {"probability", "score", "bucket", "recommended_action", "segment", "top_factors"} <= set(scores.columns)
+    assert scores["score"].between(0, 100).all() and scores["segment"].notna().all()
+    payload = json.loads((cfg.path("results_dir") / "crm_payloads.jsonl").read_text().splitlines()[0])
+    assert set(payload) == {"lead_id", "custom_fields"}
+    assert set(payload["custom_fields"]) == {"predictive_score", "score_cluster", "recommended_action"}
+    assert (cfg.path("docs_dir") / "model_card.md").read_text().startswith("# Model card")
+    log = [json.loads(line) for line in (cfg.path("docs_dir") / "run_log.jsonl").read_text().splitlines()]
+    assert log[-1]["status"] == "ok" and "validation_roc_auc" in log[-1]["metrics"]
+    assert 0.75 < result.metrics["validation_roc_auc"] <= 1.0
+
+
+def test_cli_score_twice_is_identical(project, tmp_path):
+    cfg, _ = project
+    leads = cfg.path("validation_dir") / "validation_leads.csv"
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"scores{i}.csv"
+        done = subprocess.run([sys.executable, "-m", "leadscoring.cli", "--config", str(cfg.source), "score",
+                               "--input", str(leads), "--output", str(out)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_failing_notebook_keeps_previous_products(project, tmp_path):
+    cfg, result = project
+    scores = cfg.path("results_dir") / "scores.csv"
+    model = cfg.path("models_dir") / "lead_scoring_model.pkl"
+    before = (_sha(scores), _sha(model))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id;origen\n1;API\n")
+    with pytest.raises(RunFailed, match=r"10_production_scoring.*missing required column"):
+        run_pipeline(cfg, {"input_path": str(bad)}, only=["10"], progress=False)
+    assert (_sha(scores), _sha(model)) == before
+    assert (cfg.path("results_dir") / "latest" / "RUN_ID").read_text().strip() == result.run_id
+    log = (cfg.path("docs_dir") / "run_log.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["status"] == "failed"
+
+
+def test_unknown_parameter_refused(project):
+    cfg, _ = project
+    with pytest.raises(RunFailed, match="unknown parameter"):
+        run_pipeline(cfg, {"smaple_size": 10}, only=["01"], progress=False)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda df: df.drop(columns=["ocupacion"]), "missing required column(s) ['ocupacion']"),
+        (lambda df: df.assign(visitas_total=df["visitas_total"].mask(df.index == 3, "tres")),
+         "column 'visitas_total' must be numeric but has text value(s): 'tres' (line 5)"),
+        (lambda df: df.assign(id=df["id"].mask(df.index == 7, df["id"].iloc[0])), "duplicate id(s)"),
+    ],
+)
+def test_bad_export_stops_notebook_01_with_one_line(tmp_path, edit, message):
+    bad = tmp_path / "export.csv"
+    edit(pd.read_csv(RAW, sep=";", dtype=str, keep_default_na=False)).to_csv(bad, sep=";", index=False)
+    cfg = load_config(write_project(tmp_path / "p", paths__raw_data=str(bad)))
+    done = subprocess.run([sys.executable, "-m", "leadscoring.cli", "--config", str(cfg.source), "run", "--only", "01",
+                           "--no-progress"], capture_output=True, text=True)
+    assert done.returncode == 2
+    err_lines = [line for line in done.stderr.splitlines() if line.startswith("leadscoring run: error")]
+    assert len(err_lines) == 1 and "01_import.ipynb failed: LeadDataError" in err_lines[0]
+    assert message in err_lines[0]

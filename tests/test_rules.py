@@ -1,0 +1,50 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscoring.rules import RuleScorer, RulesError, check_rules, propose_rules
+
+RULES = pd.DataFrame([
+    {"variable": "job", "kind": "level", "level": "Pro", "points": 30},
+    {"variable": "job", "kind": "level", "level": "Missing", "points": -10},
+    {"variable": "time", "kind": "range", "lower": 0, "upper": 100, "points": -5},
+    {"variable": "time", "kind": "range", "lower": 50, "upper": np.inf, "points": 20},
+    {"variable": "optin", "kind": "level", "level": "Yes", "points": 10},
+])
+
+
+def test_points_sum_first_match_wins_and_rescale():
+    X = pd.DataFrame({"job": ["Pro", None, "Student"], "time": [200.0, 60.0, np.nan], "optin": [1.0, 0.0, np.nan]})
+    rs = RuleScorer(rules=RULES, yes_no=["optin"]).fit(X)
+    # time 60 matches [0,100) first (-5), not [50, inf)
+    assert rs.points(X).tolist() == [30 + 20 + 10, -10 - 5, 0]
+    # min total = -10 + -5 + 0 = -15, max = 30 + 20 + 10 = 60
+    assert (rs.min_total_, rs.max_total_) == (-15, 60)
+    np.testing.assert_allclose(rs.rule_score(X), [100.0, 0.0, 15 / 75 * 100])
+    proba = rs.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_unknown_variable_and_malformed_table():
+    X = pd.DataFrame({"job": ["Pro"]})
+    with pytest.raises(KeyError, match="time"):
+        RuleScorer(rules=RULES).fit(X).points(X)
+    with pytest.raises(RulesError, match="row 2: kind"):
+        check_rules(pd.DataFrame([{"variable": "a", "kind": "between", "points": 1}]))
+    with pytest.raises(RulesError, match="lower < upper"):
+        check_rules(pd.DataFrame([{"variable": "a", "kind": "range", "lower": 5, "upper": 1, "points": 1}]))
+
+
+def test_proposed_points_follow_conversion():
+    X = pd.DataFrame({"c": ["good"] * 100 + ["bad"] * 100})
+    y = pd.Series([1] * 80 + [0] * 20 + [1] * 10 + [0] * 90)
+    rules = propose_rules(X, y).set_index("level")["points"]
+    assert rules["good"] > 0 > rules["bad"]
+    assert rules["good"] == round(10 * np.log((80.5 / 90.5) / (20.5 / 110.5)))
+
+
+def test_shipped_marketing_table_is_valid(cfg):
+    from leadscoring.rules import load_rules
+
+    rules = load_rules(cfg.path("rules_table"))
+    assert set(rules["variable"]) <= set(cfg.data.columns.all)

@@ -65,6 +65,8 @@ class DataConfig(_Strict):
     no_values: list[str] = Field(default_factory=lambda: ["No", "0", "False"])
     allow_extra_columns: bool = False
     columns: ColumnRoles
+    # Allowed [min, max] per numeric column (null: unbounded); values outside are rejected.
+    ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
     post_contact: list[str] = Field(default_factory=list)
     use_post_contact_fields: bool = True
     fit_columns: list[str] = Field(default_factory=list)
@@ -83,6 +85,9 @@ class DataConfig(_Strict):
         for special in (self.id_column, self.target_column):
             if special in seen:
                 raise ValueError(f"columns: '{special}' is the id or target column; remove it from the roles")
+        bad_ranges = [c for c in self.ranges if c not in self.columns.numeric]
+        if bad_ranges:
+            raise ValueError(f"ranges: {bad_ranges} are not numeric columns")
         for key in ("post_contact", "fit_columns", "engagement_columns"):
             unknown = [c for c in getattr(self, key) if c not in seen]
             if unknown:

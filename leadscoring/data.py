@@ -104,6 +104,14 @@ def validate_leads(
 
     for col in roles.numeric:
         out[col] = _to_numeric(df[col], col, d.decimal, origin, labels)
+        lo, hi = d.ranges.get(col, (None, None))
+        outside = ((out[col] < lo) if lo is not None else False) | ((out[col] > hi) if hi is not None else False)
+        outside = np.asarray(outside, dtype=bool) & out[col].notna().to_numpy()
+        if outside.any():
+            raise LeadDataError(
+                f"{origin}: column '{col}' has value(s) outside [{lo}, {hi}]: "
+                + _examples(list(out[col][outside]), list(labels[outside]))
+            )
     for col in roles.categorical:
         s = df[col].astype("string").str.strip()
         out[col] = s.mask(s == "").astype(object).where(lambda x: x.notna(), np.nan)

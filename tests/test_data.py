@@ -93,3 +93,8 @@ def test_split_is_stratified_and_reproducible(leads, cfg):
     assert len(v1) == round(0.2 * len(leads)) and len(w1) + len(v1) == len(leads)
     assert abs(v1["compra"].mean() - w1["compra"].mean()) < 0.005
     assert fingerprint(v1) == fingerprint(v2) and not set(w1["id"]) & set(v1["id"])
+
+
+def test_out_of_range_value_is_named(tmp_path, raw_text, cfg):
+    with pytest.raises(LeadDataError, match=r"'visitas_total' has value\(s\) outside \[0\.0, None\]: -3\.0 \(line 6\)"):
+        read_leads(_write(tmp_path, _edit(raw_text, 6, "visitas_total", "-3")), cfg)

@@ -1,4 +1,4 @@
-"""Command line: ``leadscoring run | score | validate``.
+"""Command line: ``leadscoring run | score | validate | serve | push | retrain | rollback``.
 
 Errors caused by input (configuration, data, model files, a failing notebook) are printed
 as one line on stderr with a non-zero exit code, never as a traceback.
@@ -64,8 +64,48 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .service import serve
+
+    serve(load_config(args.config), host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .crm import push_scores
+
+    cfg = load_config(args.config)
+    summary = push_scores(args.scores, args.crm_url, cfg.data.id_column, state_file=args.state_file,
+                          concurrency=args.concurrency, retries=args.retries)
+    print(summary)
+    for lead, err in list(summary.failures.items())[:10]:
+        print(f"  failed: lead {lead}: {err}")
+    return 1 if summary.failed else 0
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from .retrain import retrain
+
+    result = retrain(load_config(args.config), args.outcomes, args.leads, tolerance=args.tolerance)
+    print(result.summary())
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from .retrain import list_versions, rollback
+
+    cfg = load_config(args.config)
+    if args.list:
+        for v in list_versions(cfg):
+            print(v.name)
+        return 0
+    info = rollback(cfg, args.version)
+    print(f"restored model {info['sha256'][:12]} created {info['created_at']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="leadscoring", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="leadscoring", description="Predictive lead scoring from a CRM export.")
     p.add_argument("--config", help="configuration YAML (default: 01_Documentos/config.yaml here or above)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
@@ -84,6 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models-dir", help="folder with the model + manifest (default: 04_Modelos)")
     s.add_argument("--no-factors", action="store_true", help="skip per-lead top_factors (faster)")
     s.set_defaults(func=_cmd_score)
+
+    sv = sub.add_parser("serve", help="HTTP scoring service (FastAPI; docs at /docs)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1)
+    sv.set_defaults(func=_cmd_serve)
+
+    pu = sub.add_parser("push", help="write scores to the CRM (PATCH URL/leads/ID; token in LEADSCORING_CRM_TOKEN)")
+    pu.add_argument("--scores", required=True, help="scores CSV written by `score` or notebook 10")
+    pu.add_argument("--crm-url", required=True)
+    pu.add_argument("--state-file", help="default: SCORES.push-state.jsonl beside the scores")
+    pu.add_argument("--concurrency", type=int, default=8)
+    pu.add_argument("--retries", type=int, default=5)
+    pu.set_defaults(func=_cmd_push)
+
+    rt = sub.add_parser("retrain", help="merge new outcomes, retrain, promote the challenger if not worse")
+    rt.add_argument("--outcomes", required=True, help="CSV with id and target (or full lead rows)")
+    rt.add_argument("--leads", help="the leads' features (raw layout) when OUTCOMES has only id and target")
+    rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
+    rt.set_defaults(func=_cmd_retrain)
+
+    rb = sub.add_parser("rollback", help="restore an archived model version (default: the newest)")
+    rb.add_argument("--version")
+    rb.add_argument("--list", action="store_true", help="list archived versions")
+    rb.set_defaults(func=_cmd_rollback)
 
     v = sub.add_parser("validate", help="check an export against the configuration")
     v.add_argument("--input", required=True)

@@ -61,3 +61,24 @@ def make_project(tmp_path: Path):
     def _make(**overrides: object) -> Path:
         return write_project(tmp_path, **overrides)
     return _make
+
+
+@pytest.fixture(scope="session")
+def small_models(cfg: ProjectConfig, sample: pd.DataFrame, tmp_path_factory) -> Path:
+    """A calibrated XGBoost scoring model and a 3-segment model trained on 800 leads,
+    saved with manifests in a temporary models folder."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from leadscoring.artifacts import save_model
+    from leadscoring.modeling import build_pipeline, calibrated, xgb_classifier
+    from leadscoring.scoring import SCORE_MODEL, SEGMENT_MODEL
+    from leadscoring.segmentation import LeadSegmenter, segment_features
+
+    X, y = sample.drop(columns="compra"), sample["compra"]
+    base = build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False)
+    model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
+    folder = tmp_path_factory.mktemp("models")
+    save_model(model, folder / SCORE_MODEL, kind="lead_scoring_model", model_name="test", features=list(X.columns))
+    seg = LeadSegmenter(segment_features(cfg), k=3, seed=0).fit(X, y).set_names({1: "A", 2: "B", 3: "C"})
+    save_model(seg, folder / SEGMENT_MODEL, kind="segment_model")
+    return folder

@@ -59,13 +59,9 @@ def test_resampler_sees_training_fold_sizes_in_cv(cfg, sample):
 
 
 @pytest.fixture(scope="module")
-def trained(cfg, sample, tmp_path_factory):
-    X, y = split_xy(sample, cfg)
-    base = build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False)
-    model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
-    folder = tmp_path_factory.mktemp("models")
-    save_model(model, folder / SCORE_MODEL, kind="lead_scoring_model", model_name="test", features=list(X.columns))
-    return model, folder
+def trained(small_models):
+    model, _ = load_model(small_models / SCORE_MODEL)
+    return model, small_models
 
 
 def test_calibrated_probabilities_and_contributions(cfg, sample, trained):
@@ -85,7 +81,7 @@ def test_calibrated_probabilities_and_contributions(cfg, sample, trained):
 
 
 def test_manifest_tampering_is_detected(trained, tmp_path):
-    model, folder = trained
+    _, folder = trained
     copy = tmp_path / SCORE_MODEL
     shutil.copy(folder / SCORE_MODEL, copy)
     shutil.copy(manifest_path(folder / SCORE_MODEL), manifest_path(copy))
@@ -118,7 +114,8 @@ def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained
     s1 = score_file(cfg, src, out1, models_dir=folder)
     score_file(cfg, src, out2, models_dir=folder)
     assert out1.read_bytes() == out2.read_bytes()
-    assert list(s1.columns) == ["id", "probability", "score", "bucket", "recommended_action", "top_factors"]
+    assert list(s1.columns) == ["id", "probability", "score", "bucket", "recommended_action", "segment", "top_factors"]
+    assert set(s1["segment"]) <= {"A", "B", "C"}
     assert len(s1) == len(sample) and s1["id"].tolist() == sample["id"].tolist()
     assert (s1["score"] == np.floor(s1["probability"] * 100 + 0.5)).all()
 

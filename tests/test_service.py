@@ -1,0 +1,188 @@
+"""The scoring service (FastAPI app through TestClient), CRM write-back against a real
+local HTTP server that fails some requests, retraining, drift and A/B lift."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from leadscoring.config import load_config
+from leadscoring.crm import push_scores
+from leadscoring.monitoring import ab_lift, drift_report, psi
+from leadscoring.retrain import list_versions, retrain, rollback
+from leadscoring.scoring import SCORE_MODEL, Scorer
+from leadscoring.service import create_app
+
+from .conftest import write_project
+
+LEAD = {"id": 1, "origen": "API", "fuente": "Google", "visitas_total": 3, "tiempo_en_site_total": 900,
+        "ocupacion": "Working Professional", "descarga_lm": "No"}
+
+
+@pytest.fixture(scope="module")
+def client(cfg, small_models):
+    return TestClient(create_app(cfg, Scorer.load(cfg, small_models)))
+
+
+def test_health_and_score(client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and len(health["model_version"]) == 12 and health["segments"] is True
+    r = client.post("/score", json=LEAD)
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"lead_id", "probability", "score", "bucket", "recommended_action", "segment", "top_factors"}
+    assert body["lead_id"] == "1" and body["score"] == round(100 * body["probability"])
+    assert body["top_factors"].count("(") == 3
+
+
+def test_batch_matches_single(client):
+    batch = client.post("/score/batch", json=[LEAD, {**LEAD, "id": 2, "tiempo_en_site_total": 10}]).json()
+    assert [b["lead_id"] for b in batch] == ["1", "2"]
+    assert batch[0] == client.post("/score", json=LEAD).json()
+    assert client.post("/score/batch", json=[]).json() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"visitas_total": "abc"}, "visitas_total"),
+        ({"visitas_total": -1}, "visitas_total"),
+        ({"descarga_lm": "Maybe"}, "descarga_lm"),
+        ({"colour": "red"}, "colour"),
+        ({"id": None}, "id"),
+    ],
+)
+def test_bad_requests_are_422_naming_the_field(client, change, field):
+    lead = {k: v for k, v in {**LEAD, **change}.items() if v is not None}
+    r = client.post("/score", json=lead)
+    assert r.status_code == 422
+    assert field in [str(p) for p in r.json()["detail"][0]["loc"]]
+
+
+def test_unseen_category_is_scored(client):
+    r = client.post("/score", json={**LEAD, "fuente": "TikTok", "ocupacion": "Astronaut"})
+    assert r.status_code == 200 and 0 <= r.json()["probability"] <= 1
+
+
+def test_bearer_token(client, monkeypatch):
+    monkeypatch.setenv("LEADSCORING_API_TOKEN", "s3cret")
+    assert client.post("/score", json=LEAD).status_code == 401
+    assert client.post("/score", json=LEAD, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/score", json=LEAD, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/health").status_code == 200
+    assert client.get("/openapi.json").json()["paths"]["/score"]
+
+
+class _FlakyCRM(BaseHTTPRequestHandler):
+    """Fails each lead's first PATCH with 503 (every third with 429), lead 'bad' always with 500."""
+
+    attempts: Counter = Counter()
+    accepted: Counter = Counter()
+    auth: set = set()
+    lock = threading.Lock()
+
+    def do_PATCH(self):  # noqa: N802 - http.server API
+        lead = self.path.rsplit("/", 1)[-1]
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.lock:
+            self.attempts[lead] += 1
+            first = self.attempts[lead] == 1
+            self.auth.add(self.headers.get("Authorization"))
+        if lead == "bad":
+            code = 500
+        elif first:
+            code = 429 if hash(lead) % 3 == 0 else 503
+        else:
+            assert body["lead_id"] == lead and set(body["custom_fields"]) == {
+                "predictive_score", "score_cluster", "recommended_action"}
+            with self.lock:
+                self.accepted[lead] += 1
+            code = 200
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def crm():
+    _FlakyCRM.attempts, _FlakyCRM.accepted, _FlakyCRM.auth = Counter(), Counter(), set()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyCRM)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_push_retries_and_resends_nothing(crm, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("LEADSCORING_CRM_TOKEN", "crm-token-xyz")
+    caplog.set_level(logging.DEBUG)
+    scores = pd.DataFrame({"id": [str(i) for i in range(40)] + ["bad"], "score": 50, "bucket": "WARM",
+                           "recommended_action": "Nurture"})
+    path = tmp_path / "scores.csv"
+    scores.to_csv(path, index=False)
+    first = push_scores(path, crm, retries=3, backoff=0.01, concurrency=4)
+    assert (first.sent, first.skipped, first.failed) == (40, 0, 1)
+    assert first.failures == {"bad": "HTTP 500"}
+    assert set(_FlakyCRM.accepted.values()) == {1} and len(_FlakyCRM.accepted) == 40  # exactly once each
+    assert _FlakyCRM.attempts["bad"] == 4 and _FlakyCRM.auth == {"Bearer crm-token-xyz"}
+    before = sum(_FlakyCRM.attempts.values())
+    second = push_scores(path, crm, retries=0, backoff=0.01)
+    assert (second.sent, second.skipped, second.failed) == (0, 40, 1)
+    assert sum(_FlakyCRM.attempts.values()) == before + 1  # only the failed lead is tried again
+    assert "crm-token-xyz" not in caplog.text
+    changed = scores.assign(score=[90] + [50] * 40)
+    changed.to_csv(path, index=False)
+    third = push_scores(path, crm, retries=2, backoff=0.01)
+    assert third.sent == 1 and _FlakyCRM.accepted["0"] == 2  # a changed score is sent again
+
+
+def test_psi_and_ab_lift():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=5000)
+    assert psi(a, rng.normal(size=5000), numeric=True) < 0.02
+    assert psi(a, rng.normal(1.0, size=5000), numeric=True) > 0.25
+    assert psi(["x"] * 50 + ["y"] * 50, ["x"] * 50 + ["y"] * 50, numeric=False) == pytest.approx(0.0)
+    assert psi(["x"] * 50 + ["y"] * 50, ["x"] * 10 + ["z"] * 90, numeric=False) > 0.25
+    res = ab_lift(100, 1000, 150, 1000)
+    assert res["difference"] == pytest.approx(0.05) and res["lift"] == pytest.approx(0.5)
+    se = (0.1 * 0.9 / 1000 + 0.15 * 0.85 / 1000) ** 0.5
+    assert res["difference_low"] == pytest.approx(0.05 - 1.959964 * se, rel=1e-5)
+    assert res["lift_low"] < 0.5 < res["lift_high"] and res["lift_low"] > 0
+
+
+def test_retrain_promotes_or_keeps_and_rollback(tmp_path, small_models, leads, sample):
+    cfg = load_config(write_project(tmp_path))
+    models = cfg.path("models_dir")
+    shutil.copytree(small_models, models)
+    first_sha = json.loads((models / "lead_scoring_model.json").read_text())["sha256"]
+    new = leads[~leads["id"].isin(sample["id"])].head(400)
+    feats = tmp_path / "new_leads.csv"
+    new.drop(columns="compra").to_csv(feats, sep=";", index=False)
+    outcomes = tmp_path / "outcomes.csv"
+    new[["id", "compra"]].to_csv(outcomes, sep=";", index=False)
+    result = retrain(cfg, outcomes, feats, tolerance=1.0)  # tolerance 1: always promote, to test the mechanics
+    assert result.promoted and result.new_leads == 400 and result.holdout_leads == 200
+    assert "score" in set(result.drift["variable"]) and set(result.drift["level"]) <= {"stable", "watch", "alert"}
+    new_manifest = json.loads((models / "lead_scoring_model.json").read_text())
+    assert new_manifest["retrained_from"] == first_sha and new_manifest["sha256"] != first_sha
+    assert len(pd.read_parquet(cfg.path("work_dir") / "history.parquet")) == len(leads)
+    assert len(list_versions(cfg)) == 1
+    restored = rollback(cfg)
+    assert restored["sha256"] == first_sha
+    Scorer.load(cfg)  # the restored model verifies and loads
+    kept = retrain(cfg, outcomes, feats, tolerance=-1.0)  # impossible bar: champion kept
+    assert not kept.promoted
+    assert json.loads((models / "lead_scoring_model.json").read_text())["sha256"] == first_sha

@@ -123,5 +123,10 @@ def load_model(path: str | os.PathLike[str], *, check_versions: bool = True) -> 
     """Verify, then unpickle. Returns ``(model, manifest)``."""
     info = verify_model(path, check_versions=check_versions)
     with open(path, "rb") as fh:
-        model = pickle.load(fh)  # noqa: S301 - verified against its manifest above
+        try:
+            model = pickle.load(fh)  # noqa: S301 - verified against its manifest above
+        except (AttributeError, ImportError, ModuleNotFoundError) as exc:
+            raise ModelIntegrityError(
+                f"{Path(path).name} was made by another version of the code ({exc}); retrain it (make run)"
+            ) from None
     return model, info

@@ -13,23 +13,31 @@ from sklearn.linear_model import LogisticRegression
 from xgboost import DMatrix, XGBClassifier
 
 from .modeling import final_estimator
-from .preprocessing import encoded_feature_sources
+from .preprocessing import as_frame, encoded_feature_sources
 
 
 def _step_index(model: object, name: str) -> int:
     return [n for n, _ in model.steps].index(name)  # type: ignore[attr-defined]
 
 
-def contributions(model: object, X: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prepare(model: object, X: object) -> tuple[object, np.ndarray]:
+    """Run the preparation steps once: (prepared columns, encoded matrix)."""
+    enc_idx = _step_index(model, "encode")
+    prepared = model[:enc_idx].transform(X)  # type: ignore[index]
+    return prepared, model.steps[enc_idx][1].transform(prepared)  # type: ignore[attr-defined]
+
+
+def contributions(model: object, X: object, prepared: object = None,
+                  encoded: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-lead contributions per source variable, and the prepared (clean) values.
 
     Returns ``(contrib, prepared)``: ``contrib`` has one column per variable the model
     uses (log-odds), ``prepared`` the cleaned values of those variables, for display.
+    ``prepared``/``encoded`` from :func:`prepare` avoid running the preparation twice.
     """
-    enc_idx = _step_index(model, "encode")
-    prepared = model[:enc_idx].transform(X)  # type: ignore[index]
-    encoder = model.steps[enc_idx][1]  # type: ignore[attr-defined]
-    encoded = np.asarray(encoder.transform(prepared), dtype=float)
+    if prepared is None or encoded is None:
+        prepared, encoded = prepare(model, X)
+    encoder = model.steps[_step_index(model, "encode")][1]  # type: ignore[attr-defined]
     sources, _ = encoded_feature_sources(encoder)
     est = final_estimator(model)
     if isinstance(est, XGBClassifier):
@@ -41,8 +49,8 @@ def contributions(model: object, X: pd.DataFrame) -> tuple[pd.DataFrame, pd.Data
     variables = list(dict.fromkeys(sources))
     groups = np.zeros((len(sources), len(variables)))
     groups[np.arange(len(sources)), [variables.index(s) for s in sources]] = 1.0
-    contrib = pd.DataFrame(raw @ groups, columns=variables, index=X.index)
-    return contrib, prepared[[v for v in variables if v in prepared.columns]]
+    contrib = pd.DataFrame(raw @ groups, columns=variables)
+    return contrib, as_frame(prepared[[v for v in variables if v in prepared.columns]])
 
 
 def _fmt_value(v: object) -> str:
@@ -53,11 +61,12 @@ def _fmt_value(v: object) -> str:
     return str(v)
 
 
-def top_factors(model: object, X: pd.DataFrame, n: int = 3) -> pd.Series:
+def top_factors(model: object, X: object, n: int = 3, prepared: object = None,
+                encoded: np.ndarray | None = None) -> list[str]:
     """``n`` strongest reasons per lead, e.g. ``ocupacion=Working Professional (+2.10); ...``."""
+    contrib, prepared = contributions(model, X, prepared, encoded)
     if n <= 0:
-        return pd.Series([""] * len(X), index=X.index, name="top_factors")
-    contrib, prepared = contributions(model, X)
+        return [""] * len(contrib)
     vals = contrib.to_numpy()
     cols = np.asarray(contrib.columns)
     order = np.argsort(-np.abs(vals), axis=1, kind="stable")[:, :n]
@@ -70,7 +79,7 @@ def top_factors(model: object, X: pd.DataFrame, n: int = 3) -> pd.Series:
             value = f"={_fmt_value(prep[var][i])}" if var in prep else ""
             parts.append(f"{var}{value} ({vals[i, j]:+.2f})")
         out.append("; ".join(parts))
-    return pd.Series(out, index=X.index, name="top_factors")
+    return out
 
 
 def global_importance(model: object, X: pd.DataFrame) -> pd.DataFrame:

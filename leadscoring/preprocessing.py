@@ -1,8 +1,12 @@
-"""Cleaning and feature-engineering transformers (scikit-learn compatible).
+"""Cleaning, feature-engineering and encoding transformers (scikit-learn compatible).
 
-Every statistic (canonical spellings, clipping bounds, constant columns, frequent levels)
-is learned in ``fit`` on training data only, so scoring a single lead gives the same
-result as scoring it inside a batch, and nothing leaks from validation data.
+Every statistic (canonical spellings, clipping bounds, constant columns, frequent levels,
+medians, scales) is learned in ``fit`` on training data only, so scoring a single lead
+gives the same result as scoring it inside a batch, and nothing leaks from validation data.
+
+Between steps the columns travel as a :class:`ColumnBatch` (column name → numpy array)
+rather than a DataFrame: building DataFrames dominates the cost of scoring one lead.
+``as_frame`` turns a batch into a DataFrame for display and analysis.
 """
 
 from __future__ import annotations
@@ -12,20 +16,54 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 MISSING_LEVEL = "Missing"
 OTHER_LEVEL = "Other"
 
 
-def _as_frame(X: object) -> pd.DataFrame:
+class ColumnBatch(dict):
+    """Columns of equal length as numpy arrays, keyed by name, with a DataFrame-like
+    ``columns`` and column-list indexing (``batch[["a", "b"]]``)."""
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.keys())
+
+    @property
+    def n_rows(self) -> int:
+        return len(next(iter(self.values()))) if self else 0
+
+    def __getitem__(self, key: object) -> object:
+        if isinstance(key, list):
+            return ColumnBatch((k, dict.__getitem__(self, k)) for k in key)
+        return dict.__getitem__(self, key)
+
+    def to_frame(self, index: pd.Index | None = None) -> pd.DataFrame:
+        return pd.DataFrame(dict(self), index=index)
+
+
+def as_frame(X: object) -> pd.DataFrame:
+    """A DataFrame view of a DataFrame or :class:`ColumnBatch` (for display and analysis)."""
     if isinstance(X, pd.DataFrame):
         return X
+    if isinstance(X, ColumnBatch):
+        return X.to_frame()
+    raise TypeError(f"expected a DataFrame or ColumnBatch, got {type(X).__name__}")
+
+
+def _as_frame(X: object) -> pd.DataFrame | ColumnBatch:
+    if isinstance(X, (pd.DataFrame, ColumnBatch)):
+        return X
     raise TypeError(f"expected a pandas DataFrame with named columns, got {type(X).__name__}")
+
+
+def _n_rows(X: pd.DataFrame | ColumnBatch) -> int:
+    return X.n_rows if isinstance(X, ColumnBatch) else len(X)
+
+
+def _is_missing(v: object) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
 
 
 class LeadCleaner(TransformerMixin, BaseEstimator):
@@ -66,7 +104,7 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         missing = {m.casefold() for m in self.missing_values}
 
         def norm(v: object) -> str | None:
-            if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+            if _is_missing(v):
                 return None
             t = str(v).strip()
             return None if (not t or t.casefold() in missing) else t
@@ -74,12 +112,13 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         return [norm(v) for v in np.asarray(values, dtype=object)]
 
     @staticmethod
-    def _numeric(s: pd.Series) -> np.ndarray:
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            return np.asarray(s, dtype="float64")
-        return np.asarray(pd.to_numeric(s, errors="coerce"), dtype="float64")
+    def _numeric(s: object) -> np.ndarray:
+        arr = np.asarray(s)
+        if arr.dtype.kind in "fiu":
+            return arr.astype("float64", copy=False)
+        return np.asarray(pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce"), dtype="float64")
 
-    def _raw_clean(self, X: pd.DataFrame) -> dict[str, object]:
+    def _raw_clean(self, X: pd.DataFrame | ColumnBatch) -> dict[str, object]:
         out: dict[str, object] = {}
         for col in self.numeric:
             out[col] = self._numeric(X[col])
@@ -119,18 +158,18 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
                 if len(distinct) <= 1:
                     self.constant_.append(col)
         self.feature_names_out_ = [c for c in clean if c not in self.constant_]
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = len(X.columns)
         return self
 
     def _canon(self, col: str, values: list[str | None]) -> list[str | None]:
         mapping = getattr(self, "canonical_", {}).get(col, {})
         return [None if v is None else mapping.get(v.casefold(), v) for v in values]
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, X: pd.DataFrame | ColumnBatch) -> ColumnBatch:
         check_is_fitted(self, "feature_names_out_")
         X = _as_frame(X)
         clean = self._raw_clean(X)
-        out: dict[str, object] = {}
+        out = ColumnBatch()
         for col in self.feature_names_out_:
             values = clean[col]
             if col in self.categorical:
@@ -139,7 +178,7 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
                 lo, hi = self.clip_[col]
                 values = np.clip(values, lo, hi)
             out[col] = values
-        return pd.DataFrame(out, index=X.index)
+        return out
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
@@ -166,17 +205,20 @@ class LeadFeatures(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = names
         return self
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, X: pd.DataFrame | ColumnBatch) -> ColumnBatch:
         check_is_fitted(self, "feature_names_out_")
-        X = _as_frame(X).copy()
+        X = _as_frame(X)
+        out = ColumnBatch((c, np.asarray(X[c])) for c in X.columns)
         for name, (a, b) in (self.products or {}).items():
             if name in self.feature_names_out_:
-                X[name] = X[a] * X[b]
+                out[name] = out[a].astype(float) * out[b].astype(float)
         for name, (a, b) in (self.ratios or {}).items():
             if name in self.feature_names_out_:
-                den = X[b].where(X[b] != 0)
-                X[name] = (X[a] / den).where(den.notna(), 0.0).where(X[a].notna())
-        return X[self.feature_names_out_]
+                num, den = out[a].astype(float), out[b].astype(float)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where((den == 0) | np.isnan(den), 0.0, num / den)
+                out[name] = np.where(np.isnan(num), np.nan, ratio)
+        return out[self.feature_names_out_]
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
@@ -195,58 +237,121 @@ class ColumnSelector(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = cols
         return self
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+    def transform(self, X: pd.DataFrame | ColumnBatch) -> ColumnBatch:
         check_is_fitted(self, "feature_names_out_")
-        return _as_frame(X)[self.feature_names_out_]
+        X = _as_frame(X)
+        return ColumnBatch((c, np.asarray(X[c])) for c in self.feature_names_out_)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(self.feature_names_out_, dtype=object)
 
 
-class RareLevelGrouper(TransformerMixin, BaseEstimator):
-    """Group categorical levels rarer than ``min_share`` (in fit) and unseen levels as
-    ``Other``; missing becomes its own level ``Missing``."""
+class LeadEncoder(TransformerMixin, BaseEstimator):
+    """Model inputs as one float matrix, computed with numpy.
 
-    def __init__(self, min_share: float = 0.01) -> None:
-        self.min_share = min_share
+    - numeric: median imputation, plus a 0/1 missing indicator for every column that had
+      missing values in ``fit``; standardised (mean 0, sd 1) when ``scale``;
+    - categorical: levels rarer than ``rare_min_share`` in ``fit`` and unseen levels become
+      ``Other``, missing becomes ``Missing``; one-hot over the grouped levels seen in ``fit``
+      (a grouped level not seen in ``fit`` encodes as all zeros);
+    - yes/no: missing → 0.
 
-    def fit(self, X: pd.DataFrame, y: object = None) -> RareLevelGrouper:
+    ``feature_sources_`` names the raw variable behind each output column and
+    ``feature_labels_`` a readable label (``ocupacion=Student``, ``score_perfil missing``).
+    """
+
+    def __init__(
+        self,
+        numeric: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        yes_no: Sequence[str] = (),
+        rare_min_share: float = 0.01,
+        scale: bool = True,
+    ) -> None:
+        self.numeric = numeric
+        self.categorical = categorical
+        self.yes_no = yes_no
+        self.rare_min_share = rare_min_share
+        self.scale = scale
+
+    def _group(self, col: str, values: object) -> list[str]:
+        keep = self.frequent_[col]
+
+        def group(v: object) -> str:
+            if _is_missing(v):
+                return MISSING_LEVEL
+            t = str(v)
+            return t if t in keep else OTHER_LEVEL
+
+        return [group(v) for v in np.asarray(values, dtype=object)]
+
+    def fit(self, X: pd.DataFrame | ColumnBatch, y: object = None) -> LeadEncoder:
         X = _as_frame(X)
-        self.levels_: dict[str, list[str]] = {}
-        for col in X.columns:
-            share = X[col].dropna().astype(str).value_counts() / max(len(X), 1)
-            self.levels_[col] = sorted(share[share >= self.min_share].index)
-        self.feature_names_out_ = list(X.columns)
+        n = _n_rows(X)
+        present = set(X.columns)
+        self.num_ = [c for c in self.numeric if c in present]
+        self.cat_ = [c for c in self.categorical if c in present]
+        self.yn_ = [c for c in self.yes_no if c in present]
+        sources, labels = [], []
+        self.median_, self.mean_, self.sd_, self.indicate_ = {}, {}, {}, []
+        for c in self.num_:
+            v = np.asarray(X[c], dtype=float)
+            med = float(np.nanmedian(v)) if np.isfinite(v).any() else 0.0
+            filled = np.where(np.isnan(v), med, v)
+            self.median_[c] = med
+            self.mean_[c] = float(filled.mean()) if self.scale else 0.0
+            sd = float(filled.std()) if self.scale else 1.0
+            self.sd_[c] = sd if sd > 0 else 1.0
+            sources.append(c)
+            labels.append(c)
+        for c in self.num_:
+            if np.isnan(np.asarray(X[c], dtype=float)).any():
+                self.indicate_.append(c)
+                sources.append(c)
+                labels.append(f"{c} missing")
+        self.frequent_, self.categories_ = {}, {}
+        for c in self.cat_:
+            vals = [str(v) for v in np.asarray(X[c], dtype=object) if not _is_missing(v)]
+            counts = pd.Series(vals, dtype=object).value_counts()
+            self.frequent_[c] = set(counts[counts / max(n, 1) >= self.rare_min_share].index)
+            self.categories_[c] = sorted(set(self._group(c, X[c])))
+            sources += [c] * len(self.categories_[c])
+            labels += [f"{c}={lvl}" for lvl in self.categories_[c]]
+        sources += self.yn_
+        labels += self.yn_
+        self.feature_sources_, self.feature_labels_ = sources, labels
+        self.n_features_in_ = len(X.columns)
         return self
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        check_is_fitted(self, "levels_")
+    def transform(self, X: pd.DataFrame | ColumnBatch) -> np.ndarray:
+        check_is_fitted(self, "feature_sources_")
         X = _as_frame(X)
-        out = {}
-        for col in self.feature_names_out_:
-            keep = set(self.levels_[col])
-
-            def group(v: object) -> str:
-                if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
-                    return MISSING_LEVEL
-                t = str(v)
-                return t if t in keep else OTHER_LEVEL
-
-            out[col] = np.array([group(v) for v in np.asarray(X[col], dtype=object)], dtype=object)
-        return pd.DataFrame(out, index=X.index)
+        n = _n_rows(X)
+        out = np.zeros((n, len(self.feature_sources_)), dtype=float)
+        j = 0
+        for c in self.num_:
+            v = np.asarray(X[c], dtype=float)
+            out[:, j] = (np.where(np.isnan(v), self.median_[c], v) - self.mean_[c]) / self.sd_[c]
+            j += 1
+        for c in self.indicate_:
+            out[:, j] = np.isnan(np.asarray(X[c], dtype=float))
+            j += 1
+        rows = np.arange(n)
+        for c in self.cat_:
+            index = {lvl: k for k, lvl in enumerate(self.categories_[c])}
+            codes = np.fromiter((index.get(g, -1) for g in self._group(c, X[c])), dtype=int, count=n)
+            hit = codes >= 0
+            out[rows[hit], j + codes[hit]] = 1.0
+            j += len(self.categories_[c])
+        for c in self.yn_:
+            v = np.asarray(X[c], dtype=float)
+            out[:, j] = np.where(np.isnan(v), 0.0, v)
+            j += 1
+        return out
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        return np.asarray(self.feature_names_out_, dtype=object)
-
-
-class Present:
-    """Picklable column selector for ColumnTransformer: the listed columns present in X."""
-
-    def __init__(self, columns: Sequence[str]) -> None:
-        self.columns = list(columns)
-
-    def __call__(self, X: pd.DataFrame) -> list[str]:
-        return [c for c in self.columns if c in X.columns]
+        check_is_fitted(self, "feature_labels_")
+        return np.asarray(self.feature_labels_, dtype=object)
 
 
 def build_encoder(
@@ -256,60 +361,11 @@ def build_encoder(
     *,
     rare_min_share: float = 0.01,
     scale: bool = True,
-) -> ColumnTransformer:
-    """Impute, group rare levels, one-hot encode and (optionally) scale.
-
-    Numeric: median imputation plus a missing-indicator column where training data had
-    missing values; categorical: rare/unseen → ``Other``, missing → ``Missing``, one-hot
-    (unknown levels ignored); yes/no: missing → 0.
-    """
-    num_steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
-    if scale:
-        num_steps.append(("scale", StandardScaler()))
-    cat = Pipeline(
-        [
-            ("group", RareLevelGrouper(min_share=rare_min_share)),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
-    yn = SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True)
-    return ColumnTransformer(
-        [
-            ("num", Pipeline(num_steps), Present(numeric)),
-            ("cat", cat, Present(categorical)),
-            ("yn", yn, Present(yes_no)),
-        ],
-        remainder="drop",
-        sparse_threshold=0.0,
-    )
+) -> LeadEncoder:
+    """The encoder used by every model pipeline (see :class:`LeadEncoder`)."""
+    return LeadEncoder(list(numeric), list(categorical), list(yes_no), rare_min_share=rare_min_share, scale=scale)
 
 
-def encoded_feature_sources(encoder: ColumnTransformer) -> tuple[list[str], list[str]]:
-    """For each output column of a fitted :func:`build_encoder`: (source variable, label).
-
-    Labels read like ``ocupacion=Working Professional`` for one-hot columns,
-    ``score_actividad missing`` for indicators and the variable name otherwise.
-    """
-    sources: list[str] = []
-    labels: list[str] = []
-    for name, trans, cols in encoder.transformers_:
-        if name == "remainder" or trans == "drop" or not len(cols):
-            continue
-        cols = list(cols)
-        if name == "num":
-            imputer = trans.named_steps["impute"]
-            sources += cols
-            labels += cols
-            if imputer.indicator_ is not None:
-                for i in imputer.indicator_.features_:
-                    sources.append(cols[i])
-                    labels.append(f"{cols[i]} missing")
-        elif name == "cat":
-            onehot = trans.named_steps["onehot"]
-            for col, cats in zip(cols, onehot.categories_, strict=True):
-                sources += [col] * len(cats)
-                labels += [f"{col}={c}" for c in cats]
-        else:
-            sources += cols
-            labels += cols
-    return sources, labels
+def encoded_feature_sources(encoder: LeadEncoder) -> tuple[list[str], list[str]]:
+    """For each output column of a fitted encoder: (source variable, readable label)."""
+    return list(encoder.feature_sources_), list(encoder.feature_labels_)

@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .preprocessing import MISSING_LEVEL
+from .preprocessing import MISSING_LEVEL, as_frame
 
 RULE_COLUMNS = ["variable", "kind", "level", "lower", "upper", "points", "rationale"]
 
@@ -97,6 +97,7 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
         self.scale = scale
 
     def fit(self, X: pd.DataFrame, y: Sequence[int] | None = None) -> RuleScorer:
+        X = as_frame(X)
         if self.rules is None:
             if y is None:
                 raise ValueError("RuleScorer without rules needs y to propose points")
@@ -116,6 +117,7 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
     def points(self, X: pd.DataFrame) -> pd.Series:
         """Total points per lead (unmatched values score 0)."""
         check_is_fitted(self, "rules_")
+        X = as_frame(X)
         total = np.zeros(len(X))
         yes_no = set(self.yes_no)
         for var, grp in self.rules_.groupby("variable", sort=False):

@@ -20,6 +20,7 @@ from .artifacts import load_model
 from .config import Bucket, ProjectConfig
 from .data import read_leads, validate_leads
 from .io import atomic_path, write_csv
+from .preprocessing import ColumnBatch
 
 log = logging.getLogger(__name__)
 
@@ -70,25 +71,32 @@ class Scorer:
     def version(self) -> str:
         return str(self.manifest.get("sha256", "unknown"))[:12]
 
-    def score_frame(self, leads: pd.DataFrame, *, factors: bool = True) -> pd.DataFrame:
-        """Score validated leads (as returned by ``validate_leads``/``read_leads``)."""
-        from .explain import top_factors
+    def score_columns(self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True) -> dict[str, np.ndarray]:
+        """Score validated leads; returns the output columns as arrays (the preparation
+        steps run once and serve both the probability and the reasons)."""
+        from .explain import prepare, top_factors
 
         id_col = self.cfg.data.id_column
-        X = leads.drop(columns=[self.cfg.data.target_column], errors="ignore")
-        proba = self.model.predict_proba(X)[:, 1]
+        prepared, encoded = prepare(self.model, X)
+        proba = self.model.steps[-1][1].predict_proba(encoded)[:, 1]
         score = to_score(proba)
         bucket, action = assign_buckets(score, self.cfg.scoring.buckets)
-        out = pd.DataFrame({id_col: X[id_col].to_numpy(), "probability": np.round(proba, 6), "score": score,
-                            "bucket": bucket, "recommended_action": action})
+        out = {id_col: np.asarray(X[id_col], dtype=object), "probability": np.round(proba, 6), "score": score,
+               "bucket": bucket, "recommended_action": action}
         if self.segmenter is not None:
             out["segment"] = self.segmenter.segment_names(X)
         if factors and self.cfg.scoring.top_factors > 0:
-            out["top_factors"] = top_factors(self.model, X.reset_index(drop=True), self.cfg.scoring.top_factors).to_numpy()
+            out["top_factors"] = np.array(top_factors(self.model, X, self.cfg.scoring.top_factors, prepared, encoded),
+                                          dtype=object)
         return out
 
+    def score_frame(self, leads: pd.DataFrame, *, factors: bool = True) -> pd.DataFrame:
+        """Score validated leads (as returned by ``validate_leads``/``read_leads``)."""
+        X = leads.drop(columns=[self.cfg.data.target_column], errors="ignore")
+        return pd.DataFrame(self.score_columns(X, factors=factors))
+
     def score_records(self, records: Iterable[dict[str, Any]], *, factors: bool = True) -> pd.DataFrame:
-        """Score JSON-like records in the raw column names (used by the service)."""
+        """Score JSON-like records in the raw column names, validating them first."""
         frame = pd.DataFrame(list(records))
         leads = validate_leads(frame, self.cfg, require_target=False, origin="request")
         return self.score_frame(leads, factors=factors)

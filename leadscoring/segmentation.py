@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from .config import ProjectConfig
 from .modeling import numeric_feature_names, preparation_steps
-from .preprocessing import build_encoder
+from .preprocessing import as_frame, build_encoder
 
 
 def segmentation_columns(cfg: ProjectConfig) -> list[str]:
@@ -101,7 +101,7 @@ def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence
     Numeric traits: standardised difference of the segment mean vs the base; categorical
     traits: the level most over-represented vs the base (ratio of shares, ≥ 5 % of the segment).
     """
-    df = prepared.reset_index(drop=True).copy()
+    df = as_frame(prepared).reset_index(drop=True).copy()
     seg = pd.Series(np.asarray(segment), name="segment")
     yv = pd.Series(np.asarray(y, dtype=float))
     rows = []

@@ -14,12 +14,13 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
+import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from .config import ProjectConfig
+from .preprocessing import ColumnBatch
 from .scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,25 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     app = FastAPI(title="leadscoring", version=scorer.version,
                   description="Conversion probability, 0-100 score, bucket, action, segment and reasons per lead.")
 
+    numeric = set(cfg.data.columns.numeric)
+
     def _score(leads: list[BaseModel]) -> list[dict[str, Any]]:
-        frame = pd.DataFrame([lead.model_dump() for lead in leads], columns=columns)
-        frame[id_col] = frame[id_col].astype(str)
-        out = scorer.score_records(frame.to_dict("records"))
-        out = out.rename(columns={id_col: "lead_id"})
-        return out.to_dict("records")
+        # pydantic has validated every field: build the column batch directly (no DataFrame).
+        rows = [lead.model_dump() for lead in leads]
+        batch = ColumnBatch()
+        for col in columns:
+            values = [r.get(col) for r in rows]
+            if col == id_col:
+                batch[col] = np.array([str(v) for v in values], dtype=object)
+            elif col in numeric:
+                batch[col] = np.array([np.nan if v is None else v for v in values], dtype=float)
+            else:
+                batch[col] = np.array(values, dtype=object)
+        out = scorer.score_columns(batch)
+        out["lead_id"] = out.pop(id_col)
+        keys = list(out)
+        return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, vals, strict=True)}
+                for vals in zip(*(out[k] for k in keys), strict=True)]
 
     @app.get("/health")
     def health() -> dict[str, Any]:

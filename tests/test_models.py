@@ -70,6 +70,7 @@ def test_calibrated_probabilities_and_contributions(cfg, sample, trained):
     p = model.predict_proba(X)[:, 1]
     assert ((p > 0) & (p < 1)).all()
     contrib, _ = contributions(model, X.head(30))
+    assert len(contrib) == 30
     booster = final_estimator(model).get_booster()
     import xgboost as xgb
 

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from leadscoring.modeling import preparation_steps
-from leadscoring.preprocessing import LeadCleaner, LeadFeatures, RareLevelGrouper
+from leadscoring.preprocessing import LeadCleaner, LeadEncoder, LeadFeatures, as_frame
 
 
 def _cleaner(**kw):
@@ -26,7 +26,7 @@ def frame():
 
 def test_cleaner_rules(frame):
     cl = _cleaner().fit(frame)
-    out = cl.transform(frame)
+    out = as_frame(cl.transform(frame))
     assert list(out.columns) == ["n", "c", "yn"]  # id dropped, constant dropped
     assert cl.constant_ == ["const"]
     assert out["c"].tolist()[:3] == ["Google", "Google", "Chat"]  # spelling merged
@@ -38,7 +38,7 @@ def test_cleaner_rules(frame):
 def test_cleaner_statistics_come_from_fit_only(frame):
     cl = _cleaner().fit(frame)
     one = pd.DataFrame({"n": [1e6], "c": ["GOOGLE"], "yn": ["Yes"], "const": ["Yes"], "id": ["z"]})
-    out = cl.transform(one)
+    out = as_frame(cl.transform(one))
     assert out["n"].iloc[0] == pytest.approx(frame["n"].quantile(0.75))
     assert out["c"].iloc[0] == "Google"
     assert "const" not in out.columns
@@ -47,17 +47,24 @@ def test_cleaner_statistics_come_from_fit_only(frame):
 def test_features_ratio_and_product():
     X = pd.DataFrame({"t": [100.0, 50.0, np.nan], "v": [4.0, 0.0, 2.0]})
     f = LeadFeatures(products={"tv": ("t", "v")}, ratios={"tpv": ("t", "v")}).fit(X)
-    out = f.transform(X)
+    out = as_frame(f.transform(X))
     assert out["tv"].tolist()[:2] == [400.0, 0.0]
     assert out["tpv"].tolist()[:2] == [25.0, 0.0]  # zero denominator -> 0
     assert np.isnan(out["tpv"].iloc[2])
 
 
-def test_rare_and_unseen_levels():
-    X = pd.DataFrame({"c": ["a"] * 50 + ["b"] * 49 + ["rare"] + [None]})
-    g = RareLevelGrouper(min_share=0.05).fit(X)
-    out = g.transform(pd.DataFrame({"c": ["a", "rare", "new", None]}))
-    assert out["c"].tolist() == ["a", "Other", "Other", "Missing"]
+def test_encoder_by_hand():
+    X = pd.DataFrame({"n": [1.0, 3.0, np.nan, 5.0], "c": ["a"] * 2 + ["rare", None], "y": [1.0, np.nan, 0.0, 1.0]})
+    X = pd.concat([X] * 10, ignore_index=True)
+    X.loc[0, "c"], X.loc[1, "c"] = "b", "tiny"  # 1 of 40 each = 2.5 % < 3 %: grouped as Other
+    enc = LeadEncoder(["n"], ["c"], ["y"], rare_min_share=0.03, scale=False).fit(X)
+    assert enc.feature_labels_ == ["n", "n missing", "c=Missing", "c=Other", "c=a", "c=rare", "y"]
+    assert enc.feature_sources_ == ["n", "n", "c", "c", "c", "c", "y"]
+    out = enc.transform(pd.DataFrame({"n": [np.nan, 2.0], "c": ["new", None], "y": [np.nan, 1.0]}))
+    # median of n over fit rows is 3; unseen level -> Other; missing -> Missing; yes/no missing -> 0
+    np.testing.assert_array_equal(out, [[3, 1, 0, 1, 0, 0, 0], [2, 0, 1, 0, 0, 0, 1]])
+    scaled = LeadEncoder(["n"], [], [], scale=True).fit(X).transform(X)
+    assert abs(scaled[:, 0].mean()) < 1e-12 and scaled[:, 0].std() == pytest.approx(1.0)
 
 
 def test_single_lead_equals_batch(cfg, sample):

@@ -51,9 +51,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import score_file
 
     cfg = load_config(args.config)
-    scores = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_factors)
-    counts = scores["bucket"].value_counts().to_dict()
-    print(f"scored {len(scores)} leads -> {args.output} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+    if args.engine == "dask":
+        from .batch import score_dask
+
+        res = score_dask(cfg, args.input, args.output, models_dir=args.models_dir, scheduler=args.scheduler,
+                         workers=args.workers, factors=not args.no_factors)
+        print(f"scored {args.input} -> {res['output']} ({res['partitions']} partitions)")
+        return 0
+    res = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_factors,
+                     chunk_rows=args.chunk_rows, progress=not args.no_progress)
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
+    print(f"scored {res['leads']} leads -> {args.output} ({counts})")
     return 0
 
 
@@ -123,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output", required=True, help="output CSV (or .parquet)")
     s.add_argument("--models-dir", help="folder with the model + manifest (default: 04_Modelos)")
     s.add_argument("--no-factors", action="store_true", help="skip per-lead top_factors (faster)")
+    s.add_argument("--chunk-rows", type=int, help="leads per chunk (default 100000): bounds memory")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.add_argument("--engine", choices=["local", "dask"], default="local",
+                   help="dask: map_partitions over CSV/parquet globs, output is a folder of parts")
+    s.add_argument("--scheduler", help="dask: address of an existing cluster (default: a local cluster)")
+    s.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")
     s.set_defaults(func=_cmd_score)
 
     sv = sub.add_parser("serve", help="HTTP scoring service (FastAPI; docs at /docs)")

@@ -27,16 +27,8 @@ def prepare(model: object, X: object) -> tuple[object, np.ndarray]:
     return prepared, model.steps[enc_idx][1].transform(prepared)  # type: ignore[attr-defined]
 
 
-def contributions(model: object, X: object, prepared: object = None,
-                  encoded: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-lead contributions per source variable, and the prepared (clean) values.
-
-    Returns ``(contrib, prepared)``: ``contrib`` has one column per variable the model
-    uses (log-odds), ``prepared`` the cleaned values of those variables, for display.
-    ``prepared``/``encoded`` from :func:`prepare` avoid running the preparation twice.
-    """
-    if prepared is None or encoded is None:
-        prepared, encoded = prepare(model, X)
+def _contribution_matrix(model: object, prepared: object, encoded: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(leads × variables) contributions in log-odds, and the variable names."""
     encoder = model.steps[_step_index(model, "encode")][1]  # type: ignore[attr-defined]
     sources, _ = encoded_feature_sources(encoder)
     est = final_estimator(model)
@@ -48,9 +40,23 @@ def contributions(model: object, X: object, prepared: object = None,
         raise TypeError(f"per-lead factors are not available for {type(est).__name__}")
     variables = list(dict.fromkeys(sources))
     groups = np.zeros((len(sources), len(variables)))
-    groups[np.arange(len(sources)), [variables.index(s) for s in sources]] = 1.0
-    contrib = pd.DataFrame(raw @ groups, columns=variables)
-    return contrib, as_frame(prepared[[v for v in variables if v in prepared.columns]])
+    groups[np.arange(len(sources)), [variables.index(v) for v in sources]] = 1.0
+    return raw @ groups, variables
+
+
+def contributions(model: object, X: object, prepared: object = None,
+                  encoded: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-lead contributions per source variable, and the prepared (clean) values.
+
+    Returns ``(contrib, prepared)``: ``contrib`` has one column per variable the model
+    uses (log-odds), ``prepared`` the cleaned values of those variables, for display.
+    ``prepared``/``encoded`` from :func:`prepare` avoid running the preparation twice.
+    """
+    if prepared is None or encoded is None:
+        prepared, encoded = prepare(model, X)
+    vals, variables = _contribution_matrix(model, prepared, encoded)
+    shown = [v for v in variables if v in prepared.columns]
+    return pd.DataFrame(vals, columns=variables), as_frame(prepared[shown])
 
 
 def _fmt_value(v: object) -> str:
@@ -64,19 +70,19 @@ def _fmt_value(v: object) -> str:
 def top_factors(model: object, X: object, n: int = 3, prepared: object = None,
                 encoded: np.ndarray | None = None) -> list[str]:
     """``n`` strongest reasons per lead, e.g. ``ocupacion=Working Professional (+2.10); ...``."""
-    contrib, prepared = contributions(model, X, prepared, encoded)
+    if prepared is None or encoded is None:
+        prepared, encoded = prepare(model, X)
+    vals, variables = _contribution_matrix(model, prepared, encoded)
     if n <= 0:
-        return [""] * len(contrib)
-    vals = contrib.to_numpy()
-    cols = np.asarray(contrib.columns)
+        return [""] * len(vals)
     order = np.argsort(-np.abs(vals), axis=1, kind="stable")[:, :n]
-    prep = {c: prepared[c].to_numpy(dtype=object) for c in prepared.columns}
+    shown = {v: np.asarray(prepared[v], dtype=object) for v in variables if v in prepared.columns}
     out = []
     for i, idx in enumerate(order):
         parts = []
         for j in idx:
-            var = cols[j]
-            value = f"={_fmt_value(prep[var][i])}" if var in prep else ""
+            var = variables[j]
+            value = f"={_fmt_value(shown[var][i])}" if var in shown else ""
             parts.append(f"{var}{value} ({vals[i, j]:+.2f})")
         out.append("; ".join(parts))
     return out

@@ -123,18 +123,14 @@ def write_payloads(scores: pd.DataFrame, id_column: str, dest: str | os.PathLike
 
 def score_file(
     cfg: ProjectConfig, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
-    models_dir: str | os.PathLike[str] | None = None, factors: bool = True,
-) -> pd.DataFrame:
-    """Read leads (raw layout; a target column, if present, is ignored), score, write CSV
-    (or parquet for a ``.parquet`` output) atomically; returns the scores."""
+    models_dir: str | os.PathLike[str] | None = None, factors: bool = True, chunk_rows: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
+    score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
+    atomically. Returns ``{"leads": n, "buckets": {...}}``."""
+    from .batch import DEFAULT_CHUNK_ROWS, score_stream
+
     scorer = Scorer.load(cfg, models_dir)
-    leads = read_leads(input_path, cfg, require_target=False)
-    scores = scorer.score_frame(leads, factors=factors)
-    out = Path(output_path)
-    if out.suffix.lower() == ".parquet":
-        with atomic_path(out) as tmp:
-            scores.to_parquet(tmp, index=False)
-    else:
-        write_csv(scores, out)
-    log.info("scored %d leads -> %s", len(scores), out)
-    return scores
+    return score_stream(scorer, input_path, output_path, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
+                        factors=factors, progress=progress)

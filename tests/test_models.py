@@ -112,9 +112,11 @@ def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained
     src = tmp_path / "leads.csv"
     sample.drop(columns="compra").to_csv(src, sep=";", index=False)
     out1, out2 = tmp_path / "s1.csv", tmp_path / "s2.csv"
-    s1 = score_file(cfg, src, out1, models_dir=folder)
+    res = score_file(cfg, src, out1, models_dir=folder)
     score_file(cfg, src, out2, models_dir=folder)
     assert out1.read_bytes() == out2.read_bytes()
+    s1 = pd.read_csv(out1, dtype={"id": str})
+    assert res["leads"] == len(sample) and sum(res["buckets"].values()) == len(sample)
     assert list(s1.columns) == ["id", "probability", "score", "bucket", "recommended_action", "segment", "top_factors"]
     assert set(s1["segment"]) <= {"A", "B", "C"}
     assert len(s1) == len(sample) and s1["id"].tolist() == sample["id"].tolist()
@@ -142,3 +144,22 @@ def test_unseen_category_is_scored(cfg, sample, trained):
     leads["fuente"] = "TikTok"
     out = scorer.score_frame(leads)
     assert out["probability"].between(0, 1).all() and len(out) == 3
+
+
+def test_chunked_equals_whole_file_and_duplicates_across_chunks(cfg, sample, trained, tmp_path):
+    _, folder = trained
+    src = tmp_path / "leads.csv"
+    sample.drop(columns="compra").to_csv(src, sep=";", index=False)
+    whole, chunked, pq_out = tmp_path / "whole.csv", tmp_path / "chunked.csv", tmp_path / "chunked.parquet"
+    score_file(cfg, src, whole, models_dir=folder, chunk_rows=10_000)
+    score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97)  # 800 leads -> 9 chunks
+    assert whole.read_bytes() == chunked.read_bytes()
+    score_file(cfg, src, pq_out, models_dir=folder, chunk_rows=97)
+    pd.testing.assert_frame_equal(pd.read_parquet(pq_out), pd.read_csv(whole, dtype={"id": object}),
+                                  check_dtype=False)
+    dup = sample.drop(columns="compra").copy()
+    dup.loc[dup.index[500], "id"] = dup["id"].iloc[3]
+    dup.to_csv(src, sep=";", index=False)
+    with pytest.raises(LeadDataError, match=r"duplicate id .* \(line 502\) already seen"):
+        score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97)
+    assert whole.read_bytes() == chunked.read_bytes()  # the failed run left the old output intact

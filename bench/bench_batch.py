@@ -1,0 +1,113 @@
+"""Batch scoring benchmark: wall time, throughput and peak memory against a bare floor.
+
+Generates N synthetic leads by resampling the shipped export (fresh unique ids), then
+measures, each in its own process (peak memory = that process's max RSS):
+
+- floor: pandas ``read_csv`` + the fitted XGBoost ``predict_proba`` on a matrix of the
+  model's input width + ``to_csv`` of id and probability (no validation, no features);
+- ``leadscoring score`` (local engine, streaming chunks), with and without ``top_factors``;
+- ``leadscoring score --engine dask`` (local cluster, 2 workers), optionally;
+- the full ``leadscoring run``, optionally.
+
+Needs the models of a production run (``make run``). Run on demand:
+
+    .venv/bin/python bench/bench_batch.py --sizes 100000 1000000 [--dask] [--run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+LEADSCORING = [sys.executable, "-m", "leadscoring.cli"]
+
+FLOOR = textwrap.dedent("""
+    import sys, pickle, numpy as np, pandas as pd
+    from leadscoring.modeling import final_estimator
+    src, dst, model_path = sys.argv[1:4]
+    model = pickle.load(open(model_path, "rb"))
+    xgb = final_estimator(model)
+    df = pd.read_csv(src, sep=";")
+    width = xgb.n_features_in_
+    num = df.select_dtypes("number").to_numpy(dtype=float)
+    X = np.zeros((len(df), width))
+    X[:, :min(width, num.shape[1])] = num[:, :width]
+    p = xgb.predict_proba(X)[:, 1]
+    pd.DataFrame({"id": df["id"], "probability": p}).to_csv(dst, index=False)
+""")
+
+
+def make_leads(n: int, dest: Path, seed: int = 0) -> None:
+    raw = pd.read_csv(ROOT / "02_Datos" / "01_Originales" / "Leads.csv", sep=";", dtype=str, keep_default_na=False)
+    raw = raw.drop(columns=["compra"])
+    idx = np.random.default_rng(seed).integers(0, len(raw), size=n)
+    out = raw.iloc[idx].reset_index(drop=True)
+    out["id"] = np.arange(1_000_000_000, 1_000_000_000 + n).astype(str)
+    out.to_csv(dest, sep=";", index=False)
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a child process."""
+    wrapper = [sys.executable, "-c", textwrap.dedent("""
+        import resource, subprocess, sys, time
+        t = time.perf_counter()
+        rc = subprocess.run(sys.argv[1:]).returncode
+        wall = time.perf_counter() - t
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"{wall} {peak}", file=sys.stderr)
+        sys.exit(rc)
+    """), *cmd]
+    done = subprocess.run(wrapper, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])} failed:\n{done.stdout}\n{done.stderr}")
+    wall, peak = done.stderr.strip().splitlines()[-1].split()
+    return float(wall), float(peak)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--dask", action="store_true", help="also the dask engine (local cluster, 2 workers)")
+    ap.add_argument("--run", action="store_true", help="also time the full `leadscoring run`")
+    args = ap.parse_args()
+    model = ROOT / "04_Modelos" / "lead_scoring_model.pkl"
+    if not model.is_file():
+        sys.exit("no model: run `make run` first")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for n in args.sizes:
+            src = tmp / f"leads_{n}.csv"
+            make_leads(n, src)
+            floor = measure([sys.executable, "-c", FLOOR, str(src), str(tmp / "floor.csv"), str(model)])
+            rows.append(("floor (read_csv + XGBoost + to_csv)", n, *floor, floor[0]))
+            for label, extra in (("leadscoring score", []), ("leadscoring score --no-factors", ["--no-factors"])):
+                res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
+                               "--no-progress", *extra])
+                rows.append((label, n, *res, floor[0]))
+            if args.dask:
+                res = measure([*LEADSCORING, "score", "--engine", "dask", "--input", str(src),
+                               "--output", str(tmp / "dask_out"), "--workers", "2"])
+                rows.append(("leadscoring score --engine dask (2 workers)", n, *res, floor[0]))
+            src.unlink()
+        if args.run:
+            res = measure([*LEADSCORING, "run", "--no-progress"])
+            rows.append(("leadscoring run (10 notebooks)", 7274, *res, float("nan")))
+    print(f"{'what':<46} {'leads':>9} {'seconds':>8} {'leads/s':>9} {'peak MB':>8} {'x floor':>7}")
+    for label, n, wall, peak, floor_wall in rows:
+        print(f"{label:<46} {n:>9,} {wall:>8.1f} {n / wall:>9,.0f} {peak:>8.0f} {wall / floor_wall:>7.2f}")
+    print(f"machine: {os.cpu_count()} cores; targets: 1M leads <= 2x floor time and < 2 GB peak (aim < 1 GB)")
+
+
+if __name__ == "__main__":
+    main()

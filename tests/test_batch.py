@@ -1,0 +1,29 @@
+"""The dask engine (local cluster, 2 workers) gives the local engine's results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscoring.batch import score_dask
+from leadscoring.scoring import score_file
+
+pytestmark = pytest.mark.slow
+
+
+def test_dask_engine_matches_local(cfg, sample, small_models, tmp_path):
+    leads = sample.drop(columns="compra")
+    leads.iloc[:500].to_csv(tmp_path / "leads_a.csv", sep=";", index=False)
+    leads.iloc[500:].to_csv(tmp_path / "leads_b.csv", sep=";", index=False)
+    leads.to_csv(tmp_path / "all.csv", sep=";", index=False)
+    score_file(cfg, tmp_path / "all.csv", tmp_path / "local.csv", models_dir=small_models)
+    res = score_dask(cfg, str(tmp_path / "leads_*.csv"), tmp_path / "dask_out", models_dir=small_models, workers=2,
+                     blocksize="20KB")
+    assert res["partitions"] >= 2
+    parts = sorted((tmp_path / "dask_out").glob("part-*.csv"))
+    dask = pd.concat([pd.read_csv(p, dtype={"id": str}) for p in parts]).sort_values("id").reset_index(drop=True)
+    local = pd.read_csv(tmp_path / "local.csv", dtype={"id": str}).sort_values("id").reset_index(drop=True)
+    assert dask["id"].tolist() == local["id"].tolist()
+    np.testing.assert_allclose(dask["probability"], local["probability"], atol=1e-9)
+    pd.testing.assert_frame_equal(dask.drop(columns="probability"), local.drop(columns="probability"))

@@ -69,6 +69,8 @@ class DataConfig(_Strict):
     ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
     post_contact: list[str] = Field(default_factory=list)
     use_post_contact_fields: bool = True
+    # Plain-language names of columns (and derived features) for reports, e.g. segment names.
+    labels: dict[str, str] = Field(default_factory=dict)
     fit_columns: list[str] = Field(default_factory=list)
     engagement_columns: list[str] = Field(default_factory=list)
 

@@ -20,6 +20,9 @@ def setup(config_path: str | os.PathLike[str] | None = None, output_root: str | 
     pd.set_option("display.max_columns", 50)
     pd.set_option("display.width", 160)
     pd.set_option("display.float_format", lambda v: f"{v:,.4g}")
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
     cfg = load_config(config_path).with_output_root(output_root)
     for key in ("validation_dir", "work_dir", "models_dir", "results_dir", "docs_dir"):
         cfg.path(key).mkdir(parents=True, exist_ok=True)

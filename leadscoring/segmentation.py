@@ -95,12 +95,15 @@ class LeadSegmenter(TransformerMixin, BaseEstimator):
 
 
 def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence[int],
-                     score: Sequence[float] | None = None, categorical: Sequence[str] = ()) -> pd.DataFrame:
+                     score: Sequence[float] | None = None, categorical: Sequence[str] = (),
+                     labels: dict[str, str] | None = None) -> pd.DataFrame:
     """Size, conversion, mean score and the most distinguishing traits of each segment.
 
     Numeric traits: standardised difference of the segment mean vs the base; categorical
     traits: the level most over-represented vs the base (ratio of shares, ≥ 5 % of the segment).
+    ``labels`` gives plain-language variable names (default: the column names).
     """
+    labels = labels or {}
     df = as_frame(prepared).reset_index(drop=True).copy()
     seg = pd.Series(np.asarray(segment), name="segment")
     yv = pd.Series(np.asarray(y, dtype=float))
@@ -116,13 +119,15 @@ def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence
                 ratio = (part / base).where(part >= 0.05).dropna()
                 if len(ratio):
                     lvl = ratio.idxmax()
-                    traits.append((float(np.log(ratio.max())), f"{col}={lvl} ({part[lvl]:.0%} vs {base[lvl]:.0%})"))
+                    name = labels.get(col, col)
+                    traits.append((float(np.log(ratio.max())), f"{name} {lvl} ({part[lvl]:.0%} vs {base[lvl]:.0%})"))
             else:
                 xs = pd.to_numeric(x, errors="coerce")
                 sd = xs.std()
                 if sd and not np.isnan(sd):
                     d = (xs[m].mean() - xs.mean()) / sd
-                    traits.append((abs(float(d)), f"{col} {'high' if d > 0 else 'low'} ({xs[m].mean():.3g} vs {xs.mean():.3g})"))
+                    name = labels.get(col, col)
+                    traits.append((abs(float(d)), f"{'high' if d > 0 else 'low'} {name} ({xs[m].mean():.3g} vs {xs.mean():.3g})"))
         traits.sort(key=lambda t: -t[0])
         row: dict[str, Any] = {"segment": int(s), "leads": int(m.sum()), "share": float(m.mean()),
                                "conversion_rate": float(yv[m].mean())}

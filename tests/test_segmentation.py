@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+
+from leadscoring.segmentation import (LeadSegmenter, choose_k, name_segments, pick_k, profile_segments,
+                                      segment_features, segmentation_columns)
+
+
+def test_segmentation_excludes_target_and_post_contact(cfg):
+    cols = segmentation_columns(cfg)
+    assert cfg.data.target_column not in cols
+    assert not set(cfg.data.post_contact) & set(cols)
+
+
+def test_segments_are_reproducible_and_ordered_by_conversion(cfg, sample):
+    X, y = sample.drop(columns="compra"), sample["compra"]
+    a = LeadSegmenter(segment_features(cfg), k=3, seed=7).fit(X, y).predict(X)
+    b = LeadSegmenter(segment_features(cfg), k=3, seed=7).fit(X, y).predict(X)
+    np.testing.assert_array_equal(a, b)
+    rates = pd.Series(y.to_numpy()).groupby(a).mean()
+    assert list(rates.index) == [1, 2, 3] and rates.is_monotonic_decreasing
+    one = LeadSegmenter(segment_features(cfg), k=3, seed=7).fit(X, y)
+    assert one.predict(X.iloc[[5]])[0] == a[5]  # a lead alone lands in its batch segment
+
+
+def test_choose_and_pick_k(cfg, sample):
+    Z = segment_features(cfg).fit_transform(sample.drop(columns="compra"))
+    table = choose_k(Z, (2, 4), seeds=[0, 1])
+    assert table["k"].tolist() == [2, 3, 4]
+    assert table["inertia"].is_monotonic_decreasing and table["stability_ari"].between(-1, 1).all()
+    assert pick_k(pd.DataFrame({"k": [2, 3, 4], "silhouette": [0.9, 0.5, 0.5], "stability_ari": [0.1, 1, 1]})) == 3
+
+
+def test_profile_and_names_by_hand():
+    prepared = pd.DataFrame({"time": [10.0, 12, 100, 110], "job": ["Pro", "Pro", "Student", None]})
+    prof = profile_segments(prepared, [1, 1, 2, 2], [1, 1, 0, 0], score=[90, 80, 10, 20], categorical=["job"],
+                            labels={"time": "time on website"})
+    assert prof["leads"].tolist() == [2, 2] and prof["conversion_rate"].tolist() == [1.0, 0.0]
+    assert prof["mean_score"].tolist() == [85.0, 15.0]
+    assert prof.loc[0, "distinguishing"].startswith(("job Pro", "low time on website"))
+    names, advice = name_segments(prof, base_rate=0.5)
+    assert names[1].startswith("High-potential") and names[2].startswith("Low-potential")
+    assert set(advice) == {1, 2}

@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--dask", action="store_true", help="also the dask engine (local cluster, 2 workers)")
     ap.add_argument("--run", action="store_true", help="also time the full `leadscoring run`")
+    ap.add_argument("--factors-max", type=int, default=100_000,
+                    help="measure with top_factors only up to this size (TreeSHAP dominates: ~0.3 ms/lead)")
     args = ap.parse_args()
     model = ROOT / "04_Modelos" / "lead_scoring_model.pkl"
     if not model.is_file():
@@ -91,14 +93,17 @@ def main() -> None:
             make_leads(n, src)
             floor = measure([sys.executable, "-c", FLOOR, str(src), str(tmp / "floor.csv"), str(model)])
             rows.append(("floor (read_csv + XGBoost + to_csv)", n, *floor, floor[0]))
-            for label, extra in (("leadscoring score", []), ("leadscoring score --no-factors", ["--no-factors"])):
+            variants = [("leadscoring score --no-factors", ["--no-factors"])]
+            if n <= args.factors_max:
+                variants.insert(0, ("leadscoring score (with top_factors)", []))
+            for label, extra in variants:
                 res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
                                "--no-progress", *extra])
                 rows.append((label, n, *res, floor[0]))
             if args.dask:
                 res = measure([*LEADSCORING, "score", "--engine", "dask", "--input", str(src),
-                               "--output", str(tmp / "dask_out"), "--workers", "2"])
-                rows.append(("leadscoring score --engine dask (2 workers)", n, *res, floor[0]))
+                               "--output", str(tmp / "dask_out"), "--workers", "2", "--no-factors"])
+                rows.append(("score --engine dask --no-factors (2 workers)", n, *res, floor[0]))
             src.unlink()
         if args.run:
             res = measure([*LEADSCORING, "run", "--no-progress"])

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .config import ProjectConfig
+from .preprocessing import _is_missing, map_unique
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,25 @@ def _examples(values: Sequence[object], rows: Sequence[str]) -> str:
     return ", ".join(shown) + more
 
 
-def _row_labels(index: pd.Index, from_file: bool) -> list[str]:
-    # Line 1 of a file is the header, so the first lead is on line 2.
-    if from_file:
-        return [f"line {int(i) + 2}" for i in index]
-    return [f"row {i}" for i in index]
+class _RowLabels:
+    """Where a row is, for error messages, computed only for the rows a message names.
+    Line 1 of a file is the header, so the first lead is on line 2."""
+
+    def __init__(self, index: pd.Index, from_file: bool) -> None:
+        self.index = np.asarray(index)
+        self.from_file = from_file
+
+    def __getitem__(self, mask: np.ndarray) -> list[str]:
+        picked = self.index[mask][: MAX_EXAMPLES + 1]
+        return [f"line {int(i) + 2}" if self.from_file else f"row {i}" for i in picked]
+
+
+def _strip(v: object) -> str | None:
+    """Stripped text; None for missing or blank."""
+    if _is_missing(v):
+        return None
+    t = str(v).strip()
+    return t or None
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -86,7 +101,7 @@ def validate_leads(
         raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
     keep_target = d.target_column in df.columns and require_target
     out = pd.DataFrame(index=df.index)
-    labels = np.array(_row_labels(df.index, from_file), dtype=object)
+    labels = _RowLabels(df.index, from_file)
 
     ids = df[d.id_column]
     blank = _blank(ids).to_numpy()
@@ -98,7 +113,7 @@ def validate_leads(
     if dup.any():
         raise LeadDataError(
             f"{origin}: duplicate id(s) in column '{d.id_column}': "
-            + _examples(list(ids[dup]), list(labels[dup]))
+            + _examples(list(ids[dup]), labels[dup])
         )
     out[d.id_column] = ids.astype(object)
 
@@ -110,53 +125,67 @@ def validate_leads(
         if outside.any():
             raise LeadDataError(
                 f"{origin}: column '{col}' has value(s) outside [{lo}, {hi}]: "
-                + _examples(list(out[col][outside]), list(labels[outside]))
+                + _examples(list(out[col][outside]), labels[outside])
             )
     for col in roles.categorical:
-        s = df[col].astype("string").str.strip()
-        out[col] = s.mask(s == "").astype(object).where(lambda x: x.notna(), np.nan)
+        out[col] = map_unique(df[col], _strip)
     missing_tokens = {m.casefold() for m in d.missing_values}
     known = {v.casefold() for v in (*d.yes_values, *d.no_values)} | missing_tokens
     for col in roles.yes_no:
-        s = df[col].astype("string").str.strip()
-        s = s.mask(s == "")
-        bad = (s.notna() & ~s.str.casefold().isin(known)).fillna(False).to_numpy(dtype=bool)
+        s = map_unique(df[col], _strip)
+        bad = map_unique(s, lambda v: v is not None and v.casefold() not in known, dtype=bool)
         if bad.any():
             raise LeadDataError(
                 f"{origin}: column '{col}' (yes/no) has value(s) outside yes_values/no_values: "
-                + _examples(list(s[bad]), list(labels[bad]))
+                + _examples(list(s[bad]), labels[bad])
             )
-        out[col] = s.astype(object).where(s.notna(), np.nan)
+        out[col] = s
 
     if keep_target:
-        t = df[d.target_column].astype("string").str.strip()
-        t = t.str.replace(r"\.0$", "", regex=True)
         pos, neg = d.positive_value, d.negative_value
-        bad = (~t.isin([pos, neg])).fillna(True).to_numpy(dtype=bool)
+
+        def target_text(v: object) -> str | None:
+            t = _strip(v)
+            return t[:-2] if t is not None and t.endswith(".0") else t
+
+        t = map_unique(df[d.target_column], target_text)
+        bad = map_unique(t, lambda v: v not in (pos, neg), dtype=bool)
         if bad.any():
             raise LeadDataError(
                 f"{origin}: target column '{d.target_column}' must be {pos!r} or {neg!r}; found "
-                + _examples([None if pd.isna(v) else v for v in t[bad]], list(labels[bad]))
+                + _examples(list(t[bad]), labels[bad])
             )
-        out[d.target_column] = (t == pos).astype("int64").to_numpy()
+        out[d.target_column] = (t == pos).astype("int64")
     return out.reset_index(drop=True)
 
 
-def _to_numeric(s: pd.Series, col: str, decimal: str, origin: str, labels: np.ndarray) -> pd.Series:
+_NOT_A_NUMBER = float("inf")  # marker for text that is not a number (inf itself is refused too)
+
+
+def _to_numeric(s: pd.Series, col: str, decimal: str, origin: str, labels: _RowLabels) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.astype("float64")
-    text = s.astype("string").str.strip()
-    text = text.mask(text == "")
-    if decimal != ".":
-        text = text.str.replace(".", "", regex=False).str.replace(decimal, ".", regex=False)
-    num = pd.to_numeric(text, errors="coerce")
-    bad = (text.notna() & num.isna()).to_numpy(dtype=bool)
+        return s.to_numpy(dtype="float64")
+
+    def parse(v: object) -> float:
+        t = _strip(v)
+        if t is None:
+            return np.nan
+        if decimal != ".":
+            t = t.replace(".", "").replace(decimal, ".")
+        try:
+            x = float(t)
+        except ValueError:
+            return _NOT_A_NUMBER
+        return x if np.isfinite(x) else _NOT_A_NUMBER
+
+    num = map_unique(s, parse, dtype=float)
+    bad = num == _NOT_A_NUMBER
     if bad.any():
         raise LeadDataError(
             f"{origin}: column '{col}' must be numeric but has text value(s): "
-            + _examples(list(s[bad]), list(labels[bad]))
+            + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
         )
-    return num.astype("float64")
+    return num
 
 
 def read_leads(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True) -> pd.DataFrame:

@@ -11,7 +11,7 @@ rather than a DataFrame: building DataFrames dominates the cost of scoring one l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -66,6 +66,17 @@ def _is_missing(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and v != v)
 
 
+def map_unique(values: object, fn: Callable[[object], object], dtype: object = object) -> np.ndarray:
+    """``fn`` applied to every value, computed once per distinct value (missing → ``fn(None)``).
+
+    Lead columns have few distinct values, so this costs one hash pass in C plus a few
+    Python calls, whatever the number of leads.
+    """
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    mapped = np.array([*(fn(u) for u in uniques), fn(None)], dtype=dtype)
+    return mapped[codes]
+
+
 class LeadCleaner(TransformerMixin, BaseEstimator):
     """Turn validated raw columns into clean, typed model inputs.
 
@@ -98,10 +109,13 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         self.drop_constant = drop_constant
 
     # -- helpers -----------------------------------------------------------------
-    # Plain-Python loops over object arrays: as fast as pandas string methods on large
-    # batches and ~100x faster on the single leads a scoring service receives.
-    def _text(self, values: object) -> list[str | None]:
-        missing = {m.casefold() for m in self.missing_values}
+    # Work on distinct values (map_unique) and numpy arrays, not pandas string methods:
+    # fast on millions of leads and on the single lead a scoring service receives.
+    def _missing_set(self) -> set[str]:
+        return {m.casefold() for m in self.missing_values}
+
+    def _text(self, values: object) -> np.ndarray:
+        missing = self._missing_set()
 
         def norm(v: object) -> str | None:
             if _is_missing(v):
@@ -109,7 +123,7 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
             t = str(v).strip()
             return None if (not t or t.casefold() in missing) else t
 
-        return [norm(v) for v in np.asarray(values, dtype=object)]
+        return map_unique(values, norm)
 
     @staticmethod
     def _numeric(s: object) -> np.ndarray:
@@ -126,7 +140,8 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
             out[col] = self._text(X[col])
         yes = {v.casefold() for v in self.yes_values}
         for col in self.yes_no:
-            out[col] = np.array([np.nan if t is None else float(t.casefold() in yes) for t in self._text(X[col])])
+            out[col] = map_unique(self._text(X[col]), lambda t: np.nan if t is None else float(t.casefold() in yes),
+                                  dtype=float)
         return out
 
     # -- sklearn API ---------------------------------------------------------------
@@ -161,9 +176,9 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(X.columns)
         return self
 
-    def _canon(self, col: str, values: list[str | None]) -> list[str | None]:
+    def _canon(self, col: str, values: object) -> np.ndarray:
         mapping = getattr(self, "canonical_", {}).get(col, {})
-        return [None if v is None else mapping.get(v.casefold(), v) for v in values]
+        return map_unique(values, lambda v: None if v is None else mapping.get(v.casefold(), v))
 
     def transform(self, X: pd.DataFrame | ColumnBatch) -> ColumnBatch:
         check_is_fitted(self, "feature_names_out_")
@@ -173,7 +188,7 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         for col in self.feature_names_out_:
             values = clean[col]
             if col in self.categorical:
-                values = np.array(self._canon(col, values), dtype=object)
+                values = self._canon(col, values)
             elif col in self.clip_:
                 lo, hi = self.clip_[col]
                 values = np.clip(values, lo, hi)
@@ -274,16 +289,14 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         self.rare_min_share = rare_min_share
         self.scale = scale
 
-    def _group(self, col: str, values: object) -> list[str]:
-        keep = self.frequent_[col]
+    def _group_value(self, col: str, v: object) -> str:
+        if _is_missing(v):
+            return MISSING_LEVEL
+        t = str(v)
+        return t if t in self.frequent_[col] else OTHER_LEVEL
 
-        def group(v: object) -> str:
-            if _is_missing(v):
-                return MISSING_LEVEL
-            t = str(v)
-            return t if t in keep else OTHER_LEVEL
-
-        return [group(v) for v in np.asarray(values, dtype=object)]
+    def _group(self, col: str, values: object) -> np.ndarray:
+        return map_unique(values, lambda v: self._group_value(col, v))
 
     def fit(self, X: pd.DataFrame | ColumnBatch, y: object = None) -> LeadEncoder:
         X = _as_frame(X)
@@ -339,7 +352,7 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         rows = np.arange(n)
         for c in self.cat_:
             index = {lvl: k for k, lvl in enumerate(self.categories_[c])}
-            codes = np.fromiter((index.get(g, -1) for g in self._group(c, X[c])), dtype=int, count=n)
+            codes = map_unique(X[c], lambda v, c=c, index=index: index.get(self._group_value(c, v), -1), dtype=int)
             hit = codes >= 0
             out[rows[hit], j + codes[hit]] = 1.0
             j += len(self.categories_[c])

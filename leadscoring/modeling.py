@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from imblearn.over_sampling import SMOTE
 from imblearn.pipeline import Pipeline as ImbPipeline
 from imblearn.under_sampling import RandomUnderSampler
-from imblearn.over_sampling import SMOTE
 from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
@@ -219,16 +219,6 @@ def compare_calibration(
             "brier_std": float(res["test_brier"].std()),
         })
     return pd.DataFrame(rows)
-
-
-@dataclass
-class ModelReport:
-    """What notebook 07 learned, for the manifest."""
-
-    name: str
-    params: dict[str, Any] = field(default_factory=dict)
-    cv: dict[str, float] = field(default_factory=dict)
-    validation: dict[str, float] = field(default_factory=dict)
 
 
 def final_estimator(model: Pipeline) -> Any:

@@ -18,8 +18,8 @@ import pandas as pd
 
 from .artifacts import load_model
 from .config import Bucket, ProjectConfig
-from .data import read_leads, validate_leads
-from .io import atomic_path, write_csv
+from .data import validate_leads
+from .io import atomic_path
 from .preprocessing import ColumnBatch
 
 log = logging.getLogger(__name__)

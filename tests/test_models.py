@@ -9,10 +9,10 @@ import pytest
 from imblearn import FunctionSampler
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
-from leadscoring.artifacts import ModelIntegrityError, load_model, manifest_path, save_model
+from leadscoring.artifacts import ModelIntegrityError, load_model, manifest_path
 from leadscoring.data import LeadDataError, split_xy
 from leadscoring.explain import contributions, top_factors
-from leadscoring.modeling import build_pipeline, calibrated, final_estimator, transform_features, xgb_classifier
+from leadscoring.modeling import build_pipeline, final_estimator, transform_features, xgb_classifier
 from leadscoring.scoring import SCORE_MODEL, score_file
 
 

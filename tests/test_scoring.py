@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from leadscoring.config import Bucket
 from leadscoring.scoring import assign_buckets, crm_payloads, to_score

@@ -1,8 +1,15 @@
 import numpy as np
 import pandas as pd
 
-from leadscoring.segmentation import (LeadSegmenter, choose_k, name_segments, pick_k, profile_segments,
-                                      segment_features, segmentation_columns)
+from leadscoring.segmentation import (
+    LeadSegmenter,
+    choose_k,
+    name_segments,
+    pick_k,
+    profile_segments,
+    segment_features,
+    segmentation_columns,
+)
 
 
 def test_segmentation_excludes_target_and_post_contact(cfg):

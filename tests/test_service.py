@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from leadscoring.config import load_config
 from leadscoring.crm import push_scores
-from leadscoring.monitoring import ab_lift, drift_report, psi
+from leadscoring.monitoring import ab_lift, psi
 from leadscoring.retrain import list_versions, retrain, rollback
-from leadscoring.scoring import SCORE_MODEL, Scorer
+from leadscoring.scoring import Scorer
 from leadscoring.service import create_app
 
 from .conftest import write_project

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,22 +56,35 @@ def make_leads(n: int, dest: Path, seed: int = 0) -> None:
     out.to_csv(dest, sep=";", index=False)
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1024
+
+
 def measure(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a child process."""
-    wrapper = [sys.executable, "-c", textwrap.dedent("""
-        import resource, subprocess, sys, time
-        t = time.perf_counter()
-        rc = subprocess.run(sys.argv[1:]).returncode
-        wall = time.perf_counter() - t
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"{wall} {peak}", file=sys.stderr)
-        sys.exit(rc)
-    """), *cmd]
-    done = subprocess.run(wrapper, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:6])} failed:\n{done.stdout}\n{done.stderr}")
-    wall, peak = done.stderr.strip().splitlines()[-1].split()
-    return float(wall), float(peak)
+    """Wall seconds and peak resident memory (MB, summed over the process tree, sampled every 50 ms)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _tree_rss_mb(proc.pid))
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])} failed:\n{out}\n{err}")
+    return wall, peak
 
 
 def main() -> None:
@@ -92,9 +106,10 @@ def main() -> None:
             make_leads(n, src)
             floor = measure([sys.executable, "-c", FLOOR, str(src), str(tmp / "floor.csv"), str(model)])
             rows.append(("floor (read_csv + XGBoost + to_csv)", n, *floor, floor[0]))
-            variants = [("leadscoring score --no-factors", ["--no-factors"])]
+            variants = [("leadscoring score --no-factors --jobs 1", ["--no-factors", "--jobs", "1"]),
+                        ("leadscoring score --no-factors (2 jobs)", ["--no-factors", "--jobs", "2"])]
             if n <= args.factors_max:
-                variants.insert(0, ("leadscoring score (with top_factors)", []))
+                variants.insert(0, ("leadscoring score, with top_factors (2 jobs)", ["--jobs", "2"]))
             for label, extra in variants:
                 res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
                                "--no-progress", *extra])

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -85,53 +88,120 @@ def iter_raw_chunks(path: str | os.PathLike[str], cfg: ProjectConfig, chunk_rows
         raise LeadDataError(f"{path.name}: no leads (the file has a header but no rows)")
 
 
-def _validate_chunk(raw: pd.DataFrame, cfg: ProjectConfig, origin: str, from_file: bool,
-                    seen: set[str] | None) -> pd.DataFrame:
-    first = int(raw.index[0]) if len(raw) else 0
-    leads = validate_leads(raw, cfg, require_target=False, origin=origin, from_file=from_file)
-    if seen is not None:
-        ids = leads[cfg.data.id_column]
-        dup = ids.isin(seen).to_numpy()
-        if dup.any():
-            i = int(np.flatnonzero(dup)[0])
-            where = f"line {first + i + 2}" if from_file else f"row {first + i}"
-            raise LeadDataError(f"{origin}: duplicate id {ids.iloc[i]!r} ({where}) already seen earlier in the file")
-        seen.update(ids)
-    return leads
+def _prefetch(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Read the next chunk in a background thread while the current one is scored
+    (pyarrow parsing releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read") as pool:
+        ahead = pool.submit(next, chunks, None)
+        while True:
+            chunk = ahead.result()
+            if chunk is None:
+                return
+            ahead = pool.submit(next, chunks, None)
+            yield chunk
+
+
+def _write_csv(table: Any, sink: Any, header: bool) -> None:
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=header, quoting_style="needed"))
+
+
+def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, from_file: bool, factors: bool) -> Any:
+    """Validate and score one raw chunk; the scores as an Arrow table."""
+    import pyarrow as pa
+
+    leads = validate_leads(raw, scorer.cfg, require_target=False, origin=origin, from_file=from_file)
+    cols = scorer.score_columns(leads, factors=factors)
+    return pa.table({k: pa.array(v, type=pa.string() if v.dtype == object else None) for k, v in cols.items()})
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(config_path: str, models_dir: str) -> None:
+    from .config import load_config
+    from .scoring import Scorer
+
+    _WORKER["scorer"] = Scorer.load(load_config(config_path), models_dir)
+
+
+def _worker_score(raw: pd.DataFrame, origin: str, from_file: bool, factors: bool) -> Any:
+    return _chunk_table(_WORKER["scorer"], raw, origin, from_file, factors)
+
+
+def _check_new_ids(raw: pd.DataFrame, id_column: str, seen: set[str], origin: str, from_file: bool) -> None:
+    """Ids must be unique across chunks (each chunk checks its own duplicates)."""
+    ids = np.asarray(raw[id_column].astype("string").str.strip(), dtype=object)
+    dup = np.fromiter((x in seen for x in ids), dtype=bool, count=len(ids))  # (Series.isin(set) is far slower)
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        row = int(raw.index[i])
+        where = f"line {row + 2}" if from_file else f"row {row}"
+        raise LeadDataError(f"{origin}: duplicate id {ids[i]!r} ({where}) already seen earlier in the file")
+    seen.update(x for x in ids if isinstance(x, str))
 
 
 def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, factors: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Score a file chunk by chunk (see module docstring); returns counts per bucket."""
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, factors: bool = True, progress: bool = True,
+                 jobs: int = 1) -> dict[str, Any]:
+    """Score a file chunk by chunk (see module docstring); returns counts per bucket.
+
+    With ``jobs`` > 1, chunks are validated and scored in that many worker processes
+    (each loads the verified model once) while this process reads ahead and writes the
+    results in input order; at most ``jobs + 1`` chunks are in flight, so memory stays
+    bounded.
+    """
+    import pyarrow.parquet as pq
     from tqdm import tqdm
 
     cfg = scorer.cfg
     src, dest = Path(input_path), Path(output_path)
-    parquet_out = _is_parquet(dest)
+    origin, from_file, parquet_out = src.name, not _is_parquet(src), _is_parquet(dest)
     seen: set[str] = set()
     total, buckets = 0, {}
-    with atomic_path(dest) as tmp:
-        writer = None
+    procs = None
+    if jobs > 1:
+        if cfg.source is None or scorer.models_dir is None:
+            raise LeadDataError("parallel scoring needs a configuration file and a models folder")
+        procs = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                    initargs=(str(cfg.source), str(scorer.models_dir)))
+    with atomic_path(dest) as tmp, open(tmp, "wb") as sink, ThreadPoolExecutor(1, thread_name_prefix="write") as pool:
+        writer, pending = None, None  # pending: the previous chunk's write, overlapping the next chunk
+        in_flight: deque[Any] = deque()
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
-        try:
-            for raw in iter_raw_chunks(src, cfg, chunk_rows):
-                leads = _validate_chunk(raw, cfg, src.name, not _is_parquet(src), seen)
-                scores = pd.DataFrame(scorer.score_columns(leads, factors=factors))
-                if parquet_out:
-                    import pyarrow as pa
-                    import pyarrow.parquet as pq
 
-                    table = pa.Table.from_pandas(scores, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(tmp, table.schema)
-                    writer.write_table(table)
-                else:
-                    scores.to_csv(tmp, mode="a" if total else "w", header=not total, index=False)
-                total += len(scores)
-                for k, v in scores["bucket"].value_counts().items():
-                    buckets[k] = buckets.get(k, 0) + int(v)
-                bar.update(len(scores))
+        def write(table: Any) -> None:
+            nonlocal writer, pending, total
+            if pending is not None:
+                pending.result()
+            if parquet_out:
+                writer = writer or pq.ParquetWriter(sink, table.schema)
+                pending = pool.submit(writer.write_table, table)
+            else:
+                pending = pool.submit(_write_csv, table, sink, total == 0)
+            total += table.num_rows
+            for k, v in pd.Series(table.column("bucket").to_numpy(zero_copy_only=False)).value_counts().items():
+                buckets[str(k)] = buckets.get(str(k), 0) + int(v)
+            bar.update(table.num_rows)
+
+        try:
+            for raw in _prefetch(iter_raw_chunks(src, cfg, chunk_rows)):
+                _check_new_ids(raw, cfg.data.id_column, seen, origin, from_file)
+                if procs is None:
+                    write(_chunk_table(scorer, raw, origin, from_file, factors))
+                    continue
+                in_flight.append(procs.submit(_worker_score, raw, origin, from_file, factors))
+                if len(in_flight) > jobs:
+                    write(in_flight.popleft().result())
+            while in_flight:
+                write(in_flight.popleft().result())
+            if pending is not None:
+                pending.result()
         finally:
             bar.close()
+            if procs is not None:
+                procs.shutdown(wait=True, cancel_futures=True)
             if writer is not None:
                 writer.close()
     log.info("scored %d leads -> %s", total, dest)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -59,7 +60,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         print(f"scored {args.input} -> {res['output']} ({res['partitions']} partitions)")
         return 0
     res = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_factors,
-                     chunk_rows=args.chunk_rows, progress=not args.no_progress)
+                     chunk_rows=args.chunk_rows, progress=not args.no_progress, jobs=args.jobs)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
     print(f"scored {res['leads']} leads -> {args.output} ({counts})")
     return 0
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models-dir", help="folder with the model + manifest (default: 04_Modelos)")
     s.add_argument("--no-factors", action="store_true", help="skip per-lead top_factors (faster)")
     s.add_argument("--chunk-rows", type=int, help="leads per chunk (default 100000): bounds memory")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="worker processes for the local engine (default 1: in this process; more trade memory for speed)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--engine", choices=["local", "dask"], default="local",
                    help="dask: map_partitions over CSV/parquet globs, output is a folder of parts")

@@ -50,8 +50,10 @@ class Scorer:
     """The verified scoring model (and optional segment model), loaded once."""
 
     def __init__(self, cfg: ProjectConfig, model: Any, manifest: dict[str, Any],
-                 segmenter: Any | None = None, segment_manifest: dict[str, Any] | None = None) -> None:
+                 segmenter: Any | None = None, segment_manifest: dict[str, Any] | None = None,
+                 models_dir: Path | None = None) -> None:
         self.cfg = cfg
+        self.models_dir = models_dir
         self.model = model
         self.manifest = manifest
         self.segmenter = segmenter
@@ -65,7 +67,7 @@ class Scorer:
         seg, seg_manifest = None, None
         if with_segments and (folder / SEGMENT_MODEL).is_file():
             seg, seg_manifest = load_model(folder / SEGMENT_MODEL)
-        return cls(cfg, model, manifest, seg, seg_manifest)
+        return cls(cfg, model, manifest, seg, seg_manifest, folder)
 
     @property
     def version(self) -> str:
@@ -124,13 +126,13 @@ def write_payloads(scores: pd.DataFrame, id_column: str, dest: str | os.PathLike
 def score_file(
     cfg: ProjectConfig, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
     models_dir: str | os.PathLike[str] | None = None, factors: bool = True, chunk_rows: int | None = None,
-    progress: bool = False,
+    progress: bool = False, jobs: int = 1,
 ) -> dict[str, Any]:
     """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
     score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
-    atomically. Returns ``{"leads": n, "buckets": {...}}``."""
+    atomically, with ``jobs`` worker processes. Returns ``{"leads": n, "buckets": {...}}``."""
     from .batch import DEFAULT_CHUNK_ROWS, score_stream
 
     scorer = Scorer.load(cfg, models_dir)
     return score_stream(scorer, input_path, output_path, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
-                        factors=factors, progress=progress)
+                        factors=factors, progress=progress, jobs=jobs)

@@ -163,3 +163,14 @@ def test_chunked_equals_whole_file_and_duplicates_across_chunks(cfg, sample, tra
     with pytest.raises(LeadDataError, match=r"duplicate id .* \(line 502\) already seen"):
         score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97)
     assert whole.read_bytes() == chunked.read_bytes()  # the failed run left the old output intact
+
+
+def test_parallel_workers_give_identical_output(cfg, sample, trained, tmp_path):
+    _, folder = trained
+    src = tmp_path / "leads.csv"
+    sample.drop(columns="compra").to_csv(src, sep=";", index=False)
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    score_file(cfg, src, one, models_dir=folder, chunk_rows=150)
+    res = score_file(cfg, src, two, models_dir=folder, chunk_rows=150, jobs=2)
+    assert res["leads"] == len(sample)
+    assert one.read_bytes() == two.read_bytes()

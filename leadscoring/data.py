@@ -81,8 +81,7 @@ def validate_leads(
     roles = d.columns
     if df.shape[0] == 0:
         raise LeadDataError(f"{origin}: no leads (the file has a header but no rows)")
-    df = df.copy()
-    df.columns = [str(c).strip() for c in df.columns]
+    df = df.set_axis([str(c).strip() for c in df.columns], axis=1)  # copy-on-write: no data copied
     expected = [d.id_column, *roles.all]
     missing = [c for c in expected if c not in df.columns]
     if require_target and d.target_column not in df.columns:

@@ -36,9 +36,10 @@ def quality_report(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
     for col in df.columns:
         s = df[col]
         role = _role(cfg, col)
-        ph = int(s.isin(placeholders).sum()) if s.dtype == object else 0
+        text = not pd.api.types.is_numeric_dtype(s)
+        ph = int(s.isin(placeholders).sum()) if text else 0
         missing = int(s.isna().sum())
-        valid = s[s.notna() & ~s.isin(placeholders)] if s.dtype == object else s.dropna()
+        valid = s[s.notna() & ~s.isin(placeholders)] if text else s.dropna()
         row = {
             "column": col, "role": role, "dtype": str(s.dtype), "missing": missing,
             "missing_pct": round(100 * missing / n, 2), "placeholders": ph,

@@ -1,0 +1,20 @@
+from leadscoring.quality import conversion_by_bins, conversion_by_level, quality_findings, quality_report
+
+
+def test_quality_report_on_shipped_data(leads, cfg):
+    rep = quality_report(leads, cfg).set_index("column")
+    assert rep.loc["ambito", "placeholders"] == 1465 and rep.loc["ambito", "missing"] == 1143
+    assert rep.loc["ocupacion", "missing"] == 2147 and rep.loc["score_actividad", "missing"] == 3307
+    assert bool(rep.loc["conociste_revista", "constant"]) and not bool(rep.loc["origen", "constant"])
+    assert rep.loc["fuente", "spelling_variants"] == "Google/google"
+    assert rep.loc["visitas_total", "max"] == 251 and rep.loc["visitas_total", "outliers"] > 0
+    findings = "\n".join(quality_findings(rep.reset_index()))
+    assert "conociste_revista: constant" in findings and "ambito: 35.9% unknown" in findings
+
+
+def test_conversion_tables(leads):
+    t = conversion_by_level(leads, "origen", "compra").set_index("origen")
+    assert t["leads"].sum() == len(leads)
+    assert t.loc["Lead Add Form", "conversion_rate"] > 0.9
+    b = conversion_by_bins(leads, "visitas_total", "compra")
+    assert b["leads"].sum() == len(leads) and b["visitas_total"].iloc[-1] == "Missing"

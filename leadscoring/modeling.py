@@ -229,8 +229,3 @@ def final_estimator(model: Pipeline) -> Any:
     if isinstance(est, (Pipeline, ImbPipeline)):
         est = est.steps[-1][1]
     return est
-
-
-def transform_features(model: Pipeline, X: pd.DataFrame) -> np.ndarray:
-    """Raw leads → the encoded matrix the classifier sees."""
-    return model[:-1].transform(X)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ import pandas as pd
 
 from .artifacts import load_model
 from .config import Bucket, ProjectConfig
-from .data import validate_leads
 from .io import atomic_path
 from .preprocessing import ColumnBatch
 
@@ -96,12 +95,6 @@ class Scorer:
         """Score validated leads (as returned by ``validate_leads``/``read_leads``)."""
         X = leads.drop(columns=[self.cfg.data.target_column], errors="ignore")
         return pd.DataFrame(self.score_columns(X, factors=factors))
-
-    def score_records(self, records: Iterable[dict[str, Any]], *, factors: bool = True) -> pd.DataFrame:
-        """Score JSON-like records in the raw column names, validating them first."""
-        frame = pd.DataFrame(list(records))
-        leads = validate_leads(frame, self.cfg, require_target=False, origin="request")
-        return self.score_frame(leads, factors=factors)
 
 
 def crm_payloads(scores: pd.DataFrame, id_column: str) -> list[dict[str, Any]]:

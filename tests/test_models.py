@@ -11,8 +11,8 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 
 from leadscoring.artifacts import ModelIntegrityError, load_model, manifest_path
 from leadscoring.data import LeadDataError, split_xy
-from leadscoring.explain import contributions, top_factors
-from leadscoring.modeling import build_pipeline, final_estimator, transform_features, xgb_classifier
+from leadscoring.explain import contributions, prepare, top_factors
+from leadscoring.modeling import build_pipeline, final_estimator, xgb_classifier
 from leadscoring.scoring import SCORE_MODEL, score_file
 
 
@@ -74,8 +74,9 @@ def test_calibrated_probabilities_and_contributions(cfg, sample, trained):
     booster = final_estimator(model).get_booster()
     import xgboost as xgb
 
-    margin = booster.predict(xgb.DMatrix(transform_features(model, X.head(30))), output_margin=True)
-    bias = booster.predict(xgb.DMatrix(transform_features(model, X.head(30))), pred_contribs=True)[:, -1]
+    encoded = prepare(model, X.head(30))[1]
+    margin = booster.predict(xgb.DMatrix(encoded), output_margin=True)
+    bias = booster.predict(xgb.DMatrix(encoded), pred_contribs=True)[:, -1]
     np.testing.assert_allclose(contrib.sum(axis=1) + bias, margin, rtol=1e-4, atol=1e-4)
     factors = top_factors(model, X.head(5).reset_index(drop=True), 3)
     assert all(f.count(";") == 2 for f in factors)

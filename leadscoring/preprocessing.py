@@ -72,7 +72,10 @@ def map_unique(values: object, fn: Callable[[object], object], dtype: object = o
     Lead columns have few distinct values, so this costs one hash pass in C plus a few
     Python calls, whatever the number of leads.
     """
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+    arr = np.asarray(values, dtype=object)
+    if len(arr) <= 64:  # a few leads (the scoring service): hashing costs more than it saves
+        return np.array([fn(None if _is_missing(v) else v) for v in arr], dtype=dtype)
+    codes, uniques = pd.factorize(arr, use_na_sentinel=True)
     mapped = np.array([*(fn(u) for u in uniques), fn(None)], dtype=dtype)
     return mapped[codes]
 

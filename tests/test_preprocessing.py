@@ -85,3 +85,17 @@ def test_preparation_drops_post_contact_when_configured(cfg, sample):
     pre = cfg.model_copy(update={"data": cfg.data.model_copy(update={"use_post_contact_fields": False})})
     cleaner = preparation_steps(pre)[0][1].fit(sample)
     assert not set(cfg.data.post_contact) & set(cleaner.feature_names_out_)
+
+
+def test_map_unique_small_and_large_paths_agree():
+    from leadscoring.preprocessing import map_unique
+
+    values = np.array(["a", None, " b", np.nan, "a"] * 40, dtype=object)
+
+    def fn(v):
+        return "MISSING" if v is None else v.strip().upper()
+
+    small = np.concatenate([map_unique(values[i:i + 5], fn) for i in range(0, len(values), 5)])
+    large = map_unique(values, fn)
+    assert small.tolist() == large.tolist()
+    assert large.tolist()[:5] == ["A", "MISSING", "B", "MISSING", "A"]

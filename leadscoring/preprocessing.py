@@ -114,11 +114,8 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
     # -- helpers -----------------------------------------------------------------
     # Work on distinct values (map_unique) and numpy arrays, not pandas string methods:
     # fast on millions of leads and on the single lead a scoring service receives.
-    def _missing_set(self) -> set[str]:
-        return {m.casefold() for m in self.missing_values}
-
     def _text(self, values: object) -> np.ndarray:
-        missing = self._missing_set()
+        missing = {m.casefold() for m in self.missing_values}
 
         def norm(v: object) -> str | None:
             if _is_missing(v):
@@ -172,7 +169,7 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         if self.drop_constant:
             for col, values in clean.items():
                 vals = self._canon(col, values) if col in self.categorical else values
-                distinct = {v for v in vals if v is not None and not (isinstance(v, float) and v != v)}
+                distinct = {v for v in vals if not _is_missing(v)}
                 if len(distinct) <= 1:
                     self.constant_.append(col)
         self.feature_names_out_ = [c for c in clean if c not in self.constant_]

@@ -7,12 +7,14 @@ model: calibration is monotone, so the ranking of reasons is unchanged.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from xgboost import DMatrix, XGBClassifier
 
-from .modeling import final_estimator
+from .modeling import final_estimator, transform_steps
 from .preprocessing import as_frame, encoded_feature_sources
 
 
@@ -20,27 +22,44 @@ def _step_index(model: object, name: str) -> int:
     return [n for n, _ in model.steps].index(name)  # type: ignore[attr-defined]
 
 
-def prepare(model: object, X: object) -> tuple[object, np.ndarray]:
-    """Run the preparation steps once: (prepared columns, encoded matrix)."""
+def prepare(model: object, X: object, skip: int = 0) -> tuple[object, np.ndarray]:
+    """Run the preparation steps once: (prepared columns, encoded matrix). ``skip``: ``X``
+    has already been through the first ``skip`` steps."""
     enc_idx = _step_index(model, "encode")
-    prepared = model[:enc_idx].transform(X)  # type: ignore[index]
+    prepared = transform_steps(model, X, start=skip, stop=enc_idx)  # type: ignore[arg-type]
     return prepared, model.steps[enc_idx][1].transform(prepared)  # type: ignore[attr-defined]
 
 
-def _contribution_matrix(model: object, prepared: object, encoded: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """(leads × variables) contributions in log-odds, and the variable names."""
+_GROUPS: weakref.WeakKeyDictionary[object, tuple[np.ndarray, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def _variable_groups(encoder: object) -> tuple[np.ndarray, list[str]]:
+    """(encoded columns × variables) 0/1 matrix summing encoded columns per raw variable,
+    and the variable names; computed once per fitted encoder."""
+    cached = _GROUPS.get(encoder)
+    if cached is None:
+        sources, _ = encoded_feature_sources(encoder)  # type: ignore[arg-type]
+        variables = list(dict.fromkeys(sources))
+        groups = np.zeros((len(sources), len(variables)))
+        groups[np.arange(len(sources)), [variables.index(v) for v in sources]] = 1.0
+        cached = _GROUPS[encoder] = (groups, variables)
+    return cached
+
+
+def _contribution_matrix(model: object, prepared: object, encoded: np.ndarray,
+                         dmatrix: DMatrix | None = None) -> tuple[np.ndarray, list[str]]:
+    """(leads × variables) contributions in log-odds, and the variable names
+    (``dmatrix``: the booster's input for ``encoded``, if already built)."""
     encoder = model.steps[_step_index(model, "encode")][1]  # type: ignore[attr-defined]
-    sources, _ = encoded_feature_sources(encoder)
+    groups, variables = _variable_groups(encoder)
     est = final_estimator(model)
     if isinstance(est, XGBClassifier):
-        raw = est.get_booster().predict(DMatrix(encoded), pred_contribs=True)[:, :-1]
+        dm = dmatrix if dmatrix is not None else DMatrix(encoded, missing=est.missing, nthread=est.n_jobs or -1)
+        raw = est.get_booster().predict(dm, pred_contribs=True, validate_features=False)[:, :-1]
     elif isinstance(est, LogisticRegression):
         raw = encoded * est.coef_[0]
     else:
         raise TypeError(f"per-lead factors are not available for {type(est).__name__}")
-    variables = list(dict.fromkeys(sources))
-    groups = np.zeros((len(sources), len(variables)))
-    groups[np.arange(len(sources)), [variables.index(v) for v in sources]] = 1.0
     return raw @ groups, variables
 
 
@@ -68,11 +87,11 @@ def _fmt_value(v: object) -> str:
 
 
 def top_factors(model: object, X: object, n: int = 3, prepared: object = None,
-                encoded: np.ndarray | None = None) -> list[str]:
+                encoded: np.ndarray | None = None, dmatrix: DMatrix | None = None) -> list[str]:
     """``n`` strongest reasons per lead, e.g. ``ocupacion=Working Professional (+2.10); ...``."""
     if prepared is None or encoded is None:
         prepared, encoded = prepare(model, X)
-    vals, variables = _contribution_matrix(model, prepared, encoded)
+    vals, variables = _contribution_matrix(model, prepared, encoded, dmatrix)
     if n <= 0:
         return [""] * len(vals)
     order = np.argsort(-np.abs(vals), axis=1, kind="stable")[:, :n]

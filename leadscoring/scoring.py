@@ -19,6 +19,7 @@ import pandas as pd
 from .artifacts import load_model
 from .config import Bucket, ProjectConfig
 from .io import atomic_path
+from .modeling import ProbabilityFunction, final_estimator, shared_steps, transform_steps
 from .preprocessing import ColumnBatch
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,12 @@ class Scorer:
         self.models_dir = models_dir
         self.model = model
         self.manifest = manifest
+        self.probability = ProbabilityFunction(model.steps[-1][1])
         self.segmenter = segmenter
         self.segment_manifest = segment_manifest or {}
+        # Leading steps (the cleaning) identical in both models run once per call.
+        encode_at = [n for n, _ in model.steps].index("encode")
+        self._shared = min(shared_steps(model, segmenter.features_), encode_at) if segmenter is not None else 0
 
     @classmethod
     def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None,
@@ -68,6 +73,14 @@ class Scorer:
             seg, seg_manifest = load_model(folder / SEGMENT_MODEL)
         return cls(cfg, model, manifest, seg, seg_manifest, folder)
 
+    def limit_threads(self, n: int) -> Scorer:
+        """Predict with at most ``n`` threads. The service uses 1: a call scores one or a
+        few leads, where waking a thread team costs more than it saves; scale with workers."""
+        est = final_estimator(self.model)
+        if hasattr(est, "n_jobs"):
+            est.set_params(n_jobs=n)
+        return self
+
     @property
     def version(self) -> str:
         return str(self.manifest.get("sha256", "unknown"))[:12]
@@ -78,17 +91,20 @@ class Scorer:
         from .explain import prepare, top_factors
 
         id_col = self.cfg.data.id_column
-        prepared, encoded = prepare(self.model, X)
-        proba = self.model.steps[-1][1].predict_proba(encoded)[:, 1]
+        shared = transform_steps(self.model, X, stop=self._shared)
+        prepared, encoded = prepare(self.model, shared, skip=self._shared)
+        want_factors = factors and self.cfg.scoring.top_factors > 0
+        dmatrix = self.probability.matrix(encoded) if want_factors else None  # shared with the reasons
+        proba = self.probability(encoded, dmatrix)
         score = to_score(proba)
         bucket, action = assign_buckets(score, self.cfg.scoring.buckets)
         out = {id_col: np.asarray(X[id_col], dtype=object), "probability": np.round(proba, 6), "score": score,
                "bucket": bucket, "recommended_action": action}
         if self.segmenter is not None:
-            out["segment"] = self.segmenter.segment_names(X)
-        if factors and self.cfg.scoring.top_factors > 0:
-            out["top_factors"] = np.array(top_factors(self.model, X, self.cfg.scoring.top_factors, prepared, encoded),
-                                          dtype=object)
+            out["segment"] = self.segmenter.segment_names(shared, skip=self._shared)
+        if want_factors:
+            out["top_factors"] = np.array(top_factors(self.model, X, self.cfg.scoring.top_factors, prepared, encoded,
+                                                      dmatrix), dtype=object)
         return out
 
     def score_frame(self, leads: pd.DataFrame, *, factors: bool = True) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.pipeline import Pipeline
 
 from .config import ProjectConfig
-from .modeling import numeric_feature_names, preparation_steps
+from .modeling import numeric_feature_names, preparation_steps, transform_steps
 from .preprocessing import as_frame, build_encoder
 
 
@@ -81,12 +81,19 @@ class LeadSegmenter(TransformerMixin, BaseEstimator):
         self.advice_: dict[int, str] = {}
         return self
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self.kmeans_.predict(self.features_.transform(X))
-        return np.array([self.relabel_[int(r)] for r in raw])
+    def predict(self, X: pd.DataFrame, skip: int = 0) -> np.ndarray:
+        """Segment number per lead. ``skip``: ``X`` has already been through the first
+        ``skip`` steps of the feature pipeline (shared with the scoring model)."""
+        # Nearest centre computed as KMeans.predict does (||c||² - 2 x·c, first minimum),
+        # without its per-call validation and thread-pool set-up (1 ms for one lead).
+        Z = transform_steps(self.features_, X, start=skip)
+        centers = self.kmeans_.cluster_centers_
+        nearest = ((centers * centers).sum(axis=1) - 2.0 * (Z @ centers.T)).argmin(axis=1)
+        lookup = np.array([self.relabel_[i] for i in range(len(centers))])
+        return lookup[nearest]
 
-    def segment_names(self, X: pd.DataFrame) -> np.ndarray:
-        return np.array([self.names_[s] for s in self.predict(X)], dtype=object)
+    def segment_names(self, X: pd.DataFrame, skip: int = 0) -> np.ndarray:
+        return np.array([self.names_[s] for s in self.predict(X, skip)], dtype=object)
 
     def set_names(self, names: dict[int, str], advice: dict[int, str] | None = None) -> LeadSegmenter:
         self.names_ = {int(k): v for k, v in names.items()}

@@ -11,6 +11,7 @@ field rather than a silently ignored value. Unseen categories are scored.
 import hmac
 import logging
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,7 +61,7 @@ def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
     return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
 
 
-def _require_token(request: Request) -> None:
+async def _require_token(request: Request) -> None:  # async: a sync dependency would cost a thread hand-off
     token = os.environ.get(TOKEN_ENV)
     if not token:
         return
@@ -72,7 +73,7 @@ def _require_token(request: Request) -> None:
 
 def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     """Build the app; the scorer (verified model) is loaded once here."""
-    scorer = scorer or Scorer.load(cfg)
+    scorer = (scorer or Scorer.load(cfg)).limit_threads(1)
     loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
     Lead = lead_model(cfg)
     id_col = cfg.data.id_column
@@ -100,15 +101,21 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
         return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, vals, strict=True)}
                 for vals in zip(*(out[k] for k in keys), strict=True)]
 
+    # /score and /health are short and CPU-bound: they run on the event loop (no thread
+    # hand-off), and /score returns its JSON directly (response_model documents it; the
+    # values are built from validated input, so validating them again would only cost time).
+    # /score/batch may be long: it runs in the thread pool so /health stays responsive.
     @app.get("/health")
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         return {"status": "ok", "model_version": scorer.version, "model_name": scorer.manifest.get("model_name"),
                 "model_created_at": scorer.manifest.get("created_at"), "loaded_at": loaded_at,
                 "segments": scorer.segmenter is not None}
 
     @app.post("/score", response_model=ScoreOut, dependencies=[Depends(_require_token)])
-    def score(lead: Lead) -> dict[str, Any]:  # type: ignore[valid-type]
-        return _score([lead])[0]
+    async def score(lead: Lead) -> JSONResponse:  # type: ignore[valid-type]
+        t0 = time.perf_counter()
+        body = _score([lead])[0]
+        return JSONResponse(body, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})
 
     @app.post("/score/batch", response_model=list[ScoreOut], dependencies=[Depends(_require_token)])
     def score_batch(leads: list[Lead]) -> list[dict[str, Any]]:  # type: ignore[valid-type]

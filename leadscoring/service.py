@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from .config import ProjectConfig
 from .preprocessing import ColumnBatch
@@ -111,8 +112,20 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
                 "model_created_at": scorer.manifest.get("created_at"), "loaded_at": loaded_at,
                 "segments": scorer.segmenter is not None}
 
-    @app.post("/score", response_model=ScoreOut, dependencies=[Depends(_require_token)])
-    async def score(lead: Lead) -> JSONResponse:  # type: ignore[valid-type]
+    # The single-lead route parses and validates the body in one pydantic call (JSON straight
+    # to the model, in Rust) rather than through FastAPI's parameter machinery: a third of a
+    # millisecond per call. Errors are FastAPI's usual 422 (``loc`` = ["body", field]).
+    lead_body = {"required": True, "content": {"application/json": {"schema": Lead.model_json_schema()}}}
+
+    @app.post("/score", response_model=ScoreOut, openapi_extra={"requestBody": lead_body},
+              responses={422: {"description": "Validation Error"}})
+    async def score(request: Request) -> JSONResponse:
+        await _require_token(request)
+        try:
+            lead = Lead.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]) from None
         t0 = time.perf_counter()
         body = _score([lead])[0]
         return JSONResponse(body, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})

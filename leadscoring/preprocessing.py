@@ -146,9 +146,14 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         for col in self.categorical:
             out[col] = self._text(X[col])
         yes = {v.casefold() for v in self.yes_values}
+        missing = {m.casefold() for m in self.missing_values}
+
+        def yes_no(v: object) -> float:  # blank or placeholder → NaN, a yes spelling → 1, else 0
+            t = None if v is None else str(v).strip().casefold()
+            return np.nan if (not t or t in missing) else float(t in yes)
+
         for col in self.yes_no:
-            out[col] = map_unique(self._text(X[col]), lambda t: np.nan if t is None else float(t.casefold() in yes),
-                                  dtype=float)
+            out[col] = map_unique(X[col], yes_no, dtype=float)
         return out
 
     # -- sklearn API ---------------------------------------------------------------
@@ -348,14 +353,22 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         X = _as_frame(X)
         n = _n_rows(X)
         out = np.zeros((n, len(self.feature_sources_)), dtype=float)
-        j = 0
-        for c in self.num_:
-            v = np.asarray(X[c], dtype=float)
-            out[:, j] = (np.where(np.isnan(v), self.median_[c], v) - self.mean_[c]) / self.sd_[c]
-            j += 1
-        for c in self.indicate_:
-            out[:, j] = np.isnan(np.asarray(X[c], dtype=float))
-            j += 1
+        # Column blocks at once (one numpy call per block, not per column: this runs for every
+        # lead the service scores); element by element the same arithmetic as per column.
+        k = len(self.num_)
+        if k:
+            v = np.empty((n, k))
+            for i, c in enumerate(self.num_):
+                v[:, i] = np.asarray(X[c], dtype=float)
+            missing = np.isnan(v)
+            median = np.array([self.median_[c] for c in self.num_])
+            mean = np.array([self.mean_[c] for c in self.num_])
+            sd = np.array([self.sd_[c] for c in self.num_])
+            out[:, :k] = (np.where(missing, median, v) - mean) / sd
+            if self.indicate_:
+                position = {c: i for i, c in enumerate(self.num_)}
+                out[:, k:k + len(self.indicate_)] = missing[:, [position[c] for c in self.indicate_]]
+        j = k + len(self.indicate_)
         rows = np.arange(n)
         for c in self.cat_:
             index = {lvl: k for k, lvl in enumerate(self.categories_[c])}
@@ -363,10 +376,11 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
             hit = codes >= 0
             out[rows[hit], j + codes[hit]] = 1.0
             j += len(self.categories_[c])
-        for c in self.yn_:
-            v = np.asarray(X[c], dtype=float)
-            out[:, j] = np.where(np.isnan(v), 0.0, v)
-            j += 1
+        if self.yn_:
+            v = np.empty((n, len(self.yn_)))
+            for i, c in enumerate(self.yn_):
+                v[:, i] = np.asarray(X[c], dtype=float)
+            out[:, j:j + len(self.yn_)] = np.where(np.isnan(v), 0.0, v)
         return out
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:

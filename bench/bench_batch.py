@@ -109,7 +109,8 @@ def main() -> None:
             variants = [("leadscoring score --no-factors --jobs 1", ["--no-factors", "--jobs", "1"]),
                         ("leadscoring score --no-factors (2 jobs)", ["--no-factors", "--jobs", "2"])]
             if n <= args.factors_max:
-                variants.insert(0, ("leadscoring score, with top_factors (2 jobs)", ["--jobs", "2"]))
+                variants[:0] = [("leadscoring score, with top_factors --jobs 1", ["--jobs", "1"]),
+                                ("leadscoring score, with top_factors (2 jobs)", ["--jobs", "2"])]
             for label, extra in variants:
                 res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
                                "--no-progress", *extra])

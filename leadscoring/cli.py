@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -133,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models-dir", help="folder with the model + manifest (default: 04_Modelos)")
     s.add_argument("--no-factors", action="store_true", help="skip per-lead top_factors (faster)")
     s.add_argument("--chunk-rows", type=int, help="leads per chunk (default 100000): bounds memory")
-    s.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                   help="worker processes for the local engine (default 2, or 1 on one core; 1 = least memory)")
+    s.add_argument("--jobs", type=int, default=1,
+                   help="worker processes for the local engine (default 1: on the 2-core reference machine "
+                        "the fastest and least memory, see bench/bench_batch.py)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--engine", choices=["local", "dask"], default="local",
                    help="dask: map_partitions over CSV/parquet globs, output is a folder of parts")

@@ -371,7 +371,7 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         j = k + len(self.indicate_)
         rows = np.arange(n)
         for c in self.cat_:
-            index = {lvl: k for k, lvl in enumerate(self.categories_[c])}
+            index = {lvl: i for i, lvl in enumerate(self.categories_[c])}
             codes = map_unique(X[c], lambda v, c=c, index=index: index.get(self._group_value(c, v), -1), dtype=int)
             hit = codes >= 0
             out[rows[hit], j + codes[hit]] = 1.0

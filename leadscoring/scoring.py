@@ -62,9 +62,10 @@ class Scorer:
         self.segmenter = segmenter
         self.segment_manifest = segment_manifest or {}
         self._pool: ThreadPoolExecutor | None = None
-        # Leading steps (the cleaning) identical in both models run once per call.
+        # Leading steps identical in both models (cleaning, derived features) run once per call.
         encode_at = [n for n, _ in model.steps].index("encode")
-        self._shared = min(shared_steps(model, segmenter.features_), encode_at) if segmenter is not None else 0
+        seg_features = getattr(segmenter, "features_", None)
+        self._shared = min(shared_steps(model, seg_features), encode_at) if seg_features is not None else 0
 
     @classmethod
     def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None,

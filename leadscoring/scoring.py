@@ -10,7 +10,6 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ log = logging.getLogger(__name__)
 
 SCORE_MODEL = "lead_scoring_model.pkl"
 SEGMENT_MODEL = "segment_model.pkl"
-OVERLAP_MAX_ROWS = 64  # up to this many leads per call, reasons run beside the probability
 OUTPUT_COLUMNS = ["probability", "score", "bucket", "recommended_action"]
 
 
@@ -61,7 +59,6 @@ class Scorer:
         self.probability = ProbabilityFunction(model.steps[-1][1])
         self.segmenter = segmenter
         self.segment_manifest = segment_manifest or {}
-        self._pool: ThreadPoolExecutor | None = None
         # Leading steps identical in both models (cleaning, derived features) run once per call.
         encode_at = [n for n, _ in model.steps].index("encode")
         seg_features = getattr(segmenter, "features_", None)
@@ -98,14 +95,7 @@ class Scorer:
         shared = transform_steps(self.model, X, stop=self._shared)
         prepared, encoded = prepare(self.model, shared, skip=self._shared)
         n_factors = self.cfg.scoring.top_factors if factors else 0
-        reasons = None
-        if n_factors > 0 and len(encoded) <= OVERLAP_MAX_ROWS:
-            # A few leads (the service): the reasons (TreeSHAP, about half the work, in C
-            # without the GIL) are computed on a second thread while this one does the rest.
-            reasons = self._reasons_pool().submit(top_factors, self.model, X, n_factors, prepared, encoded)
-            dmatrix = None
-        else:
-            dmatrix = self.probability.matrix(encoded) if n_factors > 0 else None  # shared with the reasons
+        dmatrix = self.probability.matrix(encoded) if n_factors > 0 else None  # shared with the reasons
         proba = self.probability(encoded, dmatrix)
         score = to_score(proba)
         bucket, action = assign_buckets(score, self.cfg.scoring.buckets)
@@ -113,16 +103,9 @@ class Scorer:
                "bucket": bucket, "recommended_action": action}
         if self.segmenter is not None:
             out["segment"] = self.segmenter.segment_names(shared, skip=self._shared)
-        if reasons is not None:
-            out["top_factors"] = np.array(reasons.result(), dtype=object)
-        elif n_factors > 0:
+        if n_factors > 0:
             out["top_factors"] = np.array(top_factors(self.model, X, n_factors, prepared, encoded, dmatrix), dtype=object)
         return out
-
-    def _reasons_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="reasons")
-        return self._pool
 
     def score_frame(self, leads: pd.DataFrame, *, factors: bool = True) -> pd.DataFrame:
         """Score validated leads (as returned by ``validate_leads``/``read_leads``)."""

@@ -111,19 +111,3 @@ def test_shared_steps_stop_at_the_first_difference(cfg, xy):
     other_cleaning.steps[0][1].clip_["visitas_total"] = (lo, hi + 1.0)
     assert shared_steps(a, other_cleaning) == 0
 
-
-def test_reasons_beside_the_probability_give_the_same_output(cfg, leads, small_models, monkeypatch):
-    import leadscoring.scoring as scoring
-
-    scorer = Scorer.load(cfg, small_models)
-    X = leads.drop(columns="compra").head(40)
-    monkeypatch.setattr(scoring, "OVERLAP_MAX_ROWS", 64)
-    beside = [scorer.score_columns(X.iloc[[i]]) for i in range(len(X))] + [scorer.score_columns(X)]
-    assert scorer._pool is not None  # the second thread was used
-    monkeypatch.setattr(scoring, "OVERLAP_MAX_ROWS", 0)
-    inline = [scorer.score_columns(X.iloc[[i]]) for i in range(len(X))] + [scorer.score_columns(X)]
-    for a, b in zip(beside, inline, strict=True):
-        assert a.keys() == b.keys()
-        for key in a:
-            np.testing.assert_array_equal(a[key], b[key])
-    assert [o["top_factors"][0] for o in beside[:-1]] == list(beside[-1]["top_factors"])

@@ -41,6 +41,7 @@ def test_health_and_score(client):
     assert set(body) == {"lead_id", "probability", "score", "bucket", "recommended_action", "segment", "top_factors"}
     assert body["lead_id"] == "1" and body["score"] == round(100 * body["probability"])
     assert body["top_factors"].count("(") == 3
+    assert float(r.headers["server-timing"].split("score;dur=")[1]) > 0
 
 
 def test_batch_matches_single(client):

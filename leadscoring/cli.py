@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="HTTP scoring service (FastAPI; docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--workers", type=int, default=1)
+    sv.add_argument("--workers", type=int, default=1,
+                    help="uvicorn worker processes, each scoring with one thread (about one per core)")
     sv.set_defaults(func=_cmd_serve)
 
     pu = sub.add_parser("push", help="write scores to the CRM (PATCH URL/leads/ID; token in LEADSCORING_CRM_TOKEN)")

@@ -102,6 +102,8 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
         return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, vals, strict=True)}
                 for vals in zip(*(out[k] for k in keys), strict=True)]
 
+    _score([Lead(**{id_col: "warm-up"})])  # first call pays one-off set-up costs here, not on a client's lead
+
     # /score and /health are short and CPU-bound: they run on the event loop (no thread
     # hand-off), and /score returns its JSON directly (response_model documents it; the
     # values are built from validated input, so validating them again would only cost time).

@@ -121,8 +121,10 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
     # -- helpers -----------------------------------------------------------------
     # Work on distinct values (map_unique) and numpy arrays, not pandas string methods:
     # fast on millions of leads and on the single lead a scoring service receives.
-    def _text(self, values: object) -> np.ndarray:
+    def _normalisers(self) -> tuple[Callable[[object], str | None], Callable[[object], float]]:
+        """(text, yes/no) value cleaners: blanks and placeholders → missing (None / NaN)."""
         missing = {m.casefold() for m in self.missing_values}
+        yes = {v.casefold() for v in self.yes_values}
 
         def norm(v: object) -> str | None:
             if _is_missing(v):
@@ -130,7 +132,11 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
             t = str(v).strip()
             return None if (not t or t.casefold() in missing) else t
 
-        return map_unique(values, norm)
+        def yes_no(v: object) -> float:
+            t = norm(v)
+            return np.nan if t is None else float(t.casefold() in yes)
+
+        return norm, yes_no
 
     @staticmethod
     def _numeric(s: object) -> np.ndarray:
@@ -139,21 +145,27 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
             return arr.astype("float64", copy=False)
         return np.asarray(pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce"), dtype="float64")
 
-    def _raw_clean(self, X: pd.DataFrame | ColumnBatch) -> dict[str, object]:
-        out: dict[str, object] = {}
-        for col in self.numeric:
-            out[col] = self._numeric(X[col])
-        for col in self.categorical:
-            out[col] = self._text(X[col])
-        yes = {v.casefold() for v in self.yes_values}
-        missing = {m.casefold() for m in self.missing_values}
+    def _raw_clean(self, X: pd.DataFrame | ColumnBatch, columns: Sequence[str] | None = None,
+                   canonical: bool = False) -> dict[str, np.ndarray]:
+        """Clean ``columns`` (default: all roles); ``canonical`` also maps categorical
+        spellings to those learned in ``fit``, in the same pass."""
+        norm, yes_no = self._normalisers()
+        categorical, yes_no_cols = set(self.categorical), set(self.yes_no)
+        out: dict[str, np.ndarray] = {}
+        for col in columns if columns is not None else (*self.numeric, *self.categorical, *self.yes_no):
+            if col in categorical:
+                fn = norm
+                if canonical:
+                    mapping = self.canonical_.get(col, {})
 
-        def yes_no(v: object) -> float:  # blank or placeholder → NaN, a yes spelling → 1, else 0
-            t = None if v is None else str(v).strip().casefold()
-            return np.nan if (not t or t in missing) else float(t in yes)
-
-        for col in self.yes_no:
-            out[col] = map_unique(X[col], yes_no, dtype=float)
+                    def fn(v: object, mapping: dict[str, str] = mapping) -> str | None:
+                        t = norm(v)
+                        return None if t is None else mapping.get(t.casefold(), t)
+                out[col] = map_unique(X[col], fn)
+            elif col in yes_no_cols:
+                out[col] = map_unique(X[col], yes_no, dtype=float)
+            else:
+                out[col] = self._numeric(X[col])
         return out
 
     # -- sklearn API ---------------------------------------------------------------
@@ -195,16 +207,10 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame | ColumnBatch) -> ColumnBatch:
         check_is_fitted(self, "feature_names_out_")
         X = _as_frame(X)
-        clean = self._raw_clean(X)
-        out = ColumnBatch()
-        for col in self.feature_names_out_:
-            values = clean[col]
-            if col in self.categorical:
-                values = self._canon(col, values)
-            elif col in self.clip_:
-                lo, hi = self.clip_[col]
-                values = np.clip(values, lo, hi)
-            out[col] = values
+        out = ColumnBatch(self._raw_clean(X, self.feature_names_out_, canonical=True))
+        for col, (lo, hi) in self.clip_.items():
+            if col in out:
+                out[col] = np.clip(out[col], lo, hi)
         return out
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
@@ -235,15 +241,15 @@ class LeadFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame | ColumnBatch) -> ColumnBatch:
         check_is_fitted(self, "feature_names_out_")
         X = _as_frame(X)
-        out = ColumnBatch((c, np.asarray(X[c])) for c in X.columns)
+        out = ColumnBatch(X) if isinstance(X, ColumnBatch) else ColumnBatch((c, np.asarray(X[c])) for c in X.columns)
         for name, (a, b) in (self.products or {}).items():
             if name in self.feature_names_out_:
-                out[name] = out[a].astype(float) * out[b].astype(float)
+                out[name] = np.asarray(out[a], dtype=float) * np.asarray(out[b], dtype=float)
         for name, (a, b) in (self.ratios or {}).items():
             if name in self.feature_names_out_:
-                num, den = out[a].astype(float), out[b].astype(float)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where((den == 0) | np.isnan(den), 0.0, num / den)
+                num, den = np.asarray(out[a], dtype=float), np.asarray(out[b], dtype=float)
+                safe = (den != 0) & ~np.isnan(den)
+                ratio = np.divide(num, den, out=np.zeros_like(num), where=safe)  # 0 where den is 0 or missing
                 out[name] = np.where(np.isnan(num), np.nan, ratio)
         return out[self.feature_names_out_]
 
@@ -369,13 +375,17 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
                 position = {c: i for i, c in enumerate(self.num_)}
                 out[:, k:k + len(self.indicate_)] = missing[:, [position[c] for c in self.indicate_]]
         j = k + len(self.indicate_)
-        rows = np.arange(n)
-        for c in self.cat_:
-            index = {lvl: i for i, lvl in enumerate(self.categories_[c])}
-            codes = map_unique(X[c], lambda v, c=c, index=index: index.get(self._group_value(c, v), -1), dtype=int)
-            hit = codes >= 0
-            out[rows[hit], j + codes[hit]] = 1.0
-            j += len(self.categories_[c])
+        if self.cat_:
+            # Output column of each lead's grouped level (-1: a level not seen in fit), all
+            # categorical columns first, then one assignment.
+            where = np.empty((n, len(self.cat_)), dtype=np.intp)
+            for i, c in enumerate(self.cat_):
+                index = {lvl: j + pos for pos, lvl in enumerate(self.categories_[c])}
+                where[:, i] = map_unique(X[c], lambda v, c=c, index=index: index.get(self._group_value(c, v), -1),
+                                         dtype=np.intp)
+                j += len(self.categories_[c])
+            rows, cols = np.nonzero(where >= 0)
+            out[rows, where[rows, cols]] = 1.0
         if self.yn_:
             v = np.empty((n, len(self.yn_)))
             for i, c in enumerate(self.yn_):

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from xgboost import DMatrix, XGBClassifier
 
-from .modeling import final_estimator, transform_steps
+from .modeling import booster_matrix, final_estimator, transform_steps
 from .preprocessing import as_frame, encoded_feature_sources
 
 
@@ -54,7 +54,7 @@ def _contribution_matrix(model: object, prepared: object, encoded: np.ndarray,
     groups, variables = _variable_groups(encoder)
     est = final_estimator(model)
     if isinstance(est, XGBClassifier):
-        dm = dmatrix if dmatrix is not None else DMatrix(encoded, missing=est.missing, nthread=est.n_jobs or -1)
+        dm = dmatrix if dmatrix is not None else booster_matrix(est, encoded)
         raw = est.get_booster().predict(dm, pred_contribs=True, validate_features=False)[:, :-1]
     elif isinstance(est, LogisticRegression):
         raw = encoded * est.coef_[0]

@@ -264,6 +264,11 @@ def shared_steps(a: Pipeline, b: Pipeline) -> int:
     return n
 
 
+def booster_matrix(est: XGBClassifier, X: np.ndarray) -> DMatrix:
+    """XGBoost's input for ``X`` as ``est`` reads it (its missing-value marker and threads)."""
+    return DMatrix(X, missing=est.missing, nthread=est.n_jobs or -1)
+
+
 def final_estimator(model: Pipeline) -> Any:
     """The fitted classifier inside a (possibly calibrated, possibly resampling) pipeline."""
     est = model.steps[-1][1]
@@ -290,7 +295,6 @@ class ProbabilityFunction:
         self.step = step
         self._estimator: Any = None
         self._booster: Any = None
-        self._missing = np.nan
         self._calibrate: Any = None
         if self._set_up_lean(step) and not self._reproduces(step, probe_rows, seed):
             log.warning("lean probability path does not reproduce predict_proba; using predict_proba")
@@ -325,7 +329,7 @@ class ProbabilityFunction:
             self._calibrate = lambda p: 1.0 / (1.0 + np.exp(a * p.astype(np.float64) + b))
         else:
             return False
-        self._estimator, self._booster, self._missing = est, est.get_booster(), est.missing
+        self._estimator, self._booster = est, est.get_booster()
         return True
 
     def _reproduces(self, step: Any, rows: int, seed: int) -> bool:
@@ -346,7 +350,7 @@ class ProbabilityFunction:
         """The booster's input for ``X``, to share with the reasons (None off the lean path)."""
         if self._booster is None:
             return None
-        return DMatrix(X, missing=self._missing, nthread=self._estimator.n_jobs or -1)
+        return booster_matrix(self._estimator, X)
 
     def __call__(self, X: np.ndarray, dmatrix: DMatrix | None = None) -> np.ndarray:
         if self._booster is None:

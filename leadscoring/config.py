@@ -56,6 +56,7 @@ class DataConfig(_Strict):
     separator: str = ","
     encoding: str = "utf-8"
     decimal: str = "."
+    thousands: str | None = None  # thousands separator to remove from numbers (none by default)
     id_column: str
     target_column: str
     positive_value: str = "1"
@@ -94,6 +95,8 @@ class DataConfig(_Strict):
             unknown = [c for c in getattr(self, key) if c not in seen]
             if unknown:
                 raise ValueError(f"{key}: {unknown} are not listed under columns")
+        if self.thousands is not None and self.thousands in (self.decimal, self.separator, ""):
+            raise ValueError(f"thousands: {self.thousands!r} must differ from the decimal mark and the separator")
         overlap = set(self.yes_values) & set(self.no_values)
         if overlap:
             raise ValueError(f"yes_values and no_values share {sorted(overlap)}")
@@ -174,6 +177,13 @@ class RunConfig(_Strict):
     report_notebooks: list[str] = Field(default_factory=list)
 
 
+class ServiceConfig(_Strict):
+    """Limits of the HTTP service (``leadscoring serve``)."""
+
+    max_batch: int = Field(10_000, ge=1)  # leads per /score/batch request; more is refused with 413
+    max_body_mb: float = Field(16, gt=0)  # request body size; larger is refused with 413
+
+
 class ProjectConfig(_Strict):
     """The whole configuration; ``root`` is absolute once loaded."""
 
@@ -187,6 +197,7 @@ class ProjectConfig(_Strict):
     scoring: ScoringConfig = ScoringConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
     run: RunConfig = RunConfig()
+    service: ServiceConfig = ServiceConfig()
     source: Path | None = None
     output_root: Path | None = None
 

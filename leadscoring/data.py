@@ -1,7 +1,7 @@
-"""Reading and validating a CRM export of leads, and splitting it.
+"""Validating a CRM export of leads against the configuration, and splitting it.
 
-:func:`read_leads` reads a CSV (or parquet) export exactly as the client produced it and
-:func:`validate_leads` checks it against the configuration. Every problem raises a
+:func:`read_leads` reads an export through the one reader (:mod:`leadscoring.reader`)
+and :func:`validate_leads` checks it against the configuration. Every problem raises a
 :class:`LeadDataError` with a one-line message naming the column, the offending values
 and the lines of the file where they occur.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +19,16 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .config import ProjectConfig
+from .errors import LeadDataError
 from .preprocessing import _is_missing, map_unique
+from .reader import DEFAULT_CHUNK_ROWS, RowLocator, iter_raw_chunks, row_locator
 
 log = logging.getLogger(__name__)
 
+__all__ = ["LeadDataError", "read_leads", "validate_leads", "iter_valid_chunks", "validate_file"]
+
 #: How many offending values/lines an error message lists before "...".
 MAX_EXAMPLES = 5
-
-
-class LeadDataError(ValueError):
-    """The leads do not match the configured layout (message names what is wrong)."""
 
 
 def _examples(values: Sequence[object], rows: Sequence[str]) -> str:
@@ -38,16 +38,16 @@ def _examples(values: Sequence[object], rows: Sequence[str]) -> str:
 
 
 class _RowLabels:
-    """Where a row is, for error messages, computed only for the rows a message names.
-    Line 1 of a file is the header, so the first lead is on line 2."""
+    """Where a row is, for error messages, computed only for the rows a message names:
+    ``rows`` maps record numbers (the frame's index) to labels such as "line 7"."""
 
-    def __init__(self, index: pd.Index, from_file: bool) -> None:
+    def __init__(self, index: pd.Index, rows: RowLocator | None) -> None:
         self.index = np.asarray(index)
-        self.from_file = from_file
+        self.rows = rows
 
     def __getitem__(self, mask: np.ndarray) -> list[str]:
         picked = self.index[mask][: MAX_EXAMPLES + 1]
-        return [f"line {int(i) + 2}" if self.from_file else f"row {i}" for i in picked]
+        return self.rows([int(i) for i in picked]) if self.rows is not None else [f"row {i}" for i in picked]
 
 
 def _strip(v: object) -> str | None:
@@ -68,7 +68,7 @@ def validate_leads(
     *,
     require_target: bool = True,
     origin: str = "input",
-    from_file: bool = False,
+    rows: RowLocator | None = None,
 ) -> pd.DataFrame:
     """Check ``df`` against the configured layout and return a typed copy.
 
@@ -76,6 +76,7 @@ def validate_leads(
     stripped strings (blank → missing; placeholders such as ``Select`` are kept for the
     cleaner), and the target (if present) as 0/1 integers. Columns outside the
     configuration are dropped if ``data.allow_extra_columns`` is true, else rejected.
+    ``rows`` names the records in messages (default: "row <index>").
     """
     d = cfg.data
     roles = d.columns
@@ -100,7 +101,7 @@ def validate_leads(
         raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
     keep_target = d.target_column in df.columns and require_target
     out = pd.DataFrame(index=df.index)
-    labels = _RowLabels(df.index, from_file)
+    labels = _RowLabels(df.index, rows)
 
     ids = df[d.id_column]
     blank = _blank(ids).to_numpy()
@@ -117,7 +118,7 @@ def validate_leads(
     out[d.id_column] = ids.astype(object)
 
     for col in roles.numeric:
-        out[col] = _to_numeric(df[col], col, d.decimal, origin, labels)
+        out[col] = _to_numeric(df[col], col, d.decimal, d.thousands, origin, labels)
         lo, hi = d.ranges.get(col, (None, None))
         outside = ((out[col] < lo) if lo is not None else False) | ((out[col] > hi) if hi is not None else False)
         outside = np.asarray(outside, dtype=bool) & out[col].notna().to_numpy()
@@ -161,7 +162,8 @@ def validate_leads(
 _NOT_A_NUMBER = float("inf")  # marker for text that is not a number (inf itself is refused too)
 
 
-def _to_numeric(s: pd.Series, col: str, decimal: str, origin: str, labels: _RowLabels) -> np.ndarray:
+def _to_numeric(s: pd.Series, col: str, decimal: str, thousands: str | None, origin: str,
+                labels: _RowLabels) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype="float64")
 
@@ -169,8 +171,10 @@ def _to_numeric(s: pd.Series, col: str, decimal: str, origin: str, labels: _RowL
         t = _strip(v)
         if t is None:
             return np.nan
+        if thousands:
+            t = t.replace(thousands, "")
         if decimal != ".":
-            t = t.replace(".", "").replace(decimal, ".")
+            t = t.replace(decimal, ".")
         try:
             x = float(t)
         except ValueError:
@@ -188,35 +192,46 @@ def _to_numeric(s: pd.Series, col: str, decimal: str, origin: str, labels: _RowL
 
 
 def read_leads(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True) -> pd.DataFrame:
-    """Read an export (CSV with the configured separator/encoding, or parquet) and validate it."""
-    path = Path(path)
-    name = path.name
-    if not path.is_file():
-        raise LeadDataError(f"{path}: file not found")
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        try:
-            raw = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises many types; the message is what matters
-            raise LeadDataError(f"{name}: cannot read as parquet ({exc})") from None
-        return validate_leads(raw, cfg, require_target=require_target, origin=name, from_file=False)
-    d = cfg.data
-    try:
-        raw = pd.read_csv(
-            path, sep=d.separator, encoding=d.encoding, dtype=str, keep_default_na=False, na_values=[]
-        )
-    except pd.errors.EmptyDataError:
-        raise LeadDataError(f"{name}: the file is empty (no header, no leads)") from None
-    except UnicodeDecodeError as exc:
-        raise LeadDataError(f"{name}: not readable as {d.encoding} ({exc.reason} at byte {exc.start})") from None
-    except pd.errors.ParserError as exc:
-        raise LeadDataError(f"{name}: malformed CSV with separator {d.separator!r}: {exc}".splitlines()[0]) from None
-    if raw.shape[1] == 1 and d.separator not in raw.columns[0] and len(cfg.data.columns.all) > 1:
-        raise LeadDataError(
-            f"{name}: only one column found ({raw.columns[0][:60]!r}); is the separator really {d.separator!r}?"
-        )
-    df = validate_leads(raw, cfg, require_target=require_target, origin=name, from_file=True)
+    """Read a whole export (CSV in the configured layout, or parquet) and validate it."""
+    from .reader import read_raw
+
+    raw = read_raw(path, cfg)
+    df = validate_leads(raw, cfg, require_target=require_target, origin=Path(path).name, rows=row_locator(path, cfg))
     log.info("read %d leads x %d columns from %s", len(df), df.shape[1], path)
     return df
+
+
+class IdTracker:
+    """Ids must be unique across the chunks of a file (each chunk checks its own)."""
+
+    def __init__(self, origin: str, rows: RowLocator | None) -> None:
+        self.seen: set[str] = set()
+        self.origin, self.rows = origin, rows
+
+    def add(self, ids: np.ndarray, records: Sequence[int]) -> None:
+        dup = np.fromiter((x in self.seen for x in ids), dtype=bool, count=len(ids))  # (isin(set) is far slower)
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            where = self.rows([int(records[i])])[0] if self.rows is not None else f"row {records[i]}"
+            raise LeadDataError(f"{self.origin}: duplicate id {ids[i]!r} ({where}) already seen earlier in the file")
+        self.seen.update(ids)
+
+
+def iter_valid_chunks(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = False,
+                      chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Validated chunks of an export, ids checked across chunks; memory bounded by ``chunk_rows``."""
+    origin, rows = Path(path).name, row_locator(path, cfg)
+    ids = IdTracker(origin, rows)
+    for raw in iter_raw_chunks(path, cfg, chunk_rows):
+        leads = validate_leads(raw, cfg, require_target=require_target, origin=origin, rows=rows)
+        ids.add(leads[cfg.data.id_column].to_numpy(dtype=object), raw.index)
+        yield leads
+
+
+def validate_file(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True,
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
+    """Check a whole export with exactly the rules ``score`` applies; returns the number of leads."""
+    return sum(len(c) for c in iter_valid_chunks(path, cfg, require_target=require_target, chunk_rows=chunk_rows))
 
 
 def split_validation(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

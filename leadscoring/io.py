@@ -6,11 +6,13 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from .errors import OutputPathError
 
 
 @contextlib.contextmanager
@@ -66,3 +68,30 @@ def save_figure(fig: Any, dest: str | os.PathLike[str], dpi: int = 110) -> Path:
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
     return Path(dest)
+
+
+def check_output(dest: str | os.PathLike[str], *, inputs: Sequence[str | os.PathLike[str]] = (),
+                 protected: Sequence[str | os.PathLike[str]] = (), folder: bool = False) -> Path:
+    """Refuse an output path that would destroy an input (same path, or the same file
+    through a link), lies inside a protected folder (the raw exports), or cannot be written;
+    the message says which. ``folder``: the output is a folder of parts, not a file."""
+    dest = Path(dest)
+    real = dest.resolve()
+    for src in map(Path, inputs):
+        same = real == src.resolve() or (dest.exists() and src.exists() and os.path.samefile(dest, src))
+        if same or (folder and src.resolve().is_relative_to(real)):
+            raise OutputPathError(f"{dest}: this is the input ({src.name}); writing there would destroy it — "
+                                  "choose another output path")
+    for keep in map(Path, protected):
+        if real.is_relative_to(keep.resolve()) or (folder and keep.resolve().is_relative_to(real)):
+            raise OutputPathError(f"{dest}: inside {keep}, which holds the client's raw exports and is never written")
+    if dest.is_dir() and not folder:
+        raise OutputPathError(f"{dest}: is a folder; give a file name for the output")
+    if dest.exists() and folder and not dest.is_dir():
+        raise OutputPathError(f"{dest}: is a file; the output of this engine is a folder of parts")
+    parent = next((p for p in real.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise OutputPathError(f"{dest}: {parent} is a file, not a folder")
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise OutputPathError(f"{dest}: the folder {parent} is not writable")
+    return dest

@@ -1,4 +1,4 @@
-"""The dask engine (local cluster, 2 workers) gives the local engine's results."""
+"""The dask engine (local cluster, 2 workers, one task per file) gives the local engine's results."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def test_dask_engine_matches_local(cfg, sample, small_models, tmp_path):
     leads.iloc[500:].to_csv(tmp_path / "leads_b.csv", sep=";", index=False)
     leads.to_csv(tmp_path / "all.csv", sep=";", index=False)
     score_file(cfg, tmp_path / "all.csv", tmp_path / "local.csv", models_dir=small_models)
-    res = score_dask(cfg, str(tmp_path / "leads_*.csv"), tmp_path / "dask_out", models_dir=small_models, workers=2,
-                     blocksize="20KB")
-    assert res["partitions"] >= 2
+    res = score_dask(cfg, str(tmp_path / "leads_*.csv"), tmp_path / "dask_out", models_dir=small_models, workers=2)
+    assert res["partitions"] == 2 and res["leads"] == len(sample)
+    assert (tmp_path / "dask_out" / "_SUCCESS").is_file()
     parts = sorted((tmp_path / "dask_out").glob("part-*.csv"))
     dask = pd.concat([pd.read_csv(p, dtype={"id": str}) for p in parts]).sort_values("id").reset_index(drop=True)
     local = pd.read_csv(tmp_path / "local.csv", dtype={"id": str}).sort_values("id").reset_index(drop=True)

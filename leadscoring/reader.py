@@ -1,0 +1,195 @@
+"""The one reader of lead exports, used by every path that reads one (``validate``,
+``score``, the production run, ``retrain`` and the dask engine).
+
+A CSV export (the configured separator and encoding; gzip/bz2/zstd compression detected
+from the file name; a UTF-8 byte-order mark tolerated; quoted values may hold the
+separator or line breaks) or a parquet file is streamed with pyarrow in chunks of text
+columns, so ids stay strings byte for byte and nothing is guessed. A chunk's index is the
+0-based record number in the file. Messages name the file's real line numbers: when a
+message needs them, the file is read again with Python's ``csv`` module (errors are rare
+and files large, so this costs nothing on the normal path).
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+
+from .config import ProjectConfig
+from .errors import LeadDataError
+
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+DEFAULT_CHUNK_ROWS = 100_000
+
+#: Record numbers → labels for messages ("line 7"); see :class:`LineLocator`.
+RowLocator = Callable[[Sequence[int]], list[str]]
+
+
+def is_parquet(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def _python_encoding(encoding: str) -> str:
+    """Python codec for reading text: UTF-8 files may start with a byte-order mark."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+@contextlib.contextmanager
+def _open_text(path: Path, encoding: str) -> Iterator[TextIO]:
+    import pyarrow as pa
+
+    stream = pa.input_stream(str(path), compression="detect")
+    with io.TextIOWrapper(stream, encoding=_python_encoding(encoding), newline="") as fh:
+        yield fh
+
+
+def _records(path: Path, cfg: ProjectConfig) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of every record after the header, blank lines skipped as
+    pyarrow skips them."""
+    with _open_text(path, cfg.data.encoding) as fh:
+        reader = csv.reader(fh, delimiter=cfg.data.separator)
+        next(reader, None)
+        start = reader.line_num + 1
+        for row in reader:
+            if row:
+                yield start, row
+            start = reader.line_num + 1
+
+
+class LineLocator:
+    """Record numbers → "line N" labels of a CSV file (computed on demand)."""
+
+    def __init__(self, path: Path, cfg: ProjectConfig) -> None:
+        self.path, self.cfg = path, cfg
+
+    def __call__(self, records: Sequence[int]) -> list[str]:
+        wanted = {int(r) for r in records}
+        found: dict[int, int] = {}
+        if wanted:
+            for i, (line, _) in enumerate(_records(self.path, self.cfg)):
+                if i in wanted:
+                    found[i] = line
+                    if len(found) == len(wanted):
+                        break
+        return [f"line {found[int(r)]}" if int(r) in found else f"record {int(r) + 1}" for r in records]
+
+
+def row_locator(path: str | os.PathLike[str], cfg: ProjectConfig) -> RowLocator:
+    """How to name a record of ``path`` in a message: its line (CSV) or its row (parquet)."""
+    path = Path(path)
+    if is_parquet(path):
+        return lambda records: [f"row {int(r) + 1}" for r in records]
+    return LineLocator(path, cfg)
+
+
+def read_header(path: Path, cfg: ProjectConfig) -> list[str]:
+    """The column names of a CSV export, with one-line errors for an unreadable, empty or
+    wrongly separated file."""
+    d = cfg.data
+    try:
+        with _open_text(path, d.encoding) as fh:
+            row = next(csv.reader(fh, delimiter=d.separator), None)
+    except UnicodeDecodeError as exc:
+        raise LeadDataError(f"{path.name}: not readable as {d.encoding} ({exc.reason} at byte {exc.start})") from None
+    except (OSError, EOFError) as exc:
+        raise LeadDataError(f"{path.name}: cannot be read ({exc})") from None
+    except csv.Error as exc:
+        raise LeadDataError(f"{path.name}: malformed header ({exc})") from None
+    names = [c.strip() for c in row or []]
+    if not any(names):
+        raise LeadDataError(f"{path.name}: the file is empty (no header, no leads)")
+    if len(names) == 1 and len(d.columns.all) > 1:
+        raise LeadDataError(
+            f"{path.name}: only one column found ({names[0][:60]!r}); is the separator really {d.separator!r}?"
+        )
+    dupes = sorted({c for c in names if names.count(c) > 1})
+    if dupes:
+        raise LeadDataError(f"{path.name}: column(s) {dupes} appear more than once in the header")
+    return names
+
+
+def _malformed(path: Path, cfg: ProjectConfig, n_columns: int, exc: Exception) -> LeadDataError:
+    """The one-line message for a CSV pyarrow could not parse: the first record whose
+    field count differs from the header's, with its line, else pyarrow's own words."""
+    with contextlib.suppress(csv.Error, UnicodeDecodeError, OSError):
+        for line, row in _records(path, cfg):
+            if len(row) != n_columns:
+                return LeadDataError(
+                    f"{path.name}: line {line} has {len(row)} field(s) but the header has {n_columns} "
+                    f"(separator {cfg.data.separator!r}; a value holding it must be quoted)"
+                )
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "UTF8" in first or "decode" in first.lower():
+        return LeadDataError(f"{path.name}: not readable as {cfg.data.encoding} ({first})")
+    return LeadDataError(f"{path.name}: malformed CSV ({first})")
+
+
+def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if is_parquet(path):
+        try:
+            reader = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+            for batch in reader:
+                yield batch.to_pandas()
+        except (pa.ArrowException, OSError) as exc:
+            raise LeadDataError(f"{path.name}: cannot read as parquet ({exc})") from None
+        return
+    d = cfg.data
+    names = read_header(path, cfg)
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=1 << 22, encoding=d.encoding, column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(delimiter=d.separator, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+        for batch in reader:
+            yield batch.to_pandas()
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise _malformed(path, cfg, len(names), exc) from None
+
+
+def iter_raw_chunks(path: str | os.PathLike[str], cfg: ProjectConfig,
+                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The export as chunks of at most ``chunk_rows`` records, every CSV column as text;
+    each chunk's index is the 0-based record number in the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LeadDataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    offset = 0
+    pending: list[pd.DataFrame] = []
+    size = 0
+    for df in _batches(path, cfg, chunk_rows):
+        pending.append(df)
+        size += len(df)
+        while size >= chunk_rows:
+            whole = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+            chunk, rest = whole.iloc[:chunk_rows], whole.iloc[chunk_rows:]
+            chunk.index = pd.RangeIndex(offset, offset + len(chunk))
+            offset += len(chunk)
+            yield chunk
+            pending, size = ([rest] if len(rest) else []), len(rest)
+    if pending:
+        chunk = pd.concat(pending, ignore_index=True) if len(pending) > 1 else pending[0]
+        chunk.index = pd.RangeIndex(offset, offset + len(chunk))
+        yield chunk
+    elif offset == 0:
+        raise LeadDataError(f"{path.name}: no leads (the file has a header but no rows)")
+
+
+def read_raw(path: str | os.PathLike[str], cfg: ProjectConfig) -> pd.DataFrame:
+    """The whole export as one frame of text columns (index: record number)."""
+    chunks = list(iter_raw_chunks(path, cfg))
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks)

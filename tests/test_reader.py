@@ -1,0 +1,204 @@
+"""One reader, one set of rules: what `validate`, `score`, `read_leads` and the dask engine
+do with awkward exports (byte-order mark, compression, embedded line breaks, short rows,
+decimal commas), and the one-line errors the CLI prints for bad input or output paths."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscoring.cli import main
+from leadscoring.config import load_config
+from leadscoring.data import LeadDataError, read_leads, validate_file
+from leadscoring.errors import OutputPathError
+from leadscoring.reader import iter_raw_chunks
+from leadscoring.scoring import score_file
+
+from .conftest import write_project
+
+
+@pytest.fixture()
+def project(tmp_path, small_models):
+    """A temporary project with the small models in its models folder."""
+    cfg_path = write_project(tmp_path)
+    shutil.copytree(small_models, tmp_path / "04_Modelos")
+    return cfg_path
+
+
+@pytest.fixture()
+def export(sample):
+    """30 leads in the raw layout as text, ids with leading zeros."""
+    df = sample.drop(columns="compra").head(30).astype(object).where(lambda d: d.notna(), "")
+    df["id"] = [f"00{i:06d}" for i in range(30)]
+    return df
+
+
+def _csv(df: pd.DataFrame, sep: str = ";") -> str:
+    return df.to_csv(sep=sep, index=False, lineterminator="\n")
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _one_line_error(code: int, err: str) -> str:
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_bom_and_leading_zero_ids_survive_every_path(project, export, tmp_path, capsys):
+    cfg = load_config(project)
+    src = tmp_path / "bom.csv"
+    src.write_bytes(b"\xef\xbb\xbf" + _csv(export).encode())
+    code, out, _ = _cli(capsys, "--config", str(project), "validate", "--input", str(src), "--no-target")
+    assert code == 0 and "30 leads" in out
+    assert read_leads(src, cfg, require_target=False)["id"].tolist() == export["id"].tolist()
+    code, _, _ = _cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
+                      str(tmp_path / "s.csv"), "--no-progress")
+    assert code == 0
+    scored = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
+    assert scored["id"].tolist() == export["id"].tolist()  # "00000007", not 7
+
+
+def test_validate_and_score_agree_on_short_rows_and_compression(project, export, tmp_path, capsys):
+    text = _csv(export).splitlines()
+    text[5] = text[5].rsplit(";", 1)[0]  # the 5th lead (line 6) lacks its last field
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(text) + "\n", encoding="utf-8")
+    for cmd in (["validate", "--input", str(short), "--no-target"],
+                ["score", "--input", str(short), "--output", str(tmp_path / "o.csv"), "--no-progress"]):
+        line = _one_line_error(*_cli(capsys, "--config", str(project), *cmd)[::2])
+        assert "short.csv: line 6 has 19 field(s) but the header has 20" in line
+    assert not (tmp_path / "o.csv").exists()
+
+    gz = tmp_path / "leads.csv.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as fh:
+        fh.write(_csv(export))
+    code, out, _ = _cli(capsys, "--config", str(project), "validate", "--input", str(gz), "--no-target")
+    assert code == 0 and "30 leads" in out
+    code, out, _ = _cli(capsys, "--config", str(project), "score", "--input", str(gz), "--output",
+                        str(tmp_path / "gz.csv"), "--no-progress")
+    assert code == 0 and len(pd.read_csv(tmp_path / "gz.csv")) == 30
+
+
+def test_line_numbers_after_embedded_line_breaks_and_in_later_chunks(project, export, tmp_path):
+    cfg = load_config(project)
+    df = pd.concat([export] * 10, ignore_index=True)
+    df["id"] = [f"L{i}" for i in range(len(df))]
+    cats = cfg.data.columns.categorical
+    df.loc[2, cats[0]] = "two\nlines"  # one quoted value spanning two lines
+    df.loc[250, cfg.data.columns.numeric[0]] = "lots"  # lead 251, physical line 253
+    src = tmp_path / "multi.csv"
+    src.write_text(_csv(df), encoding="utf-8")
+    assert sum(len(c) for c in iter_raw_chunks(src, cfg, chunk_rows=40)) == 300
+    with pytest.raises(LeadDataError, match=r"'lots' \(line 253\)"):
+        validate_file(src, cfg, require_target=False, chunk_rows=40)
+    with pytest.raises(LeadDataError, match=r"'lots' \(line 253\)"):
+        score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40)
+    df.loc[250, cfg.data.columns.numeric[0]] = "1"
+    df.loc[260, "id"] = "L3"  # a duplicate in a later chunk: line 263
+    src.write_text(_csv(df), encoding="utf-8")
+    with pytest.raises(LeadDataError, match=r"duplicate id 'L3' \(line 263\) already seen"):
+        score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40)
+
+
+@pytest.mark.parametrize(("decimal", "thousands", "text", "value"), [
+    (",", None, "1,5", 1.5),
+    (",", None, "1.5", 1.5),  # no thousands separator configured: "." is not dropped (was 15)
+    (",", ".", "1.234,5", 1234.5),
+    (".", ",", "1,234.5", 1234.5),
+    (".", None, "2.25", 2.25),
+])
+def test_decimal_mark_and_thousands_separator(tmp_path, export, decimal, thousands, text, value):
+    cfg = load_config(write_project(tmp_path, data__decimal=decimal, data__thousands=thousands))
+    col = cfg.data.columns.numeric[0]
+    df = export.copy()
+    df[cfg.data.columns.numeric] = "7"  # the sample's own numbers are written with "."
+    df[col] = text
+    src = tmp_path / "d.csv"
+    src.write_text(_csv(df), encoding="utf-8")
+    assert read_leads(src, cfg, require_target=False)[col].tolist() == [value] * len(df)
+
+
+def test_output_that_would_destroy_an_input_is_refused(project, export, tmp_path, capsys):
+    cfg = load_config(project)
+    src = tmp_path / "leads.csv"
+    src.write_text(_csv(export), encoding="utf-8")
+    before = src.read_bytes()
+    link = tmp_path / "hard_link.csv"
+    link.hardlink_to(src)
+    for dest in (src, tmp_path / "." / "leads.csv", link):
+        line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src),
+                                     "--output", str(dest), "--no-progress")[::2])
+        assert "this is the input" in line
+    assert src.read_bytes() == before
+    raw_folder = cfg.path("raw_data").parent
+    with pytest.raises(OutputPathError, match="raw exports"):
+        score_file(cfg, src, raw_folder / "scores.csv")
+    assert not (raw_folder / "scores.csv").exists()
+    line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
+                                 str(tmp_path), "--no-progress")[::2])
+    assert "is a folder" in line
+    line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
+                                 str(src / "scores.csv"), "--no-progress")[::2])
+    assert "is a file, not a folder" in line
+
+
+@pytest.mark.parametrize("case", ["comma_separated", "no_id_column", "bad_first_block", "empty", "header_only"])
+def test_bad_exports_get_one_line_from_score(project, export, tmp_path, capsys, case):
+    src = tmp_path / f"{case}.csv"
+    text = {
+        "comma_separated": _csv(export, sep=","),
+        "no_id_column": _csv(export.drop(columns="id")),
+        "bad_first_block": _csv(export).replace("\n", ";extra\n", 3).replace(";extra", "", 1),
+        "empty": "",
+        "header_only": _csv(export).splitlines()[0] + "\n",
+    }[case]
+    src.write_text(text, encoding="utf-8")
+    line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
+                                 str(tmp_path / "o.csv"), "--no-progress")[::2])
+    expected = {
+        "comma_separated": "only one column found", "no_id_column": "missing required column(s) ['id']",
+        "bad_first_block": "line 2 has 21 field(s) but the header has 20", "empty": "the file is empty",
+        "header_only": "no leads",
+    }[case]
+    assert f"{src.name}: " in line and expected in line
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.slow
+def test_dask_engine_uses_the_same_reader(project, export, tmp_path):
+    from leadscoring.batch import score_dask
+
+    cfg = load_config(project)
+    a, b = export.iloc[:15], export.iloc[15:]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(b"\xef\xbb\xbf" + _csv(a).encode())
+    with gzip.open(tmp_path / "in" / "b.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write(_csv(b))
+    res = score_dask(cfg, str(tmp_path / "in" / "*.csv*"), tmp_path / "out", workers=1)
+    assert res["leads"] == 30 and (tmp_path / "out" / "_SUCCESS").is_file()
+    parts = sorted((tmp_path / "out").glob("part-*.csv"))
+    ids = pd.concat([pd.read_csv(p, dtype=str) for p in parts])["id"].tolist()
+    assert ids == export["id"].tolist()
+    first = sorted(p.read_bytes() for p in parts)
+    # a duplicate id across files fails the job; the previous output stays complete
+    with gzip.open(tmp_path / "in" / "b.csv.gz", "wt", encoding="utf-8") as fh:
+        fh.write(_csv(b.assign(id=np.r_[a["id"].iloc[:1], b["id"].iloc[1:]])))
+    with pytest.raises(LeadDataError, match=r"duplicate id '00000000': in a.csv and in b.csv.gz"):
+        score_dask(cfg, str(tmp_path / "in" / "*.csv*"), tmp_path / "out", workers=1)
+    assert sorted(p.read_bytes() for p in sorted((tmp_path / "out").glob("part-*.csv"))) == first
+    # a short row in a later file: its own file name and line
+    (tmp_path / "in" / "b.csv.gz").unlink()
+    text = _csv(b).splitlines()
+    text[4] = text[4].rsplit(";", 1)[0]
+    (tmp_path / "in" / "c.csv").write_text("\n".join(text) + "\n", encoding="utf-8")
+    with pytest.raises(LeadDataError, match=r"c.csv: line 5 has 19 field\(s\)"):
+        score_dask(cfg, str(tmp_path / "in" / "*.csv*"), tmp_path / "out", workers=1)

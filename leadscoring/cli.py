@@ -16,11 +16,13 @@ import yaml
 
 from .artifacts import ModelIntegrityError
 from .config import ConfigError, load_config
-from .data import LeadDataError, read_leads
+from .data import LeadDataError, validate_file
+from .errors import OutputPathError
 from .rules import RulesError
 from .runner import QUICK_PARAMETERS, RunFailed
 
-USER_ERRORS = (ConfigError, LeadDataError, ModelIntegrityError, RunFailed, RulesError, FileNotFoundError)
+USER_ERRORS = (ConfigError, LeadDataError, OutputPathError, ModelIntegrityError, RunFailed, RulesError,
+               FileNotFoundError)
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -56,7 +58,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
         res = score_dask(cfg, args.input, args.output, models_dir=args.models_dir, scheduler=args.scheduler,
                          workers=args.workers, factors=not args.no_factors)
-        print(f"scored {args.input} -> {res['output']} ({res['partitions']} partitions)")
+        print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
         return 0
     res = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_factors,
                      chunk_rows=args.chunk_rows, progress=not args.no_progress, jobs=args.jobs)
@@ -67,8 +69,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    df = read_leads(args.input, cfg, require_target=not args.no_target)
-    print(f"{args.input}: {len(df)} leads, layout OK")
+    n = validate_file(args.input, cfg, require_target=not args.no_target)
+    print(f"{args.input}: {n} leads, layout OK")
     return 0
 
 
@@ -183,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except USER_ERRORS as exc:
         print(f"leadscoring {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a full disk or a folder that is not writable
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"leadscoring {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

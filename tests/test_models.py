@@ -33,7 +33,8 @@ def test_resampler_runs_only_inside_training_folds(cfg, sample):
     pipe = build_pipeline(cfg, xgb_classifier(0, n_estimators=20), scale=False,
                           sampler=FunctionSampler(func=rec, validate=False))
     cv = StratifiedKFold(4, shuffle=True, random_state=0)
-    cross_validate(pipe, X, y, cv=cv, scoring="roc_auc", n_jobs=1)
+    res = cross_validate(pipe, X, y, cv=cv, scoring="roc_auc", n_jobs=1)
+    assert len(res["test_score"]) == 4 and (res["test_score"] > 0.75).all()  # the resampled model still ranks
     # cross_validate clones the pipeline, so the recorder is copied: read the sizes through a fit
     pipe.fit(X.iloc[:600], y.iloc[:600])
     sampler = pipe.named_steps["sample"]

@@ -29,12 +29,24 @@ def test_segments_are_reproducible_and_ordered_by_conversion(cfg, sample):
     assert one.predict(X.iloc[[5]])[0] == a[5]  # a lead alone lands in its batch segment
 
 
-def test_choose_and_pick_k(cfg, sample):
-    Z = segment_features(cfg).fit_transform(sample.drop(columns="compra"))
-    table = choose_k(Z, (2, 4), seeds=[0, 1])
+def test_choose_k_finds_three_planted_groups():
+    """Three far-apart blobs: k = 3 has the best silhouette and is perfectly stable across
+    seeds; k = 2 must merge two blobs, so its silhouette is lower."""
+    rng = np.random.default_rng(0)
+    Z = np.vstack([rng.normal(c, 0.3, size=(100, 2)) for c in ((0, 0), (10, 0), (0, 10))])
+    table = choose_k(Z, (2, 4), seeds=[0, 1, 2])
     assert table["k"].tolist() == [2, 3, 4]
-    assert table["inertia"].is_monotonic_decreasing and table["stability_ari"].between(-1, 1).all()
+    assert table["inertia"].is_monotonic_decreasing
+    by_k = table.set_index("k")
+    assert by_k.loc[3, "stability_ari"] == 1.0 and by_k.loc[3, "silhouette"] > 0.85
+    assert by_k.loc[3, "silhouette"] > by_k.loc[2, "silhouette"] and by_k.loc[3, "silhouette"] > by_k.loc[4, "silhouette"]
+    assert pick_k(table) == 3
+
+
+def test_pick_k_prefers_stable_solutions_then_smaller_k():
     assert pick_k(pd.DataFrame({"k": [2, 3, 4], "silhouette": [0.9, 0.5, 0.5], "stability_ari": [0.1, 1, 1]})) == 3
+    assert pick_k(pd.DataFrame({"k": [2, 3], "silhouette": [0.4, 0.6], "stability_ari": [0.5, 0.6]})) == 3  # none stable
+    assert pick_k(pd.DataFrame({"k": [2, 3, 4], "silhouette": [0.2, 0.7, 0.7], "stability_ari": [1, 1, 1]})) == 3
 
 
 def test_profile_and_names_by_hand():
@@ -43,7 +55,8 @@ def test_profile_and_names_by_hand():
                             labels={"time": "time on website"})
     assert prof["leads"].tolist() == [2, 2] and prof["conversion_rate"].tolist() == [1.0, 0.0]
     assert prof["mean_score"].tolist() == [85.0, 15.0]
-    assert prof.loc[0, "distinguishing"].startswith(("job Pro", "low time on website"))
+    # time: (11 - 58) / 54.4 = -0.86 standard deviations; job Pro: log(100 % / 50 %) = 0.69
+    assert prof.loc[0, "distinguishing"] == "low time on website (11 vs 58); job Pro (100% vs 50%)"
     names, advice = name_segments(prof, base_rate=0.5)
-    assert names[1].startswith("High-potential") and names[2].startswith("Low-potential")
+    assert names[1] == "High-potential: low time on website" and names[2].startswith("Low-potential: ")
     assert set(advice) == {1, 2}

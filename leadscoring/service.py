@@ -5,21 +5,30 @@ configured column is optional (missing = unknown, which the model handles), nume
 fields must be numbers within the configured ranges, yes/no fields must use the
 configured spellings, and unknown fields are rejected, so a typo is a 422 naming the
 field rather than a silently ignored value. Unseen categories are scored.
+
+The rules follow the CLI's (:func:`leadscoring.data.validate_leads`): an id is a
+non-blank string (returned exactly as given) or an integer, never ``true``/``false``;
+numbers are finite (no ``Infinity``, ``NaN`` or ``"inf"``) and not booleans; the ids of
+one batch are distinct. The bearer token is checked before the body is read, and the body
+size and the batch length are bounded (``service`` section of the configuration → 413).
 """
 
 
 import hmac
+import json
 import logging
+import math
 import os
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from .config import ProjectConfig
 from .preprocessing import ColumnBatch
@@ -27,6 +36,8 @@ from .scoring import Scorer
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "LEADSCORING_API_TOKEN"
+#: Leads scored at a time within one /score/batch request (bounds the intermediate arrays).
+BATCH_SLICE = 1_000
 
 
 class ScoreOut(BaseModel):
@@ -39,13 +50,34 @@ class ScoreOut(BaseModel):
     top_factors: str | None = None
 
 
+def _lead_id(cls: type, v: object) -> str:
+    """A lead id as the CLI reads it: a non-blank string kept exactly, or an integer as its
+    decimal string; booleans, decimal numbers and anything else are refused."""
+    if isinstance(v, bool) or not isinstance(v, str | int):
+        raise ValueError("must be a non-blank string or an integer (not true/false or a decimal number)")
+    if isinstance(v, int):
+        return str(v)
+    if not v.strip():
+        raise ValueError("must not be empty or blank")
+    return v
+
+
+def _not_bool(cls: type, v: object) -> object:
+    # JSON true/false would otherwise be read as 1/0.
+    if isinstance(v, bool):
+        raise ValueError("must be a number, not true/false")
+    return v
+
+
 def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
     """A pydantic model of one lead in the raw column names."""
     d = cfg.data
-    fields: dict[str, Any] = {d.id_column: (str | int, Field(..., description="lead id"))}
+    fields: dict[str, Any] = {d.id_column: (str | int, Field(
+        ..., description="lead id: a non-blank string (returned exactly as given) or an integer"))}
     for col in d.columns.numeric:
         lo, hi = d.ranges.get(col, (None, None))
-        fields[col] = (float | None, Field(None, ge=lo, le=hi, description=f"numeric, range [{lo}, {hi}]"))
+        fields[col] = (float | None, Field(None, ge=lo, le=hi, allow_inf_nan=False,
+                                           description=f"finite number, range [{lo}, {hi}]"))
     for col in d.columns.categorical:
         fields[col] = (str | None, Field(None, description="category (unseen values are scored)"))
     allowed = [*d.yes_values, *d.no_values, *d.missing_values]
@@ -58,18 +90,64 @@ def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
             raise ValueError(f"must be one of {allowed}")
         return v
 
-    validators = {"yes_no_values": field_validator(*d.columns.yes_no)(_check_yes_no)} if d.columns.yes_no else {}
+    validators: dict[str, Any] = {"lead_id": field_validator(d.id_column, mode="before")(_lead_id)}
+    if d.columns.numeric:
+        validators["numbers_not_bool"] = field_validator(*d.columns.numeric, mode="before")(_not_bool)
+    if d.columns.yes_no:
+        validators["yes_no_values"] = field_validator(*d.columns.yes_no)(_check_yes_no)
     return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
 
 
-async def _require_token(request: Request) -> None:  # async: a sync dependency would cost a thread hand-off
+def _check_token(request: Request) -> None:
+    """401 unless the request carries ``Authorization: Bearer <token>`` (the scheme in any
+    case) when ``$LEADSCORING_API_TOKEN`` is set. Called before the body is read."""
     token = os.environ.get(TOKEN_ENV)
     if not token:
         return
-    given = request.headers.get("authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    same = hmac.compare_digest(given.strip().encode(), token.encode())
+    if not same or scheme.casefold() != "bearer":
         raise HTTPException(status_code=401, detail="missing or invalid bearer token",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 beyond ``limit`` bytes: on Content-Length before
+    reading anything, else (a chunked body) as soon as the bytes read pass the limit."""
+    too_large = HTTPException(status_code=413, detail=f"request body over the limit of {limit} bytes")
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise HTTPException(status_code=400, detail="invalid Content-Length header") from None
+        if declared > limit:
+            raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_safe(v: Any) -> Any:
+    """An error's input made JSON-serialisable (a refused Infinity/NaN is echoed as text)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def _body_errors(errors: list[dict[str, Any]]) -> RequestValidationError:
+    """pydantic errors as FastAPI's usual 422 (``loc`` prefixed with "body")."""
+    return RequestValidationError(
+        [{**e, "loc": ("body", *e["loc"]), "input": _json_safe(e.get("input"))} for e in errors])
 
 
 def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
@@ -79,6 +157,9 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     Lead = lead_model(cfg)
     id_col = cfg.data.id_column
     columns = [id_col, *cfg.data.columns.all]
+    max_batch = cfg.service.max_batch
+    max_body = int(cfg.service.max_body_mb * 1024 * 1024)
+    LeadBatch = TypeAdapter(Annotated[list[Lead], Field(max_length=max_batch)])  # type: ignore[valid-type]
     app = FastAPI(title="leadscoring", version=scorer.version,
                   description="Conversion probability, 0-100 score, bucket, action, segment and reasons per lead.")
 
@@ -102,41 +183,76 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
         return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, vals, strict=True)}
                 for vals in zip(*(out[k] for k in keys), strict=True)]
 
+    def _score_batch(body: bytes) -> bytes:
+        """Parse, check and score one batch body (runs in the thread pool); JSON bytes out."""
+        try:
+            leads = LeadBatch.validate_json(body)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if any(e["type"] == "too_long" and not e["loc"] for e in errors):
+                raise HTTPException(status_code=413, detail=f"more than {max_batch} leads in one batch; "
+                                                            "split it (limit: service.max_batch)") from None
+            raise _body_errors(errors) from None
+        first_at: dict[str, int] = {}
+        duplicates = []
+        for i, lead in enumerate(leads):
+            lead_id = getattr(lead, id_col)
+            if lead_id in first_at:
+                duplicates.append({"type": "duplicate_id", "loc": (i, id_col), "input": lead_id,
+                                   "msg": f"duplicate id {lead_id!r} (also at index {first_at[lead_id]})"})
+            else:
+                first_at[lead_id] = i
+        if duplicates:
+            raise _body_errors(duplicates)
+        scored: list[dict[str, Any]] = []
+        for start in range(0, len(leads), BATCH_SLICE):
+            scored.extend(_score(leads[start:start + BATCH_SLICE]))
+        return json.dumps(scored, ensure_ascii=False, separators=(",", ":")).encode()
+
     _score([Lead(**{id_col: "warm-up"})])  # first call pays one-off set-up costs here, not on a client's lead
 
     # /score and /health are short and CPU-bound: they run on the event loop (no thread
     # hand-off), and /score returns its JSON directly (response_model documents it; the
     # values are built from validated input, so validating them again would only cost time).
-    # /score/batch may be long: it runs in the thread pool so /health stays responsive.
+    # /score/batch may be long: its parsing and scoring run in the thread pool so /health
+    # and single-lead calls stay responsive.
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model_version": scorer.version, "model_name": scorer.manifest.get("model_name"),
                 "model_created_at": scorer.manifest.get("created_at"), "loaded_at": loaded_at,
                 "segments": scorer.segmenter is not None}
 
-    # The single-lead route parses and validates the body in one pydantic call (JSON straight
-    # to the model, in Rust) rather than through FastAPI's parameter machinery: a third of a
-    # millisecond per call. Errors are FastAPI's usual 422 (``loc`` = ["body", field]).
-    lead_body = {"required": True, "content": {"application/json": {"schema": Lead.model_json_schema()}}}
+    # Both scoring routes read the body themselves rather than through FastAPI's parameter
+    # machinery: the token is checked before a byte of the body is read, the body size is
+    # bounded, and the single-lead route parses and validates in one pydantic call (JSON
+    # straight to the model, in Rust): a third of a millisecond per call. Errors are
+    # FastAPI's usual 422 (``loc`` = ["body", field], or ["body", index, field] in a batch).
+    lead_schema = Lead.model_json_schema()
+    lead_body = {"required": True, "content": {"application/json": {"schema": lead_schema}}}
+    batch_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "array", "items": lead_schema, "maxItems": max_batch, "title": "Leads"}}}}
+    errors = {401: {"description": "Missing or invalid bearer token"},
+              413: {"description": "Request body or batch over the configured limit"},
+              422: {"description": "Validation Error"}}
 
-    @app.post("/score", response_model=ScoreOut, openapi_extra={"requestBody": lead_body},
-              responses={422: {"description": "Validation Error"}})
+    @app.post("/score", response_model=ScoreOut, openapi_extra={"requestBody": lead_body}, responses=errors)
     async def score(request: Request) -> JSONResponse:
-        await _require_token(request)
+        _check_token(request)
+        body = await _read_body(request, max_body)
         try:
-            lead = Lead.model_validate_json(await request.body())
+            lead = Lead.model_validate_json(body)
         except ValidationError as exc:
-            raise RequestValidationError(
-                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]) from None
+            raise _body_errors(exc.errors(include_url=False)) from None
         t0 = time.perf_counter()
-        body = _score([lead])[0]
-        return JSONResponse(body, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})
+        out = _score([lead])[0]
+        return JSONResponse(out, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})
 
-    @app.post("/score/batch", response_model=list[ScoreOut], dependencies=[Depends(_require_token)])
-    def score_batch(leads: list[Lead]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
-        if not leads:
-            return []
-        return _score(leads)
+    @app.post("/score/batch", response_model=list[ScoreOut], openapi_extra={"requestBody": batch_body},
+              responses=errors)
+    async def score_batch(request: Request) -> Response:
+        _check_token(request)
+        body = await _read_body(request, max_body)
+        return Response(await run_in_threadpool(_score_batch, body), media_type="application/json")
 
     @app.exception_handler(ValueError)
     async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:

@@ -86,7 +86,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     summary = push_scores(args.scores, args.crm_url, cfg.data.id_column, state_file=args.state_file,
-                          concurrency=args.concurrency, retries=args.retries)
+                          concurrency=args.concurrency, retries=args.retries, timeout=args.timeout,
+                          max_failures=args.max_failures)
     print(summary)
     for lead, err in list(summary.failures.items())[:10]:
         print(f"  failed: lead {lead}: {err}")
@@ -104,6 +105,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from .retrain import list_versions, rollback
 
+    if summary.failed > 10:
+        print(f"  ... and {summary.failed - 10} more")
     cfg = load_config(args.config)
     if args.list:
         for v in list_versions(cfg):
@@ -177,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+    pu.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    pu.add_argument("--max-failures", type=int, default=5,
+                    help="stop after N consecutive connection failures or timeouts; the leads not sent are "
+                         "reported as failed (default 5, 0: never stop)")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -5,6 +5,10 @@ incompatible one.
 manifest records the pickle's SHA-256, the library versions it was made with, a
 fingerprint of the training data, the feature list, metrics and the creation time.
 ``load_model`` checks the hash and the versions *before* unpickling.
+
+The project's models form one set (:data:`MODEL_SET`): ``archive_model_set`` copies the
+current set into ``versions/<created_at>_<sha12>/`` before any of them is replaced, and
+``restore_model_set`` verifies an archived set and puts it back as a whole.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import logging
 import os
 import pickle
 import platform
+import shutil
 import sys
+import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -130,3 +137,115 @@ def load_model(path: str | os.PathLike[str], *, check_versions: bool = True) -> 
                 f"{Path(path).name} was made by another version of the code ({exc}); retrain it (make run)"
             ) from None
     return model, info
+
+
+# -- model sets: archive and restore the project's models together ------------------------
+
+#: The models that make up one consistent set: archived together before any of them is
+#: replaced, and restored together by ``rollback``.
+MODEL_SET = ("lead_scoring_model.pkl", "segment_model.pkl", "rule_scorer.pkl")
+VERSIONS_DIR = "versions"
+SET_FILE = "model_set.json"
+
+
+def _version_stamp(model: Path) -> str:
+    """``<created_at>_<sha12>`` of a model, from its manifest (or the file itself)."""
+    try:
+        info = read_manifest(model)
+        created, digest = str(info["created_at"]), str(info["sha256"])
+    except (ModelIntegrityError, KeyError):
+        created = datetime.fromtimestamp(model.stat().st_mtime, UTC).isoformat(timespec="seconds")
+        digest = sha256_file(model)
+    return f"{created.replace(':', '').replace('+0000', 'Z')}_{digest[:12]}"
+
+
+def _set_files(models_dir: Path, names: Sequence[str], extra: Sequence[Path]) -> list[Path]:
+    files = []
+    for name in names:
+        model = models_dir / name
+        if model.is_file():
+            files.append(model)
+            if manifest_path(model).is_file():
+                files.append(manifest_path(model))
+    return files + [Path(p) for p in extra if Path(p).is_file()]
+
+
+def _same_content(folder: Path, files: Sequence[Path]) -> bool:
+    held = {p.name for p in folder.iterdir() if p.is_file() and p.name != SET_FILE}
+    if held != {p.name for p in files}:
+        return False
+    return all(sha256_file(folder / p.name) == sha256_file(p) for p in files)
+
+
+def archive_model_set(models_dir: str | os.PathLike[str], names: Sequence[str] = MODEL_SET,
+                      extra: Sequence[str | os.PathLike[str]] = ()) -> Path | None:
+    """Copy the current models (and their manifests) into one version folder
+    ``models_dir/versions/<created_at>_<sha12>/``, named after the first model of ``names``
+    that exists; ``extra`` files (e.g. the model card) go into the same folder.
+
+    The folder appears complete or not at all (written beside it, then renamed). An
+    existing folder holding the same files is reused; one holding other files gets a
+    ``-2``, ``-3``… suffix. Returns the folder, or None when there is no model to archive.
+    """
+    models_dir = Path(models_dir)
+    files = _set_files(models_dir, names, [Path(p) for p in extra])
+    models = [p for p in files if p.name in names]
+    if not models:
+        return None
+    versions = models_dir / VERSIONS_DIR
+    versions.mkdir(parents=True, exist_ok=True)
+    base = _version_stamp(models[0])
+    dest, n = versions / base, 1
+    while dest.exists():
+        if dest.is_dir() and _same_content(dest, files):
+            return dest
+        n += 1
+        dest = versions / f"{base}-{n}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{base}.", dir=versions))
+    try:
+        for p in files:
+            shutil.copy2(p, tmp / p.name)
+        write_json({"archived_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "files": {p.name: sha256_file(p) for p in files}}, tmp / SET_FILE)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("archived %s into %s", ", ".join(p.name for p in models), dest)
+    return dest
+
+
+def list_model_sets(models_dir: str | os.PathLike[str]) -> list[Path]:
+    """Archived version folders, oldest model first."""
+    folder = Path(models_dir) / VERSIONS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _copy_atomic(src: Path, dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        shutil.copy2(src, tmp)
+
+
+def restore_model_set(version: str | os.PathLike[str], models_dir: str | os.PathLike[str],
+                      names: Sequence[str] = MODEL_SET, archive_extra: Sequence[str | os.PathLike[str]] = (),
+                      ) -> tuple[Path | None, dict[str, dict[str, Any]]]:
+    """Put the models held by ``version`` back into ``models_dir``, as one set.
+
+    Every model of the version is loaded and verified (hash, library versions, code) before
+    any file is replaced; then the current set (with ``archive_extra``) is archived; then each
+    model and its manifest are replaced atomically. Models of ``names`` that the version
+    does not hold are left as they are. Returns (folder of the archived current set,
+    {model file name: restored manifest}).
+    """
+    version, models_dir = Path(version), Path(models_dir)
+    held = [n for n in names if (version / n).is_file()]
+    if not held:
+        raise ModelIntegrityError(f"{version.name}: holds none of {list(names)}; nothing to restore")
+    manifests = {n: load_model(version / n)[1] for n in held}  # raises before anything is touched
+    archived = archive_model_set(models_dir, names, archive_extra)
+    for n in held:
+        _copy_atomic(version / n, models_dir / n)  # a reader between these two sees a hash mismatch: refused
+        _copy_atomic(manifest_path(version / n), manifest_path(models_dir / n))
+    log.info("restored %s from %s", ", ".join(held), version)
+    return archived, manifests

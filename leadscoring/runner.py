@@ -4,8 +4,16 @@ Each run gets ``05_Resultados/runs/<run id>/`` holding the executed notebooks, t
 renderings and a staging folder ``products/`` where the notebooks write everything they
 produce (models, data splits, tables, figures, scores). Only when every notebook has
 succeeded and declared products exist are the products promoted into the project
-(file by file, atomically) and ``05_Resultados/latest/`` replaced. A failing run stops at
-the failing notebook, says which one and why, and leaves the previous products intact.
+(file by file, atomically) and ``05_Resultados/latest/`` replaced; before a new model set
+is promoted, the current one is archived under ``04_Modelos/versions/`` (see
+:func:`leadscoring.artifacts.archive_model_set`) so ``rollback`` can restore it.
+
+A trial run (``promote=False``; ``leadscoring run --quick`` or ``--no-promote``) never
+touches the project: its products stay in its own ``products/`` folder.
+
+A failing run stops at the failing notebook, says which one and why, removes its staging
+folder (the executed notebooks stay, for debugging) and leaves the previous products
+intact. A run terminated by SIGTERM does the same and is logged as "interrupted".
 """
 
 from __future__ import annotations
@@ -15,24 +23,41 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .artifacts import MODEL_SET, archive_model_set, sha256_file
 from .config import ProjectConfig
 
 log = logging.getLogger(__name__)
 
 #: Parameters the runner passes to every notebook that declares them.
 RUNNER_PARAMETERS = ("config_path", "output_root")
+#: Parameters a caller may not set: the runner's own, and the notebooks' declared products
+#: (overriding them would disable the product check or write outside the staging folder).
+RESERVED_PARAMETERS = (*RUNNER_PARAMETERS, "products")
+#: A smoke run on a sample; it is never promoted (``leadscoring run --quick``).
 QUICK_PARAMETERS: dict[str, Any] = {"sample_size": 1500, "fast": True}
+#: The model card, archived with the model set it describes.
+MODEL_CARD = "model_card.md"
 
 
 class RunFailed(RuntimeError):
     """A notebook failed or did not write its declared products."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was terminated (SIGTERM). Derived from KeyboardInterrupt, like Ctrl-C, so no
+    ``except Exception`` on the way (papermill, nbclient, the runner) mistakes it for a
+    notebook error."""
 
 
 @dataclass
@@ -51,6 +76,13 @@ class RunResult:
     notebooks: list[NotebookResult] = field(default_factory=list)
     seconds: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)
+    promoted: bool = False
+    archived: Path | None = None
+
+    @property
+    def products_dir(self) -> Path:
+        """The run's staging folder (kept after a successful run, removed after a failure)."""
+        return self.run_dir / "products"
 
 
 def list_notebooks(cfg: ProjectConfig, only: list[str] | None = None) -> list[Path]:
@@ -92,6 +124,76 @@ def ensure_kernel(name: str) -> None:
 
         install(kernel_name=name, display_name=f"Python ({name})", prefix=sys.prefix)
         log.info("installed Jupyter kernel %r for %s", name, sys.executable)
+
+
+def kernel_config() -> Any:
+    """Configuration for the notebooks' kernel manager (passed through papermill to nbclient).
+
+    A kernel started over plain TCP logs "Kernel is running over TCP without encryption"
+    on its stderr, once per notebook, because its messages (code, outputs) travel
+    unencrypted over localhost. That warning comes from the kernel process, so a
+    ``warnings`` filter in the runner cannot silence it; instead, when pyzmq has CurveZMQ
+    support, ask jupyter_client to provision per-kernel Curve keys (``transport_encryption
+    = "auto"``: only for kernels whose spec declares ``supported_encryption: curve``, as
+    ipykernel's does). The channel is then encrypted and the kernel has nothing to warn about.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    if not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def execute_notebook(cfg: ProjectConfig, notebook: Path, executed: Path, parameters: dict[str, Any],
+                     progress: bool = True) -> None:
+    """Execute one notebook with papermill in the project's kernel (``cwd``: the notebook's folder)."""
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(notebook), str(executed), parameters=parameters, kernel_name=cfg.run.kernel_name,
+        cwd=str(notebook.parent), progress_bar=progress, execution_timeout=cfg.run.execution_timeout,
+        start_timeout=cfg.run.start_timeout, request_save_on_cell_execute=False, config=kernel_config(),
+    )
+
+
+class _Termination:
+    """While active (main thread only), SIGTERM raises :class:`RunInterrupted` so the run can
+    log itself and clean up; the previous handler is restored on exit. Inside ``deferred()``
+    a SIGTERM is only recorded (``pending``): promotion and the run's own bookkeeping finish."""
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.installed = False
+        self.defer = False
+        self.pending = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.defer:
+            self.pending = True
+            return
+        raise RunInterrupted(f"terminated by {signal.Signals(signum).name}; nothing was promoted, the run is "
+                             "logged as interrupted")
+
+    def __enter__(self) -> _Termination:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+            self.installed = False
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        was, self.defer = self.defer, True
+        try:
+            yield
+        finally:
+            self.defer = was
 
 
 def _self_contained_env(cfg: ProjectConfig) -> None:
@@ -152,8 +254,15 @@ def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
         src = cfg.root / getattr(cfg.paths, key)
         if not src.is_dir():
             continue
-        ignore = shutil.ignore_patterns("runs", "latest") if key == "results_dir" else None
+        ignore = {"results_dir": shutil.ignore_patterns("runs", "latest"),
+                  "models_dir": shutil.ignore_patterns("versions")}.get(key)  # archives stay where they are
         shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
+
+
+def _new_models(current: Path, staged: Path) -> list[str]:
+    """Model files of the set that the run staged and that differ from the project's."""
+    return [n for n in MODEL_SET if (staged / n).is_file()
+            and not ((current / n).is_file() and sha256_file(current / n) == sha256_file(staged / n))]
 
 
 def _replace_dir(src: Path, dest: Path) -> None:
@@ -171,6 +280,7 @@ def _replace_dir(src: Path, dest: Path) -> None:
 def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
     line = {
         "run_id": result.run_id, "status": result.status, "seconds": round(result.seconds, 1),
+        "promoted": result.promoted, **({"archived": str(result.archived)} if result.archived else {}),
         "notebooks": {n.name: {"seconds": round(n.seconds, 1), "status": n.status, **({"error": n.error} if n.error else {})}
                       for n in result.notebooks},
         "metrics": result.metrics,
@@ -181,6 +291,16 @@ def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
         fh.write(json.dumps(line, default=str) + "\n")
 
 
+def _check_parameters(parameters: dict[str, Any], declared: dict[Path, dict[str, Any]]) -> None:
+    reserved = sorted(set(parameters) & set(RESERVED_PARAMETERS))
+    if reserved:
+        raise RunFailed(f"parameter(s) {reserved} cannot be set: {', '.join(RESERVED_PARAMETERS)} are reserved for the runner")
+    known = set().union(*[set(d) for d in declared.values()])
+    unknown = sorted(set(parameters) - known)
+    if unknown:
+        raise RunFailed(f"unknown parameter(s) {unknown}; the notebooks declare {sorted(known - set(RESERVED_PARAMETERS))}")
+
+
 def run_pipeline(
     cfg: ProjectConfig,
     parameters: dict[str, Any] | None = None,
@@ -188,23 +308,22 @@ def run_pipeline(
     only: list[str] | None = None,
     run_id: str | None = None,
     progress: bool = True,
+    promote: bool = True,
 ) -> RunResult:
-    """Execute the notebooks (all, or ``only``) and promote their products on success.
+    """Execute the notebooks (all, or ``only``) and, if ``promote``, promote their products.
 
     A partial run (``only``) starts from the project's current products, so e.g. ``only=["10"]``
-    re-scores with the models already in ``04_Modelos``.
+    re-scores with the models already in ``04_Modelos``. With ``promote=False`` (a trial or
+    smoke run) nothing in the project changes: the products stay in ``result.products_dir``
+    and ``05_Resultados/latest/`` keeps showing the last promoted run. Promoting a new model
+    set archives the current one first (all models, their manifests and the model card).
     """
-    import papermill as pm
-
     if cfg.source is None:
         raise RunFailed("the configuration must come from a file (load_config) to be passed to notebooks")
     parameters = dict(parameters or {})
     notebooks = list_notebooks(cfg, only)
     declared = {nb: declared_parameters(nb) for nb in notebooks}
-    known = set().union(*[set(d) for d in declared.values()])
-    unknown = sorted(set(parameters) - known)
-    if unknown:
-        raise RunFailed(f"unknown parameter(s) {unknown}; the notebooks declare {sorted(known - set(RUNNER_PARAMETERS))}")
+    _check_parameters(parameters, declared)
 
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     results = cfg.root / cfg.paths.results_dir
@@ -213,58 +332,86 @@ def run_pipeline(
     (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
     (run_dir / "html").mkdir(parents=True, exist_ok=True)
     staging.mkdir(parents=True, exist_ok=True)
-    if only:
-        _seed_staging(cfg, staging)
-    _self_contained_env(cfg)
-    ensure_kernel(cfg.run.kernel_name)
+    staged_cfg = cfg.with_output_root(staging)
 
     result = RunResult(run_id=run_id, run_dir=run_dir, status="running")
     t_run = time.perf_counter()
     reports = set(cfg.run.report_notebooks)
-    try:
-        for nb in notebooks:
-            nb_params = {"config_path": str(cfg.source), "output_root": str(staging)}
-            nb_params.update(parameters)
-            nb_params = {k: v for k, v in nb_params.items() if k in declared[nb]}
-            executed = run_dir / "notebooks" / nb.name
-            log.info("running %s", nb.name)
-            t0 = time.perf_counter()
-            try:
-                pm.execute_notebook(
-                    str(nb), str(executed), parameters=nb_params, kernel_name=cfg.run.kernel_name,
-                    cwd=str(nb.parent), progress_bar=progress, execution_timeout=cfg.run.execution_timeout,
-                    start_timeout=cfg.run.start_timeout, request_save_on_cell_execute=False,
-                )
-            except Exception as exc:  # papermill/nbclient raise several types (incl. DeadKernelError)
-                result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", _error_of(exc)))
-                raise RunFailed(f"notebook {nb.name} failed: {_error_of(exc)} (executed copy: {executed})") from None
-            missing = [p for p in declared[nb].get("products", []) if not _product_path(cfg, staging, p).exists()]
-            if missing:
-                result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", f"missing {missing}"))
-                raise RunFailed(f"notebook {nb.name} ran but did not write its product(s) {missing}")
-            _to_html(executed, run_dir / "html" / f"{nb.stem}.html", no_input=nb.stem in reports)
-            result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
-        metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
-        if metrics_file.is_file():
-            result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        promoted = _promote(staging, cfg.root)
-        log.info("promoted %d products", len(promoted))
-        if not only:  # "latest" always shows one complete run
-            tmp_latest = run_dir / ".latest"
-            shutil.rmtree(tmp_latest, ignore_errors=True)
-            tmp_latest.mkdir()
-            for sub in ("notebooks", "html"):
-                shutil.copytree(run_dir / sub, tmp_latest / sub)
-            (tmp_latest / "RUN_ID").write_text(run_id + "\n", encoding="utf-8")
-            _replace_dir(tmp_latest, results / "latest")
-            shutil.rmtree(tmp_latest, ignore_errors=True)
-        result.status = "ok"
-    except RunFailed:
-        result.status = "failed"
-        raise
-    finally:
-        result.seconds = time.perf_counter() - t_run
-        if result.status == "running":
+    with _Termination() as term:
+        try:
+            if only:
+                _seed_staging(cfg, staging)
+            _self_contained_env(cfg)
+            ensure_kernel(cfg.run.kernel_name)
+            for nb in notebooks:
+                nb_params = {"config_path": str(cfg.source), "output_root": str(staging)}
+                nb_params.update(parameters)
+                nb_params = {k: v for k, v in nb_params.items() if k in declared[nb]}
+                executed = run_dir / "notebooks" / nb.name
+                log.info("running %s", nb.name)
+                t0 = time.perf_counter()
+                try:
+                    execute_notebook(cfg, nb, executed, nb_params, progress)
+                except RunInterrupted:
+                    result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "interrupted"))
+                    raise
+                except Exception as exc:  # papermill/nbclient raise several types (incl. DeadKernelError)
+                    result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", _error_of(exc)))
+                    raise RunFailed(f"notebook {nb.name} failed: {_error_of(exc)} (executed copy: {executed})") from None
+                missing = [p for p in declared[nb].get("products", []) if not _product_path(cfg, staging, p).exists()]
+                if missing:
+                    result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", f"missing {missing}"))
+                    raise RunFailed(f"notebook {nb.name} ran but did not write its product(s) {missing}")
+                _to_html(executed, run_dir / "html" / f"{nb.stem}.html", no_input=nb.stem in reports)
+                result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
+            metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
+            if metrics_file.is_file():
+                result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+            if promote:
+                with term.deferred():  # once promotion starts, it finishes
+                    _promote_run(cfg, staged_cfg, staging, run_dir, result, latest=not only)
+            result.status = "ok"
+        except RunFailed:
             result.status = "failed"
-        _append_log(cfg, result)
+            raise
+        except RunInterrupted:
+            result.status = "interrupted"
+            raise
+        finally:
+            with term.deferred():
+                result.seconds = time.perf_counter() - t_run
+                if result.status == "running":
+                    result.status = "failed"
+                if result.status != "ok":  # keep the executed notebooks, drop half-written products
+                    shutil.rmtree(staging, ignore_errors=True)
+                    shutil.rmtree(run_dir / ".latest", ignore_errors=True)
+                _append_log(cfg, result)
+    if term.pending:
+        raise RunInterrupted(f"SIGTERM received while run {run_id} was promoting; the promotion was completed "
+                             f"first (logged as {result.status})")
     return result
+
+
+def _promote_run(cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, run_dir: Path,
+                 result: RunResult, latest: bool) -> None:
+    """Archive the current model set if the run brings a new one, copy the staged products
+    into the project and (for a complete run) replace ``latest/``."""
+    models = cfg.path("models_dir")
+    changed = _new_models(models, staged_cfg.path("models_dir"))
+    if changed:
+        result.archived = archive_model_set(models, extra=[cfg.path("docs_dir") / MODEL_CARD])
+        if result.archived:
+            log.info("new %s: archived the current set in %s", ", ".join(changed), result.archived)
+    promoted = _promote(staging, cfg.root)
+    result.promoted = True
+    log.info("promoted %d products", len(promoted))
+    if latest:  # "latest" always shows one complete run
+        results = cfg.root / cfg.paths.results_dir
+        tmp_latest = run_dir / ".latest"
+        shutil.rmtree(tmp_latest, ignore_errors=True)
+        tmp_latest.mkdir()
+        for sub in ("notebooks", "html"):
+            shutil.copytree(run_dir / sub, tmp_latest / sub)
+        (tmp_latest / "RUN_ID").write_text(result.run_id + "\n", encoding="utf-8")
+        _replace_dir(tmp_latest, results / "latest")
+        shutil.rmtree(tmp_latest, ignore_errors=True)

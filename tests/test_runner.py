@@ -1,0 +1,312 @@
+"""The production runner with a fake papermill: promotion rules, model-set archives,
+failures and SIGTERM, reserved parameters, and (with a real kernel) the kernel warning.
+Every test uses a temporary project; nothing touches the repository's products."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+
+from leadscoring import cli, runner
+from leadscoring.artifacts import MODEL_SET, list_model_sets, read_manifest, save_model
+from leadscoring.config import load_config
+from leadscoring.runner import QUICK_PARAMETERS, RunFailed, RunInterrupted, RunResult, run_pipeline
+
+from .conftest import ROOT, write_project
+
+MODEL_PRODUCTS = [f"models_dir/{name}" for name in MODEL_SET]
+
+
+def _notebook(path: Path, params: str, body: str = "print('ok')") -> Path:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "leadscoring", "display_name": "Python (leadscoring)", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _fake_notebooks(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _notebook(folder / "01_prepare.ipynb", 'config_path = None\noutput_root = None\nsample_size = None\n'
+              'fast = False\nproducts = ["work_dir/work.txt"]')
+    _notebook(folder / "02_models.ipynb", "config_path = None\noutput_root = None\nfast = False\n"
+              f"products = {MODEL_PRODUCTS + ['results_dir/run_metrics.json', 'docs_dir/model_card.md']!r}")
+    return folder
+
+
+class FakePapermill:
+    """Stands in for ``papermill.execute_notebook``: writes each notebook's declared products
+    under ``output_root`` (models through save_model, so they carry manifests)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.fail: set[str] = set()
+        self.skip_products: set[str] = set()
+        self.on_call = None
+
+    def __call__(self, input_path, output_path, parameters=None, **kw):
+        nb = Path(input_path)
+        self.calls.append((nb.stem, dict(parameters or {}), kw))
+        shutil.copy(nb, output_path)
+        if self.on_call:
+            self.on_call(nb.stem)
+        if nb.stem in self.fail:
+            raise RuntimeError(f"boom in {nb.stem}")
+        cfg = load_config(parameters["config_path"]).with_output_root(parameters["output_root"])
+        for product in runner.declared_parameters(nb)["products"]:
+            if product in self.skip_products:
+                continue
+            key, _, rest = product.partition("/")
+            dest = cfg.path(key) / rest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.suffix == ".pkl":
+                save_model({"notebook": nb.stem, "call": len(self.calls), "at": time.time()}, dest, kind=dest.stem)
+            elif dest.name == "run_metrics.json":
+                dest.write_text(json.dumps({"validation_roc_auc": 0.8}))
+            else:
+                dest.write_text(f"{nb.stem} call {len(self.calls)}\n")
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch):
+    cfg = load_config(write_project(tmp_path / "p", paths__notebooks_dir=str(_fake_notebooks(tmp_path / "nbs"))))
+    fake = FakePapermill()
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    monkeypatch.setattr(runner, "ensure_kernel", lambda name: None)
+    monkeypatch.setattr(runner, "_to_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
+    return cfg, fake
+
+
+def _log(cfg) -> list[dict]:
+    return [json.loads(line) for line in (cfg.path("docs_dir") / "run_log.jsonl").read_text().splitlines()]
+
+
+def _sha(cfg, name: str) -> str:
+    return read_manifest(cfg.path("models_dir") / name)["sha256"]
+
+
+def test_trial_run_does_not_promote(project):
+    cfg, fake = project
+    res = run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False, promote=False)
+    assert res.status == "ok" and not res.promoted
+    assert fake.calls[0][1]["sample_size"] == 1500
+    for name in MODEL_SET:  # the products are in the run's own folder only
+        assert (res.products_dir / cfg.paths.models_dir / name).is_file()
+        assert not (cfg.path("models_dir") / name).exists()
+    assert not (cfg.path("results_dir") / "latest").exists()
+    assert not (cfg.path("docs_dir") / "model_card.md").exists()
+    assert _log(cfg)[-1]["status"] == "ok" and _log(cfg)[-1]["promoted"] is False
+
+
+def test_trial_run_keeps_promoted_models_and_latest(project):
+    cfg, _ = project
+    first = run_pipeline(cfg, progress=False, run_id="r1")
+    before = {n: _sha(cfg, n) for n in MODEL_SET}
+    run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False, run_id="r2", promote=False)
+    assert {n: _sha(cfg, n) for n in MODEL_SET} == before
+    assert (cfg.path("results_dir") / "latest" / "RUN_ID").read_text().strip() == first.run_id
+    assert list_model_sets(cfg.path("models_dir")) == []  # nothing replaced, nothing archived
+
+
+def _fake_run(calls):
+    def fake(cfg, params, **kw):
+        calls.append((params, kw))
+        return RunResult("rid", cfg.root / "05_Resultados" / "runs" / "rid", "ok", promoted=kw["promote"])
+    return fake
+
+
+@pytest.mark.parametrize(("flags", "promote"), [(["--quick"], False), (["--no-promote"], False), ([], True)])
+def test_cli_run_promotes_only_full_runs(tmp_path, monkeypatch, capsys, flags, promote):
+    calls = []
+    monkeypatch.setattr(runner, "run_pipeline", _fake_run(calls))
+    config = write_project(tmp_path)
+    assert cli.main(["--config", str(config), "run", "--no-progress", *flags]) == 0
+    params, kw = calls[0]
+    assert kw["promote"] is promote
+    assert (params == QUICK_PARAMETERS) is ("--quick" in flags)
+    out = capsys.readouterr().out
+    if promote:
+        assert "promoted into the project" in out
+    else:
+        assert "NOT promoted" in out and "products only in" in out
+
+
+def test_promoting_a_new_model_set_archives_the_current_set(project):
+    cfg, _ = project
+    models = cfg.path("models_dir")
+    run_pipeline(cfg, progress=False, run_id="r1")
+    assert list_model_sets(models) == []  # nothing to archive in an empty project
+    first = {n: read_manifest(models / n) for n in MODEL_SET}
+    card = (cfg.path("docs_dir") / "model_card.md").read_text()
+    second = run_pipeline(cfg, progress=False, run_id="r2")
+    versions = list_model_sets(models)
+    assert len(versions) == 1 and second.archived == versions[0]
+    score = first["lead_scoring_model.pkl"]
+    stamp = score["created_at"].replace(":", "").replace("+0000", "Z")
+    assert versions[0].name == f"{stamp}_{score['sha256'][:12]}"
+    for n in MODEL_SET:  # all three models and their manifests, as they were
+        assert read_manifest(versions[0] / n)["sha256"] == first[n]["sha256"]
+        assert (versions[0] / n).is_file() and (versions[0] / n).with_suffix(".json").is_file()
+        assert _sha(cfg, n) != first[n]["sha256"]
+    assert (versions[0] / "model_card.md").read_text() == card
+    assert _log(cfg)[-1]["archived"] == str(versions[0])
+
+    run_pipeline(cfg, progress=False, only=["01"], run_id="r3")  # no new model staged: no archive
+    assert len(list_model_sets(models)) == 1
+    assert not (cfg.path("results_dir") / "runs" / "r3" / "products" / cfg.paths.models_dir / "versions").exists()
+    run_pipeline(cfg, progress=False, only=["02"], run_id="r4")  # partial run with a new model set: archived
+    assert len(list_model_sets(models)) == 2
+
+
+def test_failure_removes_staging_and_keeps_executed_notebooks(project):
+    cfg, fake = project
+    run_pipeline(cfg, progress=False, run_id="r1")
+    before = {n: _sha(cfg, n) for n in MODEL_SET}
+    fake.fail = {"02_models"}
+    with pytest.raises(RunFailed, match="02_models.ipynb failed: RuntimeError: boom in 02_models"):
+        run_pipeline(cfg, progress=False, run_id="r2")
+    run_dir = cfg.path("results_dir") / "runs" / "r2"
+    assert not (run_dir / "products").exists()
+    assert (run_dir / "notebooks" / "01_prepare.ipynb").is_file() and (run_dir / "notebooks" / "02_models.ipynb").is_file()
+    assert {n: _sha(cfg, n) for n in MODEL_SET} == before
+    assert _log(cfg)[-1]["status"] == "failed" and _log(cfg)[-1]["promoted"] is False
+
+    fake.fail, fake.skip_products = set(), {"models_dir/rule_scorer.pkl"}
+    with pytest.raises(RunFailed, match="did not write its product"):
+        run_pipeline(cfg, progress=False, run_id="r3")
+    assert not (cfg.path("results_dir") / "runs" / "r3" / "products").exists()
+
+
+@pytest.mark.parametrize("name", ["products", "output_root", "config_path"])
+def test_reserved_parameters_are_refused(project, name):
+    cfg, fake = project
+    value = [] if name == "products" else "/tmp/elsewhere"
+    with pytest.raises(RunFailed, match=r"cannot be set: config_path, output_root, products are reserved") as err:
+        run_pipeline(cfg, {name: value}, progress=False)
+    assert name in str(err.value) and "\n" not in str(err.value)
+    assert fake.calls == []
+
+
+class _Sentinel(Exception):
+    pass
+
+
+def test_sigterm_is_logged_as_interrupted_and_cleans_staging(project):
+    cfg, fake = project
+
+    def sentinel(signum, frame):  # stands for whatever handler the caller had (before the fix: reached)
+        raise _Sentinel
+
+    fake.on_call = lambda stem: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(5)) if stem == "02_models" else None
+    previous = signal.signal(signal.SIGTERM, sentinel)
+    try:
+        with pytest.raises(RunInterrupted, match="SIGTERM"):
+            run_pipeline(cfg, progress=False, run_id="r1")
+        assert signal.getsignal(signal.SIGTERM) is sentinel  # the caller's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    entry = _log(cfg)[-1]
+    assert entry["status"] == "interrupted" and entry["notebooks"]["02_models"]["status"] == "interrupted"
+    assert entry["notebooks"]["01_prepare"]["status"] == "ok"
+    run_dir = cfg.path("results_dir") / "runs" / "r1"
+    assert not (run_dir / "products").exists() and (run_dir / "notebooks" / "01_prepare.ipynb").is_file()
+    assert not cfg.path("models_dir").exists() or not any(cfg.path("models_dir").iterdir())
+
+
+def test_sigterm_during_promotion_lets_the_promotion_finish(project, monkeypatch):
+    cfg, _ = project
+    real = runner._promote
+
+    def promote_with_signal(staging, root):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while promoting: recorded, acted on afterwards
+        time.sleep(0.05)
+        return real(staging, root)
+
+    monkeypatch.setattr(runner, "_promote", promote_with_signal)
+    with pytest.raises(RunInterrupted, match="promotion was completed first"):
+        run_pipeline(cfg, progress=False, run_id="r1")
+    assert _log(cfg)[-1]["status"] == "ok" and _log(cfg)[-1]["promoted"] is True
+    assert all((cfg.path("models_dir") / n).is_file() for n in MODEL_SET)
+    assert (cfg.path("results_dir") / "latest" / "RUN_ID").read_text().strip() == "r1"
+
+
+CHILD = """
+import sys, time
+import papermill
+from pathlib import Path
+import shutil
+
+def slow(input_path, output_path, parameters=None, **kw):
+    shutil.copy(input_path, output_path)
+    out = Path(parameters["output_root"]) / "half_written.txt"
+    out.write_text("x")
+    print("started", flush=True)
+    time.sleep(60)
+
+papermill.execute_notebook = slow
+from leadscoring.cli import main
+sys.exit(main(["--config", sys.argv[1], "run", "--no-progress"]))
+"""
+
+
+def test_sigterm_from_outside_ends_the_run_cleanly(tmp_path):
+    config = write_project(tmp_path / "p", paths__notebooks_dir=str(_fake_notebooks(tmp_path / "nbs")))
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), str(config)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, err
+    assert "leadscoring run: interrupted: terminated by SIGTERM; nothing was promoted" in err and "Traceback" not in err
+    cfg = load_config(config)
+    entry = _log(cfg)[-1]
+    assert entry["status"] == "interrupted" and entry["notebooks"]["01_prepare"]["status"] == "interrupted"
+    run_dir = cfg.path("results_dir") / "runs" / entry["run_id"]
+    assert (run_dir / "notebooks" / "01_prepare.ipynb").is_file() and not (run_dir / "products").exists()
+
+
+def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
+    """A real kernel (one tiny notebook): its stderr must not carry "Kernel is running over
+    TCP without encryption"."""
+    zmq = pytest.importorskip("zmq")
+    if not zmq.has("curve"):
+        pytest.skip("pyzmq without CurveZMQ: the kernel channel cannot be encrypted here")
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_tiny.ipynb", "config_path = None\noutput_root = None\nproducts = []", "x = 1 + 1\nprint(x)")
+    config = write_project(tmp_path / "p", paths__notebooks_dir=str(nbs))
+    code = textwrap.dedent(f"""
+        from leadscoring.config import load_config
+        from leadscoring.runner import run_pipeline
+        res = run_pipeline(load_config({str(config)!r}), progress=False, promote=False)
+        print(res.status)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
+    assert "without encryption" not in done.stderr, done.stderr
+
+
+def test_kernel_config_asks_for_encryption():
+    zmq = pytest.importorskip("zmq")
+    conf = runner.kernel_config()
+    expected = "auto" if zmq.has("curve") else None
+    assert conf.get("KernelManager", {}).get("transport_encryption") == expected

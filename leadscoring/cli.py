@@ -36,16 +36,29 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_pipeline
+    from .runner import RunInterrupted, run_pipeline
 
     cfg = load_config(args.config)
     params = dict(QUICK_PARAMETERS) if args.quick else {}
     params.update(_parse_set(args.set))
     only = [o.strip() for o in args.only.split(",")] if args.only else None
-    res = run_pipeline(cfg, params, only=only, progress=not args.no_progress)
+    promote = not (args.quick or args.no_promote)  # a smoke run on a sample must never replace the models
+    try:
+        res = run_pipeline(cfg, params, only=only, progress=not args.no_progress, promote=promote)
+    except RunInterrupted as exc:
+        print(f"leadscoring run: interrupted: {exc}", file=sys.stderr)
+        return 143
     print(f"run {res.run_id}: {res.status} in {res.seconds:.0f}s -> {res.run_dir}")
     for nb in res.notebooks:
         print(f"  {nb.name:<28} {nb.seconds:7.1f}s  {nb.status}")
+    if res.promoted:
+        print(f"products promoted into the project; {res.run_dir.parent.parent / 'latest'} shows this run")
+        if res.archived:
+            print(f"previous models archived in {res.archived} (leadscoring rollback restores them)")
+    else:
+        why = "smoke run (--quick)" if args.quick else "trial run (--no-promote)"
+        print(f"{why}: NOT promoted; products only in {res.products_dir}; the project's models, scores "
+              "and latest/ are unchanged")
     return 0
 
 
@@ -91,6 +104,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     print(summary)
     for lead, err in list(summary.failures.items())[:10]:
         print(f"  failed: lead {lead}: {err}")
+    if summary.failed > 10:
+        print(f"  ... and {summary.failed - 10} more")
     return 1 if summary.failed else 0
 
 
@@ -103,17 +118,18 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from .retrain import list_versions, rollback
+    from .retrain import describe_versions, rollback
 
-    if summary.failed > 10:
-        print(f"  ... and {summary.failed - 10} more")
     cfg = load_config(args.config)
     if args.list:
-        for v in list_versions(cfg):
-            print(v.name)
+        rows = describe_versions(cfg)
+        if not rows:
+            print("no archived model versions")
+        for row in rows:
+            mark = "  (current)" if row["current"] else ""
+            print(f"{row['version']}  {', '.join(row['models'])}{mark}")
         return 0
-    info = rollback(cfg, args.version)
-    print(f"restored model {info['sha256'][:12]} created {info['created_at']}")
+    print(rollback(cfg, args.version).summary())
     return 0
 
 
@@ -124,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="execute the numbered notebooks with papermill (the production run)")
-    r.add_argument("--quick", action="store_true", help=f"small smoke-test run: {QUICK_PARAMETERS}")
+    r.add_argument("--quick", action="store_true",
+                   help=f"small smoke-test run ({QUICK_PARAMETERS}); never promoted: products stay in the run folder")
+    r.add_argument("--no-promote", action="store_true",
+                   help="trial run: keep the products in 05_Resultados/runs/<id>/products/, change nothing in the project")
     r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="notebook parameter (YAML-typed), repeatable; unknown names are refused")
     r.add_argument("--only", help="comma-separated notebook prefixes, e.g. 01,02 (default: all)")
@@ -160,17 +179,22 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--state-file", help="default: SCORES.push-state.jsonl beside the scores")
     pu.add_argument("--concurrency", type=int, default=8)
     pu.add_argument("--retries", type=int, default=5)
+    pu.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    pu.add_argument("--max-failures", type=int, default=5,
+                    help="stop after N consecutive connection failures or timeouts; the leads not sent are "
+                         "reported as failed (default 5, 0: never stop)")
     pu.set_defaults(func=_cmd_push)
 
-    rt = sub.add_parser("retrain", help="merge new outcomes, retrain, promote the challenger if not worse")
+    rt = sub.add_parser("retrain", help="merge new outcomes, retrain, promote the challenger if not worse "
+                                        "(the current model set is archived first)")
     rt.add_argument("--outcomes", required=True, help="CSV with id and target (or full lead rows)")
     rt.add_argument("--leads", help="the leads' features (raw layout) when OUTCOMES has only id and target")
     rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
     rt.set_defaults(func=_cmd_retrain)
 
-    rb = sub.add_parser("rollback", help="restore an archived model version (default: the newest)")
-    rb.add_argument("--version")
-    rb.add_argument("--list", action="store_true", help="list archived versions")
+    rb = sub.add_parser("rollback", help="restore an archived model set (default: the newest that is not the current one)")
+    rb.add_argument("--version", help="version folder name, as printed by --list")
+    rb.add_argument("--list", action="store_true", help="list archived versions and the models each holds")
     rb.set_defaults(func=_cmd_rollback)
 
     v = sub.add_parser("validate", help="check an export against the configuration")
@@ -180,10 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-    pu.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    pu.add_argument("--max-failures", type=int, default=5,
-                    help="stop after N consecutive connection failures or timeouts; the leads not sent are "
-                         "reported as failed (default 5, 0: never stop)")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

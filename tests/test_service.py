@@ -181,8 +181,8 @@ def test_retrain_promotes_or_keeps_and_rollback(tmp_path, small_models, leads, s
     assert new_manifest["retrained_from"] == first_sha and new_manifest["sha256"] != first_sha
     assert len(pd.read_parquet(cfg.path("work_dir") / "history.parquet")) == len(leads)
     assert len(list_versions(cfg)) == 1
-    restored = rollback(cfg)
-    assert restored["sha256"] == first_sha
+    restored = rollback(cfg)  # edge cases and the restored set: tests/test_retrain.py
+    assert restored.manifests["lead_scoring_model.pkl"]["sha256"] == first_sha
     Scorer.load(cfg)  # the restored model verifies and loads
     kept = retrain(cfg, outcomes, feats, tolerance=-1.0)  # impossible bar: champion kept
     assert not kept.promoted

@@ -1,0 +1,179 @@
+"""Retraining (champion vs challenger), the promoted model's own figures, the model set
+archive and rollback. Models are the small ones of the ``small_models`` fixture, copied
+into a temporary project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from leadscoring import cli
+from leadscoring.artifacts import MODEL_SET, ModelIntegrityError, archive_model_set, load_model, read_manifest, save_model
+from leadscoring.config import load_config
+from leadscoring.modeling import preparation_steps
+from leadscoring.retrain import list_versions, load_outcomes, retrain, rollback, should_promote
+from leadscoring.rules import RuleScorer, load_rules
+from leadscoring.scoring import Scorer
+
+from .conftest import write_project
+
+SCORE, SEGMENT, RULES = MODEL_SET
+CHAMPION_VALIDATION = {"roc_auc": 0.9123, "average_precision": 0.8765, "brier": 0.1111, "log_loss": 0.3333,
+                       "gain_at_30pct": 0.6543, "base_rate": 0.376, "n": 1455}
+CARD = "# Model card: lead scoring model\n\nchampion card\n\n## Caveats\n- the caveat the configuration asks for\n"
+
+
+# -- the promotion rule, with hand numbers ----------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("champion", "challenger", "tolerance", "promote"),
+    [
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.625, "brier": 0.25}, 0.125, True),   # AUC drop == tolerance
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.5, "brier": 0.25}, 0.125, False),    # drop > tolerance
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.795, "brier": 0.15}, 0.005, True),   # decimal edge (float noise)
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.7949, "brier": 0.15}, 0.005, False),
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.75, "brier": 0.375}, 0.125, True),   # Brier rise == tolerance
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.75, "brier": 0.5}, 0.125, False),    # rise > tolerance
+        ({"roc_auc": 0.80, "brier": 0.150}, {"roc_auc": 0.80, "brier": 0.155}, 0.005, True),
+        ({"roc_auc": 0.80, "brier": 0.150}, {"roc_auc": 0.80, "brier": 0.1551}, 0.005, False),
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.90, "brier": 0.20}, 0.005, False),   # better AUC, worse Brier
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.80, "brier": 0.15}, 0.0, True),      # equal, no tolerance
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.80, "brier": 0.15}, -0.001, False),  # bar above equal
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": float("nan"), "brier": 0.1}, 1.0, False),
+        ({"roc_auc": 0.80, "brier": 0.15}, {"brier": 0.1}, 1.0, False),
+    ],
+)
+def test_should_promote_at_the_tolerance_edge(champion, challenger, tolerance, promote):
+    assert should_promote(champion, challenger, tolerance) is promote
+
+
+# -- retrain, archive, rollback ----------------------------------------------------------------
+
+def _strip(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.items() if k not in {"file", "sha256", "created_at", "versions", "python_implementation"}}
+
+
+@pytest.fixture()
+def project(tmp_path, small_models, cfg, sample, leads):
+    """A project with all three models (the champion carrying validation/cv figures from a
+    'full run'), a model card, and 400 new outcomes (ids + target, features separately)."""
+    pcfg = load_config(write_project(tmp_path))
+    models = pcfg.path("models_dir")
+    shutil.copytree(small_models, models)
+    champion, manifest = load_model(models / SCORE)
+    save_model(champion, models / SCORE, **_strip(manifest), validation=CHAMPION_VALIDATION, validation_rows=1455,
+               cv={"roc_auc": 0.9, "brier": 0.12, "folds": 5})
+    X, y = sample.drop(columns="compra"), sample["compra"]
+    rules = Pipeline([("clean", preparation_steps(cfg)[0][1]),
+                      ("rules", RuleScorer(rules=load_rules(pcfg.path("rules_table")), yes_no=cfg.data.columns.yes_no))])
+    save_model(rules.fit(X, y), models / RULES, kind="rule_scorer", cv={"roc_auc": 0.8})
+    (pcfg.path("docs_dir") / "model_card.md").write_text(CARD)
+    new = leads[~leads["id"].isin(sample["id"])].head(400)
+    feats, outcomes = tmp_path / "new_leads.csv", tmp_path / "outcomes.csv"
+    new.drop(columns="compra").to_csv(feats, sep=";", index=False)
+    new[["id", "compra"]].to_csv(outcomes, sep=";", index=False)
+    return pcfg, outcomes, feats
+
+
+def _shas(models) -> dict[str, str]:
+    return {n: read_manifest(models / n)["sha256"] for n in MODEL_SET}
+
+
+def test_promoted_model_carries_its_own_metrics_and_the_set_is_archived(project, leads):
+    cfg, outcomes, feats = project
+    models, card = cfg.path("models_dir"), cfg.path("docs_dir") / "model_card.md"
+    before = _shas(models)
+    seg_before, _ = load_model(models / SEGMENT)
+
+    result = retrain(cfg, outcomes, feats, tolerance=1.0)  # tolerance 1: always promote, to test the mechanics
+    assert result.promoted and result.new_leads == 400 and result.holdout_leads == 200
+    assert "score" in set(result.drift["variable"]) and set(result.drift["level"]) <= {"stable", "watch", "alert"}
+    assert len(pd.read_parquet(cfg.path("work_dir") / "history.parquet")) == len(leads)
+
+    new = read_manifest(models / SCORE)
+    assert new["retrained_from"] == before[SCORE] and new["sha256"] != before[SCORE]
+    assert "validation" not in new and "cv" not in new and "validation_rows" not in new  # the champion's figures are gone
+    m = new["metrics"]
+    assert m["roc_auc"] == pytest.approx(result.challenger["roc_auc"]) and m["brier"] == pytest.approx(result.challenger["brier"])
+    assert m["roc_auc"] != CHAMPION_VALIDATION["roc_auc"] and m["brier"] != CHAMPION_VALIDATION["brier"]
+    assert m["rows"] == 200 and "held-out new leads" in m["measured_on"]
+    assert new["retrain"]["champion_on_holdout"]["roc_auc"] == pytest.approx(result.champion["roc_auc"])
+    assert new["model_name"] == "test" and new["features"]  # the recipe's description is kept
+
+    # the whole previous set is archived in one folder, before anything was replaced
+    (version,) = list_versions(cfg)
+    assert result.archived == version
+    for n in MODEL_SET:
+        assert (version / n).is_file() and (version / n).with_suffix(".json").is_file()
+        assert read_manifest(version / n)["sha256"] == before[n]
+    assert (version / "model_card.md").read_text() == CARD
+
+    # what depends on the data is refreshed: segment model refit (names kept), rules kept (fixed table)
+    seg, seg_manifest = load_model(models / SEGMENT)
+    assert seg_manifest["retrained_from"] == before[SEGMENT] and seg_manifest["sha256"] != before[SEGMENT]
+    assert seg_manifest["training_rows"] == new["training_rows"] and seg.names_ == seg_before.names_ == {1: "A", 2: "B", 3: "C"}
+    assert read_manifest(models / RULES)["sha256"] == before[RULES]
+    assert "fixed points table" in result.refreshed[RULES]
+
+    text = card.read_text()
+    assert "retrained" in text.lower() and before[SCORE][:12] in text
+    assert f"{m['roc_auc']:.4f}" in text and f"{m['brier']:.4f}" in text and "0.9123" not in text
+    assert "the caveat the configuration asks for" in text
+    Scorer.load(cfg)  # the new set verifies and loads together
+
+    # rollback restores the archived set as a whole, and archives the retrained set first
+    restored = rollback(cfg)
+    assert restored.version == version and set(restored.manifests) == set(MODEL_SET)
+    assert _shas(models) == before and card.read_text() == CARD
+    assert len(list_versions(cfg)) == 2 and restored.archived in list_versions(cfg)
+    assert read_manifest(restored.archived / SCORE)["sha256"] == new["sha256"]
+    Scorer.load(cfg)
+
+
+def test_outcomes_as_full_lead_rows(project, leads, sample, tmp_path):
+    cfg, _, _ = project
+    new = leads[~leads["id"].isin(sample["id"])].head(50)
+    full = tmp_path / "full_outcomes.csv"
+    new.to_csv(full, sep=";", index=False)
+    got = load_outcomes(cfg, full)
+    assert got["id"].tolist() == new["id"].tolist() and got["compra"].tolist() == new["compra"].tolist()
+
+
+def test_champion_kept_when_the_bar_is_impossible(project):
+    cfg, outcomes, feats = project
+    models = cfg.path("models_dir")
+    before = _shas(models)
+    kept = retrain(cfg, outcomes, feats, tolerance=-1.0)  # impossible bar: champion kept
+    assert not kept.promoted and kept.archived is None
+    assert _shas(models) == before and list_versions(cfg) == []
+    assert (cfg.path("docs_dir") / "model_card.md").read_text() == CARD
+    report = json.loads((cfg.path("results_dir") / "retrain_report.json").read_text())
+    assert report["promoted"] is False and report["tolerance"] == -1.0
+
+
+def test_rollback_verifies_the_whole_set_before_replacing_anything(tmp_path, small_models, capsys):
+    cfg = load_config(write_project(tmp_path))
+    models = cfg.path("models_dir")
+    shutil.copytree(small_models, models)
+    version = archive_model_set(models)
+    assert {p.name for p in version.iterdir()} >= {SCORE, SEGMENT, "lead_scoring_model.json", "segment_model.json"}
+    champion, manifest = load_model(models / SCORE)
+    save_model(champion, models / SCORE, **_strip(manifest), note="a newer model")  # a different current model
+    before = _shas_present(models)
+    with (version / SEGMENT).open("ab") as fh:  # damage one model of the archived set
+        fh.write(b"x")
+    with pytest.raises(ModelIntegrityError, match="segment_model.pkl"):
+        rollback(cfg, version.name)
+    assert _shas_present(models) == before and list_versions(cfg) == [version]  # nothing replaced, nothing archived
+
+    assert cli.main(["--config", str(cfg.source), "rollback", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert version.name in out and "lead_scoring_model.pkl, segment_model.pkl" in out
+
+
+def _shas_present(models) -> dict[str, str]:
+    return {n: read_manifest(models / n)["sha256"] for n in MODEL_SET if (models / n).is_file()}

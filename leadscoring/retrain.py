@@ -45,6 +45,7 @@ from .data import LeadDataError, fingerprint, read_leads, validate_leads
 from .evaluation import classification_metrics
 from .io import atomic_path, write_csv, write_json, write_parquet, write_text
 from .monitoring import drift_report
+from .reader import read_raw
 from .rules import RuleScorer
 from .scoring import SCORE_MODEL, SEGMENT_MODEL
 
@@ -118,13 +119,13 @@ def load_outcomes(cfg: ProjectConfig, outcomes: str | os.PathLike[str],
     """New outcomes as full lead rows: either the outcomes file has every column, or it has
     only id + target and the features come from ``leads`` (raw layout)."""
     d = cfg.data
-    raw = pd.read_csv(outcomes, sep=d.separator, dtype=str, keep_default_na=False)
     name = Path(outcomes).name
+    raw = read_raw(outcomes, cfg)  # the export's reader: one-line errors for empty, short rows, separator
     for col in (d.id_column, d.target_column):
         if col not in raw.columns:
-            raise LeadDataError(f"{name}: missing required column '{col}'")
+            raise LeadDataError(f"{name}: missing required column '{col}'; found {list(raw.columns)}")
     if set(d.columns.all) <= set(raw.columns):
-        return read_leads(outcomes, cfg)  # the same reader and checks as the export (line numbers in messages)
+        return read_leads(outcomes, cfg)  # the same checks as the export (line numbers in messages)
     if leads is None:
         raise LeadDataError(f"{name}: has only id and outcome; pass the leads' features with --leads")
     feats = read_leads(leads, cfg, require_target=False)

@@ -177,3 +177,19 @@ def test_rollback_verifies_the_whole_set_before_replacing_anything(tmp_path, sma
 
 def _shas_present(models) -> dict[str, str]:
     return {n: read_manifest(models / n)["sha256"] for n in MODEL_SET if (models / n).is_file()}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", "the file is empty"),
+    ("id;compra\n", "no leads"),
+    ("id,compra\n1,0\n", "only one column found"),
+    ("id;compra\n1;0\n2\n", "line 3 has 1 field(s) but the header has 2"),
+    ("id;outcome\n1;0\n", "missing required column 'compra'"),
+])
+def test_bad_outcomes_files_are_one_line(project, tmp_path, capsys, text, expected):
+    cfg, _, feats = project
+    bad = tmp_path / "outcomes.csv"
+    bad.write_text(text, encoding="utf-8")
+    code = cli.main(["--config", str(cfg.source), "retrain", "--outcomes", str(bad), "--leads", str(feats)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"outcomes.csv: {expected}" in err[0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,14 +13,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from leadscoring.config import load_config
 from leadscoring.crm import push_scores
 from leadscoring.monitoring import ab_lift, psi
-from leadscoring.retrain import list_versions, retrain, rollback
 from leadscoring.scoring import Scorer
 from leadscoring.service import create_app
-
-from .conftest import write_project
 
 LEAD = {"id": 1, "origen": "API", "fuente": "Google", "visitas_total": 3, "tiempo_en_site_total": 900,
         "ocupacion": "Working Professional", "descarga_lm": "No"}
@@ -162,28 +157,3 @@ def test_psi_and_ab_lift():
     se = (0.1 * 0.9 / 1000 + 0.15 * 0.85 / 1000) ** 0.5
     assert res["difference_low"] == pytest.approx(0.05 - 1.959964 * se, rel=1e-5)
     assert res["lift_low"] < 0.5 < res["lift_high"] and res["lift_low"] > 0
-
-
-def test_retrain_promotes_or_keeps_and_rollback(tmp_path, small_models, leads, sample):
-    cfg = load_config(write_project(tmp_path))
-    models = cfg.path("models_dir")
-    shutil.copytree(small_models, models)
-    first_sha = json.loads((models / "lead_scoring_model.json").read_text())["sha256"]
-    new = leads[~leads["id"].isin(sample["id"])].head(400)
-    feats = tmp_path / "new_leads.csv"
-    new.drop(columns="compra").to_csv(feats, sep=";", index=False)
-    outcomes = tmp_path / "outcomes.csv"
-    new[["id", "compra"]].to_csv(outcomes, sep=";", index=False)
-    result = retrain(cfg, outcomes, feats, tolerance=1.0)  # tolerance 1: always promote, to test the mechanics
-    assert result.promoted and result.new_leads == 400 and result.holdout_leads == 200
-    assert "score" in set(result.drift["variable"]) and set(result.drift["level"]) <= {"stable", "watch", "alert"}
-    new_manifest = json.loads((models / "lead_scoring_model.json").read_text())
-    assert new_manifest["retrained_from"] == first_sha and new_manifest["sha256"] != first_sha
-    assert len(pd.read_parquet(cfg.path("work_dir") / "history.parquet")) == len(leads)
-    assert len(list_versions(cfg)) == 1
-    restored = rollback(cfg)  # edge cases and the restored set: tests/test_retrain.py
-    assert restored.manifests["lead_scoring_model.pkl"]["sha256"] == first_sha
-    Scorer.load(cfg)  # the restored model verifies and loads
-    kept = retrain(cfg, outcomes, feats, tolerance=-1.0)  # impossible bar: champion kept
-    assert not kept.promoted
-    assert json.loads((models / "lead_scoring_model.json").read_text())["sha256"] == first_sha

@@ -33,7 +33,7 @@ LEADSCORING = [sys.executable, "-m", "leadscoring.cli"]
 
 FLOOR = textwrap.dedent("""
     import sys, pickle, numpy as np, pandas as pd
-    from leadscoring.modeling import final_estimator
+    from leadscoring.training.pipeline import final_estimator
     src, dst, model_path = sys.argv[1:4]
     model = pickle.load(open(model_path, "rb"))
     xgb = final_estimator(model)

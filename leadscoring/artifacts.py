@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_path, write_json
+from leadscoring.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,14 @@ def load_model(path: str | os.PathLike[str], *, check_versions: bool = True) -> 
 
 # -- model sets: archive and restore the project's models together ------------------------
 
+#: The project's model files (in ``paths.models_dir``) and the model card (in ``paths.docs_dir``).
+SCORE_MODEL = "lead_scoring_model.pkl"
+SEGMENT_MODEL = "segment_model.pkl"
+RULE_MODEL = "rule_scorer.pkl"
+MODEL_CARD = "model_card.md"
 #: The models that make up one consistent set: archived together before any of them is
 #: replaced, and restored together by ``rollback``.
-MODEL_SET = ("lead_scoring_model.pkl", "segment_model.pkl", "rule_scorer.pkl")
+MODEL_SET = (SCORE_MODEL, SEGMENT_MODEL, RULE_MODEL)
 VERSIONS_DIR = "versions"
 SET_FILE = "model_set.json"
 

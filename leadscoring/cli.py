@@ -14,12 +14,12 @@ from typing import Any
 
 import yaml
 
-from .artifacts import ModelIntegrityError
-from .config import ConfigError, load_config
-from .data import LeadDataError, validate_file
-from .errors import OutputPathError
-from .rules import RulesError
-from .runner import QUICK_PARAMETERS, RunFailed
+from leadscoring.artifacts import ModelIntegrityError
+from leadscoring.config import ConfigError, load_config
+from leadscoring.errors import LeadDataError, OutputPathError
+from leadscoring.ingest.schema import validate_file
+from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
+from leadscoring.training.rules import RulesError
 
 USER_ERRORS = (ConfigError, LeadDataError, OutputPathError, ModelIntegrityError, RunFailed, RulesError,
                FileNotFoundError)
@@ -36,7 +36,7 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import RunInterrupted, run_pipeline
+    from leadscoring.notebook.runner import RunInterrupted, run_pipeline
 
     cfg = load_config(args.config)
     params = dict(QUICK_PARAMETERS) if args.quick else {}
@@ -63,11 +63,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .scoring import score_file
+    from leadscoring.serving.batch import score_file
 
     cfg = load_config(args.config)
     if args.engine == "dask":
-        from .batch import score_dask
+        from leadscoring.serving.distributed import score_dask
 
         res = score_dask(cfg, args.input, args.output, models_dir=args.models_dir, scheduler=args.scheduler,
                          workers=args.workers, factors=not args.no_factors)
@@ -88,14 +88,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .service import serve
+    from leadscoring.serving.service import serve
 
     serve(load_config(args.config), host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from .crm import push_scores
+    from leadscoring.loop.crm import push_scores
 
     cfg = load_config(args.config)
     summary = push_scores(args.scores, args.crm_url, cfg.data.id_column, state_file=args.state_file,
@@ -110,7 +110,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
-    from .retrain import retrain
+    from leadscoring.loop.retrain import retrain
 
     result = retrain(load_config(args.config), args.outcomes, args.leads, tolerance=args.tolerance)
     print(result.summary())
@@ -118,7 +118,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from .retrain import describe_versions, rollback
+    from leadscoring.loop.retrain import describe_versions, rollback
 
     cfg = load_config(args.config)
     if args.list:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import OutputPathError
+from leadscoring.errors import OutputPathError
 
 
 @contextlib.contextmanager

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from leadscoring.config import ProjectConfig, load_config
-from leadscoring.data import read_leads, stratified_sample
+from leadscoring.ingest.schema import read_leads
+from leadscoring.ingest.split import stratified_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "01_Documentos" / "config.yaml"
@@ -69,10 +70,10 @@ def small_models(cfg: ProjectConfig, sample: pd.DataFrame, tmp_path_factory) -> 
     saved with manifests in a temporary models folder."""
     from sklearn.model_selection import StratifiedKFold
 
-    from leadscoring.artifacts import save_model
-    from leadscoring.modeling import build_pipeline, calibrated, xgb_classifier
-    from leadscoring.scoring import SCORE_MODEL, SEGMENT_MODEL
-    from leadscoring.segmentation import LeadSegmenter, segment_features
+    from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, save_model
+    from leadscoring.training.compare import calibrated
+    from leadscoring.training.pipeline import build_pipeline, xgb_classifier
+    from leadscoring.training.segmentation import LeadSegmenter, segment_features
 
     X, y = sample.drop(columns="compra"), sample["compra"]
     base = build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False)

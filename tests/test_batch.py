@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscoring.batch import score_dask
-from leadscoring.scoring import score_file
+from leadscoring.serving.batch import score_file
+from leadscoring.serving.distributed import score_dask
 
 pytestmark = pytest.mark.slow
 

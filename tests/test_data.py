@@ -1,7 +1,9 @@
 import pandas as pd
 import pytest
 
-from leadscoring.data import LeadDataError, fingerprint, read_leads, split_validation, validate_leads
+from leadscoring.errors import LeadDataError
+from leadscoring.ingest.schema import read_leads, validate_leads
+from leadscoring.ingest.split import fingerprint, split_validation
 
 from .conftest import RAW
 

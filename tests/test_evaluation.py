@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from leadscoring.evaluation import capacity_table, classification_metrics, confusion_at_thresholds, gain_at, gains_table
+from leadscoring.training.evaluation import capacity_table, classification_metrics, confusion_at_thresholds, gain_at, gains_table
 
 # Hand-worked: 10 leads, 4 converters. Sorted by score the outcomes are 1,1,0,1,1,0,0,0,0,0.
 Y = [0, 1, 0, 1, 0, 0, 1, 0, 1, 0]

@@ -12,18 +12,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from leadscoring.data import split_xy
-from leadscoring.explain import prepare
-from leadscoring.modeling import (
-    LEAN_TOLERANCE,
-    ProbabilityFunction,
-    build_pipeline,
-    calibrated,
-    shared_steps,
-    xgb_classifier,
-)
-from leadscoring.scoring import Scorer
-from leadscoring.segmentation import LeadSegmenter, segment_features
+from leadscoring.ingest.split import split_xy
+from leadscoring.serving.fast import LEAN_TOLERANCE, ProbabilityFunction, shared_steps
+from leadscoring.serving.scorer import Scorer
+from leadscoring.training.compare import calibrated
+from leadscoring.training.explain import prepare
+from leadscoring.training.pipeline import build_pipeline, xgb_classifier
+from leadscoring.training.segmentation import LeadSegmenter, segment_features
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ import pytest
 from imblearn import FunctionSampler
 from sklearn.model_selection import StratifiedKFold, cross_validate
 
-from leadscoring.artifacts import ModelIntegrityError, load_model, manifest_path
-from leadscoring.data import LeadDataError, split_xy
-from leadscoring.explain import contributions, prepare, top_factors
-from leadscoring.modeling import build_pipeline, final_estimator, xgb_classifier
-from leadscoring.scoring import SCORE_MODEL, score_file
+from leadscoring.artifacts import SCORE_MODEL, ModelIntegrityError, load_model, manifest_path
+from leadscoring.errors import LeadDataError
+from leadscoring.ingest.split import split_xy
+from leadscoring.serving.batch import score_file
+from leadscoring.training.explain import contributions, prepare, top_factors
+from leadscoring.training.pipeline import build_pipeline, final_estimator, xgb_classifier
 
 
 class _Recorder:
@@ -138,7 +139,7 @@ def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained
 
 
 def test_unseen_category_is_scored(cfg, sample, trained):
-    from leadscoring.scoring import Scorer
+    from leadscoring.serving.scorer import Scorer
 
     model, folder = trained
     scorer = Scorer.load(cfg, folder)

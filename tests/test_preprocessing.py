@@ -2,8 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscoring.modeling import preparation_steps
-from leadscoring.preprocessing import LeadCleaner, LeadEncoder, LeadFeatures, as_frame
+from leadscoring.features.cleaning import LeadCleaner
+from leadscoring.features.columns import as_frame
+from leadscoring.features.derived import LeadFeatures
+from leadscoring.features.encoding import LeadEncoder
+from leadscoring.training.pipeline import preparation_steps
 
 
 def _cleaner(**kw):
@@ -70,7 +73,7 @@ def test_encoder_by_hand():
 def test_single_lead_equals_batch(cfg, sample):
     from sklearn.linear_model import LogisticRegression
 
-    from leadscoring.modeling import build_pipeline
+    from leadscoring.training.pipeline import build_pipeline
 
     X, y = sample.drop(columns="compra"), sample["compra"]
     pipe = build_pipeline(cfg, LogisticRegression(max_iter=1000)).fit(X, y)
@@ -88,7 +91,7 @@ def test_preparation_drops_post_contact_when_configured(cfg, sample):
 
 
 def test_map_unique_small_and_large_paths_agree():
-    from leadscoring.preprocessing import map_unique
+    from leadscoring.ingest.values import map_unique
 
     values = np.array(["a", None, " b", np.nan, "a"] * 40, dtype=object)
 

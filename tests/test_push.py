@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from leadscoring.cli import main
-from leadscoring.crm import CIRCUIT_OPEN, destination, push_scores, retry_after_seconds
+from leadscoring.loop.crm import CIRCUIT_OPEN, destination, push_scores, retry_after_seconds
 
 from .conftest import CONFIG
 

@@ -1,4 +1,4 @@
-from leadscoring.quality import conversion_by_bins, conversion_by_level, quality_findings, quality_report
+from leadscoring.ingest.quality import conversion_by_bins, conversion_by_level, quality_findings, quality_report
 
 
 def test_quality_report_on_shipped_data(leads, cfg):

@@ -13,10 +13,10 @@ import pytest
 
 from leadscoring.cli import main
 from leadscoring.config import load_config
-from leadscoring.data import LeadDataError, read_leads, validate_file
-from leadscoring.errors import OutputPathError
-from leadscoring.reader import iter_raw_chunks
-from leadscoring.scoring import score_file
+from leadscoring.errors import LeadDataError, OutputPathError
+from leadscoring.ingest.reader import iter_raw_chunks
+from leadscoring.ingest.schema import read_leads, validate_file
+from leadscoring.serving.batch import score_file
 
 from .conftest import write_project
 
@@ -175,7 +175,7 @@ def test_bad_exports_get_one_line_from_score(project, export, tmp_path, capsys, 
 
 @pytest.mark.slow
 def test_dask_engine_uses_the_same_reader(project, export, tmp_path):
-    from leadscoring.batch import score_dask
+    from leadscoring.serving.distributed import score_dask
 
     cfg = load_config(project)
     a, b = export.iloc[:15], export.iloc[15:]

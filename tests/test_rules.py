@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscoring.rules import RuleScorer, RulesError, check_rules, propose_rules
+from leadscoring.training.rules import RuleScorer, RulesError, check_rules
+from leadscoring.training.woe import propose_rules
 
 RULES = pd.DataFrame([
     {"variable": "job", "kind": "level", "level": "Pro", "points": 30},
@@ -44,7 +45,7 @@ def test_proposed_points_follow_conversion():
 
 
 def test_shipped_marketing_table_is_valid(cfg):
-    from leadscoring.rules import load_rules
+    from leadscoring.training.rules import load_rules
 
     rules = load_rules(cfg.path("rules_table"))
     assert set(rules["variable"]) <= set(cfg.data.columns.all)

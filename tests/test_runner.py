@@ -18,10 +18,11 @@ import nbformat
 import papermill
 import pytest
 
-from leadscoring import cli, runner
+from leadscoring import cli
 from leadscoring.artifacts import MODEL_SET, list_model_sets, read_manifest, save_model
 from leadscoring.config import load_config
-from leadscoring.runner import QUICK_PARAMETERS, RunFailed, RunInterrupted, RunResult, run_pipeline
+from leadscoring.notebook import runner
+from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed, RunInterrupted, RunResult, run_pipeline
 
 from .conftest import ROOT, write_project
 
@@ -295,7 +296,7 @@ def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
     config = write_project(tmp_path / "p", paths__notebooks_dir=str(nbs))
     code = textwrap.dedent(f"""
         from leadscoring.config import load_config
-        from leadscoring.runner import run_pipeline
+        from leadscoring.notebook.runner import run_pipeline
         res = run_pipeline(load_config({str(config)!r}), progress=False, promote=False)
         print(res.status)
     """)

@@ -1,7 +1,8 @@
 import numpy as np
 
 from leadscoring.config import Bucket
-from leadscoring.scoring import assign_buckets, crm_payloads, to_score
+from leadscoring.serving.payloads import crm_payloads
+from leadscoring.serving.scorer import assign_buckets, to_score
 
 BUCKETS = [Bucket(name="HOT", min_score=80, action="Call_Immediately"),
            Bucket(name="WARM", min_score=50, action="Nurture"), Bucket(name="COLD", min_score=0, action="Auto")]

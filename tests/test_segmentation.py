@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from leadscoring.segmentation import (
+from leadscoring.training.segmentation import (
     LeadSegmenter,
     choose_k,
     name_segments,

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from leadscoring.crm import push_scores
-from leadscoring.monitoring import ab_lift, psi
-from leadscoring.scoring import Scorer
-from leadscoring.service import create_app
+from leadscoring.loop.crm import push_scores
+from leadscoring.loop.monitoring import ab_lift, psi
+from leadscoring.serving.scorer import Scorer
+from leadscoring.serving.service import create_app
 
 LEAD = {"id": 1, "origen": "API", "fuente": "Google", "visitas_total": 3, "tiempo_en_site_total": 900,
         "ocupacion": "Working Professional", "descarga_lm": "No"}

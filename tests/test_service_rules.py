@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from leadscoring.config import ServiceConfig
-from leadscoring.scoring import Scorer
-from leadscoring.service import create_app
+from leadscoring.serving.scorer import Scorer
+from leadscoring.serving.service import create_app
 
 LEAD = {"id": 1, "origen": "API", "fuente": "Google", "visitas_total": 3, "tiempo_en_site_total": 900,
         "ocupacion": "Working Professional", "descarga_lm": "No"}

@@ -8,6 +8,7 @@ columns, so ids stay strings byte for byte and nothing is guessed. A chunk's ind
 0-based record number in the file. Messages name the file's real line numbers: when a
 message needs them, the file is read again with Python's ``csv`` module (errors are rare
 and files large, so this costs nothing on the normal path).
+
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from typing import TextIO
 
 import pandas as pd
 
-from .config import ProjectConfig
-from .errors import LeadDataError
+from leadscoring.config import ProjectConfig
+from leadscoring.errors import LeadDataError
 
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+
+
 DEFAULT_CHUNK_ROWS = 100_000
+
 
 #: Record numbers → labels for messages ("line 7"); see :class:`LineLocator`.
 RowLocator = Callable[[Sequence[int]], list[str]]
@@ -193,3 +197,4 @@ def read_raw(path: str | os.PathLike[str], cfg: ProjectConfig) -> pd.DataFrame:
     """The whole export as one frame of text columns (index: record number)."""
     chunks = list(iter_raw_chunks(path, cfg))
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks)
+

@@ -14,6 +14,7 @@
   lead id and the payload, identical across runs, so the CRM can drop the repeat.
 
 The bearer token is read from ``LEADSCORING_CRM_TOKEN`` and never logged.
+
 """
 
 from __future__ import annotations
@@ -36,15 +37,25 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from .config import ConfigError
-from .data import LeadDataError
-from .scoring import crm_payloads
+from leadscoring.config import ConfigError
+from leadscoring.errors import LeadDataError
+from leadscoring.serving.payloads import crm_payloads
 
 log = logging.getLogger(__name__)
+
+
 TOKEN_ENV = "LEADSCORING_CRM_TOKEN"
+
+
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
 SCORE_COLUMNS = ("score", "bucket", "recommended_action")
+
+
 CIRCUIT_OPEN = "not sent: CRM unreachable (circuit open)"
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -303,3 +314,4 @@ def push_scores(scores: pd.DataFrame | str | os.PathLike[str], crm_url: str, id_
     payloads = crm_payloads(scores, id_column)
     return asyncio.run(_push(payloads, crm_url, os.environ.get(TOKEN_ENV), Path(state_file), concurrency, retries,
                              backoff, timeout, max_failures, max_backoff))
+

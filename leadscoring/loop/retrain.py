@@ -11,6 +11,7 @@ under ``04_Modelos/versions/`` first; then the challenger is saved with its own 
 figures (never the champion's), the models that depend on the data are refit on the same
 leads (the segment model; the rule scorer when its points are learned from data), and the
 model card is regenerated. ``rollback`` restores an archived set as a whole.
+
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
-from .artifacts import (
+from leadscoring.artifacts import (
+    MODEL_CARD,
     MODEL_SET,
+    RULE_MODEL,
+    SCORE_MODEL,
+    SEGMENT_MODEL,
     ModelIntegrityError,
     archive_model_set,
     list_model_sets,
@@ -40,24 +45,33 @@ from .artifacts import (
     save_model,
     sha256_file,
 )
-from .config import ProjectConfig
-from .data import LeadDataError, fingerprint, read_leads, validate_leads
-from .evaluation import classification_metrics
-from .io import atomic_path, write_csv, write_json, write_parquet, write_text
-from .monitoring import drift_report
-from .reader import read_raw
-from .rules import RuleScorer
-from .scoring import SCORE_MODEL, SEGMENT_MODEL
+from leadscoring.config import ProjectConfig
+from leadscoring.errors import LeadDataError
+from leadscoring.ingest.reader import read_raw
+from leadscoring.ingest.schema import read_leads, validate_leads
+from leadscoring.ingest.split import fingerprint
+from leadscoring.io import atomic_path, write_csv, write_json, write_parquet, write_text
+from leadscoring.loop.monitoring import drift_report
+from leadscoring.training.evaluation import classification_metrics
+from leadscoring.training.rules import RuleScorer
 
 log = logging.getLogger(__name__)
+
+
 MIN_OUTCOMES = 20
-RULE_MODEL = "rule_scorer.pkl"
-MODEL_CARD = "model_card.md"
+
+
+
+
+
+
 #: Manifest entries that describe one fitted model, never carried over to a refit one:
 #: identity, and figures measured on the old model (cross-validation, validation split).
 NOT_INHERITED = {"file", "sha256", "created_at", "versions", "python_implementation", "data_fingerprint",
                  "training_rows", "validation", "validation_rows", "cv", "metrics", "retrained_from",
                  "retrained_at", "retrain", "retrain_holdout"}
+
+
 #: Differences within this of the tolerance count as equal (floating-point rounding).
 EDGE = 1e-12
 
@@ -370,3 +384,4 @@ def rollback(cfg: ProjectConfig, version: str | None = None) -> RollbackResult:
         with atomic_path(card) as tmp:
             tmp.write_bytes((chosen / MODEL_CARD).read_bytes())
     return RollbackResult(chosen, archived, manifests, restored_card)
+

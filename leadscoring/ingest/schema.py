@@ -1,14 +1,14 @@
 """Validating a CRM export of leads against the configuration, and splitting it.
 
-:func:`read_leads` reads an export through the one reader (:mod:`leadscoring.reader`)
+:func:`read_leads` reads an export through the one reader (:mod:`leadscoring.ingest.reader`)
 and :func:`validate_leads` checks it against the configuration. Every problem raises a
 :class:`LeadDataError` with a one-line message naming the column, the offending values
 and the lines of the file where they occur.
+
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -16,16 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
-from .config import ProjectConfig
-from .errors import LeadDataError
-from .preprocessing import _is_missing, map_unique
-from .reader import DEFAULT_CHUNK_ROWS, RowLocator, iter_raw_chunks, row_locator
+from leadscoring.config import ProjectConfig
+from leadscoring.errors import LeadDataError
+from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, iter_raw_chunks, read_raw, row_locator
+from leadscoring.ingest.values import is_missing, map_unique
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LeadDataError", "read_leads", "validate_leads", "iter_valid_chunks", "validate_file"]
 
 #: How many offending values/lines an error message lists before "...".
 MAX_EXAMPLES = 5
@@ -52,7 +50,7 @@ class _RowLabels:
 
 def _strip(v: object) -> str | None:
     """Stripped text; None for missing or blank."""
-    if _is_missing(v):
+    if is_missing(v):
         return None
     t = str(v).strip()
     return t or None
@@ -193,8 +191,6 @@ def _to_numeric(s: pd.Series, col: str, decimal: str, thousands: str | None, ori
 
 def read_leads(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True) -> pd.DataFrame:
     """Read a whole export (CSV in the configured layout, or parquet) and validate it."""
-    from .reader import read_raw
-
     raw = read_raw(path, cfg)
     df = validate_leads(raw, cfg, require_target=require_target, origin=Path(path).name, rows=row_locator(path, cfg))
     log.info("read %d leads x %d columns from %s", len(df), df.shape[1], path)
@@ -233,34 +229,3 @@ def validate_file(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_t
     """Check a whole export with exactly the rules ``score`` applies; returns the number of leads."""
     return sum(len(c) for c in iter_valid_chunks(path, cfg, require_target=require_target, chunk_rows=chunk_rows))
 
-
-def split_validation(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified split into (working set, validation set) with the configured share and seed."""
-    target = cfg.data.target_column
-    if df[target].nunique() < 2:
-        raise LeadDataError(f"target column '{target}' has a single class; cannot train a model")
-    work, valid = train_test_split(
-        df, test_size=cfg.split.validation_share, stratify=df[target], random_state=cfg.split.seed
-    )
-    return work.reset_index(drop=True), valid.reset_index(drop=True)
-
-
-def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int) -> pd.DataFrame:
-    """A stratified sample of ``n`` leads (all of them when ``n`` is None or ≥ len)."""
-    if n is None or n >= len(df):
-        return df
-    sample, _ = train_test_split(df, train_size=n, stratify=df[target], random_state=seed)
-    return sample.sort_index().reset_index(drop=True)
-
-
-def fingerprint(df: pd.DataFrame) -> str:
-    """SHA-256 of a frame's content (column names, order and values)."""
-    h = hashlib.sha256("\x1f".join(map(str, df.columns)).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()
-
-
-def split_xy(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:
-    """Features (raw layout, without target) and target."""
-    t = cfg.data.target_column
-    return df.drop(columns=[t]), df[t]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import ProjectConfig, load_config
+from leadscoring.config import ProjectConfig, load_config
 
 
 def setup(config_path: str | os.PathLike[str] | None = None, output_root: str | None = None) -> ProjectConfig:
@@ -51,3 +51,4 @@ def read_work(cfg: ProjectConfig) -> pd.DataFrame:
 def read_validation(cfg: ProjectConfig) -> pd.DataFrame:
     """The validation split written by notebook 01 (touch once, in notebooks 07 and 09)."""
     return pd.read_parquet(validation_file(cfg))
+

@@ -6,17 +6,18 @@ fields must be numbers within the configured ranges, yes/no fields must use the
 configured spellings, and unknown fields are rejected, so a typo is a 422 naming the
 field rather than a silently ignored value. Unseen categories are scored.
 
-The rules follow the CLI's (:func:`leadscoring.data.validate_leads`): an id is a
+The rules follow the CLI's (:func:`leadscoring.ingest.schema.validate_leads`): an id is a
 non-blank string (returned exactly as given) or an integer, never ``true``/``false``;
 numbers are finite (no ``Infinity``, ``NaN`` or ``"inf"``) and not booleans; the ids of
 one batch are distinct. The bearer token is checked before the body is read, and the body
 size and the batch length are bounded (``service`` section of the configuration → 413).
+
 """
 
+from __future__ import annotations
 
 import hmac
 import json
-import logging
 import math
 import os
 import time
@@ -30,12 +31,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from .config import ProjectConfig
-from .preprocessing import ColumnBatch
-from .scoring import Scorer
+from leadscoring.config import ProjectConfig
+from leadscoring.features.columns import ColumnBatch
+from leadscoring.serving.scorer import Scorer
 
-log = logging.getLogger(__name__)
 TOKEN_ENV = "LEADSCORING_API_TOKEN"
+
+
 #: Leads scored at a time within one /score/batch request (bounds the intermediate arrays).
 BATCH_SLICE = 1_000
 
@@ -267,13 +269,14 @@ def serve(cfg: ProjectConfig, host: str = "127.0.0.1", port: int = 8000, workers
 
     if workers > 1:
         os.environ["LEADSCORING_CONFIG"] = str(cfg.source)
-        uvicorn.run("leadscoring.service:app_from_env", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run("leadscoring.serving.service:app_from_env", factory=True, host=host, port=port, workers=workers)
     else:
         uvicorn.run(create_app(cfg), host=host, port=port)
 
 
 def app_from_env() -> FastAPI:
     """App factory for multi-worker uvicorn (configuration from ``$LEADSCORING_CONFIG``)."""
-    from .config import load_config
+    from leadscoring.config import load_config
 
     return create_app(load_config())
+

@@ -3,6 +3,7 @@
 The target and the score are never clustering inputs: conversion and score are reported
 per segment afterwards. Segments are relabelled by conversion rate (segment 1 converts
 best) so names are stable across re-runs with the same seed.
+
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.pipeline import Pipeline
 
-from .config import ProjectConfig
-from .modeling import numeric_feature_names, preparation_steps, transform_steps
-from .preprocessing import as_frame, build_encoder
+from leadscoring.config import ProjectConfig
+from leadscoring.features.columns import as_frame
+from leadscoring.features.encoding import build_encoder
+from leadscoring.training.pipeline import numeric_feature_names, preparation_steps, transform_steps
 
 
 def segmentation_columns(cfg: ProjectConfig) -> list[str]:
@@ -160,3 +162,4 @@ def name_segments(profile: pd.DataFrame, base_rate: float) -> tuple[dict[int, st
         else:
             advice[int(r.segment)] = "Automated marketing only; review spend on the channels that bring them."
     return names, advice
+

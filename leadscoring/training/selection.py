@@ -1,5 +1,6 @@
 """Variable selection evidence (notebook 06): information value, mutual information,
-redundancy, model-based and out-of-fold permutation importance, and the final list."""
+redundancy, model-based and out-of-fold permutation importance, and the final list.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sklearn.feature_selection import mutual_info_classif
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import StratifiedKFold
 
-from .rules import information_value, woe_table
+from leadscoring.training.woe import information_value, woe_table
 
 
 def mutual_information(prepared: pd.DataFrame, y: pd.Series, seed: int) -> pd.Series:
@@ -97,3 +98,4 @@ def decide(table: pd.DataFrame, redundant: pd.DataFrame, constant: Sequence[str]
             other = r.b if weaker == r.a else r.a
             t.loc[weaker, ["keep", "reason"]] = [False, f"redundant with {other} (rho {r.rho:.2f})"]
     return t.reset_index()
+

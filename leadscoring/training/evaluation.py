@@ -111,3 +111,4 @@ def calibration_table(y: Sequence[int], p: Sequence[float], bins: int = 10) -> p
     df["bin"] = pd.cut(df["p"], np.linspace(0, 1, bins + 1), include_lowest=True)
     out = df.groupby("bin", observed=True).agg(leads=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
     return out.reset_index()
+

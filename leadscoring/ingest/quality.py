@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import ProjectConfig
+from leadscoring.config import ProjectConfig
 
 
 def _role(cfg: ProjectConfig, col: str) -> str:
@@ -101,3 +101,4 @@ def conversion_by_bins(df: pd.DataFrame, col: str, target: str, bins: int = 5) -
         out.loc["Missing"] = [int(s.isna().sum()), float(df.loc[s.isna(), target].mean())]
     out["leads"] = out["leads"].astype(int)
     return out.rename_axis(col).reset_index()
+

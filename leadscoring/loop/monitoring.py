@@ -82,3 +82,4 @@ def ab_lift(control_conversions: int, control_n: int, treatment_conversions: int
     else:
         out.update(lift=float("nan"), lift_low=float("nan"), lift_high=float("nan"))
     return out
+

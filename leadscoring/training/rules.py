@@ -13,11 +13,11 @@ marketing can edit (``01_Documentos/scoring_rules.csv``)::
 A lead's points are summed and rescaled to 0-100 between the lowest and highest total
 the table allows. :func:`propose_rules` derives points from the data (weights of
 evidence), as a starting point for marketing.
+
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,9 +27,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .preprocessing import MISSING_LEVEL, as_frame
-
-RULE_COLUMNS = ["variable", "kind", "level", "lower", "upper", "points", "rationale"]
+from leadscoring.features.columns import as_frame
+from leadscoring.features.encoding import MISSING_LEVEL
+from leadscoring.training.woe import RULE_COLUMNS, level_text, propose_rules
 
 
 class RulesError(ValueError):
@@ -66,12 +66,6 @@ def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
     rules["upper"] = pd.to_numeric(rules["upper"], errors="coerce")
     rules["points"] = rules["points"].astype(float)
     return rules.reset_index(drop=True)
-
-
-def _level_text(s: pd.Series, yes_no: bool) -> pd.Series:
-    if yes_no:
-        return s.map({1.0: "Yes", 0.0: "No"}).astype(object).where(s.notna(), MISSING_LEVEL)
-    return s.astype(object).where(s.notna(), MISSING_LEVEL).astype(str)
 
 
 class RuleScorer(ClassifierMixin, BaseEstimator):
@@ -124,7 +118,7 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
             if var not in X.columns:
                 raise KeyError(f"RuleScorer: the points table uses '{var}', which the input lacks")
             s = X[var]
-            text = _level_text(s, var in yes_no)
+            text = level_text(s, var in yes_no)
             matched = np.zeros(len(X), dtype=bool)
             for _, r in grp.iterrows():
                 if r["kind"] == "level" or r["level"] == MISSING_LEVEL:
@@ -153,59 +147,3 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
-
-def _bin_edges(s: pd.Series, bins: int) -> list[float]:
-    qs = s.dropna().quantile(np.linspace(0, 1, bins + 1)).to_numpy()
-    inner = sorted(set(float(round(q, 2)) for q in qs[1:-1]))
-    return [-math.inf, *inner, math.inf]
-
-
-def woe_table(X: pd.DataFrame, y: pd.Series, yes_no: Sequence[str] = (), bins: int = 4) -> pd.DataFrame:
-    """Weight of evidence per level / quantile range, with 0.5 smoothing.
-
-    WoE = ln(share of converters in the level / share of non-converters); the information
-    value of a variable is the sum of (share_pos - share_neg) * WoE over its levels.
-    """
-    y = pd.Series(np.asarray(y), index=X.index)
-    pos, neg = float(y.sum()), float((1 - y).sum())
-    numeric = [c for c in X.columns if c not in yes_no and pd.api.types.is_numeric_dtype(X[c])]
-    rows = []
-    for col in X.columns:
-        s = X[col]
-        if col in numeric:
-            edges = _bin_edges(s, bins)
-            cut = pd.cut(s, edges, right=False)
-            groups = [(f"[{iv.left:g}, {iv.right:g})", "range", iv.left, iv.right, cut == iv)
-                      for iv in cut.cat.categories]
-            groups.append((MISSING_LEVEL, "range", np.nan, np.nan, s.isna()))
-        else:
-            text = _level_text(s, col in yes_no)
-            groups = [(lvl, "level", np.nan, np.nan, text == lvl) for lvl in sorted(text.unique())]
-        for label, kind, lo, hi, mask in groups:
-            n = int(mask.sum())
-            if n == 0:
-                continue
-            p = float(y[mask].sum())
-            sp, sn = (p + 0.5) / (pos + 0.5), (n - p + 0.5) / (neg + 0.5)
-            woe = math.log(sp / sn)
-            rows.append({"variable": col, "kind": kind, "level": label if kind == "level" or label == MISSING_LEVEL
-                         else np.nan, "bin": label, "lower": lo, "upper": hi, "leads": n,
-                         "conversion_rate": p / n, "woe": woe, "iv_part": (sp - sn) * woe})
-    return pd.DataFrame(rows)
-
-
-def information_value(woe: pd.DataFrame) -> pd.Series:
-    return woe.groupby("variable")["iv_part"].sum().sort_values(ascending=False).rename("information_value")
-
-
-def propose_rules(
-    X: pd.DataFrame, y: pd.Series, yes_no: Sequence[str] = (), bins: int = 4, scale: float = 10.0,
-    min_points: int = 1, min_leads: int = 20,
-) -> pd.DataFrame:
-    """Points = round(scale × WoE) per level/range. Levels with fewer than ``min_leads``
-    training leads get no rule (too little evidence), nor do rows below ``min_points``."""
-    woe = woe_table(X, y, yes_no=yes_no, bins=bins)
-    woe["points"] = (woe["woe"] * scale).round()
-    woe = woe[(woe["points"].abs() >= min_points) & (woe["leads"] >= min_leads)]
-    woe["rationale"] = [f"{r.leads} leads, {r.conversion_rate:.0%} converted" for r in woe.itertuples()]
-    return woe[RULE_COLUMNS].reset_index(drop=True)

@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from .evaluation import calibration_table, gains_table
+from leadscoring.training.evaluation import calibration_table, gains_table
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -93,3 +93,4 @@ def bar_importance(table: pd.DataFrame, value: str, label: str = "variable", tit
     sns.barplot(data=table, y=label, x=value, ax=ax, color="#55A868")
     ax.set(title=title or value, xlabel=xlabel or value, ylabel="")
     return fig
+

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from .config import ProjectConfig
+from leadscoring.config import ProjectConfig
 
 
 def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
@@ -70,3 +70,4 @@ Validation split:
 - Scores are only as current as the behavioural fields: re-score leads whose activity changed.
 - Retrain when conversion patterns move (new channels, campaigns, pricing).
 """
+

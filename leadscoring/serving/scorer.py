@@ -2,12 +2,11 @@
 
 ``score_frame`` scores a validated frame in memory (used by notebook 10 and the
 service); ``score_file`` reads an export, scores it and writes the result atomically.
+
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,16 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .artifacts import load_model
-from .config import Bucket, ProjectConfig
-from .io import atomic_path
-from .modeling import ProbabilityFunction, final_estimator, shared_steps, transform_steps
-from .preprocessing import ColumnBatch
+from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, load_model
+from leadscoring.config import Bucket, ProjectConfig
+from leadscoring.features.columns import ColumnBatch
+from leadscoring.serving.fast import ProbabilityFunction, shared_steps
+from leadscoring.training.pipeline import final_estimator, transform_steps
 
-log = logging.getLogger(__name__)
-
-SCORE_MODEL = "lead_scoring_model.pkl"
-SEGMENT_MODEL = "segment_model.pkl"
 OUTPUT_COLUMNS = ["probability", "score", "bucket", "recommended_action"]
 
 
@@ -89,7 +84,7 @@ class Scorer:
     def score_columns(self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True) -> dict[str, np.ndarray]:
         """Score validated leads; returns the output columns as arrays (the preparation
         steps run once and serve both the probability and the reasons)."""
-        from .explain import prepare, top_factors
+        from leadscoring.training.explain import prepare, top_factors
 
         id_col = self.cfg.data.id_column
         shared = transform_steps(self.model, X, stop=self._shared)
@@ -111,37 +106,3 @@ class Scorer:
         """Score validated leads (as returned by ``validate_leads``/``read_leads``)."""
         X = leads.drop(columns=[self.cfg.data.target_column], errors="ignore")
         return pd.DataFrame(self.score_columns(X, factors=factors))
-
-
-def crm_payloads(scores: pd.DataFrame, id_column: str) -> list[dict[str, Any]]:
-    """The CRM write-back payload per lead."""
-    return [
-        {"lead_id": str(r[id_column]), "custom_fields": {
-            "predictive_score": int(r["score"]), "score_cluster": str(r["bucket"]),
-            "recommended_action": str(r["recommended_action"])}}
-        for r in scores[[id_column, "score", "bucket", "recommended_action"]].to_dict("records")
-    ]
-
-
-def write_payloads(scores: pd.DataFrame, id_column: str, dest: str | os.PathLike[str]) -> Path:
-    """CRM payloads as JSON lines, written atomically."""
-    with atomic_path(dest) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for p in crm_payloads(scores, id_column):
-                fh.write(json.dumps(p, ensure_ascii=False) + "\n")
-    return Path(dest)
-
-
-def score_file(
-    cfg: ProjectConfig, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
-    models_dir: str | os.PathLike[str] | None = None, factors: bool = True, chunk_rows: int | None = None,
-    progress: bool = False, jobs: int = 1,
-) -> dict[str, Any]:
-    """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
-    score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
-    atomically, with ``jobs`` worker processes. Returns ``{"leads": n, "buckets": {...}}``."""
-    from .batch import DEFAULT_CHUNK_ROWS, score_stream
-
-    scorer = Scorer.load(cfg, models_dir)
-    return score_stream(scorer, input_path, output_path, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
-                        factors=factors, progress=progress, jobs=jobs)

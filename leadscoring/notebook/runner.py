@@ -14,6 +14,7 @@ touches the project: its products stay in its own ``products/`` folder.
 A failing run stops at the failing notebook, says which one and why, removes its staging
 folder (the executed notebooks stay, for debugging) and leaves the previous products
 intact. A run terminated by SIGTERM does the same and is logged as "interrupted".
+
 """
 
 from __future__ import annotations
@@ -34,20 +35,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .artifacts import MODEL_SET, archive_model_set, sha256_file
-from .config import ProjectConfig
+from leadscoring.artifacts import MODEL_CARD, MODEL_SET, archive_model_set, sha256_file
+from leadscoring.config import ProjectConfig
 
 log = logging.getLogger(__name__)
 
+
 #: Parameters the runner passes to every notebook that declares them.
 RUNNER_PARAMETERS = ("config_path", "output_root")
+
+
 #: Parameters a caller may not set: the runner's own, and the notebooks' declared products
 #: (overriding them would disable the product check or write outside the staging folder).
 RESERVED_PARAMETERS = (*RUNNER_PARAMETERS, "products")
+
+
 #: A smoke run on a sample; it is never promoted (``leadscoring run --quick``).
 QUICK_PARAMETERS: dict[str, Any] = {"sample_size": 1500, "fast": True}
-#: The model card, archived with the model set it describes.
-MODEL_CARD = "model_card.md"
+
+
 
 
 class RunFailed(RuntimeError):
@@ -208,7 +214,7 @@ def _to_html(executed: Path, dest: Path, no_input: bool) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
-    from .io import write_text
+    from leadscoring.io import write_text
 
     logging.getLogger("traitlets").setLevel(logging.ERROR)  # "alternative text missing" on every figure
     exporter = HTMLExporter(exclude_input=no_input, exclude_input_prompt=no_input, exclude_output_prompt=no_input)
@@ -415,3 +421,4 @@ def _promote_run(cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, r
         (tmp_latest / "RUN_ID").write_text(result.run_id + "\n", encoding="utf-8")
         _replace_dir(tmp_latest, results / "latest")
         shutil.rmtree(tmp_latest, ignore_errors=True)
+

@@ -3,6 +3,7 @@
 For XGBoost the contributions are its native SHAP values (``pred_contribs``); for linear
 models they are coefficient × encoded value. Both are in log-odds of the *uncalibrated*
 model: calibration is monotone, so the ranking of reasons is unchanged.
+
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from xgboost import DMatrix, XGBClassifier
 
-from .modeling import booster_matrix, final_estimator, transform_steps
-from .preprocessing import as_frame, encoded_feature_sources
+from leadscoring.features.columns import as_frame
+from leadscoring.features.encoding import encoded_feature_sources
+from leadscoring.training.pipeline import booster_matrix, final_estimator, transform_steps
 
 
 def _step_index(model: object, name: str) -> int:
@@ -116,3 +118,4 @@ def global_importance(model: object, X: pd.DataFrame) -> pd.DataFrame:
         .rename_axis("variable")
         .reset_index()
     )
+

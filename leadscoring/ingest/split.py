@@ -1,0 +1,46 @@
+"""Splitting validated leads: the held-out validation split, stratified samples, and
+the fingerprint of a frame recorded in model manifests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from leadscoring.config import ProjectConfig
+from leadscoring.errors import LeadDataError
+
+
+def split_validation(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified split into (working set, validation set) with the configured share and seed."""
+    target = cfg.data.target_column
+    if df[target].nunique() < 2:
+        raise LeadDataError(f"target column '{target}' has a single class; cannot train a model")
+    work, valid = train_test_split(
+        df, test_size=cfg.split.validation_share, stratify=df[target], random_state=cfg.split.seed
+    )
+    return work.reset_index(drop=True), valid.reset_index(drop=True)
+
+
+def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int) -> pd.DataFrame:
+    """A stratified sample of ``n`` leads (all of them when ``n`` is None or ≥ len)."""
+    if n is None or n >= len(df):
+        return df
+    sample, _ = train_test_split(df, train_size=n, stratify=df[target], random_state=seed)
+    return sample.sort_index().reset_index(drop=True)
+
+
+def fingerprint(df: pd.DataFrame) -> str:
+    """SHA-256 of a frame's content (column names, order and values)."""
+    h = hashlib.sha256("\x1f".join(map(str, df.columns)).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def split_xy(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """Features (raw layout, without target) and target."""
+    t = cfg.data.target_column
+    return df.drop(columns=[t]), df[t]
+

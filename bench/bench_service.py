@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.config import load_config
-from leadscoring.ingest.schema import read_leads
+from leadscoring.ingest.load import read_leads
 
 
 class Client:

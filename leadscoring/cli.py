@@ -17,7 +17,7 @@ import yaml
 from leadscoring.artifacts import ModelIntegrityError
 from leadscoring.config import ConfigError, load_config
 from leadscoring.errors import LeadDataError, OutputPathError
-from leadscoring.ingest.schema import validate_file
+from leadscoring.ingest.load import validate_file
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
 from leadscoring.training.rules import RulesError
 
@@ -118,7 +118,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from leadscoring.loop.retrain import describe_versions, rollback
+    from leadscoring.loop.versions import describe_versions, rollback
 
     cfg = load_config(args.config)
     if args.list:
@@ -133,12 +133,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="leadscoring", description="Predictive lead scoring from a CRM export.")
-    p.add_argument("--config", help="configuration YAML (default: 01_Documentos/config.yaml here or above)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="execute the numbered notebooks with papermill (the production run)")
     r.add_argument("--quick", action="store_true",
                    help=f"small smoke-test run ({QUICK_PARAMETERS}); never promoted: products stay in the run folder")
@@ -150,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.set_defaults(func=_cmd_run)
 
+
+def _add_score_parser(sub: Any) -> None:
     s = sub.add_parser("score", help="score leads in the raw layout and write one row per lead")
     s.add_argument("--input", required=True, help="CSV (configured separator) or parquet of leads")
     s.add_argument("--output", required=True, help="output CSV (or .parquet)")
@@ -166,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")
     s.set_defaults(func=_cmd_score)
 
+
+def _add_serve_parser(sub: Any) -> None:
     sv = sub.add_parser("serve", help="HTTP scoring service (FastAPI; docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
@@ -173,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="uvicorn worker processes, each scoring with one thread (about one per core)")
     sv.set_defaults(func=_cmd_serve)
 
+
+def _add_push_parser(sub: Any) -> None:
     pu = sub.add_parser("push", help="write scores to the CRM (PATCH URL/leads/ID; token in LEADSCORING_CRM_TOKEN)")
     pu.add_argument("--scores", required=True, help="scores CSV written by `score` or notebook 10")
     pu.add_argument("--crm-url", required=True)
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "reported as failed (default 5, 0: never stop)")
     pu.set_defaults(func=_cmd_push)
 
+
+def _add_retrain_parser(sub: Any) -> None:
     rt = sub.add_parser("retrain", help="merge new outcomes, retrain, promote the challenger if not worse "
                                         "(the current model set is archived first)")
     rt.add_argument("--outcomes", required=True, help="CSV with id and target (or full lead rows)")
@@ -192,15 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
     rt.set_defaults(func=_cmd_retrain)
 
+
+def _add_rollback_parser(sub: Any) -> None:
     rb = sub.add_parser("rollback", help="restore an archived model set (default: the newest that is not the current one)")
     rb.add_argument("--version", help="version folder name, as printed by --list")
     rb.add_argument("--list", action="store_true", help="list archived versions and the models each holds")
     rb.set_defaults(func=_cmd_rollback)
 
+
+def _add_validate_parser(sub: Any) -> None:
     v = sub.add_parser("validate", help="check an export against the configuration")
     v.add_argument("--input", required=True)
     v.add_argument("--no-target", action="store_true", help="the file has no target column (leads to score)")
     v.set_defaults(func=_cmd_validate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="leadscoring", description="Predictive lead scoring from a CRM export.")
+    p.add_argument("--config", help="configuration YAML (default: 01_Documentos/config.yaml here or above)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+    # The order of the subcommands is the order of `leadscoring --help`.
+    for add in (_add_run_parser, _add_score_parser, _add_serve_parser, _add_push_parser, _add_retrain_parser,
+                _add_rollback_parser, _add_validate_parser):
+        add(sub)
     return p
 
 

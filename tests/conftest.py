@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from leadscoring.config import ProjectConfig, load_config
-from leadscoring.ingest.schema import read_leads
+from leadscoring.ingest.load import read_leads
 from leadscoring.ingest.split import stratified_sample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from leadscoring.errors import LeadDataError
-from leadscoring.ingest.schema import read_leads, validate_leads
+from leadscoring.ingest.load import read_leads
+from leadscoring.ingest.schema import validate_leads
 from leadscoring.ingest.split import fingerprint, split_validation
 
 from .conftest import RAW

@@ -14,8 +14,8 @@ import pytest
 from leadscoring.cli import main
 from leadscoring.config import load_config
 from leadscoring.errors import LeadDataError, OutputPathError
+from leadscoring.ingest.load import read_leads, validate_file
 from leadscoring.ingest.reader import iter_raw_chunks
-from leadscoring.ingest.schema import read_leads, validate_file
 from leadscoring.serving.batch import score_file
 
 from .conftest import write_project

@@ -1,29 +1,27 @@
-"""Validating a CRM export of leads against the configuration, and splitting it.
+"""The configured layout of a lead, as one schema for every way leads arrive.
 
-:func:`read_leads` reads an export through the one reader (:mod:`leadscoring.ingest.reader`)
-and :func:`validate_leads` checks it against the configuration. Every problem raises a
-:class:`LeadDataError` with a one-line message naming the column, the offending values
-and the lines of the file where they occur.
-
+:class:`LeadSchema` is built from the configuration. It holds the rules for one value (an
+id, a number, a yes/no answer, the outcome) and applies them to whole frames (a file, a
+chunk, a dask partition: :meth:`LeadSchema.validate`) and to API requests (the pydantic
+model of :meth:`LeadSchema.request_model`), so both refuse the same things with the same
+words. A frame's problems raise :class:`LeadDataError` with a one-line message naming the
+column, the offending values and the lines of the file where they occur.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, iter_raw_chunks, read_raw, row_locator
+from leadscoring.ingest.reader import RowLocator
 from leadscoring.ingest.values import is_missing, map_unique
-
-log = logging.getLogger(__name__)
-
 
 #: How many offending values/lines an error message lists before "...".
 MAX_EXAMPLES = 5
@@ -48,7 +46,7 @@ class _RowLabels:
         return self.rows([int(i) for i in picked]) if self.rows is not None else [f"row {i}" for i in picked]
 
 
-def _strip(v: object) -> str | None:
+def text(v: object) -> str | None:
     """Stripped text; None for missing or blank."""
     if is_missing(v):
         return None
@@ -56,176 +54,217 @@ def _strip(v: object) -> str | None:
     return t or None
 
 
-def _blank(s: pd.Series) -> pd.Series:
-    return s.isna() | (s.astype("string").str.strip() == "")
+class LeadSchema:
+    """The rules a lead must meet (see module docstring)."""
 
+    def __init__(self, cfg: ProjectConfig) -> None:
+        d = cfg.data
+        self.id_column, self.target_column = d.id_column, d.target_column
+        self.numeric, self.categorical, self.yes_no = list(d.columns.numeric), list(d.columns.categorical), list(
+            d.columns.yes_no)
+        self.ranges = {c: d.ranges.get(c, (None, None)) for c in self.numeric}
+        self.decimal, self.thousands = d.decimal, d.thousands
+        self.positive, self.negative = d.positive_value, d.negative_value
+        self.yes_no_spellings = [*d.yes_values, *d.no_values, *d.missing_values]
+        self._known = {v.casefold() for v in self.yes_no_spellings}
+        self.allow_extra_columns = d.allow_extra_columns
 
-def validate_leads(
-    df: pd.DataFrame,
-    cfg: ProjectConfig,
-    *,
-    require_target: bool = True,
-    origin: str = "input",
-    rows: RowLocator | None = None,
-) -> pd.DataFrame:
-    """Check ``df`` against the configured layout and return a typed copy.
+    # -- one value ------------------------------------------------------------------------
+    def number(self, v: object) -> float:
+        """A number from text in the export's notation (NaN when missing); ValueError for
+        text that is not a number, for true/false and for infinite or NaN values."""
+        if isinstance(v, bool):
+            raise ValueError("must be a number, not true/false")
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            x = float(v)
+        else:
+            t = text(v)
+            if t is None:
+                return math.nan
+            if self.thousands:
+                t = t.replace(self.thousands, "")
+            if self.decimal != ".":
+                t = t.replace(self.decimal, ".")
+            try:
+                x = float(t)
+            except ValueError:
+                raise ValueError("must be numeric") from None
+        if not math.isfinite(x):
+            raise ValueError("must be a finite number")
+        return x
 
-    Returns the id as string, numeric columns as float, categorical and yes/no columns as
-    stripped strings (blank → missing; placeholders such as ``Select`` are kept for the
-    cleaner), and the target (if present) as 0/1 integers. Columns outside the
-    configuration are dropped if ``data.allow_extra_columns`` is true, else rejected.
-    ``rows`` names the records in messages (default: "row <index>").
-    """
-    d = cfg.data
-    roles = d.columns
-    if df.shape[0] == 0:
-        raise LeadDataError(f"{origin}: no leads (the file has a header but no rows)")
-    df = df.set_axis([str(c).strip() for c in df.columns], axis=1)  # copy-on-write: no data copied
-    expected = [d.id_column, *roles.all]
-    missing = [c for c in expected if c not in df.columns]
-    if require_target and d.target_column not in df.columns:
-        missing.append(d.target_column)
-    if missing:
-        raise LeadDataError(f"{origin}: missing required column(s) {missing}; found {list(df.columns)}")
-    allowed = {*expected, d.target_column}
-    extra = [c for c in df.columns if c not in allowed]
-    if extra and not d.allow_extra_columns:
-        raise LeadDataError(
-            f"{origin}: unexpected column(s) {extra}; add them to the configuration's columns "
-            "or set data.allow_extra_columns: true"
-        )
-    dupes = [c for c in df.columns[df.columns.duplicated()]]
-    if dupes:
-        raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
-    keep_target = d.target_column in df.columns and require_target
-    out = pd.DataFrame(index=df.index)
-    labels = _RowLabels(df.index, rows)
+    def outside(self, col: str, x: float) -> bool:
+        lo, hi = self.ranges[col]
+        return (lo is not None and x < lo) or (hi is not None and x > hi)
 
-    ids = df[d.id_column]
-    blank = _blank(ids).to_numpy()
-    if blank.any():
-        raise LeadDataError(f"{origin}: column '{d.id_column}' (id) is empty at {', '.join(labels[blank][:MAX_EXAMPLES])}")
-    ids = ids.astype("string").str.strip()
-    ids = ids.str.replace(r"\.0$", "", regex=True) if pd.api.types.is_float_dtype(df[d.id_column]) else ids
-    dup = ids.duplicated(keep=False).to_numpy()
-    if dup.any():
-        raise LeadDataError(
-            f"{origin}: duplicate id(s) in column '{d.id_column}': "
-            + _examples(list(ids[dup]), labels[dup])
-        )
-    out[d.id_column] = ids.astype(object)
+    def yes_no_ok(self, v: str | None) -> bool:
+        return v is None or v.casefold() in self._known
 
-    for col in roles.numeric:
-        out[col] = _to_numeric(df[col], col, d.decimal, d.thousands, origin, labels)
-        lo, hi = d.ranges.get(col, (None, None))
-        outside = ((out[col] < lo) if lo is not None else False) | ((out[col] > hi) if hi is not None else False)
-        outside = np.asarray(outside, dtype=bool) & out[col].notna().to_numpy()
-        if outside.any():
-            raise LeadDataError(
-                f"{origin}: column '{col}' has value(s) outside [{lo}, {hi}]: "
-                + _examples(list(out[col][outside]), labels[outside])
-            )
-    for col in roles.categorical:
-        out[col] = map_unique(df[col], _strip)
-    missing_tokens = {m.casefold() for m in d.missing_values}
-    known = {v.casefold() for v in (*d.yes_values, *d.no_values)} | missing_tokens
-    for col in roles.yes_no:
-        s = map_unique(df[col], _strip)
-        bad = map_unique(s, lambda v: v is not None and v.casefold() not in known, dtype=bool)
+    def lead_id(self, v: object) -> str:
+        """An id as text (whole numbers as their digits); ValueError when empty, true/false or
+        a fractional number."""
+        if isinstance(v, bool):
+            raise ValueError("must be a non-blank string or an integer (not true/false or a decimal number)")
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, float):
+            if not v.is_integer():
+                raise ValueError("must be a non-blank string or an integer (not true/false or a decimal number)")
+            return str(int(v))
+        t = text(v)
+        if t is None:
+            raise ValueError("must not be empty or blank")
+        return t
+
+    # -- a frame (file, chunk, partition) -------------------------------------------------
+    def check_columns(self, columns: Sequence[str], origin: str, require_target: bool) -> None:
+        expected = [self.id_column, *self.numeric, *self.categorical, *self.yes_no]
+        missing = [c for c in expected if c not in columns]
+        if require_target and self.target_column not in columns:
+            missing.append(self.target_column)
+        if missing:
+            raise LeadDataError(f"{origin}: missing required column(s) {missing}; found {list(columns)}")
+        extra = [c for c in columns if c not in {*expected, self.target_column}]
+        if extra and not self.allow_extra_columns:
+            raise LeadDataError(f"{origin}: unexpected column(s) {extra}; add them to the configuration's columns "
+                                "or set data.allow_extra_columns: true")
+        dupes = sorted({c for c in columns if list(columns).count(c) > 1})
+        if dupes:
+            raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
+
+    def validate(self, df: pd.DataFrame, *, require_target: bool = True, origin: str = "input",
+                 rows: RowLocator | None = None) -> pd.DataFrame:
+        """Check ``df`` and return a typed copy: the id as text, numeric columns as float,
+        categorical and yes/no columns as stripped text (blank → missing; placeholders such
+        as ``Select`` are kept for the cleaner), the target (if asked for) as 0/1. Columns
+        outside the configuration are dropped if allowed, else rejected. ``rows`` names the
+        records in messages (default: "row <index>")."""
+        if df.shape[0] == 0:
+            raise LeadDataError(f"{origin}: no leads (the file has a header but no rows)")
+        df = df.set_axis([str(c).strip() for c in df.columns], axis=1)  # copy-on-write: no data copied
+        self.check_columns(list(df.columns), origin, require_target)
+        labels = _RowLabels(df.index, rows)
+        out = pd.DataFrame(index=df.index)
+        out[self.id_column] = self._ids(df[self.id_column], origin, labels)
+        for col in self.numeric:
+            out[col] = self._numbers(df[col], col, origin, labels)
+        for col in self.categorical:
+            out[col] = map_unique(df[col], text)
+        for col in self.yes_no:
+            out[col] = self._yes_no(df[col], col, origin, labels)
+        if require_target and self.target_column in df.columns:
+            out[self.target_column] = self._target(df[self.target_column], origin, labels)
+        return out.reset_index(drop=True)
+
+    def _ids(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
+        as_text = pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+        if as_text:
+            blank = (s.isna() | (s.astype("string").str.strip() == "")).to_numpy()
+            if blank.any():
+                raise LeadDataError(f"{origin}: column '{self.id_column}' (id) is empty at "
+                                    + ", ".join(labels[blank][:MAX_EXAMPLES]))
+        # text ids stripped in one vectorised pass; other types (parquet numbers) one by one
+        texts = s.astype("string").str.strip().to_numpy(dtype=object) if as_text else None
+        ids = texts if texts is not None else map_unique(s.to_numpy(dtype=object), self._id_or_none)
+        bad = np.fromiter((v is None for v in ids), dtype=bool, count=len(ids))
         if bad.any():
-            raise LeadDataError(
-                f"{origin}: column '{col}' (yes/no) has value(s) outside yes_values/no_values: "
-                + _examples(list(s[bad]), labels[bad])
-            )
-        out[col] = s
+            raise LeadDataError(f"{origin}: column '{self.id_column}' (id) has value(s) that are not ids "
+                                "(empty, true/false or a fraction): "
+                                + _examples(list(s.to_numpy(dtype=object)[bad]), labels[bad]))
+        dup = pd.Series(ids).duplicated(keep=False).to_numpy()
+        if dup.any():
+            raise LeadDataError(f"{origin}: duplicate id(s) in column '{self.id_column}': "
+                                + _examples(list(ids[dup]), labels[dup]))
+        return ids
 
-    if keep_target:
-        pos, neg = d.positive_value, d.negative_value
+    def _numbers(self, s: pd.Series, col: str, origin: str, labels: _RowLabels) -> np.ndarray:
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            num = s.to_numpy(dtype="float64")
+            bad = np.isinf(num)
+        else:
+            def parse(v: object) -> float:
+                try:
+                    return self.number(v)
+                except ValueError:
+                    return math.inf  # marks a refused value (inf itself is refused too)
 
+            num = map_unique(s, parse, dtype=float)
+            bad = np.isinf(num)
+        if bad.any():
+            raise LeadDataError(f"{origin}: column '{col}' must be numeric but has text value(s): "
+                                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad]))
+        lo, hi = self.ranges[col]
+        outside = np.zeros(len(num), dtype=bool)
+        if lo is not None:
+            outside |= num < lo  # NaN compares False: missing values are not out of range
+        if hi is not None:
+            outside |= num > hi
+        if outside.any():
+            raise LeadDataError(f"{origin}: column '{col}' has value(s) outside [{lo}, {hi}]: "
+                                + _examples([float(x) for x in num[outside]], labels[outside]))
+        return num
+
+    def _yes_no(self, s: pd.Series, col: str, origin: str, labels: _RowLabels) -> np.ndarray:
+        values = map_unique(s, text)
+        bad = map_unique(values, lambda v: not self.yes_no_ok(v), dtype=bool)
+        if bad.any():
+            raise LeadDataError(f"{origin}: column '{col}' (yes/no) has value(s) outside yes_values/no_values: "
+                                + _examples(list(values[bad]), labels[bad]))
+        return values
+
+    def _target(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
         def target_text(v: object) -> str | None:
-            t = _strip(v)
+            t = text(v)
             return t[:-2] if t is not None and t.endswith(".0") else t
 
-        t = map_unique(df[d.target_column], target_text)
-        bad = map_unique(t, lambda v: v not in (pos, neg), dtype=bool)
+        t = map_unique(s, target_text)
+        bad = map_unique(t, lambda v: v not in (self.positive, self.negative), dtype=bool)
         if bad.any():
-            raise LeadDataError(
-                f"{origin}: target column '{d.target_column}' must be {pos!r} or {neg!r}; found "
-                + _examples(list(t[bad]), labels[bad])
-            )
-        out[d.target_column] = (t == pos).astype("int64")
-    return out.reset_index(drop=True)
+            raise LeadDataError(f"{origin}: target column '{self.target_column}' must be {self.positive!r} or "
+                                f"{self.negative!r}; found " + _examples(list(t[bad]), labels[bad]))
+        return (t == self.positive).astype("int64")
+
+    # -- an API request -------------------------------------------------------------------
+    def request_model(self) -> type[BaseModel]:
+        """A pydantic model of one lead in the raw column names, applying the rules above:
+        the id required, every other column optional (missing = unknown), unknown fields
+        refused."""
+        fields: dict[str, Any] = {self.id_column: (str | int, Field(
+            ..., description="lead id: a non-blank string or an integer"))}
+        for col in self.numeric:
+            lo, hi = self.ranges[col]
+            fields[col] = (float | None, Field(None, description=f"finite number, range [{lo}, {hi}]"))
+        for col in self.categorical:
+            fields[col] = (str | None, Field(None, description="category (unseen values are scored)"))
+        for col in self.yes_no:
+            fields[col] = (str | None, Field(None, description=f"one of {self.yes_no_spellings}"))
+        schema = self
+
+        def lead_id(cls: type, v: object) -> str:
+            return schema.lead_id(v)
+
+        def number(cls: type, v: object, info: Any) -> float | None:
+            if v is None:
+                return None
+            x = schema.number(v)
+            if not math.isnan(x) and schema.outside(info.field_name, x):
+                raise ValueError(f"outside {list(schema.ranges[info.field_name])}")
+            return None if math.isnan(x) else x
+
+        def yes_no(cls: type, v: str | None) -> str | None:
+            if not schema.yes_no_ok(text(v)):
+                raise ValueError(f"must be one of {schema.yes_no_spellings}")
+            return v
+
+        validators: dict[str, Any] = {"lead_id": field_validator(self.id_column, mode="before")(lead_id)}
+        if self.numeric:
+            validators["numbers"] = field_validator(*self.numeric, mode="before")(number)
+        if self.yes_no:
+            validators["yes_no_values"] = field_validator(*self.yes_no)(yes_no)
+        return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
 
 
-_NOT_A_NUMBER = float("inf")  # marker for text that is not a number (inf itself is refused too)
-
-
-def _to_numeric(s: pd.Series, col: str, decimal: str, thousands: str | None, origin: str,
-                labels: _RowLabels) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.to_numpy(dtype="float64")
-
-    def parse(v: object) -> float:
-        t = _strip(v)
-        if t is None:
-            return np.nan
-        if thousands:
-            t = t.replace(thousands, "")
-        if decimal != ".":
-            t = t.replace(decimal, ".")
-        try:
-            x = float(t)
-        except ValueError:
-            return _NOT_A_NUMBER
-        return x if np.isfinite(x) else _NOT_A_NUMBER
-
-    num = map_unique(s, parse, dtype=float)
-    bad = num == _NOT_A_NUMBER
-    if bad.any():
-        raise LeadDataError(
-            f"{origin}: column '{col}' must be numeric but has text value(s): "
-            + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
-        )
-    return num
-
-
-def read_leads(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True) -> pd.DataFrame:
-    """Read a whole export (CSV in the configured layout, or parquet) and validate it."""
-    raw = read_raw(path, cfg)
-    df = validate_leads(raw, cfg, require_target=require_target, origin=Path(path).name, rows=row_locator(path, cfg))
-    log.info("read %d leads x %d columns from %s", len(df), df.shape[1], path)
-    return df
-
-
-class IdTracker:
-    """Ids must be unique across the chunks of a file (each chunk checks its own)."""
-
-    def __init__(self, origin: str, rows: RowLocator | None) -> None:
-        self.seen: set[str] = set()
-        self.origin, self.rows = origin, rows
-
-    def add(self, ids: np.ndarray, records: Sequence[int]) -> None:
-        dup = np.fromiter((x in self.seen for x in ids), dtype=bool, count=len(ids))  # (isin(set) is far slower)
-        if dup.any():
-            i = int(np.flatnonzero(dup)[0])
-            where = self.rows([int(records[i])])[0] if self.rows is not None else f"row {records[i]}"
-            raise LeadDataError(f"{self.origin}: duplicate id {ids[i]!r} ({where}) already seen earlier in the file")
-        self.seen.update(ids)
-
-
-def iter_valid_chunks(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = False,
-                      chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """Validated chunks of an export, ids checked across chunks; memory bounded by ``chunk_rows``."""
-    origin, rows = Path(path).name, row_locator(path, cfg)
-    ids = IdTracker(origin, rows)
-    for raw in iter_raw_chunks(path, cfg, chunk_rows):
-        leads = validate_leads(raw, cfg, require_target=require_target, origin=origin, rows=rows)
-        ids.add(leads[cfg.data.id_column].to_numpy(dtype=object), raw.index)
-        yield leads
-
-
-def validate_file(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True,
-                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
-    """Check a whole export with exactly the rules ``score`` applies; returns the number of leads."""
-    return sum(len(c) for c in iter_valid_chunks(path, cfg, require_target=require_target, chunk_rows=chunk_rows))
-
+def validate_leads(df: pd.DataFrame, cfg: ProjectConfig, *, require_target: bool = True, origin: str = "input",
+                   rows: RowLocator | None = None) -> pd.DataFrame:
+    """``LeadSchema(cfg).validate(df, ...)``: check a frame against the configured layout."""
+    return LeadSchema(cfg).validate(df, require_target=require_target, origin=origin, rows=rows)

@@ -1,0 +1,74 @@
+"""Reading and checking a scores file before it is pushed to the CRM: the id and score
+columns present, at least one row, ids non-blank and distinct, scores whole numbers; each
+problem is a one-line :class:`LeadDataError` naming the file and its lines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscoring.errors import LeadDataError
+
+SCORE_COLUMNS = ("score", "bucket", "recommended_action")
+
+
+def _lines(mask: pd.Series | Any, index: pd.Index, from_file: bool) -> str:
+    rows = list(index[mask][:5])
+    shown = ", ".join(f"line {i + 2}" if from_file else f"row {i}" for i in rows)
+    return shown + (" and more" if int(mask.sum()) > 5 else "")
+
+
+def check_scores(scores: pd.DataFrame, id_column: str, origin: str = "scores", *,
+                 from_file: bool = False) -> pd.DataFrame:
+    """The scores to push, checked: the id and score columns present, at least one row,
+    ids non-blank and distinct, scores whole numbers. Problems raise :class:`LeadDataError`."""
+    missing = [c for c in (id_column, *SCORE_COLUMNS) if c not in scores.columns]
+    if missing:
+        hint = " — scores files are comma-separated as written by `leadscoring score`" if from_file else ""
+        raise LeadDataError(f"{origin}: missing column(s) {missing}; found {list(scores.columns)}{hint}")
+    if scores.empty:
+        raise LeadDataError(f"{origin}: no scores (a header but no rows)")
+    ids = scores[id_column]
+    blank = (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy()
+    if blank.any():
+        raise LeadDataError(f"{origin}: column '{id_column}' (id) is empty at {_lines(blank, scores.index, from_file)}")
+    dup = ids.astype(str).duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise LeadDataError(f"{origin}: duplicate id(s) {sorted(set(ids.astype(str)[dup]))[:5]} at "
+                            f"{_lines(dup, scores.index, from_file)}")
+    score = pd.to_numeric(scores["score"], errors="coerce").astype("float64")
+    bad = ~(np.isfinite(score) & (score == score.round())).to_numpy()
+    if bad.any():
+        raise LeadDataError(f"{origin}: column 'score' must hold whole numbers; found "
+                            f"{list(scores['score'][bad][:5])} at {_lines(bad, scores.index, from_file)}")
+    return scores.assign(score=score.astype("int64"))
+
+
+def read_scores(path: str | os.PathLike[str], id_column: str = "id") -> pd.DataFrame:
+    """A scores file as written by ``leadscoring score`` (comma-separated CSV, or parquet),
+    ids kept as text exactly as written; problems raise a one-line :class:`LeadDataError`."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise LeadDataError(f"{path}: file not found")
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types; the message is what matters
+            raise LeadDataError(f"{name}: cannot read as parquet ({exc})".splitlines()[0]) from None
+        if id_column in df.columns:
+            df[id_column] = df[id_column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        return check_scores(df, id_column, name, from_file=False)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise LeadDataError(f"{name}: the file is empty (no header, no scores)") from None
+    except UnicodeDecodeError as exc:
+        raise LeadDataError(f"{name}: not readable as UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except pd.errors.ParserError as exc:
+        raise LeadDataError(f"{name}: malformed CSV (comma-separated expected): {exc}".splitlines()[0]) from None
+    return check_scores(df, id_column, name, from_file=True)

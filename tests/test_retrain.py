@@ -14,7 +14,8 @@ from sklearn.pipeline import Pipeline
 from leadscoring import cli
 from leadscoring.artifacts import MODEL_SET, ModelIntegrityError, archive_model_set, load_model, read_manifest, save_model
 from leadscoring.config import load_config
-from leadscoring.loop.retrain import list_versions, load_outcomes, retrain, rollback, should_promote
+from leadscoring.loop.retrain import load_outcomes, retrain, should_promote
+from leadscoring.loop.versions import list_versions, rollback
 from leadscoring.serving.scorer import Scorer
 from leadscoring.training.pipeline import preparation_steps
 from leadscoring.training.rules import RuleScorer, load_rules

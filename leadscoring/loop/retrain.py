@@ -10,7 +10,8 @@ On promotion the current model set (all models, manifests and the model card) is
 under ``04_Modelos/versions/`` first; then the challenger is saved with its own measured
 figures (never the champion's), the models that depend on the data are refit on the same
 leads (the segment model; the rule scorer when its points are learned from data), and the
-model card is regenerated. ``rollback`` restores an archived set as a whole.
+model card is regenerated. ``rollback`` (:mod:`leadscoring.loop.versions`) restores an
+archived set as a whole.
 
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,37 +32,29 @@ from sklearn.model_selection import train_test_split
 
 from leadscoring.artifacts import (
     MODEL_CARD,
-    MODEL_SET,
     RULE_MODEL,
     SCORE_MODEL,
     SEGMENT_MODEL,
-    ModelIntegrityError,
     archive_model_set,
-    list_model_sets,
     load_model,
-    read_manifest,
-    restore_model_set,
     save_model,
-    sha256_file,
 )
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
+from leadscoring.ingest.load import read_leads
 from leadscoring.ingest.reader import read_raw
-from leadscoring.ingest.schema import read_leads, validate_leads
+from leadscoring.ingest.schema import validate_leads
 from leadscoring.ingest.split import fingerprint
-from leadscoring.io import atomic_path, write_csv, write_json, write_parquet, write_text
+from leadscoring.io import write_csv, write_json, write_parquet, write_text
 from leadscoring.loop.monitoring import drift_report
 from leadscoring.training.evaluation import classification_metrics
+from leadscoring.training.report import retrained_card
 from leadscoring.training.rules import RuleScorer
 
 log = logging.getLogger(__name__)
 
 
 MIN_OUTCOMES = 20
-
-
-
-
 
 
 #: Manifest entries that describe one fitted model, never carried over to a refit one:
@@ -162,64 +154,6 @@ def _rule_points_from_data(model: Any) -> bool:
     return isinstance(est, RuleScorer) and est.rules is None
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def _caveats(card: str | None) -> str:
-    """The previous card's "Caveats" section (configuration-driven text), if it has one."""
-    if not card:
-        return ""
-    m = re.search(r"^## Caveats\n.*?(?=^## |\Z)", card, flags=re.S | re.M)
-    return m.group(0).rstrip() + "\n" if m else ""
-
-
-def retrained_card(manifest: Mapping[str, Any], cfg: ProjectConfig, previous_card: str | None = None) -> str:
-    """Markdown model card of a retrained model: says it was retrained, from which model, and
-    shows its own figures (measured on the held-out new leads), next to the replaced model's
-    on the same leads. The full run's cross-validation and validation figures belonged to the
-    replaced model and are not repeated."""
-    r = manifest["retrain"]
-    own, champ = manifest["metrics"], r["champion_on_holdout"]
-    cols = ["roc_auc", "average_precision", "brier", "log_loss", "gain_at_30pct"]
-    table = "\n".join([
-        "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
-        "| this model (challenger) | " + " | ".join(_fmt(own.get(c)) for c in cols) + " |",
-        f"| replaced model `{manifest['retrained_from'][:12]}` | " + " | ".join(_fmt(champ.get(c)) for c in cols) + " |",
-    ])
-    buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
-    refreshed = "\n".join(f"- {name}: {what}" for name, what in r.get("refreshed", {}).items()) or "- none"
-    features = ", ".join(f"`{f}`" for f in manifest.get("features", []))
-    return f"""# Model card: lead scoring model (retrained)
-
-*Generated from `{manifest['file']}` and its manifest at {manifest['created_at']} by `leadscoring retrain`. Do not edit by hand.*
-
-## Retrained
-This model was **retrained** on {manifest['retrained_at']}: the recipe of model `{manifest['retrained_from'][:12]}`
-refit on {manifest.get('training_rows')} leads (the outcome history plus half of {r['new_outcomes']} newly known
-outcomes), fingerprint `{str(manifest.get('data_fingerprint'))[:16]}…`. It replaced that model because it was not
-worse (tolerance {r['tolerance']}) on the other half: {own['rows']} new leads that neither model had seen.
-
-Its own figures, {own['measured_on']}:
-
-{table}
-
-These are not comparable one to one with the validation figures of a full run (notebook 07 measures on
-the validation split of notebook 01); run `leadscoring run` for a complete evaluation. The replaced model set
-and its card are archived in `{r.get('archived') or 'the versions folder'}`; `leadscoring rollback` restores them.
-
-Other models of the set:
-{refreshed}
-
-## What it is
-- **Model**: {manifest.get('model_name')}; parameters {manifest.get('params') or 'default'}.
-- **Output**: probability of `{cfg.data.target_column} = 1`; score = round(100 × probability); buckets: {buckets}.
-- **Variables used**: {features or 'see the manifest'}.
-- **SHA-256** `{manifest['sha256']}`; versions {manifest.get('versions')}.
-
-{_caveats(previous_card)}"""
-
-
 def retrain(cfg: ProjectConfig, outcomes: str | os.PathLike[str], leads: str | os.PathLike[str] | None = None,
             tolerance: float = 0.005) -> RetrainResult:
     d = cfg.data
@@ -257,6 +191,66 @@ def retrain(cfg: ProjectConfig, outcomes: str | os.PathLike[str], leads: str | o
     return result
 
 
+def _refit_segment_model(path: Path, X: pd.DataFrame, y: pd.Series,
+                         trained: dict[str, Any]) -> tuple[tuple[Any, Path, dict[str, Any]], str]:
+    """The segment model refit on the same leads, its manifest entries, and what was done."""
+    segmenter, seg_manifest = load_model(path)
+    new_seg = clone(segmenter).fit(X, y)
+    note = "refit on the same leads"
+    if hasattr(new_seg, "set_names") and getattr(segmenter, "names_", None):
+        # Segments are numbered by conversion rate (1 = best), so the names carry over; the
+        # profiles behind them are re-measured only by notebook 08.
+        new_seg.set_names(segmenter.names_, getattr(segmenter, "advice_", None))
+        note += "; segment names kept from the previous model (re-profile with notebook 08)"
+    return (new_seg, path, {**_inherited(seg_manifest), **trained, "retrained_from": seg_manifest["sha256"],
+                            "retrain": {"note": note}}), note
+
+
+def _refit_rule_model(path: Path, X: pd.DataFrame, y: pd.Series,
+                      trained: dict[str, Any]) -> tuple[tuple[Any, Path, dict[str, Any]] | None, str]:
+    """The rule scorer refit when it learns its points from data (None when it is kept), and what was done."""
+    rules, rule_manifest = load_model(path)
+    if _rule_points_from_data(rules):
+        note = "points re-proposed from the same leads (weights of evidence)"
+        return (clone(rules).fit(X, y), path,
+                {**_inherited(rule_manifest), **trained, "retrained_from": rule_manifest["sha256"],
+                 "retrain": {"note": note}}), note
+    # A fixed points table (marketing's CSV) is not learned from outcomes: refitting it
+    # would only re-learn the cleaner's spellings and clipping, not the points. It is
+    # kept as it is, and archived with the rest of the set.
+    return None, "kept: fixed points table (marketing's rules), not learned from outcomes"
+
+
+def _refit_dependents(models: Path, X: pd.DataFrame, y: pd.Series, trained: dict[str, Any]
+                      ) -> tuple[list[tuple[Any, Path, dict[str, Any]]], dict[str, str]]:
+    """The models that depend on the data, refit (nothing written yet), and a note for each."""
+    refreshed: dict[str, str] = {}
+    to_save: list[tuple[Any, Path, dict[str, Any]]] = []
+    seg_path = models / SEGMENT_MODEL
+    if seg_path.is_file():
+        entry, refreshed[SEGMENT_MODEL] = _refit_segment_model(seg_path, X, y, trained)
+        to_save.append(entry)
+    rule_path = models / RULE_MODEL
+    if rule_path.is_file():
+        rule_entry, refreshed[RULE_MODEL] = _refit_rule_model(rule_path, X, y, trained)
+        if rule_entry is not None:
+            to_save.append(rule_entry)
+    return to_save, refreshed
+
+
+def _save_challenger(cfg: ProjectConfig, challenger: Any, manifest: dict[str, Any], trained: dict[str, Any],
+                     m_champ: dict[str, float], m_chall: dict[str, float], new_outcomes: int, tolerance: float,
+                     archived: Path | None, refreshed: dict[str, str]) -> dict[str, Any]:
+    """Save the challenger as the scoring model with its own figures; returns its manifest."""
+    holdout_metrics = {**m_chall, "rows": int(m_chall.get("n", 0)),
+                       "measured_on": (f"held-out new leads ({int(m_chall.get('n', 0))} of {new_outcomes} new outcomes, "
+                                       "seen by neither model; not the validation split of notebook 01)")}
+    return save_model(challenger, cfg.path("models_dir") / SCORE_MODEL, **_inherited(manifest), **trained,
+                      retrained_from=manifest["sha256"], metrics=holdout_metrics,
+                      retrain={"champion_on_holdout": m_champ, "tolerance": tolerance, "new_outcomes": new_outcomes,
+                               "archived": str(archived) if archived else None, "refreshed": refreshed})
+
+
 def _promote(cfg: ProjectConfig, challenger: Any, manifest: dict[str, Any], X: pd.DataFrame, y: pd.Series,
              train: pd.DataFrame, m_champ: dict[str, float], m_chall: dict[str, float], new_outcomes: int,
              tolerance: float) -> tuple[Path | None, dict[str, str]]:
@@ -268,120 +262,14 @@ def _promote(cfg: ProjectConfig, challenger: Any, manifest: dict[str, Any], X: p
     models, card = cfg.path("models_dir"), cfg.path("docs_dir") / MODEL_CARD
     now = datetime.now(UTC).isoformat(timespec="seconds")
     trained = {"data_fingerprint": fingerprint(train), "training_rows": len(train), "retrained_at": now}
-    refreshed: dict[str, str] = {}
-    to_save: list[tuple[Any, Path, dict[str, Any]]] = []
-
-    seg_path = models / SEGMENT_MODEL
-    if seg_path.is_file():
-        segmenter, seg_manifest = load_model(seg_path)
-        new_seg = clone(segmenter).fit(X, y)
-        note = "refit on the same leads"
-        if hasattr(new_seg, "set_names") and getattr(segmenter, "names_", None):
-            # Segments are numbered by conversion rate (1 = best), so the names carry over; the
-            # profiles behind them are re-measured only by notebook 08.
-            new_seg.set_names(segmenter.names_, getattr(segmenter, "advice_", None))
-            note += "; segment names kept from the previous model (re-profile with notebook 08)"
-        to_save.append((new_seg, seg_path, {**_inherited(seg_manifest), **trained, "retrained_from": seg_manifest["sha256"],
-                                            "retrain": {"note": note}}))
-        refreshed[SEGMENT_MODEL] = note
-
-    rule_path = models / RULE_MODEL
-    if rule_path.is_file():
-        rules, rule_manifest = load_model(rule_path)
-        if _rule_points_from_data(rules):
-            note = "points re-proposed from the same leads (weights of evidence)"
-            to_save.append((clone(rules).fit(X, y), rule_path,
-                            {**_inherited(rule_manifest), **trained, "retrained_from": rule_manifest["sha256"],
-                             "retrain": {"note": note}}))
-        else:
-            # A fixed points table (marketing's CSV) is not learned from outcomes: refitting it
-            # would only re-learn the cleaner's spellings and clipping, not the points. It is
-            # kept as it is, and archived with the rest of the set.
-            note = "kept: fixed points table (marketing's rules), not learned from outcomes"
-        refreshed[RULE_MODEL] = note
+    to_save, refreshed = _refit_dependents(models, X, y, trained)
 
     archived = archive_model_set(models, extra=[card])
     for obj, path, info in to_save:
         save_model(obj, path, **info)
-    holdout_metrics = {**m_chall, "rows": int(m_chall.get("n", 0)),
-                       "measured_on": (f"held-out new leads ({int(m_chall.get('n', 0))} of {new_outcomes} new outcomes, "
-                                       "seen by neither model; not the validation split of notebook 01)")}
-    info = save_model(challenger, models / SCORE_MODEL, **_inherited(manifest), **trained,
-                      retrained_from=manifest["sha256"], metrics=holdout_metrics,
-                      retrain={"champion_on_holdout": m_champ, "tolerance": tolerance, "new_outcomes": new_outcomes,
-                               "archived": str(archived) if archived else None, "refreshed": refreshed})
+    info = _save_challenger(cfg, challenger, manifest, trained, m_champ, m_chall, new_outcomes, tolerance,
+                            archived, refreshed)
     previous = card.read_text(encoding="utf-8") if card.is_file() else None
     write_text(retrained_card(info, cfg, previous), card)
     refreshed[MODEL_CARD] = "regenerated (states the retraining and this model's own figures)"
     return archived, refreshed
-
-
-def list_versions(cfg: ProjectConfig) -> list[Path]:
-    """Archived model sets, oldest model first."""
-    return list_model_sets(cfg.path("models_dir"))
-
-
-def _score_sha(folder: Path) -> str | None:
-    try:
-        return str(read_manifest(folder / SCORE_MODEL).get("sha256"))
-    except ModelIntegrityError:
-        return None
-
-
-def describe_versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
-    """One row per archived set: name, models held, whether it holds the current scoring model."""
-    models = cfg.path("models_dir")
-    current = sha256_file(models / SCORE_MODEL) if (models / SCORE_MODEL).is_file() else None
-    rows = []
-    for v in list_versions(cfg):
-        rows.append({"version": v.name, "models": [n for n in MODEL_SET if (v / n).is_file()],
-                     "current": current is not None and _score_sha(v) == current})
-    return rows
-
-
-@dataclass
-class RollbackResult:
-    version: Path
-    archived: Path | None
-    manifests: dict[str, dict[str, Any]]
-    card_restored: bool
-
-    def summary(self) -> str:
-        lines = [f"restored {self.version.name}:"]
-        for name, info in self.manifests.items():
-            lines.append(f"  {name:<24} {str(info.get('sha256'))[:12]}  created {info.get('created_at')}")
-        if self.card_restored:
-            lines.append(f"  {MODEL_CARD} restored")
-        if self.archived:
-            lines.append(f"the replaced set is archived in {self.archived}")
-        return "\n".join(lines)
-
-
-def rollback(cfg: ProjectConfig, version: str | None = None) -> RollbackResult:
-    """Restore an archived model set: every model it holds (verified first), and its card.
-
-    Default version: the newest archived set that is not the current one. The current set is
-    archived before anything is replaced.
-    """
-    versions = list_versions(cfg)
-    if not versions:
-        raise LeadDataError("no archived model versions to roll back to")
-    models = cfg.path("models_dir")
-    if version is None:
-        current = sha256_file(models / SCORE_MODEL) if (models / SCORE_MODEL).is_file() else None
-        others = [v for v in versions if current is None or _score_sha(v) != current]
-        if not others:
-            raise LeadDataError(f"every archived version holds the current model; have {[v.name for v in versions]}")
-        chosen = others[-1]
-    else:
-        chosen = next((v for v in versions if v.name == version), None)
-        if chosen is None:
-            raise LeadDataError(f"unknown version {version!r}; have {[v.name for v in versions]}")
-    card = cfg.path("docs_dir") / MODEL_CARD
-    archived, manifests = restore_model_set(chosen, models, archive_extra=[card])
-    restored_card = (chosen / MODEL_CARD).is_file()
-    if restored_card:
-        with atomic_path(card) as tmp:
-            tmp.write_bytes((chosen / MODEL_CARD).read_bytes())
-    return RollbackResult(chosen, archived, manifests, restored_card)
-

@@ -1,7 +1,10 @@
-"""The model card (``01_Documentos/model_card.md``), regenerated from the manifest."""
+"""The model card (``01_Documentos/model_card.md``), regenerated from the manifest: after a
+full run (:func:`model_card`) and after a retraining promoted a model (:func:`retrained_card`)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -71,3 +74,60 @@ Validation split:
 - Retrain when conversion patterns move (new channels, campaigns, pricing).
 """
 
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _caveats(card: str | None) -> str:
+    """The previous card's "Caveats" section (configuration-driven text), if it has one."""
+    if not card:
+        return ""
+    m = re.search(r"^## Caveats\n.*?(?=^## |\Z)", card, flags=re.S | re.M)
+    return m.group(0).rstrip() + "\n" if m else ""
+
+
+def retrained_card(manifest: Mapping[str, Any], cfg: ProjectConfig, previous_card: str | None = None) -> str:
+    """Markdown model card of a retrained model: says it was retrained, from which model, and
+    shows its own figures (measured on the held-out new leads), next to the replaced model's
+    on the same leads. The full run's cross-validation and validation figures belonged to the
+    replaced model and are not repeated."""
+    r = manifest["retrain"]
+    own, champ = manifest["metrics"], r["champion_on_holdout"]
+    cols = ["roc_auc", "average_precision", "brier", "log_loss", "gain_at_30pct"]
+    table = "\n".join([
+        "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
+        "| this model (challenger) | " + " | ".join(_fmt(own.get(c)) for c in cols) + " |",
+        f"| replaced model `{manifest['retrained_from'][:12]}` | " + " | ".join(_fmt(champ.get(c)) for c in cols) + " |",
+    ])
+    buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
+    refreshed = "\n".join(f"- {name}: {what}" for name, what in r.get("refreshed", {}).items()) or "- none"
+    features = ", ".join(f"`{f}`" for f in manifest.get("features", []))
+    return f"""# Model card: lead scoring model (retrained)
+
+*Generated from `{manifest['file']}` and its manifest at {manifest['created_at']} by `leadscoring retrain`. Do not edit by hand.*
+
+## Retrained
+This model was **retrained** on {manifest['retrained_at']}: the recipe of model `{manifest['retrained_from'][:12]}`
+refit on {manifest.get('training_rows')} leads (the outcome history plus half of {r['new_outcomes']} newly known
+outcomes), fingerprint `{str(manifest.get('data_fingerprint'))[:16]}…`. It replaced that model because it was not
+worse (tolerance {r['tolerance']}) on the other half: {own['rows']} new leads that neither model had seen.
+
+Its own figures, {own['measured_on']}:
+
+{table}
+
+These are not comparable one to one with the validation figures of a full run (notebook 07 measures on
+the validation split of notebook 01); run `leadscoring run` for a complete evaluation. The replaced model set
+and its card are archived in `{r.get('archived') or 'the versions folder'}`; `leadscoring rollback` restores them.
+
+Other models of the set:
+{refreshed}
+
+## What it is
+- **Model**: {manifest.get('model_name')}; parameters {manifest.get('params') or 'default'}.
+- **Output**: probability of `{cfg.data.target_column} = 1`; score = round(100 × probability); buckets: {buckets}.
+- **Variables used**: {features or 'see the manifest'}.
+- **SHA-256** `{manifest['sha256']}`; versions {manifest.get('versions')}.
+
+{_caveats(previous_card)}"""

@@ -22,8 +22,25 @@ def test_points_sum_first_match_wins_and_rescale():
     # min total = -10 + -5 + 0 = -15, max = 30 + 20 + 10 = 60
     assert (rs.min_total_, rs.max_total_) == (-15, 60)
     np.testing.assert_allclose(rs.rule_score(X), [100.0, 0.0, 15 / 75 * 100])
-    proba = rs.predict_proba(X)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(rs.decision_function(X), rs.rule_score(X))
+    assert rs.predict(X).tolist() == [1, 0, 0]
+    assert not hasattr(rs, "predict_proba")  # a points scale is not a probability
+
+
+def test_rules_are_compared_on_ranking_only():
+    from sklearn.model_selection import cross_validate
+
+    from leadscoring.training.compare import RANKING_SCORING
+    from leadscoring.training.evaluation import ranking_metrics
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"job": rng.choice(["Pro", "Student"], 200), "time": rng.uniform(0, 300, 200),
+                      "optin": rng.choice([0.0, 1.0], 200)})
+    y = ((X["job"] == "Pro") & (X["time"] > 100)).astype(int)
+    res = cross_validate(RuleScorer(rules=RULES, yes_no=["optin"]), X, y, cv=3, scoring=RANKING_SCORING)
+    assert (res["test_roc_auc"] > 0.8).all()
+    m = ranking_metrics(y, RuleScorer(rules=RULES, yes_no=["optin"]).fit(X).decision_function(X))
+    assert m["roc_auc"] > 0.8 and np.isnan(m["brier"]) and np.isnan(m["log_loss"])
 
 
 def test_unknown_variable_and_malformed_table():

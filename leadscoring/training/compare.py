@@ -28,7 +28,10 @@ from leadscoring.training.pipeline import build_pipeline, xgb_classifier
 log = logging.getLogger(__name__)
 
 
-SCORING = {"roc_auc": "roc_auc", "average_precision": "average_precision", "brier": "neg_brier_score"}
+#: How well a score ranks leads (any scale, e.g. the rules' 0-100 points).
+RANKING_SCORING = {"roc_auc": "roc_auc", "average_precision": "average_precision"}
+#: Ranking plus the quality of probabilities (models with ``predict_proba``).
+SCORING = {**RANKING_SCORING, "brier": "neg_brier_score"}
 
 
 @dataclass

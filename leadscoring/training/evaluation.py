@@ -15,18 +15,27 @@ from sklearn.metrics import (
 )
 
 
-def classification_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, float]:
-    """ROC-AUC, average precision, Brier score, log loss and gains at 30 % for probabilities ``p``."""
-    y_arr, p_arr = np.asarray(y), np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+def ranking_metrics(y: Sequence[int], score: Sequence[float]) -> dict[str, float]:
+    """How well ``score`` ranks leads (any scale): ROC-AUC, average precision, gains at 30 %.
+    Brier score and log loss are NaN: they only mean something for probabilities."""
+    y_arr, s_arr = np.asarray(y), np.asarray(score, dtype=float)
     return {
-        "roc_auc": float(roc_auc_score(y_arr, p_arr)),
-        "average_precision": float(average_precision_score(y_arr, p_arr)),
-        "brier": float(brier_score_loss(y_arr, p_arr)),
-        "log_loss": float(log_loss(y_arr, p_arr)),
-        "gain_at_30pct": gain_at(y_arr, p_arr, 0.30),
+        "roc_auc": float(roc_auc_score(y_arr, s_arr)),
+        "average_precision": float(average_precision_score(y_arr, s_arr)),
+        "brier": float("nan"),
+        "log_loss": float("nan"),
+        "gain_at_30pct": gain_at(y_arr, s_arr, 0.30),
         "base_rate": float(y_arr.mean()),
         "n": int(len(y_arr)),
     }
+
+
+def classification_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, float]:
+    """:func:`ranking_metrics` plus Brier score and log loss, for probabilities ``p``."""
+    y_arr, p_arr = np.asarray(y), np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
+    out = ranking_metrics(y_arr, p_arr)
+    out.update(brier=float(brier_score_loss(y_arr, p_arr)), log_loss=float(log_loss(y_arr, p_arr)))
+    return out
 
 
 def _order(score: np.ndarray) -> np.ndarray:

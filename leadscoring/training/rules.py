@@ -69,7 +69,10 @@ def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
 
 
 class RuleScorer(ClassifierMixin, BaseEstimator):
-    """Sum points per lead and rescale to 0-100; ``predict_proba`` gives score / 100.
+    """Sum points per lead and rescale to 0-100 (``decision_function``).
+
+    The 0-100 rule score ranks leads; it is not a probability, so there is no
+    ``predict_proba``: compare rules with models on ranking (ROC-AUC, gains), not on Brier.
 
     Input is the cleaned frame (``LeadCleaner`` output), so use it inside a pipeline
     after the cleaner. With ``rules=None`` the points are proposed from the training data
@@ -137,13 +140,11 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
         pts = self.points(X)
         return ((pts - self.min_total_) / span * 100.0) if span > 0 else pts * 0.0
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        s = self.rule_score(X).to_numpy() / 100.0
-        return np.column_stack([1 - s, s])
-
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """The 0-100 rule score (what ROC-AUC and average precision rank by)."""
         return self.rule_score(X).to_numpy()
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+        """1 for leads at or above the middle of the rule scale (score ≥ 50)."""
+        return (self.decision_function(X) >= 50.0).astype(int)
 

@@ -15,6 +15,10 @@ A failing run stops at the failing notebook, says which one and why, removes its
 folder (the executed notebooks stay, for debugging) and leaves the previous products
 intact. A run terminated by SIGTERM does the same and is logged as "interrupted".
 
+The kernel and notebook execution live in :mod:`~leadscoring.notebook.kernel`, the staging
+folder and its promotion in :mod:`~leadscoring.notebook.staging`, SIGTERM handling in
+:mod:`~leadscoring.notebook.termination`; this module runs the steps in order.
+
 """
 
 from __future__ import annotations
@@ -22,21 +26,25 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import os
 import shutil
-import signal
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leadscoring.artifacts import MODEL_CARD, MODEL_SET, archive_model_set, sha256_file
+from leadscoring.artifacts import MODEL_CARD, archive_model_set
 from leadscoring.config import ProjectConfig
+from leadscoring.notebook.kernel import (
+    _error_of,
+    _self_contained_env,
+    _to_html,
+    ensure_kernel,
+    execute_notebook,
+)
+from leadscoring.notebook.kernel import kernel_config as kernel_config  # re-exported for callers of runner
+from leadscoring.notebook.staging import _new_models, _product_path, _promote, _replace_dir, _seed_staging
+from leadscoring.notebook.termination import RunInterrupted, _Termination
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +62,8 @@ RESERVED_PARAMETERS = (*RUNNER_PARAMETERS, "products")
 QUICK_PARAMETERS: dict[str, Any] = {"sample_size": 1500, "fast": True}
 
 
-
-
 class RunFailed(RuntimeError):
     """A notebook failed or did not write its declared products."""
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """The run was terminated (SIGTERM). Derived from KeyboardInterrupt, like Ctrl-C, so no
-    ``except Exception`` on the way (papermill, nbclient, the runner) mistakes it for a
-    notebook error."""
 
 
 @dataclass
@@ -119,170 +119,6 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
     return out
 
 
-def ensure_kernel(name: str) -> None:
-    """Make sure the kernel ``name`` exists; install it for this interpreter if not."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    try:
-        KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
-        from ipykernel.kernelspec import install
-
-        install(kernel_name=name, display_name=f"Python ({name})", prefix=sys.prefix)
-        log.info("installed Jupyter kernel %r for %s", name, sys.executable)
-
-
-def kernel_config() -> Any:
-    """Configuration for the notebooks' kernel manager (passed through papermill to nbclient).
-
-    A kernel started over plain TCP logs "Kernel is running over TCP without encryption"
-    on its stderr, once per notebook, because its messages (code, outputs) travel
-    unencrypted over localhost. That warning comes from the kernel process, so a
-    ``warnings`` filter in the runner cannot silence it; instead, when pyzmq has CurveZMQ
-    support, ask jupyter_client to provision per-kernel Curve keys (``transport_encryption
-    = "auto"``: only for kernels whose spec declares ``supported_encryption: curve``, as
-    ipykernel's does). The channel is then encrypted and the kernel has nothing to warn about.
-    """
-    import zmq
-    from traitlets.config import Config
-
-    if not zmq.has("curve"):
-        return Config()
-    return Config({"KernelManager": {"transport_encryption": "auto"}})
-
-
-def execute_notebook(cfg: ProjectConfig, notebook: Path, executed: Path, parameters: dict[str, Any],
-                     progress: bool = True) -> None:
-    """Execute one notebook with papermill in the project's kernel (``cwd``: the notebook's folder)."""
-    import papermill as pm
-
-    pm.execute_notebook(
-        str(notebook), str(executed), parameters=parameters, kernel_name=cfg.run.kernel_name,
-        cwd=str(notebook.parent), progress_bar=progress, execution_timeout=cfg.run.execution_timeout,
-        start_timeout=cfg.run.start_timeout, request_save_on_cell_execute=False, config=kernel_config(),
-    )
-
-
-class _Termination:
-    """While active (main thread only), SIGTERM raises :class:`RunInterrupted` so the run can
-    log itself and clean up; the previous handler is restored on exit. Inside ``deferred()``
-    a SIGTERM is only recorded (``pending``): promotion and the run's own bookkeeping finish."""
-
-    def __init__(self) -> None:
-        self.previous: Any = None
-        self.installed = False
-        self.defer = False
-        self.pending = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.defer:
-            self.pending = True
-            return
-        raise RunInterrupted(f"terminated by {signal.Signals(signum).name}; nothing was promoted, the run is "
-                             "logged as interrupted")
-
-    def __enter__(self) -> _Termination:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._handle)
-            self.installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.installed:
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
-            self.installed = False
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        was, self.defer = self.defer, True
-        try:
-            yield
-        finally:
-            self.defer = was
-
-
-def _self_contained_env(cfg: ProjectConfig) -> None:
-    cache = cfg.root / ".cache"
-    for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("IPYTHONDIR", "ipython")):
-        os.environ.setdefault(var, str(cache / sub))
-        Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-
-
-def _to_html(executed: Path, dest: Path, no_input: bool) -> None:
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    from leadscoring.io import write_text
-
-    logging.getLogger("traitlets").setLevel(logging.ERROR)  # "alternative text missing" on every figure
-    exporter = HTMLExporter(exclude_input=no_input, exclude_input_prompt=no_input, exclude_output_prompt=no_input)
-    nb = nbformat.read(executed, as_version=4)
-    if no_input:  # a report: no code, no log lines (they stay in the executed notebook)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
-    body, _ = exporter.from_notebook_node(nb)
-    write_text(body, dest)
-
-
-def _error_of(exc: Exception) -> str:
-    ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
-    return f"{ename}: {evalue}".strip().splitlines()[0][:500]
-
-
-def _product_path(cfg: ProjectConfig, staging: Path, product: str) -> Path:
-    """``models_dir/x.pkl`` → the staged path of ``x.pkl`` in the configured models folder."""
-    key, _, rest = product.partition("/")
-    if key in type(cfg.paths).model_fields:
-        return staging / getattr(cfg.paths, key) / rest
-    return staging / product
-
-
-def _promote(staging: Path, root: Path) -> list[Path]:
-    """Copy every staged product into the project, each file replaced atomically."""
-    done = []
-    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
-        dest = root / src.relative_to(staging)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.promote")
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dest)
-        done.append(dest)
-    return done
-
-
-def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
-    """For a partial run (``--only``): start from the current products, so a notebook
-    finds what earlier notebooks wrote in previous runs."""
-    for key in ("validation_dir", "work_dir", "models_dir", "results_dir"):
-        src = cfg.root / getattr(cfg.paths, key)
-        if not src.is_dir():
-            continue
-        ignore = {"results_dir": shutil.ignore_patterns("runs", "latest"),
-                  "models_dir": shutil.ignore_patterns("versions")}.get(key)  # archives stay where they are
-        shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
-
-
-def _new_models(current: Path, staged: Path) -> list[str]:
-    """Model files of the set that the run staged and that differ from the project's."""
-    return [n for n in MODEL_SET if (staged / n).is_file()
-            and not ((current / n).is_file() and sha256_file(current / n) == sha256_file(staged / n))]
-
-
-def _replace_dir(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.new")
-    old = dest.with_name(f".{dest.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if dest.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
     line = {
         "run_id": result.run_id, "status": result.status, "seconds": round(result.seconds, 1),
@@ -305,6 +141,76 @@ def _check_parameters(parameters: dict[str, Any], declared: dict[Path, dict[str,
     unknown = sorted(set(parameters) - known)
     if unknown:
         raise RunFailed(f"unknown parameter(s) {unknown}; the notebooks declare {sorted(known - set(RESERVED_PARAMETERS))}")
+
+
+def _make_run_dir(cfg: ProjectConfig, run_id: str) -> Path:
+    """Create ``runs/<run id>/`` with its ``notebooks/``, ``html/`` and ``products/`` folders."""
+    results = cfg.root / cfg.paths.results_dir
+    run_dir = results / "runs" / run_id
+    staging = run_dir / "products"
+    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+    (run_dir / "html").mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _notebook_parameters(cfg: ProjectConfig, staging: Path, parameters: dict[str, Any],
+                         declared: dict[str, Any]) -> dict[str, Any]:
+    """The runner's parameters and the caller's, those the notebook declares."""
+    nb_params = {"config_path": str(cfg.source), "output_root": str(staging)}
+    nb_params.update(parameters)
+    return {k: v for k, v in nb_params.items() if k in declared}
+
+
+def _run_notebook(cfg: ProjectConfig, nb: Path, nb_params: dict[str, Any], declared: dict[str, Any],
+                  run_dir: Path, result: RunResult, progress: bool, report: bool) -> None:
+    """Execute one notebook, check its declared products, render it; its outcome goes to ``result``."""
+    staging = run_dir / "products"
+    executed = run_dir / "notebooks" / nb.name
+    log.info("running %s", nb.name)
+    t0 = time.perf_counter()
+    try:
+        execute_notebook(cfg, nb, executed, nb_params, progress)
+    except RunInterrupted:
+        result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "interrupted"))
+        raise
+    except Exception as exc:  # papermill/nbclient raise several types (incl. DeadKernelError)
+        result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", _error_of(exc)))
+        raise RunFailed(f"notebook {nb.name} failed: {_error_of(exc)} (executed copy: {executed})") from None
+    missing = [p for p in declared.get("products", []) if not _product_path(cfg, staging, p).exists()]
+    if missing:
+        result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", f"missing {missing}"))
+        raise RunFailed(f"notebook {nb.name} ran but did not write its product(s) {missing}")
+    _to_html(executed, run_dir / "html" / f"{nb.stem}.html", no_input=report)
+    result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
+
+
+def _run_notebooks(cfg: ProjectConfig, notebooks: list[Path], parameters: dict[str, Any],
+                   declared: dict[Path, dict[str, Any]], result: RunResult, progress: bool, seed: bool) -> None:
+    """Prepare the environment and kernel, execute every notebook, read the run's metrics."""
+    staging = result.products_dir
+    reports = set(cfg.run.report_notebooks)
+    if seed:
+        _seed_staging(cfg, staging)
+    _self_contained_env(cfg)
+    ensure_kernel(cfg.run.kernel_name)
+    for nb in notebooks:
+        _run_notebook(cfg, nb, _notebook_parameters(cfg, staging, parameters, declared[nb]), declared[nb],
+                      result.run_dir, result, progress, report=nb.stem in reports)
+    metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
+    if metrics_file.is_file():
+        result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+
+
+def _finish_run(cfg: ProjectConfig, result: RunResult, t_run: float) -> None:
+    """Time the run, drop half-written products unless it succeeded, and log it."""
+    result.seconds = time.perf_counter() - t_run
+    if result.status == "running":
+        result.status = "failed"
+    if result.status != "ok":  # keep the executed notebooks, drop half-written products
+        shutil.rmtree(result.products_dir, ignore_errors=True)
+        shutil.rmtree(result.run_dir / ".latest", ignore_errors=True)
+    _append_log(cfg, result)
 
 
 def run_pipeline(
@@ -332,47 +238,15 @@ def run_pipeline(
     _check_parameters(parameters, declared)
 
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    results = cfg.root / cfg.paths.results_dir
-    run_dir = results / "runs" / run_id
+    run_dir = _make_run_dir(cfg, run_id)
     staging = run_dir / "products"
-    (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
-    (run_dir / "html").mkdir(parents=True, exist_ok=True)
-    staging.mkdir(parents=True, exist_ok=True)
     staged_cfg = cfg.with_output_root(staging)
 
     result = RunResult(run_id=run_id, run_dir=run_dir, status="running")
     t_run = time.perf_counter()
-    reports = set(cfg.run.report_notebooks)
     with _Termination() as term:
         try:
-            if only:
-                _seed_staging(cfg, staging)
-            _self_contained_env(cfg)
-            ensure_kernel(cfg.run.kernel_name)
-            for nb in notebooks:
-                nb_params = {"config_path": str(cfg.source), "output_root": str(staging)}
-                nb_params.update(parameters)
-                nb_params = {k: v for k, v in nb_params.items() if k in declared[nb]}
-                executed = run_dir / "notebooks" / nb.name
-                log.info("running %s", nb.name)
-                t0 = time.perf_counter()
-                try:
-                    execute_notebook(cfg, nb, executed, nb_params, progress)
-                except RunInterrupted:
-                    result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "interrupted"))
-                    raise
-                except Exception as exc:  # papermill/nbclient raise several types (incl. DeadKernelError)
-                    result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", _error_of(exc)))
-                    raise RunFailed(f"notebook {nb.name} failed: {_error_of(exc)} (executed copy: {executed})") from None
-                missing = [p for p in declared[nb].get("products", []) if not _product_path(cfg, staging, p).exists()]
-                if missing:
-                    result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", f"missing {missing}"))
-                    raise RunFailed(f"notebook {nb.name} ran but did not write its product(s) {missing}")
-                _to_html(executed, run_dir / "html" / f"{nb.stem}.html", no_input=nb.stem in reports)
-                result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
-            metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
-            if metrics_file.is_file():
-                result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+            _run_notebooks(cfg, notebooks, parameters, declared, result, progress, seed=bool(only))
             if promote:
                 with term.deferred():  # once promotion starts, it finishes
                     _promote_run(cfg, staged_cfg, staging, run_dir, result, latest=not only)
@@ -385,13 +259,7 @@ def run_pipeline(
             raise
         finally:
             with term.deferred():
-                result.seconds = time.perf_counter() - t_run
-                if result.status == "running":
-                    result.status = "failed"
-                if result.status != "ok":  # keep the executed notebooks, drop half-written products
-                    shutil.rmtree(staging, ignore_errors=True)
-                    shutil.rmtree(run_dir / ".latest", ignore_errors=True)
-                _append_log(cfg, result)
+                _finish_run(cfg, result, t_run)
     if term.pending:
         raise RunInterrupted(f"SIGTERM received while run {run_id} was promoting; the promotion was completed "
                              f"first (logged as {result.status})")
@@ -421,4 +289,3 @@ def _promote_run(cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, r
         (tmp_latest / "RUN_ID").write_text(result.run_id + "\n", encoding="utf-8")
         _replace_dir(tmp_latest, results / "latest")
         shutil.rmtree(tmp_latest, ignore_errors=True)
-

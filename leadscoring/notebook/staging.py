@@ -1,0 +1,63 @@
+"""A run's staging folder and its promotion into the project: where a declared product is
+staged, seeding the staging folder for a partial run, which models of the set are new, and
+copying products (file by file) and folders (``latest/``) into place atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from leadscoring.artifacts import MODEL_SET, sha256_file
+from leadscoring.config import ProjectConfig
+
+
+def _product_path(cfg: ProjectConfig, staging: Path, product: str) -> Path:
+    """``models_dir/x.pkl`` → the staged path of ``x.pkl`` in the configured models folder."""
+    key, _, rest = product.partition("/")
+    if key in type(cfg.paths).model_fields:
+        return staging / getattr(cfg.paths, key) / rest
+    return staging / product
+
+
+def _promote(staging: Path, root: Path) -> list[Path]:
+    """Copy every staged product into the project, each file replaced atomically."""
+    done = []
+    for src in sorted(p for p in staging.rglob("*") if p.is_file()):
+        dest = root / src.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.promote")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+        done.append(dest)
+    return done
+
+
+def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
+    """For a partial run (``--only``): start from the current products, so a notebook
+    finds what earlier notebooks wrote in previous runs."""
+    for key in ("validation_dir", "work_dir", "models_dir", "results_dir"):
+        src = cfg.root / getattr(cfg.paths, key)
+        if not src.is_dir():
+            continue
+        ignore = {"results_dir": shutil.ignore_patterns("runs", "latest"),
+                  "models_dir": shutil.ignore_patterns("versions")}.get(key)  # archives stay where they are
+        shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
+
+
+def _new_models(current: Path, staged: Path) -> list[str]:
+    """Model files of the set that the run staged and that differ from the project's."""
+    return [n for n in MODEL_SET if (staged / n).is_file()
+            and not ((current / n).is_file() and sha256_file(current / n) == sha256_file(staged / n))]
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    tmp = dest.with_name(f".{dest.name}.new")
+    old = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dest.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from leadscoring.ingest.split import split_xy
-from leadscoring.serving.fast import LEAN_TOLERANCE, ProbabilityFunction, shared_steps
+from leadscoring.serving.fast import FAST_PATHS_ENV, LEAN_TOLERANCE, ProbabilityFunction, segment_numbers, shared_steps
 from leadscoring.serving.scorer import Scorer
 from leadscoring.training.compare import calibrated
 from leadscoring.training.explain import prepare
@@ -97,9 +97,11 @@ def test_segment_predict_equals_kmeans_predict(cfg, leads, xy):
     seg = LeadSegmenter(segment_features(cfg), k=4, seed=3).fit(X, y)
     everyone = leads.drop(columns="compra")
     reference = np.array([seg.relabel_[int(r)] for r in seg.kmeans_.predict(seg.features_.transform(everyone))])
-    np.testing.assert_array_equal(seg.predict(everyone), reference)
+    np.testing.assert_array_equal(seg.predict(everyone), reference)  # plain KMeans.predict
+    np.testing.assert_array_equal(segment_numbers(seg, everyone), reference)  # the shortcut
     cleaned = seg.features_.steps[0][1].transform(everyone)
-    np.testing.assert_array_equal(seg.predict(cleaned, skip=1), reference)
+    np.testing.assert_array_equal(segment_numbers(seg, cleaned, skip=1), reference)
+    assert seg.fit_predict(X, y).tolist() == seg.labels_.tolist() == seg.predict(X).tolist()  # ClusterMixin
 
 
 def test_scorer_shares_the_cleaning_and_limits_threads(cfg, leads, small_models):
@@ -118,6 +120,19 @@ def test_scorer_shares_the_cleaning_and_limits_threads(cfg, leads, small_models)
     assert scorer.limit_threads(1) is scorer
     booster = scorer.model.steps[-1][1].calibrated_classifiers_[0].estimator.get_booster()
     assert '"nthread":"1"' in booster.save_config().replace(" ", "")
+
+
+def test_one_switch_turns_every_shortcut_off_with_the_same_scores(cfg, leads, small_models, monkeypatch):
+    X = leads.drop(columns="compra").sample(300, random_state=1)
+    fast = Scorer.load(cfg, small_models)
+    monkeypatch.setenv(FAST_PATHS_ENV, "0")
+    plain = Scorer.load(cfg, small_models)
+    assert fast.fast and fast.probability.lean and fast._shared == 2
+    assert not plain.fast and plain.probability is None and plain._shared == 0
+    a, b = fast.score_columns(X), plain.score_columns(X)
+    np.testing.assert_allclose(a["probability"], b["probability"], rtol=0, atol=1e-6)
+    for key in ("id", "score", "bucket", "recommended_action", "segment", "top_factors"):
+        np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_shared_steps_stop_at_the_first_difference(cfg, xy):

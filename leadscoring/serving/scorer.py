@@ -17,8 +17,9 @@ import pandas as pd
 
 from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, load_model
 from leadscoring.config import Bucket, ProjectConfig
-from leadscoring.features.columns import ColumnBatch
-from leadscoring.serving.fast import ProbabilityFunction, shared_steps
+from leadscoring.features.columns import ColumnBatch, as_frame
+from leadscoring.serving.fast import ProbabilityFunction, segment_numbers, shared_steps
+from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.training.pipeline import final_estimator, transform_steps
 
 OUTPUT_COLUMNS = ["probability", "score", "bucket", "recommended_action"]
@@ -46,18 +47,22 @@ class Scorer:
 
     def __init__(self, cfg: ProjectConfig, model: Any, manifest: dict[str, Any],
                  segmenter: Any | None = None, segment_manifest: dict[str, Any] | None = None,
-                 models_dir: Path | None = None) -> None:
+                 models_dir: Path | None = None, fast: bool | None = None) -> None:
         self.cfg = cfg
         self.models_dir = models_dir
         self.model = model
         self.manifest = manifest
-        self.probability = ProbabilityFunction(model.steps[-1][1])
         self.segmenter = segmenter
         self.segment_manifest = segment_manifest or {}
+        #: Speed shortcuts (:mod:`leadscoring.serving.fast`) on or off; same results either way.
+        self.fast = fast_paths_enabled() if fast is None else fast
+        self.probability = ProbabilityFunction(model.steps[-1][1]) if self.fast else None
         # Leading steps identical in both models (cleaning, derived features) run once per call.
         encode_at = [n for n, _ in model.steps].index("encode")
         seg_features = getattr(segmenter, "features_", None)
-        self._shared = min(shared_steps(model, seg_features), encode_at) if seg_features is not None else 0
+        self._shared = 0
+        if self.fast and seg_features is not None:
+            self._shared = min(shared_steps(model, seg_features), encode_at)
 
     @classmethod
     def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None,
@@ -87,17 +92,24 @@ class Scorer:
         from leadscoring.training.explain import prepare, top_factors
 
         id_col = self.cfg.data.id_column
-        shared = transform_steps(self.model, X, stop=self._shared)
-        prepared, encoded = prepare(self.model, shared, skip=self._shared)
         n_factors = self.cfg.scoring.top_factors if factors else 0
-        dmatrix = self.probability.matrix(encoded) if n_factors > 0 else None  # shared with the reasons
-        proba = self.probability(encoded, dmatrix)
+        if self.fast:
+            shared = transform_steps(self.model, X, stop=self._shared)
+            prepared, encoded = prepare(self.model, shared, skip=self._shared)
+            dmatrix = self.probability.matrix(encoded) if n_factors > 0 else None  # shared with the reasons
+            proba = self.probability(encoded, dmatrix)
+        else:  # the plain scikit-learn calls the shortcuts replace
+            X = as_frame(X)
+            prepared, encoded = prepare(self.model, X)
+            dmatrix = None
+            proba = np.asarray(self.model.predict_proba(X)[:, 1], dtype=np.float64)
         score = to_score(proba)
         bucket, action = assign_buckets(score, self.cfg.scoring.buckets)
         out = {id_col: np.asarray(X[id_col], dtype=object), "probability": np.round(proba, 6), "score": score,
                "bucket": bucket, "recommended_action": action}
         if self.segmenter is not None:
-            out["segment"] = self.segmenter.segment_names(shared, skip=self._shared)
+            out["segment"] = (self.segmenter.name(segment_numbers(self.segmenter, shared, skip=self._shared))
+                              if self.fast else self.segmenter.segment_names(X))
         if n_factors > 0:
             out["top_factors"] = np.array(top_factors(self.model, X, n_factors, prepared, encoded, dmatrix), dtype=object)
         return out

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.pipeline import Pipeline
@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import build_encoder
-from leadscoring.training.pipeline import numeric_feature_names, preparation_steps, transform_steps
+from leadscoring.training.pipeline import numeric_feature_names, preparation_steps
 
 
 def segmentation_columns(cfg: ProjectConfig) -> list[str]:
@@ -63,39 +63,47 @@ def pick_k(table: pd.DataFrame, min_stability: float = 0.8) -> int:
     return int(best["k"])
 
 
-class LeadSegmenter(TransformerMixin, BaseEstimator):
+class LeadSegmenter(ClusterMixin, BaseEstimator):
     """KMeans on :func:`segment_features`; ``predict`` gives segment numbers 1..k ordered by
-    training conversion rate (1 = best), ``segment_names`` their plain-language names."""
+    training conversion rate (1 = best), ``segment_names`` their plain-language names.
+    ``y`` (the outcome) only orders the segments; it is never a clustering input (without
+    it, segments are ordered by size)."""
 
     def __init__(self, features: Pipeline, k: int = 4, seed: int = 0) -> None:
         self.features = features
         self.k = k
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, y: Sequence[int]) -> LeadSegmenter:
+    def fit(self, X: pd.DataFrame, y: Sequence[int] | None = None) -> LeadSegmenter:
         self.features_ = clone(self.features).fit(X)
         Z = self.features_.transform(X)
         self.kmeans_ = KMeans(self.k, n_init=10, random_state=self.seed).fit(Z)
-        rates = pd.Series(np.asarray(y, dtype=float)).groupby(self.kmeans_.labels_).mean()
-        order = rates.sort_values(ascending=False).index
+        labels = pd.Series(self.kmeans_.labels_)
+        rank = pd.Series(np.asarray(y, dtype=float)).groupby(labels).mean() if y is not None else labels.value_counts()
+        order = rank.sort_values(ascending=False, kind="stable").index
         self.relabel_ = {int(old): new for new, old in enumerate(order, start=1)}
+        self.labels_ = self.renumber(self.kmeans_.labels_)
         self.names_: dict[int, str] = {i: f"Segment {i}" for i in range(1, self.k + 1)}
         self.advice_: dict[int, str] = {}
         return self
 
-    def predict(self, X: pd.DataFrame, skip: int = 0) -> np.ndarray:
-        """Segment number per lead. ``skip``: ``X`` has already been through the first
-        ``skip`` steps of the feature pipeline (shared with the scoring model)."""
-        # Nearest centre computed as KMeans.predict does (||c||² - 2 x·c, first minimum),
-        # without its per-call validation and thread-pool set-up (1 ms for one lead).
-        Z = transform_steps(self.features_, X, start=skip)
-        centers = self.kmeans_.cluster_centers_
-        nearest = ((centers * centers).sum(axis=1) - 2.0 * (Z @ centers.T)).argmin(axis=1)
-        lookup = np.array([self.relabel_[i] for i in range(len(centers))])
-        return lookup[nearest]
+    def renumber(self, clusters: np.ndarray) -> np.ndarray:
+        """KMeans cluster indices → segment numbers (1 = best converting)."""
+        lookup = np.array([self.relabel_[i] for i in range(len(self.relabel_))])
+        return lookup[np.asarray(clusters, dtype=int)]
 
-    def segment_names(self, X: pd.DataFrame, skip: int = 0) -> np.ndarray:
-        return np.array([self.names_[s] for s in self.predict(X, skip)], dtype=object)
+    def fit_predict(self, X: pd.DataFrame, y: Sequence[int] | None = None) -> np.ndarray:
+        return self.fit(X, y).labels_
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Segment number per lead (the nearest KMeans centre)."""
+        return self.renumber(self.kmeans_.predict(self.features_.transform(X)))
+
+    def name(self, segments: np.ndarray) -> np.ndarray:
+        return np.array([self.names_[s] for s in segments], dtype=object)
+
+    def segment_names(self, X: pd.DataFrame) -> np.ndarray:
+        return self.name(self.predict(X))
 
     def set_names(self, names: dict[int, str], advice: dict[int, str] | None = None) -> LeadSegmenter:
         self.names_ = {int(k): v for k, v in names.items()}

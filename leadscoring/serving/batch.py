@@ -18,7 +18,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,9 @@ import pandas as pd
 
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
+from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
-from leadscoring.ingest.schema import IdTracker, validate_leads
+from leadscoring.ingest.schema import validate_leads
 from leadscoring.io import atomic_path, check_output
 from leadscoring.serving.scorer import Scorer
 
@@ -82,6 +83,80 @@ def protected_folders(cfg: ProjectConfig) -> list[Path]:
     return [cfg.path("raw_data").parent]
 
 
+class _ChunkWriter:
+    """Appends scored chunks, in input order, to the open temporary output ``sink`` (CSV, or
+    parquet when ``parquet``): ids are checked across chunks (and appended to ``ids_out``),
+    each chunk's write runs in ``pool`` overlapping the next chunk, and the leads are counted
+    per bucket and on the progress ``bar``."""
+
+    def __init__(self, sink: Any, pool: ThreadPoolExecutor, parquet: bool, id_col: str, ids: IdTracker,
+                 ids_out: list[np.ndarray] | None, bar: Any) -> None:
+        self.sink, self.pool, self.parquet, self.id_col = sink, pool, parquet, id_col
+        self.ids, self.ids_out, self.bar = ids, ids_out, bar
+        self.writer: Any = None  # the parquet writer, opened with the first chunk's schema
+        self.pending: Future[Any] | None = None  # the previous chunk's write, overlapping the next chunk
+        self.total = 0
+        self.buckets: dict[str, int] = {}
+
+    def write(self, table: Any, records: pd.Index) -> None:
+        scored_ids = table.column(self.id_col).to_numpy(zero_copy_only=False)
+        self.ids.add(scored_ids, records)
+        if self.ids_out is not None:
+            self.ids_out.append(scored_ids)
+        if self.pending is not None:
+            self.pending.result()
+        if self.parquet:
+            import pyarrow.parquet as pq
+
+            self.writer = self.writer or pq.ParquetWriter(self.sink, table.schema)
+            self.pending = self.pool.submit(self.writer.write_table, table)
+        else:
+            self.pending = self.pool.submit(_write_csv, table, self.sink, self.total == 0)
+        self.total += table.num_rows
+        for k, v in pd.Series(table.column("bucket").to_numpy(zero_copy_only=False)).value_counts().items():
+            self.buckets[str(k)] = self.buckets.get(str(k), 0) + int(v)
+        self.bar.update(table.num_rows)
+
+    def flush(self) -> None:
+        """Wait for the last chunk's write."""
+        if self.pending is not None:
+            self.pending.result()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _worker_pool(scorer: Any, jobs: int) -> ProcessPoolExecutor | None:
+    """``jobs`` worker processes that each load the verified model once; None for one job."""
+    if jobs > 1:
+        if scorer.cfg.source is None or scorer.models_dir is None:
+            raise LeadDataError("parallel scoring needs a configuration file and a models folder")
+        return ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                   initargs=(str(scorer.cfg.source), str(scorer.models_dir)))
+    return None
+
+
+def _scored_chunks(scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, factors: bool,
+                   procs: ProcessPoolExecutor | None, jobs: int) -> Iterator[tuple[Any, pd.Index]]:
+    """Each chunk of ``src`` validated and scored (an Arrow table) with its row labels, in input
+    order, while the next chunk is read ahead: here, or in ``procs`` with at most ``jobs + 1``
+    chunks in flight."""
+    origin = src.name
+    in_flight: deque[Any] = deque()
+    for raw in _prefetch(iter_raw_chunks(src, scorer.cfg, chunk_rows)):
+        if procs is None:
+            yield _chunk_table(scorer, raw, origin, rows, factors), raw.index
+            continue
+        in_flight.append((procs.submit(_worker_score, raw, origin, rows, factors), raw.index))
+        if len(in_flight) > jobs:
+            future, records = in_flight.popleft()
+            yield future.result(), records
+    while in_flight:
+        future, records = in_flight.popleft()
+        yield future.result(), records
+
+
 def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, factors: bool = True, progress: bool = True,
                  jobs: int = 1, ids_out: list[np.ndarray] | None = None) -> dict[str, Any]:
@@ -94,67 +169,28 @@ def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: s
     results in input order; at most ``jobs + 1`` chunks are in flight, so memory stays
     bounded.
     """
-    import pyarrow.parquet as pq
     from tqdm import tqdm
 
     cfg = scorer.cfg
     src, dest = Path(input_path), Path(output_path)
     check_output(dest, inputs=[src], protected=protected_folders(cfg))
-    origin, rows, parquet_out = src.name, row_locator(src, cfg), is_parquet(dest)
-    id_col = cfg.data.id_column
-    ids = IdTracker(origin, rows)
-    total, buckets = 0, {}
-    procs = None
-    if jobs > 1:
-        if cfg.source is None or scorer.models_dir is None:
-            raise LeadDataError("parallel scoring needs a configuration file and a models folder")
-        procs = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                                    initargs=(str(cfg.source), str(scorer.models_dir)))
+    rows = row_locator(src, cfg)
+    ids = IdTracker(src.name, rows)
+    procs = _worker_pool(scorer, jobs)
     with atomic_path(dest) as tmp, open(tmp, "wb") as sink, ThreadPoolExecutor(1, thread_name_prefix="write") as pool:
-        writer, pending = None, None  # pending: the previous chunk's write, overlapping the next chunk
-        in_flight: deque[Any] = deque()
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
-
-        def write(table: Any, records: pd.Index) -> None:
-            nonlocal writer, pending, total
-            scored_ids = table.column(id_col).to_numpy(zero_copy_only=False)
-            ids.add(scored_ids, records)
-            if ids_out is not None:
-                ids_out.append(scored_ids)
-            if pending is not None:
-                pending.result()
-            if parquet_out:
-                writer = writer or pq.ParquetWriter(sink, table.schema)
-                pending = pool.submit(writer.write_table, table)
-            else:
-                pending = pool.submit(_write_csv, table, sink, total == 0)
-            total += table.num_rows
-            for k, v in pd.Series(table.column("bucket").to_numpy(zero_copy_only=False)).value_counts().items():
-                buckets[str(k)] = buckets.get(str(k), 0) + int(v)
-            bar.update(table.num_rows)
-
+        out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar)
         try:
-            for raw in _prefetch(iter_raw_chunks(src, cfg, chunk_rows)):
-                if procs is None:
-                    write(_chunk_table(scorer, raw, origin, rows, factors), raw.index)
-                    continue
-                in_flight.append((procs.submit(_worker_score, raw, origin, rows, factors), raw.index))
-                if len(in_flight) > jobs:
-                    future, records = in_flight.popleft()
-                    write(future.result(), records)
-            while in_flight:
-                future, records = in_flight.popleft()
-                write(future.result(), records)
-            if pending is not None:
-                pending.result()
+            for table, records in _scored_chunks(scorer, src, chunk_rows, rows, factors, procs, jobs):
+                out.write(table, records)
+            out.flush()
         finally:
             bar.close()
             if procs is not None:
                 procs.shutdown(wait=True, cancel_futures=True)
-            if writer is not None:
-                writer.close()
-    log.info("scored %d leads -> %s", total, dest)
-    return {"leads": total, "buckets": buckets}
+            out.close()
+    log.info("scored %d leads -> %s", out.total, dest)
+    return {"leads": out.total, "buckets": out.buckets}
 
 
 def score_file(

@@ -16,30 +16,30 @@ size and the batch length are bounded (``service`` section of the configuration 
 
 from __future__ import annotations
 
-import hmac
 import json
-import math
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import ColumnBatch
+from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
+from leadscoring.serving.request_checks import body_errors, check_token, read_body
 from leadscoring.serving.scorer import Scorer
-
-TOKEN_ENV = "LEADSCORING_API_TOKEN"
-
 
 #: Leads scored at a time within one /score/batch request (bounds the intermediate arrays).
 BATCH_SLICE = 1_000
+
+#: Scores validated leads: one JSON-ready dict per lead, in order.
+ScoreLeads = Callable[[list[BaseModel]], list[dict[str, Any]]]
 
 
 class ScoreOut(BaseModel):
@@ -100,71 +100,10 @@ def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
     return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
 
 
-def _check_token(request: Request) -> None:
-    """401 unless the request carries ``Authorization: Bearer <token>`` (the scheme in any
-    case) when ``$LEADSCORING_API_TOKEN`` is set. Called before the body is read."""
-    token = os.environ.get(TOKEN_ENV)
-    if not token:
-        return
-    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-    same = hmac.compare_digest(given.strip().encode(), token.encode())
-    if not same or scheme.casefold() != "bearer":
-        raise HTTPException(status_code=401, detail="missing or invalid bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 beyond ``limit`` bytes: on Content-Length before
-    reading anything, else (a chunked body) as soon as the bytes read pass the limit."""
-    too_large = HTTPException(status_code=413, detail=f"request body over the limit of {limit} bytes")
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise HTTPException(status_code=400, detail="invalid Content-Length header") from None
-        if declared > limit:
-            raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _json_safe(v: Any) -> Any:
-    """An error's input made JSON-serialisable (a refused Infinity/NaN is echoed as text)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    return v
-
-
-def _body_errors(errors: list[dict[str, Any]]) -> RequestValidationError:
-    """pydantic errors as FastAPI's usual 422 (``loc`` prefixed with "body")."""
-    return RequestValidationError(
-        [{**e, "loc": ("body", *e["loc"]), "input": _json_safe(e.get("input"))} for e in errors])
-
-
-def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
-    """Build the app; the scorer (verified model) is loaded once here."""
-    scorer = (scorer or Scorer.load(cfg)).limit_threads(1)
-    loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-    Lead = lead_model(cfg)
+def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
+    """A function scoring validated leads: one JSON-ready dict per lead, in order."""
     id_col = cfg.data.id_column
     columns = [id_col, *cfg.data.columns.all]
-    max_batch = cfg.service.max_batch
-    max_body = int(cfg.service.max_body_mb * 1024 * 1024)
-    LeadBatch = TypeAdapter(Annotated[list[Lead], Field(max_length=max_batch)])  # type: ignore[valid-type]
-    app = FastAPI(title="leadscoring", version=scorer.version,
-                  description="Conversion probability, 0-100 score, bucket, action, segment and reasons per lead.")
-
     numeric = set(cfg.data.columns.numeric)
 
     def _score(leads: list[BaseModel]) -> list[dict[str, Any]]:
@@ -185,6 +124,13 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
         return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, vals, strict=True)}
                 for vals in zip(*(out[k] for k in keys), strict=True)]
 
+    return _score
+
+
+def _batch_scorer(Lead: type[BaseModel], id_col: str, max_batch: int, score: ScoreLeads) -> Callable[[bytes], bytes]:
+    """A function that parses, checks and scores one /score/batch body."""
+    LeadBatch = TypeAdapter(Annotated[list[Lead], Field(max_length=max_batch)])  # type: ignore[valid-type]
+
     def _score_batch(body: bytes) -> bytes:
         """Parse, check and score one batch body (runs in the thread pool); JSON bytes out."""
         try:
@@ -194,7 +140,7 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
             if any(e["type"] == "too_long" and not e["loc"] for e in errors):
                 raise HTTPException(status_code=413, detail=f"more than {max_batch} leads in one batch; "
                                                             "split it (limit: service.max_batch)") from None
-            raise _body_errors(errors) from None
+            raise body_errors(errors) from None
         first_at: dict[str, int] = {}
         duplicates = []
         for i, lead in enumerate(leads):
@@ -205,30 +151,35 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
             else:
                 first_at[lead_id] = i
         if duplicates:
-            raise _body_errors(duplicates)
+            raise body_errors(duplicates)
         scored: list[dict[str, Any]] = []
         for start in range(0, len(leads), BATCH_SLICE):
-            scored.extend(_score(leads[start:start + BATCH_SLICE]))
+            scored.extend(score(leads[start:start + BATCH_SLICE]))
         return json.dumps(scored, ensure_ascii=False, separators=(",", ":")).encode()
 
-    _score([Lead(**{id_col: "warm-up"})])  # first call pays one-off set-up costs here, not on a client's lead
+    return _score_batch
 
-    # /score and /health are short and CPU-bound: they run on the event loop (no thread
-    # hand-off), and /score returns its JSON directly (response_model documents it; the
-    # values are built from validated input, so validating them again would only cost time).
-    # /score/batch may be long: its parsing and scoring run in the thread pool so /health
-    # and single-lead calls stay responsive.
+
+# /score and /health are short and CPU-bound: they run on the event loop (no thread
+# hand-off), and /score returns its JSON directly (response_model documents it; the
+# values are built from validated input, so validating them again would only cost time).
+# /score/batch may be long: its parsing and scoring run in the thread pool so /health
+# and single-lead calls stay responsive.
+def _add_health_route(app: FastAPI, scorer: Scorer, loaded_at: str) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model_version": scorer.version, "model_name": scorer.manifest.get("model_name"),
                 "model_created_at": scorer.manifest.get("created_at"), "loaded_at": loaded_at,
                 "segments": scorer.segmenter is not None}
 
-    # Both scoring routes read the body themselves rather than through FastAPI's parameter
-    # machinery: the token is checked before a byte of the body is read, the body size is
-    # bounded, and the single-lead route parses and validates in one pydantic call (JSON
-    # straight to the model, in Rust): a third of a millisecond per call. Errors are
-    # FastAPI's usual 422 (``loc`` = ["body", field], or ["body", index, field] in a batch).
+
+# Both scoring routes read the body themselves rather than through FastAPI's parameter
+# machinery: the token is checked before a byte of the body is read, the body size is
+# bounded, and the single-lead route parses and validates in one pydantic call (JSON
+# straight to the model, in Rust): a third of a millisecond per call. Errors are
+# FastAPI's usual 422 (``loc`` = ["body", field], or ["body", index, field] in a batch).
+def _add_scoring_routes(app: FastAPI, Lead: type[BaseModel], max_batch: int, max_body: int,
+                        score_one: ScoreLeads, score_many: Callable[[bytes], bytes]) -> None:
     lead_schema = Lead.model_json_schema()
     lead_body = {"required": True, "content": {"application/json": {"schema": lead_schema}}}
     batch_body = {"required": True, "content": {"application/json": {"schema": {
@@ -239,27 +190,46 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
 
     @app.post("/score", response_model=ScoreOut, openapi_extra={"requestBody": lead_body}, responses=errors)
     async def score(request: Request) -> JSONResponse:
-        _check_token(request)
-        body = await _read_body(request, max_body)
+        check_token(request)
+        body = await read_body(request, max_body)
         try:
             lead = Lead.model_validate_json(body)
         except ValidationError as exc:
-            raise _body_errors(exc.errors(include_url=False)) from None
+            raise body_errors(exc.errors(include_url=False)) from None
         t0 = time.perf_counter()
-        out = _score([lead])[0]
+        out = score_one([lead])[0]
         return JSONResponse(out, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})
 
     @app.post("/score/batch", response_model=list[ScoreOut], openapi_extra={"requestBody": batch_body},
               responses=errors)
     async def score_batch(request: Request) -> Response:
-        _check_token(request)
-        body = await _read_body(request, max_body)
-        return Response(await run_in_threadpool(_score_batch, body), media_type="application/json")
+        check_token(request)
+        body = await read_body(request, max_body)
+        return Response(await run_in_threadpool(score_many, body), media_type="application/json")
 
-    @app.exception_handler(ValueError)
-    async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
 
+async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+
+def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
+    """Build the app; the scorer (verified model) is loaded once here."""
+    scorer = (scorer or Scorer.load(cfg)).limit_threads(1)
+    loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+    Lead = lead_model(cfg)
+    id_col = cfg.data.id_column
+    max_batch = cfg.service.max_batch
+    max_body = int(cfg.service.max_body_mb * 1024 * 1024)
+    app = FastAPI(title="leadscoring", version=scorer.version,
+                  description="Conversion probability, 0-100 score, bucket, action, segment and reasons per lead.")
+
+    score_one = _lead_scorer(cfg, scorer)
+    score_many = _batch_scorer(Lead, id_col, max_batch, score_one)
+    score_one([Lead(**{id_col: "warm-up"})])  # first call pays one-off set-up costs here, not on a client's lead
+
+    _add_health_route(app, scorer, loaded_at)
+    _add_scoring_routes(app, Lead, max_batch, max_body, score_one, score_many)
+    app.add_exception_handler(ValueError, _bad_value)
     return app
 
 

@@ -6,10 +6,12 @@ fields must be numbers within the configured ranges, yes/no fields must use the
 configured spellings, and unknown fields are rejected, so a typo is a 422 naming the
 field rather than a silently ignored value. Unseen categories are scored.
 
-The rules follow the CLI's (:func:`leadscoring.ingest.schema.validate_leads`): an id is a
-non-blank string (returned exactly as given) or an integer, never ``true``/``false``;
-numbers are finite (no ``Infinity``, ``NaN`` or ``"inf"``) and not booleans; the ids of
-one batch are distinct. The bearer token is checked before the body is read, and the body
+The request model is the one schema the CLI applies to files
+(:class:`leadscoring.ingest.schema.LeadSchema`): an id is a non-blank string (kept as
+given, surrounding spaces removed as in files) or an integer, never ``true``/``false``;
+numbers are finite (no ``Infinity``, ``NaN`` or ``"inf"``), not booleans, in the
+configured range, and text numbers follow the export's decimal mark; the ids of one batch
+are distinct. The bearer token is checked before the body is read, and the body
 size and the batch length are bounded (``service`` section of the configuration → 413).
 
 """
@@ -26,11 +28,12 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import ColumnBatch
+from leadscoring.ingest.schema import LeadSchema
 from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
 from leadscoring.serving.request_checks import body_errors, check_token, read_body
 from leadscoring.serving.scorer import Scorer
@@ -52,52 +55,10 @@ class ScoreOut(BaseModel):
     top_factors: str | None = None
 
 
-def _lead_id(cls: type, v: object) -> str:
-    """A lead id as the CLI reads it: a non-blank string kept exactly, or an integer as its
-    decimal string; booleans, decimal numbers and anything else are refused."""
-    if isinstance(v, bool) or not isinstance(v, str | int):
-        raise ValueError("must be a non-blank string or an integer (not true/false or a decimal number)")
-    if isinstance(v, int):
-        return str(v)
-    if not v.strip():
-        raise ValueError("must not be empty or blank")
-    return v
-
-
-def _not_bool(cls: type, v: object) -> object:
-    # JSON true/false would otherwise be read as 1/0.
-    if isinstance(v, bool):
-        raise ValueError("must be a number, not true/false")
-    return v
-
-
 def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
-    """A pydantic model of one lead in the raw column names."""
-    d = cfg.data
-    fields: dict[str, Any] = {d.id_column: (str | int, Field(
-        ..., description="lead id: a non-blank string (returned exactly as given) or an integer"))}
-    for col in d.columns.numeric:
-        lo, hi = d.ranges.get(col, (None, None))
-        fields[col] = (float | None, Field(None, ge=lo, le=hi, allow_inf_nan=False,
-                                           description=f"finite number, range [{lo}, {hi}]"))
-    for col in d.columns.categorical:
-        fields[col] = (str | None, Field(None, description="category (unseen values are scored)"))
-    allowed = [*d.yes_values, *d.no_values, *d.missing_values]
-    for col in d.columns.yes_no:
-        fields[col] = (str | None, Field(None, description=f"one of {allowed}"))
-    known = {v.casefold() for v in allowed}
-
-    def _check_yes_no(cls: type, v: str | None) -> str | None:
-        if v is not None and v.strip().casefold() not in known:
-            raise ValueError(f"must be one of {allowed}")
-        return v
-
-    validators: dict[str, Any] = {"lead_id": field_validator(d.id_column, mode="before")(_lead_id)}
-    if d.columns.numeric:
-        validators["numbers_not_bool"] = field_validator(*d.columns.numeric, mode="before")(_not_bool)
-    if d.columns.yes_no:
-        validators["yes_no_values"] = field_validator(*d.columns.yes_no)(_check_yes_no)
-    return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
+    """A pydantic model of one lead in the raw column names: the schema the CLI applies to
+    files (:class:`~leadscoring.ingest.schema.LeadSchema`), for one JSON request."""
+    return LeadSchema(cfg).request_model()
 
 
 def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:

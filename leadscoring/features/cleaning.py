@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
-from leadscoring.features.columns import ColumnBatch, check_is_fitted, require_columns
+from leadscoring.features.columns import ColumnBatch, LeadTransformer
 from leadscoring.ingest.values import is_missing, map_unique
 
 
-class LeadCleaner(TransformerMixin, BaseEstimator):
+class LeadCleaner(LeadTransformer):
     """Turn validated raw columns into clean, typed model inputs.
 
     - placeholders (``missing_values``, e.g. ``Select``) and blanks become missing;
@@ -32,7 +32,8 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
     - numeric columns are clipped to the [1 - q, q] quantiles learned in ``fit``;
     - columns constant in ``fit`` are dropped (``drop_constant``).
 
-    Columns not named in any role (id, target, extras) are dropped.
+    Columns not named in any role (id, target, extras) are dropped. With no role given at
+    all, every input column is numeric.
     """
 
     def __init__(
@@ -85,9 +86,10 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         """Clean ``columns`` (default: all roles); ``canonical`` also maps categorical
         spellings to those learned in ``fit``, in the same pass."""
         norm, yes_no = self._normalisers()
-        categorical, yes_no_cols = set(self.categorical), set(self.yes_no)
+        numeric, categorical, yes_no_cols = self.roles_
+        categorical, yes_no_cols = set(categorical), set(yes_no_cols)
         out: dict[str, np.ndarray] = {}
-        for col in columns if columns is not None else (*self.numeric, *self.categorical, *self.yes_no):
+        for col in columns if columns is not None else (*numeric, *categorical, *yes_no_cols):
             if col in categorical:
                 fn = norm
                 if canonical:
@@ -105,13 +107,15 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
 
     # -- sklearn API ---------------------------------------------------------------
     def fit(self, X: pd.DataFrame, y: object = None) -> LeadCleaner:
-        X = require_columns(X)
-        missing = [c for c in (*self.numeric, *self.categorical, *self.yes_no) if c not in X.columns]
+        X = self._fit_input(X)
+        given = (list(self.numeric), list(self.categorical), list(self.yes_no))
+        self.roles_ = given if any(given) else ([str(c) for c in X.columns], [], [])
+        missing = [c for c in (*self.roles_[0], *self.roles_[1], *self.roles_[2]) if c not in X.columns]
         if missing:
             raise KeyError(f"LeadCleaner: input lacks column(s) {missing}")
         clean = self._raw_clean(X)
         self.canonical_: dict[str, dict[str, str]] = {}
-        for col in self.categorical:
+        for col in self.roles_[1]:
             counts = pd.Series([v for v in clean[col] if v is not None], dtype=object).value_counts()
             mapping: dict[str, str] = {}
             for level in counts.index:  # most frequent first: it wins
@@ -120,35 +124,34 @@ class LeadCleaner(TransformerMixin, BaseEstimator):
         self.clip_: dict[str, tuple[float, float]] = {}
         if self.clip_quantile is not None:
             q = float(self.clip_quantile)
-            for col in self.numeric:
+            for col in self.roles_[0]:
                 v = clean[col][~np.isnan(clean[col])]
                 if len(v):
                     self.clip_[col] = (float(np.quantile(v, 1 - q)), float(np.quantile(v, q)))
         self.constant_: list[str] = []
         if self.drop_constant:
             for col, values in clean.items():
-                vals = self._canon(col, values) if col in self.categorical else values
+                vals = self._canon(col, values) if col in self.roles_[1] else values
                 distinct = {v for v in vals if not is_missing(v)}
                 if len(distinct) <= 1:
                     self.constant_.append(col)
         self.feature_names_out_ = [c for c in clean if c not in self.constant_]
-        self.n_features_in_ = len(X.columns)
         return self
 
     def _canon(self, col: str, values: object) -> np.ndarray:
         mapping = getattr(self, "canonical_", {}).get(col, {})
         return map_unique(values, lambda v: None if v is None else mapping.get(v.casefold(), v))
 
-    def transform(self, X: pd.DataFrame | ColumnBatch) -> ColumnBatch:
+    def transform(self, X: pd.DataFrame | ColumnBatch) -> pd.DataFrame | ColumnBatch:
         check_is_fitted(self, "feature_names_out_")
-        X = require_columns(X)
+        X = self._transform_input(X)
         out = ColumnBatch(self._raw_clean(X, self.feature_names_out_, canonical=True))
         for col, (lo, hi) in self.clip_.items():
             if col in out:
                 out[col] = np.clip(out[col], lo, hi)
-        return out
+        return self._output(out, X)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
-        return np.asarray(self.feature_names_out_, dtype=object)
+        return self._renamed(self.feature_names_out_, input_features)
 

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
-from leadscoring.features.columns import ColumnBatch, check_is_fitted, n_rows, require_columns
+from leadscoring.features.columns import ColumnBatch, LeadTransformer, n_rows
 from leadscoring.ingest.values import is_missing, map_unique
 
 MISSING_LEVEL = "Missing"
@@ -27,7 +27,7 @@ MISSING_LEVEL = "Missing"
 OTHER_LEVEL = "Other"
 
 
-class LeadEncoder(TransformerMixin, BaseEstimator):
+class LeadEncoder(LeadTransformer):
     """Model inputs as one float matrix, computed with numpy.
 
     - numeric: median imputation, plus a 0/1 missing indicator for every column that had
@@ -65,10 +65,11 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         return map_unique(values, lambda v: self._group_value(col, v))
 
     def fit(self, X: pd.DataFrame | ColumnBatch, y: object = None) -> LeadEncoder:
-        X = require_columns(X)
+        X = self._fit_input(X)
         n = n_rows(X)
         present = set(X.columns)
-        self.num_ = [c for c in self.numeric if c in present]
+        numeric = self.numeric if (self.numeric or self.categorical or self.yes_no) else [str(c) for c in X.columns]
+        self.num_ = [c for c in numeric if c in present]
         self.cat_ = [c for c in self.categorical if c in present]
         self.yn_ = [c for c in self.yes_no if c in present]
         sources, labels = [], []
@@ -99,12 +100,11 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         sources += self.yn_
         labels += self.yn_
         self.feature_sources_, self.feature_labels_ = sources, labels
-        self.n_features_in_ = len(X.columns)
         return self
 
     def transform(self, X: pd.DataFrame | ColumnBatch) -> np.ndarray:
         check_is_fitted(self, "feature_sources_")
-        X = require_columns(X)
+        X = self._transform_input(X)
         n = n_rows(X)
         out = np.zeros((n, len(self.feature_sources_)), dtype=float)
         # Column blocks at once (one numpy call per block, not per column: this runs for every
@@ -143,7 +143,9 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_labels_")
-        return np.asarray(self.feature_labels_, dtype=object)
+        renamed = self._renamed(self.feature_sources_, input_features)
+        return np.asarray([new + label[len(src):] for src, new, label in
+                           zip(self.feature_sources_, renamed, self.feature_labels_, strict=True)], dtype=object)
 
 
 def build_encoder(

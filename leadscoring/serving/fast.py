@@ -9,8 +9,9 @@ microseconds of arithmetic. The shortcuts here skip that overhead, and only that
   (cleaning, derived features) run once per call;
 - :func:`segment_numbers`: the nearest KMeans centre computed as ``KMeans.predict`` does,
   without its per-call validation and thread-pool set-up;
-- :func:`transform_steps` (from the training pipeline): each fitted step called directly
-  rather than through a sliced ``Pipeline``, on column batches rather than DataFrames.
+- :func:`as_batch` and :func:`transform_steps` (from the training pipeline): each fitted
+  step called directly rather than through a sliced ``Pipeline``, on column batches
+  rather than DataFrames.
 
 ``LEADSCORING_FAST_PATHS=0`` turns all of them off: the scorer then calls the plain
 scikit-learn objects (``predict_proba``, ``KMeans.predict``), which give the same results.
@@ -23,12 +24,14 @@ import os
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import Pipeline
 from xgboost import DMatrix, XGBClassifier
 
+from leadscoring.features.columns import ColumnBatch
 from leadscoring.training.pipeline import booster_matrix, transform_steps
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,14 @@ FAST_PATHS_ENV = "LEADSCORING_FAST_PATHS"
 def enabled() -> bool:
     """Whether the shortcuts are on (default yes; see :data:`FAST_PATHS_ENV`)."""
     return os.environ.get(FAST_PATHS_ENV, "1").strip().casefold() not in {"0", "false", "no", "off"}
+
+
+def as_batch(X: Any) -> Any:
+    """A DataFrame's columns as a :class:`ColumnBatch`: every feature step then passes
+    column batches along instead of building a DataFrame per step."""
+    if isinstance(X, pd.DataFrame):
+        return ColumnBatch((c, X[c].to_numpy()) for c in X.columns)
+    return X
 
 
 def segment_numbers(segmenter: Any, X: Any, skip: int = 0) -> np.ndarray:

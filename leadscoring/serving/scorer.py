@@ -18,7 +18,7 @@ import pandas as pd
 from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, load_model
 from leadscoring.config import Bucket, ProjectConfig
 from leadscoring.features.columns import ColumnBatch, as_frame
-from leadscoring.serving.fast import ProbabilityFunction, segment_numbers, shared_steps
+from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.training.pipeline import final_estimator, transform_steps
 
@@ -94,6 +94,7 @@ class Scorer:
         id_col = self.cfg.data.id_column
         n_factors = self.cfg.scoring.top_factors if factors else 0
         if self.fast:
+            X = as_batch(X)
             shared = transform_steps(self.model, X, stop=self._shared)
             prepared, encoded = prepare(self.model, shared, skip=self._shared)
             dmatrix = self.probability.matrix(encoded) if n_factors > 0 else None  # shared with the reasons

@@ -45,3 +45,19 @@ def test_core_imports_no_optional_extra():
                             "if m.split('.')[0] in ('pandas', 'sklearn', 'xgboost', 'numpy')]))"],
                            capture_output=True, text=True, timeout=60, check=True)
     assert light.stdout.strip() == "0"
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 300 lines, no function over 60 (a screen), so each reads at a glance."""
+    import ast
+
+    long_modules, long_functions = [], []
+    for path in sorted((ROOT / "leadscoring").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        rel = path.relative_to(ROOT)
+        if len(text.splitlines()) > 300:
+            long_modules.append(f"{rel}: {len(text.splitlines())}")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long_functions.append(f"{rel}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

@@ -157,3 +157,16 @@ def test_psi_and_ab_lift():
     se = (0.1 * 0.9 / 1000 + 0.15 * 0.85 / 1000) ** 0.5
     assert res["difference_low"] == pytest.approx(0.05 - 1.959964 * se, rel=1e-5)
     assert res["lift_low"] < 0.5 < res["lift_high"] and res["lift_low"] > 0
+
+
+def test_service_answers_the_same_with_every_shortcut_off(cfg, small_models, client, monkeypatch):
+    from leadscoring.serving.fast import FAST_PATHS_ENV
+
+    monkeypatch.setenv(FAST_PATHS_ENV, "0")
+    plain = TestClient(create_app(cfg, Scorer.load(cfg, small_models)))
+    leads = [LEAD, {**LEAD, "id": 2, "tiempo_en_site_total": 10, "fuente": "TikTok"}]
+    fast_batch, plain_batch = client.post("/score/batch", json=leads).json(), plain.post("/score/batch", json=leads).json()
+    for a, b in zip(fast_batch, plain_batch, strict=True):
+        assert a.pop("probability") == pytest.approx(b.pop("probability"), abs=1e-6)
+        assert a == b
+    assert plain.post("/score", json={**LEAD, "visitas_total": -1}).status_code == 422

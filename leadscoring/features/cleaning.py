@@ -1,13 +1,8 @@
-"""Cleaning, feature-engineering and encoding transformers (scikit-learn compatible).
+"""Cleaning raw lead columns into typed model inputs (:class:`LeadCleaner`).
 
-Every statistic (canonical spellings, clipping bounds, constant columns, frequent levels,
-medians, scales) is learned in ``fit`` on training data only, so scoring a single lead
-gives the same result as scoring it inside a batch, and nothing leaks from validation data.
-
-Between steps the columns travel as a :class:`ColumnBatch` (column name → numpy array)
-rather than a DataFrame: building DataFrames dominates the cost of scoring one lead.
-``as_frame`` turns a batch into a DataFrame for display and analysis.
-
+Every statistic (canonical spellings, clipping bounds, constant columns) is learned in
+``fit`` on training data only, so scoring a single lead gives the same result as scoring it
+inside a batch, and nothing leaks from validation data.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
-"""Batch scoring at scale: streaming chunks locally, or one task per file on a dask cluster.
+"""Batch scoring of a file, streamed in chunks (the local engine; ``score_file``).
 
-Local engine: the input (CSV or parquet) is read in chunks by the one reader
-(:mod:`leadscoring.ingest.reader`); each chunk is validated (with the file's line numbers in any
-error, and ids checked for duplicates across chunks), scored and appended to a temporary
-output that is renamed over the destination only when every chunk succeeded. Memory
-stays bounded by the chunk size.
-
-Dask engine: every input file matching a glob is one task that runs the local engine on
-it (same reader, same rules, same line numbers) and writes one part; ids are checked for
-duplicates across files before the folder of parts replaces the destination.
-
+The input (CSV or parquet) is read in chunks by the one reader
+(:mod:`leadscoring.ingest.reader`); each chunk is validated (with the file's line numbers
+in any error, and ids checked for duplicates across chunks), scored and appended to a
+temporary output that is renamed over the destination only when every chunk succeeded.
+Memory stays bounded by the chunk size. The dask engine
+(:mod:`leadscoring.serving.distributed`) runs this engine once per input file.
 """
 
 from __future__ import annotations

@@ -58,3 +58,17 @@ def test_steps_give_frames_and_named_outputs():
     renamed = enc.get_feature_names_out(["n", "c", "yn"])
     assert list(renamed) == list(enc.get_feature_names_out())
     assert enc.transform(out).shape == (4, 6) and enc.n_features_in_ == 3
+
+
+def test_cleaner_keeps_the_configured_column_order():
+    """Output columns follow the roles' order, in every process (not a set's hash order)."""
+    import subprocess
+    import sys
+
+    code = ("import pandas as pd; from leadscoring.features.cleaning import LeadCleaner; "
+            "X = pd.DataFrame({c: ['a', 'b'] for c in 'qwertyuiop'}); "
+            "print(list(LeadCleaner(categorical=list('qwertyuiop')).fit(X).get_feature_names_out()))")
+    for seed in ("1", "2", "3"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout
+        assert out.strip() == str(list("qwertyuiop"))

@@ -82,9 +82,10 @@ class LeadCleaner(LeadTransformer):
         spellings to those learned in ``fit``, in the same pass."""
         norm, yes_no = self._normalisers()
         numeric, categorical, yes_no_cols = self.roles_
-        categorical, yes_no_cols = set(categorical), set(yes_no_cols)
         out: dict[str, np.ndarray] = {}
-        for col in columns if columns is not None else (*numeric, *categorical, *yes_no_cols):
+        order = columns if columns is not None else (*numeric, *categorical, *yes_no_cols)
+        categorical, yes_no_cols = set(categorical), set(yes_no_cols)  # membership only; order above
+        for col in order:
             if col in categorical:
                 fn = norm
                 if canonical:

@@ -55,13 +55,20 @@ def n_rows(X: pd.DataFrame | ColumnBatch) -> int:
 class LeadTransformer(TransformerMixin, BaseEstimator):
     """Base of the feature steps: input checks and names per scikit-learn's contract."""
 
+    _TAGS_BY_CLASS: dict[type, object] = {}
+
     def __sklearn_tags__(self):  # noqa: ANN204 - sklearn's Tags
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True  # missing values are data here
-        tags.input_tags.string = True  # categorical and yes/no columns are text
-        tags.input_tags.categorical = True
-        tags.transformer_tags.preserves_dtype = []  # numbers come out as float64
-        return tags
+        # The same for every instance of a class, and asked for by every fitted check (each
+        # step's transform): built once per class.
+        cached = LeadTransformer._TAGS_BY_CLASS.get(type(self))
+        if cached is None:
+            tags = super().__sklearn_tags__()
+            tags.input_tags.allow_nan = True  # missing values are data here
+            tags.input_tags.string = True  # categorical and yes/no columns are text
+            tags.input_tags.categorical = True
+            tags.transformer_tags.preserves_dtype = []  # numbers come out as float64
+            cached = LeadTransformer._TAGS_BY_CLASS[type(self)] = tags
+        return cached
 
     def _frame(self, X: object) -> pd.DataFrame:
         """A 2-D array-like as a DataFrame named as in fit (``x0, x1, ...``); clear errors

@@ -1,8 +1,8 @@
 """Scoring new leads: probability, 0-100 score, bucket, action, segment, reasons.
 
-``score_frame`` scores a validated frame in memory (used by notebook 10 and the
-service); ``score_file`` reads an export, scores it and writes the result atomically.
-
+:class:`Scorer` holds the verified models, loaded once; ``score_columns``/``score_frame``
+score validated leads in memory (the service, notebook 10, the batch engines in
+:mod:`leadscoring.serving.batch`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from leadscoring.config import Bucket, ProjectConfig
 from leadscoring.features.columns import ColumnBatch, as_frame
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
+from leadscoring.training.explain import prepare, top_factors
 from leadscoring.training.pipeline import final_estimator, transform_steps
 
 OUTPUT_COLUMNS = ["probability", "score", "bucket", "recommended_action"]
@@ -89,8 +90,6 @@ class Scorer:
     def score_columns(self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True) -> dict[str, np.ndarray]:
         """Score validated leads; returns the output columns as arrays (the preparation
         steps run once and serve both the probability and the reasons)."""
-        from leadscoring.training.explain import prepare, top_factors
-
         id_col = self.cfg.data.id_column
         n_factors = self.cfg.scoring.top_factors if factors else 0
         if self.fast:

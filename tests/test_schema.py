@@ -73,3 +73,27 @@ def test_json_only_values(schema):
         with pytest.raises(ValidationError):
             model(**values)
     assert model(**{schema.id_column: 7}).model_dump()[schema.id_column] == "7"
+
+
+def test_an_export_without_ids_is_numbered_by_row(tmp_path, sample):
+    from leadscoring.ingest.load import iter_valid_chunks
+
+    cfg = load_config(write_project(tmp_path, data__id_column="row_number", data__id_from_row_number=True))
+    export = sample.drop(columns=["id", "compra"]).head(25)
+    src = tmp_path / "no_ids.csv"
+    export.to_csv(src, sep=";", index=False)
+    chunks = list(iter_valid_chunks(src, cfg, chunk_rows=10))
+    assert [c["row_number"].tolist() for c in chunks][1] == [str(i) for i in range(11, 21)]
+    assert pd.concat(chunks)["row_number"].tolist() == [str(i) for i in range(1, 26)]
+    with pytest.raises(LeadDataError, match="has a column 'row_number'"):
+        LeadSchema(cfg).validate(export.assign(row_number=1), require_target=False)
+
+
+def test_numeric_missing_codes_are_missing_in_files_and_requests(tmp_path):
+    cfg = load_config(write_project(tmp_path, data__numeric_missing={"visitas_total": [-1]}))
+    schema = LeadSchema(cfg)
+    frame = schema.validate(_frame(schema, visitas_total="-1"), require_target=False)
+    assert math.isnan(frame["visitas_total"].iloc[0])  # not averaged as -1, and not refused by the range [0, ...]
+    assert schema.request_model()(id="A", visitas_total=-1).visitas_total is None
+    with pytest.raises(LeadDataError, match="outside"):
+        schema.validate(_frame(schema, visitas_total="-2"), require_target=False)

@@ -63,6 +63,8 @@ class LeadSchema:
         self.numeric, self.categorical, self.yes_no = list(d.columns.numeric), list(d.columns.categorical), list(
             d.columns.yes_no)
         self.ranges = {c: d.ranges.get(c, (None, None)) for c in self.numeric}
+        self.missing_codes = {c: sorted(set(map(float, v))) for c, v in d.numeric_missing.items()}
+        self.id_from_row_number = d.id_from_row_number
         self.decimal, self.thousands = d.decimal, d.thousands
         self.positive, self.negative = d.positive_value, d.negative_value
         self.yes_no_spellings = [*d.yes_values, *d.no_values, *d.missing_values]
@@ -118,7 +120,12 @@ class LeadSchema:
 
     # -- a frame (file, chunk, partition) -------------------------------------------------
     def check_columns(self, columns: Sequence[str], origin: str, require_target: bool) -> None:
-        expected = [self.id_column, *self.numeric, *self.categorical, *self.yes_no]
+        expected = [*self.numeric, *self.categorical, *self.yes_no]
+        if not self.id_from_row_number:
+            expected.insert(0, self.id_column)
+        elif self.id_column in columns:
+            raise LeadDataError(f"{origin}: has a column '{self.id_column}', the name configured for the row "
+                                "numbers (data.id_from_row_number); configure it as the id or rename id_column")
         missing = [c for c in expected if c not in columns]
         if require_target and self.target_column not in columns:
             missing.append(self.target_column)
@@ -145,7 +152,10 @@ class LeadSchema:
         self.check_columns(list(df.columns), origin, require_target)
         labels = _RowLabels(df.index, rows)
         out = pd.DataFrame(index=df.index)
-        out[self.id_column] = self._ids(df[self.id_column], origin, labels)
+        if self.id_from_row_number:  # the n-th lead of the export (the index is the record number)
+            out[self.id_column] = np.array([str(int(i) + 1) for i in df.index], dtype=object)
+        else:
+            out[self.id_column] = self._ids(df[self.id_column], origin, labels)
         for col in self.numeric:
             out[col] = self._numbers(df[col], col, origin, labels)
         for col in self.categorical:
@@ -193,6 +203,8 @@ class LeadSchema:
         if bad.any():
             raise LeadDataError(f"{origin}: column '{col}' must be numeric but has text value(s): "
                                 + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad]))
+        if col in self.missing_codes:  # e.g. -1 = "never contacted": missing, not a number
+            num = np.where(np.isin(num, self.missing_codes[col]), np.nan, num)
         lo, hi = self.ranges[col]
         outside = np.zeros(len(num), dtype=bool)
         if lo is not None:
@@ -247,6 +259,8 @@ class LeadSchema:
             if v is None:
                 return None
             x = schema.number(v)
+            if x in schema.missing_codes.get(info.field_name, ()):
+                return None
             if not math.isnan(x) and schema.outside(info.field_name, x):
                 raise ValueError(f"outside {list(schema.ranges[info.field_name])}")
             return None if math.isnan(x) else x

@@ -58,6 +58,9 @@ class DataConfig(_Strict):
     decimal: str = "."
     thousands: str | None = None  # thousands separator to remove from numbers (none by default)
     id_column: str
+    # The export has no id column: the reader numbers the leads (1 = the first lead of the
+    # export) in a column named ``id_column``, so scores and payloads carry that row number.
+    id_from_row_number: bool = False
     target_column: str
     positive_value: str = "1"
     negative_value: str = "0"
@@ -68,6 +71,8 @@ class DataConfig(_Strict):
     columns: ColumnRoles
     # Allowed [min, max] per numeric column (null: unbounded); values outside are rejected.
     ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
+    # Codes meaning "missing" in numeric columns (e.g. -1 = never contacted), per column.
+    numeric_missing: dict[str, list[float]] = Field(default_factory=dict)
     post_contact: list[str] = Field(default_factory=list)
     use_post_contact_fields: bool = True
     # Plain-language names of columns (and derived features) for reports, e.g. segment names.
@@ -88,9 +93,10 @@ class DataConfig(_Strict):
         for special in (self.id_column, self.target_column):
             if special in seen:
                 raise ValueError(f"columns: '{special}' is the id or target column; remove it from the roles")
-        bad_ranges = [c for c in self.ranges if c not in self.columns.numeric]
-        if bad_ranges:
-            raise ValueError(f"ranges: {bad_ranges} are not numeric columns")
+        for key in ("ranges", "numeric_missing"):
+            bad = [c for c in getattr(self, key) if c not in self.columns.numeric]
+            if bad:
+                raise ValueError(f"{key}: {bad} are not numeric columns")
         for key in ("post_contact", "fit_columns", "engagement_columns"):
             unknown = [c for c in getattr(self, key) if c not in seen]
             if unknown:
@@ -112,6 +118,9 @@ class DataConfig(_Strict):
 class SplitConfig(_Strict):
     validation_share: float = Field(0.2, gt=0.0, lt=0.9)
     seed: int = 42
+    # Fewest conversions / non-conversions needed before a model is trained (notebook 01).
+    min_positives: int = Field(40, ge=1)
+    min_negatives: int = Field(40, ge=1)
 
 
 class CleaningConfig(_Strict):
@@ -127,6 +136,9 @@ class FeaturesConfig(_Strict):
 
 class ModellingConfig(_Strict):
     seed: int = 42
+    # Variable selection (notebook 06): a variable is dropped as useless below this
+    # information value when its permutation importance is not positive either.
+    min_information_value: float = Field(0.02, ge=0.0)
     cv_folds: int = Field(5, ge=2, le=20)
     search_iterations: int = Field(12, ge=1)
     calibration: Literal["isotonic", "sigmoid", "auto"] = "auto"
@@ -161,6 +173,14 @@ class ScoringConfig(_Strict):
 class SegmentationConfig(_Strict):
     k_range: tuple[int, int] = (2, 8)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    # Categorical column shown as "which channel brings each segment" (None: the first
+    # configured categorical column; no chart when there is none).
+    channel_column: str | None = None
+    # Segment names: "High-potential" at or above high_ratio × the base conversion rate,
+    # "Low-potential" at or below low_ratio ×, "Average" in between.
+    high_ratio: float = Field(1.3, gt=1.0)
+    low_ratio: float = Field(0.7, gt=0.0, lt=1.0)
+    min_stability: float = Field(0.8, ge=0.0, le=1.0)  # adjusted Rand index for a stable k
 
     @model_validator(mode="after")
     def _check_k(self) -> SegmentationConfig:
@@ -203,6 +223,9 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_features(self) -> ProjectConfig:
+        channel = self.segmentation.channel_column
+        if channel is not None and channel not in self.data.columns.categorical:
+            raise ValueError(f"segmentation.channel_column: '{channel}' is not a categorical column")
         numeric = set(self.data.columns.numeric)
         names = set(self.data.columns.all)
         for kind in ("products", "ratios"):

@@ -80,6 +80,28 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from leadscoring.notebook.scaffold import init_project, summary
+
+    dest, draft = init_project(args.folder, args.input, args.target, positive=args.positive, id_column=args.id,
+                               date=args.date, separator=args.separator, encoding=args.encoding)
+    print(summary(draft, dest))
+    return 0
+
+
+def _add_init_parser(sub: Any) -> None:
+    i = sub.add_parser("init", help="create a project folder for a client's export, with a drafted configuration")
+    i.add_argument("folder", help="the new project folder (must not exist)")
+    i.add_argument("--input", required=True, help="the client's export (CSV)")
+    i.add_argument("--target", required=True, help="the column saying whether the lead converted")
+    i.add_argument("--positive", help="the target's value meaning 'converted' (default: inferred, e.g. 1, yes, True)")
+    i.add_argument("--id", help="the lead id column (default: detected; none found: leads are numbered by row)")
+    i.add_argument("--date", help="the lead creation date column (left out of the model inputs)")
+    i.add_argument("--separator", help="field separator (default: sniffed)")
+    i.add_argument("--encoding", help="text encoding (default: sniffed: UTF-8, with or without BOM, or Latin-1)")
+    i.set_defaults(func=_cmd_init)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     n = validate_file(args.input, cfg, require_target=not args.no_target)
@@ -216,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
     # The order of the subcommands is the order of `leadscoring --help`.
-    for add in (_add_run_parser, _add_score_parser, _add_serve_parser, _add_push_parser, _add_retrain_parser,
+    for add in (_add_init_parser, _add_run_parser, _add_score_parser, _add_serve_parser, _add_push_parser, _add_retrain_parser,
                 _add_rollback_parser, _add_validate_parser):
         add(sub)
     return p

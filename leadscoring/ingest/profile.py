@@ -65,11 +65,10 @@ def sniff_encoding(head: bytes) -> tuple[str, str]:
     """(encoding, reason) from the first bytes of a file."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8", "UTF-8 with a byte-order mark (read as UTF-8; the mark is skipped)"
-    try:
-        head.decode("utf-8")
+    try:  # incremental: a character cut at the end of the sample is not an error
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
-            return "latin-1", f"not valid UTF-8 (byte {exc.start}); read as Latin-1"
+        return "latin-1", f"not valid UTF-8 (byte {exc.start}); read as Latin-1"
     return "utf-8", "valid UTF-8"
 
 

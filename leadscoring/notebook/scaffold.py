@@ -1,0 +1,135 @@
+"""``leadscoring init``: a new project folder for a client's export.
+
+Creates the fixed layout (``01_Documentos/ 02_Datos/ 03_Notebooks/ 04_Modelos/
+05_Resultados/``), copies the export unmodified into ``02_Datos/01_Originales/`` (read-only),
+copies the ten notebooks shipped with the package, and drafts ``01_Documentos/config.yaml``
+from the export's profile (:mod:`leadscoring.ingest.profile`), each inference commented
+with its reason. The folder is built beside its destination and renamed into place, so a
+failed ``init`` leaves nothing half-made; an existing folder is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from leadscoring.config import ConfigError, load_config
+from leadscoring.ingest.profile import Draft, profile_export
+
+LAYOUT = ("01_Documentos", "02_Datos/01_Originales", "02_Datos/02_Validacion", "02_Datos/03_Trabajo",
+          "03_Notebooks", "04_Modelos", "05_Resultados")
+
+
+def shipped_notebooks() -> list[Path]:
+    """The ten numbered notebooks shipped with the package."""
+    folder = Path(str(resources.files("leadscoring") / "templates" / "notebooks"))
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise ConfigError(f"no notebooks found in {folder}; reinstall the package")
+    return found
+
+
+def _q(value: object) -> str:
+    """A YAML scalar or flow sequence (JSON is valid YAML)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _list(name: str, items: list[str], indent: str = "    ") -> str:
+    return f"{indent}{name}: {_q(items)}\n"
+
+
+def draft_config(d: Draft, export_name: str) -> str:
+    """The commented ``config.yaml`` for a profiled export."""
+    why = d.reasons
+    left = "; ".join(f"{c} ({r})" for c, r in d.left_out.items())
+    lines = [
+        "# leadscoring configuration, drafted by `leadscoring init` from the export's contents.",
+        "# Every inference says why; review the ones marked REVIEW, then `leadscoring run`.",
+        "root: ..", "", "paths:",
+        f"  raw_data: {_q('02_Datos/01_Originales/' + export_name)}",
+        "  rules_table: 01_Documentos/scoring_rules.csv   # marketing's points table; absent: notebook 05 proposes one",
+        "", "data:",
+        f"  separator: {_q(d.separator)}        # {why['separator']}",
+        f"  encoding: {d.encoding}        # {why['encoding']}",
+        f"  decimal: {_q(d.decimal)}           # {why['decimal']}",
+        f"  thousands: {_q(d.thousands)}",
+    ]
+    if d.id_column is None:
+        lines += ["  id_column: row_number          # " + why["id"], "  id_from_row_number: true"]
+    else:
+        lines += [f"  id_column: {_q(d.id_column)}        # {why['id']}"]
+    lines += [
+        f"  target_column: {_q(d.target)}",
+        f"  positive_value: {_q(d.positive)}        # {why['target']}",
+        f"  negative_value: {_q(d.negative)}",
+        f"  missing_values: {_q(d.missing_values)}        # placeholder values found in the export",
+        f"  allow_extra_columns: {'true' if d.left_out else 'false'}"
+        + (f"        # left out: {left}" if d.left_out else ""),
+        "  columns:",
+        _list("numeric", d.numeric).rstrip("\n"), _list("categorical", d.categorical).rstrip("\n"),
+        _list("yes_no", d.yes_no).rstrip("\n"),
+        "  ranges:" + (" {}" if not d.ranges else ""),
+        *[f"    {_q(c)}: {_q(list(r))}        # never negative in the export" for c, r in d.ranges.items()],
+        "  numeric_missing:" + (" {}" if not d.sentinels else "") + "        # codes meaning 'missing'",
+        *[f"    {_q(c)}: {_q(v)}" for c, v in d.sentinels.items()],
+        "  # REVIEW: fields known only after the sales contact (status, stage, call duration, quality).",
+        "  # Named here from their names; the production run's leakage audit checks every variable.",
+        f"  post_contact: {_q(list(d.post_contact))}",
+        "  use_post_contact_fields: false",
+        "  labels:",
+        *[f"    {_q(c)}: {_q(label)}" for c, label in d.labels.items()],
+        "  # REVIEW: who the lead is (fit) and what the lead did (engagement), guessed from the names.",
+        f"  fit_columns: {_q(d.fit)}",
+        f"  engagement_columns: {_q(d.engagement)}",
+        "", "run:", "  kernel_name: leadscoring", "  report_notebooks: [08_segmentation, 09_evaluation]", "",
+    ]
+    return "\n".join(lines)
+
+
+def summary(d: Draft, dest: Path) -> str:
+    """What ``init`` inferred, in a few lines."""
+    out = [f"created {dest} ({d.rows:,} leads; separator {d.separator!r}, {d.encoding}, decimal {d.decimal!r})",
+           f"  target {d.target!r}: {d.reasons['target']}",
+           f"  id: {d.id_column!r} ({d.reasons['id']})" if d.id_column else f"  id: {d.reasons['id']}",
+           f"  {len(d.numeric)} numeric, {len(d.categorical)} categorical, {len(d.yes_no)} yes/no columns"]
+    out += [f"  left out {c}: {r}" for c, r in d.left_out.items()]
+    out += [f"  missing codes in {c}: {v}" for c, v in d.sentinels.items()]
+    out += [f"  REVIEW post-contact (kept out of models): {c}" for c in d.post_contact]
+    out.append(f"next: review {dest / '01_Documentos' / 'config.yaml'}, then `leadscoring run` inside {dest}")
+    return "\n".join(out)
+
+
+def init_project(dest: str | os.PathLike[str], export: str | os.PathLike[str], target: str, *,
+                 positive: str | None = None, id_column: str | None = None, date: str | None = None,
+                 separator: str | None = None, encoding: str | None = None) -> tuple[Path, Draft]:
+    """Create a project folder for ``export`` (see module docstring)."""
+    dest, export = Path(dest), Path(export)
+    if dest.exists():
+        raise ConfigError(f"{dest}: already exists; `init` creates a new project folder and never touches one")
+    draft = profile_export(export, target, positive=positive, id_column=id_column, separator=separator,
+                           encoding=encoding)
+    if date is not None:
+        for role in (draft.numeric, draft.categorical, draft.yes_no, draft.fit, draft.engagement):
+            if date in role:
+                role.remove(date)
+        draft.labels.pop(date, None)
+        draft.left_out[date] = "the creation date (given with --date), not a model input"
+    tmp = dest.with_name(f".{dest.name}.init")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for sub in LAYOUT:
+            (tmp / sub).mkdir(parents=True)
+        raw = tmp / "02_Datos" / "01_Originales" / export.name
+        shutil.copyfile(export, raw)
+        raw.chmod(0o444)  # the client's export is never modified
+        for nb in shipped_notebooks():
+            shutil.copyfile(nb, tmp / "03_Notebooks" / nb.name)
+        (tmp / "01_Documentos" / "config.yaml").write_text(draft_config(draft, export.name), encoding="utf-8")
+        load_config(tmp / "01_Documentos" / "config.yaml")  # the draft must be a valid configuration
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest, draft

@@ -61,6 +61,9 @@ class DataConfig(_Strict):
     # The export has no id column: the reader numbers the leads (1 = the first lead of the
     # export) in a column named ``id_column``, so scores and payloads carry that row number.
     id_from_row_number: bool = False
+    # The lead's creation date, if the export has one: the validation split is then the most
+    # recent leads and cross-validation keeps time order. Never a model input.
+    date_column: str | None = None
     target_column: str
     positive_value: str = "1"
     negative_value: str = "0"
@@ -79,6 +82,7 @@ class DataConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     fit_columns: list[str] = Field(default_factory=list)
     engagement_columns: list[str] = Field(default_factory=list)
+    allow_leaky: list[str] = Field(default_factory=list)  # kept in models despite the leakage audit
 
     @model_validator(mode="after")
     def _check_columns(self) -> DataConfig:
@@ -90,14 +94,14 @@ class DataConfig(_Strict):
             if col in seen:
                 raise ValueError(f"columns: '{col}' is listed under more than one role")
             seen.add(col)
-        for special in (self.id_column, self.target_column):
+        for special in (self.id_column, self.target_column, self.date_column):
             if special in seen:
-                raise ValueError(f"columns: '{special}' is the id or target column; remove it from the roles")
+                raise ValueError(f"columns: '{special}' is the id, target or date column; remove it from the roles")
         for key in ("ranges", "numeric_missing"):
             bad = [c for c in getattr(self, key) if c not in self.columns.numeric]
             if bad:
                 raise ValueError(f"{key}: {bad} are not numeric columns")
-        for key in ("post_contact", "fit_columns", "engagement_columns"):
+        for key in ("post_contact", "fit_columns", "engagement_columns", "allow_leaky"):
             unknown = [c for c in getattr(self, key) if c not in seen]
             if unknown:
                 raise ValueError(f"{key}: {unknown} are not listed under columns")
@@ -142,6 +146,23 @@ class ModellingConfig(_Strict):
     cv_folds: int = Field(5, ge=2, le=20)
     search_iterations: int = Field(12, ge=1)
     calibration: Literal["isotonic", "sigmoid", "auto"] = "auto"
+
+
+class LeakageConfig(_Strict):
+    """Thresholds of the leakage audit (notebook 06, ``leadscoring.training.leakage``)."""
+
+    dominant_auc: float = Field(0.90, gt=0.5, le=1.0)  # one variable alone ranking this well: excluded
+    dominant_margin: float = Field(0.08, ge=0.0, lt=0.5)  # ... or this far above the second best
+    dominant_margin_min_auc: float = Field(0.80, gt=0.5, le=1.0)  # ... and at least this good
+    review_auc: float = Field(0.80, gt=0.5, le=1.0)  # alone this good: review
+    name_auc: float = Field(0.70, gt=0.5, le=1.0)  # an outcome-like name and this good: excluded
+    pure_level_rate: float = Field(0.02, ge=0.0, lt=0.5)  # a level converting at <= this or >= 1 - this
+    pure_level_min_share: float = Field(0.10, gt=0.0, le=1.0)  # ... covering this share of leads: excluded
+    missing_auc: float = Field(0.75, gt=0.5, le=1.0)  # missingness predicting this well: review
+    name_stems: list[str] = Field(default_factory=lambda: [
+        "status", "estado", "tag", "etiqueta", "stage", "etapa", "quality", "calidad", "grade", "result",
+        "outcome", "duration", "duracion", "call", "llamada", "disposition", "won", "lost", "closed",
+        "converted", "cerrado", "ganado", "perdido", "convertido"])
 
 
 class Bucket(_Strict):
@@ -214,6 +235,7 @@ class ProjectConfig(_Strict):
     cleaning: CleaningConfig = CleaningConfig()
     features: FeaturesConfig = FeaturesConfig()
     modelling: ModellingConfig = ModellingConfig()
+    leakage: LeakageConfig = LeakageConfig()
     scoring: ScoringConfig = ScoringConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
     run: RunConfig = RunConfig()

@@ -63,9 +63,16 @@ def test_init_creates_a_valid_project_and_keeps_the_export(tmp_path, capsys):
     cfg = load_config(project / "01_Documentos" / "config.yaml")
     assert cfg.data.separator == "," and cfg.data.post_contact == ["Lead Status"] and not cfg.data.use_post_contact_fields
     leads = validate_file(cfg.path("raw_data"), cfg)
-    assert leads == 400
+    assert leads == 400 and cfg.data.date_column is None
     with pytest.raises(ConfigError, match="already exists"):
         init_project(project, src, "Converted")
+
+
+def test_init_with_a_creation_date(tmp_path):
+    dest, d = init_project(tmp_path / "p", _write(_english(), tmp_path / "crm.csv"), "Converted", date="Created")
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    assert cfg.data.date_column == "Created" and "Created" not in d.left_out
+    assert validate_file(cfg.path("raw_data"), cfg) == 400
 
 
 def test_an_export_without_ids_is_numbered(tmp_path):

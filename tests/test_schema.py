@@ -97,3 +97,16 @@ def test_numeric_missing_codes_are_missing_in_files_and_requests(tmp_path):
     assert schema.request_model()(id="A", visitas_total=-1).visitas_total is None
     with pytest.raises(LeadDataError, match="outside"):
         schema.validate(_frame(schema, visitas_total="-2"), require_target=False)
+
+
+def test_a_configured_creation_date_is_read_and_checked(tmp_path, sample):
+    cfg = load_config(write_project(tmp_path, data__date_column="created"))
+    schema = LeadSchema(cfg)
+    frame = sample.head(3).astype(object).assign(created=["2026-01-05", "2026-02-01 10:30", ""])
+    out = schema.validate(frame)
+    assert out["created"].dtype.kind == "M" and out["created"].isna().tolist() == [False, False, True]
+    with pytest.raises(LeadDataError, match=r"date column 'created' has value\(s\) that are not dates: 'soon'"):
+        schema.validate(frame.assign(created=["2026-01-05", "soon", ""]))
+    with pytest.raises(LeadDataError, match="missing the date column 'created'"):
+        schema.validate(sample.head(3))
+    assert "created" not in schema.validate(sample.head(3).drop(columns="compra"), require_target=False)

@@ -47,6 +47,7 @@ class Draft:
     negative: str
     id_column: str | None
     rows: int
+    date_column: str | None = None
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     yes_no: list[str] = field(default_factory=list)

@@ -65,6 +65,7 @@ class LeadSchema:
         self.ranges = {c: d.ranges.get(c, (None, None)) for c in self.numeric}
         self.missing_codes = {c: sorted(set(map(float, v))) for c, v in d.numeric_missing.items()}
         self.id_from_row_number = d.id_from_row_number
+        self.date_column = d.date_column
         self.decimal, self.thousands = d.decimal, d.thousands
         self.positive, self.negative = d.positive_value, d.negative_value
         self.yes_no_spellings = [*d.yes_values, *d.no_values, *d.missing_values]
@@ -131,7 +132,10 @@ class LeadSchema:
             missing.append(self.target_column)
         if missing:
             raise LeadDataError(f"{origin}: missing required column(s) {missing}; found {list(columns)}")
-        extra = [c for c in columns if c not in {*expected, self.target_column}]
+        if self.date_column is not None and require_target and self.date_column not in columns:
+            raise LeadDataError(f"{origin}: missing the date column '{self.date_column}' (data.date_column), "
+                                "needed to evaluate on the most recent leads")
+        extra = [c for c in columns if c not in {*expected, self.target_column, self.date_column}]
         if extra and not self.allow_extra_columns:
             raise LeadDataError(f"{origin}: unexpected column(s) {extra}; add them to the configuration's columns "
                                 "or set data.allow_extra_columns: true")
@@ -164,7 +168,18 @@ class LeadSchema:
             out[col] = self._yes_no(df[col], col, origin, labels)
         if require_target and self.target_column in df.columns:
             out[self.target_column] = self._target(df[self.target_column], origin, labels)
+        if self.date_column is not None and self.date_column in df.columns:
+            out[self.date_column] = self._dates(df[self.date_column], origin, labels)
         return out.reset_index(drop=True)
+
+    def _dates(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
+        values = s.where(s.astype("string").str.strip() != "") if not pd.api.types.is_datetime64_any_dtype(s) else s
+        dates = pd.to_datetime(values, errors="coerce", format="mixed")
+        bad = (dates.isna() & values.notna()).to_numpy()
+        if bad.any():
+            raise LeadDataError(f"{origin}: date column '{self.date_column}' has value(s) that are not dates: "
+                                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad]))
+        return dates.to_numpy()
 
     def _ids(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
         as_text = pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")

@@ -61,6 +61,9 @@ def draft_config(d: Draft, export_name: str) -> str:
         lines += ["  id_column: row_number          # " + why["id"], "  id_from_row_number: true"]
     else:
         lines += [f"  id_column: {_q(d.id_column)}        # {why['id']}"]
+    if d.date_column is not None:
+        lines += [f"  date_column: {_q(d.date_column)}        # given: validation on the most recent leads, "
+                  "time-ordered cross-validation"]
     lines += [
         f"  target_column: {_q(d.target)}",
         f"  positive_value: {_q(d.positive)}        # {why['target']}",
@@ -116,7 +119,8 @@ def init_project(dest: str | os.PathLike[str], export: str | os.PathLike[str], t
             if date in role:
                 role.remove(date)
         draft.labels.pop(date, None)
-        draft.left_out[date] = "the creation date (given with --date), not a model input"
+        draft.left_out.pop(date, None)
+        draft.date_column = date
     tmp = dest.with_name(f".{dest.name}.init")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -102,3 +102,90 @@ def conversion_by_bins(df: pd.DataFrame, col: str, target: str, bins: int = 5) -
     out["leads"] = out["leads"].astype(int)
     return out.rename_axis(col).reset_index()
 
+
+
+def _groups(df: pd.DataFrame, col: str, target: str, numeric: bool, yes_no: bool) -> pd.DataFrame:
+    """Levels (or quantile bins) of one column with leads and conversion rate: columns
+    ``level``, ``leads``, ``conversion_rate``."""
+    if numeric:
+        if df[col].notna().sum() == 0:
+            return pd.DataFrame(columns=["level", "leads", "conversion_rate"])
+        t = conversion_by_bins(df, col, target)
+    else:
+        s = df[col].map({1.0: "yes", 0.0: "no"}) if yes_no else df[col]
+        t = conversion_by_level(df.assign(**{col: s}), col, target)
+    return t.rename(columns={col: "level"})[["level", "leads", "conversion_rate"]]
+
+
+def variable_separation(df: pd.DataFrame, cfg: ProjectConfig, min_share: float = 0.02) -> pd.DataFrame:
+    """How strongly each configured column separates conversion, computed from the data.
+
+    One row per column present in ``df`` (cleaned leads with a 0/1 target): its role, the
+    share of missing values, the best and the worst level (numeric columns: quantile bin)
+    among those with at least ``min_share`` of the leads, and ``spread``, the difference of
+    their conversion rates. Sorted by spread, largest first.
+    """
+    target = cfg.data.target_column
+    roles = cfg.data.columns
+    rows = []
+    for col in [c for c in roles.all if c in df.columns]:
+        numeric, yes_no = col in roles.numeric, col in roles.yes_no
+        t = _groups(df, col, target, numeric, yes_no)
+        t = t[t["leads"] >= max(1, min_share * len(df))]
+        row = {"variable": col, "label": cfg.data.labels.get(col, col),
+               "role": "numeric" if numeric else ("yes_no" if yes_no else "categorical"),
+               "missing_share": float(df[col].isna().mean()), "levels": int(len(t)),
+               "post_contact": col in cfg.data.post_contact, "spread": 0.0}
+        if len(t):
+            best, worst = t.loc[t["conversion_rate"].idxmax()], t.loc[t["conversion_rate"].idxmin()]
+            row.update(best_level=str(best["level"]), best_rate=float(best["conversion_rate"]),
+                       best_share=float(best["leads"] / len(df)), worst_level=str(worst["level"]),
+                       worst_rate=float(worst["conversion_rate"]), worst_share=float(worst["leads"] / len(df)),
+                       spread=float(best["conversion_rate"] - worst["conversion_rate"]))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.sort_values("spread", ascending=False, kind="stable").reset_index(drop=True) if len(out) else out
+
+
+def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str]:
+    """Plain-language findings of the exploratory analysis, computed from the data (cleaned
+    leads with a 0/1 target): the variables that separate conversion most, the direction
+    of numeric ones, heavy missingness, near-constant yes/no answers, post-contact fields."""
+    target = cfg.data.target_column
+    base = float(df[target].mean())
+    sep = variable_separation(df, cfg)
+    out = [f"{len(df):,} leads, base conversion rate {base:.1%}."]
+    if not len(sep):
+        return out
+    for r in sep.head(top).itertuples():
+        if r.spread <= 0:
+            continue
+        what = "range" if r.role == "numeric" else "level"
+        out.append(f"{r.label} separates leads by {100 * r.spread:.0f} percentage points: {what} {r.best_level} converts "
+                   f"{r.best_rate:.0%} ({r.best_share:.0%} of leads), {r.worst_level} {r.worst_rate:.0%}.")
+    for col in [c for c in cfg.data.columns.numeric if c in df.columns]:
+        x = pd.to_numeric(df[col], errors="coerce")
+        if x.nunique() < 2:
+            continue
+        rho = float(x.corr(df[target], method="spearman"))
+        label = cfg.data.labels.get(col, col)
+        if abs(rho) >= 0.1:
+            out.append(f"Higher {label} goes with {'more' if rho > 0 else 'less'} conversion (Spearman rho {rho:+.2f}).")
+        else:
+            out.append(f"{label} on its own hardly changes the conversion rate (Spearman rho {rho:+.2f}).")
+    for r in sep[sep["missing_share"] >= 0.3].itertuples():
+        miss = df[r.variable].isna()
+        out.append(f"{r.label} is missing for {r.missing_share:.0%} of leads (they convert {df.loc[miss, target].mean():.0%}"
+                   f" vs {df.loc[~miss, target].mean():.0%}); missingness is kept as information.")
+    flat = []
+    for col in [c for c in cfg.data.columns.yes_no if c in df.columns]:
+        share = df[col].value_counts(normalize=True)
+        if len(share) and share.iloc[0] >= 0.95:
+            flat.append(f"{cfg.data.labels.get(col, col)} ({share.iloc[0]:.0%} '{'yes' if share.index[0] == 1 else 'no'}')")
+    if flat:
+        out.append(f"Almost always the same answer, so little information: {', '.join(flat)}.")
+    post = sep.head(top)
+    for r in post[post["post_contact"]].itertuples():
+        out.append(f"{r.label} is among the strongest variables but is configured as known only after the "
+                   "sales contact (data.post_contact): see the model card for what that means.")
+    return out

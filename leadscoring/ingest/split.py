@@ -24,6 +24,19 @@ def split_validation(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame
     return work.reset_index(drop=True), valid.reset_index(drop=True)
 
 
+def check_minimum_data(y: pd.Series, cfg: ProjectConfig) -> None:
+    """Stop before training when the export has too few conversions or non-conversions
+    (``split.min_positives`` / ``split.min_negatives``, 40 and 40 by default)."""
+    yv = pd.to_numeric(pd.Series(y), errors="coerce")
+    pos, neg = int((yv == 1).sum()), int((yv == 0).sum())
+    need_pos, need_neg = cfg.split.min_positives, cfg.split.min_negatives
+    if pos < need_pos or neg < need_neg:
+        raise LeadDataError(
+            f"too little data to train a model: {pos} conversions and {neg} non-conversions in "
+            f"'{cfg.data.target_column}'; need at least {need_pos} and {need_neg} "
+            "(split.min_positives / split.min_negatives)")
+
+
 def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int) -> pd.DataFrame:
     """A stratified sample of ``n`` leads (all of them when ``n`` is None or ≥ len)."""
     if n is None or n >= len(df):

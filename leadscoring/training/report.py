@@ -4,7 +4,7 @@ full run (:func:`model_card`) and after a retraining promoted a model (:func:`re
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -21,13 +21,34 @@ def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     return "\n".join(lines)
 
 
+def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = None) -> str:
+    """The model card's caveat about fields known only after the sales contact, from the
+    configuration (``data.post_contact``, their labels, ``data.use_post_contact_fields``);
+    ``features``, the model's variables when known, says which ones the model actually uses."""
+    post = list(cfg.data.post_contact)
+    if not post:
+        return ("- No field is configured as known only after the sales contact (`data.post_contact`). If an\n"
+                "  input is filled in or updated by the sales team after contacting a lead, list it there: a\n"
+                "  model trained on it ranks leads with information it will not have when they must be prioritised.")
+    labels = cfg.data.labels
+    named = ", ".join(f"`{c}`" + (f" ({labels[c]})" if c in labels else "") for c in post)
+    if not cfg.data.use_post_contact_fields:
+        return (f"- Post-contact fields ({named}) are known only after the sales contact and are **not used**\n"
+                "  (`data.use_post_contact_fields: false`): the model is a pre-contact model.")
+    used = [c for c in post if features is None or c in features]
+    status = (f"are **used** by the model ({', '.join(f'`{c}`' for c in used)})" if used
+              else "are allowed but none was selected by the model")
+    return (f"- Post-contact fields ({named}) are known only after the sales contact and {status}.\n"
+            "  A lead scored before any contact has these fields empty or at their initial value, and its\n"
+            "  score is less certain. Set `data.use_post_contact_fields: false` to train a pre-contact model.")
+
+
 def model_card(manifest: dict[str, Any], cv_table: pd.DataFrame, comparison: pd.DataFrame,
                selection: dict[str, Any], cfg: ProjectConfig) -> str:
     """Markdown model card: what the model is, data, metrics, caveats."""
     val = manifest.get("validation", {})
     cv = manifest.get("cv", {})
     buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
-    post = ", ".join(f"`{c}`" for c in cfg.data.post_contact) or "none"
     cv_cols = ["model", "imbalance", "roc_auc_mean", "roc_auc_std", "average_precision_mean", "brier_mean"]
     comp = comparison.reset_index().rename(columns={"index": "model"})[["model", "roc_auc", "average_precision",
                                                                         "brier", "gain_at_30pct"]]
@@ -65,11 +86,7 @@ Validation split:
 {_md_table(comp)}
 
 ## Caveats
-- Post-contact fields ({post}) are {'used' if cfg.data.use_post_contact_fields else 'not used'}:
-  `ult_actividad` records sales-side events (e.g. "SMS Sent", "Had a Phone Conversation") and the
-  company's scores may be updated after the first contact. A lead scored before any contact has
-  these fields empty or at their initial value, and its score is less certain. Set
-  `data.use_post_contact_fields: false` to train a pre-contact model.
+{post_contact_caveats(cfg, manifest.get('features'))}
 - Scores are only as current as the behavioural fields: re-score leads whose activity changed.
 - Retrain when conversion patterns move (new channels, campaigns, pricing).
 """

@@ -5,8 +5,8 @@ did) variables and gives points to each level or range. The points table is a CS
 marketing can edit (``01_Documentos/scoring_rules.csv``)::
 
     variable,kind,level,lower,upper,points,rationale
-    ocupacion,level,Working Professional,,,30,converts 9 times in 10
-    tiempo_en_site_total,range,,1000,inf,25,long visits
+    job_title,level,Manager,,,30,converts 9 times in 10
+    minutes_on_site,range,,15,inf,25,long visits
 
 ``kind`` is ``level`` (a categorical or yes/no value; ``Missing`` matches empty) or
 ``range`` (``lower <= x < upper``; a row with level ``Missing`` matches empty numbers).
@@ -27,6 +27,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import MISSING_LEVEL
 from leadscoring.training.woe import RULE_COLUMNS, level_text, propose_rules
@@ -66,6 +67,45 @@ def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
     rules["upper"] = pd.to_numeric(rules["upper"], errors="coerce")
     rules["points"] = rules["points"].astype(float)
     return rules.reset_index(drop=True)
+
+
+def check_rules_against_config(rules: pd.DataFrame, cfg: ProjectConfig, origin: str = "rules") -> pd.DataFrame:
+    """Check a points table against the configuration: every variable a configured column,
+    ``range`` rules on numeric columns only, ``level`` rules on categorical or yes/no ones
+    (yes/no levels ``Yes``/``No``/``Missing``). Raises :class:`RulesError` naming the row."""
+    rules = check_rules(rules, origin=origin)
+    roles = cfg.data.columns
+    for i, row in rules.iterrows():
+        where = f"{origin} row {int(i) + 2}"
+        var, kind = row["variable"], row["kind"]
+        if var not in roles.all:
+            raise RulesError(f"{where}: variable '{var}' is not a configured column (data.columns)")
+        if var in roles.numeric and kind == "level" and row["level"] != MISSING_LEVEL:
+            raise RulesError(f"{where}: '{var}' is numeric; use kind 'range' with lower and upper")
+        if var not in roles.numeric and kind == "range" and row["level"] != MISSING_LEVEL:
+            raise RulesError(f"{where}: '{var}' is not numeric; use kind 'level'")
+        if var in roles.yes_no and str(row["level"]) not in ("Yes", "No", MISSING_LEVEL):
+            raise RulesError(f"{where}: '{var}' is a yes/no column; level must be Yes, No or {MISSING_LEVEL}")
+    return rules
+
+
+def rules_for_client(path: str | os.PathLike[str], cfg: ProjectConfig, proposed: pd.DataFrame,
+                     available: Sequence[str] | None = None) -> tuple[pd.DataFrame, str | None]:
+    """The configured points table, or ``proposed`` (the data-driven table) with the reason
+    when the table is missing, malformed, does not fit this export's configuration or uses
+    a column not in ``available`` (e.g. one the cleaner dropped as constant)."""
+    path = Path(path)
+    if not path.is_file():
+        return check_rules(proposed, origin="proposed rules"), f"no points table at {path}"
+    try:
+        rules = check_rules_against_config(load_rules(path), cfg, origin=path.name)
+    except RulesError as err:
+        return check_rules(proposed, origin="proposed rules"), str(err)
+    if available is not None:
+        absent = sorted(set(rules["variable"]) - set(available))
+        if absent:
+            return check_rules(proposed, origin="proposed rules"), f"{path.name}: uses {absent}, absent from the data"
+    return rules, None
 
 
 class RuleScorer(ClassifierMixin, BaseEstimator):

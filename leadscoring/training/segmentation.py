@@ -34,6 +34,14 @@ def segmentation_columns(cfg: ProjectConfig) -> list[str]:
     return [*cols, *cfg.features.products, *cfg.features.ratios]
 
 
+def channel_column(cfg: ProjectConfig) -> str | None:
+    """The categorical column shown as "which channel brings each segment":
+    ``segmentation.channel_column``, else the first configured categorical column (None: none)."""
+    if cfg.segmentation.channel_column is not None:
+        return cfg.segmentation.channel_column
+    return cfg.data.columns.categorical[0] if cfg.data.columns.categorical else None
+
+
 def segment_features(cfg: ProjectConfig) -> Pipeline:
     """Raw leads → scaled, encoded segmentation features."""
     enc = build_encoder(numeric_feature_names(cfg), cfg.data.columns.categorical, cfg.data.columns.yes_no,
@@ -155,12 +163,15 @@ def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence
     return pd.DataFrame(rows)
 
 
-def name_segments(profile: pd.DataFrame, base_rate: float) -> tuple[dict[int, str], dict[int, str]]:
-    """Plain-language names and recommendations from conversion level and the top trait."""
+def name_segments(profile: pd.DataFrame, base_rate: float, high_ratio: float = 1.3,
+                  low_ratio: float = 0.7) -> tuple[dict[int, str], dict[int, str]]:
+    """Plain-language names and recommendations from conversion level and the top trait:
+    "High-potential" at or above ``high_ratio`` × the base rate, "Low-potential" at or below
+    ``low_ratio`` × (``segmentation.high_ratio`` / ``low_ratio`` in the configuration)."""
     names, advice = {}, {}
     for r in profile.itertuples():
         ratio = r.conversion_rate / base_rate if base_rate else 1.0
-        tier = "High-potential" if ratio >= 1.3 else ("Low-potential" if ratio <= 0.7 else "Average")
+        tier = "High-potential" if ratio >= high_ratio else ("Low-potential" if ratio <= low_ratio else "Average")
         trait = str(r.distinguishing).split(";")[0].split(" (")[0].strip()
         names[int(r.segment)] = f"{tier}: {trait}" if trait else tier
         if tier == "High-potential":

@@ -1,0 +1,156 @@
+"""Leakage audit: fields filled in after the sales contact are excluded before any model
+sees them (issue 11, item 2), on a generated foreign export and on the shipped data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import StratifiedKFold
+
+from leadscoring.config import ConfigError, DataConfig, PathsConfig, ProjectConfig, load_config
+from leadscoring.training.leakage import (
+    apply_audit,
+    audit_summary,
+    audited_features,
+    leakage_audit,
+    model_columns_after_audit,
+    normalised_name,
+    outcome_like_stems,
+)
+
+CV = StratifiedKFold(3, shuffle=True, random_state=0)
+
+
+def foreign_export(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """An English CRM export: a status written after the call, the call's duration, a budget
+    filled in mostly for buyers, and honest weak inputs."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.35).astype(int)
+    status = np.where(y == 1, np.where(rng.random(n) < 0.95, "Closed - Won", "Contacted"),
+                      np.where(rng.random(n) < 0.7, "Closed - Lost", "Contacted"))
+    duration = np.round(np.where(y == 1, rng.normal(300, 80, n), rng.normal(120, 80, n)).clip(0), 1)
+    budget = np.round(rng.normal(5000, 1500, n), 0)
+    budget_missing = np.where(y == 1, rng.random(n) < 0.05, rng.random(n) < 0.6)
+    source = np.where(rng.random(n) < 0.5 + 0.15 * y, "Google", rng.choice(["Referral", "Direct", "Email"], n))
+    visits = rng.poisson(3 + y, n).astype(float)
+    X = pd.DataFrame({
+        "Lead Number": np.arange(n), "Lead Source": source, "Website Visits": visits,
+        "Lead Status": status, "Call Duration": duration, "Budget": np.where(budget_missing, np.nan, budget),
+    })
+    return X, pd.Series(y, name="Converted")
+
+
+def foreign_config(tmp: Path, **data: object) -> ProjectConfig:
+    settings = dict(id_column="Lead Number", target_column="Converted",
+                    columns={"numeric": ["Website Visits", "Call Duration", "Budget"],
+                             "categorical": ["Lead Source", "Lead Status"]},
+                    labels={"Budget": "declared budget"}, ratios={}) | data
+    ratios = settings.pop("ratios")
+    return ProjectConfig(root=tmp, paths=PathsConfig(raw_data="export.csv"), data=DataConfig(**settings),
+                         features={"ratios": ratios})
+
+
+@pytest.fixture(scope="module")
+def export() -> tuple[pd.DataFrame, pd.Series]:
+    return foreign_export()
+
+
+def verdicts(audit: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(audit["variable"], audit["verdict"], strict=True))
+
+
+def test_foreign_export_status_and_call_duration_are_excluded(export, tmp_path):
+    X, y = export
+    audit = leakage_audit(X, y, foreign_config(tmp_path), CV)
+    assert {"variable", "single_variable_auc", "missing_share", "verdict", "reason"} <= set(audit.columns)
+    v = verdicts(audit)
+    assert v["Lead Status"] == "excluded"
+    assert v["Call Duration"] in ("excluded", "review")
+    assert v["Call Duration"] == "excluded"  # strong alone and its name reads like a call field
+    assert v["Website Visits"] == "ok" and v["Lead Source"] == "ok"
+    assert v["Budget"] == "review" and "filled in" in audit.set_index("variable").loc["Budget", "reason"]
+    status = audit.set_index("variable").loc["Lead Status"]
+    assert status["single_variable_auc"] > 0.85 and "nearly decides the outcome" in status["reason"]
+    assert audit["verdict"].tolist() == sorted(audit["verdict"], key=["excluded", "review", "ok"].index)
+    assert model_columns_after_audit(foreign_config(tmp_path), audit) == ["Website Visits", "Budget", "Lead Source"]
+
+
+def test_allow_leaky_keeps_a_named_variable(export, tmp_path):
+    X, y = export
+    cfg = foreign_config(tmp_path, allow_leaky=["Call Duration"])
+    audit = leakage_audit(X, y, cfg, CV).set_index("variable")
+    assert audit.loc["Call Duration", "verdict"] == "excluded" and audit.loc["Call Duration", "allowed"]
+    assert "data.allow_leaky" in audit.loc["Call Duration", "reason"]
+    kept = model_columns_after_audit(cfg, audit.reset_index())
+    assert "Call Duration" in kept and "Lead Status" not in kept
+
+
+def test_allow_leaky_must_name_configured_columns(tmp_path):
+    with pytest.raises(ValueError, match="allow_leaky"):
+        foreign_config(tmp_path, allow_leaky=["Tags"])
+
+
+def test_derived_features_of_an_excluded_column_are_dropped(export, tmp_path):
+    X, y = export
+    cfg = foreign_config(tmp_path, ratios={"duration_per_visit": ("Call Duration", "Website Visits")})
+    audit = leakage_audit(X, y, cfg, CV)
+    assert "duration_per_visit" not in audited_features(cfg, audit)
+    decision = pd.DataFrame({"variable": ["Website Visits", "Call Duration", "duration_per_visit", "Budget"],
+                             "keep": [True, True, True, True], "reason": ["informative"] * 4})
+    out = apply_audit(decision, cfg, audit).set_index("variable")
+    assert not out.loc["Call Duration", "keep"] and not out.loc["duration_per_visit", "keep"]
+    assert not out.loc["Lead Status", "keep"]  # added although selection never saw it
+    assert out.loc["Website Visits", "keep"] and "review" in out.loc["Budget", "reason"]
+
+
+def test_a_post_outcome_field_is_excluded_even_when_nothing_else_predicts(tmp_path):
+    """Only noise plus a status: the status is excluded by purity and dominance."""
+    X, y = foreign_export(800, seed=1)
+    X["Website Visits"] = np.random.default_rng(2).poisson(3, len(X)).astype(float)
+    audit = leakage_audit(X, y, foreign_config(tmp_path), CV)
+    assert verdicts(audit)["Lead Status"] == "excluded"
+    assert "a" in audit.set_index("variable").loc["Lead Status", "signals"]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("leadStatus", ["status"]), ("Duración llamada", ["duracion", "llamada"]), ("Tags", ["tag"]),
+    ("Lead Quality", ["quality"]), ("callduration", ["duration"]), ("Website Visits", []),
+    ("Lead Source", []), ("Last Activity", []), ("Total Time Spent on Website", []),
+])
+def test_outcome_like_names(name, expected):
+    from leadscoring.config import LeakageConfig
+
+    assert outcome_like_stems(name, LeakageConfig().name_stems) == expected
+    assert normalised_name("Call Duration (s)") == "call duration s"
+
+
+def test_shipped_post_contact_fields_are_excluded_when_not_allowed(cfg, sample):
+    strict = cfg.model_copy(update={"data": cfg.data.model_copy(update={"use_post_contact_fields": False})})
+    X, y = sample.drop(columns="compra"), sample["compra"]
+    audit = leakage_audit(X, y, strict, CV).set_index("variable")
+    for col in cfg.data.post_contact:
+        assert audit.loc[col, "verdict"] == "excluded", audit.loc[col, "reason"]
+        assert "data.post_contact" in audit.loc[col, "reason"]
+    kept = model_columns_after_audit(strict, audit.reset_index())
+    assert not set(kept) & set(cfg.data.post_contact) and "ocupacion" in kept
+    assert audit.loc["ocupacion", "verdict"] == "ok"
+    allowed = leakage_audit(X, y, cfg, CV).set_index("variable")  # shipped: post-contact fields allowed
+    assert (allowed.loc[cfg.data.post_contact, "verdict"] == "review").all()
+    assert "review" in audit_summary(allowed.reset_index())
+
+
+def test_shipped_config_documents_the_leakage_section():
+    from tests.conftest import CONFIG
+
+    text = CONFIG.read_text(encoding="utf-8")
+    assert "leakage:" in text and "allow_leaky: []" in text
+    assert load_config(CONFIG).leakage.dominant_auc == 0.90
+
+
+def test_unknown_leakage_key_is_refused(make_project):
+    path = make_project(leakage={"dominant_auc": 0.9, "typo": 1})
+    with pytest.raises(ConfigError, match="leakage.typo"):
+        load_config(path)

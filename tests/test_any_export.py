@@ -40,6 +40,7 @@ def foreign_export(n: int = 900, seed: int = 0, levels: int = 60) -> pd.DataFram
         "Campaign Name": [f"Campaign {c:02d}" for c in campaign],
         "Email Opt In": np.where(email_ok, "yes", "no"),
         "Converted": np.where(converted, "yes", "no"),
+        "Created On": pd.date_range("2024-01-01", periods=n, freq="6h").strftime("%Y-%m-%d %H:%M"),
     })
 
 
@@ -49,7 +50,7 @@ def foreign_config(root: Path, raw: Path, categorical: bool = True) -> Path:
         "paths": {"raw_data": str(raw), "notebooks_dir": str(ROOT / "03_Notebooks"),
                   "rules_table": "01_Documentos/points.csv"},  # does not exist: the proposal is used
         "data": {
-            "separator": ",", "id_column": "Lead Number", "target_column": "Converted",
+            "separator": ",", "id_column": "Lead Number", "target_column": "Converted", "date_column": "Created On",
             "positive_value": "yes", "negative_value": "no",
             "yes_values": ["yes"], "no_values": ["no"],
             "columns": {"numeric": ["Total Visits"], "categorical": ["Campaign Name"] if categorical else [],
@@ -182,3 +183,17 @@ def test_foreign_export_without_categorical_column(tmp_path):
     only = ["01", "02", "03", "04", "05"]
     result = run_pipeline(cfg, {**QUICK_PARAMETERS, "sample_size": None}, only=only, progress=False, promote=False)
     assert result.status == "ok"
+
+
+def test_validation_split_is_the_most_recent_leads_when_a_date_is_configured(tmp_path):
+    from leadscoring.ingest.split import split_validation
+
+    cfg = load_config(make_foreign_project(tmp_path))
+    n = 200
+    df = pd.DataFrame({"Converted": [1, 0] * (n // 2),
+                       "Created": pd.date_range("2024-01-01", periods=n, freq="D")[::-1]})
+    dated = cfg.model_copy(update={"data": cfg.data.model_copy(update={"date_column": "Created"})})
+    work, valid = split_validation(df, dated)
+    assert len(valid) == 40 and valid["Created"].min() > work["Created"].max()
+    work2, valid2 = split_validation(df, cfg)  # no date configured: stratified random split
+    assert len(valid2) == 40 and valid2["Converted"].mean() == 0.5

@@ -14,10 +14,24 @@ from leadscoring.errors import LeadDataError
 
 
 def split_validation(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified split into (working set, validation set) with the configured share and seed."""
+    """Split into (working set, validation set) with the configured share: the most recent
+    leads when ``data.date_column`` is configured (what the model will meet in production;
+    leads without a date count as the oldest), else a stratified random split with the seed."""
     target = cfg.data.target_column
     if df[target].nunique() < 2:
         raise LeadDataError(f"target column '{target}' has a single class; cannot train a model")
+    date = cfg.data.date_column
+    if date is not None and date in df.columns:
+        when = pd.to_datetime(df[date], errors="coerce").reset_index(drop=True)
+        order = when.sort_values(kind="stable", na_position="first").index.to_numpy()
+        n_valid = max(1, int(round(len(df) * cfg.split.validation_share)))
+        frame = df.reset_index(drop=True)
+        work, valid = frame.iloc[order[:-n_valid]], frame.iloc[order[-n_valid:]]
+        for name, part in (("working", work), ("validation", valid)):
+            if part[target].nunique() < 2:
+                raise LeadDataError(f"the {name} split by '{date}' (most recent {cfg.split.validation_share:.0%} "
+                                    "as validation) has a single outcome; cannot train and evaluate a model")
+        return work.reset_index(drop=True), valid.reset_index(drop=True)
     work, valid = train_test_split(
         df, test_size=cfg.split.validation_share, stratify=df[target], random_state=cfg.split.seed
     )

@@ -106,6 +106,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     n = validate_file(args.input, cfg, require_target=not args.no_target)
     print(f"{args.input}: {n} leads, layout OK")
+    rules_path = cfg.path("rules_table")
+    if rules_path.is_file():  # marketing's points table must fit this export's configuration
+        from leadscoring.training.rules import check_rules_against_config, load_rules
+
+        check_rules_against_config(load_rules(rules_path), cfg, origin=rules_path.name)
+        print(f"{rules_path.name}: points table OK")
+    else:
+        print(f"{rules_path.name}: no points table; notebook 05 will propose one from the data")
     return 0
 
 

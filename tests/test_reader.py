@@ -202,3 +202,16 @@ def test_dask_engine_uses_the_same_reader(project, export, tmp_path):
     (tmp_path / "in" / "c.csv").write_text("\n".join(text) + "\n", encoding="utf-8")
     with pytest.raises(LeadDataError, match=r"c.csv: line 5 has 19 field\(s\)"):
         score_dask(cfg, str(tmp_path / "in" / "*.csv*"), tmp_path / "out", workers=1)
+
+
+def test_validate_checks_the_points_table_against_the_configuration(tmp_path, capsys):
+    import yaml
+
+    rules = tmp_path / "rules.csv"
+    rules.write_text("variable,kind,level,lower,upper,points,rationale\nshoe_size,range,,0,50,10,x\n", encoding="utf-8")
+    project = write_project(tmp_path)
+    conf = yaml.safe_load(project.read_text(encoding="utf-8"))
+    conf["paths"]["rules_table"] = str(rules)
+    project.write_text(yaml.safe_dump(conf), encoding="utf-8")
+    line = _one_line_error(*_cli(capsys, "--config", str(project), "validate", "--input", conf["paths"]["raw_data"])[::2])
+    assert "rules.csv" in line and "shoe_size" in line

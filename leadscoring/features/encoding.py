@@ -33,7 +33,7 @@ class LeadEncoder(LeadTransformer):
     - yes/no: missing → 0.
 
     ``feature_sources_`` names the raw variable behind each output column and
-    ``feature_labels_`` a readable label (``ocupacion=Student``, ``score_perfil missing``).
+    ``feature_labels_`` a readable label (``job=Student``, ``visits missing``).
     """
 
     def __init__(

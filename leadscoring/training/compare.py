@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold, cross_validate
+from sklearn.model_selection import KFold, RandomizedSearchCV, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
 from leadscoring.config import ProjectConfig
@@ -71,8 +71,14 @@ def candidate_models(
     ]
 
 
-def cv_splitter(cfg: ProjectConfig, folds: int | None = None) -> StratifiedKFold:
-    return StratifiedKFold(n_splits=folds or cfg.modelling.cv_folds, shuffle=True, random_state=cfg.modelling.seed)
+def cv_splitter(cfg: ProjectConfig, folds: int | None = None) -> StratifiedKFold | KFold:
+    """Cross-validation folds: stratified and shuffled (seeded); with ``data.date_column``,
+    blocks of consecutive leads in time order (the working split is sorted by date), so a
+    fold's test leads are a period, as the model will meet them."""
+    n = folds or cfg.modelling.cv_folds
+    if cfg.data.date_column is not None:
+        return KFold(n_splits=n, shuffle=False)
+    return StratifiedKFold(n_splits=n, shuffle=True, random_state=cfg.modelling.seed)
 
 
 def cross_validate_candidates(

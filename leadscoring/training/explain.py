@@ -90,7 +90,7 @@ def _fmt_value(v: object) -> str:
 
 def top_factors(model: object, X: object, n: int = 3, prepared: object = None,
                 encoded: np.ndarray | None = None, dmatrix: DMatrix | None = None) -> list[str]:
-    """``n`` strongest reasons per lead, e.g. ``ocupacion=Working Professional (+2.10); ...``."""
+    """``n`` strongest reasons per lead, e.g. ``job=Working Professional (+2.10); ...``."""
     if prepared is None or encoded is None:
         prepared, encoded = prepare(model, X)
     vals, variables = _contribution_matrix(model, prepared, encoded, dmatrix)

@@ -1,0 +1,162 @@
+"""Project configuration: one YAML file describes the dataset and the run.
+
+Everything that differs between two clients' exports (paths, separator, id and target
+columns, column roles, placeholder values, thresholds) lives in
+``01_Documentos/config.yaml``. :func:`load_config` reads it into a typed, validated
+:class:`ProjectConfig`; any problem is reported as a :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError, model_validator
+
+from leadscoring.config.sections import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    INPUT_PATHS,
+    Bucket,
+    CleaningConfig,
+    ColumnRoles,
+    ConfigError,
+    DataConfig,
+    FeaturesConfig,
+    LeakageConfig,
+    ModellingConfig,
+    PathsConfig,
+    RunConfig,
+    ScoringConfig,
+    SegmentationConfig,
+    ServiceConfig,
+    SplitConfig,
+    _Strict,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "CONFIG_ENV",
+    "ConfigError",
+    "PathsConfig",
+    "INPUT_PATHS",
+    "ColumnRoles",
+    "DataConfig",
+    "SplitConfig",
+    "CleaningConfig",
+    "FeaturesConfig",
+    "ModellingConfig",
+    "LeakageConfig",
+    "Bucket",
+    "ScoringConfig",
+    "SegmentationConfig",
+    "RunConfig",
+    "ServiceConfig",
+    "ProjectConfig",
+    "find_config",
+    "load_config",
+]
+
+
+class ProjectConfig(_Strict):
+    """The whole configuration; ``root`` is absolute once loaded."""
+
+    root: Path
+    paths: PathsConfig
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    cleaning: CleaningConfig = CleaningConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    modelling: ModellingConfig = ModellingConfig()
+    leakage: LeakageConfig = LeakageConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    segmentation: SegmentationConfig = SegmentationConfig()
+    run: RunConfig = RunConfig()
+    service: ServiceConfig = ServiceConfig()
+    source: Path | None = None
+    output_root: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_features(self) -> ProjectConfig:
+        channel = self.segmentation.channel_column
+        if channel is not None and channel not in self.data.columns.categorical:
+            raise ValueError(f"segmentation.channel_column: '{channel}' is not a categorical column")
+        numeric = set(self.data.columns.numeric)
+        names = set(self.data.columns.all)
+        for kind in ("products", "ratios"):
+            for name, (a, b) in getattr(self.features, kind).items():
+                if name in names:
+                    raise ValueError(f"features.{kind}.{name}: the name clashes with a data column")
+                for col in (a, b):
+                    if col not in numeric:
+                        raise ValueError(f"features.{kind}.{name}: '{col}' is not a numeric column")
+        return self
+
+    def path(self, key: str) -> Path:
+        """Absolute path of ``paths.<key>``.
+
+        Products (everything but raw data, notebooks and the rules table) resolve under
+        ``output_root`` when one is set, so a production run can stage its products and
+        only promote them once every notebook succeeded.
+        """
+        if key not in PathsConfig.model_fields:
+            raise ConfigError(f"unknown path key '{key}'; known: {sorted(PathsConfig.model_fields)}")
+        rel = Path(getattr(self.paths, key))
+        if rel.is_absolute():
+            return rel
+        base = self.output_root if (self.output_root is not None and key not in INPUT_PATHS) else self.root
+        return base / rel
+
+    def with_output_root(self, output_root: str | os.PathLike[str] | None) -> ProjectConfig:
+        """A copy whose products are written under ``output_root`` (None: the project root)."""
+        if output_root is None:
+            return self
+        out = Path(output_root)
+        if not out.is_absolute():
+            out = self.root / out
+        return self.model_copy(update={"output_root": out})
+
+
+def find_config(start: str | os.PathLike[str] | None = None) -> Path:
+    """Locate the configuration: ``$LEADSCORING_CONFIG``, else ``01_Documentos/config.yaml``
+    in ``start`` (default: the working directory) or one of its parents."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_CONFIG
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {DEFAULT_CONFIG} found in {here} or its parents; pass --config or set {CONFIG_ENV}"
+    )
+
+
+def _format_validation_error(err: ValidationError, source: Path) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts.append(f"{where}: {e['msg']}")
+    return f"invalid configuration {source}: " + "; ".join(parts)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> ProjectConfig:
+    """Read and validate the YAML configuration (see module docstring)."""
+    source = Path(path) if path is not None else find_config()
+    if not source.is_file():
+        raise ConfigError(f"configuration file not found: {source}")
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration {source} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration {source} must be a mapping of sections, got {type(raw).__name__}")
+    root = (source.resolve().parent / str(raw.pop("root", ".."))).resolve()
+    try:
+        return ProjectConfig(root=root, source=source.resolve(), **raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+    except TypeError as err:  # e.g. a section given as a list
+        raise ConfigError(f"invalid configuration {source}: {err}") from None

@@ -1,0 +1,221 @@
+"""The sections of the configuration file, as typed models with their defaults and checks
+(assembled into :class:`leadscoring.config.ProjectConfig`)."""
+
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_CONFIG = Path("01_Documentos") / "config.yaml"
+CONFIG_ENV = "LEADSCORING_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Strict):
+    raw_data: str
+    validation_dir: str = "02_Datos/02_Validacion"
+    work_dir: str = "02_Datos/03_Trabajo"
+    models_dir: str = "04_Modelos"
+    results_dir: str = "05_Resultados"
+    notebooks_dir: str = "03_Notebooks"
+    docs_dir: str = "01_Documentos"
+    rules_table: str = "01_Documentos/scoring_rules.csv"
+
+
+#: Path keys that are inputs (read from the project root even during a staged run).
+INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table"})
+
+
+class ColumnRoles(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    yes_no: list[str] = Field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.yes_no]
+
+
+class DataConfig(_Strict):
+    separator: str = ","
+    encoding: str = "utf-8"
+    decimal: str = "."
+    thousands: str | None = None  # thousands separator to remove from numbers (none by default)
+    id_column: str
+    # The export has no id column: the reader numbers the leads (1 = the first lead of the
+    # export) in a column named ``id_column``, so scores and payloads carry that row number.
+    id_from_row_number: bool = False
+    # The lead's creation date, if the export has one: the validation split is then the most
+    # recent leads and cross-validation keeps time order. Never a model input.
+    date_column: str | None = None
+    target_column: str
+    positive_value: str = "1"
+    negative_value: str = "0"
+    missing_values: list[str] = Field(default_factory=list)
+    yes_values: list[str] = Field(default_factory=lambda: ["Yes", "1", "True"])
+    no_values: list[str] = Field(default_factory=lambda: ["No", "0", "False"])
+    allow_extra_columns: bool = False
+    columns: ColumnRoles
+    # Allowed [min, max] per numeric column (null: unbounded); values outside are rejected.
+    ranges: dict[str, tuple[float | None, float | None]] = Field(default_factory=dict)
+    # Codes meaning "missing" in numeric columns (e.g. -1 = never contacted), per column.
+    numeric_missing: dict[str, list[float]] = Field(default_factory=dict)
+    post_contact: list[str] = Field(default_factory=list)
+    use_post_contact_fields: bool = True
+    # Plain-language names of columns (and derived features) for reports, e.g. segment names.
+    labels: dict[str, str] = Field(default_factory=dict)
+    fit_columns: list[str] = Field(default_factory=list)
+    engagement_columns: list[str] = Field(default_factory=list)
+    allow_leaky: list[str] = Field(default_factory=list)  # kept in models despite the leakage audit
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DataConfig:
+        roles = self.columns.all
+        if not roles:
+            raise ValueError("columns: list at least one numeric, categorical or yes_no column")
+        seen: set[str] = set()
+        for col in roles:
+            if col in seen:
+                raise ValueError(f"columns: '{col}' is listed under more than one role")
+            seen.add(col)
+        for special in (self.id_column, self.target_column, self.date_column):
+            if special in seen:
+                raise ValueError(f"columns: '{special}' is the id, target or date column; remove it from the roles")
+        for key in ("ranges", "numeric_missing"):
+            bad = [c for c in getattr(self, key) if c not in self.columns.numeric]
+            if bad:
+                raise ValueError(f"{key}: {bad} are not numeric columns")
+        for key in ("post_contact", "fit_columns", "engagement_columns", "allow_leaky"):
+            unknown = [c for c in getattr(self, key) if c not in seen]
+            if unknown:
+                raise ValueError(f"{key}: {unknown} are not listed under columns")
+        if self.thousands is not None and self.thousands in (self.decimal, self.separator, ""):
+            raise ValueError(f"thousands: {self.thousands!r} must differ from the decimal mark and the separator")
+        overlap = set(self.yes_values) & set(self.no_values)
+        if overlap:
+            raise ValueError(f"yes_values and no_values share {sorted(overlap)}")
+        return self
+
+    @property
+    def model_columns(self) -> list[str]:
+        """Columns the models may use (post-contact ones only when allowed)."""
+        drop = set() if self.use_post_contact_fields else set(self.post_contact)
+        return [c for c in self.columns.all if c not in drop]
+
+
+class SplitConfig(_Strict):
+    validation_share: float = Field(0.2, gt=0.0, lt=0.9)
+    seed: int = 42
+    # Fewest conversions / non-conversions needed before a model is trained (notebook 01).
+    min_positives: int = Field(40, ge=1)
+    min_negatives: int = Field(40, ge=1)
+
+
+class CleaningConfig(_Strict):
+    rare_min_share: float = Field(0.01, ge=0.0, lt=0.5)
+    clip_quantile: float = Field(0.99, gt=0.5, le=1.0)
+
+
+class FeaturesConfig(_Strict):
+    products: dict[str, tuple[str, str]] = Field(default_factory=dict)
+    ratios: dict[str, tuple[str, str]] = Field(default_factory=dict)
+    selection_file: str = "selected_features.json"
+
+
+class ModellingConfig(_Strict):
+    seed: int = 42
+    # Variable selection (notebook 06): a variable is dropped as useless below this
+    # information value when its permutation importance is not positive either.
+    min_information_value: float = Field(0.02, ge=0.0)
+    cv_folds: int = Field(5, ge=2, le=20)
+    search_iterations: int = Field(12, ge=1)
+    calibration: Literal["isotonic", "sigmoid", "auto"] = "auto"
+
+
+class LeakageConfig(_Strict):
+    """Thresholds of the leakage audit (notebook 06, ``leadscoring.training.leakage``)."""
+
+    dominant_auc: float = Field(0.90, gt=0.5, le=1.0)  # one variable alone ranking this well: excluded
+    dominant_margin: float = Field(0.08, ge=0.0, lt=0.5)  # ... or this far above the second best
+    dominant_margin_min_auc: float = Field(0.80, gt=0.5, le=1.0)  # ... and at least this good
+    review_auc: float = Field(0.80, gt=0.5, le=1.0)  # alone this good: review
+    name_auc: float = Field(0.70, gt=0.5, le=1.0)  # an outcome-like name and this good: excluded
+    pure_level_rate: float = Field(0.02, ge=0.0, lt=0.5)  # a level converting at <= this or >= 1 - this
+    pure_level_min_share: float = Field(0.10, gt=0.0, le=1.0)  # ... covering this share of leads: excluded
+    missing_auc: float = Field(0.75, gt=0.5, le=1.0)  # missingness predicting this well: review
+    name_stems: list[str] = Field(default_factory=lambda: [
+        "status", "estado", "tag", "etiqueta", "stage", "etapa", "quality", "calidad", "grade", "result",
+        "outcome", "duration", "duracion", "call", "llamada", "disposition", "won", "lost", "closed",
+        "converted", "cerrado", "ganado", "perdido", "convertido"])
+
+
+class Bucket(_Strict):
+    name: str
+    min_score: int = Field(ge=0, le=100)
+    action: str
+
+
+class ScoringConfig(_Strict):
+    buckets: list[Bucket] = Field(
+        default_factory=lambda: [
+            Bucket(name="HOT", min_score=80, action="Call_Immediately"),
+            Bucket(name="WARM", min_score=50, action="Nurture_With_Sales_Email"),
+            Bucket(name="COLD", min_score=0, action="Automated_Marketing"),
+        ]
+    )
+    top_factors: int = Field(3, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _check_buckets(self) -> ScoringConfig:
+        mins = [b.min_score for b in self.buckets]
+        if not mins or mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
+            raise ValueError("buckets: list them from the highest min_score down, each min_score distinct")
+        if mins[-1] != 0:
+            raise ValueError("buckets: the last bucket needs min_score 0 so every lead gets one")
+        return self
+
+
+class SegmentationConfig(_Strict):
+    k_range: tuple[int, int] = (2, 8)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    # Categorical column shown as "which channel brings each segment" (None: the first
+    # configured categorical column; no chart when there is none).
+    channel_column: str | None = None
+    # Segment names: "High-potential" at or above high_ratio × the base conversion rate,
+    # "Low-potential" at or below low_ratio ×, "Average" in between.
+    high_ratio: float = Field(1.3, gt=1.0)
+    low_ratio: float = Field(0.7, gt=0.0, lt=1.0)
+    min_stability: float = Field(0.8, ge=0.0, le=1.0)  # adjusted Rand index for a stable k
+
+    @model_validator(mode="after")
+    def _check_k(self) -> SegmentationConfig:
+        lo, hi = self.k_range
+        if not 2 <= lo <= hi:
+            raise ValueError("k_range: need 2 <= low <= high")
+        return self
+
+
+class RunConfig(_Strict):
+    kernel_name: str = "leadscoring"
+    execution_timeout: int = Field(1800, ge=10)
+    start_timeout: int = Field(120, ge=10)
+    report_notebooks: list[str] = Field(default_factory=list)
+
+
+class ServiceConfig(_Strict):
+    """Limits of the HTTP service (``leadscoring serve``)."""
+
+    max_batch: int = Field(10_000, ge=1)  # leads per /score/batch request; more is refused with 413
+    max_body_mb: float = Field(16, gt=0)  # request body size; larger is refused with 413
+
+

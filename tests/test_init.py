@@ -3,6 +3,8 @@ folder it creates (validated by the same reader and schema as every other path).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +100,22 @@ def test_encodings_are_sniffed():
     assert sniff_encoding("id;name\n1;José\n".encode("latin-1"))[0] == "latin-1"
     assert sniff_encoding(b"\xef\xbb\xbfid;name\n")[0] == "utf-8"
     assert sniff_encoding("id;name\n1;José\n".encode())[0] == "utf-8"
+
+
+@pytest.mark.slow
+def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
+    """A foreign export: init, then all ten notebooks; the sales-status field (written after
+    the call) is kept out of the model and named in the leakage audit."""
+    from leadscoring.notebook.runner import QUICK_PARAMETERS, run_pipeline
+
+    dest, _ = init_project(tmp_path / "acme", _write(_english(800, seed=3), tmp_path / "acme.csv"), "Converted",
+                           date="Created")
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    result = run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False)
+    assert result.status == "ok" and len(result.notebooks) == 10
+    audit = pd.read_csv(cfg.path("results_dir") / "leakage_audit.csv").set_index("variable")
+    assert audit.loc["Lead Status", "verdict"] == "excluded"
+    selected = json.loads((cfg.path("results_dir") / "selected_features.json").read_text())["selected"]
+    assert "Lead Status" not in selected
+    scores = pd.read_csv(cfg.path("results_dir") / "scores.csv", dtype=str)
+    assert scores["Prospect ID"].tolist()[:2] == ["P-00000", "P-00001"] and len(scores) == 800

@@ -30,9 +30,6 @@ ID_NAME = re.compile(r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no)$|^
                      r"[\s_\-.]?(id|number|code|no)$", re.I)
 ENGAGEMENT = re.compile(r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|"
                         r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento", re.I)
-POST_CONTACT = re.compile(r"status|stage|tag|quality|grade|result|outcome|duration|disposition|call|won|lost|"
-                          r"closed|estado|etapa|etiqueta|calidad|resultado|duracion|duración|llamada", re.I)
-
 
 @dataclass
 class Draft:
@@ -58,7 +55,7 @@ class Draft:
     labels: dict[str, str] = field(default_factory=dict)
     fit: list[str] = field(default_factory=list)
     engagement: list[str] = field(default_factory=list)
-    post_contact: dict[str, str] = field(default_factory=dict)
+    post_contact: dict[str, str] = field(default_factory=dict)  # filled by init (leakage name check)
     reasons: dict[str, str] = field(default_factory=dict)
 
 
@@ -238,6 +235,4 @@ def profile_export(path: str | Path, target: str, *, positive: str | None = None
         draft.reasons[col] = why
         draft.labels[col] = re.sub(r"[_\s]+", " ", col).strip().lower()
         (draft.engagement if ENGAGEMENT.search(col) else draft.fit).append(col)
-        if POST_CONTACT.search(col):
-            draft.post_contact[col] = "its name reads like a sales outcome, status or call detail"
     return draft

@@ -16,8 +16,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from leadscoring.config import ConfigError, load_config
+from leadscoring.config import ConfigError, LeakageConfig, load_config
 from leadscoring.ingest.profile import Draft, profile_export
+from leadscoring.training.leakage import outcome_like_stems
 
 LAYOUT = ("01_Documentos", "02_Datos/01_Originales", "02_Datos/02_Validacion", "02_Datos/03_Trabajo",
           "03_Notebooks", "04_Modelos", "05_Resultados")
@@ -114,6 +115,10 @@ def init_project(dest: str | os.PathLike[str], export: str | os.PathLike[str], t
         raise ConfigError(f"{dest}: already exists; `init` creates a new project folder and never touches one")
     draft = profile_export(export, target, positive=positive, id_column=id_column, separator=separator,
                            encoding=encoding)
+    stems = LeakageConfig().name_stems  # the leakage audit's own list of outcome-like names
+    for col in (*draft.numeric, *draft.categorical, *draft.yes_no):
+        if found := outcome_like_stems(col, stems):
+            draft.post_contact[col] = f"its name reads like a sales outcome, status or call detail ({found[0]})"
     if date is not None:
         for role in (draft.numeric, draft.categorical, draft.yes_no, draft.fit, draft.engagement):
             if date in role:

@@ -78,7 +78,7 @@ class LeadSchema:
         text that is not a number, for true/false and for infinite or NaN values."""
         if isinstance(v, bool):
             raise ValueError("must be a number, not true/false")
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if isinstance(v, int | float):  # (true/false refused above)
             x = float(v)
         else:
             t = text(v)

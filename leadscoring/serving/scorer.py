@@ -23,8 +23,6 @@ from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.training.explain import prepare, top_factors
 from leadscoring.training.pipeline import final_estimator, transform_steps
 
-OUTPUT_COLUMNS = ["probability", "score", "bucket", "recommended_action"]
-
 
 def to_score(probability: Sequence[float] | np.ndarray) -> np.ndarray:
     """Integer 0-100 score = round(100 × probability) (half away from zero)."""

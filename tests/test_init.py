@@ -117,5 +117,13 @@ def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     assert audit.loc["Lead Status", "verdict"] == "excluded"
     selected = json.loads((cfg.path("results_dir") / "selected_features.json").read_text())["selected"]
     assert "Lead Status" not in selected
+    stakes = pd.read_csv(cfg.path("results_dir") / "leakage_stakes.csv")
+    assert len(stakes) == 2 and "Lead Status" in stakes["variables"].iloc[1]
+    assert stakes["roc_auc"].iloc[1] > 0.97 > stakes["roc_auc"].iloc[0]  # what the status tag would have faked
+    card = (cfg.path("docs_dir") / "model_card.md").read_text()
+    leakage = card.split("## Leakage audit")[1]
+    assert "Lead Status" in leakage and f"**{stakes['roc_auc'].iloc[1]:.3f}**" in leakage
+    metrics = json.loads((cfg.path("results_dir") / "run_metrics.json").read_text())
+    assert metrics["validation_roc_auc_with_excluded"] == pytest.approx(stakes["roc_auc"].iloc[1])
     scores = pd.read_csv(cfg.path("results_dir") / "scores.csv", dtype=str)
     assert scores["Prospect ID"].tolist()[:2] == ["P-00000", "P-00001"] and len(scores) == 800

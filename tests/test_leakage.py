@@ -154,3 +154,75 @@ def test_unknown_leakage_key_is_refused(make_project):
     path = make_project(leakage={"dominant_auc": 0.9, "typo": 1})
     with pytest.raises(ConfigError, match="leakage.typo"):
         load_config(path)
+
+
+def _recipe(cfg: ProjectConfig, features: list[str]):
+    from sklearn.linear_model import LogisticRegression
+
+    from leadscoring.training.pipeline import build_pipeline
+
+    return build_pipeline(cfg, LogisticRegression(max_iter=1000), features=features)
+
+
+def test_stakes_show_the_validation_auc_with_and_without_the_excluded_variables(export, tmp_path):
+    from leadscoring.training.stakes import WITH, WITHOUT, leakage_stakes, stakes_summary
+
+    X, y = export
+    cfg = foreign_config(tmp_path)
+    work, valid = slice(0, 1000), slice(1000, None)
+    audit = leakage_audit(X[work], y[work], cfg, CV)
+    features = audited_features(cfg, audit)
+    honest = _recipe(cfg, features).fit(X[work], y[work])
+    p = honest.predict_proba(X[valid])[:, 1]
+    stakes = leakage_stakes(cfg, audit, features, _recipe, X[work], y[work], X[valid], y[valid], p)
+    assert stakes["model"].tolist() == [WITHOUT, WITH]
+    assert "Lead Status" not in stakes["variables"].iloc[0] and "Lead Status" in stakes["variables"].iloc[1]
+    ours, leaky = stakes["roc_auc"]
+    assert leaky > 0.97 and ours < 0.9 and leaky - ours > 0.1  # the status tag nearly decides the outcome
+    text = stakes_summary(stakes)
+    assert f"**{leaky:.3f}** instead of **{ours:.3f}**" in text and "Lead Status" in text
+    assert "the lower figure is the honest one" in text
+
+
+def test_stakes_let_in_post_contact_fields_the_configuration_keeps_out(export, tmp_path):
+    from leadscoring.training.stakes import leakage_stakes
+
+    X, y = export
+    cfg = foreign_config(tmp_path, post_contact=["Lead Status"], use_post_contact_fields=False)
+    assert "Lead Status" not in cfg.data.model_columns
+    audit = leakage_audit(X, y, cfg, CV)
+    features = audited_features(cfg, audit)
+    p = _recipe(cfg, features).fit(X, y).predict_proba(X)[:, 1]
+    stakes = leakage_stakes(cfg, audit, features, _recipe, X, y, X, y, p)
+    assert len(stakes) == 2 and "Lead Status" in stakes["variables"].iloc[1]
+    assert stakes["roc_auc"].iloc[1] > 0.9  # the diagnostic model really read the status
+
+
+def test_stakes_with_nothing_excluded_have_one_row_and_say_so(tmp_path):
+    from leadscoring.training.stakes import leakage_stakes, stakes_summary
+
+    rng = np.random.default_rng(1)
+    y = pd.Series((rng.random(600) < 0.4).astype(int))
+    X = pd.DataFrame({"Lead Number": range(600), "Website Visits": rng.poisson(3 + y).astype(float),
+                      "Lead Source": rng.choice(["Google", "Email"], 600)})
+    cfg = foreign_config(tmp_path, columns={"numeric": ["Website Visits"], "categorical": ["Lead Source"]},
+                         labels={})
+    audit = leakage_audit(X, y, cfg, CV)
+    assert not audit["verdict"].eq("excluded").any()
+    p = _recipe(cfg, audited_features(cfg, audit)).fit(X, y).predict_proba(X)[:, 1]
+    stakes = leakage_stakes(cfg, audit, audited_features(cfg, audit), _recipe, X, y, X, y, p)
+    assert len(stakes) == 1
+    assert stakes_summary(stakes).startswith("No variable was excluded by the leakage audit")
+
+
+def test_model_card_shows_the_audit_section(tmp_path):
+    from leadscoring.training.report import model_card
+
+    cfg = foreign_config(tmp_path)
+    manifest = {"file": "m.pkl", "created_at": "now", "sha256": "0" * 64, "features": ["Website Visits"]}
+    card = model_card(manifest, pd.DataFrame({"model": ["a"]}), pd.DataFrame(
+        {"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"]),
+        {}, cfg, leakage="AUDIT TEXT\n")
+    assert "## Leakage audit\nAUDIT TEXT\n" in card
+    assert "## Leakage audit\nNot run for this model." in model_card(manifest, pd.DataFrame({"model": ["a"]}), pd.DataFrame(
+        {"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"]), {}, cfg)

@@ -44,8 +44,10 @@ def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = No
 
 
 def model_card(manifest: dict[str, Any], cv_table: pd.DataFrame, comparison: pd.DataFrame,
-               selection: dict[str, Any], cfg: ProjectConfig) -> str:
-    """Markdown model card: what the model is, data, metrics, caveats."""
+               selection: dict[str, Any], cfg: ProjectConfig, leakage: str | None = None) -> str:
+    """Markdown model card: what the model is, data, metrics, the leakage audit (``leakage``:
+    :func:`~leadscoring.training.leakage.audit_summary` and
+    :func:`~leadscoring.training.stakes.stakes_summary`, in markdown) and caveats."""
     val = manifest.get("validation", {})
     cv = manifest.get("cv", {})
     buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
@@ -85,6 +87,8 @@ Validation split:
 
 {_md_table(comp)}
 
+## Leakage audit
+{leakage or 'Not run for this model.'}
 ## Caveats
 {post_contact_caveats(cfg, manifest.get('features'))}
 - Scores are only as current as the behavioural fields: re-score leads whose activity changed.

@@ -1,0 +1,82 @@
+"""What the leakage audit's exclusions were worth: the validation figures of the chosen model
+next to the same recipe trained with the excluded variables put back (notebook 07), in plain
+words for the model card and the evaluation report (notebook 09).
+
+The second model is a diagnostic, never a candidate: it is not saved, not compared in
+cross-validation and never chosen. It shows the user how much better a model *looks* when it
+may read fields filled in after the sales contact, which is exactly what it could not know
+when a new lead must be prioritised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from leadscoring.config import ProjectConfig
+from leadscoring.training.evaluation import classification_metrics
+from leadscoring.training.leakage import blocked_variables
+
+WITHOUT = "this model (excluded variables left out)"
+WITH = "same recipe with the excluded variables"
+COLUMNS = ["model", "variables", "roc_auc", "average_precision", "gain_at_30pct", "brier"]
+
+
+def config_allowing(cfg: ProjectConfig, columns: Sequence[str]) -> ProjectConfig:
+    """``cfg``, or a copy whose model columns let in the post-contact fields among ``columns``
+    that the configuration keeps out of models (``data.use_post_contact_fields: false``), for
+    the diagnostic model only."""
+    if not cfg.data.post_contact or cfg.data.use_post_contact_fields or not set(columns) & set(cfg.data.post_contact):
+        return cfg
+    data = cfg.data.model_copy(update={"use_post_contact_fields": True})
+    return cfg.model_copy(update={"data": data})
+
+
+def leakage_stakes(cfg: ProjectConfig, audit: pd.DataFrame, features: Sequence[str],
+                   recipe: Callable[[ProjectConfig, list[str]], BaseEstimator],
+                   X: pd.DataFrame, y: pd.Series, X_valid: pd.DataFrame, y_valid: pd.Series,
+                   p_valid: np.ndarray) -> pd.DataFrame:
+    """Validation figures of the chosen model (its probabilities ``p_valid``) and of
+    ``recipe(cfg, features + excluded)`` fitted on ``X, y``. With nothing excluded, only the
+    first row. ``recipe`` builds an unfitted estimator from a configuration and a variable list."""
+    blocked = [v for v in blocked_variables(cfg, audit) if v not in features]
+    rows = [_row(WITHOUT, features, y_valid, p_valid)]
+    if blocked:
+        with_all = [*features, *blocked]
+        model = recipe(config_allowing(cfg, blocked), with_all).fit(X, y)
+        rows.append(_row(WITH, with_all, y_valid, model.predict_proba(X_valid)[:, 1]))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _row(name: str, variables: Sequence[str], y: pd.Series, p: np.ndarray) -> dict[str, object]:
+    m = classification_metrics(y, p)
+    return {"model": name, "variables": ", ".join(variables), **{k: m[k] for k in COLUMNS[2:]}}
+
+
+def stakes_summary(stakes: pd.DataFrame) -> str:
+    """Plain words on :func:`leakage_stakes`' table (markdown, for the card and the report)."""
+    ours = stakes.iloc[0]
+    if len(stakes) < 2:
+        return (f"No variable was excluded by the leakage audit; the validation ROC-AUC "
+                f"{ours['roc_auc']:.3f} is the model's own.\n")
+    leaky = stakes.iloc[1]
+    added = [v for v in leaky["variables"].split(", ") if v not in ours["variables"].split(", ")]
+    gap = leaky["roc_auc"] - ours["roc_auc"]
+    lines = [
+        f"With the excluded variables ({', '.join(added)}) the same recipe would read a validation ROC-AUC of "
+        f"**{leaky['roc_auc']:.3f}** instead of **{ours['roc_auc']:.3f}** "
+        f"({gap:+.3f}), and would put {leaky['gain_at_30pct']:.0%} instead of {ours['gain_at_30pct']:.0%} of "
+        "the conversions in its top 30 % of leads.",
+        ("That difference is what those fields know about the outcome once the sales team has acted on a lead; "
+         "it is not available when a new lead must be prioritised, so the lower figure is the honest one."
+         if gap > 0.005 else
+         "The excluded variables add little here, so the exclusion costs nothing; keep them out unless the "
+         "client confirms they are known before the sales contact (then name them in `data.allow_leaky`)."),
+    ]
+    table = ["| model | ROC-AUC | average precision | gain at 30 % |", "|---|---|---|---|"]
+    table += [f"| {r.model} | {r.roc_auc:.3f} | {r.average_precision:.3f} | {r.gain_at_30pct:.1%} |"
+              for r in stakes.itertuples()]
+    return " ".join(lines) + "\n\n" + "\n".join(table) + "\n"

@@ -30,10 +30,14 @@ class PathsConfig(_Strict):
     notebooks_dir: str = "03_Notebooks"
     docs_dir: str = "01_Documentos"
     rules_table: str = "01_Documentos/scoring_rules.csv"
+    # Every production scoring's scores (id, score, model version, time), appended: the
+    # previous score and trend of each lead come from here.
+    score_history: str = "05_Resultados/score_history.parquet"
 
 
-#: Path keys that are inputs (read from the project root even during a staged run).
-INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table"})
+#: Path keys read from (and, for the score history, appended at) the project root even
+#: during a staged run: inputs and state that outlives a run.
+INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table", "score_history"})
 
 
 class ColumnRoles(_Strict):
@@ -165,6 +169,54 @@ class Bucket(_Strict):
     action: str
 
 
+class ReasonsConfig(_Strict):
+    """Reasons per lead: up to ``positive`` pushing the score up and ``negative`` pulling it down."""
+
+    positive: int = Field(3, ge=0, le=20)
+    negative: int = Field(3, ge=0, le=20)
+    # A level seen in fewer training leads than this gets no conversion-rate evidence.
+    min_leads: int = Field(20, ge=1)
+
+
+class GradesConfig(_Strict):
+    """Letter grades. By score ranges (``min_scores``, highest first, last 0); or, when set,
+    by ``shares`` of leads per grade (best first, summing to 1); or by the sales team's
+    capacity: ``calls_per_week`` leads get the first grade, the rest is split between the
+    other grades in proportion to ``shares`` (equal parts when unset). Share and capacity
+    thresholds are learned from the training leads' scores and stored with the model."""
+
+    names: list[str] = Field(default_factory=lambda: ["A", "B", "C", "D"])
+    min_scores: list[int] = Field(default_factory=lambda: [75, 50, 25, 0])
+    shares: list[float] | None = None
+    calls_per_week: float | None = Field(None, gt=0)
+    # Leads arriving per week; unset: measured from data.date_column on the training leads.
+    leads_per_week: float | None = Field(None, gt=0)
+
+    @property
+    def method(self) -> Literal["ranges", "shares", "capacity"]:
+        return "capacity" if self.calls_per_week else "shares" if self.shares else "ranges"
+
+    @model_validator(mode="after")
+    def _check(self) -> GradesConfig:
+        n = len(self.names)
+        if n < 2 or len(set(self.names)) != n:
+            raise ValueError("grades.names: need at least two distinct names")
+        mins = self.min_scores
+        if len(mins) != n or mins != sorted(mins, reverse=True) or len(set(mins)) != n or mins[-1] != 0:
+            raise ValueError(f"grades.min_scores: one per grade ({n}), highest first, distinct, the last 0")
+        if self.shares is not None:
+            if len(self.shares) != n or any(s <= 0 for s in self.shares) or abs(sum(self.shares) - 1) > 1e-6:
+                raise ValueError(f"grades.shares: one positive share per grade ({n}), summing to 1")
+        return self
+
+
+DEFAULT_CRM_FIELDS: dict[str, str] = {
+    "score": "predictive_score", "bucket": "score_cluster", "recommended_action": "recommended_action",
+    "fit_score": "fit_score", "engagement_score": "engagement_score", "grade": "grade", "reasons": "reasons",
+    "model_version": "model_version", "scored_at": "scored_at", "trend": "trend",
+}
+
+
 class ScoringConfig(_Strict):
     buckets: list[Bucket] = Field(
         default_factory=lambda: [
@@ -173,10 +225,29 @@ class ScoringConfig(_Strict):
             Bucket(name="COLD", min_score=0, action="Automated_Marketing"),
         ]
     )
-    top_factors: int = Field(3, ge=0, le=20)
+    reasons: ReasonsConfig = ReasonsConfig()
+    grades: GradesConfig = GradesConfig()
+    # Trend against the lead's previous score in the score history: "improving" when the
+    # score rose by at least this many points, "declining" when it fell as much, else "steady".
+    trend_points: int = Field(5, ge=1, le=100)
+    # CRM custom-field name per output field (``leadscoring push``, notebook 10's payloads).
+    crm_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CRM_FIELDS))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_top_factors(cls, data: object) -> object:
+        # Configurations drafted before 0.4 say ``top_factors: N``: N reasons each way.
+        if isinstance(data, dict) and "top_factors" in data:
+            data = dict(data)
+            n = data.pop("top_factors")
+            data.setdefault("reasons", {"positive": n, "negative": n})
+        return data
 
     @model_validator(mode="after")
     def _check_buckets(self) -> ScoringConfig:
+        unknown = sorted(set(self.crm_fields) - set(DEFAULT_CRM_FIELDS) - {"probability", "segment", "previous_score"})
+        if unknown:
+            raise ValueError(f"crm_fields: {unknown} are not score fields; use some of {sorted(DEFAULT_CRM_FIELDS)}")
         mins = [b.min_score for b in self.buckets]
         if not mins or mins != sorted(mins, reverse=True) or len(set(mins)) != len(mins):
             raise ValueError("buckets: list them from the highest min_score down, each min_score distinct")

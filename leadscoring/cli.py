@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from leadscoring.artifacts import ModelIntegrityError
-from leadscoring.config import ConfigError, load_config
+from leadscoring.config import ConfigError, ProjectConfig, load_config
 from leadscoring.errors import LeadDataError, OutputPathError
 from leadscoring.ingest.load import validate_file
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
@@ -77,7 +77,21 @@ def _cmd_score(args: argparse.Namespace) -> int:
                      chunk_rows=args.chunk_rows, progress=not args.no_progress, jobs=args.jobs)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
     print(f"scored {res['leads']} leads -> {args.output} ({counts})")
+    if not args.no_history:
+        _append_history(cfg, args.output)
     return 0
+
+
+def _append_history(cfg: ProjectConfig, output: str) -> None:
+    """Append a local engine's scores to the score history (outputs without model version and
+    time columns are skipped)."""
+    from leadscoring.serving.history import append_scores_file, has_stamps
+
+    if not has_stamps(output):
+        logging.getLogger(__name__).debug("score history: %s has no model_version/scored_at; not appended", output)
+        return
+    n = append_scores_file(cfg.path("score_history"), output, cfg.data.id_column)
+    print(f"score history: {n} rows appended to {cfg.path('score_history')}")
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -187,6 +201,8 @@ def _add_score_parser(sub: Any) -> None:
                    help="worker processes for the local engine (default 1: on the 2-core reference machine "
                         "the fastest and least memory, see bench/bench_batch.py)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.add_argument("--no-history", action="store_true",
+                   help="do not append the scores to the score history (paths.score_history; local engine only)")
     s.add_argument("--engine", choices=["local", "dask"], default="local",
                    help="dask: map_partitions over CSV/parquet globs, output is a folder of parts")
     s.add_argument("--scheduler", help="dask: address of an existing cluster (default: a local cluster)")

@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
+import pyarrow.parquet as pq
 import pytest
 
 from leadscoring import cli
@@ -23,6 +25,7 @@ from leadscoring.artifacts import MODEL_SET, list_model_sets, read_manifest, sav
 from leadscoring.config import load_config
 from leadscoring.notebook import runner
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed, RunInterrupted, RunResult, run_pipeline
+from leadscoring.serving.history import ScoreHistory
 
 from .conftest import ROOT, write_project
 
@@ -311,3 +314,65 @@ def test_kernel_config_asks_for_encryption():
     conf = runner.kernel_config()
     expected = "auto" if zmq.has("curve") else None
     assert conf.get("KernelManager", {}).get("transport_encryption") == expected
+
+
+class ScoringPapermill(FakePapermill):
+    """Also writes a real ``scores.parquet`` (ids as text, a new ``scored_at`` per run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs = 0
+        self.stamped = True
+
+    def __call__(self, input_path, output_path, parameters=None, **kw):
+        super().__call__(input_path, output_path, parameters, **kw)
+        if Path(input_path).stem == "03_score":
+            self.runs += 1
+            cfg = load_config(parameters["config_path"]).with_output_root(parameters["output_root"])
+            scores = pd.DataFrame({cfg.data.id_column: ["007", "008", "009"], "score": [10 * self.runs, 50, 90]})
+            if self.stamped:
+                scores = scores.assign(model_version="m1", scored_at=f"2025-03-0{self.runs}T09:00:00Z")
+            scores.to_parquet(cfg.path("results_dir") / "scores.parquet")
+
+
+@pytest.fixture()
+def scoring_project(tmp_path, monkeypatch):
+    nbs = _fake_notebooks(tmp_path / "nbs")
+    _notebook(nbs / "03_score.ipynb", 'config_path = None\noutput_root = None\nproducts = ["results_dir/scores.parquet"]')
+    cfg = load_config(write_project(tmp_path / "p", paths__notebooks_dir=str(nbs)))
+    fake = ScoringPapermill()
+    monkeypatch.setattr(papermill, "execute_notebook", fake)
+    monkeypatch.setattr(runner, "ensure_kernel", lambda name: None)
+    monkeypatch.setattr(runner, "_to_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
+    return cfg, fake
+
+
+def test_a_promoted_run_appends_its_scores_to_the_history(scoring_project):
+    cfg, fake = scoring_project
+    history = ScoreHistory(cfg.path("score_history"))
+    run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False, run_id="quick", promote=False)
+    run_pipeline(cfg, progress=False, run_id="trial", promote=False)
+    assert not history.path.exists() and "history_rows" not in _log(cfg)[-1]  # trial runs never touch it
+
+    res = run_pipeline(cfg, progress=False, run_id="r1")
+    assert res.history_rows == 3 and _log(cfg)[-1]["history_rows"] == 3
+    assert history.latest().to_dict() == {"007": 30, "008": 50, "009": 90}  # the third run of 03 (two trials before)
+
+    def concurrent_score(stem):  # `leadscoring score` appends while a partial run is going on
+        if stem == "03_score":
+            history.append(["other"], [42], "m0", "2025-02-01T00:00:00Z")
+
+    fake.on_call = concurrent_score
+    res = run_pipeline(cfg, progress=False, only=["03"], run_id="r2")
+    assert res.history_rows == 3
+    assert history.latest().to_dict() == {"007": 40, "008": 50, "009": 90, "other": 42}  # nothing lost
+    assert not list(res.products_dir.rglob("score_history*"))  # the history is never staged nor promoted
+    assert pq.read_table(history.path).num_rows == 7
+
+
+def test_a_promoted_run_without_stamped_scores_skips_the_history(scoring_project):
+    cfg, fake = scoring_project
+    fake.stamped = False  # scores written before they had model_version and scored_at
+    res = run_pipeline(cfg, progress=False, run_id="r1")
+    assert res.promoted and res.status == "ok" and res.history_rows is None
+    assert "history_rows" not in _log(cfg)[-1] and not cfg.path("score_history").exists()

@@ -45,6 +45,7 @@ from leadscoring.notebook.kernel import (
 from leadscoring.notebook.kernel import kernel_config as kernel_config  # re-exported for callers of runner
 from leadscoring.notebook.staging import _new_models, _product_path, _promote, _replace_dir, _seed_staging
 from leadscoring.notebook.termination import RunInterrupted, _Termination
+from leadscoring.serving.history import append_run_scores
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     promoted: bool = False
     archived: Path | None = None
+    history_rows: int | None = None  # scores appended to the score history by the promotion
 
     @property
     def products_dir(self) -> Path:
@@ -126,6 +128,7 @@ def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
         "notebooks": {n.name: {"seconds": round(n.seconds, 1), "status": n.status, **({"error": n.error} if n.error else {})}
                       for n in result.notebooks},
         "metrics": result.metrics,
+        **({"history_rows": result.history_rows} if result.history_rows is not None else {}),
     }
     path = cfg.path("docs_dir") / "run_log.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,7 +272,8 @@ def run_pipeline(
 def _promote_run(cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, run_dir: Path,
                  result: RunResult, latest: bool) -> None:
     """Archive the current model set if the run brings a new one, copy the staged products
-    into the project and (for a complete run) replace ``latest/``."""
+    into the project, (for a complete run) replace ``latest/`` and append the promoted
+    scores to the score history."""
     models = cfg.path("models_dir")
     changed = _new_models(models, staged_cfg.path("models_dir"))
     if changed:
@@ -289,3 +293,4 @@ def _promote_run(cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, r
         (tmp_latest / "RUN_ID").write_text(result.run_id + "\n", encoding="utf-8")
         _replace_dir(tmp_latest, results / "latest")
         shutil.rmtree(tmp_latest, ignore_errors=True)
+    result.history_rows = append_run_scores(cfg.path("score_history"), cfg.path("results_dir"), cfg.data.id_column)

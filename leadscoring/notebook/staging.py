@@ -36,12 +36,13 @@ def _promote(staging: Path, root: Path) -> list[Path]:
 def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
     """For a partial run (``--only``): start from the current products, so a notebook
     finds what earlier notebooks wrote in previous runs."""
+    history = cfg.path("score_history").name  # appended in place, never staged: promoting a copy would lose rows
     for key in ("validation_dir", "work_dir", "models_dir", "results_dir"):
         src = cfg.root / getattr(cfg.paths, key)
         if not src.is_dir():
             continue
-        ignore = {"results_dir": shutil.ignore_patterns("runs", "latest"),
-                  "models_dir": shutil.ignore_patterns("versions")}.get(key)  # archives stay where they are
+        own = {"results_dir": ("runs", "latest"), "models_dir": ("versions",)}.get(key, ())  # archives stay where they are
+        ignore = shutil.ignore_patterns(*own, history, f"{history}.lock", f".{history}.*")
         shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
 
 

@@ -1,0 +1,249 @@
+"""The score history: trend rules at their edges, latest scores across runs, idempotent
+re-appends, reloading a changed file, concurrent writers (two processes under the lock) and
+readers, scores files with zero-padded ids, one-line errors, and the `score` command's hook."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from leadscoring.errors import LeadDataError
+from leadscoring.serving.history import TRENDS, ScoreHistory, append_scores_file, trends
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+BATCH = 20  # rows per append in the concurrency test
+
+
+def test_trend_rules_at_the_edges():
+    points = 5
+    previous = np.array([50, 50, 50, 50, 50, 50, np.nan, 0, 100])
+    scores = np.array([55, 54, 45, 46, 50, 99, 70, 100, 0])
+    got = trends(scores, previous, points)
+    assert got.dtype == object
+    assert got.tolist() == ["improving", "steady", "declining", "steady", "steady", "improving", "new", "improving",
+                            "declining"]
+    assert set(got) <= set(TRENDS)
+    assert trends(np.array([51]), np.array([50.0]), 1).tolist() == ["improving"]
+    assert trends(np.array([], dtype=int), np.array([]), 5).tolist() == []
+    with pytest.raises(ValueError, match="3 scores but 2 previous scores"):
+        trends(np.array([1, 2, 3]), np.array([1.0, 2.0]), 5)
+
+
+def test_two_runs_latest_lookup_and_trend(tmp_path):
+    hist = ScoreHistory(tmp_path / "sub" / "score_history.parquet")  # the folder is created
+    assert hist.latest().empty and np.isnan(hist.lookup(["a"])).all()
+    assert hist.append(["a", "b", "c"], [10, 50, 90], "m1", T0) == 3
+    assert hist.append(np.array(["a", "b", "d"], dtype=object), np.array([20, 48, 5]), "m2",
+                       (T0 + timedelta(days=7)).isoformat()) == 3
+    latest = hist.latest()
+    assert latest.to_dict() == {"a": 20, "b": 48, "c": 90, "d": 5}
+    assert hist.lookup(["b", "zzz", "c"]).tolist()[0] == 48.0 and np.isnan(hist.lookup(["zzz"])[0])
+    run3_ids = np.array(["a", "b", "c", "d", "e"], dtype=object)
+    run3 = np.array([25, 44, 86, 5, 60])
+    assert trends(run3, hist.lookup(run3_ids), 5).tolist() == ["improving", "steady", "steady", "steady", "new"]
+
+    table = pq.read_table(hist.path)
+    assert table.schema.types == [pa.string(), pa.int16(), pa.string(), pa.timestamp("us", tz="UTC")]
+    assert table.column_names == ["lead_id", "score", "model_version", "scored_at"]
+    assert table.num_rows == 6
+    assert table["scored_at"][0].as_py() == T0
+
+
+def test_latest_by_time_then_by_append_order(tmp_path):
+    hist = ScoreHistory(tmp_path / "h.parquet")
+    hist.append(["a"], [70], "m1", T0 + timedelta(days=2))
+    hist.append(["a"], [10], "m1", T0)  # a late backfill of an older scoring does not win
+    assert hist.latest()["a"] == 70
+    hist.append(["a"], [33], "m2", T0 + timedelta(days=2))  # same time: the last appended wins
+    assert hist.latest()["a"] == 33
+
+
+def test_re_appending_the_same_scoring_adds_nothing(tmp_path):
+    hist = ScoreHistory(tmp_path / "h.parquet")
+    ids, scores = [f"{i:05d}" for i in range(100)], list(range(100))
+    assert hist.append(ids, scores, "m1", "2025-03-01T09:00:00Z") == 100
+    stamp = hist.path.stat().st_mtime_ns
+    assert hist.append(ids, scores, "m1", "2025-03-01T09:00:00+00:00") == 0  # the same instant, written otherwise
+    assert hist.path.stat().st_mtime_ns == stamp  # not rewritten
+    assert hist.append(ids[:60] + ["new1"], scores[:60] + [7], "m1", T0) == 1
+    assert hist.append(ids[:10], scores[:10], "m2", T0) == 10  # another model version is another scoring
+    assert pq.read_table(hist.path).num_rows == 111
+    assert hist.append([], [], "m1", T0) == 0
+
+
+def test_reloads_only_when_the_file_changes(tmp_path):
+    path = tmp_path / "h.parquet"
+    reader, writer = ScoreHistory(path), ScoreHistory(path)
+    writer.append(["a"], [10], "m1", T0)
+    first = reader.latest()
+    assert reader.latest() is first  # unchanged file: the cached series
+    assert reader.lookup(["a"]).tolist() == [10.0]
+    writer.append(["a", "b"], [40, 41], "m1", T0 + timedelta(hours=1))
+    assert reader.latest() is not first and reader.latest().to_dict() == {"a": 40, "b": 41}
+    assert reader.lookup(["a", "b"]).tolist() == [40.0, 41.0]
+    path.unlink()
+    assert reader.latest().empty and np.isnan(reader.lookup(["a"])[0])
+
+
+def test_lookup_is_fast_for_one_id_and_for_many(tmp_path):
+    n = 100_000
+    ids = np.array([f"L{i:07d}" for i in range(n)], dtype=object)
+    hist = ScoreHistory(tmp_path / "h.parquet")
+    hist.append(ids, np.arange(n) % 101, "m1", T0)
+    hist.lookup(["L0000001"])  # first call reads the file and builds the lookup
+    t = time.perf_counter()
+    for i in range(1000):
+        assert hist.lookup([ids[i * 97]])[0] == (i * 97) % 101
+    single = time.perf_counter() - t
+    query = np.concatenate([ids[::-1], np.array(["nobody"], dtype=object)])
+    t = time.perf_counter()
+    got = hist.lookup(query)
+    many = time.perf_counter() - t
+    assert np.array_equal(got[:-1], (np.arange(n) % 101)[::-1].astype(float)) and np.isnan(got[-1])
+    assert single < 1.0 and many < 2.0, (single, many)  # measured: ~5 ms and ~50 ms
+
+
+def _writer(path: str, writer: int, batches: int, go: object) -> None:
+    """A separate process appending ``batches`` scorings of BATCH new leads each."""
+    go.wait(30)  # type: ignore[attr-defined]
+    hist = ScoreHistory(path)
+    for b in range(batches):
+        ids = [f"w{writer}-b{b:02d}-{i:02d}" for i in range(BATCH)]
+        hist.append(ids, [(writer + b + i) % 101 for i in range(BATCH)], f"m{writer}", T0 + timedelta(minutes=b))
+
+
+def test_two_writer_processes_and_a_reader(tmp_path):
+    path = tmp_path / "score_history.parquet"
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 50, go)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    go.set()
+    reader, reads, counts = ScoreHistory(path), 0, []
+    while any(p.is_alive() for p in procs):  # every read during the writes sees a complete file
+        if path.exists():
+            with open(path, "rb") as fh:  # one open: pq.read_table(path) opens twice and may see two versions
+                table = pq.read_table(fh)
+            assert table.num_rows % BATCH == 0
+            counts.append(table.num_rows)
+            assert len(reader.latest()) % BATCH == 0
+            reads += 1
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert counts == sorted(counts) and len(set(counts)) >= 2, counts  # read while growing; rows never disappear
+    table = pq.read_table(path).to_pandas()
+    assert len(table) == 2 * 50 * BATCH
+    expected = {f"w{w}-b{b:02d}-{i:02d}" for w in (1, 2) for b in range(50) for i in range(BATCH)}
+    assert set(table["lead_id"]) == expected
+    assert table.groupby("model_version").size().to_dict() == {"m1": 50 * BATCH, "m2": 50 * BATCH}
+    assert len(reader.latest()) == 2 * 50 * BATCH
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["score_history.parquet", "score_history.parquet.lock"]
+
+
+def test_scores_csv_keeps_zero_padded_ids_as_text(tmp_path):
+    scores = tmp_path / "scores.csv"
+    scores.write_text("lead,score,bucket,model_version,scored_at\n"
+                      "00660728,87,HOT,m1,2025-03-01T09:00:00Z\n"
+                      "660728,12,COLD,m1,2025-03-01T09:00:00Z\n"
+                      "0042,50,WARM,m1,2025-03-01T09:00:00Z\n", encoding="utf-8")
+    history = tmp_path / "h.parquet"
+    assert append_scores_file(history, scores, "lead") == 3
+    assert ScoreHistory(history).latest().to_dict() == {"00660728": 87, "660728": 12, "0042": 50}
+    assert append_scores_file(history, scores, "lead") == 0  # a retried job
+    parquet = tmp_path / "scores.parquet"
+    pd.DataFrame({"lead": ["00660728", "0099"], "score": [90, 1], "model_version": "m2",
+                  "scored_at": pd.Timestamp("2025-03-08T09:00:00Z")}).to_parquet(parquet)
+    assert append_scores_file(history, parquet, "lead") == 2
+    assert ScoreHistory(history).lookup(["00660728", "660728", "0099"]).tolist() == [90.0, 12.0, 1.0]
+
+
+def _one_line(exc: pytest.ExceptionInfo[BaseException], *words: str) -> None:
+    text = str(exc.value)
+    assert "\n" not in text and all(w in text for w in words), text
+
+
+@pytest.mark.parametrize(("ids", "scores", "words"), [
+    (["a", " "], [1, 2], ["1 lead id(s) empty", "[1]"]),
+    (["a", None], [1, 2], ["empty"]),
+    ([1, 2], [1, 2], ["lead ids must be text"]),
+    (["a", "b"], [1, 101], ["whole numbers from 0 to 100", "[101]"]),
+    (["a", "b"], [-1, 2.5], ["whole numbers from 0 to 100", "(2 bad)"]),
+    (["a", "b"], [1, "x"], ["whole numbers", "'x'"]),
+    (["a", "b"], [1], ["2 lead ids but 1 scores"]),
+])
+def test_bad_rows_are_refused_in_one_line(tmp_path, ids, scores, words):
+    hist = ScoreHistory(tmp_path / "h.parquet")
+    with pytest.raises(LeadDataError) as exc:
+        hist.append(ids, scores, "m1", T0)
+    _one_line(exc, *words)
+    assert not hist.path.exists()
+
+
+def test_bad_version_time_files_are_refused_in_one_line(tmp_path):
+    hist = ScoreHistory(tmp_path / "h.parquet")
+    with pytest.raises(LeadDataError) as exc:
+        hist.append(["a"], [1], "", T0)
+    _one_line(exc, "model_version must be non-empty")
+    with pytest.raises(LeadDataError) as exc:
+        hist.append(["a"], [1], "m1", "yesterday")
+    _one_line(exc, "scored_at", "'yesterday'")
+    old = tmp_path / "old_scores.csv"
+    old.write_text("lead,score,bucket\n001,50,WARM\n", encoding="utf-8")
+    with pytest.raises(LeadDataError) as exc:
+        append_scores_file(hist.path, old, "lead")
+    _one_line(exc, str(old), "['model_version', 'scored_at']")
+    with pytest.raises(LeadDataError) as exc:
+        append_scores_file(hist.path, tmp_path / "nowhere.csv", "lead")
+    _one_line(exc, "nowhere.csv: file not found")
+    blank = tmp_path / "blank.csv"
+    blank.write_text("lead,score,model_version,scored_at\n001,50,,2025-03-01\n002,5,m1,soon\n", encoding="utf-8")
+    with pytest.raises(LeadDataError) as exc:
+        append_scores_file(hist.path, blank, "lead")
+    _one_line(exc, "blank.csv", "'model_version' is empty in 1 row(s)")
+    hist.path.write_text("not parquet", encoding="utf-8")
+    with pytest.raises(LeadDataError) as exc:
+        hist.latest()
+    _one_line(exc, "not a readable score history")
+
+
+def _fake_score_file(stamped: bool):
+    def score_file(cfg, input_path, output_path, **kw):
+        frame = pd.DataFrame({cfg.data.id_column: ["0007", "0008"], "score": [81, 20], "bucket": ["HOT", "COLD"]})
+        if stamped:
+            frame = frame.assign(model_version="m1", scored_at="2025-03-01T09:00:00Z")
+        frame.to_csv(output_path, index=False)
+        return {"leads": 2, "buckets": {"HOT": 1, "COLD": 1}}
+    return score_file
+
+
+@pytest.mark.parametrize(("stamped", "flags", "appended"), [(True, [], True), (True, ["--no-history"], False),
+                                                            (False, [], False)])
+def test_score_command_appends_to_the_history(tmp_path, monkeypatch, capsys, stamped, flags, appended):
+    from leadscoring import cli
+    from leadscoring.config import load_config
+    from leadscoring.serving import batch
+
+    from .conftest import write_project
+
+    config = write_project(tmp_path / "p")
+    monkeypatch.setattr(batch, "score_file", _fake_score_file(stamped))
+    out_file = tmp_path / "scores.csv"
+    assert cli.main(["--config", str(config), "score", "--input", "x.csv", "--output", str(out_file), *flags]) == 0
+    out = capsys.readouterr().out
+    cfg = load_config(config)
+    history = cfg.path("score_history")
+    assert history.exists() is appended
+    if appended:
+        assert f"score history: 2 rows appended to {history}" in out
+        assert ScoreHistory(history).latest().to_dict() == {"0007": 81, "0008": 20}
+    else:
+        assert "score history" not in out

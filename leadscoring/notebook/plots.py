@@ -94,3 +94,27 @@ def bar_importance(table: pd.DataFrame, value: str, label: str = "variable", tit
     ax.set(title=title or value, xlabel=xlabel or value, ylabel="")
     return fig
 
+
+def scores_by_segment(segment_names: Sequence[str], scores: Sequence[float], order: Sequence[str],
+                      cuts: Sequence[tuple[str, int]]) -> plt.Figure:
+    """Box plot of the score per segment (one row each, in ``order``; dots: the leads far from
+    their segment's usual scores), with the bucket thresholds ``cuts`` ((name, min_score),
+    highest first) as dashed lines; right of each box, its leads in the top bucket."""
+    seg = np.asarray(segment_names, dtype=object).astype(str)
+    s = np.asarray(scores, dtype=float)
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.55 * len(order)))
+    new_api = tuple(int(v) for v in matplotlib.__version__.split(".")[:2]) >= (3, 10)  # `vert` deprecated in 3.11
+    horizontal = {"orientation": "horizontal"} if new_api else {"vert": False}
+    ax.boxplot([s[seg == name] for name in order], widths=0.6, flierprops={"markersize": 3, "alpha": 0.5}, **horizontal)
+    ax.set_yticks(range(1, len(order) + 1), [str(name) for name in order])
+    ax.set_ylim(len(order) + 0.5, -0.2)  # first segment on top, a free strip above it for the threshold names
+    top_name, top_min = cuts[0]
+    for name, low in cuts[:-1]:
+        ax.axvline(low, color="#C44E52", ls="--", lw=1)
+        ax.text(low, 0.05, f" {name} ≥ {low}", color="#C44E52", fontsize=8, va="center")
+    for i, name in enumerate(order, start=1):
+        ax.text(101, i, f"{int((s[seg == name] >= top_min).sum()):,} {top_name}", va="center", fontsize=8)
+    ax.set_xlim(0, 112)
+    ax.set(title=f"Score by segment (right: leads in {top_name})", xlabel="score (0-100)", ylabel="")
+    fig.tight_layout()
+    return fig

@@ -5,7 +5,7 @@ measures, each in its own process (peak memory = that process's max RSS):
 
 - floor: pandas ``read_csv`` + the fitted XGBoost ``predict_proba`` on a matrix of the
   model's input width + ``to_csv`` of id and probability (no validation, no features);
-- ``leadscoring score`` (local engine, streaming chunks), with and without ``top_factors``;
+- ``leadscoring score`` (local engine, streaming chunks), with and without reasons;
 - ``leadscoring score --engine dask`` (local cluster, 2 workers), optionally;
 - the full ``leadscoring run``, optionally.
 
@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--dask", action="store_true", help="also the dask engine (local cluster, 2 workers)")
     ap.add_argument("--run", action="store_true", help="also time the full `leadscoring run`")
     ap.add_argument("--factors-max", type=int, default=100_000,
-                    help="measure with top_factors only up to this size (TreeSHAP dominates: ~0.3 ms/lead)")
+                    help="measure with reasons only up to this size (TreeSHAP dominates: ~0.3 ms/lead)")
     args = ap.parse_args()
     model = ROOT / "04_Modelos" / "lead_scoring_model.pkl"
     if not model.is_file():
@@ -106,19 +106,19 @@ def main() -> None:
             make_leads(n, src)
             floor = measure([sys.executable, "-c", FLOOR, str(src), str(tmp / "floor.csv"), str(model)])
             rows.append(("floor (read_csv + XGBoost + to_csv)", n, *floor, floor[0]))
-            variants = [("leadscoring score --no-factors --jobs 1", ["--no-factors", "--jobs", "1"]),
-                        ("leadscoring score --no-factors (2 jobs)", ["--no-factors", "--jobs", "2"])]
+            variants = [("leadscoring score --no-reasons --jobs 1", ["--no-reasons", "--jobs", "1"]),
+                        ("leadscoring score --no-reasons (2 jobs)", ["--no-reasons", "--jobs", "2"])]
             if n <= args.factors_max:
-                variants[:0] = [("leadscoring score, with top_factors --jobs 1", ["--jobs", "1"]),
-                                ("leadscoring score, with top_factors (2 jobs)", ["--jobs", "2"])]
+                variants[:0] = [("leadscoring score, with reasons --jobs 1", ["--jobs", "1"]),
+                                ("leadscoring score, with reasons (2 jobs)", ["--jobs", "2"])]
             for label, extra in variants:
                 res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
                                "--no-progress", *extra])
                 rows.append((label, n, *res, floor[0]))
             if args.dask:
                 res = measure([*LEADSCORING, "score", "--engine", "dask", "--input", str(src),
-                               "--output", str(tmp / "dask_out"), "--workers", "2", "--no-factors"])
-                rows.append(("score --engine dask --no-factors (2 workers)", n, *res, floor[0]))
+                               "--output", str(tmp / "dask_out"), "--workers", "2", "--no-reasons"])
+                rows.append(("score --engine dask --no-reasons (2 workers)", n, *res, floor[0]))
             src.unlink()
         if args.run:
             res = measure([*LEADSCORING, "run", "--no-progress"])

@@ -70,10 +70,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
         from leadscoring.serving.distributed import score_dask
 
         res = score_dask(cfg, args.input, args.output, models_dir=args.models_dir, scheduler=args.scheduler,
-                         workers=args.workers, factors=not args.no_factors)
+                         workers=args.workers, factors=not args.no_reasons)
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
         return 0
-    res = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_factors,
+    res = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_reasons,
                      chunk_rows=args.chunk_rows, progress=not args.no_progress, jobs=args.jobs)
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
     print(f"scored {res['leads']} leads -> {args.output} ({counts})")
@@ -144,7 +144,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     summary = push_scores(args.scores, args.crm_url, cfg.data.id_column, state_file=args.state_file,
                           concurrency=args.concurrency, retries=args.retries, timeout=args.timeout,
-                          max_failures=args.max_failures)
+                          max_failures=args.max_failures, fields=cfg.scoring.crm_fields)
     print(summary)
     for lead, err in list(summary.failures.items())[:10]:
         print(f"  failed: lead {lead}: {err}")
@@ -195,7 +195,9 @@ def _add_score_parser(sub: Any) -> None:
     s.add_argument("--input", required=True, help="CSV (configured separator) or parquet of leads")
     s.add_argument("--output", required=True, help="output CSV (or .parquet)")
     s.add_argument("--models-dir", help="folder with the model + manifest (default: 04_Modelos)")
-    s.add_argument("--no-factors", action="store_true", help="skip per-lead top_factors (faster)")
+    s.add_argument("--no-reasons", "--no-factors", dest="no_reasons", action="store_true",
+                   help="leave out reasons, fit and engagement scores (they come from the per-lead contributions: "
+                        "faster for bulk runs)")
     s.add_argument("--chunk-rows", type=int, help="leads per chunk (default 100000): bounds memory")
     s.add_argument("--jobs", type=int, default=1,
                    help="worker processes for the local engine (default 1: on the 2-core reference machine "

@@ -19,8 +19,12 @@ RAW = ROOT / "02_Datos" / "01_Originales" / "Leads.csv"
 
 
 @pytest.fixture(scope="session")
-def cfg() -> ProjectConfig:
-    return load_config(CONFIG)
+def cfg(tmp_path_factory) -> ProjectConfig:
+    """The shipped configuration, with its score history in a temporary folder: tests never
+    read or append the project's own history (a ``make run`` may have written one)."""
+    shipped = load_config(CONFIG)
+    history = tmp_path_factory.mktemp("history") / "score_history.parquet"
+    return shipped.model_copy(update={"paths": shipped.paths.model_copy(update={"score_history": str(history)})})
 
 
 @pytest.fixture(scope="session")
@@ -71,15 +75,20 @@ def small_models(cfg: ProjectConfig, sample: pd.DataFrame, tmp_path_factory) -> 
     from sklearn.model_selection import StratifiedKFold
 
     from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, save_model
+    from leadscoring.serving.scorer import to_score
     from leadscoring.training.compare import calibrated
+    from leadscoring.training.grades import grades_for
     from leadscoring.training.pipeline import build_pipeline, xgb_classifier
+    from leadscoring.training.reasons import reason_book_for
     from leadscoring.training.segmentation import LeadSegmenter, segment_features
 
     X, y = sample.drop(columns="compra"), sample["compra"]
     base = build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False)
     model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
     folder = tmp_path_factory.mktemp("models")
-    save_model(model, folder / SCORE_MODEL, kind="lead_scoring_model", model_name="test", features=list(X.columns))
+    save_model(model, folder / SCORE_MODEL, kind="lead_scoring_model", model_name="test", features=list(X.columns),
+               reasons=reason_book_for(cfg, model, X, y).to_dict(),
+               grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X))
     seg = LeadSegmenter(segment_features(cfg), k=3, seed=0).fit(X, y).set_names({1: "A", 2: "B", 3: "C"})
     save_model(seg, folder / SEGMENT_MODEL, kind="segment_model")
     return folder

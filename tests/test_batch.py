@@ -26,4 +26,7 @@ def test_dask_engine_matches_local(cfg, sample, small_models, tmp_path):
     local = pd.read_csv(tmp_path / "local.csv", dtype={"id": str}).sort_values("id").reset_index(drop=True)
     assert dask["id"].tolist() == local["id"].tolist()
     np.testing.assert_allclose(dask["probability"], local["probability"], atol=1e-9)
-    pd.testing.assert_frame_equal(dask.drop(columns="probability"), local.drop(columns="probability"))
+    assert dask["scored_at"].nunique() == 1  # one job, one scoring time across files and workers
+    assert list(dask.columns) == list(local.columns) and "reasons" in dask and "trend" in dask
+    pd.testing.assert_frame_equal(dask.drop(columns=["probability", "scored_at"]),
+                                  local.drop(columns=["probability", "scored_at"]))

@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from imblearn import FunctionSampler
 from sklearn.model_selection import StratifiedKFold, cross_validate
@@ -13,8 +14,11 @@ from leadscoring.artifacts import SCORE_MODEL, ModelIntegrityError, load_model, 
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.split import split_xy
 from leadscoring.serving.batch import score_file
-from leadscoring.training.explain import contributions, prepare, top_factors
+from leadscoring.serving.outputs import reasons_as_text
+from leadscoring.training.explain import contributions, prepare
 from leadscoring.training.pipeline import build_pipeline, final_estimator, xgb_classifier
+
+AT = "2026-01-01T00:00:00Z"  # one scoring time: outputs of two runs compare byte for byte
 
 
 class _Recorder:
@@ -80,8 +84,6 @@ def test_calibrated_probabilities_and_contributions(cfg, sample, trained):
     margin = booster.predict(xgb.DMatrix(encoded), output_margin=True)
     bias = booster.predict(xgb.DMatrix(encoded), pred_contribs=True)[:, -1]
     np.testing.assert_allclose(contrib.sum(axis=1) + bias, margin, rtol=1e-4, atol=1e-4)
-    factors = top_factors(model, X.head(5).reset_index(drop=True), 3)
-    assert all(f.count(";") == 2 for f in factors)
 
 
 def test_manifest_tampering_is_detected(trained, tmp_path):
@@ -115,12 +117,15 @@ def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained
     src = tmp_path / "leads.csv"
     sample.drop(columns="compra").to_csv(src, sep=";", index=False)
     out1, out2 = tmp_path / "s1.csv", tmp_path / "s2.csv"
-    res = score_file(cfg, src, out1, models_dir=folder)
-    score_file(cfg, src, out2, models_dir=folder)
+    res = score_file(cfg, src, out1, models_dir=folder, scored_at=AT)
+    score_file(cfg, src, out2, models_dir=folder, scored_at=AT)
     assert out1.read_bytes() == out2.read_bytes()
     s1 = pd.read_csv(out1, dtype={"id": str})
     assert res["leads"] == len(sample) and sum(res["buckets"].values()) == len(sample)
-    assert list(s1.columns) == ["id", "probability", "score", "bucket", "recommended_action", "segment", "top_factors"]
+    assert list(s1.columns) == ["id", "probability", "score", "bucket", "recommended_action", "grade", "fit_score",
+                                "engagement_score", "segment", "reasons", "previous_score", "trend", "model_version",
+                                "scored_at"]
+    assert (s1["scored_at"] == AT).all() and (s1["trend"] == "new").all() and s1["previous_score"].isna().all()
     assert set(s1["segment"]) <= {"A", "B", "C"}
     assert len(s1) == len(sample) and s1["id"].tolist() == sample["id"].tolist()
     assert (s1["score"] == np.floor(s1["probability"] * 100 + 0.5)).all()
@@ -154,17 +159,20 @@ def test_chunked_equals_whole_file_and_duplicates_across_chunks(cfg, sample, tra
     src = tmp_path / "leads.csv"
     sample.drop(columns="compra").to_csv(src, sep=";", index=False)
     whole, chunked, pq_out = tmp_path / "whole.csv", tmp_path / "chunked.csv", tmp_path / "chunked.parquet"
-    score_file(cfg, src, whole, models_dir=folder, chunk_rows=10_000)
-    score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97)  # 800 leads -> 9 chunks
+    score_file(cfg, src, whole, models_dir=folder, chunk_rows=10_000, scored_at=AT)
+    score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97, scored_at=AT)  # 800 leads -> 9 chunks
     assert whole.read_bytes() == chunked.read_bytes()
-    score_file(cfg, src, pq_out, models_dir=folder, chunk_rows=97)
-    pd.testing.assert_frame_equal(pd.read_parquet(pq_out), pd.read_csv(whole, dtype={"id": object}),
+    score_file(cfg, src, pq_out, models_dir=folder, chunk_rows=97, scored_at=AT)
+    as_text = reasons_as_text(pq.read_table(pq_out)).to_pandas()
+    pd.testing.assert_frame_equal(as_text, pd.read_csv(whole, dtype={"id": object}, keep_default_na=False,
+                                                       na_values={"fit_score": [""], "engagement_score": [""],
+                                                                  "previous_score": [""]}),
                                   check_dtype=False)
     dup = sample.drop(columns="compra").copy()
     dup.loc[dup.index[500], "id"] = dup["id"].iloc[3]
     dup.to_csv(src, sep=";", index=False)
     with pytest.raises(LeadDataError, match=r"duplicate id .* \(line 502\) already seen"):
-        score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97)
+        score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97, scored_at=AT)
     assert whole.read_bytes() == chunked.read_bytes()  # the failed run left the old output intact
 
 
@@ -173,7 +181,7 @@ def test_parallel_workers_give_identical_output(cfg, sample, trained, tmp_path):
     src = tmp_path / "leads.csv"
     sample.drop(columns="compra").to_csv(src, sep=";", index=False)
     one, two = tmp_path / "one.csv", tmp_path / "two.csv"
-    score_file(cfg, src, one, models_dir=folder, chunk_rows=150)
-    res = score_file(cfg, src, two, models_dir=folder, chunk_rows=150, jobs=2)
+    score_file(cfg, src, one, models_dir=folder, chunk_rows=150, scored_at=AT)
+    res = score_file(cfg, src, two, models_dir=folder, chunk_rows=150, jobs=2, scored_at=AT)
     assert res["leads"] == len(sample)
     assert one.read_bytes() == two.read_bytes()

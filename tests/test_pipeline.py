@@ -67,18 +67,23 @@ def test_products_models_and_scores(project):
     scores = pd.read_csv(cfg.path("results_dir") / "scores.csv")
     raw_ids = pd.read_csv(RAW, sep=";", usecols=["id"])["id"]
     assert scores["id"].tolist() == raw_ids.tolist()  # one row per lead, same order, nothing dropped
-    assert {"probability", "score", "bucket", "recommended_action", "segment", "top_factors"} <= set(scores.columns)
+    assert {"probability", "score", "bucket", "recommended_action", "grade", "fit_score", "engagement_score", "segment",
+            "reasons", "previous_score", "trend", "model_version", "scored_at"} <= set(scores.columns)
     assert scores["score"].between(0, 100).all() and scores["segment"].notna().all()
     payload = json.loads((cfg.path("results_dir") / "crm_payloads.jsonl").read_text().splitlines()[0])
     assert set(payload) == {"lead_id", "custom_fields"}
-    assert set(payload["custom_fields"]) == {"predictive_score", "score_cluster", "recommended_action"}
+    assert set(payload["custom_fields"]) == {"predictive_score", "score_cluster", "recommended_action", "fit_score",
+                                             "engagement_score", "grade", "reasons", "model_version", "scored_at",
+                                             "trend"}
+    history = pd.read_parquet(cfg.path("score_history"))  # the promoted run's scores, appended once
+    assert len(history) == len(scores) and set(history["model_version"]) == set(scores["model_version"])
     assert (cfg.path("docs_dir") / "model_card.md").read_text().startswith("# Model card")
     log = [json.loads(line) for line in (cfg.path("docs_dir") / "run_log.jsonl").read_text().splitlines()]
     assert log[-1]["status"] == "ok" and "validation_roc_auc" in log[-1]["metrics"]
     assert 0.75 < result.metrics["validation_roc_auc"] <= 1.0
 
 
-def test_cli_score_twice_is_identical(project, tmp_path):
+def test_cli_score_twice_is_identical_and_the_second_run_is_steady(project, tmp_path):
     cfg, _ = project
     leads = cfg.path("validation_dir") / "validation_leads.csv"
     outs = []
@@ -87,8 +92,16 @@ def test_cli_score_twice_is_identical(project, tmp_path):
         done = subprocess.run([sys.executable, "-m", "leadscoring.cli", "--config", str(cfg.source), "score",
                                "--input", str(leads), "--output", str(out)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-        outs.append(out.read_bytes())
-    assert outs[0] == outs[1]
+        assert "score history:" in done.stdout
+        outs.append(pd.read_csv(out, dtype={"id": str}))
+    first, second = outs
+    for run in outs:  # the production run's scores are in the history: the same model gives the same score
+        assert (run["trend"] == "steady").all() and (run["previous_score"] == run["score"]).all()
+    history = pd.read_parquet(cfg.path("score_history"))
+    assert (history["lead_id"].isin(first["id"])).sum() == 3 * len(first)  # the run, then each score command
+    same = ["id", "probability", "score", "bucket", "recommended_action", "grade", "fit_score", "engagement_score",
+            "segment", "reasons", "model_version"]
+    pd.testing.assert_frame_equal(first[same], second[same])
 
 
 def test_failing_notebook_keeps_previous_products(project, tmp_path):

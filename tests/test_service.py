@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,16 +34,25 @@ def test_health_and_score(client):
     r = client.post("/score", json=LEAD)
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"lead_id", "probability", "score", "bucket", "recommended_action", "segment", "top_factors"}
+    assert list(body) == ["lead_id", "probability", "score", "bucket", "recommended_action", "grade", "fit_score",
+                          "engagement_score", "segment", "reasons", "previous_score", "trend", "model_version",
+                          "scored_at"]
     assert body["lead_id"] == "1" and body["score"] == round(100 * body["probability"])
-    assert body["top_factors"].count("(") == 3
+    assert 1 <= len(body["reasons"]) <= 6 and body["model_version"] == health["model_version"]
+    assert all(set(r) == {"variable", "label", "value", "effect", "evidence"} for r in body["reasons"])
+    effects = [r["effect"] for r in body["reasons"]]
+    assert effects == sorted([e for e in effects if e > 0], reverse=True) + sorted(e for e in effects if e < 0)
+    assert 0 <= body["fit_score"] <= 100 and 0 <= body["engagement_score"] <= 100 and body["grade"] in "ABCD"
+    assert body["trend"] == "new" and body["previous_score"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["scored_at"])
     assert float(r.headers["server-timing"].split("score;dur=")[1]) > 0
 
 
 def test_batch_matches_single(client):
     batch = client.post("/score/batch", json=[LEAD, {**LEAD, "id": 2, "tiempo_en_site_total": 10}]).json()
     assert [b["lead_id"] for b in batch] == ["1", "2"]
-    assert batch[0] == client.post("/score", json=LEAD).json()
+    single = client.post("/score", json=LEAD).json()
+    assert {**batch[0], "scored_at": None} == {**single, "scored_at": None}
     assert client.post("/score/batch", json=[]).json() == []
 
 
@@ -168,5 +178,6 @@ def test_service_answers_the_same_with_every_shortcut_off(cfg, small_models, cli
     fast_batch, plain_batch = client.post("/score/batch", json=leads).json(), plain.post("/score/batch", json=leads).json()
     for a, b in zip(fast_batch, plain_batch, strict=True):
         assert a.pop("probability") == pytest.approx(b.pop("probability"), abs=1e-6)
+        assert a.pop("scored_at")[:13] == b.pop("scored_at")[:13]
         assert a == b
     assert plain.post("/score", json={**LEAD, "visitas_total": -1}).status_code == 422

@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -231,12 +232,13 @@ async def _push(payloads: list[dict[str, Any]], base_url: str, token: str | None
 def push_scores(scores: pd.DataFrame | str | os.PathLike[str], crm_url: str, id_column: str = "id", *,
                 state_file: str | os.PathLike[str] | None = None, concurrency: int = 8, retries: int = 5,
                 backoff: float = 0.5, timeout: float = 10.0, max_failures: int = 5,
-                max_backoff: float = 30.0) -> PushSummary:
+                max_backoff: float = 30.0, fields: Mapping[str, str] | None = None) -> PushSummary:
     """Write every score to the CRM (see module docstring); returns sent/skipped/failed counts.
 
     ``timeout``: seconds per request; ``max_failures``: consecutive connection failures or
     timeouts before giving up on the CRM (0: never); ``max_backoff``: longest wait between
-    two attempts, ``Retry-After`` included."""
+    two attempts, ``Retry-After`` included; ``fields``: score field -> CRM custom-field name
+    (``scoring.crm_fields``; default the package's)."""
     if timeout <= 0 or concurrency < 1 or retries < 0 or max_failures < 0 or backoff < 0 or max_backoff < 0:
         raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, "
                           "backoff and max_backoff >= 0")
@@ -249,7 +251,7 @@ def push_scores(scores: pd.DataFrame | str | os.PathLike[str], crm_url: str, id_
         scores = read_scores(path, id_column)
     if state_file is None:
         raise ValueError("state_file is required when scores are given as a DataFrame")
-    payloads = crm_payloads(scores, id_column)
+    payloads = crm_payloads(scores, id_column, fields)
     return asyncio.run(_push(payloads, crm_url, os.environ.get(TOKEN_ENV), Path(state_file), concurrency, retries,
                              backoff, timeout, max_failures, max_backoff))
 

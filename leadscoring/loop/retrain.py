@@ -47,7 +47,10 @@ from leadscoring.ingest.schema import validate_leads
 from leadscoring.ingest.split import fingerprint
 from leadscoring.io import write_csv, write_json, write_parquet, write_text
 from leadscoring.loop.monitoring import drift_report
+from leadscoring.serving.scorer import to_score
 from leadscoring.training.evaluation import classification_metrics
+from leadscoring.training.grades import grades_for
+from leadscoring.training.reasons import reason_book_for
 from leadscoring.training.report import retrained_card
 from leadscoring.training.rules import RuleScorer
 
@@ -61,7 +64,7 @@ MIN_OUTCOMES = 20
 #: identity, and figures measured on the old model (cross-validation, validation split).
 NOT_INHERITED = {"file", "sha256", "created_at", "versions", "python_implementation", "data_fingerprint",
                  "training_rows", "validation", "validation_rows", "cv", "metrics", "retrained_from",
-                 "retrained_at", "retrain", "retrain_holdout"}
+                 "retrained_at", "retrain", "retrain_holdout", "reasons", "grades", "group_validation_auc"}
 
 
 #: Differences within this of the tolerance count as equal (floating-point rounding).
@@ -264,11 +267,15 @@ def _promote(cfg: ProjectConfig, challenger: Any, manifest: dict[str, Any], X: p
     trained = {"data_fingerprint": fingerprint(train), "training_rows": len(train), "retrained_at": now}
     to_save, refreshed = _refit_dependents(models, X, y, trained)
 
+    # Reasons' evidence and learned grade thresholds belong to the data: re-learned too.
+    explained = {"reasons": reason_book_for(cfg, challenger, X, y).to_dict(), "group_validation_auc": {},
+                 "grades": grades_for(cfg, to_score(challenger.predict_proba(X)[:, 1]), train)}
+
     archived = archive_model_set(models, extra=[card])
     for obj, path, info in to_save:
         save_model(obj, path, **info)
-    info = _save_challenger(cfg, challenger, manifest, trained, m_champ, m_chall, new_outcomes, tolerance,
-                            archived, refreshed)
+    info = _save_challenger(cfg, challenger, manifest, {**trained, **explained}, m_champ, m_chall, new_outcomes,
+                            tolerance, archived, refreshed)
     previous = card.read_text(encoding="utf-8") if card.is_file() else None
     write_text(retrained_card(info, cfg, previous), card)
     refreshed[MODEL_CARD] = "regenerated (states the retraining and this model's own figures)"

@@ -15,6 +15,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
 from leadscoring.ingest.schema import validate_leads
 from leadscoring.io import atomic_path, check_output
-from leadscoring.serving.scorer import Scorer
+from leadscoring.serving.outputs import arrow_table, reasons_as_text
+from leadscoring.serving.scorer import Scorer, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,20 @@ def _write_csv(table: Any, sink: Any, header: bool) -> None:
     pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=header, quoting_style="needed"))
 
 
-def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, factors: bool) -> Any:
+def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> Any:
     """Validate and score one raw chunk; the scores as an Arrow table."""
-    import pyarrow as pa
-
     leads = validate_leads(raw, scorer.cfg, require_target=False, origin=origin, rows=rows)
-    cols = scorer.score_columns(leads, factors=factors)
-    return pa.table({k: pa.array(v, type=pa.string() if v.dtype == object else None) for k, v in cols.items()})
+    cols = scorer.score_columns(leads, factors=job.factors, scored_at=job.scored_at)
+    return arrow_table(cols, text_reasons=not job.parquet)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every chunk of one scoring job shares."""
+
+    factors: bool  # reasons, fit and engagement scores
+    parquet: bool  # structured reasons (else one readable line, for CSV)
+    scored_at: str
 
 
 _WORKER: dict[str, Any] = {}
@@ -70,8 +79,8 @@ def _worker_init(config_path: str, models_dir: str) -> None:
     _WORKER["scorer"] = Scorer.load(load_config(config_path), models_dir)
 
 
-def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, factors: bool) -> Any:
-    return _chunk_table(_WORKER["scorer"], raw, origin, rows, factors)
+def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> Any:
+    return _chunk_table(_WORKER["scorer"], raw, origin, rows, job)
 
 
 def protected_folders(cfg: ProjectConfig) -> list[Path]:
@@ -133,7 +142,7 @@ def _worker_pool(scorer: Any, jobs: int) -> ProcessPoolExecutor | None:
     return None
 
 
-def _scored_chunks(scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, factors: bool,
+def _scored_chunks(scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, job: _Job,
                    procs: ProcessPoolExecutor | None, jobs: int) -> Iterator[tuple[Any, pd.Index]]:
     """Each chunk of ``src`` validated and scored (an Arrow table) with its row labels, in input
     order, while the next chunk is read ahead: here, or in ``procs`` with at most ``jobs + 1``
@@ -142,9 +151,9 @@ def _scored_chunks(scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, fa
     in_flight: deque[Any] = deque()
     for raw in _prefetch(iter_raw_chunks(src, scorer.cfg, chunk_rows)):
         if procs is None:
-            yield _chunk_table(scorer, raw, origin, rows, factors), raw.index
+            yield _chunk_table(scorer, raw, origin, rows, job), raw.index
             continue
-        in_flight.append((procs.submit(_worker_score, raw, origin, rows, factors), raw.index))
+        in_flight.append((procs.submit(_worker_score, raw, origin, rows, job), raw.index))
         if len(in_flight) > jobs:
             future, records = in_flight.popleft()
             yield future.result(), records
@@ -155,10 +164,11 @@ def _scored_chunks(scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, fa
 
 def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, factors: bool = True, progress: bool = True,
-                 jobs: int = 1, ids_out: list[np.ndarray] | None = None) -> dict[str, Any]:
+                 jobs: int = 1, ids_out: list[np.ndarray] | None = None,
+                 scored_at: str | None = None) -> dict[str, Any]:
     """Score a file chunk by chunk (see module docstring); returns counts per bucket.
     ``ids_out``, if given, receives the scored ids chunk by chunk (the dask engine checks
-    them across files).
+    them across files). ``scored_at`` (default: when the job starts) stamps every lead.
 
     With ``jobs`` > 1, chunks are validated and scored in that many worker processes
     (each loads the verified model once) while this process reads ahead and writes the
@@ -177,7 +187,8 @@ def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: s
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
         out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar)
         try:
-            for table, records in _scored_chunks(scorer, src, chunk_rows, rows, factors, procs, jobs):
+            job = _Job(factors, is_parquet(dest), scored_at or utc_now())
+            for table, records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs):
                 out.write(table, records)
             out.flush()
         finally:
@@ -192,12 +203,23 @@ def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: s
 def score_file(
     cfg: ProjectConfig, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
     models_dir: str | os.PathLike[str] | None = None, factors: bool = True, chunk_rows: int | None = None,
-    progress: bool = False, jobs: int = 1,
+    progress: bool = False, jobs: int = 1, scored_at: str | None = None,
 ) -> dict[str, Any]:
     """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
     score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
     atomically, with ``jobs`` worker processes. Returns ``{"leads": n, "buckets": {...}}``."""
     scorer = Scorer.load(cfg, models_dir)
     return score_stream(scorer, input_path, output_path, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
-                        factors=factors, progress=progress, jobs=jobs)
+                        factors=factors, progress=progress, jobs=jobs, scored_at=scored_at)
 
+
+
+def csv_from_parquet(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """The CSV twin of a parquet scores file (same leads, same stamps; ``reasons`` as the
+    readable line), written atomically."""
+    import pyarrow.parquet as pq
+
+    table = reasons_as_text(pq.read_table(src))
+    with atomic_path(dest) as tmp, open(tmp, "wb") as sink:
+        _write_csv(table, sink, True)
+    return Path(dest)

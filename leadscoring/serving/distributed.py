@@ -16,13 +16,14 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, is_parquet
 from leadscoring.io import check_output
 from leadscoring.serving.batch import protected_folders, score_stream
-from leadscoring.serving.scorer import Scorer
+from leadscoring.serving.history import ScoreHistory
+from leadscoring.serving.scorer import Scorer, utc_now
 
 _SCORERS: dict[str, Any] = {}
 
 
 def _score_one_file(path: str, dest: str, config_path: str, models_dir: str | None, factors: bool,
-                    chunk_rows: int) -> dict[str, Any]:
+                    chunk_rows: int, scored_at: str, history: str) -> dict[str, Any]:
     """One dask task: the local engine on one input file (the scorer is loaded once per
     worker process). Returns counts and the scored ids, checked across files by the client."""
     from leadscoring.config import load_config
@@ -30,8 +31,11 @@ def _score_one_file(path: str, dest: str, config_path: str, models_dir: str | No
     key = f"{config_path}|{models_dir}"
     if key not in _SCORERS:
         _SCORERS[key] = Scorer.load(load_config(config_path), models_dir)
+    if str(getattr(_SCORERS[key].history, "path", "")) != history:  # the client's history, for the trend
+        _SCORERS[key].history = ScoreHistory(history)
     ids: list[np.ndarray] = []
-    res = score_stream(_SCORERS[key], path, dest, chunk_rows=chunk_rows, factors=factors, progress=False, ids_out=ids)
+    res = score_stream(_SCORERS[key], path, dest, chunk_rows=chunk_rows, factors=factors, progress=False, ids_out=ids,
+                       scored_at=scored_at)
     return {**res, "file": Path(path).name, "ids": np.concatenate(ids) if ids else np.array([], dtype=object)}
 
 
@@ -77,7 +81,8 @@ def score_dask(cfg: ProjectConfig, input_glob: str, output_dir: str | os.PathLik
         with Client(scheduler or cluster) as client:
             futures = client.map(_score_one_file, files, [str(tmp / f"part-{i:05d}{suffix}") for i in range(len(files))],
                                  config_path=str(cfg.source), models_dir=str(models_dir) if models_dir else None,
-                                 factors=factors, chunk_rows=chunk_rows, pure=False)
+                                 factors=factors, chunk_rows=chunk_rows, scored_at=utc_now(),
+                                 history=str(cfg.path("score_history")), pure=False)
             results = client.gather(futures)
         _check_ids_across_files(results)
         (tmp / "_SUCCESS").touch()

@@ -1,32 +1,59 @@
-"""The CRM write-back payload per lead (used by notebook 10 and ``leadscoring push``)."""
+"""The CRM write-back payload per lead (used by notebook 10 and ``leadscoring push``): the
+configured score fields under the configured custom-field names (``scoring.crm_fields``)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from leadscoring.config import DEFAULT_CRM_FIELDS
 from leadscoring.io import atomic_path
+from leadscoring.serving.scorer import OPTIONAL_INT_FIELDS
+from leadscoring.training.reasons import reason_text
+
+log = logging.getLogger(__name__)
 
 
-def crm_payloads(scores: pd.DataFrame, id_column: str) -> list[dict[str, Any]]:
-    """The CRM write-back payload per lead."""
-    return [
-        {"lead_id": str(r[id_column]), "custom_fields": {
-            "predictive_score": int(r["score"]), "score_cluster": str(r["bucket"]),
-            "recommended_action": str(r["recommended_action"])}}
-        for r in scores[[id_column, "score", "bucket", "recommended_action"]].to_dict("records")
-    ]
+def _value(field: str, v: Any) -> Any:
+    if field == "reasons":
+        return v if isinstance(v, str) else reason_text(list(v)) if v is not None else ""
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if field == "score" or field in OPTIONAL_INT_FIELDS:
+        return int(v)
+    if field == "probability":
+        return float(v)
+    return v.item() if isinstance(v, np.generic) else str(v)
 
 
-def write_payloads(scores: pd.DataFrame, id_column: str, dest: str | os.PathLike[str]) -> Path:
+def crm_payloads(scores: pd.DataFrame, id_column: str,
+                 fields: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The CRM write-back payload per lead: ``{"lead_id", "custom_fields": {name: value}}``
+    with each score field of ``fields`` (default :data:`DEFAULT_CRM_FIELDS`) the scores have.
+    ``reasons`` is one readable line; empty optional scores are null."""
+    fields = dict(DEFAULT_CRM_FIELDS if fields is None else fields)
+    absent = [f for f in fields if f not in scores.columns]
+    if absent:
+        log.warning("scores lack %s (written by an older version?): left out of the CRM payloads", absent)
+    used = [f for f in fields if f in scores.columns]
+    records = scores[[id_column, *used]].to_dict("records")
+    return [{"lead_id": str(r[id_column]), "custom_fields": {fields[f]: _value(f, r[f]) for f in used}}
+            for r in records]
+
+
+def write_payloads(scores: pd.DataFrame, id_column: str, dest: str | os.PathLike[str],
+                   fields: Mapping[str, str] | None = None) -> Path:
     """CRM payloads as JSON lines, written atomically."""
     with atomic_path(dest) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
-            for p in crm_payloads(scores, id_column):
+            for p in crm_payloads(scores, id_column, fields):
                 fh.write(json.dumps(p, ensure_ascii=False) + "\n")
     return Path(dest)
-

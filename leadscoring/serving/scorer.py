@@ -1,14 +1,19 @@
-"""Scoring new leads: probability, 0-100 score, bucket, action, segment, reasons.
+"""Scoring new leads: probability, 0-100 score, bucket, action, grade, fit and engagement
+scores, segment, reasons, previous score and trend, model version and time.
 
 :class:`Scorer` holds the verified models, loaded once; ``score_columns``/``score_frame``
 score validated leads in memory (the service, notebook 10, the batch engines in
-:mod:`leadscoring.serving.batch`).
+:mod:`leadscoring.serving.batch`). Every path gets the same fields from here
+(:data:`SCORE_FIELDS`); only their representation differs: ``reasons`` is a list of
+``{variable, label, value, effect, evidence}`` per lead (API, parquet) or one readable line
+(:func:`~leadscoring.training.reasons.reason_text`: CSV, CRM payload).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +25,23 @@ from leadscoring.config import Bucket, ProjectConfig
 from leadscoring.features.columns import ColumnBatch, as_frame
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
-from leadscoring.training.explain import prepare, top_factors
+from leadscoring.serving.history import ScoreHistory, trends
+from leadscoring.training.explain import contribution_matrix, prepare
+from leadscoring.training.grades import assign_grades, learn_grades
 from leadscoring.training.pipeline import final_estimator, transform_steps
+from leadscoring.training.reasons import ReasonBook
+
+#: The output fields, in order (``segment`` only with a segment model; ``reasons``,
+#: ``fit_score`` and ``engagement_score`` only with reasons on).
+SCORE_FIELDS = ("probability", "score", "bucket", "recommended_action", "grade", "fit_score", "engagement_score",
+                "segment", "reasons", "previous_score", "trend", "model_version", "scored_at")
+#: Fields that may be empty (NaN in arrays, null in JSON/parquet, empty in CSV).
+OPTIONAL_INT_FIELDS = ("fit_score", "engagement_score", "previous_score")
+
+
+def utc_now() -> str:
+    """The scoring time: UTC, ISO 8601, seconds (``2026-11-23T10:15:00Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def to_score(probability: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -62,6 +82,15 @@ class Scorer:
         self._shared = 0
         if self.fast and seg_features is not None:
             self._shared = min(shared_steps(model, seg_features), encode_at)
+        #: Evidence per variable and fit/engagement grouping, learned with the model (none
+        #: for a model saved before 0.4: reasons then carry no evidence, no fit/engagement).
+        self.book = ReasonBook.from_dict(manifest["reasons"]) if "reasons" in manifest else ReasonBook(
+            base_rate=float("nan"), labels=dict(cfg.data.labels), levels={}, numeric={}, yes_no=[], groups={})
+        #: Grade thresholds: learned with the model (shares, capacity) or the configured ranges.
+        learned = manifest.get("grades")
+        self.grades = learned if learned and learned.get("method") != "ranges" else learn_grades(cfg.scoring.grades, [])
+        #: Where each lead's previous score comes from (None: no history, every trend "new").
+        self.history: ScoreHistory | None = None
 
     @classmethod
     def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None,
@@ -71,7 +100,9 @@ class Scorer:
         seg, seg_manifest = None, None
         if with_segments and (folder / SEGMENT_MODEL).is_file():
             seg, seg_manifest = load_model(folder / SEGMENT_MODEL)
-        return cls(cfg, model, manifest, seg, seg_manifest, folder)
+        scorer = cls(cfg, model, manifest, seg, seg_manifest, folder)
+        scorer.history = ScoreHistory(cfg.path("score_history"))
+        return scorer
 
     def limit_threads(self, n: int) -> Scorer:
         """Predict with at most ``n`` threads. The service uses 1: a call scores one or a
@@ -85,34 +116,51 @@ class Scorer:
     def version(self) -> str:
         return str(self.manifest.get("sha256", "unknown"))[:12]
 
-    def score_columns(self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True) -> dict[str, np.ndarray]:
-        """Score validated leads; returns the output columns as arrays (the preparation
-        steps run once and serve both the probability and the reasons)."""
+    def score_columns(self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True,
+                      scored_at: str | None = None) -> dict[str, np.ndarray]:
+        """Score validated leads; returns the output columns (:data:`SCORE_FIELDS`) as arrays.
+        The preparation steps run once and serve the probability, the reasons and the
+        fit/engagement scores. ``factors=False`` leaves out those three (faster);
+        ``scored_at`` (default: now) is the same for every lead of one job."""
         id_col = self.cfg.data.id_column
-        n_factors = self.cfg.scoring.top_factors if factors else 0
         if self.fast:
             X = as_batch(X)
             shared = transform_steps(self.model, X, stop=self._shared)
             prepared, encoded = prepare(self.model, shared, skip=self._shared)
-            dmatrix = self.probability.matrix(encoded) if n_factors > 0 else None  # shared with the reasons
+            dmatrix = self.probability.matrix(encoded) if factors else None  # shared with the reasons
             proba = self.probability(encoded, dmatrix)
         else:  # the plain scikit-learn calls the shortcuts replace
             X = as_frame(X)
             prepared, encoded = prepare(self.model, X)
             dmatrix = None
             proba = np.asarray(self.model.predict_proba(X)[:, 1], dtype=np.float64)
+        ids = np.asarray(X[id_col], dtype=object)
         score = to_score(proba)
         bucket, action = assign_buckets(score, self.cfg.scoring.buckets)
-        out = {id_col: np.asarray(X[id_col], dtype=object), "probability": np.round(proba, 6), "score": score,
-               "bucket": bucket, "recommended_action": action}
+        out = {id_col: ids, "probability": np.round(proba, 6), "score": score, "bucket": bucket,
+               "recommended_action": action, "grade": assign_grades(score, self.grades)}
+        if factors:
+            contrib, variables = contribution_matrix(self.model, prepared, encoded, dmatrix)
+            out.update(self.book.group_scores(contrib, variables))
         if self.segmenter is not None:
             out["segment"] = (self.segmenter.name(segment_numbers(self.segmenter, shared, skip=self._shared))
                               if self.fast else self.segmenter.segment_names(X))
-        if n_factors > 0:
-            out["top_factors"] = np.array(top_factors(self.model, X, n_factors, prepared, encoded, dmatrix), dtype=object)
+        if factors:
+            values = {v: np.asarray(prepared[v]) for v in variables if v in prepared.columns}
+            n = self.cfg.scoring.reasons
+            reasons = np.empty(len(ids), dtype=object)  # one list per lead (never broadcast as 2-D)
+            for i, r in enumerate(self.book.reasons(contrib, variables, values, n.positive, n.negative)):
+                reasons[i] = r
+            out["reasons"] = reasons
+        previous = self.history.lookup(ids) if self.history is not None else np.full(len(ids), np.nan)
+        out["previous_score"] = previous
+        out["trend"] = trends(score, previous, self.cfg.scoring.trend_points)
+        out["model_version"] = np.full(len(ids), self.version, dtype=object)
+        out["scored_at"] = np.full(len(ids), scored_at or utc_now(), dtype=object)
         return out
 
-    def score_frame(self, leads: pd.DataFrame, *, factors: bool = True) -> pd.DataFrame:
-        """Score validated leads (as returned by ``validate_leads``/``read_leads``)."""
+    def score_frame(self, leads: pd.DataFrame, *, factors: bool = True, scored_at: str | None = None) -> pd.DataFrame:
+        """Score validated leads (as returned by ``validate_leads``/``read_leads``); ``reasons``
+        holds a list per lead."""
         X = leads.drop(columns=[self.cfg.data.target_column], errors="ignore")
-        return pd.DataFrame(self.score_columns(X, factors=factors))
+        return pd.DataFrame(self.score_columns(X, factors=factors, scored_at=scored_at))

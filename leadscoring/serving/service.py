@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import ColumnBatch
 from leadscoring.ingest.schema import LeadSchema
+from leadscoring.serving.outputs import json_records
 from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
 from leadscoring.serving.request_checks import body_errors, check_token, read_body
 from leadscoring.serving.scorer import Scorer
@@ -45,14 +46,29 @@ BATCH_SLICE = 1_000
 ScoreLeads = Callable[[list[BaseModel]], list[dict[str, Any]]]
 
 
+class Reason(BaseModel):
+    variable: str
+    label: str
+    value: str
+    effect: float  # contribution to the log-odds: > 0 pushes the score up
+    evidence: str
+
+
 class ScoreOut(BaseModel):
     lead_id: str
     probability: float
     score: int
     bucket: str
     recommended_action: str
+    grade: str
+    fit_score: int | None = None
+    engagement_score: int | None = None
     segment: str | None = None
-    top_factors: str | None = None
+    reasons: list[Reason] = []
+    previous_score: int | None = None
+    trend: str
+    model_version: str
+    scored_at: str
 
 
 def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
@@ -79,11 +95,7 @@ def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
                 batch[col] = np.array([np.nan if v is None else v for v in values], dtype=float)
             else:
                 batch[col] = np.array(values, dtype=object)
-        out = scorer.score_columns(batch)
-        out["lead_id"] = out.pop(id_col)
-        keys = list(out)
-        return [{k: (v.item() if hasattr(v, "item") else v) for k, v in zip(keys, vals, strict=True)}
-                for vals in zip(*(out[k] for k in keys), strict=True)]
+        return json_records(scorer.score_columns(batch), rename={id_col: "lead_id"})
 
     return _score
 

@@ -48,7 +48,7 @@ def _variable_groups(encoder: object) -> tuple[np.ndarray, list[str]]:
     return cached
 
 
-def _contribution_matrix(model: object, prepared: object, encoded: np.ndarray,
+def contribution_matrix(model: object, prepared: object, encoded: np.ndarray,
                          dmatrix: DMatrix | None = None) -> tuple[np.ndarray, list[str]]:
     """(leads × variables) contributions in log-odds, and the variable names
     (``dmatrix``: the booster's input for ``encoded``, if already built)."""
@@ -75,38 +75,9 @@ def contributions(model: object, X: object, prepared: object = None,
     """
     if prepared is None or encoded is None:
         prepared, encoded = prepare(model, X)
-    vals, variables = _contribution_matrix(model, prepared, encoded)
+    vals, variables = contribution_matrix(model, prepared, encoded)
     shown = [v for v in variables if v in prepared.columns]
     return pd.DataFrame(vals, columns=variables), as_frame(prepared[shown])
-
-
-def _fmt_value(v: object) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return "missing"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def top_factors(model: object, X: object, n: int = 3, prepared: object = None,
-                encoded: np.ndarray | None = None, dmatrix: DMatrix | None = None) -> list[str]:
-    """``n`` strongest reasons per lead, e.g. ``job=Working Professional (+2.10); ...``."""
-    if prepared is None or encoded is None:
-        prepared, encoded = prepare(model, X)
-    vals, variables = _contribution_matrix(model, prepared, encoded, dmatrix)
-    if n <= 0:
-        return [""] * len(vals)
-    order = np.argsort(-np.abs(vals), axis=1, kind="stable")[:, :n]
-    shown = {v: np.asarray(prepared[v], dtype=object) for v in variables if v in prepared.columns}
-    out = []
-    for i, idx in enumerate(order):
-        parts = []
-        for j in idx:
-            var = variables[j]
-            value = f"={_fmt_value(shown[var][i])}" if var in shown else ""
-            parts.append(f"{var}{value} ({vals[i, j]:+.2f})")
-        out.append("; ".join(parts))
-    return out
 
 
 def global_importance(model: object, X: pd.DataFrame) -> pd.DataFrame:

@@ -43,6 +43,38 @@ def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = No
             "  score is less certain. Set `data.use_post_contact_fields: false` to train a pre-contact model.")
 
 
+def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str:
+    """The model card's "What a score carries" section: reasons, fit and engagement scores
+    (how each is obtained, how well each ranks alone), grades and trend."""
+    book = manifest.get("reasons") or {}
+    groups, auc = book.get("groups", {}), manifest.get("group_validation_auc", {})
+    n = cfg.scoring.reasons
+    lines = [f"- **Reasons**: up to {n.positive} variables pushing the score up and {n.negative} pulling it down, "
+             "from the model's per-lead contributions (XGBoost's SHAP values), each with its evidence from the "
+             f"{manifest.get('training_rows')} training leads (conversion rate of the level, or where a number stands "
+             f"among them; levels seen in fewer than {n.min_leads} leads get none)."]
+    for g, what in (("fit", "who the lead is"), ("engagement", "what the lead did")):
+        members, a = groups.get(g, []), auc.get(f"{g}_score")
+        head = f"- **{g.capitalize()} score** ({what}, 0-100): "
+        if not members:
+            lines.append(head + f"left empty: no variable of `data.{g}_columns` is in the model.")
+            continue
+        ranks = f"; alone it ranks the validation leads with ROC-AUC **{a:.3f}**" if a is not None else ""
+        lines.append(head + f"the share of training leads whose {', '.join(f'`{v}`' for v in members)} "
+                     f"added less to the odds of converting{ranks}.")
+    gr = manifest.get("grades") or {}
+    if gr:
+        pairs = ", ".join(f"{nm} ≥ {m}" for nm, m in zip(gr["names"], gr["min_scores"], strict=True))
+        how = {"ranges": "configured score ranges", "shares": "shares of leads learned on the training scores",
+               "capacity": f"capacity: {gr.get('calls_per_week')} calls per week of "
+                           f"{(gr.get('leads_per_week') or 0):.0f} leads"}[gr["method"]]
+        shares = ", ".join(f"{x:.0%}" for x in gr.get("training_shares", []))
+        lines.append(f"- **Grades** ({how}): {pairs}; training leads per grade: {shares}.")
+    lines.append(f"- **Trend**: against the lead's previous score in the score history; improving or declining "
+                 f"from {cfg.scoring.trend_points} points, `new` for a first score.")
+    return "\n".join(lines)
+
+
 def model_card(manifest: dict[str, Any], cv_table: pd.DataFrame, comparison: pd.DataFrame,
                selection: dict[str, Any], cfg: ProjectConfig, leakage: str | None = None) -> str:
     """Markdown model card: what the model is, data, metrics, the leakage audit (``leakage``:
@@ -86,6 +118,9 @@ Candidates (cross-validation on the working split):
 Validation split:
 
 {_md_table(comp)}
+
+## What a score carries
+{score_fields_section(manifest, cfg)}
 
 ## Leakage audit
 {leakage or 'Not run for this model.'}

@@ -1,0 +1,155 @@
+"""Letter grades from the score: by configured score ranges, by shares of leads, or by the
+sales team's capacity (``scoring.grades``).
+
+Share and capacity thresholds are learned once, from the training leads' scores (notebook
+07), and stored with the model, so a lead's grade does not depend on the batch it is scored
+in. :func:`grade_table` and :func:`grade_choices` show what a choice yields: calls,
+conversions reached, precision (notebook 09).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscoring.config import GradesConfig, ProjectConfig
+from leadscoring.errors import LeadDataError
+
+
+def weekly_volume(dates: pd.Series) -> float:
+    """Leads per week over the span of ``dates`` (creation dates of the training leads)."""
+    d = pd.to_datetime(dates, errors="coerce").dropna()
+    if len(d) < 2:
+        raise LeadDataError("grades.calls_per_week: cannot measure leads per week (fewer than two dates); "
+                            "set grades.leads_per_week")
+    weeks = max((d.max() - d.min()).total_seconds() / (7 * 86400), 1.0)
+    return float(len(d) / weeks)
+
+
+def grade_shares(grades: GradesConfig, leads_per_week: float | None = None) -> list[float]:
+    """Share of leads per grade, best first: the configured shares, or from capacity the
+    first grade gets ``calls_per_week / leads_per_week`` and the others split the rest in
+    proportion to ``shares`` (equal parts when unset)."""
+    n = len(grades.names)
+    if grades.method == "shares":
+        return list(grades.shares or [])
+    if grades.method != "capacity":
+        raise ValueError("grade shares exist only for the shares and capacity methods")
+    volume = grades.leads_per_week or leads_per_week
+    if not volume:
+        raise LeadDataError("grades.calls_per_week needs the weekly lead volume: set grades.leads_per_week "
+                            "or data.date_column")
+    first = min(float(grades.calls_per_week or 0) / volume, 1.0)
+    rest = np.asarray(grades.shares[1:] if grades.shares else [1.0] * (n - 1), dtype=float)
+    return [first, *((1.0 - first) * rest / rest.sum()).tolist()]
+
+
+def thresholds_from_shares(scores: Sequence[int] | np.ndarray, shares: Sequence[float]) -> list[int]:
+    """Minimum score per grade (best first, the last 0) so that each grade and those above
+    it hold at most their cumulative share of ``scores``: grade A never holds more leads
+    than the share (the capacity) allows. Ties at a threshold stay together."""
+    s = np.asarray(scores, dtype=int)
+    at_least = np.cumsum(np.bincount(np.clip(s, 0, 100), minlength=102)[::-1])[::-1]  # leads scoring >= t
+    out = []
+    for cum in np.cumsum(shares)[:-1]:
+        allowed = int(np.floor(cum * len(s) + 1e-9))
+        t = int(np.argmax(at_least <= allowed))  # the lowest threshold within the allowance ...
+        above = s[s >= t]
+        out.append(int(above.min()) if len(above) else t)  # ... raised to the lowest score it lets in
+    return [*out, 0]
+
+
+def learn_grades(grades: GradesConfig, train_scores: Sequence[int] | np.ndarray,
+                 leads_per_week: float | None = None) -> dict[str, Any]:
+    """The grade definition stored with the model: names, minimum scores, method and the
+    share of training leads each grade holds."""
+    s = np.asarray(train_scores, dtype=int)
+    if grades.method == "ranges":
+        mins = list(grades.min_scores)
+    else:
+        mins = thresholds_from_shares(s, grade_shares(grades, leads_per_week))
+    info: dict[str, Any] = {"names": list(grades.names), "min_scores": mins, "method": grades.method}
+    if grades.method == "capacity":
+        info["calls_per_week"] = grades.calls_per_week
+        info["leads_per_week"] = grades.leads_per_week or leads_per_week
+    counts = np.bincount(grade_index(s, mins), minlength=len(mins))
+    info["training_shares"] = [round(float(x), 4) for x in counts / max(len(s), 1)]
+    return info
+
+
+def grade_index(scores: Sequence[int] | np.ndarray, min_scores: Sequence[int]) -> np.ndarray:
+    """Position of each score's grade: the first whose minimum it reaches."""
+    s = np.asarray(scores)
+    mins = np.asarray(min_scores)
+    return (s[:, None] < mins[None, :]).sum(axis=1) if len(s) else np.zeros(0, dtype=int)
+
+
+def assign_grades(scores: Sequence[int] | np.ndarray, definition: Mapping[str, Any]) -> np.ndarray:
+    """Grade name per score from a learned definition (:func:`learn_grades`)."""
+    names = np.asarray(definition["names"], dtype=object)
+    return names[grade_index(scores, definition["min_scores"])]
+
+
+def grade_table(y: Sequence[int], scores: Sequence[int] | np.ndarray, definition: Mapping[str, Any]) -> pd.DataFrame:
+    """Per grade: minimum score, leads, share, conversions, conversion rate, and cumulative
+    calls, conversions reached and share of all conversions when calling down to it."""
+    y_arr = np.asarray(y, dtype=int)
+    idx = grade_index(scores, definition["min_scores"])
+    n_grades = len(definition["names"])
+    leads = np.bincount(idx, minlength=n_grades)
+    conv = np.bincount(idx, weights=y_arr, minlength=n_grades).astype(int)
+    total = max(int(y_arr.sum()), 1)
+    return pd.DataFrame({
+        "grade": definition["names"], "min_score": definition["min_scores"], "leads": leads,
+        "share": leads / max(len(y_arr), 1), "conversions": conv,
+        "conversion_rate": np.divide(conv, leads, out=np.full(n_grades, np.nan), where=leads > 0),
+        "calls_down_to_here": np.cumsum(leads), "conversions_reached": np.cumsum(conv),
+        "share_of_conversions": np.cumsum(conv) / total,
+    })
+
+
+def grade_choices(y: Sequence[int], scores: Sequence[int] | np.ndarray,
+                  choices: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """What calling the first grade yields under each choice of grades: calls, conversions
+    reached, precision and share of all conversions (one row per choice)."""
+    rows = []
+    for name, definition in choices.items():
+        first = grade_table(y, scores, definition).iloc[0]
+        rows.append({"choice": name, "first_grade_min_score": int(first["min_score"]), "calls": int(first["leads"]),
+                     "conversions_reached": int(first["conversions"]),
+                     "precision": first["conversion_rate"], "share_of_conversions": first["share_of_conversions"]})
+    return pd.DataFrame(rows)
+
+
+def grades_for(cfg: ProjectConfig, train_scores: Sequence[int] | np.ndarray, leads: pd.DataFrame) -> dict[str, Any]:
+    """:func:`learn_grades` from the configuration; for capacity without
+    ``grades.leads_per_week`` the weekly volume is measured on ``leads``' ``data.date_column``."""
+    g = cfg.scoring.grades
+    volume = None
+    if g.method == "capacity" and not g.leads_per_week:
+        if not cfg.data.date_column or cfg.data.date_column not in leads.columns:
+            raise LeadDataError("grades.calls_per_week needs the weekly lead volume: set grades.leads_per_week "
+                                "or data.date_column")
+        volume = weekly_volume(leads[cfg.data.date_column])
+    return learn_grades(g, train_scores, volume)
+
+
+def standard_choices(cfg: ProjectConfig, train_scores: Sequence[int] | np.ndarray, leads: pd.DataFrame,
+                     weekly_calls: Sequence[float] = ()) -> dict[str, dict[str, Any]]:
+    """Grade choices to compare (notebook 09), all learned on the same training scores: the
+    configured one, quartiles (as HubSpot), 10/20/30/40 % (as MadKudu), and for each of
+    ``weekly_calls`` the capacity choice when the weekly volume is known."""
+    names = list(cfg.scoring.grades.names) if len(cfg.scoring.grades.names) == 4 else ["A", "B", "C", "D"]
+    choices = {"configured": grades_for(cfg, train_scores, leads),
+               "quartiles": learn_grades(GradesConfig(names=names, shares=[0.25] * 4), train_scores),
+               "10/20/30/40 %": learn_grades(GradesConfig(names=names, shares=[0.1, 0.2, 0.3, 0.4]), train_scores)}
+    volume = cfg.scoring.grades.leads_per_week
+    if volume is None and cfg.data.date_column and cfg.data.date_column in leads.columns:
+        volume = weekly_volume(leads[cfg.data.date_column])
+    for calls in weekly_calls if volume else ():
+        g = GradesConfig(names=names, calls_per_week=calls, leads_per_week=volume)
+        choices[f"capacity {calls:g} calls/week"] = learn_grades(g, train_scores)
+    return choices

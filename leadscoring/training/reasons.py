@@ -1,0 +1,264 @@
+"""Reasons a sales person can read, and fit and engagement scores, from the per-lead
+contributions the model already gives (:mod:`leadscoring.training.explain`).
+
+At training time (notebook 07) :func:`build_reason_book` records, from the working split,
+the evidence behind each variable: the conversion rate per level of a categorical or yes/no
+variable, and for a numeric one where a value stands among the training leads and how its
+range converted. The book is plain data (JSON) stored in the model's manifest, so the
+scorer needs nothing but the verified model and its manifest.
+
+Per lead, :meth:`ReasonBook.reasons` lists up to N variables pushing the score up and N
+pulling it down, each as ``{variable, label, value, effect, evidence}``; for example
+``Occupation: Working Professional — 92 % of such leads converted (all leads: 38 %)``.
+:meth:`ReasonBook.group_scores` turns the contributions of the configured *fit* (who the
+lead is) and *engagement* (what the lead did) variables into two 0-100 scores: the share of
+training leads whose variables of that group added less to the odds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from leadscoring.config import ProjectConfig
+from leadscoring.features.columns import as_frame
+from leadscoring.training.explain import contribution_matrix, prepare
+
+#: Quantile grid (per mille) of numeric variables and group contributions.
+GRID = np.linspace(0.0, 1.0, 1001)
+MISSING = "missing"
+GROUPS = ("fit", "engagement")
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}".replace("%", " %")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def format_value(v: Any, yes_no: bool = False) -> str:
+    """A value as a sales person reads it: ``1,230``, ``4.5``, ``yes``, ``missing``."""
+    if _missing(v):
+        return MISSING
+    if yes_no:
+        return "yes" if float(v) >= 0.5 else "no"
+    if isinstance(v, (float, np.floating, int, np.integer)):
+        v = float(v)
+        return f"{v:,.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.3g}"
+    return str(v)
+
+
+@dataclass
+class ReasonBook:
+    """Evidence per variable and the fit/engagement grouping, learned on the training leads."""
+
+    base_rate: float
+    labels: dict[str, str]
+    levels: dict[str, dict[str, list[float]]]  # variable -> level -> [conversion rate, leads]
+    numeric: dict[str, dict[str, list[float]]]  # variable -> quantiles, bin edges, bin rates, bin leads
+    yes_no: list[str]
+    groups: dict[str, list[str]]  # fit / engagement -> model variables
+    group_quantiles: dict[str, list[float]] = field(default_factory=dict)
+    min_leads: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReasonBook:
+        return cls(**data)
+
+    def __post_init__(self) -> None:
+        self._arrays = {v: {k: np.asarray(a, dtype=float) for k, a in info.items()} for v, info in self.numeric.items()}
+        self._texts: dict[tuple[Any, ...], str] = {}
+
+    def label(self, variable: str) -> str:
+        return self.labels.get(variable, variable)
+
+    def _level_text(self, variable: str, level: str) -> str:
+        key = ("level", variable, level)
+        if key not in self._texts:
+            found = self.levels.get(variable, {}).get(level)
+            if found is None:
+                text = "not filled in" if level == MISSING else "a value not seen in the training leads"
+            elif found[1] < self.min_leads:
+                text = f"few such leads in the training data ({int(found[1])})"
+            else:
+                text = f"{_pct(found[0])} of such leads converted (all leads: {_pct(self.base_rate)})"
+            self._texts[key] = text
+        return self._texts[key]
+
+    def _range_text(self, variable: str, at_least: int, at_most: int, b: int) -> str:
+        key = ("range", variable, at_least, at_most, b)
+        if key not in self._texts:
+            info = self.numeric[variable]
+            where = f"top {at_least} % of leads" if at_least <= 50 else f"bottom {at_most} % of leads"
+            self._texts[key] = (where if info["leads"][b] < self.min_leads
+                                else f"{where}; {_pct(info['rates'][b])} of leads in this range converted")
+        return self._texts[key]
+
+    def _numeric_evidence(self, variable: str, values: np.ndarray) -> list[str]:
+        a = self._arrays[variable]
+        q, steps = a["quantiles"], len(a["quantiles"]) - 1
+        at_least = np.maximum(1, np.ceil(100.0 * (1.0 - np.searchsorted(q, values, side="left") / steps))).astype(int)
+        at_most = np.maximum(1, np.ceil(100.0 * np.searchsorted(q, values, side="right") / steps)).astype(int)
+        bins = np.clip(np.searchsorted(a["edges"], values, side="right") - 1, 0, len(a["rates"]) - 1)
+        missing = np.isnan(values)
+        return [self._level_text(variable, MISSING) if m else self._range_text(variable, int(lo), int(hi), int(b))
+                for m, lo, hi, b in zip(missing, at_least, at_most, bins, strict=True)]
+
+    def evidence(self, variable: str, values: Sequence[Any] | np.ndarray) -> list[str]:
+        """The evidence sentence for each (cleaned) value of one variable."""
+        if variable in self.numeric:
+            return self._numeric_evidence(variable, np.asarray(values, dtype=float))
+        if variable in self.levels:
+            return [self._level_text(variable, format_value(v, True) if variable in self.yes_no
+                                     else MISSING if _missing(v) else str(v)) for v in values]
+        return [""] * len(values)
+
+    def values(self, variable: str, values: Sequence[Any] | np.ndarray) -> list[str]:
+        yes_no = variable in self.yes_no
+        return [format_value(v, yes_no) for v in values]
+
+    def reasons(self, contrib: np.ndarray, variables: Sequence[str], values: dict[str, np.ndarray],
+                positive: int, negative: int) -> list[list[dict[str, Any]]]:
+        """Per lead: up to ``positive`` reasons pushing the score up (strongest first), then up
+        to ``negative`` pulling it down. ``contrib``: leads × variables log-odds;
+        ``values``: the cleaned value arrays per variable. Texts are built per variable for
+        all the leads it explains at once."""
+        n = contrib.shape[0]
+        out: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        k_pos, k_neg = min(positive, contrib.shape[1]), min(negative, contrib.shape[1])
+        if k_pos + k_neg == 0 or n == 0:
+            return out
+        order = np.argsort(-contrib, axis=1, kind="stable")
+        chosen = np.hstack([order[:, :k_pos], order[:, ::-1][:, :k_neg]])
+        effect = np.take_along_axis(contrib, chosen, axis=1)
+        keep = np.hstack([effect[:, :k_pos] > 0, effect[:, k_pos:] < 0])
+        rows, slots = np.nonzero(keep)
+        var_j = chosen[rows, slots]
+        value_text = np.empty(len(rows), dtype=object)
+        evidence = np.empty(len(rows), dtype=object)
+        for j in np.unique(var_j):
+            name, hit = variables[j], var_j == j
+            vals = values[name][rows[hit]] if name in values else np.full(int(hit.sum()), None, dtype=object)
+            value_text[hit] = self.values(name, vals)
+            evidence[hit] = self.evidence(name, vals)
+        labels = [self.label(v) for v in variables]
+        for r, j, e, vt, ev in zip(rows.tolist(), var_j.tolist(), np.round(effect[rows, slots], 3).tolist(),
+                                   value_text.tolist(), evidence.tolist(), strict=True):
+            out[r].append({"variable": variables[j], "label": labels[j], "value": vt, "effect": e, "evidence": ev})
+        return out
+
+    def group_scores(self, contrib: np.ndarray, variables: Sequence[str]) -> dict[str, np.ndarray]:
+        """``fit_score`` and ``engagement_score`` (0-100 floats, NaN when the group has no
+        variable in the model): the share of training leads whose group added less."""
+        out = {}
+        index = {v: j for j, v in enumerate(variables)}
+        for g in GROUPS:
+            cols = [index[v] for v in self.groups.get(g, []) if v in index]
+            q = self.group_quantiles.get(g)
+            if not cols or not q:
+                out[f"{g}_score"] = np.full(contrib.shape[0], np.nan)
+                continue
+            partial = contrib[:, cols].sum(axis=1)
+            out[f"{g}_score"] = np.floor(100.0 * np.searchsorted(q, partial, side="right") / (len(q) - 1) + 0.5)
+        return out
+
+
+def reason_text(reasons: Sequence[dict[str, Any]]) -> str:
+    """One readable line (CSV, CRM payload): ``+ Label: value — evidence | - ...``."""
+    return " | ".join(f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']} — {r['evidence']}"
+                      if r["evidence"] else f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']}"
+                      for r in reasons)
+
+
+def variable_groups(cfg: ProjectConfig, variables: Sequence[str]) -> dict[str, list[str]]:
+    """Model variables per group: a column listed in ``data.fit_columns`` or
+    ``data.engagement_columns``; a derived feature goes with its sources (engagement first)."""
+    fit, eng = set(cfg.data.fit_columns), set(cfg.data.engagement_columns)
+    sources = {name: set(pair) for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
+    groups: dict[str, list[str]] = {"fit": [], "engagement": []}
+    for v in variables:
+        src = sources.get(v, {v})
+        if src & eng:
+            groups["engagement"].append(v)
+        elif src & fit:
+            groups["fit"].append(v)
+    return groups
+
+
+def _numeric_profile(values: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+    known = ~np.isnan(values)
+    v, t = values[known], y[known]
+    q = np.quantile(v, GRID) if len(v) else np.zeros(len(GRID))
+    edges = np.unique(np.quantile(v, np.linspace(0, 1, 11))) if len(v) else np.array([0.0])
+    bins = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, max(len(edges) - 2, 0))
+    n_bins = max(len(edges) - 1, 1)
+    leads = np.bincount(bins, minlength=n_bins).astype(float)
+    conv = np.bincount(bins, weights=t, minlength=n_bins)
+    rates = np.divide(conv, leads, out=np.zeros_like(conv), where=leads > 0)
+    return {"quantiles": q.tolist(), "edges": edges.tolist(), "rates": rates.tolist(), "leads": leads.tolist()}
+
+
+def _level_profile(levels: pd.Series, y: np.ndarray) -> dict[str, list[float]]:
+    stats = pd.DataFrame({"level": levels.to_numpy(), "y": y}).groupby("level", sort=False)["y"].agg(["mean", "size"])
+    return {str(k): [float(r["mean"]), float(r["size"])] for k, r in stats.iterrows()}
+
+
+def build_reason_book(cfg: ProjectConfig, prepared: pd.DataFrame, y: Sequence[int], contrib: np.ndarray,
+                      variables: Sequence[str]) -> ReasonBook:
+    """The evidence book from the training leads: ``prepared`` (cleaned values), outcomes
+    ``y``, and the model's contributions (leads × ``variables``) on the same leads."""
+    y_arr = np.asarray(y, dtype=float)
+    yes_no = [v for v in variables if v in cfg.data.columns.yes_no]
+    levels: dict[str, dict[str, list[float]]] = {}
+    numeric: dict[str, dict[str, list[float]]] = {}
+    for v in variables:
+        if v not in prepared.columns:
+            continue
+        col = prepared[v]
+        if v in yes_no:
+            lv = col.map(lambda x: format_value(x, True))
+            levels[v] = _level_profile(lv, y_arr)
+        elif pd.api.types.is_numeric_dtype(col):
+            arr = col.to_numpy(dtype=float)
+            numeric[v] = _numeric_profile(arr, y_arr)
+            if np.isnan(arr).any():
+                levels[v] = {MISSING: _level_profile(pd.Series(np.where(np.isnan(arr), MISSING, "")), y_arr)[MISSING]}
+        else:
+            levels[v] = _level_profile(col.astype(object).where(col.notna(), MISSING).astype(str), y_arr)
+    groups = variable_groups(cfg, variables)
+    index = {v: j for j, v in enumerate(variables)}
+    quantiles = {g: np.quantile(contrib[:, [index[v] for v in members]].sum(axis=1), GRID).tolist()
+                 for g, members in groups.items() if members}
+    return ReasonBook(base_rate=float(y_arr.mean()), labels={v: cfg.data.labels.get(v, v) for v in variables},
+                      levels=levels, numeric=numeric, yes_no=yes_no, groups=groups, group_quantiles=quantiles,
+                      min_leads=cfg.scoring.reasons.min_leads)
+
+
+def reason_book_for(cfg: ProjectConfig, model: object, X: pd.DataFrame, y: Sequence[int]) -> ReasonBook:
+    """:func:`build_reason_book` for a fitted scoring pipeline on its training leads."""
+    prepared, encoded = prepare(model, X)
+    contrib, variables = contribution_matrix(model, prepared, encoded)
+    return build_reason_book(cfg, as_frame(prepared), y, contrib, variables)
+
+
+def group_auc(book: ReasonBook, model: object, X: pd.DataFrame, y: Sequence[int]) -> dict[str, float | None]:
+    """ROC-AUC of the fit and of the engagement score alone on leads ``X, y`` (None when the
+    group has no variable in the model or ``y`` has one class)."""
+    prepared, encoded = prepare(model, X)
+    contrib, variables = contribution_matrix(model, prepared, encoded)
+    out: dict[str, float | None] = {}
+    for name, s in book.group_scores(contrib, variables).items():
+        ok = not np.isnan(s).all() and len(set(np.asarray(y).tolist())) == 2
+        out[name] = float(roc_auc_score(y, s)) if ok else None
+    return out

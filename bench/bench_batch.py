@@ -11,7 +11,7 @@ measures, each in its own process (peak memory = that process's max RSS):
 
 Needs the models of a production run (``make run``). Run on demand:
 
-    .venv/bin/python bench/bench_batch.py --sizes 100000 1000000 [--dask] [--run]
+    .venv/bin/python bench/bench_batch.py --sizes 100000 1000000 [--dask] [--run] [--compare-with CHECKOUT]
 """
 
 from __future__ import annotations
@@ -72,10 +72,17 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
+def code_env(checkout: Path | None) -> dict[str, str] | None:
+    """Environment running the package from another checkout (``--compare-with``), or None."""
+    if checkout is None:
+        return None
+    return {**os.environ, "PYTHONPATH": str(checkout.resolve())}
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MB, summed over the process tree, sampled every 50 ms)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0.0
     while proc.poll() is None:
         peak = max(peak, _tree_rss_mb(proc.pid))
@@ -94,6 +101,9 @@ def main() -> None:
     ap.add_argument("--run", action="store_true", help="also time the full `leadscoring run`")
     ap.add_argument("--factors-max", type=int, default=100_000,
                     help="measure with reasons only up to this size (TreeSHAP dominates: ~0.3 ms/lead)")
+    ap.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
+                    help="also measure the `leadscoring score` variants with the package of another checkout "
+                         "(e.g. a `git worktree` of an earlier commit), in the same run, same data and models")
     args = ap.parse_args()
     model = ROOT / "04_Modelos" / "lead_scoring_model.pkl"
     if not model.is_file():
@@ -111,21 +121,26 @@ def main() -> None:
             if n <= args.factors_max:
                 variants[:0] = [("leadscoring score, with reasons --jobs 1", ["--jobs", "1"]),
                                 ("leadscoring score, with reasons (2 jobs)", ["--jobs", "2"])]
+            versions = [("", None)] + ([("[before] ", args.compare_with)] if args.compare_with else [])
             for label, extra in variants:
-                res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
-                               "--no-progress", *extra])
-                rows.append((label, n, *res, floor[0]))
+                for tag, checkout in versions:
+                    flags = [*extra, *(["--no-history"] if checkout is None else [])]  # never the project's history
+                    if checkout is not None:
+                        flags = [f.replace("--no-reasons", "--no-factors") for f in flags]  # its older spelling
+                    res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
+                                   "--no-progress", *flags], env=code_env(checkout))
+                    rows.append((tag + label, n, *res, floor[0]))
             if args.dask:
                 res = measure([*LEADSCORING, "score", "--engine", "dask", "--input", str(src),
-                               "--output", str(tmp / "dask_out"), "--workers", "2", "--no-reasons"])
+                               "--output", str(tmp / "dask_out"), "--workers", "2", "--no-reasons", "--no-history"])
                 rows.append(("score --engine dask --no-reasons (2 workers)", n, *res, floor[0]))
             src.unlink()
         if args.run:
             res = measure([*LEADSCORING, "run", "--no-progress"])
             rows.append(("leadscoring run (10 notebooks)", 7274, *res, float("nan")))
-    print(f"{'what':<46} {'leads':>9} {'seconds':>8} {'leads/s':>9} {'peak MB':>8} {'x floor':>7}")
+    print(f"{'what':<55} {'leads':>9} {'seconds':>8} {'leads/s':>9} {'peak MB':>8} {'x floor':>7}")
     for label, n, wall, peak, floor_wall in rows:
-        print(f"{label:<46} {n:>9,} {wall:>8.1f} {n / wall:>9,.0f} {peak:>8.0f} {wall / floor_wall:>7.2f}")
+        print(f"{label:<55} {n:>9,} {wall:>8.1f} {n / wall:>9,.0f} {peak:>8.0f} {wall / floor_wall:>7.2f}")
     print(f"machine: {os.cpu_count()} cores; targets: 1M leads <= 2x floor time and < 2 GB peak (aim < 1 GB)")
 
 

@@ -8,7 +8,7 @@ throughput, and GET /health as the floor of the HTTP stack. The client is the st
 library's ``http.client``: a heavier client (httpx, requests) adds its own 0.5-1 ms per
 request to what is measured. Needs the models of a production run (`make run`).
 
-    .venv/bin/python bench/bench_service.py [--requests 300] [--rounds 3]
+    .venv/bin/python bench/bench_service.py [--requests 300] [--rounds 3] [--compare-with CHECKOUT]
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -57,21 +59,13 @@ def wait_ready(port: int, server: subprocess.Popen[bytes], seconds: float = 60.0
     sys.exit(f"the server did not answer /health within {seconds:.0f} s")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=300, help="leads per round (default 300)")
-    ap.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3); figures pool them")
-    ap.add_argument("--config")
-    args = ap.parse_args()
-    cfg = load_config(args.config)
-    leads = read_leads(cfg.path("raw_data"), cfg, require_target=False).head(args.requests)
-    bodies = [json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}).encode()
-              for r in leads.to_dict("records")]
+def measure(cfg_path: str, bodies: list[bytes], rounds: int, env: dict[str, str] | None) -> dict[str, float]:
+    """Start a server (``env``: e.g. another checkout's package), warm it up, time the calls."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "leadscoring.cli", "--config", str(cfg.source), "serve", "--port", str(port)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "leadscoring.cli", "--config", cfg_path, "serve", "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         client = wait_ready(port, server)
         for body in bodies[:20]:  # warm-up
@@ -83,7 +77,7 @@ def main() -> None:
             health[i] = (time.perf_counter() - t0) * 1000
         times, server_ms = [], []
         t_all = time.perf_counter()
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for body in bodies:
                 t0 = time.perf_counter()
                 status, data, dur = client.call("POST", "/score", body)
@@ -97,15 +91,45 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
     p50, p95, p99 = np.percentile(times, [50, 95, 99])
-    h50, h95 = np.percentile(health, [50, 95])
-    print(f"POST /score: {len(times)} sequential single-lead requests ({args.rounds} x {len(bodies)} leads), "
-          "loopback, 1 worker")
-    print(f"  round trip  p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   "
-          f"throughput {len(times) / wall:.0f} req/s")
+    out = {"p50": p50, "p95": p95, "p99": p99, "rps": len(times) / wall, "n": len(times)}
+    out["h50"], out["h95"] = np.percentile(health, [50, 95])
     if server_ms:
-        s50, s95 = np.percentile(server_ms, [50, 95])
-        print(f"  scoring inside the server (Server-Timing)  p50 {s50:.1f} ms   p95 {s95:.1f} ms")
-    print(f"GET /health (HTTP stack alone): p50 {h50:.1f} ms   p95 {h95:.1f} ms")
+        out["s50"], out["s95"] = np.percentile(server_ms, [50, 95])
+    return out
+
+
+def report(title: str, m: dict[str, float], leads: int, rounds: int) -> None:
+    print(f"{title}POST /score: {m['n']} sequential single-lead requests ({rounds} x {leads} leads), loopback, 1 worker")
+    print(f"  round trip  p50 {m['p50']:.2f} ms   p95 {m['p95']:.2f} ms   p99 {m['p99']:.2f} ms   "
+          f"throughput {m['rps']:.0f} req/s")
+    if "s50" in m:
+        print(f"  scoring inside the server (Server-Timing)  p50 {m['s50']:.2f} ms   p95 {m['s95']:.2f} ms")
+    print(f"  GET /health (HTTP stack alone): p50 {m['h50']:.2f} ms   p95 {m['h95']:.2f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=300, help="leads per round (default 300)")
+    ap.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3); figures pool them")
+    ap.add_argument("--config")
+    ap.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
+                    help="also measure a server running the package of another checkout (e.g. a `git worktree` "
+                         "of an earlier commit), one after the other in the same run, same models")
+    args = ap.parse_args()
+    cfg = load_config(args.config)
+    leads = read_leads(cfg.path("raw_data"), cfg, require_target=False).head(args.requests)
+    bodies = [json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}).encode()
+              for r in leads.to_dict("records")]
+    runs = {"": None}
+    if args.compare_with:
+        runs["[before] "] = {**os.environ, "PYTHONPATH": str(args.compare_with.resolve())}
+    results = {tag: measure(str(cfg.source), bodies, args.rounds, env) for tag, env in runs.items()}
+    for tag, m in results.items():
+        report(tag, m, len(bodies), args.rounds)
+    if args.compare_with:
+        now, before = results[""], results["[before] "]
+        print(f"p50 round trip: {now['p50']:.2f} ms now vs {before['p50']:.2f} ms before "
+              f"({100 * (now['p50'] / before['p50'] - 1):+.1f} %)")
     print("  target: p50 <= 5 ms, p95 <= 15 ms")
 
 

@@ -108,6 +108,13 @@ def test_promoted_model_carries_its_own_metrics_and_the_set_is_archived(project,
     # the whole previous set is archived in one folder, before anything was replaced
     (version,) = list_versions(cfg)
     assert result.archived == version
+    # reasons' evidence and grades are re-learned on the retraining leads, never copied from the champion
+    champion_manifest = read_manifest(version / SCORE)
+    assert new["reasons"]["levels"] != champion_manifest["reasons"]["levels"]
+    conversions = new["reasons"]["base_rate"] * new["training_rows"]
+    assert abs(conversions - round(conversions)) < 1e-6  # a rate over exactly the retraining leads
+    assert sum(new["grades"]["training_shares"]) == pytest.approx(1.0, abs=1e-3)
+    assert new["group_validation_auc"] == {}  # validation figures belong to a full run
     for n in MODEL_SET:
         assert (version / n).is_file() and (version / n).with_suffix(".json").is_file()
         assert read_manifest(version / n)["sha256"] == before[n]

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError, model_validator
+from pydantic import BaseModel, ValidationError, model_validator
 
+from leadscoring.config.events import EventFeature, EventsConfig
 from leadscoring.config.sections import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -49,6 +50,8 @@ __all__ = [
     "SplitConfig",
     "CleaningConfig",
     "FeaturesConfig",
+    "EventsConfig",
+    "EventFeature",
     "ModellingConfig",
     "LeakageConfig",
     "Bucket",
@@ -80,8 +83,35 @@ class ProjectConfig(_Strict):
     segmentation: SegmentationConfig = SegmentationConfig()
     run: RunConfig = RunConfig()
     service: ServiceConfig = ServiceConfig()
+    events: EventsConfig | None = None
     source: Path | None = None
     output_root: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _event_columns(cls, data: object) -> object:
+        """Behavioural features (``events.features``) are numeric, engagement columns of the
+        model: added to ``data.columns.numeric`` and ``data.engagement_columns`` (once)."""
+        if not isinstance(data, dict) or data.get("events") is None or data.get("data") is None:
+            return data
+        events, d = (x.model_dump() if isinstance(x, BaseModel) else dict(x) for x in (data["events"], data["data"]))
+        names = [f["name"] for f in events.get("features", []) if isinstance(f, dict) and "name" in f]
+        columns = dict(d.get("columns") or {})
+        columns["numeric"] = [*columns.get("numeric", []), *(n for n in names if n not in columns.get("numeric", []))]
+        d["columns"] = columns
+        eng = list(d.get("engagement_columns") or [])
+        d["engagement_columns"] = [*eng, *(n for n in names if n not in eng)]
+        labels = dict(d.get("labels") or {})
+        for f in events.get("features", []):
+            if isinstance(f, dict) and f.get("label") and f.get("name") not in labels:
+                labels[f["name"]] = f["label"]
+        d["labels"] = labels
+        return {**data, "data": d}
+
+    @property
+    def event_columns(self) -> list[str]:
+        """The behavioural feature columns (computed from events, absent from raw exports)."""
+        return [f.name for f in self.events.features] if self.events else []
 
     @model_validator(mode="after")
     def _check_features(self) -> ProjectConfig:
@@ -98,6 +128,11 @@ class ProjectConfig(_Strict):
                     if col not in numeric:
                         raise ValueError(f"features.{kind}.{name}: '{col}' is not a numeric column")
         return self
+
+    def root_path(self, value: str) -> Path:
+        """A path of the configuration (e.g. ``events.path``) made absolute against the root."""
+        p = Path(value)
+        return p if p.is_absolute() else self.root / p
 
     def path(self, key: str) -> Path:
         """Absolute path of ``paths.<key>``.

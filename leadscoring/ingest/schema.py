@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel
 
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
@@ -71,6 +70,11 @@ class LeadSchema:
         self.yes_no_spellings = [*d.yes_values, *d.no_values, *d.missing_values]
         self._known = {v.casefold() for v in self.yes_no_spellings}
         self.allow_extra_columns = d.allow_extra_columns
+        # Behavioural features are computed from events (absent from raw exports, checked as
+        # numbers when present); the export's visitor key column is kept as text to find them.
+        self.event_columns = set(cfg.event_columns)
+        key = cfg.events.lead_key if cfg.events else None
+        self.visitor_column = key if key not in (None, d.id_column) else None
 
     # -- one value ------------------------------------------------------------------------
     def number(self, v: object) -> float:
@@ -121,7 +125,9 @@ class LeadSchema:
 
     # -- a frame (file, chunk, partition) -------------------------------------------------
     def check_columns(self, columns: Sequence[str], origin: str, require_target: bool) -> None:
-        expected = [*self.numeric, *self.categorical, *self.yes_no]
+        expected = [c for c in (*self.numeric, *self.categorical, *self.yes_no) if c not in self.event_columns]
+        if self.visitor_column:
+            expected.append(self.visitor_column)
         if not self.id_from_row_number:
             expected.insert(0, self.id_column)
         elif self.id_column in columns:
@@ -135,7 +141,7 @@ class LeadSchema:
         if self.date_column is not None and require_target and self.date_column not in columns:
             raise LeadDataError(f"{origin}: missing the date column '{self.date_column}' (data.date_column), "
                                 "needed to evaluate on the most recent leads")
-        extra = [c for c in columns if c not in {*expected, self.target_column, self.date_column}]
+        extra = [c for c in columns if c not in {*expected, *self.event_columns, self.target_column, self.date_column}]
         if extra and not self.allow_extra_columns:
             raise LeadDataError(f"{origin}: unexpected column(s) {extra}; add them to the configuration's columns "
                                 "or set data.allow_extra_columns: true")
@@ -160,8 +166,11 @@ class LeadSchema:
             out[self.id_column] = np.array([str(int(i) + 1) for i in df.index], dtype=object)
         else:
             out[self.id_column] = self._ids(df[self.id_column], origin, labels)
+        if self.visitor_column:
+            out[self.visitor_column] = map_unique(df[self.visitor_column], text)
         for col in self.numeric:
-            out[col] = self._numbers(df[col], col, origin, labels)
+            if col in df.columns or col not in self.event_columns:
+                out[col] = self._numbers(df[col], col, origin, labels)
         for col in self.categorical:
             out[col] = map_unique(df[col], text)
         for col in self.yes_no:
@@ -255,42 +264,10 @@ class LeadSchema:
     def request_model(self) -> type[BaseModel]:
         """A pydantic model of one lead in the raw column names, applying the rules above:
         the id required, every other column optional (missing = unknown), unknown fields
-        refused."""
-        fields: dict[str, Any] = {self.id_column: (str | int, Field(
-            ..., description="lead id: a non-blank string or an integer"))}
-        for col in self.numeric:
-            lo, hi = self.ranges[col]
-            fields[col] = (float | None, Field(None, description=f"finite number, range [{lo}, {hi}]"))
-        for col in self.categorical:
-            fields[col] = (str | None, Field(None, description="category (unseen values are scored)"))
-        for col in self.yes_no:
-            fields[col] = (str | None, Field(None, description=f"one of {self.yes_no_spellings}"))
-        schema = self
+        refused (built by :func:`leadscoring.ingest.request.request_model`)."""
+        from leadscoring.ingest.request import request_model
 
-        def lead_id(cls: type, v: object) -> str:
-            return schema.lead_id(v)
-
-        def number(cls: type, v: object, info: Any) -> float | None:
-            if v is None:
-                return None
-            x = schema.number(v)
-            if x in schema.missing_codes.get(info.field_name, ()):
-                return None
-            if not math.isnan(x) and schema.outside(info.field_name, x):
-                raise ValueError(f"outside {list(schema.ranges[info.field_name])}")
-            return None if math.isnan(x) else x
-
-        def yes_no(cls: type, v: str | None) -> str | None:
-            if not schema.yes_no_ok(text(v)):
-                raise ValueError(f"must be one of {schema.yes_no_spellings}")
-            return v
-
-        validators: dict[str, Any] = {"lead_id": field_validator(self.id_column, mode="before")(lead_id)}
-        if self.numeric:
-            validators["numbers"] = field_validator(*self.numeric, mode="before")(number)
-        if self.yes_no:
-            validators["yes_no_values"] = field_validator(*self.yes_no)(yes_no)
-        return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
+        return request_model(self)
 
 
 def validate_leads(df: pd.DataFrame, cfg: ProjectConfig, *, require_target: bool = True, origin: str = "input",

@@ -1,0 +1,81 @@
+"""The ``events`` section of the configuration: behavioural events behind the leads and the
+features computed from them (see :mod:`leadscoring.events`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from leadscoring.config.sections import _Strict
+
+EVENT_KINDS = ("count", "sessions", "active_days", "days_since_first", "days_since_last", "engagement_seconds",
+               "sum", "avg", "max", "time_between", "share", "decayed")
+
+
+class EventFeature(_Strict):
+    """One behavioural feature computed from the events (SQL in ``leadscoring/events/sql``).
+
+    ``event`` restricts to one event name (or activity type); ``page_contains`` to events whose
+    page contains the text; ``days`` to the last N days before the cut-off. ``param`` is the
+    event parameter (GA4) or value column (flat log) for sum/avg/max; ``from_event``/``to_event``
+    the two events of ``time_between`` (seconds from the first of one to the first of the other
+    after it); ``source`` the traffic source of ``share``; ``half_life_days`` the decay of
+    ``decayed`` (each event weighs 0.5 ** (age in days / half-life))."""
+
+    name: str
+    kind: Literal["count", "sessions", "active_days", "days_since_first", "days_since_last", "engagement_seconds",
+                  "sum", "avg", "max", "time_between", "share", "decayed"]
+    event: str | None = None
+    page_contains: str | None = None
+    days: float | None = Field(None, gt=0)
+    param: str | None = None
+    from_event: str | None = None
+    to_event: str | None = None
+    source: str | None = None
+    half_life_days: float | None = Field(None, gt=0)
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> EventFeature:
+        need = {"sum": ["param"], "avg": ["param"], "max": ["param"], "time_between": ["from_event", "to_event"],
+                "share": ["source"], "decayed": ["half_life_days"]}.get(self.kind, [])
+        missing = [k for k in need if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"events.features.{self.name}: kind '{self.kind}' needs {missing}")
+        if not self.name.replace("_", "").isalnum():
+            raise ValueError(f"events.features: name '{self.name}' must be letters, digits and underscores")
+        return self
+
+
+class EventsConfig(_Strict):
+    """Behavioural events behind the leads (web analytics or an activity log), turned into
+    per-lead features as of a cut-off, in SQL (DuckDB by default)."""
+
+    path: str  # file or glob of the event files (GA4 export: events_YYYYMMDD.json/.parquet)
+    format: Literal["ga4", "flat"] = "ga4"
+    key: str = "user_pseudo_id"  # the visitor key in the events (GA4: user_pseudo_id or user_id)
+    lead_key: str  # the export's column holding that key (e.g. a client id)
+    # Flat activity log columns (format: flat).
+    time_column: str = "timestamp"
+    type_column: str = "activity"
+    value_column: str | None = None
+    session_column: str | None = None
+    source_column: str | None = None
+    page_column: str | None = None
+    # Cut-off per lead: for training, the export's column (default data.date_column) minus
+    # horizon_days; for scoring, the scoring time ("now") or that column ("cutoff_column").
+    cutoff_column: str | None = None
+    horizon_days: float = Field(0.0, ge=0)
+    score_at: Literal["now", "cutoff_column"] = "now"
+    store: str = "02_Datos/03_Trabajo/events"  # parquet folder written by `leadscoring events ingest`
+    no_events: Literal["zero", "missing"] = "zero"  # counts of a lead without events: 0, or missing
+    features: list[EventFeature] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> EventsConfig:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"events.features: {dupes} defined more than once")
+        return self

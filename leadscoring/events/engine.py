@@ -1,0 +1,123 @@
+"""Behavioural features computed by DuckDB (embedded, no server) from the event files in
+place: GA4 export files (newline-delimited JSON or parquet, ``events_YYYYMMDD``) or a flat
+activity log (CSV or parquet), or the store written by ``leadscoring events ingest``.
+
+Every feature is point in time: a lead's features count only events strictly before its
+cut-off — for training, its creation time (``events.cutoff_column``, default
+``data.date_column``) minus ``events.horizon_days``; for scoring, the scoring time (or that
+column, ``events.score_at: cutoff_column``).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscoring.config import EventsConfig, ProjectConfig
+from leadscoring.errors import LeadDataError
+from leadscoring.events.sql import GA4_JSON_COLUMNS, events_sql, features_sql
+
+log = logging.getLogger(__name__)
+
+JSON_SUFFIXES = (".json", ".ndjson", ".jsonl", ".json.gz", ".ndjson.gz", ".jsonl.gz")
+
+
+def event_files(pattern: str | Path) -> list[str]:
+    """The files matching ``pattern`` (a file, a glob, or a folder: every file in it)."""
+    p = Path(pattern)
+    files = sorted(str(f) for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() \
+        else sorted(glob.glob(str(p)))
+    if not files:
+        raise LeadDataError(f"events: no file matches {pattern} (events.path)")
+    return files
+
+
+def _sql_list(files: Sequence[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
+def source_relation(ev: EventsConfig, files: Sequence[str]) -> str:
+    """A DuckDB table function reading ``files`` in place (one format for all of them)."""
+    kinds = {"parquet" if f.endswith(".parquet") else "json" if f.endswith(JSON_SUFFIXES) else "csv" for f in files}
+    if len(kinds) > 1:
+        raise LeadDataError(f"events: mixed file formats {sorted(kinds)} in {files[0]}…; use one format per source")
+    kind = kinds.pop()
+    if kind == "parquet":
+        return f"read_parquet({_sql_list(files)}, union_by_name = true)"
+    if kind == "json":
+        if ev.format != "ga4":
+            return f"read_json({_sql_list(files)}, format = 'newline_delimited')"
+        columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in GA4_JSON_COLUMNS.items()) + "}"
+        return f"read_json({_sql_list(files)}, format = 'newline_delimited', columns = {columns})"
+    return f"read_csv({_sql_list(files)}, header = true, all_varchar = true)"
+
+
+def cutoffs(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | None = None) -> np.ndarray:
+    """Each lead's cut-off (naive UTC timestamps): ``at`` when given (scoring), else the
+    cut-off column minus the training horizon."""
+    ev = cfg.events
+    assert ev is not None
+    if at is not None:
+        t = pd.Timestamp(at)
+        t = t.tz_convert(UTC).tz_localize(None) if t.tzinfo else t
+        return np.full(len(leads), t.to_datetime64())
+    column = ev.cutoff_column or cfg.data.date_column
+    if not column or column not in leads.columns:
+        raise LeadDataError(f"events: each lead needs a cut-off; the leads have no column '{column}' "
+                            "(events.cutoff_column or data.date_column)")
+    values = pd.to_datetime(leads[column], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise LeadDataError(f"events: lead at row {row} has no usable cut-off in '{column}' "
+                            f"({leads[column].iloc[row]!r})")
+    return (values - timedelta(days=ev.horizon_days)).to_numpy()
+
+
+def compute_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | str | None = None,
+                     files: Sequence[str] | None = None, con: Any = None) -> pd.DataFrame:
+    """The configured behavioural features of ``leads`` (one row each, same index), from the
+    event files (default ``events.path``) or an open DuckDB connection's ``events`` view."""
+    import duckdb
+
+    ev = cfg.events
+    if ev is None:
+        raise LeadDataError("events: no events section in the configuration")
+    key = ev.lead_key
+    if key not in leads.columns:
+        raise LeadDataError(f"events: the leads have no column '{key}' (events.lead_key) to find their events")
+    table = pd.DataFrame({"lead_row": np.arange(len(leads)), "visitor": leads[key].astype("string").to_numpy(),
+                          "cutoff": cutoffs(cfg, leads, at)})
+    own = con is None
+    con = con or duckdb.connect()
+    try:
+        con.register("leads_in", table)
+        if files is not None or own:
+            rel = source_relation(ev, files or event_files(cfg.root_path(ev.path)))
+            con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql(ev, rel)}")
+        out = con.execute(features_sql(ev, "events", leads="leads_in")).df()
+    except duckdb.Error as exc:
+        raise LeadDataError(f"events: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.unregister("leads_in")
+        if own:
+            con.close()
+    out = out.drop(columns="lead_row").astype(float)
+    out.index = leads.index
+    return out
+
+
+def add_event_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | str | None = None,
+                       **kwargs: Any) -> pd.DataFrame:
+    """``leads`` with the behavioural feature columns computed (replacing any of that name)."""
+    if cfg.events is None:
+        return leads
+    feats = compute_features(cfg, leads, at=at, **kwargs)
+    log.info("behavioural features for %d leads from the events", len(leads))
+    return pd.concat([leads.drop(columns=[c for c in feats.columns if c in leads.columns]), feats], axis=1)

@@ -1,0 +1,54 @@
+"""The API request model of one lead (``POST /score``), from :class:`LeadSchema`: the same
+rules as files, applied by pydantic to JSON."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from leadscoring.ingest.schema import LeadSchema, text
+
+
+def request_model(schema: LeadSchema) -> type[BaseModel]:
+    """A pydantic model of one lead in the raw column names, applying the rules above:
+    the id required, every other column optional (missing = unknown), unknown fields
+    refused."""
+    fields: dict[str, Any] = {schema.id_column: (str | int, Field(
+        ..., description="lead id: a non-blank string or an integer"))}
+    if schema.visitor_column:
+        fields[schema.visitor_column] = (str | None, Field(None, description="visitor key of the lead's events"))
+    for col in schema.numeric:
+        lo, hi = schema.ranges[col]
+        what = "behavioural feature (omit: computed from the events)" if col in schema.event_columns else "finite number"
+        fields[col] = (float | None, Field(None, description=f"{what}, range [{lo}, {hi}]"))
+    for col in schema.categorical:
+        fields[col] = (str | None, Field(None, description="category (unseen values are scored)"))
+    for col in schema.yes_no:
+        fields[col] = (str | None, Field(None, description=f"one of {schema.yes_no_spellings}"))
+
+    def lead_id(cls: type, v: object) -> str:
+        return schema.lead_id(v)
+
+    def number(cls: type, v: object, info: Any) -> float | None:
+        if v is None:
+            return None
+        x = schema.number(v)
+        if x in schema.missing_codes.get(info.field_name, ()):
+            return None
+        if not math.isnan(x) and schema.outside(info.field_name, x):
+            raise ValueError(f"outside {list(schema.ranges[info.field_name])}")
+        return None if math.isnan(x) else x
+
+    def yes_no(cls: type, v: str | None) -> str | None:
+        if not schema.yes_no_ok(text(v)):
+            raise ValueError(f"must be one of {schema.yes_no_spellings}")
+        return v
+
+    validators: dict[str, Any] = {"lead_id": field_validator(schema.id_column, mode="before")(lead_id)}
+    if schema.numeric:
+        validators["numbers"] = field_validator(*schema.numeric, mode="before")(number)
+    if schema.yes_no:
+        validators["yes_no_values"] = field_validator(*schema.yes_no)(yes_no)
+    return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)

@@ -66,6 +66,8 @@ class EventsConfig(_Strict):
     # Cut-off per lead: for training, the export's column (default data.date_column) minus
     # horizon_days; for scoring, the scoring time ("now") or that column ("cutoff_column").
     cutoff_column: str | None = None
+    # An export without creation dates: one cut-off for every lead (e.g. the export's date).
+    cutoff_at: str | None = None
     horizon_days: float = Field(0.0, ge=0)
     score_at: Literal["now", "cutoff_column"] = "now"
     store: str = "02_Datos/03_Trabajo/events"  # parquet folder written by `leadscoring events ingest`

@@ -69,9 +69,13 @@ def cutoffs(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | None =
         t = t.tz_convert(UTC).tz_localize(None) if t.tzinfo else t
         return np.full(len(leads), t.to_datetime64())
     column = ev.cutoff_column or cfg.data.date_column
+    if ev.cutoff_at and not (column and column in leads.columns):
+        fixed = pd.Timestamp(ev.cutoff_at)
+        fixed = fixed.tz_convert(UTC).tz_localize(None) if fixed.tzinfo else fixed
+        return np.full(len(leads), (fixed - timedelta(days=ev.horizon_days)).to_datetime64())
     if not column or column not in leads.columns:
         raise LeadDataError(f"events: each lead needs a cut-off; the leads have no column '{column}' "
-                            "(events.cutoff_column or data.date_column)")
+                            "(events.cutoff_column or data.date_column; or one date for all: events.cutoff_at)")
     values = pd.to_datetime(leads[column], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])

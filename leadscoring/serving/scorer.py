@@ -22,6 +22,7 @@ import pandas as pd
 
 from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, load_model
 from leadscoring.config import Bucket, ProjectConfig
+from leadscoring.events.engine import add_event_features
 from leadscoring.features.columns import ColumnBatch, as_frame
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
@@ -123,6 +124,8 @@ class Scorer:
         fit/engagement scores. ``factors=False`` leaves out those three (faster);
         ``scored_at`` (default: now) is the same for every lead of one job."""
         id_col = self.cfg.data.id_column
+        scored_at = scored_at or utc_now()
+        X = self.with_event_features(X, scored_at)
         if self.fast:
             X = as_batch(X)
             shared = transform_steps(self.model, X, stop=self._shared)
@@ -156,8 +159,18 @@ class Scorer:
         out["previous_score"] = previous
         out["trend"] = trends(score, previous, self.cfg.scoring.trend_points)
         out["model_version"] = np.full(len(ids), self.version, dtype=object)
-        out["scored_at"] = np.full(len(ids), scored_at or utc_now(), dtype=object)
+        out["scored_at"] = np.full(len(ids), scored_at, dtype=object)
         return out
+
+    def with_event_features(self, X: pd.DataFrame | ColumnBatch, scored_at: str) -> pd.DataFrame | ColumnBatch:
+        """``X`` with its behavioural features computed from the events when the configuration
+        has some and ``X`` lacks them: as of ``scored_at`` (or each lead's cut-off column,
+        ``events.score_at: cutoff_column``)."""
+        ev = self.cfg.events
+        if ev is None or all(c in X.columns for c in self.cfg.event_columns):
+            return X
+        at = None if ev.score_at == "cutoff_column" else scored_at
+        return add_event_features(self.cfg, as_frame(X), at=at)
 
     def score_frame(self, leads: pd.DataFrame, *, factors: bool = True, scored_at: str | None = None) -> pd.DataFrame:
         """Score validated leads (as returned by ``validate_leads``/``read_leads``); ``reasons``

@@ -86,7 +86,8 @@ class Scorer:
         #: Evidence per variable and fit/engagement grouping, learned with the model (none
         #: for a model saved before 0.4: reasons then carry no evidence, no fit/engagement).
         self.book = ReasonBook.from_dict(manifest["reasons"]) if "reasons" in manifest else ReasonBook(
-            base_rate=float("nan"), labels=dict(cfg.data.labels), levels={}, numeric={}, yes_no=[], groups={})
+            base_rate=float("nan"), labels={}, levels={}, numeric={}, yes_no=[], groups={})
+        self.book.labels = {**self.book.labels, **cfg.data.labels}  # relabelling needs no retraining
         #: Grade thresholds: learned with the model (shares, capacity) or the configured ranges.
         learned = manifest.get("grades")
         self.grades = learned if learned and learned.get("method") != "ranges" else learn_grades(cfg.scoring.grades, [])

@@ -60,7 +60,8 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
             lines.append(head + f"left empty: no variable of `data.{g}_columns` is in the model.")
             continue
         ranks = f"; alone it ranks the validation leads with ROC-AUC **{a:.3f}**" if a is not None else ""
-        lines.append(head + f"the share of training leads whose {', '.join(f'`{v}`' for v in members)} "
+        named = ", ".join(f"{cfg.data.labels[v]} (`{v}`)" if v in cfg.data.labels else f"`{v}`" for v in members)
+        lines.append(head + f"the share of training leads whose {named} "
                      f"added less to the odds of converting{ranks}.")
     gr = manifest.get("grades") or {}
     if gr:

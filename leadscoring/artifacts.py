@@ -113,17 +113,33 @@ def verify_model(path: str | os.PathLike[str], *, check_versions: bool = True) -
             "the file was modified or replaced; refusing to load it"
         )
     if check_versions:
-        here = library_versions()
-        bad = [
-            f"{lib} {made} (here {here.get(lib, 'not installed')})"
-            for lib, made in info.get("versions", {}).items()
-            if _major_minor(str(made)) != _major_minor(here.get(lib, "none"))
-        ]
-        if bad:
-            raise ModelIntegrityError(
-                f"{path.name} was made with " + ", ".join(bad) + "; reinstall those versions or retrain the model"
-            )
+        check_versions_match(info, path.name)
     return info
+
+
+def check_versions_match(info: dict[str, Any], name: str, where: str = "here") -> None:
+    """Refuse a model whose library versions (major.minor) differ from this environment's;
+    ``where`` names this environment in the message (e.g. a cluster worker)."""
+    here = library_versions()
+    bad = [
+        f"{lib} {made} ({where} {here.get(lib, 'not installed')})"
+        for lib, made in info.get("versions", {}).items()
+        if _major_minor(str(made)) != _major_minor(here.get(lib, "none"))
+    ]
+    if bad:
+        raise ModelIntegrityError(f"{name} was made with " + ", ".join(bad) + "; reinstall those versions or retrain the model")
+
+
+def model_from_bytes(data: bytes, info: dict[str, Any], *, where: str = "here") -> Any:
+    """Unpickle a model sent as bytes (e.g. to a cluster worker) after checking them against
+    their manifest: the SHA-256 and this environment's library versions."""
+    digest = hashlib.sha256(data).hexdigest()
+    name = str(info.get("file", "model"))
+    if digest != info.get("sha256"):
+        raise ModelIntegrityError(f"{name}: received bytes with SHA-256 {digest[:12]}…, not the manifest's "
+                                  f"{str(info.get('sha256'))[:12]}…; refusing to load them")
+    check_versions_match(info, name, where)
+    return pickle.loads(data)  # noqa: S301 - verified against its manifest above
 
 
 def load_model(path: str | os.PathLike[str], *, check_versions: bool = True) -> tuple[Any, dict[str, Any]]:

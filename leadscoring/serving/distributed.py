@@ -1,16 +1,32 @@
-"""The dask engine: every input file matching a glob is one task that runs the local
-engine on it (same reader, same rules, same line numbers) and writes one part; ids are
-checked for duplicates across files before the folder of parts replaces the destination.
+"""The dask engine: the local engine once per input file, on a local or remote cluster.
+
+The client verifies the models once (hash and library versions, as the local engine does)
+and sends their bytes, their manifests, the configuration (as data, not a path) and the
+score history's latest scores to the workers with the task graph (``Client.scatter``,
+once per worker). Each worker checks the bytes' hash and its own library versions against
+the manifest before unpickling (a worker with other versions is refused, naming it), and
+keeps one scorer per process. Workers need only the package installed; they never read the
+client's configuration, models or history files.
+
+Inputs and the output folder are paths or URLs (:mod:`leadscoring.serving.storage`): each
+worker fetches its file, scores it with the local engine (same reader, rules and one-line
+errors, naming the file and line) and writes its part under a temporary prefix; the client
+checks ids across files and commits the parts with ``_SUCCESS`` last, so a failed job leaves
+the previous output as it was.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, check_versions_match, model_from_bytes, verify_model
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, is_parquet
@@ -18,25 +34,98 @@ from leadscoring.io import check_output
 from leadscoring.serving.batch import protected_folders, score_stream
 from leadscoring.serving.history import ScoreHistory
 from leadscoring.serving.scorer import Scorer, utc_now
+from leadscoring.serving.storage import (
+    check_destination,
+    commit,
+    discard,
+    expand,
+    fetch,
+    is_local,
+    local_path,
+    publish,
+    temporary_prefix,
+)
 
-_SCORERS: dict[str, Any] = {}
+_SCORERS: dict[str, Scorer] = {}
 
 
-def _score_one_file(path: str, dest: str, config_path: str, models_dir: str | None, factors: bool,
-                    chunk_rows: int, scored_at: str, history: str) -> dict[str, Any]:
-    """One dask task: the local engine on one input file (the scorer is loaded once per
-    worker process). Returns counts and the scored ids, checked across files by the client."""
-    from leadscoring.config import load_config
+class PreviousScores:
+    """The latest score per lead id, as sent by the client (the history's ``lookup``)."""
 
-    key = f"{config_path}|{models_dir}"
-    if key not in _SCORERS:
-        _SCORERS[key] = Scorer.load(load_config(config_path), models_dir)
-    if str(getattr(_SCORERS[key].history, "path", "")) != history:  # the client's history, for the trend
-        _SCORERS[key].history = ScoreHistory(history)
-    ids: list[np.ndarray] = []
-    res = score_stream(_SCORERS[key], path, dest, chunk_rows=chunk_rows, factors=factors, progress=False, ids_out=ids,
-                       scored_at=scored_at)
-    return {**res, "file": Path(path).name, "ids": np.concatenate(ids) if ids else np.array([], dtype=object)}
+    def __init__(self, latest: pd.Series) -> None:
+        self.index = pd.Index(latest.index.astype(str))
+        self.values = latest.to_numpy(dtype=float)
+
+    def lookup(self, ids: Any) -> np.ndarray:
+        pos = self.index.get_indexer(np.asarray(ids, dtype=object))
+        out = np.full(len(pos), np.nan)
+        out[pos >= 0] = self.values[pos[pos >= 0]]
+        return out
+
+
+@dataclass
+class ModelPayload:
+    """Everything a worker needs to score, as data: verified model bytes and manifests, the
+    configuration and the latest previous scores."""
+
+    config: dict[str, Any]
+    model: bytes
+    manifest: dict[str, Any]
+    segments: bytes | None = None
+    segment_manifest: dict[str, Any] | None = None
+    previous: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
+
+    @classmethod
+    def from_client(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None) -> ModelPayload:
+        folder = Path(models_dir) if models_dir is not None else cfg.path("models_dir")
+        manifest = verify_model(folder / SCORE_MODEL)
+        segments, seg_manifest = None, None
+        if (folder / SEGMENT_MODEL).is_file():
+            seg_manifest = verify_model(folder / SEGMENT_MODEL)
+            segments = (folder / SEGMENT_MODEL).read_bytes()
+        return cls(cfg.model_dump(mode="json"), (folder / SCORE_MODEL).read_bytes(), manifest, segments,
+                   seg_manifest, ScoreHistory(cfg.path("score_history")).latest())
+
+    def scorer(self, where: str) -> Scorer:
+        """The scorer of this worker process (built once per model), after the checks."""
+        key = str(self.manifest["sha256"])
+        check_versions_match(self.manifest, str(self.manifest.get("file", SCORE_MODEL)), where)  # every task
+        if key not in _SCORERS:
+            cfg = ProjectConfig.model_validate(self.config)
+            model = model_from_bytes(self.model, self.manifest, where=where)
+            seg = model_from_bytes(self.segments, self.segment_manifest or {}, where=where) if self.segments else None
+            scorer = Scorer(cfg, model, self.manifest, seg, self.segment_manifest)
+            scorer.history = PreviousScores(self.previous)  # type: ignore[assignment]
+            _SCORERS[key] = scorer
+        return _SCORERS[key]
+
+
+def _worker_name() -> str:
+    try:
+        from dask.distributed import get_worker
+
+        return f"worker {get_worker().address}"
+    except (ImportError, ValueError):
+        return "here"
+
+
+def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, chunk_rows: int,
+                     scored_at: str) -> dict[str, Any]:
+    """One dask task: fetch one input file, score it with the local engine, publish the part.
+    Returns counts and the scored ids, checked across files by the client."""
+    scorer = payload.scorer(_worker_name())
+    with tempfile.TemporaryDirectory(prefix="leadscoring-") as tmp:
+        local_src = fetch(src, Path(tmp))
+        local_out = Path(tmp) / "out" / Path(dest).name
+        local_out.parent.mkdir()
+        ids: list[np.ndarray] = []
+        try:
+            res = score_stream(scorer, local_src, local_out, chunk_rows=chunk_rows, factors=factors, progress=False,
+                               ids_out=ids, scored_at=scored_at)
+        except LeadDataError as exc:
+            raise LeadDataError(str(exc).replace(local_src.name, src, 1)) from None
+        publish(local_out, dest)
+    return {**res, "file": src, "ids": np.concatenate(ids) if ids else np.array([], dtype=object)}
 
 
 def _check_ids_across_files(results: list[dict[str, Any]]) -> None:
@@ -48,55 +137,57 @@ def _check_ids_across_files(results: list[dict[str, Any]]) -> None:
                 raise LeadDataError(f"duplicate id {lead!r}: in {other} and in {res['file']}")
 
 
+def _check_paths(cfg: ProjectConfig, files: list[str], dest: str) -> None:
+    if is_local(dest):
+        check_output(local_path(dest), inputs=[local_path(f) for f in files if is_local(f)],
+                     protected=protected_folders(cfg), folder=True)
+    check_destination(dest)
+    if cfg.events is not None:
+        raise LeadDataError("the dask engine does not compute behavioural features from events; score files that "
+                            "already hold them, or use the local engine")
+
+
+def run_on_cluster(client: Any, payload: ModelPayload, files: list[str], dest: str, *, factors: bool = True,
+                   chunk_rows: int = DEFAULT_CHUNK_ROWS) -> list[dict[str, Any]]:
+    """Score ``files`` on the cluster of ``client`` with the models of ``payload`` and commit
+    the parts to ``dest`` (nothing is read from the client's files once ``payload`` exists)."""
+    suffix = ".parquet" if is_parquet(files[0]) else ".csv"
+    names = [f"part-{i:05d}{suffix}" for i in range(len(files))]
+    tmp = temporary_prefix(dest)
+    try:
+        shipped = client.scatter(payload, broadcast=True)
+        futures = client.map(_score_partition, files, [f"{tmp}/{n}" for n in names], payload=shipped,
+                             factors=factors, chunk_rows=chunk_rows, scored_at=utc_now(), pure=False)
+        results = client.gather(futures)
+        _check_ids_across_files(results)
+        commit(tmp, dest, names)
+    finally:
+        discard(tmp)
+    return results
+
+
 def score_dask(cfg: ProjectConfig, input_glob: str, output_dir: str | os.PathLike[str], *,
                models_dir: str | os.PathLike[str] | None = None, scheduler: str | None = None, workers: int = 2,
                factors: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> dict[str, Any]:
-    """Score the CSV/parquet files matching ``input_glob`` with dask, one task per file;
-    writes ``output_dir/part-NNNNN.csv`` (``.parquet`` parts for parquet input) in file-name
-    order. ``scheduler``: address of an existing cluster; default a local cluster with
-    ``workers`` single-threaded workers. The destination is replaced only when every file
-    was scored and no id occurs in two files."""
-    import glob
-    import shutil
-
+    """Score the CSV/parquet files matching ``input_glob`` (path, URL or glob) with dask, one
+    task per file; writes ``output_dir/part-NNNNN.csv`` (``.parquet`` parts for parquet
+    input) in file-name order, then ``_SUCCESS``. ``scheduler``: address of an existing
+    cluster; default a local cluster with ``workers`` single-threaded workers."""
     from dask.distributed import Client, LocalCluster
 
-    if cfg.source is None:
-        raise LeadDataError("the dask engine needs a configuration loaded from a file")
-    files = sorted(glob.glob(input_glob))
-    if not files:
-        raise LeadDataError(f"{input_glob}: no file matches")
-    out = Path(output_dir)
-    check_output(out, inputs=files, protected=protected_folders(cfg), folder=True)
-    if out.is_dir() and any(not (p.name.startswith("part-") or p.name == "_SUCCESS") for p in out.iterdir()):
-        raise LeadDataError(f"{out}: exists and holds other files than scored parts; choose a new or empty folder")
-    Scorer.load(cfg, models_dir)  # fail fast, here, on a bad model
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    suffix = ".parquet" if is_parquet(files[0]) else ".csv"
+    files, dest = expand(input_glob), str(output_dir)
+    _check_paths(cfg, files, dest)
+    payload = ModelPayload.from_client(cfg, models_dir)  # fails here, on the client, for a bad model
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None)
+                                                  dashboard_address=":0")
     try:
         with Client(scheduler or cluster) as client:
-            futures = client.map(_score_one_file, files, [str(tmp / f"part-{i:05d}{suffix}") for i in range(len(files))],
-                                 config_path=str(cfg.source), models_dir=str(models_dir) if models_dir else None,
-                                 factors=factors, chunk_rows=chunk_rows, scored_at=utc_now(),
-                                 history=str(cfg.path("score_history")), pure=False)
-            results = client.gather(futures)
-        _check_ids_across_files(results)
-        (tmp / "_SUCCESS").touch()
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+            results = run_on_cluster(client, payload, files, dest, factors=factors, chunk_rows=chunk_rows)
     finally:
         if cluster is not None:
             cluster.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     buckets: dict[str, int] = {}
     for res in results:
         for k, v in res["buckets"].items():
             buckets[k] = buckets.get(k, 0) + v
-    return {"output": str(out), "partitions": len(files), "leads": sum(r["leads"] for r in results),
-            "buckets": buckets}
-
+    return {"output": dest, "partitions": len(files), "leads": sum(r["leads"] for r in results), "buckets": buckets}

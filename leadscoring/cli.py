@@ -70,7 +70,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         from leadscoring.serving.distributed import score_dask
 
         res = score_dask(cfg, args.input, args.output, models_dir=args.models_dir, scheduler=args.scheduler,
-                         workers=args.workers, factors=not args.no_reasons)
+                         workers=args.workers, factors=not args.no_reasons, history=not args.no_history)
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
         return 0
     res = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_reasons,
@@ -204,9 +204,10 @@ def _add_score_parser(sub: Any) -> None:
                         "the fastest and least memory, see bench/bench_batch.py)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--no-history", action="store_true",
-                   help="do not append the scores to the score history (paths.score_history; local engine only)")
+                   help="do not append the scores to the score history (paths.score_history)")
     s.add_argument("--engine", choices=["local", "dask"], default="local",
-                   help="dask: map_partitions over CSV/parquet globs, output is a folder of parts")
+                   help="dask: one task per file of a path, URL or glob (s3://, gs://, abfs:// with the matching "
+                        "extra); the output is a folder of parts (a path or URL) with _SUCCESS")
     s.add_argument("--scheduler", help="dask: address of an existing cluster (default: a local cluster)")
     s.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")
     s.set_defaults(func=_cmd_score)

@@ -17,6 +17,7 @@ the previous output as it was.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from leadscoring.serving.storage import (
     publish,
     temporary_prefix,
 )
+
+log = logging.getLogger(__name__)
 
 _SCORERS: dict[str, Scorer] = {}
 
@@ -124,8 +127,20 @@ def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, 
                                ids_out=ids, scored_at=scored_at)
         except LeadDataError as exc:
             raise LeadDataError(str(exc).replace(local_src.name, src, 1)) from None
+        scores = _read_scores_column(local_out)
         publish(local_out, dest)
-    return {**res, "file": src, "ids": np.concatenate(ids) if ids else np.array([], dtype=object)}
+    return {**res, "file": src, "ids": np.concatenate(ids) if ids else np.array([], dtype=object), "scores": scores}
+
+
+def _read_scores_column(path: Path) -> np.ndarray:
+    """The ``score`` column of a finished part (for the client's score history)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if is_parquet(path):
+        return pq.read_table(path, columns=["score"]).column("score").to_numpy()
+    opts = pacsv.ConvertOptions(include_columns=["score"])
+    return pacsv.read_csv(path, convert_options=opts).column("score").to_numpy()
 
 
 def _check_ids_across_files(results: list[dict[str, Any]]) -> None:
@@ -148,16 +163,17 @@ def _check_paths(cfg: ProjectConfig, files: list[str], dest: str) -> None:
 
 
 def run_on_cluster(client: Any, payload: ModelPayload, files: list[str], dest: str, *, factors: bool = True,
-                   chunk_rows: int = DEFAULT_CHUNK_ROWS) -> list[dict[str, Any]]:
+                   chunk_rows: int = DEFAULT_CHUNK_ROWS, scored_at: str | None = None) -> list[dict[str, Any]]:
     """Score ``files`` on the cluster of ``client`` with the models of ``payload`` and commit
     the parts to ``dest`` (nothing is read from the client's files once ``payload`` exists)."""
     suffix = ".parquet" if is_parquet(files[0]) else ".csv"
     names = [f"part-{i:05d}{suffix}" for i in range(len(files))]
     tmp = temporary_prefix(dest)
+    scored_at = scored_at or utc_now()
     try:
         shipped = client.scatter(payload, broadcast=True)
         futures = client.map(_score_partition, files, [f"{tmp}/{n}" for n in names], payload=shipped,
-                             factors=factors, chunk_rows=chunk_rows, scored_at=utc_now(), pure=False)
+                             factors=factors, chunk_rows=chunk_rows, scored_at=scored_at, pure=False)
         results = client.gather(futures)
         _check_ids_across_files(results)
         commit(tmp, dest, names)
@@ -166,13 +182,21 @@ def run_on_cluster(client: Any, payload: ModelPayload, files: list[str], dest: s
     return results
 
 
+def _append_history(cfg: ProjectConfig, payload: ModelPayload, results: list[dict[str, Any]], scored_at: str) -> None:
+    ids = np.concatenate([r["ids"] for r in results])
+    scores = np.concatenate([r["scores"] for r in results])
+    n = ScoreHistory(cfg.path("score_history")).append(ids, scores, str(payload.manifest["sha256"])[:12], scored_at)
+    log.info("score history: %d rows appended to %s", n, cfg.path("score_history"))
+
+
 def score_dask(cfg: ProjectConfig, input_glob: str, output_dir: str | os.PathLike[str], *,
                models_dir: str | os.PathLike[str] | None = None, scheduler: str | None = None, workers: int = 2,
-               factors: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> dict[str, Any]:
+               factors: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS, history: bool = True) -> dict[str, Any]:
     """Score the CSV/parquet files matching ``input_glob`` (path, URL or glob) with dask, one
     task per file; writes ``output_dir/part-NNNNN.csv`` (``.parquet`` parts for parquet
     input) in file-name order, then ``_SUCCESS``. ``scheduler``: address of an existing
-    cluster; default a local cluster with ``workers`` single-threaded workers."""
+    cluster; default a local cluster with ``workers`` single-threaded workers. With
+    ``history``, the scores are appended to the score history once committed."""
     from dask.distributed import Client, LocalCluster
 
     files, dest = expand(input_glob), str(output_dir)
@@ -182,10 +206,14 @@ def score_dask(cfg: ProjectConfig, input_glob: str, output_dir: str | os.PathLik
                                                   dashboard_address=":0")
     try:
         with Client(scheduler or cluster) as client:
-            results = run_on_cluster(client, payload, files, dest, factors=factors, chunk_rows=chunk_rows)
+            scored_at = utc_now()
+            results = run_on_cluster(client, payload, files, dest, factors=factors, chunk_rows=chunk_rows,
+                                     scored_at=scored_at)
     finally:
         if cluster is not None:
             cluster.close()
+    if history:
+        _append_history(cfg, payload, results, scored_at)
     buckets: dict[str, int] = {}
     for res in results:
         for k, v in res["buckets"].items():

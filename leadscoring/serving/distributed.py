@@ -158,8 +158,8 @@ def _check_paths(cfg: ProjectConfig, files: list[str], dest: str) -> None:
                      protected=protected_folders(cfg), folder=True)
     check_destination(dest)
     if cfg.events is not None:
-        raise LeadDataError("the dask engine does not compute behavioural features from events; score files that "
-                            "already hold them, or use the local engine")
+        raise LeadDataError("the dask engine does not compute behavioural features from events "
+                            "(the configuration has an events section); use the local engine")
 
 
 def run_on_cluster(client: Any, payload: ModelPayload, files: list[str], dest: str, *, factors: bool = True,

@@ -127,3 +127,13 @@ def test_object_storage_in_and_out_and_a_failed_job_leaves_the_previous_output(c
                        scheduler=c.scheduler_address)
     assert {p: s3.cat(p) for p in s3.find("leads-bucket/scores")} == before  # previous output intact
     assert not [p for p in s3.ls("leads-bucket") if ".tmp-" in p]  # no temporary prefix left behind
+
+
+def test_an_events_configuration_is_refused_before_any_work(cfg, tmp_path):
+    from leadscoring.config import EventsConfig
+
+    events = EventsConfig(path="events/*.json", lead_key="id", features=[{"name": "views", "kind": "count"}])
+    (tmp_path / "a.csv").write_text("id\n1\n")
+    with pytest.raises(LeadDataError, match="events section"):
+        score_dask(cfg.model_copy(update={"events": events}), str(tmp_path / "a.csv"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

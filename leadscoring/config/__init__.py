@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError, model_validator
 
-from leadscoring.config.events import EventFeature, EventsConfig
+from leadscoring.config.events import DeriveConfig, EventFeature, EventsConfig
 from leadscoring.config.sections import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -52,6 +52,7 @@ __all__ = [
     "FeaturesConfig",
     "EventsConfig",
     "EventFeature",
+    "DeriveConfig",
     "ModellingConfig",
     "LeakageConfig",
     "Bucket",
@@ -127,6 +128,11 @@ class ProjectConfig(_Strict):
                 for col in (a, b):
                     if col not in numeric:
                         raise ValueError(f"features.{kind}.{name}: '{col}' is not a numeric column")
+        if self.events is not None and self.events.derive is not None:
+            raw = self.data.columns
+            events = set(self.event_columns)
+            self.events.derive.check_roles(ColumnRoles(numeric=[c for c in raw.numeric if c not in events],
+                                                       categorical=raw.categorical, yes_no=raw.yes_no))
         return self
 
     def root_path(self, value: str) -> Path:

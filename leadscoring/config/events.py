@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from leadscoring.config.sections import _Strict
+from leadscoring.config.sections import ColumnRoles, _Strict
 
 EVENT_KINDS = ("count", "sessions", "active_days", "days_since_first", "days_since_last", "engagement_seconds",
                "sum", "avg", "max", "time_between", "share", "decayed")
@@ -48,6 +48,32 @@ class EventFeature(_Strict):
         return self
 
 
+class DeriveConfig(_Strict):
+    """A DERIVED event log (``python -m leadscoring.events.derive``): GA4-schema events made
+    from the export's own activity columns, to prove the events path end to end on an export
+    that comes without its web analytics. Not observed behaviour: see
+    :mod:`leadscoring.events.derive` for the mapping rules."""
+
+    visits: str  # numeric column: that many sessions (session_start + ga_session_id)
+    time_on_site: str | None = None  # numeric column, seconds: engagement_time_msec summing to it
+    pages_per_visit: str | None = None  # numeric column: round(visits x pages per visit) page_view events
+    download: str | None = None  # yes/no column: one file_download event when yes
+    last_activity: str | None = None  # categorical column: one final event named after the activity
+    seed: int = 0
+    days_back: float = Field(30.0, ge=1)  # the events fall in the days_back days before each lead's cut-off
+
+    def check_roles(self, roles: ColumnRoles) -> None:
+        """Each named column must be a raw export column of the right role (ValueError)."""
+        want = {"visits": roles.numeric, "time_on_site": roles.numeric, "pages_per_visit": roles.numeric,
+                "download": roles.yes_no, "last_activity": roles.categorical}
+        kind = {"download": "yes_no", "last_activity": "categorical"}
+        for key, allowed in want.items():
+            col = getattr(self, key)
+            if col is not None and col not in allowed:
+                raise ValueError(f"events.derive.{key}: '{col}' is not a {kind.get(key, 'numeric')} column "
+                                 "of data.columns")
+
+
 class EventsConfig(_Strict):
     """Behavioural events behind the leads (web analytics or an activity log), turned into
     per-lead features as of a cut-off, in SQL (DuckDB by default)."""
@@ -73,6 +99,8 @@ class EventsConfig(_Strict):
     store: str = "02_Datos/03_Trabajo/events"  # parquet folder written by `leadscoring events ingest`
     no_events: Literal["zero", "missing"] = "zero"  # counts of a lead without events: 0, or missing
     features: list[EventFeature] = Field(min_length=1)
+    # How to derive a GA4-schema log from the export's own columns (DERIVED, not observed).
+    derive: DeriveConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> EventsConfig:
@@ -80,4 +108,6 @@ class EventsConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"events.features: {dupes} defined more than once")
+        if self.derive is not None and self.format != "ga4":
+            raise ValueError("events.derive writes a GA4 export: events.format must be 'ga4'")
         return self

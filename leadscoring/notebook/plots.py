@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from leadscoring.ingest.quality import conversion_by_bins
 from leadscoring.training.evaluation import calibration_table, gains_table
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -37,6 +38,45 @@ def numeric_by_target(df: pd.DataFrame, col: str, target: str, ax: plt.Axes | No
     sns.histplot(data=data, x=col, hue=target, stat="density", common_norm=False, element="step", ax=ax, bins=30)
     ax.set(title=f"{col}: converted (1) vs not (0)", xlabel=col, ylabel="density")
     return ax.figure
+
+
+def _curve(df: pd.DataFrame, col: str, target: str, bins: int) -> pd.DataFrame:
+    """Conversion per decile of ``col`` (per value when it has at most ``bins`` values)."""
+    s = df[col]
+    if not s.notna().any():
+        return pd.DataFrame({"range": [], "conversion_rate": []})
+    if s.nunique() <= bins:
+        t = df.groupby(s, dropna=True)[target].mean().rename("conversion_rate").reset_index()
+        t["range"] = [f"{v:g}" for v in t[col]]
+        if s.isna().any():
+            t.loc[len(t)] = {"range": "Missing", "conversion_rate": float(df.loc[s.isna(), target].mean())}
+        return t[["range", "conversion_rate"]]
+    return conversion_by_bins(df, col, target, bins).rename(columns={col: "range"})[["range", "conversion_rate"]]
+
+
+def conversion_curves(df: pd.DataFrame, cols: Sequence[str], target: str, labels: Mapping[str, str] | None = None,
+                      bins: int = 10, per_row: int = 3) -> plt.Figure:
+    """One panel per numeric column: conversion rate per decile of the column (per value for a
+    column with few values; tied values such as many zeros share one range; missing last),
+    with the base rate as a line."""
+    labels = labels or {}
+    base = float(df[target].mean())
+    rows = -(-len(cols) // per_row)
+    fig, axes = plt.subplots(rows, min(per_row, len(cols)), figsize=(4.6 * min(per_row, len(cols)), 3.9 * rows),
+                             squeeze=False)
+    for ax, col in zip(axes.flat, cols, strict=False):
+        t = _curve(df, col, target, bins)
+        ax.plot(range(len(t)), t["conversion_rate"], marker="o", color="#4C72B0")
+        ax.axhline(base, color="#C44E52", ls="--", lw=1, label=f"base rate {base:.0%}")
+        ax.set_xticks(range(len(t)), t["range"].astype(str), rotation=60, ha="right", fontsize=7)
+        ax.set(title=labels.get(col, col), xlabel="range (deciles) or value", ylabel="conversion rate")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.legend(loc="upper left", fontsize=7)
+    for ax in list(axes.flat)[len(cols):]:
+        ax.set_visible(False)
+    fig.suptitle("Conversion rate by decile of each behavioural feature")
+    fig.tight_layout()
+    return fig
 
 
 def correlation_heatmap(df: pd.DataFrame, title: str = "Spearman correlation") -> plt.Figure:

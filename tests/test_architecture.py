@@ -61,3 +61,16 @@ def test_modules_and_functions_stay_small():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long_functions.append(f"{rel}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1}")
     assert not long_modules and not long_functions, (long_modules, long_functions)
+
+
+def test_source_notebooks_are_valid_and_committed_without_outputs():
+    import nbformat
+
+    notebooks = sorted((ROOT / "03_Notebooks").glob("*.ipynb"))
+    assert len(notebooks) == 10
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)  # e.g. cell ids in a 4.4 notebook make papermill warn "Notebook JSON is invalid"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert not any(c.outputs or c.execution_count for c in code), f"{path.name} has outputs"
+        assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1, f"{path.name}: one parameters cell"

@@ -1,4 +1,4 @@
-"""Command line: ``leadscoring run | score | validate | serve | push | retrain | rollback``.
+"""Command line: ``leadscoring run | score | validate | serve | push | retrain | rollback | events``.
 
 Errors caused by input (configuration, data, model files, a failing notebook) are printed
 as one line on stderr with a non-zero exit code, never as a traceback.
@@ -17,6 +17,7 @@ import yaml
 from leadscoring.artifacts import ModelIntegrityError
 from leadscoring.config import ConfigError, ProjectConfig, load_config
 from leadscoring.errors import LeadDataError, OutputPathError
+from leadscoring.events.store import add_events_parser, ingest_report
 from leadscoring.ingest.load import validate_file
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
 from leadscoring.training.rules import RulesError
@@ -128,6 +129,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{rules_path.name}: points table OK")
     else:
         print(f"{rules_path.name}: no points table; notebook 05 will propose one from the data")
+    return 0
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    print(ingest_report(load_config(args.config), args.files))
     return 0
 
 
@@ -266,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     # The order of the subcommands is the order of `leadscoring --help`.
     for add in (_add_init_parser, _add_run_parser, _add_score_parser, _add_serve_parser, _add_push_parser, _add_retrain_parser,
-                _add_rollback_parser, _add_validate_parser):
+                _add_rollback_parser, _add_validate_parser, lambda s: add_events_parser(s, _cmd_events)):
         add(sub)
     return p
 

@@ -39,6 +39,26 @@ def event_files(pattern: str | Path) -> list[str]:
     return files
 
 
+def store_folder(cfg: ProjectConfig) -> Path:
+    """The event store's folder (``events.store``; written by ``leadscoring events ingest``)."""
+    assert cfg.events is not None
+    return cfg.root_path(cfg.events.store)
+
+
+def store_files(cfg: ProjectConfig) -> list[str]:
+    """The store's daily files (``events_YYYYMMDD.parquet``; none when there is no store yet).
+    Files being written are hidden (dot) names, renamed into place when complete."""
+    folder = store_folder(cfg)
+    return sorted(str(f) for f in folder.glob("events_*.parquet") if f.is_file()) if folder.is_dir() else []
+
+
+def scoring_files(cfg: ProjectConfig) -> list[str]:
+    """The event files scoring reads: the store's when it has any, else ``events.path``'s
+    (training reads ``events.path``)."""
+    assert cfg.events is not None
+    return store_files(cfg) or event_files(cfg.root_path(cfg.events.path))
+
+
 def _sql_list(files: Sequence[str]) -> str:
     return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
 
@@ -104,7 +124,7 @@ def compute_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | 
         con.register("leads_in", table)
         if files is not None or own:
             rel = source_relation(ev, files or event_files(cfg.root_path(ev.path)))
-            con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql(ev, rel)}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql(ev, rel, portable=False)}")
         out = con.execute(features_sql(ev, "events", leads="leads_in")).df()
     except duckdb.Error as exc:
         raise LeadDataError(f"events: {str(exc).splitlines()[0]}") from None
@@ -124,4 +144,9 @@ def add_event_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime 
         return leads
     feats = compute_features(cfg, leads, at=at, **kwargs)
     log.info("behavioural features for %d leads from the events", len(leads))
+    return join_features(leads, feats)
+
+
+def join_features(leads: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
+    """``leads`` with the feature columns ``feats`` (same index), replacing any of that name."""
     return pd.concat([leads.drop(columns=[c for c in feats.columns if c in leads.columns]), feats], axis=1)

@@ -52,12 +52,15 @@ def params_of(features: Sequence[EventFeature]) -> list[str]:
     return list(dict.fromkeys(f.param for f in features if f.param))
 
 
-def events_sql(cfg: EventsConfig, source: str, where: str | None = None) -> str:
+def events_sql(cfg: EventsConfig, source: str, where: str | None = None, *, portable: bool = True) -> str:
     """The flat event relation (visitor, ts, event_name, session_id, engagement_ms, source,
-    page, value_<param>...) from ``source``, a relation or table function in SQL."""
+    page, value_<param>...) from ``source``, a relation or table function in SQL.
+    ``portable=False``: GA4 parameters looked up by DuckDB list lambdas (the same values,
+    far faster in DuckDB; the portable form is the one transpiled for BigQuery)."""
     params = params_of(cfg.features)
     if cfg.format == "ga4":
-        return template("ga4_events.sql").render(key=cfg.key, params=params, source=source, where=where)
+        return template("ga4_events.sql").render(key=cfg.key, params=params, source=source, where=where,
+                                                 portable=portable)
     return template("flat_events.sql").render(key=cfg.key, time=cfg.time_column, type=cfg.type_column,
                                               session=cfg.session_column, source_column=cfg.source_column,
                                               page=cfg.page_column, params=params, source=source, where=where)
@@ -73,8 +76,10 @@ def _safe(features: Sequence[EventFeature]) -> list[EventFeature]:
     return out
 
 
-def features_sql(cfg: EventsConfig, events: str, leads: str = "leads") -> str:
+def features_sql(cfg: EventsConfig, events: str, leads: str = "leads", *, portable: bool = True) -> str:
     """Every configured feature per lead of ``leads`` (lead_row, visitor, cutoff), from the
-    flat event relation ``events`` (SQL), counting only events before each cut-off."""
+    flat event relation ``events`` (SQL), counting only events before each cut-off.
+    ``portable=False``: distinct counts as DuckDB list aggregates (the same numbers, cheaper
+    for the few leads of a live lookup)."""
     return template("features.sql").render(features=_safe(cfg.features), events=events, leads=leads,
-                                           zero_without_events=cfg.no_events == "zero")
+                                           zero_without_events=cfg.no_events == "zero", portable=portable)

@@ -15,14 +15,14 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, load_model
 from leadscoring.config import Bucket, ProjectConfig
-from leadscoring.events.engine import add_event_features
+from leadscoring.events.engine import add_event_features, scoring_files
 from leadscoring.features.columns import ColumnBatch, as_frame
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
@@ -31,6 +31,9 @@ from leadscoring.training.explain import contribution_matrix, prepare
 from leadscoring.training.grades import assign_grades, learn_grades
 from leadscoring.training.pipeline import final_estimator, transform_steps
 from leadscoring.training.reasons import ReasonBook
+
+if TYPE_CHECKING:
+    from leadscoring.events.live import LiveEvents
 
 #: The output fields, in order (``segment`` only with a segment model; ``reasons``,
 #: ``fit_score`` and ``engagement_score`` only with reasons on).
@@ -93,6 +96,8 @@ class Scorer:
         self.grades = learned if learned and learned.get("method") != "ranges" else learn_grades(cfg.scoring.grades, [])
         #: Where each lead's previous score comes from (None: no history, every trend "new").
         self.history: ScoreHistory | None = None
+        #: The events in memory for per-lead lookups (the service); None: the event files.
+        self.live_events: LiveEvents | None = None
 
     @classmethod
     def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None,
@@ -166,12 +171,15 @@ class Scorer:
     def with_event_features(self, X: pd.DataFrame | ColumnBatch, scored_at: str) -> pd.DataFrame | ColumnBatch:
         """``X`` with its behavioural features computed from the events when the configuration
         has some and ``X`` lacks them: as of ``scored_at`` (or each lead's cut-off column,
-        ``events.score_at: cutoff_column``)."""
+        ``events.score_at: cutoff_column``): looked up in :attr:`live_events` when set (the
+        service), else read from the event store, or ``events.path`` without one."""
         ev = self.cfg.events
         if ev is None or all(c in X.columns for c in self.cfg.event_columns):
             return X
         at = None if ev.score_at == "cutoff_column" else scored_at
-        return add_event_features(self.cfg, as_frame(X), at=at)
+        if self.live_events is not None:
+            return self.live_events.add_features(as_frame(X), at=at)
+        return add_event_features(self.cfg, as_frame(X), at=at, files=scoring_files(self.cfg))
 
     def score_frame(self, leads: pd.DataFrame, *, factors: bool = True, scored_at: str | None = None) -> pd.DataFrame:
         """Score validated leads (as returned by ``validate_leads``/``read_leads``); ``reasons``

@@ -32,12 +32,13 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from leadscoring.config import ProjectConfig
+from leadscoring.events.live import LiveEvents
 from leadscoring.features.columns import ColumnBatch
 from leadscoring.ingest.schema import LeadSchema
 from leadscoring.serving.outputs import json_records
 from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
 from leadscoring.serving.request_checks import body_errors, check_token, read_body
-from leadscoring.serving.scorer import Scorer
+from leadscoring.serving.scorer import Scorer, utc_now
 
 #: Leads scored at a time within one /score/batch request (bounds the intermediate arrays).
 BATCH_SLICE = 1_000
@@ -78,16 +79,24 @@ def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
 
 
 def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
-    """A function scoring validated leads: one JSON-ready dict per lead, in order."""
-    id_col = cfg.data.id_column
-    columns = [id_col, *cfg.data.columns.all]
-    numeric = set(cfg.data.columns.numeric)
+    """A function scoring validated leads: one JSON-ready dict per lead, in order.
 
-    def _score(leads: list[BaseModel]) -> list[dict[str, Any]]:
+    With events configured, a lead sent without any behavioural feature gets them computed
+    from its visitor's events as of the scoring time (the batch leaves those columns out, so
+    the scorer looks them up); a lead sent with some is scored on what it sent. A call mixing
+    both is scored in two groups, at the same time."""
+    id_col = cfg.data.id_column
+    visitor = LeadSchema(cfg).visitor_column
+    columns = [id_col, *([visitor] if visitor else []), *cfg.data.columns.all]
+    numeric = set(cfg.data.columns.numeric)
+    event_columns = set(cfg.event_columns)
+
+    def _batch(rows: list[dict[str, Any]], computed: bool) -> ColumnBatch:
         # pydantic has validated every field: build the column batch directly (no DataFrame).
-        rows = [lead.model_dump() for lead in leads]
         batch = ColumnBatch()
         for col in columns:
+            if computed and col in event_columns:
+                continue
             values = [r.get(col) for r in rows]
             if col == id_col:
                 batch[col] = np.array([str(v) for v in values], dtype=object)
@@ -95,7 +104,21 @@ def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
                 batch[col] = np.array([np.nan if v is None else v for v in values], dtype=float)
             else:
                 batch[col] = np.array(values, dtype=object)
-        return json_records(scorer.score_columns(batch), rename={id_col: "lead_id"})
+        return batch
+
+    def _score(leads: list[BaseModel]) -> list[dict[str, Any]]:
+        rows = [lead.model_dump() for lead in leads]
+        sent = [any(r.get(c) is not None for c in event_columns) for r in rows]
+        if all(sent) or not any(sent):
+            return json_records(scorer.score_columns(_batch(rows, not any(sent))), rename={id_col: "lead_id"})
+        scored_at, out = utc_now(), [{} for _ in rows]
+        for group in (True, False):
+            where = [i for i, s in enumerate(sent) if s == group]
+            batch = _batch([rows[i] for i in where], computed=not group)
+            for i, rec in zip(where, json_records(scorer.score_columns(batch, scored_at=scored_at),
+                                                  rename={id_col: "lead_id"}), strict=True):
+                out[i] = rec
+        return out
 
     return _score
 
@@ -186,8 +209,11 @@ async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:
 
 
 def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
-    """Build the app; the scorer (verified model) is loaded once here."""
+    """Build the app; the scorer (verified model) is loaded once here, and with events
+    configured, the event store's events (:class:`LiveEvents`, unless the scorer has them)."""
     scorer = (scorer or Scorer.load(cfg)).limit_threads(1)
+    if cfg.events is not None and scorer.live_events is None:
+        scorer.live_events = LiveEvents(cfg)
     loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
     Lead = lead_model(cfg)
     id_col = cfg.data.id_column

@@ -8,6 +8,10 @@ ev.ts IS NOT NULL
 {%- if f.page_contains %} AND strpos(ev.page, '{{ f.page_contains }}') > 0{% endif %}
 {%- if f.days %} AND date_diff('second', ev.ts, l.cutoff) <= {{ f.days * 86400 }}{% endif %}
 {%- endmacro -%}
+{%- macro distinct(expr) -%}
+{#- the number of distinct non-null values; in DuckDB a list aggregate (one pass, no extra join) -#}
+{%- if portable %}COUNT(DISTINCT {{ expr }}){% else %}len(list_distinct(list({{ expr }}))){% endif -%}
+{%- endmacro -%}
 {%- macro zero(expr) -%}
 {%- if zero_without_events %}COALESCE({{ expr }}, 0){% else %}{{ expr }}{% endif -%}
 {%- endmacro -%}
@@ -15,9 +19,9 @@ ev.ts IS NOT NULL
 {%- if f.kind == "count" -%}
 {{ zero("COUNT(CASE WHEN " ~ cond(f) ~ " THEN 1 END)") }}
 {%- elif f.kind == "sessions" -%}
-{{ zero("COUNT(DISTINCT CASE WHEN " ~ cond(f) ~ " THEN ev.session_id END)") }}
+{{ zero(distinct("CASE WHEN " ~ cond(f) ~ " THEN ev.session_id END")) }}
 {%- elif f.kind == "active_days" -%}
-{{ zero("COUNT(DISTINCT CASE WHEN " ~ cond(f) ~ " THEN CAST(ev.ts AS DATE) END)") }}
+{{ zero(distinct("CASE WHEN " ~ cond(f) ~ " THEN CAST(ev.ts AS DATE) END")) }}
 {%- elif f.kind == "days_since_first" -%}
 date_diff('second', MIN(CASE WHEN {{ cond(f) }} THEN ev.ts END), l.cutoff) / 86400.0
 {%- elif f.kind == "days_since_last" -%}

@@ -135,3 +135,14 @@ def test_features_join_the_leads_and_errors_are_one_line(ga4):
         compute_features(ga4, LEADS.assign(Created=["2026-01-10", "soon", "2026-01-01"]))
     with pytest.raises(LeadDataError, match="no file matches"):
         compute_features(config(ga4.root, "nowhere/*.json"), LEADS)
+
+
+def test_no_events_rule_and_a_folder_with_a_readme(ga4, tmp_path):
+    (tmp_path / "ga4" / "README.txt").write_text("derived events, not observed\n")
+    folder = config(tmp_path, "ga4", no_events="missing")  # a folder: its event files, not the README
+    f = compute_features(folder, LEADS)
+    c = f.iloc[2]  # the lead without events
+    assert c[["views", "sessions", "active_days", "engaged_s", "decayed"]].isna().all()
+    assert f.iloc[0]["views"] == 2 and f.iloc[1]["views"] == 0  # a lead with events keeps its zero counts
+    zero = compute_features(config(tmp_path, "ga4"), LEADS).iloc[2]
+    assert (zero[["views", "sessions", "active_days", "engaged_s", "decayed"]] == 0).all()

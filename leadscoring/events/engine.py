@@ -30,9 +30,11 @@ JSON_SUFFIXES = (".json", ".ndjson", ".jsonl", ".json.gz", ".ndjson.gz", ".jsonl
 
 
 def event_files(pattern: str | Path) -> list[str]:
-    """The files matching ``pattern`` (a file, a glob, or a folder: every file in it)."""
+    """The files matching ``pattern`` (a file, a glob, or a folder: every event file in it —
+    parquet, JSON lines or CSV, so a README beside them is not read)."""
     p = Path(pattern)
-    files = sorted(str(f) for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() \
+    files = sorted(str(f) for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                   and f.name.lower().endswith((".parquet", ".csv", ".csv.gz", *JSON_SUFFIXES))) if p.is_dir() \
         else sorted(glob.glob(str(p)))
     if not files:
         raise LeadDataError(f"events: no file matches {pattern} (events.path)")

@@ -13,7 +13,7 @@ ev.ts IS NOT NULL
 {%- if portable %}COUNT(DISTINCT {{ expr }}){% else %}len(list_distinct(list({{ expr }}))){% endif -%}
 {%- endmacro -%}
 {%- macro zero(expr) -%}
-{%- if zero_without_events %}COALESCE({{ expr }}, 0){% else %}{{ expr }}{% endif -%}
+{%- if zero_without_events %}COALESCE({{ expr }}, 0){% else %}CASE WHEN COUNT(ev.ts) = 0 THEN NULL ELSE {{ expr }} END{% endif -%}
 {%- endmacro -%}
 {%- macro feature(f) -%}
 {%- if f.kind == "count" -%}

@@ -13,6 +13,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_dask_engine_matches_local(cfg, sample, small_models, tmp_path):
+    # this test's own score history: other tests expect the session's to hold no previous scores
+    cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"score_history": str(tmp_path / "h.parquet")})})
     leads = sample.drop(columns="compra")
     leads.iloc[:500].to_csv(tmp_path / "leads_a.csv", sep=";", index=False)
     leads.iloc[500:].to_csv(tmp_path / "leads_b.csv", sep=";", index=False)

@@ -73,10 +73,9 @@ class _Job:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(config_path: str, models_dir: str) -> None:
-    from leadscoring.config import load_config
-
-    _WORKER["scorer"] = Scorer.load(load_config(config_path), models_dir)
+def _worker_init(config: dict[str, Any], models_dir: str) -> None:
+    # The configuration travels as data: the same settings (score history included) as the parent.
+    _WORKER["scorer"] = Scorer.load(ProjectConfig.model_validate(config), models_dir)
 
 
 def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> Any:
@@ -135,10 +134,10 @@ class _ChunkWriter:
 def _worker_pool(scorer: Any, jobs: int) -> ProcessPoolExecutor | None:
     """``jobs`` worker processes that each load the verified model once; None for one job."""
     if jobs > 1:
-        if scorer.cfg.source is None or scorer.models_dir is None:
-            raise LeadDataError("parallel scoring needs a configuration file and a models folder")
+        if scorer.models_dir is None:
+            raise LeadDataError("parallel scoring needs a models folder")
         return ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                                   initargs=(str(scorer.cfg.source), str(scorer.models_dir)))
+                                   initargs=(scorer.cfg.model_dump(mode="json"), str(scorer.models_dir)))
     return None
 
 

@@ -125,11 +125,12 @@ def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, 
         try:
             res = score_stream(scorer, local_src, local_out, chunk_rows=chunk_rows, factors=factors, progress=False,
                                ids_out=ids, scored_at=scored_at)
-        except LeadDataError as exc:
-            raise LeadDataError(str(exc).replace(local_src.name, src, 1)) from None
+        except LeadDataError as exc:  # name a remote file by its URL, as the local engine names a file
+            raise (LeadDataError(str(exc).replace(local_src.name, src, 1)) if not is_local(src) else exc) from None
         scores = _read_scores_column(local_out)
         publish(local_out, dest)
-    return {**res, "file": src, "ids": np.concatenate(ids) if ids else np.array([], dtype=object), "scores": scores}
+    scored = np.concatenate(ids) if ids else np.array([], dtype=object)
+    return {**res, "file": local_path(src).name if is_local(src) else src, "ids": scored, "scores": scores}
 
 
 def _read_scores_column(path: Path) -> np.ndarray:

@@ -72,17 +72,30 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def code_env(checkout: Path | None) -> dict[str, str] | None:
-    """Environment running the package from another checkout (``--compare-with``), or None."""
-    if checkout is None:
-        return None
-    return {**os.environ, "PYTHONPATH": str(checkout.resolve())}
+def checkout_python(checkout: Path, folder: Path) -> list[str]:
+    """``python -m leadscoring.cli`` running the package of another checkout (``--compare-with``)
+    with this environment's libraries: a throwaway venv whose only ``.pth`` puts the checkout
+    first, then this venv's site-packages (whose editable-install hook is not loaded, so the
+    checkout's package is the one imported; checked here)."""
+    venv = folder / "compare-venv"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)],
+                   check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    ours = next(p for p in sys.path if p.endswith("site-packages"))
+    Path(site, "leadscoring_checkout.pth").write_text(f"{checkout.resolve()}\n{ours}\n")
+    found = subprocess.run([str(python), "-c", "import leadscoring; print(leadscoring.__file__)"], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    if not found.startswith(str(checkout.resolve())):
+        sys.exit(f"--compare-with: the other checkout's package is not the one imported ({found})")
+    return [str(python), "-m", "leadscoring.cli"]
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+def measure(cmd: list[str]) -> tuple[float, float]:
     """Wall seconds and peak resident memory (MB, summed over the process tree, sampled every 50 ms)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0.0
     while proc.poll() is None:
         peak = max(peak, _tree_rss_mb(proc.pid))
@@ -111,6 +124,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        before = checkout_python(args.compare_with, tmp) if args.compare_with else None
         for n in args.sizes:
             src = tmp / f"leads_{n}.csv"
             make_leads(n, src)
@@ -121,14 +135,14 @@ def main() -> None:
             if n <= args.factors_max:
                 variants[:0] = [("leadscoring score, with reasons --jobs 1", ["--jobs", "1"]),
                                 ("leadscoring score, with reasons (2 jobs)", ["--jobs", "2"])]
-            versions = [("", None)] + ([("[before] ", args.compare_with)] if args.compare_with else [])
+            versions = [("", LEADSCORING)] + ([("[before] ", before)] if before else [])
             for label, extra in variants:
-                for tag, checkout in versions:
-                    flags = [*extra, *(["--no-history"] if checkout is None else [])]  # never the project's history
-                    if checkout is not None:
+                for tag, command in versions:
+                    flags = [*extra, "--no-history"]  # never the project's score history
+                    if command is not LEADSCORING:
                         flags = [f.replace("--no-reasons", "--no-factors") for f in flags]  # its older spelling
-                    res = measure([*LEADSCORING, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
-                                   "--no-progress", *flags], env=code_env(checkout))
+                    res = measure([*command, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
+                                   "--no-progress", *flags])
                     rows.append((tag + label, n, *res, floor[0]))
             if args.dask:
                 res = measure([*LEADSCORING, "score", "--engine", "dask", "--input", str(src),

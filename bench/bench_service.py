@@ -16,15 +16,18 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_batch import checkout_python  # noqa: E402
 
 from leadscoring.config import load_config
 from leadscoring.ingest.load import read_leads
@@ -59,13 +62,14 @@ def wait_ready(port: int, server: subprocess.Popen[bytes], seconds: float = 60.0
     sys.exit(f"the server did not answer /health within {seconds:.0f} s")
 
 
-def measure(cfg_path: str, bodies: list[bytes], rounds: int, env: dict[str, str] | None) -> dict[str, float]:
-    """Start a server (``env``: e.g. another checkout's package), warm it up, time the calls."""
+def measure(cfg_path: str, bodies: list[bytes], rounds: int, command: list[str]) -> dict[str, float]:
+    """Start a server (``command``: this package's CLI, or another checkout's), warm it up,
+    time the calls."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "leadscoring.cli", "--config", cfg_path, "serve", "--port", str(port)]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    cmd = [*command, "--config", cfg_path, "serve", "--port", str(port)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = wait_ready(port, server)
         for body in bodies[:20]:  # warm-up
@@ -120,10 +124,11 @@ def main() -> None:
     leads = read_leads(cfg.path("raw_data"), cfg, require_target=False).head(args.requests)
     bodies = [json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}).encode()
               for r in leads.to_dict("records")]
-    runs = {"": None}
-    if args.compare_with:
-        runs["[before] "] = {**os.environ, "PYTHONPATH": str(args.compare_with.resolve())}
-    results = {tag: measure(str(cfg.source), bodies, args.rounds, env) for tag, env in runs.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {"": [sys.executable, "-m", "leadscoring.cli"]}
+        if args.compare_with:
+            runs["[before] "] = checkout_python(args.compare_with, Path(tmp))
+        results = {tag: measure(str(cfg.source), bodies, args.rounds, cmd) for tag, cmd in runs.items()}
     for tag, m in results.items():
         report(tag, m, len(bodies), args.rounds)
     if args.compare_with:

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

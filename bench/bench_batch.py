@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,10 +74,11 @@ def _tree_rss_mb(pid: int) -> float:
 
 
 def checkout_python(checkout: Path, folder: Path) -> list[str]:
-    """``python -m leadscoring.cli`` running the package of another checkout (``--compare-with``)
-    with this environment's libraries: a throwaway venv whose only ``.pth`` puts the checkout
-    first, then this venv's site-packages (whose editable-install hook is not loaded, so the
-    checkout's package is the one imported; checked here)."""
+    """The ``leadscoring`` command of another checkout (``--compare-with``): a throwaway venv
+    whose only ``.pth`` puts the checkout first, then this venv's site-packages (whose
+    editable-install hook is not loaded, so the checkout's package is imported; checked),
+    run with the checkout's own configuration file and this project's models (its models
+    folder is linked to ours, so both versions score with the same model)."""
     venv = folder / "compare-venv"
     subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)],
                    check=True)
@@ -85,11 +87,16 @@ def checkout_python(checkout: Path, folder: Path) -> list[str]:
                           check=True, capture_output=True, text=True).stdout.strip()
     ours = next(p for p in sys.path if p.endswith("site-packages"))
     Path(site, "leadscoring_checkout.pth").write_text(f"{checkout.resolve()}\n{ours}\n")
-    found = subprocess.run([str(python), "-c", "import leadscoring; print(leadscoring.__file__)"], check=True,
-                           capture_output=True, text=True).stdout.strip()
+    # -P: the current folder (this checkout, when run from its root) is not put first on sys.path
+    found = subprocess.run([str(python), "-P", "-c", "import leadscoring; print(leadscoring.__file__)"], check=True,
+                           capture_output=True, text=True, cwd=ROOT).stdout.strip()
     if not found.startswith(str(checkout.resolve())):
         sys.exit(f"--compare-with: the other checkout's package is not the one imported ({found})")
-    return [str(python), "-m", "leadscoring.cli"]
+    models = checkout / "04_Modelos"
+    if not models.is_symlink():
+        shutil.rmtree(models, ignore_errors=True)
+        models.symlink_to(ROOT / "04_Modelos", target_is_directory=True)
+    return [str(python), "-P", "-m", "leadscoring.cli", "--config", str(checkout / "01_Documentos" / "config.yaml")]
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:

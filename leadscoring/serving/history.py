@@ -34,25 +34,25 @@ log = logging.getLogger(__name__)
 
 TRENDS = ("improving", "steady", "declining", "new")
 
-#: The columns of the history file, in order.
 SCHEMA = pa.schema([("lead_id", pa.string()), ("score", pa.int16()), ("model_version", pa.string()),
                     ("scored_at", pa.timestamp("us", tz="UTC"))])
 
-#: Columns a scores file must have to be appended (besides the id column).
 STAMP_COLUMNS = ("model_version", "scored_at")
 
 _SMALL_LOOKUP = 32  # up to this many ids, look them up in a dict (one web request) rather than an index
 
 
 def trends(scores: np.ndarray, previous: np.ndarray, points: int) -> np.ndarray:
-    """Each lead's trend (an object array of :data:`TRENDS`): ``new`` when ``previous`` is NaN
-    (never scored), ``improving`` when the score rose by at least ``points``, ``declining``
-    when it fell by at least ``points``, else ``steady``."""
+    """Each lead's trend (:data:`TRENDS`): ``new`` when ``previous`` is NaN, ``improving`` /
+    ``declining`` when the score rose / fell by at least ``points``, else ``steady``."""
     now = np.asarray(scores, dtype="float64")
     before = np.asarray(previous, dtype="float64")
     if now.shape != before.shape:
         raise ValueError(f"trends: {now.size} scores but {before.size} previous scores")
     delta = now - before
+    if now.size <= 8:  # one lead or a few (the service): the same rule without np.select's set-up
+        return np.array(["new" if b != b else "improving" if d >= points else "declining" if d <= -points else "steady"
+                         for b, d in zip(before.tolist(), delta.tolist(), strict=True)], dtype=object)
     conditions = [np.isnan(before), delta >= points, delta <= -points]
     return np.select(conditions, ["new", "improving", "declining"], default="steady").astype(object)
 

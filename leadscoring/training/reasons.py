@@ -17,6 +17,7 @@ training leads whose variables of that group added less to the odds.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,11 +29,12 @@ from sklearn.metrics import roc_auc_score
 
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
+from leadscoring.training.evidence import GRID, level_profile, numeric_profile, variable_groups
 from leadscoring.training.explain import contribution_matrix, prepare
 
-#: Quantile grid (per mille) of numeric variables and group contributions.
-GRID = np.linspace(0.0, 1.0, 1001)
 MISSING = "missing"
+#: Up to this many leads, reasons are built lead by lead (cheaper than the array set-up).
+SMALL = 8
 GROUPS = ("fit", "engagement")
 
 
@@ -78,6 +80,11 @@ class ReasonBook:
 
     def __post_init__(self) -> None:
         self._arrays = {v: {k: np.asarray(a, dtype=float) for k, a in info.items()} for v, info in self.numeric.items()}
+        self._group_q = {g: np.asarray(q, dtype=float) for g, q in self.group_quantiles.items()}
+        self._group_cols: dict[tuple[str, ...], dict[str, list[int]]] = {}
+        self._memo: dict[tuple[str, Any], tuple[str, str, str]] = {}  # (variable, value) -> texts, one lead at a time
+        self._lists = {v: ([float(x) for x in info["quantiles"]], [float(x) for x in info["edges"]])
+                       for v, info in self.numeric.items()}
         self._texts: dict[tuple[Any, ...], str] = {}
 
     def label(self, variable: str) -> str:
@@ -105,7 +112,20 @@ class ReasonBook:
                                 else f"{where}; {_pct(info['rates'][b])} of leads in this range converted")
         return self._texts[key]
 
+    def _one_number(self, variable: str, v: float) -> str:
+        """:meth:`_numeric_evidence` of one value, with the same arithmetic (bisect on lists)."""
+        if math.isnan(v):
+            return self._level_text(variable, MISSING)
+        q, edges = self._lists[variable]
+        steps, n_bins = len(q) - 1, len(self.numeric[variable]["rates"])
+        at_least = max(1, math.ceil(100.0 * (1.0 - bisect.bisect_left(q, v) / steps)))
+        at_most = max(1, math.ceil(100.0 * bisect.bisect_right(q, v) / steps))
+        b = min(max(bisect.bisect_right(edges, v) - 1, 0), n_bins - 1)
+        return self._range_text(variable, at_least, at_most, b)
+
     def _numeric_evidence(self, variable: str, values: np.ndarray) -> list[str]:
+        if len(values) <= SMALL:
+            return [self._one_number(variable, float(v)) for v in values]
         a = self._arrays[variable]
         q, steps = a["quantiles"], len(a["quantiles"]) - 1
         at_least = np.maximum(1, np.ceil(100.0 * (1.0 - np.searchsorted(q, values, side="left") / steps))).astype(int)
@@ -140,6 +160,8 @@ class ReasonBook:
         if k_pos + k_neg == 0 or n == 0:
             return out
         order = np.argsort(-contrib, axis=1, kind="stable")
+        if n <= SMALL:  # one lead or a few (the service): the same choice and texts, without array set-up
+            return [self._lead_reasons(contrib[i], order[i], variables, values, i, k_pos, k_neg) for i in range(n)]
         chosen = np.hstack([order[:, :k_pos], order[:, ::-1][:, :k_neg]])
         effect = np.take_along_axis(contrib, chosen, axis=1)
         keep = np.hstack([effect[:, :k_pos] > 0, effect[:, k_pos:] < 0])
@@ -158,15 +180,37 @@ class ReasonBook:
             out[r].append({"variable": variables[j], "label": labels[j], "value": vt, "effect": e, "evidence": ev})
         return out
 
+    def _lead_reasons(self, row: np.ndarray, order: np.ndarray, variables: Sequence[str],
+                      values: dict[str, np.ndarray], i: int, k_pos: int, k_neg: int) -> list[dict[str, Any]]:
+        effects = row.tolist()
+        ranked = order.tolist()
+        chosen = [j for j in ranked[:k_pos] if effects[j] > 0] + [j for j in ranked[::-1][:k_neg] if effects[j] < 0]
+        rounded = np.round(row, 3).tolist()
+        out = []
+        for j in chosen:
+            name = variables[j]
+            v = values[name][i] if name in values else None
+            key = (name, v if v == v else MISSING)  # NaN: one key
+            if key not in self._memo:
+                if len(self._memo) > 100_000:
+                    self._memo.clear()
+                one = np.array([v], dtype=object if isinstance(v, str) or v is None else float)
+                self._memo[key] = (self.label(name), self.values(name, one)[0], self.evidence(name, one)[0])
+            label, value, evidence = self._memo[key]
+            out.append({"variable": name, "label": label, "value": value, "effect": rounded[j], "evidence": evidence})
+        return out
+
     def group_scores(self, contrib: np.ndarray, variables: Sequence[str]) -> dict[str, np.ndarray]:
         """``fit_score`` and ``engagement_score`` (0-100 floats, NaN when the group has no
         variable in the model): the share of training leads whose group added less."""
         out = {}
-        index = {v: j for j, v in enumerate(variables)}
-        for g in GROUPS:
-            cols = [index[v] for v in self.groups.get(g, []) if v in index]
-            q = self.group_quantiles.get(g)
-            if not cols or not q:
+        key = tuple(variables)
+        if key not in self._group_cols:
+            index = {v: j for j, v in enumerate(variables)}
+            self._group_cols[key] = {g: [index[v] for v in self.groups.get(g, []) if v in index] for g in GROUPS}
+        for g, cols in self._group_cols[key].items():
+            q = self._group_q.get(g)
+            if not cols or q is None or not len(q):
                 out[f"{g}_score"] = np.full(contrib.shape[0], np.nan)
                 continue
             partial = contrib[:, cols].sum(axis=1)
@@ -179,39 +223,6 @@ def reason_text(reasons: Sequence[dict[str, Any]]) -> str:
     return " | ".join(f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']} — {r['evidence']}"
                       if r["evidence"] else f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']}"
                       for r in reasons)
-
-
-def variable_groups(cfg: ProjectConfig, variables: Sequence[str]) -> dict[str, list[str]]:
-    """Model variables per group: a column listed in ``data.fit_columns`` or
-    ``data.engagement_columns``; a derived feature goes with its sources (engagement first)."""
-    fit, eng = set(cfg.data.fit_columns), set(cfg.data.engagement_columns)
-    sources = {name: set(pair) for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
-    groups: dict[str, list[str]] = {"fit": [], "engagement": []}
-    for v in variables:
-        src = sources.get(v, {v})
-        if src & eng:
-            groups["engagement"].append(v)
-        elif src & fit:
-            groups["fit"].append(v)
-    return groups
-
-
-def _numeric_profile(values: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
-    known = ~np.isnan(values)
-    v, t = values[known], y[known]
-    q = np.quantile(v, GRID) if len(v) else np.zeros(len(GRID))
-    edges = np.unique(np.quantile(v, np.linspace(0, 1, 11))) if len(v) else np.array([0.0])
-    bins = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, max(len(edges) - 2, 0))
-    n_bins = max(len(edges) - 1, 1)
-    leads = np.bincount(bins, minlength=n_bins).astype(float)
-    conv = np.bincount(bins, weights=t, minlength=n_bins)
-    rates = np.divide(conv, leads, out=np.zeros_like(conv), where=leads > 0)
-    return {"quantiles": q.tolist(), "edges": edges.tolist(), "rates": rates.tolist(), "leads": leads.tolist()}
-
-
-def _level_profile(levels: pd.Series, y: np.ndarray) -> dict[str, list[float]]:
-    stats = pd.DataFrame({"level": levels.to_numpy(), "y": y}).groupby("level", sort=False)["y"].agg(["mean", "size"])
-    return {str(k): [float(r["mean"]), float(r["size"])] for k, r in stats.iterrows()}
 
 
 def build_reason_book(cfg: ProjectConfig, prepared: pd.DataFrame, y: Sequence[int], contrib: np.ndarray,
@@ -228,14 +239,14 @@ def build_reason_book(cfg: ProjectConfig, prepared: pd.DataFrame, y: Sequence[in
         col = prepared[v]
         if v in yes_no:
             lv = col.map(lambda x: format_value(x, True))
-            levels[v] = _level_profile(lv, y_arr)
+            levels[v] = level_profile(lv, y_arr)
         elif pd.api.types.is_numeric_dtype(col):
             arr = col.to_numpy(dtype=float)
-            numeric[v] = _numeric_profile(arr, y_arr)
+            numeric[v] = numeric_profile(arr, y_arr)
             if np.isnan(arr).any():
-                levels[v] = {MISSING: _level_profile(pd.Series(np.where(np.isnan(arr), MISSING, "")), y_arr)[MISSING]}
+                levels[v] = {MISSING: level_profile(pd.Series(np.where(np.isnan(arr), MISSING, "")), y_arr)[MISSING]}
         else:
-            levels[v] = _level_profile(col.astype(object).where(col.notna(), MISSING).astype(str), y_arr)
+            levels[v] = level_profile(col.astype(object).where(col.notna(), MISSING).astype(str), y_arr)
     groups = variable_groups(cfg, variables)
     index = {v: j for j, v in enumerate(variables)}
     quantiles = {g: np.quantile(contrib[:, [index[v] for v in members]].sum(axis=1), GRID).tolist()

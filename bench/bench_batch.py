@@ -146,8 +146,8 @@ def main() -> None:
             for label, extra in variants:
                 for tag, command in versions:
                     flags = [*extra, "--no-history"]  # never the project's score history
-                    if command is not LEADSCORING:
-                        flags = [f.replace("--no-reasons", "--no-factors") for f in flags]  # its older spelling
+                    if command is not LEADSCORING:  # an earlier version: its spelling, and it has no history
+                        flags = [f.replace("--no-reasons", "--no-factors") for f in extra]
                     res = measure([*command, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
                                    "--no-progress", *flags])
                     rows.append((tag + label, n, *res, floor[0]))

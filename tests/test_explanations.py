@@ -186,3 +186,10 @@ def test_a_model_saved_before_reasons_still_scores_with_plain_reasons(tiny, tmp_
     assert np.isnan(out["fit_score"]).all() and out["grade"].tolist()  # configured ranges
     assert all(r["evidence"] == "" for lead in out["reasons"] for r in lead)
     assert reason_text(out["reasons"][0]).startswith(("+ ", "- "))
+
+
+def test_a_lead_without_reasons_has_an_empty_reasons_field_in_the_payload():
+    scores = pd.DataFrame({"Lead": ["L1"], "score": [40], "bucket": ["WARM"], "recommended_action": ["Email"],
+                           "reasons": [np.nan], "fit_score": [np.nan]})  # as read back from CSV
+    fields = crm_payloads(scores, "Lead")[0]["custom_fields"]
+    assert fields["reasons"] == "" and fields["fit_score"] is None and fields["predictive_score"] == 40

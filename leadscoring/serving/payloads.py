@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def _value(field: str, v: Any) -> Any:
-    if field == "reasons":
-        return v if isinstance(v, str) else reason_text(list(v)) if v is not None else ""
-    if isinstance(v, float) and math.isnan(v):
+    missing = v is None or (isinstance(v, float) and math.isnan(v))
+    if field == "reasons":  # one line; a lead with no reason has an empty cell in CSV
+        return "" if missing else v if isinstance(v, str) else reason_text(list(v))
+    if missing:
         return None
     if field == "score" or field in OPTIONAL_INT_FIELDS:
         return int(v)

@@ -18,6 +18,8 @@ from leadscoring.serving.scorer import Scorer
 TIME, OPT_OUT = "tiempo_en_site_total", "no_enviar_email"
 
 
+AT = "2026-01-01T00:00:00Z"  # one scoring time, so two calls compare field for field
+
 @pytest.fixture(scope="module")
 def scorer(cfg, small_models):
     return Scorer.load(cfg, small_models)
@@ -55,17 +57,17 @@ def test_opting_out_of_email_does_not_raise_the_score(scorer, others):
 
 
 def test_scores_do_not_depend_on_row_order_ids_or_extra_columns(cfg, scorer, others):
-    base = scorer.score_frame(others)
-    shuffled = scorer.score_frame(others.sample(frac=1.0, random_state=3))
+    base = scorer.score_frame(others, scored_at=AT)
+    shuffled = scorer.score_frame(others.sample(frac=1.0, random_state=3), scored_at=AT)
     pd.testing.assert_frame_equal(shuffled.set_index("id").loc[base["id"]].reset_index(), base)
-    renamed = scorer.score_frame(others.assign(id=[f"other-{i}" for i in range(len(others))]))
+    renamed = scorer.score_frame(others.assign(id=[f"other-{i}" for i in range(len(others))]), scored_at=AT)
     pd.testing.assert_frame_equal(renamed.drop(columns="id"), base.drop(columns="id"))
     extra = others.assign(crm_owner="Ana", campaign_code=np.arange(len(others)))
-    pd.testing.assert_frame_equal(scorer.score_frame(extra), base)
+    pd.testing.assert_frame_equal(scorer.score_frame(extra, scored_at=AT), base)
 
 
 def test_a_lead_alone_scores_as_in_a_batch(scorer, others):
-    batch = scorer.score_frame(others)
+    batch = scorer.score_frame(others, scored_at=AT)
     for i in (0, 57, 199):
-        alone = scorer.score_frame(others.iloc[[i]])
+        alone = scorer.score_frame(others.iloc[[i]], scored_at=AT)
         pd.testing.assert_frame_equal(alone.reset_index(drop=True), batch.iloc[[i]].reset_index(drop=True))

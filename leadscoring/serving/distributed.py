@@ -33,7 +33,7 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, is_parquet
 from leadscoring.io import check_output
 from leadscoring.serving.batch import protected_folders, score_stream
-from leadscoring.serving.history import ScoreHistory
+from leadscoring.serving.history import ScoreHistory, scores_of
 from leadscoring.serving.scorer import Scorer, utc_now
 from leadscoring.serving.storage import (
     check_destination,
@@ -56,14 +56,10 @@ class PreviousScores:
     """The latest score per lead id, as sent by the client (the history's ``lookup``)."""
 
     def __init__(self, latest: pd.Series) -> None:
-        self.index = pd.Index(latest.index.astype(str))
-        self.values = latest.to_numpy(dtype=float)
+        self.latest = latest.set_axis(latest.index.astype(str))
 
     def lookup(self, ids: Any) -> np.ndarray:
-        pos = self.index.get_indexer(np.asarray(ids, dtype=object))
-        out = np.full(len(pos), np.nan)
-        out[pos >= 0] = self.values[pos[pos >= 0]]
-        return out
+        return scores_of(self.latest, ids)
 
 
 @dataclass

@@ -1,11 +1,8 @@
-"""The score history: every production scoring's scores, appended to one parquet file, so
-each lead's previous score and trend (improving / steady / declining / new) can be shown.
-
-The file has the columns ``lead_id`` (text), ``score`` (int16), ``model_version`` (text) and
-``scored_at`` (UTC timestamp, microseconds). Writers take an exclusive ``flock`` on the
-sidecar ``<name>.lock`` and replace the whole file atomically, so readers (a long-running
-service) always see a complete file; :class:`ScoreHistory` re-reads it only when it changed.
-"""
+"""The score history: every production scoring's scores (``lead_id`` text, ``score`` int16, ``model_version``
+text, ``scored_at`` UTC timestamp in µs) appended to one parquet file, so each lead's previous score and trend
+(improving / steady / declining / new) can be shown. Writers take an exclusive ``flock`` on the sidecar
+``<name>.lock`` and replace the whole file atomically, so readers (a long-running service) always see a
+complete file; :class:`ScoreHistory` re-reads it only when it changed."""
 
 from __future__ import annotations
 
@@ -53,14 +50,19 @@ def trends(scores: np.ndarray, previous: np.ndarray, points: int) -> np.ndarray:
     if now.size <= 8:  # one lead or a few (the service): the same rule without np.select's set-up
         return np.array(["new" if b != b else "improving" if d >= points else "declining" if d <= -points else "steady"
                          for b, d in zip(before.tolist(), delta.tolist(), strict=True)], dtype=object)
-    conditions = [np.isnan(before), delta >= points, delta <= -points]
-    return np.select(conditions, ["new", "improving", "declining"], default="steady").astype(object)
+    return np.select([np.isnan(before), delta >= points, delta <= -points], ["new", "improving", "declining"],
+                     "steady").astype(object)
+
+
+def scores_of(latest: pd.Series, ids: np.ndarray | Sequence[str]) -> np.ndarray:
+    """Each id's score in ``latest`` (lead id -> score) as float64, NaN for an id not in it."""
+    pos = latest.index.get_indexer(pd.Index(np.asarray(ids, dtype=object).astype(str)))
+    return np.where(pos >= 0, latest.to_numpy(dtype="float64")[pos] if len(latest) else np.nan, np.nan)
 
 
 @dataclass
 class _Snapshot:
-    """The latest score per lead as read from one version of the file (``by_id``: the same
-    as a dict, built on the first small lookup)."""
+    """The latest score per lead in one version of the file (``by_id``: as a dict, for small lookups)."""
 
     stamp: tuple[int, int, int] | None
     latest: pd.Series
@@ -125,9 +127,7 @@ class ScoreHistory:
                 by_id = dict(zip(snap.latest.index.tolist(), snap.latest.to_numpy(dtype="float64").tolist(), strict=True))
                 snap.by_id = by_id
             return np.array([by_id.get(str(k), np.nan) for k in keys], dtype="float64")
-        pos = snap.latest.index.get_indexer(pd.Index(keys.astype(str)))
-        values = snap.latest.to_numpy(dtype="float64")
-        return np.where(pos >= 0, values[pos] if len(values) else np.nan, np.nan)
+        return scores_of(snap.latest, keys)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

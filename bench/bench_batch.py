@@ -80,16 +80,21 @@ def checkout_python(checkout: Path, folder: Path) -> list[str]:
     run with the checkout's own configuration file and this project's models (its models
     folder is linked to ours, so both versions score with the same model)."""
     venv = folder / "compare-venv"
-    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)],
-                   check=True)
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     ours = next(p for p in sys.path if p.endswith("site-packages"))
     Path(site, "leadscoring_checkout.pth").write_text(f"{checkout.resolve()}\n{ours}\n")
     # -P: the current folder (this checkout, when run from its root) is not put first on sys.path
-    found = subprocess.run([str(python), "-P", "-c", "import leadscoring; print(leadscoring.__file__)"], check=True,
-                           capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    found = subprocess.run(
+        [str(python), "-P", "-c", "import leadscoring; print(leadscoring.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.strip()
     if not found.startswith(str(checkout.resolve())):
         sys.exit(f"--compare-with: the other checkout's package is not the one imported ({found})")
     models = checkout / "04_Modelos"
@@ -119,11 +124,19 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--dask", action="store_true", help="also the dask engine (local cluster, 2 workers)")
     ap.add_argument("--run", action="store_true", help="also time the full `leadscoring run`")
-    ap.add_argument("--factors-max", type=int, default=100_000,
-                    help="measure with reasons only up to this size (TreeSHAP dominates: ~0.3 ms/lead)")
-    ap.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
-                    help="also measure the `leadscoring score` variants with the package of another checkout "
-                         "(e.g. a `git worktree` of an earlier commit), in the same run, same data and models")
+    ap.add_argument(
+        "--factors-max",
+        type=int,
+        default=100_000,
+        help="measure with reasons only up to this size (TreeSHAP dominates: ~0.3 ms/lead)",
+    )
+    ap.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also measure the `leadscoring score` variants with the package of another checkout "
+        "(e.g. a `git worktree` of an earlier commit), in the same run, same data and models",
+    )
     args = ap.parse_args()
     model = ROOT / "04_Modelos" / "lead_scoring_model.pkl"
     if not model.is_file():
@@ -137,23 +150,40 @@ def main() -> None:
             make_leads(n, src)
             floor = measure([sys.executable, "-c", FLOOR, str(src), str(tmp / "floor.csv"), str(model)])
             rows.append(("floor (read_csv + XGBoost + to_csv)", n, *floor, floor[0]))
-            variants = [("leadscoring score --no-reasons --jobs 1", ["--no-reasons", "--jobs", "1"]),
-                        ("leadscoring score --no-reasons (2 jobs)", ["--no-reasons", "--jobs", "2"])]
+            variants = [
+                ("leadscoring score --no-reasons --jobs 1", ["--no-reasons", "--jobs", "1"]),
+                ("leadscoring score --no-reasons (2 jobs)", ["--no-reasons", "--jobs", "2"]),
+            ]
             if n <= args.factors_max:
-                variants[:0] = [("leadscoring score, with reasons --jobs 1", ["--jobs", "1"]),
-                                ("leadscoring score, with reasons (2 jobs)", ["--jobs", "2"])]
+                variants[:0] = [
+                    ("leadscoring score, with reasons --jobs 1", ["--jobs", "1"]),
+                    ("leadscoring score, with reasons (2 jobs)", ["--jobs", "2"]),
+                ]
             versions = [("", LEADSCORING)] + ([("[before] ", before)] if before else [])
             for label, extra in variants:
                 for tag, command in versions:
                     flags = [*extra, "--no-history"]  # never the project's score history
                     if command is not LEADSCORING:  # an earlier version: its spelling, and it has no history
                         flags = [f.replace("--no-reasons", "--no-factors") for f in extra]
-                    res = measure([*command, "score", "--input", str(src), "--output", str(tmp / "s.csv"),
-                                   "--no-progress", *flags])
+                    res = measure([*command, "score", "--input", str(src), "--output", str(tmp / "s.csv"), "--no-progress", *flags])
                     rows.append((tag + label, n, *res, floor[0]))
             if args.dask:
-                res = measure([*LEADSCORING, "score", "--engine", "dask", "--input", str(src),
-                               "--output", str(tmp / "dask_out"), "--workers", "2", "--no-reasons", "--no-history"])
+                res = measure(
+                    [
+                        *LEADSCORING,
+                        "score",
+                        "--engine",
+                        "dask",
+                        "--input",
+                        str(src),
+                        "--output",
+                        str(tmp / "dask_out"),
+                        "--workers",
+                        "2",
+                        "--no-reasons",
+                        "--no-history",
+                    ]
+                )
                 rows.append(("score --engine dask --no-reasons (2 workers)", n, *res, floor[0]))
             src.unlink()
         if args.run:

@@ -33,9 +33,23 @@ DASK = [sys.executable, "-m", "distributed.cli"]
 def start_cluster(folder: Path, workers: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
     """A scheduler and ``workers`` single-threaded worker processes, each in its own folder."""
     info = folder / "scheduler.json"
-    procs = [subprocess.Popen([*DASK[:2], "distributed.cli.dask_scheduler", "--scheduler-file", str(info),
-                               "--port", "0", "--dashboard-address", ":0"], cwd=folder,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [
+                *DASK[:2],
+                "distributed.cli.dask_scheduler",
+                "--scheduler-file",
+                str(info),
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+            ],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     deadline = time.monotonic() + 60
     while not info.is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -43,9 +57,24 @@ def start_cluster(folder: Path, workers: int) -> tuple[str, list[subprocess.Pope
     for i in range(workers):
         wdir = folder / f"worker{i}"
         wdir.mkdir()
-        procs.append(subprocess.Popen([*DASK[:2], "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                       "--memory-limit", "0", "--dashboard-address", ":0"], cwd=wdir,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    *DASK[:2],
+                    "distributed.cli.dask_worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--memory-limit",
+                    "0",
+                    "--dashboard-address",
+                    ":0",
+                ],
+                cwd=wdir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
     time.sleep(5)  # workers register
     return address, procs
 
@@ -65,17 +94,44 @@ def main() -> None:
         make_leads(args.leads, whole)
         parts = tmp / "parts"
         parts.mkdir()
-        for i, chunk in enumerate(pd.read_csv(whole, sep=";", dtype=str, keep_default_na=False,
-                                              chunksize=-(-args.leads // args.files))):
+        for i, chunk in enumerate(
+            pd.read_csv(whole, sep=";", dtype=str, keep_default_na=False, chunksize=-(-args.leads // args.files))
+        ):
             chunk.to_csv(parts / f"leads_{i:03d}.csv", sep=";", index=False)
-        wall, peak = measure([*LEADSCORING, "score", "--input", str(whole), "--output", str(tmp / "local.csv"),
-                              "--no-reasons", "--no-history", "--no-progress", "--jobs", "1"])
+        wall, peak = measure(
+            [
+                *LEADSCORING,
+                "score",
+                "--input",
+                str(whole),
+                "--output",
+                str(tmp / "local.csv"),
+                "--no-reasons",
+                "--no-history",
+                "--no-progress",
+                "--jobs",
+                "1",
+            ]
+        )
         rows.append(("local engine (1 process)", wall, peak))
         address, procs = start_cluster(tmp, args.workers)
         try:
-            wall, peak = measure([*LEADSCORING, "score", "--engine", "dask", "--scheduler", address,
-                                  "--input", str(parts / "leads_*.csv"), "--output", str(tmp / "dask_out"),
-                                  "--no-reasons", "--no-history"])
+            wall, peak = measure(
+                [
+                    *LEADSCORING,
+                    "score",
+                    "--engine",
+                    "dask",
+                    "--scheduler",
+                    address,
+                    "--input",
+                    str(parts / "leads_*.csv"),
+                    "--output",
+                    str(tmp / "dask_out"),
+                    "--no-reasons",
+                    "--no-history",
+                ]
+            )
             rows.append((f"dask, {args.workers} single-threaded workers", wall, peak))
         finally:
             for p in procs[::-1]:

@@ -58,9 +58,22 @@ SHARES = [0.5, 0.2, 0.15, 0.1, 0.05]
 PAGES = [f"https://bank.example/{p}" for p in ("home", "rates", "mortgage", "simulator", "contact", "blog/a", "blog/b")]
 SOURCES = ["google", "bing", "(direct)", "newsletter"]
 START = datetime(2026, 1, 1, tzinfo=UTC)
-PARAM = pa.struct([("key", pa.string()), ("value", pa.struct([("string_value", pa.string()), ("int_value", pa.int64()),
-                                                              ("float_value", pa.float64()),
-                                                              ("double_value", pa.float64())]))])
+PARAM = pa.struct(
+    [
+        ("key", pa.string()),
+        (
+            "value",
+            pa.struct(
+                [
+                    ("string_value", pa.string()),
+                    ("int_value", pa.int64()),
+                    ("float_value", pa.float64()),
+                    ("double_value", pa.float64()),
+                ]
+            ),
+        ),
+    ]
+)
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -97,19 +110,38 @@ def day_table(rng: np.random.Generator, day: int, n: int, visitors: int) -> pa.T
     doubles = np.zeros(total)
     doubles[base[sim] + 3] = rng.integers(50, 5000, int(sim.sum())) * 100.0
     value = pa.StructArray.from_arrays(
-        [pc.take(pa.array([*PAGES, None]), page_idx), pa.array(ints, mask=int_mask), pa.nulls(total, pa.float64()),
-         pa.array(doubles, mask=key_idx != 3)], names=["string_value", "int_value", "float_value", "double_value"])
-    params = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.StructArray.from_arrays(
-        [keys, value], names=["key", "value"]))
+        [
+            pc.take(pa.array([*PAGES, None]), page_idx),
+            pa.array(ints, mask=int_mask),
+            pa.nulls(total, pa.float64()),
+            pa.array(doubles, mask=key_idx != 3),
+        ],
+        names=["string_value", "int_value", "float_value", "double_value"],
+    )
+    params = pa.ListArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.StructArray.from_arrays([keys, value], names=["key", "value"])
+    )
     src = rng.integers(0, len(SOURCES), n)
-    traffic = pa.StructArray.from_arrays([pc.take(pa.array(["(organic)", "(organic)", "(direct)", "email"]), src),
-                                         pc.take(pa.array(["organic", "organic", "(none)", "email"]), src),
-                                         pc.take(pa.array(SOURCES), src)], names=["name", "medium", "source"])
+    traffic = pa.StructArray.from_arrays(
+        [
+            pc.take(pa.array(["(organic)", "(organic)", "(direct)", "email"]), src),
+            pc.take(pa.array(["organic", "organic", "(none)", "email"]), src),
+            pc.take(pa.array(SOURCES), src),
+        ],
+        names=["name", "medium", "source"],
+    )
     date = (START + timedelta(days=day)).strftime("%Y%m%d")
-    return pa.table({"event_date": pa.array([date] * n), "event_timestamp": pa.array(ts),
-                     "event_name": pc.take(pa.array(NAMES), kind), "event_params": params.cast(pa.list_(PARAM)),
-                     "user_pseudo_id": visitor_ids(who), "user_id": pa.nulls(n, pa.string()),
-                     "traffic_source": traffic})
+    return pa.table(
+        {
+            "event_date": pa.array([date] * n),
+            "event_timestamp": pa.array(ts),
+            "event_name": pc.take(pa.array(NAMES), kind),
+            "event_params": params.cast(pa.list_(PARAM)),
+            "user_pseudo_id": visitor_ids(who),
+            "user_id": pa.nulls(n, pa.string()),
+            "traffic_source": traffic,
+        }
+    )
 
 
 def generate(folder: Path, events: int, visitors: int, days: int, seed: int = 0) -> list[str]:
@@ -130,9 +162,12 @@ def config(root: Path) -> object:
     from leadscoring.config import DataConfig, PathsConfig, ProjectConfig
 
     data = DataConfig(id_column="lead", target_column="won", columns={"numeric": ["x"]})
-    return ProjectConfig(root=root, paths=PathsConfig(raw_data="leads.csv"), data=data,
-                         events={"path": "export/events_*.parquet", "store": "store", "lead_key": "visitor",
-                                 "features": FEATURES})
+    return ProjectConfig(
+        root=root,
+        paths=PathsConfig(raw_data="leads.csv"),
+        data=data,
+        events={"path": "export/events_*.parquet", "store": "store", "lead_key": "visitor", "features": FEATURES},
+    )
 
 
 def leads_frame(visitors: int) -> pd.DataFrame:
@@ -142,30 +177,55 @@ def leads_frame(visitors: int) -> pd.DataFrame:
 # -- the pandas version -------------------------------------------------------------------
 def pandas_features(files: list[str], leads: pd.DataFrame, at: datetime) -> pd.DataFrame:
     """The FEATURES in plain pandas: read the export, explode the params, pivot them, group by visitor."""
-    ev = pd.concat([pd.read_parquet(f, columns=["event_timestamp", "event_name", "event_params", "user_pseudo_id"])
-                    for f in files], ignore_index=True)
+    ev = pd.concat(
+        [pd.read_parquet(f, columns=["event_timestamp", "event_name", "event_params", "user_pseudo_id"]) for f in files],
+        ignore_index=True,
+    )
     cutoff = pd.Timestamp(at).tz_convert(None)
     ev["ts"] = pd.to_datetime(ev["event_timestamp"], unit="us")
     ev = ev[ev["ts"] < cutoff]
     params = ev["event_params"].explode()
-    flat = pd.DataFrame({"row": params.index, "key": [p["key"] for p in params],
-                         "int": [p["value"]["int_value"] for p in params],
-                         "double": [p["value"]["double_value"] for p in params]})
+    flat = pd.DataFrame(
+        {
+            "row": params.index,
+            "key": [p["key"] for p in params],
+            "int": [p["value"]["int_value"] for p in params],
+            "double": [p["value"]["double_value"] for p in params],
+        }
+    )
     wide = flat[flat["key"].isin(["ga_session_id", "engagement_time_msec", "amount"])].pivot_table(
-        index="row", columns="key", values=["int", "double"], aggfunc="first")
-    ev = ev.drop(columns="event_params").join(pd.DataFrame({
-        "session": wide[("int", "ga_session_id")], "engagement": wide[("int", "engagement_time_msec")],
-        "amount": wide[("double", "amount")] if ("double", "amount") in wide else np.nan}))
+        index="row", columns="key", values=["int", "double"], aggfunc="first"
+    )
+    ev = ev.drop(columns="event_params").join(
+        pd.DataFrame(
+            {
+                "session": wide[("int", "ga_session_id")],
+                "engagement": wide[("int", "engagement_time_msec")],
+                "amount": wide[("double", "amount")] if ("double", "amount") in wide else np.nan,
+            }
+        )
+    )
     age_days = (cutoff - ev["ts"].dt.floor("s")).dt.total_seconds() / 86400.0  # whole seconds, as SQL date_diff
-    ev = ev.assign(view=ev["event_name"].eq("page_view"), view_30d=ev["event_name"].eq("page_view") & (age_days <= 30),
-                   day=ev["ts"].dt.floor("D"), weight=0.5 ** (age_days / 7),
-                   sim_amount=ev["amount"].where(ev["event_name"].eq("simulator")))
+    ev = ev.assign(
+        view=ev["event_name"].eq("page_view"),
+        view_30d=ev["event_name"].eq("page_view") & (age_days <= 30),
+        day=ev["ts"].dt.floor("D"),
+        weight=0.5 ** (age_days / 7),
+        sim_amount=ev["amount"].where(ev["event_name"].eq("simulator")),
+    )
     g = ev.groupby("user_pseudo_id")
-    out = pd.DataFrame({"views": g["view"].sum(), "views_30d": g["view_30d"].sum(), "sessions": g["session"].nunique(),
-                        "active_days": g["day"].nunique(),
-                        "recency_d": (cutoff - g["ts"].max().dt.floor("s")).dt.total_seconds() / 86400.0,
-                        "engaged_s": g["engagement"].sum() / 1000.0, "avg_amount": g["sim_amount"].mean(),
-                        "decayed": g["weight"].sum()})
+    out = pd.DataFrame(
+        {
+            "views": g["view"].sum(),
+            "views_30d": g["view_30d"].sum(),
+            "sessions": g["session"].nunique(),
+            "active_days": g["day"].nunique(),
+            "recency_d": (cutoff - g["ts"].max().dt.floor("s")).dt.total_seconds() / 86400.0,
+            "engaged_s": g["engagement"].sum() / 1000.0,
+            "avg_amount": g["sim_amount"].mean(),
+            "decayed": g["weight"].sum(),
+        }
+    )
     out = out.reindex(leads["visitor"].to_numpy())
     zero = ["views", "views_30d", "sessions", "active_days", "engaged_s", "decayed"]
     out[zero] = out[zero].fillna(0)
@@ -202,8 +262,14 @@ def worker(mode: str, root: Path, visitors: int, at: str, fraction: float, looku
         live.features(lead, at=at)
         times.append(time.perf_counter() - t)
     ms = np.array(times) * 1000
-    return {"seconds": load, "events": live.rows, "rss_loaded_mb": rss, "p50_ms": float(np.percentile(ms, 50)),
-            "p95_ms": float(np.percentile(ms, 95)), "max_ms": float(ms.max())}
+    return {
+        "seconds": load,
+        "events": live.rows,
+        "rss_loaded_mb": rss,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "max_ms": float(ms.max()),
+    }
 
 
 def _rss_mb(pid: int) -> float:
@@ -217,8 +283,9 @@ def _rss_mb(pid: int) -> float:
 def measure(args: list[str]) -> tuple[dict[str, float], float, float]:
     """Run one worker: its result, wall seconds and peak resident memory (MB, sampled every 50 ms)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--worker", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--worker", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     peak = 0.0
     while proc.poll() is None:
         peak = max(peak, _rss_mb(proc.pid))
@@ -257,8 +324,10 @@ def run_pandas(common: list[str], days: int, max_mb: float) -> tuple[float, floa
     use = max(pilot_days, min(days, fit))
     res, _, peak = measure(["pandas", *common, "--fraction", str(use / days)])
     scale = days / use
-    note = (f"EXTRAPOLATED linearly from {use} of {days} days ({100 / scale:.0f}% of the events; "
-            f"projected peak over {max_mb / 1024:.1f} GB)")
+    note = (
+        f"EXTRAPOLATED linearly from {use} of {days} days ({100 / scale:.0f}% of the events; "
+        f"projected peak over {max_mb / 1024:.1f} GB)"
+    )
     return res["seconds"] * scale, floor + (peak - floor) * scale, note
 
 
@@ -283,25 +352,33 @@ def main() -> None:
         t0 = time.perf_counter()
         written = ingest(config(root), export)
         ingested = time.perf_counter() - t0
-        print(f"{args.events:,} GA4 events ({size:.0f} MB parquet, {args.days} daily files) for {args.visitors:,} "
-              f"visitors generated in {gen:.1f}s; ingested into the store in {ingested:.1f}s "
-              f"({sum(written.values()):,} rows)", flush=True)
-        print(f"pandas = DuckDB on one day's events: largest difference {check_same(root, export, args.visitors, at):.2e}",
-              flush=True)
+        print(
+            f"{args.events:,} GA4 events ({size:.0f} MB parquet, {args.days} daily files) for {args.visitors:,} "
+            f"visitors generated in {gen:.1f}s; ingested into the store in {ingested:.1f}s "
+            f"({sum(written.values()):,} rows)",
+            flush=True,
+        )
+        print(
+            f"pandas = DuckDB on one day's events: largest difference {check_same(root, export, args.visitors, at):.2e}", flush=True
+        )
         common = [str(root), str(args.visitors), at, "--lookups", str(args.lookups)]
         duck, duck_wall, duck_peak = measure(["duckdb", *common])
-        print(f"(a) DuckDB compute_features, {args.visitors:,} leads: {duck['seconds']:.1f}s, peak {duck_peak:.0f} MB",
-              flush=True)
+        print(f"(a) DuckDB compute_features, {args.visitors:,} leads: {duck['seconds']:.1f}s, peak {duck_peak:.0f} MB", flush=True)
         pandas_s, pandas_peak, note = run_pandas(common, args.days, args.pandas_max_gb * 1024)
         print(f"(b) pandas, same features: {pandas_s:.1f}s, peak {pandas_peak:.0f} MB ({note})", flush=True)
         live, _, live_peak = measure(["live", *common])
-        print(f"(c) LiveEvents: {live['events']:,} events loaded in {live['seconds']:.1f}s, {live['rss_loaded_mb']:.0f} MB "
-              f"resident once loaded (peak {live_peak:.0f} MB while loading); {args.lookups} single-lead lookups: "
-              f"p50 {live['p50_ms']:.2f} ms, p95 {live['p95_ms']:.2f} ms, max {live['max_ms']:.1f} ms", flush=True)
+        print(
+            f"(c) LiveEvents: {live['events']:,} events loaded in {live['seconds']:.1f}s, {live['rss_loaded_mb']:.0f} MB "
+            f"resident once loaded (peak {live_peak:.0f} MB while loading); {args.lookups} single-lead lookups: "
+            f"p50 {live['p50_ms']:.2f} ms, p95 {live['p95_ms']:.2f} ms, max {live['max_ms']:.1f} ms",
+            flush=True,
+        )
     speedup = pandas_s / duck["seconds"]
-    print(f"goals: DuckDB >= 5x faster than pandas: {speedup:.1f}x {'OK' if speedup >= 5 else 'MISSED'}; "
-          f"DuckDB peak < 2 GB: {duck_peak:.0f} MB {'OK' if duck_peak < 2048 else 'MISSED'}; "
-          f"live p50 < 5 ms: {live['p50_ms']:.2f} ms {'OK' if live['p50_ms'] < 5 else 'MISSED'}")
+    print(
+        f"goals: DuckDB >= 5x faster than pandas: {speedup:.1f}x {'OK' if speedup >= 5 else 'MISSED'}; "
+        f"DuckDB peak < 2 GB: {duck_peak:.0f} MB {'OK' if duck_peak < 2048 else 'MISSED'}; "
+        f"live p50 < 5 ms: {live['p50_ms']:.2f} ms {'OK' if live['p50_ms'] < 5 else 'MISSED'}"
+    )
     print(f"machine: {os.cpu_count()} cores, DuckDB {__import__('duckdb').__version__}")
 
 
@@ -319,6 +396,6 @@ def worker_main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if "--worker" in sys.argv:
-        worker_main(sys.argv[sys.argv.index("--worker") + 1:])
+        worker_main(sys.argv[sys.argv.index("--worker") + 1 :])
     else:
         main()

@@ -104,8 +104,7 @@ def measure(cfg_path: str, bodies: list[bytes], rounds: int, command: list[str])
 
 def report(title: str, m: dict[str, float], leads: int, rounds: int) -> None:
     print(f"{title}POST /score: {m['n']} sequential single-lead requests ({rounds} x {leads} leads), loopback, 1 worker")
-    print(f"  round trip  p50 {m['p50']:.2f} ms   p95 {m['p95']:.2f} ms   p99 {m['p99']:.2f} ms   "
-          f"throughput {m['rps']:.0f} req/s")
+    print(f"  round trip  p50 {m['p50']:.2f} ms   p95 {m['p95']:.2f} ms   p99 {m['p99']:.2f} ms   throughput {m['rps']:.0f} req/s")
     if "s50" in m:
         print(f"  scoring inside the server (Server-Timing)  p50 {m['s50']:.2f} ms   p95 {m['s95']:.2f} ms")
     print(f"  GET /health (HTTP stack alone): p50 {m['h50']:.2f} ms   p95 {m['h95']:.2f} ms")
@@ -117,29 +116,37 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="measured rounds (default 3); figures pool them")
     ap.add_argument("--config")
     ap.add_argument("--repeat", type=int, default=1, help="servers started per version, alternating (default 1)")
-    ap.add_argument("--compare-with", type=Path, metavar="CHECKOUT",
-                    help="also measure a server running the package of another checkout (e.g. a `git worktree` "
-                         "of an earlier commit), one after the other in the same run, same models")
+    ap.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also measure a server running the package of another checkout (e.g. a `git worktree` "
+        "of an earlier commit), one after the other in the same run, same models",
+    )
     args = ap.parse_args()
     cfg = load_config(args.config)
     leads = read_leads(cfg.path("raw_data"), cfg, require_target=False).head(args.requests)
-    bodies = [json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}).encode()
-              for r in leads.to_dict("records")]
+    bodies = [json.dumps({k: (None if pd.isna(v) else v) for k, v in r.items()}).encode() for r in leads.to_dict("records")]
     with tempfile.TemporaryDirectory() as tmp:
         runs = {"": [sys.executable, "-m", "leadscoring.cli"]}
         if args.compare_with:
             runs["[before] "] = checkout_python(args.compare_with, Path(tmp))
-        repeats = [{tag: measure(str(cfg.source), bodies, args.rounds, cmd) for tag, cmd in runs.items()}
-                   for _ in range(args.repeat)]  # alternating: a busy host hits both alike
+        repeats = [
+            {tag: measure(str(cfg.source), bodies, args.rounds, cmd) for tag, cmd in runs.items()} for _ in range(args.repeat)
+        ]  # alternating: a busy host hits both alike
     for tag in runs:
         report(tag, repeats[-1][tag], len(bodies), args.rounds)
     if args.compare_with:
         now = [r[""]["p50"] for r in repeats]
         before = [r["[before] "]["p50"] for r in repeats]
-        print("p50 round trip per repeat, now / before (ms): "
-              + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(now, before, strict=True)))
-        print(f"median p50 round trip: {np.median(now):.2f} ms now vs {np.median(before):.2f} ms before "
-              f"({100 * (np.median(now) / np.median(before) - 1):+.1f} %)")
+        print(
+            "p50 round trip per repeat, now / before (ms): "
+            + ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(now, before, strict=True))
+        )
+        print(
+            f"median p50 round trip: {np.median(now):.2f} ms now vs {np.median(before):.2f} ms before "
+            f"({100 * (np.median(now) / np.median(before) - 1):+.1f} %)"
+        )
     print("  target: p50 <= 5 ms, p95 <= 15 ms")
 
 

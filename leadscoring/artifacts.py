@@ -136,8 +136,10 @@ def model_from_bytes(data: bytes, info: dict[str, Any], *, where: str = "here") 
     digest = hashlib.sha256(data).hexdigest()
     name = str(info.get("file", "model"))
     if digest != info.get("sha256"):
-        raise ModelIntegrityError(f"{name}: received bytes with SHA-256 {digest[:12]}…, not the manifest's "
-                                  f"{str(info.get('sha256'))[:12]}…; refusing to load them")
+        raise ModelIntegrityError(
+            f"{name}: received bytes with SHA-256 {digest[:12]}…, not the manifest's "
+            f"{str(info.get('sha256'))[:12]}…; refusing to load them"
+        )
     check_versions_match(info, name, where)
     return pickle.loads(data)  # noqa: S301 - verified against its manifest above
 
@@ -198,8 +200,9 @@ def _same_content(folder: Path, files: Sequence[Path]) -> bool:
     return all(sha256_file(folder / p.name) == sha256_file(p) for p in files)
 
 
-def archive_model_set(models_dir: str | os.PathLike[str], names: Sequence[str] = MODEL_SET,
-                      extra: Sequence[str | os.PathLike[str]] = ()) -> Path | None:
+def archive_model_set(
+    models_dir: str | os.PathLike[str], names: Sequence[str] = MODEL_SET, extra: Sequence[str | os.PathLike[str]] = ()
+) -> Path | None:
     """Copy the current models (and their manifests) into one version folder
     ``models_dir/versions/<created_at>_<sha12>/``, named after the first model of ``names``
     that exists; ``extra`` files (e.g. the model card) go into the same folder.
@@ -226,8 +229,10 @@ def archive_model_set(models_dir: str | os.PathLike[str], names: Sequence[str] =
     try:
         for p in files:
             shutil.copy2(p, tmp / p.name)
-        write_json({"archived_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "files": {p.name: sha256_file(p) for p in files}}, tmp / SET_FILE)
+        write_json(
+            {"archived_at": datetime.now(UTC).isoformat(timespec="seconds"), "files": {p.name: sha256_file(p) for p in files}},
+            tmp / SET_FILE,
+        )
         os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -248,9 +253,12 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         shutil.copy2(src, tmp)
 
 
-def restore_model_set(version: str | os.PathLike[str], models_dir: str | os.PathLike[str],
-                      names: Sequence[str] = MODEL_SET, archive_extra: Sequence[str | os.PathLike[str]] = (),
-                      ) -> tuple[Path | None, dict[str, dict[str, Any]]]:
+def restore_model_set(
+    version: str | os.PathLike[str],
+    models_dir: str | os.PathLike[str],
+    names: Sequence[str] = MODEL_SET,
+    archive_extra: Sequence[str | os.PathLike[str]] = (),
+) -> tuple[Path | None, dict[str, dict[str, Any]]]:
     """Put the models held by ``version`` back into ``models_dir``, as one set.
 
     Every model of the version is loaded and verified (hash, library versions, code) before

@@ -22,8 +22,7 @@ from leadscoring.ingest.load import validate_file
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
 from leadscoring.training.rules import RulesError
 
-USER_ERRORS = (ConfigError, LeadDataError, OutputPathError, ModelIntegrityError, RunFailed, RulesError,
-               FileNotFoundError)
+USER_ERRORS = (ConfigError, LeadDataError, OutputPathError, ModelIntegrityError, RunFailed, RulesError, FileNotFoundError)
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -58,8 +57,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"previous models archived in {res.archived} (leadscoring rollback restores them)")
     else:
         why = "smoke run (--quick)" if args.quick else "trial run (--no-promote)"
-        print(f"{why}: NOT promoted; products only in {res.products_dir}; the project's models, scores "
-              "and latest/ are unchanged")
+        print(f"{why}: NOT promoted; products only in {res.products_dir}; the project's models, scores and latest/ are unchanged")
     return 0
 
 
@@ -70,12 +68,28 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.engine == "dask":
         from leadscoring.serving.distributed import score_dask
 
-        res = score_dask(cfg, args.input, args.output, models_dir=args.models_dir, scheduler=args.scheduler,
-                         workers=args.workers, factors=not args.no_reasons, history=not args.no_history)
+        res = score_dask(
+            cfg,
+            args.input,
+            args.output,
+            models_dir=args.models_dir,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            factors=not args.no_reasons,
+            history=not args.no_history,
+        )
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
         return 0
-    res = score_file(cfg, args.input, args.output, models_dir=args.models_dir, factors=not args.no_reasons,
-                     chunk_rows=args.chunk_rows, progress=not args.no_progress, jobs=args.jobs)
+    res = score_file(
+        cfg,
+        args.input,
+        args.output,
+        models_dir=args.models_dir,
+        factors=not args.no_reasons,
+        chunk_rows=args.chunk_rows,
+        progress=not args.no_progress,
+        jobs=args.jobs,
+    )
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
     print(f"scored {res['leads']} leads -> {args.output} ({counts})")
     if not args.no_history:
@@ -98,8 +112,16 @@ def _append_history(cfg: ProjectConfig, output: str) -> None:
 def _cmd_init(args: argparse.Namespace) -> int:
     from leadscoring.notebook.scaffold import init_project, summary
 
-    dest, draft = init_project(args.folder, args.input, args.target, positive=args.positive, id_column=args.id,
-                               date=args.date, separator=args.separator, encoding=args.encoding)
+    dest, draft = init_project(
+        args.folder,
+        args.input,
+        args.target,
+        positive=args.positive,
+        id_column=args.id,
+        date=args.date,
+        separator=args.separator,
+        encoding=args.encoding,
+    )
     print(summary(draft, dest))
     return 0
 
@@ -148,9 +170,17 @@ def _cmd_push(args: argparse.Namespace) -> int:
     from leadscoring.loop.crm import push_scores
 
     cfg = load_config(args.config)
-    summary = push_scores(args.scores, args.crm_url, cfg.data.id_column, state_file=args.state_file,
-                          concurrency=args.concurrency, retries=args.retries, timeout=args.timeout,
-                          max_failures=args.max_failures, fields=cfg.scoring.crm_fields)
+    summary = push_scores(
+        args.scores,
+        args.crm_url,
+        cfg.data.id_column,
+        state_file=args.state_file,
+        concurrency=args.concurrency,
+        retries=args.retries,
+        timeout=args.timeout,
+        max_failures=args.max_failures,
+        fields=cfg.scoring.crm_fields,
+    )
     print(summary)
     for lead, err in list(summary.failures.items())[:10]:
         print(f"  failed: lead {lead}: {err}")
@@ -185,12 +215,23 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 def _add_run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="execute the numbered notebooks with papermill (the production run)")
-    r.add_argument("--quick", action="store_true",
-                   help=f"small smoke-test run ({QUICK_PARAMETERS}); never promoted: products stay in the run folder")
-    r.add_argument("--no-promote", action="store_true",
-                   help="trial run: keep the products in 05_Resultados/runs/<id>/products/, change nothing in the project")
-    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="notebook parameter (YAML-typed), repeatable; unknown names are refused")
+    r.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"small smoke-test run ({QUICK_PARAMETERS}); never promoted: products stay in the run folder",
+    )
+    r.add_argument(
+        "--no-promote",
+        action="store_true",
+        help="trial run: keep the products in 05_Resultados/runs/<id>/products/, change nothing in the project",
+    )
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="notebook parameter (YAML-typed), repeatable; unknown names are refused",
+    )
     r.add_argument("--only", help="comma-separated notebook prefixes, e.g. 01,02 (default: all)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.set_defaults(func=_cmd_run)
@@ -201,19 +242,30 @@ def _add_score_parser(sub: Any) -> None:
     s.add_argument("--input", required=True, help="CSV (configured separator) or parquet of leads")
     s.add_argument("--output", required=True, help="output CSV (or .parquet)")
     s.add_argument("--models-dir", help="folder with the model + manifest (default: 04_Modelos)")
-    s.add_argument("--no-reasons", "--no-factors", dest="no_reasons", action="store_true",
-                   help="leave out reasons, fit and engagement scores (they come from the per-lead contributions: "
-                        "faster for bulk runs)")
+    s.add_argument(
+        "--no-reasons",
+        "--no-factors",
+        dest="no_reasons",
+        action="store_true",
+        help="leave out reasons, fit and engagement scores (they come from the per-lead contributions: faster for bulk runs)",
+    )
     s.add_argument("--chunk-rows", type=int, help="leads per chunk (default 100000): bounds memory")
-    s.add_argument("--jobs", type=int, default=1,
-                   help="worker processes for the local engine (default 1: on the 2-core reference machine "
-                        "the fastest and least memory, see bench/bench_batch.py)")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="worker processes for the local engine (default 1: on the 2-core reference machine "
+        "the fastest and least memory, see bench/bench_batch.py)",
+    )
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    s.add_argument("--no-history", action="store_true",
-                   help="do not append the scores to the score history (paths.score_history)")
-    s.add_argument("--engine", choices=["local", "dask"], default="local",
-                   help="dask: one task per file of a path, URL or glob (s3://, gs://, abfs:// with the matching "
-                        "extra); the output is a folder of parts (a path or URL) with _SUCCESS")
+    s.add_argument("--no-history", action="store_true", help="do not append the scores to the score history (paths.score_history)")
+    s.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        default="local",
+        help="dask: one task per file of a path, URL or glob (s3://, gs://, abfs:// with the matching "
+        "extra); the output is a folder of parts (a path or URL) with _SUCCESS",
+    )
     s.add_argument("--scheduler", help="dask: address of an existing cluster (default: a local cluster)")
     s.add_argument("--workers", type=int, default=2, help="dask: workers of the local cluster")
     s.set_defaults(func=_cmd_score)
@@ -223,8 +275,9 @@ def _add_serve_parser(sub: Any) -> None:
     sv = sub.add_parser("serve", help="HTTP scoring service (FastAPI; docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--workers", type=int, default=1,
-                    help="uvicorn worker processes, each scoring with one thread (about one per core)")
+    sv.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes, each scoring with one thread (about one per core)"
+    )
     sv.set_defaults(func=_cmd_serve)
 
 
@@ -236,15 +289,20 @@ def _add_push_parser(sub: Any) -> None:
     pu.add_argument("--concurrency", type=int, default=8)
     pu.add_argument("--retries", type=int, default=5)
     pu.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
-    pu.add_argument("--max-failures", type=int, default=5,
-                    help="stop after N consecutive connection failures or timeouts; the leads not sent are "
-                         "reported as failed (default 5, 0: never stop)")
+    pu.add_argument(
+        "--max-failures",
+        type=int,
+        default=5,
+        help="stop after N consecutive connection failures or timeouts; the leads not sent are "
+        "reported as failed (default 5, 0: never stop)",
+    )
     pu.set_defaults(func=_cmd_push)
 
 
 def _add_retrain_parser(sub: Any) -> None:
-    rt = sub.add_parser("retrain", help="merge new outcomes, retrain, promote the challenger if not worse "
-                                        "(the current model set is archived first)")
+    rt = sub.add_parser(
+        "retrain", help="merge new outcomes, retrain, promote the challenger if not worse (the current model set is archived first)"
+    )
     rt.add_argument("--outcomes", required=True, help="CSV with id and target (or full lead rows)")
     rt.add_argument("--leads", help="the leads' features (raw layout) when OUTCOMES has only id and target")
     rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
@@ -271,16 +329,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
     # The order of the subcommands is the order of `leadscoring --help`.
-    for add in (_add_init_parser, _add_run_parser, _add_score_parser, _add_serve_parser, _add_push_parser, _add_retrain_parser,
-                _add_rollback_parser, _add_validate_parser, lambda s: add_events_parser(s, _cmd_events)):
+    for add in (
+        _add_init_parser,
+        _add_run_parser,
+        _add_score_parser,
+        _add_serve_parser,
+        _add_push_parser,
+        _add_retrain_parser,
+        _add_rollback_parser,
+        _add_validate_parser,
+        lambda s: add_events_parser(s, _cmd_events),
+    ):
         add(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args))
     except USER_ERRORS as exc:

@@ -70,8 +70,13 @@ def save_figure(fig: Any, dest: str | os.PathLike[str], dpi: int = 110) -> Path:
     return Path(dest)
 
 
-def check_output(dest: str | os.PathLike[str], *, inputs: Sequence[str | os.PathLike[str]] = (),
-                 protected: Sequence[str | os.PathLike[str]] = (), folder: bool = False) -> Path:
+def check_output(
+    dest: str | os.PathLike[str],
+    *,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    protected: Sequence[str | os.PathLike[str]] = (),
+    folder: bool = False,
+) -> Path:
     """Refuse an output path that would destroy an input (same path, or the same file
     through a link), lies inside a protected folder (the raw exports), or cannot be written;
     the message says which. ``folder``: the output is a folder of parts, not a file."""
@@ -80,8 +85,9 @@ def check_output(dest: str | os.PathLike[str], *, inputs: Sequence[str | os.Path
     for src in map(Path, inputs):
         same = real == src.resolve() or (dest.exists() and src.exists() and os.path.samefile(dest, src))
         if same or (folder and src.resolve().is_relative_to(real)):
-            raise OutputPathError(f"{dest}: this is the input ({src.name}); writing there would destroy it — "
-                                  "choose another output path")
+            raise OutputPathError(
+                f"{dest}: this is the input ({src.name}); writing there would destroy it — choose another output path"
+            )
     for keep in map(Path, protected):
         if real.is_relative_to(keep.resolve()) or (folder and keep.resolve().is_relative_to(real)):
             raise OutputPathError(f"{dest}: inside {keep}, which holds the client's raw exports and is never written")

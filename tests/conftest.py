@@ -65,6 +65,7 @@ def write_project(tmp: Path, **overrides: object) -> Path:
 def make_project(tmp_path: Path):
     def _make(**overrides: object) -> Path:
         return write_project(tmp_path, **overrides)
+
     return _make
 
 
@@ -86,9 +87,15 @@ def small_models(cfg: ProjectConfig, sample: pd.DataFrame, tmp_path_factory) -> 
     base = build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False)
     model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
     folder = tmp_path_factory.mktemp("models")
-    save_model(model, folder / SCORE_MODEL, kind="lead_scoring_model", model_name="test", features=list(X.columns),
-               reasons=reason_book_for(cfg, model, X, y).to_dict(),
-               grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X))
+    save_model(
+        model,
+        folder / SCORE_MODEL,
+        kind="lead_scoring_model",
+        model_name="test",
+        features=list(X.columns),
+        reasons=reason_book_for(cfg, model, X, y).to_dict(),
+        grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X),
+    )
     seg = LeadSegmenter(segment_features(cfg), k=3, seed=0).fit(X, y).set_names({1: "A", 2: "B", 3: "C"})
     save_model(seg, folder / SEGMENT_MODEL, kind="segment_model")
     return folder

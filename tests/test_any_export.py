@@ -22,8 +22,16 @@ from leadscoring.training.rules import RulesError, check_rules_against_config
 from leadscoring.training.segmentation import channel_column, name_segments
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_WORDS = ("ult_actividad", "SMS Sent", "Had a Phone Conversation", "X Education", "ocupacion",
-                 "fuente", "score_actividad", "compra")
+SHIPPED_WORDS = (
+    "ult_actividad",
+    "SMS Sent",
+    "Had a Phone Conversation",
+    "X Education",
+    "ocupacion",
+    "fuente",
+    "score_actividad",
+    "compra",
+)
 
 
 def foreign_export(n: int = 900, seed: int = 0, levels: int = 60) -> pd.DataFrame:
@@ -34,32 +42,49 @@ def foreign_export(n: int = 900, seed: int = 0, levels: int = 60) -> pd.DataFram
     email_ok = rng.random(n) < 0.6
     logit = -1.2 + 0.35 * (visits - 4) + 0.8 * email_ok + (campaign % 5 == 0) * 0.9
     converted = rng.random(n) < 1 / (1 + np.exp(-logit))
-    return pd.DataFrame({
-        "Lead Number": [f"L{i:05d}" for i in range(n)],
-        "Total Visits": [f"{v:g}" if rng.random() > 0.05 else "" for v in visits],
-        "Campaign Name": [f"Campaign {c:02d}" for c in campaign],
-        "Email Opt In": np.where(email_ok, "yes", "no"),
-        "Converted": np.where(converted, "yes", "no"),
-        "Created On": pd.date_range("2024-01-01", periods=n, freq="6h").strftime("%Y-%m-%d %H:%M"),
-    })
+    return pd.DataFrame(
+        {
+            "Lead Number": [f"L{i:05d}" for i in range(n)],
+            "Total Visits": [f"{v:g}" if rng.random() > 0.05 else "" for v in visits],
+            "Campaign Name": [f"Campaign {c:02d}" for c in campaign],
+            "Email Opt In": np.where(email_ok, "yes", "no"),
+            "Converted": np.where(converted, "yes", "no"),
+            "Created On": pd.date_range("2024-01-01", periods=n, freq="6h").strftime("%Y-%m-%d %H:%M"),
+        }
+    )
 
 
 def foreign_config(root: Path, raw: Path, categorical: bool = True) -> Path:
     conf = {
         "root": "..",
-        "paths": {"raw_data": str(raw), "notebooks_dir": str(ROOT / "03_Notebooks"),
-                  "rules_table": "01_Documentos/points.csv"},  # does not exist: the proposal is used
+        "paths": {
+            "raw_data": str(raw),
+            "notebooks_dir": str(ROOT / "03_Notebooks"),
+            "rules_table": "01_Documentos/points.csv",
+        },  # does not exist: the proposal is used
         "data": {
-            "separator": ",", "id_column": "Lead Number", "target_column": "Converted", "date_column": "Created On",
-            "positive_value": "yes", "negative_value": "no",
-            "yes_values": ["yes"], "no_values": ["no"],
-            "columns": {"numeric": ["Total Visits"], "categorical": ["Campaign Name"] if categorical else [],
-                        "yes_no": ["Email Opt In"]},
+            "separator": ",",
+            "id_column": "Lead Number",
+            "target_column": "Converted",
+            "date_column": "Created On",
+            "positive_value": "yes",
+            "negative_value": "no",
+            "yes_values": ["yes"],
+            "no_values": ["no"],
+            "columns": {
+                "numeric": ["Total Visits"],
+                "categorical": ["Campaign Name"] if categorical else [],
+                "yes_no": ["Email Opt In"],
+            },
             "labels": {"Total Visits": "visits"},
         },
-        "scoring": {"buckets": [{"name": "Priority", "min_score": 70, "action": "Call today"},
-                                {"name": "Follow-up", "min_score": 30, "action": "Email sequence"},
-                                {"name": "Later", "min_score": 0, "action": "Newsletter"}]},
+        "scoring": {
+            "buckets": [
+                {"name": "Priority", "min_score": 70, "action": "Call today"},
+                {"name": "Follow-up", "min_score": 30, "action": "Email sequence"},
+                {"name": "Later", "min_score": 0, "action": "Newsletter"},
+            ]
+        },
         "segmentation": {"k_range": [2, 3], "seeds": [0, 1]},
         "run": {"report_notebooks": ["08_segmentation", "09_evaluation"]},
     }
@@ -95,11 +120,20 @@ def test_minimum_data_names_the_counts(tmp_path):
 
 def test_rules_checked_against_the_configuration(tmp_path):
     cfg = load_config(make_foreign_project(tmp_path))
-    ok = pd.DataFrame({"variable": ["Total Visits", "Email Opt In"], "kind": ["range", "level"],
-                       "level": [None, "Yes"], "lower": [0, None], "upper": [5, None], "points": [5, 3]})
+    ok = pd.DataFrame(
+        {
+            "variable": ["Total Visits", "Email Opt In"],
+            "kind": ["range", "level"],
+            "level": [None, "Yes"],
+            "lower": [0, None],
+            "upper": [5, None],
+            "points": [5, 3],
+        }
+    )
     check_rules_against_config(ok, cfg)
-    bad = pd.concat([ok, pd.DataFrame({"variable": ["ocupacion"], "kind": ["level"], "level": ["Student"],
-                                       "points": [10]})], ignore_index=True)
+    bad = pd.concat(
+        [ok, pd.DataFrame({"variable": ["ocupacion"], "kind": ["level"], "level": ["Student"], "points": [10]})], ignore_index=True
+    )
     with pytest.raises(RulesError, match=r"row 4: variable 'ocupacion' is not a configured column"):
         check_rules_against_config(bad, cfg)
     wrong_kind = ok.assign(kind=["level", "level"], level=["5", "Yes"])
@@ -190,8 +224,7 @@ def test_validation_split_is_the_most_recent_leads_when_a_date_is_configured(tmp
 
     cfg = load_config(make_foreign_project(tmp_path))
     n = 200
-    df = pd.DataFrame({"Converted": [1, 0] * (n // 2),
-                       "Created": pd.date_range("2024-01-01", periods=n, freq="D")[::-1]})
+    df = pd.DataFrame({"Converted": [1, 0] * (n // 2), "Created": pd.date_range("2024-01-01", periods=n, freq="D")[::-1]})
     dated = cfg.model_copy(update={"data": cfg.data.model_copy(update={"date_column": "Created"})})
     work, valid = split_validation(df, dated)
     assert len(valid) == 40 and valid["Created"].min() > work["Created"].max()

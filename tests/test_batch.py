@@ -33,5 +33,4 @@ def test_dask_engine_matches_local(cfg, sample, small_models, tmp_path):
     appended = history[history["scored_at"] == pd.Timestamp(dask["scored_at"].iloc[0])]
     assert sorted(appended["lead_id"]) == sorted(dask["id"]) and (appended["score"].to_numpy() >= 0).all()
     assert list(dask.columns) == list(local.columns) and "reasons" in dask and "trend" in dask
-    pd.testing.assert_frame_equal(dask.drop(columns=["probability", "scored_at"]),
-                                  local.drop(columns=["probability", "scored_at"]))
+    pd.testing.assert_frame_equal(dask.drop(columns=["probability", "scored_at"]), local.drop(columns=["probability", "scored_at"]))

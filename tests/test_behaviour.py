@@ -20,6 +20,7 @@ TIME, OPT_OUT = "tiempo_en_site_total", "no_enviar_email"
 
 AT = "2026-01-01T00:00:00Z"  # one scoring time, so two calls compare field for field
 
+
 @pytest.fixture(scope="module")
 def scorer(cfg, small_models):
     return Scorer.load(cfg, small_models)
@@ -48,7 +49,7 @@ def test_more_time_on_the_website_does_not_lower_the_score(scorer, others, leads
     lo, hi = leads[TIME].quantile([0.1, 0.9])
     p_lo, p_hi = _p(scorer, others.assign(**{TIME: lo})), _p(scorer, others.assign(**{TIME: hi}))
     assert np.mean(p_hi >= p_lo) >= 0.95  # all else equal, for (nearly) every lead
-    assert np.mean(p_hi - p_lo) > 0.15    # and by a margin a sales person would notice
+    assert np.mean(p_hi - p_lo) > 0.15  # and by a margin a sales person would notice
 
 
 def test_opting_out_of_email_does_not_raise_the_score(scorer, others):

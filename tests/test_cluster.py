@@ -80,8 +80,12 @@ def s3(monkeypatch):
         port = s.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     import s3fs
@@ -104,15 +108,25 @@ def test_object_storage_in_and_out_and_a_failed_job_leaves_the_previous_output(c
         s3.pipe(f"leads-bucket/pq/leads_{name}.parquet", leads.iloc[rows].astype(str).to_parquet(index=False))
     # workers started after the environment is set: they reach the bucket with the same chain
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
-        res = score_dask(cfg, "s3://leads-bucket/csv/leads_*.csv", "s3://leads-bucket/scores", models_dir=small_models,
-                         scheduler=c.scheduler_address, history=False)
+        res = score_dask(
+            cfg,
+            "s3://leads-bucket/csv/leads_*.csv",
+            "s3://leads-bucket/scores",
+            models_dir=small_models,
+            scheduler=c.scheduler_address,
+            history=False,
+        )
         assert res["leads"] == len(leads) and res["partitions"] == 2
-        assert sorted(p.rsplit("/", 1)[1] for p in s3.ls("leads-bucket/scores")) == [
-            "_SUCCESS", "part-00000.csv", "part-00001.csv"]
-        _same(_parts([pd.read_csv(s3.open(p), dtype={"id": str}) for p in sorted(s3.glob("leads-bucket/scores/part-*"))]),
-              local)
-        score_dask(cfg, "s3://leads-bucket/pq/*.parquet", "s3://leads-bucket/scores_pq", models_dir=small_models,
-                   scheduler=c.scheduler_address, history=False)
+        assert sorted(p.rsplit("/", 1)[1] for p in s3.ls("leads-bucket/scores")) == ["_SUCCESS", "part-00000.csv", "part-00001.csv"]
+        _same(_parts([pd.read_csv(s3.open(p), dtype={"id": str}) for p in sorted(s3.glob("leads-bucket/scores/part-*"))]), local)
+        score_dask(
+            cfg,
+            "s3://leads-bucket/pq/*.parquet",
+            "s3://leads-bucket/scores_pq",
+            models_dir=small_models,
+            scheduler=c.scheduler_address,
+            history=False,
+        )
         pq_parts = _parts([pd.read_parquet(s3.open(p)) for p in sorted(s3.glob("leads-bucket/scores_pq/part-*"))])
         assert pq_parts["id"].tolist() == local["id"].tolist()
         for col in ("score", "bucket", "grade", "segment", "trend", "model_version"):
@@ -123,8 +137,14 @@ def test_object_storage_in_and_out_and_a_failed_job_leaves_the_previous_output(c
         bad[3] = bad[3].rsplit(";", 2)[0]  # a short row: line 4 of the second file
         s3.pipe("leads-bucket/csv/leads_c.csv", ("\n".join(bad) + "\n").encode())
         with pytest.raises(LeadDataError, match=r"s3://leads-bucket/csv/leads_c\.csv.*line 4"):
-            score_dask(cfg, "s3://leads-bucket/csv/leads_*.csv", "s3://leads-bucket/scores", models_dir=small_models,
-                       scheduler=c.scheduler_address, history=False)
+            score_dask(
+                cfg,
+                "s3://leads-bucket/csv/leads_*.csv",
+                "s3://leads-bucket/scores",
+                models_dir=small_models,
+                scheduler=c.scheduler_address,
+                history=False,
+            )
     assert {p: s3.cat(p) for p in s3.find("leads-bucket/scores")} == before  # previous output intact
     assert not [p for p in s3.ls("leads-bucket") if ".tmp-" in p]  # no temporary prefix left behind
 

@@ -21,9 +21,12 @@ from leadscoring.events.engine import compute_features, event_files
 from leadscoring.ingest.load import read_leads
 
 ROOT = Path(__file__).resolve().parents[1]
-FEATURES = [{"name": "sessions", "kind": "sessions"}, {"name": "engaged_s", "kind": "engagement_seconds"},
-            {"name": "page_views", "kind": "count", "event": "page_view"},
-            {"name": "downloads", "kind": "count", "event": "file_download"}]
+FEATURES = [
+    {"name": "sessions", "kind": "sessions"},
+    {"name": "engaged_s", "kind": "engagement_seconds"},
+    {"name": "page_views", "kind": "count", "event": "page_view"},
+    {"name": "downloads", "kind": "count", "event": "file_download"},
+]
 CUTOFF = "2026-03-01T00:00:00Z"
 
 
@@ -34,8 +37,9 @@ def pages_total(visits: float, per_visit: float) -> float:
     return float((Decimal(repr(visits)) * Decimal(repr(per_visit))).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def assert_reproduced(feats: pd.DataFrame, visits: pd.Series, seconds: pd.Series, per_visit: pd.Series,
-                      downloaded: pd.Series) -> None:
+def assert_reproduced(
+    feats: pd.DataFrame, visits: pd.Series, seconds: pd.Series, per_visit: pd.Series, downloaded: pd.Series
+) -> None:
     """Exact equality for every lead; a lead with missing visits has no events (zeros)."""
     has = visits.notna().to_numpy()
     want_sessions = np.where(has, visits.fillna(0), 0.0)
@@ -58,25 +62,66 @@ def foreign_export(n: int = 160, seed: int = 7) -> pd.DataFrame:
     per_visit = np.round(rng.uniform(1, 6, n), 2)
     per_visit[3:6], visits[3:6] = [1.25, 2.5, 0.5], [2, 3, 1]  # x.5 totals: rounded half up
     per_visit[rng.choice(np.arange(6, n), 8, replace=False)] = np.nan
-    touches = ["Email Opened", "Página Vista", "2nd call", "page_view", "session_start", "Select", None,
-               "Google Ads click", "A very long activity label that exceeds forty characters"]
-    return pd.DataFrame({
-        "Lead ID": [f"L{i:04d}" for i in range(n)], "Converted": rng.integers(0, 2, n),
-        "Web Visits": visits, "Time On Site": seconds, "Pages Per Visit": per_visit,
-        "Brochure": rng.choice(["Y", "N", None], n), "Last Touch": [touches[i % len(touches)] for i in range(n)],
-        "Region": rng.choice(["North", "South"], n)})
+    touches = [
+        "Email Opened",
+        "Página Vista",
+        "2nd call",
+        "page_view",
+        "session_start",
+        "Select",
+        None,
+        "Google Ads click",
+        "A very long activity label that exceeds forty characters",
+    ]
+    return pd.DataFrame(
+        {
+            "Lead ID": [f"L{i:04d}" for i in range(n)],
+            "Converted": rng.integers(0, 2, n),
+            "Web Visits": visits,
+            "Time On Site": seconds,
+            "Pages Per Visit": per_visit,
+            "Brochure": rng.choice(["Y", "N", None], n),
+            "Last Touch": [touches[i % len(touches)] for i in range(n)],
+            "Region": rng.choice(["North", "South"], n),
+        }
+    )
 
 
 def foreign_config(root: Path, **derive: object) -> ProjectConfig:
-    data = DataConfig(id_column="Lead ID", target_column="Converted", missing_values=["Select"],
-                      yes_values=["Y"], no_values=["N"],
-                      columns={"numeric": ["Web Visits", "Time On Site", "Pages Per Visit"],
-                               "categorical": ["Last Touch", "Region"], "yes_no": ["Brochure"]})
-    mapping = {"visits": "Web Visits", "time_on_site": "Time On Site", "pages_per_visit": "Pages Per Visit",
-               "download": "Brochure", "last_activity": "Last Touch", "seed": 3, "days_back": 20, **derive}
-    return ProjectConfig(root=root, paths=PathsConfig(raw_data="raw/export.csv"), data=data,
-                         events={"path": "events/events_*.json", "lead_key": "Lead ID", "cutoff_at": CUTOFF,
-                                 "derive": mapping, "features": FEATURES})
+    data = DataConfig(
+        id_column="Lead ID",
+        target_column="Converted",
+        missing_values=["Select"],
+        yes_values=["Y"],
+        no_values=["N"],
+        columns={
+            "numeric": ["Web Visits", "Time On Site", "Pages Per Visit"],
+            "categorical": ["Last Touch", "Region"],
+            "yes_no": ["Brochure"],
+        },
+    )
+    mapping = {
+        "visits": "Web Visits",
+        "time_on_site": "Time On Site",
+        "pages_per_visit": "Pages Per Visit",
+        "download": "Brochure",
+        "last_activity": "Last Touch",
+        "seed": 3,
+        "days_back": 20,
+        **derive,
+    }
+    return ProjectConfig(
+        root=root,
+        paths=PathsConfig(raw_data="raw/export.csv"),
+        data=data,
+        events={
+            "path": "events/events_*.json",
+            "lead_key": "Lead ID",
+            "cutoff_at": CUTOFF,
+            "derive": mapping,
+            "features": FEATURES,
+        },
+    )
 
 
 @pytest.fixture()
@@ -96,8 +141,7 @@ def test_a_foreign_export_is_reproduced_exactly(foreign):
     summary = derive_log(cfg)  # default folder: the one of events.path
     assert summary["derived"] and summary["with_events"] == leads["Web Visits"].notna().sum()
     feats = compute_features(cfg, leads)
-    assert_reproduced(feats, leads["Web Visits"], leads["Time On Site"], leads["Pages Per Visit"],
-                      leads["Brochure"] == "Y")
+    assert_reproduced(feats, leads["Web Visits"], leads["Time On Site"], leads["Pages Per Visit"], leads["Brochure"] == "Y")
     assert feats.loc[:2, "sessions"].eq(0).all() and feats.loc[:1, "engaged_s"].tolist() == [12.5, 7.25]
     assert feats.loc[3:5, "page_views"].tolist() == [3.0, 8.0, 1.0]  # 2.5, 7.5 and 0.5 rounded half up
 
@@ -111,14 +155,18 @@ def test_the_derived_files_are_ga4_shaped_labelled_and_before_the_cut_off(foreig
     assert "DERIVED EVENTS - NOT OBSERVED" in readme and "Web Visits" in readme
     cutoff_us = pd.Timestamp(CUTOFF).value // 1000
     assert all(r["event_timestamp"] < cutoff_us for r in records)
-    assert all(r["traffic_source"]["name"] == "(derived)" and r["user_properties"][0]["key"] == "derived"
-               for r in records)
+    assert all(r["traffic_source"]["name"] == "(derived)" and r["user_properties"][0]["key"] == "derived" for r in records)
     assert {r["user_pseudo_id"] for r in records} <= set(leads["Lead ID"])
     by_file = {f.name[7:15] for f in folder.glob("events_*.json")}
     assert by_file == {r["event_date"] for r in records}
     names = {r["event_name"] for r in records}
-    assert {"email_opened", "pagina_vista", "activity_2nd_call", "activity_page_view",
-            "activity_session_start"} <= names and "select" not in names
+    assert {
+        "email_opened",
+        "pagina_vista",
+        "activity_2nd_call",
+        "activity_page_view",
+        "activity_session_start",
+    } <= names and "select" not in names
     last = pd.DataFrame(records).sort_values("event_timestamp").groupby("user_pseudo_id")["event_name"].last()
     touched = leads.set_index("Lead ID")["Last Touch"]
     for key, name in last.items():  # the last activity is every lead's final event
@@ -130,6 +178,7 @@ def test_the_log_is_seeded_and_never_written_in_the_raw_folder(foreign, tmp_path
     cfg, leads = foreign
     derive_log(cfg, tmp_path / "a")
     derive_log(cfg, tmp_path / "b", leads=leads.sample(frac=1, random_state=1))  # another row order
+
     def canonical(folder: Path) -> list[str]:
         return sorted(json.dumps(r, sort_keys=True) for r in read_records(folder))
 
@@ -165,8 +214,13 @@ def test_the_shipped_export_is_reproduced_exactly_on_300_leads(tmp_path):
     derive_log(cfg, tmp_path / "events", leads=sample)
     feats = compute_features(cfg, sample, files=event_files(tmp_path / "events" / "events_*.json"))
     feats = feats.rename(columns={"engagement_seconds": "engaged_s"})
-    assert_reproduced(feats, sample["visitas_total"], sample["tiempo_en_site_total"],
-                      sample["paginas_vistas_visita"], sample["descarga_lm"] == "Yes")
+    assert_reproduced(
+        feats,
+        sample["visitas_total"],
+        sample["tiempo_en_site_total"],
+        sample["paginas_vistas_visita"],
+        sample["descarga_lm"] == "Yes",
+    )
     assert (feats.loc[:9, ["sessions", "engaged_s", "page_views", "downloads"]] == 0).all().all()
     assert sample.loc[:9, "tiempo_en_site_total"].gt(0).any()  # the export had time on site for them
 

@@ -78,24 +78,28 @@ def test_gzip_parquet_and_shards_of_one_day(export, tmp_path):
     duckdb.sql(f"COPY (SELECT * FROM read_json_auto('{files[1]}')) TO '{parquet}' (FORMAT parquet)")
     assert ingest(other, [gz, parquet]) == want[0]
     pd.testing.assert_frame_equal(compute_features(other, LEADS, files=store_files(other)), want[1])
-    shards = [_write_json(tmp_path / "sh" / f"events_20260101-00000000000{i}.json", part)
-              for i, part in enumerate((EVENTS[:2], EVENTS[2:5]))]
+    shards = [
+        _write_json(tmp_path / "sh" / f"events_20260101-00000000000{i}.json", part)
+        for i, part in enumerate((EVENTS[:2], EVENTS[2:5]))
+    ]
     assert ingest(other, shards) == {"2026-01-01": 5}  # the day's shards gathered in one file
 
 
 def test_a_flat_log_is_split_by_day(tmp_path):
-    log = pd.DataFrame({"visitor": ["v1", "v1", "v2", "v1", "v2"],
-                        "timestamp": ["2026-01-01 10:00", "2026-01-01 23:59:59", "2026-01-02 00:00",
-                                      "2026-01-05 08:00", "2026-01-05 09:00"],
-                        "activity": ["page_view", "simulator", "file_download", "page_view", "page_view"],
-                        "amount": ["", "1500", "", "", ""]})
+    log = pd.DataFrame(
+        {
+            "visitor": ["v1", "v1", "v2", "v1", "v2"],
+            "timestamp": ["2026-01-01 10:00", "2026-01-01 23:59:59", "2026-01-02 00:00", "2026-01-05 08:00", "2026-01-05 09:00"],
+            "activity": ["page_view", "simulator", "file_download", "page_view", "page_view"],
+            "amount": ["", "1500", "", "", ""],
+        }
+    )
     log.to_csv(tmp_path / "activity.csv", index=False)
     cfg = config(tmp_path, "activity.csv", format="flat", key="visitor")
     assert ingest(cfg, [tmp_path / "activity.csv"]) == {"2026-01-01": 2, "2026-01-02": 1, "2026-01-05": 2}
     assert _store_listing(cfg) == ["events_20260101.parquet", "events_20260102.parquet", "events_20260105.parquet"]
     at = "2026-02-01T00:00:00Z"
-    pd.testing.assert_frame_equal(compute_features(cfg, LEADS, at=at, files=store_files(cfg)),
-                                  compute_features(cfg, LEADS, at=at))
+    pd.testing.assert_frame_equal(compute_features(cfg, LEADS, at=at, files=store_files(cfg)), compute_features(cfg, LEADS, at=at))
     # A corrected log of the 5th only replaces that day.
     log.iloc[3:4].to_csv(tmp_path / "fifth.csv", index=False)
     assert ingest(cfg, [tmp_path / "fifth.csv"]) == {"2026-01-05": 1}
@@ -115,11 +119,14 @@ def test_a_failed_ingest_leaves_the_store_as_it_was(export, tmp_path):
     assert day.read_bytes() == before and _store_listing(cfg) == ["events_20260101.parquet", "events_20260110.parquet"]
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("events_2026.json", "{}", "named events_YYYYMMDD"),
-    ("missing/events_20260101.json", None, "no such file"),
-    ("events_20260101.txt", "x", "not a parquet, CSV or newline-delimited JSON"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("events_2026.json", "{}", "named events_YYYYMMDD"),
+        ("missing/events_20260101.json", None, "no such file"),
+        ("events_20260101.txt", "x", "not a parquet, CSV or newline-delimited JSON"),
+    ],
+)
 def test_bad_ga4_inputs_are_one_line_errors(export, tmp_path, name, content, message):
     cfg, _ = export
     path = tmp_path / name
@@ -132,8 +139,7 @@ def test_bad_ga4_inputs_are_one_line_errors(export, tmp_path, name, content, mes
 
 def test_bad_flat_inputs_are_one_line_errors(tmp_path):
     cfg = config(tmp_path, "activity.csv", format="flat", key="visitor")
-    pd.DataFrame({"visitor": ["v1"], "timestamp": ["soon"], "activity": ["page_view"]}).to_csv(
-        tmp_path / "a.csv", index=False)
+    pd.DataFrame({"visitor": ["v1"], "timestamp": ["soon"], "activity": ["page_view"]}).to_csv(tmp_path / "a.csv", index=False)
     with pytest.raises(LeadDataError, match="'soon' in 'timestamp' .* is not a date-time"):
         ingest(cfg, [tmp_path / "a.csv"])
     pd.DataFrame({"who": ["v1"], "timestamp": ["2026-01-01"]}).to_csv(tmp_path / "b.csv", index=False)

@@ -34,15 +34,24 @@ FEATURES = [
 
 
 def ga4_event(visitor: str, seconds: float, name: str, session: int, **params: object) -> dict:
-    values = [{"key": "ga_session_id", "value": {"int_value": session}},
-              {"key": "engagement_time_msec", "value": {"int_value": 2000}}]
+    values = [
+        {"key": "ga_session_id", "value": {"int_value": session}},
+        {"key": "engagement_time_msec", "value": {"int_value": 2000}},
+    ]
     for k, v in params.items():
         kind = "string_value" if isinstance(v, str) else "double_value"
         values.append({"key": k, "value": {kind: v}})
-    return {"event_date": "20260101", "event_timestamp": T0 + int(seconds * 1e6), "event_name": name,
-            "event_params": values, "user_pseudo_id": visitor, "user_id": None,
-            "device": {"category": "desktop"}, "geo": {"country": "ES"},
-            "traffic_source": {"name": "(organic)", "medium": "organic", "source": "google" if session % 2 else "bing"}}
+    return {
+        "event_date": "20260101",
+        "event_timestamp": T0 + int(seconds * 1e6),
+        "event_name": name,
+        "event_params": values,
+        "user_pseudo_id": visitor,
+        "user_id": None,
+        "device": {"category": "desktop"},
+        "geo": {"country": "ES"},
+        "traffic_source": {"name": "(organic)", "medium": "organic", "source": "google" if session % 2 else "bing"},
+    }
 
 
 DAY = 86_400.0
@@ -58,10 +67,13 @@ EVENTS = [
 
 
 def config(tmp_path, path: str, **events: object) -> ProjectConfig:
-    data = DataConfig(id_column="Lead", target_column="Won", date_column="Created",
-                      columns={"numeric": ["Age"]})
-    return ProjectConfig(root=tmp_path, paths=PathsConfig(raw_data="raw/export.csv"), data=data,
-                         events={"path": path, "lead_key": "Client", "features": FEATURES, **events})
+    data = DataConfig(id_column="Lead", target_column="Won", date_column="Created", columns={"numeric": ["Age"]})
+    return ProjectConfig(
+        root=tmp_path,
+        paths=PathsConfig(raw_data="raw/export.csv"),
+        data=data,
+        events={"path": path, "lead_key": "Client", "features": FEATURES, **events},
+    )
 
 
 @pytest.fixture()
@@ -73,8 +85,14 @@ def ga4(tmp_path):
     return config(tmp_path, "ga4/events_*.json")
 
 
-LEADS = pd.DataFrame({"Lead": ["a", "b", "c"], "Client": ["v1", "v2", "nobody"],
-                      "Created": ["2026-01-10 12:00", "2026-01-05", "2026-01-05"], "Age": [30.0, 40.0, 50.0]})
+LEADS = pd.DataFrame(
+    {
+        "Lead": ["a", "b", "c"],
+        "Client": ["v1", "v2", "nobody"],
+        "Created": ["2026-01-10 12:00", "2026-01-05", "2026-01-05"],
+        "Age": [30.0, 40.0, 50.0],
+    }
+)
 
 
 def test_ga4_features_by_hand(ga4):
@@ -89,7 +107,7 @@ def test_ga4_features_by_hand(ga4):
     assert a["hesitation_s"] == 90.0  # rates page viewed at 60 s, lead generated at 150 s
     assert a["rates_pages"] == 1
     ages = [9.5 - s / DAY for s in (0, 60, 90, 150, 2 * DAY, 9 * DAY)]
-    assert a["decayed"] == pytest.approx(sum(0.5 ** age for age in ages), rel=1e-6)  # half-life one day
+    assert a["decayed"] == pytest.approx(sum(0.5**age for age in ages), rel=1e-6)  # half-life one day
     b, c = f.iloc[1], f.iloc[2]
     assert b["downloads"] == 1 and b["views"] == 0 and b["recency_d"] == 1.0
     assert c["views"] == 0 and c["sessions"] == 0 and np.isnan(c["recency_d"])  # no events: zero counts, no recency
@@ -97,8 +115,10 @@ def test_ga4_features_by_hand(ga4):
 
 def test_an_event_after_the_cut_off_changes_nothing(ga4, tmp_path):
     before = compute_features(ga4, LEADS)
-    late = [ga4_event("v1", 9.5 * DAY + 1, "page_view", 9, page_location="/rates"),  # 1 s after lead a's cut-off
-            ga4_event("v2", 4 * DAY, "simulator", 9, amount=99.0)]  # after lead b's cut-off (day 4)
+    late = [
+        ga4_event("v1", 9.5 * DAY + 1, "page_view", 9, page_location="/rates"),  # 1 s after lead a's cut-off
+        ga4_event("v2", 4 * DAY, "simulator", 9, amount=99.0),
+    ]  # after lead b's cut-off (day 4)
     (tmp_path / "ga4" / "events_20260111.json").write_text("\n".join(json.dumps(e) for e in late) + "\n")
     pd.testing.assert_frame_equal(compute_features(ga4, LEADS), before)
     scored_now = compute_features(ga4, LEADS, at="2026-02-01T00:00:00Z")  # scoring later sees them
@@ -106,21 +126,42 @@ def test_an_event_after_the_cut_off_changes_nothing(ga4, tmp_path):
 
 
 def test_parquet_and_flat_sources_give_the_same_features(ga4, tmp_path):
-    flat = pd.DataFrame({
-        "visitor": [e["user_pseudo_id"] for e in EVENTS],
-        "timestamp": pd.to_datetime([e["event_timestamp"] for e in EVENTS], unit="us"),
-        "activity": [e["event_name"] for e in EVENTS],
-        "session": [str(e["event_params"][0]["value"]["int_value"]) for e in EVENTS],
-        "amount": [next((p["value"].get("double_value") for p in e["event_params"] if p["key"] == "amount"), None)
-                   for e in EVENTS],
-    })
+    flat = pd.DataFrame(
+        {
+            "visitor": [e["user_pseudo_id"] for e in EVENTS],
+            "timestamp": pd.to_datetime([e["event_timestamp"] for e in EVENTS], unit="us"),
+            "activity": [e["event_name"] for e in EVENTS],
+            "session": [str(e["event_params"][0]["value"]["int_value"]) for e in EVENTS],
+            "amount": [
+                next((p["value"].get("double_value") for p in e["event_params"] if p["key"] == "amount"), None) for e in EVENTS
+            ],
+        }
+    )
     flat.to_csv(tmp_path / "activity.csv", index=False)
-    cfg = config(tmp_path, "activity.csv", format="flat", key="visitor", time_column="timestamp",
-                 type_column="activity", session_column="session")
+    cfg = config(
+        tmp_path,
+        "activity.csv",
+        format="flat",
+        key="visitor",
+        time_column="timestamp",
+        type_column="activity",
+        session_column="session",
+    )
     got = compute_features(cfg, LEADS)
     want = compute_features(ga4, LEADS)
-    same = ["views", "downloads", "sessions", "recency_d", "tenure_d", "active_days", "views_7d", "avg_amount",
-            "max_amount", "hesitation_s", "decayed"]
+    same = [
+        "views",
+        "downloads",
+        "sessions",
+        "recency_d",
+        "tenure_d",
+        "active_days",
+        "views_7d",
+        "avg_amount",
+        "max_amount",
+        "hesitation_s",
+        "decayed",
+    ]
     pd.testing.assert_frame_equal(got[same], want[same])
     assert (got["engaged_s"] == 0).all() and got["google_share"].isna().all()  # a flat log has neither
 

@@ -33,19 +33,24 @@ def tiny_export() -> pd.DataFrame:
     i = np.arange(200)
     industry = np.where(i % 4 == 0, "Finance", np.where(i % 4 == 3, None, "Retail")).astype(object)
     industry[[3, 7, 11, 15, 19]] = "Rare"
-    converted = np.select([industry == "Finance", industry == "Retail", industry == "Rare"],
-                          [i < 160, i >= 150, True], default=i >= 160)
-    return pd.DataFrame({"Lead": [f"L{k:03d}" for k in i], "Industry": industry, "Visits": i.astype(float),
-                         "Won": converted.astype(int)})
+    converted = np.select(
+        [industry == "Finance", industry == "Retail", industry == "Rare"], [i < 160, i >= 150, True], default=i >= 160
+    )
+    return pd.DataFrame(
+        {"Lead": [f"L{k:03d}" for k in i], "Industry": industry, "Visits": i.astype(float), "Won": converted.astype(int)}
+    )
 
 
 def tiny_config(root) -> ProjectConfig:
-    data = DataConfig(id_column="Lead", target_column="Won",
-                      columns={"numeric": ["Visits"], "categorical": ["Industry"]},
-                      labels={"Industry": "Industry", "Visits": "Website visits"},
-                      fit_columns=["Industry"], engagement_columns=["Visits"])
-    return ProjectConfig(root=root, paths=PathsConfig(raw_data="raw/export.csv", score_history=str(root / "h.parquet")),
-                         data=data)
+    data = DataConfig(
+        id_column="Lead",
+        target_column="Won",
+        columns={"numeric": ["Visits"], "categorical": ["Industry"]},
+        labels={"Industry": "Industry", "Visits": "Website visits"},
+        fit_columns=["Industry"],
+        engagement_columns=["Visits"],
+    )
+    return ProjectConfig(root=root, paths=PathsConfig(raw_data="raw/export.csv", score_history=str(root / "h.parquet")), data=data)
 
 
 @pytest.fixture()
@@ -55,8 +60,13 @@ def tiny(tmp_path):
     X, y = df.drop(columns="Won"), df["Won"]
     model = build_pipeline(cfg, LogisticRegression(max_iter=2000)).fit(X, y)
     book = reason_book_for(cfg, model, X, y)
-    save_model(model, tmp_path / SCORE_MODEL, kind="lead_scoring_model", reasons=book.to_dict(),
-               grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X))
+    save_model(
+        model,
+        tmp_path / SCORE_MODEL,
+        kind="lead_scoring_model",
+        reasons=book.to_dict(),
+        grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X),
+    )
     return cfg, model, book, X, y
 
 
@@ -68,8 +78,10 @@ def test_evidence_is_the_training_conversion_rate_of_the_level(tiny):
         "25 % of such leads converted (all leads: 40 %)",  # 25 of 100
         "22 % of such leads converted (all leads: 40 %)",  # 10 of 45 left blank
     ]
-    assert book.evidence("Industry", ["Rare", "Mining"]) == ["few such leads in the training data (5)",
-                                                             "a value not seen in the training leads"]
+    assert book.evidence("Industry", ["Rare", "Mining"]) == [
+        "few such leads in the training data (5)",
+        "a value not seen in the training leads",
+    ]
 
 
 def test_evidence_of_a_number_is_where_it_stands_and_how_its_range_converted(tiny):
@@ -92,8 +104,13 @@ def test_reasons_follow_the_contributions(tiny):
         effects = [r["effect"] for r in lead_reasons]
         assert effects == sorted([e for e in effects if e > 0], reverse=True) + sorted(e for e in effects if e < 0)
     finance = next(r for r in reasons[0] if r["variable"] == "Industry")
-    assert finance == {"variable": "Industry", "label": "Industry", "value": "Finance", "effect": finance["effect"],
-                       "evidence": "80 % of such leads converted (all leads: 40 %)"}
+    assert finance == {
+        "variable": "Industry",
+        "label": "Industry",
+        "value": "Finance",
+        "effect": finance["effect"],
+        "evidence": "80 % of such leads converted (all leads: 40 %)",
+    }
     assert finance["effect"] > 0
     text = reason_text(reasons[0])
     assert "+ Industry: Finance — 80 % of such leads converted (all leads: 40 %)" in text
@@ -126,8 +143,9 @@ def test_trend_against_the_previous_run(tiny):
     first = scorer.score_columns(leads, scored_at="2026-05-01T09:00:00Z")
     assert first["trend"].tolist() == ["new"] * 4
     earlier = first["score"] + np.array([-10, 0, 4, 0])  # what the leads scored last week
-    ScoreHistory(cfg.path("score_history")).append(leads["Lead"].iloc[:3], np.clip(earlier[:3], 0, 100), "v0",
-                                                   "2026-04-24T09:00:00Z")
+    ScoreHistory(cfg.path("score_history")).append(
+        leads["Lead"].iloc[:3], np.clip(earlier[:3], 0, 100), "v0", "2026-04-24T09:00:00Z"
+    )
     second = scorer.score_columns(leads, scored_at="2026-05-01T09:00:00Z")
     assert second["previous_score"][:3].tolist() == np.clip(earlier[:3], 0, 100).tolist()
     assert np.isnan(second["previous_score"][3])
@@ -147,11 +165,22 @@ def test_every_path_carries_the_same_fields_for_the_same_lead(tiny, tmp_path):
     client = TestClient(create_app(cfg, Scorer.load(cfg, cfg.root, with_segments=False)))
     lead = {k: (None if pd.isna(v) else v) for k, v in X.iloc[7].to_dict().items()}
     single = client.post("/score", json=lead).json()
-    batch = client.post("/score/batch", json=[{k: (None if pd.isna(v) else v) for k, v in r.items()}
-                                              for r in X.head(10).to_dict("records")]).json()
+    batch = client.post(
+        "/score/batch", json=[{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in X.head(10).to_dict("records")]
+    ).json()
     assert {**batch[7], "scored_at": AT} == {**single, "scored_at": AT}  # alone equals in a batch
-    fields = ["probability", "score", "bucket", "recommended_action", "grade", "fit_score", "engagement_score",
-              "previous_score", "trend", "model_version"]
+    fields = [
+        "probability",
+        "score",
+        "bucket",
+        "recommended_action",
+        "grade",
+        "fit_score",
+        "engagement_score",
+        "previous_score",
+        "trend",
+        "model_version",
+    ]
     assert list(csv.columns) == list(parquet.columns) == ["Lead", *fields[:7], "reasons", *fields[7:], "scored_at"]
     row_csv, row_pq = csv.iloc[7], parquet.iloc[7]
     for f in fields:
@@ -163,11 +192,17 @@ def test_every_path_carries_the_same_fields_for_the_same_lead(tiny, tmp_path):
     payload = crm_payloads(csv, "Lead", cfg.scoring.crm_fields)[7]
     assert payload["lead_id"] == "L007"
     assert payload["custom_fields"] == {
-        "predictive_score": single["score"], "score_cluster": single["bucket"],
-        "recommended_action": single["recommended_action"], "fit_score": single["fit_score"],
-        "engagement_score": single["engagement_score"], "grade": single["grade"],
-        "reasons": reason_text(single["reasons"]), "model_version": single["model_version"], "scored_at": AT,
-        "trend": "new"}
+        "predictive_score": single["score"],
+        "score_cluster": single["bucket"],
+        "recommended_action": single["recommended_action"],
+        "fit_score": single["fit_score"],
+        "engagement_score": single["engagement_score"],
+        "grade": single["grade"],
+        "reasons": reason_text(single["reasons"]),
+        "model_version": single["model_version"],
+        "scored_at": AT,
+        "trend": "new",
+    }
     json.dumps(payload)  # JSON-ready
 
 
@@ -189,7 +224,15 @@ def test_a_model_saved_before_reasons_still_scores_with_plain_reasons(tiny, tmp_
 
 
 def test_a_lead_without_reasons_has_an_empty_reasons_field_in_the_payload():
-    scores = pd.DataFrame({"Lead": ["L1"], "score": [40], "bucket": ["WARM"], "recommended_action": ["Email"],
-                           "reasons": [np.nan], "fit_score": [np.nan]})  # as read back from CSV
+    scores = pd.DataFrame(
+        {
+            "Lead": ["L1"],
+            "score": [40],
+            "bucket": ["WARM"],
+            "recommended_action": ["Email"],
+            "reasons": [np.nan],
+            "fit_score": [np.nan],
+        }
+    )  # as read back from CSV
     fields = crm_payloads(scores, "Lead")[0]["custom_fields"]
     assert fields["reasons"] == "" and fields["fit_score"] is None and fields["predictive_score"] == 40

@@ -63,6 +63,7 @@ def test_a_last_bit_difference_keeps_the_lean_path_and_a_real_one_does_not(cfg, 
                 calibrate = self._calibrate
                 self._calibrate = lambda p: np.nextafter(calibrate(p), 2.0) if by == 0 else calibrate(p) + by
                 return ok
+
         return Skewed
 
     assert skewed(0)(model.steps[-1][1]).lean  # one ulp up: accepted
@@ -150,4 +151,3 @@ def test_shared_steps_stop_at_the_first_difference(cfg, xy):
     lo, hi = other_cleaning.steps[0][1].clip_["visitas_total"]
     other_cleaning.steps[0][1].clip_["visitas_total"] = (lo, hi + 1.0)
     assert shared_steps(a, other_cleaning) == 0
-

@@ -27,8 +27,7 @@ def test_trend_rules_at_the_edges():
     scores = np.array([55, 54, 45, 46, 50, 99, 70, 100, 0])
     got = trends(scores, previous, points)
     assert got.dtype == object
-    assert got.tolist() == ["improving", "steady", "declining", "steady", "steady", "improving", "new", "improving",
-                            "declining"]
+    assert got.tolist() == ["improving", "steady", "declining", "steady", "steady", "improving", "new", "improving", "declining"]
     assert set(got) <= set(TRENDS)
     assert trends(np.array([51]), np.array([50.0]), 1).tolist() == ["improving"]
     assert trends(np.array([], dtype=int), np.array([]), 5).tolist() == []
@@ -40,8 +39,9 @@ def test_two_runs_latest_lookup_and_trend(tmp_path):
     hist = ScoreHistory(tmp_path / "sub" / "score_history.parquet")  # the folder is created
     assert hist.latest().empty and np.isnan(hist.lookup(["a"])).all()
     assert hist.append(["a", "b", "c"], [10, 50, 90], "m1", T0) == 3
-    assert hist.append(np.array(["a", "b", "d"], dtype=object), np.array([20, 48, 5]), "m2",
-                       (T0 + timedelta(days=7)).isoformat()) == 3
+    assert (
+        hist.append(np.array(["a", "b", "d"], dtype=object), np.array([20, 48, 5]), "m2", (T0 + timedelta(days=7)).isoformat()) == 3
+    )
     latest = hist.latest()
     assert latest.to_dict() == {"a": 20, "b": 48, "c": 90, "d": 5}
     assert hist.lookup(["b", "zzz", "c"]).tolist()[0] == 48.0 and np.isnan(hist.lookup(["zzz"])[0])
@@ -151,17 +151,21 @@ def test_two_writer_processes_and_a_reader(tmp_path):
 
 def test_scores_csv_keeps_zero_padded_ids_as_text(tmp_path):
     scores = tmp_path / "scores.csv"
-    scores.write_text("lead,score,bucket,model_version,scored_at\n"
-                      "00660728,87,HOT,m1,2025-03-01T09:00:00Z\n"
-                      "660728,12,COLD,m1,2025-03-01T09:00:00Z\n"
-                      "0042,50,WARM,m1,2025-03-01T09:00:00Z\n", encoding="utf-8")
+    scores.write_text(
+        "lead,score,bucket,model_version,scored_at\n"
+        "00660728,87,HOT,m1,2025-03-01T09:00:00Z\n"
+        "660728,12,COLD,m1,2025-03-01T09:00:00Z\n"
+        "0042,50,WARM,m1,2025-03-01T09:00:00Z\n",
+        encoding="utf-8",
+    )
     history = tmp_path / "h.parquet"
     assert append_scores_file(history, scores, "lead") == 3
     assert ScoreHistory(history).latest().to_dict() == {"00660728": 87, "660728": 12, "0042": 50}
     assert append_scores_file(history, scores, "lead") == 0  # a retried job
     parquet = tmp_path / "scores.parquet"
-    pd.DataFrame({"lead": ["00660728", "0099"], "score": [90, 1], "model_version": "m2",
-                  "scored_at": pd.Timestamp("2025-03-08T09:00:00Z")}).to_parquet(parquet)
+    pd.DataFrame(
+        {"lead": ["00660728", "0099"], "score": [90, 1], "model_version": "m2", "scored_at": pd.Timestamp("2025-03-08T09:00:00Z")}
+    ).to_parquet(parquet)
     assert append_scores_file(history, parquet, "lead") == 2
     assert ScoreHistory(history).lookup(["00660728", "660728", "0099"]).tolist() == [90.0, 12.0, 1.0]
 
@@ -171,15 +175,18 @@ def _one_line(exc: pytest.ExceptionInfo[BaseException], *words: str) -> None:
     assert "\n" not in text and all(w in text for w in words), text
 
 
-@pytest.mark.parametrize(("ids", "scores", "words"), [
-    (["a", " "], [1, 2], ["1 lead id(s) empty", "[1]"]),
-    (["a", None], [1, 2], ["empty"]),
-    ([1, 2], [1, 2], ["lead ids must be text"]),
-    (["a", "b"], [1, 101], ["whole numbers from 0 to 100", "[101]"]),
-    (["a", "b"], [-1, 2.5], ["whole numbers from 0 to 100", "(2 bad)"]),
-    (["a", "b"], [1, "x"], ["whole numbers", "'x'"]),
-    (["a", "b"], [1], ["2 lead ids but 1 scores"]),
-])
+@pytest.mark.parametrize(
+    ("ids", "scores", "words"),
+    [
+        (["a", " "], [1, 2], ["1 lead id(s) empty", "[1]"]),
+        (["a", None], [1, 2], ["empty"]),
+        ([1, 2], [1, 2], ["lead ids must be text"]),
+        (["a", "b"], [1, 101], ["whole numbers from 0 to 100", "[101]"]),
+        (["a", "b"], [-1, 2.5], ["whole numbers from 0 to 100", "(2 bad)"]),
+        (["a", "b"], [1, "x"], ["whole numbers", "'x'"]),
+        (["a", "b"], [1], ["2 lead ids but 1 scores"]),
+    ],
+)
 def test_bad_rows_are_refused_in_one_line(tmp_path, ids, scores, words):
     hist = ScoreHistory(tmp_path / "h.parquet")
     with pytest.raises(LeadDataError) as exc:
@@ -222,11 +229,11 @@ def _fake_score_file(stamped: bool):
             frame = frame.assign(model_version="m1", scored_at="2025-03-01T09:00:00Z")
         frame.to_csv(output_path, index=False)
         return {"leads": 2, "buckets": {"HOT": 1, "COLD": 1}}
+
     return score_file
 
 
-@pytest.mark.parametrize(("stamped", "flags", "appended"), [(True, [], True), (True, ["--no-history"], False),
-                                                            (False, [], False)])
+@pytest.mark.parametrize(("stamped", "flags", "appended"), [(True, [], True), (True, ["--no-history"], False), (False, [], False)])
 def test_score_command_appends_to_the_history(tmp_path, monkeypatch, capsys, stamped, flags, appended):
     from leadscoring import cli
     from leadscoring.config import load_config

@@ -22,17 +22,19 @@ def _english(n: int = 400, seed: int = 0) -> pd.DataFrame:
     commas, a sales-status field written after the call, a yes/no target."""
     rng = np.random.default_rng(seed)
     conv = rng.random(n) < 0.35
-    return pd.DataFrame({
-        "Prospect ID": [f"P-{i:05d}" for i in range(n)],
-        "Lead Source": rng.choice(["Google", "Direct Traffic", "Referral", "Select"], n),
-        "Total Visits": np.where(rng.random(n) < 0.1, -1, rng.poisson(3 + 2 * conv)),
-        "Time On Website": [f"{x:.1f}".replace(".", ",") for x in rng.gamma(2, 300 + 400 * conv)],
-        "Do Not Email": rng.choice(["Yes", "No"], n, p=[0.1, 0.9]),
-        "Lead Status": np.where(conv, "Closed - Won", rng.choice(["Contacted", "Lost"], n)),
-        "Created": pd.date_range("2026-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
-        "Notes": [f"called on day {i}" for i in range(n)],
-        "Converted": np.where(conv, "yes", "no"),
-    })
+    return pd.DataFrame(
+        {
+            "Prospect ID": [f"P-{i:05d}" for i in range(n)],
+            "Lead Source": rng.choice(["Google", "Direct Traffic", "Referral", "Select"], n),
+            "Total Visits": np.where(rng.random(n) < 0.1, -1, rng.poisson(3 + 2 * conv)),
+            "Time On Website": [f"{x:.1f}".replace(".", ",") for x in rng.gamma(2, 300 + 400 * conv)],
+            "Do Not Email": rng.choice(["Yes", "No"], n, p=[0.1, 0.9]),
+            "Lead Status": np.where(conv, "Closed - Won", rng.choice(["Contacted", "Lost"], n)),
+            "Created": pd.date_range("2026-01-01", periods=n, freq="h").strftime("%Y-%m-%d %H:%M"),
+            "Notes": [f"called on day {i}" for i in range(n)],
+            "Converted": np.where(conv, "yes", "no"),
+        }
+    )
 
 
 def _write(df: pd.DataFrame, path, sep: str = ";", encoding: str = "utf-8") -> object:
@@ -85,11 +87,14 @@ def test_an_export_without_ids_is_numbered(tmp_path):
     assert validate_file(cfg.path("raw_data"), cfg) == 400
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    (["yes"] * 10, "exactly two values"),
-    (["a", "b", "c"] * 4, "exactly two values"),
-    (["open", "closed"] * 5, "pass --positive"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["yes"] * 10, "exactly two values"),
+        (["a", "b", "c"] * 4, "exactly two values"),
+        (["open", "closed"] * 5, "pass --positive"),
+    ],
+)
 def test_target_problems_are_one_line(tmp_path, values, message):
     df = pd.DataFrame({"x": np.arange(len(values)), "Outcome": values})
     with pytest.raises(LeadDataError, match=message):
@@ -108,8 +113,7 @@ def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     the call) is kept out of the model and named in the leakage audit."""
     from leadscoring.notebook.runner import QUICK_PARAMETERS, run_pipeline
 
-    dest, _ = init_project(tmp_path / "acme", _write(_english(800, seed=3), tmp_path / "acme.csv"), "Converted",
-                           date="Created")
+    dest, _ = init_project(tmp_path / "acme", _write(_english(800, seed=3), tmp_path / "acme.csv"), "Converted", date="Created")
     cfg = load_config(dest / "01_Documentos" / "config.yaml")
     result = run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False)
     assert result.status == "ok" and len(result.notebooks) == 10

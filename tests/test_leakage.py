@@ -29,28 +29,44 @@ def foreign_export(n: int = 1500, seed: int = 0) -> tuple[pd.DataFrame, pd.Serie
     filled in mostly for buyers, and honest weak inputs."""
     rng = np.random.default_rng(seed)
     y = (rng.random(n) < 0.35).astype(int)
-    status = np.where(y == 1, np.where(rng.random(n) < 0.95, "Closed - Won", "Contacted"),
-                      np.where(rng.random(n) < 0.7, "Closed - Lost", "Contacted"))
+    status = np.where(
+        y == 1,
+        np.where(rng.random(n) < 0.95, "Closed - Won", "Contacted"),
+        np.where(rng.random(n) < 0.7, "Closed - Lost", "Contacted"),
+    )
     duration = np.round(np.where(y == 1, rng.normal(300, 80, n), rng.normal(120, 80, n)).clip(0), 1)
     budget = np.round(rng.normal(5000, 1500, n), 0)
     budget_missing = np.where(y == 1, rng.random(n) < 0.05, rng.random(n) < 0.6)
     source = np.where(rng.random(n) < 0.5 + 0.15 * y, "Google", rng.choice(["Referral", "Direct", "Email"], n))
     visits = rng.poisson(3 + y, n).astype(float)
-    X = pd.DataFrame({
-        "Lead Number": np.arange(n), "Lead Source": source, "Website Visits": visits,
-        "Lead Status": status, "Call Duration": duration, "Budget": np.where(budget_missing, np.nan, budget),
-    })
+    X = pd.DataFrame(
+        {
+            "Lead Number": np.arange(n),
+            "Lead Source": source,
+            "Website Visits": visits,
+            "Lead Status": status,
+            "Call Duration": duration,
+            "Budget": np.where(budget_missing, np.nan, budget),
+        }
+    )
     return X, pd.Series(y, name="Converted")
 
 
 def foreign_config(tmp: Path, **data: object) -> ProjectConfig:
-    settings = dict(id_column="Lead Number", target_column="Converted",
-                    columns={"numeric": ["Website Visits", "Call Duration", "Budget"],
-                             "categorical": ["Lead Source", "Lead Status"]},
-                    labels={"Budget": "declared budget"}, ratios={}) | data
+    settings = (
+        dict(
+            id_column="Lead Number",
+            target_column="Converted",
+            columns={"numeric": ["Website Visits", "Call Duration", "Budget"], "categorical": ["Lead Source", "Lead Status"]},
+            labels={"Budget": "declared budget"},
+            ratios={},
+        )
+        | data
+    )
     ratios = settings.pop("ratios")
-    return ProjectConfig(root=tmp, paths=PathsConfig(raw_data="export.csv"), data=DataConfig(**settings),
-                         features={"ratios": ratios})
+    return ProjectConfig(
+        root=tmp, paths=PathsConfig(raw_data="export.csv"), data=DataConfig(**settings), features={"ratios": ratios}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +114,13 @@ def test_derived_features_of_an_excluded_column_are_dropped(export, tmp_path):
     cfg = foreign_config(tmp_path, ratios={"duration_per_visit": ("Call Duration", "Website Visits")})
     audit = leakage_audit(X, y, cfg, CV)
     assert "duration_per_visit" not in audited_features(cfg, audit)
-    decision = pd.DataFrame({"variable": ["Website Visits", "Call Duration", "duration_per_visit", "Budget"],
-                             "keep": [True, True, True, True], "reason": ["informative"] * 4})
+    decision = pd.DataFrame(
+        {
+            "variable": ["Website Visits", "Call Duration", "duration_per_visit", "Budget"],
+            "keep": [True, True, True, True],
+            "reason": ["informative"] * 4,
+        }
+    )
     out = apply_audit(decision, cfg, audit).set_index("variable")
     assert not out.loc["Call Duration", "keep"] and not out.loc["duration_per_visit", "keep"]
     assert not out.loc["Lead Status", "keep"]  # added although selection never saw it
@@ -115,11 +136,20 @@ def test_a_post_outcome_field_is_excluded_even_when_nothing_else_predicts(tmp_pa
     assert "a" in audit.set_index("variable").loc["Lead Status", "signals"]
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("leadStatus", ["status"]), ("Duración llamada", ["duracion", "llamada"]), ("Tags", ["tag"]),
-    ("Lead Quality", ["quality"]), ("callduration", ["duration"]), ("Website Visits", []),
-    ("Lead Source", []), ("Last Activity", []), ("Total Time Spent on Website", []),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("leadStatus", ["status"]),
+        ("Duración llamada", ["duracion", "llamada"]),
+        ("Tags", ["tag"]),
+        ("Lead Quality", ["quality"]),
+        ("callduration", ["duration"]),
+        ("Website Visits", []),
+        ("Lead Source", []),
+        ("Last Activity", []),
+        ("Total Time Spent on Website", []),
+    ],
+)
 def test_outcome_like_names(name, expected):
     from leadscoring.config import LeakageConfig
 
@@ -203,10 +233,14 @@ def test_stakes_with_nothing_excluded_have_one_row_and_say_so(tmp_path):
 
     rng = np.random.default_rng(1)
     y = pd.Series((rng.random(600) < 0.4).astype(int))
-    X = pd.DataFrame({"Lead Number": range(600), "Website Visits": rng.poisson(3 + y).astype(float),
-                      "Lead Source": rng.choice(["Google", "Email"], 600)})
-    cfg = foreign_config(tmp_path, columns={"numeric": ["Website Visits"], "categorical": ["Lead Source"]},
-                         labels={})
+    X = pd.DataFrame(
+        {
+            "Lead Number": range(600),
+            "Website Visits": rng.poisson(3 + y).astype(float),
+            "Lead Source": rng.choice(["Google", "Email"], 600),
+        }
+    )
+    cfg = foreign_config(tmp_path, columns={"numeric": ["Website Visits"], "categorical": ["Lead Source"]}, labels={})
     audit = leakage_audit(X, y, cfg, CV)
     assert not audit["verdict"].eq("excluded").any()
     p = _recipe(cfg, audited_features(cfg, audit)).fit(X, y).predict_proba(X)[:, 1]
@@ -220,9 +254,19 @@ def test_model_card_shows_the_audit_section(tmp_path):
 
     cfg = foreign_config(tmp_path)
     manifest = {"file": "m.pkl", "created_at": "now", "sha256": "0" * 64, "features": ["Website Visits"]}
-    card = model_card(manifest, pd.DataFrame({"model": ["a"]}), pd.DataFrame(
-        {"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"]),
-        {}, cfg, leakage="AUDIT TEXT\n")
+    card = model_card(
+        manifest,
+        pd.DataFrame({"model": ["a"]}),
+        pd.DataFrame({"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"]),
+        {},
+        cfg,
+        leakage="AUDIT TEXT\n",
+    )
     assert "## Leakage audit\nAUDIT TEXT\n" in card
-    assert "## Leakage audit\nNot run for this model." in model_card(manifest, pd.DataFrame({"model": ["a"]}), pd.DataFrame(
-        {"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"]), {}, cfg)
+    assert "## Leakage audit\nNot run for this model." in model_card(
+        manifest,
+        pd.DataFrame({"model": ["a"]}),
+        pd.DataFrame({"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"]),
+        {},
+        cfg,
+    )

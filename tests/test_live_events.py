@@ -71,17 +71,29 @@ def project(cfg, sample, tmp_path_factory):
     for day, events in _events_for(list(leads[KEY]), leads[target].to_numpy()).items():
         (root / "ga4" / f"events_{day}.json").write_text("\n".join(json.dumps(e) for e in events) + "\n")
     conf = cfg.model_dump()
-    conf.update(root=root, paths={**conf["paths"], "score_history": str(root / "history.parquet")},
-                events={"path": "ga4/events_*.json", "lead_key": KEY, "features": FEATURES})
+    conf.update(
+        root=root,
+        paths={**conf["paths"], "score_history": str(root / "history.parquet")},
+        events={"path": "ga4/events_*.json", "lead_key": KEY, "features": FEATURES},
+    )
     ev_cfg = ProjectConfig.model_validate(conf)
     ingest(ev_cfg, sorted((root / "ga4").glob("*.json")))
     X = add_features(ev_cfg, leads.drop(columns=target), at="2026-01-15")
     y = leads[target]
-    model = calibrated(build_pipeline(ev_cfg, xgb_classifier(0, n_estimators=40), scale=False), "sigmoid",
-                       StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
-    save_model(model, root / "models" / SCORE_MODEL, kind="lead_scoring_model", model_name="test",
-               features=list(X.columns), reasons=reason_book_for(ev_cfg, model, X, y).to_dict(),
-               grades=grades_for(ev_cfg, to_score(model.predict_proba(X)[:, 1]), X))
+    model = calibrated(
+        build_pipeline(ev_cfg, xgb_classifier(0, n_estimators=40), scale=False),
+        "sigmoid",
+        StratifiedKFold(3, shuffle=True, random_state=0),
+    ).fit(X, y)
+    save_model(
+        model,
+        root / "models" / SCORE_MODEL,
+        kind="lead_scoring_model",
+        model_name="test",
+        features=list(X.columns),
+        reasons=reason_book_for(ev_cfg, model, X, y).to_dict(),
+        grades=grades_for(ev_cfg, to_score(model.predict_proba(X)[:, 1]), X),
+    )
     return ev_cfg, root / "models", leads
 
 
@@ -101,8 +113,7 @@ def service(project):
 def _requests() -> list[dict]:
     """Leads as the CRM sends them: visitors with events, an unknown visitor, no visitor key."""
     visitors = ["c0", "c1", "c2", "c3", "c5", "nobody", None]
-    return [{**LEAD, "id": f"L{i}", "tiempo_en_site_total": 300 * i, **({KEY: v} if v else {})}
-            for i, v in enumerate(visitors)]
+    return [{**LEAD, "id": f"L{i}", "tiempo_en_site_total": 300 * i, **({KEY: v} if v else {})} for i, v in enumerate(visitors)]
 
 
 def _batch_scores(ev_cfg: ProjectConfig, models, requests: list[dict], at: str) -> list[dict]:
@@ -149,8 +160,7 @@ def test_fixed_time_lookups_equal_compute_features(project, service):
     # The scorer (live) and batch scoring at one fixed time: the same scores.
     X = frame.head(50).drop(columns=ev_cfg.data.target_column)
     live_scores = scorer.score_columns(X, scored_at=AT, factors=False)
-    batch = Scorer.load(ev_cfg, scorer.models_dir).score_columns(add_features(ev_cfg, X, AT), scored_at=AT,
-                                                                 factors=False)
+    batch = Scorer.load(ev_cfg, scorer.models_dir).score_columns(add_features(ev_cfg, X, AT), scored_at=AT, factors=False)
     np.testing.assert_array_equal(live_scores["probability"], batch["probability"])
 
 
@@ -242,9 +252,15 @@ def test_an_empty_store_gives_no_events_until_one_is_ingested(tmp_path):
 
 
 def test_a_flat_log_without_a_store_then_with_one(tmp_path):
-    log = pd.DataFrame({"visitor": ["v1", "v1", "v2", "v1"], "activity": ["page_view", "simulator", "page_view", "page_view"],
-                        "timestamp": ["2026-01-01 10:00", "2026-01-02 11:00", "2026-01-03 12:00", "2026-01-09 08:00"],
-                        "session": ["s1", "s2", "s3", "s4"], "amount": ["", "2500", "", ""]})
+    log = pd.DataFrame(
+        {
+            "visitor": ["v1", "v1", "v2", "v1"],
+            "activity": ["page_view", "simulator", "page_view", "page_view"],
+            "timestamp": ["2026-01-01 10:00", "2026-01-02 11:00", "2026-01-03 12:00", "2026-01-09 08:00"],
+            "session": ["s1", "s2", "s3", "s4"],
+            "amount": ["", "2500", "", ""],
+        }
+    )
     log.to_csv(tmp_path / "activity.csv", index=False)
     cfg = config(tmp_path, "activity.csv", format="flat", key="visitor", session_column="session", features=FEATURES)
     live = LiveEvents(cfg, background=False, check_seconds=0)  # no store yet: events.path

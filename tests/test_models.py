@@ -35,8 +35,7 @@ class _Recorder:
 def test_resampler_runs_only_inside_training_folds(cfg, sample):
     X, y = split_xy(sample, cfg)
     rec = _Recorder()
-    pipe = build_pipeline(cfg, xgb_classifier(0, n_estimators=20), scale=False,
-                          sampler=FunctionSampler(func=rec, validate=False))
+    pipe = build_pipeline(cfg, xgb_classifier(0, n_estimators=20), scale=False, sampler=FunctionSampler(func=rec, validate=False))
     cv = StratifiedKFold(4, shuffle=True, random_state=0)
     res = cross_validate(pipe, X, y, cv=cv, scoring="roc_auc", n_jobs=1)
     assert len(res["test_score"]) == 4 and (res["test_score"] > 0.75).all()  # the resampled model still ranks
@@ -56,8 +55,9 @@ def test_resampler_sees_training_fold_sizes_in_cv(cfg, sample):
         sizes.append(len(Xs))
         return Xs, ys
 
-    pipe = build_pipeline(cfg, xgb_classifier(0, n_estimators=20), scale=False,
-                          sampler=FunctionSampler(func=record, validate=False))
+    pipe = build_pipeline(
+        cfg, xgb_classifier(0, n_estimators=20), scale=False, sampler=FunctionSampler(func=record, validate=False)
+    )
     cv = StratifiedKFold(4, shuffle=True, random_state=0)
     cross_validate(pipe, X, y, cv=cv, scoring="roc_auc", n_jobs=1)
     assert sizes == [len(tr) for tr, _ in cv.split(X, y)]
@@ -122,9 +122,22 @@ def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained
     assert out1.read_bytes() == out2.read_bytes()
     s1 = pd.read_csv(out1, dtype={"id": str})
     assert res["leads"] == len(sample) and sum(res["buckets"].values()) == len(sample)
-    assert list(s1.columns) == ["id", "probability", "score", "bucket", "recommended_action", "grade", "fit_score",
-                                "engagement_score", "segment", "reasons", "previous_score", "trend", "model_version",
-                                "scored_at"]
+    assert list(s1.columns) == [
+        "id",
+        "probability",
+        "score",
+        "bucket",
+        "recommended_action",
+        "grade",
+        "fit_score",
+        "engagement_score",
+        "segment",
+        "reasons",
+        "previous_score",
+        "trend",
+        "model_version",
+        "scored_at",
+    ]
     assert (s1["scored_at"] == AT).all() and (s1["trend"] == "new").all() and s1["previous_score"].isna().all()
     assert set(s1["segment"]) <= {"A", "B", "C"}
     assert len(s1) == len(sample) and s1["id"].tolist() == sample["id"].tolist()
@@ -164,10 +177,16 @@ def test_chunked_equals_whole_file_and_duplicates_across_chunks(cfg, sample, tra
     assert whole.read_bytes() == chunked.read_bytes()
     score_file(cfg, src, pq_out, models_dir=folder, chunk_rows=97, scored_at=AT)
     as_text = reasons_as_text(pq.read_table(pq_out)).to_pandas()
-    pd.testing.assert_frame_equal(as_text, pd.read_csv(whole, dtype={"id": object}, keep_default_na=False,
-                                                       na_values={"fit_score": [""], "engagement_score": [""],
-                                                                  "previous_score": [""]}),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        as_text,
+        pd.read_csv(
+            whole,
+            dtype={"id": object},
+            keep_default_na=False,
+            na_values={"fit_score": [""], "engagement_score": [""], "previous_score": [""]},
+        ),
+        check_dtype=False,
+    )
     dup = sample.drop(columns="compra").copy()
     dup.loc[dup.index[500], "id"] = dup["id"].iloc[3]
     dup.to_csv(src, sep=";", index=False)

@@ -67,14 +67,36 @@ def test_products_models_and_scores(project):
     scores = pd.read_csv(cfg.path("results_dir") / "scores.csv")
     raw_ids = pd.read_csv(RAW, sep=";", usecols=["id"])["id"]
     assert scores["id"].tolist() == raw_ids.tolist()  # one row per lead, same order, nothing dropped
-    assert {"probability", "score", "bucket", "recommended_action", "grade", "fit_score", "engagement_score", "segment",
-            "reasons", "previous_score", "trend", "model_version", "scored_at"} <= set(scores.columns)
+    assert {
+        "probability",
+        "score",
+        "bucket",
+        "recommended_action",
+        "grade",
+        "fit_score",
+        "engagement_score",
+        "segment",
+        "reasons",
+        "previous_score",
+        "trend",
+        "model_version",
+        "scored_at",
+    } <= set(scores.columns)
     assert scores["score"].between(0, 100).all() and scores["segment"].notna().all()
     payload = json.loads((cfg.path("results_dir") / "crm_payloads.jsonl").read_text().splitlines()[0])
     assert set(payload) == {"lead_id", "custom_fields"}
-    assert set(payload["custom_fields"]) == {"predictive_score", "score_cluster", "recommended_action", "fit_score",
-                                             "engagement_score", "grade", "reasons", "model_version", "scored_at",
-                                             "trend"}
+    assert set(payload["custom_fields"]) == {
+        "predictive_score",
+        "score_cluster",
+        "recommended_action",
+        "fit_score",
+        "engagement_score",
+        "grade",
+        "reasons",
+        "model_version",
+        "scored_at",
+        "trend",
+    }
     history = pd.read_parquet(cfg.path("score_history"))  # the promoted run's scores, appended once
     assert len(history) == len(scores) and set(history["model_version"]) == set(scores["model_version"])
     assert (cfg.path("docs_dir") / "model_card.md").read_text().startswith("# Model card")
@@ -89,8 +111,22 @@ def test_cli_score_twice_is_identical_and_the_second_run_is_steady(project, tmp_
     outs = []
     for i in range(2):
         out = tmp_path / f"scores{i}.csv"
-        done = subprocess.run([sys.executable, "-m", "leadscoring.cli", "--config", str(cfg.source), "score",
-                               "--input", str(leads), "--output", str(out)], capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "leadscoring.cli",
+                "--config",
+                str(cfg.source),
+                "score",
+                "--input",
+                str(leads),
+                "--output",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert done.returncode == 0, done.stderr
         assert "score history:" in done.stdout
         outs.append(pd.read_csv(out, dtype={"id": str}))
@@ -99,8 +135,19 @@ def test_cli_score_twice_is_identical_and_the_second_run_is_steady(project, tmp_
         assert (run["trend"] == "steady").all() and (run["previous_score"] == run["score"]).all()
     history = pd.read_parquet(cfg.path("score_history"))
     assert (history["lead_id"].isin(first["id"])).sum() == 3 * len(first)  # the run, then each score command
-    same = ["id", "probability", "score", "bucket", "recommended_action", "grade", "fit_score", "engagement_score",
-            "segment", "reasons", "model_version"]
+    same = [
+        "id",
+        "probability",
+        "score",
+        "bucket",
+        "recommended_action",
+        "grade",
+        "fit_score",
+        "engagement_score",
+        "segment",
+        "reasons",
+        "model_version",
+    ]
     pd.testing.assert_frame_equal(first[same], second[same])
 
 
@@ -129,8 +176,10 @@ def test_unknown_parameter_refused(project):
     ("edit", "message"),
     [
         (lambda df: df.drop(columns=["ocupacion"]), "missing required column(s) ['ocupacion']"),
-        (lambda df: df.assign(visitas_total=df["visitas_total"].mask(df.index == 3, "tres")),
-         "column 'visitas_total' must be numeric but has text value(s): 'tres' (line 5)"),
+        (
+            lambda df: df.assign(visitas_total=df["visitas_total"].mask(df.index == 3, "tres")),
+            "column 'visitas_total' must be numeric but has text value(s): 'tres' (line 5)",
+        ),
         (lambda df: df.assign(id=df["id"].mask(df.index == 7, df["id"].iloc[0])), "duplicate id(s)"),
     ],
 )
@@ -138,8 +187,11 @@ def test_bad_export_stops_notebook_01_with_one_line(tmp_path, edit, message):
     bad = tmp_path / "export.csv"
     edit(pd.read_csv(RAW, sep=";", dtype=str, keep_default_na=False)).to_csv(bad, sep=";", index=False)
     cfg = load_config(write_project(tmp_path / "p", paths__raw_data=str(bad)))
-    done = subprocess.run([sys.executable, "-m", "leadscoring.cli", "--config", str(cfg.source), "run", "--only", "01",
-                           "--no-progress"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "leadscoring.cli", "--config", str(cfg.source), "run", "--only", "01", "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     err_lines = [line for line in done.stderr.splitlines() if line.startswith("leadscoring run: error")]
     assert len(err_lines) == 1 and "01_import.ipynb failed: LeadDataError" in err_lines[0]

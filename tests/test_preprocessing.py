@@ -10,21 +10,24 @@ from leadscoring.training.pipeline import preparation_steps
 
 
 def _cleaner(**kw):
-    base = dict(numeric=["n"], categorical=["c"], yes_no=["yn", "const"], missing_values=["Select"],
-                yes_values=["Yes"], clip_quantile=0.75)
+    base = dict(
+        numeric=["n"], categorical=["c"], yes_no=["yn", "const"], missing_values=["Select"], yes_values=["Yes"], clip_quantile=0.75
+    )
     base.update(kw)
     return LeadCleaner(**base)
 
 
 @pytest.fixture()
 def frame():
-    return pd.DataFrame({
-        "n": [1.0, 2.0, 3.0, 4.0, 100.0],
-        "c": ["Google", "google ", "Chat", "Select", None],
-        "yn": ["Yes", "No", "yes", None, "No"],
-        "const": ["No"] * 5,
-        "id": list("abcde"),
-    })
+    return pd.DataFrame(
+        {
+            "n": [1.0, 2.0, 3.0, 4.0, 100.0],
+            "c": ["Google", "google ", "Chat", "Select", None],
+            "yn": ["Yes", "No", "yes", None, "No"],
+            "const": ["No"] * 5,
+            "id": list("abcde"),
+        }
+    )
 
 
 def test_cleaner_rules(frame):
@@ -98,7 +101,7 @@ def test_map_unique_small_and_large_paths_agree():
     def fn(v):
         return "MISSING" if v is None else v.strip().upper()
 
-    small = np.concatenate([map_unique(values[i:i + 5], fn) for i in range(0, len(values), 5)])
+    small = np.concatenate([map_unique(values[i : i + 5], fn) for i in range(0, len(values), 5)])
     large = map_unique(values, fn)
     assert small.tolist() == large.tolist()
     assert large.tolist()[:5] == ["A", "MISSING", "B", "MISSING", "A"]

@@ -77,8 +77,7 @@ def servers():
 
 
 def _scores(n: int, score: int = 50) -> pd.DataFrame:
-    return pd.DataFrame({"id": [f"L{i:03d}" for i in range(n)], "score": score, "bucket": "WARM",
-                         "recommended_action": "Nurture"})
+    return pd.DataFrame({"id": [f"L{i:03d}" for i in range(n)], "score": score, "bucket": "WARM", "recommended_action": "Nurture"})
 
 
 def _closed_port() -> int:
@@ -108,8 +107,9 @@ def test_old_state_without_destination_is_ignored(servers, tmp_path):
     state = tmp_path / "scores.csv.push-state.jsonl"
     push_scores(path, url)
     records = [json.loads(line) for line in state.read_text().splitlines()]
-    state.write_text("".join(json.dumps({"lead_id": r["lead_id"], "digest": r["digest"]}) + "\n" for r in records)
-                     + '{"destination": "' + url)  # old format, and a line cut short by an interruption
+    state.write_text(
+        "".join(json.dumps({"lead_id": r["lead_id"], "digest": r["digest"]}) + "\n" for r in records) + '{"destination": "' + url
+    )  # old format, and a line cut short by an interruption
     assert push_scores(path, url).sent == 3 and len(server.requests) == 6
 
 
@@ -132,8 +132,9 @@ def test_idempotency_key_is_stable_across_runs(servers, tmp_path):
 def test_ids_are_read_as_written(servers, tmp_path):
     server, url = servers()
     path = tmp_path / "scores.csv"
-    path.write_text("\ufeffid,score,bucket,recommended_action\n00660728,80,HOT,Call\nNA,5,COLD,Mail\n"
-                    "a/b,5,COLD,Mail\n", encoding="utf-8")
+    path.write_text(
+        "\ufeffid,score,bucket,recommended_action\n00660728,80,HOT,Call\nNA,5,COLD,Mail\na/b,5,COLD,Mail\n", encoding="utf-8"
+    )
     assert push_scores(path, url).sent == 3
     got = {body["lead_id"]: p for p, _, body in server.requests}
     assert got == {"00660728": "/leads/00660728", "NA": "/leads/NA", "a/b": "/leads/a%2Fb"}
@@ -152,8 +153,7 @@ def test_closed_port_fails_fast_and_says_not_sent(tmp_path):
 def test_hanging_crm_timeout_is_honoured(servers, tmp_path):
     server, url = servers(hang=10)
     t0 = time.perf_counter()
-    summary = push_scores(_scores(3), url, state_file=tmp_path / "s.jsonl", timeout=0.2, retries=1,
-                          backoff=0.01, max_failures=0)
+    summary = push_scores(_scores(3), url, state_file=tmp_path / "s.jsonl", timeout=0.2, retries=1, backoff=0.01, max_failures=0)
     assert time.perf_counter() - t0 < 2.5
     assert summary.failed == 3 and len(server.requests) == 6  # two attempts each
     assert all("timeout" in e.lower() for e in summary.failures.values())

@@ -60,8 +60,9 @@ def test_bom_and_leading_zero_ids_survive_every_path(project, export, tmp_path, 
     code, out, _ = _cli(capsys, "--config", str(project), "validate", "--input", str(src), "--no-target")
     assert code == 0 and "30 leads" in out
     assert read_leads(src, cfg, require_target=False)["id"].tolist() == export["id"].tolist()
-    code, _, _ = _cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
-                      str(tmp_path / "s.csv"), "--no-progress")
+    code, _, _ = _cli(
+        capsys, "--config", str(project), "score", "--input", str(src), "--output", str(tmp_path / "s.csv"), "--no-progress"
+    )
     assert code == 0
     scored = pd.read_csv(tmp_path / "s.csv", dtype=str, keep_default_na=False)
     assert scored["id"].tolist() == export["id"].tolist()  # "00000007", not 7
@@ -72,8 +73,10 @@ def test_validate_and_score_agree_on_short_rows_and_compression(project, export,
     text[5] = text[5].rsplit(";", 1)[0]  # the 5th lead (line 6) lacks its last field
     short = tmp_path / "short.csv"
     short.write_text("\n".join(text) + "\n", encoding="utf-8")
-    for cmd in (["validate", "--input", str(short), "--no-target"],
-                ["score", "--input", str(short), "--output", str(tmp_path / "o.csv"), "--no-progress"]):
+    for cmd in (
+        ["validate", "--input", str(short), "--no-target"],
+        ["score", "--input", str(short), "--output", str(tmp_path / "o.csv"), "--no-progress"],
+    ):
         line = _one_line_error(*_cli(capsys, "--config", str(project), *cmd)[::2])
         assert "short.csv: line 6 has 19 field(s) but the header has 20" in line
     assert not (tmp_path / "o.csv").exists()
@@ -83,8 +86,9 @@ def test_validate_and_score_agree_on_short_rows_and_compression(project, export,
         fh.write(_csv(export))
     code, out, _ = _cli(capsys, "--config", str(project), "validate", "--input", str(gz), "--no-target")
     assert code == 0 and "30 leads" in out
-    code, out, _ = _cli(capsys, "--config", str(project), "score", "--input", str(gz), "--output",
-                        str(tmp_path / "gz.csv"), "--no-progress")
+    code, out, _ = _cli(
+        capsys, "--config", str(project), "score", "--input", str(gz), "--output", str(tmp_path / "gz.csv"), "--no-progress"
+    )
     assert code == 0 and len(pd.read_csv(tmp_path / "gz.csv")) == 30
 
 
@@ -109,13 +113,16 @@ def test_line_numbers_after_embedded_line_breaks_and_in_later_chunks(project, ex
         score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40)
 
 
-@pytest.mark.parametrize(("decimal", "thousands", "text", "value"), [
-    (",", None, "1,5", 1.5),
-    (",", None, "1.5", 1.5),  # no thousands separator configured: "." is not dropped (was 15)
-    (",", ".", "1.234,5", 1234.5),
-    (".", ",", "1,234.5", 1234.5),
-    (".", None, "2.25", 2.25),
-])
+@pytest.mark.parametrize(
+    ("decimal", "thousands", "text", "value"),
+    [
+        (",", None, "1,5", 1.5),
+        (",", None, "1.5", 1.5),  # no thousands separator configured: "." is not dropped (was 15)
+        (",", ".", "1.234,5", 1234.5),
+        (".", ",", "1,234.5", 1234.5),
+        (".", None, "2.25", 2.25),
+    ],
+)
 def test_decimal_mark_and_thousands_separator(tmp_path, export, decimal, thousands, text, value):
     cfg = load_config(write_project(tmp_path, data__decimal=decimal, data__thousands=thousands))
     col = cfg.data.columns.numeric[0]
@@ -135,19 +142,24 @@ def test_output_that_would_destroy_an_input_is_refused(project, export, tmp_path
     link = tmp_path / "hard_link.csv"
     link.hardlink_to(src)
     for dest in (src, tmp_path / "." / "leads.csv", link):
-        line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src),
-                                     "--output", str(dest), "--no-progress")[::2])
+        line = _one_line_error(
+            *_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output", str(dest), "--no-progress")[::2]
+        )
         assert "this is the input" in line
     assert src.read_bytes() == before
     raw_folder = cfg.path("raw_data").parent
     with pytest.raises(OutputPathError, match="raw exports"):
         score_file(cfg, src, raw_folder / "scores.csv")
     assert not (raw_folder / "scores.csv").exists()
-    line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
-                                 str(tmp_path), "--no-progress")[::2])
+    line = _one_line_error(
+        *_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output", str(tmp_path), "--no-progress")[::2]
+    )
     assert "is a folder" in line
-    line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
-                                 str(src / "scores.csv"), "--no-progress")[::2])
+    line = _one_line_error(
+        *_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output", str(src / "scores.csv"), "--no-progress")[
+            ::2
+        ]
+    )
     assert "is a file, not a folder" in line
 
 
@@ -162,11 +174,16 @@ def test_bad_exports_get_one_line_from_score(project, export, tmp_path, capsys, 
         "header_only": _csv(export).splitlines()[0] + "\n",
     }[case]
     src.write_text(text, encoding="utf-8")
-    line = _one_line_error(*_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output",
-                                 str(tmp_path / "o.csv"), "--no-progress")[::2])
+    line = _one_line_error(
+        *_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--no-progress")[
+            ::2
+        ]
+    )
     expected = {
-        "comma_separated": "only one column found", "no_id_column": "missing required column(s) ['id']",
-        "bad_first_block": "line 2 has 21 field(s) but the header has 20", "empty": "the file is empty",
+        "comma_separated": "only one column found",
+        "no_id_column": "missing required column(s) ['id']",
+        "bad_first_block": "line 2 has 21 field(s) but the header has 20",
+        "empty": "the file is empty",
         "header_only": "no leads",
     }[case]
     assert f"{src.name}: " in line and expected in line

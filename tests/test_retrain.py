@@ -23,26 +23,34 @@ from leadscoring.training.rules import RuleScorer, load_rules
 from .conftest import write_project
 
 SCORE, SEGMENT, RULES = MODEL_SET
-CHAMPION_VALIDATION = {"roc_auc": 0.9123, "average_precision": 0.8765, "brier": 0.1111, "log_loss": 0.3333,
-                       "gain_at_30pct": 0.6543, "base_rate": 0.376, "n": 1455}
+CHAMPION_VALIDATION = {
+    "roc_auc": 0.9123,
+    "average_precision": 0.8765,
+    "brier": 0.1111,
+    "log_loss": 0.3333,
+    "gain_at_30pct": 0.6543,
+    "base_rate": 0.376,
+    "n": 1455,
+}
 CARD = "# Model card: lead scoring model\n\nchampion card\n\n## Caveats\n- the caveat the configuration asks for\n"
 
 
 # -- the promotion rule, with hand numbers ----------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("champion", "challenger", "tolerance", "promote"),
     [
-        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.625, "brier": 0.25}, 0.125, True),   # AUC drop == tolerance
-        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.5, "brier": 0.25}, 0.125, False),    # drop > tolerance
-        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.795, "brier": 0.15}, 0.005, True),   # decimal edge (float noise)
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.625, "brier": 0.25}, 0.125, True),  # AUC drop == tolerance
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.5, "brier": 0.25}, 0.125, False),  # drop > tolerance
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.795, "brier": 0.15}, 0.005, True),  # decimal edge (float noise)
         ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.7949, "brier": 0.15}, 0.005, False),
-        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.75, "brier": 0.375}, 0.125, True),   # Brier rise == tolerance
-        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.75, "brier": 0.5}, 0.125, False),    # rise > tolerance
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.75, "brier": 0.375}, 0.125, True),  # Brier rise == tolerance
+        ({"roc_auc": 0.75, "brier": 0.25}, {"roc_auc": 0.75, "brier": 0.5}, 0.125, False),  # rise > tolerance
         ({"roc_auc": 0.80, "brier": 0.150}, {"roc_auc": 0.80, "brier": 0.155}, 0.005, True),
         ({"roc_auc": 0.80, "brier": 0.150}, {"roc_auc": 0.80, "brier": 0.1551}, 0.005, False),
-        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.90, "brier": 0.20}, 0.005, False),   # better AUC, worse Brier
-        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.80, "brier": 0.15}, 0.0, True),      # equal, no tolerance
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.90, "brier": 0.20}, 0.005, False),  # better AUC, worse Brier
+        ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.80, "brier": 0.15}, 0.0, True),  # equal, no tolerance
         ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": 0.80, "brier": 0.15}, -0.001, False),  # bar above equal
         ({"roc_auc": 0.80, "brier": 0.15}, {"roc_auc": float("nan"), "brier": 0.1}, 1.0, False),
         ({"roc_auc": 0.80, "brier": 0.15}, {"brier": 0.1}, 1.0, False),
@@ -53,6 +61,7 @@ def test_should_promote_at_the_tolerance_edge(champion, challenger, tolerance, p
 
 
 # -- retrain, archive, rollback ----------------------------------------------------------------
+
 
 def _strip(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if k not in {"file", "sha256", "created_at", "versions", "python_implementation"}}
@@ -66,11 +75,21 @@ def project(tmp_path, small_models, cfg, sample, leads):
     models = pcfg.path("models_dir")
     shutil.copytree(small_models, models)
     champion, manifest = load_model(models / SCORE)
-    save_model(champion, models / SCORE, **_strip(manifest), validation=CHAMPION_VALIDATION, validation_rows=1455,
-               cv={"roc_auc": 0.9, "brier": 0.12, "folds": 5})
+    save_model(
+        champion,
+        models / SCORE,
+        **_strip(manifest),
+        validation=CHAMPION_VALIDATION,
+        validation_rows=1455,
+        cv={"roc_auc": 0.9, "brier": 0.12, "folds": 5},
+    )
     X, y = sample.drop(columns="compra"), sample["compra"]
-    rules = Pipeline([("clean", preparation_steps(cfg)[0][1]),
-                      ("rules", RuleScorer(rules=load_rules(pcfg.path("rules_table")), yes_no=cfg.data.columns.yes_no))])
+    rules = Pipeline(
+        [
+            ("clean", preparation_steps(cfg)[0][1]),
+            ("rules", RuleScorer(rules=load_rules(pcfg.path("rules_table")), yes_no=cfg.data.columns.yes_no)),
+        ]
+    )
     save_model(rules.fit(X, y), models / RULES, kind="rule_scorer", cv={"roc_auc": 0.8})
     (pcfg.path("docs_dir") / "model_card.md").write_text(CARD)
     new = leads[~leads["id"].isin(sample["id"])].head(400)
@@ -187,13 +206,16 @@ def _shas_present(models) -> dict[str, str]:
     return {n: read_manifest(models / n)["sha256"] for n in MODEL_SET if (models / n).is_file()}
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("", "the file is empty"),
-    ("id;compra\n", "no leads"),
-    ("id,compra\n1,0\n", "only one column found"),
-    ("id;compra\n1;0\n2\n", "line 3 has 1 field(s) but the header has 2"),
-    ("id;outcome\n1;0\n", "missing required column 'compra'"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the file is empty"),
+        ("id;compra\n", "no leads"),
+        ("id,compra\n1,0\n", "only one column found"),
+        ("id;compra\n1;0\n2\n", "line 3 has 1 field(s) but the header has 2"),
+        ("id;outcome\n1;0\n", "missing required column 'compra'"),
+    ],
+)
 def test_bad_outcomes_files_are_one_line(project, tmp_path, capsys, text, expected):
     cfg, _, feats = project
     bad = tmp_path / "outcomes.csv"

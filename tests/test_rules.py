@@ -5,13 +5,15 @@ import pytest
 from leadscoring.training.rules import RuleScorer, RulesError, check_rules
 from leadscoring.training.woe import propose_rules
 
-RULES = pd.DataFrame([
-    {"variable": "job", "kind": "level", "level": "Pro", "points": 30},
-    {"variable": "job", "kind": "level", "level": "Missing", "points": -10},
-    {"variable": "time", "kind": "range", "lower": 0, "upper": 100, "points": -5},
-    {"variable": "time", "kind": "range", "lower": 50, "upper": np.inf, "points": 20},
-    {"variable": "optin", "kind": "level", "level": "Yes", "points": 10},
-])
+RULES = pd.DataFrame(
+    [
+        {"variable": "job", "kind": "level", "level": "Pro", "points": 30},
+        {"variable": "job", "kind": "level", "level": "Missing", "points": -10},
+        {"variable": "time", "kind": "range", "lower": 0, "upper": 100, "points": -5},
+        {"variable": "time", "kind": "range", "lower": 50, "upper": np.inf, "points": 20},
+        {"variable": "optin", "kind": "level", "level": "Yes", "points": 10},
+    ]
+)
 
 
 def test_points_sum_first_match_wins_and_rescale():
@@ -34,8 +36,9 @@ def test_rules_are_compared_on_ranking_only():
     from leadscoring.training.evaluation import ranking_metrics
 
     rng = np.random.default_rng(0)
-    X = pd.DataFrame({"job": rng.choice(["Pro", "Student"], 200), "time": rng.uniform(0, 300, 200),
-                      "optin": rng.choice([0.0, 1.0], 200)})
+    X = pd.DataFrame(
+        {"job": rng.choice(["Pro", "Student"], 200), "time": rng.uniform(0, 300, 200), "optin": rng.choice([0.0, 1.0], 200)}
+    )
     y = ((X["job"] == "Pro") & (X["time"] > 100)).astype(int)
     res = cross_validate(RuleScorer(rules=RULES, yes_no=["optin"]), X, y, cv=3, scoring=RANKING_SCORING)
     assert (res["test_roc_auc"] > 0.8).all()

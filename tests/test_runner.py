@@ -44,10 +44,15 @@ def _notebook(path: Path, params: str, body: str = "print('ok')") -> Path:
 
 def _fake_notebooks(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    _notebook(folder / "01_prepare.ipynb", 'config_path = None\noutput_root = None\nsample_size = None\n'
-              'fast = False\nproducts = ["work_dir/work.txt"]')
-    _notebook(folder / "02_models.ipynb", "config_path = None\noutput_root = None\nfast = False\n"
-              f"products = {MODEL_PRODUCTS + ['results_dir/run_metrics.json', 'docs_dir/model_card.md']!r}")
+    _notebook(
+        folder / "01_prepare.ipynb",
+        'config_path = None\noutput_root = None\nsample_size = None\nfast = False\nproducts = ["work_dir/work.txt"]',
+    )
+    _notebook(
+        folder / "02_models.ipynb",
+        "config_path = None\noutput_root = None\nfast = False\n"
+        f"products = {MODEL_PRODUCTS + ['results_dir/run_metrics.json', 'docs_dir/model_card.md']!r}",
+    )
     return folder
 
 
@@ -129,6 +134,7 @@ def _fake_run(calls):
     def fake(cfg, params, **kw):
         calls.append((params, kw))
         return RunResult("rid", cfg.root / "05_Resultados" / "runs" / "rid", "ok", promoted=kw["promote"])
+
     return fake
 
 
@@ -270,8 +276,9 @@ def test_sigterm_from_outside_ends_the_run_cleanly(tmp_path):
     config = write_project(tmp_path / "p", paths__notebooks_dir=str(_fake_notebooks(tmp_path / "nbs")))
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    proc = subprocess.Popen([sys.executable, str(script), str(config)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(config)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "started"
         proc.send_signal(signal.SIGTERM)

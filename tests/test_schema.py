@@ -18,8 +18,7 @@ from .conftest import write_project
 
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory):
-    return LeadSchema(load_config(write_project(tmp_path_factory.mktemp("p"), data__decimal=",",
-                                                data__thousands=".")))
+    return LeadSchema(load_config(write_project(tmp_path_factory.mktemp("p"), data__decimal=",", data__thousands=".")))
 
 
 def _frame(schema: LeadSchema, **values: object) -> pd.DataFrame:
@@ -41,10 +40,18 @@ def _both(schema: LeadSchema, **values: object) -> tuple[object, object]:
     return frame, request
 
 
-@pytest.mark.parametrize(("column", "value"), [
-    ("numeric", "abc"), ("numeric", "inf"), ("numeric", "nan"), ("numeric", "-1"),
-    ("yes_no", "Maybe"), ("id", ""), ("id", "   "),
-])
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("numeric", "abc"),
+        ("numeric", "inf"),
+        ("numeric", "nan"),
+        ("numeric", "-1"),
+        ("yes_no", "Maybe"),
+        ("id", ""),
+        ("id", "   "),
+    ],
+)
 def test_refused_by_both(schema, column, value):
     col = {"numeric": schema.numeric[0], "yes_no": schema.yes_no[0], "id": schema.id_column}[column]
     frame, request = _both(schema, **{col: value})
@@ -68,8 +75,7 @@ def test_ids_and_missing_values_alike(schema):
 def test_json_only_values(schema):
     """What a CSV cannot carry: JSON booleans and fractional ids are refused."""
     model = schema.request_model()
-    for values in ({schema.id_column: True}, {schema.id_column: 1.5},
-                   {schema.id_column: "x", schema.numeric[0]: True}):
+    for values in ({schema.id_column: True}, {schema.id_column: 1.5}, {schema.id_column: "x", schema.numeric[0]: True}):
         with pytest.raises(ValidationError):
             model(**values)
     assert model(**{schema.id_column: 7}).model_dump()[schema.id_column] == "7"

@@ -4,8 +4,11 @@ from leadscoring.config import Bucket
 from leadscoring.serving.payloads import crm_payloads
 from leadscoring.serving.scorer import assign_buckets, to_score
 
-BUCKETS = [Bucket(name="HOT", min_score=80, action="Call_Immediately"),
-           Bucket(name="WARM", min_score=50, action="Nurture"), Bucket(name="COLD", min_score=0, action="Auto")]
+BUCKETS = [
+    Bucket(name="HOT", min_score=80, action="Call_Immediately"),
+    Bucket(name="WARM", min_score=50, action="Nurture"),
+    Bucket(name="COLD", min_score=0, action="Auto"),
+]
 
 
 def test_score_is_rounded_percentage():
@@ -22,5 +25,9 @@ def test_crm_payload_format():
     import pandas as pd
 
     scores = pd.DataFrame({"id": [660728], "score": [85], "bucket": ["HOT"], "recommended_action": ["Call_Immediately"]})
-    assert crm_payloads(scores, "id") == [{"lead_id": "660728", "custom_fields": {
-        "predictive_score": 85, "score_cluster": "HOT", "recommended_action": "Call_Immediately"}}]
+    assert crm_payloads(scores, "id") == [
+        {
+            "lead_id": "660728",
+            "custom_fields": {"predictive_score": 85, "score_cluster": "HOT", "recommended_action": "Call_Immediately"},
+        }
+    ]

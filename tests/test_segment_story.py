@@ -50,9 +50,21 @@ def test_table_numbers_by_hand():
     np.testing.assert_allclose(t["HOT_mean_score"], [(90 + 85 + 82) / 3, 81, np.nan])
     np.testing.assert_allclose(t["HOT_conversion_rate"], [1.0, 0.0, np.nan])
     np.testing.assert_allclose(t["share_of_all_HOT"], [0.75, 0.25, 0.0])
-    assert list(t.columns) == ["leads", "share", "conversion_rate", "score_p25", "score_median", "score_p75",
-                               "share_HOT", "share_WARM", "share_COLD", "HOT_leads", "HOT_mean_score",
-                               "HOT_conversion_rate", "share_of_all_HOT"]
+    assert list(t.columns) == [
+        "leads",
+        "share",
+        "conversion_rate",
+        "score_p25",
+        "score_median",
+        "score_p75",
+        "share_HOT",
+        "share_WARM",
+        "share_COLD",
+        "HOT_leads",
+        "HOT_mean_score",
+        "HOT_conversion_rate",
+        "share_of_all_HOT",
+    ]
     assert bucket_share_column("WARM") == "share_WARM" and top_columns("HOT")["count"] == "HOT_leads"
 
 
@@ -62,9 +74,11 @@ def test_story_names_the_exception_with_its_count_and_rates():
     assert "Of the 4 HOT leads, 3 (75%) are in 'A'. 'C' holds none." in story
     # weak: conversion at most 0.7 × 41.7 % = 29 %, so B (20 %) is weak and A, C are not
     assert "A segment is weak when it converts at most 29%, 70% of the base rate of 42%." in story
-    assert ("- 1 lead of segment 'B' (20% of the segment; conversion 20%, median score 20) is HOT: its own data, "
-            "not the segment's profile, earns the score. Call it, but expect a lower hit rate than the HOT leads of "
-            "'A' (mean score 81 vs 86; converted 0% vs 100%).") in story
+    assert (
+        "- 1 lead of segment 'B' (20% of the segment; conversion 20%, median score 20) is HOT: its own data, "
+        "not the segment's profile, earns the score. Call it, but expect a lower hit rate than the HOT leads of "
+        "'A' (mean score 81 vs 86; converted 0% vs 100%)."
+    ) in story
     assert "segment 'A'" not in story and "segment 'C'" not in story
     assert segment_score_story(_table(), "HOT") == story  # base rate by default: the table's own, 5 / 12
 
@@ -75,9 +89,11 @@ def test_scoring_only_story_compares_median_and_mean_scores():
     story = segment_score_story(t, "HOT", base_rate=None)
     # typical median (5 × 82 + 5 × 20 + 2 × 62.5) / 12 = 52.9; weak at most 0.7 × 52.9 = 37: only B
     assert "has a median score of at most 37, 70% of the typical median score of 53." in story
-    assert ("1 lead of segment 'B' (20% of the segment; median score 20) is HOT: its own data, not the segment's "
-            "profile, earns the score. Call it, but expect a lower hit rate than the HOT leads of 'A' "
-            "(mean score 81 vs 86).") in story
+    assert (
+        "1 lead of segment 'B' (20% of the segment; median score 20) is HOT: its own data, not the segment's "
+        "profile, earns the score. Call it, but expect a lower hit rate than the HOT leads of 'A' "
+        "(mean score 81 vs 86)."
+    ) in story
     assert "converted" not in story
 
 
@@ -86,19 +102,18 @@ def test_exception_with_a_hit_rate_no_lower_and_the_only_top_leads():
     story = segment_score_story(_table(y=y), "HOT")
     # base 4 / 12, weak at most 23 %: A (20 %) and B (20 %); A's 3 HOT leads compared with B's and back
     assert "- 3 leads of segment 'A' (60% of the segment; conversion 20%, median score 82) are HOT" in story
-    assert "Call them, but expect a lower hit rate than the HOT leads of 'B' (mean score 86 vs 81; " \
-           "converted 0% vs 100%)." in story
-    assert "Call it: expect a hit rate no lower than the HOT leads of 'A' (mean score 81 vs 86; " \
-           "converted 100% vs 0%)." in story
-    alone = segment_score_table(["A", "A", "B", "B"], [85, 10, 60, 70], ["HOT", "COLD", "WARM", "WARM"], ORDER,
-                                [0, 0, 1, 1])
+    assert "Call them, but expect a lower hit rate than the HOT leads of 'B' (mean score 86 vs 81; converted 0% vs 100%)." in story
+    assert "Call it: expect a hit rate no lower than the HOT leads of 'A' (mean score 81 vs 86; converted 100% vs 0%)." in story
+    alone = segment_score_table(["A", "A", "B", "B"], [85, 10, 60, 70], ["HOT", "COLD", "WARM", "WARM"], ORDER, [0, 0, 1, 1])
     assert "It is the only HOT lead: call it." in segment_score_story(alone, "HOT")
 
 
 def test_no_weak_segment_and_weak_segment_without_top_leads():
     story = segment_score_story(_table(), "HOT", base_rate=0.2)  # weak at most 14 %: none
-    assert ("No segment is weak (a weak segment converts at most 14%, 70% of the base rate of 20%), so no HOT lead "
-            "goes against its segment.") in story
+    assert (
+        "No segment is weak (a weak segment converts at most 14%, 70% of the base rate of 20%), so no HOT lead "
+        "goes against its segment."
+    ) in story
     y = [1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0]  # C converts 0 of 2 and holds no HOT lead; B converts 40 %
     assert "No HOT lead sits in a weak segment (one that converts at most 29%" in segment_score_story(_table(y=y), "HOT")
 

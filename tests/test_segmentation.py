@@ -51,8 +51,9 @@ def test_pick_k_prefers_stable_solutions_then_smaller_k():
 
 def test_profile_and_names_by_hand():
     prepared = pd.DataFrame({"time": [10.0, 12, 100, 110], "job": ["Pro", "Pro", "Student", None]})
-    prof = profile_segments(prepared, [1, 1, 2, 2], [1, 1, 0, 0], score=[90, 80, 10, 20], categorical=["job"],
-                            labels={"time": "time on website"})
+    prof = profile_segments(
+        prepared, [1, 1, 2, 2], [1, 1, 0, 0], score=[90, 80, 10, 20], categorical=["job"], labels={"time": "time on website"}
+    )
     assert prof["leads"].tolist() == [2, 2] and prof["conversion_rate"].tolist() == [1.0, 0.0]
     assert prof["mean_score"].tolist() == [85.0, 15.0]
     # time: (11 - 58) / 54.4 = -0.86 standard deviations; job Pro: log(100 % / 50 %) = 0.69

@@ -19,8 +19,15 @@ from leadscoring.loop.monitoring import ab_lift, psi
 from leadscoring.serving.scorer import Scorer
 from leadscoring.serving.service import create_app
 
-LEAD = {"id": 1, "origen": "API", "fuente": "Google", "visitas_total": 3, "tiempo_en_site_total": 900,
-        "ocupacion": "Working Professional", "descarga_lm": "No"}
+LEAD = {
+    "id": 1,
+    "origen": "API",
+    "fuente": "Google",
+    "visitas_total": 3,
+    "tiempo_en_site_total": 900,
+    "ocupacion": "Working Professional",
+    "descarga_lm": "No",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +41,22 @@ def test_health_and_score(client):
     r = client.post("/score", json=LEAD)
     assert r.status_code == 200
     body = r.json()
-    assert list(body) == ["lead_id", "probability", "score", "bucket", "recommended_action", "grade", "fit_score",
-                          "engagement_score", "segment", "reasons", "previous_score", "trend", "model_version",
-                          "scored_at"]
+    assert list(body) == [
+        "lead_id",
+        "probability",
+        "score",
+        "bucket",
+        "recommended_action",
+        "grade",
+        "fit_score",
+        "engagement_score",
+        "segment",
+        "reasons",
+        "previous_score",
+        "trend",
+        "model_version",
+        "scored_at",
+    ]
     assert body["lead_id"] == "1" and body["score"] == round(100 * body["probability"])
     assert 1 <= len(body["reasons"]) <= 6 and body["model_version"] == health["model_version"]
     assert all(set(r) == {"variable", "label", "value", "effect", "evidence"} for r in body["reasons"])
@@ -108,7 +128,10 @@ class _FlakyCRM(BaseHTTPRequestHandler):
             code = 429 if hash(lead) % 3 == 0 else 503
         else:
             assert body["lead_id"] == lead and set(body["custom_fields"]) == {
-                "predictive_score", "score_cluster", "recommended_action"}
+                "predictive_score",
+                "score_cluster",
+                "recommended_action",
+            }
             with self.lock:
                 self.accepted[lead] += 1
             code = 200
@@ -133,8 +156,9 @@ def crm():
 def test_push_retries_and_resends_nothing(crm, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("LEADSCORING_CRM_TOKEN", "crm-token-xyz")
     caplog.set_level(logging.DEBUG)
-    scores = pd.DataFrame({"id": [str(i) for i in range(40)] + ["bad"], "score": 50, "bucket": "WARM",
-                           "recommended_action": "Nurture"})
+    scores = pd.DataFrame(
+        {"id": [str(i) for i in range(40)] + ["bad"], "score": 50, "bucket": "WARM", "recommended_action": "Nurture"}
+    )
     path = tmp_path / "scores.csv"
     scores.to_csv(path, index=False)
     first = push_scores(path, crm, retries=3, backoff=0.01, concurrency=4)

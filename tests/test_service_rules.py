@@ -13,8 +13,15 @@ from leadscoring.config import ServiceConfig
 from leadscoring.serving.scorer import Scorer
 from leadscoring.serving.service import create_app
 
-LEAD = {"id": 1, "origen": "API", "fuente": "Google", "visitas_total": 3, "tiempo_en_site_total": 900,
-        "ocupacion": "Working Professional", "descarga_lm": "No"}
+LEAD = {
+    "id": 1,
+    "origen": "API",
+    "fuente": "Google",
+    "visitas_total": 3,
+    "tiempo_en_site_total": 900,
+    "ocupacion": "Working Professional",
+    "descarga_lm": "No",
+}
 MAX_BATCH = 5
 MAX_BODY_MB = 0.01  # 10,485 bytes
 JSON = {"content-type": "application/json"}
@@ -101,7 +108,7 @@ def test_body_over_the_limit_is_413(client):
     def chunks():  # no Content-Length: sent chunked, cut at the limit
         for i in range(0, len(big), 1000):
             read.append(i)
-            yield big[i:i + 1000]
+            yield big[i : i + 1000]
 
     assert client.post("/score/batch", content=chunks(), headers=JSON).status_code == 413
     assert client.post("/score", content=json.dumps({**LEAD, "origen": "x" * 20_000}), headers=JSON).status_code == 413
@@ -111,8 +118,7 @@ def test_token_is_checked_before_the_body(client, monkeypatch):
     monkeypatch.setenv("LEADSCORING_API_TOKEN", "s3cret")
     for path in ("/score", "/score/batch"):
         assert client.post(path, content=b"{not json", headers=JSON).status_code == 401
-        assert client.post(path, content=b"{not json", headers={**JSON, "Authorization": "Basic s3cret"}
-                           ).status_code == 401
+        assert client.post(path, content=b"{not json", headers={**JSON, "Authorization": "Basic s3cret"}).status_code == 401
         consumed: list[bool] = []
 
         def body(seen: list[bool] = consumed):

@@ -21,14 +21,15 @@ def _excused(estimator: object) -> dict[str, str]:
     """Checks an estimator is excused from, and why: none for the steps as scikit-learn
     builds them by default; one for a step configured with named columns."""
     if isinstance(estimator, LeadCleaner) and estimator.numeric:
-        return {"check_fit2d_1feature": "a cleaner configured for columns x0 and x1 refuses an input that "
-                                         "lacks x1, naming it (KeyError), as it should"}
+        return {
+            "check_fit2d_1feature": "a cleaner configured for columns x0 and x1 refuses an input that "
+            "lacks x1, naming it (KeyError), as it should"
+        }
     return {}
 
 
 @parametrize_with_checks(
-    [LeadCleaner(), LeadFeatures(), ColumnSelector(), LeadEncoder(),
-     LeadCleaner(numeric=["x0"], yes_no=["x1"], clip_quantile=0.9)],
+    [LeadCleaner(), LeadFeatures(), ColumnSelector(), LeadEncoder(), LeadCleaner(numeric=["x0"], yes_no=["x1"], clip_quantile=0.9)],
     expected_failed_checks=_excused,
 )
 def test_feature_steps_keep_the_sklearn_contract(estimator, check):
@@ -65,10 +66,13 @@ def test_cleaner_keeps_the_configured_column_order():
     import subprocess
     import sys
 
-    code = ("import pandas as pd; from leadscoring.features.cleaning import LeadCleaner; "
-            "X = pd.DataFrame({c: ['a', 'b'] for c in 'qwertyuiop'}); "
-            "print(list(LeadCleaner(categorical=list('qwertyuiop')).fit(X).get_feature_names_out()))")
+    code = (
+        "import pandas as pd; from leadscoring.features.cleaning import LeadCleaner; "
+        "X = pd.DataFrame({c: ['a', 'b'] for c in 'qwertyuiop'}); "
+        "print(list(LeadCleaner(categorical=list('qwertyuiop')).fit(X).get_feature_names_out()))"
+    )
     for seed in ("1", "2", "3"):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed, "PATH": ""}
+        ).stdout
         assert out.strip() == str(list("qwertyuiop"))

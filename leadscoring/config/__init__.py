@@ -131,8 +131,9 @@ class ProjectConfig(_Strict):
         if self.events is not None and self.events.derive is not None:
             raw = self.data.columns
             events = set(self.event_columns)
-            self.events.derive.check_roles(ColumnRoles(numeric=[c for c in raw.numeric if c not in events],
-                                                       categorical=raw.categorical, yes_no=raw.yes_no))
+            self.events.derive.check_roles(
+                ColumnRoles(numeric=[c for c in raw.numeric if c not in events], categorical=raw.categorical, yes_no=raw.yes_no)
+            )
         return self
 
     def root_path(self, value: str) -> Path:
@@ -176,9 +177,7 @@ def find_config(start: str | os.PathLike[str] | None = None) -> Path:
         candidate = folder / DEFAULT_CONFIG
         if candidate.is_file():
             return candidate
-    raise ConfigError(
-        f"no {DEFAULT_CONFIG} found in {here} or its parents; pass --config or set {CONFIG_ENV}"
-    )
+    raise ConfigError(f"no {DEFAULT_CONFIG} found in {here} or its parents; pass --config or set {CONFIG_ENV}")
 
 
 def _format_validation_error(err: ValidationError, source: Path) -> str:

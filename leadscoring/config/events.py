@@ -9,8 +9,20 @@ from pydantic import Field, model_validator
 
 from leadscoring.config.sections import ColumnRoles, _Strict
 
-EVENT_KINDS = ("count", "sessions", "active_days", "days_since_first", "days_since_last", "engagement_seconds",
-               "sum", "avg", "max", "time_between", "share", "decayed")
+EVENT_KINDS = (
+    "count",
+    "sessions",
+    "active_days",
+    "days_since_first",
+    "days_since_last",
+    "engagement_seconds",
+    "sum",
+    "avg",
+    "max",
+    "time_between",
+    "share",
+    "decayed",
+)
 
 
 class EventFeature(_Strict):
@@ -24,8 +36,20 @@ class EventFeature(_Strict):
     ``decayed`` (each event weighs 0.5 ** (age in days / half-life))."""
 
     name: str
-    kind: Literal["count", "sessions", "active_days", "days_since_first", "days_since_last", "engagement_seconds",
-                  "sum", "avg", "max", "time_between", "share", "decayed"]
+    kind: Literal[
+        "count",
+        "sessions",
+        "active_days",
+        "days_since_first",
+        "days_since_last",
+        "engagement_seconds",
+        "sum",
+        "avg",
+        "max",
+        "time_between",
+        "share",
+        "decayed",
+    ]
     event: str | None = None
     page_contains: str | None = None
     days: float | None = Field(None, gt=0)
@@ -38,8 +62,14 @@ class EventFeature(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> EventFeature:
-        need = {"sum": ["param"], "avg": ["param"], "max": ["param"], "time_between": ["from_event", "to_event"],
-                "share": ["source"], "decayed": ["half_life_days"]}.get(self.kind, [])
+        need = {
+            "sum": ["param"],
+            "avg": ["param"],
+            "max": ["param"],
+            "time_between": ["from_event", "to_event"],
+            "share": ["source"],
+            "decayed": ["half_life_days"],
+        }.get(self.kind, [])
         missing = [k for k in need if getattr(self, k) is None]
         if missing:
             raise ValueError(f"events.features.{self.name}: kind '{self.kind}' needs {missing}")
@@ -64,14 +94,18 @@ class DeriveConfig(_Strict):
 
     def check_roles(self, roles: ColumnRoles) -> None:
         """Each named column must be a raw export column of the right role (ValueError)."""
-        want = {"visits": roles.numeric, "time_on_site": roles.numeric, "pages_per_visit": roles.numeric,
-                "download": roles.yes_no, "last_activity": roles.categorical}
+        want = {
+            "visits": roles.numeric,
+            "time_on_site": roles.numeric,
+            "pages_per_visit": roles.numeric,
+            "download": roles.yes_no,
+            "last_activity": roles.categorical,
+        }
         kind = {"download": "yes_no", "last_activity": "categorical"}
         for key, allowed in want.items():
             col = getattr(self, key)
             if col is not None and col not in allowed:
-                raise ValueError(f"events.derive.{key}: '{col}' is not a {kind.get(key, 'numeric')} column "
-                                 "of data.columns")
+                raise ValueError(f"events.derive.{key}: '{col}' is not a {kind.get(key, 'numeric')} column of data.columns")
 
 
 class EventsConfig(_Strict):

@@ -1,7 +1,6 @@
 """The sections of the configuration file, as typed models with their defaults and checks
 (assembled into :class:`leadscoring.config.ProjectConfig`)."""
 
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -157,10 +156,34 @@ class LeakageConfig(_Strict):
     pure_level_rate: float = Field(0.02, ge=0.0, lt=0.5)  # a level converting at <= this or >= 1 - this
     pure_level_min_share: float = Field(0.10, gt=0.0, le=1.0)  # ... covering this share of leads: excluded
     missing_auc: float = Field(0.75, gt=0.5, le=1.0)  # missingness predicting this well: review
-    name_stems: list[str] = Field(default_factory=lambda: [
-        "status", "estado", "tag", "etiqueta", "stage", "etapa", "quality", "calidad", "grade", "result",
-        "outcome", "duration", "duracion", "call", "llamada", "disposition", "won", "lost", "closed",
-        "converted", "cerrado", "ganado", "perdido", "convertido"])
+    name_stems: list[str] = Field(
+        default_factory=lambda: [
+            "status",
+            "estado",
+            "tag",
+            "etiqueta",
+            "stage",
+            "etapa",
+            "quality",
+            "calidad",
+            "grade",
+            "result",
+            "outcome",
+            "duration",
+            "duracion",
+            "call",
+            "llamada",
+            "disposition",
+            "won",
+            "lost",
+            "closed",
+            "converted",
+            "cerrado",
+            "ganado",
+            "perdido",
+            "convertido",
+        ]
+    )
 
 
 class Bucket(_Strict):
@@ -211,9 +234,16 @@ class GradesConfig(_Strict):
 
 
 DEFAULT_CRM_FIELDS: dict[str, str] = {
-    "score": "predictive_score", "bucket": "score_cluster", "recommended_action": "recommended_action",
-    "fit_score": "fit_score", "engagement_score": "engagement_score", "grade": "grade", "reasons": "reasons",
-    "model_version": "model_version", "scored_at": "scored_at", "trend": "trend",
+    "score": "predictive_score",
+    "bucket": "score_cluster",
+    "recommended_action": "recommended_action",
+    "fit_score": "fit_score",
+    "engagement_score": "engagement_score",
+    "grade": "grade",
+    "reasons": "reasons",
+    "model_version": "model_version",
+    "scored_at": "scored_at",
+    "trend": "trend",
 }
 
 
@@ -288,5 +318,3 @@ class ServiceConfig(_Strict):
 
     max_batch: int = Field(10_000, ge=1)  # leads per /score/batch request; more is refused with 413
     max_body_mb: float = Field(16, gt=0)  # request body size; larger is refused with 413
-
-

@@ -98,9 +98,11 @@ def _bigquery_node(node: Any) -> Any:
         # DuckDB's date_diff counts unit boundaries crossed; TIMESTAMP_DIFF counts whole units
         # (and DATE_DIFF takes no timestamps): truncating both ends first gives DuckDB's count.
         unit = node.args.get("unit") or exp.var("SECOND")
-        return exp.TimestampDiff(this=exp.TimestampTrunc(this=node.this, unit=unit.copy()),
-                                 expression=exp.TimestampTrunc(this=node.expression, unit=unit.copy()),
-                                 unit=unit.copy())
+        return exp.TimestampDiff(
+            this=exp.TimestampTrunc(this=node.this, unit=unit.copy()),
+            expression=exp.TimestampTrunc(this=node.expression, unit=unit.copy()),
+            unit=unit.copy(),
+        )
     if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.TIMESTAMP, exp.DataType.Type.TIMESTAMPNTZ):
         # DuckDB's TIMESTAMP (naive, UTC here) would become DATETIME, not comparable with the
         # TIMESTAMP of the events and cut-offs.
@@ -127,8 +129,7 @@ def _transpile(sql: str, source: str, leads: str) -> str:
         raise LeadDataError(f"events on BigQuery: cannot translate the feature SQL: {str(exc).splitlines()[0]}") from None
 
 
-def bigquery_sql(cfg: EventsConfig, table: str, leads_table: str, start: date | str | None,
-                 end: date | str | None) -> str:
+def bigquery_sql(cfg: EventsConfig, table: str, leads_table: str, start: date | str | None, end: date | str | None) -> str:
     """Every configured feature per lead of ``leads_table`` (lead_row INT64, visitor STRING,
     cutoff TIMESTAMP) in BigQuery Standard SQL, from ``table``: the GA4 export (a wildcard
     ``project.dataset.events_*`` read for the days ``start``..``end`` by ``_TABLE_SUFFIX``, or
@@ -145,9 +146,13 @@ def _leads_frame(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | N
     assert ev is not None
     if ev.lead_key not in leads.columns:
         raise LeadDataError(f"events: the leads have no column '{ev.lead_key}' (events.lead_key) to find their events")
-    return pd.DataFrame({"lead_row": np.arange(len(leads), dtype="int64"),
-                         "visitor": leads[ev.lead_key].astype("string").to_numpy(),
-                         "cutoff": pd.DatetimeIndex(cutoffs(cfg, leads, at)).tz_localize("UTC")})
+    return pd.DataFrame(
+        {
+            "lead_row": np.arange(len(leads), dtype="int64"),
+            "visitor": leads[ev.lead_key].astype("string").to_numpy(),
+            "cutoff": pd.DatetimeIndex(cutoffs(cfg, leads, at)).tz_localize("UTC"),
+        }
+    )
 
 
 def _client(project: str | None) -> tuple[Any, tuple[type[BaseException], ...]]:
@@ -168,17 +173,28 @@ def _scratch_table(table: str, scratch_dataset: str | None, project: str | None)
     else:
         parts = _table_name(table, "events table").rsplit(".", 1)
         if len(parts) < 2:
-            raise LeadDataError("events on BigQuery: name the events table with its dataset (dataset.events_*) "
-                                "or give a scratch dataset for the leads")
+            raise LeadDataError(
+                "events on BigQuery: name the events table with its dataset (dataset.events_*) "
+                "or give a scratch dataset for the leads"
+            )
         dataset = parts[0]
     if "." not in dataset and project:
         dataset = f"{project}.{dataset}"
     return f"{dataset}.leadscoring_leads_{uuid.uuid4().hex}"
 
 
-def run_bigquery(cfg: ProjectConfig, leads: pd.DataFrame, *, table: str, start: date | str | None,
-                 end: date | str | None, project: str | None = None, at: datetime | str | None = None,
-                 scratch_dataset: str | None = None, client: Any = None) -> pd.DataFrame:
+def run_bigquery(
+    cfg: ProjectConfig,
+    leads: pd.DataFrame,
+    *,
+    table: str,
+    start: date | str | None,
+    end: date | str | None,
+    project: str | None = None,
+    at: datetime | str | None = None,
+    scratch_dataset: str | None = None,
+    client: Any = None,
+) -> pd.DataFrame:
     """The configured behavioural features of ``leads`` computed in BigQuery (one row each,
     same index, as :func:`leadscoring.events.engine.compute_features`), from ``table`` for the
     days ``start``..``end``. ``project`` bills the query (default: the environment's);
@@ -193,8 +209,10 @@ def run_bigquery(cfg: ProjectConfig, leads: pd.DataFrame, *, table: str, start: 
     scratch = _scratch_table(table, scratch_dataset, project or getattr(client, "project", None))
     sql = bigquery_sql(ev, table, scratch, start, end)
     try:
-        client.query(f"CREATE TABLE `{scratch}` ({LEADS_COLUMNS}) OPTIONS (expiration_timestamp = "
-                     "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))").result()
+        client.query(
+            f"CREATE TABLE `{scratch}` ({LEADS_COLUMNS}) OPTIONS (expiration_timestamp = "
+            "TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL 1 DAY))"
+        ).result()
         try:
             client.load_table_from_dataframe(frame, scratch).result()
             log.info("events on BigQuery: %d leads in %s, features from %s", len(frame), scratch, table)
@@ -211,22 +229,25 @@ def run_bigquery(cfg: ProjectConfig, leads: pd.DataFrame, *, table: str, start: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m leadscoring.events.bigquery``: print the feature query for the console."""
-    p = argparse.ArgumentParser(prog="python -m leadscoring.events.bigquery",
-                                description="Print the behavioural feature query in BigQuery Standard SQL.")
+    p = argparse.ArgumentParser(
+        prog="python -m leadscoring.events.bigquery", description="Print the behavioural feature query in BigQuery Standard SQL."
+    )
     p.add_argument("--config", default=None, help="configuration file (default: found from the working directory)")
     p.add_argument("--table", required=True, help="the events: project.dataset.events_* (GA4) or the activity table")
     p.add_argument("--start", default=None, help="first day of events (YYYY-MM-DD)")
     p.add_argument("--end", default=None, help="last day of events (YYYY-MM-DD)")
-    p.add_argument("--leads-table", default=None,
-                   help="table of the leads (lead_row, visitor, cutoff); default: leadscoring_leads beside the events")
+    p.add_argument(
+        "--leads-table",
+        default=None,
+        help="table of the leads (lead_row, visitor, cutoff); default: leadscoring_leads beside the events",
+    )
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.config)
         if cfg.events is None:
             raise LeadDataError("events: no events section in the configuration")
         table = _table_name(args.table, "events table")
-        leads = args.leads_table or (table.rsplit(".", 1)[0] + ".leadscoring_leads" if "." in table
-                                     else "leadscoring_leads")
+        leads = args.leads_table or (table.rsplit(".", 1)[0] + ".leadscoring_leads" if "." in table else "leadscoring_leads")
         sql = bigquery_sql(cfg.events, table, leads, args.start, args.end)
     except (ConfigError, LeadDataError) as exc:
         sys.stderr.write(f"{p.prog}: error: {exc}\n")

@@ -23,14 +23,43 @@ DERIVED = "(derived)"
 #: Event names the generator writes itself (an activity named like one gets a prefix).
 GENERATED = ("session_start", "first_visit", "page_view", "user_engagement", "file_download")
 #: GA4's reserved event names and prefixes (https://support.google.com/analytics/answer/13316687).
-RESERVED = frozenset({"ad_activeview", "ad_click", "ad_exposure", "ad_impression", "ad_query", "ad_reward",
-                      "adunit_exposure", "app_background", "app_clear_data", "app_exception", "app_install",
-                      "app_remove", "app_store_refund", "app_store_subscription_cancel",
-                      "app_store_subscription_convert", "app_store_subscription_renew", "app_update", "app_upgrade",
-                      "dynamic_link_app_open", "dynamic_link_app_update", "dynamic_link_first_open", "error",
-                      "firebase_campaign", "first_open", "in_app_purchase", "notification_dismiss",
-                      "notification_foreground", "notification_open", "notification_receive", "os_update",
-                      "screen_view", "user_engagement", *GENERATED})
+RESERVED = frozenset(
+    {
+        "ad_activeview",
+        "ad_click",
+        "ad_exposure",
+        "ad_impression",
+        "ad_query",
+        "ad_reward",
+        "adunit_exposure",
+        "app_background",
+        "app_clear_data",
+        "app_exception",
+        "app_install",
+        "app_remove",
+        "app_store_refund",
+        "app_store_subscription_cancel",
+        "app_store_subscription_convert",
+        "app_store_subscription_renew",
+        "app_update",
+        "app_upgrade",
+        "dynamic_link_app_open",
+        "dynamic_link_app_update",
+        "dynamic_link_first_open",
+        "error",
+        "firebase_campaign",
+        "first_open",
+        "in_app_purchase",
+        "notification_dismiss",
+        "notification_foreground",
+        "notification_open",
+        "notification_receive",
+        "os_update",
+        "screen_view",
+        "user_engagement",
+        *GENERATED,
+    }
+)
 RESERVED_PREFIXES = ("firebase_", "google_", "ga_")
 MAX_NAME = 40
 SECOND = 1_000_000  # event_timestamp is in microseconds
@@ -73,16 +102,16 @@ def _whole(values: np.ndarray) -> list[int | None]:
     return [None if math.isnan(v) else int(v) for v in values]
 
 
-def lead_activity(cfg: ProjectConfig, leads: pd.DataFrame, mapping: DeriveConfig,
-                  cutoffs: np.ndarray) -> list[LeadActivity]:
+def lead_activity(cfg: ProjectConfig, leads: pd.DataFrame, mapping: DeriveConfig, cutoffs: np.ndarray) -> list[LeadActivity]:
     """Each lead's activity under ``mapping``, from validated leads (``read_leads``); the
     configured numeric missing codes count as missing."""
     ev, d = cfg.events, cfg.data
     assert ev is not None
     keys = leads[ev.lead_key].astype("string")
     if keys.isna().any() or keys.duplicated().any():
-        raise LeadDataError(f"events.derive: the key column '{ev.lead_key}' (events.lead_key) must be filled in "
-                            "and unique, one visitor per lead")
+        raise LeadDataError(
+            f"events.derive: the key column '{ev.lead_key}' (events.lead_key) must be filled in and unique, one visitor per lead"
+        )
 
     def numbers(col: str | None) -> np.ndarray:
         if col is None:
@@ -90,8 +119,10 @@ def lead_activity(cfg: ProjectConfig, leads: pd.DataFrame, mapping: DeriveConfig
         s = pd.to_numeric(leads[col], errors="coerce").astype(float)
         s = s.mask(s.isin(d.numeric_missing.get(col, [])))
         if (s < 0).any():
-            raise LeadDataError(f"events.derive: column '{col}' has negative values (e.g. {s[s < 0].iloc[0]}); "
-                                "visits, time and pages cannot be negative")
+            raise LeadDataError(
+                f"events.derive: column '{col}' has negative values (e.g. {s[s < 0].iloc[0]}); "
+                "visits, time and pages cannot be negative"
+            )
         return s.to_numpy()
 
     visits = numbers(mapping.visits)
@@ -99,15 +130,22 @@ def lead_activity(cfg: ProjectConfig, leads: pd.DataFrame, mapping: DeriveConfig
     engagement = _whole(np.rint(numbers(mapping.time_on_site) * 1000))
     pages = _whole(page_view_total(visits, numbers(mapping.pages_per_visit)))
     yes = {v.casefold() for v in d.yes_values}
-    downloads = [False] * len(leads) if mapping.download is None else \
-        [isinstance(v, str) and v.casefold() in yes for v in leads[mapping.download]]
+    downloads = (
+        [False] * len(leads)
+        if mapping.download is None
+        else [isinstance(v, str) and v.casefold() in yes for v in leads[mapping.download]]
+    )
     unknown = {v.casefold() for v in d.missing_values}
-    activities = [None] * len(leads) if mapping.last_activity is None else \
-        [v if isinstance(v, str) and v.strip() and v.casefold() not in unknown else None
-         for v in leads[mapping.last_activity]]
+    activities = (
+        [None] * len(leads)
+        if mapping.last_activity is None
+        else [v if isinstance(v, str) and v.strip() and v.casefold() not in unknown else None for v in leads[mapping.last_activity]]
+    )
     cut_us = pd.DatetimeIndex(cutoffs).as_unit("us").asi8
-    return [LeadActivity(str(k), int(c), *rest) for k, c, *rest in
-            zip(keys, cut_us, sessions, engagement, pages, downloads, activities, strict=True)]
+    return [
+        LeadActivity(str(k), int(c), *rest)
+        for k, c, *rest in zip(keys, cut_us, sessions, engagement, pages, downloads, activities, strict=True)
+    ]
 
 
 def _split(total: int, parts: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> np.ndarray:
@@ -132,8 +170,7 @@ def _sessions(a: LeadActivity, rng: np.random.Generator, days_back: float) -> li
     first, last = a.cutoff_us - int(days_back * 86400 * SECOND), a.cutoff_us - MARGIN - span
     room = (last - first) // SECOND
     if room < n:
-        raise LeadDataError(f"events.derive: lead {a.key}: {n} sessions do not fit in {days_back} days "
-                            "(events.derive.days_back)")
+        raise LeadDataError(f"events.derive: lead {a.key}: {n} sessions do not fit in {days_back} days (events.derive.days_back)")
     starts = np.sort(rng.choice(room, size=n, replace=False)) * SECOND + first // SECOND * SECOND
     out: list[Event] = []
     for i, (start, n_pages, g) in enumerate(zip(starts.tolist(), pages.tolist(), gaps, strict=True)):
@@ -172,15 +209,13 @@ def lead_events(a: LeadActivity, mapping: DeriveConfig) -> list[Event]:
     if a.download:
         if events and a.visits:
             start, _, sid, _ = events[int(rng.integers(len(events)))]
-            events.append((start + int(rng.integers(1, 30 * SECOND)), "file_download", sid,
-                           {"file_name": DERIVED}))
+            events.append((start + int(rng.integers(1, 30 * SECOND)), "file_download", sid, {"file_name": DERIVED}))
         else:
             events.append((anytime(), "file_download", None, {"file_name": DERIVED}))
     events.sort(key=lambda e: e[0])
     if a.activity is not None:
         ts, sid = (events[-1][0], events[-1][2]) if events else (anytime(), None)
-        events.append((ts + int(rng.integers(SECOND, 600 * SECOND)), event_name(a.activity), sid,
-                       {"activity": a.activity}))
+        events.append((ts + int(rng.integers(SECOND, 600 * SECOND)), event_name(a.activity), sid, {"activity": a.activity}))
     return events
 
 
@@ -193,10 +228,17 @@ def ga4_record(key: str, event: Event) -> dict[str, Any]:
     """One event in the GA4 BigQuery export's layout (null members left out)."""
     ts, name, sid, params = event
     listed = ([_param("ga_session_id", sid)] if sid is not None else []) + [_param(k, v) for k, v in params.items()]
-    return {"event_date": datetime.fromtimestamp(ts / SECOND, UTC).strftime("%Y%m%d"), "event_timestamp": ts,
-            "event_name": name, "event_params": listed, "user_pseudo_id": key,
-            "user_properties": [_param("derived", "true")], "device": {"category": DERIVED},
-            "geo": {"country": DERIVED}, "traffic_source": {"name": DERIVED, "medium": DERIVED, "source": DERIVED}}
+    return {
+        "event_date": datetime.fromtimestamp(ts / SECOND, UTC).strftime("%Y%m%d"),
+        "event_timestamp": ts,
+        "event_name": name,
+        "event_params": listed,
+        "user_pseudo_id": key,
+        "user_properties": [_param("derived", "true")],
+        "device": {"category": DERIVED},
+        "geo": {"country": DERIVED},
+        "traffic_source": {"name": DERIVED, "medium": DERIVED, "source": DERIVED},
+    }
 
 
 def derive_events(cfg: ProjectConfig, leads: pd.DataFrame, mapping: DeriveConfig | None = None) -> Iterator[dict]:

@@ -66,8 +66,20 @@ from leadscoring.events.derivation import (
 )
 from leadscoring.io import check_output
 
-__all__ = ["DERIVED", "DeriveConfig", "LeadActivity", "derive_events", "derive_log", "event_name", "ga4_record",
-           "lead_activity", "lead_events", "main", "page_view_total", "write_event_log"]
+__all__ = [
+    "DERIVED",
+    "DeriveConfig",
+    "LeadActivity",
+    "derive_events",
+    "derive_log",
+    "event_name",
+    "ga4_record",
+    "lead_activity",
+    "lead_events",
+    "main",
+    "page_view_total",
+    "write_event_log",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +102,9 @@ def _is_ours(path: Path) -> bool:
     return path.name == "README.txt" or (path.name.startswith("events_") and path.suffix == ".json")
 
 
-def write_event_log(records: Iterable[dict[str, Any]], out: str | os.PathLike[str],
-                    readme: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+def write_event_log(
+    records: Iterable[dict[str, Any]], out: str | os.PathLike[str], readme: Callable[[dict[str, Any]], str]
+) -> dict[str, Any]:
     """Write ``records`` as daily files ``events_YYYYMMDD.json`` in ``out`` with the
     ``README.txt`` that ``readme`` makes from the summary (events, files, first, last),
     replacing a folder that holds only such files (any other content is refused)."""
@@ -110,8 +123,12 @@ def write_event_log(records: Iterable[dict[str, Any]], out: str | os.PathLike[st
         for day, lines in sorted(days.items()):
             (tmp / f"events_{day}.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
         stamp = (lambda us: pd.Timestamp(us, unit="us", tz="UTC").isoformat()) if times else (lambda _: "-")
-        summary = {"events": len(times), "files": len(days), "first": stamp(min(times, default=0)),
-                   "last": stamp(max(times, default=0))}
+        summary = {
+            "events": len(times),
+            "files": len(days),
+            "first": stamp(min(times, default=0)),
+            "last": stamp(max(times, default=0)),
+        }
         (tmp / "README.txt").write_text(readme(summary), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -128,8 +145,12 @@ def default_folder(cfg: ProjectConfig) -> Path:
     return path.parent if any(ch in path.name for ch in "*?[") or path.suffix else path
 
 
-def derive_log(cfg: ProjectConfig, out: str | os.PathLike[str] | None = None,
-               mapping: DeriveConfig | None = None, leads: pd.DataFrame | None = None) -> dict[str, Any]:
+def derive_log(
+    cfg: ProjectConfig,
+    out: str | os.PathLike[str] | None = None,
+    mapping: DeriveConfig | None = None,
+    leads: pd.DataFrame | None = None,
+) -> dict[str, Any]:
     """Derive the event log of the configuration's export (or ``leads``, validated) under
     ``mapping`` (default ``events.derive``) into ``out`` (default :func:`default_folder`)."""
     from leadscoring.events.engine import cutoffs
@@ -147,20 +168,32 @@ def derive_log(cfg: ProjectConfig, out: str | os.PathLike[str] | None = None,
         leads = read_leads(raw, cfg, require_target=False)
     cut = cutoffs(cfg, leads)
     with_events = sum(a.visits is not None for a in lead_activity(cfg, leads, mapping, cut))
-    facts = {"export": raw.name, "mapping": mapping.model_dump_json(), "leads": len(leads),
-             "with_events": with_events, "cutoff": pd.Timestamp(cut.max()).isoformat()}
+    facts = {
+        "export": raw.name,
+        "mapping": mapping.model_dump_json(),
+        "leads": len(leads),
+        "with_events": with_events,
+        "cutoff": pd.Timestamp(cut.max()).isoformat(),
+    }
     summary = write_event_log(derive_events(cfg, leads, mapping), dest, lambda s: README.format(**facts, **s))
     summary.update(folder=str(dest), leads=len(leads), with_events=with_events, derived=True)
-    log.info("derived %d events for %d leads (%d with events) in %d daily files in %s — DERIVED, not observed",
-             summary["events"], len(leads), with_events, summary["files"], dest)
+    log.info(
+        "derived %d events for %d leads (%d with events) in %d daily files in %s — DERIVED, not observed",
+        summary["events"],
+        len(leads),
+        with_events,
+        summary["files"],
+        dest,
+    )
     return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m leadscoring.events.derive --config CONFIG [--out FOLDER]``."""
-    parser = argparse.ArgumentParser(prog="python -m leadscoring.events.derive",
-                                     description="Derive a GA4-schema event log from the export's own columns "
-                                                 "(events.derive): DERIVED, not observed behaviour.")
+    parser = argparse.ArgumentParser(
+        prog="python -m leadscoring.events.derive",
+        description="Derive a GA4-schema event log from the export's own columns (events.derive): DERIVED, not observed behaviour.",
+    )
     parser.add_argument("--config", help="configuration file (default: 01_Documentos/config.yaml, found upwards)")
     parser.add_argument("--out", help="folder of the daily files (default: the folder of events.path)")
     args = parser.parse_args(argv)

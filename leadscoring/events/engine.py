@@ -33,9 +33,17 @@ def event_files(pattern: str | Path) -> list[str]:
     """The files matching ``pattern`` (a file, a glob, or a folder: every event file in it —
     parquet, JSON lines or CSV, so a README beside them is not read)."""
     p = Path(pattern)
-    files = sorted(str(f) for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                   and f.name.lower().endswith((".parquet", ".csv", ".csv.gz", *JSON_SUFFIXES))) if p.is_dir() \
+    files = (
+        sorted(
+            str(f)
+            for f in p.iterdir()
+            if f.is_file()
+            and not f.name.startswith(".")
+            and f.name.lower().endswith((".parquet", ".csv", ".csv.gz", *JSON_SUFFIXES))
+        )
+        if p.is_dir()
         else sorted(glob.glob(str(p)))
+    )
     if not files:
         raise LeadDataError(f"events: no file matches {pattern} (events.path)")
     return files
@@ -96,18 +104,25 @@ def cutoffs(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | None =
         fixed = fixed.tz_convert(UTC).tz_localize(None) if fixed.tzinfo else fixed
         return np.full(len(leads), (fixed - timedelta(days=ev.horizon_days)).to_datetime64())
     if not column or column not in leads.columns:
-        raise LeadDataError(f"events: each lead needs a cut-off; the leads have no column '{column}' "
-                            "(events.cutoff_column or data.date_column; or one date for all: events.cutoff_at)")
+        raise LeadDataError(
+            f"events: each lead needs a cut-off; the leads have no column '{column}' "
+            "(events.cutoff_column or data.date_column; or one date for all: events.cutoff_at)"
+        )
     values = pd.to_datetime(leads[column], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise LeadDataError(f"events: lead at row {row} has no usable cut-off in '{column}' "
-                            f"({leads[column].iloc[row]!r})")
+        raise LeadDataError(f"events: lead at row {row} has no usable cut-off in '{column}' ({leads[column].iloc[row]!r})")
     return (values - timedelta(days=ev.horizon_days)).to_numpy()
 
 
-def compute_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | str | None = None,
-                     files: Sequence[str] | None = None, con: Any = None) -> pd.DataFrame:
+def compute_features(
+    cfg: ProjectConfig,
+    leads: pd.DataFrame,
+    *,
+    at: datetime | str | None = None,
+    files: Sequence[str] | None = None,
+    con: Any = None,
+) -> pd.DataFrame:
     """The configured behavioural features of ``leads`` (one row each, same index), from the
     event files (default ``events.path``) or an open DuckDB connection's ``events`` view."""
     import duckdb
@@ -118,8 +133,9 @@ def compute_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | 
     key = ev.lead_key
     if key not in leads.columns:
         raise LeadDataError(f"events: the leads have no column '{key}' (events.lead_key) to find their events")
-    table = pd.DataFrame({"lead_row": np.arange(len(leads)), "visitor": leads[key].astype("string").to_numpy(),
-                          "cutoff": cutoffs(cfg, leads, at)})
+    table = pd.DataFrame(
+        {"lead_row": np.arange(len(leads)), "visitor": leads[key].astype("string").to_numpy(), "cutoff": cutoffs(cfg, leads, at)}
+    )
     own = con is None
     con = con or duckdb.connect()
     try:
@@ -139,8 +155,7 @@ def compute_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | 
     return out
 
 
-def add_event_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | str | None = None,
-                       **kwargs: Any) -> pd.DataFrame:
+def add_event_features(cfg: ProjectConfig, leads: pd.DataFrame, *, at: datetime | str | None = None, **kwargs: Any) -> pd.DataFrame:
     """``leads`` with the behavioural feature columns computed (replacing any of that name)."""
     if cfg.events is None:
         return leads

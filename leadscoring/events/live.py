@@ -49,10 +49,12 @@ def live_columns(ev: EventsConfig) -> dict[str, str]:
     """The flat event relation's columns the configured features read, with their types."""
     kinds = {f.kind for f in ev.features}
     cols = {"visitor": "VARCHAR", "ts": "TIMESTAMP", "event_name": "VARCHAR"}
-    optional = {"session_id": ("VARCHAR", "sessions" in kinds),
-                "engagement_ms": ("DOUBLE", "engagement_seconds" in kinds),
-                "source": ("VARCHAR", "share" in kinds),
-                "page": ("VARCHAR", any(f.page_contains for f in ev.features))}
+    optional = {
+        "session_id": ("VARCHAR", "sessions" in kinds),
+        "engagement_ms": ("DOUBLE", "engagement_seconds" in kinds),
+        "source": ("VARCHAR", "share" in kinds),
+        "page": ("VARCHAR", any(f.page_contains for f in ev.features)),
+    }
     cols.update({c: t for c, (t, used) in optional.items() if used})
     cols.update({f"value_{p}": "DOUBLE" for p in params_of(ev.features)})
     return cols
@@ -193,8 +195,11 @@ class LiveEvents:
         wanted = ", ".join(_text(v) for v in set(visitors) if v is not None) or "NULL"
         # One transaction, one round trip (the result is the last statement's), rolled back:
         # the lookup tables are empty again for the next call.
-        sql = (f"BEGIN; INSERT INTO picked SELECT * FROM {self._table} WHERE visitor IN ({wanted}); "
-               + (f"INSERT INTO live_leads VALUES {rows}; " if rows else "") + "EXECUTE live_features")
+        sql = (
+            f"BEGIN; INSERT INTO picked SELECT * FROM {self._table} WHERE visitor IN ({wanted}); "
+            + (f"INSERT INTO live_leads VALUES {rows}; " if rows else "")
+            + "EXECUTE live_features"
+        )
         with self._lock:
             try:
                 got = self._con.execute(sql).fetchall()

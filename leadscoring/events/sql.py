@@ -24,7 +24,7 @@ GA4_JSON_COLUMNS = {
     "event_timestamp": "BIGINT",
     "event_name": "VARCHAR",
     "event_params": "STRUCT(key VARCHAR, value STRUCT(string_value VARCHAR, int_value BIGINT, "
-                    "float_value DOUBLE, double_value DOUBLE))[]",
+    "float_value DOUBLE, double_value DOUBLE))[]",
     "user_pseudo_id": "VARCHAR",
     "user_id": "VARCHAR",
     "traffic_source": "STRUCT(name VARCHAR, medium VARCHAR, source VARCHAR)",
@@ -59,19 +59,29 @@ def events_sql(cfg: EventsConfig, source: str, where: str | None = None, *, port
     far faster in DuckDB; the portable form is the one transpiled for BigQuery)."""
     params = params_of(cfg.features)
     if cfg.format == "ga4":
-        return template("ga4_events.sql").render(key=cfg.key, params=params, source=source, where=where,
-                                                 portable=portable)
-    return template("flat_events.sql").render(key=cfg.key, time=cfg.time_column, type=cfg.type_column,
-                                              session=cfg.session_column, source_column=cfg.source_column,
-                                              page=cfg.page_column, params=params, source=source, where=where)
+        return template("ga4_events.sql").render(key=cfg.key, params=params, source=source, where=where, portable=portable)
+    return template("flat_events.sql").render(
+        key=cfg.key,
+        time=cfg.time_column,
+        type=cfg.type_column,
+        session=cfg.session_column,
+        source_column=cfg.source_column,
+        page=cfg.page_column,
+        params=params,
+        source=source,
+        where=where,
+    )
 
 
 def _safe(features: Sequence[EventFeature]) -> list[EventFeature]:
     """The features with their text literals quoted for SQL."""
     out = []
     for f in features:
-        update = {k: quote_literal(v) for k in ("event", "page_contains", "from_event", "to_event", "source")
-                  if isinstance(v := getattr(f, k), str)}
+        update = {
+            k: quote_literal(v)
+            for k in ("event", "page_contains", "from_event", "to_event", "source")
+            if isinstance(v := getattr(f, k), str)
+        }
         out.append(f.model_copy(update=update))
     return out
 
@@ -81,5 +91,6 @@ def features_sql(cfg: EventsConfig, events: str, leads: str = "leads", *, portab
     flat event relation ``events`` (SQL), counting only events before each cut-off.
     ``portable=False``: distinct counts as DuckDB list aggregates (the same numbers, cheaper
     for the few leads of a live lookup)."""
-    return template("features.sql").render(features=_safe(cfg.features), events=events, leads=leads,
-                                           zero_without_events=cfg.no_events == "zero", portable=portable)
+    return template("features.sql").render(
+        features=_safe(cfg.features), events=events, leads=leads, zero_without_events=cfg.no_events == "zero", portable=portable
+    )

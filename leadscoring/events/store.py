@@ -61,8 +61,10 @@ def _ga4_days(files: Sequence[str]) -> dict[str, list[str]]:
     for f in files:
         m = GA4_DAY.match(Path(f).name)
         if m is None:
-            raise LeadDataError(f"events ingest: {Path(f).name}: a GA4 daily export is named events_YYYYMMDD "
-                                "(.json, .json.gz or .parquet); the day comes from the name")
+            raise LeadDataError(
+                f"events ingest: {Path(f).name}: a GA4 daily export is named events_YYYYMMDD "
+                "(.json, .json.gz or .parquet); the day comes from the name"
+            )
         days.setdefault("-".join(m.groups()), []).append(f)
     return days
 
@@ -74,8 +76,7 @@ def _ga4_select(con: Any, ev: EventsConfig, relation: str) -> str:
     if ev.key not in present:
         raise LeadDataError(f"events ingest: the files have no column '{ev.key}' (events.key)")
     columns = {**GA4_JSON_COLUMNS, ev.key: GA4_JSON_COLUMNS.get(ev.key, "VARCHAR")}
-    parts = [f'CAST(e."{c}" AS {t}) AS "{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"'
-             for c, t in columns.items()]
+    parts = [f'CAST(e."{c}" AS {t}) AS "{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items()]
     return f'SELECT {", ".join(parts)} FROM {relation} AS e ORDER BY e."{ev.key}", e.event_timestamp'
 
 
@@ -103,10 +104,13 @@ def _ingest_flat(con: Any, ev: EventsConfig, files: Sequence[str], folder: Path)
         if col not in present:
             raise LeadDataError(f"events ingest: the files have no column '{col}'")
     time = f'e."{ev.time_column}"'
-    con.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT e.*, CAST(TRY_CAST({time} AS TIMESTAMP) AS DATE) "
-                f"AS __day FROM {relation} AS e")
-    bad = con.execute(f'SELECT "{ev.time_column}" FROM incoming WHERE __day IS NULL AND "{ev.time_column}" IS NOT NULL '
-                      "LIMIT 1").fetchone()
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT e.*, CAST(TRY_CAST({time} AS TIMESTAMP) AS DATE) "
+        f"AS __day FROM {relation} AS e"
+    )
+    bad = con.execute(
+        f'SELECT "{ev.time_column}" FROM incoming WHERE __day IS NULL AND "{ev.time_column}" IS NOT NULL LIMIT 1'
+    ).fetchone()
     if bad is not None:
         raise LeadDataError(f"events ingest: '{bad[0]}' in '{ev.time_column}' (events.time_column) is not a date-time")
     missing = con.execute("SELECT count(*) FROM incoming WHERE __day IS NULL").fetchone()[0]
@@ -114,8 +118,7 @@ def _ingest_flat(con: Any, ev: EventsConfig, files: Sequence[str], folder: Path)
         log.warning("events ingest: %d rows without a time in '%s' left out", missing, ev.time_column)
     written = {}
     for (day,) in con.execute("SELECT DISTINCT __day FROM incoming WHERE __day IS NOT NULL ORDER BY 1").fetchall():
-        select = (f"SELECT * EXCLUDE (__day) FROM incoming WHERE __day = DATE '{day}' "
-                  f'ORDER BY "{ev.key}", "{ev.time_column}"')
+        select = f'SELECT * EXCLUDE (__day) FROM incoming WHERE __day = DATE \'{day}\' ORDER BY "{ev.key}", "{ev.time_column}"'
         written[str(day)] = _write_day(con, select, folder / store_name(str(day)))
     return written
 
@@ -158,8 +161,14 @@ def add_events_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) ->
     """The command line's ``events`` subcommand: ``events ingest FILE...``, run by ``handler``."""
     events = sub.add_parser("events", help="behavioural events: add daily export files to the event store")
     ing = events.add_subparsers(dest="action", required=True).add_parser(
-        "ingest", help="add daily export files to the event store (events.store); a day ingested again replaces "
-                       "that day's file, never duplicates it")
-    ing.add_argument("files", nargs="+", metavar="FILE",
-                     help="GA4 events_YYYYMMDD.json[.gz] or .parquet files, or a flat activity log (CSV or parquet)")
+        "ingest",
+        help="add daily export files to the event store (events.store); a day ingested again replaces "
+        "that day's file, never duplicates it",
+    )
+    ing.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="GA4 events_YYYYMMDD.json[.gz] or .parquet files, or a flat activity log (CSV or parquet)",
+    )
     ing.set_defaults(func=handler)

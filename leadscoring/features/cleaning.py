@@ -76,8 +76,9 @@ class LeadCleaner(LeadTransformer):
             return arr.astype("float64", copy=False)
         return np.asarray(pd.to_numeric(pd.Series(arr, dtype=object), errors="coerce"), dtype="float64")
 
-    def _raw_clean(self, X: pd.DataFrame | ColumnBatch, columns: Sequence[str] | None = None,
-                   canonical: bool = False) -> dict[str, np.ndarray]:
+    def _raw_clean(
+        self, X: pd.DataFrame | ColumnBatch, columns: Sequence[str] | None = None, canonical: bool = False
+    ) -> dict[str, np.ndarray]:
         """Clean ``columns`` (default: all roles); ``canonical`` also maps categorical
         spellings to those learned in ``fit``, in the same pass."""
         norm, yes_no = self._normalisers()
@@ -94,6 +95,7 @@ class LeadCleaner(LeadTransformer):
                     def fn(v: object, mapping: dict[str, str] = mapping) -> str | None:
                         t = norm(v)
                         return None if t is None else mapping.get(t.casefold(), t)
+
                 out[col] = map_unique(X[col], fn)
             elif col in yes_no_cols:
                 out[col] = map_unique(X[col], yes_no, dtype=float)
@@ -150,4 +152,3 @@ class LeadCleaner(LeadTransformer):
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
         return self._renamed(self.feature_names_out_, input_features)
-

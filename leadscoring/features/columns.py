@@ -77,8 +77,9 @@ class LeadTransformer(TransformerMixin, BaseEstimator):
             raise TypeError(f"{type(self).__name__} does not take sparse input; pass a DataFrame or a dense array")
         arr = np.asarray(X)
         if arr.ndim != 2:
-            raise ValueError(f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data: one row per "
-                             "lead, one column per variable")
+            raise ValueError(
+                f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data: one row per lead, one column per variable"
+            )
         if np.iscomplexobj(arr):
             raise ValueError("Complex data not supported")
         return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
@@ -91,11 +92,9 @@ class LeadTransformer(TransformerMixin, BaseEstimator):
         validate_data(self, X, reset=True, skip_check_array=True)
         frame = X if isinstance(X, pd.DataFrame) else self._frame(X)
         if frame.shape[0] == 0:
-            raise ValueError(f"0 sample(s) (shape={frame.shape}) while a minimum of 1 is required by "
-                             f"{type(self).__name__}.")
+            raise ValueError(f"0 sample(s) (shape={frame.shape}) while a minimum of 1 is required by {type(self).__name__}.")
         if frame.shape[1] == 0:
-            raise ValueError(f"0 feature(s) (shape={frame.shape}) while a minimum of 1 is required by "
-                             f"{type(self).__name__}.")
+            raise ValueError(f"0 feature(s) (shape={frame.shape}) while a minimum of 1 is required by {type(self).__name__}.")
         return frame
 
     def _transform_input(self, X: object) -> pd.DataFrame | ColumnBatch:
@@ -118,4 +117,3 @@ class LeadTransformer(TransformerMixin, BaseEstimator):
         given = list(_check_feature_names_in(self, input_features))
         rename = dict(zip(fitted, given, strict=True))
         return np.asarray([rename.get(n, n) for n in names], dtype=object)
-

@@ -72,4 +72,3 @@ class ColumnSelector(LeadTransformer):
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
         return self._renamed(self.feature_names_out_, input_features)
-

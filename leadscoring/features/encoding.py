@@ -116,7 +116,7 @@ class LeadEncoder(LeadTransformer):
             out[:, :k] = (np.where(missing, median, v) - mean) / sd
             if self.indicate_:
                 position = {c: i for i, c in enumerate(self.num_)}
-                out[:, k:k + len(self.indicate_)] = missing[:, [position[c] for c in self.indicate_]]
+                out[:, k : k + len(self.indicate_)] = missing[:, [position[c] for c in self.indicate_]]
         j = k + len(self.indicate_)
         if self.cat_:
             # Output column of each lead's grouped level (-1: a level not seen in fit), all
@@ -124,8 +124,7 @@ class LeadEncoder(LeadTransformer):
             where = np.empty((n, len(self.cat_)), dtype=np.intp)
             for i, c in enumerate(self.cat_):
                 index = {lvl: j + pos for pos, lvl in enumerate(self.categories_[c])}
-                where[:, i] = map_unique(X[c], lambda v, c=c, index=index: index.get(self._group_value(c, v), -1),
-                                         dtype=np.intp)
+                where[:, i] = map_unique(X[c], lambda v, c=c, index=index: index.get(self._group_value(c, v), -1), dtype=np.intp)
                 j += len(self.categories_[c])
             rows, cols = np.nonzero(where >= 0)
             out[rows, where[rows, cols]] = 1.0
@@ -133,14 +132,16 @@ class LeadEncoder(LeadTransformer):
             v = np.empty((n, len(self.yn_)))
             for i, c in enumerate(self.yn_):
                 v[:, i] = np.asarray(X[c], dtype=float)
-            out[:, j:j + len(self.yn_)] = np.where(np.isnan(v), 0.0, v)
+            out[:, j : j + len(self.yn_)] = np.where(np.isnan(v), 0.0, v)
         return out
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_labels_")
         renamed = self._renamed(self.feature_sources_, input_features)
-        return np.asarray([new + label[len(src):] for src, new, label in
-                           zip(self.feature_sources_, renamed, self.feature_labels_, strict=True)], dtype=object)
+        return np.asarray(
+            [new + label[len(src) :] for src, new, label in zip(self.feature_sources_, renamed, self.feature_labels_, strict=True)],
+            dtype=object,
+        )
 
 
 def build_encoder(
@@ -158,4 +159,3 @@ def build_encoder(
 def encoded_feature_sources(encoder: LeadEncoder) -> tuple[list[str], list[str]]:
     """For each output column of a fitted encoder: (source variable, readable label)."""
     return list(encoder.feature_sources_), list(encoder.feature_labels_)
-

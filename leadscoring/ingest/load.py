@@ -23,8 +23,7 @@ log = logging.getLogger(__name__)
 def read_leads(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True) -> pd.DataFrame:
     """Read a whole export (CSV in the configured layout, or parquet) and validate it."""
     raw = read_raw(path, cfg)
-    df = LeadSchema(cfg).validate(raw, require_target=require_target, origin=Path(path).name,
-                                  rows=row_locator(path, cfg))
+    df = LeadSchema(cfg).validate(raw, require_target=require_target, origin=Path(path).name, rows=row_locator(path, cfg))
     log.info("read %d leads x %d columns from %s", len(df), df.shape[1], path)
     return df
 
@@ -45,8 +44,9 @@ class IdTracker:
         self.seen.update(ids)
 
 
-def iter_valid_chunks(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = False,
-                      chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+def iter_valid_chunks(
+    path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
     """Validated chunks of an export, ids checked across chunks; memory bounded by ``chunk_rows``."""
     origin, rows, schema = Path(path).name, row_locator(path, cfg), LeadSchema(cfg)
     ids = IdTracker(origin, rows)
@@ -56,7 +56,8 @@ def iter_valid_chunks(path: str | os.PathLike[str], cfg: ProjectConfig, *, requi
         yield leads
 
 
-def validate_file(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True,
-                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
+def validate_file(
+    path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> int:
     """Check a whole export with exactly the rules ``score`` applies; returns the number of leads."""
     return sum(len(c) for c in iter_valid_chunks(path, cfg, require_target=require_target, chunk_rows=chunk_rows))

@@ -26,10 +26,17 @@ PLACEHOLDERS = ("select", "unknown", "n/a", "na", "-", "--", "none", "null", "?"
 YES = ("yes", "y", "true", "1", "si", "sí", "s")
 NO = ("no", "n", "false", "0")
 POSITIVES = ("1", "yes", "y", "true", "converted", "won", "si", "sí", "buy", "bought", "purchased", "success")
-ID_NAME = re.compile(r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no)$|^id[\s_\-.]|^(lead|prospect|customer|client)"
-                     r"[\s_\-.]?(id|number|code|no)$", re.I)
-ENGAGEMENT = re.compile(r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|"
-                        r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento", re.I)
+ID_NAME = re.compile(
+    r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no)$|^id[\s_\-.]|^(lead|prospect|customer|client)"
+    r"[\s_\-.]?(id|number|code|no)$",
+    re.I,
+)
+ENGAGEMENT = re.compile(
+    r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|"
+    r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento",
+    re.I,
+)
+
 
 @dataclass
 class Draft:
@@ -80,8 +87,7 @@ def sniff_separator(text: str) -> tuple[str, str]:
         if len(counts) == 1 and (n := counts.pop()) > 1 and (best is None or n > best[0]):
             best = (n, sep)
     if best is None:
-        raise LeadDataError("cannot tell the separator: no candidate (, ; tab |) splits the first lines evenly; "
-                            "pass --separator")
+        raise LeadDataError("cannot tell the separator: no candidate (, ; tab |) splits the first lines evenly; pass --separator")
     return best[1], f"splits every one of the first {len(lines)} lines into {best[0]} fields"
 
 
@@ -92,8 +98,12 @@ def _number_pattern(values: pd.Series) -> tuple[str, str | None] | None:
         return None
     if v.str.fullmatch(r"-?\d+").mean() >= 0.95:
         return "", None  # whole numbers: any notation
-    for decimal, thousands, pattern in ((".", None, r"-?\d+(\.\d+)?([eE][-+]?\d+)?"), (",", None, r"-?\d+(,\d+)?"),
-                                        (",", ".", r"-?\d{1,3}(\.\d{3})+(,\d+)?"), (".", ",", r"-?\d{1,3}(,\d{3})+(\.\d+)?")):
+    for decimal, thousands, pattern in (
+        (".", None, r"-?\d+(\.\d+)?([eE][-+]?\d+)?"),
+        (",", None, r"-?\d+(,\d+)?"),
+        (",", ".", r"-?\d{1,3}(\.\d{3})+(,\d+)?"),
+        (".", ",", r"-?\d{1,3}(,\d{3})+(\.\d+)?"),
+    ):
         if v.str.fullmatch(pattern).mean() >= 0.95:
             return decimal, thousands
     return None
@@ -121,8 +131,15 @@ def _sentinels(x: pd.Series) -> list[float]:
 
 def _read(path: Path, separator: str, encoding: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, sep=separator, encoding="utf-8-sig" if encoding == "utf-8" else encoding,
-                           dtype=str, keep_default_na=False, nrows=SAMPLE_ROWS, on_bad_lines="skip")
+        return pd.read_csv(
+            path,
+            sep=separator,
+            encoding="utf-8-sig" if encoding == "utf-8" else encoding,
+            dtype=str,
+            keep_default_na=False,
+            nrows=SAMPLE_ROWS,
+            on_bad_lines="skip",
+        )
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise LeadDataError(f"{path.name}: cannot be read for profiling ({str(exc).splitlines()[0]})") from None
 
@@ -134,8 +151,9 @@ def infer_target(df: pd.DataFrame, target: str, positive: str | None) -> tuple[s
     values = df[target].str.strip()
     levels = sorted(set(values[values != ""]))
     if len(levels) != 2:
-        raise LeadDataError(f"target column {target!r} must have exactly two values (converted or not); "
-                            f"found {len(levels)}: {levels[:10]}")
+        raise LeadDataError(
+            f"target column {target!r} must have exactly two values (converted or not); found {len(levels)}: {levels[:10]}"
+        )
     if positive is None:
         known = [lv for lv in levels if lv.casefold() in POSITIVES]
         if len(known) != 1:
@@ -202,8 +220,15 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
     return "categorical", f"{present.nunique()} levels{extra}"
 
 
-def profile_export(path: str | Path, target: str, *, positive: str | None = None, id_column: str | None = None,
-                   separator: str | None = None, encoding: str | None = None) -> Draft:
+def profile_export(
+    path: str | Path,
+    target: str,
+    *,
+    positive: str | None = None,
+    id_column: str | None = None,
+    separator: str | None = None,
+    encoding: str | None = None,
+) -> Draft:
     """Infer the configuration of an export (see module docstring)."""
     path = Path(path)
     if not path.is_file():
@@ -222,8 +247,13 @@ def profile_export(path: str | Path, target: str, *, positive: str | None = None
     decimal = "," if commas > dots else "."
     thousands = "." if (",", ".") in notations and decimal == "," else None
     draft = Draft(sep, enc, decimal, thousands, target, pos, neg, id_col, len(df))
-    draft.reasons.update(encoding=enc_why, separator=sep_why, target=target_why, id=id_why,
-                         decimal="numbers use ',' as decimal mark" if decimal == "," else "numbers use '.'")
+    draft.reasons.update(
+        encoding=enc_why,
+        separator=sep_why,
+        target=target_why,
+        id=id_why,
+        decimal="numbers use ',' as decimal mark" if decimal == "," else "numbers use '.'",
+    )
     for col in df.columns:
         if col in (target, id_col):
             continue

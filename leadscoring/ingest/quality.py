@@ -41,11 +41,20 @@ def quality_report(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
         missing = int(s.isna().sum())
         valid = s[s.notna() & ~s.isin(placeholders)] if text else s.dropna()
         row = {
-            "column": col, "role": role, "dtype": str(s.dtype), "missing": missing,
-            "missing_pct": round(100 * missing / n, 2), "placeholders": ph,
-            "unknown_pct": round(100 * (missing + ph) / n, 2), "distinct": int(valid.nunique()),
-            "constant": bool(valid.nunique() <= 1), "rare_levels": 0, "outliers": 0,
-            "spelling_variants": "", "min": np.nan, "max": np.nan,
+            "column": col,
+            "role": role,
+            "dtype": str(s.dtype),
+            "missing": missing,
+            "missing_pct": round(100 * missing / n, 2),
+            "placeholders": ph,
+            "unknown_pct": round(100 * (missing + ph) / n, 2),
+            "distinct": int(valid.nunique()),
+            "constant": bool(valid.nunique() <= 1),
+            "rare_levels": 0,
+            "outliers": 0,
+            "spelling_variants": "",
+            "min": np.nan,
+            "max": np.nan,
         }
         if role in ("categorical", "yes_no"):
             share = valid.value_counts() / n
@@ -69,8 +78,10 @@ def quality_findings(report: pd.DataFrame) -> list[str]:
         if r.constant:
             out.append(f"{r.column}: constant ({r.distinct} distinct value) - dropped by the cleaner")
         if r.unknown_pct >= 30:
-            out.append(f"{r.column}: {r.unknown_pct:.1f}% unknown ({r.missing} empty, {r.placeholders} placeholder)"
-                       " - kept, with 'Missing' as its own level / a missing indicator")
+            out.append(
+                f"{r.column}: {r.unknown_pct:.1f}% unknown ({r.missing} empty, {r.placeholders} placeholder)"
+                " - kept, with 'Missing' as its own level / a missing indicator"
+            )
         elif r.placeholders:
             out.append(f"{r.column}: {r.placeholders} placeholder values mean 'missing'")
         if r.spelling_variants:
@@ -103,7 +114,6 @@ def conversion_by_bins(df: pd.DataFrame, col: str, target: str, bins: int = 5) -
     return out.rename_axis(col).reset_index()
 
 
-
 def _groups(df: pd.DataFrame, col: str, target: str, numeric: bool, yes_no: bool) -> pd.DataFrame:
     """Levels (or quantile bins) of one column with leads and conversion rate: columns
     ``level``, ``leads``, ``conversion_rate``."""
@@ -132,16 +142,26 @@ def variable_separation(df: pd.DataFrame, cfg: ProjectConfig, min_share: float =
         numeric, yes_no = col in roles.numeric, col in roles.yes_no
         t = _groups(df, col, target, numeric, yes_no)
         t = t[t["leads"] >= max(1, min_share * len(df))]
-        row = {"variable": col, "label": cfg.data.labels.get(col, col),
-               "role": "numeric" if numeric else ("yes_no" if yes_no else "categorical"),
-               "missing_share": float(df[col].isna().mean()), "levels": int(len(t)),
-               "post_contact": col in cfg.data.post_contact, "spread": 0.0}
+        row = {
+            "variable": col,
+            "label": cfg.data.labels.get(col, col),
+            "role": "numeric" if numeric else ("yes_no" if yes_no else "categorical"),
+            "missing_share": float(df[col].isna().mean()),
+            "levels": int(len(t)),
+            "post_contact": col in cfg.data.post_contact,
+            "spread": 0.0,
+        }
         if len(t):
             best, worst = t.loc[t["conversion_rate"].idxmax()], t.loc[t["conversion_rate"].idxmin()]
-            row.update(best_level=str(best["level"]), best_rate=float(best["conversion_rate"]),
-                       best_share=float(best["leads"] / len(df)), worst_level=str(worst["level"]),
-                       worst_rate=float(worst["conversion_rate"]), worst_share=float(worst["leads"] / len(df)),
-                       spread=float(best["conversion_rate"] - worst["conversion_rate"]))
+            row.update(
+                best_level=str(best["level"]),
+                best_rate=float(best["conversion_rate"]),
+                best_share=float(best["leads"] / len(df)),
+                worst_level=str(worst["level"]),
+                worst_rate=float(worst["conversion_rate"]),
+                worst_share=float(worst["leads"] / len(df)),
+                spread=float(best["conversion_rate"] - worst["conversion_rate"]),
+            )
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.sort_values("spread", ascending=False, kind="stable").reset_index(drop=True) if len(out) else out
@@ -161,8 +181,10 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
         if r.spread <= 0:
             continue
         what = "range" if r.role == "numeric" else "level"
-        out.append(f"{r.label} separates leads by {100 * r.spread:.0f} percentage points: {what} {r.best_level} converts "
-                   f"{r.best_rate:.0%} ({r.best_share:.0%} of leads), {r.worst_level} {r.worst_rate:.0%}.")
+        out.append(
+            f"{r.label} separates leads by {100 * r.spread:.0f} percentage points: {what} {r.best_level} converts "
+            f"{r.best_rate:.0%} ({r.best_share:.0%} of leads), {r.worst_level} {r.worst_rate:.0%}."
+        )
     for col in [c for c in cfg.data.columns.numeric if c in df.columns]:
         x = pd.to_numeric(df[col], errors="coerce")
         if x.nunique() < 2:
@@ -175,8 +197,10 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
             out.append(f"{label} on its own hardly changes the conversion rate (Spearman rho {rho:+.2f}).")
     for r in sep[sep["missing_share"] >= 0.3].itertuples():
         miss = df[r.variable].isna()
-        out.append(f"{r.label} is missing for {r.missing_share:.0%} of leads (they convert {df.loc[miss, target].mean():.0%}"
-                   f" vs {df.loc[~miss, target].mean():.0%}); missingness is kept as information.")
+        out.append(
+            f"{r.label} is missing for {r.missing_share:.0%} of leads (they convert {df.loc[miss, target].mean():.0%}"
+            f" vs {df.loc[~miss, target].mean():.0%}); missingness is kept as information."
+        )
     flat = []
     for col in [c for c in cfg.data.columns.yes_no if c in df.columns]:
         share = df[col].value_counts(normalize=True)
@@ -186,6 +210,8 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
         out.append(f"Almost always the same answer, so little information: {', '.join(flat)}.")
     post = sep.head(top)
     for r in post[post["post_contact"]].itertuples():
-        out.append(f"{r.label} is among the strongest variables but is configured as known only after the "
-                   "sales contact (data.post_contact): see the model card for what that means.")
+        out.append(
+            f"{r.label} is among the strongest variables but is configured as known only after the "
+            "sales contact (data.post_contact): see the model card for what that means."
+        )
     return out

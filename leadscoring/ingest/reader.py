@@ -111,9 +111,7 @@ def read_header(path: Path, cfg: ProjectConfig) -> list[str]:
     if not any(names):
         raise LeadDataError(f"{path.name}: the file is empty (no header, no leads)")
     if len(names) == 1 and len(d.columns.all) > 1:
-        raise LeadDataError(
-            f"{path.name}: only one column found ({names[0][:60]!r}); is the separator really {d.separator!r}?"
-        )
+        raise LeadDataError(f"{path.name}: only one column found ({names[0][:60]!r}); is the separator really {d.separator!r}?")
     dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
         raise LeadDataError(f"{path.name}: column(s) {dupes} appear more than once in the header")
@@ -156,8 +154,9 @@ def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.Dat
             path,
             read_options=pacsv.ReadOptions(block_size=1 << 22, encoding=d.encoding, column_names=names, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=d.separator, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
         )
         for batch in reader:
             yield batch.to_pandas()
@@ -165,8 +164,9 @@ def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.Dat
         raise _malformed(path, cfg, len(names), exc) from None
 
 
-def iter_raw_chunks(path: str | os.PathLike[str], cfg: ProjectConfig,
-                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+def iter_raw_chunks(
+    path: str | os.PathLike[str], cfg: ProjectConfig, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
     """The export as chunks of at most ``chunk_rows`` records, every CSV column as text;
     each chunk's index is the 0-based record number in the file."""
     path = Path(path)
@@ -197,4 +197,3 @@ def read_raw(path: str | os.PathLike[str], cfg: ProjectConfig) -> pd.DataFrame:
     """The whole export as one frame of text columns (index: record number)."""
     chunks = list(iter_raw_chunks(path, cfg))
     return chunks[0] if len(chunks) == 1 else pd.concat(chunks)
-

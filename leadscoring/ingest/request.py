@@ -15,8 +15,7 @@ def request_model(schema: LeadSchema) -> type[BaseModel]:
     """A pydantic model of one lead in the raw column names, applying the rules above:
     the id required, every other column optional (missing = unknown), unknown fields
     refused."""
-    fields: dict[str, Any] = {schema.id_column: (str | int, Field(
-        ..., description="lead id: a non-blank string or an integer"))}
+    fields: dict[str, Any] = {schema.id_column: (str | int, Field(..., description="lead id: a non-blank string or an integer"))}
     if schema.visitor_column:
         fields[schema.visitor_column] = (str | None, Field(None, description="visitor key of the lead's events"))
     for col in schema.numeric:

@@ -59,8 +59,7 @@ class LeadSchema:
     def __init__(self, cfg: ProjectConfig) -> None:
         d = cfg.data
         self.id_column, self.target_column = d.id_column, d.target_column
-        self.numeric, self.categorical, self.yes_no = list(d.columns.numeric), list(d.columns.categorical), list(
-            d.columns.yes_no)
+        self.numeric, self.categorical, self.yes_no = list(d.columns.numeric), list(d.columns.categorical), list(d.columns.yes_no)
         self.ranges = {c: d.ranges.get(c, (None, None)) for c in self.numeric}
         self.missing_codes = {c: sorted(set(map(float, v))) for c, v in d.numeric_missing.items()}
         self.id_from_row_number = d.id_from_row_number
@@ -131,26 +130,33 @@ class LeadSchema:
         if not self.id_from_row_number:
             expected.insert(0, self.id_column)
         elif self.id_column in columns:
-            raise LeadDataError(f"{origin}: has a column '{self.id_column}', the name configured for the row "
-                                "numbers (data.id_from_row_number); configure it as the id or rename id_column")
+            raise LeadDataError(
+                f"{origin}: has a column '{self.id_column}', the name configured for the row "
+                "numbers (data.id_from_row_number); configure it as the id or rename id_column"
+            )
         missing = [c for c in expected if c not in columns]
         if require_target and self.target_column not in columns:
             missing.append(self.target_column)
         if missing:
             raise LeadDataError(f"{origin}: missing required column(s) {missing}; found {list(columns)}")
         if self.date_column is not None and require_target and self.date_column not in columns:
-            raise LeadDataError(f"{origin}: missing the date column '{self.date_column}' (data.date_column), "
-                                "needed to evaluate on the most recent leads")
+            raise LeadDataError(
+                f"{origin}: missing the date column '{self.date_column}' (data.date_column), "
+                "needed to evaluate on the most recent leads"
+            )
         extra = [c for c in columns if c not in {*expected, *self.event_columns, self.target_column, self.date_column}]
         if extra and not self.allow_extra_columns:
-            raise LeadDataError(f"{origin}: unexpected column(s) {extra}; add them to the configuration's columns "
-                                "or set data.allow_extra_columns: true")
+            raise LeadDataError(
+                f"{origin}: unexpected column(s) {extra}; add them to the configuration's columns "
+                "or set data.allow_extra_columns: true"
+            )
         dupes = sorted({c for c in columns if list(columns).count(c) > 1})
         if dupes:
             raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
 
-    def validate(self, df: pd.DataFrame, *, require_target: bool = True, origin: str = "input",
-                 rows: RowLocator | None = None) -> pd.DataFrame:
+    def validate(
+        self, df: pd.DataFrame, *, require_target: bool = True, origin: str = "input", rows: RowLocator | None = None
+    ) -> pd.DataFrame:
         """Check ``df`` and return a typed copy: the id as text, numeric columns as float,
         categorical and yes/no columns as stripped text (blank → missing; placeholders such
         as ``Select`` are kept for the cleaner), the target (if asked for) as 0/1. Columns
@@ -186,8 +192,10 @@ class LeadSchema:
         dates = pd.to_datetime(values, errors="coerce", format="mixed")
         bad = (dates.isna() & values.notna()).to_numpy()
         if bad.any():
-            raise LeadDataError(f"{origin}: date column '{self.date_column}' has value(s) that are not dates: "
-                                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad]))
+            raise LeadDataError(
+                f"{origin}: date column '{self.date_column}' has value(s) that are not dates: "
+                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
+            )
         return dates.to_numpy()
 
     def _ids(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
@@ -195,20 +203,23 @@ class LeadSchema:
         if as_text:
             blank = (s.isna() | (s.astype("string").str.strip() == "")).to_numpy()
             if blank.any():
-                raise LeadDataError(f"{origin}: column '{self.id_column}' (id) is empty at "
-                                    + ", ".join(labels[blank][:MAX_EXAMPLES]))
+                raise LeadDataError(
+                    f"{origin}: column '{self.id_column}' (id) is empty at " + ", ".join(labels[blank][:MAX_EXAMPLES])
+                )
         # text ids stripped in one vectorised pass; other types (parquet numbers) one by one
         texts = s.astype("string").str.strip().to_numpy(dtype=object) if as_text else None
         ids = texts if texts is not None else map_unique(s.to_numpy(dtype=object), self._id_or_none)
         bad = np.fromiter((v is None for v in ids), dtype=bool, count=len(ids))
         if bad.any():
-            raise LeadDataError(f"{origin}: column '{self.id_column}' (id) has value(s) that are not ids "
-                                "(empty, true/false or a fraction): "
-                                + _examples(list(s.to_numpy(dtype=object)[bad]), labels[bad]))
+            raise LeadDataError(
+                f"{origin}: column '{self.id_column}' (id) has value(s) that are not ids "
+                "(empty, true/false or a fraction): " + _examples(list(s.to_numpy(dtype=object)[bad]), labels[bad])
+            )
         dup = pd.Series(ids).duplicated(keep=False).to_numpy()
         if dup.any():
-            raise LeadDataError(f"{origin}: duplicate id(s) in column '{self.id_column}': "
-                                + _examples(list(ids[dup]), labels[dup]))
+            raise LeadDataError(
+                f"{origin}: duplicate id(s) in column '{self.id_column}': " + _examples(list(ids[dup]), labels[dup])
+            )
         return ids
 
     def _numbers(self, s: pd.Series, col: str, origin: str, labels: _RowLabels) -> np.ndarray:
@@ -216,6 +227,7 @@ class LeadSchema:
             num = s.to_numpy(dtype="float64")
             bad = np.isinf(num)
         else:
+
             def parse(v: object) -> float:
                 try:
                     return self.number(v)
@@ -225,8 +237,10 @@ class LeadSchema:
             num = map_unique(s, parse, dtype=float)
             bad = np.isinf(num)
         if bad.any():
-            raise LeadDataError(f"{origin}: column '{col}' must be numeric but has text value(s): "
-                                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad]))
+            raise LeadDataError(
+                f"{origin}: column '{col}' must be numeric but has text value(s): "
+                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
+            )
         if col in self.missing_codes:  # e.g. -1 = "never contacted": missing, not a number
             num = np.where(np.isin(num, self.missing_codes[col]), np.nan, num)
         lo, hi = self.ranges[col]
@@ -236,16 +250,20 @@ class LeadSchema:
         if hi is not None:
             outside |= num > hi
         if outside.any():
-            raise LeadDataError(f"{origin}: column '{col}' has value(s) outside [{lo}, {hi}]: "
-                                + _examples([float(x) for x in num[outside]], labels[outside]))
+            raise LeadDataError(
+                f"{origin}: column '{col}' has value(s) outside [{lo}, {hi}]: "
+                + _examples([float(x) for x in num[outside]], labels[outside])
+            )
         return num
 
     def _yes_no(self, s: pd.Series, col: str, origin: str, labels: _RowLabels) -> np.ndarray:
         values = map_unique(s, text)
         bad = map_unique(values, lambda v: not self.yes_no_ok(v), dtype=bool)
         if bad.any():
-            raise LeadDataError(f"{origin}: column '{col}' (yes/no) has value(s) outside yes_values/no_values: "
-                                + _examples(list(values[bad]), labels[bad]))
+            raise LeadDataError(
+                f"{origin}: column '{col}' (yes/no) has value(s) outside yes_values/no_values: "
+                + _examples(list(values[bad]), labels[bad])
+            )
         return values
 
     def _target(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
@@ -256,8 +274,10 @@ class LeadSchema:
         t = map_unique(s, target_text)
         bad = map_unique(t, lambda v: v not in (self.positive, self.negative), dtype=bool)
         if bad.any():
-            raise LeadDataError(f"{origin}: target column '{self.target_column}' must be {self.positive!r} or "
-                                f"{self.negative!r}; found " + _examples(list(t[bad]), labels[bad]))
+            raise LeadDataError(
+                f"{origin}: target column '{self.target_column}' must be {self.positive!r} or "
+                f"{self.negative!r}; found " + _examples(list(t[bad]), labels[bad])
+            )
         return (t == self.positive).astype("int64")
 
     # -- an API request -------------------------------------------------------------------
@@ -270,7 +290,8 @@ class LeadSchema:
         return request_model(self)
 
 
-def validate_leads(df: pd.DataFrame, cfg: ProjectConfig, *, require_target: bool = True, origin: str = "input",
-                   rows: RowLocator | None = None) -> pd.DataFrame:
+def validate_leads(
+    df: pd.DataFrame, cfg: ProjectConfig, *, require_target: bool = True, origin: str = "input", rows: RowLocator | None = None
+) -> pd.DataFrame:
     """``LeadSchema(cfg).validate(df, ...)``: check a frame against the configured layout."""
     return LeadSchema(cfg).validate(df, require_target=require_target, origin=origin, rows=rows)

@@ -29,12 +29,12 @@ def split_validation(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame
         work, valid = frame.iloc[order[:-n_valid]], frame.iloc[order[-n_valid:]]
         for name, part in (("working", work), ("validation", valid)):
             if part[target].nunique() < 2:
-                raise LeadDataError(f"the {name} split by '{date}' (most recent {cfg.split.validation_share:.0%} "
-                                    "as validation) has a single outcome; cannot train and evaluate a model")
+                raise LeadDataError(
+                    f"the {name} split by '{date}' (most recent {cfg.split.validation_share:.0%} "
+                    "as validation) has a single outcome; cannot train and evaluate a model"
+                )
         return work.reset_index(drop=True), valid.reset_index(drop=True)
-    work, valid = train_test_split(
-        df, test_size=cfg.split.validation_share, stratify=df[target], random_state=cfg.split.seed
-    )
+    work, valid = train_test_split(df, test_size=cfg.split.validation_share, stratify=df[target], random_state=cfg.split.seed)
     return work.reset_index(drop=True), valid.reset_index(drop=True)
 
 
@@ -48,7 +48,8 @@ def check_minimum_data(y: pd.Series, cfg: ProjectConfig) -> None:
         raise LeadDataError(
             f"too little data to train a model: {pos} conversions and {neg} non-conversions in "
             f"'{cfg.data.target_column}'; need at least {need_pos} and {need_neg} "
-            "(split.min_positives / split.min_negatives)")
+            "(split.min_positives / split.min_negatives)"
+        )
 
 
 def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int) -> pd.DataFrame:
@@ -70,4 +71,3 @@ def split_xy(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.Ser
     """Features (raw layout, without target) and target."""
     t = cfg.data.target_column
     return df.drop(columns=[t]), df[t]
-

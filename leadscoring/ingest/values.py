@@ -26,4 +26,3 @@ def map_unique(values: object, fn: Callable[[object], object], dtype: object = o
     codes, uniques = pd.factorize(arr, use_na_sentinel=True)
     mapped = np.array([*(fn(u) for u in uniques), fn(None)], dtype=dtype)
     return mapped[codes]
-

@@ -67,8 +67,7 @@ class PushSummary:
     def __str__(self) -> str:
         text = f"sent {self.sent}, skipped {self.skipped} (already sent), failed {self.failed}"
         if self.not_sent:
-            text += (f"; {self.not_sent} not sent: CRM unreachable (stopped after repeated connection "
-                     "failures or timeouts)")
+            text += f"; {self.not_sent} not sent: CRM unreachable (stopped after repeated connection failures or timeouts)"
         return text
 
 
@@ -147,8 +146,7 @@ class _Breaker:
     def failure(self) -> None:
         self.consecutive += 1
         if self.limit and self.consecutive >= self.limit and not self.opened.is_set():
-            log.warning("CRM unreachable: %d consecutive connection failures or timeouts; stopping",
-                        self.consecutive)
+            log.warning("CRM unreachable: %d consecutive connection failures or timeouts; stopping", self.consecutive)
             self.opened.set()
 
     async def sleep(self, seconds: float) -> None:
@@ -159,8 +157,17 @@ class _Breaker:
             pass
 
 
-async def _send(client: httpx.AsyncClient, url: str, payload: dict[str, Any], headers: dict[str, str],
-                retries: int, backoff: float, max_backoff: float, timeout: float, breaker: _Breaker) -> str | None:
+async def _send(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    retries: int,
+    backoff: float,
+    max_backoff: float,
+    timeout: float,
+    breaker: _Breaker,
+) -> str | None:
     """PATCH one payload; None on success, else the final error (no token in it)."""
     error = ""
     for attempt in range(retries + 1):
@@ -171,8 +178,7 @@ async def _send(client: httpx.AsyncClient, url: str, payload: dict[str, Any], he
             async with asyncio.timeout(timeout):  # the whole request, not only each network wait
                 resp = await client.patch(url, json=payload, headers=headers)
         except (httpx.TransportError, TimeoutError) as exc:
-            error = f"timeout after {timeout:g}s" if isinstance(exc, TimeoutError | httpx.TimeoutException) \
-                else type(exc).__name__
+            error = f"timeout after {timeout:g}s" if isinstance(exc, TimeoutError | httpx.TimeoutException) else type(exc).__name__
             breaker.failure()
         else:
             breaker.success()
@@ -188,9 +194,18 @@ async def _send(client: httpx.AsyncClient, url: str, payload: dict[str, Any], he
     return error
 
 
-async def _push(payloads: list[dict[str, Any]], base_url: str, token: str | None, state_path: Path,
-                concurrency: int, retries: int, backoff: float, timeout: float, max_failures: int,
-                max_backoff: float) -> PushSummary:
+async def _push(
+    payloads: list[dict[str, Any]],
+    base_url: str,
+    token: str | None,
+    state_path: Path,
+    concurrency: int,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    max_failures: int,
+    max_backoff: float,
+) -> PushSummary:
     summary = PushSummary()
     dest = destination(base_url)
     state = read_state(state_path)
@@ -210,9 +225,17 @@ async def _push(payloads: list[dict[str, Any]], base_url: str, token: str | None
             async def one(p: dict[str, Any]) -> None:
                 lead_id, digest = p["lead_id"], _digest(p)
                 async with sem:
-                    err = await _send(client, f"{dest}/leads/{quote(lead_id, safe='')}", p,
-                                      {"Idempotency-Key": idempotency_key(dest, lead_id, digest)},
-                                      retries, backoff, max_backoff, timeout, breaker)
+                    err = await _send(
+                        client,
+                        f"{dest}/leads/{quote(lead_id, safe='')}",
+                        p,
+                        {"Idempotency-Key": idempotency_key(dest, lead_id, digest)},
+                        retries,
+                        backoff,
+                        max_backoff,
+                        timeout,
+                        breaker,
+                    )
                 if err is None:
                     summary.sent += 1
                     state_file.write(json.dumps({"destination": dest, "lead_id": lead_id, "digest": digest}) + "\n")
@@ -229,10 +252,20 @@ async def _push(payloads: list[dict[str, Any]], base_url: str, token: str | None
     return summary
 
 
-def push_scores(scores: pd.DataFrame | str | os.PathLike[str], crm_url: str, id_column: str = "id", *,
-                state_file: str | os.PathLike[str] | None = None, concurrency: int = 8, retries: int = 5,
-                backoff: float = 0.5, timeout: float = 10.0, max_failures: int = 5,
-                max_backoff: float = 30.0, fields: Mapping[str, str] | None = None) -> PushSummary:
+def push_scores(
+    scores: pd.DataFrame | str | os.PathLike[str],
+    crm_url: str,
+    id_column: str = "id",
+    *,
+    state_file: str | os.PathLike[str] | None = None,
+    concurrency: int = 8,
+    retries: int = 5,
+    backoff: float = 0.5,
+    timeout: float = 10.0,
+    max_failures: int = 5,
+    max_backoff: float = 30.0,
+    fields: Mapping[str, str] | None = None,
+) -> PushSummary:
     """Write every score to the CRM (see module docstring); returns sent/skipped/failed counts.
 
     ``timeout``: seconds per request; ``max_failures``: consecutive connection failures or
@@ -240,8 +273,7 @@ def push_scores(scores: pd.DataFrame | str | os.PathLike[str], crm_url: str, id_
     two attempts, ``Retry-After`` included; ``fields``: score field -> CRM custom-field name
     (``scoring.crm_fields``; default the package's)."""
     if timeout <= 0 or concurrency < 1 or retries < 0 or max_failures < 0 or backoff < 0 or max_backoff < 0:
-        raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, "
-                          "backoff and max_backoff >= 0")
+        raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, backoff and max_backoff >= 0")
     destination(crm_url)  # a bad URL fails here, before any file is read or written
     if isinstance(scores, pd.DataFrame):
         scores = check_scores(scores, id_column)
@@ -252,6 +284,17 @@ def push_scores(scores: pd.DataFrame | str | os.PathLike[str], crm_url: str, id_
     if state_file is None:
         raise ValueError("state_file is required when scores are given as a DataFrame")
     payloads = crm_payloads(scores, id_column, fields)
-    return asyncio.run(_push(payloads, crm_url, os.environ.get(TOKEN_ENV), Path(state_file), concurrency, retries,
-                             backoff, timeout, max_failures, max_backoff))
-
+    return asyncio.run(
+        _push(
+            payloads,
+            crm_url,
+            os.environ.get(TOKEN_ENV),
+            Path(state_file),
+            concurrency,
+            retries,
+            backoff,
+            timeout,
+            max_failures,
+            max_backoff,
+        )
+    )

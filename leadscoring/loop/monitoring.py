@@ -45,8 +45,13 @@ def drift_level(value: float) -> str:
     return "alert" if value >= PSI_ALERT else ("watch" if value >= PSI_WATCH else "stable")
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
-                 scores: tuple[Sequence[float], Sequence[float]] | None = None) -> pd.DataFrame:
+def drift_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    scores: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> pd.DataFrame:
     """PSI per variable (and of the score) between reference (training) and current leads."""
     rows = []
     for col in [*numeric, *categorical]:
@@ -59,8 +64,9 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: Sequen
     return pd.DataFrame(rows).sort_values("psi", ascending=False).reset_index(drop=True)
 
 
-def ab_lift(control_conversions: int, control_n: int, treatment_conversions: int, treatment_n: int,
-            confidence: float = 0.95) -> dict[str, float]:
+def ab_lift(
+    control_conversions: int, control_n: int, treatment_conversions: int, treatment_n: int, confidence: float = 0.95
+) -> dict[str, float]:
     """Conversion lift of a treatment over a control group.
 
     Returns both rates, the absolute difference with its Wald interval, and the relative
@@ -73,8 +79,13 @@ def ab_lift(control_conversions: int, control_n: int, treatment_conversions: int
     z = float(norm.ppf(0.5 + confidence / 2))
     pc, pt = control_conversions / control_n, treatment_conversions / treatment_n
     se = math.sqrt(pc * (1 - pc) / control_n + pt * (1 - pt) / treatment_n)
-    out = {"control_rate": pc, "treatment_rate": pt, "difference": pt - pc,
-           "difference_low": pt - pc - z * se, "difference_high": pt - pc + z * se}
+    out = {
+        "control_rate": pc,
+        "treatment_rate": pt,
+        "difference": pt - pc,
+        "difference_low": pt - pc - z * se,
+        "difference_high": pt - pc + z * se,
+    }
     if control_conversions > 0 and treatment_conversions > 0:
         rr = pt / pc
         se_log = math.sqrt(1 / treatment_conversions - 1 / treatment_n + 1 / control_conversions - 1 / control_n)
@@ -82,4 +93,3 @@ def ab_lift(control_conversions: int, control_n: int, treatment_conversions: int
     else:
         out.update(lift=float("nan"), lift_low=float("nan"), lift_high=float("nan"))
     return out
-

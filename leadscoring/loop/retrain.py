@@ -62,9 +62,26 @@ MIN_OUTCOMES = 20
 
 #: Manifest entries that describe one fitted model, never carried over to a refit one:
 #: identity, and figures measured on the old model (cross-validation, validation split).
-NOT_INHERITED = {"file", "sha256", "created_at", "versions", "python_implementation", "data_fingerprint",
-                 "training_rows", "validation", "validation_rows", "cv", "metrics", "retrained_from",
-                 "retrained_at", "retrain", "retrain_holdout", "reasons", "grades", "group_validation_auc"}
+NOT_INHERITED = {
+    "file",
+    "sha256",
+    "created_at",
+    "versions",
+    "python_implementation",
+    "data_fingerprint",
+    "training_rows",
+    "validation",
+    "validation_rows",
+    "cv",
+    "metrics",
+    "retrained_from",
+    "retrained_at",
+    "retrain",
+    "retrain_holdout",
+    "reasons",
+    "grades",
+    "group_validation_auc",
+}
 
 
 #: Differences within this of the tolerance count as equal (floating-point rounding).
@@ -85,10 +102,12 @@ class RetrainResult:
     def summary(self) -> str:
         verdict = "challenger promoted" if self.promoted else "champion kept"
         alerts = self.drift[self.drift["level"] != "stable"]["variable"].tolist()
-        text = (f"{self.new_leads} new outcomes ({self.holdout_leads} held out): champion AUC "
-                f"{self.champion['roc_auc']:.4f} / Brier {self.champion['brier']:.4f}, challenger AUC "
-                f"{self.challenger['roc_auc']:.4f} / Brier {self.challenger['brier']:.4f} -> {verdict}; "
-                f"drift watch/alert: {alerts or 'none'}")
+        text = (
+            f"{self.new_leads} new outcomes ({self.holdout_leads} held out): champion AUC "
+            f"{self.champion['roc_auc']:.4f} / Brier {self.champion['brier']:.4f}, challenger AUC "
+            f"{self.challenger['roc_auc']:.4f} / Brier {self.challenger['brier']:.4f} -> {verdict}; "
+            f"drift watch/alert: {alerts or 'none'}"
+        )
         if self.promoted:
             done = "; ".join(f"{k}: {v}" for k, v in self.refreshed.items())
             text += f"\n{done}\nprevious models archived in {self.archived} (leadscoring rollback restores them)"
@@ -123,8 +142,9 @@ def load_history(cfg: ProjectConfig) -> pd.DataFrame:
     return pd.read_parquet(path) if path.is_file() else read_leads(cfg.path("raw_data"), cfg)
 
 
-def load_outcomes(cfg: ProjectConfig, outcomes: str | os.PathLike[str],
-                  leads: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+def load_outcomes(
+    cfg: ProjectConfig, outcomes: str | os.PathLike[str], leads: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
     """New outcomes as full lead rows: either the outcomes file has every column, or it has
     only id + target and the features come from ``leads`` (raw layout)."""
     d = cfg.data
@@ -157,8 +177,9 @@ def _rule_points_from_data(model: Any) -> bool:
     return isinstance(est, RuleScorer) and est.rules is None
 
 
-def retrain(cfg: ProjectConfig, outcomes: str | os.PathLike[str], leads: str | os.PathLike[str] | None = None,
-            tolerance: float = 0.005) -> RetrainResult:
+def retrain(
+    cfg: ProjectConfig, outcomes: str | os.PathLike[str], leads: str | os.PathLike[str] | None = None, tolerance: float = 0.005
+) -> RetrainResult:
     d = cfg.data
     models = cfg.path("models_dir")
     champion, manifest = load_model(models / SCORE_MODEL)
@@ -176,26 +197,39 @@ def retrain(cfg: ProjectConfig, outcomes: str | os.PathLike[str], leads: str | o
     m_chall = classification_metrics(yh, challenger.predict_proba(Xh)[:, 1])
     promoted = should_promote(m_champ, m_chall, tolerance)
     X_new = new.drop(columns=[d.target_column])
-    drift = drift_report(base, new, d.columns.numeric, d.columns.categorical,
-                         scores=(champion.predict_proba(base.drop(columns=[d.target_column]))[:, 1],
-                                 champion.predict_proba(X_new)[:, 1]))
+    drift = drift_report(
+        base,
+        new,
+        d.columns.numeric,
+        d.columns.categorical,
+        scores=(champion.predict_proba(base.drop(columns=[d.target_column]))[:, 1], champion.predict_proba(X_new)[:, 1]),
+    )
     archived, refreshed = None, {}
     if promoted:
-        archived, refreshed = _promote(cfg, challenger, manifest, X, y, train, m_champ, m_chall,
-                                       len(new), tolerance)
+        archived, refreshed = _promote(cfg, challenger, manifest, X, y, train, m_champ, m_chall, len(new), tolerance)
     write_parquet(pd.concat([base, new], ignore_index=True), history_path(cfg))
     results = cfg.path("results_dir")
     write_csv(drift, results / "drift_report.csv")
     result = RetrainResult(promoted, m_champ, m_chall, drift, len(new), len(holdout), archived, refreshed)
-    write_json({"promoted": promoted, "tolerance": tolerance, "champion": m_champ, "challenger": m_chall,
-                "archived": archived, "refreshed": refreshed,
-                "at": datetime.now(UTC).isoformat(timespec="seconds")}, results / "retrain_report.json")
+    write_json(
+        {
+            "promoted": promoted,
+            "tolerance": tolerance,
+            "champion": m_champ,
+            "challenger": m_chall,
+            "archived": archived,
+            "refreshed": refreshed,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        results / "retrain_report.json",
+    )
     log.info(result.summary())
     return result
 
 
-def _refit_segment_model(path: Path, X: pd.DataFrame, y: pd.Series,
-                         trained: dict[str, Any]) -> tuple[tuple[Any, Path, dict[str, Any]], str]:
+def _refit_segment_model(
+    path: Path, X: pd.DataFrame, y: pd.Series, trained: dict[str, Any]
+) -> tuple[tuple[Any, Path, dict[str, Any]], str]:
     """The segment model refit on the same leads, its manifest entries, and what was done."""
     segmenter, seg_manifest = load_model(path)
     new_seg = clone(segmenter).fit(X, y)
@@ -205,27 +239,34 @@ def _refit_segment_model(path: Path, X: pd.DataFrame, y: pd.Series,
         # profiles behind them are re-measured only by notebook 08.
         new_seg.set_names(segmenter.names_, getattr(segmenter, "advice_", None))
         note += "; segment names kept from the previous model (re-profile with notebook 08)"
-    return (new_seg, path, {**_inherited(seg_manifest), **trained, "retrained_from": seg_manifest["sha256"],
-                            "retrain": {"note": note}}), note
+    return (
+        new_seg,
+        path,
+        {**_inherited(seg_manifest), **trained, "retrained_from": seg_manifest["sha256"], "retrain": {"note": note}},
+    ), note
 
 
-def _refit_rule_model(path: Path, X: pd.DataFrame, y: pd.Series,
-                      trained: dict[str, Any]) -> tuple[tuple[Any, Path, dict[str, Any]] | None, str]:
+def _refit_rule_model(
+    path: Path, X: pd.DataFrame, y: pd.Series, trained: dict[str, Any]
+) -> tuple[tuple[Any, Path, dict[str, Any]] | None, str]:
     """The rule scorer refit when it learns its points from data (None when it is kept), and what was done."""
     rules, rule_manifest = load_model(path)
     if _rule_points_from_data(rules):
         note = "points re-proposed from the same leads (weights of evidence)"
-        return (clone(rules).fit(X, y), path,
-                {**_inherited(rule_manifest), **trained, "retrained_from": rule_manifest["sha256"],
-                 "retrain": {"note": note}}), note
+        return (
+            clone(rules).fit(X, y),
+            path,
+            {**_inherited(rule_manifest), **trained, "retrained_from": rule_manifest["sha256"], "retrain": {"note": note}},
+        ), note
     # A fixed points table (marketing's CSV) is not learned from outcomes: refitting it
     # would only re-learn the cleaner's spellings and clipping, not the points. It is
     # kept as it is, and archived with the rest of the set.
     return None, "kept: fixed points table (marketing's rules), not learned from outcomes"
 
 
-def _refit_dependents(models: Path, X: pd.DataFrame, y: pd.Series, trained: dict[str, Any]
-                      ) -> tuple[list[tuple[Any, Path, dict[str, Any]]], dict[str, str]]:
+def _refit_dependents(
+    models: Path, X: pd.DataFrame, y: pd.Series, trained: dict[str, Any]
+) -> tuple[list[tuple[Any, Path, dict[str, Any]]], dict[str, str]]:
     """The models that depend on the data, refit (nothing written yet), and a note for each."""
     refreshed: dict[str, str] = {}
     to_save: list[tuple[Any, Path, dict[str, Any]]] = []
@@ -241,22 +282,56 @@ def _refit_dependents(models: Path, X: pd.DataFrame, y: pd.Series, trained: dict
     return to_save, refreshed
 
 
-def _save_challenger(cfg: ProjectConfig, challenger: Any, manifest: dict[str, Any], trained: dict[str, Any],
-                     m_champ: dict[str, float], m_chall: dict[str, float], new_outcomes: int, tolerance: float,
-                     archived: Path | None, refreshed: dict[str, str]) -> dict[str, Any]:
+def _save_challenger(
+    cfg: ProjectConfig,
+    challenger: Any,
+    manifest: dict[str, Any],
+    trained: dict[str, Any],
+    m_champ: dict[str, float],
+    m_chall: dict[str, float],
+    new_outcomes: int,
+    tolerance: float,
+    archived: Path | None,
+    refreshed: dict[str, str],
+) -> dict[str, Any]:
     """Save the challenger as the scoring model with its own figures; returns its manifest."""
-    holdout_metrics = {**m_chall, "rows": int(m_chall.get("n", 0)),
-                       "measured_on": (f"held-out new leads ({int(m_chall.get('n', 0))} of {new_outcomes} new outcomes, "
-                                       "seen by neither model; not the validation split of notebook 01)")}
-    return save_model(challenger, cfg.path("models_dir") / SCORE_MODEL, **_inherited(manifest), **trained,
-                      retrained_from=manifest["sha256"], metrics=holdout_metrics,
-                      retrain={"champion_on_holdout": m_champ, "tolerance": tolerance, "new_outcomes": new_outcomes,
-                               "archived": str(archived) if archived else None, "refreshed": refreshed})
+    holdout_metrics = {
+        **m_chall,
+        "rows": int(m_chall.get("n", 0)),
+        "measured_on": (
+            f"held-out new leads ({int(m_chall.get('n', 0))} of {new_outcomes} new outcomes, "
+            "seen by neither model; not the validation split of notebook 01)"
+        ),
+    }
+    return save_model(
+        challenger,
+        cfg.path("models_dir") / SCORE_MODEL,
+        **_inherited(manifest),
+        **trained,
+        retrained_from=manifest["sha256"],
+        metrics=holdout_metrics,
+        retrain={
+            "champion_on_holdout": m_champ,
+            "tolerance": tolerance,
+            "new_outcomes": new_outcomes,
+            "archived": str(archived) if archived else None,
+            "refreshed": refreshed,
+        },
+    )
 
 
-def _promote(cfg: ProjectConfig, challenger: Any, manifest: dict[str, Any], X: pd.DataFrame, y: pd.Series,
-             train: pd.DataFrame, m_champ: dict[str, float], m_chall: dict[str, float], new_outcomes: int,
-             tolerance: float) -> tuple[Path | None, dict[str, str]]:
+def _promote(
+    cfg: ProjectConfig,
+    challenger: Any,
+    manifest: dict[str, Any],
+    X: pd.DataFrame,
+    y: pd.Series,
+    train: pd.DataFrame,
+    m_champ: dict[str, float],
+    m_chall: dict[str, float],
+    new_outcomes: int,
+    tolerance: float,
+) -> tuple[Path | None, dict[str, str]]:
     """Refit the data-dependent models, archive the current set, then save the new set and card.
 
     Everything is fitted before anything is written, so a failing refit leaves the project
@@ -268,14 +343,18 @@ def _promote(cfg: ProjectConfig, challenger: Any, manifest: dict[str, Any], X: p
     to_save, refreshed = _refit_dependents(models, X, y, trained)
 
     # Reasons' evidence and learned grade thresholds belong to the data: re-learned too.
-    explained = {"reasons": reason_book_for(cfg, challenger, X, y).to_dict(), "group_validation_auc": {},
-                 "grades": grades_for(cfg, to_score(challenger.predict_proba(X)[:, 1]), train)}
+    explained = {
+        "reasons": reason_book_for(cfg, challenger, X, y).to_dict(),
+        "group_validation_auc": {},
+        "grades": grades_for(cfg, to_score(challenger.predict_proba(X)[:, 1]), train),
+    }
 
     archived = archive_model_set(models, extra=[card])
     for obj, path, info in to_save:
         save_model(obj, path, **info)
-    info = _save_challenger(cfg, challenger, manifest, {**trained, **explained}, m_champ, m_chall, new_outcomes,
-                            tolerance, archived, refreshed)
+    info = _save_challenger(
+        cfg, challenger, manifest, {**trained, **explained}, m_champ, m_chall, new_outcomes, tolerance, archived, refreshed
+    )
     previous = card.read_text(encoding="utf-8") if card.is_file() else None
     write_text(retrained_card(info, cfg, previous), card)
     refreshed[MODEL_CARD] = "regenerated (states the retraining and this model's own figures)"

@@ -22,8 +22,7 @@ def _lines(mask: pd.Series | Any, index: pd.Index, from_file: bool) -> str:
     return shown + (" and more" if int(mask.sum()) > 5 else "")
 
 
-def check_scores(scores: pd.DataFrame, id_column: str, origin: str = "scores", *,
-                 from_file: bool = False) -> pd.DataFrame:
+def check_scores(scores: pd.DataFrame, id_column: str, origin: str = "scores", *, from_file: bool = False) -> pd.DataFrame:
     """The scores to push, checked: the id and score columns present, at least one row,
     ids non-blank and distinct, scores whole numbers. Problems raise :class:`LeadDataError`."""
     missing = [c for c in (id_column, *SCORE_COLUMNS) if c not in scores.columns]
@@ -38,13 +37,16 @@ def check_scores(scores: pd.DataFrame, id_column: str, origin: str = "scores", *
         raise LeadDataError(f"{origin}: column '{id_column}' (id) is empty at {_lines(blank, scores.index, from_file)}")
     dup = ids.astype(str).duplicated(keep=False).to_numpy()
     if dup.any():
-        raise LeadDataError(f"{origin}: duplicate id(s) {sorted(set(ids.astype(str)[dup]))[:5]} at "
-                            f"{_lines(dup, scores.index, from_file)}")
+        raise LeadDataError(
+            f"{origin}: duplicate id(s) {sorted(set(ids.astype(str)[dup]))[:5]} at {_lines(dup, scores.index, from_file)}"
+        )
     score = pd.to_numeric(scores["score"], errors="coerce").astype("float64")
     bad = ~(np.isfinite(score) & (score == score.round())).to_numpy()
     if bad.any():
-        raise LeadDataError(f"{origin}: column 'score' must hold whole numbers; found "
-                            f"{list(scores['score'][bad][:5])} at {_lines(bad, scores.index, from_file)}")
+        raise LeadDataError(
+            f"{origin}: column 'score' must hold whole numbers; found "
+            f"{list(scores['score'][bad][:5])} at {_lines(bad, scores.index, from_file)}"
+        )
     return scores.assign(score=score.astype("int64"))
 
 

@@ -40,8 +40,13 @@ def describe_versions(cfg: ProjectConfig) -> list[dict[str, Any]]:
     current = sha256_file(models / SCORE_MODEL) if (models / SCORE_MODEL).is_file() else None
     rows = []
     for v in list_versions(cfg):
-        rows.append({"version": v.name, "models": [n for n in MODEL_SET if (v / n).is_file()],
-                     "current": current is not None and _score_sha(v) == current})
+        rows.append(
+            {
+                "version": v.name,
+                "models": [n for n in MODEL_SET if (v / n).is_file()],
+                "current": current is not None and _score_sha(v) == current,
+            }
+        )
     return rows
 
 

@@ -47,15 +47,21 @@ def kernel_config() -> Any:
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
-def execute_notebook(cfg: ProjectConfig, notebook: Path, executed: Path, parameters: dict[str, Any],
-                     progress: bool = True) -> None:
+def execute_notebook(cfg: ProjectConfig, notebook: Path, executed: Path, parameters: dict[str, Any], progress: bool = True) -> None:
     """Execute one notebook with papermill in the project's kernel (``cwd``: the notebook's folder)."""
     import papermill as pm
 
     pm.execute_notebook(
-        str(notebook), str(executed), parameters=parameters, kernel_name=cfg.run.kernel_name,
-        cwd=str(notebook.parent), progress_bar=progress, execution_timeout=cfg.run.execution_timeout,
-        start_timeout=cfg.run.start_timeout, request_save_on_cell_execute=False, config=kernel_config(),
+        str(notebook),
+        str(executed),
+        parameters=parameters,
+        kernel_name=cfg.run.kernel_name,
+        cwd=str(notebook.parent),
+        progress_bar=progress,
+        execution_timeout=cfg.run.execution_timeout,
+        start_timeout=cfg.run.start_timeout,
+        request_save_on_cell_execute=False,
+        config=kernel_config(),
     )
 
 

@@ -54,16 +54,16 @@ def _curve(df: pd.DataFrame, col: str, target: str, bins: int) -> pd.DataFrame:
     return conversion_by_bins(df, col, target, bins).rename(columns={col: "range"})[["range", "conversion_rate"]]
 
 
-def conversion_curves(df: pd.DataFrame, cols: Sequence[str], target: str, labels: Mapping[str, str] | None = None,
-                      bins: int = 10, per_row: int = 3) -> plt.Figure:
+def conversion_curves(
+    df: pd.DataFrame, cols: Sequence[str], target: str, labels: Mapping[str, str] | None = None, bins: int = 10, per_row: int = 3
+) -> plt.Figure:
     """One panel per numeric column: conversion rate per decile of the column (per value for a
     column with few values; tied values such as many zeros share one range; missing last),
     with the base rate as a line."""
     labels = labels or {}
     base = float(df[target].mean())
     rows = -(-len(cols) // per_row)
-    fig, axes = plt.subplots(rows, min(per_row, len(cols)), figsize=(4.6 * min(per_row, len(cols)), 3.9 * rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, min(per_row, len(cols)), figsize=(4.6 * min(per_row, len(cols)), 3.9 * rows), squeeze=False)
     for ax, col in zip(axes.flat, cols, strict=False):
         t = _curve(df, col, target, bins)
         ax.plot(range(len(t)), t["conversion_rate"], marker="o", color="#4C72B0")
@@ -72,7 +72,7 @@ def conversion_curves(df: pd.DataFrame, cols: Sequence[str], target: str, labels
         ax.set(title=labels.get(col, col), xlabel="range (deciles) or value", ylabel="conversion rate")
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.legend(loc="upper left", fontsize=7)
-    for ax in list(axes.flat)[len(cols):]:
+    for ax in list(axes.flat)[len(cols) :]:
         ax.set_visible(False)
     fig.suptitle("Conversion rate by decile of each behavioural feature")
     fig.tight_layout()
@@ -121,22 +121,25 @@ def reliability(y: Sequence[int], probs: Mapping[str, Sequence[float]], bins: in
         t = calibration_table(y, p, bins)
         ax.plot(t["predicted"], t["observed"], marker="o", label=name)
     ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
-    ax.set(title="Reliability: predicted vs observed conversion", xlabel="mean predicted probability",
-           ylabel="observed conversion rate")
+    ax.set(
+        title="Reliability: predicted vs observed conversion",
+        xlabel="mean predicted probability",
+        ylabel="observed conversion rate",
+    )
     ax.legend()
     return fig
 
 
-def bar_importance(table: pd.DataFrame, value: str, label: str = "variable", title: str = "",
-                   xlabel: str = "") -> plt.Figure:
+def bar_importance(table: pd.DataFrame, value: str, label: str = "variable", title: str = "", xlabel: str = "") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(table))))
     sns.barplot(data=table, y=label, x=value, ax=ax, color="#55A868")
     ax.set(title=title or value, xlabel=xlabel or value, ylabel="")
     return fig
 
 
-def scores_by_segment(segment_names: Sequence[str], scores: Sequence[float], order: Sequence[str],
-                      cuts: Sequence[tuple[str, int]]) -> plt.Figure:
+def scores_by_segment(
+    segment_names: Sequence[str], scores: Sequence[float], order: Sequence[str], cuts: Sequence[tuple[str, int]]
+) -> plt.Figure:
     """Box plot of the score per segment (one row each, in ``order``; dots: the leads far from
     their segment's usual scores), with the bucket thresholds ``cuts`` ((name, min_score),
     highest first) as dashed lines; right of each box, its leads in the top bucket."""

@@ -51,4 +51,3 @@ def read_work(cfg: ProjectConfig) -> pd.DataFrame:
 def read_validation(cfg: ProjectConfig) -> pd.DataFrame:
     """The validation split written by notebook 01 (touch once, in notebooks 07 and 09)."""
     return pd.read_parquet(validation_file(cfg))
-

@@ -123,10 +123,15 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
 
 def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
     line = {
-        "run_id": result.run_id, "status": result.status, "seconds": round(result.seconds, 1),
-        "promoted": result.promoted, **({"archived": str(result.archived)} if result.archived else {}),
-        "notebooks": {n.name: {"seconds": round(n.seconds, 1), "status": n.status, **({"error": n.error} if n.error else {})}
-                      for n in result.notebooks},
+        "run_id": result.run_id,
+        "status": result.status,
+        "seconds": round(result.seconds, 1),
+        "promoted": result.promoted,
+        **({"archived": str(result.archived)} if result.archived else {}),
+        "notebooks": {
+            n.name: {"seconds": round(n.seconds, 1), "status": n.status, **({"error": n.error} if n.error else {})}
+            for n in result.notebooks
+        },
         "metrics": result.metrics,
         **({"history_rows": result.history_rows} if result.history_rows is not None else {}),
     }
@@ -157,16 +162,23 @@ def _make_run_dir(cfg: ProjectConfig, run_id: str) -> Path:
     return run_dir
 
 
-def _notebook_parameters(cfg: ProjectConfig, staging: Path, parameters: dict[str, Any],
-                         declared: dict[str, Any]) -> dict[str, Any]:
+def _notebook_parameters(cfg: ProjectConfig, staging: Path, parameters: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
     """The runner's parameters and the caller's, those the notebook declares."""
     nb_params = {"config_path": str(cfg.source), "output_root": str(staging)}
     nb_params.update(parameters)
     return {k: v for k, v in nb_params.items() if k in declared}
 
 
-def _run_notebook(cfg: ProjectConfig, nb: Path, nb_params: dict[str, Any], declared: dict[str, Any],
-                  run_dir: Path, result: RunResult, progress: bool, report: bool) -> None:
+def _run_notebook(
+    cfg: ProjectConfig,
+    nb: Path,
+    nb_params: dict[str, Any],
+    declared: dict[str, Any],
+    run_dir: Path,
+    result: RunResult,
+    progress: bool,
+    report: bool,
+) -> None:
     """Execute one notebook, check its declared products, render it; its outcome goes to ``result``."""
     staging = run_dir / "products"
     executed = run_dir / "notebooks" / nb.name
@@ -188,8 +200,15 @@ def _run_notebook(cfg: ProjectConfig, nb: Path, nb_params: dict[str, Any], decla
     result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
 
 
-def _run_notebooks(cfg: ProjectConfig, notebooks: list[Path], parameters: dict[str, Any],
-                   declared: dict[Path, dict[str, Any]], result: RunResult, progress: bool, seed: bool) -> None:
+def _run_notebooks(
+    cfg: ProjectConfig,
+    notebooks: list[Path],
+    parameters: dict[str, Any],
+    declared: dict[Path, dict[str, Any]],
+    result: RunResult,
+    progress: bool,
+    seed: bool,
+) -> None:
     """Prepare the environment and kernel, execute every notebook, read the run's metrics."""
     staging = result.products_dir
     reports = set(cfg.run.report_notebooks)
@@ -198,8 +217,16 @@ def _run_notebooks(cfg: ProjectConfig, notebooks: list[Path], parameters: dict[s
     _self_contained_env(cfg)
     ensure_kernel(cfg.run.kernel_name)
     for nb in notebooks:
-        _run_notebook(cfg, nb, _notebook_parameters(cfg, staging, parameters, declared[nb]), declared[nb],
-                      result.run_dir, result, progress, report=nb.stem in reports)
+        _run_notebook(
+            cfg,
+            nb,
+            _notebook_parameters(cfg, staging, parameters, declared[nb]),
+            declared[nb],
+            result.run_dir,
+            result,
+            progress,
+            report=nb.stem in reports,
+        )
     metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
     if metrics_file.is_file():
         result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
@@ -264,13 +291,15 @@ def run_pipeline(
             with term.deferred():
                 _finish_run(cfg, result, t_run)
     if term.pending:
-        raise RunInterrupted(f"SIGTERM received while run {run_id} was promoting; the promotion was completed "
-                             f"first (logged as {result.status})")
+        raise RunInterrupted(
+            f"SIGTERM received while run {run_id} was promoting; the promotion was completed first (logged as {result.status})"
+        )
     return result
 
 
-def _promote_run(cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, run_dir: Path,
-                 result: RunResult, latest: bool) -> None:
+def _promote_run(
+    cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, run_dir: Path, result: RunResult, latest: bool
+) -> None:
     """Archive the current model set if the run brings a new one, copy the staged products
     into the project, (for a complete run) replace ``latest/`` and append the promoted
     scores to the score history."""

@@ -20,8 +20,15 @@ from leadscoring.config import ConfigError, LeakageConfig, load_config
 from leadscoring.ingest.profile import Draft, profile_export
 from leadscoring.training.leakage import outcome_like_stems
 
-LAYOUT = ("01_Documentos", "02_Datos/01_Originales", "02_Datos/02_Validacion", "02_Datos/03_Trabajo",
-          "03_Notebooks", "04_Modelos", "05_Resultados")
+LAYOUT = (
+    "01_Documentos",
+    "02_Datos/01_Originales",
+    "02_Datos/02_Validacion",
+    "02_Datos/03_Trabajo",
+    "03_Notebooks",
+    "04_Modelos",
+    "05_Resultados",
+)
 
 
 def shipped_notebooks() -> list[Path]:
@@ -49,10 +56,13 @@ def draft_config(d: Draft, export_name: str) -> str:
     lines = [
         "# leadscoring configuration, drafted by `leadscoring init` from the export's contents.",
         "# Every inference says why; review the ones marked REVIEW, then `leadscoring run`.",
-        "root: ..", "", "paths:",
+        "root: ..",
+        "",
+        "paths:",
         f"  raw_data: {_q('02_Datos/01_Originales/' + export_name)}",
         "  rules_table: 01_Documentos/scoring_rules.csv   # marketing's points table; absent: notebook 05 proposes one",
-        "", "data:",
+        "",
+        "data:",
         f"  separator: {_q(d.separator)}        # {why['separator']}",
         f"  encoding: {d.encoding}        # {why['encoding']}",
         f"  decimal: {_q(d.decimal)}           # {why['decimal']}",
@@ -63,17 +73,18 @@ def draft_config(d: Draft, export_name: str) -> str:
     else:
         lines += [f"  id_column: {_q(d.id_column)}        # {why['id']}"]
     if d.date_column is not None:
-        lines += [f"  date_column: {_q(d.date_column)}        # given: validation on the most recent leads, "
-                  "time-ordered cross-validation"]
+        lines += [
+            f"  date_column: {_q(d.date_column)}        # given: validation on the most recent leads, time-ordered cross-validation"
+        ]
     lines += [
         f"  target_column: {_q(d.target)}",
         f"  positive_value: {_q(d.positive)}        # {why['target']}",
         f"  negative_value: {_q(d.negative)}",
         f"  missing_values: {_q(d.missing_values)}        # placeholder values found in the export",
-        f"  allow_extra_columns: {'true' if d.left_out else 'false'}"
-        + (f"        # left out: {left}" if d.left_out else ""),
+        f"  allow_extra_columns: {'true' if d.left_out else 'false'}" + (f"        # left out: {left}" if d.left_out else ""),
         "  columns:",
-        _list("numeric", d.numeric).rstrip("\n"), _list("categorical", d.categorical).rstrip("\n"),
+        _list("numeric", d.numeric).rstrip("\n"),
+        _list("categorical", d.categorical).rstrip("\n"),
         _list("yes_no", d.yes_no).rstrip("\n"),
         "  ranges:" + (" {}" if not d.ranges else ""),
         *[f"    {_q(c)}: {_q(list(r))}        # never negative in the export" for c, r in d.ranges.items()],
@@ -88,17 +99,23 @@ def draft_config(d: Draft, export_name: str) -> str:
         "  # REVIEW: who the lead is (fit) and what the lead did (engagement), guessed from the names.",
         f"  fit_columns: {_q(d.fit)}",
         f"  engagement_columns: {_q(d.engagement)}",
-        "", "run:", "  kernel_name: leadscoring", "  report_notebooks: [08_segmentation, 09_evaluation]", "",
+        "",
+        "run:",
+        "  kernel_name: leadscoring",
+        "  report_notebooks: [08_segmentation, 09_evaluation]",
+        "",
     ]
     return "\n".join(lines)
 
 
 def summary(d: Draft, dest: Path) -> str:
     """What ``init`` inferred, in a few lines."""
-    out = [f"created {dest} ({d.rows:,} leads; separator {d.separator!r}, {d.encoding}, decimal {d.decimal!r})",
-           f"  target {d.target!r}: {d.reasons['target']}",
-           f"  id: {d.id_column!r} ({d.reasons['id']})" if d.id_column else f"  id: {d.reasons['id']}",
-           f"  {len(d.numeric)} numeric, {len(d.categorical)} categorical, {len(d.yes_no)} yes/no columns"]
+    out = [
+        f"created {dest} ({d.rows:,} leads; separator {d.separator!r}, {d.encoding}, decimal {d.decimal!r})",
+        f"  target {d.target!r}: {d.reasons['target']}",
+        f"  id: {d.id_column!r} ({d.reasons['id']})" if d.id_column else f"  id: {d.reasons['id']}",
+        f"  {len(d.numeric)} numeric, {len(d.categorical)} categorical, {len(d.yes_no)} yes/no columns",
+    ]
     out += [f"  left out {c}: {r}" for c, r in d.left_out.items()]
     out += [f"  missing codes in {c}: {v}" for c, v in d.sentinels.items()]
     out += [f"  REVIEW post-contact (kept out of models): {c}" for c in d.post_contact]
@@ -106,15 +123,22 @@ def summary(d: Draft, dest: Path) -> str:
     return "\n".join(out)
 
 
-def init_project(dest: str | os.PathLike[str], export: str | os.PathLike[str], target: str, *,
-                 positive: str | None = None, id_column: str | None = None, date: str | None = None,
-                 separator: str | None = None, encoding: str | None = None) -> tuple[Path, Draft]:
+def init_project(
+    dest: str | os.PathLike[str],
+    export: str | os.PathLike[str],
+    target: str,
+    *,
+    positive: str | None = None,
+    id_column: str | None = None,
+    date: str | None = None,
+    separator: str | None = None,
+    encoding: str | None = None,
+) -> tuple[Path, Draft]:
     """Create a project folder for ``export`` (see module docstring)."""
     dest, export = Path(dest), Path(export)
     if dest.exists():
         raise ConfigError(f"{dest}: already exists; `init` creates a new project folder and never touches one")
-    draft = profile_export(export, target, positive=positive, id_column=id_column, separator=separator,
-                           encoding=encoding)
+    draft = profile_export(export, target, positive=positive, id_column=id_column, separator=separator, encoding=encoding)
     stems = LeakageConfig().name_stems  # the leakage audit's own list of outcome-like names
     for col in (*draft.numeric, *draft.categorical, *draft.yes_no):
         if found := outcome_like_stems(col, stems):

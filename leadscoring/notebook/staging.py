@@ -48,8 +48,11 @@ def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
 
 def _new_models(current: Path, staged: Path) -> list[str]:
     """Model files of the set that the run staged and that differ from the project's."""
-    return [n for n in MODEL_SET if (staged / n).is_file()
-            and not ((current / n).is_file() and sha256_file(current / n) == sha256_file(staged / n))]
+    return [
+        n
+        for n in MODEL_SET
+        if (staged / n).is_file() and not ((current / n).is_file() and sha256_file(current / n) == sha256_file(staged / n))
+    ]
 
 
 def _replace_dir(src: Path, dest: Path) -> None:

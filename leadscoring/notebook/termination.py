@@ -32,8 +32,7 @@ class _Termination:
         if self.defer:
             self.pending = True
             return
-        raise RunInterrupted(f"terminated by {signal.Signals(signum).name}; nothing was promoted, the run is "
-                             "logged as interrupted")
+        raise RunInterrupted(f"terminated by {signal.Signals(signum).name}; nothing was promoted, the run is logged as interrupted")
 
     def __enter__(self) -> _Termination:
         if threading.current_thread() is threading.main_thread():

@@ -93,8 +93,16 @@ class _ChunkWriter:
     each chunk's write runs in ``pool`` overlapping the next chunk, and the leads are counted
     per bucket and on the progress ``bar``."""
 
-    def __init__(self, sink: Any, pool: ThreadPoolExecutor, parquet: bool, id_col: str, ids: IdTracker,
-                 ids_out: list[np.ndarray] | None, bar: Any) -> None:
+    def __init__(
+        self,
+        sink: Any,
+        pool: ThreadPoolExecutor,
+        parquet: bool,
+        id_col: str,
+        ids: IdTracker,
+        ids_out: list[np.ndarray] | None,
+        bar: Any,
+    ) -> None:
         self.sink, self.pool, self.parquet, self.id_col = sink, pool, parquet, id_col
         self.ids, self.ids_out, self.bar = ids, ids_out, bar
         self.writer: Any = None  # the parquet writer, opened with the first chunk's schema
@@ -136,13 +144,18 @@ def _worker_pool(scorer: Any, jobs: int) -> ProcessPoolExecutor | None:
     if jobs > 1:
         if scorer.models_dir is None:
             raise LeadDataError("parallel scoring needs a models folder")
-        return ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                                   initargs=(scorer.cfg.model_dump(mode="json"), str(scorer.models_dir)))
+        return ProcessPoolExecutor(
+            jobs,
+            mp_context=get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(scorer.cfg.model_dump(mode="json"), str(scorer.models_dir)),
+        )
     return None
 
 
-def _scored_chunks(scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, job: _Job,
-                   procs: ProcessPoolExecutor | None, jobs: int) -> Iterator[tuple[Any, pd.Index]]:
+def _scored_chunks(
+    scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, job: _Job, procs: ProcessPoolExecutor | None, jobs: int
+) -> Iterator[tuple[Any, pd.Index]]:
     """Each chunk of ``src`` validated and scored (an Arrow table) with its row labels, in input
     order, while the next chunk is read ahead: here, or in ``procs`` with at most ``jobs + 1``
     chunks in flight."""
@@ -161,10 +174,18 @@ def _scored_chunks(scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, jo
         yield future.result(), records
 
 
-def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, factors: bool = True, progress: bool = True,
-                 jobs: int = 1, ids_out: list[np.ndarray] | None = None,
-                 scored_at: str | None = None) -> dict[str, Any]:
+def score_stream(
+    scorer: Any,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    factors: bool = True,
+    progress: bool = True,
+    jobs: int = 1,
+    ids_out: list[np.ndarray] | None = None,
+    scored_at: str | None = None,
+) -> dict[str, Any]:
     """Score a file chunk by chunk (see module docstring); returns counts per bucket.
     ``ids_out``, if given, receives the scored ids chunk by chunk (the dask engine checks
     them across files). ``scored_at`` (default: when the job starts) stamps every lead.
@@ -200,17 +221,31 @@ def score_stream(scorer: Any, input_path: str | os.PathLike[str], output_path: s
 
 
 def score_file(
-    cfg: ProjectConfig, input_path: str | os.PathLike[str], output_path: str | os.PathLike[str], *,
-    models_dir: str | os.PathLike[str] | None = None, factors: bool = True, chunk_rows: int | None = None,
-    progress: bool = False, jobs: int = 1, scored_at: str | None = None,
+    cfg: ProjectConfig,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    factors: bool = True,
+    chunk_rows: int | None = None,
+    progress: bool = False,
+    jobs: int = 1,
+    scored_at: str | None = None,
 ) -> dict[str, Any]:
     """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
     score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
     atomically, with ``jobs`` worker processes. Returns ``{"leads": n, "buckets": {...}}``."""
     scorer = Scorer.load(cfg, models_dir)
-    return score_stream(scorer, input_path, output_path, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
-                        factors=factors, progress=progress, jobs=jobs, scored_at=scored_at)
-
+    return score_stream(
+        scorer,
+        input_path,
+        output_path,
+        chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
+        factors=factors,
+        progress=progress,
+        jobs=jobs,
+        scored_at=scored_at,
+    )
 
 
 def csv_from_parquet(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:

@@ -82,8 +82,14 @@ class ModelPayload:
         if (folder / SEGMENT_MODEL).is_file():
             seg_manifest = verify_model(folder / SEGMENT_MODEL)
             segments = (folder / SEGMENT_MODEL).read_bytes()
-        return cls(cfg.model_dump(mode="json"), (folder / SCORE_MODEL).read_bytes(), manifest, segments,
-                   seg_manifest, ScoreHistory(cfg.path("score_history")).latest())
+        return cls(
+            cfg.model_dump(mode="json"),
+            (folder / SCORE_MODEL).read_bytes(),
+            manifest,
+            segments,
+            seg_manifest,
+            ScoreHistory(cfg.path("score_history")).latest(),
+        )
 
     def scorer(self, where: str) -> Scorer:
         """The scorer of this worker process (built once per model), after the checks."""
@@ -108,8 +114,7 @@ def _worker_name() -> str:
         return "here"
 
 
-def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, chunk_rows: int,
-                     scored_at: str) -> dict[str, Any]:
+def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, chunk_rows: int, scored_at: str) -> dict[str, Any]:
     """One dask task: fetch one input file, score it with the local engine, publish the part.
     Returns counts and the scored ids, checked across files by the client."""
     scorer = payload.scorer(_worker_name())
@@ -119,8 +124,16 @@ def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, 
         local_out.parent.mkdir()
         ids: list[np.ndarray] = []
         try:
-            res = score_stream(scorer, local_src, local_out, chunk_rows=chunk_rows, factors=factors, progress=False,
-                               ids_out=ids, scored_at=scored_at)
+            res = score_stream(
+                scorer,
+                local_src,
+                local_out,
+                chunk_rows=chunk_rows,
+                factors=factors,
+                progress=False,
+                ids_out=ids,
+                scored_at=scored_at,
+            )
         except LeadDataError as exc:  # name a remote file by its URL, as the local engine names a file
             raise (LeadDataError(str(exc).replace(local_src.name, src, 1)) if not is_local(src) else exc) from None
         scores = _read_scores_column(local_out)
@@ -151,16 +164,27 @@ def _check_ids_across_files(results: list[dict[str, Any]]) -> None:
 
 def _check_paths(cfg: ProjectConfig, files: list[str], dest: str) -> None:
     if is_local(dest):
-        check_output(local_path(dest), inputs=[local_path(f) for f in files if is_local(f)],
-                     protected=protected_folders(cfg), folder=True)
+        check_output(
+            local_path(dest), inputs=[local_path(f) for f in files if is_local(f)], protected=protected_folders(cfg), folder=True
+        )
     check_destination(dest)
     if cfg.events is not None:
-        raise LeadDataError("the dask engine does not compute behavioural features from events "
-                            "(the configuration has an events section); use the local engine")
+        raise LeadDataError(
+            "the dask engine does not compute behavioural features from events "
+            "(the configuration has an events section); use the local engine"
+        )
 
 
-def run_on_cluster(client: Any, payload: ModelPayload, files: list[str], dest: str, *, factors: bool = True,
-                   chunk_rows: int = DEFAULT_CHUNK_ROWS, scored_at: str | None = None) -> list[dict[str, Any]]:
+def run_on_cluster(
+    client: Any,
+    payload: ModelPayload,
+    files: list[str],
+    dest: str,
+    *,
+    factors: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    scored_at: str | None = None,
+) -> list[dict[str, Any]]:
     """Score ``files`` on the cluster of ``client`` with the models of ``payload`` and commit
     the parts to ``dest`` (nothing is read from the client's files once ``payload`` exists)."""
     suffix = ".parquet" if is_parquet(files[0]) else ".csv"
@@ -169,8 +193,16 @@ def run_on_cluster(client: Any, payload: ModelPayload, files: list[str], dest: s
     scored_at = scored_at or utc_now()
     try:
         shipped = client.scatter(payload, broadcast=True)
-        futures = client.map(_score_partition, files, [f"{tmp}/{n}" for n in names], payload=shipped,
-                             factors=factors, chunk_rows=chunk_rows, scored_at=scored_at, pure=False)
+        futures = client.map(
+            _score_partition,
+            files,
+            [f"{tmp}/{n}" for n in names],
+            payload=shipped,
+            factors=factors,
+            chunk_rows=chunk_rows,
+            scored_at=scored_at,
+            pure=False,
+        )
         results = client.gather(futures)
         _check_ids_across_files(results)
         commit(tmp, dest, names)
@@ -186,9 +218,18 @@ def _append_history(cfg: ProjectConfig, payload: ModelPayload, results: list[dic
     log.info("score history: %d rows appended to %s", n, cfg.path("score_history"))
 
 
-def score_dask(cfg: ProjectConfig, input_glob: str, output_dir: str | os.PathLike[str], *,
-               models_dir: str | os.PathLike[str] | None = None, scheduler: str | None = None, workers: int = 2,
-               factors: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS, history: bool = True) -> dict[str, Any]:
+def score_dask(
+    cfg: ProjectConfig,
+    input_glob: str,
+    output_dir: str | os.PathLike[str],
+    *,
+    models_dir: str | os.PathLike[str] | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    factors: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    history: bool = True,
+) -> dict[str, Any]:
     """Score the CSV/parquet files matching ``input_glob`` (path, URL or glob) with dask, one
     task per file; writes ``output_dir/part-NNNNN.csv`` (``.parquet`` parts for parquet
     input) in file-name order, then ``_SUCCESS``. ``scheduler``: address of an existing
@@ -199,13 +240,11 @@ def score_dask(cfg: ProjectConfig, input_glob: str, output_dir: str | os.PathLik
     files, dest = expand(input_glob), str(output_dir)
     _check_paths(cfg, files, dest)
     payload = ModelPayload.from_client(cfg, models_dir)  # fails here, on the client, for a bad model
-    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=":0")
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     try:
         with Client(scheduler or cluster) as client:
             scored_at = utc_now()
-            results = run_on_cluster(client, payload, files, dest, factors=factors, chunk_rows=chunk_rows,
-                                     scored_at=scored_at)
+            results = run_on_cluster(client, payload, files, dest, factors=factors, chunk_rows=chunk_rows, scored_at=scored_at)
     finally:
         if cluster is not None:
             cluster.close()

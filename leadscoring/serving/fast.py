@@ -184,4 +184,3 @@ class ProbabilityFunction:
         p = self._calibrate(raw)
         p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
         return p
-

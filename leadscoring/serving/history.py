@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 TRENDS = ("improving", "steady", "declining", "new")
 
-SCHEMA = pa.schema([("lead_id", pa.string()), ("score", pa.int16()), ("model_version", pa.string()),
-                    ("scored_at", pa.timestamp("us", tz="UTC"))])
+SCHEMA = pa.schema(
+    [("lead_id", pa.string()), ("score", pa.int16()), ("model_version", pa.string()), ("scored_at", pa.timestamp("us", tz="UTC"))]
+)
 
 STAMP_COLUMNS = ("model_version", "scored_at")
 
@@ -48,10 +49,16 @@ def trends(scores: np.ndarray, previous: np.ndarray, points: int) -> np.ndarray:
         raise ValueError(f"trends: {now.size} scores but {before.size} previous scores")
     delta = now - before
     if now.size <= 8:  # one lead or a few (the service): the same rule without np.select's set-up
-        return np.array(["new" if b != b else "improving" if d >= points else "declining" if d <= -points else "steady"
-                         for b, d in zip(before.tolist(), delta.tolist(), strict=True)], dtype=object)
-    return np.select([np.isnan(before), delta >= points, delta <= -points], ["new", "improving", "declining"],
-                     "steady").astype(object)
+        return np.array(
+            [
+                "new" if b != b else "improving" if d >= points else "declining" if d <= -points else "steady"
+                for b, d in zip(before.tolist(), delta.tolist(), strict=True)
+            ],
+            dtype=object,
+        )
+    return np.select([np.isnan(before), delta >= points, delta <= -points], ["new", "improving", "declining"], "steady").astype(
+        object
+    )
 
 
 def scores_of(latest: pd.Series, ids: np.ndarray | Sequence[str]) -> np.ndarray:
@@ -139,8 +146,9 @@ class ScoreHistory:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def append(self, ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], model_version: str,
-               scored_at: str | datetime) -> int:
+    def append(
+        self, ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], model_version: str, scored_at: str | datetime
+    ) -> int:
         """Append one scoring's scores (all with the same model version and time); returns the
         number of rows appended. Rows already in the history (same lead, time and model
         version: a retried job) are not appended again."""
@@ -164,8 +172,7 @@ class ScoreHistory:
             if new.num_rows:
                 with atomic_path(self.path) as tmp:
                     pq.write_table(pa.concat_tables([old, new]), tmp)
-        log.info("score history %s: %d rows appended (%d already there)", self.path, new.num_rows,
-                 rows.num_rows - new.num_rows)
+        log.info("score history %s: %d rows appended (%d already there)", self.path, new.num_rows, rows.num_rows - new.num_rows)
         return new.num_rows
 
 
@@ -174,8 +181,9 @@ def _latest_of(table: pa.Table) -> pd.Series:
     if table.num_rows == 0:
         return _empty_latest()
     frame = table.to_pandas().sort_values("scored_at", kind="stable").drop_duplicates("lead_id", keep="last")
-    return pd.Series(frame["score"].to_numpy(dtype="int16"), index=pd.Index(frame["lead_id"].astype("str"), name="lead_id"),
-                     name="score")
+    return pd.Series(
+        frame["score"].to_numpy(dtype="int16"), index=pd.Index(frame["lead_id"].astype("str"), name="lead_id"), name="score"
+    )
 
 
 def _not_in(rows: pa.Table, old: pa.Table) -> pa.Table:
@@ -191,8 +199,7 @@ def _not_in(rows: pa.Table, old: pa.Table) -> pa.Table:
     return rows.filter(pa.array(keep))
 
 
-def _rows(ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], versions: np.ndarray,
-          times: pa.Array) -> pa.Table:
+def _rows(ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], versions: np.ndarray, times: pa.Array) -> pa.Table:
     """The rows to append, checked: ids non-empty text, scores whole numbers 0..100."""
     try:
         lead_ids = pa.array(ids, type=pa.string())
@@ -208,10 +215,8 @@ def _rows(ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], v
     bad = ~(np.isfinite(values) & (values == np.round(values)) & (values >= 0) & (values <= 100))
     if bad.any():
         shown = pd.Series(scores, dtype=object)[bad][:5].tolist()
-        raise LeadDataError(f"score history: scores must be whole numbers from 0 to 100; found {shown} "
-                            f"({int(bad.sum())} bad)")
-    return pa.table([lead_ids, pa.array(values.astype("int16")), pa.array(versions, type=pa.string()), times],
-                    schema=SCHEMA)
+        raise LeadDataError(f"score history: scores must be whole numbers from 0 to 100; found {shown} ({int(bad.sum())} bad)")
+    return pa.table([lead_ids, pa.array(values.astype("int16")), pa.array(versions, type=pa.string()), times], schema=SCHEMA)
 
 
 def _timestamps(values: pd.Series, origin: str) -> pa.Array:
@@ -222,8 +227,9 @@ def _timestamps(values: pd.Series, origin: str) -> pa.Array:
         raise LeadDataError(f"{origin}: not dates and times ({str(exc).splitlines()[0]})") from exc
     bad = parsed.isna().to_numpy()
     if bad.any():
-        raise LeadDataError(f"{origin}: {int(bad.sum())} value(s) are not ISO 8601 dates and times, e.g. "
-                            f"{values[bad].tolist()[:3]}")
+        raise LeadDataError(
+            f"{origin}: {int(bad.sum())} value(s) are not ISO 8601 dates and times, e.g. {values[bad].tolist()[:3]}"
+        )
     return pa.array(parsed.dt.floor("us")).cast(pa.timestamp("us", tz="UTC"))
 
 
@@ -249,15 +255,15 @@ def _read_scores(path: Path, id_column: str) -> pd.DataFrame:
     if _is_parquet(path):
         table = pq.read_table(path, columns=wanted)
     else:
-        options = pacsv.ConvertOptions(include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string()),
-                                       strings_can_be_null=False)
+        options = pacsv.ConvertOptions(
+            include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string()), strings_can_be_null=False
+        )
         table = pacsv.read_csv(path, convert_options=options)
     frame = table.to_pandas()
     return frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})
 
 
-def append_scores_file(history_path: str | os.PathLike[str], scores_path: str | os.PathLike[str],
-                       id_column: str) -> int:
+def append_scores_file(history_path: str | os.PathLike[str], scores_path: str | os.PathLike[str], id_column: str) -> int:
     """Append a scores file written by ``leadscoring score`` or notebook 10 (CSV or parquet
     with ``id_column``, ``score``, ``model_version`` and ``scored_at``) to the history at
     ``history_path``; ids are kept as text exactly as written. Returns the rows appended."""
@@ -270,8 +276,9 @@ def append_scores_file(history_path: str | os.PathLike[str], scores_path: str | 
     if blank.any():
         raise LeadDataError(f"{path}: column 'model_version' is empty in {int(blank.sum())} row(s)")
     times = _timestamps(frame["scored_at"], f"{path}: column 'scored_at'")
-    return ScoreHistory(history_path)._append(_rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(),
-                                                    versions.to_numpy(), times))
+    return ScoreHistory(history_path)._append(
+        _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times)
+    )
 
 
 def has_stamps(scores_path: str | os.PathLike[str]) -> bool:
@@ -280,8 +287,7 @@ def has_stamps(scores_path: str | os.PathLike[str]) -> bool:
     return all(c in names for c in STAMP_COLUMNS)
 
 
-def append_run_scores(history_path: str | os.PathLike[str], results_dir: str | os.PathLike[str],
-                      id_column: str) -> int | None:
+def append_run_scores(history_path: str | os.PathLike[str], results_dir: str | os.PathLike[str], id_column: str) -> int | None:
     """After a promoted run: append ``scores.parquet`` (else ``scores.csv``) of ``results_dir``
     to the history. None (logged) without a scores file or its model version and time
     columns, or if the history cannot be written (an error, but the run stays promoted)."""

@@ -16,8 +16,17 @@ from leadscoring.serving.scorer import OPTIONAL_INT_FIELDS
 from leadscoring.training.reasons import reason_text
 
 #: Parquet type of ``reasons``: a list per lead, strongest positive first, then negative.
-REASON_TYPE = pa.list_(pa.struct([("variable", pa.string()), ("label", pa.string()), ("value", pa.string()),
-                                  ("effect", pa.float64()), ("evidence", pa.string())]))
+REASON_TYPE = pa.list_(
+    pa.struct(
+        [
+            ("variable", pa.string()),
+            ("label", pa.string()),
+            ("value", pa.string()),
+            ("effect", pa.float64()),
+            ("evidence", pa.string()),
+        ]
+    )
+)
 
 
 def _optional_int(values: np.ndarray) -> pa.Array:
@@ -31,8 +40,9 @@ def arrow_table(cols: Mapping[str, np.ndarray], *, text_reasons: bool) -> pa.Tab
     arrays = {}
     for k, v in cols.items():
         if k == "reasons":
-            arrays[k] = (pa.array([reason_text(r) for r in v], type=pa.string()) if text_reasons
-                         else pa.array(v.tolist(), type=REASON_TYPE))
+            arrays[k] = (
+                pa.array([reason_text(r) for r in v], type=pa.string()) if text_reasons else pa.array(v.tolist(), type=REASON_TYPE)
+            )
         elif k in OPTIONAL_INT_FIELDS:
             arrays[k] = _optional_int(v)
         else:

@@ -35,8 +35,7 @@ def _value(field: str, v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else str(v)
 
 
-def crm_payloads(scores: pd.DataFrame, id_column: str,
-                 fields: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def crm_payloads(scores: pd.DataFrame, id_column: str, fields: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The CRM write-back payload per lead: ``{"lead_id", "custom_fields": {name: value}}``
     with each score field of ``fields`` (default :data:`DEFAULT_CRM_FIELDS`) the scores have.
     ``reasons`` is one readable line; empty optional scores are null."""
@@ -46,12 +45,12 @@ def crm_payloads(scores: pd.DataFrame, id_column: str,
         log.warning("scores lack %s (written by an older version?): left out of the CRM payloads", absent)
     used = [f for f in fields if f in scores.columns]
     records = scores[[id_column, *used]].to_dict("records")
-    return [{"lead_id": str(r[id_column]), "custom_fields": {fields[f]: _value(f, r[f]) for f in used}}
-            for r in records]
+    return [{"lead_id": str(r[id_column]), "custom_fields": {fields[f]: _value(f, r[f]) for f in used}} for r in records]
 
 
-def write_payloads(scores: pd.DataFrame, id_column: str, dest: str | os.PathLike[str],
-                   fields: Mapping[str, str] | None = None) -> Path:
+def write_payloads(
+    scores: pd.DataFrame, id_column: str, dest: str | os.PathLike[str], fields: Mapping[str, str] | None = None
+) -> Path:
     """CRM payloads as JSON lines, written atomically."""
     with atomic_path(dest) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:

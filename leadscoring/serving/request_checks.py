@@ -23,8 +23,7 @@ def check_token(request: Request) -> None:
     scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
     same = hmac.compare_digest(given.strip().encode(), token.encode())
     if not same or scheme.casefold() != "bearer":
-        raise HTTPException(status_code=401, detail="missing or invalid bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -62,5 +61,4 @@ def _json_safe(v: Any) -> Any:
 
 def body_errors(errors: list[dict[str, Any]]) -> RequestValidationError:
     """pydantic errors as FastAPI's usual 422 (``loc`` prefixed with "body")."""
-    return RequestValidationError(
-        [{**e, "loc": ("body", *e["loc"]), "input": _json_safe(e.get("input"))} for e in errors])
+    return RequestValidationError([{**e, "loc": ("body", *e["loc"]), "input": _json_safe(e.get("input"))} for e in errors])

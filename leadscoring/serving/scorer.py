@@ -37,8 +37,21 @@ if TYPE_CHECKING:
 
 #: The output fields, in order (``segment`` only with a segment model; ``reasons``,
 #: ``fit_score`` and ``engagement_score`` only with reasons on).
-SCORE_FIELDS = ("probability", "score", "bucket", "recommended_action", "grade", "fit_score", "engagement_score",
-                "segment", "reasons", "previous_score", "trend", "model_version", "scored_at")
+SCORE_FIELDS = (
+    "probability",
+    "score",
+    "bucket",
+    "recommended_action",
+    "grade",
+    "fit_score",
+    "engagement_score",
+    "segment",
+    "reasons",
+    "previous_score",
+    "trend",
+    "model_version",
+    "scored_at",
+)
 #: Fields that may be empty (NaN in arrays, null in JSON/parquet, empty in CSV).
 OPTIONAL_INT_FIELDS = ("fit_score", "engagement_score", "previous_score")
 
@@ -68,9 +81,16 @@ def assign_buckets(scores: Sequence[int] | np.ndarray, buckets: Sequence[Bucket]
 class Scorer:
     """The verified scoring model (and optional segment model), loaded once."""
 
-    def __init__(self, cfg: ProjectConfig, model: Any, manifest: dict[str, Any],
-                 segmenter: Any | None = None, segment_manifest: dict[str, Any] | None = None,
-                 models_dir: Path | None = None, fast: bool | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ProjectConfig,
+        model: Any,
+        manifest: dict[str, Any],
+        segmenter: Any | None = None,
+        segment_manifest: dict[str, Any] | None = None,
+        models_dir: Path | None = None,
+        fast: bool | None = None,
+    ) -> None:
         self.cfg = cfg
         self.models_dir = models_dir
         self.model = model
@@ -88,8 +108,11 @@ class Scorer:
             self._shared = min(shared_steps(model, seg_features), encode_at)
         #: Evidence per variable and fit/engagement grouping, learned with the model (none
         #: for a model saved before 0.4: reasons then carry no evidence, no fit/engagement).
-        self.book = ReasonBook.from_dict(manifest["reasons"]) if "reasons" in manifest else ReasonBook(
-            base_rate=float("nan"), labels={}, levels={}, numeric={}, yes_no=[], groups={})
+        self.book = (
+            ReasonBook.from_dict(manifest["reasons"])
+            if "reasons" in manifest
+            else ReasonBook(base_rate=float("nan"), labels={}, levels={}, numeric={}, yes_no=[], groups={})
+        )
         self.book.labels = {**self.book.labels, **cfg.data.labels}  # relabelling needs no retraining
         #: Grade thresholds: learned with the model (shares, capacity) or the configured ranges.
         learned = manifest.get("grades")
@@ -100,8 +123,7 @@ class Scorer:
         self.live_events: LiveEvents | None = None
 
     @classmethod
-    def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None,
-             with_segments: bool = True) -> Scorer:
+    def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None, with_segments: bool = True) -> Scorer:
         folder = Path(models_dir) if models_dir is not None else cfg.path("models_dir")
         model, manifest = load_model(folder / SCORE_MODEL)
         seg, seg_manifest = None, None
@@ -123,8 +145,9 @@ class Scorer:
     def version(self) -> str:
         return str(self.manifest.get("sha256", "unknown"))[:12]
 
-    def score_columns(self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True,
-                      scored_at: str | None = None) -> dict[str, np.ndarray]:
+    def score_columns(
+        self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True, scored_at: str | None = None
+    ) -> dict[str, np.ndarray]:
         """Score validated leads; returns the output columns (:data:`SCORE_FIELDS`) as arrays.
         The preparation steps run once and serve the probability, the reasons and the
         fit/engagement scores. ``factors=False`` leaves out those three (faster);
@@ -146,14 +169,23 @@ class Scorer:
         ids = np.asarray(X[id_col], dtype=object)
         score = to_score(proba)
         bucket, action = assign_buckets(score, self.cfg.scoring.buckets)
-        out = {id_col: ids, "probability": np.round(proba, 6), "score": score, "bucket": bucket,
-               "recommended_action": action, "grade": assign_grades(score, self.grades)}
+        out = {
+            id_col: ids,
+            "probability": np.round(proba, 6),
+            "score": score,
+            "bucket": bucket,
+            "recommended_action": action,
+            "grade": assign_grades(score, self.grades),
+        }
         if factors:
             contrib, variables = contribution_matrix(self.model, prepared, encoded, dmatrix)
             out.update(self.book.group_scores(contrib, variables))
         if self.segmenter is not None:
-            out["segment"] = (self.segmenter.name(segment_numbers(self.segmenter, shared, skip=self._shared))
-                              if self.fast else self.segmenter.segment_names(X))
+            out["segment"] = (
+                self.segmenter.name(segment_numbers(self.segmenter, shared, skip=self._shared))
+                if self.fast
+                else self.segmenter.segment_names(X)
+            )
         if factors:
             values = {v: np.asarray(prepared[v]) for v in variables if v in prepared.columns}
             n = self.cfg.scoring.reasons

@@ -115,8 +115,9 @@ def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
         for group in (True, False):
             where = [i for i, s in enumerate(sent) if s == group]
             batch = _batch([rows[i] for i in where], computed=not group)
-            for i, rec in zip(where, json_records(scorer.score_columns(batch, scored_at=scored_at),
-                                                  rename={id_col: "lead_id"}), strict=True):
+            for i, rec in zip(
+                where, json_records(scorer.score_columns(batch, scored_at=scored_at), rename={id_col: "lead_id"}), strict=True
+            ):
                 out[i] = rec
         return out
 
@@ -134,23 +135,30 @@ def _batch_scorer(Lead: type[BaseModel], id_col: str, max_batch: int, score: Sco
         except ValidationError as exc:
             errors = exc.errors(include_url=False)
             if any(e["type"] == "too_long" and not e["loc"] for e in errors):
-                raise HTTPException(status_code=413, detail=f"more than {max_batch} leads in one batch; "
-                                                            "split it (limit: service.max_batch)") from None
+                raise HTTPException(
+                    status_code=413, detail=f"more than {max_batch} leads in one batch; split it (limit: service.max_batch)"
+                ) from None
             raise body_errors(errors) from None
         first_at: dict[str, int] = {}
         duplicates = []
         for i, lead in enumerate(leads):
             lead_id = getattr(lead, id_col)
             if lead_id in first_at:
-                duplicates.append({"type": "duplicate_id", "loc": (i, id_col), "input": lead_id,
-                                   "msg": f"duplicate id {lead_id!r} (also at index {first_at[lead_id]})"})
+                duplicates.append(
+                    {
+                        "type": "duplicate_id",
+                        "loc": (i, id_col),
+                        "input": lead_id,
+                        "msg": f"duplicate id {lead_id!r} (also at index {first_at[lead_id]})",
+                    }
+                )
             else:
                 first_at[lead_id] = i
         if duplicates:
             raise body_errors(duplicates)
         scored: list[dict[str, Any]] = []
         for start in range(0, len(leads), BATCH_SLICE):
-            scored.extend(score(leads[start:start + BATCH_SLICE]))
+            scored.extend(score(leads[start : start + BATCH_SLICE]))
         return json.dumps(scored, ensure_ascii=False, separators=(",", ":")).encode()
 
     return _score_batch
@@ -164,9 +172,14 @@ def _batch_scorer(Lead: type[BaseModel], id_col: str, max_batch: int, score: Sco
 def _add_health_route(app: FastAPI, scorer: Scorer, loaded_at: str) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model_version": scorer.version, "model_name": scorer.manifest.get("model_name"),
-                "model_created_at": scorer.manifest.get("created_at"), "loaded_at": loaded_at,
-                "segments": scorer.segmenter is not None}
+        return {
+            "status": "ok",
+            "model_version": scorer.version,
+            "model_name": scorer.manifest.get("model_name"),
+            "model_created_at": scorer.manifest.get("created_at"),
+            "loaded_at": loaded_at,
+            "segments": scorer.segmenter is not None,
+        }
 
 
 # Both scoring routes read the body themselves rather than through FastAPI's parameter
@@ -174,15 +187,22 @@ def _add_health_route(app: FastAPI, scorer: Scorer, loaded_at: str) -> None:
 # bounded, and the single-lead route parses and validates in one pydantic call (JSON
 # straight to the model, in Rust): a third of a millisecond per call. Errors are
 # FastAPI's usual 422 (``loc`` = ["body", field], or ["body", index, field] in a batch).
-def _add_scoring_routes(app: FastAPI, Lead: type[BaseModel], max_batch: int, max_body: int,
-                        score_one: ScoreLeads, score_many: Callable[[bytes], bytes]) -> None:
+def _add_scoring_routes(
+    app: FastAPI, Lead: type[BaseModel], max_batch: int, max_body: int, score_one: ScoreLeads, score_many: Callable[[bytes], bytes]
+) -> None:
     lead_schema = Lead.model_json_schema()
     lead_body = {"required": True, "content": {"application/json": {"schema": lead_schema}}}
-    batch_body = {"required": True, "content": {"application/json": {"schema": {
-        "type": "array", "items": lead_schema, "maxItems": max_batch, "title": "Leads"}}}}
-    errors = {401: {"description": "Missing or invalid bearer token"},
-              413: {"description": "Request body or batch over the configured limit"},
-              422: {"description": "Validation Error"}}
+    batch_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "array", "items": lead_schema, "maxItems": max_batch, "title": "Leads"}}
+        },
+    }
+    errors = {
+        401: {"description": "Missing or invalid bearer token"},
+        413: {"description": "Request body or batch over the configured limit"},
+        422: {"description": "Validation Error"},
+    }
 
     @app.post("/score", response_model=ScoreOut, openapi_extra={"requestBody": lead_body}, responses=errors)
     async def score(request: Request) -> JSONResponse:
@@ -196,8 +216,7 @@ def _add_scoring_routes(app: FastAPI, Lead: type[BaseModel], max_batch: int, max
         out = score_one([lead])[0]
         return JSONResponse(out, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})
 
-    @app.post("/score/batch", response_model=list[ScoreOut], openapi_extra={"requestBody": batch_body},
-              responses=errors)
+    @app.post("/score/batch", response_model=list[ScoreOut], openapi_extra={"requestBody": batch_body}, responses=errors)
     async def score_batch(request: Request) -> Response:
         check_token(request)
         body = await read_body(request, max_body)
@@ -219,8 +238,11 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     id_col = cfg.data.id_column
     max_batch = cfg.service.max_batch
     max_body = int(cfg.service.max_body_mb * 1024 * 1024)
-    app = FastAPI(title="leadscoring", version=scorer.version,
-                  description="Conversion probability, 0-100 score, bucket, action, segment and reasons per lead.")
+    app = FastAPI(
+        title="leadscoring",
+        version=scorer.version,
+        description="Conversion probability, 0-100 score, bucket, action, segment and reasons per lead.",
+    )
 
     score_one = _lead_scorer(cfg, scorer)
     score_many = _batch_scorer(Lead, id_col, max_batch, score_one)
@@ -248,4 +270,3 @@ def app_from_env() -> FastAPI:
     from leadscoring.config import load_config
 
     return create_app(load_config())
-

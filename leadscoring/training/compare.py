@@ -42,32 +42,61 @@ class Candidate:
     notes: str = ""
 
 
-def candidate_models(
-    cfg: ProjectConfig, features: Sequence[str] | None, pos_weight: float, fast: bool = False
-) -> list[Candidate]:
+def candidate_models(cfg: ProjectConfig, features: Sequence[str] | None, pos_weight: float, fast: bool = False) -> list[Candidate]:
     """The model families compared in notebook 07, each with imbalance handled one way."""
     seed = cfg.modelling.seed
     trees = 100 if fast else 300
     lr = dict(max_iter=2000, C=1.0)
     return [
-        Candidate("logistic_plain", build_pipeline(cfg, LogisticRegression(**lr), features=features), "none",
-                  "reference: plain logistic regression"),
-        Candidate("logistic_weighted", build_pipeline(cfg, LogisticRegression(class_weight="balanced", **lr),
-                                                      features=features), "class weights"),
-        Candidate("logistic_smote", build_pipeline(cfg, LogisticRegression(**lr), features=features,
-                                                   sampler=SMOTE(random_state=seed)), "SMOTE in fold"),
-        Candidate("random_forest_weighted", build_pipeline(
-            cfg, RandomForestClassifier(n_estimators=trees, min_samples_leaf=3, class_weight="balanced_subsample",
-                                        n_jobs=2, random_state=seed), features=features, scale=False),
-                  "class weights"),
-        Candidate("xgboost_weighted", build_pipeline(
-            cfg, xgb_classifier(seed, n_estimators=trees, scale_pos_weight=pos_weight), features=features,
-            scale=False), "scale_pos_weight"),
-        Candidate("xgboost_undersampled", build_pipeline(
-            cfg, xgb_classifier(seed, n_estimators=trees), features=features, scale=False,
-            sampler=RandomUnderSampler(random_state=seed)), "random under-sampling in fold"),
-        Candidate("xgboost_plain", build_pipeline(
-            cfg, xgb_classifier(seed, n_estimators=trees), features=features, scale=False), "none"),
+        Candidate(
+            "logistic_plain",
+            build_pipeline(cfg, LogisticRegression(**lr), features=features),
+            "none",
+            "reference: plain logistic regression",
+        ),
+        Candidate(
+            "logistic_weighted",
+            build_pipeline(cfg, LogisticRegression(class_weight="balanced", **lr), features=features),
+            "class weights",
+        ),
+        Candidate(
+            "logistic_smote",
+            build_pipeline(cfg, LogisticRegression(**lr), features=features, sampler=SMOTE(random_state=seed)),
+            "SMOTE in fold",
+        ),
+        Candidate(
+            "random_forest_weighted",
+            build_pipeline(
+                cfg,
+                RandomForestClassifier(
+                    n_estimators=trees, min_samples_leaf=3, class_weight="balanced_subsample", n_jobs=2, random_state=seed
+                ),
+                features=features,
+                scale=False,
+            ),
+            "class weights",
+        ),
+        Candidate(
+            "xgboost_weighted",
+            build_pipeline(
+                cfg, xgb_classifier(seed, n_estimators=trees, scale_pos_weight=pos_weight), features=features, scale=False
+            ),
+            "scale_pos_weight",
+        ),
+        Candidate(
+            "xgboost_undersampled",
+            build_pipeline(
+                cfg,
+                xgb_classifier(seed, n_estimators=trees),
+                features=features,
+                scale=False,
+                sampler=RandomUnderSampler(random_state=seed),
+            ),
+            "random under-sampling in fold",
+        ),
+        Candidate(
+            "xgboost_plain", build_pipeline(cfg, xgb_classifier(seed, n_estimators=trees), features=features, scale=False), "none"
+        ),
     ]
 
 
@@ -81,9 +110,7 @@ def cv_splitter(cfg: ProjectConfig, folds: int | None = None) -> StratifiedKFold
     return StratifiedKFold(n_splits=n, shuffle=True, random_state=cfg.modelling.seed)
 
 
-def cross_validate_candidates(
-    candidates: Sequence[Candidate], X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold
-) -> pd.DataFrame:
+def cross_validate_candidates(candidates: Sequence[Candidate], X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold) -> pd.DataFrame:
     """CV mean ± std of ROC-AUC, average precision and Brier score for each candidate."""
     from tqdm import tqdm
 
@@ -124,9 +151,7 @@ def tune(
     seed: int,
 ) -> RandomizedSearchCV:
     """Bounded random search (``n_iter`` candidates) optimising CV ROC-AUC."""
-    search = RandomizedSearchCV(
-        pipeline, space, n_iter=n_iter, scoring="roc_auc", cv=cv, random_state=seed, n_jobs=1, refit=False
-    )
+    search = RandomizedSearchCV(pipeline, space, n_iter=n_iter, scoring="roc_auc", cv=cv, random_state=seed, n_jobs=1, refit=False)
     search.fit(X, y)
     return search
 
@@ -154,11 +179,12 @@ def compare_calibration(
     variants = [("uncalibrated", pipeline)] + [(m, calibrated(pipeline, m, cv)) for m in methods]
     for name, est in variants:
         res = cross_validate(est, X, y, cv=cv, scoring=SCORING, n_jobs=1)
-        rows.append({
-            "calibration": name,
-            "roc_auc_mean": float(res["test_roc_auc"].mean()),
-            "brier_mean": float(-res["test_brier"].mean()),
-            "brier_std": float(res["test_brier"].std()),
-        })
+        rows.append(
+            {
+                "calibration": name,
+                "roc_auc_mean": float(res["test_roc_auc"].mean()),
+                "brier_mean": float(-res["test_brier"].mean()),
+                "brier_std": float(res["test_brier"].std()),
+            }
+        )
     return pd.DataFrame(rows)
-

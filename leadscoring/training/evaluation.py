@@ -62,11 +62,18 @@ def gains_table(y: Sequence[int], score: Sequence[float], groups: int = 10) -> p
         cum_n += len(part)
         cum_pos += part.sum()
         rate = part.mean()
-        rows.append({
-            "group": i, "leads": len(part), "conversions": int(part.sum()), "conversion_rate": rate,
-            "cum_leads_share": cum_n / len(ordered), "gain": cum_pos / total if total else np.nan,
-            "lift": rate / base if base else np.nan, "cum_lift": (cum_pos / cum_n) / base if base else np.nan,
-        })
+        rows.append(
+            {
+                "group": i,
+                "leads": len(part),
+                "conversions": int(part.sum()),
+                "conversion_rate": rate,
+                "cum_leads_share": cum_n / len(ordered),
+                "gain": cum_pos / total if total else np.nan,
+                "lift": rate / base if base else np.nan,
+                "cum_lift": (cum_pos / cum_n) / base if base else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -78,9 +85,7 @@ def gain_at(y: Sequence[int], score: Sequence[float], share: float) -> float:
     return float(top.sum() / y_arr.sum()) if y_arr.sum() else float("nan")
 
 
-def capacity_table(
-    y: Sequence[int], scores: Mapping[str, Sequence[float]], capacities: Sequence[int]
-) -> pd.DataFrame:
+def capacity_table(y: Sequence[int], scores: Mapping[str, Sequence[float]], capacities: Sequence[int]) -> pd.DataFrame:
     """If sales can call ``N`` leads, how many conversions each strategy reaches.
 
     ``random`` is the expectation N × base rate; for each named score the leads are
@@ -107,10 +112,18 @@ def confusion_at_thresholds(y: Sequence[int], score: Sequence[float], thresholds
     for t in thresholds:
         pred = (s >= t).astype(int)
         tn, fp, fn, tp = confusion_matrix(y_arr, pred, labels=[0, 1]).ravel()
-        rows.append({
-            "threshold": t, "called": int(tp + fp), "tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn),
-            "precision": tp / (tp + fp) if tp + fp else np.nan, "recall": tp / (tp + fn) if tp + fn else np.nan,
-        })
+        rows.append(
+            {
+                "threshold": t,
+                "called": int(tp + fp),
+                "tp": int(tp),
+                "fp": int(fp),
+                "fn": int(fn),
+                "tn": int(tn),
+                "precision": tp / (tp + fp) if tp + fp else np.nan,
+                "recall": tp / (tp + fn) if tp + fn else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -120,4 +133,3 @@ def calibration_table(y: Sequence[int], p: Sequence[float], bins: int = 10) -> p
     df["bin"] = pd.cut(df["p"], np.linspace(0, 1, bins + 1), include_lowest=True)
     out = df.groupby("bin", observed=True).agg(leads=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
     return out.reset_index()
-

@@ -48,8 +48,9 @@ def _variable_groups(encoder: object) -> tuple[np.ndarray, list[str]]:
     return cached
 
 
-def contribution_matrix(model: object, prepared: object, encoded: np.ndarray,
-                         dmatrix: DMatrix | None = None) -> tuple[np.ndarray, list[str]]:
+def contribution_matrix(
+    model: object, prepared: object, encoded: np.ndarray, dmatrix: DMatrix | None = None
+) -> tuple[np.ndarray, list[str]]:
     """(leads × variables) contributions in log-odds, and the variable names
     (``dmatrix``: the booster's input for ``encoded``, if already built)."""
     encoder = model.steps[_step_index(model, "encode")][1]  # type: ignore[attr-defined]
@@ -65,8 +66,9 @@ def contribution_matrix(model: object, prepared: object, encoded: np.ndarray,
     return raw @ groups, variables
 
 
-def contributions(model: object, X: object, prepared: object = None,
-                  encoded: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def contributions(
+    model: object, X: object, prepared: object = None, encoded: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-lead contributions per source variable, and the prepared (clean) values.
 
     Returns ``(contrib, prepared)``: ``contrib`` has one column per variable the model
@@ -89,4 +91,3 @@ def global_importance(model: object, X: pd.DataFrame) -> pd.DataFrame:
         .rename_axis("variable")
         .reset_index()
     )
-

@@ -23,8 +23,9 @@ def weekly_volume(dates: pd.Series) -> float:
     """Leads per week over the span of ``dates`` (creation dates of the training leads)."""
     d = pd.to_datetime(dates, errors="coerce").dropna()
     if len(d) < 2:
-        raise LeadDataError("grades.calls_per_week: cannot measure leads per week (fewer than two dates); "
-                            "set grades.leads_per_week")
+        raise LeadDataError(
+            "grades.calls_per_week: cannot measure leads per week (fewer than two dates); set grades.leads_per_week"
+        )
     weeks = max((d.max() - d.min()).total_seconds() / (7 * 86400), 1.0)
     return float(len(d) / weeks)
 
@@ -40,8 +41,7 @@ def grade_shares(grades: GradesConfig, leads_per_week: float | None = None) -> l
         raise ValueError("grade shares exist only for the shares and capacity methods")
     volume = grades.leads_per_week or leads_per_week
     if not volume:
-        raise LeadDataError("grades.calls_per_week needs the weekly lead volume: set grades.leads_per_week "
-                            "or data.date_column")
+        raise LeadDataError("grades.calls_per_week needs the weekly lead volume: set grades.leads_per_week or data.date_column")
     first = min(float(grades.calls_per_week or 0) / volume, 1.0)
     rest = np.asarray(grades.shares[1:] if grades.shares else [1.0] * (n - 1), dtype=float)
     return [first, *((1.0 - first) * rest / rest.sum()).tolist()]
@@ -62,8 +62,9 @@ def thresholds_from_shares(scores: Sequence[int] | np.ndarray, shares: Sequence[
     return [*out, 0]
 
 
-def learn_grades(grades: GradesConfig, train_scores: Sequence[int] | np.ndarray,
-                 leads_per_week: float | None = None) -> dict[str, Any]:
+def learn_grades(
+    grades: GradesConfig, train_scores: Sequence[int] | np.ndarray, leads_per_week: float | None = None
+) -> dict[str, Any]:
     """The grade definition stored with the model: names, minimum scores, method and the
     share of training leads each grade holds."""
     s = np.asarray(train_scores, dtype=int)
@@ -102,25 +103,37 @@ def grade_table(y: Sequence[int], scores: Sequence[int] | np.ndarray, definition
     leads = np.bincount(idx, minlength=n_grades)
     conv = np.bincount(idx, weights=y_arr, minlength=n_grades).astype(int)
     total = max(int(y_arr.sum()), 1)
-    return pd.DataFrame({
-        "grade": definition["names"], "min_score": definition["min_scores"], "leads": leads,
-        "share": leads / max(len(y_arr), 1), "conversions": conv,
-        "conversion_rate": np.divide(conv, leads, out=np.full(n_grades, np.nan), where=leads > 0),
-        "calls_down_to_here": np.cumsum(leads), "conversions_reached": np.cumsum(conv),
-        "share_of_conversions": np.cumsum(conv) / total,
-    })
+    return pd.DataFrame(
+        {
+            "grade": definition["names"],
+            "min_score": definition["min_scores"],
+            "leads": leads,
+            "share": leads / max(len(y_arr), 1),
+            "conversions": conv,
+            "conversion_rate": np.divide(conv, leads, out=np.full(n_grades, np.nan), where=leads > 0),
+            "calls_down_to_here": np.cumsum(leads),
+            "conversions_reached": np.cumsum(conv),
+            "share_of_conversions": np.cumsum(conv) / total,
+        }
+    )
 
 
-def grade_choices(y: Sequence[int], scores: Sequence[int] | np.ndarray,
-                  choices: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def grade_choices(y: Sequence[int], scores: Sequence[int] | np.ndarray, choices: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """What calling the first grade yields under each choice of grades: calls, conversions
     reached, precision and share of all conversions (one row per choice)."""
     rows = []
     for name, definition in choices.items():
         first = grade_table(y, scores, definition).iloc[0]
-        rows.append({"choice": name, "first_grade_min_score": int(first["min_score"]), "calls": int(first["leads"]),
-                     "conversions_reached": int(first["conversions"]),
-                     "precision": first["conversion_rate"], "share_of_conversions": first["share_of_conversions"]})
+        rows.append(
+            {
+                "choice": name,
+                "first_grade_min_score": int(first["min_score"]),
+                "calls": int(first["leads"]),
+                "conversions_reached": int(first["conversions"]),
+                "precision": first["conversion_rate"],
+                "share_of_conversions": first["share_of_conversions"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -131,21 +144,23 @@ def grades_for(cfg: ProjectConfig, train_scores: Sequence[int] | np.ndarray, lea
     volume = None
     if g.method == "capacity" and not g.leads_per_week:
         if not cfg.data.date_column or cfg.data.date_column not in leads.columns:
-            raise LeadDataError("grades.calls_per_week needs the weekly lead volume: set grades.leads_per_week "
-                                "or data.date_column")
+            raise LeadDataError("grades.calls_per_week needs the weekly lead volume: set grades.leads_per_week or data.date_column")
         volume = weekly_volume(leads[cfg.data.date_column])
     return learn_grades(g, train_scores, volume)
 
 
-def standard_choices(cfg: ProjectConfig, train_scores: Sequence[int] | np.ndarray, leads: pd.DataFrame,
-                     weekly_calls: Sequence[float] = ()) -> dict[str, dict[str, Any]]:
+def standard_choices(
+    cfg: ProjectConfig, train_scores: Sequence[int] | np.ndarray, leads: pd.DataFrame, weekly_calls: Sequence[float] = ()
+) -> dict[str, dict[str, Any]]:
     """Grade choices to compare (notebook 09), all learned on the same training scores: the
     configured one, quartiles (as HubSpot), 10/20/30/40 % (as MadKudu), and for each of
     ``weekly_calls`` the capacity choice when the weekly volume is known."""
     names = list(cfg.scoring.grades.names) if len(cfg.scoring.grades.names) == 4 else ["A", "B", "C", "D"]
-    choices = {"configured": grades_for(cfg, train_scores, leads),
-               "quartiles": learn_grades(GradesConfig(names=names, shares=[0.25] * 4), train_scores),
-               "10/20/30/40 %": learn_grades(GradesConfig(names=names, shares=[0.1, 0.2, 0.3, 0.4]), train_scores)}
+    choices = {
+        "configured": grades_for(cfg, train_scores, leads),
+        "quartiles": learn_grades(GradesConfig(names=names, shares=[0.25] * 4), train_scores),
+        "10/20/30/40 %": learn_grades(GradesConfig(names=names, shares=[0.1, 0.2, 0.3, 0.4]), train_scores),
+    }
     volume = cfg.scoring.grades.leads_per_week
     if volume is None and cfg.data.date_column and cfg.data.date_column in leads.columns:
         volume = weekly_volume(leads[cfg.data.date_column])

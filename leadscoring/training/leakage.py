@@ -36,8 +36,18 @@ from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import MISSING_LEVEL, build_encoder
 
 VERDICTS = ("excluded", "review", "ok")
-COLUMNS = ["variable", "label", "single_variable_auc", "missing_share", "missing_auc", "purest_level",
-           "signals", "verdict", "reason", "allowed"]
+COLUMNS = [
+    "variable",
+    "label",
+    "single_variable_auc",
+    "missing_share",
+    "missing_auc",
+    "purest_level",
+    "signals",
+    "verdict",
+    "reason",
+    "allowed",
+]
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -58,10 +68,14 @@ def single_variable_pipeline(cfg: ProjectConfig, col: str, n_rows: int) -> Pipel
     for a number (any shape of relationship), a logistic regression over the levels otherwise."""
     role, d = _role(cfg, col), cfg.data
     cols = {r: [col] if r == role else [] for r in ("numeric", "categorical", "yes_no")}
-    cleaner = LeadCleaner(**cols, missing_values=list(d.missing_values), yes_values=list(d.yes_values),
-                          clip_quantile=cfg.cleaning.clip_quantile, drop_constant=False)
-    encoder = build_encoder(cols["numeric"], cols["categorical"], cols["yes_no"],
-                            rare_min_share=cfg.cleaning.rare_min_share)
+    cleaner = LeadCleaner(
+        **cols,
+        missing_values=list(d.missing_values),
+        yes_values=list(d.yes_values),
+        clip_quantile=cfg.cleaning.clip_quantile,
+        drop_constant=False,
+    )
+    encoder = build_encoder(cols["numeric"], cols["categorical"], cols["yes_no"], rare_min_share=cfg.cleaning.rare_min_share)
     if role == "numeric":
         model = DecisionTreeClassifier(max_depth=4, min_samples_leaf=max(10, n_rows // 100), random_state=0)
     else:
@@ -70,8 +84,7 @@ def single_variable_pipeline(cfg: ProjectConfig, col: str, n_rows: int) -> Pipel
 
 
 def _single_auc(cfg: ProjectConfig, col: str, X: pd.DataFrame, y: np.ndarray, cv: object) -> float:
-    proba = cross_val_predict(single_variable_pipeline(cfg, col, len(X)), X[[col]], y, cv=cv,
-                              method="predict_proba")[:, 1]
+    proba = cross_val_predict(single_variable_pipeline(cfg, col, len(X)), X[[col]], y, cv=cv, method="predict_proba")[:, 1]
     return _auc(y, proba)
 
 
@@ -129,20 +142,29 @@ def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) ->
     rows = []
     for col in d.columns.all:
         role = _role(cfg, col)
-        cleaner = LeadCleaner(**{r: [col] if r == role else [] for r in ("numeric", "categorical", "yes_no")},
-                              missing_values=list(d.missing_values), yes_values=list(d.yes_values),
-                              clip_quantile=None, drop_constant=False)
+        cleaner = LeadCleaner(
+            **{r: [col] if r == role else [] for r in ("numeric", "categorical", "yes_no")},
+            missing_values=list(d.missing_values),
+            yes_values=list(d.yes_values),
+            clip_quantile=None,
+            drop_constant=False,
+        )
         clean = as_frame(cleaner.fit_transform(X[[col]]))[col]
         missing = clean.isna().to_numpy()
-        purest, pure = _purest_level(_levels(clean, role, lk.pure_level_min_share), y,
-                                     lk.pure_level_rate, lk.pure_level_min_share)
+        purest, pure = _purest_level(_levels(clean, role, lk.pure_level_min_share), y, lk.pure_level_rate, lk.pure_level_min_share)
         label = d.labels.get(col, "")
-        rows.append({
-            "variable": col, "label": label, "single_variable_auc": _single_auc(cfg, col, X, y, cv),
-            "missing_share": float(missing.mean()), "missing_auc": _auc(y, missing.astype(float)),
-            "purest_level": purest, "pure": pure,
-            "stems": outcome_like_stems(col, lk.name_stems) or outcome_like_stems(label, lk.name_stems),
-        })
+        rows.append(
+            {
+                "variable": col,
+                "label": label,
+                "single_variable_auc": _single_auc(cfg, col, X, y, cv),
+                "missing_share": float(missing.mean()),
+                "missing_auc": _auc(y, missing.astype(float)),
+                "purest_level": purest,
+                "pure": pure,
+                "stems": outcome_like_stems(col, lk.name_stems) or outcome_like_stems(label, lk.name_stems),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -152,8 +174,10 @@ def _verdict(row: pd.Series, second_best: float, cfg: ProjectConfig) -> tuple[li
     auc, strong, weak, signals = row["single_variable_auc"], [], [], []
     if auc >= lk.dominant_auc or (auc >= lk.dominant_margin_min_auc and auc - second_best >= lk.dominant_margin):
         signals.append("a")
-        strong.append(f"alone it ranks leads with ROC-AUC {auc:.3f} (best other variable: {second_best:.3f}), "
-                      "too good for something known before the sales contact")
+        strong.append(
+            f"alone it ranks leads with ROC-AUC {auc:.3f} (best other variable: {second_best:.3f}), "
+            "too good for something known before the sales contact"
+        )
     elif auc >= lk.review_auc:
         signals.append("a")
         weak.append(f"alone it ranks leads with ROC-AUC {auc:.3f}: confirm it is known before the sales contact")
@@ -162,21 +186,26 @@ def _verdict(row: pd.Series, second_best: float, cfg: ProjectConfig) -> tuple[li
         strong.append(f"a level nearly decides the outcome ({row['purest_level']})")
     if row["missing_auc"] >= lk.missing_auc and 0 < row["missing_share"] < 1:
         signals.append("c")
-        weak.append(f"whether it is filled in predicts the outcome (ROC-AUC {row['missing_auc']:.3f}): "
-                    "it may be filled in during or after the contact")
+        weak.append(
+            f"whether it is filled in predicts the outcome (ROC-AUC {row['missing_auc']:.3f}): "
+            "it may be filled in during or after the contact"
+        )
     if row["stems"]:
         signals.append("d")
         words = ", ".join(f"'{s}'" for s in row["stems"])
         if auc >= lk.name_auc:
-            strong.append(f"its name reads like an outcome or sales-contact field ({words}) and it predicts "
-                          f"strongly (ROC-AUC {auc:.3f})")
+            strong.append(
+                f"its name reads like an outcome or sales-contact field ({words}) and it predicts strongly (ROC-AUC {auc:.3f})"
+            )
         else:
             weak.append(f"its name reads like an outcome or sales-contact field ({words})")
     if row["variable"] in d.post_contact:
         signals.append("e")
         if d.use_post_contact_fields:
-            weak.append("the configuration lists it as known only after the sales contact (data.post_contact) "
-                        "and allows such fields (data.use_post_contact_fields)")
+            weak.append(
+                "the configuration lists it as known only after the sales contact (data.post_contact) "
+                "and allows such fields (data.use_post_contact_fields)"
+            )
         else:
             strong.append("the configuration lists it as known only after the sales contact (data.post_contact)")
     verdict = "excluded" if strong else "review" if weak else "ok"
@@ -198,13 +227,20 @@ def leakage_audit(X: pd.DataFrame, y: pd.Series | np.ndarray, cfg: ProjectConfig
         allowed = row["variable"] in cfg.data.allow_leaky
         if allowed and verdict == "excluded":
             reasons.append("kept anyway: named in data.allow_leaky")
-        out.append({**row.drop(["pure", "stems"]).to_dict(), "signals": ",".join(signals), "verdict": verdict,
-                    "reason": "; ".join(reasons) or "no sign of information from after the sales contact",
-                    "allowed": allowed})
+        out.append(
+            {
+                **row.drop(["pure", "stems"]).to_dict(),
+                "signals": ",".join(signals),
+                "verdict": verdict,
+                "reason": "; ".join(reasons) or "no sign of information from after the sales contact",
+                "allowed": allowed,
+            }
+        )
     audit = pd.DataFrame(out, columns=COLUMNS)
     audit["_order"] = audit["verdict"].map({v: i for i, v in enumerate(VERDICTS)})
-    return (audit.sort_values(["_order", "single_variable_auc"], ascending=[True, False])
-            .drop(columns="_order").reset_index(drop=True))
+    return (
+        audit.sort_values(["_order", "single_variable_auc"], ascending=[True, False]).drop(columns="_order").reset_index(drop=True)
+    )
 
 
 def blocked_variables(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
@@ -212,8 +248,9 @@ def blocked_variables(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
     features (``features.products`` / ``ratios``) built from any of them."""
     excluded = audit.loc[audit["verdict"].eq("excluded"), "variable"]
     raw = [c for c in excluded if c not in cfg.data.allow_leaky]
-    derived = [name for kind in (cfg.features.products, cfg.features.ratios) for name, (a, b) in kind.items()
-               if a in raw or b in raw]
+    derived = [
+        name for kind in (cfg.features.products, cfg.features.ratios) for name, (a, b) in kind.items() if a in raw or b in raw
+    ]
     return [*raw, *derived]
 
 
@@ -249,18 +286,24 @@ def audit_summary(audit: pd.DataFrame) -> str:
     counts = audit["verdict"].value_counts()
     excluded = audit[audit["verdict"].eq("excluded")]
     review = audit[audit["verdict"].eq("review")]
-    lines = [f"The leakage audit checked {len(audit)} variables for information that is only known after the "
-             "sales contact (status tags, call durations, quality grades): such fields make a model look far "
-             "better in validation than it can be when a new lead must be prioritised."]
+    lines = [
+        f"The leakage audit checked {len(audit)} variables for information that is only known after the "
+        "sales contact (status tags, call durations, quality grades): such fields make a model look far "
+        "better in validation than it can be when a new lead must be prioritised."
+    ]
     if len(excluded):
         kept = excluded.loc[excluded["allowed"], "variable"].tolist()
-        lines.append(f"{counts.get('excluded', 0)} variable(s) were excluded from every model: "
-                     f"{', '.join(excluded['variable'])}"
-                     + (f" (kept anyway because the configuration allows them: {', '.join(kept)})" if kept else "")
-                     + ".")
+        lines.append(
+            f"{counts.get('excluded', 0)} variable(s) were excluded from every model: "
+            f"{', '.join(excluded['variable'])}"
+            + (f" (kept anyway because the configuration allows them: {', '.join(kept)})" if kept else "")
+            + "."
+        )
     if len(review):
-        lines.append(f"{len(review)} variable(s) need review (confirm they are known before the sales contact): "
-                     f"{', '.join(review['variable'])}.")
+        lines.append(
+            f"{len(review)} variable(s) need review (confirm they are known before the sales contact): "
+            f"{', '.join(review['variable'])}."
+        )
     if not len(excluded) and not len(review):
         lines.append("No variable showed a sign of such information.")
     table = ["| variable | single-variable ROC-AUC | missing | verdict | reason |", "|---|---|---|---|---|"]

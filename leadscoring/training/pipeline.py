@@ -112,4 +112,3 @@ def final_estimator(model: Pipeline) -> Any:
     if isinstance(est, (Pipeline, ImbPipeline)):
         est = est.steps[-1][1]
     return est
-

@@ -83,8 +83,9 @@ class ReasonBook:
         self._group_q = {g: np.asarray(q, dtype=float) for g, q in self.group_quantiles.items()}
         self._group_cols: dict[tuple[str, ...], dict[str, list[int]]] = {}
         self._memo: dict[tuple[str, Any], tuple[str, str, str]] = {}  # (variable, value) -> texts, one lead at a time
-        self._lists = {v: ([float(x) for x in info["quantiles"]], [float(x) for x in info["edges"]])
-                       for v, info in self.numeric.items()}
+        self._lists = {
+            v: ([float(x) for x in info["quantiles"]], [float(x) for x in info["edges"]]) for v, info in self.numeric.items()
+        }
         self._texts: dict[tuple[Any, ...], str] = {}
 
     def label(self, variable: str) -> str:
@@ -108,8 +109,11 @@ class ReasonBook:
         if key not in self._texts:
             info = self.numeric[variable]
             where = f"top {at_least} % of leads" if at_least <= 50 else f"bottom {at_most} % of leads"
-            self._texts[key] = (where if info["leads"][b] < self.min_leads
-                                else f"{where}; {_pct(info['rates'][b])} of leads in this range converted")
+            self._texts[key] = (
+                where
+                if info["leads"][b] < self.min_leads
+                else f"{where}; {_pct(info['rates'][b])} of leads in this range converted"
+            )
         return self._texts[key]
 
     def _one_number(self, variable: str, v: float) -> str:
@@ -132,24 +136,29 @@ class ReasonBook:
         at_most = np.maximum(1, np.ceil(100.0 * np.searchsorted(q, values, side="right") / steps)).astype(int)
         bins = np.clip(np.searchsorted(a["edges"], values, side="right") - 1, 0, len(a["rates"]) - 1)
         missing = np.isnan(values)
-        return [self._level_text(variable, MISSING) if m else self._range_text(variable, int(lo), int(hi), int(b))
-                for m, lo, hi, b in zip(missing, at_least, at_most, bins, strict=True)]
+        return [
+            self._level_text(variable, MISSING) if m else self._range_text(variable, int(lo), int(hi), int(b))
+            for m, lo, hi, b in zip(missing, at_least, at_most, bins, strict=True)
+        ]
 
     def evidence(self, variable: str, values: Sequence[Any] | np.ndarray) -> list[str]:
         """The evidence sentence for each (cleaned) value of one variable."""
         if variable in self.numeric:
             return self._numeric_evidence(variable, np.asarray(values, dtype=float))
         if variable in self.levels:
-            return [self._level_text(variable, format_value(v, True) if variable in self.yes_no
-                                     else MISSING if _missing(v) else str(v)) for v in values]
+            return [
+                self._level_text(variable, format_value(v, True) if variable in self.yes_no else MISSING if _missing(v) else str(v))
+                for v in values
+            ]
         return [""] * len(values)
 
     def values(self, variable: str, values: Sequence[Any] | np.ndarray) -> list[str]:
         yes_no = variable in self.yes_no
         return [format_value(v, yes_no) for v in values]
 
-    def reasons(self, contrib: np.ndarray, variables: Sequence[str], values: dict[str, np.ndarray],
-                positive: int, negative: int) -> list[list[dict[str, Any]]]:
+    def reasons(
+        self, contrib: np.ndarray, variables: Sequence[str], values: dict[str, np.ndarray], positive: int, negative: int
+    ) -> list[list[dict[str, Any]]]:
         """Per lead: up to ``positive`` reasons pushing the score up (strongest first), then up
         to ``negative`` pulling it down. ``contrib``: leads × variables log-odds;
         ``values``: the cleaned value arrays per variable. Texts are built per variable for
@@ -175,13 +184,27 @@ class ReasonBook:
             value_text[hit] = self.values(name, vals)
             evidence[hit] = self.evidence(name, vals)
         labels = [self.label(v) for v in variables]
-        for r, j, e, vt, ev in zip(rows.tolist(), var_j.tolist(), np.round(effect[rows, slots], 3).tolist(),
-                                   value_text.tolist(), evidence.tolist(), strict=True):
+        for r, j, e, vt, ev in zip(
+            rows.tolist(),
+            var_j.tolist(),
+            np.round(effect[rows, slots], 3).tolist(),
+            value_text.tolist(),
+            evidence.tolist(),
+            strict=True,
+        ):
             out[r].append({"variable": variables[j], "label": labels[j], "value": vt, "effect": e, "evidence": ev})
         return out
 
-    def _lead_reasons(self, row: np.ndarray, order: np.ndarray, variables: Sequence[str],
-                      values: dict[str, np.ndarray], i: int, k_pos: int, k_neg: int) -> list[dict[str, Any]]:
+    def _lead_reasons(
+        self,
+        row: np.ndarray,
+        order: np.ndarray,
+        variables: Sequence[str],
+        values: dict[str, np.ndarray],
+        i: int,
+        k_pos: int,
+        k_neg: int,
+    ) -> list[dict[str, Any]]:
         effects = row.tolist()
         ranked = order.tolist()
         chosen = [j for j in ranked[:k_pos] if effects[j] > 0] + [j for j in ranked[::-1][:k_neg] if effects[j] < 0]
@@ -220,13 +243,17 @@ class ReasonBook:
 
 def reason_text(reasons: Sequence[dict[str, Any]]) -> str:
     """One readable line (CSV, CRM payload): ``+ Label: value — evidence | - ...``."""
-    return " | ".join(f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']} — {r['evidence']}"
-                      if r["evidence"] else f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']}"
-                      for r in reasons)
+    return " | ".join(
+        f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']} — {r['evidence']}"
+        if r["evidence"]
+        else f"{'+' if r['effect'] > 0 else '-'} {r['label']}: {r['value']}"
+        for r in reasons
+    )
 
 
-def build_reason_book(cfg: ProjectConfig, prepared: pd.DataFrame, y: Sequence[int], contrib: np.ndarray,
-                      variables: Sequence[str]) -> ReasonBook:
+def build_reason_book(
+    cfg: ProjectConfig, prepared: pd.DataFrame, y: Sequence[int], contrib: np.ndarray, variables: Sequence[str]
+) -> ReasonBook:
     """The evidence book from the training leads: ``prepared`` (cleaned values), outcomes
     ``y``, and the model's contributions (leads × ``variables``) on the same leads."""
     y_arr = np.asarray(y, dtype=float)
@@ -249,11 +276,21 @@ def build_reason_book(cfg: ProjectConfig, prepared: pd.DataFrame, y: Sequence[in
             levels[v] = level_profile(col.astype(object).where(col.notna(), MISSING).astype(str), y_arr)
     groups = variable_groups(cfg, variables)
     index = {v: j for j, v in enumerate(variables)}
-    quantiles = {g: np.quantile(contrib[:, [index[v] for v in members]].sum(axis=1), GRID).tolist()
-                 for g, members in groups.items() if members}
-    return ReasonBook(base_rate=float(y_arr.mean()), labels={v: cfg.data.labels.get(v, v) for v in variables},
-                      levels=levels, numeric=numeric, yes_no=yes_no, groups=groups, group_quantiles=quantiles,
-                      min_leads=cfg.scoring.reasons.min_leads)
+    quantiles = {
+        g: np.quantile(contrib[:, [index[v] for v in members]].sum(axis=1), GRID).tolist()
+        for g, members in groups.items()
+        if members
+    }
+    return ReasonBook(
+        base_rate=float(y_arr.mean()),
+        labels={v: cfg.data.labels.get(v, v) for v in variables},
+        levels=levels,
+        numeric=numeric,
+        yes_no=yes_no,
+        groups=groups,
+        group_quantiles=quantiles,
+        min_leads=cfg.scoring.reasons.min_leads,
+    )
 
 
 def reason_book_for(cfg: ProjectConfig, model: object, X: pd.DataFrame, y: Sequence[int]) -> ReasonBook:

@@ -27,20 +27,29 @@ def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = No
     ``features``, the model's variables when known, says which ones the model actually uses."""
     post = list(cfg.data.post_contact)
     if not post:
-        return ("- No field is configured as known only after the sales contact (`data.post_contact`). If an\n"
-                "  input is filled in or updated by the sales team after contacting a lead, list it there: a\n"
-                "  model trained on it ranks leads with information it will not have when they must be prioritised.")
+        return (
+            "- No field is configured as known only after the sales contact (`data.post_contact`). If an\n"
+            "  input is filled in or updated by the sales team after contacting a lead, list it there: a\n"
+            "  model trained on it ranks leads with information it will not have when they must be prioritised."
+        )
     labels = cfg.data.labels
     named = ", ".join(f"`{c}`" + (f" ({labels[c]})" if c in labels else "") for c in post)
     if not cfg.data.use_post_contact_fields:
-        return (f"- Post-contact fields ({named}) are known only after the sales contact and are **not used**\n"
-                "  (`data.use_post_contact_fields: false`): the model is a pre-contact model.")
+        return (
+            f"- Post-contact fields ({named}) are known only after the sales contact and are **not used**\n"
+            "  (`data.use_post_contact_fields: false`): the model is a pre-contact model."
+        )
     used = [c for c in post if features is None or c in features]
-    status = (f"are **used** by the model ({', '.join(f'`{c}`' for c in used)})" if used
-              else "are allowed but none was selected by the model")
-    return (f"- Post-contact fields ({named}) are known only after the sales contact and {status}.\n"
-            "  A lead scored before any contact has these fields empty or at their initial value, and its\n"
-            "  score is less certain. Set `data.use_post_contact_fields: false` to train a pre-contact model.")
+    status = (
+        f"are **used** by the model ({', '.join(f'`{c}`' for c in used)})"
+        if used
+        else "are allowed but none was selected by the model"
+    )
+    return (
+        f"- Post-contact fields ({named}) are known only after the sales contact and {status}.\n"
+        "  A lead scored before any contact has these fields empty or at their initial value, and its\n"
+        "  score is less certain. Set `data.use_post_contact_fields: false` to train a pre-contact model."
+    )
 
 
 def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str:
@@ -49,10 +58,12 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
     book = manifest.get("reasons") or {}
     groups, auc = book.get("groups", {}), manifest.get("group_validation_auc", {})
     n = cfg.scoring.reasons
-    lines = [f"- **Reasons**: up to {n.positive} variables pushing the score up and {n.negative} pulling it down, "
-             "from the model's per-lead contributions (XGBoost's SHAP values), each with its evidence from the "
-             f"{manifest.get('training_rows')} training leads (conversion rate of the level, or where a number stands "
-             f"among them; levels seen in fewer than {n.min_leads} leads get none)."]
+    lines = [
+        f"- **Reasons**: up to {n.positive} variables pushing the score up and {n.negative} pulling it down, "
+        "from the model's per-lead contributions (XGBoost's SHAP values), each with its evidence from the "
+        f"{manifest.get('training_rows')} training leads (conversion rate of the level, or where a number stands "
+        f"among them; levels seen in fewer than {n.min_leads} leads get none)."
+    ]
     for g, what in (("fit", "who the lead is"), ("engagement", "what the lead did")):
         members, a = groups.get(g, []), auc.get(f"{g}_score")
         head = f"- **{g.capitalize()} score** ({what}, 0-100): "
@@ -61,23 +72,32 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
             continue
         ranks = f"; alone it ranks the validation leads with ROC-AUC **{a:.3f}**" if a is not None else ""
         named = ", ".join(f"{cfg.data.labels[v]} (`{v}`)" if v in cfg.data.labels else f"`{v}`" for v in members)
-        lines.append(head + f"the share of training leads whose {named} "
-                     f"added less to the odds of converting{ranks}.")
+        lines.append(head + f"the share of training leads whose {named} added less to the odds of converting{ranks}.")
     gr = manifest.get("grades") or {}
     if gr:
         pairs = ", ".join(f"{nm} ≥ {m}" for nm, m in zip(gr["names"], gr["min_scores"], strict=True))
-        how = {"ranges": "configured score ranges", "shares": "shares of leads learned on the training scores",
-               "capacity": f"capacity: {gr.get('calls_per_week')} calls per week of "
-                           f"{(gr.get('leads_per_week') or 0):.0f} leads"}[gr["method"]]
+        how = {
+            "ranges": "configured score ranges",
+            "shares": "shares of leads learned on the training scores",
+            "capacity": f"capacity: {gr.get('calls_per_week')} calls per week of {(gr.get('leads_per_week') or 0):.0f} leads",
+        }[gr["method"]]
         shares = ", ".join(f"{x:.0%}" for x in gr.get("training_shares", []))
         lines.append(f"- **Grades** ({how}): {pairs}; training leads per grade: {shares}.")
-    lines.append(f"- **Trend**: against the lead's previous score in the score history; improving or declining "
-                 f"from {cfg.scoring.trend_points} points, `new` for a first score.")
+    lines.append(
+        f"- **Trend**: against the lead's previous score in the score history; improving or declining "
+        f"from {cfg.scoring.trend_points} points, `new` for a first score."
+    )
     return "\n".join(lines)
 
 
-def model_card(manifest: dict[str, Any], cv_table: pd.DataFrame, comparison: pd.DataFrame,
-               selection: dict[str, Any], cfg: ProjectConfig, leakage: str | None = None) -> str:
+def model_card(
+    manifest: dict[str, Any],
+    cv_table: pd.DataFrame,
+    comparison: pd.DataFrame,
+    selection: dict[str, Any],
+    cfg: ProjectConfig,
+    leakage: str | None = None,
+) -> str:
     """Markdown model card: what the model is, data, metrics, the leakage audit (``leakage``:
     :func:`~leadscoring.training.leakage.audit_summary` and
     :func:`~leadscoring.training.stakes.stakes_summary`, in markdown) and caveats."""
@@ -85,32 +105,33 @@ def model_card(manifest: dict[str, Any], cv_table: pd.DataFrame, comparison: pd.
     cv = manifest.get("cv", {})
     buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
     cv_cols = ["model", "imbalance", "roc_auc_mean", "roc_auc_std", "average_precision_mean", "brier_mean"]
-    comp = comparison.reset_index().rename(columns={"index": "model"})[["model", "roc_auc", "average_precision",
-                                                                        "brier", "gain_at_30pct"]]
+    comp = comparison.reset_index().rename(columns={"index": "model"})[
+        ["model", "roc_auc", "average_precision", "brier", "gain_at_30pct"]
+    ]
     dropped = "\n".join(f"- `{v}`: {why}" for v, why in selection.get("dropped", {}).items()) or "- none"
     return f"""# Model card: lead scoring model
 
-*Generated from `{manifest['file']}` and its manifest at {manifest['created_at']}. Do not edit by hand.*
+*Generated from `{manifest["file"]}` and its manifest at {manifest["created_at"]}. Do not edit by hand.*
 
 ## What it is
-- **Model**: {manifest.get('model_name')}; parameters {manifest.get('params') or 'default'}.
-- **Input**: one lead in the raw export layout ({len(manifest.get('input_columns', []))} columns, no target).
+- **Model**: {manifest.get("model_name")}; parameters {manifest.get("params") or "default"}.
+- **Input**: one lead in the raw export layout ({len(manifest.get("input_columns", []))} columns, no target).
 - **Output**: calibrated probability of `{cfg.data.target_column} = 1`; score = round(100 × probability);
   buckets: {buckets}.
-- **SHA-256** `{manifest['sha256']}`; versions {manifest.get('versions')}.
+- **SHA-256** `{manifest["sha256"]}`; versions {manifest.get("versions")}.
 
 ## Data
-- Training: {manifest.get('training_rows')} leads (working split), fingerprint `{str(manifest.get('data_fingerprint'))[:16]}…`.
-- Validation: {manifest.get('validation_rows')} leads held out by notebook 01 and used once.
-- Variables used: {', '.join(f'`{f}`' for f in manifest.get('features', []))}.
+- Training: {manifest.get("training_rows")} leads (working split), fingerprint `{str(manifest.get("data_fingerprint"))[:16]}…`.
+- Validation: {manifest.get("validation_rows")} leads held out by notebook 01 and used once.
+- Variables used: {", ".join(f"`{f}`" for f in manifest.get("features", []))}.
 
 Dropped variables:
 {dropped}
 
 ## Performance
-Cross-validated ({cv.get('folds')} folds) ROC-AUC {cv.get('roc_auc', float('nan')):.4f}, Brier {cv.get('brier', float('nan')):.4f}.
-Validation ROC-AUC **{val.get('roc_auc', float('nan')):.4f}**, Brier **{val.get('brier', float('nan')):.4f}**,
-conversions captured in the top 30 % of leads **{val.get('gain_at_30pct', float('nan')):.1%}**.
+Cross-validated ({cv.get("folds")} folds) ROC-AUC {cv.get("roc_auc", float("nan")):.4f}, Brier {cv.get("brier", float("nan")):.4f}.
+Validation ROC-AUC **{val.get("roc_auc", float("nan")):.4f}**, Brier **{val.get("brier", float("nan")):.4f}**,
+conversions captured in the top 30 % of leads **{val.get("gain_at_30pct", float("nan")):.1%}**.
 
 Candidates (cross-validation on the working split):
 
@@ -124,9 +145,9 @@ Validation split:
 {score_fields_section(manifest, cfg)}
 
 ## Leakage audit
-{leakage or 'Not run for this model.'}
+{leakage or "Not run for this model."}
 ## Caveats
-{post_contact_caveats(cfg, manifest.get('features'))}
+{post_contact_caveats(cfg, manifest.get("features"))}
 - Scores are only as current as the behavioural fields: re-score leads whose activity changed.
 - Retrain when conversion patterns move (new channels, campaigns, pricing).
 """
@@ -152,39 +173,42 @@ def retrained_card(manifest: Mapping[str, Any], cfg: ProjectConfig, previous_car
     r = manifest["retrain"]
     own, champ = manifest["metrics"], r["champion_on_holdout"]
     cols = ["roc_auc", "average_precision", "brier", "log_loss", "gain_at_30pct"]
-    table = "\n".join([
-        "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1),
-        "| this model (challenger) | " + " | ".join(_fmt(own.get(c)) for c in cols) + " |",
-        f"| replaced model `{manifest['retrained_from'][:12]}` | " + " | ".join(_fmt(champ.get(c)) for c in cols) + " |",
-    ])
+    table = "\n".join(
+        [
+            "| model | " + " | ".join(cols) + " |",
+            "|" + "---|" * (len(cols) + 1),
+            "| this model (challenger) | " + " | ".join(_fmt(own.get(c)) for c in cols) + " |",
+            f"| replaced model `{manifest['retrained_from'][:12]}` | " + " | ".join(_fmt(champ.get(c)) for c in cols) + " |",
+        ]
+    )
     buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
     refreshed = "\n".join(f"- {name}: {what}" for name, what in r.get("refreshed", {}).items()) or "- none"
     features = ", ".join(f"`{f}`" for f in manifest.get("features", []))
     return f"""# Model card: lead scoring model (retrained)
 
-*Generated from `{manifest['file']}` and its manifest at {manifest['created_at']} by `leadscoring retrain`. Do not edit by hand.*
+*Generated from `{manifest["file"]}` and its manifest at {manifest["created_at"]} by `leadscoring retrain`. Do not edit by hand.*
 
 ## Retrained
-This model was **retrained** on {manifest['retrained_at']}: the recipe of model `{manifest['retrained_from'][:12]}`
-refit on {manifest.get('training_rows')} leads (the outcome history plus half of {r['new_outcomes']} newly known
-outcomes), fingerprint `{str(manifest.get('data_fingerprint'))[:16]}…`. It replaced that model because it was not
-worse (tolerance {r['tolerance']}) on the other half: {own['rows']} new leads that neither model had seen.
+This model was **retrained** on {manifest["retrained_at"]}: the recipe of model `{manifest["retrained_from"][:12]}`
+refit on {manifest.get("training_rows")} leads (the outcome history plus half of {r["new_outcomes"]} newly known
+outcomes), fingerprint `{str(manifest.get("data_fingerprint"))[:16]}…`. It replaced that model because it was not
+worse (tolerance {r["tolerance"]}) on the other half: {own["rows"]} new leads that neither model had seen.
 
-Its own figures, {own['measured_on']}:
+Its own figures, {own["measured_on"]}:
 
 {table}
 
 These are not comparable one to one with the validation figures of a full run (notebook 07 measures on
 the validation split of notebook 01); run `leadscoring run` for a complete evaluation. The replaced model set
-and its card are archived in `{r.get('archived') or 'the versions folder'}`; `leadscoring rollback` restores them.
+and its card are archived in `{r.get("archived") or "the versions folder"}`; `leadscoring rollback` restores them.
 
 Other models of the set:
 {refreshed}
 
 ## What it is
-- **Model**: {manifest.get('model_name')}; parameters {manifest.get('params') or 'default'}.
+- **Model**: {manifest.get("model_name")}; parameters {manifest.get("params") or "default"}.
 - **Output**: probability of `{cfg.data.target_column} = 1`; score = round(100 × probability); buckets: {buckets}.
-- **Variables used**: {features or 'see the manifest'}.
-- **SHA-256** `{manifest['sha256']}`; versions {manifest.get('versions')}.
+- **Variables used**: {features or "see the manifest"}.
+- **SHA-256** `{manifest["sha256"]}`; versions {manifest.get("versions")}.
 
 {_caveats(previous_card)}"""

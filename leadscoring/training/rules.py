@@ -89,8 +89,9 @@ def check_rules_against_config(rules: pd.DataFrame, cfg: ProjectConfig, origin: 
     return rules
 
 
-def rules_for_client(path: str | os.PathLike[str], cfg: ProjectConfig, proposed: pd.DataFrame,
-                     available: Sequence[str] | None = None) -> tuple[pd.DataFrame, str | None]:
+def rules_for_client(
+    path: str | os.PathLike[str], cfg: ProjectConfig, proposed: pd.DataFrame, available: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, str | None]:
     """The configured points table, or ``proposed`` (the data-driven table) with the reason
     when the table is missing, malformed, does not fit this export's configuration or uses
     a column not in ``available`` (e.g. one the cleaner dropped as constant)."""
@@ -139,8 +140,7 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
             if y is None:
                 raise ValueError("RuleScorer without rules needs y to propose points")
             cols = list(self.variables) if self.variables is not None else list(X.columns)
-            self.rules_ = propose_rules(X[cols], pd.Series(np.asarray(y)), yes_no=self.yes_no,
-                                        bins=self.bins, scale=self.scale)
+            self.rules_ = propose_rules(X[cols], pd.Series(np.asarray(y)), yes_no=self.yes_no, bins=self.bins, scale=self.scale)
         else:
             self.rules_ = check_rules(pd.DataFrame(self.rules))
         lows, highs = 0.0, 0.0
@@ -187,4 +187,3 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """1 for leads at or above the middle of the rule scale (score ≥ 50)."""
         return (self.decision_function(X) >= 50.0).astype(int)
-

@@ -37,14 +37,22 @@ def top_columns(top_bucket: str) -> dict[str, str]:
     """Table columns about the top bucket: its leads in the segment (``count``), their mean
     score (``mean_score``) and observed conversion (``conversion``), and the segment's share
     of all top-bucket leads (``share_of_all``)."""
-    return {"count": f"{top_bucket}_leads", "mean_score": f"{top_bucket}_mean_score",
-            "conversion": f"{top_bucket}_conversion_rate", "share_of_all": f"share_of_all_{top_bucket}"}
+    return {
+        "count": f"{top_bucket}_leads",
+        "mean_score": f"{top_bucket}_mean_score",
+        "conversion": f"{top_bucket}_conversion_rate",
+        "share_of_all": f"share_of_all_{top_bucket}",
+    }
 
 
-def segment_score_table(segment_names: Sequence[str] | np.ndarray, scores: Sequence[int] | np.ndarray,
-                        buckets: Sequence[str] | np.ndarray, bucket_order: Sequence[str],
-                        y: Sequence[int] | np.ndarray | None = None,
-                        order: Sequence[str] | None = None) -> pd.DataFrame:
+def segment_score_table(
+    segment_names: Sequence[str] | np.ndarray,
+    scores: Sequence[int] | np.ndarray,
+    buckets: Sequence[str] | np.ndarray,
+    bucket_order: Sequence[str],
+    y: Sequence[int] | np.ndarray | None = None,
+    order: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """One row per segment: leads, share of leads, conversion rate (when ``y`` is given),
     score quartiles (``score_p25``, ``score_median``, ``score_p75``), the share of the
     segment's leads in each bucket (in ``bucket_order``, highest first), and about the top
@@ -70,17 +78,25 @@ def segment_score_table(segment_names: Sequence[str] | np.ndarray, scores: Seque
     rows_order = [str(n) for n in order if str(n) in present] if order is not None else sorted(present)
     top = str(bucket_order[0])
     in_top = b == top
-    rows = [_segment_row(name, seg == name, s, b, yv, [str(n) for n in bucket_order], in_top)
-            for name in rows_order]
-    columns = ["segment", "leads", "share", *(["conversion_rate"] if yv is not None else []),
-               "score_p25", "score_median", "score_p75", *(bucket_share_column(str(n)) for n in bucket_order),
-               *(c for k, c in top_columns(top).items() if k != "conversion" or yv is not None)]
+    rows = [_segment_row(name, seg == name, s, b, yv, [str(n) for n in bucket_order], in_top) for name in rows_order]
+    columns = [
+        "segment",
+        "leads",
+        "share",
+        *(["conversion_rate"] if yv is not None else []),
+        "score_p25",
+        "score_median",
+        "score_p75",
+        *(bucket_share_column(str(n)) for n in bucket_order),
+        *(c for k, c in top_columns(top).items() if k != "conversion" or yv is not None),
+    ]
     table = pd.DataFrame(rows, columns=columns)
     return table.astype({"leads": int, top_columns(top)["count"]: int})
 
 
-def _segment_row(name: str, m: np.ndarray, s: np.ndarray, b: np.ndarray, y: np.ndarray | None,
-                 bucket_order: list[str], in_top: np.ndarray) -> dict[str, object]:
+def _segment_row(
+    name: str, m: np.ndarray, s: np.ndarray, b: np.ndarray, y: np.ndarray | None, bucket_order: list[str], in_top: np.ndarray
+) -> dict[str, object]:
     """The table row of one segment (``m``: its leads)."""
     cols = top_columns(bucket_order[0])
     p25, median, p75 = np.percentile(s[m], [25, 50, 75])
@@ -99,8 +115,7 @@ def _segment_row(name: str, m: np.ndarray, s: np.ndarray, b: np.ndarray, y: np.n
     return row
 
 
-def segment_score_story(table: pd.DataFrame, top_bucket: str, base_rate: float | None = None,
-                        low_ratio: float = 0.7) -> str:
+def segment_score_story(table: pd.DataFrame, top_bucket: str, base_rate: float | None = None, low_ratio: float = 0.7) -> str:
     """Plain-English markdown from :func:`segment_score_table`: what a segment and a score
     are each for, which segments hold most of the top-bucket leads, and, for each weak
     segment that still holds top-bucket leads, how many and how their hit rate compares.
@@ -118,11 +133,12 @@ def segment_score_story(table: pd.DataFrame, top_bucket: str, base_rate: float |
     if table.empty or int(table["leads"].sum()) == 0:
         return "\n\n".join([*parts, "There are no leads to describe."])
     if len(table) == 1:
-        parts.append(f"All {int(table['leads'].sum()):,} leads fall in one segment ('{table['segment'].iloc[0]}'), "
-                     "so the segment does not tell leads apart here: order the call list by the score alone.")
+        parts.append(
+            f"All {int(table['leads'].sum()):,} leads fall in one segment ('{table['segment'].iloc[0]}'), "
+            "so the segment does not tell leads apart here: order the call list by the score alone."
+        )
     if n_top == 0:
-        parts.append(f"No lead reaches the top bucket '{top_bucket}', so no lead stands out from its segment "
-                     "in this data.")
+        parts.append(f"No lead reaches the top bucket '{top_bucket}', so no lead stands out from its segment in this data.")
         return "\n\n".join(parts)
     if len(table) > 1:
         parts.append(_where_top_leads_are(table, top_bucket, n_top))
@@ -137,12 +153,15 @@ def _where_top_leads_are(table: pd.DataFrame, top_bucket: str, n_top: int) -> st
     held = ranked[ranked[cols["count"]] > 0]
     cumulative = held[cols["share_of_all"]].cumsum()
     main = held[(cumulative - held[cols["share_of_all"]]) < 0.5]
-    listed = [f"{int(r[cols['count']]):,} ({r[cols['share_of_all']]:.0%})"
-              f"{_verb(r[cols['count']]) if i == 0 else ''} in '{r['segment']}'"
-              for i, (_, r) in enumerate(main.iterrows())]
+    listed = [
+        f"{int(r[cols['count']]):,} ({r[cols['share_of_all']]:.0%}){_verb(r[cols['count']]) if i == 0 else ''} in '{r['segment']}'"
+        for i, (_, r) in enumerate(main.iterrows())
+    ]
     text = f"**Where the {top_bucket} leads are.** " + (
-        f"The only {top_bucket} lead is in '{main['segment'].iloc[0]}'." if n_top == 1 else
-        f"Of the {n_top:,} {top_bucket} leads, {_join(listed)}.")
+        f"The only {top_bucket} lead is in '{main['segment'].iloc[0]}'."
+        if n_top == 1
+        else f"Of the {n_top:,} {top_bucket} leads, {_join(listed)}."
+    )
     empty = [f"'{name}'" for name in table.loc[table[cols["count"]] == 0, "segment"]]
     if empty:
         text += f" {_join(empty)} {'holds' if len(empty) == 1 else 'hold'} none."
@@ -171,12 +190,16 @@ def _exceptions(table: pd.DataFrame, top_bucket: str, base_rate: float | None, l
     exceptions = table[weak & (table[cols["count"]] > 0)]
     if exceptions.empty:
         if weak.any():
-            return (f"**Exceptions.** No {top_bucket} lead sits in a weak segment (one that {rule}): here the "
-                    "segment and the score agree.")
-        return (f"**Exceptions.** No segment is weak (a weak segment {rule}), so no {top_bucket} lead goes "
-                "against its segment.")
-    bullets = [f"**Exceptions.** A segment is weak when it {rule}. These {top_bucket} leads sit in a weak "
-               "segment; they are the exception, not the rule:", ""]
+            return (
+                f"**Exceptions.** No {top_bucket} lead sits in a weak segment (one that {rule}): here the "
+                "segment and the score agree."
+            )
+        return f"**Exceptions.** No segment is weak (a weak segment {rule}), so no {top_bucket} lead goes against its segment."
+    bullets = [
+        f"**Exceptions.** A segment is weak when it {rule}. These {top_bucket} leads sit in a weak "
+        "segment; they are the exception, not the rule:",
+        "",
+    ]
     for _, row in exceptions.iterrows():
         others = table[(table["segment"] != row["segment"]) & (table[cols["count"]] > 0)]
         peer = others.sort_values(cols["count"], ascending=False, kind="stable").iloc[0] if len(others) else None
@@ -189,14 +212,18 @@ def _exception_sentence(row: pd.Series, peer: pd.Series | None, top_bucket: str)
     cols = top_columns(top_bucket)
     n = int(row[cols["count"]])
     share = row[bucket_share_column(top_bucket)]
-    profile = (f"conversion {row['conversion_rate']:.0%}, " if "conversion_rate" in row.index else "")
-    text = (f"{n:,} {'lead' if n == 1 else 'leads'} of segment '{row['segment']}' ({share:.0%} of the segment; "
-            f"{profile}median score "
-            f"{row['score_median']:.0f}) {'is' if n == 1 else 'are'} {top_bucket}: "
-            f"{'its' if n == 1 else 'their'} own data, not the segment's profile, earns the score.")
+    profile = f"conversion {row['conversion_rate']:.0%}, " if "conversion_rate" in row.index else ""
+    text = (
+        f"{n:,} {'lead' if n == 1 else 'leads'} of segment '{row['segment']}' ({share:.0%} of the segment; "
+        f"{profile}median score "
+        f"{row['score_median']:.0f}) {'is' if n == 1 else 'are'} {top_bucket}: "
+        f"{'its' if n == 1 else 'their'} own data, not the segment's profile, earns the score."
+    )
     if peer is None:
-        return text + (f" {'It is' if n == 1 else 'They are'} the only {top_bucket} "
-                       f"{'lead' if n == 1 else 'leads'}: call {'it' if n == 1 else 'them'}.")
+        return text + (
+            f" {'It is' if n == 1 else 'They are'} the only {top_bucket} "
+            f"{'lead' if n == 1 else 'leads'}: call {'it' if n == 1 else 'them'}."
+        )
     observed = cols["conversion"] in row.index
     key = cols["conversion"] if observed else cols["mean_score"]
     call = f" Call {'it' if n == 1 else 'them'}"

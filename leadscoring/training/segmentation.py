@@ -44,8 +44,13 @@ def channel_column(cfg: ProjectConfig) -> str | None:
 
 def segment_features(cfg: ProjectConfig) -> Pipeline:
     """Raw leads → scaled, encoded segmentation features."""
-    enc = build_encoder(numeric_feature_names(cfg), cfg.data.columns.categorical, cfg.data.columns.yes_no,
-                        rare_min_share=max(cfg.cleaning.rare_min_share, 0.03), scale=True)
+    enc = build_encoder(
+        numeric_feature_names(cfg),
+        cfg.data.columns.categorical,
+        cfg.data.columns.yes_no,
+        rare_min_share=max(cfg.cleaning.rare_min_share, 0.03),
+        scale=True,
+    )
     return Pipeline([*preparation_steps(cfg, segmentation_columns(cfg)), ("encode", enc)])
 
 
@@ -57,9 +62,14 @@ def choose_k(Z: np.ndarray, k_range: tuple[int, int], seeds: Sequence[int], samp
     for k in range(k_range[0], k_range[1] + 1):
         labels = [KMeans(k, n_init=10, random_state=s).fit(Z) for s in seeds]
         ari = [adjusted_rand_score(a.labels_, b.labels_) for a, b in itertools.combinations(labels, 2)]
-        rows.append({"k": k, "inertia": float(labels[0].inertia_),
-                     "silhouette": float(silhouette_score(Z[idx], labels[0].labels_[idx])),
-                     "stability_ari": float(np.mean(ari)) if ari else 1.0})
+        rows.append(
+            {
+                "k": k,
+                "inertia": float(labels[0].inertia_),
+                "silhouette": float(silhouette_score(Z[idx], labels[0].labels_[idx])),
+                "stability_ari": float(np.mean(ari)) if ari else 1.0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -119,9 +129,14 @@ class LeadSegmenter(ClusterMixin, BaseEstimator):
         return self
 
 
-def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence[int],
-                     score: Sequence[float] | None = None, categorical: Sequence[str] = (),
-                     labels: dict[str, str] | None = None) -> pd.DataFrame:
+def profile_segments(
+    prepared: pd.DataFrame,
+    segment: Sequence[int],
+    y: Sequence[int],
+    score: Sequence[float] | None = None,
+    categorical: Sequence[str] = (),
+    labels: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Size, conversion, mean score and the most distinguishing traits of each segment.
 
     Numeric traits: standardised difference of the segment mean vs the base; categorical
@@ -154,8 +169,12 @@ def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence
                     name = labels.get(col, col)
                     traits.append((abs(float(d)), f"{'high' if d > 0 else 'low'} {name} ({xs[m].mean():.3g} vs {xs.mean():.3g})"))
         traits.sort(key=lambda t: -t[0])
-        row: dict[str, Any] = {"segment": int(s), "leads": int(m.sum()), "share": float(m.mean()),
-                               "conversion_rate": float(yv[m].mean())}
+        row: dict[str, Any] = {
+            "segment": int(s),
+            "leads": int(m.sum()),
+            "share": float(m.mean()),
+            "conversion_rate": float(yv[m].mean()),
+        }
         if score is not None:
             row["mean_score"] = float(np.asarray(score, dtype=float)[m].mean())
         row["distinguishing"] = "; ".join(t[1] for t in traits[:4])
@@ -163,8 +182,9 @@ def profile_segments(prepared: pd.DataFrame, segment: Sequence[int], y: Sequence
     return pd.DataFrame(rows)
 
 
-def name_segments(profile: pd.DataFrame, base_rate: float, high_ratio: float = 1.3,
-                  low_ratio: float = 0.7) -> tuple[dict[int, str], dict[int, str]]:
+def name_segments(
+    profile: pd.DataFrame, base_rate: float, high_ratio: float = 1.3, low_ratio: float = 0.7
+) -> tuple[dict[int, str], dict[int, str]]:
     """Plain-language names and recommendations from conversion level and the top trait:
     "High-potential" at or above ``high_ratio`` × the base rate, "Low-potential" at or below
     ``low_ratio`` × (``segmentation.high_ratio`` / ``low_ratio`` in the configuration)."""
@@ -181,4 +201,3 @@ def name_segments(profile: pd.DataFrame, base_rate: float, high_ratio: float = 1
         else:
             advice[int(r.segment)] = "Automated marketing only; review spend on the channels that bring them."
     return names, advice
-

@@ -38,27 +38,36 @@ def redundant_pairs(prepared: pd.DataFrame, threshold: float = 0.85) -> pd.DataF
     corr = num.corr(method="spearman")
     rows = [
         {"a": a, "b": b, "rho": float(corr.loc[a, b])}
-        for i, a in enumerate(corr.columns) for b in corr.columns[i + 1:]
+        for i, a in enumerate(corr.columns)
+        for b in corr.columns[i + 1 :]
         if abs(corr.loc[a, b]) >= threshold
     ]
     return pd.DataFrame(rows, columns=["a", "b", "rho"])
 
 
-def oof_permutation_importance(pipeline: object, X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold,
-                               seed: int, repeats: int = 3) -> pd.Series:
+def oof_permutation_importance(
+    pipeline: object, X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold, seed: int, repeats: int = 3
+) -> pd.Series:
     """Permutation importance (drop in ROC-AUC) of each raw column, measured on the
     held-out fold of each CV split after fitting on the rest: never in-sample."""
     parts = []
     for train, test in cv.split(X, y):
         est = clone(pipeline).fit(X.iloc[train], y.iloc[train])
-        res = permutation_importance(est, X.iloc[test], y.iloc[test], scoring="roc_auc", n_repeats=repeats,
-                                     random_state=seed, n_jobs=1)
+        res = permutation_importance(
+            est, X.iloc[test], y.iloc[test], scoring="roc_auc", n_repeats=repeats, random_state=seed, n_jobs=1
+        )
         parts.append(pd.Series(res.importances_mean, index=X.columns))
     return pd.concat(parts, axis=1).mean(axis=1).rename("permutation_importance")
 
 
-def selection_table(prepared: pd.DataFrame, y: pd.Series, yes_no: Sequence[str], seed: int,
-                    permutation: pd.Series | None = None, model_importance: pd.Series | None = None) -> pd.DataFrame:
+def selection_table(
+    prepared: pd.DataFrame,
+    y: pd.Series,
+    yes_no: Sequence[str],
+    seed: int,
+    permutation: pd.Series | None = None,
+    model_importance: pd.Series | None = None,
+) -> pd.DataFrame:
     woe = woe_table(prepared, y, yes_no=yes_no)
     table = pd.concat([information_value(woe), mutual_information(prepared, y, seed)], axis=1)
     if permutation is not None:
@@ -68,8 +77,15 @@ def selection_table(prepared: pd.DataFrame, y: pd.Series, yes_no: Sequence[str],
     return table.rename_axis("variable").reset_index().sort_values("information_value", ascending=False)
 
 
-def decide(table: pd.DataFrame, redundant: pd.DataFrame, constant: Sequence[str], post_contact: Sequence[str],
-           use_post_contact: bool, min_iv: float = 0.02, suspicious_iv: float = 0.5) -> pd.DataFrame:
+def decide(
+    table: pd.DataFrame,
+    redundant: pd.DataFrame,
+    constant: Sequence[str],
+    post_contact: Sequence[str],
+    use_post_contact: bool,
+    min_iv: float = 0.02,
+    suspicious_iv: float = 0.5,
+) -> pd.DataFrame:
     """Keep/drop per variable with the reason (constant, leaky, redundant, useless).
 
     A variable is *useless* when its IV < ``min_iv`` and its out-of-fold permutation
@@ -98,4 +114,3 @@ def decide(table: pd.DataFrame, redundant: pd.DataFrame, constant: Sequence[str]
             other = r.b if weaker == r.a else r.a
             t.loc[weaker, ["keep", "reason"]] = [False, f"redundant with {other} (rho {r.rho:.2f})"]
     return t.reset_index()
-

@@ -35,10 +35,17 @@ def config_allowing(cfg: ProjectConfig, columns: Sequence[str]) -> ProjectConfig
     return cfg.model_copy(update={"data": data})
 
 
-def leakage_stakes(cfg: ProjectConfig, audit: pd.DataFrame, features: Sequence[str],
-                   recipe: Callable[[ProjectConfig, list[str]], BaseEstimator],
-                   X: pd.DataFrame, y: pd.Series, X_valid: pd.DataFrame, y_valid: pd.Series,
-                   p_valid: np.ndarray) -> pd.DataFrame:
+def leakage_stakes(
+    cfg: ProjectConfig,
+    audit: pd.DataFrame,
+    features: Sequence[str],
+    recipe: Callable[[ProjectConfig, list[str]], BaseEstimator],
+    X: pd.DataFrame,
+    y: pd.Series,
+    X_valid: pd.DataFrame,
+    y_valid: pd.Series,
+    p_valid: np.ndarray,
+) -> pd.DataFrame:
     """Validation figures of the chosen model (its probabilities ``p_valid``) and of
     ``recipe(cfg, features + excluded)`` fitted on ``X, y``. With nothing excluded, only the
     first row. ``recipe`` builds an unfitted estimator from a configuration and a variable list."""
@@ -60,8 +67,7 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
     """Plain words on :func:`leakage_stakes`' table (markdown, for the card and the report)."""
     ours = stakes.iloc[0]
     if len(stakes) < 2:
-        return (f"No variable was excluded by the leakage audit; the validation ROC-AUC "
-                f"{ours['roc_auc']:.3f} is the model's own.\n")
+        return f"No variable was excluded by the leakage audit; the validation ROC-AUC {ours['roc_auc']:.3f} is the model's own.\n"
     leaky = stakes.iloc[1]
     added = [v for v in leaky["variables"].split(", ") if v not in ours["variables"].split(", ")]
     gap = leaky["roc_auc"] - ours["roc_auc"]
@@ -70,13 +76,14 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
         f"**{leaky['roc_auc']:.3f}** instead of **{ours['roc_auc']:.3f}** "
         f"({gap:+.3f}), and would put {leaky['gain_at_30pct']:.0%} instead of {ours['gain_at_30pct']:.0%} of "
         "the conversions in its top 30 % of leads.",
-        ("That difference is what those fields know about the outcome once the sales team has acted on a lead; "
-         "it is not available when a new lead must be prioritised, so the lower figure is the honest one."
-         if gap > 0.005 else
-         "The excluded variables add little here, so the exclusion costs nothing; keep them out unless the "
-         "client confirms they are known before the sales contact (then name them in `data.allow_leaky`)."),
+        (
+            "That difference is what those fields know about the outcome once the sales team has acted on a lead; "
+            "it is not available when a new lead must be prioritised, so the lower figure is the honest one."
+            if gap > 0.005
+            else "The excluded variables add little here, so the exclusion costs nothing; keep them out unless the "
+            "client confirms they are known before the sales contact (then name them in `data.allow_leaky`)."
+        ),
     ]
     table = ["| model | ROC-AUC | average precision | gain at 30 % |", "|---|---|---|---|"]
-    table += [f"| {r.model} | {r.roc_auc:.3f} | {r.average_precision:.3f} | {r.gain_at_30pct:.1%} |"
-              for r in stakes.itertuples()]
+    table += [f"| {r.model} | {r.roc_auc:.3f} | {r.average_precision:.3f} | {r.gain_at_30pct:.1%} |" for r in stakes.itertuples()]
     return " ".join(lines) + "\n\n" + "\n".join(table) + "\n"

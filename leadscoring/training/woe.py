@@ -44,8 +44,7 @@ def woe_table(X: pd.DataFrame, y: pd.Series, yes_no: Sequence[str] = (), bins: i
         if col in numeric:
             edges = _bin_edges(s, bins)
             cut = pd.cut(s, edges, right=False)
-            groups = [(f"[{iv.left:g}, {iv.right:g})", "range", iv.left, iv.right, cut == iv)
-                      for iv in cut.cat.categories]
+            groups = [(f"[{iv.left:g}, {iv.right:g})", "range", iv.left, iv.right, cut == iv) for iv in cut.cat.categories]
             groups.append((MISSING_LEVEL, "range", np.nan, np.nan, s.isna()))
         else:
             text = level_text(s, col in yes_no)
@@ -57,9 +56,20 @@ def woe_table(X: pd.DataFrame, y: pd.Series, yes_no: Sequence[str] = (), bins: i
             p = float(y[mask].sum())
             sp, sn = (p + 0.5) / (pos + 0.5), (n - p + 0.5) / (neg + 0.5)
             woe = math.log(sp / sn)
-            rows.append({"variable": col, "kind": kind, "level": label if kind == "level" or label == MISSING_LEVEL
-                         else np.nan, "bin": label, "lower": lo, "upper": hi, "leads": n,
-                         "conversion_rate": p / n, "woe": woe, "iv_part": (sp - sn) * woe})
+            rows.append(
+                {
+                    "variable": col,
+                    "kind": kind,
+                    "level": label if kind == "level" or label == MISSING_LEVEL else np.nan,
+                    "bin": label,
+                    "lower": lo,
+                    "upper": hi,
+                    "leads": n,
+                    "conversion_rate": p / n,
+                    "woe": woe,
+                    "iv_part": (sp - sn) * woe,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -68,8 +78,13 @@ def information_value(woe: pd.DataFrame) -> pd.Series:
 
 
 def propose_rules(
-    X: pd.DataFrame, y: pd.Series, yes_no: Sequence[str] = (), bins: int = 4, scale: float = 10.0,
-    min_points: int = 1, min_leads: int = 20,
+    X: pd.DataFrame,
+    y: pd.Series,
+    yes_no: Sequence[str] = (),
+    bins: int = 4,
+    scale: float = 10.0,
+    min_points: int = 1,
+    min_leads: int = 20,
 ) -> pd.DataFrame:
     """Points = round(scale × WoE) per level/range. Levels with fewer than ``min_leads``
     training leads get no rule (too little evidence), nor do rows below ``min_points``."""
@@ -78,4 +93,3 @@ def propose_rules(
     woe = woe[(woe["points"].abs() >= min_points) & (woe["leads"] >= min_leads)]
     woe["rationale"] = [f"{r.leads} leads, {r.conversion_rate:.0%} converted" for r in woe.itertuples()]
     return woe[RULE_COLUMNS].reset_index(drop=True)
-

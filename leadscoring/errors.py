@@ -3,6 +3,12 @@ traceback)."""
 
 from __future__ import annotations
 
+import errno
+import os
+
+#: ``errno`` values of a write refused for lack of space: a full disk, an exhausted quota.
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
 
 class LeadDataError(ValueError):
     """The leads do not match the configured layout (message names what is wrong)."""
@@ -10,3 +16,14 @@ class LeadDataError(ValueError):
 
 class OutputPathError(ValueError):
     """An output path that must not or cannot be written (the input itself, raw data, a folder)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for lack of space (``ENOSPC`` or ``EDQUOT``)."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
+
+
+def disk_full_error(path: str | os.PathLike[str], exc: OSError) -> OutputPathError:
+    """The one-line error for ``path`` not written because the disk (or quota) is full."""
+    reason = exc.strerror or os.strerror(exc.errno or errno.ENOSPC)
+    return OutputPathError(f"{os.fspath(path)}: not written, the disk is full ({reason}); free some space and run again")

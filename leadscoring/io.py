@@ -1,11 +1,23 @@
-"""Atomic file writing: a product is either the old file or the complete new one."""
+"""Atomic file writing: a product is either the old file or the complete new one.
+
+The temporary file of a write is a hidden name beside its destination,
+``.{name}.{pid}-{host}.XXXXXXXX.tmp`` (the writer's process id and a short tag of its host).
+A writer killed mid-write (``kill -9``) cannot remove its own, so the next write to the same
+destination removes the leftovers of writers that are gone (:func:`remove_stale_temporaries`);
+a live writer's temporary file is never touched.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,16 +26,103 @@ import pandas as pd
 
 from leadscoring.errors import OutputPathError
 
+log = logging.getLogger(__name__)
+
+#: A leftover temporary file is removed only when older than this (seconds) and its writer
+#: is gone ...
+STALE_SECONDS = 10 * 60
+#: ... or, whatever its writer (another host's, an unknown or reused process id), when older
+#: than this: no write of ours lasts a day.
+ABANDONED_SECONDS = 24 * 60 * 60
+
+
+def _host_tag() -> str:
+    """A short, file-name-safe tag of this host: a process id is only meaningful on its host."""
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _temporary_name(name: str) -> re.Pattern[str]:
+    """The temporary files of writes to ``name``: ``.{name}.{pid}-{host}.XXXXXXXX.tmp``, and
+    ``.{name}.XXXXXXXX.tmp`` of earlier versions (no writer recorded); ``XXXXXXXX`` is
+    :func:`tempfile.mkstemp`'s random part (8 characters of ``[a-z0-9_]``), so the temporary
+    files of another destination (``{name}.bak``) never match."""
+    return re.compile(rf"^\.{re.escape(name)}\.(?:(?P<pid>\d+)-(?P<host>[0-9a-f]{{8}})\.)?[a-z0-9_]{{8}}\.tmp$")
+
+
+def _process_alive(pid: int) -> bool | None:
+    """Whether process ``pid`` of this host runs; None when that cannot be told (Windows,
+    where ``os.kill`` would end the process)."""
+    if os.name == "nt":
+        return None
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    except OSError:
+        return None
+    return True
+
+
+def remove_stale_temporaries(dest: str | os.PathLike[str], *, now: float | None = None) -> list[Path]:
+    """Remove the temporary files that writes to ``dest`` left behind (a writer killed
+    mid-write): those older than :data:`STALE_SECONDS` whose writer — a process of this host
+    — is gone, and any older than :data:`ABANDONED_SECONDS`. A live writer's file, a recent
+    one, and every other file are kept. Best effort: a file that cannot be removed is left
+    (and said in the log). The files removed."""
+    dest = Path(dest)
+    pattern = _temporary_name(dest.name)
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(dest.parent))
+    except OSError:
+        return removed
+    host = _host_tag()
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None:
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue  # removed meanwhile (another writer cleaning up)
+        if age < STALE_SECONDS:
+            continue
+        pid = m.group("pid")
+        gone = pid is not None and m.group("host") == host and _process_alive(int(pid)) is False
+        if not (gone or age >= ABANDONED_SECONDS):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("%s: cannot remove a leftover temporary file (%s)", entry.path, exc.strerror or exc)
+            continue
+        log.info("%s: removed a leftover temporary file (%.0f minutes old, its writer is gone)", entry.path, age / 60)
+        removed.append(Path(entry.path))
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it over ``dest`` on success.
 
-    On any exception the temporary file is removed and ``dest`` is left untouched.
+    On any exception the temporary file is removed and ``dest`` is left untouched. The
+    temporary name records the writer (``.{name}.{pid}-{host}.XXXXXXXX.tmp``); the leftovers
+    of earlier writers to ``dest`` that are gone are removed first
+    (:func:`remove_stale_temporaries`).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    remove_stale_temporaries(dest)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}-{_host_tag()}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

@@ -15,12 +15,16 @@ import pytest
 from leadscoring.cli import main
 from leadscoring.errors import LeadDataError
 from leadscoring.events.engine import compute_features, scoring_files, store_files, store_folder
-from leadscoring.events.store import ingest
+from leadscoring.events.store import GA4_DAY, ingest, ingest_report
 from tests.test_events import DAY, EVENTS, FEATURES, LEADS, config, ga4_event
 
 
 def _write_json(path, events, gz=False):
+    """A GA4 export file; named for a day (events_YYYYMMDD), its events carry that day's
+    event_date, as GA4 writes them (the hand-checked EVENTS all say 20260101)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if m := GA4_DAY.match(path.name):
+        events = [{**e, "event_date": "".join(m.groups())} for e in events]
     text = "\n".join(json.dumps(e) for e in events) + "\n"
     if gz:
         with gzip.open(path, "wt", encoding="utf-8") as fh:
@@ -159,3 +163,115 @@ def test_cli_events_ingest(export, make_project, capsys):
     assert main(["--config", str(project), "events", "ingest", str(files[0].with_name("events_x.json"))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("leadscoring events: error: events ingest:") and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("events_20260110.json", b""),  # 0 bytes
+        ("events_20260110.json", b"\n\n"),  # blank lines: no events
+        ("events_20260110.json.gz", gzip.compress(b"")),  # compressed nothing
+    ],
+)
+def test_an_empty_day_file_is_refused_and_the_day_is_kept(export, tmp_path, make_project, capsys, name, content):
+    """Defect 1: an empty file replaced a day already in the store (exit 0, "0 rows")."""
+    cfg, files = export
+    ingest(cfg, files)
+    day = store_folder(cfg) / "events_20260110.parquet"
+    before = day.read_bytes()
+    empty = tmp_path / "empty" / name
+    empty.parent.mkdir()
+    empty.write_bytes(content)
+    with pytest.raises(LeadDataError, match=rf"^events ingest: .*{name}.*(empty|no events)") as err:
+        ingest(cfg, [files[0], empty])  # nothing written, not even the good day
+    assert "\n" not in str(err.value)
+    assert day.read_bytes() == before and _store_listing(cfg) == ["events_20260101.parquet", "events_20260110.parquet"]
+    project = make_project(events={"path": "ga4/*.json", "lead_key": "Client", "features": FEATURES})
+    assert main(["--config", str(project), "events", "ingest", str(empty)]) == 2
+    err_line = capsys.readouterr().err.strip()
+    assert name in err_line and "\n" not in err_line
+
+
+def test_a_log_with_a_header_and_no_rows_is_refused(tmp_path):
+    """Defect 1 (flat log): a header-only file is no day's events."""
+    cfg = config(tmp_path, "activity.csv", format="flat", key="visitor")
+    (tmp_path / "activity.csv").write_text("visitor,timestamp,activity\n", encoding="utf-8")
+    with pytest.raises(LeadDataError, match=r"^events ingest: activity\.csv: no rows"):
+        ingest(cfg, [tmp_path / "activity.csv"])
+    assert _store_listing(cfg) == []
+
+
+def test_an_impossible_day_in_a_name_is_refused(export, tmp_path):
+    """Defect 10: events_20251399.json (a copy of another day) was stored and counted twice."""
+    cfg, files = export
+    ingest(cfg, files)
+    want = compute_features(cfg, LEADS, files=store_files(cfg))
+    copy = tmp_path / "copy" / "events_20251399.json"
+    copy.parent.mkdir()
+    copy.write_bytes(files[0].read_bytes())
+    with pytest.raises(LeadDataError, match=r"^events ingest: events_20251399\.json: 2025-13-99 in the name is not a date"):
+        ingest(cfg, [copy])
+    assert _store_listing(cfg) == ["events_20260101.parquet", "events_20260110.parquet"]
+    pd.testing.assert_frame_equal(compute_features(cfg, LEADS, files=store_files(cfg)), want)
+
+
+def test_a_file_of_another_day_is_refused(export, tmp_path):
+    """Defect 10: a file's events must be of the day in its name — event_date, else the UTC
+    date of event_timestamp."""
+    cfg, files = export
+    ingest(cfg, files)
+    copy = tmp_path / "copy" / "events_20260105.json"
+    copy.parent.mkdir()
+    copy.write_bytes(files[0].read_bytes())  # day 1's events under the 5th's name
+    with pytest.raises(LeadDataError) as err:
+        ingest(cfg, [copy])
+    assert str(err.value) == (
+        "events ingest: events_20260105.json: the name says 2026-01-05 but 5 of its 5 events are of 2026-01-01 "
+        "(event_date, else the UTC date of event_timestamp); nothing ingested"
+    )
+    assert _store_listing(cfg) == ["events_20260101.parquet", "events_20260110.parquet"]
+    # Without event_date, the UTC date of the timestamp: v1's view at 2026-01-10 00:00:00.5 UTC.
+    late = {k: v for k, v in ga4_event("v1", 9 * DAY + 0.5, "page_view", 3).items() if k != "event_date"}
+    wrong = tmp_path / "ts" / "events_20260109.json"
+    wrong.parent.mkdir()
+    wrong.write_text(json.dumps(late) + "\n", encoding="utf-8")
+    with pytest.raises(LeadDataError, match=r"the name says 2026-01-09 but 1 of its 1 events are of 2026-01-10 "):
+        ingest(cfg, [wrong])
+    right = wrong.with_name("events_20260110.json")
+    right.write_text(json.dumps(late) + "\n", encoding="utf-8")
+    assert ingest(cfg, [right]) == {"2026-01-10": 1}
+
+
+def test_events_without_a_visitor_key_are_left_out_and_reported(export, tmp_path, caplog):
+    """Defect 11: events without user_pseudo_id (events.key) went into the store with a NULL key."""
+    cfg, files = export
+    keyless = [{**e, "user_pseudo_id": v} for e, v in zip(EVENTS[5:] * 2, [None, None, "", " "], strict=True)]
+    mixed = _write_json(tmp_path / "mixed" / "events_20260110.json", [*EVENTS[5:], *keyless])
+    with caplog.at_level("WARNING", logger="leadscoring.events.store"):
+        report = ingest_report(cfg, [files[0], mixed])
+    assert "2026-01-10: 2 rows" in report and "4 events without a visitor key ('user_pseudo_id', events.key) left out" in report
+    assert any(r.levelname == "WARNING" and "4 event(s) without a visitor key" in r.getMessage() for r in caplog.records)
+    day = store_folder(cfg) / "events_20260110.parquet"
+    assert duckdb.sql(f"SELECT count(*), count(user_pseudo_id) FROM read_parquet('{day}')").fetchall() == [(2, 2)]
+    from leadscoring.events.store import Ingested, ingest_files
+
+    assert ingest_files(cfg, [mixed]) == Ingested({"2026-01-10": 2}, 4)
+    # A day of key-less events only would be a day of nothing: refused, the day kept.
+    before = day.read_bytes()
+    only = _write_json(tmp_path / "only" / "events_20260110.json", keyless)
+    with pytest.raises(LeadDataError, match=r"events_20260110\.json: none of the 4 events of 2026-01-10 has a visitor key"):
+        ingest(cfg, [only])
+    assert day.read_bytes() == before
+
+
+def test_flat_rows_without_a_visitor_key_are_left_out(tmp_path):
+    """Defect 11 (flat log)."""
+    log = pd.DataFrame({"visitor": ["v1", "", "v2"], "timestamp": ["2026-01-01 10:00"] * 3, "activity": ["page_view"] * 3})
+    log.to_csv(tmp_path / "activity.csv", index=False)
+    cfg = config(tmp_path, "activity.csv", format="flat", key="visitor")
+    assert ingest(cfg, [tmp_path / "activity.csv"]) == {"2026-01-01": 2}
+    stored = duckdb.sql(f"SELECT visitor FROM read_parquet('{store_files(cfg)[0]}') ORDER BY 1").fetchall()
+    assert stored == [("v1",), ("v2",)]
+    from leadscoring.events.store import Ingested, ingest_files
+
+    assert ingest_files(cfg, [tmp_path / "activity.csv"]) == Ingested({"2026-01-01": 2}, 1)

@@ -50,10 +50,11 @@ def test_two_runs_latest_lookup_and_trend(tmp_path):
     assert trends(run3, hist.lookup(run3_ids), 5).tolist() == ["improving", "steady", "steady", "steady", "new"]
 
     table = pq.read_table(hist.path)
-    assert table.schema.types == [pa.string(), pa.int16(), pa.string(), pa.timestamp("us", tz="UTC")]
-    assert table.column_names == ["lead_id", "score", "model_version", "scored_at"]
+    assert table.schema.types == [pa.string(), pa.int16(), pa.string(), pa.timestamp("us", tz="UTC"), pa.string()]
+    assert table.column_names == ["lead_id", "score", "model_version", "scored_at", "job_id"]
     assert table.num_rows == 6
     assert table["scored_at"][0].as_py() == T0
+    assert len(set(table["job_id"].to_pylist())) == 2  # one job id per append, minted when not given
 
 
 def test_latest_by_time_then_by_append_order(tmp_path):
@@ -68,14 +69,53 @@ def test_latest_by_time_then_by_append_order(tmp_path):
 def test_re_appending_the_same_scoring_adds_nothing(tmp_path):
     hist = ScoreHistory(tmp_path / "h.parquet")
     ids, scores = [f"{i:05d}" for i in range(100)], list(range(100))
-    assert hist.append(ids, scores, "m1", "2025-03-01T09:00:00Z") == 100
+    assert hist.append(ids, scores, "m1", "2025-03-01T09:00:00Z", job_id="job-1") == 100
     stamp = hist.path.stat().st_mtime_ns
-    assert hist.append(ids, scores, "m1", "2025-03-01T09:00:00+00:00") == 0  # the same instant, written otherwise
+    assert hist.append(ids, scores, "m1", "2025-03-01T09:00:00+00:00", job_id="job-1") == 0  # the same instant, written otherwise
     assert hist.path.stat().st_mtime_ns == stamp  # not rewritten
-    assert hist.append(ids[:60] + ["new1"], scores[:60] + [7], "m1", T0) == 1
-    assert hist.append(ids[:10], scores[:10], "m2", T0) == 10  # another model version is another scoring
+    assert hist.append(ids[:60] + ["new1"], scores[:60] + [7], "m1", T0, job_id="job-1") == 1
+    assert hist.append(ids[:10], scores[:10], "m2", T0, job_id="job-1") == 10  # another model version is another scoring
     assert pq.read_table(hist.path).num_rows == 111
     assert hist.append([], [], "m1", T0) == 0
+
+
+def test_two_jobs_in_the_same_second_are_both_kept(tmp_path):
+    hist = ScoreHistory(tmp_path / "h.parquet")
+    ids = ["a", "b", "c"]
+    assert hist.append(ids, [10, 20, 30], "m1", T0) == 3  # one job (its id minted)
+    assert hist.append(ids, [11, 21, 31], "m1", T0) == 3  # another job: same leads, model and second
+    assert hist.latest().to_dict() == {"a": 11, "b": 21, "c": 31}  # the same time: the last appended wins
+    assert hist.append(ids, [12, 22, 32], "m1", T0, job_id="j3") == 3
+    assert hist.append(ids, [12, 22, 32], "m1", T0, job_id="j3") == 0  # the same job appended twice: once
+    table = pq.read_table(hist.path)
+    assert table.num_rows == 9 and len(set(table["job_id"].to_pylist())) == 3
+    with pytest.raises(LeadDataError, match="job_id must be non-empty text"):
+        hist.append(ids, [1, 2, 3], "m1", T0, job_id=" ")
+
+
+def test_a_history_written_before_job_ids_still_reads_and_grows(tmp_path):
+    path = tmp_path / "h.parquet"
+    old = pa.table(
+        {"lead_id": ["a", "b"], "score": pa.array([10, 20], pa.int16()), "model_version": ["m1", "m1"], "scored_at": [T0, T0]},
+        schema=pa.schema(
+            [
+                ("lead_id", pa.string()),
+                ("score", pa.int16()),
+                ("model_version", pa.string()),
+                ("scored_at", pa.timestamp("us", tz="UTC")),
+            ]
+        ),
+    )
+    pq.write_table(old, path)
+    hist = ScoreHistory(path)
+    assert hist.latest().to_dict() == {"a": 10, "b": 20}
+    assert hist.append(["a", "b"], [15, 25], "m1", T0) == 2  # an old row without a job id is a job of its own
+    assert hist.append(["a", "b"], [16, 26], "m1", T0, job_id="new") == 2
+    assert hist.append(["a", "b"], [16, 26], "m1", T0, job_id="new") == 0
+    table = pq.read_table(path)
+    assert table.column_names[-1] == "job_id" and table["job_id"].to_pylist()[:2] == [None, None]
+    assert table["job_id"].to_pylist()[-2:] == ["new", "new"] and table.num_rows == 6
+    assert hist.latest().to_dict() == {"a": 16, "b": 26}
 
 
 def test_reloads_only_when_the_file_changes(tmp_path):
@@ -162,12 +202,19 @@ def test_scores_csv_keeps_zero_padded_ids_as_text(tmp_path):
     assert append_scores_file(history, scores, "lead") == 3
     assert ScoreHistory(history).latest().to_dict() == {"00660728": 87, "660728": 12, "0042": 50}
     assert append_scores_file(history, scores, "lead") == 0  # a retried job
+    other = tmp_path / "other_scores.csv"  # another job, the same leads in the same second
+    other.write_text(scores.read_text(encoding="utf-8").replace(",87,", ",88,"), encoding="utf-8")
+    assert append_scores_file(history, other, "lead") == 3
+    assert append_scores_file(history, other, "lead") == 0
+    assert append_scores_file(history, other, "lead", job_id="another job") == 3
+    assert ScoreHistory(history).latest()["00660728"] == 88
     parquet = tmp_path / "scores.parquet"
     pd.DataFrame(
         {"lead": ["00660728", "0099"], "score": [90, 1], "model_version": "m2", "scored_at": pd.Timestamp("2025-03-08T09:00:00Z")}
     ).to_parquet(parquet)
     assert append_scores_file(history, parquet, "lead") == 2
     assert ScoreHistory(history).lookup(["00660728", "660728", "0099"]).tolist() == [90.0, 12.0, 1.0]
+    assert append_scores_file(history, parquet, "lead") == 0
 
 
 def _one_line(exc: pytest.ExceptionInfo[BaseException], *words: str) -> None:
@@ -254,3 +301,39 @@ def test_score_command_appends_to_the_history(tmp_path, monkeypatch, capsys, sta
         assert ScoreHistory(history).latest().to_dict() == {"0007": 81, "0008": 20}
     else:
         assert "score history" not in out
+
+
+def test_two_score_commands_in_the_same_second_are_two_jobs(tmp_path, monkeypatch, capsys):
+    from leadscoring import cli
+    from leadscoring.config import load_config
+    from leadscoring.serving import batch
+
+    from .conftest import write_project
+
+    config = write_project(tmp_path / "p")
+    monkeypatch.setattr(batch, "score_file", _fake_score_file(True))  # the same leads, model and second
+    for name in ("a.csv", "b.csv"):
+        assert cli.main(["--config", str(config), "score", "--input", "x.csv", "--output", str(tmp_path / name)]) == 0
+        assert "score history: 2 rows appended" in capsys.readouterr().out
+    table = pq.read_table(load_config(config).path("score_history"))
+    assert table.num_rows == 4 and len(set(table["job_id"].to_pylist())) == 2
+
+
+def test_a_full_disk_leaves_the_history_as_it_was(tmp_path, monkeypatch):
+    import errno
+
+    from leadscoring.errors import OutputPathError
+    from leadscoring.serving import history
+
+    hist = ScoreHistory(tmp_path / "h.parquet")
+    hist.append(["a"], [10], "m1", T0)
+    before = hist.path.read_bytes()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(history.pq, "write_table", full_disk)
+    with pytest.raises(OutputPathError) as exc:
+        hist.append(["a"], [20], "m1", T0 + timedelta(days=1))
+    _one_line(exc, f"{hist.path}: not written, the disk is full (No space left on device)")
+    assert hist.path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["h.parquet", "h.parquet.lock"]

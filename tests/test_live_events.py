@@ -37,6 +37,13 @@ KEY = "client_id"
 AT = "2026-02-01T09:30:00Z"
 
 
+def _write_day(path, events: list[dict]) -> None:
+    """A GA4 daily export file: its events carry the day of its name as event_date, as GA4
+    writes them (ingest refuses a file of another day's events)."""
+    day = path.name.removeprefix("events_")[:8]
+    path.write_text("\n".join(json.dumps({**e, "event_date": day}) for e in events) + "\n")
+
+
 def _events_for(visitors: list[str], converted: np.ndarray, seed: int = 0) -> dict[str, list[dict]]:
     """GA4 events per day (20 days of January 2026): converted leads' visitors are busier."""
     rng = np.random.default_rng(seed)
@@ -69,7 +76,7 @@ def project(cfg, sample, tmp_path_factory):
     leads = sample.assign(**{KEY: [f"c{i}" for i in range(len(sample))]})
     (root / "ga4").mkdir()
     for day, events in _events_for(list(leads[KEY]), leads[target].to_numpy()).items():
-        (root / "ga4" / f"events_{day}.json").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+        _write_day(root / "ga4" / f"events_{day}.json", events)
     conf = cfg.model_dump()
     conf.update(
         root=root,
@@ -184,7 +191,7 @@ def small(tmp_path):
     cfg = config(tmp_path, "ga4/events_*.json", features=FEATURES)
     (tmp_path / "ga4").mkdir()
     for day, events in (("20260101", EVENTS[:5]), ("20260110", EVENTS[5:])):
-        (tmp_path / "ga4" / f"events_{day}.json").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+        _write_day(tmp_path / "ga4" / f"events_{day}.json", events)
     ingest(cfg, sorted((tmp_path / "ga4").glob("*.json")))
     return cfg
 
@@ -192,7 +199,7 @@ def small(tmp_path):
 def _reingest_day_10(cfg: ProjectConfig, extra: list[dict]) -> None:
     path = cfg.root / "fix" / "events_20260110.json"
     path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(json.dumps(e) for e in [*EVENTS[5:], *extra]) + "\n")
+    _write_day(path, [*EVENTS[5:], *extra])
     ingest(cfg, [path])
 
 
@@ -215,7 +222,7 @@ def test_the_service_reloads_in_the_background(small):
     assert live.features(LEADS, at=AT)["views"].tolist() == [2, 0, 0]
     (small.root / "more").mkdir()
     new_day = small.root / "more" / "events_20260115.json"
-    new_day.write_text(json.dumps(ga4_event("v2", 14 * DAY, "page_view", 5)) + "\n")
+    _write_day(new_day, [ga4_event("v2", 14 * DAY, "page_view", 5)])
     ingest(small, [new_day])
     live.features(LEADS, at=AT)  # sees the change, starts the reload, answers from the previous events
     live._loader.join(timeout=30)

@@ -1,9 +1,13 @@
 """`leadscoring push` against real local HTTP servers: state per destination, idempotency
-keys, a closed port and a hanging CRM, Retry-After, and one-line errors for bad scores files."""
+keys, a closed port and a hanging CRM, Retry-After and rate limiting shared by the whole push,
+answers that are not the CRM's (a login page, a huge or endless body), progress, and one-line
+errors for bad scores files."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -30,32 +34,63 @@ class _Server(ThreadingHTTPServer):
 
 class _Recorder(BaseHTTPRequestHandler):
     """Accepts every PATCH and records (path, Idempotency-Key, body); behaviour per server:
-    ``hang`` sleeps before answering, ``retry_after`` answers the first request 429 with it."""
+    ``hang`` sleeps before answering; the first ``limited`` requests (default: 1 if
+    ``retry_after`` is given) are answered 429, with ``Retry-After: retry_after`` if given;
+    ``answer`` = (content type, body) of the 200 answers (default: empty), sent without
+    Content-Length if ``stream``; ``trickle`` sends a JSON body one byte every so many seconds
+    until the server stops."""
 
     def do_PATCH(self):  # noqa: N802 - http.server API
         srv = self.server
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with srv.lock:
             srv.requests.append((self.path, self.headers.get("Idempotency-Key"), body))
-            first = len(srv.requests) == 1
+            limited = len(srv.requests) <= srv.limited
         if srv.hang:
             srv.release.wait(srv.hang)
-        if first and srv.retry_after:
-            self.send_response(429)
-            self.send_header("Retry-After", srv.retry_after)
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        try:
+            if limited:
+                self.send_response(429)
+                if srv.retry_after:
+                    self.send_header("Retry-After", srv.retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif srv.trickle:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"[")
+                while not srv.release.wait(srv.trickle):  # ends when the server stops or the client hangs up
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            else:
+                content_type, answer = srv.answer or (None, b"")
+                self.send_response(200)
+                if content_type:
+                    self.send_header("Content-Type", content_type)
+                if not srv.stream:
+                    self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+        except OSError:  # the client hung up
+            pass
 
     def log_message(self, *args):
         pass
 
 
-def _start(hang: float = 0.0, retry_after: str | None = None):
+def _start(
+    hang: float = 0.0,
+    retry_after: str | None = None,
+    limited: int | None = None,
+    answer: tuple[str | None, bytes] | None = None,
+    stream: bool = False,
+    trickle: float = 0.0,
+):
     server = _Server(("127.0.0.1", 0), _Recorder)
     server.lock, server.requests, server.release = threading.Lock(), [], threading.Event()
-    server.hang, server.retry_after = hang, retry_after
+    server.hang, server.retry_after, server.answer, server.stream, server.trickle = hang, retry_after, answer, stream, trickle
+    server.limited = (1 if retry_after else 0) if limited is None else limited
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -174,13 +209,97 @@ def test_retry_after_forms():
     assert retry_after_seconds(None, cap=30) is None
 
 
-def test_retry_after_date_is_honoured_and_capped(servers, tmp_path):
+def test_retry_after_date_is_honoured_up_to_the_cap(servers, tmp_path):
+    in_two_seconds = format_datetime(datetime.now(UTC) + timedelta(seconds=2), usegmt=True)  # 1 to 2 s from now
+    server, url = servers(retry_after=in_two_seconds)
+    t0 = time.perf_counter()
+    summary = push_scores(_scores(1), url, state_file=tmp_path / "s.jsonl", max_backoff=5)
+    assert summary.sent == 1 and len(server.requests) == 2
+    assert time.perf_counter() - t0 >= 0.9
     in_an_hour = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
     server, url = servers(retry_after=in_an_hour)
-    t0 = time.perf_counter()
     summary = push_scores(_scores(1), url, state_file=tmp_path / "s.jsonl", max_backoff=0.3)
-    assert summary.sent == 1 and len(server.requests) == 2
-    assert 0.3 <= time.perf_counter() - t0 < 2
+    assert (summary.sent, summary.failed) == (0, 1) and len(server.requests) == 1  # stopped at once, no sleeping
+    assert re.search(r"the CRM asks to wait 3[56]\d\d s", str(summary))
+
+
+def test_retry_after_beyond_the_cap_stops_the_push(servers, tmp_path):
+    server, url = servers(retry_after="99999", limited=10**6)
+    summary = push_scores(_scores(50), url, state_file=tmp_path / "s.jsonl", retries=2, max_backoff=0.5)
+    assert (summary.sent, summary.failed) == (0, 50) and summary.not_sent >= 42
+    assert len(server.requests) <= 8  # the requests of the first wave (concurrency 8), none retried
+    text = str(summary)
+    assert "the CRM asks to wait 99999 s" in text and len(text.splitlines()) == 1
+
+
+def test_rate_limit_is_one_wait_for_every_worker(servers, tmp_path):
+    server, url = servers(retry_after="1")  # the first request is answered 429, Retry-After: 1
+    summary = push_scores(_scores(40), url, state_file=tmp_path / "s.jsonl", concurrency=4)
+    assert summary.sent == 40
+    leads = [body["lead_id"] for _, _, body in server.requests]
+    # every worker held its next lead during the pause, so the limited lead is retried among
+    # the first few requests after it (a wait per lead alone: the other workers send all 39 first)
+    assert leads.index(leads[0], 1) <= 12
+
+
+def test_repeated_rate_limiting_trips_the_breaker(servers, tmp_path):
+    server, url = servers(limited=10**6)  # 429 without Retry-After, always
+    summary = push_scores(_scores(30), url, state_file=tmp_path / "s.jsonl", concurrency=4, backoff=0.01, max_failures=3)
+    assert (summary.sent, summary.failed) == (0, 30) and summary.not_sent >= 15
+    assert "rate limit" in str(summary) and len(server.requests) < 30  # each lead alone would try 6 times: 180
+
+
+def test_huge_or_endless_answer_is_cut(servers, tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    huge = b"[" + b"0," * 4_000_000 + b"0]"  # 8 MB of JSON, without Content-Length
+    server, url = servers(answer=("application/json", huge), stream=True)
+    state = tmp_path / "s.jsonl"
+    summary = push_scores(_scores(2), url, state_file=state)
+    assert (summary.sent, summary.failed) == (0, 2) and len(server.requests) == 2  # not retried
+    assert set(summary.failures.values()) == {"HTTP 200 answer larger than 1 MB: not the CRM's answer"}
+    assert "lead L000 not written to the CRM: HTTP 200 answer larger than 1 MB" in caplog.text
+    assert not state.exists() or not state.read_text()
+    server, url = servers(trickle=0.05)  # a byte every 50 ms: no single read ever times out
+    t0 = time.perf_counter()
+    summary = push_scores(_scores(2), url, state_file=state, timeout=0.5, retries=0)
+    assert time.perf_counter() - t0 < 5 and summary.failed == 2  # the server would go on for ever
+    assert set(summary.failures.values()) == {"timeout after 0.5s"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "expected"),
+    [
+        ("text/html; charset=utf-8", b"<html><body>Please sign in</body></html>", "HTTP 200 answer is text/html, not JSON"),
+        ("application/json", b"<html><body>Please sign in</body></html>", "HTTP 200 answer is not valid JSON"),
+        (None, b"OK", "HTTP 200 answer has no content type, not JSON"),
+    ],
+)
+def test_answer_that_is_not_json_is_not_delivered(servers, tmp_path, content_type, body, expected):
+    server, url = servers(answer=(content_type, body))
+    state = tmp_path / "s.jsonl"
+    summary = push_scores(_scores(3), url, state_file=state)
+    assert (summary.sent, summary.failed) == (0, 3) and len(server.requests) == 3  # not retried
+    assert all(e.startswith(expected) for e in summary.failures.values())
+    assert push_scores(_scores(3), url, state_file=state).failed == 3 and len(server.requests) == 6  # not recorded as sent
+    summary = push_scores(_scores(20), url, state_file=state, concurrency=2, max_failures=3)
+    assert summary.not_sent >= 16 and len(server.requests) <= 6 + 4 and expected in str(summary)  # the breaker stops it
+    for answer in [("application/json", b'{"id": 7}'), ("application/vnd.crm+json; charset=utf-8", b"[]"), ("text/plain", b"")]:
+        _, url = servers(answer=answer)
+        assert push_scores(_scores(3), url, state_file=state).sent == 3
+
+
+def test_push_cli_shows_progress_and_stops_on_a_long_retry_after(servers, tmp_path, capsys):
+    path = tmp_path / "scores.csv"
+    _scores(20).to_csv(path, index=False)
+    _, url = servers()
+    assert main(["--config", str(CONFIG), "push", "--scores", str(path), "--crm-url", url]) == 0
+    assert "sent 20, failed 0, remaining 0" in capsys.readouterr().err  # progress without -v
+    server, url = servers(retry_after="99999", limited=10**6)
+    code = main(["--config", str(CONFIG), "push", "--scores", str(path), "--crm-url", url, "--concurrency", "2", "--retries", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1 and len(server.requests) <= 2
+    assert "the CRM asks to wait 99999 s" in out.splitlines()[0]
+    assert "remaining 0" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

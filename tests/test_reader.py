@@ -4,8 +4,10 @@ decimal commas), and the one-line errors the CLI prints for bad input or output 
 
 from __future__ import annotations
 
+import errno
 import gzip
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -232,3 +234,90 @@ def test_validate_checks_the_points_table_against_the_configuration(tmp_path, ca
     project.write_text(yaml.safe_dump(conf), encoding="utf-8")
     line = _one_line_error(*_cli(capsys, "--config", str(project), "validate", "--input", conf["paths"]["raw_data"])[::2])
     assert "rules.csv" in line and "shoe_size" in line
+
+
+def test_a_truncated_compressed_export_is_one_line_naming_the_file(project, export, tmp_path, capsys):
+    df = pd.concat([export] * 400, ignore_index=True)
+    df["id"] = [f"L{i}" for i in range(len(df))]
+    data = gzip.compress(_csv(df).encode())
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])  # a copy that broke off half way
+    for cmd in (
+        ["validate", "--input", str(cut), "--no-target"],
+        ["score", "--input", str(cut), "--output", str(tmp_path / "o.csv"), "--no-progress"],
+    ):
+        line = _one_line_error(*_cli(capsys, "--config", str(project), *cmd)[::2])
+        assert "cut.csv.gz: truncated or corrupt compressed file (Truncated compressed stream)" in line, line
+        assert "readable only up to line " in line and "::" not in line, line
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_value_longer_than_the_reader_block_names_its_line(project, export, tmp_path, capsys):
+    cfg = load_config(project)
+    df = export.copy()
+    df.loc[3, cfg.data.columns.categorical[0]] = "x" * (12 << 20)  # lead 4 (line 5): 12 MB, three 4 MB blocks
+    src = tmp_path / "big.csv"
+    src.write_text(_csv(df), encoding="utf-8")
+    for cmd in (
+        ["validate", "--input", str(src), "--no-target"],
+        ["score", "--input", str(src), "--output", str(tmp_path / "o.csv"), "--no-progress"],
+    ):
+        line = _one_line_error(*_cli(capsys, "--config", str(project), *cmd)[::2])
+        assert "big.csv: line 5: a value longer than the reader's block (4 MB)" in line, line[:300]
+        assert "straddl" not in line and len(line) < 400
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_non_positive_chunk_sizes_are_refused_when_parsing(project, export, tmp_path, capsys, value):
+    src = tmp_path / "leads.csv"
+    src.write_text(_csv(export), encoding="utf-8")
+    out = tmp_path / "o.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(project), "score", "--input", str(src), "--output", str(out), "--chunk-rows", value, "--no-progress"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"argument --chunk-rows: must be at least 1, got {value}" in err, err
+    assert "no leads" not in err and not out.exists()
+    with pytest.raises(ValueError, match=f"chunk_rows must be at least 1, got {value}"):
+        next(iter_raw_chunks(src, load_config(project), int(value)))
+
+
+def test_a_full_disk_names_the_output_file(project, export, tmp_path, capsys, monkeypatch):
+    from leadscoring.serving import batch
+
+    src = tmp_path / "leads.csv"
+    src.write_text(_csv(export), encoding="utf-8")
+    out = tmp_path / "scores.csv"
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch, "_write_csv", full_disk)  # the scores' write fails
+    line = _one_line_error(
+        *_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output", str(out), "--no-progress")[::2]
+    )
+    assert f"error: {out}: not written, the disk is full (No space left on device)" in line and "::" not in line, line
+    assert not out.exists() and not list(tmp_path.glob(".scores.csv.*"))
+
+    def quota(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")  # from elsewhere, naming no file
+
+    monkeypatch.setattr(batch, "score_file", quota)
+    line = _one_line_error(
+        *_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output", str(out), "--no-progress")[::2]
+    )
+    assert line == f"leadscoring score: error: {out}: not written, the disk is full (Disk quota exceeded)", line
+
+
+def test_validate_of_a_wide_export_warns_nothing(tmp_path, export, capsys):
+    extra = [f"extra_{i}" for i in range(280)]
+    shipped = load_config(write_project(tmp_path)).data.columns.numeric
+    config = write_project(tmp_path, data__columns__numeric=[*shipped, *extra])
+    wide = pd.concat([export, pd.DataFrame("1", index=export.index, columns=extra)], axis=1)
+    src = tmp_path / "wide.csv"
+    src.write_text(_csv(wide), encoding="utf-8")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, _ = _cli(capsys, "--config", str(config), "validate", "--input", str(src), "--no-target")
+    assert code == 0 and "wide.csv: 30 leads, layout OK" in out
+    assert [str(w.message)[:60] for w in caught if issubclass(w.category, pd.errors.PerformanceWarning)] == []

@@ -223,3 +223,16 @@ def test_bad_outcomes_files_are_one_line(project, tmp_path, capsys, text, expect
     code = cli.main(["--config", str(cfg.source), "retrain", "--outcomes", str(bad), "--leads", str(feats)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"outcomes.csv: {expected}" in err[0]
+
+
+def test_duplicate_outcome_ids_are_reported_by_file_line(project, tmp_path, capsys):
+    cfg, outcomes, feats = project
+    lines = outcomes.read_text(encoding="utf-8").splitlines()
+    first_id = lines[1].split(";")[0]
+    lines[7] = f"{first_id};{lines[7].split(';')[1]}"  # the 7th outcome (line 8) repeats the first (line 2)
+    dup = tmp_path / "dup_outcomes.csv"
+    dup.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code = cli.main(["--config", str(cfg.source), "retrain", "--outcomes", str(dup), "--leads", str(feats)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "dup_outcomes.csv: duplicate id(s)" in err[0] and "(line 2)" in err[0] and "(line 8)" in err[0], err[0]

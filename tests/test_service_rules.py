@@ -143,3 +143,35 @@ def test_openapi_describes_both_bodies(client):
     assert "id" in single["properties"] and single["required"] == ["id"]
     assert batch["type"] == "array" and batch["maxItems"] == MAX_BATCH and batch["items"] == single
     assert {"401", "413", "422"} <= set(paths["/score/batch"]["post"]["responses"])
+
+
+@pytest.mark.parametrize("lead_id", [[1], [], {}, {"a": 1}, ["x", "y"]])
+def test_an_id_is_a_string_or_an_integer_not_a_list_or_an_object(client, lead_id):
+    r = client.post("/score", json={**LEAD, "id": lead_id})
+    assert r.status_code == 422, r.text
+    assert _loc(r) == ["body", "id"]
+    r = client.post("/score/batch", json=[LEAD, {**LEAD, "id": lead_id}])
+    assert r.status_code == 422, r.text
+    assert _loc(r) == ["body", 1, "id"]
+
+
+def test_a_huge_invalid_body_gets_a_small_answer(client):
+    nul = b"\x00" * 10_000  # under the body limit; echoed whole, its JSON would be 60 kB
+    for path in ("/score", "/score/batch"):
+        r = client.post(path, content=nul, headers=JSON)
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+        assert len(r.content) < 2_000
+    r = client.post("/score", json={**LEAD, "origen": "x" * 9_000, "visitas_total": "9" * 400 + "x"})
+    assert r.status_code == 422 and _loc(r) == ["body", "visitas_total"]
+    assert len(r.content) < 2_000 and "401 characters" in r.json()["detail"][0]["input"]
+    r = client.post("/score", json={**LEAD, "z" * 9_000: 1})  # an unknown field with a long name: still named
+    assert r.status_code == 422 and _loc(r)[1].startswith("zzz") and len(r.content) < 2_000
+
+
+def test_at_most_ten_errors_are_reported(client):
+    r = client.post("/score", json={**LEAD, **{f"unknown_{i}": "x" * 90 for i in range(60)}})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert len(detail) == 11 and [d["loc"][1] for d in detail[:10]] == [f"unknown_{i}" for i in range(10)]
+    assert detail[10]["type"] == "too_many_errors" and detail[10]["msg"] == "50 more errors not shown"
+    assert len(r.content) < 4_000

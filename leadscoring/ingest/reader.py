@@ -7,7 +7,10 @@ separator or line breaks) or a parquet file is streamed with pyarrow in chunks o
 columns, so ids stay strings byte for byte and nothing is guessed. A chunk's index is the
 0-based record number in the file. Messages name the file's real line numbers: when a
 message needs them, the file is read again with Python's ``csv`` module (errors are rare
-and files large, so this costs nothing on the normal path).
+and files large, so this costs nothing on the normal path). A record must fit in the
+reader's block (:data:`BLOCK_SIZE`); a longer one (usually a quote left open, which makes
+the rest of the file one value) is reported with its line. A truncated or corrupt
+compressed file is reported with the last line that could be read.
 
 """
 
@@ -32,6 +35,13 @@ PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 
 DEFAULT_CHUNK_ROWS = 100_000
 
+#: Bytes of CSV pyarrow parses at a time: a record longer than this may not be read (pyarrow
+#: refuses a record straddling two block boundaries), and is reported with its line.
+BLOCK_SIZE = 1 << 22
+
+#: File name endings pyarrow decompresses on the fly (``compression="detect"``).
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".lz4", ".zst")
+
 
 #: Record numbers → labels for messages ("line 7"); see :class:`LineLocator`.
 RowLocator = Callable[[Sequence[int]], list[str]]
@@ -55,17 +65,36 @@ def _open_text(path: Path, encoding: str) -> Iterator[TextIO]:
         yield fh
 
 
+def _size(n: int) -> str:
+    """A byte count for messages: "4 MB", "64 KB"."""
+    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n / 2**10:g} KB"
+
+
+class _Records:
+    """Iterates (first line, fields) of every record of a CSV export after the header, blank
+    lines skipped as pyarrow skips them. ``line`` is the first line of the record being read,
+    so after an error it names the record that failed."""
+
+    def __init__(self, path: Path, cfg: ProjectConfig) -> None:
+        self.path, self.cfg = path, cfg
+        self.line = 2
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        if csv.field_size_limit() < BLOCK_SIZE:  # accept every value pyarrow accepts (default: 128 KB)
+            csv.field_size_limit(BLOCK_SIZE)
+        with _open_text(self.path, self.cfg.data.encoding) as fh:
+            reader = csv.reader(fh, delimiter=self.cfg.data.separator)
+            next(reader, None)
+            self.line = reader.line_num + 1
+            for row in reader:
+                if row:
+                    yield self.line, row
+                self.line = reader.line_num + 1
+
+
 def _records(path: Path, cfg: ProjectConfig) -> Iterator[tuple[int, list[str]]]:
-    """(first line, fields) of every record after the header, blank lines skipped as
-    pyarrow skips them."""
-    with _open_text(path, cfg.data.encoding) as fh:
-        reader = csv.reader(fh, delimiter=cfg.data.separator)
-        next(reader, None)
-        start = reader.line_num + 1
-        for row in reader:
-            if row:
-                yield start, row
-            start = reader.line_num + 1
+    """(first line, fields) of every record after the header (see :class:`_Records`)."""
+    return iter(_Records(path, cfg))
 
 
 class LineLocator:
@@ -128,10 +157,69 @@ def _malformed(path: Path, cfg: ProjectConfig, n_columns: int, exc: Exception) -
                     f"{path.name}: line {line} has {len(row)} field(s) but the header has {n_columns} "
                     f"(separator {cfg.data.separator!r}; a value holding it must be quoted)"
                 )
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = _first_words(exc)
     if "UTF8" in first or "decode" in first.lower():
         return LeadDataError(f"{path.name}: not readable as {cfg.data.encoding} ({first})")
     return LeadDataError(f"{path.name}: malformed CSV ({first})")
+
+
+def _first_words(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _line_start(path: Path, cfg: ProjectConfig, line: int, width: int = 40) -> str:
+    """The first ``width`` characters of physical line ``line`` (without reading a long line whole)."""
+    with contextlib.suppress(OSError, EOFError, UnicodeDecodeError), _open_text(path, cfg.data.encoding) as fh:
+        for _ in range(line - 1):
+            if not fh.readline():
+                return ""
+        return fh.readline(width).rstrip("\r\n")
+    return ""
+
+
+def _oversized(path: Path, cfg: ProjectConfig, names: Sequence[str]) -> LeadDataError:
+    """The one-line message for a record pyarrow refused as longer than its block: the first
+    record longer than the block, with its line, its longest field and how the line starts."""
+    records = _Records(path, cfg)
+    encoding, sep = _python_encoding(cfg.data.encoding), cfg.data.separator
+    found: tuple[int, str] | None = None  # (line, what is too long)
+    try:
+        for line, row in records:
+            if sum(map(len, row)) * 4 > BLOCK_SIZE and len(sep.join(row).encode(encoding, "replace")) > BLOCK_SIZE:
+                longest = max(range(len(row)), key=lambda i: len(row[i]))
+                found = (line, f"field '{names[longest]}'" if longest < len(names) else f"field {longest + 1}")
+                break
+    except csv.Error:  # one value longer than the block (the csv module's field limit, see _Records)
+        found = (records.line, "a value")
+    except (UnicodeDecodeError, OSError, EOFError):
+        pass
+    block = _size(BLOCK_SIZE)
+    if found is None:
+        return LeadDataError(f"{path.name}: a record is longer than the reader's block ({block}); is a quote left open?")
+    line, what = found
+    return LeadDataError(
+        f"{path.name}: line {line}: {what} longer than the reader's block ({block}); the line starts "
+        f"{_line_start(path, cfg, line)!r}: is a quote left open (the rest of the file then reads as one value)?"
+    )
+
+
+def _unreadable(path: Path, cfg: ProjectConfig, exc: OSError) -> LeadDataError:
+    """The one-line message for a CSV export that breaks off while being read (a truncated or
+    corrupt compressed file, an I/O error), with the last line that could be read."""
+    records = _Records(path, cfg)
+    where = ""
+    try:
+        for _ in records:
+            pass
+    except (OSError, EOFError, csv.Error, UnicodeDecodeError):
+        where = f"; readable only up to line {records.line - 1}"
+    if str(path).endswith(COMPRESSED_SUFFIXES):
+        return LeadDataError(
+            f"{path.name}: truncated or corrupt compressed file ({_first_words(exc)}){where}; copy or export it again"
+        )
+    return LeadDataError(f"{path.name}: cannot be read ({_first_words(exc)}){where}")
 
 
 def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -152,7 +240,7 @@ def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.Dat
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=1 << 22, encoding=d.encoding, column_names=names, skip_rows=1),
+            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding=d.encoding, column_names=names, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=d.separator, newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
@@ -160,8 +248,14 @@ def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.Dat
         )
         for batch in reader:
             yield batch.to_pandas()
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    except pa.ArrowInvalid as exc:
+        if "straddl" in str(exc):  # "straddling object straddles two block boundaries"
+            raise _oversized(path, cfg, names) from None
         raise _malformed(path, cfg, len(names), exc) from None
+    except UnicodeDecodeError as exc:
+        raise _malformed(path, cfg, len(names), exc) from None
+    except OSError as exc:  # e.g. "Truncated compressed stream" (pyarrow's ArrowIOError is OSError)
+        raise _unreadable(path, cfg, exc) from None
 
 
 def iter_raw_chunks(
@@ -169,6 +263,8 @@ def iter_raw_chunks(
 ) -> Iterator[pd.DataFrame]:
     """The export as chunks of at most ``chunk_rows`` records, every CSV column as text;
     each chunk's index is the 0-based record number in the file."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     path = Path(path)
     if not path.is_file():
         raise LeadDataError(f"{path}: file not found" + (" (it is a folder)" if path.is_dir() else ""))

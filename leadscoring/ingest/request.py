@@ -1,5 +1,6 @@
 """The API request model of one lead (``POST /score``), from :class:`LeadSchema`: the same
-rules as files, applied by pydantic to JSON."""
+rules as files, applied by pydantic to JSON; an id that is a list or an object is refused
+(a file's cell cannot hold one)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def request_model(schema: LeadSchema) -> type[BaseModel]:
         fields[col] = (str | None, Field(None, description=f"one of {schema.yes_no_spellings}"))
 
     def lead_id(cls: type, v: object) -> str:
+        # JSON can send what a file cell cannot: a list or an object is no id (not its text).
+        if v is not None and not isinstance(v, str | int | float):
+            raise ValueError("must be a non-blank string or an integer (not a list or an object)")
         return schema.lead_id(v)
 
     def number(cls: type, v: object, info: Any) -> float | None:

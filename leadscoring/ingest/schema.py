@@ -167,7 +167,7 @@ class LeadSchema:
         df = df.set_axis([str(c).strip() for c in df.columns], axis=1)  # copy-on-write: no data copied
         self.check_columns(list(df.columns), origin, require_target)
         labels = _RowLabels(df.index, rows)
-        out = pd.DataFrame(index=df.index)
+        out: dict[str, np.ndarray] = {}  # one frame built at the end: inserting column by column fragments it
         if self.id_from_row_number:  # the n-th lead of the export (the index is the record number)
             out[self.id_column] = np.array([str(int(i) + 1) for i in df.index], dtype=object)
         else:
@@ -185,7 +185,7 @@ class LeadSchema:
             out[self.target_column] = self._target(df[self.target_column], origin, labels)
         if self.date_column is not None and self.date_column in df.columns:
             out[self.date_column] = self._dates(df[self.date_column], origin, labels)
-        return out.reset_index(drop=True)
+        return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
 
     def _dates(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
         values = s.where(s.astype("string").str.strip() != "") if not pd.api.types.is_datetime64_any_dtype(s) else s

@@ -1,17 +1,29 @@
 """Writing scores back to the CRM: ``PATCH {url}/leads/{id}`` with the score payload.
 
-- Retries 5xx, 429, connection errors and timeouts with exponential backoff (capped), and
-  honours ``Retry-After`` (seconds or HTTP date, capped too); bounded concurrency; each
-  request bounded by ``timeout`` seconds.
-- A circuit breaker: after ``max_failures`` consecutive connection failures or timeouts the
-  CRM is taken as unreachable, nothing more is sent, and every lead not sent is reported
-  as failed ("not sent: CRM unreachable (circuit open)").
+- A lead counts as delivered only on a 2xx answer that is empty (e.g. 204) or JSON
+  (``application/json`` or ``application/*+json``, parsed). Any other answer, such as a
+  ``200 text/html`` login page from a proxy, fails naming what came back, is not retried and
+  is not recorded as sent.
+- Each request, answer included, is bounded by ``timeout`` seconds in all (a deadline for the
+  whole exchange, not per network read), and an answer is read as a stream up to
+  ``MAX_ANSWER_BYTES`` (1 MB): a longer one fails the lead without being read further.
+- Retries 5xx, 429, connection errors and timeouts with exponential backoff (capped at
+  ``max_backoff``); bounded concurrency.
+- When the CRM asks to wait (HTTP 429, or ``Retry-After`` in seconds or as an HTTP date),
+  the whole push pauses once: every worker holds its next request until the pause ends.
+  A ``Retry-After`` beyond ``max_backoff`` stops the push at once ("the CRM asks to wait N s")
+  instead of sleeping.
+- A circuit breaker: after ``max_failures`` consecutive failures (connection failures,
+  timeouts, pauses asked by the CRM, 2xx answers that are not the CRM's) nothing more is sent
+  and every lead not sent is reported as failed ("not sent: ...", e.g. "not sent: CRM
+  unreachable (circuit open)").
 - A state file (JSON lines, one per lead the CRM accepted: destination, lead id and a hash
   of what was sent) so a re-run to the same CRM resends nothing that already arrived
   unless its score changed, while another CRM URL receives everything.
 - Delivery is at least once: a lead in flight when a push is interrupted is sent again by
   the next run. Each PATCH carries an ``Idempotency-Key`` derived from the destination, the
   lead id and the payload, identical across runs, so the CRM can drop the repeat.
+- Optional progress bar on stderr (leads sent / failed / remaining, and any pause).
 
 The bearer token is read from ``LEADSCORING_CRM_TOKEN`` and never logged.
 
@@ -26,7 +38,8 @@ import logging
 import math
 import os
 import random
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -53,21 +66,41 @@ RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 CIRCUIT_OPEN = "not sent: CRM unreachable (circuit open)"
 
 
+MAX_ANSWER_BYTES = 1 << 20  # the CRM answers a PATCH with a few bytes of JSON; more is not its answer
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+# The kinds of failure the circuit breaker counts: (label, what they are, why a lead was not sent).
+_UNREACHABLE = ("CRM unreachable", "connection failures or timeouts", CIRCUIT_OPEN)
+_RATE_LIMITED = ("CRM rate limit", "answers asking to wait (HTTP 429 or Retry-After)", "not sent: CRM rate limit")
+_NOT_CRM = (
+    "wrong answers",
+    "2xx answers that are not the CRM's (not JSON, or too large)",
+    "not sent: the answers are not the CRM's",
+)
 
 
 @dataclass
 class PushSummary:
+    """What a push did. ``failed`` includes ``not_sent``: the leads never sent (or not
+    accepted) because the push stopped early, for the reason in ``stopped``."""
+
     sent: int = 0
     skipped: int = 0
     failed: int = 0
     failures: dict[str, str] = field(default_factory=dict)
-    not_sent: int = 0  # of ``failed``: never sent because the circuit breaker opened
+    not_sent: int = 0  # of ``failed``: not sent because the push stopped early (circuit breaker)
+    stopped: str = ""  # why the push stopped early, "" if it did not
 
     def __str__(self) -> str:
         text = f"sent {self.sent}, skipped {self.skipped} (already sent), failed {self.failed}"
+        reason = self.stopped or "CRM unreachable (stopped after repeated connection failures or timeouts)"
         if self.not_sent:
-            text += f"; {self.not_sent} not sent: CRM unreachable (stopped after repeated connection failures or timeouts)"
+            text += f"; {self.not_sent} not sent: {reason}"
+        elif self.stopped:
+            text += f"; stopped: {reason}"
         return text
 
 
@@ -133,21 +166,43 @@ def retry_after_seconds(value: str | None, *, cap: float, now: datetime | None =
 
 
 class _Breaker:
-    """Opens after ``limit`` consecutive connection failures or timeouts (0: never)."""
+    """Stops the push: after ``limit`` consecutive failures (connection failures, timeouts,
+    pauses asked by the CRM, 2xx answers that are not the CRM's; 0: never), or at once
+    through ``stop``. Once open, every lead
+    not yet accepted fails with ``not_sent``."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.consecutive = 0
+        self.streak: Counter[tuple[str, str, str]] = Counter()  # kind of failure -> count, since the last success
         self.opened = asyncio.Event()
+        self.reason = ""
+        self.not_sent = CIRCUIT_OPEN
 
     def success(self) -> None:
-        self.consecutive = 0
+        self.streak.clear()
 
-    def failure(self) -> None:
-        self.consecutive += 1
-        if self.limit and self.consecutive >= self.limit and not self.opened.is_set():
-            log.warning("CRM unreachable: %d consecutive connection failures or timeouts; stopping", self.consecutive)
-            self.opened.set()
+    def failure(self, kind: tuple[str, str, str], detail: str = "") -> None:
+        """Count one failure of ``kind`` (``_UNREACHABLE``, ``_RATE_LIMITED``, ``_NOT_CRM``);
+        ``detail``, the failure itself, is quoted if it stops the push."""
+        self.streak[kind] += 1
+        n = self.streak.total()
+        if not self.limit or n < self.limit:
+            return
+        if len(self.streak) == 1:
+            label, what, not_sent = kind
+            self.stop(f"{label}: {n} consecutive {what}" + (f" (the last: {detail})" if detail else ""), not_sent)
+        else:
+            labels = ", ".join(label for label, _, _ in self.streak)
+            self.stop(f"{n} consecutive failures ({labels})", "not sent: push stopped after repeated failures")
+
+    def stop(self, reason: str, not_sent: str) -> None:
+        """Open now: nothing more is sent; ``reason`` is logged once and reported, and every
+        lead not accepted fails with ``not_sent``."""
+        if self.opened.is_set():
+            return
+        log.warning("push stopped: %s", reason)
+        self.reason, self.not_sent = reason, not_sent
+        self.opened.set()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep, waking at once if the breaker opens meanwhile."""
@@ -157,41 +212,186 @@ class _Breaker:
             pass
 
 
+class _Pause:
+    """One wait for the whole push when the CRM asks to wait: every worker holds its next
+    request until ``until`` (event-loop time). The answers to requests sent before a pause
+    began belong to that pause, so a pause counts once toward the breaker however many
+    workers were answered 429."""
+
+    def __init__(self, breaker: _Breaker, backoff: float, cap: float, on_pause: Callable[[float], None]) -> None:
+        self.breaker, self.backoff, self.cap, self.on_pause = breaker, backoff, cap, on_pause
+        self.until = 0.0
+        self.epoch = 0  # pauses begun so far
+        self.streak = 0  # pauses since the last accepted request (the backoff without Retry-After)
+
+    async def wait(self) -> int:
+        """Wait until no pause is running (or the breaker opens); the epoch to send in."""
+        loop = asyncio.get_running_loop()
+        while not self.breaker.opened.is_set() and (left := self.until - loop.time()) > 0:
+            await self.breaker.sleep(left)
+        return self.epoch
+
+    def success(self) -> None:
+        self.streak = 0
+
+    def asked(self, epoch: int, retry_after: float | None) -> None:
+        """The answer to a request sent in ``epoch`` asked to wait ``retry_after`` seconds
+        (None: no usable Retry-After, wait the backoff)."""
+        if retry_after is not None and retry_after > self.cap:
+            asks = f"the CRM asks to wait {math.ceil(retry_after)} s"
+            self.breaker.stop(
+                f"{asks} (Retry-After), longer than a push waits (--max-backoff {self.cap:g} s); run it later", f"not sent: {asks}"
+            )
+            return
+        now = asyncio.get_running_loop().time()
+        if epoch == self.epoch:  # the first such answer since the last pause began: a new pause
+            self.epoch += 1
+            self.streak += 1
+            self.breaker.failure(_RATE_LIMITED)
+            if self.breaker.opened.is_set():
+                return
+            wait = retry_after if retry_after is not None else self.backoff * 2 ** (self.streak - 1) * (0.5 + random.random() / 2)
+            wait = min(wait, self.cap)
+            self.until = max(self.until, now + wait)
+            log.info("the CRM asks to wait: every request paused for %.1f s", wait)
+            self.on_pause(wait)
+        elif retry_after is not None:  # a later answer to a request sent before this pause: the same pause
+            self.until = max(self.until, now + retry_after)
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()[:80]
+
+
+def _answer_problem(status: int, content_type: str | None, body: bytes) -> str | None:
+    """None if a 2xx answer is what the CRM contract says (empty, or JSON), else why not."""
+    if not body:
+        return None
+    media = _media_type(content_type)
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        what = media or "has no content type"
+        return f"HTTP {status} answer {'is ' if media else ''}{what}, not JSON: not the CRM's answer (a login page or proxy?)"
+    try:
+        json.loads(body)
+    except ValueError:
+        return f"HTTP {status} answer is not valid JSON: not the CRM's answer"
+    return None
+
+
+async def _exchange(
+    client: httpx.AsyncClient, url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float
+) -> tuple[int, str | None, str | None]:
+    """One PATCH, answer included, within ``timeout`` seconds in all: (status, Retry-After
+    header, problem), problem None for an accepted 2xx. The answer is read as a stream and
+    given up past ``MAX_ANSWER_BYTES``; an error status's body is not read. Raises
+    ``TimeoutError`` or ``httpx.TransportError``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with asyncio.timeout_at(deadline), client.stream("PATCH", url, json=payload, headers=headers) as resp:
+        status = resp.status_code
+        if not resp.is_success:
+            return status, resp.headers.get("retry-after"), f"HTTP {status}"
+        too_big = f"HTTP {status} answer larger than {MAX_ANSWER_BYTES // (1 << 20)} MB: not the CRM's answer"
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+            return status, None, too_big
+        body = bytearray()
+        try:
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    return status, None, too_big
+                if loop.time() >= deadline:  # should the loop never get to cancel us between chunks
+                    raise TimeoutError
+        except httpx.DecodingError:
+            return status, None, f"HTTP {status} answer could not be decoded (Content-Encoding): not the CRM's answer"
+        return status, None, _answer_problem(status, resp.headers.get("content-type"), bytes(body))
+
+
+@dataclass(frozen=True)
+class _Policy:
+    retries: int
+    backoff: float
+    max_backoff: float
+    timeout: float
+
+
 async def _send(
     client: httpx.AsyncClient,
     url: str,
     payload: dict[str, Any],
     headers: dict[str, str],
-    retries: int,
-    backoff: float,
-    max_backoff: float,
-    timeout: float,
+    policy: _Policy,
     breaker: _Breaker,
+    pause: _Pause,
 ) -> str | None:
     """PATCH one payload; None on success, else the final error (no token in it)."""
     error = ""
-    for attempt in range(retries + 1):
+    for attempt in range(policy.retries + 1):
+        epoch = await pause.wait()
         if breaker.opened.is_set():
-            return CIRCUIT_OPEN
-        retry_after = None
+            return breaker.not_sent
+        asked_to_wait = False
         try:
-            async with asyncio.timeout(timeout):  # the whole request, not only each network wait
-                resp = await client.patch(url, json=payload, headers=headers)
+            status, retry_after_header, problem = await _exchange(client, url, payload, headers, policy.timeout)
         except (httpx.TransportError, TimeoutError) as exc:
-            error = f"timeout after {timeout:g}s" if isinstance(exc, TimeoutError | httpx.TimeoutException) else type(exc).__name__
-            breaker.failure()
+            timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+            error = f"timeout after {policy.timeout:g}s" if timed_out else type(exc).__name__
+            breaker.failure(_UNREACHABLE)
         else:
-            breaker.success()
-            if resp.status_code < 300:
+            if problem is None:
+                breaker.success()
+                pause.success()
                 return None
-            error = f"HTTP {resp.status_code}"
-            if resp.status_code not in RETRY_STATUS:
+            error = problem
+            if status < 300:  # a 2xx that is not the CRM's answer (a login page, a proxy, ...): final
+                breaker.failure(_NOT_CRM, error)
                 return error
-            retry_after = retry_after_seconds(resp.headers.get("retry-after"), cap=max_backoff)
-        if attempt < retries:
-            wait = min(max_backoff, backoff * 2**attempt * (0.5 + random.random() / 2))
-            await breaker.sleep(max(wait, retry_after or 0.0))
+            if status not in RETRY_STATUS:
+                breaker.success()  # the CRM answered: reachable, but this lead failed for good
+                return error
+            retry_after = retry_after_seconds(retry_after_header, cap=math.inf)
+            if status == 429 or retry_after is not None:
+                asked_to_wait = True
+                pause.asked(epoch, retry_after)
+            else:
+                breaker.success()
+        if attempt < policy.retries and not asked_to_wait:  # after a pause the shared wait is the wait
+            await breaker.sleep(min(policy.max_backoff, policy.backoff * 2**attempt * (0.5 + random.random() / 2)))
     return error
+
+
+class _Progress:
+    """A tqdm bar on stderr: leads done of those to send, with sent / failed / remaining and
+    any pause asked by the CRM (disabled: does nothing)."""
+
+    def __init__(self, total: int, summary: PushSummary, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.summary, self.total = summary, total
+        self.bar = tqdm(total=total, desc="push", unit=" leads", disable=not enabled, mininterval=1.0)
+        self.note = ""
+        self._show()
+
+    def _show(self, refresh: bool = False) -> None:
+        s = self.summary
+        text = f"sent {s.sent}, failed {s.failed}, remaining {self.total - s.sent - s.failed}" + (
+            f"; {self.note}" if self.note else ""
+        )
+        self.bar.set_postfix_str(text, refresh=refresh)
+
+    def done(self) -> None:
+        self.note = ""
+        self._show()
+        self.bar.update(1)
+
+    def paused(self, seconds: float) -> None:
+        self.note = f"CRM asked to wait: paused {seconds:.1f} s"
+        self._show(refresh=True)
+
+    def close(self) -> None:
+        self._show()
+        self.bar.close()
 
 
 async def _push(
@@ -200,11 +400,9 @@ async def _push(
     token: str | None,
     state_path: Path,
     concurrency: int,
-    retries: int,
-    backoff: float,
-    timeout: float,
+    policy: _Policy,
     max_failures: int,
-    max_backoff: float,
+    progress: bool,
 ) -> PushSummary:
     summary = PushSummary()
     dest = destination(base_url)
@@ -215,40 +413,46 @@ async def _push(
             summary.skipped += 1
         else:
             todo.append(p)
+    log.info("push to %s: %d leads to send, %d already sent", dest, len(todo), summary.skipped)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     sem = asyncio.Semaphore(concurrency)
     breaker = _Breaker(max_failures)
+    bar = _Progress(len(todo), summary, progress)
+    pause = _Pause(breaker, policy.backoff, policy.max_backoff, bar.paused)
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(state_path, "a", encoding="utf-8") as state_file:
-        async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
+    try:
+        with open(state_path, "a", encoding="utf-8") as state_file:
+            async with httpx.AsyncClient(headers=headers, timeout=policy.timeout) as client:
 
-            async def one(p: dict[str, Any]) -> None:
-                lead_id, digest = p["lead_id"], _digest(p)
-                async with sem:
-                    err = await _send(
-                        client,
-                        f"{dest}/leads/{quote(lead_id, safe='')}",
-                        p,
-                        {"Idempotency-Key": idempotency_key(dest, lead_id, digest)},
-                        retries,
-                        backoff,
-                        max_backoff,
-                        timeout,
-                        breaker,
-                    )
-                if err is None:
-                    summary.sent += 1
-                    state_file.write(json.dumps({"destination": dest, "lead_id": lead_id, "digest": digest}) + "\n")
-                    state_file.flush()
-                    return
-                summary.failed += 1
-                summary.failures[lead_id] = err
-                if err == CIRCUIT_OPEN:
-                    summary.not_sent += 1
-                else:
-                    log.warning("lead %s not written to the CRM: %s", lead_id, err)
+                async def one(p: dict[str, Any]) -> None:
+                    lead_id, digest = p["lead_id"], _digest(p)
+                    async with sem:
+                        err = await _send(
+                            client,
+                            f"{dest}/leads/{quote(lead_id, safe='')}",
+                            p,
+                            {"Idempotency-Key": idempotency_key(dest, lead_id, digest)},
+                            policy,
+                            breaker,
+                            pause,
+                        )
+                    if err is None:
+                        summary.sent += 1
+                        state_file.write(json.dumps({"destination": dest, "lead_id": lead_id, "digest": digest}) + "\n")
+                        state_file.flush()
+                    else:
+                        summary.failed += 1
+                        summary.failures[lead_id] = err
+                        if breaker.opened.is_set() and err == breaker.not_sent:
+                            summary.not_sent += 1
+                        else:
+                            log.warning("lead %s not written to the CRM: %s", lead_id, err)
+                    bar.done()
 
-            await asyncio.gather(*(one(p) for p in todo))
+                await asyncio.gather(*(one(p) for p in todo))
+    finally:
+        bar.close()
+    summary.stopped = breaker.reason
     return summary
 
 
@@ -265,13 +469,16 @@ def push_scores(
     max_failures: int = 5,
     max_backoff: float = 30.0,
     fields: Mapping[str, str] | None = None,
+    progress: bool = False,
 ) -> PushSummary:
     """Write every score to the CRM (see module docstring); returns sent/skipped/failed counts.
 
-    ``timeout``: seconds per request; ``max_failures``: consecutive connection failures or
-    timeouts before giving up on the CRM (0: never); ``max_backoff``: longest wait between
-    two attempts, ``Retry-After`` included; ``fields``: score field -> CRM custom-field name
-    (``scoring.crm_fields``; default the package's)."""
+    ``timeout``: seconds per request, answer included; ``max_failures``: consecutive
+    connection failures, timeouts, pauses asked by the CRM or 2xx answers that are not the
+    CRM's before giving up (0: never);
+    ``max_backoff``: longest wait between two attempts; a ``Retry-After`` beyond it stops the
+    push; ``fields``: score field -> CRM custom-field name (``scoring.crm_fields``; default
+    the package's); ``progress``: show a progress bar on stderr."""
     if timeout <= 0 or concurrency < 1 or retries < 0 or max_failures < 0 or backoff < 0 or max_backoff < 0:
         raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, backoff and max_backoff >= 0")
     destination(crm_url)  # a bad URL fails here, before any file is read or written
@@ -284,17 +491,11 @@ def push_scores(
     if state_file is None:
         raise ValueError("state_file is required when scores are given as a DataFrame")
     payloads = crm_payloads(scores, id_column, fields)
-    return asyncio.run(
-        _push(
-            payloads,
-            crm_url,
-            os.environ.get(TOKEN_ENV),
-            Path(state_file),
-            concurrency,
-            retries,
-            backoff,
-            timeout,
-            max_failures,
-            max_backoff,
-        )
-    )
+    policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout)
+    run = _push(payloads, crm_url, os.environ.get(TOKEN_ENV), Path(state_file), concurrency, policy, max_failures, progress)
+    if not progress:
+        return asyncio.run(run)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # warnings printed above the bar, not through it
+        return asyncio.run(run)

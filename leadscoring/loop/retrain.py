@@ -42,7 +42,7 @@ from leadscoring.artifacts import (
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import read_leads
-from leadscoring.ingest.reader import read_raw
+from leadscoring.ingest.reader import read_raw, row_locator
 from leadscoring.ingest.schema import validate_leads
 from leadscoring.ingest.split import fingerprint
 from leadscoring.io import write_csv, write_json, write_parquet, write_text
@@ -162,8 +162,12 @@ def load_outcomes(
     unknown = sorted(set(ids[d.id_column].str.strip()) - set(feats[d.id_column]))
     if unknown:
         raise LeadDataError(f"{name}: {len(unknown)} id(s) not found in {Path(leads).name}, e.g. {unknown[:5]}")
-    merged = feats.merge(ids.assign(**{d.id_column: ids[d.id_column].str.strip()}), on=d.id_column)
-    return validate_leads(merged, cfg, origin=name)
+    # Each merged row keeps its outcome's record number as index, so messages (a duplicate
+    # id, a bad outcome) name the lines of the outcomes file, header being line 1.
+    record = "__outcome_record__"
+    outcome_rows = ids.assign(**{d.id_column: ids[d.id_column].str.strip(), record: ids.index})
+    merged = feats.merge(outcome_rows, on=d.id_column).set_index(record).rename_axis(None)
+    return validate_leads(merged, cfg, origin=name, rows=row_locator(outcomes, cfg))
 
 
 def _inherited(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,17 +1,24 @@
 """The score history: every production scoring's scores (``lead_id`` text, ``score`` int16, ``model_version``
-text, ``scored_at`` UTC timestamp in µs) appended to one parquet file, so each lead's previous score and trend
-(improving / steady / declining / new) can be shown. Writers take an exclusive ``flock`` on the sidecar
-``<name>.lock`` and replace the whole file atomically, so readers (a long-running service) always see a
-complete file; :class:`ScoreHistory` re-reads it only when it changed."""
+text, ``scored_at`` UTC timestamp in µs, ``job_id`` text) appended to one parquet file, so each lead's previous
+score and trend (improving / steady / declining / new) can be shown. Writers take an exclusive ``flock`` on the
+sidecar ``<name>.lock`` and replace the whole file atomically, so readers (a long-running service) always see a
+complete file; :class:`ScoreHistory` re-reads it only when it changed.
+
+Each appended scoring carries its job's identity (``job_id``): a row already in the history with the same lead,
+model version, time and job (a retried append) is not appended again, while two jobs scoring the same leads in
+the same second are both kept. Files written before ``job_id`` existed still read: their rows have none (null),
+so each counts as a job of its own."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import fcntl
+import hashlib
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from leadscoring.errors import LeadDataError
+from leadscoring.errors import LeadDataError, disk_full_error, is_disk_full
 from leadscoring.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -32,10 +39,28 @@ log = logging.getLogger(__name__)
 TRENDS = ("improving", "steady", "declining", "new")
 
 SCHEMA = pa.schema(
-    [("lead_id", pa.string()), ("score", pa.int16()), ("model_version", pa.string()), ("scored_at", pa.timestamp("us", tz="UTC"))]
+    [
+        ("lead_id", pa.string()),
+        ("score", pa.int16()),
+        ("model_version", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+        ("job_id", pa.string()),
+    ]
 )
 
 STAMP_COLUMNS = ("model_version", "scored_at")
+
+#: Columns a history file may lack (written before they existed): read as nulls.
+OPTIONAL_COLUMNS = frozenset({"job_id"})
+
+#: What identifies one row: a row with the same values is the same scoring appended again.
+ROW_KEY = ("lead_id", "scored_at", "model_version", "job_id")
+
+
+def new_job_id() -> str:
+    """A new scoring job's identity (random: unique across processes and machines)."""
+    return uuid.uuid4().hex
+
 
 _SMALL_LOOKUP = 32  # up to this many ids, look them up in a dict (one web request) rather than an index
 
@@ -112,10 +137,16 @@ class ScoreHistory:
         return self._snapshot
 
     def _read(self, source: object, columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
-        """The ``columns`` of the history file (path or open file), in the history's types."""
+        """The ``columns`` of the history file (path or open file), in the history's types; an
+        optional column the file lacks (:data:`OPTIONAL_COLUMNS`) is read as nulls."""
         try:
-            table = pq.read_table(source, columns=list(columns))
-            return table.cast(pa.schema([SCHEMA.field(n) for n in columns]))
+            file = pq.ParquetFile(source)
+            present = set(file.schema_arrow.names)
+            table = file.read(columns=[n for n in columns if n in present or n not in OPTIONAL_COLUMNS])
+            for name in columns:
+                if name not in present and name in OPTIONAL_COLUMNS:
+                    table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+            return table.select(list(columns)).cast(pa.schema([SCHEMA.field(n) for n in columns]))
         except (pa.ArrowException, KeyError, ValueError) as exc:
             raise LeadDataError(f"{self.path}: not a readable score history ({str(exc).splitlines()[0]})") from exc
 
@@ -147,16 +178,24 @@ class ScoreHistory:
             os.close(fd)  # closing releases the lock
 
     def append(
-        self, ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], model_version: str, scored_at: str | datetime
+        self,
+        ids: np.ndarray | Sequence[str],
+        scores: np.ndarray | Sequence[int],
+        model_version: str,
+        scored_at: str | datetime,
+        job_id: str | None = None,
     ) -> int:
-        """Append one scoring's scores (all with the same model version and time); returns the
-        number of rows appended. Rows already in the history (same lead, time and model
-        version: a retried job) are not appended again."""
+        """Append one scoring job's scores (all with the same model version and time); returns
+        the number of rows appended. ``job_id`` identifies the job (default: a new one, see
+        :func:`new_job_id`): rows already in the history with the same lead, time, model
+        version and job (the same job's append retried) are not appended again; another job's
+        rows are, even for the same leads in the same second."""
         if not isinstance(model_version, str) or not model_version.strip():
             raise LeadDataError(f"score history: model_version must be non-empty text, got {model_version!r}")
+        job = new_job_id() if job_id is None else _job_text(job_id)
         n = len(ids)
         when = pa.repeat(_timestamps(pd.Series([scored_at], dtype=object), "score history: scored_at")[0], n)
-        return self._append(_rows(ids, scores, np.full(n, model_version, dtype=object), when))
+        return self._append(_rows(ids, scores, np.full(n, model_version, dtype=object), when, job))
 
     def _append(self, rows: pa.Table) -> int:
         if rows.num_rows == 0:
@@ -170,8 +209,13 @@ class ScoreHistory:
                 old = SCHEMA.empty_table()
             new = _not_in(rows, old)
             if new.num_rows:
-                with atomic_path(self.path) as tmp:
-                    pq.write_table(pa.concat_tables([old, new]), tmp)
+                try:
+                    with atomic_path(self.path) as tmp:
+                        pq.write_table(pa.concat_tables([old, new]), tmp)
+                except OSError as exc:
+                    if is_disk_full(exc):  # the history is left as it was
+                        raise disk_full_error(self.path, exc) from None
+                    raise
         log.info("score history %s: %d rows appended (%d already there)", self.path, new.num_rows, rows.num_rows - new.num_rows)
         return new.num_rows
 
@@ -187,8 +231,9 @@ def _latest_of(table: pa.Table) -> pd.Series:
 
 
 def _not_in(rows: pa.Table, old: pa.Table) -> pa.Table:
-    """``rows`` without duplicates and without the rows whose (lead, time, version) are in ``old``."""
-    keys = ["lead_id", "scored_at", "model_version"]
+    """``rows`` without duplicates and without the rows whose (lead, time, version, job) are in
+    ``old`` (an old row without a job id matches no new row: it is a job of its own)."""
+    keys = list(ROW_KEY)
     frame = rows.to_pandas()
     keep = ~frame.duplicated(keys, keep="last").to_numpy()
     if old.num_rows:
@@ -199,8 +244,17 @@ def _not_in(rows: pa.Table, old: pa.Table) -> pa.Table:
     return rows.filter(pa.array(keep))
 
 
-def _rows(ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], versions: np.ndarray, times: pa.Array) -> pa.Table:
-    """The rows to append, checked: ids non-empty text, scores whole numbers 0..100."""
+def _job_text(job_id: object) -> str:
+    """A job id as given, checked: non-empty text."""
+    if not isinstance(job_id, str) or not job_id.strip():
+        raise LeadDataError(f"score history: job_id must be non-empty text, got {job_id!r}")
+    return job_id
+
+
+def _rows(
+    ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], versions: np.ndarray, times: pa.Array, job_id: str
+) -> pa.Table:
+    """The rows to append (all of job ``job_id``), checked: ids non-empty text, scores whole numbers 0..100."""
     try:
         lead_ids = pa.array(ids, type=pa.string())
     except (pa.ArrowException, TypeError) as exc:
@@ -216,7 +270,8 @@ def _rows(ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], v
     if bad.any():
         shown = pd.Series(scores, dtype=object)[bad][:5].tolist()
         raise LeadDataError(f"score history: scores must be whole numbers from 0 to 100; found {shown} ({int(bad.sum())} bad)")
-    return pa.table([lead_ids, pa.array(values.astype("int16")), pa.array(versions, type=pa.string()), times], schema=SCHEMA)
+    jobs = pa.repeat(pa.scalar(job_id, pa.string()), len(lead_ids))
+    return pa.table([lead_ids, pa.array(values.astype("int16")), pa.array(versions, type=pa.string()), times, jobs], schema=SCHEMA)
 
 
 def _timestamps(values: pd.Series, origin: str) -> pa.Array:
@@ -263,10 +318,24 @@ def _read_scores(path: Path, id_column: str) -> pd.DataFrame:
     return frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})
 
 
-def append_scores_file(history_path: str | os.PathLike[str], scores_path: str | os.PathLike[str], id_column: str) -> int:
+def _file_job_id(frame: pd.DataFrame) -> str:
+    """The identity of the job that wrote a scores file, from the rows read from it (id, score,
+    model version, time): appending the same file again is a retry (nothing added); a file
+    with other rows is another job."""
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return "file-" + hashlib.blake2b(hashes.tobytes(), digest_size=16).hexdigest()
+
+
+def append_scores_file(
+    history_path: str | os.PathLike[str], scores_path: str | os.PathLike[str], id_column: str, job_id: str | None = None
+) -> int:
     """Append a scores file written by ``leadscoring score`` or notebook 10 (CSV or parquet
     with ``id_column``, ``score``, ``model_version`` and ``scored_at``) to the history at
-    ``history_path``; ids are kept as text exactly as written. Returns the rows appended."""
+    ``history_path``; ids are kept as text exactly as written. Returns the rows appended.
+
+    ``job_id`` is the identity of the job that wrote the file (``leadscoring score`` passes
+    its own, so two jobs are never one); by default it is derived from the file's content, so
+    appending the same file twice adds it once."""
     path = Path(scores_path)
     if not path.is_file():
         raise LeadDataError(f"{path}: file not found")
@@ -276,8 +345,9 @@ def append_scores_file(history_path: str | os.PathLike[str], scores_path: str | 
     if blank.any():
         raise LeadDataError(f"{path}: column 'model_version' is empty in {int(blank.sum())} row(s)")
     times = _timestamps(frame["scored_at"], f"{path}: column 'scored_at'")
+    job = _job_text(job_id) if job_id is not None else _file_job_id(frame)
     return ScoreHistory(history_path)._append(
-        _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times)
+        _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times, job)
     )
 
 

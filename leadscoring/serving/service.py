@@ -11,14 +11,21 @@ The request model is the one schema the CLI applies to files
 given, surrounding spaces removed as in files) or an integer, never ``true``/``false``;
 numbers are finite (no ``Infinity``, ``NaN`` or ``"inf"``), not booleans, in the
 configured range, and text numbers follow the export's decimal mark; the ids of one batch
-are distinct. The bearer token is checked before the body is read, and the body
-size and the batch length are bounded (``service`` section of the configuration → 413).
+are distinct. The bearer token is checked before the body is read (an empty
+``$LEADSCORING_API_TOKEN`` is refused at start-up; none set is a warning: no authentication),
+and the body size and the batch length are bounded (``service`` section of the
+configuration → 413). A 422 stays small whatever the body (long inputs cut, at most ten
+errors). Slow clients are timed out: request headers within ``service.header_timeout``
+seconds (else the connection is closed), the whole body within ``service.body_timeout``
+(else 408 and the connection closed); each is logged as one line.
 
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +37,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from leadscoring.config import ProjectConfig
 from leadscoring.events.live import LiveEvents
@@ -37,7 +45,7 @@ from leadscoring.features.columns import ColumnBatch
 from leadscoring.ingest.schema import LeadSchema
 from leadscoring.serving.outputs import json_records
 from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
-from leadscoring.serving.request_checks import body_errors, check_token, read_body
+from leadscoring.serving.request_checks import api_token, body_errors, check_token, read_body
 from leadscoring.serving.scorer import Scorer, utc_now
 
 #: Leads scored at a time within one /score/batch request (bounds the intermediate arrays).
@@ -45,6 +53,8 @@ BATCH_SLICE = 1_000
 
 #: Scores validated leads: one JSON-ready dict per lead, in order.
 ScoreLeads = Callable[[list[BaseModel]], list[dict[str, Any]]]
+
+logger = logging.getLogger(__name__)
 
 
 class Reason(BaseModel):
@@ -188,8 +198,14 @@ def _add_health_route(app: FastAPI, scorer: Scorer, loaded_at: str) -> None:
 # straight to the model, in Rust): a third of a millisecond per call. Errors are
 # FastAPI's usual 422 (``loc`` = ["body", field], or ["body", index, field] in a batch).
 def _add_scoring_routes(
-    app: FastAPI, Lead: type[BaseModel], max_batch: int, max_body: int, score_one: ScoreLeads, score_many: Callable[[bytes], bytes]
+    app: FastAPI,
+    Lead: type[BaseModel],
+    limits: tuple[int, int, float],
+    score_one: ScoreLeads,
+    score_many: Callable[[bytes], bytes],
 ) -> None:
+    """/score and /score/batch; ``limits``: leads per batch, body bytes, seconds for a body."""
+    max_batch, max_body, body_timeout = limits
     lead_schema = Lead.model_json_schema()
     lead_body = {"required": True, "content": {"application/json": {"schema": lead_schema}}}
     batch_body = {
@@ -200,6 +216,7 @@ def _add_scoring_routes(
     }
     errors = {
         401: {"description": "Missing or invalid bearer token"},
+        408: {"description": "Request body not received within the configured time"},
         413: {"description": "Request body or batch over the configured limit"},
         422: {"description": "Validation Error"},
     }
@@ -207,7 +224,7 @@ def _add_scoring_routes(
     @app.post("/score", response_model=ScoreOut, openapi_extra={"requestBody": lead_body}, responses=errors)
     async def score(request: Request) -> JSONResponse:
         check_token(request)
-        body = await read_body(request, max_body)
+        body = await read_body(request, max_body, body_timeout)
         try:
             lead = Lead.model_validate_json(body)
         except ValidationError as exc:
@@ -219,7 +236,7 @@ def _add_scoring_routes(
     @app.post("/score/batch", response_model=list[ScoreOut], openapi_extra={"requestBody": batch_body}, responses=errors)
     async def score_batch(request: Request) -> Response:
         check_token(request)
-        body = await read_body(request, max_body)
+        body = await read_body(request, max_body, body_timeout)
         return Response(await run_in_threadpool(score_many, body), media_type="application/json")
 
 
@@ -229,7 +246,12 @@ async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:
 
 def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     """Build the app; the scorer (verified model) is loaded once here, and with events
-    configured, the event store's events (:class:`LiveEvents`, unless the scorer has them)."""
+    configured, the event store's events (:class:`LiveEvents`, unless the scorer has them).
+
+    ConfigError when ``$LEADSCORING_API_TOKEN`` is set but empty; a warning when it is unset
+    (no authentication)."""
+    if api_token() is None:
+        logger.warning("%s is not set: authentication is off, anyone who can reach the port can score leads", TOKEN_ENV)
     scorer = (scorer or Scorer.load(cfg)).limit_threads(1)
     if cfg.events is not None and scorer.live_events is None:
         scorer.live_events = LiveEvents(cfg)
@@ -249,20 +271,78 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     score_one([Lead(**{id_col: "warm-up"})])  # first call pays one-off set-up costs here, not on a client's lead
 
     _add_health_route(app, scorer, loaded_at)
-    _add_scoring_routes(app, Lead, max_batch, max_body, score_one, score_many)
+    _add_scoring_routes(app, Lead, (max_batch, max_body, cfg.service.body_timeout), score_one, score_many)
     app.add_exception_handler(ValueError, _bad_value)
     return app
 
 
+class HeaderTimeoutProtocol(AutoHTTPProtocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for request headers: a connection must send
+    a request's headers within ``timeout_keep_alive`` seconds (``service.header_timeout``) of
+    connecting or of the previous answer, else it is closed (one log line when it had sent part
+    of them; silently when idle, as uvicorn closes an idle kept-alive connection). uvicorn alone
+    never times out a connection that sends part of its headers and holds. The body has its
+    own deadline (``service.body_timeout``, in :func:`read_body`)."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+    _partial = False  # bytes received since the timer was armed
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self._partial = True
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._partial = False
+        if not self.transport.is_closing():
+            self._header_timer = self.loop.call_later(self.timeout_keep_alive, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+            return  # closed, or a request's headers arrived: its body has its own deadline
+        if self._partial:
+            who = f"{self.client[0]}:{self.client[1]}" if self.client else "unknown client"
+            logger.warning("%s: request headers not complete within %g s; connection closed", who, self.timeout_keep_alive)
+        self.transport.close()
+
+
+def server_options(cfg: ProjectConfig) -> dict[str, Any]:
+    """uvicorn settings of the service beyond host, port and workers: the header deadline
+    (``service.header_timeout``, also the idle time of a kept-alive connection)."""
+    return {"http": HeaderTimeoutProtocol, "timeout_keep_alive": cfg.service.header_timeout}
+
+
 def serve(cfg: ProjectConfig, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Run the app with uvicorn (``workers`` > 1 starts separate processes)."""
+    """Run the app with uvicorn (``workers`` > 1 starts separate processes). ConfigError,
+    before anything starts, when ``$LEADSCORING_API_TOKEN`` is set but empty."""
     import uvicorn
 
+    api_token()
     if workers > 1:
         os.environ["LEADSCORING_CONFIG"] = str(cfg.source)
-        uvicorn.run("leadscoring.serving.service:app_from_env", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            "leadscoring.serving.service:app_from_env", factory=True, host=host, port=port, workers=workers, **server_options(cfg)
+        )
     else:
-        uvicorn.run(create_app(cfg), host=host, port=port)
+        uvicorn.run(create_app(cfg), host=host, port=port, **server_options(cfg))
 
 
 def app_from_env() -> FastAPI:

@@ -1,0 +1,74 @@
+"""Atomic writes leave nothing behind: the temporary files of a writer killed mid-write
+(``kill -9`` during ``score``, a history write or ``events ingest``) are removed by the next
+write to the same destination, and a live writer's temporary file is never touched."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from leadscoring.io import atomic_path, write_text
+
+HOUR = 3600.0
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended (and been waited for)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _leftover(folder, name: str, age: float) -> object:
+    path = folder / name
+    path.write_bytes(b"x" * 1024)
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+def _host_tag(tmp_path) -> str:
+    """The writer tag of this host, as atomic_path names its temporary file."""
+    with atomic_path(tmp_path / "probe.txt") as tmp:
+        tmp.write_text("probe", encoding="utf-8")
+        m = re.fullmatch(rf"\.probe\.txt\.{os.getpid()}-([0-9a-f]{{8}})\.[a-z0-9_]{{8}}\.tmp", tmp.name)
+    assert m is not None, tmp.name  # the temporary name records its writer
+    return m.group(1)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a process's liveness is told by os.kill(pid, 0), POSIX only")
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    host = _host_tag(tmp_path)
+    dead = _dead_pid()
+    stale = _leftover(tmp_path, f".scores.csv.{dead}-{host}.k2j4x9_a.tmp", HOUR)  # killed an hour ago
+    live = _leftover(tmp_path, f".scores.csv.{os.getpid()}-{host}.p0q1r2s3.tmp", HOUR)  # this process: alive
+    recent = _leftover(tmp_path, f".scores.csv.{dead}-{host}.zz00zz00.tmp", 60)  # a minute old: kept for now
+    other_host = _leftover(tmp_path, f".scores.csv.{dead}-0badc0de.abcdefgh.tmp", HOUR)  # can't tell: kept a day
+    old_other_host = _leftover(tmp_path, f".scores.csv.{dead}-0badc0de.hgfedcba.tmp", 25 * HOUR)
+    legacy = _leftover(tmp_path, ".scores.csv.a1b2c3d4.tmp", 25 * HOUR)  # no writer recorded, over a day old
+    legacy_recent = _leftover(tmp_path, ".scores.csv.e5f6g7h8.tmp", HOUR)
+    others = [
+        _leftover(tmp_path, f".scores.csv.bak.{dead}-{host}.q1w2e3r4.tmp", 25 * HOUR),  # another destination's
+        _leftover(tmp_path, f".other.csv.{dead}-{host}.q1w2e3r4.tmp", 25 * HOUR),
+        _leftover(tmp_path, "scores.csv.tmp", 25 * HOUR),  # not ours
+    ]
+    write_text("id,score\n1,90\n", tmp_path / "scores.csv")
+    assert (tmp_path / "scores.csv").read_text(encoding="utf-8") == "id,score\n1,90\n"
+    assert not stale.exists() and not old_other_host.exists() and not legacy.exists()
+    assert live.exists() and recent.exists() and other_host.exists() and legacy_recent.exists()
+    assert all(p.exists() for p in others)
+
+    # Two writes to one destination at once: the second never removes the first's file.
+    dest = tmp_path / "history.parquet"
+    with atomic_path(dest) as first:
+        first.write_bytes(b"first")
+        old = time.time() - 2 * HOUR
+        os.utime(first, (old, old))  # a long write, by a live process
+        write_text("second", dest)
+        assert first.exists()
+    assert dest.read_bytes() == b"first" and not list(tmp_path.glob(".history.parquet.*"))

@@ -16,7 +16,7 @@ import yaml
 
 from leadscoring.artifacts import ModelIntegrityError
 from leadscoring.config import ConfigError, ProjectConfig, load_config
-from leadscoring.errors import LeadDataError, OutputPathError
+from leadscoring.errors import LeadDataError, OutputPathError, is_disk_full
 from leadscoring.events.store import add_events_parser, ingest_report
 from leadscoring.ingest.load import validate_file
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
@@ -99,13 +99,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _append_history(cfg: ProjectConfig, output: str) -> None:
     """Append a local engine's scores to the score history (outputs without model version and
-    time columns are skipped)."""
-    from leadscoring.serving.history import append_scores_file, has_stamps
+    time columns are skipped), as a job of their own: another ``score`` run appending the same
+    leads in the same second is another job, kept beside this one."""
+    from leadscoring.serving.history import append_scores_file, has_stamps, new_job_id
 
     if not has_stamps(output):
         logging.getLogger(__name__).debug("score history: %s has no model_version/scored_at; not appended", output)
         return
-    n = append_scores_file(cfg.path("score_history"), output, cfg.data.id_column)
+    n = append_scores_file(cfg.path("score_history"), output, cfg.data.id_column, job_id=new_job_id())
     print(f"score history: {n} rows appended to {cfg.path('score_history')}")
 
 
@@ -133,7 +134,11 @@ def _add_init_parser(sub: Any) -> None:
     i.add_argument("--target", required=True, help="the column saying whether the lead converted")
     i.add_argument("--positive", help="the target's value meaning 'converted' (default: inferred, e.g. 1, yes, True)")
     i.add_argument("--id", help="the lead id column (default: detected; none found: leads are numbered by row)")
-    i.add_argument("--date", help="the lead creation date column (left out of the model inputs)")
+    i.add_argument(
+        "--date",
+        help="the lead creation date column (default: inferred from the date columns' names and values; "
+        "NONE: no date, a random validation split)",
+    )
     i.add_argument("--separator", help="field separator (default: sniffed)")
     i.add_argument("--encoding", help="text encoding (default: sniffed: UTF-8, with or without BOM, or Latin-1)")
     i.set_defaults(func=_cmd_init)
@@ -179,7 +184,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
         retries=args.retries,
         timeout=args.timeout,
         max_failures=args.max_failures,
+        max_backoff=args.max_backoff,
         fields=cfg.scoring.crm_fields,
+        progress=not args.no_progress,
     )
     print(summary)
     for lead, err in list(summary.failures.items())[:10]:
@@ -237,6 +244,17 @@ def _add_run_parser(sub: Any) -> None:
     r.set_defaults(func=_cmd_run)
 
 
+def _positive_int(text: str) -> int:
+    """A whole number of at least 1 (argparse type: anything else is a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_score_parser(sub: Any) -> None:
     s = sub.add_parser("score", help="score leads in the raw layout and write one row per lead")
     s.add_argument("--input", required=True, help="CSV (configured separator) or parquet of leads")
@@ -249,7 +267,7 @@ def _add_score_parser(sub: Any) -> None:
         action="store_true",
         help="leave out reasons, fit and engagement scores (they come from the per-lead contributions: faster for bulk runs)",
     )
-    s.add_argument("--chunk-rows", type=int, help="leads per chunk (default 100000): bounds memory")
+    s.add_argument("--chunk-rows", type=_positive_int, help="leads per chunk (at least 1; default 100000): bounds memory")
     s.add_argument(
         "--jobs",
         type=int,
@@ -271,10 +289,21 @@ def _add_score_parser(sub: Any) -> None:
     s.set_defaults(func=_cmd_score)
 
 
+def _port(text: str) -> int:
+    """A TCP port number, 1 to 65535 (argparse type: anything else is a usage error)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
+
+
 def _add_serve_parser(sub: Any) -> None:
     sv = sub.add_parser("serve", help="HTTP scoring service (FastAPI; docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     sv.add_argument(
         "--workers", type=int, default=1, help="uvicorn worker processes, each scoring with one thread (about one per core)"
     )
@@ -288,14 +317,21 @@ def _add_push_parser(sub: Any) -> None:
     pu.add_argument("--state-file", help="default: SCORES.push-state.jsonl beside the scores")
     pu.add_argument("--concurrency", type=int, default=8)
     pu.add_argument("--retries", type=int, default=5)
-    pu.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    pu.add_argument("--timeout", type=float, default=10.0, help="seconds per request, answer included (default 10)")
     pu.add_argument(
         "--max-failures",
         type=int,
         default=5,
-        help="stop after N consecutive connection failures or timeouts; the leads not sent are "
-        "reported as failed (default 5, 0: never stop)",
+        help="stop after N consecutive connection failures, timeouts, rate-limit pauses or answers that are not the CRM's; "
+        "the leads not sent are reported as failed (default 5, 0: never stop)",
     )
+    pu.add_argument(
+        "--max-backoff",
+        type=float,
+        default=30.0,
+        help="longest wait between two attempts, in seconds; a CRM asking to wait longer (Retry-After) stops the push (default 30)",
+    )
+    pu.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     pu.set_defaults(func=_cmd_push)
 
 
@@ -344,6 +380,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _os_error(exc: OSError, args: argparse.Namespace) -> str:
+    """One line for an operating-system error: the file it concerns (for a full disk the error
+    does not name, the command's output), then the reason."""
+    reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    path = exc.filename
+    if is_disk_full(exc):
+        path = path or getattr(args, "output", None)
+        reason = f"not written, the disk is full ({reason})"
+    return f"{path}: {reason}" if path else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -355,8 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"leadscoring {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. a full disk or a folder that is not writable
-        where = f" {exc.filename}" if exc.filename else ""
-        print(f"leadscoring {args.command}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"leadscoring {args.command}: error: {_os_error(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,7 +3,9 @@ folder it creates (validated by the same reader and schema as every other path).
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from leadscoring.config import ConfigError, load_config
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import validate_file
 from leadscoring.ingest.profile import profile_export, sniff_encoding
+from leadscoring.ingest.reader import read_raw
 from leadscoring.notebook.scaffold import init_project, shipped_notebooks
 
 
@@ -49,7 +52,7 @@ def test_profile_of_an_english_export(tmp_path):
     assert d.numeric == ["Total Visits", "Time On Website"] and d.yes_no == ["Do Not Email"]
     assert d.categorical == ["Lead Source", "Lead Status"] and d.missing_values == ["Select"]
     assert d.sentinels == {"Total Visits": [-1.0]} and d.ranges["Time On Website"] == (0.0, None)
-    assert set(d.left_out) == {"Created", "Notes"} and "date" in d.left_out["Created"]
+    assert set(d.left_out) == {"Notes"} and d.date_column == "Created" and "creation date" in d.reasons["date"]
     assert "free text" in d.left_out["Notes"] and d.post_contact == {}  # named by init, with the audit's stems
     assert "Time On Website" in d.engagement and "Lead Source" in d.fit
 
@@ -58,16 +61,19 @@ def test_init_creates_a_valid_project_and_keeps_the_export(tmp_path, capsys):
     src = _write(_english(), tmp_path / "crm.csv", sep=",", encoding="utf-8-sig")
     code = main(["init", str(tmp_path / "client"), "--input", str(src), "--target", "Converted", "--id", "Prospect ID"])
     out = capsys.readouterr().out
-    assert code == 0 and "REVIEW post-contact (kept out of models): Lead Status" in out
+    assert code == 0 and "REVIEW named like a post-contact field (the leakage audit decides): Lead Status" in out
+    assert "creation date: 'Created'" in out
     project = tmp_path / "client"
     raw = project / "02_Datos" / "01_Originales" / "crm.csv"
     assert raw.read_bytes() == src.read_bytes() and not raw.stat().st_mode & 0o222
     assert sorted(p.name for p in (project / "03_Notebooks").iterdir()) == [p.name for p in shipped_notebooks()]
     assert len(shipped_notebooks()) == 10
     cfg = load_config(project / "01_Documentos" / "config.yaml")
-    assert cfg.data.separator == "," and cfg.data.post_contact == ["Lead Status"] and not cfg.data.use_post_contact_fields
+    # a name alone keeps nothing out: the audit weighs the data (and marks the name for review)
+    assert cfg.data.separator == "," and cfg.data.post_contact == [] and not cfg.data.use_post_contact_fields
+    assert "Lead Status (its name reads like" in (project / "01_Documentos" / "config.yaml").read_text()
     leads = validate_file(cfg.path("raw_data"), cfg)
-    assert leads == 400 and cfg.data.date_column is None
+    assert leads == 400 and cfg.data.date_column == "Created"
     with pytest.raises(ConfigError, match="already exists"):
         init_project(project, src, "Converted")
 
@@ -77,6 +83,12 @@ def test_init_with_a_creation_date(tmp_path):
     cfg = load_config(dest / "01_Documentos" / "config.yaml")
     assert cfg.data.date_column == "Created" and "Created" not in d.left_out
     assert validate_file(cfg.path("raw_data"), cfg) == 400
+
+
+def test_init_date_none_opts_out(tmp_path):
+    dest, d = init_project(tmp_path / "p", _write(_english(), tmp_path / "crm.csv"), "Converted", date="NONE")
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    assert cfg.data.date_column is None and "date" in d.left_out["Created"]
 
 
 def test_an_export_without_ids_is_numbered(tmp_path):
@@ -131,3 +143,89 @@ def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     assert metrics["validation_roc_auc_with_excluded"] == pytest.approx(stakes["roc_auc"].iloc[1])
     scores = pd.read_csv(cfg.path("results_dir") / "scores.csv", dtype=str)
     assert scores["Prospect ID"].tolist()[:2] == ["P-00000", "P-00001"] and len(scores) == 800
+
+
+def test_init_never_deletes_a_folder_it_did_not_create(tmp_path, monkeypatch):
+    """Defect 2: `init clients/acme` removed an existing clients/.acme.init/ (its old scratch name)."""
+    src = _write(_english(), tmp_path / "crm.csv")
+    mine = tmp_path / ".acme.init"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me", encoding="utf-8")
+    dest, _ = init_project(tmp_path / "acme", src, "Converted")
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    assert (dest / "01_Documentos" / "config.yaml").is_file()
+    if os.name != "nt":  # an ordinary folder, not the 0700 of a temporary one
+        umask = os.umask(0)
+        os.umask(umask)
+        assert dest.stat().st_mode & 0o777 == 0o777 & ~umask
+    # A failed init removes its own folder, and only that.
+    monkeypatch.setattr("leadscoring.notebook.scaffold.shipped_notebooks", lambda: [tmp_path / "missing.ipynb"])
+    with pytest.raises(FileNotFoundError):
+        init_project(tmp_path / "beta", src, "Converted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".acme.init", "acme", "crm.csv"]
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the export is empty"),
+        (b"\n\n  \n", "the export is empty"),
+        (b"\xef\xbb\xbf", "the export is empty"),  # a byte-order mark and nothing else
+        (b"Prospect ID;Converted\n", "the export has a header but no rows"),
+        (b"Prospect ID;Converted\n\n\n", "the export has a header but no rows"),
+    ],
+)
+def test_an_empty_export_is_called_empty(tmp_path, capsys, content, message):
+    """Defect 14: an empty export to init said "cannot tell the separator"."""
+    src = tmp_path / "crm.csv"
+    src.write_bytes(content)
+    with pytest.raises(LeadDataError, match=rf"^crm\.csv: {message}"):
+        profile_export(src, "Converted")
+    assert main(["init", str(tmp_path / "p"), "--input", str(src), "--target", "Converted"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "crm.csv" in err and message in err and "\n" not in err and not (tmp_path / "p").exists()
+
+
+def _wide(df: pd.DataFrame, mark: bytes, codec: str) -> bytes:
+    return mark + df.to_csv(sep=";", index=False, lineterminator="\n").encode(codec)
+
+
+@pytest.mark.parametrize(
+    ("mark", "codec", "sniffed"),
+    [
+        (codecs.BOM_UTF16_LE, "utf-16-le", "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16-be", "utf-16"),
+        (codecs.BOM_UTF32_LE, "utf-32-le", "utf-32"),
+        (b"", "utf-16-le", "utf-16-le"),  # no byte-order mark: told by its NUL bytes
+        (b"", "utf-16-be", "utf-16-be"),
+    ],
+)
+def test_a_utf16_export_is_read_as_utf16(tmp_path, mark, codec, sniffed):
+    """Defect 14: a UTF-16 export to init said "target column 'id' not found; the export has
+    ['ÿþi\\x00d\\x00', …]"; it is read (the drafted encoding is one the reader reads)."""
+    df = _english(60)
+    df.loc[0, "Notes"] = "José, señal"
+    src = tmp_path / "crm.csv"
+    src.write_bytes(_wide(df, mark, codec))
+    dest, d = init_project(tmp_path / "p", src, "Converted", id_column="Prospect ID")
+    assert d.encoding == sniffed and d.rows == 60 and d.id_column == "Prospect ID"
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    assert cfg.data.encoding == sniffed and validate_file(cfg.path("raw_data"), cfg) == 60
+    leads = read_raw(cfg.path("raw_data"), cfg)  # every column, as text
+    assert leads["Prospect ID"].tolist()[:2] == ["P-00000", "P-00001"] and leads["Notes"].iloc[0] == "José, señal"
+
+
+def test_undecodable_or_binary_exports_are_one_line_errors(tmp_path):
+    """Defect 14: NUL-heavy bytes of no text encoding, or a UTF-16 mark read with another
+    given encoding, are refused naming the file and the encoding."""
+    binary = tmp_path / "crm.xls"
+    binary.write_bytes(b"\xd0\xcf\x11\xe0" + bytes(range(7)) * 200 + b"\x00" * 2000)
+    with pytest.raises(LeadDataError, match=r"^crm\.xls: \d+ of its first \d+ bytes are NUL: not a text \(CSV\) export"):
+        profile_export(binary, "Converted")
+    src = tmp_path / "crm.csv"
+    src.write_bytes(_wide(_english(20), codecs.BOM_UTF16_LE, "utf-16-le"))
+    with pytest.raises(LeadDataError, match=r"^crm\.csv: UTF-16 with a byte-order mark, not latin-1 as given"):
+        profile_export(src, "Converted", encoding="latin-1")
+    with pytest.raises(LeadDataError, match=r"^crm\.csv: 'klingon' \(--encoding\) is not a known text encoding"):
+        profile_export(src, "Converted", encoding="klingon")

@@ -89,9 +89,16 @@ def test_foreign_export_status_and_call_duration_are_excluded(export, tmp_path):
     assert v["Website Visits"] == "ok" and v["Lead Source"] == "ok"
     assert v["Budget"] == "review" and "filled in" in audit.set_index("variable").loc["Budget", "reason"]
     status = audit.set_index("variable").loc["Lead Status"]
-    assert status["single_variable_auc"] > 0.85 and "nearly decides the outcome" in status["reason"]
+    assert status["single_variable_auc"] > 0.85 and "nearly always converts" in status["reason"]
     assert audit["verdict"].tolist() == sorted(audit["verdict"], key=["excluded", "review", "ok"].index)
-    assert model_columns_after_audit(foreign_config(tmp_path), audit) == ["Website Visits", "Budget", "Lead Source"]
+    # Budget's weak evidence (review) keeps it out of the models until the configuration allows it
+    assert model_columns_after_audit(foreign_config(tmp_path), audit) == ["Website Visits", "Lead Source"]
+    allowed = foreign_config(tmp_path, allow_leaky=["Budget"])
+    assert model_columns_after_audit(allowed, audit.assign(allowed=audit["variable"].eq("Budget"))) == [
+        "Website Visits",
+        "Budget",
+        "Lead Source",
+    ]
 
 
 def test_allow_leaky_keeps_a_named_variable(export, tmp_path):
@@ -148,12 +155,18 @@ def test_a_post_outcome_field_is_excluded_even_when_nothing_else_predicts(tmp_pa
         ("Lead Source", []),
         ("Last Activity", []),
         ("Total Time Spent on Website", []),
+        ("previous_outcome", []),
+        ("poutcome", []),
+        ("Do Not Call", []),
+        ("call opt-out", []),
+        ("group_status", ["status"]),
     ],
 )
 def test_outcome_like_names(name, expected):
     from leadscoring.config import LeakageConfig
 
-    assert outcome_like_stems(name, LeakageConfig().name_stems) == expected
+    lk = LeakageConfig()
+    assert outcome_like_stems(name, lk.name_stems, lk.earlier_qualifiers, lk.consent_words) == expected
     assert normalised_name("Call Duration (s)") == "call duration s"
 
 

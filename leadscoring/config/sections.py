@@ -156,6 +156,15 @@ class LeakageConfig(_Strict):
     pure_level_rate: float = Field(0.02, ge=0.0, lt=0.5)  # a level converting at <= this or >= 1 - this
     pure_level_min_share: float = Field(0.10, gt=0.0, le=1.0)  # ... covering this share of leads: excluded
     missing_auc: float = Field(0.75, gt=0.5, le=1.0)  # missingness predicting this well: review
+    filled_min_rows: int = Field(30, ge=1)  # a mostly empty column whose filled-in rows (at least this many) ...
+    filled_pure_rate: float = Field(0.02, ge=0.0, lt=0.5)  # ... convert at <= this or >= 1 - this: excluded
+    group_overlap: float = Field(0.9, gt=0.0, le=1.0)  # flagged columns, one filled in within the other's leads: a group
+    # Words before an outcome-like stem that make it an earlier event, known before the contact
+    # ("previous outcome", "poutcome", "prior status"): the name is then no sign.
+    earlier_qualifiers: list[str] = Field(default_factory=lambda: ["previous", "prev", "prior", "past", "last campaign", "p"])
+    # Words that make a name a consent or preference, set before any contact ("do not call",
+    # "call opt-out", "no_llamar"): the name is then no sign either.
+    consent_words: list[str] = Field(default_factory=lambda: ["no", "do not", "dont", "opt out", "optout", "unsubscribe"])
     name_stems: list[str] = Field(
         default_factory=lambda: [
             "status",
@@ -318,3 +327,8 @@ class ServiceConfig(_Strict):
 
     max_batch: int = Field(10_000, ge=1)  # leads per /score/batch request; more is refused with 413
     max_body_mb: float = Field(16, gt=0)  # request body size; larger is refused with 413
+    # Seconds for a client to send a request's headers (from connecting, or from the previous
+    # answer on a kept-alive connection); slower: the connection is closed.
+    header_timeout: float = Field(10, gt=0)
+    # Seconds for a client to send a whole request body; slower: HTTP 408, connection closed.
+    body_timeout: float = Field(30, gt=0)

@@ -4,8 +4,9 @@ Creates the fixed layout (``01_Documentos/ 02_Datos/ 03_Notebooks/ 04_Modelos/
 05_Resultados/``), copies the export unmodified into ``02_Datos/01_Originales/`` (read-only),
 copies the ten notebooks shipped with the package, and drafts ``01_Documentos/config.yaml``
 from the export's profile (:mod:`leadscoring.ingest.profile`), each inference commented
-with its reason. The folder is built beside its destination and renamed into place, so a
-failed ``init`` leaves nothing half-made; an existing folder is never touched.
+with its reason. The folder is built beside its destination, in a hidden folder of a fresh
+name (:func:`tempfile.mkdtemp`), and renamed into place, so a failed ``init`` leaves nothing
+half-made; an existing folder is never touched, and nothing ``init`` did not create is deleted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from leadscoring.config import ConfigError, LeakageConfig, load_config
 from leadscoring.ingest.profile import Draft, profile_export
 from leadscoring.training.leakage import outcome_like_stems
 
+#: ``init --date NONE``: no creation date, a random (stratified) validation split.
+NO_DATE = "NONE"
 LAYOUT = (
     "01_Documentos",
     "02_Datos/01_Originales",
@@ -73,9 +77,7 @@ def draft_config(d: Draft, export_name: str) -> str:
     else:
         lines += [f"  id_column: {_q(d.id_column)}        # {why['id']}"]
     if d.date_column is not None:
-        lines += [
-            f"  date_column: {_q(d.date_column)}        # given: validation on the most recent leads, time-ordered cross-validation"
-        ]
+        lines += [f"  date_column: {_q(d.date_column)}        # {why['date']}"]
     lines += [
         f"  target_column: {_q(d.target)}",
         f"  positive_value: {_q(d.positive)}        # {why['target']}",
@@ -91,8 +93,11 @@ def draft_config(d: Draft, export_name: str) -> str:
         "  numeric_missing:" + (" {}" if not d.sentinels else "") + "        # codes meaning 'missing'",
         *[f"    {_q(c)}: {_q(v)}" for c, v in d.sentinels.items()],
         "  # REVIEW: fields known only after the sales contact (status, stage, call duration, quality).",
-        "  # Named here from their names; the production run's leakage audit checks every variable.",
-        f"  post_contact: {_q(list(d.post_contact))}",
+        "  # A name alone keeps nothing out: the production run's leakage audit weighs every variable",
+        "  # and marks these for review. Named from their names: "
+        + (", ".join(f"{c} ({why_c})" for c, why_c in d.post_contact.items()) or "none"),
+        "  # List a field here once you know it is filled in after the contact.",
+        "  post_contact: []",
         "  use_post_contact_fields: false",
         "  labels:",
         *[f"    {_q(c)}: {_q(label)}" for c, label in d.labels.items()],
@@ -118,7 +123,10 @@ def summary(d: Draft, dest: Path) -> str:
     ]
     out += [f"  left out {c}: {r}" for c, r in d.left_out.items()]
     out += [f"  missing codes in {c}: {v}" for c, v in d.sentinels.items()]
-    out += [f"  REVIEW post-contact (kept out of models): {c}" for c in d.post_contact]
+    if "date" in d.reasons:
+        out.append(f"  creation date: {d.date_column!r} ({d.reasons['date']})" if d.date_column else f"  {d.reasons['date']}")
+    out += [f"  WARNING: {w}" for w in d.warnings]
+    out += [f"  REVIEW named like a post-contact field (the leakage audit decides): {c}" for c in d.post_contact]
     out.append(f"next: review {dest / '01_Documentos' / 'config.yaml'}, then `leadscoring run` inside {dest}")
     return "\n".join(out)
 
@@ -139,20 +147,33 @@ def init_project(
     if dest.exists():
         raise ConfigError(f"{dest}: already exists; `init` creates a new project folder and never touches one")
     draft = profile_export(export, target, positive=positive, id_column=id_column, separator=separator, encoding=encoding)
-    stems = LeakageConfig().name_stems  # the leakage audit's own list of outcome-like names
+    leakage = LeakageConfig()  # the leakage audit's own list of outcome-like names
     for col in (*draft.numeric, *draft.categorical, *draft.yes_no):
-        if found := outcome_like_stems(col, stems):
+        if found := outcome_like_stems(col, leakage.name_stems, leakage.earlier_qualifiers, leakage.consent_words):
             draft.post_contact[col] = f"its name reads like a sales outcome, status or call detail ({found[0]})"
-    if date is not None:
+    if date is not None and date.upper() == NO_DATE:
+        if draft.date_column is not None:
+            draft.left_out[draft.date_column] = "a date (not a model input); --date NONE: random validation split"
+        draft.date_column = None
+        draft.reasons["date"] = "--date NONE: random validation split"
+        draft.warnings.clear()
+    elif date is not None:
         for role in (draft.numeric, draft.categorical, draft.yes_no, draft.fit, draft.engagement):
             if date in role:
                 role.remove(date)
         draft.labels.pop(date, None)
         draft.left_out.pop(date, None)
         draft.date_column = date
-    tmp = dest.with_name(f".{dest.name}.init")
-    shutil.rmtree(tmp, ignore_errors=True)
+        draft.reasons["date"] = "given: validation on the most recent leads, forward-chaining cross-validation"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name of our own beside the destination: an existing folder (even one named
+    # like an earlier init's scratch folder) is never reused nor deleted.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".init", dir=dest.parent))
+    placed = False
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the project is an ordinary folder
         for sub in LAYOUT:
             (tmp / sub).mkdir(parents=True)
         raw = tmp / "02_Datos" / "01_Originales" / export.name
@@ -162,7 +183,11 @@ def init_project(
             shutil.copyfile(nb, tmp / "03_Notebooks" / nb.name)
         (tmp / "01_Documentos" / "config.yaml").write_text(draft_config(draft, export.name), encoding="utf-8")
         load_config(tmp / "01_Documentos" / "config.yaml")  # the draft must be a valid configuration
+        if dest.exists():  # made meanwhile: never replaced
+            raise ConfigError(f"{dest}: already exists; `init` creates a new project folder and never touches one")
         os.replace(tmp, dest)
+        placed = True
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not placed:
+            shutil.rmtree(tmp, ignore_errors=True)  # only the folder made above
     return dest, draft

@@ -1,5 +1,11 @@
 """Choosing a model by cross-validation: the candidate families (each with one way of
-handling class imbalance), bounded tuning and probability calibration.
+handling class imbalance), the family chosen by evidence, bounded tuning of the winner and
+probability calibration.
+
+With ``data.date_column`` every cross-validation is forward-chaining
+(:class:`~sklearn.model_selection.TimeSeriesSplit` on the working split, which is sorted
+by date): each fold trains on earlier leads and tests on later ones, as production will
+meet the model. Without a date the folds are stratified and shuffled (seeded).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, RandomizedSearchCV, StratifiedKFold, cross_validate
+from sklearn.model_selection import BaseCrossValidator, KFold, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit, cross_validate
 from sklearn.pipeline import Pipeline
 
 from leadscoring.config import ProjectConfig
@@ -40,6 +46,16 @@ class Candidate:
     pipeline: Pipeline
     imbalance: str
     notes: str = ""
+
+    @property
+    def family(self) -> str:
+        """The model family: the name without its imbalance suffix (``logistic``, ``xgboost``...)."""
+        return self.name.rsplit("_", 1)[0]
+
+
+#: Families that can ship, simplest first: each gives per-lead reasons (coefficients or
+#: native SHAP values). Others (random forest) are measured for reference only.
+FAMILIES = ("logistic", "xgboost")
 
 
 def candidate_models(cfg: ProjectConfig, features: Sequence[str] | None, pos_weight: float, fast: bool = False) -> list[Candidate]:
@@ -69,12 +85,13 @@ def candidate_models(cfg: ProjectConfig, features: Sequence[str] | None, pos_wei
             build_pipeline(
                 cfg,
                 RandomForestClassifier(
-                    n_estimators=trees, min_samples_leaf=3, class_weight="balanced_subsample", n_jobs=2, random_state=seed
+                    n_estimators=trees, min_samples_leaf=3, class_weight="balanced_subsample", n_jobs=-1, random_state=seed
                 ),
                 features=features,
                 scale=False,
             ),
             "class weights",
+            "reference only: no per-lead reasons, never shipped",
         ),
         Candidate(
             "xgboost_weighted",
@@ -100,34 +117,113 @@ def candidate_models(cfg: ProjectConfig, features: Sequence[str] | None, pos_wei
     ]
 
 
-def cv_splitter(cfg: ProjectConfig, folds: int | None = None) -> StratifiedKFold | KFold:
+def candidate_pipeline(
+    cfg: ProjectConfig, name: str, features: Sequence[str] | None, pos_weight: float, params: dict[str, Any], fast: bool = False
+) -> Pipeline:
+    """The candidate ``name`` of :func:`candidate_models` for ``cfg`` and ``features``, with
+    ``params`` (pipeline parameter names, e.g. ``model__C``) set: the recipe of the chosen model."""
+    by_name = {c.name: c for c in candidate_models(cfg, features, pos_weight, fast=fast)}
+    return by_name[name].pipeline.set_params(**params)
+
+
+def cv_splitter(cfg: ProjectConfig, folds: int | None = None) -> StratifiedKFold | TimeSeriesSplit:
     """Cross-validation folds: stratified and shuffled (seeded); with ``data.date_column``,
-    blocks of consecutive leads in time order (the working split is sorted by date), so a
-    fold's test leads are a period, as the model will meet them."""
+    forward-chaining (the working split is sorted by date): fold k trains on the first k
+    blocks of leads and tests on the next one, never on leads created after its test leads."""
     n = folds or cfg.modelling.cv_folds
     if cfg.data.date_column is not None:
-        return KFold(n_splits=n, shuffle=False)
+        return TimeSeriesSplit(n_splits=n)
     return StratifiedKFold(n_splits=n, shuffle=True, random_state=cfg.modelling.seed)
 
 
-def cross_validate_candidates(candidates: Sequence[Candidate], X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold) -> pd.DataFrame:
-    """CV mean ± std of ROC-AUC, average precision and Brier score for each candidate."""
+def partition_cv(cv: BaseCrossValidator) -> BaseCrossValidator:
+    """Folds in which every lead is tested once, as an out-of-fold calibration map needs:
+    ``cv`` itself, or contiguous blocks in time order for a forward-chaining ``cv`` (whose
+    first block is never tested). Forward-chaining still judges the calibrated model."""
+    if isinstance(cv, TimeSeriesSplit):
+        return KFold(n_splits=cv.get_n_splits(), shuffle=False)
+    return cv
+
+
+def out_of_fold(estimator: Any, X: pd.DataFrame, y: pd.Series | np.ndarray, cv: BaseCrossValidator) -> np.ndarray:
+    """Out-of-fold probability of each lead (NaN for leads no fold tests, e.g. the first
+    block of a forward-chaining split): like ``cross_val_predict``, for any folds."""
+    y = np.asarray(y)
+    out = np.full(len(X), np.nan)
+    for train, test in cv.split(X, y):
+        est = clone(estimator).fit(X.iloc[train], y[train])
+        out[test] = est.predict_proba(X.iloc[test])[:, 1]
+    return out
+
+
+def cross_validate_candidates(
+    candidates: Sequence[Candidate], X: pd.DataFrame, y: pd.Series, cv: BaseCrossValidator
+) -> pd.DataFrame:
+    """CV mean ± std (and standard error) of ROC-AUC, average precision and Brier score for
+    each candidate, with its family."""
     from tqdm import tqdm
 
     rows = []
     for cand in tqdm(candidates, desc="cross-validating candidates"):
         t0 = time.perf_counter()
         res = cross_validate(cand.pipeline, X, y, cv=cv, scoring=SCORING, n_jobs=1)
-        row: dict[str, Any] = {"model": cand.name, "imbalance": cand.imbalance}
+        row: dict[str, Any] = {"model": cand.name, "family": cand.family, "imbalance": cand.imbalance}
         for key in SCORING:
             vals = res[f"test_{key}"] * (-1 if key == "brier" else 1)
             row[f"{key}_mean"] = float(np.mean(vals))
             row[f"{key}_std"] = float(np.std(vals))
+        row["roc_auc_se"] = float(np.std(res["test_roc_auc"], ddof=1) / np.sqrt(len(res["test_roc_auc"])))
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         log.info("%s: AUC %.4f ± %.4f", cand.name, row["roc_auc_mean"], row["roc_auc_std"])
     return pd.DataFrame(rows).sort_values("roc_auc_mean", ascending=False).reset_index(drop=True)
 
+
+@dataclass
+class Choice:
+    """The family chosen to ship, its best candidate, and why (plain English)."""
+
+    family: str
+    candidate: str
+    reason: str
+
+
+def choose_model(cv_table: pd.DataFrame) -> Choice:
+    """The shippable candidate with the best CV ROC-AUC, except that a simpler family
+    (:data:`FAMILIES`, simplest first) whose best candidate lies within one standard error
+    of the best is preferred: a difference the folds cannot tell apart is not worth a more
+    complex model."""
+    ship = cv_table[cv_table["family"].isin(FAMILIES)].sort_values("roc_auc_mean", ascending=False)
+    if ship.empty:
+        raise ValueError("no shippable candidate (logistic regression or XGBoost) was cross-validated")
+    best = ship.iloc[0]
+    per_family = ship.groupby("family", sort=False).head(1).set_index("family")
+    for family in FAMILIES:
+        if family not in per_family.index:
+            continue
+        row = per_family.loc[family]
+        if family == best["family"]:
+            others = per_family.drop(index=family)
+            margin = (
+                f"; next family {others.index[0]} at {others['roc_auc_mean'].iloc[0]:.4f} "
+                f"(+{row['roc_auc_mean'] - others['roc_auc_mean'].iloc[0]:.4f} for {family}, one standard error "
+                f"{row['roc_auc_se']:.4f})"
+                if len(others)
+                else ""
+            )
+            return Choice(family, str(row["model"]), f"{row['model']} has the best CV ROC-AUC, {row['roc_auc_mean']:.4f}{margin}")
+        if best["roc_auc_mean"] - row["roc_auc_mean"] <= best["roc_auc_se"]:
+            return Choice(
+                family,
+                str(row["model"]),
+                f"{row['model']} (CV ROC-AUC {row['roc_auc_mean']:.4f}) is within one standard error "
+                f"({best['roc_auc_se']:.4f}) of {best['model']} ({best['roc_auc_mean']:.4f}): the simpler family is preferred",
+            )
+    raise AssertionError("unreachable: the best family is in FAMILIES")
+
+
+#: What a bounded random search tries, per family.
+LOGISTIC_SEARCH_SPACE: dict[str, list[Any]] = {"model__C": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]}
 
 XGB_SEARCH_SPACE: dict[str, list[Any]] = {
     "model__n_estimators": [200, 300, 400, 600],
@@ -141,40 +237,49 @@ XGB_SEARCH_SPACE: dict[str, list[Any]] = {
 }
 
 
+SEARCH_SPACES = {"logistic": LOGISTIC_SEARCH_SPACE, "xgboost": XGB_SEARCH_SPACE}
+
+
 def tune(
     pipeline: Pipeline,
     space: dict[str, list[Any]],
     X: pd.DataFrame,
     y: pd.Series,
-    cv: StratifiedKFold,
+    cv: BaseCrossValidator,
     n_iter: int,
     seed: int,
 ) -> RandomizedSearchCV:
-    """Bounded random search (``n_iter`` candidates) optimising CV ROC-AUC."""
-    search = RandomizedSearchCV(pipeline, space, n_iter=n_iter, scoring="roc_auc", cv=cv, random_state=seed, n_jobs=1, refit=False)
+    """Bounded random search (``n_iter`` candidates, fewer if the space is smaller)
+    optimising CV ROC-AUC."""
+    size = int(np.prod([len(v) for v in space.values()]))
+    search = RandomizedSearchCV(
+        pipeline, space, n_iter=min(n_iter, size), scoring="roc_auc", cv=cv, random_state=seed, n_jobs=1, refit=False
+    )
     search.fit(X, y)
     return search
 
 
-def calibrated(pipeline: Pipeline, method: str, cv: StratifiedKFold) -> Pipeline:
+def calibrated(pipeline: Pipeline, method: str, cv: BaseCrossValidator) -> Pipeline:
     """Same preprocessing, with the final model wrapped in a probability calibrator.
 
     The calibrator is fitted on out-of-fold predictions (``ensemble=False``: one model
     refit on all rows, one calibration map), so calibration never sees its own training
-    predictions. A resampler, if any, stays inside the calibrated part.
+    predictions; the folds are :func:`partition_cv` of ``cv``. A resampler, if any, stays
+    inside the calibrated part.
     """
     steps = list(pipeline.steps)
     model_steps = [s for s in steps if s[0] in ("sample", "model")]
     prep = [s for s in steps if s[0] not in ("sample", "model")]
     inner = model_steps[-1][1] if len(model_steps) == 1 else ImbPipeline([(n, clone(e)) for n, e in model_steps])
-    cal = CalibratedClassifierCV(clone(inner), method=method, cv=cv, ensemble=False)
+    cal = CalibratedClassifierCV(clone(inner), method=method, cv=partition_cv(cv), ensemble=False)
     return Pipeline([*[(n, clone(e)) for n, e in prep], ("model", cal)])
 
 
 def compare_calibration(
-    pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, cv: StratifiedKFold, methods: Sequence[str]
+    pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, cv: BaseCrossValidator, methods: Sequence[str]
 ) -> pd.DataFrame:
-    """CV ROC-AUC/Brier of the uncalibrated pipeline and of each calibration method."""
+    """CV ROC-AUC/Brier of the uncalibrated pipeline and of each calibration method, with
+    the ROC-AUC each method costs (``auc_change``: calibrated minus uncalibrated)."""
     rows = []
     variants = [("uncalibrated", pipeline)] + [(m, calibrated(pipeline, m, cv)) for m in methods]
     for name, est in variants:
@@ -187,4 +292,24 @@ def compare_calibration(
                 "brier_std": float(res["test_brier"].std()),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["auc_change"] = table["roc_auc_mean"] - table["roc_auc_mean"].iloc[0]
+    return table
+
+
+def choose_calibration(cal_table: pd.DataFrame, configured: str, max_auc_cost: float = 0.002) -> tuple[str, str]:
+    """(method, reason): the configured method, or for ``auto`` the lowest CV Brier score
+    among the methods that cost at most ``max_auc_cost`` of CV ROC-AUC (isotonic maps tie
+    leads, which can blunt ranking); sigmoid, which keeps the ranking, if none does."""
+    methods = cal_table[cal_table["calibration"] != "uncalibrated"]
+    if configured != "auto":
+        row = methods.set_index("calibration").loc[configured]
+        return configured, f"configured (CV Brier {row['brier_mean']:.4f}, ROC-AUC change {row['auc_change']:+.4f})"
+    keep = methods[methods["auc_change"] >= -max_auc_cost].sort_values("brier_mean")
+    if keep.empty:
+        return "sigmoid", "every method cost ranking; sigmoid keeps the order of leads"
+    row = keep.iloc[0]
+    return str(row["calibration"]), (
+        f"lowest CV Brier score ({row['brier_mean']:.4f}) among methods costing at most {max_auc_cost} of ROC-AUC "
+        f"(change {row['auc_change']:+.4f})"
+    )

@@ -1,19 +1,30 @@
 """Leakage audit (notebook 06): fields filled in after the sales contact, found before any
 model sees them.
 
-A status tag, the duration of the sales call or a quality grade entered by the sales team
-makes a model look brilliant in validation and useless when a new lead must be
-prioritised. :func:`leakage_audit` checks every configured column for five signals:
+A status tag, the duration of the sales call, a quality grade entered by the sales team or
+the fields of a won deal joined to the lead make a model look brilliant in validation and
+useless when a new lead must be prioritised. :func:`leakage_audit` weighs, for every
+configured column:
 
-a. it alone ranks leads far better than every other column (out-of-fold ROC-AUC);
-b. some of its levels are nearly pure in the outcome and cover a material share of leads;
+a. how far it alone ranks leads above the best column *not itself flagged* (out-of-fold
+   ROC-AUC; flagged columns are removed and the rest compared again until nothing changes,
+   so a block of leaks cannot mask itself);
+b. whether a level nearly always converts and covers a material share of leads (a level
+   that nearly never converts is noted, but is no sign by itself: honest variables have
+   strong negative levels);
+f. whether the rows where a mostly empty column is filled in nearly all converted (or
+   nearly all did not), however sparse, given enough of them;
 c. whether it is missing itself predicts the outcome;
-d. its name or label reads like an outcome, status, stage, tag, grade or call;
+d. its name or label reads like an outcome, status, stage, tag, grade or call (unless
+   qualified as earlier: "previous outcome");
 e. the configuration lists it under ``data.post_contact``.
 
-Each column gets a verdict: ``excluded`` (kept out of every model unless
-``data.allow_leaky`` names it), ``review`` (listed prominently) or ``ok``. Thresholds live
-in the ``leakage`` section of the configuration.
+Strong evidence (a, b, f, e, or a name with strong ranking) makes a column ``excluded``;
+weak evidence (a good but not dominant ranking, missingness, a name alone, a post-contact
+field the configuration allows) makes it ``review``. Both stay out of every model unless the
+configuration allows them (``data.allow_leaky``, or ``data.use_post_contact_fields`` for the
+fields of ``data.post_contact``). Flagged columns filled in for the same leads are named as
+one group. Thresholds live in the ``leakage`` section of the configuration.
 """
 
 from __future__ import annotations
@@ -26,7 +37,6 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
@@ -34,6 +44,7 @@ from leadscoring.config import ProjectConfig
 from leadscoring.features.cleaning import LeadCleaner
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import MISSING_LEVEL, build_encoder
+from leadscoring.training.compare import out_of_fold
 
 VERDICTS = ("excluded", "review", "ok")
 COLUMNS = [
@@ -44,6 +55,7 @@ COLUMNS = [
     "missing_auc",
     "purest_level",
     "signals",
+    "group",
     "verdict",
     "reason",
     "allowed",
@@ -51,7 +63,10 @@ COLUMNS = [
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC-AUC read in either direction (0.5 when the score or the target is constant)."""
+    """ROC-AUC read in either direction over the scored leads (NaN: a lead no fold tested);
+    0.5 when the score or the target is constant."""
+    scored = ~np.isnan(score)
+    y, score = y[scored], score[scored]
     if len(np.unique(y)) < 2 or len(np.unique(score)) < 2:
         return 0.5
     auc = float(roc_auc_score(y, score))
@@ -84,8 +99,7 @@ def single_variable_pipeline(cfg: ProjectConfig, col: str, n_rows: int) -> Pipel
 
 
 def _single_auc(cfg: ProjectConfig, col: str, X: pd.DataFrame, y: np.ndarray, cv: object) -> float:
-    proba = cross_val_predict(single_variable_pipeline(cfg, col, len(X)), X[[col]], y, cv=cv, method="predict_proba")[:, 1]
-    return _auc(y, proba)
+    return _auc(y, out_of_fold(single_variable_pipeline(cfg, col, len(X)), X[[col]], y, cv))
 
 
 def _levels(values: pd.Series, role: str, min_share: float) -> pd.Series:
@@ -100,19 +114,36 @@ def _levels(values: pd.Series, role: str, min_share: float) -> pd.Series:
     return out.where(values.notna(), MISSING_LEVEL)
 
 
-def _purest_level(levels: pd.Series, y: np.ndarray, rate: float, min_share: float) -> tuple[str, bool]:
-    """The largest level nearly pure in the outcome (conversion ≤ rate or ≥ 1 - rate, and at
-    most half / twice the overall odds so a rare outcome is not itself 'pure')."""
+def _purest_level(levels: pd.Series, y: np.ndarray, rate: float, min_share: float) -> tuple[str, str]:
+    """The largest level that nearly always converts (``positive``: ≥ 1 - rate, when the
+    overall rate is not itself that high) and the largest that nearly never does
+    (``negative``: ≤ rate, at most half the overall rate), each covering ``min_share`` of
+    leads; '' when none."""
     base = float(y.mean())
     stats = pd.DataFrame({"level": levels.to_numpy(), "y": y}).dropna().groupby("level")["y"].agg(["mean", "size"])
     stats["share"] = stats["size"] / len(y)
-    low = (stats["mean"] <= rate) & (base > 2 * rate)
-    high = (stats["mean"] >= 1 - rate) & (1 - base > 2 * rate)
-    pure = stats[(low | high) & (stats["share"] >= min_share)].sort_values("share", ascending=False)
-    if pure.empty:
-        return "", False
-    level, row = pure.index[0], pure.iloc[0]
-    return f"{level}: {row['share']:.0%} of leads convert at {row['mean']:.1%}", True
+    stats = stats[stats["share"] >= min_share].sort_values("share", ascending=False)
+    low = stats[(stats["mean"] <= rate) & (base > 2 * rate)]
+    high = stats[(stats["mean"] >= 1 - rate) & (1 - base > 2 * rate)]
+
+    def told(t: pd.DataFrame) -> str:
+        return f"{t.index[0]}: {t['share'].iloc[0]:.0%} of leads convert at {t['mean'].iloc[0]:.1%}" if len(t) else ""
+
+    return told(high), told(low)
+
+
+def _filled_purity(missing: np.ndarray, y: np.ndarray, rate: float, min_rows: int) -> str:
+    """For a column filled in for some leads only: '' or what makes its filled-in rows
+    nearly pure (at least ``min_rows`` of them converting at ≥ 1 - rate or ≤ rate, where the
+    overall rate leaves room for that to mean something)."""
+    filled = ~missing
+    n = int(filled.sum())
+    if n < min_rows or n == len(y):
+        return ""
+    base, rate_filled = float(y.mean()), float(y[filled].mean())
+    if (rate_filled >= 1 - rate and 1 - base > 2 * rate) or (rate_filled <= rate and base > 2 * rate):
+        return f"filled in for {n:,} leads ({n / len(y):.1%}), of which {rate_filled:.1%} converted (all leads: {base:.1%})"
+    return ""
 
 
 def normalised_name(text: str) -> str:
@@ -123,23 +154,36 @@ def normalised_name(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def outcome_like_stems(name: str, stems: Sequence[str]) -> list[str]:
+def outcome_like_stems(name: str, stems: Sequence[str], earlier: Sequence[str] = (), consent: Sequence[str] = ()) -> list[str]:
     """Stems the name reads like: short ones (< 5 letters: ``tag``, ``won``) as whole words
-    (or plural), longer ones anywhere in the name (``callduration`` → ``duration``)."""
+    (or plural), longer ones anywhere in the name (``callduration`` → ``duration``). A stem
+    after an ``earlier`` qualifier (``previous outcome``, ``prior campaign result``,
+    ``poutcome``: one-letter qualifiers only as the whole prefix) names an earlier event and
+    does not count; nor does any stem in a name with a ``consent`` word (``do not call``,
+    ``call opt-out``: a preference set before the contact)."""
     norm = normalised_name(name)
     words, compact = set(norm.split()), norm.replace(" ", "")
+    for c in map(normalised_name, consent):
+        if c and (c in words if " " not in c else c in norm):
+            return []
+    quals = [q for q in (normalised_name(e).replace(" ", "") for e in earlier) if q]
     found = []
     for stem in stems:
         s = normalised_name(stem).replace(" ", "")
-        if s and ((len(s) < 5 and (s in words or s + "s" in words)) or (len(s) >= 5 and s in compact)):
-            found.append(s)
+        if not s or not ((len(s) < 5 and (s in words or s + "s" in words)) or (len(s) >= 5 and s in compact)):
+            continue
+        prefix = compact[: compact.find(s)]
+        if any(prefix == q or (len(q) > 1 and q in prefix) for q in quals):
+            continue
+        found.append(s)
     return found
 
 
-def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) -> pd.DataFrame:
-    """Per configured column: single-variable AUC, missingness and its AUC, purest level, name."""
+def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Per configured column: single-variable AUC, missingness and its AUC, purest levels,
+    filled-in purity, name; and each column's missing mask (for grouping)."""
     lk, d = cfg.leakage, cfg.data
-    rows = []
+    rows, masks = [], {}
     for col in d.columns.all:
         role = _role(cfg, col)
         cleaner = LeadCleaner(
@@ -150,8 +194,10 @@ def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) ->
             drop_constant=False,
         )
         clean = as_frame(cleaner.fit_transform(X[[col]]))[col]
-        missing = clean.isna().to_numpy()
-        purest, pure = _purest_level(_levels(clean, role, lk.pure_level_min_share), y, lk.pure_level_rate, lk.pure_level_min_share)
+        missing = masks[col] = clean.isna().to_numpy()
+        positive, negative = _purest_level(
+            _levels(clean, role, lk.pure_level_min_share), y, lk.pure_level_rate, lk.pure_level_min_share
+        )
         label = d.labels.get(col, "")
         rows.append(
             {
@@ -160,30 +206,37 @@ def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) ->
                 "single_variable_auc": _single_auc(cfg, col, X, y, cv),
                 "missing_share": float(missing.mean()),
                 "missing_auc": _auc(y, missing.astype(float)),
-                "purest_level": purest,
-                "pure": pure,
-                "stems": outcome_like_stems(col, lk.name_stems) or outcome_like_stems(label, lk.name_stems),
+                "purest_level": positive or negative,
+                "positive_level": positive,
+                "negative_level": negative,
+                "filled": _filled_purity(missing, y, lk.filled_pure_rate, lk.filled_min_rows),
+                "stems": outcome_like_stems(col, lk.name_stems, lk.earlier_qualifiers, lk.consent_words)
+                or outcome_like_stems(label, lk.name_stems, lk.earlier_qualifiers, lk.consent_words),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), masks
 
 
-def _verdict(row: pd.Series, second_best: float, cfg: ProjectConfig) -> tuple[list[str], str, list[str]]:
-    """(signals, verdict, reasons) of one column given the best AUC among the other columns."""
+def _verdict(row: pd.Series, best_clean: float, cfg: ProjectConfig) -> tuple[list[str], str, list[str]]:
+    """(signals, verdict, reasons) of one column given the best AUC among the columns not
+    flagged (itself left out)."""
     lk, d = cfg.leakage, cfg.data
     auc, strong, weak, signals = row["single_variable_auc"], [], [], []
-    if auc >= lk.dominant_auc or (auc >= lk.dominant_margin_min_auc and auc - second_best >= lk.dominant_margin):
+    if auc >= lk.dominant_auc or (auc >= lk.dominant_margin_min_auc and auc - best_clean >= lk.dominant_margin):
         signals.append("a")
         strong.append(
-            f"alone it ranks leads with ROC-AUC {auc:.3f} (best other variable: {second_best:.3f}), "
+            f"alone it ranks leads with ROC-AUC {auc:.3f} (best variable not flagged: {best_clean:.3f}), "
             "too good for something known before the sales contact"
         )
     elif auc >= lk.review_auc:
         signals.append("a")
         weak.append(f"alone it ranks leads with ROC-AUC {auc:.3f}: confirm it is known before the sales contact")
-    if row["pure"]:
+    if row["positive_level"]:
         signals.append("b")
-        strong.append(f"a level nearly decides the outcome ({row['purest_level']})")
+        strong.append(f"a level nearly always converts ({row['positive_level']})")
+    if row["filled"]:
+        signals.append("f")
+        strong.append(f"it is filled in almost only for leads of one outcome: {row['filled']}")
     if row["missing_auc"] >= lk.missing_auc and 0 < row["missing_share"] < 1:
         signals.append("c")
         weak.append(
@@ -208,29 +261,84 @@ def _verdict(row: pd.Series, second_best: float, cfg: ProjectConfig) -> tuple[li
             )
         else:
             strong.append("the configuration lists it as known only after the sales contact (data.post_contact)")
+    if row["negative_level"] and (strong or weak):  # by itself an honest negative signal
+        weak.append(f"a level nearly never converts ({row['negative_level']})")
     verdict = "excluded" if strong else "review" if weak else "ok"
     return signals, verdict, strong + weak
 
 
+def _verdicts(ev: pd.DataFrame, cfg: ProjectConfig) -> list[tuple[list[str], str, list[str]]]:
+    """Each column's verdict against the best column not excluded: exclude, remove, compare
+    again until the excluded set no longer grows (it only grows, so this ends)."""
+    aucs = ev["single_variable_auc"].to_numpy()
+    flagged = np.zeros(len(ev), dtype=bool)
+    while True:
+        out = []
+        for i, row in ev.iterrows():
+            clean = ~flagged
+            clean[i] = False
+            out.append(_verdict(row, float(aucs[clean].max()) if clean.any() else 0.5, cfg))
+        now = np.array([v == "excluded" for _, v, _ in out])
+        if (now <= flagged).all():
+            return out
+        flagged |= now
+
+
+def _groups(variables: Sequence[str], masks: dict[str, np.ndarray], overlap: float) -> dict[str, str]:
+    """Flagged columns filled in for the same leads: the sparser one's filled-in rows lie
+    (nearly, ``overlap``) within the other's, as the fields of one joined record do. Each
+    column of a group of two or more → 'filled in together: a, b, …'."""
+    cols = [v for v in variables if 0 < masks[v].mean() < 1]
+    parent = {c: c for c in cols}
+
+    def root(c: str) -> str:
+        while parent[c] != c:
+            c = parent[c]
+        return c
+
+    for i, a in enumerate(cols):
+        fa = ~masks[a]
+        for b in cols[i + 1 :]:
+            fb = ~masks[b]
+            smaller = min(fa.sum(), fb.sum())
+            if smaller and (fa & fb).sum() / smaller >= overlap:
+                parent[root(b)] = root(a)
+    members: dict[str, list[str]] = {}
+    for c in cols:
+        members.setdefault(root(c), []).append(c)
+    return {c: "filled in together: " + ", ".join(m) for m in members.values() if len(m) > 1 for c in m}
+
+
+def is_allowed(cfg: ProjectConfig, variable: str) -> bool:
+    """Whether the configuration lets a flagged column into the models: named in
+    ``data.allow_leaky``, or a ``data.post_contact`` field with ``use_post_contact_fields``."""
+    d = cfg.data
+    return variable in d.allow_leaky or (d.use_post_contact_fields and variable in d.post_contact)
+
+
 def leakage_audit(X: pd.DataFrame, y: pd.Series | np.ndarray, cfg: ProjectConfig, cv: object) -> pd.DataFrame:
     """One row per configured column: ``variable``, ``label``, ``single_variable_auc``
-    (out of fold over ``cv``), ``missing_share``, ``missing_auc``, ``purest_level``,
-    ``signals`` (letters a-e of the module docstring), ``verdict``, ``reason`` (plain
-    English) and ``allowed`` (named in ``data.allow_leaky``). Worst verdicts first."""
+    (out of fold over ``cv``, any folds: forward-chaining ones too), ``missing_share``,
+    ``missing_auc``, ``purest_level``, ``signals`` (letters of the module docstring),
+    ``group`` (flagged columns filled in together), ``verdict``, ``reason`` (plain English)
+    and ``allowed`` (the configuration lets it into the models). Worst verdicts first."""
     target = np.asarray(y).astype(int)
-    ev = _evidence(cfg, X, target, cv)
-    aucs = ev["single_variable_auc"].to_numpy()
+    ev, masks = _evidence(cfg, X, target, cv)
+    verdicts = _verdicts(ev, cfg)
+    flagged = [ev["variable"].iloc[i] for i, (_, v, _) in enumerate(verdicts) if v != "ok"]
+    groups = _groups(flagged, masks, cfg.leakage.group_overlap)
     out = []
-    for i, row in ev.iterrows():
-        others = np.delete(aucs, i)
-        signals, verdict, reasons = _verdict(row, float(others.max()) if len(others) else 0.5, cfg)
-        allowed = row["variable"] in cfg.data.allow_leaky
-        if allowed and verdict == "excluded":
-            reasons.append("kept anyway: named in data.allow_leaky")
+    for (_, row), (signals, verdict, reasons) in zip(ev.iterrows(), verdicts, strict=True):
+        allowed = verdict != "ok" and is_allowed(cfg, row["variable"])
+        if allowed and row["variable"] in cfg.data.allow_leaky:
+            reasons.append("in the models all the same: the configuration allows it (data.allow_leaky)")
+        elif verdict == "review":
+            reasons.append("kept out of the models until the configuration allows it (data.allow_leaky)")
         out.append(
             {
-                **row.drop(["pure", "stems"]).to_dict(),
+                **row.drop(["positive_level", "negative_level", "filled", "stems"]).to_dict(),
                 "signals": ",".join(signals),
+                "group": groups.get(row["variable"], ""),
                 "verdict": verdict,
                 "reason": "; ".join(reasons) or "no sign of information from after the sales contact",
                 "allowed": allowed,
@@ -244,10 +352,10 @@ def leakage_audit(X: pd.DataFrame, y: pd.Series | np.ndarray, cfg: ProjectConfig
 
 
 def blocked_variables(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
-    """Columns the audit excluded and the configuration does not allow, plus the derived
-    features (``features.products`` / ``ratios``) built from any of them."""
-    excluded = audit.loc[audit["verdict"].eq("excluded"), "variable"]
-    raw = [c for c in excluded if c not in cfg.data.allow_leaky]
+    """Columns the audit excluded or marked for review that the configuration does not
+    allow, plus the derived features (``features.products`` / ``ratios``) built from any of them."""
+    flagged = audit.loc[audit["verdict"].ne("ok"), "variable"]
+    raw = [c for c in flagged if not is_allowed(cfg, c)]
     derived = [
         name for kind in (cfg.features.products, cfg.features.ratios) for name, (a, b) in kind.items() if a in raw or b in raw
     ]
@@ -269,44 +377,58 @@ def audited_features(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
 
 def apply_audit(decision: pd.DataFrame, cfg: ProjectConfig, audit: pd.DataFrame) -> pd.DataFrame:
     """Notebook 06's keep/drop table with every blocked variable dropped (added when absent)
-    and the audit's warning added to the reason of ``review`` variables that are kept."""
+    and the audit's warning added to the reason of flagged variables the configuration allows."""
     t = decision.set_index("variable")
     why = dict(zip(audit["variable"], audit["reason"], strict=True))
+    verdict = dict(zip(audit["variable"], audit["verdict"], strict=True))
     for v in blocked_variables(cfg, audit):
-        t.loc[v, ["keep", "reason"]] = [False, f"excluded by the leakage audit: {why.get(v, 'built from an excluded variable')}"]
-    for v in audit.loc[audit["verdict"].eq("review"), "variable"]:
+        t.loc[v, ["keep", "reason"]] = [
+            False,
+            f"kept out by the leakage audit ({verdict[v]}): {why[v]}"
+            if v in why
+            else "built from a variable the leakage audit kept out",
+        ]
+    for v in audit.loc[audit["verdict"].ne("ok") & audit["allowed"], "variable"]:
         if v in t.index and bool(t.loc[v, "keep"]):
-            t.loc[v, "reason"] = f"{t.loc[v, 'reason']}; leakage audit, review: {why[v]}"
+            t.loc[v, "reason"] = f"{t.loc[v, 'reason']}; leakage audit, {verdict[v]}: {why[v]}"
     t["keep"] = t["keep"].astype(bool)
     return t.reset_index()
 
 
 def audit_summary(audit: pd.DataFrame) -> str:
-    """The audit in plain words with its table (markdown), for the model card and reports."""
-    counts = audit["verdict"].value_counts()
+    """The audit in plain words with its table (markdown), for the model card and reports:
+    which flagged fields are out of the models, which are in and why, and the groups."""
     excluded = audit[audit["verdict"].eq("excluded")]
     review = audit[audit["verdict"].eq("review")]
+    allowed = audit[audit["verdict"].ne("ok") & audit["allowed"]]
     lines = [
         f"The leakage audit checked {len(audit)} variables for information that is only known after the "
-        "sales contact (status tags, call durations, quality grades): such fields make a model look far "
-        "better in validation than it can be when a new lead must be prioritised."
+        "sales contact (status tags, call durations, quality grades, the fields of a won deal): such fields make a "
+        "model look far better in validation than it can be when a new lead must be prioritised."
     ]
     if len(excluded):
-        kept = excluded.loc[excluded["allowed"], "variable"].tolist()
-        lines.append(
-            f"{counts.get('excluded', 0)} variable(s) were excluded from every model: "
-            f"{', '.join(excluded['variable'])}"
-            + (f" (kept anyway because the configuration allows them: {', '.join(kept)})" if kept else "")
-            + "."
-        )
+        lines.append(f"{len(excluded)} variable(s) were excluded on strong evidence: {', '.join(excluded['variable'])}.")
     if len(review):
         lines.append(
-            f"{len(review)} variable(s) need review (confirm they are known before the sales contact): "
-            f"{', '.join(review['variable'])}."
+            f"{len(review)} variable(s) showed weak evidence and need review (confirm they are known before the "
+            f"sales contact): {', '.join(review['variable'])}."
+        )
+    out = audit[audit["verdict"].ne("ok") & ~audit["allowed"]]
+    if len(out):
+        lines.append(f"Out of every model: {', '.join(out['variable'])}.")
+    if len(allowed):
+        lines.append(f"In the models because the configuration allows them: {', '.join(allowed['variable'])}.")
+    groups = [g for g in dict.fromkeys(audit.get("group", pd.Series(dtype=str)).fillna("")) if g]
+    if groups:
+        lines.append(
+            "Fields filled in for the same leads, flagged as a block: " + "; ".join(g.split(": ", 1)[1] for g in groups) + "."
         )
     if not len(excluded) and not len(review):
         lines.append("No variable showed a sign of such information.")
-    table = ["| variable | single-variable ROC-AUC | missing | verdict | reason |", "|---|---|---|---|---|"]
+    table = ["| variable | single-variable ROC-AUC | missing | verdict | in the models | reason |", "|---|---|---|---|---|---|"]
     for r in audit[audit["verdict"].ne("ok")].itertuples():
-        table.append(f"| {r.variable} | {r.single_variable_auc:.3f} | {r.missing_share:.0%} | {r.verdict} | {r.reason} |")
+        table.append(
+            f"| {r.variable} | {r.single_variable_auc:.3f} | {r.missing_share:.0%} | {r.verdict} | "
+            f"{'yes' if r.allowed else 'no'} | {r.reason} |"
+        )
     return " ".join(lines) + ("\n\n" + "\n".join(table) if len(table) > 2 else "") + "\n"

@@ -80,7 +80,7 @@ def xgb_classifier(seed: int, **params: Any) -> XGBClassifier:
         min_child_weight=1,
         tree_method="hist",
         eval_metric="logloss",
-        n_jobs=2,
+        n_jobs=None,  # all cores where the model runs (the service limits it to 1 per worker)
         random_state=seed,
     )
     base.update(params)

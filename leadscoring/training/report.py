@@ -104,7 +104,7 @@ def model_card(
     val = manifest.get("validation", {})
     cv = manifest.get("cv", {})
     buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
-    cv_cols = ["model", "imbalance", "roc_auc_mean", "roc_auc_std", "average_precision_mean", "brier_mean"]
+    cv_cols = ["model", "family", "imbalance", "roc_auc_mean", "roc_auc_std", "average_precision_mean", "brier_mean"]
     comp = comparison.reset_index().rename(columns={"index": "model"})[
         ["model", "roc_auc", "average_precision", "brier", "gain_at_30pct"]
     ]
@@ -115,6 +115,7 @@ def model_card(
 
 ## What it is
 - **Model**: {manifest.get("model_name")}; parameters {manifest.get("params") or "default"}.
+- **Why this model**: {manifest.get("choice", "not recorded")}; calibration: {manifest.get("calibration_reason", "not recorded")}.
 - **Input**: one lead in the raw export layout ({len(manifest.get("input_columns", []))} columns, no target).
 - **Output**: calibrated probability of `{cfg.data.target_column} = 1`; score = round(100 × probability);
   buckets: {buckets}.
@@ -207,6 +208,7 @@ Other models of the set:
 
 ## What it is
 - **Model**: {manifest.get("model_name")}; parameters {manifest.get("params") or "default"}.
+- **Why this model**: {manifest.get("choice", "not recorded")}; calibration: {manifest.get("calibration_reason", "not recorded")}.
 - **Output**: probability of `{cfg.data.target_column} = 1`; score = round(100 × probability); buckets: {buckets}.
 - **Variables used**: {features or "see the manifest"}.
 - **SHA-256** `{manifest["sha256"]}`; versions {manifest.get("versions")}.

@@ -1,17 +1,21 @@
 """Variable selection evidence (notebook 06): information value, mutual information,
 redundancy, model-based and out-of-fold permutation importance, and the final list.
+
+Weak or redundant variables are only *candidates* for dropping: :func:`confirm_drops`
+drops them only when cross-validation says the model does better without them (a tree
+ensemble does not suffer from correlated inputs, and a weak variable can still help).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.feature_selection import mutual_info_classif
 from sklearn.inspection import permutation_importance
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import BaseCrossValidator, StratifiedKFold, cross_val_score
 
 from leadscoring.training.woe import information_value, woe_table
 
@@ -114,3 +118,38 @@ def decide(
             other = r.b if weaker == r.a else r.a
             t.loc[weaker, ["keep", "reason"]] = [False, f"redundant with {other} (rho {r.rho:.2f})"]
     return t.reset_index()
+
+
+#: Reasons :func:`decide` gives to variables that are only candidates for dropping.
+CANDIDATE_REASONS = ("useless", "redundant")
+
+
+def confirm_drops(
+    decision: pd.DataFrame,
+    recipe: Callable[[list[str]], object],
+    X: pd.DataFrame,
+    y: pd.Series,
+    cv: BaseCrossValidator,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Drop :func:`decide`'s weak and redundant variables only if the model does better
+    without them: ``recipe(variables)`` (an unfitted pipeline) is cross-validated with and
+    without them, on the same folds. Returns the decision (those variables kept again, with
+    the figures in their reason, when CV does not improve) and the two CV ROC-AUCs."""
+    t = decision.copy()
+    reasons = t["reason"].astype(str)
+    candidate = ~t["keep"] & reasons.str.startswith(CANDIDATE_REASONS)
+    if not candidate.any():
+        return t, {}
+    kept = t.loc[t["keep"], "variable"].tolist()
+    dropped = t.loc[candidate, "variable"].tolist()
+    auc_with = float(cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc").mean())
+    auc_without = float(cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc").mean())
+    figures = {"cv_roc_auc_with": auc_with, "cv_roc_auc_without": auc_without}
+    if auc_without > auc_with:
+        t.loc[candidate, "reason"] = reasons[candidate] + f"; CV ROC-AUC without {auc_without:.4f} > with {auc_with:.4f}"
+    else:
+        t.loc[candidate, "keep"] = True
+        t.loc[candidate, "reason"] = (
+            "kept: " + reasons[candidate] + f", but CV ROC-AUC with it {auc_with:.4f} >= without {auc_without:.4f}"
+        )
+    return t, figures

@@ -1,0 +1,304 @@
+"""Honest and competitive on every export (issue 19): leaks that come in blocks are caught,
+honest signals are spared, calendar columns and creation dates are kept, and the model family
+is chosen by cross-validation. Every export here is generated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import StratifiedKFold, TimeSeriesSplit
+
+from leadscoring.config import DataConfig, PathsConfig, ProjectConfig
+from leadscoring.ingest.profile import profile_export
+from leadscoring.training.compare import (
+    calibrated,
+    candidate_models,
+    choose_calibration,
+    choose_model,
+    compare_calibration,
+    cross_validate_candidates,
+    cv_splitter,
+    out_of_fold,
+)
+from leadscoring.training.leakage import audit_summary, leakage_audit, model_columns_after_audit
+from leadscoring.training.selection import confirm_drops
+
+CV = StratifiedKFold(3, shuffle=True, random_state=0)
+
+
+def config(tmp: Path, numeric: list[str], categorical: list[str], **data: object) -> ProjectConfig:
+    return ProjectConfig(
+        root=tmp,
+        paths=PathsConfig(raw_data="export.csv"),
+        data=DataConfig(
+            id_column="id",
+            target_column="converted",
+            columns={"numeric": numeric, "categorical": categorical},
+            **data,
+        ),
+        features={"ratios": {}, "products": {}},
+    )
+
+
+def honest(n: int, rng: np.random.Generator, base: float) -> tuple[pd.DataFrame, np.ndarray]:
+    """Three honest inputs of moderate strength and the outcome they drive."""
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    channel = rng.choice(["search", "social", "referral", "email"], n)
+    logit = np.log(base / (1 - base)) + 0.8 * a + 0.5 * b + np.where(channel == "referral", 0.7, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"id": np.arange(n), "visits": np.round(np.exp(a), 2), "pages": b, "channel": channel}), y
+
+
+def verdicts(audit: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(audit["variable"], audit["verdict"], strict=True))
+
+
+def test_a_block_of_post_outcome_fields_masking_one_another_is_excluded_as_one_group(tmp_path):
+    """Eight won-deal fields joined to the lead, each filled in for part of the won deals
+    (from all of them down to 4 %): every one is excluded, named as one group, and the model
+    keeps exactly the honest inputs."""
+    rng = np.random.default_rng(1)
+    X, y = honest(8000, rng, 0.3)
+    deal = (y == 1) & (rng.random(len(y)) < 0.7)
+    keep = [1.0, 0.9, 0.7, 0.5, 0.3, 0.15, 0.08, 0.04]
+    names = ["amount", "seats", "term_months", "discount", "invoice_day", "onboarding_hours", "payment_terms", "rep_region"]
+    for name, share in zip(names, keep, strict=True):
+        filled = deal & (rng.random(len(y)) < share)
+        if name in ("payment_terms", "rep_region"):
+            X[name] = np.where(filled, rng.choice(["net30", "net60", "north", "south"], len(y)), "")
+        else:
+            X[name] = np.where(filled, np.round(rng.gamma(2, 50, len(y)), 1), np.nan)
+    cfg = config(
+        tmp_path,
+        ["visits", "pages", *[n for n in names if n not in ("payment_terms", "rep_region")]],
+        ["channel", "payment_terms", "rep_region"],
+    )
+    audit = leakage_audit(X, y, cfg, CV)
+    v = verdicts(audit)
+    assert all(v[n] == "excluded" for n in names), audit[["variable", "verdict", "reason"]]
+    assert v["visits"] == v["pages"] == v["channel"] == "ok"
+    groups = set(audit.loc[audit["variable"].isin(names), "group"])
+    assert len(groups) == 1
+    group = groups.pop()
+    assert group.startswith("filled in together") and all(n in group for n in names)
+    assert model_columns_after_audit(cfg, audit) == ["visits", "pages", "channel"]
+    assert "filled in for the same leads" in audit_summary(audit)
+
+
+def test_a_sparse_column_filled_only_when_won_is_excluded(tmp_path):
+    """60 of 8,000 leads have it, every one a conversion: excluded however sparse."""
+    rng = np.random.default_rng(2)
+    X, y = honest(8000, rng, 0.3)
+    won = np.flatnonzero(y == 1)
+    filled = np.zeros(len(y), dtype=bool)
+    filled[rng.choice(won, 60, replace=False)] = True
+    X["contract_value"] = np.where(filled, np.round(rng.gamma(3, 1000, len(y))), np.nan)
+    cfg = config(tmp_path, ["visits", "pages", "contract_value"], ["channel"])
+    audit = leakage_audit(X, y, cfg, CV).set_index("variable")
+    assert audit.loc["contract_value", "verdict"] == "excluded"
+    assert "filled in almost only for leads of one outcome" in audit.loc["contract_value", "reason"]
+    assert "contract_value" not in model_columns_after_audit(cfg, audit.reset_index())
+
+
+def test_five_filled_rows_do_not_trip_the_sparse_rule(tmp_path):
+    rng = np.random.default_rng(3)
+    X, y = honest(4000, rng, 0.3)
+    filled = np.zeros(len(y), dtype=bool)
+    filled[rng.choice(np.flatnonzero(y == 1), 5, replace=False)] = True
+    X["rare_field"] = np.where(filled, 1.0, np.nan)
+    audit = leakage_audit(X, y, config(tmp_path, ["visits", "pages", "rare_field"], ["channel"]), CV)
+    assert verdicts(audit)["rare_field"] == "ok"
+
+
+def test_a_strong_negative_flag_without_leak_evidence_stays_in_the_model(tmp_path):
+    """A behavioural flag whose value 1 covers 18 % of leads converting at 0.4 % (base about
+    5 %) is an honest negative signal, not a leak."""
+    rng = np.random.default_rng(4)
+    n = 8000
+    flag = rng.random(n) < 0.18
+    X, _ = honest(n, rng, 0.06)
+    p = np.where(flag, 0.004, 0.06)
+    y = (rng.random(n) < p).astype(int)
+    X["unsubscribed"] = np.where(flag, "1", "0")
+    cfg = config(tmp_path, ["visits", "pages"], ["channel", "unsubscribed"])
+    audit = leakage_audit(X, y, cfg, CV)
+    assert verdicts(audit)["unsubscribed"] == "ok", audit.set_index("variable").loc["unsubscribed", "reason"]
+    assert "unsubscribed" in model_columns_after_audit(cfg, audit)
+
+
+@pytest.mark.parametrize("name", ["previous_outcome", "poutcome", "Prior Campaign Result"])
+def test_a_previous_outcome_field_without_leak_evidence_stays_in_the_model(tmp_path, name):
+    """The outcome of an earlier campaign is known before the call: its name is no sign."""
+    rng = np.random.default_rng(5)
+    n = 6000
+    X, _ = honest(n, rng, 0.12)
+    prev = rng.choice(["success", "failure", "nonexistent"], n, p=[0.1, 0.2, 0.7])
+    y = (rng.random(n) < np.where(prev == "success", 0.65, 0.07)).astype(int)
+    X[name] = prev
+    cfg = config(tmp_path, ["visits", "pages"], ["channel", name])
+    audit = leakage_audit(X, y, cfg, CV).set_index("variable")
+    assert audit.loc[name, "single_variable_auc"] > 0.7  # strong enough that a name rule would have excluded it
+    assert audit.loc[name, "verdict"] == "ok", audit.loc[name, "reason"]
+    assert name in model_columns_after_audit(cfg, audit.reset_index())
+
+
+def test_a_name_alone_raises_a_review_that_keeps_the_field_out_until_allowed(tmp_path):
+    rng = np.random.default_rng(6)
+    X, y = honest(3000, rng, 0.3)
+    X["lead_status"] = rng.choice(["new", "open", "working"], len(y))  # no information at all
+    cfg = config(tmp_path, ["visits", "pages"], ["channel", "lead_status"])
+    audit = leakage_audit(X, y, cfg, CV).set_index("variable")
+    assert audit.loc["lead_status", "verdict"] == "review" and not audit.loc["lead_status", "allowed"]
+    assert "lead_status" not in model_columns_after_audit(cfg, audit.reset_index())
+    allowed = config(tmp_path, ["visits", "pages"], ["channel", "lead_status"], allow_leaky=["lead_status"])
+    audit = leakage_audit(X, y, allowed, CV)
+    assert "lead_status" in model_columns_after_audit(allowed, audit)
+
+
+def _write(df: pd.DataFrame, path: Path) -> Path:
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_month_weekday_and_hour_columns_are_inputs(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 600
+    df = pd.DataFrame(
+        {
+            "lead": [f"L{i}" for i in range(n)],
+            "contact_month": rng.choice(["may", "jun", "jul", "aug", "nov"], n),
+            "Month": rng.choice(["Feb", "Mar", "May", "Oct", "Nov", "Dec"], n),
+            "weekday": rng.choice(["Monday", "Tuesday", "Friday"], n),
+            "day": rng.integers(1, 32, n),
+            "hour": rng.choice(["09:00", "13:30", "18:00"], n),
+            "y": rng.choice(["yes", "no"], n),
+        }
+    )
+    d = profile_export(_write(df, tmp_path / "e.csv"), "y")
+    assert {"contact_month", "Month", "weekday", "hour"} <= set(d.categorical), d.left_out
+    assert "day" in d.numeric and d.date_column is None
+    assert "month names" in d.reasons["Month"]
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("created_at", "%Y-%m-%dT%H:%M:%SZ"), ("first_contact_date", "%d/%m/%Y"), ("Lead Created On", "%b %d, %Y")],
+)
+def test_the_creation_date_is_found_under_several_names_and_formats(tmp_path, name, fmt):
+    rng = np.random.default_rng(8)
+    n = 800
+    when = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 400, n)), unit="D")
+    df = pd.DataFrame(
+        {
+            "lead": [f"L{i}" for i in range(n)],
+            "last_modified": (when + pd.Timedelta(days=30)).strftime("%Y-%m-%d"),  # a later event: never the creation date
+            name: when.strftime(fmt),
+            "visits": rng.poisson(3, n),
+            "y": np.where(rng.random(n) < 0.3, "yes", "no"),
+        }
+    )
+    d = profile_export(_write(df, tmp_path / "e.csv"), "y")
+    assert d.date_column == name and "creation date" in d.reasons["date"]
+    assert name not in d.left_out and "last_modified" in d.left_out
+
+
+def test_a_strong_drift_of_the_conversion_rate_is_warned(tmp_path):
+    rng = np.random.default_rng(9)
+    n = 2000
+    t = np.linspace(0, 1, n)
+    df = pd.DataFrame(
+        {
+            "created": (pd.Timestamp("2025-01-01") + pd.to_timedelta(t * 300, unit="D")).strftime("%Y-%m-%d"),
+            "visits": rng.poisson(3, n),
+            "y": np.where(rng.random(n) < 0.02 + 0.12 * t, "1", "0"),
+        }
+    )
+    d = profile_export(_write(df, tmp_path / "e.csv"), "y")
+    assert d.date_column == "created" and any("drifts strongly" in w for w in d.warnings)
+
+
+def test_forward_chaining_folds_train_on_earlier_leads_only(tmp_path):
+    cfg = config(tmp_path, ["visits"], [], date_column="created")
+    cv = cv_splitter(cfg, 4)
+    assert isinstance(cv, TimeSeriesSplit)
+    for train, test in cv.split(np.zeros((100, 1))):
+        assert train.max() < test.min()
+    X = pd.DataFrame({"visits": np.arange(100.0)})
+    y = np.tile([0, 1], 50)
+    from sklearn.linear_model import LogisticRegression
+
+    p = out_of_fold(LogisticRegression(), X, y, cv)
+    assert np.isnan(p[:20]).all() and not np.isnan(p[20:]).any()  # the first block is never tested
+
+
+def linear_export(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Purely additive log-odds on many weak inputs: logistic regression's home ground."""
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(n, 8))
+    logit = Z @ np.array([0.9, -0.7, 0.6, 0.5, -0.5, 0.4, 0.3, -0.3])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    X = pd.DataFrame(Z, columns=[f"x{i}" for i in range(8)])
+    X.insert(0, "id", np.arange(n))
+    return X, pd.Series(y)
+
+
+def test_logistic_regression_ships_when_it_wins_cross_validation(tmp_path):
+    X, y = linear_export(500, 10)
+    cfg = config(tmp_path, [f"x{i}" for i in range(8)], [])
+    table = cross_validate_candidates(candidate_models(cfg, None, float((y == 0).sum() / y.sum()), fast=True), X, y, CV)
+    choice = choose_model(table)
+    assert choice.family == "logistic", table[["model", "roc_auc_mean", "roc_auc_se"]]
+    assert "random_forest" not in choice.candidate and choice.reason
+
+
+def test_the_simpler_family_wins_within_one_standard_error():
+    table = pd.DataFrame(
+        {
+            "model": ["xgboost_plain", "logistic_plain", "random_forest_weighted"],
+            "family": ["xgboost", "logistic", "random_forest"],
+            "roc_auc_mean": [0.801, 0.798, 0.85],
+            "roc_auc_se": [0.004, 0.004, 0.004],
+        }
+    )
+    assert choose_model(table).family == "logistic"  # random forest is reference only
+    table.loc[0, "roc_auc_mean"] = 0.81
+    choice = choose_model(table)
+    assert choice.family == "xgboost" and "next family logistic" in choice.reason
+
+
+def test_calibration_is_chosen_among_methods_that_keep_the_ranking(tmp_path):
+    X, y = linear_export(600, 11)
+    cfg = config(tmp_path, [f"x{i}" for i in range(8)], [])
+    pipe = candidate_models(cfg, None, 1.0, fast=True)[0].pipeline
+    table = compare_calibration(pipe, X, y, CV, ["isotonic", "sigmoid"])
+    assert table.loc[0, "auc_change"] == 0 and {"isotonic", "sigmoid"} <= set(table["calibration"])
+    method, why = choose_calibration(table, "auto")
+    assert method in ("isotonic", "sigmoid") and "ROC-AUC" in why
+    costly = table.assign(auc_change=[0.0, -0.01, -0.01])
+    assert choose_calibration(costly, "auto")[0] == "sigmoid"
+    # a forward-chaining split still calibrates (on contiguous blocks) and scores every lead
+    dated = calibrated(pipe, "sigmoid", TimeSeriesSplit(3)).fit(X, y)
+    assert dated.predict_proba(X)[:, 1].min() > 0
+
+
+def test_a_variable_is_dropped_only_when_cv_says_the_model_does_better_without_it(tmp_path):
+    X, y = linear_export(600, 12)
+    cfg = config(tmp_path, [f"x{i}" for i in range(8)], [])
+    decision = pd.DataFrame(
+        {
+            "variable": [f"x{i}" for i in range(8)],
+            "keep": [True] * 6 + [False, False],
+            "reason": ["informative"] * 6 + ["redundant with x0 (rho 0.90)", "useless: no information"],
+        }
+    )
+    from sklearn.linear_model import LogisticRegression
+
+    from leadscoring.training.pipeline import build_pipeline
+
+    out, figures = confirm_drops(decision, lambda f: build_pipeline(cfg, LogisticRegression(), features=f), X, y, CV)
+    # x6 and x7 carry real signal: dropping them costs ROC-AUC, so both are kept
+    assert figures["cv_roc_auc_with"] > figures["cv_roc_auc_without"]
+    assert out["keep"].all() and out.loc[6, "reason"].startswith("kept: redundant")

@@ -140,7 +140,7 @@ def _add_init_parser(sub: Any) -> None:
         "NONE: no date, a random validation split)",
     )
     i.add_argument("--separator", help="field separator (default: sniffed)")
-    i.add_argument("--encoding", help="text encoding (default: sniffed: UTF-8, with or without BOM, or Latin-1)")
+    i.add_argument("--encoding", help="text encoding (default: sniffed: UTF-8 with or without BOM, UTF-16/UTF-32, or Latin-1)")
     i.set_defaults(func=_cmd_init)
 
 

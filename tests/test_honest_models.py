@@ -156,6 +156,11 @@ def test_a_name_alone_raises_a_review_that_keeps_the_field_out_until_allowed(tmp
     allowed = config(tmp_path, ["visits", "pages"], ["channel", "lead_status"], allow_leaky=["lead_status"])
     audit = leakage_audit(X, y, allowed, CV)
     assert "lead_status" in model_columns_after_audit(allowed, audit)
+    post = config(
+        tmp_path, ["visits", "pages"], ["channel", "lead_status"], post_contact=["lead_status"], use_post_contact_fields=True
+    )
+    row = leakage_audit(X, y, post, CV).set_index("variable").loc["lead_status"]
+    assert row["allowed"] and "kept out" not in row["reason"] and "data.use_post_contact_fields" in row["reason"]
 
 
 def _write(df: pd.DataFrame, path: Path) -> Path:
@@ -267,6 +272,14 @@ def test_the_simpler_family_wins_within_one_standard_error():
     table.loc[0, "roc_auc_mean"] = 0.81
     choice = choose_model(table)
     assert choice.family == "xgboost" and "next family logistic" in choice.reason
+    within = pd.concat(
+        [
+            table,
+            pd.DataFrame({"model": ["xgboost_weighted"], "family": ["xgboost"], "roc_auc_mean": [0.812], "roc_auc_se": [0.004]}),
+        ]
+    )
+    choice = choose_model(within)  # weighting gains less than one standard error: the plain model ships
+    assert choice.candidate == "xgboost_plain" and "simpler imbalance handling" in choice.reason
 
 
 def test_calibration_is_chosen_among_methods_that_keep_the_ranking(tmp_path):
@@ -302,3 +315,37 @@ def test_a_variable_is_dropped_only_when_cv_says_the_model_does_better_without_i
     # x6 and x7 carry real signal: dropping them costs ROC-AUC, so both are kept
     assert figures["cv_roc_auc_with"] > figures["cv_roc_auc_without"]
     assert out["keep"].all() and out.loc[6, "reason"].startswith("kept: redundant")
+
+
+def test_a_saved_model_predicts_with_every_core_and_the_same_scores(tmp_path):
+    """No thread count is baked into a saved model; predictions do not depend on it."""
+    from leadscoring.training.pipeline import all_cores, build_pipeline, final_estimator, xgb_classifier
+
+    X, y = linear_export(400, 13)
+    cfg = config(tmp_path, [f"x{i}" for i in range(8)], [])
+    model = calibrated(build_pipeline(cfg, xgb_classifier(0, n_estimators=30), scale=False), "sigmoid", CV).fit(X, y)
+    before = model.predict_proba(X)[:, 1]
+    assert final_estimator(model).n_jobs == 1  # training: one thread per fit
+    assert final_estimator(all_cores(model)).n_jobs is None
+    np.testing.assert_allclose(model.predict_proba(X)[:, 1], before, rtol=0, atol=1e-12)
+
+
+def test_noise_candidates_are_dropped_when_cv_cannot_tell_them_apart(tmp_path):
+    X, y = linear_export(600, 14)
+    rng = np.random.default_rng(14)
+    X["noise"] = rng.normal(size=len(X))
+    cfg = config(tmp_path, [*[f"x{i}" for i in range(8)], "noise"], [])
+    decision = pd.DataFrame(
+        {
+            "variable": [*[f"x{i}" for i in range(8)], "noise"],
+            "keep": [True] * 8 + [False],
+            "reason": ["informative"] * 8 + ["useless"],
+        }
+    )
+    from sklearn.linear_model import LogisticRegression
+
+    from leadscoring.training.pipeline import build_pipeline
+
+    out, figures = confirm_drops(decision, lambda f: build_pipeline(cfg, LogisticRegression(), features=f), X, y, CV)
+    assert not out.set_index("variable").loc["noise", "keep"] and "no better with it" in out.iloc[-1]["reason"]
+    assert figures["difference_se"] > 0

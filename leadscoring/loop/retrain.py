@@ -50,6 +50,7 @@ from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.grades import grades_for
+from leadscoring.training.pipeline import all_cores
 from leadscoring.training.reasons import reason_book_for
 from leadscoring.training.report import retrained_card
 from leadscoring.training.rules import RuleScorer
@@ -195,7 +196,7 @@ def retrain(
     base = history[~history[d.id_column].isin(new[d.id_column])]
     train = pd.concat([base, new_train], ignore_index=True)
     X, y = train.drop(columns=[d.target_column]), train[d.target_column]
-    challenger = clone(champion).fit(X, y)
+    challenger = all_cores(clone(champion).fit(X, y))
     Xh, yh = holdout.drop(columns=[d.target_column]), holdout[d.target_column]
     m_champ = classification_metrics(yh, champion.predict_proba(Xh)[:, 1])
     m_chall = classification_metrics(yh, challenger.predict_proba(Xh)[:, 1])

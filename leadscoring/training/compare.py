@@ -188,38 +188,53 @@ class Choice:
     reason: str
 
 
+#: Ways of handling class imbalance, simplest first (the candidate name's suffix).
+IMBALANCE_ORDER = ("plain", "weighted", "smote", "undersampled")
+
+
+def _simplest(rows: pd.DataFrame) -> pd.Series:
+    """Of one family's candidates, the simplest within one standard error of its best."""
+    best = rows.iloc[0]
+    close = rows[best["roc_auc_mean"] - rows["roc_auc_mean"] <= best["roc_auc_se"]]
+    rank = close["model"].map(lambda m: next((i for i, s in enumerate(IMBALANCE_ORDER) if m.endswith(s)), 9))
+    return close.loc[rank.idxmin()]
+
+
 def choose_model(cv_table: pd.DataFrame) -> Choice:
-    """The shippable candidate with the best CV ROC-AUC, except that a simpler family
-    (:data:`FAMILIES`, simplest first) whose best candidate lies within one standard error
-    of the best is preferred: a difference the folds cannot tell apart is not worth a more
-    complex model."""
-    ship = cv_table[cv_table["family"].isin(FAMILIES)].sort_values("roc_auc_mean", ascending=False)
+    """The shippable candidate by CV ROC-AUC, preferring simplicity wherever the folds
+    cannot tell candidates apart (within one standard error of the best): first the simpler
+    family (:data:`FAMILIES`, simplest first), then within it the simpler imbalance
+    handling (:data:`IMBALANCE_ORDER`: none before weights before resampling)."""
+    ship = cv_table[cv_table["family"].isin(FAMILIES)].sort_values("roc_auc_mean", ascending=False).reset_index(drop=True)
     if ship.empty:
         raise ValueError("no shippable candidate (logistic regression or XGBoost) was cross-validated")
     best = ship.iloc[0]
-    per_family = ship.groupby("family", sort=False).head(1).set_index("family")
     for family in FAMILIES:
-        if family not in per_family.index:
+        rows = ship[ship["family"] == family]
+        if rows.empty or best["roc_auc_mean"] - rows["roc_auc_mean"].iloc[0] > best["roc_auc_se"]:
             continue
-        row = per_family.loc[family]
+        pick = _simplest(rows)
         if family == best["family"]:
-            others = per_family.drop(index=family)
-            margin = (
-                f"; next family {others.index[0]} at {others['roc_auc_mean'].iloc[0]:.4f} "
-                f"(+{row['roc_auc_mean'] - others['roc_auc_mean'].iloc[0]:.4f} for {family}, one standard error "
-                f"{row['roc_auc_se']:.4f})"
-                if len(others)
-                else ""
+            others = ship[ship["family"] != family]
+            why = f"{family} has the best CV ROC-AUC, {best['roc_auc_mean']:.4f} ({best['model']})"
+            if len(others):
+                o = others.iloc[0]
+                why += (
+                    f"; next family {o['family']} at {o['roc_auc_mean']:.4f} (+{best['roc_auc_mean'] - o['roc_auc_mean']:.4f} "
+                    f"for {family}, one standard error {best['roc_auc_se']:.4f})"
+                )
+        else:
+            why = (
+                f"{family} (best CV ROC-AUC {rows['roc_auc_mean'].iloc[0]:.4f}) is within one standard error "
+                f"({best['roc_auc_se']:.4f}) of {best['model']} ({best['roc_auc_mean']:.4f}): the simpler family is preferred"
             )
-            return Choice(family, str(row["model"]), f"{row['model']} has the best CV ROC-AUC, {row['roc_auc_mean']:.4f}{margin}")
-        if best["roc_auc_mean"] - row["roc_auc_mean"] <= best["roc_auc_se"]:
-            return Choice(
-                family,
-                str(row["model"]),
-                f"{row['model']} (CV ROC-AUC {row['roc_auc_mean']:.4f}) is within one standard error "
-                f"({best['roc_auc_se']:.4f}) of {best['model']} ({best['roc_auc_mean']:.4f}): the simpler family is preferred",
+        if pick["model"] != rows["model"].iloc[0]:
+            why += (
+                f"; {pick['model']} ({pick['roc_auc_mean']:.4f}) ships rather than {rows['model'].iloc[0]} "
+                f"({rows['roc_auc_mean'].iloc[0]:.4f}): within one standard error, the simpler imbalance handling"
             )
-    raise AssertionError("unreachable: the best family is in FAMILIES")
+        return Choice(family, str(pick["model"]), why)
+    raise AssertionError("unreachable: the best candidate's own family is within reach")
 
 
 #: What a bounded random search tries, per family.

@@ -332,7 +332,7 @@ def leakage_audit(X: pd.DataFrame, y: pd.Series | np.ndarray, cfg: ProjectConfig
         allowed = verdict != "ok" and is_allowed(cfg, row["variable"])
         if allowed and row["variable"] in cfg.data.allow_leaky:
             reasons.append("in the models all the same: the configuration allows it (data.allow_leaky)")
-        elif verdict == "review":
+        elif verdict == "review" and not allowed:
             reasons.append("kept out of the models until the configuration allows it (data.allow_leaky)")
         out.append(
             {

@@ -80,11 +80,23 @@ def xgb_classifier(seed: int, **params: Any) -> XGBClassifier:
         min_child_weight=1,
         tree_method="hist",
         eval_metric="logloss",
-        n_jobs=None,  # all cores where the model runs (the service limits it to 1 per worker)
+        n_jobs=1,  # one thread per fit: cross-validation runs many small fits (see all_cores for scoring)
         random_state=seed,
     )
     base.update(params)
     return XGBClassifier(**base)
+
+
+def all_cores(model: Pipeline) -> Pipeline:
+    """The fitted ``model`` set to predict with every core of the machine it runs on
+    (``n_jobs=None``): no thread count is baked into a saved model. Training keeps one
+    thread per fit, which is faster for the many small fits of cross-validation and does not
+    collapse when the machine is shared. Predictions do not depend on the thread count.
+    The service sets one thread per worker (``Scorer.limit_threads``)."""
+    est = final_estimator(model)
+    if hasattr(est, "n_jobs"):
+        est.set_params(n_jobs=None)
+    return model
 
 
 def transform_steps(pipeline: Pipeline, X: Any, start: int = 0, stop: int | None = None) -> Any:

@@ -2,8 +2,8 @@
 redundancy, model-based and out-of-fold permutation importance, and the final list.
 
 Weak or redundant variables are only *candidates* for dropping: :func:`confirm_drops`
-drops them only when cross-validation says the model does better without them (a tree
-ensemble does not suffer from correlated inputs, and a weak variable can still help).
+drops them only when cross-validation says the model does at least as well without them (a
+tree ensemble does not suffer from correlated inputs, and a weak variable can still help).
 """
 
 from __future__ import annotations
@@ -131,10 +131,13 @@ def confirm_drops(
     y: pd.Series,
     cv: BaseCrossValidator,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Drop :func:`decide`'s weak and redundant variables only if the model does better
-    without them: ``recipe(variables)`` (an unfitted pipeline) is cross-validated with and
-    without them, on the same folds. Returns the decision (those variables kept again, with
-    the figures in their reason, when CV does not improve) and the two CV ROC-AUCs."""
+    """Drop :func:`decide`'s weak and redundant variables only if cross-validation says the
+    model does at least as well without them: ``recipe(variables)`` (an unfitted pipeline)
+    is cross-validated with and without them on the same folds, and they go when the mean
+    fold-by-fold difference (without minus with) is not below minus one standard error of
+    that difference: a difference the folds cannot tell apart goes to the simpler model, as in
+    the choice of the model family. Otherwise they are kept, with the figures in their
+    reason. Returns the decision and the two CV ROC-AUCs and the difference's standard error."""
     t = decision.copy()
     reasons = t["reason"].astype(str)
     candidate = ~t["keep"] & reasons.str.startswith(CANDIDATE_REASONS)
@@ -142,14 +145,16 @@ def confirm_drops(
         return t, {}
     kept = t.loc[t["keep"], "variable"].tolist()
     dropped = t.loc[candidate, "variable"].tolist()
-    auc_with = float(cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc").mean())
-    auc_without = float(cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc").mean())
-    figures = {"cv_roc_auc_with": auc_with, "cv_roc_auc_without": auc_without}
-    if auc_without > auc_with:
-        t.loc[candidate, "reason"] = reasons[candidate] + f"; CV ROC-AUC without {auc_without:.4f} > with {auc_with:.4f}"
+    with_ = cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc")
+    without = cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc")
+    diff = without - with_
+    se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    auc_with, auc_without = float(with_.mean()), float(without.mean())
+    figures = {"cv_roc_auc_with": auc_with, "cv_roc_auc_without": auc_without, "difference_se": se}
+    told = f"CV ROC-AUC without {auc_without:.4f}, with {auc_with:.4f} (difference {diff.mean():+.4f}, one standard error {se:.4f})"
+    if diff.mean() >= -se:
+        t.loc[candidate, "reason"] = reasons[candidate] + f"; {told}: no better with it"
     else:
         t.loc[candidate, "keep"] = True
-        t.loc[candidate, "reason"] = (
-            "kept: " + reasons[candidate] + f", but CV ROC-AUC with it {auc_with:.4f} >= without {auc_without:.4f}"
-        )
+        t.loc[candidate, "reason"] = "kept: " + reasons[candidate] + f", but {told}: better with it"
     return t, figures

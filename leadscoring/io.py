@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from leadscoring.errors import OutputPathError
+from leadscoring.errors import OutputPathError, disk_full_error, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def remove_stale_temporaries(dest: str | os.PathLike[str], *, now: float | None 
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it over ``dest`` on success.
 
-    On any exception the temporary file is removed and ``dest`` is left untouched. The
+    On any exception the temporary file is removed and ``dest`` is left untouched; a full
+    disk (or quota) becomes a one-line error naming ``dest``. The
     temporary name records the writer (``.{name}.{pid}-{host}.XXXXXXXX.tmp``); the leftovers
     of earlier writers to ``dest`` that are gone are removed first
     (:func:`remove_stale_temporaries`).
@@ -131,6 +132,10 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
+    except OSError as exc:
+        if is_disk_full(exc):  # one line naming the product, which is left as it was
+            raise disk_full_error(dest, exc) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

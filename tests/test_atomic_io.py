@@ -72,3 +72,26 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
         write_text("second", dest)
         assert first.exists()
     assert dest.read_bytes() == b"first" and not list(tmp_path.glob(".history.parquet.*"))
+
+
+def test_a_full_disk_is_one_line_naming_the_product_whoever_writes_it(tmp_path, monkeypatch):
+    """Every product goes through atomic_path (models, manifests, cards, scores, history):
+    a full disk becomes one line naming it, and the old file stays."""
+    import errno
+
+    import pytest
+
+    from leadscoring.errors import OutputPathError
+    from leadscoring.io import write_json
+
+    dest = tmp_path / "model.json"
+    dest.write_text("{}")
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("pathlib.Path.write_text", full)
+    with pytest.raises(OutputPathError, match=r"model\.json: not written, the disk is full"):
+        write_json({"a": 1}, dest)
+    monkeypatch.undo()
+    assert dest.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["model.json"]

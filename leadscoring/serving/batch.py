@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
-from leadscoring.errors import LeadDataError, disk_full_error, is_disk_full
+from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
 from leadscoring.ingest.schema import validate_leads
@@ -203,24 +203,19 @@ def score_stream(
     rows = row_locator(src, cfg)
     ids = IdTracker(src.name, rows)
     procs = _worker_pool(scorer, jobs)
-    try:
-        with atomic_path(dest) as tmp, open(tmp, "wb") as sink, ThreadPoolExecutor(1, thread_name_prefix="write") as pool:
-            bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
-            out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar)
-            try:
-                job = _Job(factors, is_parquet(dest), scored_at or utc_now())
-                for table, records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs):
-                    out.write(table, records)
-                out.flush()
-            finally:
-                bar.close()
-                if procs is not None:
-                    procs.shutdown(wait=True, cancel_futures=True)
-                out.close()
-    except OSError as exc:
-        if is_disk_full(exc):  # the temporary output is removed; the destination is untouched
-            raise disk_full_error(dest, exc) from None
-        raise
+    with atomic_path(dest) as tmp, open(tmp, "wb") as sink, ThreadPoolExecutor(1, thread_name_prefix="write") as pool:
+        bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
+        out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar)
+        try:
+            job = _Job(factors, is_parquet(dest), scored_at or utc_now())
+            for table, records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs):
+                out.write(table, records)
+            out.flush()
+        finally:
+            bar.close()
+            if procs is not None:
+                procs.shutdown(wait=True, cancel_futures=True)
+            out.close()
     log.info("scored %d leads -> %s", out.total, dest)
     return {"leads": out.total, "buckets": out.buckets}
 
@@ -259,11 +254,6 @@ def csv_from_parquet(src: str | os.PathLike[str], dest: str | os.PathLike[str]) 
     import pyarrow.parquet as pq
 
     table = reasons_as_text(pq.read_table(src))
-    try:
-        with atomic_path(dest) as tmp, open(tmp, "wb") as sink:
-            _write_csv(table, sink, True)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise disk_full_error(dest, exc) from None
-        raise
+    with atomic_path(dest) as tmp, open(tmp, "wb") as sink:
+        _write_csv(table, sink, True)
     return Path(dest)

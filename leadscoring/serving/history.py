@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from leadscoring.errors import LeadDataError, disk_full_error, is_disk_full
+from leadscoring.errors import LeadDataError
 from leadscoring.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -209,13 +209,8 @@ class ScoreHistory:
                 old = SCHEMA.empty_table()
             new = _not_in(rows, old)
             if new.num_rows:
-                try:
-                    with atomic_path(self.path) as tmp:
-                        pq.write_table(pa.concat_tables([old, new]), tmp)
-                except OSError as exc:
-                    if is_disk_full(exc):  # the history is left as it was
-                        raise disk_full_error(self.path, exc) from None
-                    raise
+                with atomic_path(self.path) as tmp:  # a full disk: one line, the history left as it was
+                    pq.write_table(pa.concat_tables([old, new]), tmp)
         log.info("score history %s: %d rows appended (%d already there)", self.path, new.num_rows, rows.num_rows - new.num_rows)
         return new.num_rows
 

@@ -193,7 +193,7 @@ def test_every_path_carries_the_same_fields_for_the_same_lead(tiny, tmp_path):
     assert payload["lead_id"] == "L007"
     assert payload["custom_fields"] == {
         "predictive_score": single["score"],
-        "score_cluster": single["bucket"],
+        "score_bucket": single["bucket"],
         "recommended_action": single["recommended_action"],
         "fit_score": single["fit_score"],
         "engagement_score": single["engagement_score"],

@@ -87,7 +87,7 @@ def test_products_models_and_scores(project):
     assert set(payload) == {"lead_id", "custom_fields"}
     assert set(payload["custom_fields"]) == {
         "predictive_score",
-        "score_cluster",
+        "score_bucket",
         "recommended_action",
         "fit_score",
         "engagement_score",

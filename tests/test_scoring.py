@@ -28,6 +28,6 @@ def test_crm_payload_format():
     assert crm_payloads(scores, "id") == [
         {
             "lead_id": "660728",
-            "custom_fields": {"predictive_score": 85, "score_cluster": "HOT", "recommended_action": "Call_Immediately"},
+            "custom_fields": {"predictive_score": 85, "score_bucket": "HOT", "recommended_action": "Call_Immediately"},
         }
     ]

@@ -129,7 +129,7 @@ class _FlakyCRM(BaseHTTPRequestHandler):
         else:
             assert body["lead_id"] == lead and set(body["custom_fields"]) == {
                 "predictive_score",
-                "score_cluster",
+                "score_bucket",
                 "recommended_action",
             }
             with self.lock:

@@ -244,7 +244,7 @@ class GradesConfig(_Strict):
 
 DEFAULT_CRM_FIELDS: dict[str, str] = {
     "score": "predictive_score",
-    "bucket": "score_cluster",
+    "bucket": "score_bucket",
     "recommended_action": "recommended_action",
     "fit_score": "fit_score",
     "engagement_score": "engagement_score",

@@ -50,6 +50,9 @@ from leadscoring.serving.storage import (
 log = logging.getLogger(__name__)
 
 _SCORERS: dict[str, Scorer] = {}
+#: Scorers kept per worker process: the current model and the one before (a job that started
+#: before a retrain); older ones are dropped so a long-lived worker does not grow.
+MAX_SCORERS = 2
 
 
 class PreviousScores:
@@ -101,6 +104,8 @@ class ModelPayload:
             seg = model_from_bytes(self.segments, self.segment_manifest or {}, where=where) if self.segments else None
             scorer = Scorer(cfg, model, self.manifest, seg, self.segment_manifest)
             scorer.history = PreviousScores(self.previous)  # type: ignore[assignment]
+            while len(_SCORERS) >= MAX_SCORERS:
+                _SCORERS.pop(next(iter(_SCORERS)))
             _SCORERS[key] = scorer
         return _SCORERS[key]
 

@@ -82,7 +82,9 @@ class ReasonBook:
         self._arrays = {v: {k: np.asarray(a, dtype=float) for k, a in info.items()} for v, info in self.numeric.items()}
         self._group_q = {g: np.asarray(q, dtype=float) for g, q in self.group_quantiles.items()}
         self._group_cols: dict[tuple[str, ...], dict[str, list[int]]] = {}
-        self._memo: dict[tuple[str, Any], tuple[str, str, str]] = {}  # (variable, value) -> texts, one lead at a time
+        # (variable, value) -> texts, one lead at a time; shared by the service's threads: read
+        # with one .get and filled with one assignment (each atomic), cleared when large.
+        self._memo: dict[tuple[str, Any], tuple[str, str, str]] = {}
         self._lists = {
             v: ([float(x) for x in info["quantiles"]], [float(x) for x in info["edges"]]) for v, info in self.numeric.items()
         }
@@ -214,12 +216,13 @@ class ReasonBook:
             name = variables[j]
             v = values[name][i] if name in values else None
             key = (name, v if v == v else MISSING)  # NaN: one key
-            if key not in self._memo:
+            texts = self._memo.get(key)  # one lookup: safe while other threads fill or clear the memo
+            if texts is None:
                 if len(self._memo) > 100_000:
                     self._memo.clear()
                 one = np.array([v], dtype=object if isinstance(v, str) or v is None else float)
-                self._memo[key] = (self.label(name), self.values(name, one)[0], self.evidence(name, one)[0])
-            label, value, evidence = self._memo[key]
+                texts = self._memo[key] = (self.label(name), self.values(name, one)[0], self.evidence(name, one)[0])
+            label, value, evidence = texts
             out.append({"variable": name, "label": label, "value": value, "effect": rounded[j], "evidence": evidence})
         return out
 

@@ -397,9 +397,12 @@ def run_cli(step: str, argv: list[str], cwd: Path, env: dict[str, str], timeout:
     with open(logfile, "a") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            )
+        except OSError as exc:  # not executable, not found
+            raise StepFailed(f"{step}: cannot start {argv[0]}: {exc.strerror}") from None
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -744,8 +747,8 @@ def main(argv: list[str] | None = None) -> int:
             state = "generated" if e.kind == "generated" else ("present" if all(w.exists() for w in where) else "MISSING")
             print(f"{e.name:<16} {state:<9} {e.shape}")
         return 0
-    if not args.cli.exists():
-        p.error(f"--cli {args.cli} does not exist")
+    if not args.peers_only and not os.access(args.cli, os.X_OK):
+        p.error(f"--cli {args.cli} is not an executable file")
 
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="bench_peers_", dir=args.work_dir))

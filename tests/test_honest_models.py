@@ -88,6 +88,26 @@ def test_a_block_of_post_outcome_fields_masking_one_another_is_excluded_as_one_g
     assert "filled in for the same leads" in audit_summary(audit)
 
 
+def test_a_nearly_full_flagged_column_joins_no_block(tmp_path):
+    """A post-contact field filled in for 99 % of leads contains every sparser flagged field:
+    that is no sign they are filled in together."""
+    rng = np.random.default_rng(15)
+    X, y = honest(3000, rng, 0.3)
+    X["last_touch"] = np.where(rng.random(len(y)) < 0.01, "", rng.choice(["email", "call", "visit"], len(y)))
+    sparse = rng.random(len(y)) < 0.5
+    X["score_a"] = np.where(sparse, np.nan, rng.integers(0, 20, len(y)).astype(float))
+    X["score_b"] = np.where(sparse, np.nan, rng.integers(0, 20, len(y)).astype(float))
+    cfg = config(
+        tmp_path,
+        ["visits", "pages", "score_a", "score_b"],
+        ["channel", "last_touch"],
+        post_contact=["last_touch", "score_a", "score_b"],
+        use_post_contact_fields=True,
+    )
+    groups = leakage_audit(X, y, cfg, CV).set_index("variable")["group"]
+    assert groups["last_touch"] == "" and groups["score_a"] == groups["score_b"] != ""
+
+
 def test_a_sparse_column_filled_only_when_won_is_excluded(tmp_path):
     """60 of 8,000 leads have it, every one a conversion: excluded however sparse."""
     rng = np.random.default_rng(2)

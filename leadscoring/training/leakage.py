@@ -284,11 +284,16 @@ def _verdicts(ev: pd.DataFrame, cfg: ProjectConfig) -> list[tuple[list[str], str
         flagged |= now
 
 
+#: A column must be empty for at least this share of leads to be part of a block filled in
+#: together (a column filled in for 99 % of leads contains every sparser one).
+MIN_EMPTY_SHARE = 0.1
+
+
 def _groups(variables: Sequence[str], masks: dict[str, np.ndarray], overlap: float) -> dict[str, str]:
     """Flagged columns filled in for the same leads: the sparser one's filled-in rows lie
     (nearly, ``overlap``) within the other's, as the fields of one joined record do. Each
     column of a group of two or more → 'filled in together: a, b, …'."""
-    cols = [v for v in variables if 0 < masks[v].mean() < 1]
+    cols = [v for v in variables if MIN_EMPTY_SHARE <= masks[v].mean() < 1]  # a nearly full column joins no block
     parent = {c: c for c in cols}
 
     def root(c: str) -> str:

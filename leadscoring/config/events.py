@@ -3,13 +3,14 @@ features computed from them (see :mod:`leadscoring.events`)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
 from leadscoring.config.sections import ColumnRoles, _Strict
 
-EVENT_KINDS = (
+#: The kinds of behavioural feature, declared once (the SQL templates have one macro each).
+EventKind = Literal[
     "count",
     "sessions",
     "active_days",
@@ -22,7 +23,8 @@ EVENT_KINDS = (
     "time_between",
     "share",
     "decayed",
-)
+]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
 class EventFeature(_Strict):
@@ -36,20 +38,7 @@ class EventFeature(_Strict):
     ``decayed`` (each event weighs 0.5 ** (age in days / half-life))."""
 
     name: str
-    kind: Literal[
-        "count",
-        "sessions",
-        "active_days",
-        "days_since_first",
-        "days_since_last",
-        "engagement_seconds",
-        "sum",
-        "avg",
-        "max",
-        "time_between",
-        "share",
-        "decayed",
-    ]
+    kind: EventKind
     event: str | None = None
     page_contains: str | None = None
     days: float | None = Field(None, gt=0)

@@ -29,7 +29,7 @@ from sklearn.model_selection import BaseCrossValidator, KFold, RandomizedSearchC
 from sklearn.pipeline import Pipeline
 
 from leadscoring.config import ProjectConfig
-from leadscoring.training.pipeline import build_pipeline, xgb_classifier
+from leadscoring.training.pipeline import FOLD_JOBS, build_pipeline, xgb_classifier
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def candidate_models(cfg: ProjectConfig, features: Sequence[str] | None, pos_wei
             build_pipeline(
                 cfg,
                 RandomForestClassifier(
-                    n_estimators=trees, min_samples_leaf=3, class_weight="balanced_subsample", n_jobs=-1, random_state=seed
+                    n_estimators=trees, min_samples_leaf=3, class_weight="balanced_subsample", n_jobs=1, random_state=seed
                 ),
                 features=features,
                 scale=False,
@@ -166,7 +166,7 @@ def cross_validate_candidates(
     rows = []
     for cand in tqdm(candidates, desc="cross-validating candidates"):
         t0 = time.perf_counter()
-        res = cross_validate(cand.pipeline, X, y, cv=cv, scoring=SCORING, n_jobs=1)
+        res = cross_validate(cand.pipeline, X, y, cv=cv, scoring=SCORING, n_jobs=FOLD_JOBS)
         row: dict[str, Any] = {"model": cand.name, "family": cand.family, "imbalance": cand.imbalance}
         for key in SCORING:
             vals = res[f"test_{key}"] * (-1 if key == "brier" else 1)
@@ -268,7 +268,7 @@ def tune(
     optimising CV ROC-AUC."""
     size = int(np.prod([len(v) for v in space.values()]))
     search = RandomizedSearchCV(
-        pipeline, space, n_iter=min(n_iter, size), scoring="roc_auc", cv=cv, random_state=seed, n_jobs=1, refit=False
+        pipeline, space, n_iter=min(n_iter, size), scoring="roc_auc", cv=cv, random_state=seed, n_jobs=FOLD_JOBS, refit=False
     )
     search.fit(X, y)
     return search
@@ -298,7 +298,7 @@ def compare_calibration(
     rows = []
     variants = [("uncalibrated", pipeline)] + [(m, calibrated(pipeline, m, cv)) for m in methods]
     for name, est in variants:
-        res = cross_validate(est, X, y, cv=cv, scoring=SCORING, n_jobs=1)
+        res = cross_validate(est, X, y, cv=cv, scoring=SCORING, n_jobs=FOLD_JOBS)
         rows.append(
             {
                 "calibration": name,

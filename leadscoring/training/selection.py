@@ -12,11 +12,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.feature_selection import mutual_info_classif
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import BaseCrossValidator, StratifiedKFold, cross_val_score
 
+from leadscoring.training.pipeline import FOLD_JOBS
 from leadscoring.training.woe import information_value, woe_table
 
 
@@ -54,13 +56,15 @@ def oof_permutation_importance(
 ) -> pd.Series:
     """Permutation importance (drop in ROC-AUC) of each raw column, measured on the
     held-out fold of each CV split after fitting on the rest: never in-sample."""
-    parts = []
-    for train, test in cv.split(X, y):
+
+    def one_fold(train: np.ndarray, test: np.ndarray) -> pd.Series:
         est = clone(pipeline).fit(X.iloc[train], y.iloc[train])
         res = permutation_importance(
             est, X.iloc[test], y.iloc[test], scoring="roc_auc", n_repeats=repeats, random_state=seed, n_jobs=1
         )
-        parts.append(pd.Series(res.importances_mean, index=X.columns))
+        return pd.Series(res.importances_mean, index=X.columns)
+
+    parts = Parallel(n_jobs=FOLD_JOBS)(delayed(one_fold)(train, test) for train, test in cv.split(X, y))
     return pd.concat(parts, axis=1).mean(axis=1).rename("permutation_importance")
 
 
@@ -145,8 +149,8 @@ def confirm_drops(
         return t, {}
     kept = t.loc[t["keep"], "variable"].tolist()
     dropped = t.loc[candidate, "variable"].tolist()
-    with_ = cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc")
-    without = cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc")
+    with_ = cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc", n_jobs=FOLD_JOBS)
+    without = cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc", n_jobs=FOLD_JOBS)
     diff = without - with_
     se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
     auc_with, auc_without = float(with_.mean()), float(without.mean())

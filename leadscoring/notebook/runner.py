@@ -28,6 +28,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,8 +179,10 @@ def _run_notebook(
     result: RunResult,
     progress: bool,
     report: bool,
-) -> None:
-    """Execute one notebook, check its declared products, render it; its outcome goes to ``result``."""
+    renderer: ThreadPoolExecutor,
+) -> Future[None]:
+    """Execute one notebook and check its declared products; its outcome goes to ``result``.
+    Its HTML rendering goes to ``renderer`` (while the next notebook runs): the returned future."""
     staging = run_dir / "products"
     executed = run_dir / "notebooks" / nb.name
     log.info("running %s", nb.name)
@@ -196,8 +199,8 @@ def _run_notebook(
     if missing:
         result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", f"missing {missing}"))
         raise RunFailed(f"notebook {nb.name} ran but did not write its product(s) {missing}")
-    _to_html(executed, run_dir / "html" / f"{nb.stem}.html", no_input=report)
     result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
+    return renderer.submit(_to_html, executed, run_dir / "html" / f"{nb.stem}.html", no_input=report)
 
 
 def _run_notebooks(
@@ -216,17 +219,23 @@ def _run_notebooks(
         _seed_staging(cfg, staging)
     _self_contained_env(cfg)
     ensure_kernel(cfg.run.kernel_name)
-    for nb in notebooks:
-        _run_notebook(
-            cfg,
-            nb,
-            _notebook_parameters(cfg, staging, parameters, declared[nb]),
-            declared[nb],
-            result.run_dir,
-            result,
-            progress,
-            report=nb.stem in reports,
-        )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as renderer:
+        rendered = [
+            _run_notebook(
+                cfg,
+                nb,
+                _notebook_parameters(cfg, staging, parameters, declared[nb]),
+                declared[nb],
+                result.run_dir,
+                result,
+                progress,
+                report=nb.stem in reports,
+                renderer=renderer,
+            )
+            for nb in notebooks
+        ]
+    for done in rendered:
+        done.result()  # a rendering that failed fails the run
     metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
     if metrics_file.is_file():
         result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))

@@ -25,11 +25,11 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import BaseCrossValidator, KFold, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit, cross_validate
+from sklearn.model_selection import BaseCrossValidator, KFold, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 
 from leadscoring.config import ProjectConfig
-from leadscoring.training.pipeline import FOLD_JOBS, build_pipeline, xgb_classifier
+from leadscoring.training.pipeline import FIT_PROCESSES, build_pipeline, xgb_classifier
 
 log = logging.getLogger(__name__)
 
@@ -156,24 +156,65 @@ def out_of_fold(estimator: Any, X: pd.DataFrame, y: pd.Series | np.ndarray, cv: 
     return out
 
 
+def _fit_and_score(
+    estimator: Any, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray, scorer: Any
+) -> tuple[dict[str, float], float]:
+    """One fold: fit a clone on ``train``, score it on ``test`` (NaN scores if the fit fails,
+    as ``cross_validate`` does); with the seconds it took."""
+    t0 = time.perf_counter()
+    try:
+        est = clone(estimator).fit(X.iloc[train], y[train])
+        scores = {k: float(v) for k, v in scorer(est, X.iloc[test], y[test]).items()}
+    except Exception as exc:  # a fold a resampler cannot handle, say: the candidate scores NaN
+        log.warning("a fold of %s failed: %s", type(estimator).__name__, exc)
+        scores = dict.fromkeys(SCORING, float("nan"))
+    return scores, time.perf_counter() - t0
+
+
+def cross_validate_many(
+    estimators: Sequence[Any], X: pd.DataFrame, y: pd.Series | np.ndarray, cv: BaseCrossValidator, desc: str | None = None
+) -> list[dict[str, np.ndarray]]:
+    """:func:`~sklearn.model_selection.cross_validate` (with :data:`SCORING`) of several
+    estimators on the same folds. Every (estimator, fold) fit goes to one pool of
+    :data:`FIT_PROCESSES` processes, so no core waits for one estimator's last fold. Each result
+    holds ``test_<metric>`` arrays (Brier negated, as scikit-learn reports it) and
+    ``seconds``, the fit and scoring time summed over the folds."""
+    from joblib import Parallel, delayed
+    from sklearn.metrics import check_scoring
+    from tqdm import tqdm
+
+    y = np.asarray(y)
+    folds = list(cv.split(X, y))
+    scorer = check_scoring(estimators[0], scoring=SCORING)
+    tasks = (delayed(_fit_and_score)(est, X, y, train, test, scorer) for est in estimators for train, test in folds)
+    done = Parallel(n_jobs=FIT_PROCESSES, return_as="generator")(tasks)
+    if desc:
+        done = tqdm(done, total=len(estimators) * len(folds), desc=desc)
+    outcomes = list(done)
+    results = []
+    for i in range(len(estimators)):
+        part = outcomes[i * len(folds) : (i + 1) * len(folds)]
+        res = {f"test_{k}": np.array([scores[k] for scores, _ in part]) for k in SCORING}
+        res["seconds"] = float(sum(sec for _, sec in part))
+        results.append(res)
+    return results
+
+
 def cross_validate_candidates(
     candidates: Sequence[Candidate], X: pd.DataFrame, y: pd.Series, cv: BaseCrossValidator
 ) -> pd.DataFrame:
     """CV mean ± std (and standard error) of ROC-AUC, average precision and Brier score for
-    each candidate, with its family."""
-    from tqdm import tqdm
-
+    each candidate, with its family and ``seconds`` (fit and scoring time over its folds)."""
     rows = []
-    for cand in tqdm(candidates, desc="cross-validating candidates"):
-        t0 = time.perf_counter()
-        res = cross_validate(cand.pipeline, X, y, cv=cv, scoring=SCORING, n_jobs=FOLD_JOBS)
+    results = cross_validate_many([c.pipeline for c in candidates], X, y, cv, desc="cross-validating candidates")
+    for cand, res in zip(candidates, results, strict=True):
         row: dict[str, Any] = {"model": cand.name, "family": cand.family, "imbalance": cand.imbalance}
         for key in SCORING:
             vals = res[f"test_{key}"] * (-1 if key == "brier" else 1)
             row[f"{key}_mean"] = float(np.mean(vals))
             row[f"{key}_std"] = float(np.std(vals))
         row["roc_auc_se"] = float(np.std(res["test_roc_auc"], ddof=1) / np.sqrt(len(res["test_roc_auc"])))
-        row["seconds"] = round(time.perf_counter() - t0, 1)
+        row["seconds"] = round(res["seconds"], 1)
         rows.append(row)
         log.info("%s: AUC %.4f ± %.4f", cand.name, row["roc_auc_mean"], row["roc_auc_std"])
     return pd.DataFrame(rows).sort_values("roc_auc_mean", ascending=False).reset_index(drop=True)
@@ -268,7 +309,7 @@ def tune(
     optimising CV ROC-AUC."""
     size = int(np.prod([len(v) for v in space.values()]))
     search = RandomizedSearchCV(
-        pipeline, space, n_iter=min(n_iter, size), scoring="roc_auc", cv=cv, random_state=seed, n_jobs=FOLD_JOBS, refit=False
+        pipeline, space, n_iter=min(n_iter, size), scoring="roc_auc", cv=cv, random_state=seed, n_jobs=FIT_PROCESSES, refit=False
     )
     search.fit(X, y)
     return search
@@ -297,8 +338,8 @@ def compare_calibration(
     the ROC-AUC each method costs (``auc_change``: calibrated minus uncalibrated)."""
     rows = []
     variants = [("uncalibrated", pipeline)] + [(m, calibrated(pipeline, m, cv)) for m in methods]
-    for name, est in variants:
-        res = cross_validate(est, X, y, cv=cv, scoring=SCORING, n_jobs=FOLD_JOBS)
+    results = cross_validate_many([est for _, est in variants], X, y, cv)
+    for (name, _), res in zip(variants, results, strict=True):
         rows.append(
             {
                 "calibration": name,

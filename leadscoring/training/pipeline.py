@@ -22,10 +22,10 @@ from leadscoring.features.cleaning import LeadCleaner
 from leadscoring.features.derived import ColumnSelector, LeadFeatures
 from leadscoring.features.encoding import build_encoder
 
-FOLD_JOBS = -1
-"""Processes for the folds of cross-validation: one per core. Each fit keeps one thread
-(``n_jobs=1`` in the classifiers), so the folds, not the threads, use the machine; results
-do not depend on it."""
+FIT_PROCESSES = -1
+"""Processes for independent fits (cross-validation folds, search candidates, KMeans
+solutions): one per core. Each fit keeps one thread (``n_jobs=1`` in the classifiers), so
+the fits, not the threads, share the machine; results do not depend on it."""
 
 
 def preparation_steps(cfg: ProjectConfig, features: Sequence[str] | None = None) -> list[tuple[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
@@ -23,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import build_encoder
-from leadscoring.training.pipeline import numeric_feature_names, preparation_steps
+from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, preparation_steps
 
 
 def segmentation_columns(cfg: ProjectConfig) -> list[str]:
@@ -65,20 +66,22 @@ def choose_k(Z: np.ndarray, k_range: tuple[int, int], seeds: Sequence[int], samp
     """Elbow (inertia), silhouette and stability (mean adjusted Rand index across seeds) per k."""
     rng = np.random.default_rng(0)
     idx = rng.choice(len(Z), size=min(sample, len(Z)), replace=False)
-    rows = []
-    for k in range(k_range[0], k_range[1] + 1):
-        with threadpool_limits(ONE_THREAD):
-            labels = [KMeans(k, n_init=10, random_state=s).fit(Z) for s in seeds]
-        ari = [adjusted_rand_score(a.labels_, b.labels_) for a, b in itertools.combinations(labels, 2)]
-        rows.append(
-            {
-                "k": k,
-                "inertia": float(labels[0].inertia_),
-                "silhouette": float(silhouette_score(Z[idx], labels[0].labels_[idx])),
-                "stability_ari": float(np.mean(ari)) if ari else 1.0,
-            }
-        )
-    return pd.DataFrame(rows)
+    ks = range(k_range[0], k_range[1] + 1)
+    return pd.DataFrame(Parallel(n_jobs=FIT_PROCESSES)(delayed(_k_figures)(Z, k, seeds, idx) for k in ks))
+
+
+def _k_figures(Z: np.ndarray, k: int, seeds: Sequence[int], idx: np.ndarray) -> dict[str, float]:
+    """Inertia and silhouette of the first seed's solution with ``k`` segments, and its
+    stability across ``seeds``."""
+    with threadpool_limits(ONE_THREAD):
+        labels = [KMeans(k, n_init=10, random_state=s).fit(Z) for s in seeds]
+    ari = [adjusted_rand_score(a.labels_, b.labels_) for a, b in itertools.combinations(labels, 2)]
+    return {
+        "k": k,
+        "inertia": float(labels[0].inertia_),
+        "silhouette": float(silhouette_score(Z[idx], labels[0].labels_[idx])),
+        "stability_ari": float(np.mean(ari)) if ari else 1.0,
+    }
 
 
 def pick_k(table: pd.DataFrame, min_stability: float = 0.8) -> int:

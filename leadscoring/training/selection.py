@@ -18,7 +18,7 @@ from sklearn.feature_selection import mutual_info_classif
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import BaseCrossValidator, StratifiedKFold, cross_val_score
 
-from leadscoring.training.pipeline import FOLD_JOBS
+from leadscoring.training.pipeline import FIT_PROCESSES
 from leadscoring.training.woe import information_value, woe_table
 
 
@@ -64,7 +64,7 @@ def oof_permutation_importance(
         )
         return pd.Series(res.importances_mean, index=X.columns)
 
-    parts = Parallel(n_jobs=FOLD_JOBS)(delayed(one_fold)(train, test) for train, test in cv.split(X, y))
+    parts = Parallel(n_jobs=FIT_PROCESSES)(delayed(one_fold)(train, test) for train, test in cv.split(X, y))
     return pd.concat(parts, axis=1).mean(axis=1).rename("permutation_importance")
 
 
@@ -149,8 +149,8 @@ def confirm_drops(
         return t, {}
     kept = t.loc[t["keep"], "variable"].tolist()
     dropped = t.loc[candidate, "variable"].tolist()
-    with_ = cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc", n_jobs=FOLD_JOBS)
-    without = cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc", n_jobs=FOLD_JOBS)
+    with_ = cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc", n_jobs=FIT_PROCESSES)
+    without = cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc", n_jobs=FIT_PROCESSES)
     diff = without - with_
     se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
     auc_with, auc_without = float(with_.mean()), float(without.mean())

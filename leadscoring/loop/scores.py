@@ -1,4 +1,4 @@
-"""Reading and checking a scores file before it is pushed to the CRM: the id and score
+"""Checking a scores file (read by :mod:`leadscoring.serving.scores_file`) before it is pushed to the CRM: the id and score
 columns present, at least one row, ids non-blank and distinct, scores whole numbers; each
 problem is a one-line :class:`LeadDataError` naming the file and its lines."""
 
@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.errors import LeadDataError
+from leadscoring.serving.scores_file import is_parquet, read_scores_file
 
 SCORE_COLUMNS = ("score", "bucket", "recommended_action")
 
@@ -52,25 +53,7 @@ def check_scores(scores: pd.DataFrame, id_column: str, origin: str = "scores", *
 
 def read_scores(path: str | os.PathLike[str], id_column: str = "id") -> pd.DataFrame:
     """A scores file as written by ``leadscoring score`` (comma-separated CSV, or parquet),
-    ids kept as text exactly as written; problems raise a one-line :class:`LeadDataError`."""
+    ids kept as text exactly as written (read by :func:`read_scores_file`), checked for the
+    push (:func:`check_scores`); problems raise a one-line :class:`LeadDataError`."""
     path = Path(path)
-    name = path.name
-    if not path.is_file():
-        raise LeadDataError(f"{path}: file not found")
-    if path.suffix.lower() in {".parquet", ".pq"}:
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises many types; the message is what matters
-            raise LeadDataError(f"{name}: cannot read as parquet ({exc})".splitlines()[0]) from None
-        if id_column in df.columns:
-            df[id_column] = df[id_column].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-        return check_scores(df, id_column, name, from_file=False)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise LeadDataError(f"{name}: the file is empty (no header, no scores)") from None
-    except UnicodeDecodeError as exc:
-        raise LeadDataError(f"{name}: not readable as UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except pd.errors.ParserError as exc:
-        raise LeadDataError(f"{name}: malformed CSV (comma-separated expected): {exc}".splitlines()[0]) from None
-    return check_scores(df, id_column, name, from_file=True)
+    return check_scores(read_scores_file(path, id_column), id_column, path.name, from_file=not is_parquet(path))

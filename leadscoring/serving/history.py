@@ -1,26 +1,47 @@
-"""The score history: every production scoring's scores (``lead_id`` text, ``score`` int16, ``model_version``
-text, ``scored_at`` UTC timestamp in µs, ``job_id`` text) appended to one parquet file, so each lead's previous
-score and trend (improving / steady / declining / new) can be shown. Writers take an exclusive ``flock`` on the
-sidecar ``<name>.lock`` and replace the whole file atomically, so readers (a long-running service) always see a
-complete file; :class:`ScoreHistory` re-reads it only when it changed.
+"""The score history: every production scoring's scores (``lead_id`` text, ``score`` int16,
+``model_version`` text, ``scored_at`` UTC timestamp in µs, ``job_id`` text), so each lead's
+previous score and trend (improving / steady / declining / new) can be shown. (The CRM
+outcomes that come back are the *outcome history*, kept elsewhere.)
 
-Each appended scoring carries its job's identity (``job_id``): a row already in the history with the same lead,
-model version, time and job (a retried append) is not appended again, while two jobs scoring the same leads in
-the same second are both kept. Files written before ``job_id`` existed still read: their rows have none (null),
-so each counts as a job of its own."""
+Storage: a folder of parquet files read as one data set, written only by this module
+(:func:`append_scores`, :func:`append_scores_file`, :func:`append_run_scores`):
+
+- ``part-<ns>-<job>-<tag>.parquet``: one per append of a scoring job, written atomically
+  (temporary file, then rename) under a new name, so an append never reads nor rewrites the
+  history (its cost does not grow with the history) and concurrent appends need no lock
+  (no ``fcntl``: it works on Windows). ``<ns>`` is the time of the append (file-name order is
+  append order), ``<job>`` a digest of the job id, ``<tag>`` random.
+- ``compacted-<ns>-<tag>.parquet``: written by :func:`compact` (``leadscoring history
+  compact``), occasionally, from every file it listed; its metadata names the files it
+  replaces, which readers ignore from the moment it appears, so a reader never sees a row
+  twice nor loses one, and a part written while compacting (not listed) stays as it is.
+
+Each appended scoring carries its job's identity (``job_id``): a row already in the history
+with the same lead, model version, time and job (a retried append) is not appended again,
+while two jobs scoring the same leads in the same second are both kept. Only the job's own
+files are read to tell (an already compacted job is looked for in the compacted file).
+Histories written before ``job_id`` existed still read: their rows have none (null), so each
+counts as a job of its own.
+
+Where the folder is (:func:`history_folder`): ``paths.score_history`` names it; a path ending
+in ``.parquet`` (the single-file history of earlier versions, e.g.
+``05_Resultados/score_history.parquet``) names the folder of the same stem beside it
+(``05_Resultados/score_history/``). A single-file history found there is moved into the
+folder, whole and unchanged, by the first read or append (:func:`migrate`), then compacted
+once (a one-time cost of the size of the history) so that its jobs are known."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import fcntl
 import hashlib
+import json
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -28,11 +49,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from leadscoring.errors import LeadDataError
 from leadscoring.io import atomic_path
+from leadscoring.serving.scores_file import read_scores_file, scores_file_columns
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +76,20 @@ OPTIONAL_COLUMNS = frozenset({"job_id"})
 
 #: What identifies one row: a row with the same values is the same scoring appended again.
 ROW_KEY = ("lead_id", "scored_at", "model_version", "job_id")
+
+PART_PREFIX = "part-"
+COMPACTED_PREFIX = "compacted-"
+#: Suffixes of a single-file history of earlier versions (and of a configured path naming one).
+LEGACY_SUFFIXES = (".parquet", ".pq")
+#: In the name of a single-file history moved into the folder (a compacted file without metadata).
+LEGACY_TAG = "-legacy-"
+#: Metadata of a compacted file: the files it replaces, and the digests of the jobs it holds.
+_REPLACES_KEY = b"leadscoring.replaces"
+_JOBS_KEY = b"leadscoring.jobs"
+#: The compaction's lock file in the folder (hidden: not part of the data set).
+COMPACTION_LOCK = ".compaction.lock"
+#: A compaction lock older than this (seconds) is taken to be left by a compaction that died.
+STALE_COMPACTION_SECONDS = 60 * 60
 
 
 def new_job_id() -> str:
@@ -94,10 +129,14 @@ def scores_of(latest: pd.Series, ids: np.ndarray | Sequence[str]) -> np.ndarray:
 
 @dataclass
 class _Snapshot:
-    """The latest score per lead in one version of the file (``by_id``: as a dict, for small lookups)."""
+    """The latest score per lead in the history as listed (``names``: every file listed,
+    ``live``: those read; ``by_id``: the latest scores as a dict, for small lookups)."""
 
-    stamp: tuple[int, int, int] | None
-    latest: pd.Series
+    key: tuple[str, ...] | None
+    names: frozenset[str] = frozenset()
+    live: tuple[str, ...] = ()
+    latest: pd.Series = field(default_factory=lambda: _empty_latest())
+    at: pd.Series = field(default_factory=lambda: _empty_latest().astype("datetime64[us, UTC]"))
     by_id: dict[str, float] | None = None
 
 
@@ -105,54 +144,219 @@ def _empty_latest() -> pd.Series:
     return pd.Series(np.empty(0, dtype="int16"), index=pd.Index([], dtype="str", name="lead_id"), name="score")
 
 
-class ScoreHistory:
-    """The score history file at ``path``: read the latest scores, append new ones."""
+def history_folder(path: str | os.PathLike[str]) -> Path:
+    """The score history's folder for ``paths.score_history``: the path itself, or for a path
+    ending in ``.parquet`` / ``.pq`` that is not a folder, the folder of its stem beside it."""
+    p = Path(path)
+    if p.suffix.lower() in LEGACY_SUFFIXES and not p.is_dir():
+        return p.with_suffix("")
+    return p
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._snapshot = _Snapshot(None, _empty_latest())
+
+def _legacy_files(folder: Path) -> list[Path]:
+    """Single-file histories of earlier versions beside ``folder`` (``<folder>.parquet``)."""
+    return [p for p in (folder.with_name(folder.name + s) for s in LEGACY_SUFFIXES) if p.is_file()]
+
+
+def migrate(path: str | os.PathLike[str]) -> list[Path]:
+    """Move a single-file score history of earlier versions (``<folder>.parquet``, with or
+    without ``job_id``) into the folder, whole and unchanged, as a compacted file (one rename:
+    nothing is lost; concurrent migrations move it once), then :func:`compact` the folder once
+    so the jobs it holds are recorded. Its ``.lock`` file is removed. Returns the files moved;
+    one that cannot be moved (open elsewhere, on Windows) is left and read where it is until a
+    later migration moves it."""
+    folder = history_folder(path)
+    moved = []
+    for legacy in _legacy_files(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            st = legacy.stat()
+            dest = folder / f"{COMPACTED_PREFIX}{0:020d}{LEGACY_TAG}{st.st_mtime_ns}-{uuid.uuid4().hex[:8]}.parquet"
+            os.replace(legacy, dest)
+        except FileNotFoundError:
+            continue  # another process moved it
+        except OSError as exc:
+            log.warning("score history: %s not moved into %s yet (%s); read where it is", legacy, folder, exc)
+            continue
+        with contextlib.suppress(OSError):
+            legacy.with_name(legacy.name + ".lock").unlink(missing_ok=True)
+        log.info("score history: single-file history %s moved into %s as %s", legacy, folder, dest.name)
+        moved.append(dest)
+    if moved:  # once: record the jobs it holds, so a retried append of one of them is told without reading it
+        try:
+            compact(folder)
+        except LeadDataError as exc:
+            log.warning("score history %s: not compacted after the migration (%s)", folder, exc)
+    return moved
+
+
+def _listing(folder: Path) -> list[str]:
+    """The data files of the folder, in order (compacted files first, then parts by append
+    time); hidden files (temporary files, the lock) are not data."""
+    try:
+        with os.scandir(folder) as it:
+            names = [e.name for e in it if e.name.endswith(".parquet") and not e.name.startswith((".", "_"))]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(names)
+
+
+_META: dict[str, tuple[frozenset[str], frozenset[str]]] = {}  # compacted file -> (replaces, jobs); files never change
+_META_LOCK = threading.Lock()
+
+
+def _compacted_meta(path: Path) -> tuple[frozenset[str], frozenset[str]]:
+    """The files a compacted file replaces and the digests of the jobs it holds (read once)."""
+    key = str(path)
+    with _META_LOCK:
+        if key in _META:
+            return _META[key]
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, ValueError) as exc:
+        raise LeadDataError(f"{path}: not a readable score history file ({str(exc).splitlines()[0]})") from exc
+    found = (frozenset(json.loads(meta.get(_REPLACES_KEY, b"[]"))), frozenset(json.loads(meta.get(_JOBS_KEY, b"[]"))))
+    with _META_LOCK:
+        _META[key] = found
+        if len(_META) > 4096:
+            _META.pop(next(iter(_META)))
+    return found
+
+
+def _live(folder: Path, names: Sequence[str]) -> list[str]:
+    """The files to read: those listed that no compacted file listed replaces."""
+    replaced: set[str] = set()
+    for n in names:
+        if n.startswith(COMPACTED_PREFIX):
+            replaced |= _compacted_meta(folder / n)[0]
+    return [n for n in names if n not in replaced]
+
+
+def _job_key(job_id: str) -> str:
+    """The digest of a job id that names its parts."""
+    return hashlib.blake2b(job_id.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def _part_job(name: str) -> str | None:
+    """The job digest in a part's name, None for a compacted file."""
+    bits = name.split("-")
+    return bits[2] if name.startswith(PART_PREFIX) and len(bits) == 4 else None
+
+
+def _read_file(source: Path, columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
+    """The ``columns`` of one history file, in the history's types; an optional column the
+    file lacks (:data:`OPTIONAL_COLUMNS`) is read as nulls."""
+    try:
+        file = pq.ParquetFile(source)
+        present = set(file.schema_arrow.names)
+        table = file.read(columns=[n for n in columns if n in present or n not in OPTIONAL_COLUMNS])
+        for name in columns:
+            if name not in present and name in OPTIONAL_COLUMNS:
+                table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+        return table.select(list(columns)).cast(pa.schema([SCHEMA.field(n) for n in columns]))
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
+        raise LeadDataError(f"{source}: not a readable score history file ({str(exc).splitlines()[0]})") from exc
+
+
+def _read_files(paths: Sequence[Path], columns: Sequence[str]) -> pa.Table:
+    tables = [_read_file(p, columns) for p in paths]
+    return pa.concat_tables(tables) if tables else pa.schema([SCHEMA.field(n) for n in columns]).empty_table()
+
+
+def _listed(folder: Path) -> tuple[list[str], list[Path]]:
+    """Every data file listed, and the paths to read (live files, then any single-file history
+    that could not be moved in yet)."""
+    if _legacy_files(folder):
+        migrate(folder)
+    names = _listing(folder)
+    return names, [*(folder / n for n in _live(folder, names)), *_legacy_files(folder)]
+
+
+def read_history(path: str | os.PathLike[str], columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
+    """The whole score history at ``path`` (see :func:`history_folder`): its ``columns``, in
+    append order (empty when there is none yet)."""
+    folder = history_folder(path)
+    for attempt in range(5):
+        _, paths = _listed(folder)
+        try:
+            return _read_files(paths, columns)
+        except FileNotFoundError:  # a compaction removed a file just listed: list again
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+class ScoreHistory:
+    """The score history at ``path`` (see :func:`history_folder`; ``path`` here is the
+    folder): read the latest scores, append new ones.
+
+    A long-running reader (the service) lists the folder on each read, at most every
+    ``refresh_seconds`` (default: on every read, which costs one directory listing), and reads
+    only when the set of files changed: new parts are merged into the latest scores it holds
+    (their cost, not the history's); a compaction, which changes no score, is not re-read."""
+
+    def __init__(self, path: str | os.PathLike[str], refresh_seconds: float = 0.0) -> None:
+        self.path = history_folder(path)
+        self.refresh_seconds = refresh_seconds
+        self._snapshot = _Snapshot(None)
+        self._checked = -float("inf")
         self._reload = threading.Lock()
 
     def _current(self) -> _Snapshot:
-        """The snapshot of the file as it is now, re-read only if the file changed."""
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._snapshot = self._snapshot if self._snapshot.stamp is None else _Snapshot(None, _empty_latest())
+        """The snapshot of the history as it is now, read again only if its files changed."""
+        now = time.monotonic()
+        if self.refresh_seconds > 0 and now - self._checked < self.refresh_seconds:
             return self._snapshot
-        if (st.st_ino, st.st_mtime_ns, st.st_size) == self._snapshot.stamp:
-            return self._snapshot
-        with self._reload:
-            try:
-                with open(self.path, "rb") as fh:  # stamp and content of the same file, even if replaced meanwhile
-                    st = os.fstat(fh.fileno())
-                    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-                    if stamp != self._snapshot.stamp:
-                        table = self._read(fh, ["lead_id", "score", "scored_at"])
-                        self._snapshot = _Snapshot(stamp, _latest_of(table))
-                        log.debug("score history %s: %d leads", self.path, len(self._snapshot.latest))
-            except FileNotFoundError:
-                self._snapshot = _Snapshot(None, _empty_latest())
+        names, paths = _listed(self.path)
+        key = tuple(str(p) for p in paths)
+        if key != self._snapshot.key:
+            with self._reload:
+                if key != self._snapshot.key:
+                    self._snapshot = self._load(names)
+        self._checked = now
         return self._snapshot
 
-    def _read(self, source: object, columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
-        """The ``columns`` of the history file (path or open file), in the history's types; an
-        optional column the file lacks (:data:`OPTIONAL_COLUMNS`) is read as nulls."""
-        try:
-            file = pq.ParquetFile(source)
-            present = set(file.schema_arrow.names)
-            table = file.read(columns=[n for n in columns if n in present or n not in OPTIONAL_COLUMNS])
-            for name in columns:
-                if name not in present and name in OPTIONAL_COLUMNS:
-                    table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
-            return table.select(list(columns)).cast(pa.schema([SCHEMA.field(n) for n in columns]))
-        except (pa.ArrowException, KeyError, ValueError) as exc:
-            raise LeadDataError(f"{self.path}: not a readable score history ({str(exc).splitlines()[0]})") from exc
+    def _load(self, names: list[str]) -> _Snapshot:
+        for attempt in range(5):
+            try:
+                return self._loaded(names)
+            except FileNotFoundError:  # a compaction removed a file just listed: list again
+                if attempt == 4:
+                    raise
+                names, _ = _listed(self.path)
+        raise AssertionError("unreachable")
+
+    def _loaded(self, names: list[str]) -> _Snapshot:
+        """The snapshot for the files ``names``: the previous one with the new parts merged in
+        when files were only added, the previous one relabelled when a compaction replaced files
+        already read, else read in full."""
+        old = self._snapshot
+        live = _live(self.path, names)
+        legacy = _legacy_files(self.path)
+        paths = [*(self.path / n for n in live), *legacy]
+        key = tuple(str(p) for p in paths)
+        columns = ["lead_id", "score", "scored_at"]
+        added = [n for n in live if n not in old.live]
+        gone = set(old.live) - set(live)
+        if old.key is not None and not legacy and len(old.key) == len(old.live):  # neither then nor now a single file to read
+            if not gone and all(n.startswith(PART_PREFIX) for n in added):
+                rows = _read_files([self.path / n for n in added], columns)
+                latest, at = _latest_of(rows, old.latest, old.at)
+                log.debug("score history %s: %d new file(s) merged, %d leads", self.path, len(added), len(latest))
+                return _Snapshot(key, frozenset(names), tuple(live), latest, at)
+            if all(n.startswith(COMPACTED_PREFIX) and _compacted_meta(self.path / n)[0] <= old.names for n in added):
+                covered = set().union(*(_compacted_meta(self.path / n)[0] for n in added)) if added else set()
+                if gone <= covered:
+                    return _Snapshot(key, frozenset(names), tuple(live), old.latest, old.at, old.by_id)
+        latest, at = _latest_of(_read_files(paths, columns))
+        log.debug("score history %s: %d file(s) read, %d leads", self.path, len(paths), len(latest))
+        return _Snapshot(key, frozenset(names), tuple(live), latest, at)
 
     def latest(self) -> pd.Series:
         """Lead id (text) -> latest score (the latest ``scored_at``; on a tie, the last
-        appended). Empty when the file does not exist. Cached: do not modify."""
+        appended). Empty when there is no history yet. Cached: do not modify."""
         return self._current().latest
 
     def lookup(self, ids: np.ndarray | Sequence[str]) -> np.ndarray:
@@ -167,16 +371,6 @@ class ScoreHistory:
             return np.array([by_id.get(str(k), np.nan) for k in keys], dtype="float64")
         return scores_of(snap.latest, keys)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Exclusive lock on the sidecar lock file: one writer at a time, across processes."""
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
     def append(
         self,
         ids: np.ndarray | Sequence[str],
@@ -185,44 +379,161 @@ class ScoreHistory:
         scored_at: str | datetime,
         job_id: str | None = None,
     ) -> int:
-        """Append one scoring job's scores (all with the same model version and time); returns
-        the number of rows appended. ``job_id`` identifies the job (default: a new one, see
-        :func:`new_job_id`): rows already in the history with the same lead, time, model
-        version and job (the same job's append retried) are not appended again; another job's
-        rows are, even for the same leads in the same second."""
-        if not isinstance(model_version, str) or not model_version.strip():
-            raise LeadDataError(f"score history: model_version must be non-empty text, got {model_version!r}")
-        job = new_job_id() if job_id is None else _job_text(job_id)
-        n = len(ids)
-        when = pa.repeat(_timestamps(pd.Series([scored_at], dtype=object), "score history: scored_at")[0], n)
-        return self._append(_rows(ids, scores, np.full(n, model_version, dtype=object), when, job))
-
-    def _append(self, rows: pa.Table) -> int:
-        if rows.num_rows == 0:
-            return 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked():
-            try:
-                with open(self.path, "rb") as fh:  # one open: a path may be opened twice by pyarrow
-                    old = self._read(fh)
-            except FileNotFoundError:
-                old = SCHEMA.empty_table()
-            new = _not_in(rows, old)
-            if new.num_rows:
-                with atomic_path(self.path) as tmp:  # a full disk: one line, the history left as it was
-                    pq.write_table(pa.concat_tables([old, new]), tmp)
-        log.info("score history %s: %d rows appended (%d already there)", self.path, new.num_rows, rows.num_rows - new.num_rows)
-        return new.num_rows
+        """Append one scoring job's scores: see :func:`append_scores`."""
+        return append_scores(self.path, ids, scores, model_version, scored_at, job_id)
 
 
-def _latest_of(table: pa.Table) -> pd.Series:
-    """Latest score per lead: stable sort by time (file order = append order), keep the last."""
-    if table.num_rows == 0:
-        return _empty_latest()
-    frame = table.to_pandas().sort_values("scored_at", kind="stable").drop_duplicates("lead_id", keep="last")
-    return pd.Series(
-        frame["score"].to_numpy(dtype="int16"), index=pd.Index(frame["lead_id"].astype("str"), name="lead_id"), name="score"
+def _latest_of(table: pa.Table, before: pd.Series | None = None, before_at: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+    """Latest score per lead and its time: stable sort by time (rows in append order, after
+    the latest scores ``before`` if given), keep the last."""
+    frame = table.to_pandas()
+    if before is not None and before_at is not None and len(before):
+        earlier = pd.DataFrame({"lead_id": before.index.to_numpy(), "score": before.to_numpy(), "scored_at": before_at.to_numpy()})
+        frame = pd.concat([earlier, frame], ignore_index=True) if len(frame) else earlier
+    if frame.empty:
+        empty = _empty_latest()
+        return empty, empty.astype("datetime64[us, UTC]")
+    frame = frame.sort_values("scored_at", kind="stable").drop_duplicates("lead_id", keep="last")
+    index = pd.Index(frame["lead_id"].astype("str"), name="lead_id")
+    return (
+        pd.Series(frame["score"].to_numpy(dtype="int16"), index=index, name="score"),
+        pd.Series(frame["scored_at"].to_numpy(), index=index, name="scored_at"),
     )
+
+
+def append_scores(
+    path: str | os.PathLike[str],
+    ids: np.ndarray | Sequence[str],
+    scores: np.ndarray | Sequence[int],
+    model_version: str,
+    scored_at: str | datetime,
+    job_id: str | None = None,
+) -> int:
+    """Append one scoring job's scores (all with the same model version and time) to the
+    score history at ``path``; returns the number of rows appended. ``job_id`` identifies the
+    job (default: a new one, see :func:`new_job_id`): rows already in the history with the
+    same lead, time, model version and job (the same job's append retried) are not appended
+    again; another job's rows are, even for the same leads in the same second."""
+    if not isinstance(model_version, str) or not model_version.strip():
+        raise LeadDataError(f"score history: model_version must be non-empty text, got {model_version!r}")
+    job = new_job_id() if job_id is None else _job_text(job_id)
+    n = len(ids)
+    when = pa.repeat(_timestamps(pd.Series([scored_at], dtype=object), "score history: scored_at")[0], n)
+    return _append_rows(path, _rows(ids, scores, np.full(n, model_version, dtype=object), when, job), job)
+
+
+def _append_rows(path: str | os.PathLike[str], rows: pa.Table, job: str) -> int:
+    """Write the rows of job ``job`` not yet in the history as a new part (reading only the
+    job's own earlier parts, if any)."""
+    if rows.num_rows == 0:
+        return 0
+    folder = history_folder(path)
+    if _legacy_files(folder):
+        migrate(folder)
+    key = _job_key(job)
+    earlier: list[pa.Table] = []
+    for _ in range(5):
+        try:
+            names = _listing(folder)
+            earlier = []
+            for n in _live(folder, names):
+                if _part_job(n) == key:
+                    earlier.append(_read_file(folder / n, ROW_KEY))
+                elif n.startswith(COMPACTED_PREFIX) and key in _compacted_meta(folder / n)[1]:  # a retry after a compaction
+                    found = pq.read_table(folder / n, columns=list(ROW_KEY), filters=[("job_id", "==", job)])
+                    earlier.append(found.cast(pa.schema([SCHEMA.field(c) for c in ROW_KEY])))
+            break
+        except FileNotFoundError:  # a compaction removed a file just listed: list again
+            continue
+    old = pa.concat_tables(earlier) if earlier else pa.schema([SCHEMA.field(c) for c in ROW_KEY]).empty_table()
+    new = _not_in(rows, old)
+    if new.num_rows:
+        part = folder / f"{PART_PREFIX}{time.time_ns():020d}-{key}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_path(part) as tmp:  # a full disk: one line, the history left as it was
+            pq.write_table(new, tmp)
+    log.info("score history %s: %d rows appended (%d already there)", folder, new.num_rows, rows.num_rows - new.num_rows)
+    return new.num_rows
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What :func:`compact` did: ``files`` files replaced by ``written`` (None: nothing to do)
+    holding ``rows`` rows."""
+
+    files: int
+    rows: int
+    written: Path | None
+
+
+@contextlib.contextmanager
+def _compaction_lock(folder: Path) -> Iterator[None]:
+    """One compaction at a time per folder: a lock file created exclusively (any platform);
+    one left by a compaction that died is taken over after :data:`STALE_COMPACTION_SECONDS`."""
+    lock = folder / COMPACTION_LOCK
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            try:
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if attempt == 0 and age > STALE_COMPACTION_SECONDS:
+                log.warning("score history: taking over the compaction lock %s, left %.0f s ago", lock, age)
+                lock.unlink(missing_ok=True)
+                continue
+            raise LeadDataError(
+                f"{lock}: another compaction of the score history is running (for {age:.0f} s); try again later"
+            ) from None
+    else:
+        raise LeadDataError(f"{lock}: the compaction lock could not be taken; try again later")
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _jobs_in(path: Path) -> frozenset[str]:
+    """The digests of the jobs in a file without that metadata (a migrated single-file history)."""
+    if _REPLACES_KEY in (pq.read_schema(path).metadata or {}):
+        return frozenset()  # a compacted file of ours: its metadata says it all
+    jobs = pc.unique(_read_file(path, ["job_id"])["job_id"]).drop_null().to_pylist()
+    return frozenset(_job_key(j) for j in jobs)
+
+
+def compact(path: str | os.PathLike[str]) -> Compaction:
+    """Replace every file of the score history at ``path`` by one compacted file (rows in
+    append order), then remove them. Safe while others append: a part written meanwhile was
+    not listed, so it is neither in the compacted file nor removed; readers ignore the
+    replaced files from the moment the compacted file appears. One compaction at a time
+    (a second one raises :class:`LeadDataError`)."""
+    folder = history_folder(path)
+    migrate(folder)
+    if not folder.is_dir():
+        return Compaction(0, 0, None)
+    with _compaction_lock(folder):
+        names = _listing(folder)
+        live = _live(folder, names)
+        if len(live) <= 1 and len(names) == len(live) and not any(LEGACY_TAG in n for n in live):
+            log.info("score history %s: %d file(s), nothing to compact", folder, len(names))
+            return Compaction(0, 0, None)
+        table = _read_files([folder / n for n in live], SCHEMA.names)
+        jobs = {j for n in live if (j := _part_job(n)) is not None}
+        for n in live:
+            if n.startswith(COMPACTED_PREFIX):
+                jobs |= _compacted_meta(folder / n)[1] or _jobs_in(folder / n)
+        meta = {_REPLACES_KEY: json.dumps(sorted(names)).encode(), _JOBS_KEY: json.dumps(sorted(jobs)).encode()}
+        dest = folder / f"{COMPACTED_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_path(dest) as tmp:
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+        for n in names:  # parts first: a compaction stopped here leaves only files the new one replaces
+            with contextlib.suppress(FileNotFoundError):
+                (folder / n).unlink()
+    log.info("score history %s: %d file(s) compacted into %s (%d rows)", folder, len(names), dest.name, table.num_rows)
+    return Compaction(len(names), table.num_rows, dest)
 
 
 def _not_in(rows: pa.Table, old: pa.Table) -> pa.Table:
@@ -283,34 +594,27 @@ def _timestamps(values: pd.Series, origin: str) -> pa.Array:
     return pa.array(parsed.dt.floor("us")).cast(pa.timestamp("us", tz="UTC"))
 
 
-def _is_parquet(path: Path) -> bool:
-    return path.suffix.lower() in {".parquet", ".pq"}
+def append_scores_file(
+    history_path: str | os.PathLike[str], scores_path: str | os.PathLike[str], id_column: str, job_id: str | None = None
+) -> int:
+    """Append a scores file written by ``leadscoring score`` or notebook 10 (CSV or parquet
+    with ``id_column``, ``score``, ``model_version`` and ``scored_at``) to the score history
+    at ``history_path``; ids are kept as text exactly as written. Returns the rows appended.
 
-
-def _columns_of(path: Path) -> list[str]:
-    """The column names of a scores file (parquet schema, or the CSV header line)."""
-    if _is_parquet(path):
-        return list(pq.read_schema(path).names)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return next(csv.reader(fh), [])
-
-
-def _read_scores(path: Path, id_column: str) -> pd.DataFrame:
-    """The id, score, model version and time columns of a scores file (CSV: all as text)."""
-    wanted = [id_column, "score", *STAMP_COLUMNS]
-    names = _columns_of(path)
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise LeadDataError(f"{path}: missing column(s) {missing} needed for the score history; found {names}")
-    if _is_parquet(path):
-        table = pq.read_table(path, columns=wanted)
-    else:
-        options = pacsv.ConvertOptions(
-            include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string()), strings_can_be_null=False
-        )
-        table = pacsv.read_csv(path, convert_options=options)
-    frame = table.to_pandas()
-    return frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})
+    ``job_id`` is the identity of the job that wrote the file (``leadscoring score`` passes
+    its own, so two jobs are never one); by default it is derived from the file's content, so
+    appending the same file twice adds it once."""
+    path = Path(scores_path)
+    frame = read_scores_file(path, id_column, columns=[id_column, "score", *STAMP_COLUMNS], needed_for="the score history")
+    frame = frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})
+    versions = frame["model_version"].astype(object)
+    blank = versions.isna() | (versions.astype(str).str.strip() == "")
+    if blank.any():
+        raise LeadDataError(f"{path}: column 'model_version' is empty in {int(blank.sum())} row(s)")
+    times = _timestamps(frame["scored_at"], f"{path}: column 'scored_at'")
+    job = _job_text(job_id) if job_id is not None else _file_job_id(frame)
+    rows = _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times, job)
+    return _append_rows(history_path, rows, job)
 
 
 def _file_job_id(frame: pd.DataFrame) -> str:
@@ -321,40 +625,15 @@ def _file_job_id(frame: pd.DataFrame) -> str:
     return "file-" + hashlib.blake2b(hashes.tobytes(), digest_size=16).hexdigest()
 
 
-def append_scores_file(
-    history_path: str | os.PathLike[str], scores_path: str | os.PathLike[str], id_column: str, job_id: str | None = None
-) -> int:
-    """Append a scores file written by ``leadscoring score`` or notebook 10 (CSV or parquet
-    with ``id_column``, ``score``, ``model_version`` and ``scored_at``) to the history at
-    ``history_path``; ids are kept as text exactly as written. Returns the rows appended.
-
-    ``job_id`` is the identity of the job that wrote the file (``leadscoring score`` passes
-    its own, so two jobs are never one); by default it is derived from the file's content, so
-    appending the same file twice adds it once."""
-    path = Path(scores_path)
-    if not path.is_file():
-        raise LeadDataError(f"{path}: file not found")
-    frame = _read_scores(path, id_column)
-    versions = frame["model_version"].astype(object)
-    blank = versions.isna() | (versions.astype(str).str.strip() == "")
-    if blank.any():
-        raise LeadDataError(f"{path}: column 'model_version' is empty in {int(blank.sum())} row(s)")
-    times = _timestamps(frame["scored_at"], f"{path}: column 'scored_at'")
-    job = _job_text(job_id) if job_id is not None else _file_job_id(frame)
-    return ScoreHistory(history_path)._append(
-        _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times, job)
-    )
-
-
 def has_stamps(scores_path: str | os.PathLike[str]) -> bool:
-    """Whether a scores file has the model version and time columns the history needs."""
-    names = _columns_of(Path(scores_path))
+    """Whether a scores file has the model version and time columns the score history needs."""
+    names = scores_file_columns(scores_path)
     return all(c in names for c in STAMP_COLUMNS)
 
 
 def append_run_scores(history_path: str | os.PathLike[str], results_dir: str | os.PathLike[str], id_column: str) -> int | None:
     """After a promoted run: append ``scores.parquet`` (else ``scores.csv``) of ``results_dir``
-    to the history. None (logged) without a scores file or its model version and time
+    to the score history. None (logged) without a scores file or its model version and time
     columns, or if the history cannot be written (an error, but the run stays promoted)."""
     found = [p for p in (Path(results_dir) / "scores.parquet", Path(results_dir) / "scores.csv") if p.is_file()]
     if not found:

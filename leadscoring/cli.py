@@ -352,6 +352,27 @@ def _add_rollback_parser(sub: Any) -> None:
     rb.set_defaults(func=_cmd_rollback)
 
 
+def _cmd_history(args: argparse.Namespace) -> int:
+    from leadscoring.serving.history import compact, history_folder
+
+    history = load_config(args.config).path("score_history")
+    done = compact(history)
+    if done.written is None:
+        print(f"score history {history_folder(history)}: nothing to compact")
+    else:
+        print(f"score history: {done.files} file(s) compacted into {done.written} ({done.rows} rows)")
+    return 0
+
+
+def _add_history_parser(sub: Any) -> None:
+    h = sub.add_parser("history", help="maintain the score history (paths.score_history)")
+    actions = h.add_subparsers(dest="action", required=True)
+    c = actions.add_parser(
+        "compact", help="merge the score history's parts into one file (safe while scorings append; run it now and then)"
+    )
+    c.set_defaults(func=_cmd_history)
+
+
 def _add_validate_parser(sub: Any) -> None:
     v = sub.add_parser("validate", help="check an export against the configuration")
     v.add_argument("--input", required=True)
@@ -373,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_push_parser,
         _add_retrain_parser,
         _add_rollback_parser,
+        _add_history_parser,
         _add_validate_parser,
         lambda s: add_events_parser(s, _cmd_events),
     ):

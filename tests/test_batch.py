@@ -8,6 +8,7 @@ import pytest
 
 from leadscoring.serving.batch import score_file
 from leadscoring.serving.distributed import score_dask
+from leadscoring.serving.history import read_history
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ def test_dask_engine_matches_local(cfg, sample, small_models, tmp_path):
     assert dask["id"].tolist() == local["id"].tolist()
     np.testing.assert_allclose(dask["probability"], local["probability"], atol=1e-9)
     assert dask["scored_at"].nunique() == 1  # one job, one scoring time across files and workers
-    history = pd.read_parquet(cfg.path("score_history"))
+    history = read_history(cfg.path("score_history")).to_pandas()
     appended = history[history["scored_at"] == pd.Timestamp(dask["scored_at"].iloc[0])]
     assert sorted(appended["lead_id"]) == sorted(dask["id"]) and (appended["score"].to_numpy() >= 0).all()
     assert list(dask.columns) == list(local.columns) and "reasons" in dask and "trend" in dask

@@ -14,6 +14,7 @@ import pytest
 
 from leadscoring.config import load_config
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed, run_pipeline
+from leadscoring.serving.history import read_history
 
 from .conftest import RAW, write_project
 
@@ -97,7 +98,7 @@ def test_products_models_and_scores(project):
         "scored_at",
         "trend",
     }
-    history = pd.read_parquet(cfg.path("score_history"))  # the promoted run's scores, appended once
+    history = read_history(cfg.path("score_history")).to_pandas()  # the promoted run's scores, appended once
     assert len(history) == len(scores) and set(history["model_version"]) == set(scores["model_version"])
     assert (cfg.path("docs_dir") / "model_card.md").read_text().startswith("# Model card")
     log = [json.loads(line) for line in (cfg.path("docs_dir") / "run_log.jsonl").read_text().splitlines()]
@@ -133,7 +134,7 @@ def test_cli_score_twice_is_identical_and_the_second_run_is_steady(project, tmp_
     first, second = outs
     for run in outs:  # the production run's scores are in the history: the same model gives the same score
         assert (run["trend"] == "steady").all() and (run["previous_score"] == run["score"]).all()
-    history = pd.read_parquet(cfg.path("score_history"))
+    history = read_history(cfg.path("score_history")).to_pandas()
     assert (history["lead_id"].isin(first["id"])).sum() == 3 * len(first)  # the run, then each score command
     same = [
         "id",

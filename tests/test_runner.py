@@ -17,7 +17,6 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import papermill
-import pyarrow.parquet as pq
 import pytest
 
 from leadscoring import cli
@@ -25,7 +24,7 @@ from leadscoring.artifacts import MODEL_SET, list_model_sets, read_manifest, sav
 from leadscoring.config import load_config
 from leadscoring.notebook import runner
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed, RunInterrupted, RunResult, run_pipeline
-from leadscoring.serving.history import ScoreHistory
+from leadscoring.serving.history import ScoreHistory, history_folder, read_history
 
 from .conftest import ROOT, write_project
 
@@ -374,7 +373,7 @@ def test_a_promoted_run_appends_its_scores_to_the_history(scoring_project):
     assert res.history_rows == 3
     assert history.latest().to_dict() == {"007": 40, "008": 50, "009": 90, "other": 42}  # nothing lost
     assert not list(res.products_dir.rglob("score_history*"))  # the history is never staged nor promoted
-    assert pq.read_table(history.path).num_rows == 7
+    assert read_history(history.path).num_rows == 7
 
 
 def test_a_promoted_run_without_stamped_scores_skips_the_history(scoring_project):
@@ -382,4 +381,4 @@ def test_a_promoted_run_without_stamped_scores_skips_the_history(scoring_project
     fake.stamped = False  # scores written before they had model_version and scored_at
     res = run_pipeline(cfg, progress=False, run_id="r1")
     assert res.promoted and res.status == "ok" and res.history_rows is None
-    assert "history_rows" not in _log(cfg)[-1] and not cfg.path("score_history").exists()
+    assert "history_rows" not in _log(cfg)[-1] and not history_folder(cfg.path("score_history")).exists()

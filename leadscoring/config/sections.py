@@ -29,9 +29,11 @@ class PathsConfig(_Strict):
     notebooks_dir: str = "03_Notebooks"
     docs_dir: str = "01_Documentos"
     rules_table: str = "01_Documentos/scoring_rules.csv"
-    # Every production scoring's scores (id, score, model version, time), appended: the
-    # previous score and trend of each lead come from here.
-    score_history: str = "05_Resultados/score_history.parquet"
+    # The score history: every production scoring's scores (id, score, model version, time,
+    # job), one parquet file per scoring job in this folder; the previous score and trend of
+    # each lead come from here. A path ending in .parquet (the single file of earlier
+    # versions) names the folder of the same stem beside it, where that file is migrated.
+    score_history: str = "05_Resultados/score_history"
 
 
 #: Path keys read from (and, for the score history, appended at) the project root even

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from leadscoring.artifacts import MODEL_SET, sha256_file
 from leadscoring.config import ProjectConfig
+from leadscoring.serving.history import LEGACY_SUFFIXES, history_folder
 
 
 def _product_path(cfg: ProjectConfig, staging: Path, product: str) -> Path:
@@ -36,13 +37,14 @@ def _promote(staging: Path, root: Path) -> list[Path]:
 def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
     """For a partial run (``--only``): start from the current products, so a notebook
     finds what earlier notebooks wrote in previous runs."""
-    history = cfg.path("score_history").name  # appended in place, never staged: promoting a copy would lose rows
+    folder = history_folder(cfg.path("score_history"))  # appended in place, never staged: promoting a copy would lose rows
+    history = [folder.name, *(folder.name + s for s in LEGACY_SUFFIXES)]  # and a single-file history not migrated yet
     for key in ("validation_dir", "work_dir", "models_dir", "results_dir"):
         src = cfg.root / getattr(cfg.paths, key)
         if not src.is_dir():
             continue
         own = {"results_dir": ("runs", "latest"), "models_dir": ("versions",)}.get(key, ())  # archives stay where they are
-        ignore = shutil.ignore_patterns(*own, history, f"{history}.lock", f".{history}.*")
+        ignore = shutil.ignore_patterns(*own, *history, *(f"{h}.lock" for h in history), *(f".{h}.*" for h in history))
         shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
 
 

@@ -33,7 +33,7 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, is_parquet
 from leadscoring.io import check_output
 from leadscoring.serving.batch import protected_folders, score_stream
-from leadscoring.serving.history import ScoreHistory, scores_of
+from leadscoring.serving.history import ScoreHistory, append_scores, scores_of
 from leadscoring.serving.scorer import Scorer, utc_now
 from leadscoring.serving.storage import (
     check_destination,
@@ -219,7 +219,7 @@ def run_on_cluster(
 def _append_history(cfg: ProjectConfig, payload: ModelPayload, results: list[dict[str, Any]], scored_at: str) -> None:
     ids = np.concatenate([r["ids"] for r in results])
     scores = np.concatenate([r["scores"] for r in results])
-    n = ScoreHistory(cfg.path("score_history")).append(ids, scores, str(payload.manifest["sha256"])[:12], scored_at)
+    n = append_scores(cfg.path("score_history"), ids, scores, str(payload.manifest["sha256"])[:12], scored_at)
     log.info("score history: %d rows appended to %s", n, cfg.path("score_history"))
 
 

@@ -136,12 +136,16 @@ class _Snapshot:
     names: frozenset[str] = frozenset()
     live: tuple[str, ...] = ()
     latest: pd.Series = field(default_factory=lambda: _empty_latest())
-    at: pd.Series = field(default_factory=lambda: _empty_latest().astype("datetime64[us, UTC]"))
+    at: pd.Series = field(default_factory=lambda: _empty_at())
     by_id: dict[str, float] | None = None
 
 
 def _empty_latest() -> pd.Series:
     return pd.Series(np.empty(0, dtype="int16"), index=pd.Index([], dtype="str", name="lead_id"), name="score")
+
+
+def _empty_at() -> pd.Series:
+    return pd.Series(np.empty(0, dtype="int64"), index=pd.Index([], dtype="str", name="lead_id"), name="scored_at")
 
 
 def history_folder(path: str | os.PathLike[str]) -> Path:
@@ -384,20 +388,25 @@ class ScoreHistory:
 
 
 def _latest_of(table: pa.Table, before: pd.Series | None = None, before_at: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
-    """Latest score per lead and its time: stable sort by time (rows in append order, after
-    the latest scores ``before`` if given), keep the last."""
-    frame = table.to_pandas()
+    """Latest score per lead and its time (µs since the epoch): stable sort by time (rows in
+    append order, after the latest scores ``before`` at ``before_at`` if given), keep the last."""
+    frame = pd.DataFrame(
+        {
+            "lead_id": table["lead_id"].to_pandas(),
+            "score": table["score"].to_numpy(),
+            "at": pc.cast(table["scored_at"], pa.int64()).to_numpy(),
+        }
+    )
     if before is not None and before_at is not None and len(before):
-        earlier = pd.DataFrame({"lead_id": before.index.to_numpy(), "score": before.to_numpy(), "scored_at": before_at.to_numpy()})
+        earlier = pd.DataFrame({"lead_id": before.index, "score": before.to_numpy(), "at": before_at.to_numpy()})
         frame = pd.concat([earlier, frame], ignore_index=True) if len(frame) else earlier
     if frame.empty:
-        empty = _empty_latest()
-        return empty, empty.astype("datetime64[us, UTC]")
-    frame = frame.sort_values("scored_at", kind="stable").drop_duplicates("lead_id", keep="last")
+        return _empty_latest(), _empty_at()
+    frame = frame.sort_values("at", kind="stable").drop_duplicates("lead_id", keep="last")
     index = pd.Index(frame["lead_id"].astype("str"), name="lead_id")
     return (
         pd.Series(frame["score"].to_numpy(dtype="int16"), index=index, name="score"),
-        pd.Series(frame["scored_at"].to_numpy(), index=index, name="scored_at"),
+        pd.Series(frame["at"].to_numpy(dtype="int64"), index=index, name="scored_at"),
     )
 
 

@@ -538,9 +538,15 @@ def compact(path: str | os.PathLike[str]) -> Compaction:
         dest = folder / f"{COMPACTED_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         with atomic_path(dest) as tmp:
             pq.write_table(table.replace_schema_metadata(meta), tmp)
-        for n in names:  # parts first: a compaction stopped here leaves only files the new one replaces
-            with contextlib.suppress(FileNotFoundError):
+        for n in names:  # a file left here (stopped, or open elsewhere on Windows) is replaced: ignored, removed next time
+            try:
                 (folder / n).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning(
+                    "score history: %s not removed yet (%s); replaced by %s, removed by the next compaction", n, exc, dest.name
+                )
     log.info("score history %s: %d file(s) compacted into %s (%d rows)", folder, len(names), dest.name, table.num_rows)
     return Compaction(len(names), table.num_rows, dest)
 

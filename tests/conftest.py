@@ -78,9 +78,9 @@ def small_models(cfg: ProjectConfig, sample: pd.DataFrame, tmp_path_factory) -> 
     from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, save_model
     from leadscoring.serving.scorer import to_score
     from leadscoring.training.compare import calibrated
+    from leadscoring.training.explanations import reason_book_for
     from leadscoring.training.grades import grades_for
     from leadscoring.training.pipeline import build_pipeline, xgb_classifier
-    from leadscoring.training.reasons import reason_book_for
     from leadscoring.training.segmentation import LeadSegmenter, segment_features
 
     X, y = sample.drop(columns="compra"), sample["compra"]

@@ -15,7 +15,7 @@ from leadscoring.artifacts import ModelIntegrityError
 from leadscoring.errors import LeadDataError
 from leadscoring.serving.batch import score_file
 from leadscoring.serving.distributed import ModelPayload, run_on_cluster, score_dask
-from leadscoring.training.reasons import reason_text
+from leadscoring.training.explanations import reason_text
 
 pytestmark = pytest.mark.slow
 AT_COLUMNS = ["scored_at"]  # one scoring time per job: differs between the engines

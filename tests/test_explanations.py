@@ -20,10 +20,9 @@ from leadscoring.serving.history import ScoreHistory
 from leadscoring.serving.payloads import crm_payloads
 from leadscoring.serving.scorer import Scorer, to_score
 from leadscoring.serving.service import create_app
-from leadscoring.training.explain import contributions
+from leadscoring.training.explanations import contributions, reason_book_for, reason_text
 from leadscoring.training.grades import grades_for
 from leadscoring.training.pipeline import build_pipeline
-from leadscoring.training.reasons import reason_book_for, reason_text
 
 AT = "2026-05-01T09:00:00Z"
 

@@ -16,7 +16,7 @@ from leadscoring.ingest.split import split_xy
 from leadscoring.serving.fast import FAST_PATHS_ENV, LEAN_TOLERANCE, ProbabilityFunction, segment_numbers, shared_steps
 from leadscoring.serving.scorer import Scorer
 from leadscoring.training.compare import calibrated
-from leadscoring.training.explain import prepare
+from leadscoring.training.explanations import prepare
 from leadscoring.training.pipeline import build_pipeline, xgb_classifier
 from leadscoring.training.segmentation import LeadSegmenter, segment_features
 

@@ -67,9 +67,9 @@ def project(cfg, sample, tmp_path_factory):
     from leadscoring.artifacts import SCORE_MODEL, save_model
     from leadscoring.serving.scorer import to_score
     from leadscoring.training.compare import calibrated
+    from leadscoring.training.explanations import reason_book_for
     from leadscoring.training.grades import grades_for
     from leadscoring.training.pipeline import build_pipeline, xgb_classifier
-    from leadscoring.training.reasons import reason_book_for
 
     root = tmp_path_factory.mktemp("live")
     target = cfg.data.target_column

@@ -15,7 +15,7 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.split import split_xy
 from leadscoring.serving.batch import score_file
 from leadscoring.serving.outputs import reasons_as_text
-from leadscoring.training.explain import contributions, prepare
+from leadscoring.training.explanations import contributions, prepare
 from leadscoring.training.pipeline import build_pipeline, final_estimator, xgb_classifier
 
 AT = "2026-01-01T00:00:00Z"  # one scoring time: outputs of two runs compare byte for byte

@@ -221,10 +221,18 @@ CALENDAR_NAMES = {
 }
 TIME_OF_DAY = re.compile(r"\d{1,2}(:\d{2}){1,2}(\s?[ap]\.?m\.?)?|\d{1,2}\s?[ap]\.?m\.?", re.I)
 #: Names of a lead's creation date, most telling first; names of later events are never it.
-CREATION_NAME = re.compile(
-    r"creat|first[\s_\-.]*(contact|seen|touch|visit)|sign[\s_\-.]*up|regist|date[\s_\-.]*added|added[\s_\-.]*on|"
-    r"lead[\s_\-.]*date|inquiry|enquiry|submitted|alta|creaci|registro|fecha|date|day|time",
-    re.I,
+#: Words of a creation-date column's name, most telling first: explicit creation, then first
+#: contact / sign-up, then a lead date, then a generic date, then a day or time.
+CREATION_WORDS = tuple(
+    re.compile(p, re.I)
+    for p in (
+        r"creat|creaci|alta",
+        r"first[\s_\-.]*(contact|seen|touch|visit)|sign[\s_\-.]*up|regist|registro|date[\s_\-.]*added|added[\s_\-.]*on"
+        r"|submitted|inquiry|enquiry",
+        r"lead[\s_\-.]*date",
+        r"fecha|date",
+        r"day|time",
+    )
 )
 LATER_EVENT = re.compile(r"clos|won|lost|convert|modif|updat|last|end|cierre|ganad|perdid|actualiz|ultim|últim", re.I)
 
@@ -254,8 +262,7 @@ def infer_creation_date(df: pd.DataFrame, draft: Draft, target: str) -> None:
     or the only date column; set ``draft.date_column`` with the reason, and warn in
     ``draft.warnings`` when the conversion rate drifts strongly over time."""
     candidates = [c for c in draft.dates if not LATER_EVENT.search(c)]
-    named = [c for c in candidates if CREATION_NAME.search(c)]
-    named.sort(key=_creation_rank)
+    named = sorted((c for c in candidates if _creation_rank(c) < len(CREATION_WORDS)), key=_creation_rank)
     pick = named[0] if named else (candidates[0] if len(candidates) == 1 else None)
     if pick is None:
         if draft.dates:
@@ -275,14 +282,9 @@ def infer_creation_date(df: pd.DataFrame, draft: Draft, target: str) -> None:
 
 
 def _creation_rank(col: str) -> int:
-    """Lower is more telling: explicit creation / first contact / sign-up words first,
-    generic 'date' last."""
-    for rank, pattern in enumerate(
-        (r"creat|creaci|alta", r"first|sign[\s_\-.]*up|regist|registro|added|submitted|inquiry|enquiry", r"lead", r"fecha|date")
-    ):
-        if re.search(pattern, col, re.I):
-            return rank
-    return 9
+    """Position of the first :data:`CREATION_WORDS` group the name matches (lower is more
+    telling); ``len(CREATION_WORDS)`` when none does."""
+    return next((rank for rank, words in enumerate(CREATION_WORDS) if words.search(col)), len(CREATION_WORDS))
 
 
 def conversion_drift(when: pd.Series, converted: pd.Series, parts: int = 5, ratio: float = 2.0) -> str:

@@ -49,9 +49,9 @@ from leadscoring.io import write_csv, write_json, write_parquet, write_text
 from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
 from leadscoring.training.evaluation import classification_metrics
+from leadscoring.training.explanations import reason_book_for
 from leadscoring.training.grades import grades_for
 from leadscoring.training.pipeline import all_cores
-from leadscoring.training.reasons import reason_book_for
 from leadscoring.training.report import retrained_card
 from leadscoring.training.rules import RuleScorer
 

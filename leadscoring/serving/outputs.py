@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from leadscoring.serving.scorer import OPTIONAL_INT_FIELDS
-from leadscoring.training.reasons import reason_text
+from leadscoring.training.explanations import reason_text
 
 #: Parquet type of ``reasons``: a list per lead, strongest positive first, then negative.
 REASON_TYPE = pa.list_(

@@ -17,7 +17,7 @@ import pandas as pd
 from leadscoring.config import DEFAULT_CRM_FIELDS
 from leadscoring.io import atomic_path
 from leadscoring.serving.scorer import OPTIONAL_INT_FIELDS
-from leadscoring.training.reasons import reason_text
+from leadscoring.training.explanations import reason_text
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ score validated leads in memory (the service, notebook 10, the batch engines in
 :mod:`leadscoring.serving.batch`). Every path gets the same fields from here
 (:data:`SCORE_FIELDS`); only their representation differs: ``reasons`` is a list of
 ``{variable, label, value, effect, evidence}`` per lead (API, parquet) or one readable line
-(:func:`~leadscoring.training.reasons.reason_text`: CSV, CRM payload).
+(:func:`~leadscoring.training.explanations.reason_text`: CSV, CRM payload).
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from leadscoring.features.columns import ColumnBatch, as_frame
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.serving.history import ScoreHistory, trends
-from leadscoring.training.explain import contribution_matrix, prepare
+from leadscoring.training.explanations import ReasonBook, contribution_matrix, prepare
 from leadscoring.training.grades import assign_grades, learn_grades
 from leadscoring.training.pipeline import final_estimator, transform_steps
-from leadscoring.training.reasons import ReasonBook
 
 if TYPE_CHECKING:
     from leadscoring.events.live import LiveEvents

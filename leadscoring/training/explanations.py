@@ -1,36 +1,169 @@
-"""Reasons a sales person can read, and fit and engagement scores, from the per-lead
-contributions the model already gives (:mod:`leadscoring.training.explain`).
+"""Why a lead got its score: per-lead contributions, the evidence behind each variable,
+and the reasons a sales person reads, with the fit and engagement scores.
 
-At training time (notebook 07) :func:`build_reason_book` records, from the working split,
-the evidence behind each variable: the conversion rate per level of a categorical or yes/no
-variable, and for a numeric one where a value stands among the training leads and how its
-range converted. The book is plain data (JSON) stored in the model's manifest, so the
-scorer needs nothing but the verified model and its manifest.
+**Contributions.** For XGBoost the contributions are its native SHAP values
+(``pred_contribs``); for linear models they are coefficient × encoded value. Both are in
+log-odds of the *uncalibrated* model: calibration is monotone, so the ranking of reasons is
+unchanged. Encoded columns are summed back to the raw variable they come from
+(:func:`contribution_matrix`).
 
-Per lead, :meth:`ReasonBook.reasons` lists up to N variables pushing the score up and N
-pulling it down, each as ``{variable, label, value, effect, evidence}``; for example
-``Occupation: Working Professional — 92 % of such leads converted (all leads: 38 %)``.
-:meth:`ReasonBook.group_scores` turns the contributions of the configured *fit* (who the
-lead is) and *engagement* (what the lead did) variables into two 0-100 scores: the share of
-training leads whose variables of that group added less to the odds.
+**Evidence.** At training time (notebook 07) :func:`build_reason_book` records, from the
+working split, the evidence behind each variable: the conversion rate per level of a
+categorical or yes/no variable, and for a numeric one where a value stands among the
+training leads and how its range converted; and which variables are *fit* (who the lead
+is) or *engagement* (what the lead did): :func:`fit_engagement_groups`. The book is plain
+data (JSON) stored in the model's manifest, so the scorer needs nothing but the verified
+model and its manifest.
+
+**Reasons.** Per lead, :meth:`ReasonBook.reasons` lists up to N variables pushing the score
+up and N pulling it down, each as ``{variable, label, value, effect, evidence}``; for
+example ``Occupation: Working Professional — 92 % of such leads converted (all leads:
+38 %)``. :meth:`ReasonBook.group_scores` turns the contributions of the fit and engagement
+variables into two 0-100 scores: the share of training leads whose variables of that group
+added less to the odds.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from xgboost import DMatrix, XGBClassifier
 
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
-from leadscoring.training.evidence import GRID, level_profile, numeric_profile, variable_groups
-from leadscoring.training.explain import contribution_matrix, prepare
+from leadscoring.features.encoding import encoded_feature_sources
+from leadscoring.training.pipeline import booster_matrix, final_estimator, transform_steps
+
+# --- Contributions: log-odds per raw variable -------------------------------------------
+
+
+def _step_index(model: object, name: str) -> int:
+    return [n for n, _ in model.steps].index(name)  # type: ignore[attr-defined]
+
+
+def prepare(model: object, X: object, skip: int = 0) -> tuple[object, np.ndarray]:
+    """Run the preparation steps once: (prepared columns, encoded matrix). ``skip``: ``X``
+    has already been through the first ``skip`` steps."""
+    enc_idx = _step_index(model, "encode")
+    prepared = transform_steps(model, X, start=skip, stop=enc_idx)  # type: ignore[arg-type]
+    return prepared, model.steps[enc_idx][1].transform(prepared)  # type: ignore[attr-defined]
+
+
+#: Per fitted encoder (weakly held: gone with the model), its encoded-columns-per-variable
+#: matrix; filled under a lock, as the service scores from several threads.
+_GROUPS: weakref.WeakKeyDictionary[object, tuple[np.ndarray, list[str]]] = weakref.WeakKeyDictionary()
+_GROUPS_LOCK = threading.Lock()
+
+
+def _encoded_columns_per_variable(encoder: object) -> tuple[np.ndarray, list[str]]:
+    """(encoded columns × variables) 0/1 matrix summing encoded columns per raw variable,
+    and the variable names; computed once per fitted encoder."""
+    with _GROUPS_LOCK:
+        cached = _GROUPS.get(encoder)
+        if cached is None:
+            sources, _ = encoded_feature_sources(encoder)  # type: ignore[arg-type]
+            variables = list(dict.fromkeys(sources))
+            groups = np.zeros((len(sources), len(variables)))
+            groups[np.arange(len(sources)), [variables.index(v) for v in sources]] = 1.0
+            cached = _GROUPS[encoder] = (groups, variables)
+        return cached
+
+
+def contribution_matrix(
+    model: object, prepared: object, encoded: np.ndarray, dmatrix: DMatrix | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """(leads × variables) contributions in log-odds, and the variable names
+    (``dmatrix``: the booster's input for ``encoded``, if already built)."""
+    encoder = model.steps[_step_index(model, "encode")][1]  # type: ignore[attr-defined]
+    groups, variables = _encoded_columns_per_variable(encoder)
+    est = final_estimator(model)
+    if isinstance(est, XGBClassifier):
+        dm = dmatrix if dmatrix is not None else booster_matrix(est, encoded)
+        raw = est.get_booster().predict(dm, pred_contribs=True, validate_features=False)[:, :-1]
+    elif isinstance(est, LogisticRegression):
+        raw = encoded * est.coef_[0]
+    else:
+        raise TypeError(f"per-lead reasons are not available for {type(est).__name__}")
+    return raw @ groups, variables
+
+
+def contributions(
+    model: object, X: object, prepared: object = None, encoded: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-lead contributions per source variable, and the prepared (clean) values.
+
+    Returns ``(contrib, prepared)``: ``contrib`` has one column per variable the model
+    uses (log-odds), ``prepared`` the cleaned values of those variables, for display.
+    ``prepared``/``encoded`` from :func:`prepare` avoid running the preparation twice.
+    """
+    if prepared is None or encoded is None:
+        prepared, encoded = prepare(model, X)
+    vals, variables = contribution_matrix(model, prepared, encoded)
+    shown = [v for v in variables if v in prepared.columns]
+    return pd.DataFrame(vals, columns=variables), as_frame(prepared[shown])
+
+
+def global_importance(model: object, X: pd.DataFrame) -> pd.DataFrame:
+    """Mean absolute contribution per variable, and the mean signed one."""
+    contrib, _ = contributions(model, X)
+    return (
+        pd.DataFrame({"mean_abs_contribution": contrib.abs().mean(), "mean_contribution": contrib.mean()})
+        .sort_values("mean_abs_contribution", ascending=False)
+        .rename_axis("variable")
+        .reset_index()
+    )
+
+
+# --- Evidence: what the training leads say about each variable ---------------------------
+
+#: Quantile grid (per mille) of numeric variables and group contributions.
+GRID = np.linspace(0.0, 1.0, 1001)
+
+
+def fit_engagement_groups(cfg: ProjectConfig, variables: Sequence[str]) -> dict[str, list[str]]:
+    """Model variables per group: a column listed in ``data.fit_columns`` or
+    ``data.engagement_columns``; a derived feature goes with its sources (engagement first)."""
+    fit, eng = set(cfg.data.fit_columns), set(cfg.data.engagement_columns)
+    sources = {name: set(pair) for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
+    groups: dict[str, list[str]] = {"fit": [], "engagement": []}
+    for v in variables:
+        src = sources.get(v, {v})
+        if src & eng:
+            groups["engagement"].append(v)
+        elif src & fit:
+            groups["fit"].append(v)
+    return groups
+
+
+def numeric_profile(values: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
+    known = ~np.isnan(values)
+    v, t = values[known], y[known]
+    q = np.quantile(v, GRID) if len(v) else np.zeros(len(GRID))
+    edges = np.unique(np.quantile(v, np.linspace(0, 1, 11))) if len(v) else np.array([0.0])
+    bins = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, max(len(edges) - 2, 0))
+    n_bins = max(len(edges) - 1, 1)
+    leads = np.bincount(bins, minlength=n_bins).astype(float)
+    conv = np.bincount(bins, weights=t, minlength=n_bins)
+    rates = np.divide(conv, leads, out=np.zeros_like(conv), where=leads > 0)
+    return {"quantiles": q.tolist(), "edges": edges.tolist(), "rates": rates.tolist(), "leads": leads.tolist()}
+
+
+def level_profile(levels: pd.Series, y: np.ndarray) -> dict[str, list[float]]:
+    stats = pd.DataFrame({"level": levels.to_numpy(), "y": y}).groupby("level", sort=False)["y"].agg(["mean", "size"])
+    return {str(k): [float(r["mean"]), float(r["size"])] for k, r in stats.iterrows()}
+
+
+# --- Reasons and fit/engagement scores ---------------------------------------------------
 
 MISSING = "missing"
 #: Up to this many leads, reasons are built lead by lead (cheaper than the array set-up).
@@ -277,7 +410,7 @@ def build_reason_book(
                 levels[v] = {MISSING: level_profile(pd.Series(np.where(np.isnan(arr), MISSING, "")), y_arr)[MISSING]}
         else:
             levels[v] = level_profile(col.astype(object).where(col.notna(), MISSING).astype(str), y_arr)
-    groups = variable_groups(cfg, variables)
+    groups = fit_engagement_groups(cfg, variables)
     index = {v: j for j, v in enumerate(variables)}
     quantiles = {
         g: np.quantile(contrib[:, [index[v] for v in members]].sum(axis=1), GRID).tolist()

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from leadscoring.scored_lead import DEFAULT_CRM_FIELDS, SCORE_FIELDS
+
 DEFAULT_CONFIG = Path("01_Documentos") / "config.yaml"
 CONFIG_ENV = "LEADSCORING_CONFIG"
 
@@ -244,20 +246,6 @@ class GradesConfig(_Strict):
         return self
 
 
-DEFAULT_CRM_FIELDS: dict[str, str] = {
-    "score": "predictive_score",
-    "bucket": "score_bucket",
-    "recommended_action": "recommended_action",
-    "fit_score": "fit_score",
-    "engagement_score": "engagement_score",
-    "grade": "grade",
-    "reasons": "reasons",
-    "model_version": "model_version",
-    "scored_at": "scored_at",
-    "trend": "trend",
-}
-
-
 class ScoringConfig(_Strict):
     buckets: list[Bucket] = Field(
         default_factory=lambda: [
@@ -271,7 +259,8 @@ class ScoringConfig(_Strict):
     # Trend against the lead's previous score in the score history: "improving" when the
     # score rose by at least this many points, "declining" when it fell as much, else "steady".
     trend_points: int = Field(5, ge=1, le=100)
-    # CRM custom-field name per output field (``leadscoring push``, notebook 10's payloads).
+    # CRM custom-field name per output field (``leadscoring push``, notebook 10's payloads):
+    # any field of a scored lead (:data:`~leadscoring.scored_lead.SCORE_FIELDS`).
     crm_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CRM_FIELDS))
 
     @model_validator(mode="before")
@@ -286,7 +275,7 @@ class ScoringConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_buckets(self) -> ScoringConfig:
-        unknown = sorted(set(self.crm_fields) - set(DEFAULT_CRM_FIELDS) - {"probability", "segment", "previous_score"})
+        unknown = sorted(set(self.crm_fields) - set(SCORE_FIELDS))
         if unknown:
             raise ValueError(f"crm_fields: {unknown} are not score fields; use some of {sorted(DEFAULT_CRM_FIELDS)}")
         mins = [b.min_score for b in self.buckets]

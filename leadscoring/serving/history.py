@@ -53,21 +53,15 @@ import pyarrow.parquet as pq
 
 from leadscoring.errors import LeadDataError
 from leadscoring.io import atomic_path
+from leadscoring.scored_lead import history_fields
 from leadscoring.serving.scores_file import read_scores_file, scores_file_columns
 
 log = logging.getLogger(__name__)
 
 TRENDS = ("improving", "steady", "declining", "new")
 
-SCHEMA = pa.schema(
-    [
-        ("lead_id", pa.string()),
-        ("score", pa.int16()),
-        ("model_version", pa.string()),
-        ("scored_at", pa.timestamp("us", tz="UTC")),
-        ("job_id", pa.string()),
-    ]
-)
+#: The score columns a scoring keeps (declared in :mod:`leadscoring.scored_lead`), then the job.
+SCHEMA = pa.schema([*history_fields(), ("job_id", pa.string())])
 
 STAMP_COLUMNS = ("model_version", "scored_at")
 

@@ -16,21 +16,23 @@ import pandas as pd
 
 from leadscoring.config import DEFAULT_CRM_FIELDS
 from leadscoring.io import atomic_path
-from leadscoring.serving.scorer import OPTIONAL_INT_FIELDS
+from leadscoring.scored_lead import VALUE_TYPES
 from leadscoring.training.explanations import reason_text
 
 log = logging.getLogger(__name__)
 
 
 def _value(field: str, v: Any) -> Any:
+    """One field's value as pushed, by its declared type (:mod:`leadscoring.scored_lead`)."""
     missing = v is None or (isinstance(v, float) and math.isnan(v))
-    if field == "reasons":  # one line; a lead with no reason has an empty cell in CSV
+    kind = VALUE_TYPES.get(field, str)
+    if kind is list:  # one line; a lead with no reason has an empty cell in CSV
         return "" if missing else v if isinstance(v, str) else reason_text(list(v))
     if missing:
         return None
-    if field == "score" or field in OPTIONAL_INT_FIELDS:
+    if kind is int:
         return int(v)
-    if field == "probability":
+    if kind is float:
         return float(v)
     return v.item() if isinstance(v, np.generic) else str(v)
 

@@ -3,10 +3,11 @@ scores, segment, reasons, previous score and trend, model version and time.
 
 :class:`Scorer` holds the verified models, loaded once; ``score_columns``/``score_frame``
 score validated leads in memory (the service, notebook 10, the batch engines in
-:mod:`leadscoring.serving.batch`). Every path gets the same fields from here
-(:data:`SCORE_FIELDS`); only their representation differs: ``reasons`` is a list of
-``{variable, label, value, effect, evidence}`` per lead (API, parquet) or one readable line
-(:func:`~leadscoring.training.explanations.reason_text`: CSV, CRM payload).
+:mod:`leadscoring.serving.batch`). Every path gets the same fields from here, as declared
+in :mod:`leadscoring.scored_lead` (:data:`SCORE_FIELDS`); only their representation differs:
+``reasons`` is a list of ``{variable, label, value, effect, evidence}`` per lead (API,
+parquet) or one readable line (:func:`~leadscoring.training.explanations.reason_text`: CSV, CRM
+payload).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, load_model
 from leadscoring.config import Bucket, ProjectConfig
 from leadscoring.events.engine import add_event_features, scoring_files
 from leadscoring.features.columns import ColumnBatch, as_frame
+from leadscoring.scored_lead import OPTIONAL_INT_FIELDS as OPTIONAL_INT_FIELDS  # the fields, declared once
+from leadscoring.scored_lead import SCORE_FIELDS as SCORE_FIELDS
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.serving.history import ScoreHistory, trends
@@ -33,26 +36,6 @@ from leadscoring.training.pipeline import final_estimator, transform_steps
 
 if TYPE_CHECKING:
     from leadscoring.events.live import LiveEvents
-
-#: The output fields, in order (``segment`` only with a segment model; ``reasons``,
-#: ``fit_score`` and ``engagement_score`` only with reasons on).
-SCORE_FIELDS = (
-    "probability",
-    "score",
-    "bucket",
-    "recommended_action",
-    "grade",
-    "fit_score",
-    "engagement_score",
-    "segment",
-    "reasons",
-    "previous_score",
-    "trend",
-    "model_version",
-    "scored_at",
-)
-#: Fields that may be empty (NaN in arrays, null in JSON/parquet, empty in CSV).
-OPTIONAL_INT_FIELDS = ("fit_score", "engagement_score", "previous_score")
 
 
 def utc_now() -> str:

@@ -43,6 +43,7 @@ from leadscoring.config import ProjectConfig
 from leadscoring.events.live import LiveEvents
 from leadscoring.features.columns import ColumnBatch
 from leadscoring.ingest.schema import LeadSchema
+from leadscoring.scored_lead import ID_FIELD, ScoredLead
 from leadscoring.serving.outputs import json_records
 from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
 from leadscoring.serving.request_checks import api_token, body_errors, check_token, read_body
@@ -55,31 +56,6 @@ BATCH_SLICE = 1_000
 ScoreLeads = Callable[[list[BaseModel]], list[dict[str, Any]]]
 
 logger = logging.getLogger(__name__)
-
-
-class Reason(BaseModel):
-    variable: str
-    label: str
-    value: str
-    effect: float  # contribution to the log-odds: > 0 pushes the score up
-    evidence: str
-
-
-class ScoreOut(BaseModel):
-    lead_id: str
-    probability: float
-    score: int
-    bucket: str
-    recommended_action: str
-    grade: str
-    fit_score: int | None = None
-    engagement_score: int | None = None
-    segment: str | None = None
-    reasons: list[Reason] = []
-    previous_score: int | None = None
-    trend: str
-    model_version: str
-    scored_at: str
 
 
 def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
@@ -120,13 +96,13 @@ def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
         rows = [lead.model_dump() for lead in leads]
         sent = [any(r.get(c) is not None for c in event_columns) for r in rows]
         if all(sent) or not any(sent):
-            return json_records(scorer.score_columns(_batch(rows, not any(sent))), rename={id_col: "lead_id"})
+            return json_records(scorer.score_columns(_batch(rows, not any(sent))), rename={id_col: ID_FIELD})
         scored_at, out = utc_now(), [{} for _ in rows]
         for group in (True, False):
             where = [i for i, s in enumerate(sent) if s == group]
             batch = _batch([rows[i] for i in where], computed=not group)
             for i, rec in zip(
-                where, json_records(scorer.score_columns(batch, scored_at=scored_at), rename={id_col: "lead_id"}), strict=True
+                where, json_records(scorer.score_columns(batch, scored_at=scored_at), rename={id_col: ID_FIELD}), strict=True
             ):
                 out[i] = rec
         return out
@@ -221,7 +197,7 @@ def _add_scoring_routes(
         422: {"description": "Validation Error"},
     }
 
-    @app.post("/score", response_model=ScoreOut, openapi_extra={"requestBody": lead_body}, responses=errors)
+    @app.post("/score", response_model=ScoredLead, openapi_extra={"requestBody": lead_body}, responses=errors)
     async def score(request: Request) -> JSONResponse:
         check_token(request)
         body = await read_body(request, max_body, body_timeout)
@@ -233,7 +209,7 @@ def _add_scoring_routes(
         out = score_one([lead])[0]
         return JSONResponse(out, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})
 
-    @app.post("/score/batch", response_model=list[ScoreOut], openapi_extra={"requestBody": batch_body}, responses=errors)
+    @app.post("/score/batch", response_model=list[ScoredLead], openapi_extra={"requestBody": batch_body}, responses=errors)
     async def score_batch(request: Request) -> Response:
         check_token(request)
         body = await read_body(request, max_body, body_timeout)

@@ -20,10 +20,9 @@ feature could count them). Scoring reads the store when it has files
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -313,20 +312,3 @@ def ingest_report(cfg: ProjectConfig, files: Sequence[str | Path]) -> str:
         key = cfg.events.key if cfg.events is not None else "events.key"
         lines.append(f"{result.without_key} events without a visitor key ('{key}', events.key) left out")
     return "\n".join([*lines, f"{sum(written.values())} rows in {len(written)} day(s) -> {store_folder(cfg)}"])
-
-
-def add_events_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
-    """The command line's ``events`` subcommand: ``events ingest FILE...``, run by ``handler``."""
-    events = sub.add_parser("events", help="behavioural events: add daily export files to the event store")
-    ing = events.add_subparsers(dest="action", required=True).add_parser(
-        "ingest",
-        help="add daily export files to the event store (events.store); a day ingested again replaces "
-        "that day's file, never duplicates it",
-    )
-    ing.add_argument(
-        "files",
-        nargs="+",
-        metavar="FILE",
-        help="GA4 events_YYYYMMDD.json[.gz] or .parquet files, or a flat activity log (CSV or parquet)",
-    )
-    ing.set_defaults(func=handler)

@@ -18,7 +18,7 @@ GRID = np.linspace(0.0, 1.0, 1001)
 def variable_groups(cfg: ProjectConfig, variables: Sequence[str]) -> dict[str, list[str]]:
     """Model variables per group: a column listed in ``data.fit_columns`` or
     ``data.engagement_columns``; a derived feature goes with its sources (engagement first)."""
-    fit, eng = set(cfg.data.fit_columns), set(cfg.data.engagement_columns)
+    fit, eng = set(cfg.model_data.fit_columns), set(cfg.model_data.engagement_columns)
     sources = {name: set(pair) for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
     groups: dict[str, list[str]] = {"fit": [], "engagement": []}
     for v in variables:

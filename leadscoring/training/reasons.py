@@ -286,7 +286,7 @@ def build_reason_book(
     }
     return ReasonBook(
         base_rate=float(y_arr.mean()),
-        labels={v: cfg.data.labels.get(v, v) for v in variables},
+        labels={v: cfg.model_data.labels.get(v, v) for v in variables},
         levels=levels,
         numeric=numeric,
         yes_no=yes_no,

@@ -83,7 +83,7 @@ run-quick: install
 # A DERIVED GA4 event log (02_Datos/04_Eventos/) from the export's own columns, for the second
 # configuration: then `.venv/bin/leadscoring --config 01_Documentos/config_events.yaml run`.
 events: install
-	$(BIN)/python -m leadscoring.events.derive --config 01_Documentos/config_events.yaml
+	$(BIN)/python tools/derive_events.py --config 01_Documentos/config_events.yaml
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -17,7 +17,7 @@ import yaml
 from leadscoring.artifacts import ModelIntegrityError
 from leadscoring.config import ConfigError, ProjectConfig, load_config
 from leadscoring.errors import LeadDataError, OutputPathError, is_disk_full
-from leadscoring.events.store import add_events_parser, ingest_report
+from leadscoring.events.store import ingest_report
 from leadscoring.ingest.load import validate_file
 from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
 from leadscoring.training.rules import RulesError
@@ -380,6 +380,22 @@ def _add_validate_parser(sub: Any) -> None:
     v.set_defaults(func=_cmd_validate)
 
 
+def _add_events_parser(sub: Any) -> None:
+    events = sub.add_parser("events", help="behavioural events: add daily export files to the event store")
+    ing = events.add_subparsers(dest="action", required=True).add_parser(
+        "ingest",
+        help="add daily export files to the event store (events.store); a day ingested again replaces "
+        "that day's file, never duplicates it",
+    )
+    ing.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="GA4 events_YYYYMMDD.json[.gz] or .parquet files, or a flat activity log (CSV or parquet)",
+    )
+    ing.set_defaults(func=_cmd_events)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadscoring", description="Predictive lead scoring from a CRM export.")
     p.add_argument("--config", help="configuration YAML (default: 01_Documentos/config.yaml here or above)")
@@ -396,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_rollback_parser,
         _add_history_parser,
         _add_validate_parser,
-        lambda s: add_events_parser(s, _cmd_events),
+        _add_events_parser,
     ):
         add(sub)
     return p

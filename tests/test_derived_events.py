@@ -1,4 +1,4 @@
-"""The DERIVED event log (leadscoring.events.derive): GA4-schema events made from an export's
+"""The DERIVED event log (tools/derive_events.py): GA4-schema events made from an export's
 own activity columns. The SQL features computed from it give back the export's aggregates
 exactly, for every lead: sessions = visits, engagement seconds = time on site, page views =
 visits x pages per visit rounded half up, downloads = the yes/no column; a lead with missing
@@ -16,9 +16,9 @@ import pytest
 
 from leadscoring.config import DataConfig, PathsConfig, ProjectConfig, load_config
 from leadscoring.errors import LeadDataError, OutputPathError
-from leadscoring.events.derive import derive_log, event_name
 from leadscoring.events.engine import compute_features, event_files
 from leadscoring.ingest.load import read_leads
+from tools.derive_events import derive_log, event_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = [

@@ -169,7 +169,10 @@ def test_parquet_and_flat_sources_give_the_same_features(ga4, tmp_path):
 def test_features_join_the_leads_and_errors_are_one_line(ga4):
     out = add_event_features(ga4, LEADS)
     assert list(out.columns) == [*LEADS.columns, *[f["name"] for f in FEATURES]]
-    assert "views" in ga4.data.columns.numeric and "views" in ga4.data.engagement_columns
+    # The configured columns stay as written; the model's data section adds the features.
+    assert "views" not in ga4.data.columns.numeric and "views" not in ga4.data.engagement_columns
+    assert ga4.model_data.columns.numeric == ["Age", *[f["name"] for f in FEATURES]]
+    assert ga4.model_data.engagement_columns == [f["name"] for f in FEATURES]
     with pytest.raises(LeadDataError, match="no column 'Client'"):
         compute_features(ga4, LEADS.drop(columns="Client"))
     with pytest.raises(LeadDataError, match="no usable cut-off in 'Created'"):

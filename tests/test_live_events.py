@@ -128,7 +128,7 @@ def _batch_scores(ev_cfg: ProjectConfig, models, requests: list[dict], at: str) 
     Scorer.score_columns (no live lookup)."""
     Lead = lead_model(ev_cfg)
     rows = pd.DataFrame([Lead.model_validate(r).model_dump() for r in requests])
-    numeric = [c for c in ev_cfg.data.columns.numeric if c in rows.columns]
+    numeric = [c for c in ev_cfg.model_data.columns.numeric if c in rows.columns]
     rows[numeric] = rows[numeric].astype(float)
     X = add_features(ev_cfg, rows.drop(columns=ev_cfg.event_columns), at=at)
     out = Scorer.load(ev_cfg, models).score_columns(X, scored_at=at)
@@ -180,7 +180,7 @@ def test_a_lead_sending_its_behaviour_is_scored_on_it(project, service):
     assert both[1] == _batch_scores(ev_cfg, models, [{**LEAD, "id": "S2", KEY: "c0"}], at)[0]
     Lead = lead_model(ev_cfg)
     rows = pd.DataFrame([Lead.model_validate(sent).model_dump()])
-    rows[ev_cfg.data.columns.numeric] = rows[ev_cfg.data.columns.numeric].astype(float)
+    rows[ev_cfg.model_data.columns.numeric] = rows[ev_cfg.model_data.columns.numeric].astype(float)
     own = json_records(Scorer.load(ev_cfg, models).score_columns(rows, scored_at=at), rename={"id": "lead_id"})
     assert both[0] == own[0]  # its own (partial) behaviour, nothing looked up
 

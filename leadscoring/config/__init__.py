@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import ValidationError, model_validator
 
 from leadscoring.config.events import DeriveConfig, EventFeature, EventsConfig
 from leadscoring.config.sections import (
@@ -88,39 +88,50 @@ class ProjectConfig(_Strict):
     source: Path | None = None
     output_root: Path | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _event_columns(cls, data: object) -> object:
-        """Behavioural features (``events.features``) are numeric, engagement columns of the
-        model: added to ``data.columns.numeric`` and ``data.engagement_columns`` (once)."""
-        if not isinstance(data, dict) or data.get("events") is None or data.get("data") is None:
-            return data
-        events, d = (x.model_dump() if isinstance(x, BaseModel) else dict(x) for x in (data["events"], data["data"]))
-        names = [f["name"] for f in events.get("features", []) if isinstance(f, dict) and "name" in f]
-        columns = dict(d.get("columns") or {})
-        columns["numeric"] = [*columns.get("numeric", []), *(n for n in names if n not in columns.get("numeric", []))]
-        d["columns"] = columns
-        eng = list(d.get("engagement_columns") or [])
-        d["engagement_columns"] = [*eng, *(n for n in names if n not in eng)]
-        labels = dict(d.get("labels") or {})
-        for f in events.get("features", []):
-            if isinstance(f, dict) and f.get("label") and f.get("name") not in labels:
-                labels[f["name"]] = f["label"]
-        d["labels"] = labels
-        return {**data, "data": d}
-
     @property
     def event_columns(self) -> list[str]:
         """The behavioural feature columns (computed from events, absent from raw exports)."""
         return [f.name for f in self.events.features] if self.events else []
+
+    @property
+    def model_data(self) -> DataConfig:
+        """The data section as the models see it: ``data`` (as written in the configuration)
+        with the behavioural features (``events.features``) added, once each, as numeric
+        engagement columns, with their labels (``events.features[].label``) unless ``data.labels``
+        names them. The one place where event features join the configured columns; without an
+        events section it is ``data`` itself."""
+        if self.events is None:
+            return self.data
+        d = self.data
+        names = self.event_columns
+        labels = dict(d.labels)
+        for f in self.events.features:
+            if f.label and f.name not in labels:
+                labels[f.name] = f.label
+        columns = d.columns.model_dump()
+        columns["numeric"] = [*d.columns.numeric, *(n for n in names if n not in d.columns.numeric)]
+        return DataConfig.model_validate(
+            {
+                **d.model_dump(),
+                "columns": columns,
+                "engagement_columns": [*d.engagement_columns, *(n for n in names if n not in d.engagement_columns)],
+                "labels": labels,
+            }
+        )
 
     @model_validator(mode="after")
     def _check_features(self) -> ProjectConfig:
         channel = self.segmentation.channel_column
         if channel is not None and channel not in self.data.columns.categorical:
             raise ValueError(f"segmentation.channel_column: '{channel}' is not a categorical column")
-        numeric = set(self.data.columns.numeric)
-        names = set(self.data.columns.all)
+        try:  # validated here: e.g. an event feature named like a categorical column is refused
+            d = self.model_data
+        except ValidationError as err:
+            raise ValueError(
+                "events.features: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors())
+            ) from None
+        numeric = set(d.columns.numeric)
+        names = set(d.columns.all)
         for kind in ("products", "ratios"):
             for name, (a, b) in getattr(self.features, kind).items():
                 if name in names:
@@ -129,11 +140,7 @@ class ProjectConfig(_Strict):
                     if col not in numeric:
                         raise ValueError(f"features.{kind}.{name}: '{col}' is not a numeric column")
         if self.events is not None and self.events.derive is not None:
-            raw = self.data.columns
-            events = set(self.event_columns)
-            self.events.derive.check_roles(
-                ColumnRoles(numeric=[c for c in raw.numeric if c not in events], categorical=raw.categorical, yes_no=raw.yes_no)
-            )
+            self.events.derive.check_roles(self.data.columns)
         return self
 
     def root_path(self, value: str) -> Path:

@@ -68,10 +68,10 @@ class EventFeature(_Strict):
 
 
 class DeriveConfig(_Strict):
-    """A DERIVED event log (``python -m leadscoring.events.derive``): GA4-schema events made
-    from the export's own activity columns, to prove the events path end to end on an export
-    that comes without its web analytics. Not observed behaviour: see
-    :mod:`leadscoring.events.derive` for the mapping rules."""
+    """A DERIVED event log (``tools/derive_events.py``, ``make events``, outside the package):
+    GA4-schema events made from the export's own activity columns, to prove the events path
+    end to end on an export that comes without its web analytics. Not observed behaviour: see
+    that tool for the mapping rules."""
 
     visits: str  # numeric column: that many sessions (session_start + ga_session_id)
     time_on_site: str | None = None  # numeric column, seconds: engagement_time_msec summing to it

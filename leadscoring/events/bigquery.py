@@ -31,7 +31,7 @@ import pandas as pd
 from leadscoring.config import ConfigError, EventsConfig, ProjectConfig, load_config
 from leadscoring.errors import LeadDataError
 from leadscoring.events.engine import cutoffs
-from leadscoring.events.sql import events_sql, features_sql
+from leadscoring.events.sql import Query, events_sql, features_sql, quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _source_filter(cfg: EventsConfig, table: str, start: date | str | None, end:
     if cfg.format == "ga4":
         column = "_TABLE_SUFFIX" if table.endswith("*") else "e.event_date"
         return f"{column} BETWEEN '{first:%Y%m%d}' AND '{last:%Y%m%d}'"
-    time = 'CAST(e."' + cfg.time_column.replace('"', '""') + '" AS TIMESTAMP)'
+    time = f"CAST(e.{quote_identifier(cfg.time_column)} AS TIMESTAMP)"
     return f"{time} >= TIMESTAMP '{first} 00:00:00' AND {time} < TIMESTAMP '{last + timedelta(days=1)} 00:00:00'"
 
 
@@ -110,14 +110,20 @@ def _bigquery_node(node: Any) -> Any:
     return node
 
 
-def _transpile(sql: str, source: str, leads: str) -> str:
+def _transpile(query: Query, source: str, leads: str) -> str:
     """The DuckDB-dialect query in BigQuery Standard SQL, the placeholder relations replaced
-    by the backquoted tables (their aliases kept)."""
+    by the backquoted tables (their aliases kept) and its parameters by their values as
+    string literals (the text is for the console or a file: no parameters there; sqlglot
+    writes the literals in BigQuery's quoting)."""
     sqlglot, exp = _sqlglot()
     from sqlglot.errors import ErrorLevel, SqlglotError
 
     try:
-        tree = sqlglot.parse_one(sql, read="duckdb")
+        tree = sqlglot.parse_one(query.sql, read="duckdb")
+        for node in list(tree.find_all(exp.Placeholder)):
+            if node.name not in query.params:
+                raise LeadDataError(f"events on BigQuery: the feature SQL has no value for ${node.name}")
+            node.replace(exp.Literal.string(str(query.params[node.name])))
         for table in list(tree.find_all(exp.Table)):
             if table.name in (_SOURCE, _LEADS):
                 real = exp.to_table(f"`{source if table.name == _SOURCE else leads}`", dialect="bigquery")
@@ -137,7 +143,7 @@ def bigquery_sql(cfg: EventsConfig, table: str, leads_table: str, start: date | 
     time column within those days). Without days, the whole table is read."""
     source, leads = _table_name(table, "events table"), _table_name(leads_table, "leads table")
     events = events_sql(cfg, _SOURCE, where=_source_filter(cfg, source, start, end))
-    return _transpile(features_sql(cfg, f"({events})", leads=_LEADS), source, leads)
+    return _transpile(features_sql(cfg, Query(f"({events.sql})", events.params), leads=_LEADS), source, leads)
 
 
 def _leads_frame(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | None) -> pd.DataFrame:

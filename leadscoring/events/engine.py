@@ -22,7 +22,7 @@ import pandas as pd
 
 from leadscoring.config import EventsConfig, ProjectConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.events.sql import GA4_JSON_COLUMNS, events_sql, features_sql
+from leadscoring.events.sql import GA4_JSON_COLUMNS, Query, events_sql, features_sql
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +69,21 @@ def scoring_files(cfg: ProjectConfig) -> list[str]:
     return store_files(cfg) or event_files(cfg.root_path(cfg.events.path))
 
 
-def _sql_list(files: Sequence[str]) -> str:
-    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-
-
-def source_relation(ev: EventsConfig, files: Sequence[str]) -> str:
-    """A DuckDB table function reading ``files`` in place (one format for all of them)."""
+def source_relation(ev: EventsConfig, files: Sequence[str]) -> Query:
+    """A DuckDB table function reading ``files`` in place (one format for all of them); the
+    file list (and the GA4 JSON schema) are its parameters ``$files`` (and ``$columns``)."""
     kinds = {"parquet" if f.endswith(".parquet") else "json" if f.endswith(JSON_SUFFIXES) else "csv" for f in files}
     if len(kinds) > 1:
         raise LeadDataError(f"events: mixed file formats {sorted(kinds)} in {files[0]}…; use one format per source")
     kind = kinds.pop()
+    params: dict[str, Any] = {"files": list(files)}
     if kind == "parquet":
-        return f"read_parquet({_sql_list(files)}, union_by_name = true)"
+        return Query("read_parquet($files, union_by_name = true)", params)
     if kind == "json":
         if ev.format != "ga4":
-            return f"read_json({_sql_list(files)}, format = 'newline_delimited')"
-        columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in GA4_JSON_COLUMNS.items()) + "}"
-        return f"read_json({_sql_list(files)}, format = 'newline_delimited', columns = {columns})"
-    return f"read_csv({_sql_list(files)}, header = true, all_varchar = true)"
+            return Query("read_json($files, format = 'newline_delimited')", params)
+        return Query("read_json($files, format = 'newline_delimited', columns = $columns)", {**params, "columns": GA4_JSON_COLUMNS})
+    return Query("read_csv($files, header = true, all_varchar = true)", params)
 
 
 def cutoffs(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | None = None) -> np.ndarray:
@@ -124,7 +121,7 @@ def compute_features(
     con: Any = None,
 ) -> pd.DataFrame:
     """The configured behavioural features of ``leads`` (one row each, same index), from the
-    event files (default ``events.path``) or an open DuckDB connection's ``events`` view."""
+    event files (default ``events.path``) or an open DuckDB connection's ``events`` view or table."""
     import duckdb
 
     ev = cfg.events
@@ -140,10 +137,12 @@ def compute_features(
     con = con or duckdb.connect()
     try:
         con.register("leads_in", table)
+        events: Query | str = "events"
         if files is not None or own:
-            rel = source_relation(ev, files or event_files(cfg.root_path(ev.path)))
-            con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql(ev, rel, portable=False)}")
-        out = con.execute(features_sql(ev, "events", leads="leads_in")).df()
+            flat = events_sql(ev, source_relation(ev, files or event_files(cfg.root_path(ev.path))), portable=False)
+            events = Query(f"({flat.sql})", flat.params)
+        query = features_sql(ev, events, leads="leads_in")
+        out = con.execute(query.sql, query.params).df()
     except duckdb.Error as exc:
         raise LeadDataError(f"events: {str(exc).splitlines()[0]}") from None
     finally:

@@ -7,7 +7,7 @@ columns the configured features read), sorted by visitor and indexed on it (an A
 the sort also makes the column's min-max zone maps selective). A lookup first copies the
 rows of the call's few visitors into a small temporary table (an index lookup, not a scan
 of the events), then runs the feature template of batch scoring
-(:func:`~leadscoring.events.sql.features_sql`, planned once, distinct counts as list
+(:func:`~leadscoring.events.sql.features_sql`, distinct counts as list
 aggregates) on that table: the numbers of
 :func:`~leadscoring.events.engine.compute_features`, in a few milliseconds.
 
@@ -34,15 +34,11 @@ import pandas as pd
 from leadscoring.config import EventsConfig, ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.events.engine import cutoffs, event_files, join_features, source_relation, store_files
-from leadscoring.events.sql import events_sql, features_sql, params_of, quote_literal
+from leadscoring.events.sql import events_sql, features_sql, params_of, quote_identifier
 
 log = logging.getLogger(__name__)
 
 Listing = tuple[tuple[str, int, int], ...]
-
-
-def _text(value: str | None) -> str:
-    return "NULL" if value is None else "'" + quote_literal(value) + "'"
 
 
 def live_columns(ev: EventsConfig) -> dict[str, str]:
@@ -95,12 +91,12 @@ class LiveEvents:
         self._generation = 0
         self._listing: Listing = ()
         self._checked = 0.0
-        # The per-lookup tables: the call's leads and their visitors' events; the feature
-        # query over them is planned once.
-        schema = ", ".join(f'"{c}" {t}' for c, t in self.columns.items())
+        # The per-lookup tables: the call's leads and their visitors' events, and the feature
+        # query over them (its values as parameters).
+        schema = ", ".join(f"{quote_identifier(c)} {t}" for c, t in self.columns.items())
         self._con.execute(f"CREATE TEMP TABLE picked ({schema})")
         self._con.execute("CREATE TEMP TABLE live_leads (lead_row BIGINT, visitor VARCHAR, cutoff TIMESTAMP)")
-        self._con.execute(f"PREPARE live_features AS {features_sql(self.ev, 'picked', 'live_leads', portable=False)}")
+        self._features = features_sql(self.ev, "picked", "live_leads", portable=False)
         self.refresh()
         # A lookup's query is tiny: one thread answers it sooner than a team would (and
         # background reloads then leave the other cores to scoring).
@@ -134,14 +130,14 @@ class LiveEvents:
         with self._lock:
             cur = self._con.cursor()  # its own handle: lookups go on with the current table meanwhile
         name = f"live_events_{self._generation + 1}"
-        schema = ", ".join(f'"{c}" {t}' for c, t in self.columns.items())
-        names = ", ".join(f'"{c}"' for c in self.columns)
+        schema = ", ".join(f"{quote_identifier(c)} {t}" for c, t in self.columns.items())
+        names = ", ".join(quote_identifier(c) for c in self.columns)
         t0 = time.perf_counter()
         try:
             cur.execute(f"CREATE OR REPLACE TABLE {name} ({schema})")
             if files:
                 flat = events_sql(self.ev, source_relation(self.ev, files), portable=False)
-                cur.execute(f"INSERT INTO {name} SELECT {names} FROM ({flat}) ORDER BY visitor, ts")
+                cur.execute(f"INSERT INTO {name} SELECT {names} FROM ({flat.sql}) ORDER BY visitor, ts", flat.params)
             cur.execute(f"CREATE INDEX {name}_visitor ON {name} (visitor)")
             rows = int(cur.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
         except duckdb.Error as exc:
@@ -189,20 +185,26 @@ class LiveEvents:
         key = self.ev.lead_key
         if key not in leads.columns:
             raise LeadDataError(f"events: the leads have no column '{key}' (events.lead_key) to find their events")
-        visitors = leads[key].astype("string").to_numpy(dtype=object, na_value=None)
-        cut = np.datetime_as_string(cutoffs(self.cfg, leads, at).astype("datetime64[us]"), unit="us")
-        rows = ", ".join(f"({i}, {_text(v)}, TIMESTAMP '{c}')" for i, (v, c) in enumerate(zip(visitors, cut, strict=True)))
-        wanted = ", ".join(_text(v) for v in set(visitors) if v is not None) or "NULL"
-        # One transaction, one round trip (the result is the last statement's), rolled back:
-        # the lookup tables are empty again for the next call.
-        sql = (
-            f"BEGIN; INSERT INTO picked SELECT * FROM {self._table} WHERE visitor IN ({wanted}); "
-            + (f"INSERT INTO live_leads VALUES {rows}; " if rows else "")
-            + "EXECUTE live_features"
-        )
+        visitors = leads[key].astype("string").to_numpy(dtype=object, na_value=None).tolist()
+        cut = np.datetime_as_string(cutoffs(self.cfg, leads, at).astype("datetime64[us]"), unit="us").tolist()
+        wanted = list(dict.fromkeys(v for v in visitors if v is not None))
+        # The visitors as one parameter each (an IN list of constants: the index finds their
+        # rows); one transaction, rolled back: the lookup tables are empty again for the next call.
+        where = ", ".join(f"$w{i}" for i in range(len(wanted))) or "NULL"
         with self._lock:
             try:
-                got = self._con.execute(sql).fetchall()
+                self._con.execute("BEGIN")
+                self._con.execute(
+                    f"INSERT INTO picked SELECT * FROM {self._table} WHERE visitor IN ({where})",
+                    {f"w{i}": v for i, v in enumerate(wanted)},
+                )
+                if visitors:
+                    self._con.execute(
+                        "INSERT INTO live_leads SELECT unnest(range(len($visitors))), unnest($visitors), "
+                        "CAST(unnest($cutoffs) AS TIMESTAMP)",
+                        {"visitors": visitors, "cutoffs": cut},
+                    )
+                got = self._con.execute(self._features.sql, self._features.params).fetchall()
             except duckdb.Error as exc:
                 raise LeadDataError(f"events: {str(exc).splitlines()[0]}") from None
             finally:

@@ -20,10 +20,9 @@ feature could count them). Scoring reads the store when it has files
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 from leadscoring.config import EventsConfig, ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.events.engine import JSON_SUFFIXES, source_relation, store_folder
-from leadscoring.events.sql import GA4_JSON_COLUMNS
+from leadscoring.events.sql import GA4_JSON_COLUMNS, Query, quote_identifier
 from leadscoring.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -60,10 +59,6 @@ def store_name(day: str) -> str:
     return f"events_{day.replace('-', '')}.parquet"
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _iso(day: str) -> str:
     """``20260101`` as ``2026-01-01`` (any other text as it is)."""
     return f"{day[:4]}-{day[4:6]}-{day[6:]}" if len(day) == 8 and day.isdigit() else day
@@ -71,7 +66,8 @@ def _iso(day: str) -> str:
 
 def _no_key(column: str) -> str:
     """SQL: the visitor key ``column`` of ``e`` is missing (NULL or blank)."""
-    return f'(e."{column}" IS NULL OR trim(CAST(e."{column}" AS VARCHAR)) = \'\')'
+    col = f"e.{quote_identifier(column)}"
+    return f"({col} IS NULL OR trim(CAST({col} AS VARCHAR)) = '')"
 
 
 def _checked_files(files: Sequence[str | Path]) -> list[str]:
@@ -111,8 +107,8 @@ def _ga4_days(files: Sequence[str]) -> dict[str, list[str]]:
     return days
 
 
-def _columns(con: Any, relation: str) -> set[str]:
-    return {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
+def _columns(con: Any, relation: Query) -> set[str]:
+    return {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation.sql}", relation.params).fetchall()}
 
 
 def _event_day(present: set[str]) -> str | None:
@@ -140,11 +136,11 @@ def _check_ga4_file(con: Any, ev: EventsConfig, path: str, day: str) -> tuple[in
         if ev.key not in present:
             raise LeadDataError(f"events ingest: {name}: the file has no column '{ev.key}' (events.key)")
         event_day = _event_day(present)
-        compact = day.replace("-", "")
-        other = f"{event_day} <> '{compact}'" if event_day else "false"
+        other = f"{event_day} <> $day" if event_day else "false"
         rows, keyless, n_other, other_days = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {_no_key(ev.key)}), count(*) FILTER (WHERE {other}), "
-            f"list(DISTINCT {event_day or 'NULL'}) FILTER (WHERE {other}) FROM {relation} AS e"
+            f"list(DISTINCT {event_day or 'NULL'}) FILTER (WHERE {other}) FROM {relation.sql} AS e",
+            {**relation.params, **({"day": day.replace("-", "")} if event_day else {})},
         ).fetchone()
     except duckdb.Error as exc:
         raise LeadDataError(f"events ingest: {name}: {str(exc).splitlines()[0]}") from None
@@ -160,7 +156,7 @@ def _check_ga4_file(con: Any, ev: EventsConfig, path: str, day: str) -> tuple[in
     return int(rows), int(keyless)
 
 
-def _ga4_select(con: Any, ev: EventsConfig, relation: str) -> str:
+def _ga4_select(con: Any, ev: EventsConfig, relation: Query) -> Query:
     """The store's GA4 columns from ``relation``: nested as exported, one type each (so every
     day's file has the same schema); a column the files lack is empty. Events without a
     visitor key are left out."""
@@ -168,15 +164,21 @@ def _ga4_select(con: Any, ev: EventsConfig, relation: str) -> str:
     if ev.key not in present:
         raise LeadDataError(f"events ingest: the files have no column '{ev.key}' (events.key)")
     columns = {**GA4_JSON_COLUMNS, ev.key: GA4_JSON_COLUMNS.get(ev.key, "VARCHAR")}
-    parts = [f'CAST(e."{c}" AS {t}) AS "{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items()]
-    return f'SELECT {", ".join(parts)} FROM {relation} AS e WHERE NOT {_no_key(ev.key)} ORDER BY e."{ev.key}", e.event_timestamp'
+    q = quote_identifier
+    parts = [f"CAST(e.{q(c)} AS {t}) AS {q(c)}" if c in present else f"CAST(NULL AS {t}) AS {q(c)}" for c, t in columns.items()]
+    return Query(
+        f"SELECT {', '.join(parts)} FROM {relation.sql} AS e WHERE NOT {_no_key(ev.key)} ORDER BY e.{q(ev.key)}, e.event_timestamp",
+        relation.params,
+    )
 
 
-def _write_day(con: Any, select: str, dest: Path, sources: str) -> int:
+def _write_day(con: Any, select: Query, dest: Path, sources: str) -> int:
     """Write one day's rows to ``dest`` atomically; the number of rows. No rows: refused,
     ``dest`` left as it was (a day is never replaced by nothing)."""
     with atomic_path(dest) as tmp:
-        row = con.execute(f"COPY ({select}) TO {_sql_text(str(tmp))} (FORMAT parquet, COMPRESSION zstd)").fetchone()
+        row = con.execute(
+            f"COPY ({select.sql}) TO $dest (FORMAT parquet, COMPRESSION zstd)", {**select.params, "dest": str(tmp)}
+        ).fetchone()
         rows = int(row[0]) if row else 0
         if rows == 0:
             raise LeadDataError(f"events ingest: {sources}: no events to store in {dest.name}; the store's file is left as it was")
@@ -189,7 +191,7 @@ def _names(files: Sequence[str]) -> str:
 
 def _ingest_ga4(con: Any, ev: EventsConfig, files: Sequence[str], folder: Path) -> Ingested:
     """Every file checked (see :func:`_check_ga4_file`), then each day written."""
-    selects: dict[str, tuple[str, list[str]]] = {}
+    selects: dict[str, tuple[Query, list[str]]] = {}
     without_key = 0
     for day, day_files in sorted(_ga4_days(files).items()):
         counts = [_check_ga4_file(con, ev, f, day) for f in day_files]
@@ -216,7 +218,9 @@ def _check_flat_file(con: Any, ev: EventsConfig, path: str) -> tuple[int, int]:
         for col in (ev.key, ev.time_column):
             if col not in present:
                 raise LeadDataError(f"events ingest: {name}: the file has no column '{col}'")
-        rows, keyless = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {_no_key(ev.key)}) FROM {relation} AS e").fetchone()
+        rows, keyless = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {_no_key(ev.key)}) FROM {relation.sql} AS e", relation.params
+        ).fetchone()
     except duckdb.Error as exc:
         raise LeadDataError(f"events ingest: {name}: {str(exc).splitlines()[0]}") from None
     if rows == 0:
@@ -233,14 +237,13 @@ def _ingest_flat(con: Any, ev: EventsConfig, files: Sequence[str], folder: Path)
     for col in (ev.key, ev.time_column):
         if col not in present:
             raise LeadDataError(f"events ingest: the files have no column '{col}'")
-    time = f'e."{ev.time_column}"'
+    time, key = quote_identifier(ev.time_column), quote_identifier(ev.key)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT e.*, CAST(TRY_CAST({time} AS TIMESTAMP) AS DATE) "
-        f"AS __day FROM {relation} AS e WHERE NOT {_no_key(ev.key)}"
+        f"CREATE OR REPLACE TEMP TABLE incoming AS SELECT e.*, CAST(TRY_CAST(e.{time} AS TIMESTAMP) AS DATE) "
+        f"AS __day FROM {relation.sql} AS e WHERE NOT {_no_key(ev.key)}",
+        relation.params,
     )
-    bad = con.execute(
-        f'SELECT "{ev.time_column}" FROM incoming WHERE __day IS NULL AND "{ev.time_column}" IS NOT NULL LIMIT 1'
-    ).fetchone()
+    bad = con.execute(f"SELECT {time} FROM incoming WHERE __day IS NULL AND {time} IS NOT NULL LIMIT 1").fetchone()
     if bad is not None:
         raise LeadDataError(f"events ingest: '{bad[0]}' in '{ev.time_column}' (events.time_column) is not a date-time")
     missing = con.execute("SELECT count(*) FROM incoming WHERE __day IS NULL").fetchone()[0]
@@ -254,7 +257,9 @@ def _ingest_flat(con: Any, ev: EventsConfig, files: Sequence[str], folder: Path)
         )
     written = {}
     for day in days:
-        select = f'SELECT * EXCLUDE (__day) FROM incoming WHERE __day = DATE \'{day}\' ORDER BY "{ev.key}", "{ev.time_column}"'
+        select = Query(
+            f"SELECT * EXCLUDE (__day) FROM incoming WHERE __day = CAST($day AS DATE) ORDER BY {key}, {time}", {"day": day}
+        )
         written[day] = _write_day(con, select, folder / store_name(day), _names(files))
     return Ingested(written, without_key)
 
@@ -313,20 +318,3 @@ def ingest_report(cfg: ProjectConfig, files: Sequence[str | Path]) -> str:
         key = cfg.events.key if cfg.events is not None else "events.key"
         lines.append(f"{result.without_key} events without a visitor key ('{key}', events.key) left out")
     return "\n".join([*lines, f"{sum(written.values())} rows in {len(written)} day(s) -> {store_folder(cfg)}"])
-
-
-def add_events_parser(sub: Any, handler: Callable[[argparse.Namespace], int]) -> None:
-    """The command line's ``events`` subcommand: ``events ingest FILE...``, run by ``handler``."""
-    events = sub.add_parser("events", help="behavioural events: add daily export files to the event store")
-    ing = events.add_subparsers(dest="action", required=True).add_parser(
-        "ingest",
-        help="add daily export files to the event store (events.store); a day ingested again replaces "
-        "that day's file, never duplicates it",
-    )
-    ing.add_argument(
-        "files",
-        nargs="+",
-        metavar="FILE",
-        help="GA4 events_YYYYMMDD.json[.gz] or .parquet files, or a flat activity log (CSV or parquet)",
-    )
-    ing.set_defaults(func=handler)

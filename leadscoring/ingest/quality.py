@@ -9,7 +9,7 @@ from leadscoring.config import ProjectConfig
 
 
 def _role(cfg: ProjectConfig, col: str) -> str:
-    roles = cfg.data.columns
+    roles = cfg.model_data.columns
     if col == cfg.data.id_column:
         return "id"
     if col == cfg.data.target_column:
@@ -136,7 +136,7 @@ def variable_separation(df: pd.DataFrame, cfg: ProjectConfig, min_share: float =
     their conversion rates. Sorted by spread, largest first.
     """
     target = cfg.data.target_column
-    roles = cfg.data.columns
+    roles = cfg.model_data.columns
     rows = []
     for col in [c for c in roles.all if c in df.columns]:
         numeric, yes_no = col in roles.numeric, col in roles.yes_no
@@ -144,7 +144,7 @@ def variable_separation(df: pd.DataFrame, cfg: ProjectConfig, min_share: float =
         t = t[t["leads"] >= max(1, min_share * len(df))]
         row = {
             "variable": col,
-            "label": cfg.data.labels.get(col, col),
+            "label": cfg.model_data.labels.get(col, col),
             "role": "numeric" if numeric else ("yes_no" if yes_no else "categorical"),
             "missing_share": float(df[col].isna().mean()),
             "levels": int(len(t)),
@@ -185,12 +185,12 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
             f"{r.label} separates leads by {100 * r.spread:.0f} percentage points: {what} {r.best_level} converts "
             f"{r.best_rate:.0%} ({r.best_share:.0%} of leads), {r.worst_level} {r.worst_rate:.0%}."
         )
-    for col in [c for c in cfg.data.columns.numeric if c in df.columns]:
+    for col in [c for c in cfg.model_data.columns.numeric if c in df.columns]:
         x = pd.to_numeric(df[col], errors="coerce")
         if x.nunique() < 2:
             continue
         rho = float(x.corr(df[target], method="spearman"))
-        label = cfg.data.labels.get(col, col)
+        label = cfg.model_data.labels.get(col, col)
         if abs(rho) >= 0.1:
             out.append(f"Higher {label} goes with {'more' if rho > 0 else 'less'} conversion (Spearman rho {rho:+.2f}).")
         else:
@@ -202,10 +202,10 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
             f" vs {df.loc[~miss, target].mean():.0%}); missingness is kept as information."
         )
     flat = []
-    for col in [c for c in cfg.data.columns.yes_no if c in df.columns]:
+    for col in [c for c in cfg.model_data.columns.yes_no if c in df.columns]:
         share = df[col].value_counts(normalize=True)
         if len(share) and share.iloc[0] >= 0.95:
-            flat.append(f"{cfg.data.labels.get(col, col)} ({share.iloc[0]:.0%} '{'yes' if share.index[0] == 1 else 'no'}')")
+            flat.append(f"{cfg.model_data.labels.get(col, col)} ({share.iloc[0]:.0%} '{'yes' if share.index[0] == 1 else 'no'}')")
     if flat:
         out.append(f"Almost always the same answer, so little information: {', '.join(flat)}.")
     post = sep.head(top)

@@ -57,7 +57,7 @@ class LeadSchema:
     """The rules a lead must meet (see module docstring)."""
 
     def __init__(self, cfg: ProjectConfig) -> None:
-        d = cfg.data
+        d = cfg.model_data  # the behavioural features are numeric columns (optional: computed from events)
         self.id_column, self.target_column = d.id_column, d.target_column
         self.numeric, self.categorical, self.yes_no = list(d.columns.numeric), list(d.columns.categorical), list(d.columns.yes_no)
         self.ranges = {c: d.ranges.get(c, (None, None)) for c in self.numeric}

@@ -154,7 +154,7 @@ def load_outcomes(
     for col in (d.id_column, d.target_column):
         if col not in raw.columns:
             raise LeadDataError(f"{name}: missing required column '{col}'; found {list(raw.columns)}")
-    if set(d.columns.all) <= set(raw.columns):
+    if set(cfg.model_data.columns.all) <= set(raw.columns):
         return read_leads(outcomes, cfg)  # the same checks as the export (line numbers in messages)
     if leads is None:
         raise LeadDataError(f"{name}: has only id and outcome; pass the leads' features with --leads")
@@ -205,7 +205,7 @@ def retrain(
     drift = drift_report(
         base,
         new,
-        d.columns.numeric,
+        cfg.model_data.columns.numeric,
         d.columns.categorical,
         scores=(champion.predict_proba(base.drop(columns=[d.target_column]))[:, 1], champion.predict_proba(X_new)[:, 1]),
     )

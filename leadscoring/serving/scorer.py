@@ -95,7 +95,7 @@ class Scorer:
             if "reasons" in manifest
             else ReasonBook(base_rate=float("nan"), labels={}, levels={}, numeric={}, yes_no=[], groups={})
         )
-        self.book.labels = {**self.book.labels, **cfg.data.labels}  # relabelling needs no retraining
+        self.book.labels = {**self.book.labels, **cfg.model_data.labels}  # relabelling needs no retraining
         #: Grade thresholds: learned with the model (shares, capacity) or the configured ranges.
         learned = manifest.get("grades")
         self.grades = learned if learned and learned.get("method") != "ranges" else learn_grades(cfg.scoring.grades, [])

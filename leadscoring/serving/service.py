@@ -73,8 +73,8 @@ def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
     both is scored in two groups, at the same time."""
     id_col = cfg.data.id_column
     visitor = LeadSchema(cfg).visitor_column
-    columns = [id_col, *([visitor] if visitor else []), *cfg.data.columns.all]
-    numeric = set(cfg.data.columns.numeric)
+    columns = [id_col, *([visitor] if visitor else []), *cfg.model_data.columns.all]
+    numeric = set(cfg.model_data.columns.numeric)
     event_columns = set(cfg.event_columns)
 
     def _batch(rows: list[dict[str, Any]], computed: bool) -> ColumnBatch:

@@ -133,7 +133,7 @@ GRID = np.linspace(0.0, 1.0, 1001)
 def fit_engagement_groups(cfg: ProjectConfig, variables: Sequence[str]) -> dict[str, list[str]]:
     """Model variables per group: a column listed in ``data.fit_columns`` or
     ``data.engagement_columns``; a derived feature goes with its sources (engagement first)."""
-    fit, eng = set(cfg.data.fit_columns), set(cfg.data.engagement_columns)
+    fit, eng = set(cfg.model_data.fit_columns), set(cfg.model_data.engagement_columns)
     sources = {name: set(pair) for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
     groups: dict[str, list[str]] = {"fit": [], "engagement": []}
     for v in variables:
@@ -419,7 +419,7 @@ def build_reason_book(
     }
     return ReasonBook(
         base_rate=float(y_arr.mean()),
-        labels={v: cfg.data.labels.get(v, v) for v in variables},
+        labels={v: cfg.model_data.labels.get(v, v) for v in variables},
         levels=levels,
         numeric=numeric,
         yes_no=yes_no,

@@ -74,14 +74,14 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def _role(cfg: ProjectConfig, col: str) -> str:
-    roles = cfg.data.columns
+    roles = cfg.model_data.columns
     return "numeric" if col in roles.numeric else "categorical" if col in roles.categorical else "yes_no"
 
 
 def single_variable_pipeline(cfg: ProjectConfig, col: str, n_rows: int) -> Pipeline:
     """The project's cleaning and encoding of one column, then a small model: a shallow tree
     for a number (any shape of relationship), a logistic regression over the levels otherwise."""
-    role, d = _role(cfg, col), cfg.data
+    role, d = _role(cfg, col), cfg.model_data
     cols = {r: [col] if r == role else [] for r in ("numeric", "categorical", "yes_no")}
     cleaner = LeadCleaner(
         **cols,
@@ -182,7 +182,7 @@ def outcome_like_stems(name: str, stems: Sequence[str], earlier: Sequence[str] =
 def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Per configured column: single-variable AUC, missingness and its AUC, purest levels,
     filled-in purity, name; and each column's missing mask (for grouping)."""
-    lk, d = cfg.leakage, cfg.data
+    lk, d = cfg.leakage, cfg.model_data
     rows, masks = [], {}
     for col in d.columns.all:
         role = _role(cfg, col)
@@ -220,7 +220,7 @@ def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) ->
 def _verdict(row: pd.Series, best_clean: float, cfg: ProjectConfig) -> tuple[list[str], str, list[str]]:
     """(signals, verdict, reasons) of one column given the best AUC among the columns not
     flagged (itself left out)."""
-    lk, d = cfg.leakage, cfg.data
+    lk, d = cfg.leakage, cfg.model_data
     auc, strong, weak, signals = row["single_variable_auc"], [], [], []
     if auc >= lk.dominant_auc or (auc >= lk.dominant_margin_min_auc and auc - best_clean >= lk.dominant_margin):
         signals.append("a")
@@ -317,7 +317,7 @@ def _groups(variables: Sequence[str], masks: dict[str, np.ndarray], overlap: flo
 def is_allowed(cfg: ProjectConfig, variable: str) -> bool:
     """Whether the configuration lets a flagged column into the models: named in
     ``data.allow_leaky``, or a ``data.post_contact`` field with ``use_post_contact_fields``."""
-    d = cfg.data
+    d = cfg.model_data
     return variable in d.allow_leaky or (d.use_post_contact_fields and variable in d.post_contact)
 
 
@@ -370,7 +370,7 @@ def blocked_variables(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
 def model_columns_after_audit(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
     """The configured model columns (``data.model_columns``) the audit leaves in."""
     blocked = set(blocked_variables(cfg, audit))
-    return [c for c in cfg.data.model_columns if c not in blocked]
+    return [c for c in cfg.model_data.model_columns if c not in blocked]
 
 
 def audited_features(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:

@@ -30,7 +30,8 @@ the fits, not the threads, share the machine; results do not depend on it."""
 
 def preparation_steps(cfg: ProjectConfig, features: Sequence[str] | None = None) -> list[tuple[str, Any]]:
     """Cleaning, derived features and variable selection, configured from ``cfg``."""
-    d, roles = cfg.data, cfg.data.columns
+    d = cfg.model_data
+    roles = d.columns
     allowed = set(d.model_columns)
     cleaner = LeadCleaner(
         numeric=[c for c in roles.numeric if c in allowed],
@@ -49,7 +50,7 @@ def preparation_steps(cfg: ProjectConfig, features: Sequence[str] | None = None)
 
 def numeric_feature_names(cfg: ProjectConfig) -> list[str]:
     """Numeric inputs of the encoder: numeric columns plus derived features."""
-    return [*cfg.data.columns.numeric, *cfg.features.products, *cfg.features.ratios]
+    return [*cfg.model_data.columns.numeric, *cfg.features.products, *cfg.features.ratios]
 
 
 def build_pipeline(

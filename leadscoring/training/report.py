@@ -32,7 +32,7 @@ def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = No
             "  input is filled in or updated by the sales team after contacting a lead, list it there: a\n"
             "  model trained on it ranks leads with information it will not have when they must be prioritised."
         )
-    labels = cfg.data.labels
+    labels = cfg.model_data.labels
     named = ", ".join(f"`{c}`" + (f" ({labels[c]})" if c in labels else "") for c in post)
     if not cfg.data.use_post_contact_fields:
         return (
@@ -71,7 +71,7 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
             lines.append(head + f"left empty: no variable of `data.{g}_columns` is in the model.")
             continue
         ranks = f"; alone it ranks the validation leads with ROC-AUC **{a:.3f}**" if a is not None else ""
-        named = ", ".join(f"{cfg.data.labels[v]} (`{v}`)" if v in cfg.data.labels else f"`{v}`" for v in members)
+        named = ", ".join(f"{cfg.model_data.labels[v]} (`{v}`)" if v in cfg.model_data.labels else f"`{v}`" for v in members)
         lines.append(head + f"the share of training leads whose {named} added less to the odds of converting{ranks}.")
     gr = manifest.get("grades") or {}
     if gr:

@@ -74,7 +74,7 @@ def check_rules_against_config(rules: pd.DataFrame, cfg: ProjectConfig, origin: 
     ``range`` rules on numeric columns only, ``level`` rules on categorical or yes/no ones
     (yes/no levels ``Yes``/``No``/``Missing``). Raises :class:`RulesError` naming the row."""
     rules = check_rules(rules, origin=origin)
-    roles = cfg.data.columns
+    roles = cfg.model_data.columns
     for i, row in rules.iterrows():
         where = f"{origin} row {int(i) + 2}"
         var, kind = row["variable"], row["kind"]

@@ -30,9 +30,9 @@ from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, 
 def segmentation_columns(cfg: ProjectConfig) -> list[str]:
     """Fit and engagement columns, without post-contact fields, plus derived features."""
     post = set(cfg.data.post_contact)
-    cols = [c for c in (*cfg.data.fit_columns, *cfg.data.engagement_columns) if c not in post]
+    cols = [c for c in (*cfg.model_data.fit_columns, *cfg.model_data.engagement_columns) if c not in post]
     if not cols:
-        cols = [c for c in cfg.data.columns.all if c not in post]
+        cols = [c for c in cfg.model_data.columns.all if c not in post]
     return [*cols, *cfg.features.products, *cfg.features.ratios]
 
 

@@ -1,11 +1,12 @@
 -- Behavioural features per lead, point in time: only events strictly before each lead's
 -- cut-off reach a feature. `leads` holds (lead_row, visitor, cutoff); `events` is the flat
 -- event relation (ga4_events.sql or flat_events.sql): a name, or a subquery in parentheses.
--- One macro per feature kind.
+-- One macro per feature kind. Text values go through `bind` (query parameters in DuckDB),
+-- names through `ident` (quoted identifiers).
 {%- macro cond(f) -%}
 ev.ts IS NOT NULL
-{%- if f.event %} AND ev.event_name = '{{ f.event }}'{% endif %}
-{%- if f.page_contains %} AND strpos(ev.page, '{{ f.page_contains }}') > 0{% endif %}
+{%- if f.event %} AND ev.event_name = {{ bind(f.event) }}{% endif %}
+{%- if f.page_contains %} AND strpos(ev.page, {{ bind(f.page_contains) }}) > 0{% endif %}
 {%- if f.days %} AND date_diff('second', ev.ts, l.cutoff) <= {{ f.days * 86400 }}{% endif %}
 {%- endmacro -%}
 {%- macro distinct(expr) -%}
@@ -29,16 +30,16 @@ date_diff('second', MAX(CASE WHEN {{ cond(f) }} THEN ev.ts END), l.cutoff) / 864
 {%- elif f.kind == "engagement_seconds" -%}
 {{ zero("SUM(CASE WHEN " ~ cond(f) ~ " THEN ev.engagement_ms END) / 1000.0") }}
 {%- elif f.kind == "sum" -%}
-{{ zero("SUM(CASE WHEN " ~ cond(f) ~ " THEN ev.\"value_" ~ f.param ~ "\" END)") }}
+{{ zero("SUM(CASE WHEN " ~ cond(f) ~ " THEN ev." ~ ("value_" ~ f.param) | ident ~ " END)") }}
 {%- elif f.kind in ("avg", "max") -%}
-{{ f.kind | upper }}(CASE WHEN {{ cond(f) }} THEN ev."value_{{ f.param }}" END)
+{{ f.kind | upper }}(CASE WHEN {{ cond(f) }} THEN ev.{{ ("value_" ~ f.param) | ident }} END)
 {%- elif f.kind == "time_between" -%}
-CASE WHEN MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = '{{ f.to_event }}' THEN ev.ts END)
-          >= MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = '{{ f.from_event }}' THEN ev.ts END)
-     THEN date_diff('second', MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = '{{ f.from_event }}' THEN ev.ts END),
-                    MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = '{{ f.to_event }}' THEN ev.ts END)) END
+CASE WHEN MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = {{ bind(f.to_event) }} THEN ev.ts END)
+          >= MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = {{ bind(f.from_event) }} THEN ev.ts END)
+     THEN date_diff('second', MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = {{ bind(f.from_event) }} THEN ev.ts END),
+                    MIN(CASE WHEN {{ cond(f) }} AND ev.event_name = {{ bind(f.to_event) }} THEN ev.ts END)) END
 {%- elif f.kind == "share" -%}
-AVG(CASE WHEN {{ cond(f) }} THEN CASE WHEN ev.source IS NULL THEN NULL WHEN ev.source = '{{ f.source }}' THEN 1.0 ELSE 0.0 END END)
+AVG(CASE WHEN {{ cond(f) }} THEN CASE WHEN ev.source IS NULL THEN NULL WHEN ev.source = {{ bind(f.source) }} THEN 1.0 ELSE 0.0 END END)
 {%- elif f.kind == "decayed" -%}
 {{ zero("SUM(CASE WHEN " ~ cond(f) ~ " THEN power(0.5, date_diff('second', ev.ts, l.cutoff) / 86400.0 / " ~ f.half_life_days ~ ") END)") }}
 {%- endif -%}
@@ -46,7 +47,7 @@ AVG(CASE WHEN {{ cond(f) }} THEN CASE WHEN ev.source IS NULL THEN NULL WHEN ev.s
 SELECT
   l.lead_row
 {%- for f in features %},
-  {{ feature(f) }} AS "{{ f.name }}"
+  {{ feature(f) }} AS {{ f.name | ident }}
 {%- endfor %}
 FROM {{ leads }} AS l
 LEFT JOIN {{ events }} AS ev

@@ -5,13 +5,13 @@
 -- first matching parameter, about a hundred times faster there).
 {%- macro first(name, value) -%}
 {%- if portable -%}
-(SELECT {{ value }} FROM UNNEST(e.event_params) AS t(p) WHERE p.key = '{{ name }}')
+(SELECT {{ value }} FROM UNNEST(e.event_params) AS t(p) WHERE p.key = {{ bind(name) }})
 {%- else -%}
-list_transform(list_filter(e.event_params, lambda p: p.key = '{{ name }}'), lambda p: {{ value }})[1]
+list_transform(list_filter(e.event_params, lambda p: p.key = {{ bind(name) }}), lambda p: {{ value }})[1]
 {%- endif -%}
 {%- endmacro %}
 SELECT
-  CAST(e.{{ key }} AS VARCHAR) AS visitor,
+  CAST(e.{{ key | ident }} AS VARCHAR) AS visitor,
   make_timestamp(e.event_timestamp) AS ts,
   e.event_name AS event_name,
   CAST({{ first("ga_session_id", "p.value.int_value") }} AS VARCHAR)
@@ -22,7 +22,7 @@ SELECT
   {{ first("page_location", "p.value.string_value") }} AS page
 {%- for param in params %},
   {{ first(param, "COALESCE(p.value.double_value, p.value.float_value, CAST(p.value.int_value AS DOUBLE), TRY_CAST(p.value.string_value AS DOUBLE))") }}
-    AS "value_{{ param }}"
+    AS {{ ("value_" ~ param) | ident }}
 {%- endfor %}
 FROM {{ source }} AS e
 {%- if where %}

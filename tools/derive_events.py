@@ -1,23 +1,72 @@
-"""The rules of the DERIVED event log (:mod:`leadscoring.events.derive`): what each of the
-export's activity columns becomes in GA4-schema events, lead by lead. The rules are stated in
-:mod:`leadscoring.events.derive`."""
+"""A DERIVED behavioural event log: GA4-schema events made from an export's own activity
+columns, for an export that comes without its web analytics: a development tool (test and
+benchmark fixtures, ``make events``), not part of the package. It proves the events path end
+to end (files → DuckDB features → models → scores); it is not observed behaviour.
+
+``python tools/derive_events.py --config CONFIG [--out FOLDER]`` (``make events``) writes it for the
+configuration's export (default folder: the one of ``events.path``), replacing an earlier
+derived log there; the raw exports' folder is refused.
+
+The mapping (``events.derive`` in the configuration, or a :class:`DeriveConfig` given as an
+argument) names the export's columns; per lead (``user_pseudo_id`` = the lead's key):
+
+- visits → that many sessions (whole visits; a fraction is rounded half up), each opened by a
+  ``session_start`` event whose ``ga_session_id`` is its start time in seconds (GA4's rule);
+  the first session also has ``first_visit``;
+- time on site (seconds) → ``engagement_time_msec`` on the sessions' ``page_view`` and
+  ``user_engagement`` events, integers summing exactly to the value rounded to the
+  millisecond: the ``engagement_seconds`` feature gives back the export's value (exactly for
+  values with up to three decimals); with no visit, one ``user_engagement`` event outside
+  any session carries it;
+- pages per visit → ``page_view`` events, in total visits × pages per visit rounded half up
+  to a whole number (:func:`page_view_total`): a ``count`` feature of ``page_view`` gives it;
+- a yes/no download column → one ``file_download`` event when yes (in a session, or outside
+  any session when the lead has no visit);
+- a last-activity column → one final event, after every other, named after the activity
+  (:func:`event_name`, GA4 event-name rules) with the label in its ``activity`` parameter;
+- a missing visits value → no event at all for the lead (its features follow
+  ``events.no_events``: zero counts by default); a missing time or pages value → no
+  engagement parameter (no ``user_engagement`` event) or no page views; a missing download
+  or activity → no event.
+
+Times are random (seeded per lead key, so a lead's events do not depend on the export's row
+order) within ``days_back`` days before the lead's cut-off (``events.cutoff_at``, or its date
+column minus ``events.horizon_days``), every one at least 45 minutes before it: the timing
+carries no information beyond the volume of activity. Every event says it is derived:
+``traffic_source`` {name, medium, source} = ``(derived)`` and a user property
+``derived = "true"``; a ``README.txt`` beside the daily files ``events_YYYYMMDD.json``
+(newline-delimited JSON, dates in UTC, null members left out) says so too.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import math
+import os
 import re
+import shutil
+import sys
 import unicodedata
 import zlib
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from leadscoring.config import DeriveConfig, ProjectConfig
-from leadscoring.errors import LeadDataError
+from leadscoring.config import ConfigError, DeriveConfig, ProjectConfig, load_config
+from leadscoring.errors import LeadDataError, OutputPathError
+from leadscoring.events.engine import cutoffs
+from leadscoring.ingest.load import read_leads
+from leadscoring.io import check_output
+
+log = logging.getLogger(__name__)
 
 DERIVED = "(derived)"
 #: Event names the generator writes itself (an activity named like one gets a prefix).
@@ -244,11 +293,133 @@ def ga4_record(key: str, event: Event) -> dict[str, Any]:
 def derive_events(cfg: ProjectConfig, leads: pd.DataFrame, mapping: DeriveConfig | None = None) -> Iterator[dict]:
     """The GA4 records derived for ``leads`` (validated, e.g. by ``read_leads``) under
     ``mapping`` (default ``events.derive``), each before its lead's cut-off."""
-    from leadscoring.events.engine import cutoffs
-
     mapping = mapping or (cfg.events.derive if cfg.events else None)
     if mapping is None:
         raise LeadDataError("events.derive: no mapping (add events.derive to the configuration)")
     for a in lead_activity(cfg, leads, mapping, cutoffs(cfg, leads)):
         for event in lead_events(a, mapping):
             yield ga4_record(a.key, event)
+
+
+README = """DERIVED EVENTS - NOT OBSERVED BEHAVIOUR
+
+These GA4-schema event files (BigQuery export layout, newline-delimited JSON, one file per
+UTC day) were GENERATED by `python tools/derive_events.py` from the CRM export's own
+activity columns, to exercise the behavioural-events path end to end. No visitor did any of
+this: the counts and totals reproduce the export's columns, the times are random (seeded).
+Every event carries traffic_source.name = "(derived)" and the user property derived = "true".
+
+export: {export}
+mapping (events.derive): {mapping}
+leads: {leads:,}; with events: {with_events:,}; events: {events:,}; files: {files}
+first event: {first}; last event: {last}; cut-off(s) up to: {cutoff}
+"""
+
+
+def _is_ours(path: Path) -> bool:
+    return path.name == "README.txt" or (path.name.startswith("events_") and path.suffix == ".json")
+
+
+def write_event_log(
+    records: Iterable[dict[str, Any]], out: str | os.PathLike[str], readme: Callable[[dict[str, Any]], str]
+) -> dict[str, Any]:
+    """Write ``records`` as daily files ``events_YYYYMMDD.json`` in ``out`` with the
+    ``README.txt`` that ``readme`` makes from the summary (events, files, first, last),
+    replacing a folder that holds only such files (any other content is refused)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or not all(_is_ours(p) for p in out.iterdir())):
+        raise OutputPathError(f"{out}: holds other files than a derived event log; choose an empty or new folder")
+    days: defaultdict[str, list[str]] = defaultdict(list)
+    times = []
+    for r in records:
+        days[r["event_date"]].append(json.dumps(r, separators=(",", ":"), ensure_ascii=False))
+        times.append(r["event_timestamp"])
+    tmp = out.with_name(f".{out.name}.derive-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for day, lines in sorted(days.items()):
+            (tmp / f"events_{day}.json").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        stamp = (lambda us: pd.Timestamp(us, unit="us", tz="UTC").isoformat()) if times else (lambda _: "-")
+        summary = {
+            "events": len(times),
+            "files": len(days),
+            "first": stamp(min(times, default=0)),
+            "last": stamp(max(times, default=0)),
+        }
+        (tmp / "README.txt").write_text(readme(summary), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
+def default_folder(cfg: ProjectConfig) -> Path:
+    """The folder of ``events.path`` (a glob's folder, or the path itself when a folder)."""
+    assert cfg.events is not None
+    path = cfg.root_path(cfg.events.path)
+    return path.parent if any(ch in path.name for ch in "*?[") or path.suffix else path
+
+
+def derive_log(
+    cfg: ProjectConfig,
+    out: str | os.PathLike[str] | None = None,
+    mapping: DeriveConfig | None = None,
+    leads: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """Derive the event log of the configuration's export (or ``leads``, validated) under
+    ``mapping`` (default ``events.derive``) into ``out`` (default :func:`default_folder`)."""
+    if cfg.events is None:
+        raise LeadDataError("events.derive: the configuration has no events section")
+    mapping = mapping or cfg.events.derive
+    if mapping is None:
+        raise LeadDataError("events.derive: no mapping (add events.derive to the configuration)")
+    dest = Path(out) if out is not None else default_folder(cfg)
+    raw = cfg.path("raw_data")
+    check_output(dest, inputs=[raw], protected=[raw.parent], folder=True)
+    if leads is None:
+        leads = read_leads(raw, cfg, require_target=False)
+    cut = cutoffs(cfg, leads)
+    with_events = sum(a.visits is not None for a in lead_activity(cfg, leads, mapping, cut))
+    facts = {
+        "export": raw.name,
+        "mapping": mapping.model_dump_json(),
+        "leads": len(leads),
+        "with_events": with_events,
+        "cutoff": pd.Timestamp(cut.max()).isoformat(),
+    }
+    summary = write_event_log(derive_events(cfg, leads, mapping), dest, lambda s: README.format(**facts, **s))
+    summary.update(folder=str(dest), leads=len(leads), with_events=with_events, derived=True)
+    log.info(
+        "derived %d events for %d leads (%d with events) in %d daily files in %s — DERIVED, not observed",
+        summary["events"],
+        len(leads),
+        with_events,
+        summary["files"],
+        dest,
+    )
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python tools/derive_events.py --config CONFIG [--out FOLDER]``."""
+    parser = argparse.ArgumentParser(
+        prog="python tools/derive_events.py",
+        description="Derive a GA4-schema event log from the export's own columns (events.derive): DERIVED, not observed behaviour.",
+    )
+    parser.add_argument("--config", help="configuration file (default: 01_Documentos/config.yaml, found upwards)")
+    parser.add_argument("--out", help="folder of the daily files (default: the folder of events.path)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        derive_log(load_config(args.config), args.out)
+    except (ConfigError, LeadDataError, OutputPathError) as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Development tools run from the repository (``make events``), not shipped with the package."""

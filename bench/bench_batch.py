@@ -125,7 +125,7 @@ def main() -> None:
     ap.add_argument("--dask", action="store_true", help="also the dask engine (local cluster, 2 workers)")
     ap.add_argument("--run", action="store_true", help="also time the full `leadscoring run`")
     ap.add_argument(
-        "--factors-max",
+        "--reasons-max",
         type=int,
         default=100_000,
         help="measure with reasons only up to this size (TreeSHAP dominates: ~0.3 ms/lead)",
@@ -154,7 +154,7 @@ def main() -> None:
                 ("leadscoring score --no-reasons --jobs 1", ["--no-reasons", "--jobs", "1"]),
                 ("leadscoring score --no-reasons (2 jobs)", ["--no-reasons", "--jobs", "2"]),
             ]
-            if n <= args.factors_max:
+            if n <= args.reasons_max:
                 variants[:0] = [
                     ("leadscoring score, with reasons --jobs 1", ["--jobs", "1"]),
                     ("leadscoring score, with reasons (2 jobs)", ["--jobs", "2"]),

@@ -75,7 +75,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             models_dir=args.models_dir,
             scheduler=args.scheduler,
             workers=args.workers,
-            factors=not args.no_reasons,
+            reasons=not args.no_reasons,
             history=not args.no_history,
         )
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
@@ -85,7 +85,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         args.input,
         args.output,
         models_dir=args.models_dir,
-        factors=not args.no_reasons,
+        reasons=not args.no_reasons,
         chunk_rows=args.chunk_rows,
         progress=not args.no_progress,
         jobs=args.jobs,

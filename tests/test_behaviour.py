@@ -34,7 +34,7 @@ def others(leads, sample):
 
 
 def _p(scorer, X):
-    return scorer.score_frame(X, factors=False)["probability"].to_numpy()
+    return scorer.score_frame(X, reasons=False)["probability"].to_numpy()
 
 
 def test_the_data_shows_the_directions_tested_below(leads):

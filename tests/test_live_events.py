@@ -166,8 +166,8 @@ def test_fixed_time_lookups_equal_compute_features(project, service):
     assert nobody["views"].tolist()[:2] == [0, 0] and nobody["recency_d"].isna().tolist() == [True, True, False]
     # The scorer (live) and batch scoring at one fixed time: the same scores.
     X = frame.head(50).drop(columns=ev_cfg.data.target_column)
-    live_scores = scorer.score_columns(X, scored_at=AT, factors=False)
-    batch = Scorer.load(ev_cfg, scorer.models_dir).score_columns(add_features(ev_cfg, X, AT), scored_at=AT, factors=False)
+    live_scores = scorer.score_columns(X, scored_at=AT, reasons=False)
+    batch = Scorer.load(ev_cfg, scorer.models_dir).score_columns(add_features(ev_cfg, X, AT), scored_at=AT, reasons=False)
     np.testing.assert_array_equal(live_scores["probability"], batch["probability"])
 
 

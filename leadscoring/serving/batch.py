@@ -57,7 +57,7 @@ def _write_csv(table: Any, sink: Any, header: bool) -> None:
 def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> Any:
     """Validate and score one raw chunk; the scores as an Arrow table."""
     leads = validate_leads(raw, scorer.cfg, require_target=False, origin=origin, rows=rows)
-    cols = scorer.score_columns(leads, factors=job.factors, scored_at=job.scored_at)
+    cols = scorer.score_columns(leads, reasons=job.reasons, scored_at=job.scored_at)
     return arrow_table(cols, text_reasons=not job.parquet)
 
 
@@ -65,7 +65,7 @@ def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, 
 class _Job:
     """What every chunk of one scoring job shares."""
 
-    factors: bool  # reasons, fit and engagement scores
+    reasons: bool  # reasons, fit and engagement scores
     parquet: bool  # structured reasons (else one readable line, for CSV)
     scored_at: str
 
@@ -180,7 +180,7 @@ def score_stream(
     output_path: str | os.PathLike[str],
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    factors: bool = True,
+    reasons: bool = True,
     progress: bool = True,
     jobs: int = 1,
     ids_out: list[np.ndarray] | None = None,
@@ -207,7 +207,7 @@ def score_stream(
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
         out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar)
         try:
-            job = _Job(factors, is_parquet(dest), scored_at or utc_now())
+            job = _Job(reasons, is_parquet(dest), scored_at or utc_now())
             for table, records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs):
                 out.write(table, records)
             out.flush()
@@ -226,7 +226,7 @@ def score_file(
     output_path: str | os.PathLike[str],
     *,
     models_dir: str | os.PathLike[str] | None = None,
-    factors: bool = True,
+    reasons: bool = True,
     chunk_rows: int | None = None,
     progress: bool = False,
     jobs: int = 1,
@@ -241,7 +241,7 @@ def score_file(
         input_path,
         output_path,
         chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
-        factors=factors,
+        reasons=reasons,
         progress=progress,
         jobs=jobs,
         scored_at=scored_at,

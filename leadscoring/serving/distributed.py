@@ -119,7 +119,7 @@ def _worker_name() -> str:
         return "here"
 
 
-def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, chunk_rows: int, scored_at: str) -> dict[str, Any]:
+def _score_partition(src: str, dest: str, payload: ModelPayload, reasons: bool, chunk_rows: int, scored_at: str) -> dict[str, Any]:
     """One dask task: fetch one input file, score it with the local engine, publish the part.
     Returns counts and the scored ids, checked across files by the client."""
     scorer = payload.scorer(_worker_name())
@@ -134,7 +134,7 @@ def _score_partition(src: str, dest: str, payload: ModelPayload, factors: bool, 
                 local_src,
                 local_out,
                 chunk_rows=chunk_rows,
-                factors=factors,
+                reasons=reasons,
                 progress=False,
                 ids_out=ids,
                 scored_at=scored_at,
@@ -186,7 +186,7 @@ def run_on_cluster(
     files: list[str],
     dest: str,
     *,
-    factors: bool = True,
+    reasons: bool = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     scored_at: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -203,7 +203,7 @@ def run_on_cluster(
             files,
             [f"{tmp}/{n}" for n in names],
             payload=shipped,
-            factors=factors,
+            reasons=reasons,
             chunk_rows=chunk_rows,
             scored_at=scored_at,
             pure=False,
@@ -231,7 +231,7 @@ def score_dask(
     models_dir: str | os.PathLike[str] | None = None,
     scheduler: str | None = None,
     workers: int = 2,
-    factors: bool = True,
+    reasons: bool = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     history: bool = True,
 ) -> dict[str, Any]:
@@ -249,7 +249,7 @@ def score_dask(
     try:
         with Client(scheduler or cluster) as client:
             scored_at = utc_now()
-            results = run_on_cluster(client, payload, files, dest, factors=factors, chunk_rows=chunk_rows, scored_at=scored_at)
+            results = run_on_cluster(client, payload, files, dest, reasons=reasons, chunk_rows=chunk_rows, scored_at=scored_at)
     finally:
         if cluster is not None:
             cluster.close()

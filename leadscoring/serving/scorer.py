@@ -128,11 +128,11 @@ class Scorer:
         return str(self.manifest.get("sha256", "unknown"))[:12]
 
     def score_columns(
-        self, X: pd.DataFrame | ColumnBatch, *, factors: bool = True, scored_at: str | None = None
+        self, X: pd.DataFrame | ColumnBatch, *, reasons: bool = True, scored_at: str | None = None
     ) -> dict[str, np.ndarray]:
         """Score validated leads; returns the output columns (:data:`SCORE_FIELDS`) as arrays.
         The preparation steps run once and serve the probability, the reasons and the
-        fit/engagement scores. ``factors=False`` leaves out those three (faster);
+        fit/engagement scores. ``reasons=False`` leaves out those three (faster);
         ``scored_at`` (default: now) is the same for every lead of one job."""
         id_col = self.cfg.data.id_column
         scored_at = scored_at or utc_now()
@@ -141,7 +141,7 @@ class Scorer:
             X = as_batch(X)
             shared = transform_steps(self.model, X, stop=self._shared)
             prepared, encoded = prepare(self.model, shared, skip=self._shared)
-            dmatrix = self.probability.matrix(encoded) if factors else None  # shared with the reasons
+            dmatrix = self.probability.matrix(encoded) if reasons else None  # shared with the reasons
             proba = self.probability(encoded, dmatrix)
         else:  # the plain scikit-learn calls the shortcuts replace
             X = as_frame(X)
@@ -159,7 +159,7 @@ class Scorer:
             "recommended_action": action,
             "grade": assign_grades(score, self.grades),
         }
-        if factors:
+        if reasons:
             contrib, variables = contribution_matrix(self.model, prepared, encoded, dmatrix)
             out.update(self.book.group_scores(contrib, variables))
         if self.segmenter is not None:
@@ -168,13 +168,13 @@ class Scorer:
                 if self.fast
                 else self.segmenter.segment_names(X)
             )
-        if factors:
+        if reasons:
             values = {v: np.asarray(prepared[v]) for v in variables if v in prepared.columns}
             n = self.cfg.scoring.reasons
-            reasons = np.empty(len(ids), dtype=object)  # one list per lead (never broadcast as 2-D)
+            per_lead = np.empty(len(ids), dtype=object)  # one list per lead (never broadcast as 2-D)
             for i, r in enumerate(self.book.reasons(contrib, variables, values, n.positive, n.negative)):
-                reasons[i] = r
-            out["reasons"] = reasons
+                per_lead[i] = r
+            out["reasons"] = per_lead
         previous = self.history.lookup(ids) if self.history is not None else np.full(len(ids), np.nan)
         out["previous_score"] = previous
         out["trend"] = trends(score, previous, self.cfg.scoring.trend_points)
@@ -195,8 +195,8 @@ class Scorer:
             return self.live_events.add_features(as_frame(X), at=at)
         return add_event_features(self.cfg, as_frame(X), at=at, files=scoring_files(self.cfg))
 
-    def score_frame(self, leads: pd.DataFrame, *, factors: bool = True, scored_at: str | None = None) -> pd.DataFrame:
+    def score_frame(self, leads: pd.DataFrame, *, reasons: bool = True, scored_at: str | None = None) -> pd.DataFrame:
         """Score validated leads (as returned by ``validate_leads``/``read_leads``); ``reasons``
         holds a list per lead."""
         X = leads.drop(columns=[self.cfg.data.target_column], errors="ignore")
-        return pd.DataFrame(self.score_columns(X, factors=factors, scored_at=scored_at))
+        return pd.DataFrame(self.score_columns(X, reasons=reasons, scored_at=scored_at))

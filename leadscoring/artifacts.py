@@ -6,9 +6,10 @@ manifest records the pickle's SHA-256, the library versions it was made with, a
 fingerprint of the training data, the feature list, metrics and the creation time.
 ``load_model`` checks the hash and the versions *before* unpickling.
 
-The project's models form one set (:data:`MODEL_SET`): ``archive_model_set`` copies the
-current set into ``versions/<created_at>_<sha12>/`` before any of them is replaced, and
-``restore_model_set`` verifies an archived set and puts it back as a whole.
+The project's models form one set (:data:`MODEL_SET`). ``replace_model_set`` is the one way
+a set is replaced (by a run promotion, a challenger promotion or a rollback): it archives the
+current set into ``versions/<created_at>_<sha12>/``, then has the caller put the new set in
+place. ``restore_model_set`` verifies an archived set and puts it back as a whole through it.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ import platform
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from leadscoring.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Libraries whose version must match (major.minor) for a pickle to be trusted.
 TRACKED = ("scikit-learn", "xgboost-cpu", "xgboost", "imbalanced-learn", "numpy", "pandas", "leadscoring")
@@ -200,7 +203,7 @@ def _same_content(folder: Path, files: Sequence[Path]) -> bool:
     return all(sha256_file(folder / p.name) == sha256_file(p) for p in files)
 
 
-def archive_model_set(
+def _archive_model_set(
     models_dir: str | os.PathLike[str], names: Sequence[str] = MODEL_SET, extra: Sequence[str | os.PathLike[str]] = ()
 ) -> Path | None:
     """Copy the current models (and their manifests) into one version folder
@@ -253,28 +256,55 @@ def _copy_atomic(src: Path, dest: Path) -> None:
         shutil.copy2(src, tmp)
 
 
+def replace_model_set(
+    models_dir: str | os.PathLike[str],
+    put_in_place: Callable[[Path | None], T],
+    names: Sequence[str] = MODEL_SET,
+    extra: Sequence[str | os.PathLike[str]] = (),
+) -> tuple[Path | None, T]:
+    """Replace the project's model set: archive the current one, then put the new one in place.
+
+    The current models of ``names`` in ``models_dir``, their manifests and the ``extra`` files
+    (e.g. the model card) are copied into one version folder under ``models_dir/versions/``
+    (complete or not at all; an existing folder holding the same files is reused), so
+    ``rollback`` can restore them; only then is ``put_in_place(archived folder)`` called to
+    write the new set. Returns (the archived folder, or None when there was no model to
+    archive; what ``put_in_place`` returned). Every replacement of the set goes through here:
+    a run promotion bringing new models, a challenger promotion, a rollback.
+    """
+    archived = _archive_model_set(models_dir, names, extra)
+    return archived, put_in_place(archived)
+
+
 def restore_model_set(
     version: str | os.PathLike[str],
     models_dir: str | os.PathLike[str],
     names: Sequence[str] = MODEL_SET,
-    archive_extra: Sequence[str | os.PathLike[str]] = (),
+    extra: Sequence[str | os.PathLike[str]] = (),
 ) -> tuple[Path | None, dict[str, dict[str, Any]]]:
     """Put the models held by ``version`` back into ``models_dir``, as one set.
 
     Every model of the version is loaded and verified (hash, library versions, code) before
-    any file is replaced; then the current set (with ``archive_extra``) is archived; then each
-    model and its manifest are replaced atomically. Models of ``names`` that the version
-    does not hold are left as they are. Returns (folder of the archived current set,
-    {model file name: restored manifest}).
+    any file is replaced; then the current set (with the ``extra`` files) is archived; then
+    each model and its manifest are replaced atomically, and each ``extra`` file the version
+    holds (e.g. the model card) is put back where it was archived from. Models of ``names``
+    (and ``extra`` files) that the version does not hold are left as they are. Returns
+    (folder of the archived current set, {model file name: restored manifest}).
     """
     version, models_dir = Path(version), Path(models_dir)
     held = [n for n in names if (version / n).is_file()]
     if not held:
         raise ModelIntegrityError(f"{version.name}: holds none of {list(names)}; nothing to restore")
     manifests = {n: load_model(version / n)[1] for n in held}  # raises before anything is touched
-    archived = archive_model_set(models_dir, names, archive_extra)
-    for n in held:
-        _copy_atomic(version / n, models_dir / n)  # a reader between these two sees a hash mismatch: refused
-        _copy_atomic(manifest_path(version / n), manifest_path(models_dir / n))
+
+    def put_back(_archived: Path | None) -> None:
+        for n in held:
+            _copy_atomic(version / n, models_dir / n)  # a reader between these two sees a hash mismatch: refused
+            _copy_atomic(manifest_path(version / n), manifest_path(models_dir / n))
+        for dest in map(Path, extra):
+            if (version / dest.name).is_file():
+                _copy_atomic(version / dest.name, dest)
+
+    archived, _ = replace_model_set(models_dir, put_back, names, extra)
     log.info("restored %s from %s", ", ".join(held), version)
     return archived, manifests

@@ -19,7 +19,7 @@ from leadscoring.config import ConfigError, ProjectConfig, load_config
 from leadscoring.errors import LeadDataError, OutputPathError, is_disk_full
 from leadscoring.events.store import ingest_report
 from leadscoring.ingest.load import validate_file
-from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed
+from leadscoring.run import QUICK_PARAMETERS, RunFailed
 from leadscoring.training.rules import RulesError
 
 USER_ERRORS = (ConfigError, LeadDataError, OutputPathError, ModelIntegrityError, RunFailed, RulesError, FileNotFoundError)
@@ -36,7 +36,7 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from leadscoring.notebook.runner import RunInterrupted, run_pipeline
+    from leadscoring.run import RunInterrupted, run_pipeline
 
     cfg = load_config(args.config)
     params = dict(QUICK_PARAMETERS) if args.quick else {}
@@ -111,7 +111,7 @@ def _append_history(cfg: ProjectConfig, output: str) -> None:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    from leadscoring.notebook.scaffold import init_project, summary
+    from leadscoring.scaffold import init_project, summary
 
     dest, draft = init_project(
         args.folder,

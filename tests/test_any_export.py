@@ -189,7 +189,7 @@ def _products_text(folder: Path) -> str:
 
 @pytest.mark.slow
 def test_foreign_export_runs_all_notebooks(tmp_path):
-    from leadscoring.notebook.runner import QUICK_PARAMETERS, run_pipeline
+    from leadscoring.run import QUICK_PARAMETERS, run_pipeline
 
     cfg = load_config(make_foreign_project(tmp_path))
     result = run_pipeline(cfg, {**QUICK_PARAMETERS, "sample_size": None}, progress=False)
@@ -211,7 +211,7 @@ def test_foreign_export_runs_all_notebooks(tmp_path):
 
 @pytest.mark.slow
 def test_foreign_export_without_categorical_column(tmp_path):
-    from leadscoring.notebook.runner import QUICK_PARAMETERS, run_pipeline
+    from leadscoring.run import QUICK_PARAMETERS, run_pipeline
 
     cfg = load_config(make_foreign_project(tmp_path, categorical=False))
     only = ["01", "02", "03", "04", "05"]

@@ -68,3 +68,20 @@ def test_source_notebooks_are_valid_and_committed_without_outputs():
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert not any(c.outputs or c.execution_count for c in code), f"{path.name} has outputs"
         assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1, f"{path.name}: one parameters cell"
+
+
+def test_no_module_imports_private_names_of_another():
+    """A name starting with "_" belongs to its module: importing it from elsewhere in the
+    package means the boundary between the two modules is in the wrong place."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "leadscoring").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("leadscoring"):
+                found += [
+                    f"{path.relative_to(ROOT)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not found, found

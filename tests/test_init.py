@@ -17,7 +17,7 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import validate_file
 from leadscoring.ingest.profile import profile_export, sniff_encoding
 from leadscoring.ingest.reader import read_raw
-from leadscoring.notebook.scaffold import init_project, shipped_notebooks
+from leadscoring.scaffold import init_project, shipped_notebooks
 
 
 def _english(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -123,7 +123,7 @@ def test_encodings_are_sniffed():
 def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     """A foreign export: init, then all ten notebooks; the sales-status field (written after
     the call) is kept out of the model and named in the leakage audit."""
-    from leadscoring.notebook.runner import QUICK_PARAMETERS, run_pipeline
+    from leadscoring.run import QUICK_PARAMETERS, run_pipeline
 
     dest, _ = init_project(tmp_path / "acme", _write(_english(800, seed=3), tmp_path / "acme.csv"), "Converted", date="Created")
     cfg = load_config(dest / "01_Documentos" / "config.yaml")
@@ -159,7 +159,7 @@ def test_init_never_deletes_a_folder_it_did_not_create(tmp_path, monkeypatch):
         os.umask(umask)
         assert dest.stat().st_mode & 0o777 == 0o777 & ~umask
     # A failed init removes its own folder, and only that.
-    monkeypatch.setattr("leadscoring.notebook.scaffold.shipped_notebooks", lambda: [tmp_path / "missing.ipynb"])
+    monkeypatch.setattr("leadscoring.scaffold.shipped_notebooks", lambda: [tmp_path / "missing.ipynb"])
     with pytest.raises(FileNotFoundError):
         init_project(tmp_path / "beta", src, "Converted")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".acme.init", "acme", "crm.csv"]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from leadscoring.config import load_config
-from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed, run_pipeline
+from leadscoring.run import QUICK_PARAMETERS, RunFailed, run_pipeline
 from leadscoring.serving.history import read_history
 
 from .conftest import RAW, write_project

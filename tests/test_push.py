@@ -35,7 +35,7 @@ class _Server(ThreadingHTTPServer):
 class _Recorder(BaseHTTPRequestHandler):
     """Accepts every PATCH and records (path, Idempotency-Key, body); behaviour per server:
     ``hang`` sleeps before answering; the first ``limited`` requests (default: 1 if
-    ``retry_after`` is given) are answered 429, with ``Retry-After: retry_after`` if given;
+    ``retry_after`` is given) are answered ``status`` (429), with ``Retry-After: retry_after`` if given;
     ``answer`` = (content type, body) of the 200 answers (default: empty), sent without
     Content-Length if ``stream``; ``trickle`` sends a JSON body one byte every so many seconds
     until the server stops."""
@@ -50,7 +50,7 @@ class _Recorder(BaseHTTPRequestHandler):
             srv.release.wait(srv.hang)
         try:
             if limited:
-                self.send_response(429)
+                self.send_response(srv.status)
                 if srv.retry_after:
                     self.send_header("Retry-After", srv.retry_after)
                 self.send_header("Content-Length", "0")
@@ -86,10 +86,12 @@ def _start(
     answer: tuple[str | None, bytes] | None = None,
     stream: bool = False,
     trickle: float = 0.0,
+    status: int = 429,
 ):
     server = _Server(("127.0.0.1", 0), _Recorder)
     server.lock, server.requests, server.release = threading.Lock(), [], threading.Event()
     server.hang, server.retry_after, server.answer, server.stream, server.trickle = hang, retry_after, answer, stream, trickle
+    server.status = status
     server.limited = (1 if retry_after else 0) if limited is None else limited
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -240,6 +242,19 @@ def test_rate_limit_is_one_wait_for_every_worker(servers, tmp_path):
     # every worker held its next lead during the pause, so the limited lead is retried among
     # the first few requests after it (a wait per lead alone: the other workers send all 39 first)
     assert leads.index(leads[0], 1) <= 12
+
+
+def test_server_errors_are_retried_then_reported(servers, tmp_path):
+    server, url = servers(limited=2, status=503)  # two 503 answers without Retry-After, then accepted
+    summary = push_scores(_scores(1), url, state_file=tmp_path / "s.jsonl", backoff=0.01)
+    assert (summary.sent, summary.failed) == (1, 0) and len(server.requests) == 3
+    server, url = servers(limited=10**6, status=503)
+    summary = push_scores(_scores(2), url, state_file=tmp_path / "s.jsonl", retries=2, backoff=0.01)
+    assert (summary.sent, summary.failed, summary.not_sent) == (0, 2, 0) and len(server.requests) == 6  # 3 attempts each
+    assert set(summary.failures.values()) == {"HTTP 503"} and not summary.stopped  # the CRM answered: no breaker
+    server, url = servers(limited=10**6, status=404)
+    summary = push_scores(_scores(2), url, state_file=tmp_path / "s.jsonl", backoff=0.01)
+    assert summary.failed == 2 and len(server.requests) == 2  # a 4xx is final: not retried
 
 
 def test_repeated_rate_limiting_trips_the_breaker(servers, tmp_path):

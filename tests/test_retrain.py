@@ -12,7 +12,7 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from leadscoring import cli
-from leadscoring.artifacts import MODEL_SET, ModelIntegrityError, archive_model_set, load_model, read_manifest, save_model
+from leadscoring.artifacts import MODEL_SET, ModelIntegrityError, load_model, read_manifest, replace_model_set, save_model
 from leadscoring.config import load_config
 from leadscoring.loop.retrain import load_outcomes, retrain, should_promote
 from leadscoring.loop.versions import list_versions, rollback
@@ -186,10 +186,11 @@ def test_rollback_verifies_the_whole_set_before_replacing_anything(tmp_path, sma
     cfg = load_config(write_project(tmp_path))
     models = cfg.path("models_dir")
     shutil.copytree(small_models, models)
-    version = archive_model_set(models)
-    assert {p.name for p in version.iterdir()} >= {SCORE, SEGMENT, "lead_scoring_model.json", "segment_model.json"}
     champion, manifest = load_model(models / SCORE)
-    save_model(champion, models / SCORE, **_strip(manifest), note="a newer model")  # a different current model
+    version, _ = replace_model_set(  # a different current model, the previous set archived
+        models, lambda archived: save_model(champion, models / SCORE, **_strip(manifest), note="a newer model")
+    )
+    assert {p.name for p in version.iterdir()} >= {SCORE, SEGMENT, "lead_scoring_model.json", "segment_model.json"}
     before = _shas_present(models)
     with (version / SEGMENT).open("ab") as fh:  # damage one model of the archived set
         fh.write(b"x")

@@ -22,8 +22,16 @@ import pytest
 from leadscoring import cli
 from leadscoring.artifacts import MODEL_SET, list_model_sets, read_manifest, save_model
 from leadscoring.config import load_config
-from leadscoring.notebook import runner
-from leadscoring.notebook.runner import QUICK_PARAMETERS, RunFailed, RunInterrupted, RunResult, run_pipeline
+from leadscoring.run import (
+    QUICK_PARAMETERS,
+    RunFailed,
+    RunInterrupted,
+    RunResult,
+    declared_parameters,
+    kernel_config,
+    run_pipeline,
+    runner,
+)
 from leadscoring.serving.history import ScoreHistory, history_folder, read_history
 
 from .conftest import ROOT, write_project
@@ -74,7 +82,7 @@ class FakePapermill:
         if nb.stem in self.fail:
             raise RuntimeError(f"boom in {nb.stem}")
         cfg = load_config(parameters["config_path"]).with_output_root(parameters["output_root"])
-        for product in runner.declared_parameters(nb)["products"]:
+        for product in declared_parameters(nb)["products"]:
             if product in self.skip_products:
                 continue
             key, _, rest = product.partition("/")
@@ -94,7 +102,7 @@ def project(tmp_path, monkeypatch):
     fake = FakePapermill()
     monkeypatch.setattr(papermill, "execute_notebook", fake)
     monkeypatch.setattr(runner, "ensure_kernel", lambda name: None)
-    monkeypatch.setattr(runner, "_to_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
+    monkeypatch.setattr(runner, "render_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
     return cfg, fake
 
 
@@ -140,7 +148,7 @@ def _fake_run(calls):
 @pytest.mark.parametrize(("flags", "promote"), [(["--quick"], False), (["--no-promote"], False), ([], True)])
 def test_cli_run_promotes_only_full_runs(tmp_path, monkeypatch, capsys, flags, promote):
     calls = []
-    monkeypatch.setattr(runner, "run_pipeline", _fake_run(calls))
+    monkeypatch.setattr("leadscoring.run.run_pipeline", _fake_run(calls))  # the name the CLI imports
     config = write_project(tmp_path)
     assert cli.main(["--config", str(config), "run", "--no-progress", *flags]) == 0
     params, kw = calls[0]
@@ -237,14 +245,14 @@ def test_sigterm_is_logged_as_interrupted_and_cleans_staging(project):
 
 def test_sigterm_during_promotion_lets_the_promotion_finish(project, monkeypatch):
     cfg, _ = project
-    real = runner._promote
+    real = runner.copy_products
 
-    def promote_with_signal(staging, root):
-        os.kill(os.getpid(), signal.SIGTERM)  # arrives while promoting: recorded, acted on afterwards
+    def copy_with_signal(staging, root):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives during run promotion: recorded, acted on afterwards
         time.sleep(0.05)
         return real(staging, root)
 
-    monkeypatch.setattr(runner, "_promote", promote_with_signal)
+    monkeypatch.setattr(runner, "copy_products", copy_with_signal)
     with pytest.raises(RunInterrupted, match="promotion was completed first"):
         run_pipeline(cfg, progress=False, run_id="r1")
     assert _log(cfg)[-1]["status"] == "ok" and _log(cfg)[-1]["promoted"] is True
@@ -305,7 +313,7 @@ def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
     config = write_project(tmp_path / "p", paths__notebooks_dir=str(nbs))
     code = textwrap.dedent(f"""
         from leadscoring.config import load_config
-        from leadscoring.notebook.runner import run_pipeline
+        from leadscoring.run import run_pipeline
         res = run_pipeline(load_config({str(config)!r}), progress=False, promote=False)
         print(res.status)
     """)
@@ -317,7 +325,7 @@ def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
 
 def test_kernel_config_asks_for_encryption():
     zmq = pytest.importorskip("zmq")
-    conf = runner.kernel_config()
+    conf = kernel_config()
     expected = "auto" if zmq.has("curve") else None
     assert conf.get("KernelManager", {}).get("transport_encryption") == expected
 
@@ -349,7 +357,7 @@ def scoring_project(tmp_path, monkeypatch):
     fake = ScoringPapermill()
     monkeypatch.setattr(papermill, "execute_notebook", fake)
     monkeypatch.setattr(runner, "ensure_kernel", lambda name: None)
-    monkeypatch.setattr(runner, "_to_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
+    monkeypatch.setattr(runner, "render_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
     return cfg, fake
 
 

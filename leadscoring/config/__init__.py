@@ -36,7 +36,7 @@ from leadscoring.config.sections import (
     SegmentationConfig,
     ServiceConfig,
     SplitConfig,
-    _Strict,
+    StrictSection,
 )
 
 __all__ = [
@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 
-class ProjectConfig(_Strict):
+class ProjectConfig(StrictSection):
     """The whole configuration; ``root`` is absolute once loaded."""
 
     root: Path

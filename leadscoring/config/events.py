@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
-from leadscoring.config.sections import ColumnRoles, _Strict
+from leadscoring.config.sections import ColumnRoles, StrictSection
 
 #: The kinds of behavioural feature, declared once (the SQL templates have one macro each).
 EventKind = Literal[
@@ -27,7 +27,7 @@ EventKind = Literal[
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
-class EventFeature(_Strict):
+class EventFeature(StrictSection):
     """One behavioural feature computed from the events (SQL in ``leadscoring/events/sql``).
 
     ``event`` restricts to one event name (or activity type); ``page_contains`` to events whose
@@ -67,7 +67,7 @@ class EventFeature(_Strict):
         return self
 
 
-class DeriveConfig(_Strict):
+class DeriveConfig(StrictSection):
     """A DERIVED event log (``tools/derive_events.py``, ``make events``, outside the package):
     GA4-schema events made from the export's own activity columns, to prove the events path
     end to end on an export that comes without its web analytics. Not observed behaviour: see
@@ -97,7 +97,7 @@ class DeriveConfig(_Strict):
                 raise ValueError(f"events.derive.{key}: '{col}' is not a {kind.get(key, 'numeric')} column of data.columns")
 
 
-class EventsConfig(_Strict):
+class EventsConfig(StrictSection):
     """Behavioural events behind the leads (web analytics or an activity log), turned into
     per-lead features as of a cut-off, in SQL (DuckDB by default)."""
 

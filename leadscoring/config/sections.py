@@ -18,11 +18,13 @@ class ConfigError(ValueError):
     """The configuration file is missing, unreadable or inconsistent."""
 
 
-class _Strict(BaseModel):
+class StrictSection(BaseModel):
+    """A section of the configuration: unknown keys are refused and values are read-only."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PathsConfig(_Strict):
+class PathsConfig(StrictSection):
     raw_data: str
     validation_dir: str = "02_Datos/02_Validacion"
     work_dir: str = "02_Datos/03_Trabajo"
@@ -43,7 +45,7 @@ class PathsConfig(_Strict):
 INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table", "score_history"})
 
 
-class ColumnRoles(_Strict):
+class ColumnRoles(StrictSection):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
     yes_no: list[str] = Field(default_factory=list)
@@ -53,7 +55,7 @@ class ColumnRoles(_Strict):
         return [*self.numeric, *self.categorical, *self.yes_no]
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictSection):
     separator: str = ","
     encoding: str = "utf-8"
     decimal: str = "."
@@ -120,7 +122,7 @@ class DataConfig(_Strict):
         return [c for c in self.columns.all if c not in drop]
 
 
-class SplitConfig(_Strict):
+class SplitConfig(StrictSection):
     validation_share: float = Field(0.2, gt=0.0, lt=0.9)
     seed: int = 42
     # Fewest conversions / non-conversions needed before a model is trained (notebook 01).
@@ -128,18 +130,18 @@ class SplitConfig(_Strict):
     min_negatives: int = Field(40, ge=1)
 
 
-class CleaningConfig(_Strict):
+class CleaningConfig(StrictSection):
     rare_min_share: float = Field(0.01, ge=0.0, lt=0.5)
     clip_quantile: float = Field(0.99, gt=0.5, le=1.0)
 
 
-class FeaturesConfig(_Strict):
+class FeaturesConfig(StrictSection):
     products: dict[str, tuple[str, str]] = Field(default_factory=dict)
     ratios: dict[str, tuple[str, str]] = Field(default_factory=dict)
     selection_file: str = "selected_features.json"
 
 
-class ModellingConfig(_Strict):
+class ModellingConfig(StrictSection):
     seed: int = 42
     # Variable selection (notebook 06): a variable is dropped as useless below this
     # information value when its permutation importance is not positive either.
@@ -149,7 +151,7 @@ class ModellingConfig(_Strict):
     calibration: Literal["isotonic", "sigmoid", "auto"] = "auto"
 
 
-class LeakageConfig(_Strict):
+class LeakageConfig(StrictSection):
     """Thresholds of the leakage audit (notebook 06, ``leadscoring.training.leakage``)."""
 
     dominant_auc: float = Field(0.90, gt=0.5, le=1.0)  # one variable alone ranking this well: excluded
@@ -199,13 +201,13 @@ class LeakageConfig(_Strict):
     )
 
 
-class Bucket(_Strict):
+class Bucket(StrictSection):
     name: str
     min_score: int = Field(ge=0, le=100)
     action: str
 
 
-class ReasonsConfig(_Strict):
+class ReasonsConfig(StrictSection):
     """Reasons per lead: up to ``positive`` pushing the score up and ``negative`` pulling it down."""
 
     positive: int = Field(3, ge=0, le=20)
@@ -214,7 +216,7 @@ class ReasonsConfig(_Strict):
     min_leads: int = Field(20, ge=1)
 
 
-class GradesConfig(_Strict):
+class GradesConfig(StrictSection):
     """Letter grades. By score ranges (``min_scores``, highest first, last 0); or, when set,
     by ``shares`` of leads per grade (best first, summing to 1); or by the sales team's
     capacity: ``calls_per_week`` leads get the first grade, the rest is split between the
@@ -246,7 +248,7 @@ class GradesConfig(_Strict):
         return self
 
 
-class ScoringConfig(_Strict):
+class ScoringConfig(StrictSection):
     buckets: list[Bucket] = Field(
         default_factory=lambda: [
             Bucket(name="HOT", min_score=80, action="Call_Immediately"),
@@ -286,7 +288,7 @@ class ScoringConfig(_Strict):
         return self
 
 
-class SegmentationConfig(_Strict):
+class SegmentationConfig(StrictSection):
     k_range: tuple[int, int] = (2, 8)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
     # Categorical column shown as "which channel brings each segment" (None: the first
@@ -306,14 +308,14 @@ class SegmentationConfig(_Strict):
         return self
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictSection):
     kernel_name: str = "leadscoring"
     execution_timeout: int = Field(1800, ge=10)
     start_timeout: int = Field(120, ge=10)
     report_notebooks: list[str] = Field(default_factory=list)
 
 
-class ServiceConfig(_Strict):
+class ServiceConfig(StrictSection):
     """Limits of the HTTP service (``leadscoring serve``)."""
 
     max_batch: int = Field(10_000, ge=1)  # leads per /score/batch request; more is refused with 413

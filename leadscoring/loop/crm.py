@@ -7,8 +7,8 @@
 - Each request, answer included, is bounded by ``timeout`` seconds in all (a deadline for the
   whole exchange, not per network read), and an answer is read as a stream up to
   ``MAX_ANSWER_BYTES`` (1 MB): a longer one fails the lead without being read further.
-- Retries 5xx, 429, connection errors and timeouts with exponential backoff (capped at
-  ``max_backoff``); bounded concurrency.
+- Retries 5xx, 429, connection errors and timeouts (tenacity) with exponential backoff
+  (capped at ``max_backoff``); bounded concurrency.
 - When the CRM asks to wait (HTTP 429, or ``Retry-After`` in seconds or as an HTTP date),
   the whole push pauses once: every worker holds its next request until the pause ends.
   A ``Retry-After`` beyond ``max_backoff`` stops the push at once ("the CRM asks to wait N s")
@@ -49,6 +49,7 @@ from urllib.parse import quote
 
 import httpx
 import pandas as pd
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from leadscoring.config import ConfigError
 from leadscoring.loop.scores import check_scores, read_scores
@@ -226,10 +227,13 @@ class _Pause:
 
     async def wait(self) -> int:
         """Wait until no pause is running (or the breaker opens); the epoch to send in."""
-        loop = asyncio.get_running_loop()
-        while not self.breaker.opened.is_set() and (left := self.until - loop.time()) > 0:
+        while not self.breaker.opened.is_set() and (left := self.left()) > 0:
             await self.breaker.sleep(left)
         return self.epoch
+
+    def left(self) -> float:
+        """Seconds until the current pause ends (0 when none is running)."""
+        return max(0.0, self.until - asyncio.get_running_loop().time())
 
     def success(self) -> None:
         self.streak = 0
@@ -316,6 +320,76 @@ class _Policy:
     timeout: float
 
 
+class _Retryable(Exception):
+    """An attempt that failed in a way worth trying again; its message says how (no token in
+    it). ``paused``: the CRM asked to wait, so the push-wide pause is the wait before the next try."""
+
+    def __init__(self, error: str, paused: bool = False) -> None:
+        super().__init__(error)
+        self.paused = paused
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    policy: _Policy,
+    breaker: _Breaker,
+    pause: _Pause,
+) -> str | None:
+    """One PATCH of one payload, once any pause is over: None when the CRM accepted it, the
+    final error when it will never be (a 4xx, an answer that is not the CRM's, the breaker
+    open). Raises :class:`_Retryable` for what may pass (connection failures, timeouts, 5xx,
+    429), having told the breaker and, when the CRM asks to wait, the shared pause."""
+    epoch = await pause.wait()
+    if breaker.opened.is_set():
+        return breaker.not_sent
+    try:
+        status, retry_after_header, problem = await _exchange(client, url, payload, headers, policy.timeout)
+    except (httpx.TransportError, TimeoutError) as exc:
+        timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+        breaker.failure(_UNREACHABLE)
+        raise _Retryable(f"timeout after {policy.timeout:g}s" if timed_out else type(exc).__name__) from None
+    if problem is None:
+        breaker.success()
+        pause.success()
+        return None
+    if status < 300:  # a 2xx that is not the CRM's answer (a login page, a proxy, ...): final
+        breaker.failure(_NOT_CRM, problem)
+        return problem
+    if status not in RETRY_STATUS:
+        breaker.success()  # the CRM answered: reachable, but this lead failed for good
+        return problem
+    retry_after = retry_after_seconds(retry_after_header, cap=math.inf)
+    if status == 429 or retry_after is not None:
+        pause.asked(epoch, retry_after)
+        raise _Retryable(problem, paused=True)
+    breaker.success()
+    raise _Retryable(problem)
+
+
+def _backoff(policy: _Policy, pause: _Pause) -> Callable[[RetryCallState], float]:
+    """The wait before the next attempt (a tenacity wait): what is left of the push-wide pause
+    when the CRM asked to wait (its ``Retry-After``, or the pause's own backoff), else
+    exponential backoff from ``policy.backoff``, jittered (half to all of it) and capped at
+    ``policy.max_backoff``."""
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, _Retryable) and failure.paused:
+            return pause.left()
+        return min(policy.max_backoff, policy.backoff * 2 ** (state.attempt_number - 1) * (0.5 + random.random() / 2))
+
+    return wait
+
+
+def _log_retry(state: RetryCallState) -> None:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.debug("%s: %s; attempt %d in %.2f s", state.args[1], failure, state.attempt_number + 1, wait)
+
+
 async def _send(
     client: httpx.AsyncClient,
     url: str,
@@ -325,40 +399,18 @@ async def _send(
     breaker: _Breaker,
     pause: _Pause,
 ) -> str | None:
-    """PATCH one payload; None on success, else the final error (no token in it)."""
-    error = ""
-    for attempt in range(policy.retries + 1):
-        epoch = await pause.wait()
-        if breaker.opened.is_set():
-            return breaker.not_sent
-        asked_to_wait = False
-        try:
-            status, retry_after_header, problem = await _exchange(client, url, payload, headers, policy.timeout)
-        except (httpx.TransportError, TimeoutError) as exc:
-            timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
-            error = f"timeout after {policy.timeout:g}s" if timed_out else type(exc).__name__
-            breaker.failure(_UNREACHABLE)
-        else:
-            if problem is None:
-                breaker.success()
-                pause.success()
-                return None
-            error = problem
-            if status < 300:  # a 2xx that is not the CRM's answer (a login page, a proxy, ...): final
-                breaker.failure(_NOT_CRM, error)
-                return error
-            if status not in RETRY_STATUS:
-                breaker.success()  # the CRM answered: reachable, but this lead failed for good
-                return error
-            retry_after = retry_after_seconds(retry_after_header, cap=math.inf)
-            if status == 429 or retry_after is not None:
-                asked_to_wait = True
-                pause.asked(epoch, retry_after)
-            else:
-                breaker.success()
-        if attempt < policy.retries and not asked_to_wait:  # after a pause the shared wait is the wait
-            await breaker.sleep(min(policy.max_backoff, policy.backoff * 2**attempt * (0.5 + random.random() / 2)))
-    return error
+    """PATCH one payload, retried (tenacity) up to ``policy.retries`` times; None on success,
+    else the final error (no token in it). Waits between attempts end early when the breaker
+    opens; the next attempt then reports the lead as not sent."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.retries + 1),
+        wait=_backoff(policy, pause),
+        retry=retry_if_exception_type(_Retryable),
+        sleep=breaker.sleep,
+        before_sleep=_log_retry,
+        retry_error_callback=lambda state: str(state.outcome.exception()) if state.outcome is not None else "",
+    )
+    return await retrying(_attempt, client, url, payload, headers, policy, breaker, pause)
 
 
 class _Progress:

@@ -2,16 +2,16 @@
 
 Half of the new outcomes (stratified, seeded) are held out; the challenger — the
 champion's exact recipe, refit on the history plus the other half — and the champion are
-compared on those held-out leads, which neither has seen. The challenger is promoted only
-if it is not worse (:func:`should_promote`: ROC-AUC not lower and Brier not higher than
-the champion's, beyond ``tolerance``).
+compared on those held-out leads, which neither has seen. The challenger replaces the
+champion (challenger promotion) only if it is not worse (:func:`should_promote`: ROC-AUC not
+lower and Brier not higher than the champion's, beyond ``tolerance``).
 
-On promotion the current model set (all models, manifests and the model card) is archived
-under ``04_Modelos/versions/`` first; then the challenger is saved with its own measured
-figures (never the champion's), the models that depend on the data are refit on the same
-leads (the segment model; the rule scorer when its points are learned from data), and the
-model card is regenerated. ``rollback`` (:mod:`leadscoring.loop.versions`) restores an
-archived set as a whole.
+On challenger promotion the current model set (all models, manifests and the model card) is
+archived under ``04_Modelos/versions/`` first (:func:`leadscoring.artifacts.replace_model_set`);
+then the challenger is saved with its own measured figures (never the champion's), the
+models that depend on the data are refit on the same leads (the segment model; the rule
+scorer when its points are learned from data), and the model card is regenerated.
+``rollback`` (:mod:`leadscoring.loop.versions`) restores an archived set as a whole.
 
 """
 
@@ -35,8 +35,8 @@ from leadscoring.artifacts import (
     RULE_MODEL,
     SCORE_MODEL,
     SEGMENT_MODEL,
-    archive_model_set,
     load_model,
+    replace_model_set,
     save_model,
 )
 from leadscoring.config import ProjectConfig
@@ -91,7 +91,10 @@ EDGE = 1e-12
 
 @dataclass
 class RetrainResult:
-    promoted: bool
+    """What a retraining did: both models' figures on the held-out leads, the drift report and,
+    after a challenger promotion, where the previous set was archived and what was refreshed."""
+
+    promoted: bool  # challenger promotion: the challenger replaced the champion
     champion: dict[str, float]
     challenger: dict[str, float]
     drift: pd.DataFrame
@@ -116,8 +119,9 @@ class RetrainResult:
 
 
 def should_promote(champion: Mapping[str, float], challenger: Mapping[str, float], tolerance: float) -> bool:
-    """True when the challenger is not worse than the champion beyond ``tolerance``: its ROC-AUC
-    at most ``tolerance`` below the champion's AND its Brier score at most ``tolerance`` above.
+    """The challenger promotion rule: True when the challenger is not worse than the champion
+    beyond ``tolerance``: its ROC-AUC at most ``tolerance`` below the champion's AND its Brier
+    score at most ``tolerance`` above.
 
     A drop (or rise) exactly equal to the tolerance is allowed; differences within 1e-12 of it
     count as equal, so 0.80 vs 0.795 with tolerance 0.005 promotes despite float rounding.
@@ -211,7 +215,7 @@ def retrain(
     )
     archived, refreshed = None, {}
     if promoted:
-        archived, refreshed = _promote(cfg, challenger, manifest, X, y, train, m_champ, m_chall, len(new), tolerance)
+        archived, refreshed = _promote_challenger(cfg, challenger, manifest, X, y, train, m_champ, m_chall, len(new), tolerance)
     write_parquet(pd.concat([base, new], ignore_index=True), history_path(cfg))
     results = cfg.path("results_dir")
     write_csv(drift, results / "drift_report.csv")
@@ -325,7 +329,7 @@ def _save_challenger(
     )
 
 
-def _promote(
+def _promote_challenger(
     cfg: ProjectConfig,
     challenger: Any,
     manifest: dict[str, Any],
@@ -337,7 +341,8 @@ def _promote(
     new_outcomes: int,
     tolerance: float,
 ) -> tuple[Path | None, dict[str, str]]:
-    """Refit the data-dependent models, archive the current set, then save the new set and card.
+    """Challenger promotion: refit the data-dependent models, then replace the model set
+    (the current set and card archived first) with the challenger, the refit models and a new card.
 
     Everything is fitted before anything is written, so a failing refit leaves the project
     as it was; each file is written atomically.
@@ -354,13 +359,15 @@ def _promote(
         "grades": grades_for(cfg, to_score(challenger.predict_proba(X)[:, 1]), train),
     }
 
-    archived = archive_model_set(models, extra=[card])
-    for obj, path, info in to_save:
-        save_model(obj, path, **info)
-    info = _save_challenger(
-        cfg, challenger, manifest, {**trained, **explained}, m_champ, m_chall, new_outcomes, tolerance, archived, refreshed
-    )
-    previous = card.read_text(encoding="utf-8") if card.is_file() else None
-    write_text(retrained_card(info, cfg, previous), card)
-    refreshed[MODEL_CARD] = "regenerated (states the retraining and this model's own figures)"
+    def put_in_place(archived: Path | None) -> None:
+        for obj, path, info in to_save:
+            save_model(obj, path, **info)
+        info = _save_challenger(
+            cfg, challenger, manifest, {**trained, **explained}, m_champ, m_chall, new_outcomes, tolerance, archived, refreshed
+        )
+        previous = card.read_text(encoding="utf-8") if card.is_file() else None
+        write_text(retrained_card(info, cfg, previous), card)
+        refreshed[MODEL_CARD] = "regenerated (states the retraining and this model's own figures)"
+
+    archived, _ = replace_model_set(models, put_in_place, extra=[card])
     return archived, refreshed

@@ -19,7 +19,6 @@ from leadscoring.artifacts import (
 )
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.io import atomic_path
 
 
 def list_versions(cfg: ProjectConfig) -> list[Path]:
@@ -88,10 +87,5 @@ def rollback(cfg: ProjectConfig, version: str | None = None) -> RollbackResult:
         chosen = next((v for v in versions if v.name == version), None)
         if chosen is None:
             raise LeadDataError(f"unknown version {version!r}; have {[v.name for v in versions]}")
-    card = cfg.path("docs_dir") / MODEL_CARD
-    archived, manifests = restore_model_set(chosen, models, archive_extra=[card])
-    restored_card = (chosen / MODEL_CARD).is_file()
-    if restored_card:
-        with atomic_path(card) as tmp:
-            tmp.write_bytes((chosen / MODEL_CARD).read_bytes())
-    return RollbackResult(chosen, archived, manifests, restored_card)
+    archived, manifests = restore_model_set(chosen, models, extra=[cfg.path("docs_dir") / MODEL_CARD])
+    return RollbackResult(chosen, archived, manifests, card_restored=(chosen / MODEL_CARD).is_file())

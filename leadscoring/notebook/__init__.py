@@ -1,3 +1,4 @@
-"""Support for the ten numbered notebooks: their set-up helpers and plots, and the
-production run that executes them with papermill.
+"""What the numbered notebooks import: their set-up helpers (:mod:`~leadscoring.notebook.project`)
+and plots (:mod:`~leadscoring.notebook.plots`). The production run that executes them is
+:mod:`leadscoring.run`; ``leadscoring init`` is :mod:`leadscoring.scaffold`.
 """

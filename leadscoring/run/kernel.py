@@ -65,7 +65,9 @@ def execute_notebook(cfg: ProjectConfig, notebook: Path, executed: Path, paramet
     )
 
 
-def _self_contained_env(cfg: ProjectConfig) -> None:
+def self_contained_env(cfg: ProjectConfig) -> None:
+    """Keep the kernels' caches (matplotlib, IPython) inside the project's ``.cache/`` unless
+    the environment already names them, and silence the debugger's file-validation warning."""
     cache = cfg.root / ".cache"
     for var, sub in (("MPLCONFIGDIR", "matplotlib"), ("IPYTHONDIR", "ipython")):
         os.environ.setdefault(var, str(cache / sub))
@@ -73,7 +75,9 @@ def _self_contained_env(cfg: ProjectConfig) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
-def _to_html(executed: Path, dest: Path, no_input: bool) -> None:
+def render_html(executed: Path, dest: Path, no_input: bool) -> None:
+    """Render an executed notebook to HTML at ``dest``; ``no_input``: a report without code,
+    prompts or log lines."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -90,6 +94,8 @@ def _to_html(executed: Path, dest: Path, no_input: bool) -> None:
     write_text(body, dest)
 
 
-def _error_of(exc: Exception) -> str:
+def error_line(exc: Exception) -> str:
+    """One line (at most 500 characters) naming a failed notebook's error: its exception name
+    and message as the kernel reported them."""
     ename, evalue = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
     return f"{ename}: {evalue}".strip().splitlines()[0][:500]

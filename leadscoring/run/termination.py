@@ -1,6 +1,6 @@
 """SIGTERM during a production run: it raises :class:`RunInterrupted` (logged as
-"interrupted", staging cleaned up), except while the run promotes its products or writes
-its log, when it is only recorded and acted on afterwards."""
+"interrupted", staging cleaned up), except during run promotion (the products copied into the
+project) and while the run writes its log, when it is only recorded and acted on afterwards."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ class RunInterrupted(KeyboardInterrupt):
     notebook error."""
 
 
-class _Termination:
+class Termination:
     """While active (main thread only), SIGTERM raises :class:`RunInterrupted` so the run can
     log itself and clean up; the previous handler is restored on exit. Inside ``deferred()``
-    a SIGTERM is only recorded (``pending``): promotion and the run's own bookkeeping finish."""
+    a SIGTERM is only recorded (``pending``): run promotion and the run's own bookkeeping finish."""
 
     def __init__(self) -> None:
         self.previous: Any = None
@@ -34,7 +34,7 @@ class _Termination:
             return
         raise RunInterrupted(f"terminated by {signal.Signals(signum).name}; nothing was promoted, the run is logged as interrupted")
 
-    def __enter__(self) -> _Termination:
+    def __enter__(self) -> Termination:
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.getsignal(signal.SIGTERM)
             signal.signal(signal.SIGTERM, self._handle)

@@ -1,6 +1,6 @@
-"""A run's staging folder and its promotion into the project: where a declared product is
+"""A run's staging folder and what run promotion does with it: where a declared product is
 staged, seeding the staging folder for a partial run, which models of the set are new, and
-copying products (file by file) and folders (``latest/``) into place atomically."""
+copying the staged products (file by file) and folders (``latest/``) into place atomically."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 from leadscoring.artifacts import MODEL_SET, sha256_file
 from leadscoring.config import ProjectConfig
+from leadscoring.io import atomic_path
 from leadscoring.serving.history import LEGACY_SUFFIXES, history_folder
 
 
-def _product_path(cfg: ProjectConfig, staging: Path, product: str) -> Path:
+def product_path(cfg: ProjectConfig, staging: Path, product: str) -> Path:
     """``models_dir/x.pkl`` → the staged path of ``x.pkl`` in the configured models folder."""
     key, _, rest = product.partition("/")
     if key in type(cfg.paths).model_fields:
@@ -21,23 +22,22 @@ def _product_path(cfg: ProjectConfig, staging: Path, product: str) -> Path:
     return staging / product
 
 
-def _promote(staging: Path, root: Path) -> list[Path]:
-    """Copy every staged product into the project, each file replaced atomically."""
+def copy_products(staging: Path, root: Path) -> list[Path]:
+    """Copy every staged product into the project, each file replaced atomically; returns the
+    files written."""
     done = []
     for src in sorted(p for p in staging.rglob("*") if p.is_file()):
         dest = root / src.relative_to(staging)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.promote")
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copy2(src, tmp)
         done.append(dest)
     return done
 
 
-def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
+def seed_staging(cfg: ProjectConfig, staging: Path) -> None:
     """For a partial run (``--only``): start from the current products, so a notebook
     finds what earlier notebooks wrote in previous runs."""
-    folder = history_folder(cfg.path("score_history"))  # appended in place, never staged: promoting a copy would lose rows
+    folder = history_folder(cfg.path("score_history"))  # appended in place, never staged: copying it back would lose rows
     history = [folder.name, *(folder.name + s for s in LEGACY_SUFFIXES)]  # and a single-file history not migrated yet
     for key in ("validation_dir", "work_dir", "models_dir", "results_dir"):
         src = cfg.root / getattr(cfg.paths, key)
@@ -48,7 +48,7 @@ def _seed_staging(cfg: ProjectConfig, staging: Path) -> None:
         shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
 
 
-def _new_models(current: Path, staged: Path) -> list[str]:
+def new_models(current: Path, staged: Path) -> list[str]:
     """Model files of the set that the run staged and that differ from the project's."""
     return [
         n
@@ -57,7 +57,9 @@ def _new_models(current: Path, staged: Path) -> list[str]:
     ]
 
 
-def _replace_dir(src: Path, dest: Path) -> None:
+def replace_dir(src: Path, dest: Path) -> None:
+    """Replace the folder ``dest`` with a copy of ``src``: the copy is made beside it, then
+    swapped in by renames, so readers see the old folder or the new one."""
     tmp = dest.with_name(f".{dest.name}.new")
     old = dest.with_name(f".{dest.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -3,10 +3,10 @@
 Each run gets ``05_Resultados/runs/<run id>/`` holding the executed notebooks, their HTML
 renderings and a staging folder ``products/`` where the notebooks write everything they
 produce (models, data splits, tables, figures, scores). Only when every notebook has
-succeeded and declared products exist are the products promoted into the project
-(file by file, atomically) and ``05_Resultados/latest/`` replaced; before a new model set
-is promoted, the current one is archived under ``04_Modelos/versions/`` (see
-:func:`leadscoring.artifacts.archive_model_set`) so ``rollback`` can restore it.
+succeeded and declared products exist does run promotion copy the products into the project
+(file by file, atomically) and replace ``05_Resultados/latest/``; a run bringing a new model
+set replaces the current one through :func:`leadscoring.artifacts.replace_model_set`, which
+archives it under ``04_Modelos/versions/`` first so ``rollback`` can restore it.
 
 A trial run (``promote=False``; ``leadscoring run --quick`` or ``--no-promote``) never
 touches the project: its products stay in its own ``products/`` folder.
@@ -15,9 +15,9 @@ A failing run stops at the failing notebook, says which one and why, removes its
 folder (the executed notebooks stay, for debugging) and leaves the previous products
 intact. A run terminated by SIGTERM does the same and is logged as "interrupted".
 
-The kernel and notebook execution live in :mod:`~leadscoring.notebook.kernel`, the staging
-folder and its promotion in :mod:`~leadscoring.notebook.staging`, SIGTERM handling in
-:mod:`~leadscoring.notebook.termination`; this module runs the steps in order.
+The kernel and notebook execution live in :mod:`~leadscoring.run.kernel`, the staging
+folder and the copies run promotion makes in :mod:`~leadscoring.run.staging`, SIGTERM
+handling in :mod:`~leadscoring.run.termination`; this module runs the steps in order.
 
 """
 
@@ -34,18 +34,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leadscoring.artifacts import MODEL_CARD, archive_model_set
+from leadscoring.artifacts import MODEL_CARD, replace_model_set
 from leadscoring.config import ProjectConfig
-from leadscoring.notebook.kernel import (
-    _error_of,
-    _self_contained_env,
-    _to_html,
-    ensure_kernel,
-    execute_notebook,
-)
-from leadscoring.notebook.kernel import kernel_config as kernel_config  # re-exported for callers of runner
-from leadscoring.notebook.staging import _new_models, _product_path, _promote, _replace_dir, _seed_staging
-from leadscoring.notebook.termination import RunInterrupted, _Termination
+from leadscoring.run.kernel import ensure_kernel, error_line, execute_notebook, render_html, self_contained_env
+from leadscoring.run.staging import copy_products, new_models, product_path, replace_dir, seed_staging
+from leadscoring.run.termination import RunInterrupted, Termination
 from leadscoring.serving.history import append_run_scores
 
 log = logging.getLogger(__name__)
@@ -193,14 +186,14 @@ def _run_notebook(
         result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "interrupted"))
         raise
     except Exception as exc:  # papermill/nbclient raise several types (incl. DeadKernelError)
-        result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", _error_of(exc)))
-        raise RunFailed(f"notebook {nb.name} failed: {_error_of(exc)} (executed copy: {executed})") from None
-    missing = [p for p in declared.get("products", []) if not _product_path(cfg, staging, p).exists()]
+        result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", error_line(exc)))
+        raise RunFailed(f"notebook {nb.name} failed: {error_line(exc)} (executed copy: {executed})") from None
+    missing = [p for p in declared.get("products", []) if not product_path(cfg, staging, p).exists()]
     if missing:
         result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "failed", f"missing {missing}"))
         raise RunFailed(f"notebook {nb.name} ran but did not write its product(s) {missing}")
     result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "ok"))
-    return renderer.submit(_to_html, executed, run_dir / "html" / f"{nb.stem}.html", no_input=report)
+    return renderer.submit(render_html, executed, run_dir / "html" / f"{nb.stem}.html", no_input=report)
 
 
 def _run_notebooks(
@@ -216,8 +209,8 @@ def _run_notebooks(
     staging = result.products_dir
     reports = set(cfg.run.report_notebooks)
     if seed:
-        _seed_staging(cfg, staging)
-    _self_contained_env(cfg)
+        seed_staging(cfg, staging)
+    self_contained_env(cfg)
     ensure_kernel(cfg.run.kernel_name)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as renderer:
         rendered = [
@@ -261,13 +254,14 @@ def run_pipeline(
     progress: bool = True,
     promote: bool = True,
 ) -> RunResult:
-    """Execute the notebooks (all, or ``only``) and, if ``promote``, promote their products.
+    """Execute the notebooks (all, or ``only``) and, if ``promote``, promote the run: copy its
+    products into the project.
 
     A partial run (``only``) starts from the project's current products, so e.g. ``only=["10"]``
     re-scores with the models already in ``04_Modelos``. With ``promote=False`` (a trial or
     smoke run) nothing in the project changes: the products stay in ``result.products_dir``
-    and ``05_Resultados/latest/`` keeps showing the last promoted run. Promoting a new model
-    set archives the current one first (all models, their manifests and the model card).
+    and ``05_Resultados/latest/`` keeps showing the last promoted run. A run promotion bringing
+    a new model set archives the current one first (all models, their manifests and the model card).
     """
     if cfg.source is None:
         raise RunFailed("the configuration must come from a file (load_config) to be passed to notebooks")
@@ -283,11 +277,11 @@ def run_pipeline(
 
     result = RunResult(run_id=run_id, run_dir=run_dir, status="running")
     t_run = time.perf_counter()
-    with _Termination() as term:
+    with Termination() as term:
         try:
             _run_notebooks(cfg, notebooks, parameters, declared, result, progress, seed=bool(only))
             if promote:
-                with term.deferred():  # once promotion starts, it finishes
+                with term.deferred():  # once run promotion starts, it finishes
                     _promote_run(cfg, staged_cfg, staging, run_dir, result, latest=not only)
             result.status = "ok"
         except RunFailed:
@@ -309,18 +303,22 @@ def run_pipeline(
 def _promote_run(
     cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, run_dir: Path, result: RunResult, latest: bool
 ) -> None:
-    """Archive the current model set if the run brings a new one, copy the staged products
-    into the project, (for a complete run) replace ``latest/`` and append the promoted
-    scores to the score history."""
+    """Run promotion: copy the staged products into the project (a new model set through
+    :func:`~leadscoring.artifacts.replace_model_set`, which archives the current set first),
+    (for a complete run) replace ``latest/`` and append the promoted scores to the score
+    history."""
     models = cfg.path("models_dir")
-    changed = _new_models(models, staged_cfg.path("models_dir"))
+    changed = new_models(models, staged_cfg.path("models_dir"))
     if changed:
-        result.archived = archive_model_set(models, extra=[cfg.path("docs_dir") / MODEL_CARD])
+        result.archived, copied = replace_model_set(
+            models, lambda _archived: copy_products(staging, cfg.root), extra=[cfg.path("docs_dir") / MODEL_CARD]
+        )
         if result.archived:
             log.info("new %s: archived the current set in %s", ", ".join(changed), result.archived)
-    promoted = _promote(staging, cfg.root)
+    else:
+        copied = copy_products(staging, cfg.root)
     result.promoted = True
-    log.info("promoted %d products", len(promoted))
+    log.info("promoted %d products", len(copied))
     if latest:  # "latest" always shows one complete run
         results = cfg.root / cfg.paths.results_dir
         tmp_latest = run_dir / ".latest"
@@ -329,6 +327,6 @@ def _promote_run(
         for sub in ("notebooks", "html"):
             shutil.copytree(run_dir / sub, tmp_latest / sub)
         (tmp_latest / "RUN_ID").write_text(result.run_id + "\n", encoding="utf-8")
-        _replace_dir(tmp_latest, results / "latest")
+        replace_dir(tmp_latest, results / "latest")
         shutil.rmtree(tmp_latest, ignore_errors=True)
     result.history_rows = append_run_scores(cfg.path("score_history"), cfg.path("results_dir"), cfg.data.id_column)

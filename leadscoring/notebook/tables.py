@@ -93,6 +93,19 @@ def _label_text(value: Any, labels: Mapping[str, str]) -> Any:
     return value
 
 
+def label_names_in(text: str, labels: Mapping[str, str] | None) -> str:
+    """``text`` (a generated sentence or markdown) with each configured column name that has
+    a label replaced by the label, as a whole word (longest names first, so a name inside a
+    longer one is left alone)."""
+    if not labels:
+        return text
+    names = sorted((n for n in labels if n and labels[n] != n), key=len, reverse=True)
+    if not names:
+        return text
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in names) + r")(?![\w])")
+    return pattern.sub(lambda m: labels[m.group(1)], text)
+
+
 def readable_frame(df: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """``df`` with labels for column names and for variable names in cells, and headers in
     plain words (``roc_auc_mean`` → ``ROC-AUC mean``); values unchanged."""
@@ -143,9 +156,7 @@ def show(
         shares = {c for c in frame.columns if PERCENT_NAME.search(str(c)) and _is_share(frame[c])}
     else:
         shares = set(percent_columns)
-    counts = set(count_columns) | {
-        c for c in frame.columns if COUNT_NAME.match(str(c)) and pd.api.types.is_numeric_dtype(frame[c])
-    }
+    counts = set(count_columns) | {c for c in frame.columns if COUNT_NAME.match(str(c)) and pd.api.types.is_numeric_dtype(frame[c])}
     texts = set(text_columns)
     formats: dict[str, Any] = {}
     for c in frame.columns:

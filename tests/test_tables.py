@@ -1,0 +1,81 @@
+"""Tables a person reads (leadscoring.notebook.tables): labels, percentages, counts, no
+scientific notation, no index, captions; and names in generated text replaced by labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscoring.notebook.tables import count, header, label_names_in, number, percent, show
+
+LABELS = {"tiempo_web": "Time on the website", "fuente": "Lead source"}
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (35490.0, "35,490"),
+        (3.549e4, "35,490"),
+        (1234567, "1,234,567"),
+        (12.34, "12.3"),
+        (1.5, "1.5"),
+        (0.92291, "0.923"),
+        (0.08276, "0.0828"),
+        (-1.022e-08, "0"),
+        (0.0004, "0.0004"),
+        (float("nan"), "—"),
+        (None, "—"),
+    ],
+)
+def test_numbers_never_in_scientific_notation(value, shown):
+    assert number(value) == shown
+
+
+def test_percent_and_count():
+    assert percent(0.2427) == "24 %"
+    assert percent(0.004) == "0.4 %"
+    assert percent(np.nan) == "—"
+    assert count(35490.0) == "35,490"
+
+
+def test_header_spells_out_names():
+    assert header("roc_auc_mean") == "ROC-AUC mean"
+    assert header("tiempo_web", LABELS) == "Time on the website"
+
+
+def test_show_formats_labels_shares_counts_and_hides_the_index():
+    df = pd.DataFrame(
+        {
+            "variable": ["tiempo_web", "fuente", "fuente; tiempo_web"],
+            "conversion_rate": [0.2427, np.nan, 0.5],
+            "leads": [35490.0, 12.0, 3.0],
+            "roc_auc": [0.92291, -1.022e-08, 0.5],
+        }
+    )
+    html = show(df, "What the table is", LABELS).to_html()
+    for expected in (
+        "What the table is",
+        "Time on the website",
+        "Lead source; Time on the website",
+        "24 %",
+        "35,490",
+        "0.923",
+        "—",
+    ):
+        assert expected in html
+    for forbidden in ("NaN", "e-08", "e+04", "0.2427", ">tiempo_web<", "row_heading"):
+        assert forbidden not in html
+    assert "Conversion rate" in html and "ROC-AUC" in html
+
+
+def test_show_keeps_a_meaningful_index_when_asked():
+    df = pd.DataFrame({"mean": [1.0, 2.0]}, index=["tiempo_web", "fuente"])
+    html = show(df, "Stats", LABELS, index=True).to_html()
+    assert "row_heading" in html and "Time on the website" in html
+
+
+def test_labels_replace_names_in_generated_text_as_whole_words():
+    text = "Excluded: tiempo_web, fuente. Kept: tiempo_web_2 and x.fuente."
+    assert label_names_in(text, LABELS) == "Excluded: Time on the website, Lead source. Kept: tiempo_web_2 and x.fuente."
+    assert label_names_in(text, {}) == text

@@ -57,7 +57,7 @@ def test_profile_and_names_by_hand():
     assert prof["leads"].tolist() == [2, 2] and prof["conversion_rate"].tolist() == [1.0, 0.0]
     assert prof["mean_score"].tolist() == [85.0, 15.0]
     # time: (11 - 58) / 54.4 = -0.86 standard deviations; job Pro: log(100 % / 50 %) = 0.69
-    assert prof.loc[0, "distinguishing"] == "low time on website (11 vs 58); job Pro (100% vs 50%)"
+    assert prof.loc[0, "distinguishing"] == "low time on website (11 vs 58); job Pro (100 % vs 50 %)"
     names, advice = name_segments(prof, base_rate=0.5)
     assert names[1] == "High-potential: low time on website" and names[2].startswith("Low-potential: ")
     assert set(advice) == {1, 2}

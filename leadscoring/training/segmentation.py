@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import build_encoder
+from leadscoring.training.explanations import format_value
 from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, preparation_steps
 
 
@@ -172,14 +173,16 @@ def profile_segments(
                 if len(ratio):
                     lvl = ratio.idxmax()
                     name = labels.get(col, col)
-                    traits.append((float(np.log(ratio.max())), f"{name} {lvl} ({part[lvl]:.0%} vs {base[lvl]:.0%})"))
+                    shares = f"{part[lvl]:.0%} vs {base[lvl]:.0%}".replace("%", " %")
+                    traits.append((float(np.log(ratio.max())), f"{name} {lvl} ({shares})"))
             else:
                 xs = pd.to_numeric(x, errors="coerce")
                 sd = xs.std()
                 if sd and not np.isnan(sd):
                     d = (xs[m].mean() - xs.mean()) / sd
                     name = labels.get(col, col)
-                    traits.append((abs(float(d)), f"{'high' if d > 0 else 'low'} {name} ({xs[m].mean():.3g} vs {xs.mean():.3g})"))
+                    means = f"{format_value(xs[m].mean())} vs {format_value(xs.mean())}"
+                    traits.append((abs(float(d)), f"{'high' if d > 0 else 'low'} {name} ({means})"))
         traits.sort(key=lambda t: -t[0])
         row: dict[str, Any] = {
             "segment": int(s),

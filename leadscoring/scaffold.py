@@ -2,11 +2,13 @@
 
 Creates the fixed layout (``01_Documentos/ 02_Datos/ 03_Notebooks/ 04_Modelos/
 05_Resultados/``), copies the export unmodified into ``02_Datos/01_Originales/`` (read-only),
-copies the ten notebooks shipped with the package, and drafts ``01_Documentos/config.yaml``
+copies the ten notebooks shipped with the package, drafts ``01_Documentos/config.yaml``
 from the export's profile (:mod:`leadscoring.ingest.profile`), each inference commented
-with its reason. The folder is built beside its destination, in a hidden folder of a fresh
-name (:func:`tempfile.mkdtemp`), and renamed into place, so a failed ``init`` leaves nothing
-half-made; an existing folder is never touched, and nothing ``init`` did not create is deleted.
+with its reason, and writes ``01_Documentos/analyst_notes.md`` (a section with a hint for
+each notebook with an analyst's notes cell, for the analyst to fill in). The folder is built
+beside its destination, in a hidden folder of a fresh name (:func:`tempfile.mkdtemp`), and
+renamed into place, so a failed ``init`` leaves nothing half-made; an existing folder is
+never touched, and nothing ``init`` did not create is deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from leadscoring.config import ConfigError, LeakageConfig, load_config
+from leadscoring.config.notes import notes_template
 from leadscoring.ingest.profile import Draft, profile_export
 from leadscoring.training.leakage import outcome_like_stems
 
@@ -65,6 +68,7 @@ def draft_config(d: Draft, export_name: str) -> str:
         "paths:",
         f"  raw_data: {_q('02_Datos/01_Originales/' + export_name)}",
         "  rules_table: 01_Documentos/scoring_rules.csv   # marketing's points table; absent: notebook 05 proposes one",
+        "  analyst_notes: 01_Documentos/analyst_notes.md  # what you saw and decided, copied into notebooks 03, 06, 07, 08",
         "",
         "data:",
         f"  separator: {_q(d.separator)}        # {why['separator']}",
@@ -182,6 +186,7 @@ def init_project(
         for nb in shipped_notebooks():
             shutil.copyfile(nb, tmp / "03_Notebooks" / nb.name)
         (tmp / "01_Documentos" / "config.yaml").write_text(draft_config(draft, export.name), encoding="utf-8")
+        (tmp / "01_Documentos" / "analyst_notes.md").write_text(notes_template(), encoding="utf-8")
         load_config(tmp / "01_Documentos" / "config.yaml")  # the draft must be a valid configuration
         if dest.exists():  # made meanwhile: never replaced
             raise ConfigError(f"{dest}: already exists; `init` creates a new project folder and never touches one")

@@ -33,6 +33,11 @@ def test_output_root_moves_products_not_inputs(cfg, tmp_path):
     assert staged.path("rules_table") == cfg.path("rules_table")
 
 
+def test_analyst_notes_are_an_input_read_from_the_project(cfg, tmp_path):
+    assert cfg.path("analyst_notes") == ROOT / "01_Documentos" / "analyst_notes.md"
+    assert cfg.with_output_root(tmp_path).path("analyst_notes") == cfg.path("analyst_notes")  # never staged
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

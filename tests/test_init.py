@@ -78,6 +78,25 @@ def test_init_creates_a_valid_project_and_keeps_the_export(tmp_path, capsys):
         init_project(project, src, "Converted")
 
 
+def test_init_writes_the_analyst_notes_file_with_a_section_per_notes_cell(tmp_path):
+    from leadscoring.config import analyst_note
+
+    src = _write(_english(), tmp_path / "crm.csv", sep=",")
+    project, _ = init_project(tmp_path / "client", src, "Converted")
+    notes = project / "01_Documentos" / "analyst_notes.md"
+    lines = notes.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line.startswith("## ")] == [
+        "## 03 EDA",
+        "## 06 Variable selection",
+        "## 07 ML scoring",
+        "## 08 Segmentation",
+    ]
+    for heading in ("## 03 EDA", "## 08 Segmentation"):  # a one-line hint under each heading
+        assert "we saw X" in lines[lines.index(heading) + 2]
+    cfg = load_config(project / "01_Documentos" / "config.yaml")
+    assert cfg.path("analyst_notes") == notes and analyst_note(cfg, "08") is None  # hints are not notes
+
+
 def test_init_with_a_creation_date(tmp_path):
     dest, d = init_project(tmp_path / "p", _write(_english(), tmp_path / "crm.csv"), "Converted", date="Created")
     cfg = load_config(dest / "01_Documentos" / "config.yaml")

@@ -21,7 +21,7 @@ import pytest
 
 from leadscoring import cli
 from leadscoring.artifacts import MODEL_SET, list_model_sets, read_manifest, save_model
-from leadscoring.config import load_config
+from leadscoring.config import ConfigError, load_config
 from leadscoring.run import (
     QUICK_PARAMETERS,
     RunFailed,
@@ -217,6 +217,66 @@ def test_reserved_parameters_are_refused(project, name):
     assert fake.calls == []
 
 
+def _add_notes_cell(notebook: Path, text: str = "Notes come from the notes file.") -> str:
+    """Insert a markdown cell tagged analyst-notes as the notebook's second cell; its text."""
+    nb = nbformat.read(notebook, as_version=4)
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.metadata["tags"] = ["analyst-notes"]
+    nb.cells.insert(1, cell)
+    nbformat.write(nb, notebook)
+    return notebook.read_text(encoding="utf-8")
+
+
+def _notes_cell(notebook: Path) -> str:
+    cells = [c for c in nbformat.read(notebook, as_version=4).cells if "analyst-notes" in c.metadata.get("tags", [])]
+    assert len(cells) == 1
+    return cells[0].source
+
+
+def test_the_run_fills_the_notes_cell_of_the_executed_copy_only(project):
+    cfg, fake = project
+    source = cfg.path("notebooks_dir") / "02_models.ipynb"
+    before = _add_notes_cell(source)
+    cfg.path("analyst_notes").write_text(
+        "# Notes\n\n## 01 Prepare\n\nNot this one.\n\n## 02 Models\n<!-- hint -->\n"
+        "We saw the forest overfit, so we chose the boosted model.\n\n### Threshold\n\nKept at 0.5.\n",
+        encoding="utf-8",
+    )
+    res = run_pipeline(cfg, progress=False, run_id="r1")
+    note = _notes_cell(res.run_dir / "notebooks" / "02_models.ipynb")
+    assert note.startswith("## Analyst's notes\n\nWe saw the forest overfit, so we chose the boosted model.")
+    assert "### Threshold\n\nKept at 0.5." in note and "Not this one" not in note and "hint" not in note
+    assert _notes_cell(cfg.path("results_dir") / "latest" / "notebooks" / "02_models.ipynb") == note
+    assert source.read_text(encoding="utf-8") == before  # the source notebook is never rewritten
+    assert fake.calls[-1][2]["cwd"] == str(source.parent)  # still executed in the notebooks' folder
+
+
+def test_a_missing_section_or_file_shows_where_to_write_the_note(project):
+    cfg, _ = project
+    notebooks = cfg.path("notebooks_dir")
+    _add_notes_cell(notebooks / "01_prepare.ipynb")
+    _add_notes_cell(notebooks / "02_models.ipynb")
+    cfg.path("analyst_notes").write_text("## 01 Prepare\n\nWe saw few duplicates.\n\n## 02 Models\n\n<!-- hint only -->\n")
+    res = run_pipeline(cfg, progress=False, run_id="r1")
+    assert _notes_cell(res.run_dir / "notebooks" / "01_prepare.ipynb") == "## Analyst's notes\n\nWe saw few duplicates."
+    placeholder = _notes_cell(res.run_dir / "notebooks" / "02_models.ipynb")
+    assert placeholder.startswith("*") and placeholder.endswith("*")
+    assert "`01_Documentos/analyst_notes.md`" in placeholder and '"## 02"' in placeholder
+
+    cfg.path("analyst_notes").unlink()  # no notes file: not an error, every cell says where to write
+    res = run_pipeline(cfg, progress=False, run_id="r2")
+    assert res.status == "ok"
+    assert '"## 01"' in _notes_cell(res.run_dir / "notebooks" / "01_prepare.ipynb")
+
+
+def test_a_notes_file_with_two_sections_for_one_notebook_stops_the_run_before_it_starts(project):
+    cfg, fake = project
+    cfg.path("analyst_notes").write_text("## 02 Models\n\nA.\n\n## 2 Models again\n\nB.\n")
+    with pytest.raises(ConfigError, match=r"analyst_notes.md line 5: a second section for notebook 02"):
+        run_pipeline(cfg, progress=False, run_id="r1")
+    assert fake.calls == [] and not (cfg.path("results_dir") / "runs" / "r1").exists()
+
+
 class _Sentinel(Exception):
     pass
 
@@ -312,7 +372,7 @@ def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
     _notebook(nbs / "01_tiny.ipynb", "config_path = None\noutput_root = None\nproducts = []", "x = 1 + 1\nprint(x)")
     config = write_project(tmp_path / "p", paths__notebooks_dir=str(nbs))
     code = textwrap.dedent(f"""
-        from leadscoring.config import load_config
+        from leadscoring.config import ConfigError, load_config
         from leadscoring.run import run_pipeline
         res = run_pipeline(load_config({str(config)!r}), progress=False, promote=False)
         print(res.status)

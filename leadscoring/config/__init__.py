@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError, model_validator
 
 from leadscoring.config.events import DeriveConfig, EventFeature, EventsConfig
+from leadscoring.config.notes import NOTES_TAG, analyst_note, read_analyst_notes
 from leadscoring.config.sections import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
@@ -66,6 +67,9 @@ __all__ = [
     "ProjectConfig",
     "find_config",
     "load_config",
+    "NOTES_TAG",
+    "analyst_note",
+    "read_analyst_notes",
 ]
 
 

@@ -33,6 +33,9 @@ class PathsConfig(StrictSection):
     notebooks_dir: str = "03_Notebooks"
     docs_dir: str = "01_Documentos"
     rules_table: str = "01_Documentos/scoring_rules.csv"
+    # What this project's analyst saw and decided, one section per notebook ("## 08 ...");
+    # the production run copies each section into its notebook (leadscoring.config.notes).
+    analyst_notes: str = "01_Documentos/analyst_notes.md"
     # The score history: every production scoring's scores (id, score, model version, time,
     # job), one parquet file per scoring job in this folder; the previous score and trend of
     # each lead come from here. A path ending in .parquet (the single file of earlier
@@ -42,7 +45,7 @@ class PathsConfig(StrictSection):
 
 #: Path keys read from (and, for the score history, appended at) the project root even
 #: during a staged run: inputs and state that outlives a run.
-INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table", "score_history"})
+INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table", "analyst_notes", "score_history"})
 
 
 class ColumnRoles(StrictSection):

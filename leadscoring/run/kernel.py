@@ -1,6 +1,7 @@
 """The notebooks' kernel and their execution: the Jupyter kernel (installed if missing, its
-channel encrypted when pyzmq can), one notebook executed with papermill, the executed copy
-rendered to HTML, and the one-line error of a failed notebook."""
+channel encrypted when pyzmq can), the analyst's notes filled into the notebook to execute,
+one notebook executed with papermill, the executed copy rendered to HTML, and the one-line
+error of a failed notebook."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from leadscoring.config import ProjectConfig
+from leadscoring.config.notes import NOTES_TAG, note_cell_source
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,36 @@ def kernel_config() -> Any:
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
-def execute_notebook(cfg: ProjectConfig, notebook: Path, executed: Path, parameters: dict[str, Any], progress: bool = True) -> None:
-    """Execute one notebook with papermill in the project's kernel (``cwd``: the notebook's folder)."""
+def with_analyst_notes(cfg: ProjectConfig, notebook: Path, dest: Path, notes: dict[str, str]) -> Path:
+    """The notebook to execute: ``notebook`` itself when it has no markdown cell tagged
+    ``analyst-notes``, else a copy written at ``dest`` whose tagged cells hold the notebook's
+    note from ``notes`` (:func:`leadscoring.config.read_analyst_notes`), or the placeholder
+    saying where to write it. Papermill never touches markdown cells, so the note is written
+    before execution; the source notebook is left as it is."""
+    import nbformat
+
+    from leadscoring.io import write_text
+
+    nb = nbformat.read(notebook, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "markdown" and NOTES_TAG in c.metadata.get("tags", [])]
+    if not cells:
+        return notebook
+    for cell in cells:
+        cell.source = note_cell_source(cfg, notebook.stem, notes)
+    write_text(nbformat.writes(nb), dest)
+    return dest
+
+
+def execute_notebook(
+    cfg: ProjectConfig,
+    notebook: Path,
+    executed: Path,
+    parameters: dict[str, Any],
+    progress: bool = True,
+    cwd: Path | None = None,
+) -> None:
+    """Execute one notebook with papermill in the project's kernel, in ``cwd`` (default: the
+    notebook's folder)."""
     import papermill as pm
 
     pm.execute_notebook(
@@ -56,7 +86,7 @@ def execute_notebook(cfg: ProjectConfig, notebook: Path, executed: Path, paramet
         str(executed),
         parameters=parameters,
         kernel_name=cfg.run.kernel_name,
-        cwd=str(notebook.parent),
+        cwd=str(cwd or notebook.parent),
         progress_bar=progress,
         execution_timeout=cfg.run.execution_timeout,
         start_timeout=cfg.run.start_timeout,

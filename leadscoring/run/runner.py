@@ -1,10 +1,13 @@
 """The production run: execute the numbered notebooks in order with papermill.
 
 Each run gets ``05_Resultados/runs/<run id>/`` holding the executed notebooks, their HTML
-renderings and a staging folder ``products/`` where the notebooks write everything they
-produce (models, data splits, tables, figures, scores). Only when every notebook has
-succeeded and declared products exist does run promotion copy the products into the project
-(file by file, atomically) and replace ``05_Resultados/latest/``; a run bringing a new model
+renderings, the notebooks as given to papermill when they have an analyst's notes cell
+(``input/``: the source with the project's note filled in from ``paths.analyst_notes``, read
+once at the start of the run; the source notebook is never changed) and a staging folder
+``products/`` where the notebooks write everything they produce (models, data splits,
+tables, figures, scores). Only when every notebook has succeeded and declared products
+exist does run promotion copy the products into the project (file by file, atomically) and
+replace ``05_Resultados/latest/``; a run bringing a new model
 set replaces the current one through :func:`leadscoring.artifacts.replace_model_set`, which
 archives it under ``04_Modelos/versions/`` first so ``rollback`` can restore it.
 
@@ -35,8 +38,15 @@ from pathlib import Path
 from typing import Any
 
 from leadscoring.artifacts import MODEL_CARD, replace_model_set
-from leadscoring.config import ProjectConfig
-from leadscoring.run.kernel import ensure_kernel, error_line, execute_notebook, render_html, self_contained_env
+from leadscoring.config import ProjectConfig, read_analyst_notes
+from leadscoring.run.kernel import (
+    ensure_kernel,
+    error_line,
+    execute_notebook,
+    render_html,
+    self_contained_env,
+    with_analyst_notes,
+)
 from leadscoring.run.staging import copy_products, new_models, product_path, replace_dir, seed_staging
 from leadscoring.run.termination import RunInterrupted, Termination
 from leadscoring.serving.history import append_run_scores
@@ -168,20 +178,23 @@ def _run_notebook(
     nb: Path,
     nb_params: dict[str, Any],
     declared: dict[str, Any],
+    notes: dict[str, str],
     run_dir: Path,
     result: RunResult,
     progress: bool,
     report: bool,
     renderer: ThreadPoolExecutor,
 ) -> Future[None]:
-    """Execute one notebook and check its declared products; its outcome goes to ``result``.
-    Its HTML rendering goes to ``renderer`` (while the next notebook runs): the returned future."""
+    """Fill in the notebook's analyst's note, execute it and check its declared products; its
+    outcome goes to ``result``. Its HTML rendering goes to ``renderer`` (while the next notebook
+    runs): the returned future."""
     staging = run_dir / "products"
     executed = run_dir / "notebooks" / nb.name
     log.info("running %s", nb.name)
     t0 = time.perf_counter()
     try:
-        execute_notebook(cfg, nb, executed, nb_params, progress)
+        source = with_analyst_notes(cfg, nb, run_dir / "input" / nb.name, notes)
+        execute_notebook(cfg, source, executed, nb_params, progress, cwd=nb.parent)
     except RunInterrupted:
         result.notebooks.append(NotebookResult(nb.stem, time.perf_counter() - t0, "interrupted"))
         raise
@@ -201,11 +214,13 @@ def _run_notebooks(
     notebooks: list[Path],
     parameters: dict[str, Any],
     declared: dict[Path, dict[str, Any]],
+    notes: dict[str, str],
     result: RunResult,
     progress: bool,
     seed: bool,
 ) -> None:
-    """Prepare the environment and kernel, execute every notebook, read the run's metrics."""
+    """Prepare the environment and kernel, execute every notebook (``notes``: the analyst's
+    notes by notebook number), read the run's metrics."""
     staging = result.products_dir
     reports = set(cfg.run.report_notebooks)
     if seed:
@@ -219,6 +234,7 @@ def _run_notebooks(
                 nb,
                 _notebook_parameters(cfg, staging, parameters, declared[nb]),
                 declared[nb],
+                notes,
                 result.run_dir,
                 result,
                 progress,
@@ -269,6 +285,7 @@ def run_pipeline(
     notebooks = list_notebooks(cfg, only)
     declared = {nb: declared_parameters(nb) for nb in notebooks}
     _check_parameters(parameters, declared)
+    notes = read_analyst_notes(cfg)  # a bad notes file stops the run before it starts
 
     run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = _make_run_dir(cfg, run_id)
@@ -279,7 +296,7 @@ def run_pipeline(
     t_run = time.perf_counter()
     with Termination() as term:
         try:
-            _run_notebooks(cfg, notebooks, parameters, declared, result, progress, seed=bool(only))
+            _run_notebooks(cfg, notebooks, parameters, declared, notes, result, progress, seed=bool(only))
             if promote:
                 with term.deferred():  # once run promotion starts, it finishes
                     _promote_run(cfg, staged_cfg, staging, run_dir, result, latest=not only)

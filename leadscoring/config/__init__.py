@@ -31,6 +31,7 @@ from leadscoring.config.sections import (
     ModellingConfig,
     PathsConfig,
     ReasonsConfig,
+    ReportConfig,
     RunConfig,
     ScoringConfig,
     SegmentationConfig,
@@ -62,6 +63,7 @@ __all__ = [
     "ScoringConfig",
     "SegmentationConfig",
     "RunConfig",
+    "ReportConfig",
     "ServiceConfig",
     "ProjectConfig",
     "find_config",
@@ -83,6 +85,7 @@ class ProjectConfig(StrictSection):
     scoring: ScoringConfig = ScoringConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
     run: RunConfig = RunConfig()
+    report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
     events: EventsConfig | None = None
     source: Path | None = None

@@ -7,7 +7,9 @@ the same in JupyterLab and in the run's HTML) with:
 - the configured labels (``data.labels``) instead of column names, in the headers and in
   the cells of columns that hold variable names (``variable``, ``a``/``b`` of a pair...);
 - shares and rates as ``24 %``, counts with thousands separators, other numbers with a few
-  significant digits and never in scientific notation, ``—`` for a missing value;
+  significant digits and never in scientific notation, ``—`` for a missing value, all in the
+  configuration's number style (``report.decimal_mark``/``thousands_separator``, set by
+  ``setup``; the formatters are :mod:`leadscoring.formats`, re-exported here);
 - no index column unless it means something (``index=True``);
 - a caption saying what the table is.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
-from leadscoring.formats import number
+from leadscoring.formats import count, number
 
 
 def _role(cfg: ProjectConfig, col: str) -> str:
@@ -85,17 +85,17 @@ def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = No
             out.append(f"{name}: constant ({r.distinct} distinct value) - dropped by the cleaner")
         if r.unknown_pct >= 30:
             out.append(
-                f"{name}: {r.unknown_pct:.1f}% unknown ({r.missing} empty, {r.placeholders} placeholder)"
+                f"{name}: {r.unknown_pct:.1f}% unknown ({count(r.missing)} empty, {count(r.placeholders)} placeholder)"
                 " - kept, with 'Missing' as its own level / a missing indicator"
             )
         elif r.placeholders:
-            out.append(f"{name}: {r.placeholders} placeholder values mean 'missing'")
+            out.append(f"{name}: {count(r.placeholders)} placeholder values mean 'missing'")
         if isinstance(r.spelling_variants, str) and r.spelling_variants:  # a CSV read back has NaN for none
             out.append(f"{name}: spellings differing only by case ({r.spelling_variants}) - merged")
         if r.rare_levels:
             out.append(f"{name}: {r.rare_levels} rare levels - grouped as 'Other'")
         if r.outliers:
-            out.append(f"{name}: {r.outliers} outliers beyond 3 IQR (max {number(r.max)}) - clipped at the 99th percentile")
+            out.append(f"{name}: {count(r.outliers)} outliers beyond 3 IQR (max {number(r.max)}) - clipped at the 99th percentile")
     return out
 
 

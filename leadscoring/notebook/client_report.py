@@ -233,7 +233,7 @@ def _leakage(audit: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
     items = []
     if excluded:
         items.append(
-            "<li><b>Kept out of the score</b>, because they are only known after the sales contact: "
+            "<li><b>Kept out of the score</b> because they are only known after the sales contact: "
             + html.escape(", ".join(excluded))
             + ".</li>"
         )

@@ -319,7 +319,7 @@ class RunConfig(StrictSection):
 class ReportConfig(StrictSection):
     """The client summary (notebook 09) and the number style of every report's tables."""
 
-    # Shown in the client summary's title ("Lead scoring for <client_name>"); none: no name.
+    # Named in the client summary's and the run index's titles ("... for <client_name>"); none: no name.
     client_name: str | None = None
     # How numbers are written in tables and reports: 1,234.5 (".", ",") or 1.234,5 (",", ".")
     # or 1 234,5 (",", " "); "" for no thousands separator.

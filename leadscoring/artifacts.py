@@ -172,6 +172,10 @@ MODEL_CARD = "model_card.md"
 MODEL_SET = (SCORE_MODEL, SEGMENT_MODEL, RULE_MODEL)
 VERSIONS_DIR = "versions"
 SET_FILE = "model_set.json"
+#: Reports for people (in ``paths.results_dir``): the client summary notebook 09 writes, and
+#: a monitoring report when one was made; ``latest/index.html`` links them.
+CLIENT_REPORT = "client_report.html"
+MONITORING_REPORT = "monitoring_report.html"
 
 
 def _version_stamp(model: Path) -> str:

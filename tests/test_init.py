@@ -19,6 +19,8 @@ from leadscoring.ingest.profile import profile_export, sniff_encoding
 from leadscoring.ingest.reader import read_raw
 from leadscoring.scaffold import init_project, shipped_notebooks
 
+from .browser import CHROMIUM, page_problems, screenshot
+
 
 def _english(n: int = 400, seed: int = 0) -> pd.DataFrame:
     """A CRM export in English: spaces in headers, a placeholder, a -1 sentinel, decimal
@@ -162,6 +164,11 @@ def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     assert metrics["validation_roc_auc_with_excluded"] == pytest.approx(stakes["roc_auc"].iloc[1])
     scores = pd.read_csv(cfg.path("results_dir") / "scores.csv", dtype=str)
     assert scores["Prospect ID"].tolist()[:2] == ["P-00000", "P-00001"] and len(scores) == 800
+    if CHROMIUM is not None:  # the client summary and index of a foreign project read well too
+        labels = cfg.model_data.labels
+        for page in (cfg.path("results_dir") / "client_report.html", cfg.path("results_dir") / "latest" / "index.html"):
+            assert page_problems(page, labels) == []
+            screenshot(page, result.run_dir / "screenshots" / f"{page.stem}.png")
 
 
 def test_init_never_deletes_a_folder_it_did_not_create(tmp_path, monkeypatch):

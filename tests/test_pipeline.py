@@ -16,6 +16,7 @@ from leadscoring.config import load_config
 from leadscoring.run import QUICK_PARAMETERS, RunFailed, run_pipeline
 from leadscoring.serving.history import read_history
 
+from .browser import page_problems, pdf_pages, print_pdf, requires_chromium, screenshot
 from .conftest import RAW, write_project
 
 pytestmark = pytest.mark.slow
@@ -197,3 +198,23 @@ def test_bad_export_stops_notebook_01_with_one_line(tmp_path, edit, message):
     err_lines = [line for line in done.stderr.splitlines() if line.startswith("leadscoring run: error")]
     assert len(err_lines) == 1 and "01_import.ipynb failed: LeadDataError" in err_lines[0]
     assert message in err_lines[0]
+
+
+@requires_chromium
+def test_client_summary_and_index_read_well_in_a_browser(project):
+    """The acceptance of the client summary (issue #25): what a browser shows has no NaN, no
+    scientific notation, no generated or configured column names, no index column, alt text on
+    every image; the summary prints on at most two A4 pages. Screenshots stay in the run folder."""
+    cfg, result = project
+    results = cfg.path("results_dir")
+    summary, index = results / "client_report.html", results / "latest" / "index.html"
+    labels = cfg.model_data.labels
+    assert page_problems(summary, labels) == []
+    assert page_problems(index, labels) == []
+    index_text = index.read_text(encoding="utf-8")
+    assert 'href="../client_report.html"' in index_text and index_text.count('href="html/') == 10
+    assert "validation ROC-AUC" in index_text and "segments" in index_text
+    pages = pdf_pages(print_pdf(summary, result.run_dir / "client_report.pdf"))
+    assert 1 <= pages <= 2, f"the client summary prints on {pages} A4 pages"
+    for page in (summary, index):
+        assert screenshot(page, result.run_dir / "screenshots" / f"{page.stem}.png").stat().st_size > 0

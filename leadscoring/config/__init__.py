@@ -32,6 +32,7 @@ from leadscoring.config.sections import (
     ModellingConfig,
     PathsConfig,
     ReasonsConfig,
+    ReportConfig,
     RunConfig,
     ScoringConfig,
     SegmentationConfig,
@@ -63,6 +64,7 @@ __all__ = [
     "ScoringConfig",
     "SegmentationConfig",
     "RunConfig",
+    "ReportConfig",
     "ServiceConfig",
     "ProjectConfig",
     "find_config",
@@ -87,6 +89,7 @@ class ProjectConfig(StrictSection):
     scoring: ScoringConfig = ScoringConfig()
     segmentation: SegmentationConfig = SegmentationConfig()
     run: RunConfig = RunConfig()
+    report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
     events: EventsConfig | None = None
     source: Path | None = None

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from leadscoring.formats import NumberStyle
 from leadscoring.scored_lead import DEFAULT_CRM_FIELDS, SCORE_FIELDS
 
 DEFAULT_CONFIG = Path("01_Documentos") / "config.yaml"
@@ -316,6 +317,30 @@ class RunConfig(StrictSection):
     execution_timeout: int = Field(1800, ge=10)
     start_timeout: int = Field(120, ge=10)
     report_notebooks: list[str] = Field(default_factory=list)
+
+
+class ReportConfig(StrictSection):
+    """The client summary (notebook 09) and the number style of every report's tables."""
+
+    # Named in the client summary's and the run index's titles ("... for <client_name>"); none: no name.
+    client_name: str | None = None
+    # How numbers are written in tables and reports: 1,234.5 (".", ",") or 1.234,5 (",", ".")
+    # or 1 234,5 (",", " "); "" for no thousands separator.
+    decimal_mark: Literal[".", ","] = "."
+    thousands_separator: Literal[",", ".", " ", "\u202f", "'", ""] = ","
+
+    @model_validator(mode="after")
+    def _check_marks(self) -> ReportConfig:
+        if self.decimal_mark == self.thousands_separator:
+            raise ValueError(f"thousands_separator: {self.thousands_separator!r} must differ from the decimal mark")
+        if self.client_name is not None and not self.client_name.strip():
+            raise ValueError("client_name: leave it out rather than empty")
+        return self
+
+    @property
+    def number_style(self) -> NumberStyle:
+        """The number style of the formatters (:mod:`leadscoring.formats`)."""
+        return NumberStyle(self.decimal_mark, self.thousands_separator)
 
 
 class ServiceConfig(StrictSection):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
+from leadscoring.formats import count, number
 
 
 def _role(cfg: ProjectConfig, col: str) -> str:
@@ -69,27 +72,30 @@ def quality_report(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def quality_findings(report: pd.DataFrame) -> list[str]:
-    """Plain-language findings from :func:`quality_report`, most important first."""
+def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = None) -> list[str]:
+    """Plain-language findings from :func:`quality_report`, most important first; a column is
+    named by its label in ``labels`` (``data.labels``) when it has one."""
+    labels = labels or {}
     out = []
     for r in report.itertuples():
         if r.role in ("id", "target"):
             continue
+        name = labels.get(r.column, r.column)
         if r.constant:
-            out.append(f"{r.column}: constant ({r.distinct} distinct value) - dropped by the cleaner")
+            out.append(f"{name}: constant ({r.distinct} distinct value) - dropped by the cleaner")
         if r.unknown_pct >= 30:
             out.append(
-                f"{r.column}: {r.unknown_pct:.1f}% unknown ({r.missing} empty, {r.placeholders} placeholder)"
+                f"{name}: {r.unknown_pct:.1f}% unknown ({count(r.missing)} empty, {count(r.placeholders)} placeholder)"
                 " - kept, with 'Missing' as its own level / a missing indicator"
             )
         elif r.placeholders:
-            out.append(f"{r.column}: {r.placeholders} placeholder values mean 'missing'")
-        if r.spelling_variants:
-            out.append(f"{r.column}: spellings differing only by case ({r.spelling_variants}) - merged")
+            out.append(f"{name}: {count(r.placeholders)} placeholder values mean 'missing'")
+        if isinstance(r.spelling_variants, str) and r.spelling_variants:  # a CSV read back has NaN for none
+            out.append(f"{name}: spellings differing only by case ({r.spelling_variants}) - merged")
         if r.rare_levels:
-            out.append(f"{r.column}: {r.rare_levels} rare levels - grouped as 'Other'")
+            out.append(f"{name}: {r.rare_levels} rare levels - grouped as 'Other'")
         if r.outliers:
-            out.append(f"{r.column}: {r.outliers} outliers beyond 3 IQR (max {r.max:g}) - clipped at the 99th percentile")
+            out.append(f"{name}: {count(r.outliers)} outliers beyond 3 IQR (max {number(r.max)}) - clipped at the 99th percentile")
     return out
 
 

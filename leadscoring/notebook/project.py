@@ -9,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from leadscoring.config import ProjectConfig, load_config
+from leadscoring.formats import use_style
 
 
 def setup(config_path: str | os.PathLike[str] | None = None, output_root: str | None = None) -> ProjectConfig:
     """Load the configuration (products under ``output_root`` during a production run),
-    set logging and display options, and create the product folders."""
+    set logging, display options and the number style of tables (``report``), and create the
+    product folders."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     for noisy in ("matplotlib", "PIL", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -24,6 +26,7 @@ def setup(config_path: str | os.PathLike[str] | None = None, output_root: str | 
 
     sns.set_theme(style="whitegrid", context="notebook")
     cfg = load_config(config_path).with_output_root(output_root)
+    use_style(cfg.report.number_style)
     for key in ("validation_dir", "work_dir", "models_dir", "results_dir", "docs_dir"):
         cfg.path(key).mkdir(parents=True, exist_ok=True)
     figures(cfg).mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,9 @@ the same in JupyterLab and in the run's HTML) with:
 - the configured labels (``data.labels``) instead of column names, in the headers and in
   the cells of columns that hold variable names (``variable``, ``a``/``b`` of a pair...);
 - shares and rates as ``24 %``, counts with thousands separators, other numbers with a few
-  significant digits and never in scientific notation, ``—`` for a missing value;
+  significant digits and never in scientific notation, ``—`` for a missing value, all in the
+  configuration's number style (``report.decimal_mark``/``thousands_separator``, set by
+  ``setup``; the formatters are :mod:`leadscoring.formats`, re-exported here);
 - no index column unless it means something (``index=True``);
 - a caption saying what the table is.
 
@@ -17,7 +19,6 @@ Which columns are percentages is read from their names (``rate``, ``share``, ``p
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -26,7 +27,9 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-MISSING = "—"
+from leadscoring.formats import MISSING, count, number, percent
+
+__all__ = ["MISSING", "count", "header", "number", "percent", "readable_frame", "show"]
 
 #: Column names read as a share or rate (formatted as a percentage).
 PERCENT_NAME = re.compile(r"rate|share|pct|percent|conversion|converted|gain|coverage|reached|of_leads|missing_", re.I)
@@ -34,44 +37,6 @@ PERCENT_NAME = re.compile(r"rate|share|pct|percent|conversion|converted|gain|cov
 VARIABLE_COLUMNS = ("variable", "variables", "a", "b", "column", "field", "feature", "source")
 #: Column names that are counts even when stored as floats.
 COUNT_NAME = re.compile(r"^(n|count|leads|rows|size|converted_leads|n_.*|.*_count|.*_leads|.*_rows)$", re.I)
-
-
-def number(v: Any) -> str:
-    """A number as a person reads it: ``35,490``, ``12.4``, ``0.923``, ``0.0083``; never
-    ``3.549e+04``; ``—`` when missing."""
-    if v is None or (isinstance(v, float | np.floating) and math.isnan(v)):
-        return MISSING
-    if isinstance(v, bool | np.bool_):
-        return "yes" if v else "no"
-    if isinstance(v, int | np.integer):
-        return f"{int(v):,}"
-    x = float(v)
-    if x == 0 or abs(x) < 5e-5:
-        return "0"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 10:
-        return f"{x:,.1f}".rstrip("0").rstrip(".")
-    if abs(x) >= 1:
-        return f"{x:.2f}".rstrip("0").rstrip(".")
-    return f"{x:.3g}" if abs(x) >= 0.001 else f"{x:.4f}".rstrip("0")
-
-
-def percent(v: Any, digits: int = 0) -> str:
-    """A share (0-1) as ``24 %`` (``0.5 %`` under 1 %); ``—`` when missing."""
-    if v is None or (isinstance(v, float | np.floating) and math.isnan(v)):
-        return MISSING
-    x = 100 * float(v)
-    if digits == 0 and 0 < abs(x) < 1:
-        return f"{x:.1f} %"
-    return f"{x:,.{digits}f} %"
-
-
-def count(v: Any) -> str:
-    """A count with thousands separators: ``35,490``; ``—`` when missing."""
-    if v is None or (isinstance(v, float | np.floating) and math.isnan(v)):
-        return MISSING
-    return f"{round(float(v)):,}"
 
 
 def _is_share(s: pd.Series) -> bool:

@@ -39,6 +39,7 @@ from typing import Any
 
 from leadscoring.artifacts import MODEL_CARD, replace_model_set
 from leadscoring.config import ProjectConfig, read_analyst_notes
+from leadscoring.run.index import write_index
 from leadscoring.run.kernel import (
     ensure_kernel,
     error_line,
@@ -322,7 +323,7 @@ def _promote_run(
 ) -> None:
     """Run promotion: copy the staged products into the project (a new model set through
     :func:`~leadscoring.artifacts.replace_model_set`, which archives the current set first),
-    (for a complete run) replace ``latest/`` and append the promoted scores to the score
+    (for a complete run) replace ``latest/`` (with its ``index.html``) and append the promoted scores to the score
     history."""
     models = cfg.path("models_dir")
     changed = new_models(models, staged_cfg.path("models_dir"))
@@ -344,6 +345,7 @@ def _promote_run(
         for sub in ("notebooks", "html"):
             shutil.copytree(run_dir / sub, tmp_latest / sub)
         (tmp_latest / "RUN_ID").write_text(result.run_id + "\n", encoding="utf-8")
+        write_index(staged_cfg, result.run_id, tmp_latest, results)
         replace_dir(tmp_latest, results / "latest")
         shutil.rmtree(tmp_latest, ignore_errors=True)
     result.history_rows = append_run_scores(cfg.path("score_history"), cfg.path("results_dir"), cfg.data.id_column)

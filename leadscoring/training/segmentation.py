@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import build_encoder
-from leadscoring.training.explanations import format_value
+from leadscoring.formats import number
 from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, preparation_steps
 
 
@@ -181,7 +181,7 @@ def profile_segments(
                 if sd and not np.isnan(sd):
                     d = (xs[m].mean() - xs.mean()) / sd
                     name = labels.get(col, col)
-                    means = f"{format_value(xs[m].mean())} vs {format_value(xs.mean())}"
+                    means = f"{number(xs[m].mean())} vs {number(xs.mean())}"
                     traits.append((abs(float(d)), f"{'high' if d > 0 else 'low'} {name} ({means})"))
         traits.sort(key=lambda t: -t[0])
         row: dict[str, Any] = {

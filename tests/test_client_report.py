@@ -1,0 +1,152 @@
+"""The client summary (leadscoring.notebook.client_report), the run's index page
+(leadscoring.run.index) and the configured number style, on small hand-made products."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from leadscoring.config import ConfigError, load_config
+from leadscoring.formats import NumberStyle, count, number, percent, use_style
+from leadscoring.io import write_csv, write_json
+from leadscoring.notebook.client_report import write_client_report
+from leadscoring.notebook.tables import show
+from leadscoring.run.index import index_page
+
+from .browser import page_problems, requires_chromium
+
+
+def test_numbers_follow_the_configured_style():
+    comma = NumberStyle(decimal_mark=",", thousands_separator=".")
+    assert (number(12.5, comma), count(35490, comma), percent(0.243, 1, comma)) == ("12,5", "35.490", "24,3 %")
+    assert (number(3.549e4), number(float("nan")), number(None), percent(0.0042)) == ("35,490", "—", "—", "0.4 %")
+    use_style(comma)
+    try:
+        html = show(pd.DataFrame({"leads": [35490], "mean_score": [12.5]}), "t").to_html()
+    finally:
+        use_style(NumberStyle())
+    assert "35.490" in html and "12,5" in html
+
+
+def test_the_report_section_is_strict(make_project):
+    cfg = load_config(make_project(report={"client_name": "Acme", "decimal_mark": ",", "thousands_separator": " "}))
+    assert cfg.report.number_style == NumberStyle(",", " ")
+    for bad, message in (
+        ({"decimal_mark": ",", "thousands_separator": ","}, "must differ"),
+        ({"colour": "red"}, "report.colour"),
+        ({"decimal_mark": ";"}, "report.decimal_mark"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(make_project(report=bad))
+
+
+def _products(cfg) -> None:
+    """The products the client summary and the index read, small and hand-made."""
+    results, models = cfg.path("results_dir"), cfg.path("models_dir")
+    gains = pd.DataFrame({"group": range(1, 11), "cum_leads_share": [i / 10 for i in range(1, 11)]})
+    write_csv(
+        pd.concat(
+            [
+                gains.assign(gain=[0.3, 0.55, 0.7, 0.8, 0.86, 0.9, 0.94, 0.97, 0.99, 1.0], strategy="ML score"),
+                gains.assign(gain=[0.2, 0.4, 0.6, 0.7, 0.8, 0.86, 0.9, 0.95, 0.98, 1.0], strategy="marketing rules"),
+            ]
+        ),
+        results / "evaluation_gains.csv",
+    )
+    write_csv(
+        pd.DataFrame({"calls": [50, 100], "random": [18.9, 37.8], "ml": [47, 90], "threshold_ml": [97.0, 91.0]}),
+        results / "evaluation_capacity.csv",
+    )
+    write_csv(
+        pd.DataFrame(
+            {
+                "segment": [1, 2],
+                "name": ["High-potential", "Low-potential"],
+                "share": [0.4, 0.6],
+                "conversion_rate": [0.6, 0.2],
+                "distinguishing": ["high time on website (451 vs 154)", "lead source Chat (36% vs 19%)"],
+                "recommendation": ["Route to sales fast.", "Automated marketing only."],
+            }
+        ),
+        results / "segment_profiles.csv",
+    )
+    write_csv(
+        pd.DataFrame({"variable": ["tiempo_en_site_total", "fuente", "unlabelled_x"], "mean_abs_contribution": [0.6, 0.3, 0.1]}),
+        results / "feature_importance.csv",
+    )
+    write_csv(
+        pd.DataFrame({"variable": ["ult_actividad", "origen"], "verdict": ["excluded", "ok"], "reason": ["status", "fine"]}),
+        results / "leakage_audit.csv",
+    )
+    write_csv(
+        pd.DataFrame(
+            {
+                "column": ["ambito"],
+                "role": ["categorical"],
+                "missing": [10],
+                "placeholders": [5],
+                "unknown_pct": [35.0],
+                "distinct": [4],
+                "constant": [False],
+                "rare_levels": [0],
+                "outliers": [0],
+                "spelling_variants": [float("nan")],
+                "max": [float("nan")],
+            }
+        ),
+        results / "data_quality.csv",
+    )
+    write_json({"validation_roc_auc": 0.9229, "validation_gain_at_30pct": 0.7}, results / "run_metrics.json")
+    write_json(
+        {
+            "training_rows": 5819,
+            "validation_rows": 1455,
+            "grades": {"names": ["A", "B"], "min_scores": [60, 0], "training_shares": [0.3, 0.7]},
+        },
+        models / "lead_scoring_model.json",
+    )
+
+
+def test_the_client_summary_is_built_from_the_products(make_project):
+    cfg = load_config(make_project(report={"client_name": "Acme"}))
+    _products(cfg)
+    page = write_client_report(cfg).read_text(encoding="utf-8")
+    assert "Lead scoring: summary for Acme" in page
+    assert "Calling the top <b>30 %</b> of leads by score reaches <b>70 %</b>" in page
+    assert "time on website" in page and "tiempo_en_site_total" not in page and "unlabelled_x" in page  # labels, else the name
+    assert "Kept out of the score" in page and "last activity" in page and "ult_actividad" not in page
+    assert "specialization: 35.0% unknown (10 empty, 5 placeholder)" in page and "A/B test" in page and "control group" in page
+    assert '<img src="data:image/png;base64,' in page and 'alt="Cumulative gains' in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+    assert "@page { size: A4" in page and "page-break-inside: avoid" in page
+
+
+@requires_chromium
+def test_the_client_summary_reads_well_in_a_browser(make_project):
+    cfg = load_config(make_project())
+    _products(cfg)
+    assert page_problems(write_client_report(cfg), cfg.model_data.labels) == []
+
+
+def test_the_index_links_every_notebook_with_its_figure(make_project, tmp_path):
+    cfg = load_config(make_project())
+    _products(cfg)
+    results = cfg.path("results_dir")
+    latest = tmp_path / "latest"
+    (latest / "html").mkdir(parents=True)
+    (latest / "notebooks").mkdir()
+    for stem in ("07_ml_scoring", "08_segmentation", "09_evaluation"):
+        (latest / "html" / f"{stem}.html").write_text("<html></html>", encoding="utf-8")
+    (latest / "notebooks" / "07_ml_scoring.ipynb").write_text(
+        json.dumps({"cells": [{"cell_type": "markdown", "source": ["# 07 · ML scoring\n"]}]})
+    )
+    page = index_page(cfg, "RUN1", latest, results)
+    assert '<a href="html/07_ml_scoring.html">07 · ML scoring</a>' in page and "validation ROC-AUC 0.923" in page
+    assert "2 segments" in page and "top 30 % of leads reach 70 % of conversions" in page
+    assert "client_report.html" not in page and "monitoring_report.html" not in page  # neither exists yet
+    (results / "client_report.html").write_text("x", encoding="utf-8")
+    (results / "monitoring_report.html").write_text("x", encoding="utf-8")
+    page = index_page(cfg, "RUN1", latest, results)
+    assert 'href="../client_report.html"' in page and 'href="../monitoring_report.html"' in page

@@ -154,6 +154,10 @@ def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     assert audit.loc["Lead Status", "verdict"] == "excluded"
     selected = json.loads((cfg.path("results_dir") / "selected_features.json").read_text())["selected"]
     assert "Lead Status" not in selected
+    rules = pd.read_csv(cfg.path("results_dir") / "client_rules.csv")  # nor in the marketing points
+    assert "Lead Status" not in set(rules["variable"])
+    segments = json.loads((cfg.path("models_dir") / "segment_model.json").read_text())  # nor in the segments
+    assert "Lead Status" not in segments["features"]
     stakes = pd.read_csv(cfg.path("results_dir") / "leakage_stakes.csv")
     assert len(stakes) == 2 and "Lead Status" in stakes["variables"].iloc[1]
     assert stakes["roc_auc"].iloc[1] > 0.97 > stakes["roc_auc"].iloc[0]  # what the status tag would have faked
@@ -166,7 +170,9 @@ def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     assert scores["Prospect ID"].tolist()[:2] == ["P-00000", "P-00001"] and len(scores) == 800
     if CHROMIUM is not None:  # the client summary and index of a foreign project read well too
         labels = cfg.model_data.labels
-        for page in (cfg.path("results_dir") / "client_report.html", cfg.path("results_dir") / "latest" / "index.html"):
+        latest = cfg.path("results_dir") / "latest"
+        reports = [latest / "html" / f"{name}.html" for name in ("08_segmentation", "09_evaluation")]
+        for page in (cfg.path("results_dir") / "client_report.html", latest / "index.html", *reports):
             assert page_problems(page, labels) == []
             screenshot(page, result.run_dir / "screenshots" / f"{page.stem}.png")
 

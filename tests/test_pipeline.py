@@ -208,13 +208,14 @@ def test_client_summary_and_index_read_well_in_a_browser(project):
     cfg, result = project
     results = cfg.path("results_dir")
     summary, index = results / "client_report.html", results / "latest" / "index.html"
+    reports = [results / "latest" / "html" / f"{name}.html" for name in ("08_segmentation", "09_evaluation")]
     labels = cfg.model_data.labels
-    assert page_problems(summary, labels) == []
-    assert page_problems(index, labels) == []
+    for page in (summary, index, *reports):
+        assert page_problems(page, labels) == [], page.name
     index_text = index.read_text(encoding="utf-8")
     assert 'href="../client_report.html"' in index_text and index_text.count('href="html/') == 10
     assert "validation ROC-AUC" in index_text and "segments" in index_text
     pages = pdf_pages(print_pdf(summary, result.run_dir / "client_report.pdf"))
     assert 1 <= pages <= 2, f"the client summary prints on {pages} A4 pages"
-    for page in (summary, index):
+    for page in (summary, index, *reports):
         assert screenshot(page, result.run_dir / "screenshots" / f"{page.stem}.png").stat().st_size > 0

@@ -18,6 +18,14 @@ def test_segmentation_excludes_target_and_post_contact(cfg):
     assert not set(cfg.data.post_contact) & set(cols)
 
 
+def test_segmentation_leaves_out_what_the_leakage_audit_blocks(cfg, sample):
+    """A field the audit keeps out of the models is no segmentation input either."""
+    blocked = segmentation_columns(cfg)[0]
+    assert blocked not in segmentation_columns(cfg, [blocked])
+    features = segment_features(cfg, [blocked]).fit(sample.drop(columns="compra"))
+    assert blocked not in features.named_steps["select"].feature_names_out_
+
+
 def test_segments_are_reproducible_and_ordered_by_conversion(cfg, sample):
     X, y = sample.drop(columns="compra"), sample["compra"]
     a = LeadSegmenter(segment_features(cfg), k=3, seed=7).fit(X, y).predict(X)

@@ -9,7 +9,7 @@ best) so names are stable across re-runs with the same seed.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,13 +28,15 @@ from leadscoring.formats import number
 from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, preparation_steps
 
 
-def segmentation_columns(cfg: ProjectConfig) -> list[str]:
-    """Fit and engagement columns, without post-contact fields, plus derived features."""
-    post = set(cfg.data.post_contact)
-    cols = [c for c in (*cfg.model_data.fit_columns, *cfg.model_data.engagement_columns) if c not in post]
+def segmentation_columns(cfg: ProjectConfig, excluded: Iterable[str] = ()) -> list[str]:
+    """Fit and engagement columns (every configured column when none are listed), plus derived
+    features, without post-contact fields and without ``excluded`` (the variables the leakage
+    audit blocks: a segment must not be told apart by what is filled in after the contact)."""
+    out = {*cfg.data.post_contact, *excluded}
+    cols = [c for c in (*cfg.model_data.fit_columns, *cfg.model_data.engagement_columns) if c not in out]
     if not cols:
-        cols = [c for c in cfg.model_data.columns.all if c not in post]
-    return [*cols, *cfg.features.products, *cfg.features.ratios]
+        cols = [c for c in cfg.model_data.columns.all if c not in out]
+    return [*cols, *(f for f in (*cfg.features.products, *cfg.features.ratios) if f not in out)]
 
 
 def channel_column(cfg: ProjectConfig) -> str | None:
@@ -45,8 +47,9 @@ def channel_column(cfg: ProjectConfig) -> str | None:
     return cfg.data.columns.categorical[0] if cfg.data.columns.categorical else None
 
 
-def segment_features(cfg: ProjectConfig) -> Pipeline:
-    """Raw leads → scaled, encoded segmentation features."""
+def segment_features(cfg: ProjectConfig, excluded: Iterable[str] = ()) -> Pipeline:
+    """Raw leads → scaled, encoded segmentation features (``excluded``: see
+    :func:`segmentation_columns`)."""
     enc = build_encoder(
         numeric_feature_names(cfg),
         cfg.data.columns.categorical,
@@ -54,7 +57,7 @@ def segment_features(cfg: ProjectConfig) -> Pipeline:
         rare_min_share=max(cfg.cleaning.rare_min_share, 0.03),
         scale=True,
     )
-    return Pipeline([*preparation_steps(cfg, segmentation_columns(cfg)), ("encode", enc)])
+    return Pipeline([*preparation_steps(cfg, segmentation_columns(cfg, excluded)), ("encode", enc)])
 
 
 #: KMeans fits here run one OpenMP thread each: on a few thousand leads a second thread saves

@@ -43,7 +43,7 @@ import leadscoring
 from leadscoring.config import DEFAULT_CRM_FIELDS, ProjectConfig, ScoringConfig
 from leadscoring.loop.scores import read_scores
 from leadscoring.serving.batch import score_file
-from leadscoring.serving.history import SCHEMA
+from leadscoring.serving.history import SCHEMA, append_scores_file, read_history
 from leadscoring.serving.payloads import crm_payloads
 from leadscoring.serving.scorer import Scorer
 from leadscoring.serving.service import create_app
@@ -63,6 +63,8 @@ score_file(cfg, leads, out / "s.csv", models_dir=models)
 score_file(cfg, leads, out / "s.parquet", models_dir=models)
 parquet = pq.read_schema(out / "s.parquet")
 scores = read_scores(out / "s.parquet", cfg.data.id_column)
+append_scores_file(out / "history", out / "s.parquet", cfg.data.id_column)
+history = read_history(out / "history")
 client = TestClient(create_app(cfg, Scorer.load(cfg, models)))
 answer = client.post("/score", json={cfg.data.id_column: "x1"}).json()
 openapi = client.get("/openapi.json").json()
@@ -88,6 +90,7 @@ print(json.dumps({
     "crm_accepted": accepted,
     "payloads": [p["custom_fields"].get("churn_risk_c", "absent") for p in crm_payloads(scores, cfg.data.id_column)],
     "history": [[f.name, str(f.type)] for f in SCHEMA],
+    "history_values": history.column("churn_risk").to_pylist() if "churn_risk" in history.column_names else None,
 }))
 """
 
@@ -163,6 +166,8 @@ def test_a_declared_field_reaches_every_path(extended, cfg, small_models, tmp_pa
         ["scored_at", "timestamp[us, tz=UTC]"],
         ["job_id", "string"],
     ]
+    # ... and an appended scores file carries its values into the score history.
+    assert seen["history_values"] == [risk for _, risk in seen["scores"]]
 
 
 def test_the_declaration_gives_todays_outputs():

@@ -566,10 +566,21 @@ def _job_text(job_id: object) -> str:
     return job_id
 
 
+#: The history's own columns; any other column of :data:`SCHEMA` is a score field declared
+#: ``history=`` in :mod:`leadscoring.scored_lead`, taken from the scores when they have it.
+OWN_COLUMNS = ("lead_id", "score", "model_version", "scored_at", "job_id")
+
+
 def _rows(
-    ids: np.ndarray | Sequence[str], scores: np.ndarray | Sequence[int], versions: np.ndarray, times: pa.Array, job_id: str
+    ids: np.ndarray | Sequence[str],
+    scores: np.ndarray | Sequence[int],
+    versions: np.ndarray,
+    times: pa.Array,
+    job_id: str,
+    extra: pd.DataFrame | None = None,
 ) -> pa.Table:
-    """The rows to append (all of job ``job_id``), checked: ids non-empty text, scores whole numbers 0..100."""
+    """The rows to append (all of job ``job_id``), checked: ids non-empty text, scores whole
+    numbers 0..100; the other declared history fields from ``extra`` (null where absent)."""
     try:
         lead_ids = pa.array(ids, type=pa.string())
     except (pa.ArrowException, TypeError) as exc:
@@ -586,7 +597,27 @@ def _rows(
         shown = pd.Series(scores, dtype=object)[bad][:5].tolist()
         raise LeadDataError(f"score history: scores must be whole numbers from 0 to 100; found {shown} ({int(bad.sum())} bad)")
     jobs = pa.repeat(pa.scalar(job_id, pa.string()), len(lead_ids))
-    return pa.table([lead_ids, pa.array(values.astype("int16")), pa.array(versions, type=pa.string()), times, jobs], schema=SCHEMA)
+    own = dict(
+        zip(
+            OWN_COLUMNS,
+            [lead_ids, pa.array(values.astype("int16")), pa.array(versions, type=pa.string()), times, jobs],
+            strict=True,
+        )
+    )
+    arrays = []
+    for column in SCHEMA:
+        if column.name in own:
+            arrays.append(own[column.name])
+        elif extra is not None and column.name in extra.columns:
+            arrays.append(
+                pa.array(
+                    pd.to_numeric(extra[column.name], errors="coerce") if pa.types.is_integer(column.type) else extra[column.name],
+                    from_pandas=True,
+                ).cast(column.type)
+            )
+        else:
+            arrays.append(pa.nulls(len(lead_ids), column.type))
+    return pa.table(arrays, schema=SCHEMA)
 
 
 def _timestamps(values: pd.Series, origin: str) -> pa.Array:
@@ -615,6 +646,8 @@ def append_scores_file(
     appending the same file twice adds it once."""
     path = Path(scores_path)
     frame = read_scores_file(path, id_column, columns=[id_column, "score", *STAMP_COLUMNS], needed_for="the score history")
+    declared = [n for n in SCHEMA.names if n not in OWN_COLUMNS and n in scores_file_columns(path)]
+    extra = read_scores_file(path, id_column, columns=declared) if declared else None
     frame = frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})
     versions = frame["model_version"].astype(object)
     blank = versions.isna() | (versions.astype(str).str.strip() == "")
@@ -622,7 +655,7 @@ def append_scores_file(
         raise LeadDataError(f"{path}: column 'model_version' is empty in {int(blank.sum())} row(s)")
     times = _timestamps(frame["scored_at"], f"{path}: column 'scored_at'")
     job = _job_text(job_id) if job_id is not None else _file_job_id(frame)
-    rows = _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times, job)
+    rows = _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times, job, extra)
     return _append_rows(history_path, rows, job)
 
 

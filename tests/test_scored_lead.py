@@ -36,7 +36,7 @@ NEW_FIELD = f'''    churn_risk: Annotated[
 PROBE = r"""
 import json, sys
 from pathlib import Path
-import numpy as np, pandas as pd, pyarrow.parquet as pq
+import numpy as np, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 
 import leadscoring
@@ -63,6 +63,12 @@ score_file(cfg, leads, out / "s.csv", models_dir=models)
 score_file(cfg, leads, out / "s.parquet", models_dir=models)
 parquet = pq.read_schema(out / "s.parquet")
 scores = read_scores(out / "s.parquet", cfg.data.id_column)
+(out / "history").mkdir()  # a part written before the field existed
+pq.write_table(
+    pa.table({"lead_id": ["old-1"], "score": pa.array([5], pa.int16()), "model_version": ["v0"],
+              "scored_at": pa.array([0], pa.timestamp("us", tz="UTC")), "job_id": ["old"]}),
+    out / "history" / "part-00000000000000000001-0000000000000000-00000000.parquet",
+)
 append_scores_file(out / "history", out / "s.parquet", cfg.data.id_column)
 history = read_history(out / "history")
 client = TestClient(create_app(cfg, Scorer.load(cfg, models)))
@@ -167,7 +173,7 @@ def test_a_declared_field_reaches_every_path(extended, cfg, small_models, tmp_pa
         ["job_id", "string"],
     ]
     # ... and an appended scores file carries its values into the score history.
-    assert seen["history_values"] == [risk for _, risk in seen["scores"]]
+    assert seen["history_values"] == [None, *(risk for _, risk in seen["scores"])]  # older parts still read
 
 
 def test_the_declaration_gives_todays_outputs():

@@ -65,8 +65,10 @@ SCHEMA = pa.schema([*history_fields(), ("job_id", pa.string())])
 
 STAMP_COLUMNS = ("model_version", "scored_at")
 
-#: Columns a history file may lack (written before they existed): read as nulls.
-OPTIONAL_COLUMNS = frozenset({"job_id"})
+#: Columns a history file may lack (written before they existed): read as nulls. Only the
+#: lead, score, model version and time are always there; ``job_id`` and any score field
+#: declared ``history=`` later (:mod:`leadscoring.scored_lead`) may not be.
+OPTIONAL_COLUMNS = frozenset(SCHEMA.names) - {"lead_id", "score", "model_version", "scored_at"}
 
 #: What identifies one row: a row with the same values is the same scoring appended again.
 ROW_KEY = ("lead_id", "scored_at", "model_version", "job_id")
@@ -277,8 +279,8 @@ def read_history(path: str | os.PathLike[str], columns: Sequence[str] = tuple(SC
     append order (empty when there is none yet)."""
     folder = history_folder(path)
     for attempt in range(5):
-        _, paths = _listed(folder)
         try:
+            _, paths = _listed(folder)
             return _read_files(paths, columns)
         except FileNotFoundError:  # a compaction removed a file just listed: list again
             if attempt == 4:
@@ -307,7 +309,13 @@ class ScoreHistory:
         now = time.monotonic()
         if self.refresh_seconds > 0 and now - self._checked < self.refresh_seconds:
             return self._snapshot
-        names, paths = _listed(self.path)
+        for attempt in range(5):
+            try:
+                names, paths = _listed(self.path)
+                break
+            except FileNotFoundError:  # a compaction removed a compacted file just listed: list again
+                if attempt == 4:
+                    raise
         key = tuple(str(p) for p in paths)
         if key != self._snapshot.key:
             with self._reload:
@@ -323,7 +331,10 @@ class ScoreHistory:
             except FileNotFoundError:  # a compaction removed a file just listed: list again
                 if attempt == 4:
                     raise
-                names, _ = _listed(self.path)
+                try:
+                    names, _ = _listed(self.path)
+                except FileNotFoundError:
+                    continue
         raise AssertionError("unreachable")
 
     def _loaded(self, names: list[str]) -> _Snapshot:
@@ -435,7 +446,7 @@ def _append_rows(path: str | os.PathLike[str], rows: pa.Table, job: str) -> int:
         migrate(folder)
     key = _job_key(job)
     earlier: list[pa.Table] = []
-    for _ in range(5):
+    for attempt in range(5):
         try:
             names = _listing(folder)
             earlier = []
@@ -447,7 +458,8 @@ def _append_rows(path: str | os.PathLike[str], rows: pa.Table, job: str) -> int:
                     earlier.append(found.cast(pa.schema([SCHEMA.field(c) for c in ROW_KEY])))
             break
         except FileNotFoundError:  # a compaction removed a file just listed: list again
-            continue
+            if attempt == 4:  # never append without knowing what this job already wrote
+                raise
     old = pa.concat_tables(earlier) if earlier else pa.schema([SCHEMA.field(c) for c in ROW_KEY]).empty_table()
     new = _not_in(rows, old)
     if new.num_rows:

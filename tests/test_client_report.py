@@ -123,6 +123,17 @@ def test_the_client_summary_is_built_from_the_products(make_project):
     assert "@page { size: A4" in page and "page-break-inside: avoid" in page
 
 
+def test_the_client_summary_never_says_an_allowed_field_is_kept_out(make_project):
+    """A flagged field the configuration allows is in the score: the summary says so."""
+    cfg = load_config(make_project())
+    _products(cfg)
+    audit = pd.DataFrame({"variable": ["ult_actividad", "origen"], "verdict": ["excluded", "review"], "allowed": [True, False]})
+    write_csv(audit, cfg.path("results_dir") / "leakage_audit.csv")
+    page = write_client_report(cfg).read_text(encoding="utf-8")
+    kept_out, kept_in = page.split("Kept out of the score")[1], page.split("In the score although flagged")[1]
+    assert "last activity" not in kept_out.split("</li>")[0] and "last activity" in kept_in.split("</li>")[0]
+
+
 @requires_chromium
 def test_the_client_summary_reads_well_in_a_browser(make_project):
     cfg = load_config(make_project())
@@ -150,3 +161,16 @@ def test_the_index_links_every_notebook_with_its_figure(make_project, tmp_path):
     (results / "monitoring_report.html").write_text("x", encoding="utf-8")
     page = index_page(cfg, "RUN1", latest, results)
     assert 'href="../client_report.html"' in page and 'href="../monitoring_report.html"' in page
+
+
+def test_the_client_summary_carries_the_analysts_notes(make_project):
+    """What the analyst wrote once in the notes file reaches the client summary (issue #25)."""
+    cfg = load_config(make_project())
+    _products(cfg)
+    notes = cfg.path("analyst_notes")
+    notes.parent.mkdir(parents=True, exist_ok=True)
+    text = "## 08 Segmentation\nWe saw two look-alike segments, so we **kept three**.\n\n## 07 ML scoring\n"
+    notes.write_text(text, encoding="utf-8")
+    page = write_client_report(cfg).read_text(encoding="utf-8")
+    assert "What the analyst saw and decided" in page and "<strong>kept three</strong>" in page
+    assert "07 ML scoring" not in page  # an empty section shows nothing to the client

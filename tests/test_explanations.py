@@ -235,3 +235,19 @@ def test_a_lead_without_reasons_has_an_empty_reasons_field_in_the_payload():
     )  # as read back from CSV
     fields = crm_payloads(scores, "Lead")[0]["custom_fields"]
     assert fields["reasons"] == "" and fields["fit_score"] is None and fields["predictive_score"] == 40
+
+
+@pytest.mark.parametrize(
+    ("old", "names"), [("explain", ["global_importance"]), ("reasons", ["group_auc", "reason_book_for", "reason_text"])]
+)
+def test_notebooks_of_older_projects_still_import_their_explanations(old, names):
+    """Notebooks copied by an earlier `init` import the modules merged into explanations.py."""
+    import importlib
+    import sys
+
+    sys.modules.pop(f"leadscoring.training.{old}", None)
+    with pytest.warns(DeprecationWarning, match="leadscoring.training.explanations"):
+        module = importlib.import_module(f"leadscoring.training.{old}")
+    from leadscoring.training import explanations
+
+    assert all(getattr(module, n) is getattr(explanations, n) for n in names)

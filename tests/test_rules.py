@@ -69,3 +69,21 @@ def test_shipped_marketing_table_is_valid(cfg):
 
     rules = load_rules(cfg.path("rules_table"))
     assert set(rules["variable"]) <= set(cfg.data.columns.all)
+
+
+def test_a_points_table_using_a_leaky_field_gives_way_to_the_proposal(tmp_path, cfg):
+    """Marketing's table is set aside, with the file, row, field and value, when it gives points
+    for a field the leakage audit keeps out of every score."""
+    from leadscoring.training.rules import rules_for_client
+
+    numeric = cfg.data.columns.numeric[0]
+    table = pd.DataFrame(
+        {"variable": [numeric, numeric], "kind": ["range", "range"], "lower": [0, 10], "upper": [10, 1e9], "points": [0, 5]}
+    )
+    table.to_csv(tmp_path / "rules.csv", index=False)
+    proposed = pd.DataFrame({"variable": ["x"], "kind": ["level"], "level": ["a"], "points": [1.0]})
+    rules, why = rules_for_client(tmp_path / "rules.csv", cfg, proposed)
+    assert why is None and len(rules) == 2
+    rules, why = rules_for_client(tmp_path / "rules.csv", cfg, proposed, blocked=[numeric])
+    assert rules["variable"].tolist() == ["x"]
+    assert why.startswith(f"rules.csv, row 2, field variable: '{numeric}' is kept out of every score by the leakage audit")

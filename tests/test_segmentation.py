@@ -22,6 +22,8 @@ def test_segmentation_leaves_out_what_the_leakage_audit_blocks(cfg, sample):
     """A field the audit keeps out of the models is no segmentation input either."""
     blocked = segmentation_columns(cfg)[0]
     assert blocked not in segmentation_columns(cfg, [blocked])
+    with_product = cfg.model_copy(update={"features": cfg.features.model_copy(update={"products": {"p": (blocked, "x")}})})
+    assert "p" in segmentation_columns(with_product) and "p" not in segmentation_columns(with_product, [blocked])
     features = segment_features(cfg, [blocked]).fit(sample.drop(columns="compra"))
     assert blocked not in features.named_steps["select"].feature_names_out_
 

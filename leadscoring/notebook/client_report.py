@@ -24,6 +24,7 @@ import pandas as pd
 
 from leadscoring.artifacts import CLIENT_REPORT
 from leadscoring.config import ProjectConfig
+from leadscoring.config.notes import NOTE_SECTIONS, read_analyst_notes
 from leadscoring.formats import count, number, percent, use_style
 from leadscoring.ingest.quality import quality_findings
 from leadscoring.io import write_text
@@ -225,23 +226,28 @@ def _drivers(importance: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
 
 
 def _leakage(audit: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
+    """What the leakage audit kept out of the score, and what is in it although flagged (the
+    configuration allows it: ``data.allow_leaky`` or ``data.use_post_contact_fields``)."""
     if audit is None or "verdict" not in audit:
         return ""
-    name = [_label(v, labels) for v in audit["variable"]]
-    excluded = [n for n, v in zip(name, audit["verdict"], strict=True) if v == "excluded"]
-    review = [n for n, v in zip(name, audit["verdict"], strict=True) if v == "review"]
+    flagged = audit[audit["verdict"].ne("ok")]
+    allowed = flagged["allowed"].astype(bool) if "allowed" in flagged else pd.Series(False, index=flagged.index)
+    out = [_label(v, labels) for v in flagged.loc[~allowed, "variable"]]
+    kept_in = [_label(v, labels) for v in flagged.loc[allowed, "variable"]]
     items = []
-    if excluded:
+    if out:
         items.append(
-            "<li><b>Kept out of the score</b> because they are only known after the sales contact: "
-            + html.escape(", ".join(excluded))
+            "<li><b>Kept out of the score</b> because they look known only after the sales contact: "
+            + html.escape(", ".join(out))
             + ".</li>"
         )
-    else:
+    elif not kept_in:
         items.append("<li>No field was kept out of the score: none showed information from after the sales contact.</li>")
-    if review:
+    if kept_in:
         items.append(
-            "<li><b>To confirm</b> that they are known before the sales contact: " + html.escape(", ".join(review)) + ".</li>"
+            "<li><b>In the score although flagged</b>, because the configuration allows them: "
+            + html.escape(", ".join(kept_in))
+            + ". Confirm with the client that they are known before the sales contact.</li>"
         )
     return "<ul>" + "".join(items) + "</ul>"
 
@@ -276,6 +282,20 @@ def _next_steps(capacity: pd.DataFrame | None) -> str:
         "(<code>scoring.grades</code> in the configuration).</li>"
         "</ul>"
     )
+
+
+def _analyst_notes(cfg: ProjectConfig) -> str:
+    """What this project's analyst wrote (``paths.analyst_notes``), one part per notebook with a
+    note, as HTML; empty when nothing is written."""
+    from nbconvert.filters import markdown2html
+
+    notes = read_analyst_notes(cfg)
+    parts = [
+        f"<h3>{html.escape(title)}</h3>{markdown2html(notes[number])}"
+        for number, (title, _) in NOTE_SECTIONS.items()
+        if notes.get(number, "").strip()
+    ]
+    return "".join(parts)
 
 
 def client_report(cfg: ProjectConfig) -> str:
@@ -313,6 +333,7 @@ def client_report(cfg: ProjectConfig) -> str:
         ("What drives the score", _drivers(_read_csv(results, "feature_importance.csv"), labels)),
         ("Fields kept out of the score (leakage audit)", _leakage(_read_csv(results, "leakage_audit.csv"), labels)),
         ("Data-quality caveats", _quality(_read_csv(results, "data_quality.csv"), labels)),
+        ("What the analyst saw and decided", _analyst_notes(cfg)),
         ("What to do next", _next_steps(capacity)),
     ]
     body = "".join(f"<section><h2>{html.escape(h)}</h2>{content}</section>" for h, content in sections if content)

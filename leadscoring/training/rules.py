@@ -90,11 +90,16 @@ def check_rules_against_config(rules: pd.DataFrame, cfg: ProjectConfig, origin: 
 
 
 def rules_for_client(
-    path: str | os.PathLike[str], cfg: ProjectConfig, proposed: pd.DataFrame, available: Sequence[str] | None = None
+    path: str | os.PathLike[str],
+    cfg: ProjectConfig,
+    proposed: pd.DataFrame,
+    available: Sequence[str] | None = None,
+    blocked: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, str | None]:
     """The configured points table, or ``proposed`` (the data-driven table) with the reason
-    when the table is missing, malformed, does not fit this export's configuration or uses
-    a column not in ``available`` (e.g. one the cleaner dropped as constant)."""
+    when the table is missing, malformed, does not fit this export's configuration, uses a
+    variable the leakage audit keeps out of every score (``blocked``) or a column not in
+    ``available`` (e.g. one the cleaner dropped as constant)."""
     path = Path(path)
     if not path.is_file():
         return check_rules(proposed, origin="proposed rules"), f"no points table at {path}"
@@ -102,6 +107,13 @@ def rules_for_client(
         rules = check_rules_against_config(load_rules(path), cfg, origin=path.name)
     except RulesError as err:
         return check_rules(proposed, origin="proposed rules"), str(err)
+    leaky = rules[rules["variable"].isin(set(blocked))]
+    if len(leaky):
+        row = leaky.index[0]
+        return check_rules(proposed, origin="proposed rules"), (
+            f"{path.name}, row {row + 2}, field variable: '{leaky.loc[row, 'variable']}' is kept out of every score by the "
+            "leakage audit (filled in after the sales contact)"
+        )
     if available is not None:
         absent = sorted(set(rules["variable"]) - set(available))
         if absent:

@@ -31,12 +31,14 @@ from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, 
 def segmentation_columns(cfg: ProjectConfig, excluded: Iterable[str] = ()) -> list[str]:
     """Fit and engagement columns (every configured column when none are listed), plus derived
     features, without post-contact fields and without ``excluded`` (the variables the leakage
-    audit blocks: a segment must not be told apart by what is filled in after the contact)."""
+    audit blocks: a segment must not be told apart by what is filled in after the contact),
+    nor a derived feature built from any of them."""
     out = {*cfg.data.post_contact, *excluded}
     cols = [c for c in (*cfg.model_data.fit_columns, *cfg.model_data.engagement_columns) if c not in out]
     if not cols:
         cols = [c for c in cfg.model_data.columns.all if c not in out]
-    return [*cols, *(f for f in (*cfg.features.products, *cfg.features.ratios) if f not in out)]
+    derived = {name: pair for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
+    return [*cols, *(name for name, pair in derived.items() if name not in out and not out & set(pair))]
 
 
 def channel_column(cfg: ProjectConfig) -> str | None:

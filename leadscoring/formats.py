@@ -43,11 +43,6 @@ def use_style(style: NumberStyle) -> None:
     _style = style
 
 
-def current_style() -> NumberStyle:
-    """The default number style of this process."""
-    return _style
-
-
 def is_missing(v: Any) -> bool:
     """None, NaN or pandas' missing markers."""
     if v is None:

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.errors import LeadDataError
-from leadscoring.serving.scores_file import is_parquet, read_scores_file
+from leadscoring.ingest.reader import is_parquet
+from leadscoring.serving.scores_file import read_scores_file
 
 SCORE_COLUMNS = ("score", "bucket", "recommended_action")
 

@@ -16,11 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from leadscoring.errors import LeadDataError
-
-
-def is_parquet(path: str | os.PathLike[str]) -> bool:
-    """Whether a scores file is parquet (by its suffix); anything else is read as CSV."""
-    return Path(path).suffix.lower() in {".parquet", ".pq"}
+from leadscoring.ingest.reader import is_parquet
 
 
 def scores_file_columns(path: str | os.PathLike[str]) -> list[str]:

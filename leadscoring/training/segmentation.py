@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import build_encoder
-from leadscoring.formats import number
+from leadscoring.formats import number, percent
 from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, preparation_steps
 
 
@@ -178,7 +178,7 @@ def profile_segments(
                 if len(ratio):
                     lvl = ratio.idxmax()
                     name = labels.get(col, col)
-                    shares = f"{part[lvl]:.0%} vs {base[lvl]:.0%}".replace("%", " %")
+                    shares = f"{percent(part[lvl])} vs {percent(base[lvl])}"
                     traits.append((float(np.log(ratio.max())), f"{name} {lvl} ({shares})"))
             else:
                 xs = pd.to_numeric(x, errors="coerce")

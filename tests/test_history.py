@@ -440,3 +440,19 @@ def test_history_compact_command(tmp_path, capsys):
     assert cli.main(["--config", str(config), "history", "compact"]) == 0
     assert "3 file(s) compacted into" in capsys.readouterr().out
     assert len(list(history_folder(history).iterdir())) == 1 and read_history(history).num_rows == 9
+
+
+def test_a_compaction_removes_its_own_lock_and_never_another_s(tmp_path):
+    """A compaction whose lock was taken over (it ran past the stale limit) leaves the new
+    owner's lock in place; otherwise it removes its own."""
+    from leadscoring.serving.history import COMPACTION_LOCK, _compaction_lock
+
+    mine, taken = tmp_path / "mine", tmp_path / "taken"
+    mine.mkdir()
+    taken.mkdir()
+    with _compaction_lock(mine):
+        assert (mine / COMPACTION_LOCK).exists()
+    assert not (mine / COMPACTION_LOCK).exists()
+    with _compaction_lock(taken):
+        (taken / COMPACTION_LOCK).write_text("4242 another compaction\n", encoding="utf-8")
+    assert (taken / COMPACTION_LOCK).read_text(encoding="utf-8") == "4242 another compaction\n"

@@ -503,12 +503,18 @@ def _compaction_lock(folder: Path) -> Iterator[None]:
             ) from None
     else:
         raise LeadDataError(f"{lock}: the compaction lock could not be taken; try again later")
+    token = f"{os.getpid()} {uuid.uuid4().hex}\n"
     try:
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, token.encode())
         os.close(fd)
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        # Remove the lock only if it is still ours: after a takeover it belongs to another compaction.
+        try:
+            if lock.read_text(encoding="utf-8") == token:
+                lock.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
 
 
 def _jobs_in(path: Path) -> frozenset[str]:

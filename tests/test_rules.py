@@ -87,3 +87,12 @@ def test_a_points_table_using_a_leaky_field_gives_way_to_the_proposal(tmp_path, 
     rules, why = rules_for_client(tmp_path / "rules.csv", cfg, proposed, blocked=[numeric])
     assert rules["variable"].tolist() == ["x"]
     assert why.startswith(f"rules.csv, row 2, field variable: '{numeric}' is kept out of every score by the leakage audit")
+
+
+def test_proposing_on_named_variables_skips_those_the_cleaner_dropped():
+    """In a CV fold the cleaner may drop a column that is constant there: the points are then
+    proposed on the named variables the fold still has (it used to fail the fold)."""
+    X = pd.DataFrame({"a": ["x", "y"] * 20, "b": np.arange(40.0)})
+    y = np.array([0, 1] * 20)
+    scorer = RuleScorer(variables=["a", "b", "dropped_in_this_fold"]).fit(X, y)
+    assert set(scorer.rules_["variable"]) <= {"a", "b"} and len(scorer.rules_)

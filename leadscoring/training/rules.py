@@ -151,7 +151,8 @@ class RuleScorer(ClassifierMixin, BaseEstimator):
         if self.rules is None:
             if y is None:
                 raise ValueError("RuleScorer without rules needs y to propose points")
-            cols = list(self.variables) if self.variables is not None else list(X.columns)
+            # ``variables`` the cleaner dropped in this fit (constant in these leads) are simply absent
+            cols = list(X.columns) if self.variables is None else [c for c in self.variables if c in X.columns]
             self.rules_ = propose_rules(X[cols], pd.Series(np.asarray(y)), yes_no=self.yes_no, bins=self.bins, scale=self.scale)
         else:
             self.rules_ = check_rules(pd.DataFrame(self.rules))

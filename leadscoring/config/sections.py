@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -143,6 +144,16 @@ class FeaturesConfig(StrictSection):
     products: dict[str, tuple[str, str]] = Field(default_factory=dict)
     ratios: dict[str, tuple[str, str]] = Field(default_factory=dict)
     selection_file: str = "selected_features.json"
+
+    @property
+    def sources(self) -> dict[str, tuple[str, str]]:
+        """Each derived feature (products, then ratios) and the two columns it is built from."""
+        return {**self.products, **self.ratios}
+
+    def built_from(self, columns: Iterable[str]) -> list[str]:
+        """The derived features built from any of ``columns``."""
+        names = set(columns)
+        return [name for name, pair in self.sources.items() if names & set(pair)]
 
 
 class ModellingConfig(StrictSection):

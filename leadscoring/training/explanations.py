@@ -134,7 +134,7 @@ def fit_engagement_groups(cfg: ProjectConfig, variables: Sequence[str]) -> dict[
     """Model variables per group: a column listed in ``data.fit_columns`` or
     ``data.engagement_columns``; a derived feature goes with its sources (engagement first)."""
     fit, eng = set(cfg.model_data.fit_columns), set(cfg.model_data.engagement_columns)
-    sources = {name: set(pair) for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
+    sources = {name: set(pair) for name, pair in cfg.features.sources.items()}
     groups: dict[str, list[str]] = {"fit": [], "engagement": []}
     for v in variables:
         src = sources.get(v, {v})

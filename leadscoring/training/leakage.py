@@ -361,10 +361,7 @@ def blocked_variables(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
     allow, plus the derived features (``features.products`` / ``ratios``) built from any of them."""
     flagged = audit.loc[audit["verdict"].ne("ok"), "variable"]
     raw = [c for c in flagged if not is_allowed(cfg, c)]
-    derived = [
-        name for kind in (cfg.features.products, cfg.features.ratios) for name, (a, b) in kind.items() if a in raw or b in raw
-    ]
-    return [*raw, *derived]
+    return [*raw, *cfg.features.built_from(raw)]
 
 
 def model_columns_after_audit(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:

@@ -37,8 +37,8 @@ def segmentation_columns(cfg: ProjectConfig, excluded: Iterable[str] = ()) -> li
     cols = [c for c in (*cfg.model_data.fit_columns, *cfg.model_data.engagement_columns) if c not in out]
     if not cols:
         cols = [c for c in cfg.model_data.columns.all if c not in out]
-    derived = {name: pair for kind in (cfg.features.products, cfg.features.ratios) for name, pair in kind.items()}
-    return [*cols, *(name for name, pair in derived.items() if name not in out and not out & set(pair))]
+    tainted = set(cfg.features.built_from(out))
+    return [*cols, *(name for name in cfg.features.sources if name not in out and name not in tainted)]
 
 
 def channel_column(cfg: ProjectConfig) -> str | None:

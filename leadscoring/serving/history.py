@@ -663,9 +663,10 @@ def append_scores_file(
     its own, so two jobs are never one); by default it is derived from the file's content, so
     appending the same file twice adds it once."""
     path = Path(scores_path)
-    frame = read_scores_file(path, id_column, columns=[id_column, "score", *STAMP_COLUMNS], needed_for="the score history")
-    declared = [n for n in SCHEMA.names if n not in OWN_COLUMNS and n in scores_file_columns(path)]
-    extra = read_scores_file(path, id_column, columns=declared) if declared else None
+    core = [id_column, "score", *STAMP_COLUMNS]
+    declared = [n for n in SCHEMA.names if n not in OWN_COLUMNS and n in scores_file_columns(path)]  # the file's header
+    read = read_scores_file(path, id_column, columns=[*core, *declared], needed_for="the score history")
+    frame, extra = read[core], (read[declared] if declared else None)
     frame = frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})
     versions = frame["model_version"].astype(object)
     blank = versions.isna() | (versions.astype(str).str.strip() == "")

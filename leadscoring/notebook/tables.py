@@ -20,7 +20,7 @@ Which columns are percentages is read from their names (``rate``, ``share``, ``p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -44,43 +44,39 @@ def _is_share(s: pd.Series) -> bool:
     return bool(len(vals)) and bool(((vals >= 0) & (vals <= 1)).all())
 
 
-def _label_text(value: Any, labels: Mapping[str, str]) -> Any:
-    """A cell naming variables (``a``, ``a; b`` or ``a, b``) with each name as its label."""
-    if not isinstance(value, str) or not labels:
-        return value
-    if value in labels:
-        return labels[value]
-    for sep in ("; ", ", "):
-        if sep in value:
-            parts = value.split(sep)
-            if any(p in labels for p in parts):
-                return sep.join(labels.get(p, p) for p in parts)
-    return value
+def _labeller(labels: Mapping[str, str] | None) -> Callable[[Any], Any]:
+    """A function giving text with each configured column name that has a label replaced by
+    the label, as a whole word (longest names first, so a name inside a longer one is left
+    alone); anything but text is returned as it is."""
+    labels = dict(labels or {})
+    names = sorted((n for n in labels if n and labels[n] != n), key=len, reverse=True)
+    if not names:
+        return lambda value: value
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in names) + r")(?![\w])")
+
+    def relabel(value: Any) -> Any:
+        return pattern.sub(lambda m: labels[m.group(1)], value) if isinstance(value, str) else value
+
+    return relabel
 
 
 def label_names_in(text: str, labels: Mapping[str, str] | None) -> str:
-    """``text`` (a generated sentence or markdown) with each configured column name that has
-    a label replaced by the label, as a whole word (longest names first, so a name inside a
-    longer one is left alone)."""
-    if not labels:
-        return text
-    names = sorted((n for n in labels if n and labels[n] != n), key=len, reverse=True)
-    if not names:
-        return text
-    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in names) + r")(?![\w])")
-    return pattern.sub(lambda m: labels[m.group(1)], text)
+    """``text`` (a generated sentence or markdown, or a cell naming variables such as ``a; b``)
+    with each configured column name that has a label replaced by the label, as a whole word."""
+    return _labeller(labels)(text)
 
 
 def readable_frame(df: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """``df`` with labels for column names and for variable names in cells, and headers in
     plain words (``roc_auc_mean`` → ``ROC-AUC mean``); values unchanged."""
     labels = dict(labels or {})
+    relabel = _labeller(labels)
     out = df.copy()
     for col in out.columns:
         if str(col).lower() in VARIABLE_COLUMNS and not pd.api.types.is_numeric_dtype(out[col]):
-            out[col] = out[col].map(lambda v: _label_text(v, labels))
+            out[col] = out[col].map(relabel)
     if not pd.api.types.is_numeric_dtype(out.index):
-        out.index = [_label_text(v, labels) for v in out.index]
+        out.index = [relabel(v) for v in out.index]
     out.columns = [header(c, labels) for c in out.columns]
     return out
 

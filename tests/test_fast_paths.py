@@ -110,10 +110,11 @@ def test_scorer_shares_the_cleaning_and_limits_threads(cfg, leads, small_models)
     # cleaning and derived features are the same fitted steps in both models; selection differs
     assert shared_steps(scorer.model, scorer.segmenter.features_) == scorer._shared == 2
     X = leads.drop(columns="compra").head(200)
-    out = scorer.score_columns(X)
+    at = "2026-05-01T09:00:00Z"  # one time for both scorings: the clock may tick between them
+    out = scorer.score_columns(X, scored_at=at)
     alone = Scorer.load(cfg, small_models)
     alone._shared = 0  # no sharing: every model runs its own steps
-    ref = alone.score_columns(X)
+    ref = alone.score_columns(X, scored_at=at)
     for key in ref:
         np.testing.assert_array_equal(out[key], ref[key])
     np.testing.assert_array_equal(out["probability"], np.round(scorer.model.predict_proba(X)[:, 1], 6))

@@ -25,6 +25,7 @@ from leadscoring.config.sections import (
     CleaningConfig,
     ColumnRoles,
     ConfigError,
+    CrmConfig,
     DataConfig,
     FeaturesConfig,
     GradesConfig,
@@ -33,6 +34,8 @@ from leadscoring.config.sections import (
     PathsConfig,
     ReasonsConfig,
     ReportConfig,
+    RestConfig,
+    RestListConfig,
     RunConfig,
     ScoringConfig,
     SegmentationConfig,
@@ -66,6 +69,9 @@ __all__ = [
     "RunConfig",
     "ReportConfig",
     "ServiceConfig",
+    "CrmConfig",
+    "RestConfig",
+    "RestListConfig",
     "ProjectConfig",
     "find_config",
     "load_config",
@@ -92,6 +98,7 @@ class ProjectConfig(StrictSection):
     report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
     events: EventsConfig | None = None
+    crm: CrmConfig | None = None
     source: Path | None = None
     output_root: Path | None = None
 

@@ -43,11 +43,18 @@ class PathsConfig(StrictSection):
     # each lead come from here. A path ending in .parquet (the single file of earlier
     # versions) names the folder of the same stem beside it, where that file is migrated.
     score_history: str = "05_Resultados/score_history"
+    # The outcome history: every status change pulled from the CRM (``leadscoring pull``),
+    # append-only; the latest state per lead is what ``retrain`` learns from.
+    outcome_history: str = "02_Datos/outcome_history.csv"
+    # What the CRM connectors remember between runs: the pull watermark and the push state.
+    crm_state: str = "02_Datos/crm_state"
 
 
 #: Path keys read from (and, for the score history, appended at) the project root even
 #: during a staged run: inputs and state that outlives a run.
-INPUT_PATHS = frozenset({"raw_data", "notebooks_dir", "rules_table", "analyst_notes", "score_history"})
+INPUT_PATHS = frozenset(
+    {"raw_data", "notebooks_dir", "rules_table", "analyst_notes", "score_history", "outcome_history", "crm_state"}
+)
 
 
 class ColumnRoles(StrictSection):
@@ -364,3 +371,80 @@ class ServiceConfig(StrictSection):
     header_timeout: float = Field(10, gt=0)
     # Seconds for a client to send a whole request body; slower: HTTP 408, connection closed.
     body_timeout: float = Field(30, gt=0)
+
+
+#: What a lead's CRM status means for the model.
+OUTCOMES = ("converted", "lost", "open")
+
+
+class RestListConfig(StrictSection):
+    """The list endpoint a ``rest`` CRM pull pages through (or, with ``poll_known_ids``, the
+    endpoint reading one lead, for CRMs that cannot filter by modification time)."""
+
+    # URL template of one page, e.g. "/api/leads?modified_since={since}&limit={page_size}";
+    # placeholders: {since}, {until} (ISO 8601 UTC), {page_size}, {cursor}, {offset}, {id}.
+    url: str = ""
+    method: Literal["GET", "POST"] = "GET"
+    # JSON body template of a POST page (placeholders as in ``url``, inside strings).
+    body: dict[str, object] | None = None
+    # How pages follow each other:
+    # - "body_cursor": the answer's ``cursor_path`` is put in the next request as {cursor};
+    # - "next_url": the answer's ``next_url_path`` is the next page's URL;
+    # - "query_cursor": like body_cursor, the cursor going into the URL's query;
+    # - "offset": {offset} grows by the page length (read as keyset on (modified, id));
+    # - "none": one page.
+    paging: Literal["body_cursor", "next_url", "query_cursor", "offset", "none"] = "none"
+    cursor_path: str = ""
+    next_url_path: str = ""
+    # JSON path (dots, e.g. "data.items") of the list of leads in the answer ("" = the answer is the list).
+    items_path: str = ""
+    # Poll every lead known to the score history by id (``url`` then reads one lead, {id}).
+    poll_known_ids: bool = False
+
+
+class RestConfig(StrictSection):
+    """A home-grown CRM, configured rather than coded (``crm.kind: rest``)."""
+
+    # Push: method, URL template ({id}) and JSON body template; the string "{fields}" in the
+    # body stands for the score fields (CRM name -> value), "{id}" for the lead's id.
+    push_method: Literal["PATCH", "PUT", "POST"] = "PATCH"
+    push_url: str = "/leads/{id}"
+    push_body: dict[str, object] = Field(default_factory=lambda: {"lead_id": "{id}", "custom_fields": "{fields}"})
+    # Pull: the list endpoint and JSON paths (dots) within one lead's record.
+    pull: RestListConfig = RestListConfig()
+    id_path: str = "id"
+    modified_path: str = "updated_at"
+    outcome_time_path: str = ""
+    deleted_path: str = ""
+    # The record fields the status map reads: name in the status map -> JSON path.
+    status_paths: dict[str, str] = Field(default_factory=lambda: {"status": "status"})
+    # Read one lead (``crm check`` reads a pushed field back): URL template with {id}, and the
+    # JSON path of the fields object in its answer.
+    read_url: str = "/leads/{id}"
+    read_fields_path: str = "custom_fields"
+
+
+class CrmConfig(StrictSection):
+    """The client's CRM (``leadscoring push``, ``pull`` and ``crm check``)."""
+
+    kind: Literal["hubspot", "salesforce", "dynamics", "pipedrive", "odoo", "rest"] = "rest"
+    url: str  # base URL, e.g. "https://api.hubapi.com" or "https://org.crm.dynamics.com"
+    # Credentials come from the environment only: the variable holding the token, and how it
+    # is sent ("bearer": Authorization: Bearer <token>; "header": the header named in
+    # ``auth_header`` carries the token as is; "basic": the token is "user:password").
+    token_env: str = "LEADSCORING_CRM_TOKEN"
+    auth: Literal["bearer", "header", "basic", "none"] = "bearer"
+    auth_header: str = "Authorization"
+    # Status map: outcome -> rules; a rule is {field: value or [values]} and matches when all
+    # its fields match. Empty: the connector's usual map (e.g. HubSpot's lifecycle stage).
+    status_map: dict[Literal["converted", "lost", "open"], list[dict[str, object]]] = Field(default_factory=dict)
+    # A status no rule maps: "fail" (stop the pull naming CRM, lead, field and value), "warn"
+    # (counted as open and reported), "open" (counted as open quietly).
+    unmapped: Literal["fail", "warn", "open"] = "warn"
+    # A pull starts this many seconds before the previous pull's watermark (late writes).
+    overlap_seconds: int = Field(300, ge=0)
+    page_size: int = Field(100, ge=1, le=10_000)
+    timeout: float = Field(30.0, gt=0)
+    # Kind-specific settings (e.g. Salesforce's API version, Pipedrive's entity), checked by the connector.
+    options: dict[str, object] = Field(default_factory=dict)
+    rest: RestConfig = RestConfig()

@@ -10,7 +10,7 @@ owns concurrency, the circuit breaker, idempotency keys and the per-CRM state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -57,10 +57,14 @@ class Connector(Protocol):
         """The request that writes ``values`` (CRM field name -> value) to lead ``lead_id``."""
         ...
 
-    def pull(self, client: JsonClient, since: datetime, until: datetime) -> Iterator[Record]:
+    def pull(
+        self, client: JsonClient, since: datetime, until: datetime, known_ids: Collection[str] | None = None
+    ) -> Iterator[Record]:
         """Every lead modified in ``[since, until]`` (both inclusive), deleted and archived ones
         included, each at most once, in ascending (modified_at, lead_id) order. Pages through
-        the whole window with the CRM's own paging (and keyset where the CRM caps a query)."""
+        the whole window with the CRM's own paging (and keyset where the CRM caps a query).
+        ``known_ids``: the leads this project scored (from the score history), for CRMs that
+        cannot filter by modification time and are polled lead by lead; others ignore it."""
         ...
 
     def read_back(self, client: JsonClient, lead_id: str, names: list[str]) -> dict[str, Any]:

@@ -237,6 +237,9 @@ SET: tuple[Export, ...] = (
         "Revenue",
         "TRUE",
         ",",
+        # Google Analytics' page value: the revenue of the transactions that followed a visit to
+        # the page, so a buying session raises the value of every page it saw (its own outcome)
+        leaky=("PageValues",),
         shape="12,330 sessions, 18 columns, ',', TRUE/FALSE, month names, no id, no date",
     ),
     Export(

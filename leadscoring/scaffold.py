@@ -153,7 +153,7 @@ def init_project(
     draft = profile_export(export, target, positive=positive, id_column=id_column, separator=separator, encoding=encoding)
     leakage = LeakageConfig()  # the leakage audit's own list of outcome-like names
     for col in (*draft.numeric, *draft.categorical, *draft.yes_no):
-        if found := outcome_like_stems(col, leakage.name_stems, leakage.earlier_qualifiers, leakage.consent_words):
+        if found := outcome_like_stems(col, leakage):
             draft.post_contact[col] = f"its name reads like a sales outcome, status or call detail ({found[0]})"
     if date is not None and date.upper() == NO_DATE:
         if draft.date_column is not None:

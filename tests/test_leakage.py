@@ -160,13 +160,18 @@ def test_a_post_outcome_field_is_excluded_even_when_nothing_else_predicts(tmp_pa
         ("Do Not Call", []),
         ("call opt-out", []),
         ("group_status", ["status"]),
+        ("duration", ["duration"]),
+        ("Duration (s)", ["duration"]),
+        ("ProductRelated_Duration", []),
+        ("session duration", []),
+        ("talk_duration_min", ["duration"]),
     ],
 )
 def test_outcome_like_names(name, expected):
     from leadscoring.config import LeakageConfig
 
     lk = LeakageConfig()
-    assert outcome_like_stems(name, lk.name_stems, lk.earlier_qualifiers, lk.consent_words) == expected
+    assert outcome_like_stems(name, lk) == expected
     assert normalised_name("Call Duration (s)") == "call duration s"
 
 

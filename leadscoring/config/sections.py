@@ -193,6 +193,13 @@ class LeakageConfig(StrictSection):
     # Words that make a name a consent or preference, set before any contact ("do not call",
     # "call opt-out", "no_llamar"): the name is then no sign either.
     consent_words: list[str] = Field(default_factory=lambda: ["no", "do not", "dont", "opt out", "optout", "unsubscribe"])
+    # Stems that read like a sales contact only in its context: the whole name (with at most a
+    # unit, "duration_s"), or beside a ``contact_words`` word ("call duration", "duracion
+    # llamada"); "page duration" or "session duration" is behaviour before any contact.
+    context_stems: list[str] = Field(default_factory=lambda: ["duration", "duracion"])
+    contact_words: list[str] = Field(
+        default_factory=lambda: ["call", "contact", "talk", "phone", "meeting", "demo", "llamada", "contacto", "reunion"]
+    )
     name_stems: list[str] = Field(
         default_factory=lambda: [
             "status",

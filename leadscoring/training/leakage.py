@@ -40,7 +40,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from leadscoring.config import ProjectConfig
+from leadscoring.config import LeakageConfig, ProjectConfig
 from leadscoring.features.cleaning import LeadCleaner
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import MISSING_LEVEL, build_encoder
@@ -154,27 +154,39 @@ def normalised_name(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def outcome_like_stems(name: str, stems: Sequence[str], earlier: Sequence[str] = (), consent: Sequence[str] = ()) -> list[str]:
-    """Stems the name reads like: short ones (< 5 letters: ``tag``, ``won``) as whole words
-    (or plural), longer ones anywhere in the name (``callduration`` → ``duration``). A stem
-    after an ``earlier`` qualifier (``previous outcome``, ``prior campaign result``,
-    ``poutcome``: one-letter qualifiers only as the whole prefix) names an earlier event and
-    does not count; nor does any stem in a name with a ``consent`` word (``do not call``,
-    ``call opt-out``: a preference set before the contact)."""
+#: Units a name may carry beside a context stem and still be nothing but that stem.
+_UNITS = frozenset({"s", "sec", "secs", "seconds", "m", "min", "mins", "minutes", "h", "hours", "ms", "segundos", "minutos"})
+
+
+def outcome_like_stems(name: str, leakage: LeakageConfig) -> list[str]:
+    """Stems of ``leakage.name_stems`` the name reads like: short ones (< 5 letters: ``tag``,
+    ``won``) as whole words (or plural), longer ones anywhere in the name (``callduration`` →
+    ``duration``). A stem after an ``earlier_qualifiers`` word (``previous outcome``, ``prior
+    campaign result``, ``poutcome``: one-letter qualifiers only as the whole prefix) names an
+    earlier event and does not count; nor does any stem in a name with a ``consent_words`` word
+    (``do not call``, ``call opt-out``: a preference set before the contact). A
+    ``context_stems`` stem (``duration``) counts only as the whole name (a unit aside) or
+    beside a ``contact_words`` word (``call duration``), not in ``page duration``."""
     norm = normalised_name(name)
     words, compact = set(norm.split()), norm.replace(" ", "")
-    for c in map(normalised_name, consent):
+    for c in map(normalised_name, leakage.consent_words):
         if c and (c in words if " " not in c else c in norm):
             return []
-    quals = [q for q in (normalised_name(e).replace(" ", "") for e in earlier) if q]
+    quals = [q for q in (normalised_name(e).replace(" ", "") for e in leakage.earlier_qualifiers) if q]
+    contexts = {normalised_name(c).replace(" ", "") for c in leakage.context_stems}
+    contacts = [w for w in (normalised_name(c).replace(" ", "") for c in leakage.contact_words) if w]
     found = []
-    for stem in stems:
+    for stem in leakage.name_stems:
         s = normalised_name(stem).replace(" ", "")
         if not s or not ((len(s) < 5 and (s in words or s + "s" in words)) or (len(s) >= 5 and s in compact)):
             continue
         prefix = compact[: compact.find(s)]
         if any(prefix == q or (len(q) > 1 and q in prefix) for q in quals):
             continue
+        if s in contexts:
+            rest = [w for w in norm.replace(s, " ").split() if w not in _UNITS]
+            if rest and not any(c in compact for c in contacts):
+                continue
         found.append(s)
     return found
 
@@ -210,8 +222,7 @@ def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) ->
                 "positive_level": positive,
                 "negative_level": negative,
                 "filled": _filled_purity(missing, y, lk.filled_pure_rate, lk.filled_min_rows),
-                "stems": outcome_like_stems(col, lk.name_stems, lk.earlier_qualifiers, lk.consent_words)
-                or outcome_like_stems(label, lk.name_stems, lk.earlier_qualifiers, lk.consent_words),
+                "stems": outcome_like_stems(col, lk) or outcome_like_stems(label, lk),
             }
         )
     return pd.DataFrame(rows), masks

@@ -196,6 +196,21 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _cmd_pull(args: argparse.Namespace) -> int:
+    """``leadscoring pull``: the CRM's outcomes into the outcome history; exit 1 (one line on
+    stderr) when the pull fails, with nothing written."""
+    from leadscoring.crm.http import CrmError
+    from leadscoring.crm.pull import pull_outcomes
+
+    try:
+        summary = pull_outcomes(load_config(args.config), dry_run=args.dry_run, progress=not args.no_progress)
+    except (CrmError, *USER_ERRORS) as exc:
+        print(f"leadscoring pull: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from leadscoring.loop.retrain import retrain
 
@@ -335,12 +350,27 @@ def _add_push_parser(sub: Any) -> None:
     pu.set_defaults(func=_cmd_push)
 
 
+def _add_pull_parser(sub: Any) -> None:
+    pl = sub.add_parser(
+        "pull",
+        help="read the CRM's lead statuses changed since the last pull into the outcome history "
+        "(paths.outcome_history; the crm: section says which CRM and how statuses map to converted / lost / open)",
+    )
+    pl.add_argument("--dry-run", action="store_true", help="read and map the changes and report them; write nothing")
+    pl.add_argument("--no-progress", action="store_true", help="hide the count of leads read")
+    pl.set_defaults(func=_cmd_pull)
+
+
 def _add_retrain_parser(sub: Any) -> None:
     rt = sub.add_parser(
         "retrain", help="merge new outcomes, retrain, promote the challenger if not worse (the current model set is archived first)"
     )
-    rt.add_argument("--outcomes", required=True, help="CSV with id and target (or full lead rows)")
-    rt.add_argument("--leads", help="the leads' features (raw layout) when OUTCOMES has only id and target")
+    rt.add_argument(
+        "--outcomes",
+        help="CSV with id and target (or full lead rows); default: the outcome history pulled from the CRM "
+        "(paths.outcome_history: converted and lost leads, open ones skipped)",
+    )
+    rt.add_argument("--leads", help="the leads' features (raw layout) when the outcomes have only id and target")
     rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
     rt.set_defaults(func=_cmd_retrain)
 
@@ -408,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_score_parser,
         _add_serve_parser,
         _add_push_parser,
+        _add_pull_parser,
         _add_retrain_parser,
         _add_rollback_parser,
         _add_history_parser,

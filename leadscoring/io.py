@@ -18,13 +18,14 @@ import re
 import socket
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from leadscoring.errors import OutputPathError, disk_full_error, is_disk_full
+from leadscoring.errors import LeadDataError, OutputPathError, disk_full_error, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,44 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: float = 60 * 60) -> Iterator[None]:
+    """One holder at a time: a lock file created exclusively (any platform, no ``fcntl``);
+    one left by a holder that died is taken over after ``stale_seconds``. ``what`` names the
+    work in messages (e.g. "compaction of the score history"). A lock held by another is a
+    one-line :class:`LeadDataError`. On exit the lock is removed only if it is still ours
+    (after a takeover it belongs to another holder)."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            try:
+                age = time.time() - lock.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if attempt == 0 and age > stale_seconds:
+                log.warning("%s: taking over the lock of a %s left %.0f s ago", lock, what, age)
+                lock.unlink(missing_ok=True)
+                continue
+            raise LeadDataError(f"{lock}: another {what} is running (for {age:.0f} s); try again later") from None
+    else:
+        raise LeadDataError(f"{lock}: the lock of the {what} could not be taken; try again later")
+    token = f"{os.getpid()} {uuid.uuid4().hex}\n"
+    try:
+        os.write(fd, token.encode())
+        os.close(fd)
+        yield
+    finally:
+        try:
+            if lock.read_text(encoding="utf-8") == token:
+                lock.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
 
 
 def write_csv(df: pd.DataFrame, dest: str | os.PathLike[str], **kwargs: Any) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -14,7 +15,8 @@ from sklearn.pipeline import Pipeline
 from leadscoring import cli
 from leadscoring.artifacts import MODEL_SET, ModelIntegrityError, load_model, read_manifest, replace_model_set, save_model
 from leadscoring.config import load_config
-from leadscoring.loop.retrain import load_outcomes, retrain, should_promote
+from leadscoring.crm.outcomes import OutcomeRow, append_outcome_rows
+from leadscoring.loop.retrain import load_outcomes, outcomes_from_history, retrain, should_promote
 from leadscoring.loop.versions import list_versions, rollback
 from leadscoring.serving.scorer import Scorer
 from leadscoring.training.pipeline import preparation_steps
@@ -168,6 +170,33 @@ def test_outcomes_as_full_lead_rows(project, leads, sample, tmp_path):
     new.to_csv(full, sep=";", index=False)
     got = load_outcomes(cfg, full)
     assert got["id"].tolist() == new["id"].tolist() and got["compra"].tolist() == new["compra"].tolist()
+
+
+def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, capsys):
+    """No --outcomes: the latest state of each lead pulled from the CRM, converted -> positive,
+    lost -> negative, open leads (here a won lead reopened) and leads not in --leads skipped."""
+    cfg, outcomes, feats = project
+    d = cfg.data
+    args = ["--config", str(cfg.source), "retrain", "--leads", str(feats), "--tolerance", "-1"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no outcome history yet; run `leadscoring pull` first" in err[0]
+
+    known = pd.read_csv(outcomes, sep=";", dtype=str)
+    ids, won = known[d.id_column].tolist(), known[d.target_column].astype(int).tolist()
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    rows = [OutcomeRow(i, "converted" if w else "lost", t, None, False, "{}") for i, w in zip(ids, won, strict=True)]
+    rows.append(OutcomeRow("not-in-the-leads", "converted", t, None, False, "{}"))
+    rows.append(OutcomeRow(ids[0], "open", t + timedelta(days=1), None, False, "{}"))  # reopened: latest wins
+    rows.append(OutcomeRow(ids[1], "converted" if not won[1] else "lost", t + timedelta(days=1), None, False, "{}"))  # reversal
+    append_outcome_rows(cfg.path("outcome_history"), rows)
+
+    new = outcomes_from_history(cfg, feats).set_index(d.id_column)[d.target_column].astype(int)
+    expected = dict(zip(ids[1:], [1 - won[1], *won[2:]], strict=True))
+    assert new.to_dict() == expected
+
+    assert cli.main(args) == 0
+    assert f"{len(ids) - 1} new outcomes" in capsys.readouterr().out
 
 
 def test_champion_kept_when_the_bar_is_impossible(project):

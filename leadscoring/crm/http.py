@@ -25,14 +25,35 @@ from typing import Any
 
 import httpx
 
+from leadscoring.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class CrmError(RuntimeError):
     """A CRM request that failed for good; the message is one line naming the CRM and what
     failed (lead and field where known), never a credential."""
+
+
+def destination(url: str) -> str:
+    """The normalised base URL that state is keyed by (scheme and host in lower case, default
+    port and trailing slashes dropped); a URL that is not an http(s) base URL is a one-line
+    :class:`ConfigError`."""
+    try:
+        u = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"CRM URL {url!r} is not a valid URL ({exc})") from None
+    if u.scheme not in _DEFAULT_PORTS or not u.host:
+        raise ConfigError(f"CRM URL {url!r} must start with http:// or https:// and name a host")
+    if u.query or u.fragment:
+        raise ConfigError(f"CRM URL {url!r} must be a base URL without ?query or #fragment")
+    host = f"[{u.host}]" if ":" in u.host else u.host
+    port = f":{u.port}" if u.port is not None and u.port != _DEFAULT_PORTS[u.scheme] else ""
+    return f"{u.scheme}://{host}{port}{u.raw_path.decode('ascii').rstrip('/')}"
 
 
 def retry_after_seconds(value: str | None, *, cap: float = math.inf, now: datetime | None = None) -> float | None:

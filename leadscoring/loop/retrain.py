@@ -40,6 +40,7 @@ from leadscoring.artifacts import (
     save_model,
 )
 from leadscoring.config import ProjectConfig
+from leadscoring.crm.outcomes import latest_outcomes
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import read_leads
 from leadscoring.ingest.reader import read_raw, row_locator
@@ -175,6 +176,47 @@ def load_outcomes(
     return validate_leads(merged, cfg, origin=name, rows=row_locator(outcomes, cfg))
 
 
+def outcomes_from_history(
+    cfg: ProjectConfig, leads: str | os.PathLike[str] | None, history: str | os.PathLike[str] | None = None
+) -> pd.DataFrame:
+    """New outcomes from the outcome history (``paths.outcome_history``, written by
+    ``leadscoring pull``) as full lead rows: each lead's latest state, converted -> the
+    configured positive value, lost -> the negative one, open leads skipped; the features
+    come from ``leads`` (raw layout), joined by id. Closed leads of the history that are not
+    in ``leads`` are skipped (the CRM holds more leads than one export) and logged."""
+    d = cfg.data
+    path = Path(history) if history is not None else cfg.path("outcome_history")
+    if not path.is_file():
+        raise LeadDataError(f"{path}: no outcome history yet; run `leadscoring pull` first, or pass --outcomes")
+    latest = latest_outcomes(path)
+    closed = latest[latest["outcome"] != "open"]
+    if leads is None:
+        raise LeadDataError(f"{path.name}: the outcome history has ids and outcomes only; pass the leads' features with --leads")
+    feats = read_leads(leads, cfg, require_target=False).drop(columns=[d.target_column], errors="ignore")
+    ids = pd.DataFrame(
+        {
+            d.id_column: closed["lead_id"].astype(str).to_numpy(),
+            d.target_column: closed["outcome"].map({"converted": d.positive_value, "lost": d.negative_value}).to_numpy(),
+        }
+    )
+    known = ids[d.id_column].isin(feats[d.id_column].astype(str))
+    if not known.all():
+        missing = ids.loc[~known, d.id_column].tolist()
+        log.warning(
+            "%s: %d converted or lost lead(s) not in %s, skipped, e.g. %s", path.name, len(missing), Path(leads).name, missing[:5]
+        )
+    merged = feats.assign(**{d.id_column: feats[d.id_column].astype(str)}).merge(ids[known], on=d.id_column)
+    if merged.empty:
+        raise LeadDataError(f"{path.name}: none of its {len(ids)} converted or lost lead(s) is in {Path(leads).name}")
+    log.info(
+        "%s: %d converted or lost lead(s) joined to their features (%d open skipped)",
+        path.name,
+        len(merged),
+        len(latest) - len(closed),
+    )
+    return validate_leads(merged, cfg, origin=path.name)
+
+
 def _inherited(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The recipe part of a manifest (kind, name, parameters, features…), for a refit model."""
     return {k: v for k, v in manifest.items() if k not in NOT_INHERITED}
@@ -187,12 +229,18 @@ def _rule_points_from_data(model: Any) -> bool:
 
 
 def retrain(
-    cfg: ProjectConfig, outcomes: str | os.PathLike[str], leads: str | os.PathLike[str] | None = None, tolerance: float = 0.005
+    cfg: ProjectConfig,
+    outcomes: str | os.PathLike[str] | None = None,
+    leads: str | os.PathLike[str] | None = None,
+    tolerance: float = 0.005,
 ) -> RetrainResult:
+    """Retrain on the new outcomes: the ``outcomes`` CSV (id + target with ``leads``, or full
+    lead rows), or without it the outcome history pulled from the CRM
+    (:func:`outcomes_from_history`, features from ``leads``)."""
     d = cfg.data
     models = cfg.path("models_dir")
     champion, manifest = load_model(models / SCORE_MODEL)
-    new = load_outcomes(cfg, outcomes, leads)
+    new = load_outcomes(cfg, outcomes, leads) if outcomes is not None else outcomes_from_history(cfg, leads)
     if len(new) < MIN_OUTCOMES or new[d.target_column].nunique() < 2:
         raise LeadDataError(f"need at least {MIN_OUTCOMES} new outcomes with both classes, got {len(new)}")
     history = load_history(cfg)

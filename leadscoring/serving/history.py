@@ -40,7 +40,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,7 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from leadscoring.errors import LeadDataError
-from leadscoring.io import atomic_path
+from leadscoring.io import atomic_path, exclusive_lock
 from leadscoring.scored_lead import history_fields
 from leadscoring.serving.scores_file import read_scores_file, scores_file_columns
 
@@ -480,41 +480,10 @@ class Compaction:
     written: Path | None
 
 
-@contextlib.contextmanager
-def _compaction_lock(folder: Path) -> Iterator[None]:
-    """One compaction at a time per folder: a lock file created exclusively (any platform);
-    one left by a compaction that died is taken over after :data:`STALE_COMPACTION_SECONDS`."""
-    lock = folder / COMPACTION_LOCK
-    for attempt in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            break
-        except FileExistsError:
-            try:
-                age = time.time() - lock.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            if attempt == 0 and age > STALE_COMPACTION_SECONDS:
-                log.warning("score history: taking over the compaction lock %s, left %.0f s ago", lock, age)
-                lock.unlink(missing_ok=True)
-                continue
-            raise LeadDataError(
-                f"{lock}: another compaction of the score history is running (for {age:.0f} s); try again later"
-            ) from None
-    else:
-        raise LeadDataError(f"{lock}: the compaction lock could not be taken; try again later")
-    token = f"{os.getpid()} {uuid.uuid4().hex}\n"
-    try:
-        os.write(fd, token.encode())
-        os.close(fd)
-        yield
-    finally:
-        # Remove the lock only if it is still ours: after a takeover it belongs to another compaction.
-        try:
-            if lock.read_text(encoding="utf-8") == token:
-                lock.unlink(missing_ok=True)
-        except FileNotFoundError:
-            pass
+def _compaction_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """One compaction at a time per folder (:func:`leadscoring.io.exclusive_lock`); one left
+    by a compaction that died is taken over after :data:`STALE_COMPACTION_SECONDS`."""
+    return exclusive_lock(folder / COMPACTION_LOCK, "compaction of the score history", stale_seconds=STALE_COMPACTION_SECONDS)
 
 
 def _jobs_in(path: Path) -> frozenset[str]:

@@ -165,6 +165,9 @@ def test_a_post_outcome_field_is_excluded_even_when_nothing_else_predicts(tmp_pa
         ("ProductRelated_Duration", []),
         ("session duration", []),
         ("talk_duration_min", ["duration"]),
+        ("Marital_Status", []),
+        ("Estado civil", []),
+        ("employmentStatus", []),
     ],
 )
 def test_outcome_like_names(name, expected):

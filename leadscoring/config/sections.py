@@ -193,6 +193,30 @@ class LeakageConfig(StrictSection):
     # Words that make a name a consent or preference, set before any contact ("do not call",
     # "call opt-out", "no_llamar"): the name is then no sign either.
     consent_words: list[str] = Field(default_factory=lambda: ["no", "do not", "dont", "opt out", "optout", "unsubscribe"])
+    # Words that make a name one of the lead's own attributes, known before any contact
+    # ("marital status", "employment status", "estado civil"): the name is then no sign.
+    attribute_words: list[str] = Field(
+        default_factory=lambda: [
+            "marital",
+            "civil",
+            "employment",
+            "occupation",
+            "job",
+            "family",
+            "student",
+            "relationship",
+            "residence",
+            "residency",
+            "housing",
+            "citizenship",
+            "immigration",
+            "socioeconomic",
+            "health",
+            "smoking",
+            "laboral",
+            "familiar",
+        ]
+    )
     # Stems that read like a sales contact only in its context: the whole name (with at most a
     # unit, "duration_s"), or beside a ``contact_words`` word ("call duration", "duracion
     # llamada"); "page duration" or "session duration" is behaviour before any contact.

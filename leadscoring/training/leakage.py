@@ -164,12 +164,13 @@ def outcome_like_stems(name: str, leakage: LeakageConfig) -> list[str]:
     ``duration``). A stem after an ``earlier_qualifiers`` word (``previous outcome``, ``prior
     campaign result``, ``poutcome``: one-letter qualifiers only as the whole prefix) names an
     earlier event and does not count; nor does any stem in a name with a ``consent_words`` word
-    (``do not call``, ``call opt-out``: a preference set before the contact). A
+    (``do not call``, ``call opt-out``: a preference set before the contact) or an
+    ``attribute_words`` word (``marital status``: who the lead is). A
     ``context_stems`` stem (``duration``) counts only as the whole name (a unit aside) or
     beside a ``contact_words`` word (``call duration``), not in ``page duration``."""
     norm = normalised_name(name)
     words, compact = set(norm.split()), norm.replace(" ", "")
-    for c in map(normalised_name, leakage.consent_words):
+    for c in map(normalised_name, [*leakage.consent_words, *leakage.attribute_words]):
         if c and (c in words if " " not in c else c in norm):
             return []
     quals = [q for q in (normalised_name(e).replace(" ", "") for e in leakage.earlier_qualifiers) if q]

@@ -1,4 +1,4 @@
-"""Command line: ``leadscoring run | score | validate | serve | push | retrain | rollback | events``.
+"""Command line: ``leadscoring run | score | validate | serve | push | pull | crm check | retrain | rollback | events``.
 
 Errors caused by input (configuration, data, model files, a failing notebook) are printed
 as one line on stderr with a non-zero exit code, never as a traceback.
@@ -172,14 +172,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from leadscoring.loop.crm import push_scores
+    from leadscoring.crm.push import push_scores
 
     cfg = load_config(args.config)
+    state_file = args.state_file
+    if state_file is None and cfg.crm is not None:  # one push state per project, kept per CRM URL
+        state_file = cfg.path("crm_state") / "push-state.jsonl"
     summary = push_scores(
         args.scores,
         args.crm_url,
         cfg.data.id_column,
-        state_file=args.state_file,
+        crm=cfg.crm,
+        state_file=state_file,
         concurrency=args.concurrency,
         retries=args.retries,
         timeout=args.timeout,
@@ -209,6 +213,48 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         return 1
     print(summary)
     return 0
+
+
+def _cmd_crm_check(args: argparse.Namespace) -> int:
+    from leadscoring.crm import connector_for, json_client
+    from leadscoring.crm.check import check_lead_push, check_status_values
+    from leadscoring.crm.http import CrmError
+
+    cfg = load_config(args.config)
+    if cfg.crm is None:
+        raise ConfigError("crm check: the configuration has no crm: section (kind, url, token_env ...)")
+    if args.lead is not None and not args.scores:
+        raise ConfigError("crm check --lead needs --scores FILE: the scores file holding that lead's scores to push")
+    connector = connector_for(cfg.crm)
+    try:
+        with json_client(cfg.crm) as client:
+            reports = [check_status_values(connector, client, cfg.crm.status_map, cfg.crm.unmapped)]
+            if args.lead is not None:
+                reports.append(check_lead_push(cfg.crm, args.scores, args.lead, cfg.data.id_column, cfg.scoring.crm_fields, client))
+    except CrmError as exc:
+        print(f"leadscoring crm check: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    for report in reports:
+        for line in report.lines:
+            print(line)
+    return 1 if any(r.problems for r in reports) else 0
+
+
+def _add_crm_parser(sub: Any) -> None:
+    crm = sub.add_parser("crm", help="the CRM of the crm: section: check that the configuration fits it")
+    actions = crm.add_subparsers(dest="action", required=True)
+    what = (
+        "Compare the status map with the status values the CRM lists (where its API lists them): a map value the CRM "
+        "does not have is a problem, a CRM value the map does not know is shown (a problem with crm.unmapped: fail). "
+        "With --lead ID --scores FILE, also read that lead's score fields, push its scores from FILE exactly as "
+        "`push` would, and read them back: a field absent or unchanged after a 2xx answer (an unknown custom "
+        "field the CRM dropped) fails the check. The values written are the lead's own scores; the push state is "
+        "not changed. Exit 1 on any problem."
+    )
+    c = actions.add_parser("check", help="check that the configuration fits the CRM (status map, custom fields)", description=what)
+    c.add_argument("--lead", help="a lead id of the CRM to write and read back")
+    c.add_argument("--scores", help="the scores file (as for push) holding that lead's scores")
+    c.set_defaults(func=_cmd_crm_check)
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
@@ -326,10 +372,18 @@ def _add_serve_parser(sub: Any) -> None:
 
 
 def _add_push_parser(sub: Any) -> None:
-    pu = sub.add_parser("push", help="write scores to the CRM (PATCH URL/leads/ID; token in LEADSCORING_CRM_TOKEN)")
+    pu = sub.add_parser(
+        "push",
+        help="write scores to the CRM of the crm: section (its connector and credentials), or with --crm-url alone "
+        "PATCH URL/leads/ID (bearer token in LEADSCORING_CRM_TOKEN when set)",
+    )
     pu.add_argument("--scores", required=True, help="scores CSV written by `score` or notebook 10")
-    pu.add_argument("--crm-url", required=True)
-    pu.add_argument("--state-file", help="default: SCORES.push-state.jsonl beside the scores")
+    pu.add_argument("--crm-url", help="the CRM's base URL (in place of crm.url; required without a crm: section)")
+    pu.add_argument(
+        "--state-file",
+        help="what each CRM accepted (default: paths.crm_state/push-state.jsonl with a crm: section, "
+        "else SCORES.push-state.jsonl beside the scores)",
+    )
     pu.add_argument("--concurrency", type=int, default=8)
     pu.add_argument("--retries", type=int, default=5)
     pu.add_argument("--timeout", type=float, default=10.0, help="seconds per request, answer included (default 10)")
@@ -439,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_serve_parser,
         _add_push_parser,
         _add_pull_parser,
+        _add_crm_parser,
         _add_retrain_parser,
         _add_rollback_parser,
         _add_history_parser,

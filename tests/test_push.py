@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from leadscoring.cli import main
-from leadscoring.loop.crm import CIRCUIT_OPEN, destination, push_scores, retry_after_seconds
+from leadscoring.crm.http import retry_after_seconds
+from leadscoring.crm.push import CIRCUIT_OPEN, destination, push_scores
 
 from .conftest import CONFIG
 

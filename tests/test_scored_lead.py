@@ -41,7 +41,7 @@ from fastapi.testclient import TestClient
 
 import leadscoring
 from leadscoring.config import DEFAULT_CRM_FIELDS, ProjectConfig, ScoringConfig
-from leadscoring.loop.scores import read_scores
+from leadscoring.crm.scores import read_scores
 from leadscoring.serving.batch import score_file
 from leadscoring.serving.history import SCHEMA, append_scores_file, read_history
 from leadscoring.serving.payloads import crm_payloads

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from leadscoring.loop.crm import push_scores
+from leadscoring.crm.push import push_scores
 from leadscoring.loop.monitoring import ab_lift, psi
 from leadscoring.serving.scorer import Scorer
 from leadscoring.serving.service import create_app

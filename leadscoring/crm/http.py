@@ -36,7 +36,12 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 class CrmError(RuntimeError):
     """A CRM request that failed for good; the message is one line naming the CRM and what
-    failed (lead and field where known), never a credential."""
+    failed (lead and field where known), never a credential. ``status``: the CRM's HTTP
+    status when it answered with an error (e.g. 404 for a lead it no longer has), else None."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def destination(url: str) -> str:
@@ -153,7 +158,7 @@ class JsonClient:
                 self._wait(attempt, asked, label, f"HTTP {resp.status_code}")
                 continue
             if not resp.is_success:
-                raise CrmError(f"{label}: HTTP {resp.status_code}{_detail(resp)}")
+                raise CrmError(f"{label}: HTTP {resp.status_code}{_detail(resp)}", resp.status_code)
             if not resp.content:
                 return None
             try:

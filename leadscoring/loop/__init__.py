@@ -1,3 +1,3 @@
-"""Closing the loop: writing scores into the CRM, retraining on new outcomes with a
-champion/challenger check, model versions and rollback, drift monitoring.
+"""Closing the loop: retraining on new outcomes with a champion/challenger check, model
+versions and rollback, drift monitoring (scores reach the CRM through :mod:`leadscoring.crm`).
 """

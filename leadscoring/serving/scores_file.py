@@ -2,7 +2,7 @@
 CSV (every value read as text, ids kept exactly as written, an empty cell an empty text) or
 parquet (its own types, ids as text). The one reader of scores files: the score history
 appends them (:mod:`leadscoring.serving.history`) and the CRM push sends them
-(:mod:`leadscoring.loop.scores`), each checking the columns it needs. Problems are one-line
+(:mod:`leadscoring.crm.scores`), each checking the columns it needs. Problems are one-line
 :class:`LeadDataError` naming the file."""
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Writing scores back to the CRM: ``PATCH {url}/leads/{id}`` with the score payload.
+"""Writing scores back to the CRM: the one owner of pushing, whatever the CRM.
+
+Each lead's score fields (``scoring.crm_fields``: score field -> CRM field name) go out as the
+request its connector builds (:meth:`Connector.push_request`: method, path under the CRM's URL,
+JSON body, headers); without a ``crm:`` section the ``rest`` connector's defaults send
+``PATCH {url}/leads/{id}`` with ``{"lead_id": ..., "custom_fields": {...}}``.
 
 - A lead counts as delivered only on a 2xx answer that is empty (e.g. 204) or JSON
   (``application/json`` or ``application/*+json``, parsed). Any other answer, such as a
@@ -18,14 +23,15 @@
   and every lead not sent is reported as failed ("not sent: ...", e.g. "not sent: CRM
   unreachable (circuit open)").
 - A state file (JSON lines, one per lead the CRM accepted: destination, lead id and a hash
-  of what was sent) so a re-run to the same CRM resends nothing that already arrived
+  of the body sent) so a re-run to the same CRM resends nothing that already arrived
   unless its score changed, while another CRM URL receives everything.
 - Delivery is at least once: a lead in flight when a push is interrupted is sent again by
-  the next run. Each PATCH carries an ``Idempotency-Key`` derived from the destination, the
-  lead id and the payload, identical across runs, so the CRM can drop the repeat.
+  the next run. Each request carries an ``Idempotency-Key`` derived from the destination, the
+  lead id and the body, identical across runs, so the CRM can drop the repeat.
 - Optional progress bar on stderr (leads sent / failed / remaining, and any pause).
 
-The bearer token is read from ``LEADSCORING_CRM_TOKEN`` and never logged.
+Credentials come from :func:`leadscoring.crm.auth_headers` (the ``crm:`` section's variable,
+else ``LEADSCORING_CRM_TOKEN`` as a bearer token when set) and are never logged.
 
 """
 
@@ -40,37 +46,29 @@ import os
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pandas as pd
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from leadscoring.config import ConfigError
-from leadscoring.loop.scores import check_scores, read_scores
+from leadscoring.config.sections import CrmConfig
+from leadscoring.crm import auth_headers, connector_for
+from leadscoring.crm.connector import Connector, PushRequest
+from leadscoring.crm.http import RETRY_STATUS, destination, retry_after_seconds
+from leadscoring.crm.scores import check_scores, read_scores
 from leadscoring.serving.payloads import crm_payloads
 
 log = logging.getLogger(__name__)
 
 
-TOKEN_ENV = "LEADSCORING_CRM_TOKEN"
-
-
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
 CIRCUIT_OPEN = "not sent: CRM unreachable (circuit open)"
 
 
-MAX_ANSWER_BYTES = 1 << 20  # the CRM answers a PATCH with a few bytes of JSON; more is not its answer
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_ANSWER_BYTES = 1 << 20  # the CRM answers a push with a few bytes of JSON; more is not its answer
 
 
 # The kinds of failure the circuit breaker counts: (label, what they are, why a lead was not sent).
@@ -105,33 +103,18 @@ class PushSummary:
         return text
 
 
-def destination(url: str) -> str:
-    """The normalised base URL the state file is keyed by (scheme and host in lower case,
-    default port and trailing slashes dropped)."""
-    try:
-        u = httpx.URL(url.strip())
-    except httpx.InvalidURL as exc:
-        raise ConfigError(f"CRM URL {url!r} is not a valid URL ({exc})") from None
-    if u.scheme not in _DEFAULT_PORTS or not u.host:
-        raise ConfigError(f"CRM URL {url!r} must start with http:// or https:// and name a host")
-    if u.query or u.fragment:
-        raise ConfigError(f"CRM URL {url!r} must be a base URL without ?query or #fragment")
-    host = f"[{u.host}]" if ":" in u.host else u.host
-    port = f":{u.port}" if u.port is not None and u.port != _DEFAULT_PORTS[u.scheme] else ""
-    return f"{u.scheme}://{host}{port}{u.raw_path.decode('ascii').rstrip('/')}"
-
-
-def _digest(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+def _digest(body: Any) -> str:
+    """The hash of a request body the state file keeps (the same body: the same digest)."""
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def idempotency_key(dest: str, lead_id: str, digest: str) -> str:
-    """The same key for the same payload to the same CRM, in every run."""
+    """The same key for the same body to the same CRM, in every run."""
     return hashlib.sha256("\x1f".join((dest, lead_id, digest)).encode()).hexdigest()[:32]
 
 
 def read_state(path: Path) -> dict[tuple[str, str], str]:
-    """(destination, lead id) → digest of the payload that CRM accepted. Records without a
+    """(destination, lead id) → digest of the request body that CRM accepted. Records without a
     destination (older state files) or unreadable lines are ignored: those leads are resent."""
     state: dict[tuple[str, str], str] = {}
     if path.is_file():
@@ -143,27 +126,6 @@ def read_state(path: Path) -> dict[tuple[str, str], str]:
                 continue  # blank, cut short by an interruption, or written by an older version
             state[key] = digest
     return state
-
-
-def retry_after_seconds(value: str | None, *, cap: float, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay in seconds or an HTTP date),
-    at most ``cap``; None when absent or unreadable."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # HTTP dates are GMT
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return min(max(seconds, 0.0), cap)
 
 
 class _Breaker:
@@ -282,16 +244,15 @@ def _answer_problem(status: int, content_type: str | None, body: bytes) -> str |
     return None
 
 
-async def _exchange(
-    client: httpx.AsyncClient, url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float
-) -> tuple[int, str | None, str | None]:
-    """One PATCH, answer included, within ``timeout`` seconds in all: (status, Retry-After
-    header, problem), problem None for an accepted 2xx. The answer is read as a stream and
-    given up past ``MAX_ANSWER_BYTES``; an error status's body is not read. Raises
-    ``TimeoutError`` or ``httpx.TransportError``."""
+async def _exchange(client: httpx.AsyncClient, request: PushRequest, timeout: float) -> tuple[int, str | None, str | None]:
+    """One request (``request.path`` a full URL), answer included, within ``timeout`` seconds
+    in all: (status, Retry-After header, problem), problem None for an accepted 2xx. The
+    answer is read as a stream and given up past ``MAX_ANSWER_BYTES``; an error status's body
+    is not read. Raises ``TimeoutError`` or ``httpx.TransportError``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    async with asyncio.timeout_at(deadline), client.stream("PATCH", url, json=payload, headers=headers) as resp:
+    stream = client.stream(request.method, request.path, json=request.body, headers=dict(request.headers))
+    async with asyncio.timeout_at(deadline), stream as resp:
         status = resp.status_code
         if not resp.is_success:
             return status, resp.headers.get("retry-after"), f"HTTP {status}"
@@ -330,15 +291,9 @@ class _Retryable(Exception):
 
 
 async def _attempt(
-    client: httpx.AsyncClient,
-    url: str,
-    payload: dict[str, Any],
-    headers: dict[str, str],
-    policy: _Policy,
-    breaker: _Breaker,
-    pause: _Pause,
+    client: httpx.AsyncClient, request: PushRequest, policy: _Policy, breaker: _Breaker, pause: _Pause
 ) -> str | None:
-    """One PATCH of one payload, once any pause is over: None when the CRM accepted it, the
+    """One request of one lead, once any pause is over: None when the CRM accepted it, the
     final error when it will never be (a 4xx, an answer that is not the CRM's, the breaker
     open). Raises :class:`_Retryable` for what may pass (connection failures, timeouts, 5xx,
     429), having told the breaker and, when the CRM asks to wait, the shared pause."""
@@ -346,7 +301,7 @@ async def _attempt(
     if breaker.opened.is_set():
         return breaker.not_sent
     try:
-        status, retry_after_header, problem = await _exchange(client, url, payload, headers, policy.timeout)
+        status, retry_after_header, problem = await _exchange(client, request, policy.timeout)
     except (httpx.TransportError, TimeoutError) as exc:
         timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
         breaker.failure(_UNREACHABLE)
@@ -387,19 +342,11 @@ def _backoff(policy: _Policy, pause: _Pause) -> Callable[[RetryCallState], float
 def _log_retry(state: RetryCallState) -> None:
     failure = state.outcome.exception() if state.outcome is not None else None
     wait = state.next_action.sleep if state.next_action is not None else 0.0
-    log.debug("%s: %s; attempt %d in %.2f s", state.args[1], failure, state.attempt_number + 1, wait)
+    log.debug("%s: %s; attempt %d in %.2f s", state.args[1].path, failure, state.attempt_number + 1, wait)
 
 
-async def _send(
-    client: httpx.AsyncClient,
-    url: str,
-    payload: dict[str, Any],
-    headers: dict[str, str],
-    policy: _Policy,
-    breaker: _Breaker,
-    pause: _Pause,
-) -> str | None:
-    """PATCH one payload, retried (tenacity) up to ``policy.retries`` times; None on success,
+async def _send(client: httpx.AsyncClient, request: PushRequest, policy: _Policy, breaker: _Breaker, pause: _Pause) -> str | None:
+    """Send one lead's request, retried (tenacity) up to ``policy.retries`` times; None on success,
     else the final error (no token in it). Waits between attempts end early when the breaker
     opens; the next attempt then reports the lead as not sent."""
     retrying = AsyncRetrying(
@@ -410,7 +357,7 @@ async def _send(
         before_sleep=_log_retry,
         retry_error_callback=lambda state: str(state.outcome.exception()) if state.outcome is not None else "",
     )
-    return await retrying(_attempt, client, url, payload, headers, policy, breaker, pause)
+    return await retrying(_attempt, client, request, policy, breaker, pause)
 
 
 class _Progress:
@@ -446,27 +393,35 @@ class _Progress:
         self.bar.close()
 
 
+def _full_url(dest: str, path: str) -> str:
+    """A connector's request path joined to the destination (a full URL is kept)."""
+    if path.startswith(("http://", "https://")):
+        return path
+    return f"{dest}/{path.lstrip('/')}"
+
+
 async def _push(
-    payloads: list[dict[str, Any]],
-    base_url: str,
-    token: str | None,
+    requests: list[tuple[str, PushRequest]],
+    dest: str,
+    headers: Mapping[str, str],
     state_path: Path,
     concurrency: int,
     policy: _Policy,
     max_failures: int,
     progress: bool,
+    transport: httpx.AsyncBaseTransport | None,
 ) -> PushSummary:
+    """Send each (lead id, request) not already accepted by ``dest`` (the state file), and
+    record each lead the CRM accepts."""
     summary = PushSummary()
-    dest = destination(base_url)
     state = read_state(state_path)
     todo = []
-    for p in payloads:
-        if state.get((dest, p["lead_id"])) == _digest(p):
+    for lead_id, request in requests:
+        if state.get((dest, lead_id)) == _digest(request.body):
             summary.skipped += 1
         else:
-            todo.append(p)
+            todo.append((lead_id, request))
     log.info("push to %s: %d leads to send, %d already sent", dest, len(todo), summary.skipped)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     sem = asyncio.Semaphore(concurrency)
     breaker = _Breaker(max_failures)
     bar = _Progress(len(todo), summary, progress)
@@ -474,20 +429,17 @@ async def _push(
     state_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(state_path, "a", encoding="utf-8") as state_file:
-            async with httpx.AsyncClient(headers=headers, timeout=policy.timeout) as client:
+            async with httpx.AsyncClient(headers=dict(headers), timeout=policy.timeout, transport=transport) as client:
 
-                async def one(p: dict[str, Any]) -> None:
-                    lead_id, digest = p["lead_id"], _digest(p)
+                async def one(lead_id: str, request: PushRequest) -> None:
+                    digest = _digest(request.body)
+                    request = replace(
+                        request,
+                        path=_full_url(dest, request.path),
+                        headers={**request.headers, "Idempotency-Key": idempotency_key(dest, lead_id, digest)},
+                    )
                     async with sem:
-                        err = await _send(
-                            client,
-                            f"{dest}/leads/{quote(lead_id, safe='')}",
-                            p,
-                            {"Idempotency-Key": idempotency_key(dest, lead_id, digest)},
-                            policy,
-                            breaker,
-                            pause,
-                        )
+                        err = await _send(client, request, policy, breaker, pause)
                     if err is None:
                         summary.sent += 1
                         state_file.write(json.dumps({"destination": dest, "lead_id": lead_id, "digest": digest}) + "\n")
@@ -501,18 +453,36 @@ async def _push(
                             log.warning("lead %s not written to the CRM: %s", lead_id, err)
                     bar.done()
 
-                await asyncio.gather(*(one(p) for p in todo))
+                await asyncio.gather(*(one(lead_id, request) for lead_id, request in todo))
     finally:
         bar.close()
     summary.stopped = breaker.reason
     return summary
 
 
+def _connection(crm: CrmConfig | None, crm_url: str | None) -> tuple[str, Connector, dict[str, str]]:
+    """(destination, connector, credentials header) of a push: ``crm``'s connector and
+    credentials with ``crm_url`` (when given) in place of ``crm.url``; without ``crm``, the
+    ``rest`` connector's defaults at ``crm_url``."""
+    from leadscoring.crm.rest import Rest
+
+    url = crm_url or (crm.url if crm is not None else "")
+    if not url:
+        raise ConfigError("push: no CRM URL; give --crm-url or a crm: section with its url")
+    dest = destination(url)  # a bad URL fails here, before any file is read or written
+    if crm is None:
+        return dest, Rest(url), auth_headers(None)
+    if crm_url:
+        crm = crm.model_copy(update={"url": crm_url})
+    return dest, connector_for(crm), auth_headers(crm)
+
+
 def push_scores(
     scores: pd.DataFrame | str | os.PathLike[str],
-    crm_url: str,
+    crm_url: str | None = None,
     id_column: str = "id",
     *,
+    crm: CrmConfig | None = None,
     state_file: str | os.PathLike[str] | None = None,
     concurrency: int = 8,
     retries: int = 5,
@@ -522,18 +492,24 @@ def push_scores(
     max_backoff: float = 30.0,
     fields: Mapping[str, str] | None = None,
     progress: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> PushSummary:
     """Write every score to the CRM (see module docstring); returns sent/skipped/failed counts.
 
+    ``crm``: the configuration's ``crm:`` section (its connector and credentials);
+    ``crm_url``: the CRM's base URL, in place of ``crm.url`` when both are given (alone: the
+    ``rest`` defaults, ``PATCH {url}/leads/{id}``); ``state_file``: what each CRM accepted
+    (default for a scores file: ``SCORES.push-state.jsonl`` beside it);
     ``timeout``: seconds per request, answer included; ``max_failures``: consecutive
     connection failures, timeouts, pauses asked by the CRM or 2xx answers that are not the
     CRM's before giving up (0: never);
     ``max_backoff``: longest wait between two attempts; a ``Retry-After`` beyond it stops the
     push; ``fields``: score field -> CRM custom-field name (``scoring.crm_fields``; default
-    the package's); ``progress``: show a progress bar on stderr."""
+    the package's); ``progress``: show a progress bar on stderr; ``transport``: an httpx
+    transport in place of the network (tests)."""
     if timeout <= 0 or concurrency < 1 or retries < 0 or max_failures < 0 or backoff < 0 or max_backoff < 0:
         raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, backoff and max_backoff >= 0")
-    destination(crm_url)  # a bad URL fails here, before any file is read or written
+    dest, connector, headers = _connection(crm, crm_url)
     if isinstance(scores, pd.DataFrame):
         scores = check_scores(scores, id_column)
     else:
@@ -542,9 +518,11 @@ def push_scores(
         scores = read_scores(path, id_column)
     if state_file is None:
         raise ValueError("state_file is required when scores are given as a DataFrame")
-    payloads = crm_payloads(scores, id_column, fields)
+    requests = [
+        (p["lead_id"], connector.push_request(p["lead_id"], p["custom_fields"])) for p in crm_payloads(scores, id_column, fields)
+    ]
     policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout)
-    run = _push(payloads, crm_url, os.environ.get(TOKEN_ENV), Path(state_file), concurrency, policy, max_failures, progress)
+    run = _push(requests, dest, headers, Path(state_file), concurrency, policy, max_failures, progress, transport)
     if not progress:
         return asyncio.run(run)
     from tqdm.contrib.logging import logging_redirect_tqdm

@@ -369,3 +369,15 @@ def test_noise_candidates_are_dropped_when_cv_cannot_tell_them_apart(tmp_path):
     out, figures = confirm_drops(decision, lambda f: build_pipeline(cfg, LogisticRegression(), features=f), X, y, CV)
     assert not out.set_index("variable").loc["noise", "keep"] and "no better with it" in out.iloc[-1]["reason"]
     assert figures["difference_se"] > 0
+
+
+def test_tuned_parameters_need_more_than_one_standard_error():
+    from types import SimpleNamespace
+
+    from leadscoring.training.compare import tuned_params
+
+    search = SimpleNamespace(best_score_=0.7824, best_params_={"model__max_depth": 3})
+    params, reason = tuned_params(search, default_auc=0.7818, default_se=0.005)
+    assert params == {} and "within one standard error" in reason
+    params, reason = tuned_params(search, default_auc=0.7700, default_se=0.005)
+    assert params == {"model__max_depth": 3} and "more than one standard error" in reason

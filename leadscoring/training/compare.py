@@ -315,6 +315,23 @@ def tune(
     return search
 
 
+def tuned_params(search: RandomizedSearchCV, default_auc: float, default_se: float) -> tuple[dict[str, Any], str]:
+    """(parameters, reason): the search's best parameters when their CV ROC-AUC beats the
+    default's by more than the default's standard error, else none (the defaults). The best
+    of many noisy CV estimates is biased upwards (the winner's curse), so a gain the folds
+    cannot tell from noise keeps the simpler, untuned model."""
+    best, gain = float(search.best_score_), float(search.best_score_) - default_auc
+    if gain > default_se:
+        return dict(search.best_params_), (
+            f"searched parameters: CV ROC-AUC {best:.4f} against {default_auc:.4f} for the defaults "
+            f"(+{gain:.4f}, more than one standard error, {default_se:.4f})"
+        )
+    return {}, (
+        f"default parameters: the best searched CV ROC-AUC, {best:.4f}, is within one standard error "
+        f"({default_se:.4f}) of the defaults' {default_auc:.4f} ({gain:+.4f})"
+    )
+
+
 def calibrated(pipeline: Pipeline, method: str, cv: BaseCrossValidator) -> Pipeline:
     """Same preprocessing, with the final model wrapped in a probability calibrator.
 

@@ -115,7 +115,9 @@ def model_card(
 
 ## What it is
 - **Model**: {manifest.get("model_name")}; parameters {manifest.get("params") or "default"}.
-- **Why this model**: {manifest.get("choice", "not recorded")}; tuning: {manifest.get("tuning_reason", "not recorded")}; calibration: {manifest.get("calibration_reason", "not recorded")}.
+- **Why this model**: {manifest.get("choice", "not recorded")}.
+- **Tuning**: {manifest.get("tuning_reason", "not recorded")}.
+- **Calibration**: {manifest.get("calibration_reason", "not recorded")}.
 - **Input**: one lead in the raw export layout ({len(manifest.get("input_columns", []))} columns, no target).
 - **Output**: calibrated probability of `{cfg.data.target_column} = 1`; score = round(100 × probability);
   buckets: {buckets}.
@@ -208,7 +210,9 @@ Other models of the set:
 
 ## What it is
 - **Model**: {manifest.get("model_name")}; parameters {manifest.get("params") or "default"}.
-- **Why this model**: {manifest.get("choice", "not recorded")}; tuning: {manifest.get("tuning_reason", "not recorded")}; calibration: {manifest.get("calibration_reason", "not recorded")}.
+- **Why this model**: {manifest.get("choice", "not recorded")}.
+- **Tuning**: {manifest.get("tuning_reason", "not recorded")}.
+- **Calibration**: {manifest.get("calibration_reason", "not recorded")}.
 - **Output**: probability of `{cfg.data.target_column} = 1`; score = round(100 × probability); buckets: {buckets}.
 - **Variables used**: {features or "see the manifest"}.
 - **SHA-256** `{manifest["sha256"]}`; versions {manifest.get("versions")}.

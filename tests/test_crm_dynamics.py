@@ -18,6 +18,8 @@ from leadscoring.crm.connector import Record
 from leadscoring.crm.dynamics import Dynamics
 from leadscoring.crm.http import JsonClient
 
+from .crm_fakes import fake_client, outcome
+
 BASE = "https://org.crm.dynamics.com"
 ROOT = "/api/data/v9.2"
 
@@ -100,22 +102,7 @@ def _time(text: str) -> datetime:
 
 
 def client_for(fake: FakeDataverse, sleeps: list[float] | None = None) -> JsonClient:
-    return JsonClient(
-        "Dynamics 365",
-        BASE,
-        headers={"Authorization": "Bearer test-token"},
-        transport=httpx.MockTransport(fake),
-        sleep=(sleeps if sleeps is not None else []).append,
-    )
-
-
-def outcome(record: Record, status_map: dict[str, list[dict[str, Any]]]) -> str | None:
-    """The outcome whose rule matches all its fields (a list of values: any of them)."""
-    for name, rules in status_map.items():
-        for rule in rules:
-            if all(record.fields.get(f) in (v if isinstance(v, list) else [v]) for f, v in rule.items()):
-                return name
-    return None
+    return fake_client("Dynamics 365", BASE, fake, headers={"Authorization": "Bearer test-token"}, sleeps=sleeps)
 
 
 SINCE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

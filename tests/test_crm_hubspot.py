@@ -18,7 +18,9 @@ import pytest
 
 from leadscoring.config import ConfigError
 from leadscoring.crm.http import CrmError, JsonClient
-from leadscoring.crm.hubspot import SEARCH_CAP, HubSpot
+from leadscoring.crm.hubspot import SEARCH_CAP, HubSpot, daily_limit
+
+from .crm_fakes import fake_client, outcome
 
 OPERATORS = {"GTE": operator.ge, "LTE": operator.le, "GT": operator.gt, "LT": operator.lt, "EQ": operator.eq}
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -175,21 +177,7 @@ class FakeHubSpot:
 
 
 def client_for(server: FakeHubSpot, sleeps: list[float] | None = None) -> JsonClient:
-    return JsonClient(
-        "HubSpot",
-        "https://api.hubapi.com",
-        transport=httpx.MockTransport(server),
-        sleep=(sleeps if sleeps is not None else []).append,
-    )
-
-
-def outcome_of(status_map: dict[str, list[dict[str, Any]]], fields: dict[str, Any]) -> str | None:
-    """The first outcome (converted, lost, open) with a rule all of whose fields match."""
-    for outcome in ("converted", "lost", "open"):
-        for rule in status_map.get(outcome, []):
-            if all(fields.get(k) in v if isinstance(v, list) else fields.get(k) == v for k, v in rule.items()):
-                return outcome
-    return None
+    return fake_client("HubSpot", "https://api.hubapi.com", server, sleeps=sleeps)
 
 
 def test_identical_timestamps_across_pages_lose_and_repeat_nothing() -> None:
@@ -290,6 +278,51 @@ def test_429_waits_as_long_as_retry_after_asks() -> None:
     assert [r.lead_id for r in records] == ["1"]
 
 
+def daily_limit_answer() -> httpx.Response:
+    """HubSpot's answer once the account's daily limit is spent (its API usage guidelines)."""
+    body = {
+        "status": "error",
+        "message": "You have reached your daily limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": "c033cdaa-2c40-4a64-ae48-b4cec88dad24",
+        "policyName": "DAILY",
+        "requestId": "3d3e35b7-0dae-4b9f-a6e3-9c230cbcf8dd",
+    }
+    return httpx.Response(429, headers={"X-HubSpot-RateLimit-Daily-Remaining": "0"}, json=body)
+
+
+def test_a_spent_daily_limit_stops_at_once_without_retrying() -> None:
+    server = FakeHubSpot()
+    server.add(1, T0 + timedelta(minutes=1))
+    server.throttle.append(daily_limit_answer())
+    sleeps: list[float] = []
+    client = client_for(server, sleeps)
+    with pytest.raises(CrmError) as err:
+        list(HubSpot("", {}, page_size=10).pull(client, SINCE, UNTIL))
+    message = str(err.value)
+    assert message.startswith("HubSpot: POST /crm/v3/objects/contacts/search (contacts modified 2026-03-02T09:00:00+00:00")
+    assert message.endswith("daily API request limit reached (DAILY); not retried") and "\n" not in message
+    assert err.value.status == 429 and len(server.seen) == 1 and client.requests == 1 and sleeps == []
+    server.throttle.append(daily_limit_answer())
+    with pytest.raises(CrmError, match=r"HubSpot: GET .*\(property lifecyclestage\): daily API request limit reached"):
+        HubSpot("", {}, page_size=10).status_values(client)  # every request of the connector: the check too
+    assert client.requests == 2
+
+
+def test_only_the_daily_policy_is_final() -> None:
+    assert daily_limit(daily_limit_answer()) is not None
+    worded = httpx.Response(
+        429, json={"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT"}
+    )
+    assert daily_limit(worded) is not None  # no policyName: the message says daily
+    for other in (
+        httpx.Response(429, json={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING", "message": "secondly"}),
+        httpx.Response(429, text="Too Many Requests"),
+        httpx.Response(403, json={"policyName": "DAILY"}),  # not a 429: HubSpot's usual 4xx handling
+    ):
+        assert daily_limit(other) is None
+
+
 def test_a_reversal_reads_right_in_the_next_pull() -> None:
     server = FakeHubSpot()
     won = T0 + timedelta(minutes=5)
@@ -299,13 +332,13 @@ def test_a_reversal_reads_right_in_the_next_pull() -> None:
     client = client_for(server)
     status_map = hub.default_status_map()
     first = {r.lead_id: r for r in hub.pull(client, SINCE, UNTIL)}
-    assert outcome_of(status_map, dict(first["1"].fields)) == "converted" and first["1"].outcome_at == won
-    assert outcome_of(status_map, dict(first["2"].fields)) == "lost"
+    assert outcome(first["1"], status_map) == "converted" and first["1"].outcome_at == won
+    assert outcome(first["2"], status_map) == "lost"
     later = UNTIL + timedelta(minutes=10)  # the deal fell through: back to lead
     server.records[1]["properties"].update({"lifecyclestage": "lead", MOD: iso(later)})
     second = list(hub.pull(client, UNTIL, UNTIL + timedelta(hours=1)))
     assert [r.lead_id for r in second] == ["1"]
-    assert outcome_of(status_map, dict(second[0].fields)) == "open" and second[0].outcome_at is None
+    assert outcome(second[0], status_map) == "open" and second[0].outcome_at is None
 
 
 def test_push_request_read_back_and_status_values() -> None:
@@ -327,10 +360,10 @@ def test_push_request_read_back_and_status_values() -> None:
         assert server.seen[-1].url.params["properties"] == "lead_score,lead_grade"
         values = hub.status_values(client)
     assert values["lifecyclestage"][-3:] == ["customer", "evangelist", "other"] and "UNQUALIFIED" in values["hs_lead_status"]
-    for outcome, rules in hub.default_status_map().items():  # the default map names values HubSpot allows
+    for kind, rules in hub.default_status_map().items():  # the default map names values HubSpot allows
         for rule in rules:
             for name, allowed in rule.items():
-                assert set(allowed if isinstance(allowed, list) else [allowed]) <= set(values[name]), (outcome, name)
+                assert set(allowed if isinstance(allowed, list) else [allowed]) <= set(values[name]), (kind, name)
     with pytest.raises(CrmError, match=r"HubSpot: GET /crm/v3/objects/contacts/999 \(contacts 999\): HTTP 404"):
         hub.read_back(client_for(server), "999", ["lead_score"])
 

@@ -14,9 +14,10 @@ import httpx
 import pytest
 
 from leadscoring.config import ConfigError
-from leadscoring.crm.connector import Record
 from leadscoring.crm.http import CrmError, JsonClient
 from leadscoring.crm.odoo import Odoo
+
+from .crm_fakes import fake_client, outcome
 
 BASE = "https://acme.odoo.com"
 SHOWN = "%Y-%m-%d %H:%M:%S"
@@ -112,18 +113,7 @@ class FakeOdoo:
 
 
 def client_for(fake: FakeOdoo) -> JsonClient:
-    return JsonClient(
-        "Odoo", BASE, headers={"Authorization": "bearer test-key"}, transport=httpx.MockTransport(fake), sleep=[].append
-    )
-
-
-def outcome(record: Record, status_map: dict[str, list[dict[str, Any]]]) -> str | None:
-    """The outcome whose rule matches all its fields (a list of values: any of them)."""
-    for name, rules in status_map.items():
-        for rule in rules:
-            if all(record.fields.get(f) in (v if isinstance(v, list) else [v]) for f, v in rule.items()):
-                return name
-    return None
+    return fake_client("Odoo", BASE, fake, headers={"Authorization": "bearer test-key"})
 
 
 SINCE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

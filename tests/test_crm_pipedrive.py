@@ -18,6 +18,8 @@ from leadscoring.crm.connector import Record
 from leadscoring.crm.http import JsonClient
 from leadscoring.crm.pipedrive import Pipedrive
 
+from .crm_fakes import fake_client, outcome
+
 BASE = "https://acme.pipedrive.com"
 SCORE = "d4de1c1518b4531717c676029a45911c340390a6"  # custom field keys are 40-character hashes
 GRADE = "0b5e7c4f3a2d1e6f8a9b0c1d2e3f4a5b6c7d8e9f"
@@ -91,18 +93,7 @@ def _time(text: str) -> datetime:
 
 
 def client_for(fake: FakePipedrive) -> JsonClient:
-    return JsonClient(
-        "Pipedrive", BASE, headers={"x-api-token": "test-token"}, transport=httpx.MockTransport(fake), sleep=[].append
-    )
-
-
-def outcome(record: Record, status_map: dict[str, list[dict[str, Any]]]) -> str | None:
-    """The outcome whose rule matches all its fields (a list of values: any of them)."""
-    for name, rules in status_map.items():
-        for rule in rules:
-            if all(record.fields.get(f) in (v if isinstance(v, list) else [v]) for f, v in rule.items()):
-                return name
-    return None
+    return fake_client("Pipedrive", BASE, fake, headers={"x-api-token": "test-token"})
 
 
 SINCE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -17,6 +17,8 @@ from leadscoring.config import ConfigError
 from leadscoring.crm.http import CrmError, JsonClient
 from leadscoring.crm.salesforce import Salesforce
 
+from .crm_fakes import fake_client
+
 V = "/services/data/v60.0"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SINCE, UNTIL = T0, T0 + timedelta(hours=1)
@@ -115,12 +117,7 @@ class FakeSalesforce:
 
 
 def client_for(server: FakeSalesforce, sleeps: list[float] | None = None) -> JsonClient:
-    return JsonClient(
-        "Salesforce",
-        "https://acme.my.salesforce.com",
-        transport=httpx.MockTransport(server),
-        sleep=(sleeps if sleeps is not None else []).append,
-    )
+    return fake_client("Salesforce", "https://acme.my.salesforce.com", server, sleeps=sleeps)
 
 
 def test_identical_timestamps_across_batches_lose_and_repeat_nothing() -> None:
@@ -177,7 +174,8 @@ def test_spent_daily_budget_stops_at_once() -> None:
         list(Salesforce("", {}, page_size=100).pull(client, SINCE, UNTIL))
     message = str(err.value)
     assert "daily API request limit reached (REQUEST_LIMIT_EXCEEDED); not retried" in message
-    assert message.startswith("Salesforce: Leads modified 2026-03-02T09:00:00+00:00") and "\n" not in message
+    assert message.startswith("Salesforce: GET /services/data/v60.0/queryAll (Leads modified 2026-03-02T09:00:00+00:00")
+    assert "\n" not in message and err.value.status == 403
     assert len(server.seen) == 1 and client.requests == 1 and sleeps == []
     with pytest.raises(CrmError, match="daily API request limit reached"):
         Salesforce("", {}, page_size=100).status_values(client)

@@ -26,10 +26,9 @@ import httpx
 
 from leadscoring.config.sections import CrmConfig
 from leadscoring.crm import connector_for
-from leadscoring.crm.connector import Connector
+from leadscoring.crm.connector import Connector, parse_time
 from leadscoring.crm.http import CrmError, JsonClient
 from leadscoring.crm.push import push_scores
-from leadscoring.crm.rest import parse_time
 from leadscoring.crm.scores import read_scores
 from leadscoring.errors import LeadDataError
 from leadscoring.serving.payloads import crm_payloads

@@ -8,16 +8,22 @@
   own way, not as text).
 - Window: ``modifiedon ge <since> and modifiedon lt <until + 1 s>``, both cut to the second,
   so every lead whose shown ``modifiedon`` falls within ``[since, until]`` to the second is seen.
+- What a pull sees: every existing lead modified in the window, open, qualified (``statecode``
+  1) or disqualified (2): qualifying or disqualifying a lead keeps it. A lead **merged** into
+  another is deactivated, not deleted: it comes as a disqualified lead (``statecode`` 2, lost by
+  the default map) with its own id; the pull does not read the ``merged``/``masterid`` columns
+  that tell it apart, so map its ``statuscode`` otherwise in ``crm.status_map`` if that matters.
 - What a pull cannot see: **deleted leads**. Dataverse queries return only existing rows; a
   deleted lead just stops appearing. Seeing deletions needs change tracking on the table
   (``Prefer: odata.track-changes`` and a stored delta link, which returns ``$deletedEntity``
-  rows) or the audit log; neither fits a since/until window, so neither is used. Qualified and
-  disqualified leads are not deleted: they stay, with ``statecode`` 1 or 2.
+  rows) or the audit log; neither fits a since/until window, so neither is used.
 - Push: ``PATCH /api/data/{v}/leads({id})`` with the fields as the body and ``If-Match: *``,
   so a lead that does not exist is never created (404 instead of an upsert); 204 on success.
 - ``statecode`` 0 open, 1 qualified (converted), 2 disqualified (lost); ``statuscode`` is the
   reason within the state (option values per organisation, listed by :meth:`status_values`).
-- 429 (service protection limits, with ``Retry-After``) is waited out by the shared client.
+- Limits: a 429 (service protection limits: requests, execution time and concurrency per user
+  over five minutes, with ``Retry-After``) is waited out by the shared client; a
+  ``Retry-After`` longer than its ``max_backoff`` stops the pull with a one-line error.
 
 Options (``crm.options``): ``api_version`` (default ``v9.2``), ``entity`` (the table's logical
 name, default ``lead``; its id column is ``<entity>id``) and ``entity_set`` (its Web API
@@ -27,14 +33,12 @@ collection, default ``leads``). ``crm.url`` is the organisation URL, e.g.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from leadscoring.config import ConfigError
-from leadscoring.crm.connector import PushRequest, Record
+from leadscoring.crm.connector import PushRequest, Record, iso_utc, read_time, second_window, text_options
 from leadscoring.crm.http import CrmError, JsonClient
 
 NAME = "Dynamics 365"
@@ -54,17 +58,9 @@ class Dynamics:
     kind = "dynamics"
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
-        for key in options:
-            if key not in OPTIONS:
-                raise ConfigError(f"crm.options.{key}: unknown option for dynamics; known: {', '.join(OPTIONS)}")
-        values: dict[str, str] = {}
-        for key, (pattern, default, what) in OPTIONS.items():
-            value = options.get(key, default)
-            if not isinstance(value, str) or not re.fullmatch(pattern, value):
-                raise ConfigError(f"crm.options.{key}: expected {what}, got {value!r}")
-            values[key] = value
+        values = text_options(self.kind, options, OPTIONS)
         self.base_url = base_url.rstrip("/")
-        self.api_version, self.entity, self.entity_set = values["api_version"], values["entity"], values["entity_set"]
+        self.api_version, self.entity, self.entity_set = (str(values[key]) for key in ("api_version", "entity", "entity_set"))
         self.id_field = f"{self.entity}id"
         self.page_size = min(page_size, MAX_PAGE)
         self.root = f"/api/data/{self.api_version}"
@@ -96,16 +92,16 @@ class Dynamics:
     ) -> Iterator[Record]:
         """Every lead whose ``modifiedon`` is in ``[since, until]`` (to the second), ascending
         (modified_at, lead_id). Deleted leads are not seen (see the module docstring)."""
-        low, high = _second(since), _second(until) + timedelta(seconds=1)
+        low, high = second_window(since, until)
         query = _query(
             {
                 "$select": f"{self.id_field},statecode,statuscode,modifiedon",
-                "$filter": f"modifiedon ge {_odata_time(low)} and modifiedon lt {_odata_time(high)}",
+                "$filter": f"modifiedon ge {iso_utc(low)} and modifiedon lt {iso_utc(high)}",
                 "$orderby": f"modifiedon asc,{self.id_field} asc",
             }
         )
         headers = {**ODATA_HEADERS, "Prefer": f"odata.maxpagesize={self.page_size}"}
-        what = f"{self.entity_set} modified {_odata_time(low)} to {_odata_time(_second(until))}"
+        what = f"{self.entity_set} modified {iso_utc(low)} to {iso_utc(until)}"
         yield from _by_time_then_id(self._rows(client, f"{self.root}/{self.entity_set}?{query}", headers, what))
 
     def _rows(self, client: JsonClient, path: str, headers: dict[str, str], what: str) -> Iterator[Record]:
@@ -132,7 +128,7 @@ class Dynamics:
             raise CrmError(f"{NAME}: a row of {self.entity_set} has no {self.id_field}")
         return Record(
             lead_id=str(lead_id),
-            modified_at=_parse_time(row.get("modifiedon"), lead_id),
+            modified_at=read_time(row.get("modifiedon"), f"{NAME}: lead {lead_id}", "modifiedon"),
             fields={"statecode": row.get("statecode"), "statuscode": row.get("statuscode")},
         )
 
@@ -174,21 +170,3 @@ def _by_time_then_id(records: Iterable[Record]) -> Iterator[Record]:
 def _query(params: Mapping[str, str]) -> str:
     """An OData query string as the Dataverse documentation writes it (``$`` kept, spaces as ``%20``)."""
     return "&".join(f"{key}={quote(value, safe=',:()=$')}" for key, value in params.items())
-
-
-def _second(moment: datetime) -> datetime:
-    """``moment`` in UTC, cut to the second (a naive value is taken as UTC)."""
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.replace(microsecond=0)
-
-
-def _odata_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any, lead_id: Any) -> datetime:
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise CrmError(f"{NAME}: lead {lead_id}: modifiedon {value!r} is not a date-time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

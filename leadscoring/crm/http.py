@@ -6,8 +6,12 @@
   A ``Retry-After`` (seconds or an HTTP date) is honoured; one longer than ``max_backoff``
   stops at once with :class:`CrmError` ("the CRM asks to wait N s") instead of sleeping.
 - Any other 4xx is final: :class:`CrmError` naming the CRM, the request and the status, with
-  the start of the CRM's own message (e.g. Salesforce's ``REQUEST_LIMIT_EXCEEDED``: the
-  daily budget is spent, so nothing is retried).
+  the start of the CRM's own message.
+- A connector can make more answers final (``final=``, a :data:`FinalAnswer`): it sees every
+  error answer first, and a reason it gives stops the request at once with a one-line
+  :class:`CrmError` ``"<request>: <reason>"``, even for a 429 or 5xx that would be retried
+  (e.g. a spent daily request limit: HubSpot's 429 ``policyName: DAILY``, Salesforce's 403
+  ``REQUEST_LIMIT_EXCEEDED``, where waiting minutes helps nothing).
 - A 2xx answer that is not JSON is :class:`CrmError` ("not JSON: a login page or proxy?").
 - ``sleep`` and ``now`` can be replaced (a fake clock in tests).
 """
@@ -30,6 +34,11 @@ from leadscoring.config import ConfigError
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+#: A connector's test of an error answer (status 4xx/5xx): why it is final (the end of a
+#: one-line message, e.g. "daily API request limit reached; not retried"), or None to handle
+#: it as usual (retry 429 and 5xx, stop on other 4xx).
+FinalAnswer = Callable[[httpx.Response], str | None]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -132,10 +141,12 @@ class JsonClient:
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
         what: str = "",
+        final: FinalAnswer | None = None,
     ) -> Any:
         """Send one request (retried as the module says) and return its parsed JSON answer
         (None for an empty 2xx answer). ``what`` names the request in errors, e.g.
-        ``"lead 42"`` or ``"leads modified since 2026-01-01"``."""
+        ``"lead 42"`` or ``"leads modified since 2026-01-01"``; ``final`` is the connector's
+        test of error answers that no retry can help (:data:`FinalAnswer`)."""
         url = self.url(path)
         label = f"{self.name}: {method} {httpx.URL(url).path}" + (f" ({what})" if what else "")
         attempt = 0
@@ -149,6 +160,9 @@ class JsonClient:
                     raise CrmError(f"{label}: the CRM is unreachable ({type(exc).__name__}) after {attempt} attempts") from None
                 self._wait(attempt, None, label, type(exc).__name__)
                 continue
+            why = final(resp) if final is not None and not resp.is_success else None
+            if why:
+                raise CrmError(f"{label}: {why}", resp.status_code)
             if resp.status_code in RETRY_STATUS:
                 asked = retry_after_seconds(resp.headers.get("retry-after"), now=self.now())
                 if asked is not None and asked > self.max_backoff:

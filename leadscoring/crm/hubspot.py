@@ -30,11 +30,24 @@ Requests:
 - ``outcome_at``: a contact in lifecycle stage ``customer`` or ``evangelist`` carries
   ``hs_lifecyclestage_customer_date``; leads and deals carry none.
 
-Rate limits: a 429 (HubSpot's per-second or per-ten-seconds limit, reported in the
-``X-HubSpot-RateLimit-*`` headers; the search endpoints allow five requests a second) is
-retried by :class:`~leadscoring.crm.http.JsonClient`, which waits as long as ``Retry-After``
-asks when HubSpot sends it and backs off exponentially otherwise. A spent daily limit ends as a
-:class:`~leadscoring.crm.http.CrmError` once the retries are used up.
+What a pull sees, and what it cannot:
+
+- live records modified in the window, and records archived in the window (``deleted=True``);
+- not records archived more than 90 days ago (HubSpot purges them), nor records deleted
+  permanently (a GDPR delete): they are in neither list, and simply stop appearing;
+- not the records merged away: a merge leaves one record (HubSpot may give it a new id), which
+  comes as modified; the ids merged into it (its ``hs_merged_object_ids``, not read) are in
+  neither list, so the pull never sees them end.
+
+Rate limits: a 429 for HubSpot's per-second or per-ten-seconds limit (``policyName``
+``SECONDLY`` or ``TEN_SECONDLY_ROLLING``, counted in the ``X-HubSpot-RateLimit-*`` headers;
+the search endpoints allow five requests a second) is retried by
+:class:`~leadscoring.crm.http.JsonClient`, which waits as long as ``Retry-After`` asks when
+HubSpot sends it and backs off exponentially otherwise. A 429 for the spent daily limit
+(``{"status": "error", "message": "You have reached your daily limit.", "errorType":
+"RATE_LIMIT", "policyName": "DAILY", ...}``; the limit resets at midnight in the account's time
+zone) is final (:func:`daily_limit`): the pull or check stops at once with a one-line
+:class:`~leadscoring.crm.http.CrmError` ("daily API request limit reached (DAILY); not retried").
 
 Default status map (:meth:`HubSpot.default_status_map`), rules tried in the order converted,
 lost, open:
@@ -52,13 +65,24 @@ lost, open:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from leadscoring.config import ConfigError
-from leadscoring.crm.connector import PushRequest, Record
+import httpx
+
+from leadscoring.crm.connector import (
+    PushRequest,
+    Record,
+    check_option_keys,
+    latest_by_lead,
+    parse_time,
+    read_time,
+    text_list_option,
+    text_option,
+)
 from leadscoring.crm.http import CrmError, JsonClient
 
 log = logging.getLogger(__name__)
@@ -80,6 +104,7 @@ MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "leads": "hs_lastmodifiedda
 PIPELINE_PROPERTIES = frozenset({"dealstage", "hs_pipeline_stage"})
 CUSTOMER_STAGES = ["customer", "evangelist"]
 CUSTOMER_DATE = "hs_lifecyclestage_customer_date"
+_TRIMMED = r"(?s)\S(?:.*\S)?"  # non-empty, no white space at either end
 
 DEFAULT_STATUS_MAPS: dict[str, dict[str, list[dict[str, Any]]]] = {
     "contacts": {
@@ -127,25 +152,21 @@ class HubSpot:
     kind = "hubspot"
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
-        unknown = sorted(set(options) - {"object", "properties"})
-        if unknown:
-            raise ConfigError(f"crm.options.{unknown[0]}: not a HubSpot option; use object or properties")
-        obj = options.get("object", "contacts")
-        if obj not in OBJECTS:
-            raise ConfigError(
-                f"crm.options.object: {obj!r} is not a HubSpot object this connector reads; use one of {list(OBJECTS)}"
-            )
-        props = options.get("properties", DEFAULT_PROPERTIES[obj])
-        if (
-            not isinstance(props, list)
-            or not props
-            or not all(isinstance(p, str) and p.strip() and p == p.strip() for p in props)
-            or len(set(props)) != len(props)
-        ):
-            raise ConfigError("crm.options.properties: a non-empty list of distinct HubSpot property names")
+        check_option_keys(self.kind, options, ("object", "properties"))
+        obj = text_option(
+            options, "object", "contacts", "|".join(OBJECTS), f"a HubSpot object this connector reads, one of {list(OBJECTS)}"
+        )
         self.base_url = base_url or DEFAULT_BASE_URL
         self.object: str = obj
-        self.properties: list[str] = list(props)
+        self.properties = text_list_option(
+            options,
+            "properties",
+            DEFAULT_PROPERTIES[obj],
+            _TRIMMED,
+            "a non-empty list of distinct HubSpot property names",
+            non_empty=True,
+            distinct=True,
+        )
         self.modified_property = MODIFIED_PROPERTY[obj]
         self.search_limit = max(1, min(page_size, SEARCH_PAGE_MAX))
         self.list_limit = max(1, min(page_size, LIST_PAGE_MAX))
@@ -162,7 +183,11 @@ class HubSpot:
     def read_back(self, client: JsonClient, lead_id: str, names: list[str]) -> dict[str, Any]:
         """The current values of properties ``names`` of one record."""
         answer = client.request(
-            "GET", self._object_path(lead_id), params={"properties": ",".join(names)}, what=f"{self.object} {lead_id}"
+            "GET",
+            self._object_path(lead_id),
+            params={"properties": ",".join(names)},
+            what=f"{self.object} {lead_id}",
+            final=daily_limit,
         )
         props = (answer or {}).get("properties") or {}
         return {name: props.get(name) for name in names}
@@ -174,13 +199,16 @@ class HubSpot:
         for name in self.properties:
             if name in PIPELINE_PROPERTIES:
                 if stages is None:
-                    answer = client.request("GET", f"/crm/v3/pipelines/{self.object}", what=f"{self.object} pipelines")
+                    answer = client.request(
+                        "GET", f"/crm/v3/pipelines/{self.object}", what=f"{self.object} pipelines", final=daily_limit
+                    )
                     stages = [
                         str(stage["id"]) for pipeline in (answer or {}).get("results", []) for stage in pipeline.get("stages", [])
                     ]
                 values[name] = list(stages)
             else:
-                answer = client.request("GET", f"/crm/v3/properties/{self.object}/{quote(name, safe='')}", what=f"property {name}")
+                path = f"/crm/v3/properties/{self.object}/{quote(name, safe='')}"
+                answer = client.request("GET", path, what=f"property {name}", final=daily_limit)
                 values[name] = [str(option["value"]) for option in (answer or {}).get("options", [])]
         return values
 
@@ -201,12 +229,7 @@ class HubSpot:
     ) -> Iterator[Record]:
         """Every record modified or archived in ``[since, until]``, each once, in ascending
         (modified_at, lead_id) order (``known_ids`` is not needed: HubSpot filters by time)."""
-        latest: dict[str, Record] = {}
-        for record in [*self._search(client, since, until), *self._archived(client, since, until)]:
-            seen = latest.get(record.lead_id)
-            if seen is None or (record.modified_at, record.deleted) > (seen.modified_at, seen.deleted):
-                latest[record.lead_id] = record
-        yield from sorted(latest.values(), key=lambda r: (r.modified_at, r.lead_id))
+        yield from latest_by_lead([*self._search(client, since, until), *self._archived(client, since, until)])
 
     def _read_properties(self) -> list[str]:
         extra = [self.modified_property, "hs_object_id"] + ([CUSTOMER_DATE] if self.object == "contacts" else [])
@@ -229,7 +252,7 @@ class HubSpot:
                 "properties": self._read_properties(),
                 "limit": self.search_limit,
             }
-            answer = client.request("POST", path, json_body=body, what=what) or {}
+            answer = client.request("POST", path, json_body=body, what=what, final=daily_limit) or {}
             results = answer.get("results") or []
             for item in results:
                 lead_id = _object_id(item, client.name)
@@ -253,7 +276,7 @@ class HubSpot:
         }
         path = f"/crm/v3/objects/{self.object}"
         while True:
-            answer = client.request("GET", path, params=params, what=f"archived {self.object}") or {}
+            answer = client.request("GET", path, params=params, what=f"archived {self.object}", final=daily_limit) or {}
             for item in answer.get("results") or []:
                 record = self._record(item, deleted=True)
                 if since <= record.modified_at <= until:
@@ -268,12 +291,10 @@ class HubSpot:
         stamp = (item.get("archivedAt") or item.get("updatedAt")) if deleted else None
         stamp = stamp or props.get(self.modified_property) or item.get("updatedAt")
         lead_id = str(item.get("id"))
-        modified_at = _parse_time(stamp)
-        if modified_at is None:
-            raise CrmError(f"HubSpot: {self.object} {lead_id}: field {self.modified_property}: unreadable time {stamp!r}")
+        modified_at = read_time(stamp, f"HubSpot: {self.object} {lead_id}", self.modified_property)
         outcome_at = None
         if self.object == "contacts" and props.get("lifecyclestage") in CUSTOMER_STAGES:
-            outcome_at = _parse_time(props.get(CUSTOMER_DATE))
+            outcome_at = parse_time(props.get(CUSTOMER_DATE))
         return Record(
             lead_id=lead_id,
             modified_at=modified_at,
@@ -281,6 +302,25 @@ class HubSpot:
             deleted=deleted,
             outcome_at=outcome_at,
         )
+
+
+def daily_limit(resp: httpx.Response) -> str | None:
+    """Why HubSpot's answer is final: a 429 whose JSON body says the daily limit is spent
+    (``policyName`` ``DAILY``, or ``errorType`` ``RATE_LIMIT`` with a daily message); retrying
+    is useless until the limit resets. None for any other answer (a per-second 429 is retried)."""
+    if resp.status_code != 429:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    policy = str(body.get("policyName") or "").upper()
+    daily_message = body.get("errorType") == "RATE_LIMIT" and re.search(r"\bdaily\b", str(body.get("message") or ""), re.I)
+    if "DAILY" in policy or daily_message:
+        return f"daily API request limit reached ({policy or 'RATE_LIMIT'}); not retried"
+    return None
 
 
 def _object_id(item: Mapping[str, Any], name: str) -> int:
@@ -302,17 +342,3 @@ def _ceil_ms(when: datetime) -> int:
 def _floor_ms(when: datetime) -> int:
     """The last whole millisecond at or before ``when``."""
     return _micros(when) // 1000
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """HubSpot's times: ISO 8601 (``2024-09-11T13:27:39.356Z``) or epoch milliseconds; UTC."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    try:
-        if text.isdigit():
-            return datetime.fromtimestamp(int(text) / 1000, UTC)
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -20,7 +20,13 @@
 - Won: a lead is won when its stage has ``is_won`` (the ``crm.stage`` ids are read once per
   pull). Record fields: ``won`` (bool), ``active`` (bool), ``stage`` (the stage's name) and
   ``probability``; an archived lead has ``deleted`` set; ``outcome_at`` is ``date_closed``.
-- What a pull cannot see: leads deleted outright (``unlink``) are gone from the database.
+- What a pull sees: every lead written in the window, archived ones included (a lost lead is
+  archived: ``deleted=True``, ``active`` false). What it cannot see: leads deleted outright
+  (``unlink``) are gone from the database, and so are the leads merged away by "Merge
+  opportunities" (Odoo deletes them and keeps one, which comes as written); they simply stop
+  appearing.
+- Limits: a 429 or 5xx (from Odoo or a proxy in front of it) is retried by the shared client;
+  a pull asks ``crm.page_size`` leads a request, plus one request for the won stages.
 - Push: ``write`` with ``ids=[id]`` and ``vals`` (the field map); read back with ``read``.
 
 Options (``crm.options``): ``model`` (default ``crm.lead``; another model must have the same
@@ -29,13 +35,19 @@ Options (``crm.options``): ``model`` (default ``crm.lead``; another model must h
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from leadscoring.config import ConfigError
-from leadscoring.crm.connector import PushRequest, Record
+from leadscoring.crm.connector import (
+    PushRequest,
+    Record,
+    latest_by_lead,
+    read_time,
+    second_window,
+    text_options,
+    whole_second,
+)
 from leadscoring.crm.http import CrmError, JsonClient
 
 NAME = "Odoo"
@@ -56,15 +68,7 @@ class Odoo:
     kind = "odoo"
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
-        for key in options:
-            if key not in OPTIONS:
-                raise ConfigError(f"crm.options.{key}: unknown option for odoo; known: {', '.join(OPTIONS)}")
-        values: dict[str, str | None] = {}
-        for key, (pattern, default, what) in OPTIONS.items():
-            value = options.get(key, default)
-            if value is not None and (not isinstance(value, str) or not re.fullmatch(pattern, value)):
-                raise ConfigError(f"crm.options.{key}: expected {what}, got {value!r}")
-            values[key] = value
+        values = text_options(self.kind, options, OPTIONS)
         self.base_url = base_url.rstrip("/")
         self.model = str(values["model"])
         self.database = values["database"]
@@ -96,9 +100,9 @@ class Odoo:
         """Every lead (archived ones included) whose ``write_date`` is in ``[since, until]``
         (to the second), ascending (modified_at, lead_id)."""
         won_stages = self._won_stage_ids(client)
-        low, high = _second(since).strftime(ODOO_TIME), (_second(until) + timedelta(seconds=1)).strftime(ODOO_TIME)
-        what = f"leads written {low} to {_second(until).strftime(ODOO_TIME)}"
-        records: dict[str, Record] = {}
+        low, high = (bound.strftime(ODOO_TIME) for bound in second_window(since, until))
+        what = f"leads written {low} to {whole_second(until).strftime(ODOO_TIME)}"
+        records: list[Record] = []
         last_id = 0
         while True:
             body = {
@@ -113,14 +117,13 @@ class Odoo:
                 raise CrmError(f"{NAME}: {self.model}/search_read ({what}): the answer is not a list")
             previous = last_id
             for row in rows:
-                record = _record(row, won_stages)
-                records[record.lead_id] = record
+                records.append(_record(row, won_stages))
                 last_id = max(last_id, int(row["id"]))
             if len(rows) < self.page_size:
                 break
             if last_id <= previous:  # a full page that does not move the keyset would loop forever
                 raise CrmError(f"{NAME}: {self.model}/search_read ({what}): the answer ignores the id > {previous} filter")
-        yield from sorted(records.values(), key=lambda r: (r.modified_at, r.lead_id))
+        yield from latest_by_lead(records)
 
     def _won_stage_ids(self, client: JsonClient) -> set[int]:
         body = {"domain": [["is_won", "=", True]], "fields": ["id"], "context": ALL_RECORDS}
@@ -169,22 +172,8 @@ def _record(row: Any, won_stages: set[int]) -> Record:
     active = bool(row.get("active"))
     return Record(
         lead_id=str(lead_id),
-        modified_at=_parse_time(row.get("write_date"), lead_id, "write_date"),
+        modified_at=read_time(row.get("write_date"), f"{NAME}: lead {lead_id}", "write_date"),
         fields={"won": stage_id in won_stages, "active": active, "stage": stage_name, "probability": row.get("probability")},
         deleted=not active,
-        outcome_at=_parse_time(row["date_closed"], lead_id, "date_closed") if row.get("date_closed") else None,
+        outcome_at=read_time(row["date_closed"], f"{NAME}: lead {lead_id}", "date_closed") if row.get("date_closed") else None,
     )
-
-
-def _second(moment: datetime) -> datetime:
-    """``moment`` in UTC, cut to the second (a naive value is taken as UTC)."""
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.replace(microsecond=0)
-
-
-def _parse_time(value: Any, lead_id: Any, name: str) -> datetime:
-    """Odoo's naive UTC text (``YYYY-MM-DD HH:MM:SS``) as an aware UTC datetime."""
-    try:
-        return datetime.strptime(str(value), ODOO_TIME).replace(tzinfo=UTC)
-    except ValueError:
-        raise CrmError(f"{NAME}: lead {lead_id}: {name} {value!r} is not an Odoo date-time") from None

@@ -14,6 +14,14 @@
 - Record fields: ``status`` (``open``/``won``/``lost``/``deleted``), ``is_archived``,
   ``is_deleted``; ``deleted`` is set for deleted and archived deals; ``outcome_at`` is
   ``won_time`` for a won deal and ``lost_time`` for a lost one.
+- What a pull sees: open, won, lost, archived and deleted deals updated in the window. What it
+  cannot see: a deal deleted more than 30 days before a pull (purged), and the deal merged away
+  in a merge: Pipedrive removes it (its data goes to the deal kept, which comes as updated) and
+  does not document that it stays listed as deleted, so it may simply stop appearing.
+- Limits: every request spends tokens of the company's daily token budget (v2 list requests
+  cost less than v1). A 429 is retried by the shared client (``Retry-After`` honoured); one
+  for a spent daily budget (it resets the next day) fails the same way once the retries are
+  used up, a one-line error.
 - Push: ``PATCH /api/v2/deals/{id}``. Custom fields (keys are 40-character hashes) go in the
   v2 ``custom_fields`` object, other names (standard fields such as ``probability``) at the top
   level. Pipedrive refuses to edit archived deals, so a push to one fails for that deal.
@@ -29,12 +37,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from leadscoring.config import ConfigError
-from leadscoring.crm.connector import PushRequest, Record
+from leadscoring.crm.connector import PushRequest, Record, check_option_keys, iso_utc, latest_by_lead, read_time, second_window
 from leadscoring.crm.http import CrmError, JsonClient
 
 NAME = "Pipedrive"
@@ -50,8 +57,7 @@ class Pipedrive:
     kind = "pipedrive"
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
-        for key in options:
-            raise ConfigError(f"crm.options.{key}: unknown option for pipedrive (it takes none)")
+        check_option_keys(self.kind, options, ())
         self.base_url = base_url.rstrip("/")
         self.page_size = min(page_size, MAX_PAGE)
 
@@ -81,24 +87,19 @@ class Pipedrive:
     ) -> Iterator[Record]:
         """Every deal (archived and deleted ones included) whose ``update_time`` is in
         ``[since, until]`` (to the second), ascending (modified_at, lead_id)."""
-        low, high = _second(since), _second(until) + timedelta(seconds=1)
+        low, high = second_window(since, until)
         params: dict[str, Any] = {
-            "updated_since": _rfc3339(low),
-            "updated_until": _rfc3339(high),
+            "updated_since": iso_utc(low),
+            "updated_until": iso_utc(high),
             "sort_by": "update_time",
             "sort_direction": "asc",
             "status": ",".join(STATUSES),
             "limit": self.page_size,
         }
-        found: dict[str, Record] = {}
-        for path in DEAL_LISTS:
-            what = f"deals updated {_rfc3339(low)} to {_rfc3339(_second(until))}"
-            for row in _pages(client, path, params, what):
-                record = _record(row, archived=path.endswith("/archived"))
-                known = found.get(record.lead_id)
-                if known is None or record.modified_at >= known.modified_at:
-                    found[record.lead_id] = record
-        yield from sorted(found.values(), key=lambda r: (r.modified_at, r.lead_id))
+        what = f"deals updated {iso_utc(low)} to {iso_utc(until)}"
+        yield from latest_by_lead(
+            _record(row, archived=path.endswith("/archived")) for path in DEAL_LISTS for row in _pages(client, path, params, what)
+        )
 
     # -- status values --------------------------------------------------------------------
 
@@ -143,26 +144,8 @@ def _record(row: Any, *, archived: bool) -> Record:
     outcome = {"won": "won_time", "lost": "lost_time"}.get(str(status))
     return Record(
         lead_id=str(deal_id),
-        modified_at=_parse_time(row.get("update_time"), deal_id, "update_time"),
+        modified_at=read_time(row.get("update_time"), f"{NAME}: deal {deal_id}", "update_time"),
         fields={"status": status, "is_archived": is_archived, "is_deleted": is_deleted},
         deleted=is_deleted or is_archived,
-        outcome_at=_parse_time(row[outcome], deal_id, outcome) if outcome and row.get(outcome) else None,
+        outcome_at=read_time(row[outcome], f"{NAME}: deal {deal_id}", outcome) if outcome and row.get(outcome) else None,
     )
-
-
-def _second(moment: datetime) -> datetime:
-    """``moment`` in UTC, cut to the second (a naive value is taken as UTC)."""
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.replace(microsecond=0)
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any, deal_id: Any, name: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise CrmError(f"{NAME}: deal {deal_id}: {name} {value!r} is not a date-time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

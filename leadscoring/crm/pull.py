@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leadscoring.config import ConfigError, ProjectConfig
+from leadscoring.crm.connector import utc
 from leadscoring.crm.http import destination
 from leadscoring.crm.outcomes import (
     OUTCOMES,
@@ -131,11 +132,6 @@ class PullSummary:
         return text
 
 
-def _utc(when: datetime) -> datetime:
-    """A time in UTC (a naive time is taken as UTC)."""
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -167,7 +163,7 @@ def read_watermark(path: str | os.PathLike[str], key: str) -> datetime | None:
     if entry is None:
         return None
     try:
-        return _utc(datetime.fromisoformat(str(entry["watermark"]).replace("Z", "+00:00")))
+        return utc(datetime.fromisoformat(str(entry["watermark"]).replace("Z", "+00:00")))
     except (KeyError, TypeError, ValueError):
         raise LeadDataError(
             f"{path}: the watermark of {key} is not a date and time ({entry!r}); delete the entry to pull everything again"
@@ -239,7 +235,7 @@ def _read_window(
     try:
         for record in connector.pull(client, summary.since, summary.until, known_ids):
             bar.update(1)
-            modified = _utc(record.modified_at)
+            modified = utc(record.modified_at)
             if modified > summary.until:
                 summary.outside_window += 1
                 continue
@@ -273,7 +269,7 @@ def _changes(
             lead_id=str(rec.lead_id),
             outcome=item.mapped.outcome,
             modified_at=item.modified_at,
-            outcome_at=_utc(rec.outcome_at) if rec.outcome_at is not None else None,
+            outcome_at=utc(rec.outcome_at) if rec.outcome_at is not None else None,
             deleted=bool(rec.deleted),
             status=status_text(rec.fields),
         )
@@ -320,7 +316,7 @@ def pull_outcomes(
     key = destination_key(crm.kind, crm.url)
     state_dir, history_path = cfg.path("crm_state"), cfg.path("outcome_history")
     watermark_path = state_dir / WATERMARK_FILE
-    until = _utc((now or _now)())
+    until = utc((now or _now)())
     lock: contextlib.AbstractContextManager[None] = (
         contextlib.nullcontext()
         if dry_run

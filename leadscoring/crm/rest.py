@@ -35,6 +35,13 @@ Records
     the path. Whatever the CRM answers, the pull keeps the records modified in ``[since, until]``,
     each lead once (its latest record), in ascending (modified, id) order.
 
+What a pull sees
+    Whatever the CRM's list answers: a lead it no longer lists (deleted, merged away) simply
+    stops appearing unless the CRM keeps it with a deletion flag (``deleted_path``); with
+    ``poll_known_ids`` a lead the CRM answers 404 or 410 for is skipped, not marked deleted, and
+    leads this project never scored are never asked for. Rate limits: 429 and 5xx are retried
+    by the shared client (``Retry-After`` honoured); other 4xx stop the pull.
+
 Check
     ``read_back`` reads ``read_url`` (``{id}``) and takes the fields object at
     ``read_fields_path``. ``status_values`` is None: a home-grown CRM lists no status values.
@@ -43,10 +50,9 @@ Check
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Collection, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -54,7 +60,7 @@ import httpx
 
 from leadscoring.config import ConfigError
 from leadscoring.config.sections import RestConfig
-from leadscoring.crm.connector import PushRequest, Record
+from leadscoring.crm.connector import PushRequest, Record, iso_utc, latest_by_lead, parse_time, read_time
 from leadscoring.crm.http import CrmError, JsonClient
 
 log = logging.getLogger(__name__)
@@ -62,11 +68,8 @@ log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _PUSH_NAMES = frozenset({"id", "fields"})
 _PULL_NAMES = frozenset({"since", "until", "page_size", "cursor", "offset", "id"})
-_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 _FALSE = frozenset({"", "0", "false", "no", "n", "f"})
 _MISSING = object()
-#: Epoch values this large are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
-_EPOCH_MS = 1e11
 
 
 def _names(template: Any) -> set[str]:
@@ -118,15 +121,6 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def iso_utc(when: datetime, *, up: bool = False) -> str:
-    """``when`` as ISO 8601 UTC with ``Z``, in whole seconds: rounded down, or up (``up``)."""
-    when = when.astimezone(UTC)
-    whole = when.replace(microsecond=0)
-    if up and whole < when:
-        whole += timedelta(seconds=1)
-    return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def json_path(data: Any, path: str) -> Any:
     """The value at ``path`` (keys joined by dots, integer indexes into lists; "" = ``data``),
     or ``_MISSING``."""
@@ -142,30 +136,6 @@ def json_path(data: Any, path: str) -> Any:
     return data
 
 
-def parse_time(value: Any) -> datetime | None:
-    """A time from a CRM record: ISO 8601 (naive = UTC) or epoch seconds or milliseconds (a
-    number or digits); timezone-aware UTC, or None when it is none of these."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        value = float(value)
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            return None
-        seconds = value / 1000 if abs(value) >= _EPOCH_MS else value
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str):
-        try:
-            when = datetime.fromisoformat(value.strip())
-        except ValueError:
-            return None
-        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    return None
-
-
 def _truthy(value: Any) -> bool:
     """A ``deleted`` value: null, false, 0 and "false"/"no"/"0"/"" are not deleted; anything
     else (true, a deletion time, ...) is."""
@@ -174,11 +144,6 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in _FALSE
     return bool(value)
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Rest:
@@ -240,14 +205,7 @@ class Rest:
         if not p.url:
             raise ConfigError("crm.rest.pull.url is empty: say where the CRM lists its leads (see crm.rest.pull)")
         pages = self._poll(client, since, until, known_ids or ()) if p.poll_known_ids else self._pages(client, since, until)
-        latest: dict[str, Record] = {}
-        for page in pages:
-            for rec in page:
-                if since <= rec.modified_at <= until and (
-                    rec.lead_id not in latest or rec.modified_at > latest[rec.lead_id].modified_at
-                ):
-                    latest[rec.lead_id] = rec
-        yield from sorted(latest.values(), key=lambda r: (r.modified_at, r.lead_id))
+        yield from latest_by_lead(rec for page in pages for rec in page if since <= rec.modified_at <= until)
 
     def _values(self, since: datetime, until: datetime) -> dict[str, Any]:
         return {"since": iso_utc(since), "until": iso_utc(until, up=True), "page_size": self.page_size, "cursor": None, "offset": 0}
@@ -364,10 +322,7 @@ class Rest:
             v = value(path, setting, required)
             if v is None and not required:
                 return None
-            t = parse_time(v)
-            if t is None:
-                raise CrmError(f"{lead}: '{path}' is {_shown(v)}, not a time (ISO 8601 or epoch seconds/milliseconds)")
-            return t
+            return read_time(v, lead, f"'{path}'")
 
         modified = when(r.modified_path, "crm.rest.modified_path", True)
         assert modified is not None

@@ -27,10 +27,21 @@ Requests:
   ``picklistValues[].value`` (``Status`` among them), inactive values included (old records
   may still carry them).
 
+What a pull sees, and what it cannot:
+
+- Leads modified, converted (``IsConverted``, ``ConvertedDate``), deleted or merged in the
+  window: a merge keeps one Lead and deletes the others (``IsDeleted``, with ``MasterRecordId``
+  naming the Lead kept, not read), and ``queryAll`` returns deleted Leads while they are in the
+  recycle bin;
+- not Leads purged from the recycle bin (emptied, or after its 15 days) or hard-deleted before a
+  pull saw them deleted: they are gone from ``queryAll`` and simply stop appearing. Pull at
+  least every few days to see every deletion.
+
 Limits: a 403 ``REQUEST_LIMIT_EXCEEDED`` means the org's API request budget (24 hours,
-rolling) is spent: any retry would fail too and spend nothing useful, so the pull or check
-stops at once with a one-line :class:`~leadscoring.crm.http.CrmError` ("daily API request limit
-reached; not retried"). 5xx, 429 and connection failures are retried by
+rolling) is spent: any retry would fail too and spend nothing useful, so the answer is final
+(:func:`request_limit`) and the pull or check stops at once with a one-line
+:class:`~leadscoring.crm.http.CrmError` ("daily API request limit reached
+(REQUEST_LIMIT_EXCEEDED); not retried"). 5xx, 429 and connection failures are retried by
 :class:`~leadscoring.crm.http.JsonClient`.
 
 Default status map (:meth:`Salesforce.default_status_map`), rules tried in the order converted,
@@ -40,16 +51,25 @@ lost, open: converted = ``IsConverted`` true; lost = not converted and ``Status`
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Collection, Iterator, Mapping
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from leadscoring.config import ConfigError
-from leadscoring.crm.connector import PushRequest, Record
-from leadscoring.crm.http import CrmError, JsonClient
+import httpx
+
+from leadscoring.crm.connector import (
+    PushRequest,
+    Record,
+    check_option_keys,
+    iso_utc,
+    latest_by_lead,
+    parse_time,
+    read_time,
+    text_list_option,
+    text_option,
+)
+from leadscoring.crm.http import JsonClient
 
 DEFAULT_API_VERSION = "v60.0"
 DEFAULT_LOST_STATUSES = ["Closed - Not Converted"]
@@ -58,8 +78,9 @@ STATUS_FIELDS = ["Status", "IsConverted"]  # the base fields a status map reads
 BATCH_MIN, BATCH_MAX = 200, 2000  # Sforce-Query-Options batchSize bounds
 LIMIT_CODE = "REQUEST_LIMIT_EXCEEDED"
 
-_VERSION = re.compile(r"v\d+\.\d+")
-_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # an API name (custom ones end in __c): safe in SOQL
+_VERSION = r"v\d+\.\d+"
+_FIELD = r"[A-Za-z][A-Za-z0-9_]*"  # an API name (custom ones end in __c): safe in SOQL
+_NOT_BLANK = r"(?s).*\S.*"
 
 
 class Salesforce:
@@ -68,21 +89,24 @@ class Salesforce:
     kind = "salesforce"
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
-        unknown = sorted(set(options) - {"api_version", "lost_statuses", "fields"})
-        if unknown:
-            raise ConfigError(f"crm.options.{unknown[0]}: not a Salesforce option; use api_version, lost_statuses or fields")
-        version = options.get("api_version", DEFAULT_API_VERSION)
-        if not isinstance(version, str) or not _VERSION.fullmatch(version):
-            raise ConfigError(f"crm.options.api_version: {version!r} is not a REST API version such as {DEFAULT_API_VERSION!r}")
-        lost = options.get("lost_statuses", DEFAULT_LOST_STATUSES)
-        if not isinstance(lost, list) or not lost or not all(isinstance(s, str) and s.strip() for s in lost):
-            raise ConfigError("crm.options.lost_statuses: a non-empty list of Lead Status values that mean lost")
-        extra = options.get("fields", [])
-        if not isinstance(extra, list) or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in extra):
-            raise ConfigError("crm.options.fields: a list of Lead field API names (letters, digits, _), e.g. ['Lost_Reason__c']")
+        check_option_keys(self.kind, options, ("api_version", "lost_statuses", "fields"))
+        version = text_option(
+            options, "api_version", DEFAULT_API_VERSION, _VERSION, f"a REST API version such as {DEFAULT_API_VERSION!r}"
+        )
+        lost = text_list_option(
+            options,
+            "lost_statuses",
+            DEFAULT_LOST_STATUSES,
+            _NOT_BLANK,
+            "a non-empty list of Lead Status values that mean lost",
+            non_empty=True,
+        )
+        extra = text_list_option(
+            options, "fields", [], _FIELD, "a list of Lead field API names (letters, digits, _), e.g. ['Lost_Reason__c']"
+        )
         self.base_url = base_url
         self.api_version: str = version
-        self.lost_statuses: list[str] = list(lost)
+        self.lost_statuses: list[str] = lost
         self.extra_fields: list[str] = [f for f in dict.fromkeys(extra) if f not in BASE_FIELDS]
         self.batch_size = max(BATCH_MIN, min(page_size, BATCH_MAX))
         self.root = f"/services/data/{version}"
@@ -98,13 +122,15 @@ class Salesforce:
 
     def read_back(self, client: JsonClient, lead_id: str, names: list[str]) -> dict[str, Any]:
         """The current values of fields ``names`` of one Lead."""
-        answer = _request(client, "GET", self._lead_path(lead_id), params={"fields": ",".join(names)}, what=f"lead {lead_id}")
+        answer = client.request(
+            "GET", self._lead_path(lead_id), params={"fields": ",".join(names)}, what=f"lead {lead_id}", final=request_limit
+        )
         answer = answer or {}
         return {name: answer.get(name) for name in names}
 
     def status_values(self, client: JsonClient) -> dict[str, list[str]]:
         """Every picklist field of Lead (``Status`` among them) -> its values."""
-        answer = _request(client, "GET", f"{self.root}/sobjects/Lead/describe", what="Lead describe") or {}
+        answer = client.request("GET", f"{self.root}/sobjects/Lead/describe", what="Lead describe", final=request_limit) or {}
         return {
             str(f["name"]): [str(v["value"]) for v in f.get("picklistValues") or []]
             for f in answer.get("fields", [])
@@ -125,8 +151,8 @@ class Salesforce:
         """The pull's query: whole seconds around the window (SOQL datetime literals)."""
         fields = ", ".join([*BASE_FIELDS, *self.extra_fields])
         return (
-            f"SELECT {fields} FROM Lead WHERE SystemModstamp >= {_soql_time(since, math.floor)} "
-            f"AND SystemModstamp <= {_soql_time(until, math.ceil)} ORDER BY SystemModstamp, Id"
+            f"SELECT {fields} FROM Lead WHERE SystemModstamp >= {iso_utc(since)} "
+            f"AND SystemModstamp <= {iso_utc(until, up=True)} ORDER BY SystemModstamp, Id"
         )
 
     def pull(
@@ -134,42 +160,39 @@ class Salesforce:
     ) -> Iterator[Record]:
         """Every Lead modified, converted, deleted or merged in ``[since, until]``, each once,
         in ascending (modified_at, lead_id) order (``known_ids`` is not needed)."""
+        yield from latest_by_lead(self._window(client, since, until))
+
+    def _window(self, client: JsonClient, since: datetime, until: datetime) -> Iterator[Record]:
+        """The query's records inside the exact window, following ``nextRecordsUrl``."""
         what = f"Leads modified {since.isoformat()} to {until.isoformat()}"
         headers = {"Sforce-Query-Options": f"batchSize={self.batch_size}"}
-        answer = _request(client, "GET", f"{self.root}/queryAll", params={"q": self.soql(since, until)}, headers=headers, what=what)
-        latest: dict[str, Record] = {}
+        path = f"{self.root}/queryAll"
+        params: dict[str, str] | None = {"q": self.soql(since, until)}
         while True:
-            answer = answer or {}
+            answer = client.request("GET", path, params=params, headers=headers, what=what, final=request_limit) or {}
             for item in answer.get("records") or []:
                 record = _record(item, self.extra_fields)
                 if since <= record.modified_at <= until:
-                    seen = latest.get(record.lead_id)
-                    if seen is None or record.modified_at >= seen.modified_at:
-                        latest[record.lead_id] = record
+                    yield record
             following = answer.get("nextRecordsUrl")
             if answer.get("done", True) or not following:
-                break
-            answer = _request(client, "GET", following, headers=headers, what=what)
-        yield from sorted(latest.values(), key=lambda r: (r.modified_at, r.lead_id))
+                return
+            path, params = following, None
 
 
-def _request(client: JsonClient, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
-    """``client.request``, where a spent API budget (403 ``REQUEST_LIMIT_EXCEEDED``) ends in one line."""
-    try:
-        return client.request(method, path, what=what, **kwargs)
-    except CrmError as exc:
-        if LIMIT_CODE in str(exc):
-            raise CrmError(f"{client.name}: {what}: daily API request limit reached ({LIMIT_CODE}); not retried") from None
-        raise
+def request_limit(resp: httpx.Response) -> str | None:
+    """Why Salesforce's answer is final: ``REQUEST_LIMIT_EXCEEDED`` (403), the org's API
+    request budget is spent, so retrying is useless; None for any other answer."""
+    if LIMIT_CODE in resp.text:
+        return f"daily API request limit reached ({LIMIT_CODE}); not retried"
+    return None
 
 
 def _record(item: Mapping[str, Any], extra_fields: list[str]) -> Record:
     lead_id = str(item.get("Id"))
-    modified_at = _parse_time(item.get("SystemModstamp"))
-    if modified_at is None:
-        raise CrmError(f"Salesforce: lead {lead_id}: field SystemModstamp: unreadable time {item.get('SystemModstamp')!r}")
+    modified_at = read_time(item.get("SystemModstamp"), f"Salesforce: lead {lead_id}", "SystemModstamp")
     converted = item.get("IsConverted") is True
-    outcome_at = _parse_time(item.get("ConvertedDate")) if converted else None
+    outcome_at = parse_time(item.get("ConvertedDate")) if converted else None
     return Record(
         lead_id=lead_id,
         modified_at=modified_at,
@@ -177,25 +200,3 @@ def _record(item: Mapping[str, Any], extra_fields: list[str]) -> Record:
         deleted=item.get("IsDeleted") is True,
         outcome_at=outcome_at,
     )
-
-
-def _soql_time(when: datetime, rounding: Any) -> str:
-    """``when`` as a SOQL datetime literal in UTC, rounded to a whole second (down or up)."""
-    when = when.astimezone(UTC)
-    seconds = rounding(when.timestamp()) if when.microsecond else int(when.timestamp())
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    """Salesforce's datetimes (``2024-01-15T10:30:00.000+0000``) and dates (``2024-01-15``,
-    midnight UTC)."""
-    if not value:
-        return None
-    text = str(value).strip()
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

@@ -71,8 +71,16 @@ $(VENV)/.installed-test: pyproject.toml uv.lock requirements-lock.txt | $(TOOLS)
 $(VENV)/.installed-lab: pyproject.toml uv.lock requirements-lock.txt | $(TOOLS)/.ready
 	$(call install_extras,$@,$(LAB_EXTRAS))
 
+# BottleCRM (django-crm), the real CRM the CRM tests run: a venv of its own in .cache/bottlecrm
+# with a Python 3.12+ (found on PATH, in pyenv's versions or by uv), the pins of
+# tools/bottlecrm-requirements.txt. Without such a Python: a note, and those tests skip.
+BOTTLECRM_STAMP := .cache/bottlecrm/venv/.installed
+
+$(BOTTLECRM_STAMP): tools/bottlecrm-requirements.txt | $(TOOLS)/.ready
+	@$(PYTHON) tools/bottlecrm.py install
+
 install: $(VENV)/.installed-run
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(BOTTLECRM_STAMP)
 
 run: install
 	$(BIN)/leadscoring run

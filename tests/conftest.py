@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "01_Documentos" / "config.yaml"
 RAW = ROOT / "02_Datos" / "01_Originales" / "Leads.csv"
 
+# A real BottleCRM for the CRM tests: the ``bottlecrm`` fixture, and those tests run last.
+pytest_plugins = ["tests.bottlecrm"]
+
 
 @pytest.fixture(scope="session")
 def cfg(tmp_path_factory) -> ProjectConfig:

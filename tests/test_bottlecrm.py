@@ -167,9 +167,6 @@ def _in_order(rows: list[list[str]]) -> list[list[str]]:
     return sorted(rows, key=lambda r: (datetime.fromisoformat(r[2]), r[0]))
 
 
-@pytest.mark.xfail(
-    reason="needs crm push/pull from branches crmpush/crmpull (pull is on main; push and the rest connector are not)", strict=False
-)
 def test_scores_go_to_bottlecrm_and_what_became_of_the_leads_comes_back(
     bottlecrm, tmp_path, sample, small_models, monkeypatch, capsys
 ):
@@ -224,16 +221,15 @@ def test_scores_go_to_bottlecrm_and_what_became_of_the_leads_comes_back(
     assert _history(cfg) == [*expected, _history_row(bottlecrm, reopened, "lost")]
 
 
-@pytest.mark.xfail(
-    reason="a rest push body places only the whole field map ({fields}); BottleCRM's probability and rating "
-    "are top-level fields beside custom_fields: needs one placeholder per score field ({score}, {bucket})",
-    strict=False,
-)
-def test_the_push_can_set_bottlecrm_s_own_probability_and_rating(bottlecrm, tmp_path, sample, small_models, monkeypatch):
+def test_the_push_sets_bottlecrm_s_own_probability_and_rating(bottlecrm, tmp_path, sample, small_models, monkeypatch):
     example = _example()
-    rest = {**example["crm"]["rest"], "push_body": {"probability": "{score}", "rating": "{bucket}", "custom_fields": "{fields}"}}
+    assert example["crm"]["rest"]["push_body"] == {
+        "probability": "{fields.lead_score}",
+        "rating": "{fields.score_bucket}",
+        "custom_fields": "{fields}",
+    }
     path = write_project(
-        tmp_path, crm={**example["crm"], "url": bottlecrm.url, "rest": rest}, scoring__crm_fields=example["scoring"]["crm_fields"]
+        tmp_path, crm={**example["crm"], "url": bottlecrm.url}, scoring__crm_fields=example["scoring"]["crm_fields"]
     )
     cfg = load_config(path)
     shutil.copytree(small_models, cfg.path("models_dir"))

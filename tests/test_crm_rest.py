@@ -103,6 +103,16 @@ def test_push_templates_fill_id_and_fields():
         connector_for(_crm(push_url="/leads/{lead}"))
 
 
+def test_one_pushed_field_can_go_to_its_own_place_in_the_body():
+    crm = _crm(push_body={"probability": "{fields.lead_score}", "rating": "{fields.bucket}", "custom_fields": "{fields}"})
+    request = connector_for(crm).push_request("9", {"lead_score": 80, "bucket": "HOT"})
+    assert request.body == {"probability": 80, "rating": "HOT", "custom_fields": {"lead_score": 80, "bucket": "HOT"}}
+    with pytest.raises(ConfigError, match=r"\{fields\.bucket\} names no pushed field of lead 9"):
+        connector_for(crm).push_request("9", {"lead_score": 80})
+    with pytest.raises(ConfigError, match=r"unknown placeholder\(s\) \{score\.x\}"):
+        connector_for(_crm(push_body={"x": "{score.x}"}))
+
+
 def test_push_through_the_crm_section_with_a_header_token(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_CRM_KEY", TOKEN)
     seen: list[httpx.Request] = []

@@ -2,7 +2,9 @@
 
 Templates
     Strings in the URL and body templates may hold placeholders: ``{id}`` (the lead), and in the
-    push body ``{fields}`` (the score fields, CRM field name -> value); in the pull ``{since}``
+    push body ``{fields}`` (the score fields, CRM field name -> value) and ``{fields.NAME}`` (the
+    value of the one pushed field ``NAME``, e.g. ``{"probability": "{fields.lead_score}",
+    "custom_fields": "{fields}"}``); in the pull ``{since}``
     and ``{until}`` (ISO 8601 UTC with ``Z``, whole seconds: ``since`` rounded down, ``until``
     up, so the CRM answers at least the window), ``{page_size}``, ``{cursor}``, ``{offset}``.
     In a URL a value is percent-encoded; in a JSON body a string that is one placeholder alone
@@ -65,7 +67,7 @@ from leadscoring.crm.http import CrmError, JsonClient
 
 log = logging.getLogger(__name__)
 
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_PLACEHOLDER = re.compile(r"\{(\w+(?:\.\w+)?)\}")
 _PUSH_NAMES = frozenset({"id", "fields"})
 _PULL_NAMES = frozenset({"since", "until", "page_size", "cursor", "offset", "id"})
 _FALSE = frozenset({"", "0", "false", "no", "n", "f"})
@@ -83,8 +85,17 @@ def _names(template: Any) -> set[str]:
     return set()
 
 
+#: A push body placeholder naming one pushed field: ``{fields.lead_score}`` is the value sent
+#: as the CRM field ``lead_score`` (a field of ``scoring.crm_fields``), e.g. to set a CRM's own
+#: top-level field beside the custom fields.
+_ONE_FIELD = "fields."
+
+
 def _check_template(setting: str, template: Any, allowed: frozenset[str]) -> None:
-    unknown = sorted(_names(template) - allowed)
+    names = _names(template)
+    if "fields" in allowed:
+        names = {n for n in names if not (n.startswith(_ONE_FIELD) and len(n) > len(_ONE_FIELD))}
+    unknown = sorted(names - allowed)
     if unknown:
         raise ConfigError(f"{setting}: unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; use {sorted(allowed)}")
 
@@ -188,11 +199,19 @@ class Rest:
     # -- push --------------------------------------------------------------------------------
 
     def push_request(self, lead_id: str, values: Mapping[str, Any]) -> PushRequest:
-        """``push_method`` to ``push_url`` with ``push_body``, ``{id}`` and ``{fields}`` filled in."""
+        """``push_method`` to ``push_url`` with ``push_body``, ``{id}``, ``{fields}`` and each
+        ``{fields.NAME}`` filled in. A ``{fields.NAME}`` whose field is not pushed (not in
+        ``scoring.crm_fields``) is a one-line :class:`ConfigError`."""
         r = self.rest
-        return PushRequest(
-            r.push_method, fill_url(r.push_url, {"id": lead_id}), fill_body(r.push_body, {"id": lead_id, "fields": values})
-        )
+        one = {f"{_ONE_FIELD}{k}": v for k, v in values.items()}
+        missing = sorted(n for n in _names(r.push_body) if n.startswith(_ONE_FIELD) and n not in one)
+        if missing:
+            raise ConfigError(
+                f"crm.rest.push_body: {', '.join('{' + n + '}' for n in missing)} names no pushed field of lead {lead_id}; "
+                f"pushed: {sorted(values)} (scoring.crm_fields)"
+            )
+        body = fill_body(r.push_body, {"id": lead_id, "fields": values, **one})
+        return PushRequest(r.push_method, fill_url(r.push_url, {"id": lead_id}), body)
 
     # -- pull --------------------------------------------------------------------------------
 

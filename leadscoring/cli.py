@@ -425,7 +425,9 @@ def _add_retrain_parser(sub: Any) -> None:
         "(paths.outcome_history: converted and lost leads, open ones skipped)",
     )
     rt.add_argument("--leads", help="the leads' features (raw layout) when the outcomes have only id and target")
-    rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
+    rt.add_argument(
+        "--tolerance", type=float, help="allowed AUC drop / Brier rise (default loop.tolerance: 0.005 unless configured)"
+    )
     rt.set_defaults(func=_cmd_retrain)
 
 

@@ -30,6 +30,7 @@ from leadscoring.config.sections import (
     FeaturesConfig,
     GradesConfig,
     LeakageConfig,
+    LoopConfig,
     ModellingConfig,
     PathsConfig,
     ReasonsConfig,
@@ -70,6 +71,7 @@ __all__ = [
     "ReportConfig",
     "ServiceConfig",
     "CrmConfig",
+    "LoopConfig",
     "RestConfig",
     "RestListConfig",
     "ProjectConfig",
@@ -99,6 +101,7 @@ class ProjectConfig(StrictSection):
     service: ServiceConfig = ServiceConfig()
     events: EventsConfig | None = None
     crm: CrmConfig | None = None
+    loop: LoopConfig = LoopConfig()
     source: Path | None = None
     output_root: Path | None = None
 

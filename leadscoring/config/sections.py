@@ -404,6 +404,28 @@ class ServiceConfig(StrictSection):
     body_timeout: float = Field(30, gt=0)
 
 
+class LoopConfig(StrictSection):
+    """The closed loop (``leadscoring cycle``, ``retrain``): when a retraining is due, when a
+    lead's outcome counts, and when a challenger replaces the champion."""
+
+    # A retraining is due when at least this many converted AND this many lost leads matured
+    # since the last training (or retraining attempt) ...
+    min_new_converted: int = Field(40, ge=1)
+    min_new_lost: int = Field(40, ge=1)
+    # ... or when the model is older than this many days; a champion this old is also replaced
+    # by its challenger whatever their figures.
+    max_age_days: float = Field(90, gt=0)
+    # A lead still open this many days after it was first seen counts as not converted (null:
+    # open leads never count); a converted or lost lead counts at once.
+    maturity_days: float | None = Field(60, gt=0)
+    # The promotion rule: the challenger replaces the champion when its ROC-AUC is at least the
+    # champion's minus this and its Brier score at most the champion's plus this, both
+    # measured on the newest matured leads (``holdout_share`` of those matured since the
+    # champion was trained, by the time they matured), which neither model learned from.
+    tolerance: float = 0.005
+    holdout_share: float = Field(0.5, gt=0.0, lt=1.0)
+
+
 #: What a lead's CRM status means for the model.
 OUTCOMES = ("converted", "lost", "open")
 

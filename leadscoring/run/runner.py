@@ -37,8 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leadscoring.artifacts import MODEL_CARD, replace_model_set
+from leadscoring.artifacts import MODEL_CARD, RUN_LOG, replace_model_set
 from leadscoring.config import ProjectConfig, read_analyst_notes
+from leadscoring.io import append_json_line
 from leadscoring.run.index import write_index
 from leadscoring.run.kernel import (
     ensure_kernel,
@@ -140,10 +141,7 @@ def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
         "metrics": result.metrics,
         **({"history_rows": result.history_rows} if result.history_rows is not None else {}),
     }
-    path = cfg.path("docs_dir") / "run_log.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(line, default=str) + "\n")
+    append_json_line(line, cfg.path("docs_dir") / RUN_LOG)
 
 
 def _check_parameters(parameters: dict[str, Any], declared: dict[Path, dict[str, Any]]) -> None:

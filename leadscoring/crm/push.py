@@ -92,8 +92,12 @@ class PushSummary:
     failures: dict[str, str] = field(default_factory=dict)
     not_sent: int = 0  # of ``failed``: not sent because the push stopped early (circuit breaker)
     stopped: str = ""  # why the push stopped early, "" if it did not
+    dry_run: bool = False
+    pending: int = 0  # a dry run: the leads it would send
 
     def __str__(self) -> str:
+        if self.dry_run:
+            return f"dry run: would send {self.pending}, skip {self.skipped} (already sent); nothing sent"
         text = f"sent {self.sent}, skipped {self.skipped} (already sent), failed {self.failed}"
         reason = self.stopped or "CRM unreachable (stopped after repeated connection failures or timeouts)"
         if self.not_sent:
@@ -400,6 +404,21 @@ def _full_url(dest: str, path: str) -> str:
     return f"{dest}/{path.lstrip('/')}"
 
 
+def _to_send(
+    requests: list[tuple[str, PushRequest]], dest: str, state_path: Path, summary: PushSummary
+) -> list[tuple[str, PushRequest]]:
+    """The (lead id, request) pairs ``dest`` has not accepted yet with this very body (the
+    state file); the others are counted in ``summary.skipped``."""
+    state = read_state(state_path)
+    todo = []
+    for lead_id, request in requests:
+        if state.get((dest, lead_id)) == _digest(request.body):
+            summary.skipped += 1
+        else:
+            todo.append((lead_id, request))
+    return todo
+
+
 async def _push(
     requests: list[tuple[str, PushRequest]],
     dest: str,
@@ -414,13 +433,7 @@ async def _push(
     """Send each (lead id, request) not already accepted by ``dest`` (the state file), and
     record each lead the CRM accepts."""
     summary = PushSummary()
-    state = read_state(state_path)
-    todo = []
-    for lead_id, request in requests:
-        if state.get((dest, lead_id)) == _digest(request.body):
-            summary.skipped += 1
-        else:
-            todo.append((lead_id, request))
+    todo = _to_send(requests, dest, state_path, summary)
     log.info("push to %s: %d leads to send, %d already sent", dest, len(todo), summary.skipped)
     sem = asyncio.Semaphore(concurrency)
     breaker = _Breaker(max_failures)
@@ -493,6 +506,7 @@ def push_scores(
     fields: Mapping[str, str] | None = None,
     progress: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
+    dry_run: bool = False,
 ) -> PushSummary:
     """Write every score to the CRM (see module docstring); returns sent/skipped/failed counts.
 
@@ -506,7 +520,8 @@ def push_scores(
     ``max_backoff``: longest wait between two attempts; a ``Retry-After`` beyond it stops the
     push; ``fields``: score field -> CRM custom-field name (``scoring.crm_fields``; default
     the package's); ``progress``: show a progress bar on stderr; ``transport``: an httpx
-    transport in place of the network (tests)."""
+    transport in place of the network (tests); ``dry_run``: count the leads a push would send
+    (``pending``) and skip, sending nothing and writing nothing."""
     if timeout <= 0 or concurrency < 1 or retries < 0 or max_failures < 0 or backoff < 0 or max_backoff < 0:
         raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, backoff and max_backoff >= 0")
     dest, connector, headers = _connection(crm, crm_url)
@@ -521,6 +536,10 @@ def push_scores(
     requests = [
         (p["lead_id"], connector.push_request(p["lead_id"], p["custom_fields"])) for p in crm_payloads(scores, id_column, fields)
     ]
+    if dry_run:
+        summary = PushSummary(dry_run=True)
+        summary.pending = len(_to_send(requests, dest, Path(state_file), summary))
+        return summary
     policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout)
     run = _push(requests, dest, headers, Path(state_file), concurrency, policy, max_failures, progress, transport)
     if not progress:

@@ -9,7 +9,12 @@ fingerprint of the training data, the feature list, metrics and the creation tim
 The project's models form one set (:data:`MODEL_SET`). ``replace_model_set`` is the one way
 a set is replaced (by a run promotion, a challenger promotion or a rollback): it archives the
 current set into ``versions/<created_at>_<sha12>/``, then has the caller put the new set in
-place. ``restore_model_set`` verifies an archived set and puts it back as a whole through it.
+place, then writes the promotion record (:data:`PROMOTION_FILE`) last. ``restore_model_set``
+verifies an archived set and puts it back as a whole through it.
+
+The promotion record names the models of the promoted set (file name → the SHA-256 its
+manifest records): a reader whose models' manifests match it holds one complete promotion,
+never a set half-way through a replacement (the service's hot reload watches it).
 """
 
 from __future__ import annotations
@@ -172,6 +177,9 @@ MODEL_CARD = "model_card.md"
 MODEL_SET = (SCORE_MODEL, SEGMENT_MODEL, RULE_MODEL)
 VERSIONS_DIR = "versions"
 SET_FILE = "model_set.json"
+#: The promotion record in ``paths.models_dir``, written by ``replace_model_set`` after the
+#: new set is in place (its last write): ``{"promoted_at", "models": {file name: sha256}}``.
+PROMOTION_FILE = "promotion.json"
 #: Reports for people (in ``paths.results_dir``): the client summary notebook 09 writes, and
 #: a monitoring report when one was made; ``latest/index.html`` links them.
 CLIENT_REPORT = "client_report.html"
@@ -275,12 +283,53 @@ def replace_model_set(
     (e.g. the model card) are copied into one version folder under ``models_dir/versions/``
     (complete or not at all; an existing folder holding the same files is reused), so
     ``rollback`` can restore them; only then is ``put_in_place(archived folder)`` called to
-    write the new set. Returns (the archived folder, or None when there was no model to
-    archive; what ``put_in_place`` returned). Every replacement of the set goes through here:
+    write the new set; when it returns, the promotion record (:data:`PROMOTION_FILE`) is written
+    last. A ``put_in_place`` that raises leaves the previous record, so a reader of the record
+    never takes a half-written set for a promoted one. Returns (the archived folder, or None
+    when there was no model to archive; what ``put_in_place`` returned). Every replacement of the set goes through here:
     a run promotion bringing new models, a challenger promotion, a rollback.
     """
     archived = _archive_model_set(models_dir, names, extra)
-    return archived, put_in_place(archived)
+    placed = put_in_place(archived)
+    _record_promotion(Path(models_dir), names)  # last: the set is complete
+    return archived, placed
+
+
+def _record_promotion(models_dir: Path, names: Sequence[str]) -> dict[str, Any]:
+    """Write the promotion record of the set now in ``models_dir`` (atomically); returns it.
+    A model without a readable manifest is recorded with ``None`` (a reader refuses it)."""
+    models: dict[str, str | None] = {}
+    for name in names:
+        if (models_dir / name).is_file():
+            try:
+                models[name] = str(read_manifest(models_dir / name)["sha256"])
+            except (ModelIntegrityError, KeyError):
+                models[name] = None
+    record = {"promoted_at": datetime.now(UTC).isoformat(timespec="microseconds"), "models": models}
+    write_json(record, models_dir / PROMOTION_FILE)
+    log.info("promotion recorded: %s", ", ".join(f"{n} {str(s)[:12]}" for n, s in models.items()))
+    return record
+
+
+def read_promotion(models_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The promotion record of ``models_dir`` (see :data:`PROMOTION_FILE`); None when the set
+    was never replaced through :func:`replace_model_set`. ModelIntegrityError when unreadable."""
+    try:
+        data = (Path(models_dir) / PROMOTION_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    return parse_promotion(data)
+
+
+def parse_promotion(data: bytes) -> dict[str, Any]:
+    """A promotion record from its bytes; ModelIntegrityError when it is not one."""
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelIntegrityError(f"{PROMOTION_FILE}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("models"), dict):
+        raise ModelIntegrityError(f"{PROMOTION_FILE}: has no 'models' mapping")
+    return record
 
 
 def restore_model_set(

@@ -312,6 +312,11 @@ def test_calibration_is_chosen_among_methods_that_keep_the_ranking(tmp_path):
     assert method in ("isotonic", "sigmoid") and "ROC-AUC" in why
     costly = table.assign(auc_change=[0.0, -0.01, -0.01])
     assert choose_calibration(costly, "auto")[0] == "sigmoid"
+    # isotonic with a better Brier score but a small ranking cost (ties) does not ship
+    ties = pd.DataFrame(
+        {"calibration": ["uncalibrated", "isotonic", "sigmoid"], "brier_mean": [0.12, 0.110, 0.112], "auc_change": [0, -0.0014, 0]}
+    )
+    assert choose_calibration(ties, "auto")[0] == "sigmoid"
     # a forward-chaining split still calibrates (on contiguous blocks) and scores every lead
     dated = calibrated(pipe, "sigmoid", TimeSeriesSplit(3)).fit(X, y)
     assert dated.predict_proba(X)[:, 1].min() > 0

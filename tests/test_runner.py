@@ -20,7 +20,7 @@ import papermill
 import pytest
 
 from leadscoring import cli
-from leadscoring.artifacts import MODEL_SET, list_model_sets, read_manifest, save_model
+from leadscoring.artifacts import MODEL_SET, PROMOTION_FILE, list_model_sets, read_manifest, read_promotion, save_model
 from leadscoring.config import ConfigError, load_config
 from leadscoring.run import (
     QUICK_PARAMETERS,
@@ -180,12 +180,15 @@ def test_promoting_a_new_model_set_archives_the_current_set(project):
         assert _sha(cfg, n) != first[n]["sha256"]
     assert (versions[0] / "model_card.md").read_text() == card
     assert _log(cfg)[-1]["archived"] == str(versions[0])
+    assert read_promotion(models)["models"] == {n: _sha(cfg, n) for n in MODEL_SET}  # the promotion is recorded
 
     run_pipeline(cfg, progress=False, only=["01"], run_id="r3")  # no new model staged: no archive
     assert len(list_model_sets(models)) == 1
-    assert not (cfg.path("results_dir") / "runs" / "r3" / "products" / cfg.paths.models_dir / "versions").exists()
+    staged = cfg.path("results_dir") / "runs" / "r3" / "products" / cfg.paths.models_dir
+    assert not (staged / "versions").exists() and not (staged / PROMOTION_FILE).exists()
     run_pipeline(cfg, progress=False, only=["02"], run_id="r4")  # partial run with a new model set: archived
     assert len(list_model_sets(models)) == 2
+    assert read_promotion(models)["models"] == {n: _sha(cfg, n) for n in MODEL_SET}
 
 
 def test_failure_removes_staging_and_keeps_executed_notebooks(project):

@@ -402,6 +402,9 @@ class ServiceConfig(StrictSection):
     header_timeout: float = Field(10, gt=0)
     # Seconds for a client to send a whole request body; slower: HTTP 408, connection closed.
     body_timeout: float = Field(30, gt=0)
+    # Seconds between checks for a newly promoted model set (hot reload: a promotion by
+    # `leadscoring run`, `retrain` or `rollback` is loaded, verified and swapped in); 0 = off.
+    reload_seconds: float = Field(5, ge=0)
 
 
 class LoopConfig(StrictSection):

@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from leadscoring.artifacts import MODEL_SET, sha256_file
+from leadscoring.artifacts import MODEL_SET, PROMOTION_FILE, sha256_file
 from leadscoring.config import ProjectConfig
 from leadscoring.io import atomic_path
 from leadscoring.serving.history import LEGACY_SUFFIXES, history_folder
@@ -43,7 +43,8 @@ def seed_staging(cfg: ProjectConfig, staging: Path) -> None:
         src = cfg.root / getattr(cfg.paths, key)
         if not src.is_dir():
             continue
-        own = {"results_dir": ("runs", "latest"), "models_dir": ("versions",)}.get(key, ())  # archives stay where they are
+        # Archives stay where they are; the promotion record is written by the promotion itself.
+        own = {"results_dir": ("runs", "latest"), "models_dir": ("versions", PROMOTION_FILE)}.get(key, ())
         ignore = shutil.ignore_patterns(*own, *history, *(f"{h}.lock" for h in history), *(f".{h}.*" for h in history))
         shutil.copytree(src, staging / getattr(cfg.paths, key), ignore=ignore, dirs_exist_ok=True)
 

@@ -19,17 +19,25 @@ errors). Slow clients are timed out: request headers within ``service.header_tim
 seconds (else the connection is closed), the whole body within ``service.body_timeout``
 (else 408 and the connection closed); each is logged as one line.
 
+A newly promoted model set is picked up without a restart (:mod:`leadscoring.serving.reload`,
+every ``service.reload_seconds``): loaded, verified and smoke-tested beside the serving one,
+then swapped in; a set that fails is refused and the old one goes on. Every answer carries
+the ``X-Model-Version`` header, and scored leads their ``model_version``: the set that scored
+them (a request finishes on the set it started with). ``/health`` shows the version, when it
+was loaded and the last set refused, with why.
+
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -37,6 +45,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from leadscoring.config import ProjectConfig
@@ -45,6 +54,7 @@ from leadscoring.features.columns import ColumnBatch
 from leadscoring.ingest.schema import LeadSchema
 from leadscoring.scored_lead import ID_FIELD, ScoredLead
 from leadscoring.serving.outputs import json_records
+from leadscoring.serving.reload import ModelReloader, ScoreLeads, ServedSet, now_iso, smoke_test
 from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
 from leadscoring.serving.request_checks import api_token, body_errors, check_token, read_body
 from leadscoring.serving.scorer import Scorer, utc_now
@@ -52,8 +62,8 @@ from leadscoring.serving.scorer import Scorer, utc_now
 #: Leads scored at a time within one /score/batch request (bounds the intermediate arrays).
 BATCH_SLICE = 1_000
 
-#: Scores validated leads: one JSON-ready dict per lead, in order.
-ScoreLeads = Callable[[list[BaseModel]], list[dict[str, Any]]]
+#: The header naming the model version that answered.
+VERSION_HEADER = "X-Model-Version"
 
 logger = logging.getLogger(__name__)
 
@@ -155,16 +165,20 @@ def _batch_scorer(Lead: type[BaseModel], id_col: str, max_batch: int, score: Sco
 # values are built from validated input, so validating them again would only cost time).
 # /score/batch may be long: its parsing and scoring run in the thread pool so /health
 # and single-lead calls stay responsive.
-def _add_health_route(app: FastAPI, scorer: Scorer, loaded_at: str) -> None:
+def _add_health_route(app: FastAPI, reloader: ModelReloader, reload_seconds: float) -> None:
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        served = reloader.current
+        scorer = served.scorer
         return {
             "status": "ok",
-            "model_version": scorer.version,
+            "model_version": served.version,
             "model_name": scorer.manifest.get("model_name"),
             "model_created_at": scorer.manifest.get("created_at"),
-            "loaded_at": loaded_at,
+            "loaded_at": served.loaded_at,
             "segments": scorer.segmenter is not None,
+            "reload_seconds": reload_seconds,
+            "last_refused": reloader.refused.as_dict() if reloader.refused else None,
         }
 
 
@@ -173,14 +187,9 @@ def _add_health_route(app: FastAPI, scorer: Scorer, loaded_at: str) -> None:
 # bounded, and the single-lead route parses and validates in one pydantic call (JSON
 # straight to the model, in Rust): a third of a millisecond per call. Errors are
 # FastAPI's usual 422 (``loc`` = ["body", field], or ["body", index, field] in a batch).
-def _add_scoring_routes(
-    app: FastAPI,
-    Lead: type[BaseModel],
-    limits: tuple[int, int, float],
-    score_one: ScoreLeads,
-    score_many: Callable[[bytes], bytes],
-) -> None:
-    """/score and /score/batch; ``limits``: leads per batch, body bytes, seconds for a body."""
+def _add_scoring_routes(app: FastAPI, Lead: type[BaseModel], limits: tuple[int, int, float], reloader: ModelReloader) -> None:
+    """/score and /score/batch; ``limits``: leads per batch, body bytes, seconds for a body.
+    Each request reads the served set once (``reloader.current``) and is scored with it."""
     max_batch, max_body, body_timeout = limits
     lead_schema = Lead.model_json_schema()
     lead_body = {"required": True, "content": {"application/json": {"schema": lead_schema}}}
@@ -205,50 +214,119 @@ def _add_scoring_routes(
             lead = Lead.model_validate_json(body)
         except ValidationError as exc:
             raise body_errors(exc.errors(include_url=False)) from None
+        served = reloader.current
         t0 = time.perf_counter()
-        out = score_one([lead])[0]
-        return JSONResponse(out, headers={"Server-Timing": f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"})
+        out = served.score_one([lead])[0]
+        timing = f"score;dur={(time.perf_counter() - t0) * 1000:.2f}"
+        return JSONResponse(out, headers={"Server-Timing": timing, VERSION_HEADER: served.version})
 
     @app.post("/score/batch", response_model=list[ScoredLead], openapi_extra={"requestBody": batch_body}, responses=errors)
     async def score_batch(request: Request) -> Response:
         check_token(request)
         body = await read_body(request, max_body, body_timeout)
-        return Response(await run_in_threadpool(score_many, body), media_type="application/json")
+        served = reloader.current
+        return Response(
+            await run_in_threadpool(served.score_many, body),
+            media_type="application/json",
+            headers={VERSION_HEADER: served.version},
+        )
 
 
 async def _bad_value(_: Request, exc: ValueError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": str(exc)})
 
 
+class VersionHeader:
+    """ASGI middleware: every answer that does not name its model version yet (errors,
+    ``/health``) gets the served one in ``X-Model-Version``; scoring answers set their own
+    (the set that scored them, which a reload during the request does not change)."""
+
+    def __init__(self, app: ASGIApp, reloader: ModelReloader) -> None:
+        self.app = app
+        self.reloader = reloader
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_version(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-model-version" for k, _ in headers):
+                    headers.append((b"x-model-version", self.reloader.current.version.encode("latin-1")))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_version)
+
+
+def _set_builder(cfg: ProjectConfig, Lead: type[BaseModel]) -> Callable[[Scorer, Scorer | None], ServedSet]:
+    """A function making the served set of a loaded scorer (``previous``: the set it replaces,
+    whose score history and live events it shares), after a smoke prediction on a one-lead
+    request (every column unknown) through the same scoring function requests use: the
+    first call also pays one-off set-up costs here, not on a client's lead."""
+    id_col = cfg.data.id_column
+    max_batch = cfg.service.max_batch
+    warm_up = Lead(**{id_col: "warm-up"})
+
+    def build(scorer: Scorer, previous: Scorer | None = None) -> ServedSet:
+        scorer.limit_threads(1)
+        if previous is not None:
+            scorer.history, scorer.live_events = previous.history, previous.live_events
+        elif cfg.events is not None and scorer.live_events is None:
+            scorer.live_events = LiveEvents(cfg)
+        score_one = _lead_scorer(cfg, scorer)
+        served = ServedSet(scorer, score_one, _batch_scorer(Lead, id_col, max_batch, score_one), now_iso())
+        smoke_test(served, warm_up)
+        return served
+
+    return build
+
+
 def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
-    """Build the app; the scorer (verified model) is loaded once here, and with events
-    configured, the event store's events (:class:`LiveEvents`, unless the scorer has them).
+    """Build the app; the scorer (verified model) is loaded here, and with events configured,
+    the event store's events (:class:`LiveEvents`, unless the scorer has them). While the app
+    runs (its lifespan), a background task checks every ``service.reload_seconds`` for a newly
+    promoted set in the scorer's models folder (``app.state.reloader``, see
+    :mod:`leadscoring.serving.reload`).
 
     ConfigError when ``$LEADSCORING_API_TOKEN`` is set but empty; a warning when it is unset
     (no authentication)."""
     if api_token() is None:
         logger.warning("%s is not set: authentication is off, anyone who can reach the port can score leads", TOKEN_ENV)
-    scorer = (scorer or Scorer.load(cfg)).limit_threads(1)
-    if cfg.events is not None and scorer.live_events is None:
-        scorer.live_events = LiveEvents(cfg)
-    loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+    scorer = scorer or Scorer.load(cfg)
     Lead = lead_model(cfg)
-    id_col = cfg.data.id_column
-    max_batch = cfg.service.max_batch
     max_body = int(cfg.service.max_body_mb * 1024 * 1024)
+    build = _set_builder(cfg, Lead)
+    folder = scorer.models_dir or cfg.path("models_dir")
+    reloader = ModelReloader(folder, build(scorer), lambda path: Scorer.load(cfg, path), build)
+    every = cfg.service.reload_seconds
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(reloader.watch(every)) if every > 0 else None
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
     app = FastAPI(
         title="leadscoring",
         version=scorer.version,
         description="Conversion probability, 0-100 score, bucket, action, segment and reasons per lead.",
+        lifespan=lifespan,
     )
-
-    score_one = _lead_scorer(cfg, scorer)
-    score_many = _batch_scorer(Lead, id_col, max_batch, score_one)
-    score_one([Lead(**{id_col: "warm-up"})])  # first call pays one-off set-up costs here, not on a client's lead
-
-    _add_health_route(app, scorer, loaded_at)
-    _add_scoring_routes(app, Lead, (max_batch, max_body, cfg.service.body_timeout), score_one, score_many)
+    app.state.reloader = reloader
+    _add_health_route(app, reloader, every)
+    _add_scoring_routes(app, Lead, (cfg.service.max_batch, max_body, cfg.service.body_timeout), reloader)
     app.add_exception_handler(ValueError, _bad_value)
+    app.add_middleware(VersionHeader, reloader=reloader)
+    if every > 0:
+        logger.info("hot reload: checking %s every %g s for a newly promoted model set", Path(folder), every)
     return app
 
 

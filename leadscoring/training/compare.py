@@ -370,10 +370,16 @@ def compare_calibration(
     return table
 
 
-def choose_calibration(cal_table: pd.DataFrame, configured: str, max_auc_cost: float = 0.002) -> tuple[str, str]:
+#: The CV ROC-AUC a calibration may cost and still count as costing no ranking (rounding).
+NO_RANKING_COST = 0.0005
+
+
+def choose_calibration(cal_table: pd.DataFrame, configured: str, max_auc_cost: float = NO_RANKING_COST) -> tuple[str, str]:
     """(method, reason): the configured method, or for ``auto`` the lowest CV Brier score
-    among the methods that cost at most ``max_auc_cost`` of CV ROC-AUC (isotonic maps tie
-    leads, which can blunt ranking); sigmoid, which keeps the ranking, if none does."""
+    among the methods that cost no ranking (at most ``max_auc_cost`` of CV ROC-AUC: isotonic
+    maps tie leads, which can blunt ranking); sigmoid, which keeps the ranking exactly, if
+    none does. Calibration is for probabilities a sales team can read: it must not reorder
+    the leads they call first."""
     methods = cal_table[cal_table["calibration"] != "uncalibrated"]
     if configured != "auto":
         row = methods.set_index("calibration").loc[configured]

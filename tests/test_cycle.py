@@ -188,6 +188,7 @@ def test_outcomes_make_a_retraining_due_and_its_decision_is_logged(tmp_path, crm
     assert "challenger promoted: not worse than the champion" in retrain["summary"]
     assert retrain["figures"]["champion"]["roc_auc"] > 0 and retrain["figures"]["challenger"]["brier"] > 0
     assert retrain["figures"]["holdout"].startswith("the newest") and retrain["figures"]["holdout_leads"] == 20
+    assert set(_held_out_outcomes(retrain["figures"]["holdout"])) == {"'0'", "'1'"}
     assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] != before
     # The closed leads are left out; every open lead is rescored with the new models.
     rescore = steps["rescore"]["figures"]
@@ -198,6 +199,11 @@ def test_outcomes_make_a_retraining_due_and_its_decision_is_logged(tmp_path, crm
     # Not due again the next night: the outcomes it learned from count no more.
     assert _cycle(cfg, export, capsys)[0] == 0
     assert _steps(cfg)["retrain"]["status"] == "skipped"
+
+
+def _held_out_outcomes(holdout: str) -> list[str]:
+    """The outcomes named in a holdout's description ("the newest 3 of 5 '0', 2 of 3 '1' leads ...")."""
+    return [part.split()[-1] for part in holdout.split(" leads")[0].removeprefix("the newest ").split(", ")]
 
 
 def test_the_champion_is_kept_when_the_challenger_is_worse_and_its_reason_logged(tmp_path, crm, small_models, unseen, capsys):
@@ -274,17 +280,21 @@ def test_the_promotion_rule_and_its_reasons():
     assert old[0] is True and "the champion is 120 days old (max_age_days 90)" in old[1]
 
 
-def test_the_holdout_is_the_newest_matured_cohort():
+def test_the_holdout_is_the_newest_matured_cohort_of_each_outcome():
     t = datetime(2026, 1, 1, tzinfo=UTC)
     new = pd.DataFrame({"id": [f"l{i}" for i in range(10)], "y": [0, 1] * 5})
-    times = pd.Series(pd.to_datetime([t + timedelta(days=i) for i in (9, 1, 8, 2, 7, 3, 6, 4, 5, 0)], utc=True))
+    days = (9, 1, 8, 2, 7, 3, 6, 4, 5, 0)  # l0 matured on day 9, l1 on day 1, ...
+    times = pd.Series(pd.to_datetime([t + timedelta(days=d) for d in days], utc=True))
     train, held, what = split_holdout(new, "y", 0.5, 0, times, since=t + timedelta(days=1, hours=12))
-    # matured after `since`: days 2..9 (8 leads); the newest half: days 6..9
-    assert sorted(held["id"]) == ["l0", "l2", "l4", "l6"] and len(train) == 6
-    assert what.startswith("the newest 4 of the 8 leads matured since 2026-01-02T12:00:00")
+    # matured after `since`: y=0 on days 9, 8, 7, 6, 5 (l0 l2 l4 l6 l8); y=1 on days 2, 3, 4 (l3 l5 l7)
+    assert sorted(held["id"]) == ["l0", "l2", "l4", "l5", "l7"] and len(train) == 5
+    assert what.startswith("the newest 3 of 5 '0', 2 of 3 '1' leads matured since 2026-01-02T12:00:00")
+    # All the latest closures lost: the newest converted lead from before `since` is lent.
+    times[new["y"] == 1] = pd.Timestamp(t)
+    _, held, what = split_holdout(new, "y", 0.5, 0, times, since=t + timedelta(days=1))
+    assert sorted(held["y"]) == [0, 0, 0, 1] and "1 of 1 '1'" in what
     train, held, what = split_holdout(new, "y", 0.5, 0)
-    assert len(held) == 5 and sorted(held["y"]) == [0, 0, 1, 1, 1] or sorted(held["y"]) == [0, 0, 0, 1, 1]
-    assert "stratified random" in what
+    assert len(held) == 5 and set(held["y"]) == {0, 1} and "stratified random" in what
 
 
 # -- dry run, lock, failures -------------------------------------------------------------------
@@ -449,3 +459,90 @@ def test_sigterm_at_each_step_then_the_next_cycle_ends_where_one_uninterrupted_c
         got = _state(project, crm)
         for key, value in expected.items():
             assert got[key] == value, (point, key)
+
+
+# -- end to end, with a real CRM -----------------------------------------------------------------
+
+EXAMPLE = ROOT / "01_Documentos" / "crm_bottlecrm.example.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.bottlecrm
+def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_path, small_models, unseen, monkeypatch, capsys):
+    """Day 1: score and push (the commands of the README); the sales team converts 12 leads
+    and closes 12; day 2: one `cycle` pulls them, retrains (promoted or not, with its reason),
+    rescores the open leads whose inputs or models changed and pushes only the changed scores."""
+    import yaml
+
+    example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    path = write_project(
+        tmp_path,
+        crm={**example["crm"], "url": bottlecrm.url},
+        scoring__crm_fields=example["scoring"]["crm_fields"],
+        loop={"min_new_converted": 10, "min_new_lost": 10},
+    )
+    cfg = load_config(path)
+    shutil.copytree(small_models, cfg.path("models_dir"))
+    monkeypatch.setenv(cfg.crm.token_env, bottlecrm.token)
+    fields = cfg.scoring.crm_fields
+
+    won = unseen[unseen["compra"].astype(int) == 1].head(12)
+    lost = unseen[unseen["compra"].astype(int) == 0].head(12)
+    still_open = unseen[~unseen["id"].isin([*won["id"], *lost["id"]])].head(16)
+    rows = pd.concat([won, lost, still_open], ignore_index=True)
+    rows["id"] = [bottlecrm.create_lead() for _ in range(len(rows))]
+    export = _export(cfg, rows, "leads_day1.csv")
+
+    # Day 1: score and push.
+    day1 = tmp_path / "scores_day1.csv"
+    assert main(["--config", str(cfg.source), "score", "--input", str(export), "--output", str(day1), "--no-progress"]) == 0
+    assert main(["--config", str(cfg.source), "push", "--scores", str(day1), "--no-progress"]) == 0
+    scores1 = pd.read_csv(day1, dtype={"id": str}).set_index("id")
+
+    # The outcomes arrive: 12 converted, 12 closed; one open lead's inputs change in the export.
+    for lead in rows["id"].iloc[:12]:
+        bottlecrm.convert(lead)
+    for lead in rows["id"].iloc[12:24]:
+        bottlecrm.close(lead)
+    changed = rows.copy()
+    cols = [c for c in changed.columns if c not in ("id", "compra")]
+    moved = changed["id"].iloc[24]
+    donor = unseen[~unseen["id"].isin(rows["id"])]
+    donor = donor.iloc[[i for i in range(len(donor)) if donor.iloc[i]["compra"] != rows.iloc[24]["compra"]][0]]
+    changed.loc[24, cols] = donor[cols].to_numpy()
+    export2 = _export(cfg, changed, "leads_day2.csv")
+    before = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
+
+    # Day 2: the cycle.
+    code, out = _cycle(cfg, export2, capsys)
+    assert code == 0, out
+    steps = _steps(cfg)
+    assert steps["pull"]["figures"]["appended_outcomes"]["converted"] == 12
+    assert steps["pull"]["figures"]["appended_outcomes"]["lost"] == 12
+    retrain = steps["retrain"]
+    assert retrain["status"] == "ok" and retrain["figures"]["due"] is True
+    promoted = retrain["figures"]["promoted"]
+    assert retrain["summary"].split("; ")[-1].startswith("challenger promoted" if promoted else "champion kept")
+    assert set(retrain["figures"]["champion"]) >= {"roc_auc", "brier"} and set(retrain["figures"]["challenger"]) >= {
+        "roc_auc",
+        "brier",
+    }
+    rescore = steps["rescore"]["figures"]
+    assert rescore["closed_left_out"] == 24 and rescore["open_leads"] == 16 and rescore["new"] == 16  # the cycle's first night
+    now = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas().set_index("id")
+    after = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
+    payload = lambda s, lead: {fields[f]: s.loc[lead, f] for f in fields}  # noqa: E731
+    changed_scores = {lead for lead in now.index if payload(now, lead) != payload(scores1, lead)}
+    assert moved in changed_scores
+    if not promoted:
+        assert changed_scores == {moved}
+    pushed = {lead for lead in rows["id"] if after[lead]["updated_at"] != before[lead]["updated_at"]}
+    assert pushed == changed_scores and steps["push"]["figures"]["sent"] == len(changed_scores)
+    assert steps["push"]["figures"]["skipped"] == 16 - len(changed_scores)
+    for lead in now.index:
+        custom = after[lead]["custom_fields"]
+        assert {k: custom[k] for k in ("lead_score", "score_bucket")} == {
+            "lead_score": now.loc[lead, "score"],
+            "score_bucket": now.loc[lead, "bucket"],
+        }
+    assert all(after[lead]["status"] in ("converted", "closed") for lead in rows["id"].iloc[:24])

@@ -423,8 +423,8 @@ class LoopConfig(StrictSection):
     maturity_days: float | None = Field(60, gt=0)
     # The promotion rule: the challenger replaces the champion when its ROC-AUC is at least the
     # champion's minus this and its Brier score at most the champion's plus this, both
-    # measured on the newest matured leads (``holdout_share`` of those matured since the
-    # champion was trained, by the time they matured), which neither model learned from.
+    # measured on the newest matured leads (of each outcome, the newest ``holdout_share`` of
+    # those matured since the champion was trained), which neither model learned from.
     tolerance: float = 0.005
     holdout_share: float = Field(0.5, gt=0.0, lt=1.0)
 

@@ -2,9 +2,10 @@
 
 The challenger — the champion's exact recipe, refit on the history plus the new outcomes
 but the held-out ones — and the champion are compared on held-out leads neither has seen:
-the newest matured cohort (:mod:`leadscoring.loop.maturity`), i.e. ``loop.holdout_share`` of
-the leads whose outcome matured since the champion was trained, the newest by the time they
-matured; without outcome times (an outcomes CSV without ``data.date_column``) a stratified,
+the newest matured cohort (:mod:`leadscoring.loop.maturity`), i.e. for each outcome
+(converted, not converted) the newest ``loop.holdout_share`` of the leads whose outcome matured
+since the champion was trained, by the time they matured (:func:`split_holdout`); without
+outcome times (an outcomes CSV without ``data.date_column``) a stratified,
 seeded share of the new outcomes. The challenger replaces the champion (challenger promotion)
 by the rule of :func:`decide`: its ROC-AUC at least the champion's minus ``tolerance`` and its
 Brier score at most the champion's plus ``tolerance``, or the champion older than
@@ -181,23 +182,32 @@ def decide(
 def split_holdout(
     new: pd.DataFrame, target: str, share: float, seed: int, times: pd.Series | None = None, since: datetime | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(rows to train on, held-out rows, which were held out): with ``times`` (the time each
-    row's outcome matured, aligned with ``new``), the newest ``share`` of the rows matured
-    after ``since`` (all rows when none is), by (time, row order); without times, a stratified
-    ``share`` drawn with ``seed``."""
+    """(rows to train on, held-out rows, which were held out). With ``times`` (when each row's
+    outcome matured, aligned with ``new``): the newest matured cohort, i.e. for each outcome
+    the newest ``share`` of its rows matured after ``since`` (at least one, and one left to
+    train on), by (time, row order), so both outcomes are measured whatever order the sales
+    team closed the leads in; an outcome with no row after ``since`` lends its newest row from
+    before. Without times: a stratified ``share`` drawn with ``seed``."""
     if times is None or times.isna().all():
         train, holdout = train_test_split(new, test_size=share, stratify=new[target], random_state=seed)
         return train, holdout, f"a stratified random {share:g} (no outcome times)"
     when = pd.to_datetime(times, utc=True)
     recent = when > pd.Timestamp(since) if since is not None else pd.Series(True, index=new.index)
-    if not recent.any():
-        recent = pd.Series(True, index=new.index)
-        since = None
-    order = when[recent].sort_values(kind="stable").index
-    n = max(1, min(len(order) - 1, math.ceil(share * len(order)))) if len(order) > 1 else len(order)
-    held = order[len(order) - n :]
+    held: list[Any] = []
+    counts = []
+    for value in sorted(new[target].unique(), key=str):
+        of_value = new[target] == value
+        order = when[of_value & recent].sort_values(kind="stable").index
+        if len(order) == 0:  # none matured since: its newest one from before
+            order = when[of_value].sort_values(kind="stable").index[-1:]
+            n = 1
+        else:
+            n = max(1, math.ceil(share * len(order)))
+            n = min(n, len(order) - 1) if len(order) > 1 else n
+        held.extend(order[len(order) - n :])
+        counts.append(f"{n} of {len(order)} '{value}'")
     after = f" matured since {pd.Timestamp(since).isoformat(timespec='seconds')}" if since is not None else ""
-    what = f"the newest {n} of the {len(order)} leads{after}, from {when[held].min().isoformat(timespec='seconds')}"
+    what = f"the newest {', '.join(counts)} leads{after}, from {when[held].min().isoformat(timespec='seconds')}"
     return new.drop(index=held), new.loc[held], what
 
 

@@ -124,6 +124,8 @@ class LoopCrm(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: LoopCrm
+    protocol_version = "HTTP/1.1"  # connections kept alive, as a CRM's
+    disable_nagle_algorithm = True  # headers and body leave at once, as a CRM's web server sends them
 
     def log_message(self, *args: Any) -> None:
         pass

@@ -227,7 +227,6 @@ def _read_state(ctx: _Context) -> dict[str, Any]:
 def retrain_step(ctx: _Context) -> StepResult:
     """Retrain when due (see :mod:`leadscoring.loop.maturity`); the decision and its figures."""
     from leadscoring.loop.maturity import matured_outcomes, retrain_due
-    from leadscoring.loop.retrain import retrain
 
     cfg = ctx.cfg
     manifest = read_manifest(cfg.path("models_dir") / SCORE_MODEL)
@@ -241,6 +240,8 @@ def retrain_step(ctx: _Context) -> StepResult:
         return StepResult("retrain", "skipped", due.reason, figures)
     if ctx.dry_run:
         return StepResult("retrain", "dry-run", f"would retrain: due: {due.reason}", figures)
+    from leadscoring.loop.retrain import retrain
+
     log.info("cycle %s: retraining: %s", ctx.cycle_id, due.reason)
 
     @contextlib.contextmanager

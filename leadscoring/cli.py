@@ -269,6 +269,7 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
     """``leadscoring cycle``: pull, retrain when due, rescore, push, monitoring; one line per
     step as it ends. Exit 0 (done), 1 (a step failed), 75 (another cycle is running: nothing
     done), 143 (SIGTERM), 2 (a user error before the first step)."""
+    from leadscoring.artifacts import RUN_LOG
     from leadscoring.errors import LockHeld
     from leadscoring.loop.cycle import EXIT_LOCKED, EXIT_TERMINATED, CycleInterrupted, run_cycle
 
@@ -285,7 +286,7 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
         return EXIT_TERMINATED
     print(
         f"cycle {result.cycle_id}: {result.status} in {result.seconds:.0f}s"
-        + ("" if args.dry_run else f" (run log: {cfg.path('docs_dir') / 'run_log.jsonl'})")
+        + ("" if args.dry_run else f" (run log: {cfg.path('docs_dir') / RUN_LOG})")
     )
     return result.exit_code
 

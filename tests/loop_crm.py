@@ -10,6 +10,7 @@ custom fields). ``kill_at`` sends SIGTERM to a process when a request of a kind 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -66,6 +67,7 @@ class LoopCrm(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 64  # a push's connections all at once
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -91,15 +93,30 @@ class LoopCrm(ThreadingHTTPServer):
         self._last = now
         return now
 
-    def add(self, ids: list[str], status: str = "new") -> None:
+    def add(
+        self, ids: list[str], status: str = "new", at: datetime | None = None, step: timedelta = timedelta(microseconds=1)
+    ) -> None:
+        """New leads, stamped now (or from ``at`` on, ``step`` apart: leads made before)."""
         with self.lock:
-            for i in ids:
-                self.leads[i] = _Lead(status, self._stamp())
+            for n, i in enumerate(ids):
+                self.leads[i] = _Lead(status, self._stamp() if at is None else at + n * step)
 
     def set_status(self, lead_id: str, status: str) -> None:
         with self.lock:
             lead = self.leads[lead_id]
             lead.status, lead.updated_at = status, self._stamp()
+
+    def snapshot(self) -> tuple[dict[str, _Lead], Counter[str]]:
+        """The leads and pushes as they are now (for :meth:`restore`)."""
+        with self.lock:
+            return copy.deepcopy(self.leads), copy.deepcopy(self.pushes)
+
+    def restore(self, snapshot: tuple[dict[str, _Lead], Counter[str]]) -> None:
+        """Back to a :meth:`snapshot`: its leads and pushes, no request counted, no kill set."""
+        with self.lock:
+            self.leads, self.pushes = copy.deepcopy(snapshot[0]), copy.deepcopy(snapshot[1])
+            self.requests.clear()
+            self.kill = None
 
     def kill_at(self, kind: str, n: int, pid: int) -> None:
         """SIGTERM to ``pid`` when the ``n``-th request of ``kind`` (``list`` or ``push``) arrives."""

@@ -5,7 +5,6 @@ one uninterrupted cycle does. The same loop against a real CRM (BottleCRM) is th
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -105,6 +104,7 @@ def test_day_one_scores_and_pushes_every_open_lead_then_a_quiet_night_sends_noth
     assert steps["push"]["figures"]["sent"] == OPEN and steps["cycle"]["status"] == "ok"
     assert set(crm.pushes) == set(open_rows["id"]) and all(n == 1 for n in crm.pushes.values())
     scores = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas().set_index("id")
+    assert "reasons" not in scores.columns and "fit_score" not in scores.columns  # not pushed: not computed
     for lead, fields in ((k, v.custom_fields) for k, v in crm.leads.items()):
         assert fields == {
             "lead_score": scores.loc[lead, "score"],
@@ -217,7 +217,7 @@ def test_the_champion_is_kept_when_the_challenger_is_worse_and_its_reason_logged
     code, out = _cycle(cfg, _export(cfg, rows), capsys)
     assert code == 0, out
     retrain = _steps(cfg)["retrain"]
-    assert retrain["figures"]["promoted"] is False and "champion kept: the challenger is worse" in retrain["summary"]
+    assert retrain["figures"]["promoted"] is False and "champion kept: the challenger falls short of the rule" in retrain["summary"]
     assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] == before
     assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0
     assert _steps(cfg)["retrain"]["status"] == "skipped"  # the attempt counts: not due again until new outcomes mature
@@ -276,7 +276,7 @@ def test_the_promotion_rule_and_its_reasons():
         "challenger AUC 0.7970 vs 0.8000, Brier 0.1520 vs 0.1500 (tolerance 0.005)",
     )
     kept = decide(champ, {"roc_auc": 0.70, "brier": 0.15}, 0.005, champion_age_days=30, max_age_days=90)
-    assert kept[0] is False and kept[1].startswith("champion kept: the challenger is worse")
+    assert kept[0] is False and kept[1].startswith("champion kept: the challenger falls short of the rule")
     old = decide(champ, {"roc_auc": 0.70, "brier": 0.15}, 0.005, champion_age_days=120, max_age_days=90)
     assert old[0] is True and "the champion is 120 days old (max_age_days 90)" in old[1]
 
@@ -424,12 +424,10 @@ def test_sigterm_at_each_step_then_the_next_cycle_ends_where_one_uninterrupted_c
     assert _cycle(cfg, export, capsys)[0] == 0
     for lead, won in zip(rows["id"].iloc[OPEN:], rows["compra"].iloc[OPEN:].astype(int), strict=True):
         crm.set_status(lead, "won" if won else "lost")
-    crm_before = (copy.deepcopy(crm.leads), copy.deepcopy(crm.pushes))
+    crm_before = crm.snapshot()
 
     def fresh(name: str) -> ProjectConfig:
-        crm.leads, crm.pushes = copy.deepcopy(crm_before[0]), copy.deepcopy(crm_before[1])
-        crm.requests.clear()
-        crm.kill = None
+        crm.restore(crm_before)
         shutil.copytree(day1, tmp_path / name)
         return load_config(tmp_path / name / "01_Documentos" / "config.yaml")
 

@@ -9,7 +9,8 @@
    lost or deleted in the outcome history are left out) that the cycle has not scored yet,
    whose inputs changed since the cycle last scored them (a digest of the export's columns),
    or whose models changed (the scoring or segment model: a promotion, a rollback, a
-   production run). With an ``events:``
+   production run). Reasons, fit and engagement scores (most of a scoring's time) are computed
+   only when ``scoring.crm_fields`` pushes one of them. With an ``events:``
    section every open lead is rescored (behaviour changes without the export changing). The
    latest scores of the open leads are kept in ``paths.crm_state/cycle_scores.parquet`` (with
    the digest of the inputs each was scored with); the rescored leads are appended to the
@@ -307,9 +308,9 @@ def _read_scores(path: Path) -> Any:
         ) from None
 
 
-def _score(cfg: ProjectConfig, leads: pd.DataFrame, digest: np.ndarray, scored_at: str, models: str) -> Any:
-    """Score ``leads`` (validated) in chunks: the scores as an Arrow table with their inputs'
-    digest and the model set (``models``)."""
+def _score(cfg: ProjectConfig, leads: pd.DataFrame, digest: np.ndarray, scored_at: str, models: str, reasons: bool) -> Any:
+    """Score ``leads`` (validated) in chunks, with ``reasons`` or not: the scores as an Arrow
+    table with their inputs' digest and the model set (``models``)."""
     import pyarrow as pa
 
     from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS
@@ -321,7 +322,7 @@ def _score(cfg: ProjectConfig, leads: pd.DataFrame, digest: np.ndarray, scored_a
     tables = []
     for start in range(0, len(X), DEFAULT_CHUNK_ROWS):
         part = X.iloc[start : start + DEFAULT_CHUNK_ROWS]
-        table = arrow_table(scorer.score_columns(part, reasons=True, scored_at=scored_at), text_reasons=True)
+        table = arrow_table(scorer.score_columns(part, reasons=reasons, scored_at=scored_at), text_reasons=True)
         table = table.append_column(DIGEST, pa.array(digest[start : start + len(part)], type=pa.uint64()))
         tables.append(table.append_column(MODEL_SET_COLUMN, pa.array([models] * len(part), type=pa.string())))
     return pa.concat_tables(tables)
@@ -348,7 +349,11 @@ def rescore_step(ctx: _Context) -> StepResult:
     open_ids = open_leads[id_col].astype(str).to_numpy(dtype=object)
     digest = inputs_digest(cfg, open_leads)
     version = str(read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"])[:12]
-    models = model_set_version(cfg)
+    # Reasons (and the fit and engagement scores) cost most of a scoring: only when pushed.
+    from leadscoring.serving.scorer import WITH_REASONS
+
+    reasons = bool(WITH_REASONS & set(cfg.scoring.crm_fields))
+    models = model_set_version(cfg) + ("+reasons" if reasons else "")
 
     path = ctx.state_dir() / CYCLE_SCORES
     previous = _read_scores(path)
@@ -382,7 +387,7 @@ def rescore_step(ctx: _Context) -> StepResult:
         f"{counts['closed_left_out']} converted, lost or deleted lead(s) of the export left out"
     )
     scored_at = utc_now()
-    fresh = _score(cfg, open_leads[todo], digest[todo], scored_at, models) if todo.any() else None
+    fresh = _score(cfg, open_leads[todo], digest[todo], scored_at, models, reasons) if todo.any() else None
     kept = None
     if previous is not None and previous.num_rows:
         still = pc.is_in(previous.column(id_col).cast(pa.string()), value_set=pa.array(open_ids[~todo], type=pa.string()))

@@ -176,7 +176,7 @@ def decide(
             f"challenger promoted: the champion is {champion_age_days:.0f} days old (max_age_days {max_age_days:g}), "
             f"although {measured}"
         )
-    return False, f"champion kept: the challenger is worse: {measured}"
+    return False, f"champion kept: the challenger falls short of the rule: {measured}"
 
 
 def split_holdout(

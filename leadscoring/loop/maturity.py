@@ -62,8 +62,9 @@ def first_seen(cfg: ProjectConfig, history: pd.DataFrame) -> pd.Series:
 
 def matured_outcomes(cfg: ProjectConfig, now: datetime, history: pd.DataFrame | None = None) -> pd.DataFrame:
     """The matured outcomes (see the module) as of ``now``: one row per lead with the columns of
-    the outcome history (``outcome`` converted or lost: an open lead that matured is lost),
-    ``matured_at`` and ``aged`` (True: open, counted as not converted); sorted by
+    the outcome history (``outcome`` converted or lost: an open lead that matured is lost, its
+    ``outcome_at`` the day it matured), ``matured_at`` and ``aged`` (True: open, counted as not
+    converted); sorted by
     (``matured_at``, ``lead_id``). ``history``: the outcome history's rows (default: read from
     ``paths.outcome_history``)."""
     if history is None:
@@ -82,7 +83,7 @@ def matured_outcomes(cfg: ProjectConfig, now: datetime, history: pd.DataFrame | 
             ripe = at <= _utc(now)
             aged = still_open[ripe.to_numpy()].copy()
             aged["outcome"] = "lost"
-            aged["matured_at"] = at[ripe]
+            aged["matured_at"] = aged["outcome_at"] = at[ripe]  # not converted from then on
             aged["aged"] = True
             frames.append(aged)
     out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else closed

@@ -183,6 +183,9 @@ PROMOTION_FILE = "promotion.json"
 #: Reports for people (in ``paths.results_dir``): the client summary notebook 09 writes, and
 #: a monitoring report when one was made; ``latest/index.html`` links them.
 CLIENT_REPORT = "client_report.html"
+#: The log of production runs and nightly cycles (in ``paths.docs_dir``): one JSON line per
+#: run, and per step of a cycle.
+RUN_LOG = "run_log.jsonl"
 MONITORING_REPORT = "monitoring_report.html"
 
 

@@ -180,6 +180,16 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
             pass
 
 
+def append_json_line(obj: Any, dest: str | os.PathLike[str]) -> Path:
+    """Append ``obj`` as one JSON line to ``dest`` (a log: ``01_Documentos/run_log.jsonl``),
+    in one write; the folder is made if needed."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(obj, default=str, ensure_ascii=False) + "\n")
+    return dest
+
+
 def write_csv(df: pd.DataFrame, dest: str | os.PathLike[str], **kwargs: Any) -> Path:
     """Write ``df`` as CSV atomically (no index unless asked)."""
     kwargs.setdefault("index", False)

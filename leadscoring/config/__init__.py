@@ -31,6 +31,7 @@ from leadscoring.config.sections import (
     GradesConfig,
     LeakageConfig,
     ModellingConfig,
+    MonitoringConfig,
     PathsConfig,
     ReasonsConfig,
     ReportConfig,
@@ -68,6 +69,7 @@ __all__ = [
     "SegmentationConfig",
     "RunConfig",
     "ReportConfig",
+    "MonitoringConfig",
     "ServiceConfig",
     "CrmConfig",
     "RestConfig",
@@ -97,6 +99,7 @@ class ProjectConfig(StrictSection):
     run: RunConfig = RunConfig()
     report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     events: EventsConfig | None = None
     crm: CrmConfig | None = None
     source: Path | None = None

@@ -181,12 +181,14 @@ SET_FILE = "model_set.json"
 #: new set is in place (its last write): ``{"promoted_at", "models": {file name: sha256}}``.
 PROMOTION_FILE = "promotion.json"
 #: Reports for people (in ``paths.results_dir``): the client summary notebook 09 writes, and
-#: a monitoring report when one was made; ``latest/index.html`` links them.
+#: the monitoring report ``leadscoring monitor`` writes; ``latest/index.html`` links them.
 CLIENT_REPORT = "client_report.html"
 #: The log of production runs and nightly cycles (in ``paths.docs_dir``): one JSON line per
 #: run, and per step of a cycle.
 RUN_LOG = "run_log.jsonl"
-MONITORING_REPORT = "monitoring_report.html"
+MONITORING_REPORT = "monitoring.html"
+#: The monitoring report's figures as data (beside it): what notebook 09 and alerts read.
+MONITORING_DATA = "monitoring.json"
 
 
 def _version_stamp(model: Path) -> str:

@@ -1,4 +1,5 @@
-"""Command line: ``leadscoring run | score | validate | serve | push | pull | crm check | retrain | cycle | rollback | events``.
+"""Command line: ``leadscoring run | score | validate | serve | push | pull | crm check | retrain | monitor | cycle |
+rollback | history | events``.
 
 Errors caused by input (configuration, data, model files, a failing notebook) are printed
 as one line on stderr with a non-zero exit code, never as a traceback.
@@ -305,6 +306,44 @@ def _add_cycle_parser(sub: Any) -> None:
     c.set_defaults(func=_cmd_cycle)
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    """``leadscoring monitor``: write the monitoring report; one line, then one per alert."""
+    import pandas as pd
+
+    from leadscoring.loop.monitoring import build_monitoring, write_monitoring
+
+    cfg = load_config(args.config)
+    now = None
+    if args.now is not None:
+        try:
+            now = pd.Timestamp(args.now)
+        except ValueError:
+            raise ConfigError(f"--now: {args.now!r} is not an ISO 8601 date and time, e.g. 2025-07-07T00:00:00Z") from None
+    report = build_monitoring(cfg, cohort=args.cohort, now=now)
+    page, data = write_monitoring(cfg, report=report)
+    print(f"monitoring: {len(report.cohorts)} {report.cohort}ly cohort(s), {len(report.alerts)} alert(s) -> {page}, {data}")
+    for alert in report.alerts:
+        print(f"  alert: {alert.message}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _add_monitor_parser(sub: Any) -> None:
+    what = (
+        "How past scores fared once their outcomes came back, per cohort of first scoring: conversion per grade and "
+        "bucket, expected against observed conversions, ROC-AUC, drift (PSI) of the score and the inputs, the A/B test "
+        "(with an experiment group in the score history), and alerts; written to 05_Resultados/monitoring.html and "
+        "monitoring.json (monitoring: section of the configuration)."
+    )
+    m = sub.add_parser("monitor", help="the monitoring report: is the scoring working?", description=what)
+    m.add_argument(
+        "--cohort", choices=("week", "month"), help="group leads by week or month of first scoring (default monitoring.cohort)"
+    )
+    m.add_argument("--now", help="the report as of this time (ISO 8601; default now): later scorings and outcomes are not seen")
+    m.set_defaults(func=_cmd_monitor)
+
+
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from leadscoring.loop.versions import describe_versions, rollback
 
@@ -538,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_crm_parser,
         _add_retrain_parser,
         _add_cycle_parser,
+        _add_monitor_parser,
         _add_rollback_parser,
         _add_history_parser,
         _add_validate_parser,

@@ -156,11 +156,11 @@ def test_the_index_links_every_notebook_with_its_figure(make_project, tmp_path):
     page = index_page(cfg, "RUN1", latest, results)
     assert '<a href="html/07_ml_scoring.html">07 · ML scoring</a>' in page and "validation ROC-AUC 0.923" in page
     assert "2 segments" in page and "top 30 % of leads reach 70 % of conversions" in page
-    assert "client_report.html" not in page and "monitoring_report.html" not in page  # neither exists yet
+    assert "client_report.html" not in page and "monitoring.html" not in page  # neither exists yet
     (results / "client_report.html").write_text("x", encoding="utf-8")
-    (results / "monitoring_report.html").write_text("x", encoding="utf-8")
+    (results / "monitoring.html").write_text("x", encoding="utf-8")
     page = index_page(cfg, "RUN1", latest, results)
-    assert 'href="../client_report.html"' in page and 'href="../monitoring_report.html"' in page
+    assert 'href="../client_report.html"' in page and 'href="../monitoring.html"' in page
 
 
 def test_the_client_summary_carries_the_analysts_notes(make_project):

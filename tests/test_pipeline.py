@@ -107,6 +107,36 @@ def test_products_models_and_scores(project):
     assert 0.75 < result.metrics["validation_roc_auc"] <= 1.0
 
 
+def test_the_run_rewrote_the_tracking_workbook(project):
+    """Never stale: the quick run's own row, the model it promoted, every configured variable
+    with what the pipeline learned, read back with openpyxl."""
+    import openpyxl
+
+    from leadscoring.tracking import tracking_path
+
+    cfg, result = project
+    wb = openpyxl.load_workbook(tracking_path(cfg))
+
+    def rows(name: str) -> list[dict]:
+        values = list(wb[name].iter_rows(values_only=True))
+        return [dict(zip(values[0], r, strict=True)) for r in values[1:]]
+
+    (run,) = [r for r in rows("Runs") if r["Run / cycle id"] == result.run_id]
+    assert run["Kind"] == "Production run" and run["Status"] == "ok" and run["Changed what is in service"] == "Yes"
+    assert run["ROC-AUC"] == pytest.approx(result.metrics["validation_roc_auc"])
+    manifest = json.loads((cfg.path("models_dir") / "lead_scoring_model.json").read_text())
+    assert run["Scoring model (SHA-256)"] == manifest["sha256"][:12] and run["Training rows"] == manifest["training_rows"]
+    (model,) = [m for m in rows("Models") if m["In service"] == "Yes"]
+    assert model["SHA-256"] == manifest["sha256"][:12] and model["ROC-AUC"] == pytest.approx(manifest["validation"]["roc_auc"])
+    variables = {r["Variable"]: r for r in rows("Transformations")}
+    d = cfg.data
+    assert set(d.columns.all) <= set(variables)
+    assert all("clipped to [" in variables[v]["Cleaning (learned in training)"] for v in d.columns.numeric)
+    assert {variables[v]["Selection"] for v in d.columns.all} <= {"kept", "dropped"}
+    assert {variables[v]["Leakage audit"] for v in d.columns.all} <= {"ok", "review", "excluded"}
+    assert {v for v, r in variables.items() if r["In the scoring model"] == "Yes"} == set(manifest["features"])
+
+
 def test_cli_score_twice_is_identical_and_the_second_run_is_steady(project, tmp_path):
     cfg, _ = project
     leads = cfg.path("validation_dir") / "validation_leads.csv"

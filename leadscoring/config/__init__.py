@@ -32,6 +32,7 @@ from leadscoring.config.sections import (
     LeakageConfig,
     LoopConfig,
     ModellingConfig,
+    MonitoringConfig,
     PathsConfig,
     ReasonsConfig,
     ReportConfig,
@@ -69,6 +70,7 @@ __all__ = [
     "SegmentationConfig",
     "RunConfig",
     "ReportConfig",
+    "MonitoringConfig",
     "ServiceConfig",
     "CrmConfig",
     "LoopConfig",
@@ -99,6 +101,7 @@ class ProjectConfig(StrictSection):
     run: RunConfig = RunConfig()
     report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     events: EventsConfig | None = None
     crm: CrmConfig | None = None
     loop: LoopConfig = LoopConfig()

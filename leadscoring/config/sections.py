@@ -392,6 +392,29 @@ class ReportConfig(StrictSection):
         return NumberStyle(self.decimal_mark, self.thousands_separator)
 
 
+class MonitoringConfig(StrictSection):
+    """The monitoring report (``leadscoring monitor``, the last step of ``cycle``): how past
+    scores fared once their outcomes came back, drift, the A/B test, and when to raise an alert."""
+
+    # Leads are grouped by the week (Monday to Sunday, UTC) or month of their first scoring.
+    cohort: Literal["week", "month"] = "week"
+    # ROC-AUC and Brier score of a cohort only when each class (converted, not converted) has
+    # at least this many leads; else "not enough outcomes yet".
+    min_per_class: int = Field(30, ge=1)
+    # A lead still open this many days after its first scoring counts as not converted;
+    # younger, it is open (neither converted nor lost). Null: open leads never count.
+    maturity_days: float | None = Field(60, gt=0)
+    # Confidence of every interval (expected conversions, lift).
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    # Alerts: a cohort's ROC-AUC this far below the model's validation ROC-AUC; a population
+    # stability index above psi_alert (in a cohort of at least min_leads scorings); the lift
+    # not significant once the A/B test has this many outcomes.
+    auc_drop: float = Field(0.05, gt=0.0, lt=0.5)
+    psi_alert: float = Field(0.25, gt=0.0)
+    min_leads: int = Field(100, ge=1)
+    lift_min_outcomes: int = Field(1000, ge=1)
+
+
 class ServiceConfig(StrictSection):
     """Limits of the HTTP service (``leadscoring serve``)."""
 

@@ -47,6 +47,7 @@ from leadscoring.artifacts import (
     SCORE_MODEL,
     SEGMENT_MODEL,
     load_model,
+    read_manifest,
     replace_model_set,
     save_model,
 )
@@ -60,6 +61,7 @@ from leadscoring.io import write_csv, write_json, write_parquet, write_text
 from leadscoring.loop.maturity import matured_outcomes, trained_at
 from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
+from leadscoring.tracking import RETRAIN_EVENT, update_tracking
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.explanations import reason_book_for
 from leadscoring.training.grades import grades_for
@@ -406,6 +408,7 @@ def retrain(
             results / "retrain_report.json",
         )
     log.info(result.summary())
+    update_tracking(cfg, event=_run_log_line(cfg, result, train, tolerance))
     return result
 
 
@@ -557,3 +560,25 @@ def _promote_challenger(
 
     archived, _ = replace_model_set(models, put_in_place, extra=[card])
     return archived, refreshed
+
+
+def _run_log_line(cfg: ProjectConfig, result: RetrainResult, train: pd.DataFrame, tolerance: float) -> dict[str, Any]:
+    """The retraining's line in the run log (and the tracking workbook's *Runs* sheet): the
+    decision, both models' figures on the held-out leads, the challenger's training data and
+    the scoring model in service afterwards."""
+    verdict = "challenger promoted: not worse than the champion" if result.promoted else "champion kept: the challenger is worse"
+    return {
+        "event": RETRAIN_EVENT,
+        "status": "ok",
+        "promoted": result.promoted,
+        "decision": f"{verdict} (ROC-AUC drop and Brier rise each at most {tolerance:g})",
+        "tolerance": tolerance,
+        "new_outcomes": result.new_leads,
+        "holdout_leads": result.holdout_leads,
+        "champion": result.champion,
+        "challenger": result.challenger,
+        "data_fingerprint": fingerprint(train),
+        "training_rows": len(train),
+        "model_sha256": read_manifest(cfg.path("models_dir") / SCORE_MODEL).get("sha256"),
+        "archived": str(result.archived) if result.archived else None,
+    }

@@ -19,6 +19,7 @@ from leadscoring.artifacts import (
 )
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
+from leadscoring.tracking import ROLLBACK_EVENT, update_tracking
 
 
 def list_versions(cfg: ProjectConfig) -> list[Path]:
@@ -88,4 +89,15 @@ def rollback(cfg: ProjectConfig, version: str | None = None) -> RollbackResult:
         if chosen is None:
             raise LeadDataError(f"unknown version {version!r}; have {[v.name for v in versions]}")
     archived, manifests = restore_model_set(chosen, models, extra=[cfg.path("docs_dir") / MODEL_CARD])
-    return RollbackResult(chosen, archived, manifests, card_restored=(chosen / MODEL_CARD).is_file())
+    result = RollbackResult(chosen, archived, manifests, card_restored=(chosen / MODEL_CARD).is_file())
+    restored = [*manifests, *([MODEL_CARD] if result.card_restored else [])]
+    event = {
+        "event": ROLLBACK_EVENT,
+        "status": "ok",
+        "version": chosen.name,
+        "archived": str(archived) if archived else None,
+        "model_sha256": read_manifest(models / SCORE_MODEL).get("sha256") if (models / SCORE_MODEL).is_file() else None,
+        "details": f"restored {', '.join(restored)}",
+    }
+    update_tracking(cfg, event=event)
+    return result

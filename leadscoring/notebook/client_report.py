@@ -79,8 +79,9 @@ def _table(df: pd.DataFrame, caption: str, labels: Mapping[str, str], **kwargs: 
     return show(df, caption, labels, **kwargs).to_html()
 
 
-def _png(fig: Any) -> str:
-    """A matplotlib figure as a base64 PNG ``src`` (the figure is closed)."""
+def embedded_png(fig: Any) -> str:
+    """A matplotlib figure as a base64 PNG ``src`` for an ``<img>`` (the figure is closed): the
+    reports' figures are embedded, so one HTML file is the whole report."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -109,7 +110,7 @@ def _gains_figure(gains: pd.DataFrame) -> str:
     ax.legend(loc="lower right", fontsize=8)
     alt = "Cumulative gains: share of conversions reached against the share of leads called, by strategy and at random"
     return (
-        f'<figure><img src="{_png(fig)}" alt="{html.escape(alt)}">'
+        f'<figure><img src="{embedded_png(fig)}" alt="{html.escape(alt)}">'
         "<figcaption>Conversions reached as more leads are called, best scores first.</figcaption></figure>"
     )
 
@@ -273,8 +274,8 @@ def _next_steps(capacity: pd.DataFrame | None) -> str:
         "<ul>"
         "<li><b>Prove it in the field with an A/B test.</b> Split the incoming leads at random: a control group keeps "
         "the usual routine, a treatment group is called in score order with the same effort"
-        f"{calls}. After a few weeks compare the two conversion rates with a confidence interval; "
-        "the figures above are a forecast until then.</li>"
+        f"{calls}. After a few weeks compare the two conversion rates with a confidence interval (the monitoring "
+        "report, <code>leadscoring monitor</code>, does it every week); the figures above are a forecast until then.</li>"
         "<li><b>Retrain regularly.</b> Feed the outcomes of scored leads back every month (<code>leadscoring retrain</code>): "
         "the new model replaces the current one only if it is not worse, and the previous one can be restored. "
         "Retrain sooner when the mix of leads changes (a new channel, campaign or form).</li>"

@@ -52,6 +52,7 @@ from leadscoring.run.kernel import (
 from leadscoring.run.staging import copy_products, new_models, product_path, replace_dir, seed_staging
 from leadscoring.run.termination import RunInterrupted, Termination
 from leadscoring.serving.history import append_run_scores
+from leadscoring.tracking import update_tracking
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class RunResult:
     promoted: bool = False
     archived: Path | None = None
     history_rows: int | None = None  # scores appended to the score history by the promotion
+    trial: bool = False  # a trial or smoke run (promote=False): never promoted
+    only: list[str] | None = None  # the notebooks of a partial run
 
     @property
     def products_dir(self) -> Path:
@@ -130,7 +133,10 @@ def declared_parameters(notebook: Path) -> dict[str, Any]:
 def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
     line = {
         "run_id": result.run_id,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "status": result.status,
+        **({"trial": True} if result.trial else {}),
+        **({"only": result.only} if result.only else {}),
         "seconds": round(result.seconds, 1),
         "promoted": result.promoted,
         **({"archived": str(result.archived)} if result.archived else {}),
@@ -250,7 +256,9 @@ def _run_notebooks(
 
 
 def _finish_run(cfg: ProjectConfig, result: RunResult, t_run: float) -> None:
-    """Time the run, drop half-written products unless it succeeded, and log it."""
+    """Time the run, drop half-written products unless it succeeded, log it and rewrite the
+    tracking workbook (a trial or failed run only adds its row: the workbook describes what
+    is in service)."""
     result.seconds = time.perf_counter() - t_run
     if result.status == "running":
         result.status = "failed"
@@ -258,6 +266,7 @@ def _finish_run(cfg: ProjectConfig, result: RunResult, t_run: float) -> None:
         shutil.rmtree(result.products_dir, ignore_errors=True)
         shutil.rmtree(result.run_dir / ".latest", ignore_errors=True)
     _append_log(cfg, result)
+    update_tracking(cfg)
 
 
 def run_pipeline(
@@ -291,7 +300,7 @@ def run_pipeline(
     staging = run_dir / "products"
     staged_cfg = cfg.with_output_root(staging)
 
-    result = RunResult(run_id=run_id, run_dir=run_dir, status="running")
+    result = RunResult(run_id=run_id, run_dir=run_dir, status="running", trial=not promote, only=list(only) if only else None)
     t_run = time.perf_counter()
     with Termination() as term:
         try:

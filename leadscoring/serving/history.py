@@ -153,6 +153,14 @@ def history_folder(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def history_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files a reader of the score history at ``path`` reads now, in append order (the
+    live files, then a single-file history not moved in yet), for a reader that queries them
+    as one data set itself (the monitoring report, in DuckDB). A compaction may remove a file
+    once it is listed: such a reader lists again when one is gone, as :func:`read_history` does."""
+    return _listed(history_folder(path))[1]
+
+
 def _legacy_files(folder: Path) -> list[Path]:
     """Single-file histories of earlier versions beside ``folder`` (``<folder>.parquet``)."""
     return [p for p in (folder.with_name(folder.name + s) for s in LEGACY_SUFFIXES) if p.is_file()]

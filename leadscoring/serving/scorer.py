@@ -31,7 +31,7 @@ from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numb
 from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.serving.history import ScoreHistory, trends
 from leadscoring.training.explanations import ReasonBook, contribution_matrix, prepare
-from leadscoring.training.grades import assign_grades, learn_grades
+from leadscoring.training.grades import assign_grades, grade_definition
 from leadscoring.training.pipeline import final_estimator, transform_steps
 
 if TYPE_CHECKING:
@@ -102,8 +102,7 @@ class Scorer:
         )
         self.book.labels = {**self.book.labels, **cfg.model_data.labels}  # relabelling needs no retraining
         #: Grade thresholds: learned with the model (shares, capacity) or the configured ranges.
-        learned = manifest.get("grades")
-        self.grades = learned if learned and learned.get("method") != "ranges" else learn_grades(cfg.scoring.grades, [])
+        self.grades = grade_definition(cfg.scoring.grades, manifest)
         #: Where each lead's previous score comes from (None: no history, every trend "new").
         self.history: ScoreHistory | None = None
         #: The events in memory for per-lead lookups (the service); None: the event files.

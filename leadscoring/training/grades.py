@@ -81,6 +81,13 @@ def learn_grades(
     return info
 
 
+def grade_definition(grades: GradesConfig, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The grades a model's scores get: the thresholds learned with the model (shares,
+    capacity; in its manifest), else the configured ranges."""
+    learned = manifest.get("grades")
+    return dict(learned) if learned and learned.get("method") != "ranges" else learn_grades(grades, [])
+
+
 def grade_index(scores: Sequence[int] | np.ndarray, min_scores: Sequence[int]) -> np.ndarray:
     """Position of each score's grade: the first whose minimum it reaches."""
     s = np.asarray(scores)

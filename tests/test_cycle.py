@@ -44,9 +44,11 @@ def crm():
     server.close()
 
 
-def _project(tmp: Path, crm: LoopCrm, models: Path, **loop: Any) -> ProjectConfig:
+def _project(tmp: Path, crm: LoopCrm, models: Path, maturity_days: float = 60, **loop: Any) -> ProjectConfig:
     settings = {"min_new_converted": 10, "min_new_lost": 10, **loop}
-    path = write_project(tmp, crm=crm_section(crm.url), loop=settings, scoring__crm_fields=CRM_FIELDS)
+    path = write_project(
+        tmp, crm=crm_section(crm.url), loop=settings, scoring__crm_fields=CRM_FIELDS, monitoring__maturity_days=maturity_days
+    )
     cfg = load_config(path)
     shutil.copytree(models, cfg.path("models_dir"))
     return cfg
@@ -113,7 +115,9 @@ def test_day_one_scores_and_pushes_every_open_lead_then_a_quiet_night_sends_noth
         }
     history = read_history(cfg.path("score_history")).to_pandas()
     assert sorted(history["lead_id"]) == sorted(open_rows["id"])
-    assert (cfg.path("results_dir") / "cycle_drift.csv").is_file()
+    assert (cfg.path("results_dir") / "monitoring.html").is_file() and (cfg.path("results_dir") / "monitoring.json").is_file()
+    assert steps["monitoring"]["status"] == "ok" and "cohort(s)" in steps["monitoring"]["summary"]
+    assert (cfg.path("docs_dir") / "tracking.xlsx").is_file()  # the cycle's row in the tracking workbook
     assert "cycle " in out and "push" in out and "sent 60" in out
 
     # The next night nothing changed: nothing rescored, nothing sent.
@@ -323,7 +327,7 @@ def test_a_dry_run_says_what_each_step_would_do_and_writes_nothing(tmp_path, crm
     assert lines[1].startswith("retrain") and "would retrain: due: " in lines[1]
     assert lines[2].startswith("rescore") and "would rescore 0 of 60 open lead(s)" in lines[2] and "30 converted, lost" in lines[2]
     assert lines[3].startswith("push") and "dry run: would send 0, skip 60" in lines[3]
-    assert lines[4].startswith("monitoring") and "would write" in lines[4]
+    assert lines[4].startswith("monitoring") and "would write the monitoring report" in lines[4]
     assert "dry-run" in lines[5]
 
 

@@ -196,7 +196,7 @@ def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, c
     expected = dict(zip(ids[1:], [1 - won[1], *won[2:]], strict=True))
     assert new.to_dict() == expected
 
-    # Months later the reopened lead, still open, has matured (loop.maturity_days): not converted.
+    # Months later the reopened lead, still open, has matured (monitoring.maturity_days): not converted.
     later = outcomes_from_history(cfg, feats, now=t + timedelta(days=61)).set_index(d.id_column)[d.target_column].astype(int)
     assert later.to_dict() == {**expected, ids[0]: 0}
     assert cli.main(args) == 0

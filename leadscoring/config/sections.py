@@ -441,9 +441,8 @@ class LoopConfig(StrictSection):
     # ... or when the model is older than this many days; a champion this old is also replaced
     # by its challenger whatever their figures.
     max_age_days: float = Field(90, gt=0)
-    # A lead still open this many days after it was first seen counts as not converted (null:
-    # open leads never count); a converted or lost lead counts at once.
-    maturity_days: float | None = Field(60, gt=0)
+    # When an outcome counts: converted or lost at once; still open, after
+    # ``monitoring.maturity_days`` (one setting for retraining and monitoring alike).
     # The promotion rule: the challenger replaces the champion when its ROC-AUC is at least the
     # champion's minus this and its Brier score at most the champion's plus this, both
     # measured on the newest matured leads (of each outcome, the newest ``holdout_share`` of

@@ -20,8 +20,10 @@
    every lead whose payload the CRM already accepted, so only changed scores are sent (fields
    that change at every scoring, such as ``scored_at``, make every rescored lead a change:
    leave them out of ``scoring.crm_fields`` to send only changed scores).
-5. **monitoring** — :func:`monitoring_step`: the drift of the open leads against the training
-   leads, ``05_Resultados/cycle_drift.csv`` (issue #24 replaces this step with the report).
+5. **monitoring** — :func:`monitoring_step`: the monitoring report (``leadscoring monitor``),
+   ``05_Resultados/monitoring.html`` and ``monitoring.json``.
+
+At the end the tracking workbook (``01_Documentos/tracking.xlsx``) is rewritten from the run log.
 
 **The run log.** Each step appends one line to ``01_Documentos/run_log.jsonl``
 (``{"cycle", "step", "status", "at", "seconds", "summary", "figures"}``, status ``ok``,
@@ -29,7 +31,7 @@
 
 **Failures.** A failed step is logged with its one-line error and the cycle exits non-zero. The
 steps after it still run unless they need it (:data:`NEEDS`): a failed pull skips the retrain;
-a failed rescore skips the push and the monitoring; a failed retrain leaves the champion in
+a failed rescore skips the push; a failed retrain leaves the champion in
 place, and the open leads are rescored and pushed with it. Every step writes only once its work
 is done, each file atomically, in an order that a next cycle completes: the pull writes its
 history before its watermark; a promotion archives the current set before replacing it; the
@@ -64,20 +66,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscoring.artifacts import RUN_LOG, SCORE_MODEL, SEGMENT_MODEL, ModelIntegrityError, read_manifest
+from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, ModelIntegrityError, read_manifest
 from leadscoring.config import ConfigError, ProjectConfig
 from leadscoring.crm.http import CrmError
 from leadscoring.crm.outcomes import OutcomeRow, latest_rows, read_outcome_history
 from leadscoring.errors import LeadDataError, OutputPathError
-from leadscoring.io import append_json_line, atomic_path, exclusive_lock, write_csv, write_json
+from leadscoring.io import append_json_line, atomic_path, exclusive_lock, write_json
 from leadscoring.termination import Terminated, Termination
+from leadscoring.tracking import run_log_path
 
 log = logging.getLogger(__name__)
 
 #: The steps, in order.
 STEPS = ("pull", "retrain", "rescore", "push", "monitoring")
 #: A step is skipped when the step it needs failed.
-NEEDS = {"retrain": "pull", "push": "rescore", "monitoring": "rescore"}
+NEEDS = {"retrain": "pull", "push": "rescore"}
 #: The cycle's lock, its state and the open leads' latest scores, in ``paths.crm_state``.
 CYCLE_LOCK = ".cycle.lock"
 CYCLE_STATE = "cycle_state.json"
@@ -88,8 +91,6 @@ PUSH_STATE = "push-state.jsonl"
 #: scored with, and the model set that scored it (scoring and segment models' hashes).
 DIGEST = "inputs_digest"
 MODEL_SET_COLUMN = "model_set"
-#: The monitoring step's table, in ``paths.results_dir``.
-DRIFT_TABLE = "cycle_drift.csv"
 #: Exit codes of ``leadscoring cycle``.
 EXIT_OK, EXIT_FAILED, EXIT_LOCKED, EXIT_TERMINATED = 0, 1, 75, 143
 #: A cycle lock older than this (seconds) is taken to be left by a cycle that died.
@@ -445,28 +446,24 @@ def push_step(ctx: _Context) -> StepResult:
 
 
 def monitoring_step(ctx: _Context) -> StepResult:
-    """The monitoring report of the cycle: for now the drift (population stability index) of
-    the open leads' inputs against the leads the model was trained on, written to
-    ``05_Resultados/cycle_drift.csv``. Issue #24 replaces this function with the report."""
-    from leadscoring.loop.monitoring import drift_report
-    from leadscoring.loop.retrain import load_history
+    """The monitoring report (:mod:`leadscoring.loop.monitoring`, as ``leadscoring monitor``):
+    ``monitoring.html`` and ``monitoring.json`` in ``paths.results_dir``, as of the cycle's time;
+    its alerts in the figures. A dry run builds it and writes nothing."""
+    from leadscoring.loop.monitoring import build_monitoring, write_monitoring
 
-    cfg = ctx.cfg
-    if ctx.open_leads is None or ctx.open_leads.empty:
-        return StepResult("monitoring", "skipped", "no open lead to compare", {})
-    reference = load_history(cfg)
-    drift = drift_report(reference, ctx.open_leads, cfg.data.columns.numeric, cfg.data.columns.categorical)
-    levels = {lv: drift.loc[drift["level"] == lv, "variable"].tolist() for lv in ("alert", "watch")}
-    figures = {"open_leads": len(ctx.open_leads), "reference_leads": len(reference), **levels}
-    dest = cfg.path("results_dir") / DRIFT_TABLE
-    said = (
-        f"drift of {len(ctx.open_leads)} open leads against {len(reference)} training leads: "
-        f"alert {levels['alert'] or 'none'}, watch {levels['watch'] or 'none'}"
-    )
+    report = build_monitoring(ctx.cfg, now=ctx.now)
+    figures = {
+        "cohorts": len(report.cohorts),
+        "alerts": [a.message for a in report.alerts],
+        "notes": list(report.notes),
+    }
+    said = f"{len(report.cohorts)} {report.cohort}ly cohort(s), {len(report.alerts)} alert(s)"
+    if report.alerts:
+        said += ": " + "; ".join(a.message for a in report.alerts[:3]) + ("; ..." if len(report.alerts) > 3 else "")
     if ctx.dry_run:
-        return StepResult("monitoring", "dry-run", f"would write {dest}: {said}", figures)
-    write_csv(drift, dest)
-    return StepResult("monitoring", "ok", f"{said} -> {dest}", figures)
+        return StepResult("monitoring", "dry-run", f"would write the monitoring report: {said}", figures)
+    page, data = write_monitoring(ctx.cfg, report=report)
+    return StepResult("monitoring", "ok", f"{said} -> {page}, {data.name}", figures)
 
 
 #: Each step's function, in order (:data:`STEPS`).
@@ -499,7 +496,7 @@ def _log_line(ctx: _Context, result: StepResult) -> None:
         "summary": result.summary,
         "figures": result.figures,
     }
-    append_json_line(line, ctx.cfg.path("docs_dir") / RUN_LOG)
+    append_json_line(line, run_log_path(ctx.cfg))
 
 
 def _run_step(ctx: _Context, name: str) -> StepResult:
@@ -577,4 +574,8 @@ def run_cycle(
                 final = StepResult("cycle", result.status, "", {"steps": {s.step: s.status for s in result.steps}})
                 final.seconds = result.seconds
                 _log_line(ctx, final)
+                if not dry_run:
+                    from leadscoring.tracking import update_tracking
+
+                    update_tracking(cfg)  # a report: a failure to rewrite it is a warning
     return result

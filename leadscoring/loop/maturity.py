@@ -2,7 +2,8 @@
 
 **Matured outcomes.** A lead's outcome counts (is *matured*) once it is final — its latest
 state in the outcome history is converted or lost — or once the lead has been open for
-``loop.maturity_days`` since it was first seen: it then counts as not converted (lost).
+``monitoring.maturity_days`` since it was first seen: it then counts as not converted (lost),
+as the monitoring report counts it (one setting for both).
 A lead is first seen at its first scoring (the score history) or its first row in the outcome
 history, whichever is earlier. Each matured outcome has a time, ``matured_at``: the CRM's
 outcome time, else the modification time of the lead's latest row; for an open lead, the day
@@ -74,7 +75,7 @@ def matured_outcomes(cfg: ProjectConfig, now: datetime, history: pd.DataFrame | 
     closed["matured_at"] = closed["outcome_at"].fillna(closed["modified_at"])
     closed["aged"] = False
     frames = [closed]
-    days = cfg.loop.maturity_days
+    days = cfg.monitoring.maturity_days
     if days is not None:
         still_open = latest[latest["outcome"] == "open"]
         if len(still_open):

@@ -407,8 +407,8 @@ def retrain(
             },
             results / "retrain_report.json",
         )
+        update_tracking(cfg, event=_run_log_line(cfg, result, train, tolerance))  # the decision in the run log, with the rest
     log.info(result.summary())
-    update_tracking(cfg, event=_run_log_line(cfg, result, train, tolerance))
     return result
 
 
@@ -566,12 +566,12 @@ def _run_log_line(cfg: ProjectConfig, result: RetrainResult, train: pd.DataFrame
     """The retraining's line in the run log (and the tracking workbook's *Runs* sheet): the
     decision, both models' figures on the held-out leads, the challenger's training data and
     the scoring model in service afterwards."""
-    verdict = "challenger promoted: not worse than the champion" if result.promoted else "champion kept: the challenger is worse"
     return {
         "event": RETRAIN_EVENT,
         "status": "ok",
         "promoted": result.promoted,
-        "decision": f"{verdict} (ROC-AUC drop and Brier rise each at most {tolerance:g})",
+        "decision": result.reason,
+        "holdout": result.holdout,
         "tolerance": tolerance,
         "new_outcomes": result.new_leads,
         "holdout_leads": result.holdout_leads,

@@ -447,11 +447,12 @@ def push_step(ctx: _Context) -> StepResult:
 
 def monitoring_step(ctx: _Context) -> StepResult:
     """The monitoring report (:mod:`leadscoring.loop.monitoring`, as ``leadscoring monitor``):
-    ``monitoring.html`` and ``monitoring.json`` in ``paths.results_dir``, as of the cycle's time;
-    its alerts in the figures. A dry run builds it and writes nothing."""
+    ``monitoring.html`` and ``monitoring.json`` in ``paths.results_dir``, as of now (the
+    cycle's own scorings included); its alerts in the figures. A dry run builds it and writes
+    nothing."""
     from leadscoring.loop.monitoring import build_monitoring, write_monitoring
 
-    report = build_monitoring(ctx.cfg, now=ctx.now)
+    report = build_monitoring(ctx.cfg)
     figures = {
         "cohorts": len(report.cohorts),
         "alerts": [a.message for a in report.alerts],

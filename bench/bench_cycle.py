@@ -153,6 +153,7 @@ def run_night(config: Path, export: Path, label: str) -> dict[str, Any]:
         errors = err.read()
     log = config.parent / "run_log.jsonl"
     lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if "cycle" in line and "step" in line]  # not the retraining's own line
     last = lines[-1]["cycle"]
     steps = [line for line in lines if line["cycle"] == last]
     print(f"\n{label}: exit {code} in {seconds:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MB")

@@ -173,12 +173,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from leadscoring.crm.push import push_scores
+    from leadscoring.crm.push import PUSH_STATE_FILE, push_scores
 
     cfg = load_config(args.config)
     state_file = args.state_file
     if state_file is None and cfg.crm is not None:  # one push state per project, kept per CRM URL
-        state_file = cfg.path("crm_state") / "push-state.jsonl"
+        state_file = cfg.path("crm_state") / PUSH_STATE_FILE
     summary = push_scores(
         args.scores,
         args.crm_url,

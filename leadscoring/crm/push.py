@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 
 CIRCUIT_OPEN = "not sent: CRM unreachable (circuit open)"
 
+#: The push state's file in ``paths.crm_state`` (a push with a ``crm:`` section, the nightly cycle).
+PUSH_STATE_FILE = "push-state.jsonl"
+
 
 MAX_ANSWER_BYTES = 1 << 20  # the CRM answers a push with a few bytes of JSON; more is not its answer
 

@@ -53,6 +53,7 @@ current model, the push counts the leads it would send.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -85,8 +86,6 @@ NEEDS = {"retrain": "pull", "push": "rescore"}
 CYCLE_LOCK = ".cycle.lock"
 CYCLE_STATE = "cycle_state.json"
 CYCLE_SCORES = "cycle_scores.parquet"
-#: The push state of ``leadscoring push`` with a ``crm:`` section, shared by the cycle.
-PUSH_STATE = "push-state.jsonl"
 #: The columns of :data:`CYCLE_SCORES` beside the scores: the digest of the inputs a lead was
 #: scored with, and the model set that scored it (scoring and segment models' hashes).
 DIGEST = "inputs_digest"
@@ -212,8 +211,6 @@ def pull_step(ctx: _Context) -> StepResult:
 
 
 def _read_state(ctx: _Context) -> dict[str, Any]:
-    import json
-
     path = ctx.state_dir() / CYCLE_STATE
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
@@ -422,7 +419,7 @@ def rescore_step(ctx: _Context) -> StepResult:
 
 def push_step(ctx: _Context) -> StepResult:
     """The open leads' latest scores to the CRM; the push state skips what it already accepted."""
-    from leadscoring.crm.push import push_scores
+    from leadscoring.crm.push import PUSH_STATE_FILE, push_scores
 
     cfg = ctx.cfg
     if ctx.scores is None or not ctx.scores.num_rows:
@@ -433,7 +430,7 @@ def push_step(ctx: _Context) -> StepResult:
         None,
         cfg.data.id_column,
         crm=cfg.crm,
-        state_file=ctx.state_dir() / PUSH_STATE,
+        state_file=ctx.state_dir() / PUSH_STATE_FILE,
         fields=cfg.scoring.crm_fields,
         progress=ctx.progress,
         dry_run=ctx.dry_run,

@@ -225,8 +225,10 @@ def score_stream(
     ids = IdTracker(src.name, rows)
     procs = _worker_pool(scorer, jobs)
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(atomic_path(dest))
+        # the inputs file first, so that a failure (a full disk) is reported by the output's own
+        # atomic write, which is entered last and so unwinds first, naming the output
         tmp_inputs = stack.enter_context(atomic_path(inputs_path)) if inputs_path is not None else None
+        tmp = stack.enter_context(atomic_path(dest))
         sink = stack.enter_context(open(tmp, "wb"))
         pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)

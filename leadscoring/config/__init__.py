@@ -30,6 +30,7 @@ from leadscoring.config.sections import (
     FeaturesConfig,
     GradesConfig,
     LeakageConfig,
+    LoopConfig,
     ModellingConfig,
     PathsConfig,
     ReasonsConfig,
@@ -70,6 +71,7 @@ __all__ = [
     "ReportConfig",
     "ServiceConfig",
     "CrmConfig",
+    "LoopConfig",
     "RestConfig",
     "RestListConfig",
     "ProjectConfig",
@@ -97,6 +99,7 @@ class ProjectConfig(StrictSection):
     run: RunConfig = RunConfig()
     report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
+    loop: LoopConfig = LoopConfig()
     events: EventsConfig | None = None
     crm: CrmConfig | None = None
     source: Path | None = None

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -80,33 +82,38 @@ def _cmd_score(args: argparse.Namespace) -> int:
         )
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
         return 0
-    res = score_file(
-        cfg,
-        args.input,
-        args.output,
-        models_dir=args.models_dir,
-        reasons=not args.no_reasons,
-        chunk_rows=args.chunk_rows,
-        progress=not args.no_progress,
-        jobs=args.jobs,
-    )
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
-    print(f"scored {res['leads']} leads -> {args.output} ({counts})")
-    if not args.no_history:
-        _append_history(cfg, args.output)
+    with tempfile.TemporaryDirectory(prefix="leadscoring-inputs-") as tmp:
+        inputs = None if args.no_history else Path(tmp) / "scores.inputs.parquet"  # the leads' inputs, for the history
+        res = score_file(
+            cfg,
+            args.input,
+            args.output,
+            models_dir=args.models_dir,
+            reasons=not args.no_reasons,
+            chunk_rows=args.chunk_rows,
+            progress=not args.no_progress,
+            jobs=args.jobs,
+            inputs_path=inputs,
+        )
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
+        print(f"scored {res['leads']} leads -> {args.output} ({counts})")
+        if inputs is not None:
+            _append_history(cfg, args.output, inputs)
     return 0
 
 
-def _append_history(cfg: ProjectConfig, output: str) -> None:
+def _append_history(cfg: ProjectConfig, output: str, inputs: Path | None = None) -> None:
     """Append a local engine's scores to the score history (outputs without model version and
-    time columns are skipped), as a job of their own: another ``score`` run appending the same
-    leads in the same second is another job, kept beside this one."""
+    time columns are skipped), with the leads' inputs from the ``inputs`` file the scoring
+    wrote, as a job of their own: another ``score`` run appending the same leads in the same
+    second is another job, kept beside this one."""
     from leadscoring.serving.history import append_scores_file, has_stamps, new_job_id
 
     if not has_stamps(output):
         logging.getLogger(__name__).debug("score history: %s has no model_version/scored_at; not appended", output)
         return
-    n = append_scores_file(cfg.path("score_history"), output, cfg.data.id_column, job_id=new_job_id())
+    found = inputs if inputs is not None and inputs.is_file() else None
+    n = append_scores_file(cfg.path("score_history"), output, cfg.data.id_column, job_id=new_job_id(), inputs_file=found)
     print(f"score history: {n} rows appended to {cfg.path('score_history')}")
 
 
@@ -460,9 +467,14 @@ def _add_retrain_parser(sub: Any) -> None:
     rt.add_argument(
         "--outcomes",
         help="CSV with id and target (or full lead rows); default: the outcome history pulled from the CRM "
-        "(paths.outcome_history: converted and lost leads, open ones skipped)",
+        "(paths.outcome_history: converted and lost leads, open ones skipped), each lead with the inputs it was "
+        "scored with (the score history; loop.train_on_inputs: first or last_before_outcome)",
     )
-    rt.add_argument("--leads", help="the leads' features (raw layout) when the outcomes have only id and target")
+    rt.add_argument(
+        "--leads",
+        help="the leads' features (raw layout): with --outcomes of only id and target; without --outcomes, only "
+        "for leads scored before inputs were recorded (a warning says how many)",
+    )
     rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
     rt.set_defaults(func=_cmd_retrain)
 

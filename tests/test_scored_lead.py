@@ -171,6 +171,7 @@ def test_a_declared_field_reaches_every_path(extended, cfg, small_models, tmp_pa
         ["model_version", "string"],
         ["scored_at", "timestamp[us, tz=UTC]"],
         ["job_id", "string"],
+        ["inputs", "string"],
     ]
     # ... and an appended scores file carries its values into the score history.
     assert seen["history_values"] == [None, *(risk for _, risk in seen["scores"])]  # older parts still read
@@ -197,6 +198,6 @@ def test_the_declaration_gives_todays_outputs():
         "effect",
         "evidence",
     ]
-    assert SCHEMA.names == ["lead_id", "score", "model_version", "scored_at", "job_id"]
+    assert SCHEMA.names == ["lead_id", "score", "model_version", "scored_at", "job_id", "inputs"]
     with pytest.raises(ValueError, match="not fields of a scored lead"):
         file_schema("id", ["score", "mood"], text=False)

@@ -30,6 +30,7 @@ from leadscoring.config.sections import (
     FeaturesConfig,
     GradesConfig,
     LeakageConfig,
+    LoopConfig,
     ModellingConfig,
     MonitoringConfig,
     PathsConfig,
@@ -72,6 +73,7 @@ __all__ = [
     "MonitoringConfig",
     "ServiceConfig",
     "CrmConfig",
+    "LoopConfig",
     "RestConfig",
     "RestListConfig",
     "ProjectConfig",
@@ -100,6 +102,7 @@ class ProjectConfig(StrictSection):
     report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    loop: LoopConfig = LoopConfig()
     events: EventsConfig | None = None
     crm: CrmConfig | None = None
     source: Path | None = None

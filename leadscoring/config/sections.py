@@ -428,6 +428,21 @@ class ServiceConfig(StrictSection):
     # Seconds between checks for a newly promoted model set (hot reload: a promotion by
     # `leadscoring run`, `retrain` or `rollback` is loaded, verified and swapped in); 0 = off.
     reload_seconds: float = Field(5, ge=0)
+    # What the service scores goes to the score history (each lead with its inputs, for
+    # retraining), appended in the background every this many seconds as one part; a lead's
+    # previous score and trend then count the service's scorings too. 0: not recorded.
+    history_flush_seconds: float = Field(10, ge=0)
+
+
+class LoopConfig(StrictSection):
+    """The feedback loop (``retrain``): how the outcomes the CRM sends back become training data."""
+
+    # Which scoring of a lead trains the model once its outcome is known (converted or lost):
+    # the inputs recorded with it in the score history, never the CRM's fields of today.
+    # "last_before_outcome": the last scoring at or before the outcome (outcome_at, else the
+    # change's modified_at); "first": the first scoring (also at or before the outcome: a
+    # scoring after it may already show the outcome).
+    train_on_inputs: Literal["first", "last_before_outcome"] = "last_before_outcome"
 
 
 #: What a lead's CRM status means for the model.

@@ -81,6 +81,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
             history=not args.no_history,
         )
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
+        parts = sorted(Path(res["output"]).glob("part-*")) if Path(res["output"]).is_dir() else []
+        _alert_leads(cfg, parts)
         return 0
     with tempfile.TemporaryDirectory(prefix="leadscoring-inputs-") as tmp:
         inputs = None if args.no_history else Path(tmp) / "scores.inputs.parquet"  # the leads' inputs, for the history
@@ -99,7 +101,25 @@ def _cmd_score(args: argparse.Namespace) -> int:
         print(f"scored {res['leads']} leads -> {args.output} ({counts})")
         if inputs is not None:
             _append_history(cfg, args.output, inputs)
+    _alert_leads(cfg, [Path(args.output)])
     return 0
+
+
+def _alert_leads(cfg: ProjectConfig, scores: Sequence[Path]) -> None:
+    """Alert the leads of the scores files just written that entered an alert level
+    (``alerts:`` section; nothing without a webhook URL)."""
+    import pandas as pd
+
+    from leadscoring.serving.alerts import ALERT_FIELDS, alert_levels, alert_scored_leads, webhook_url
+    from leadscoring.serving.scores_file import read_scores_file
+
+    if webhook_url(cfg) is None or not scores:
+        return
+    key = cfg.data.id_column
+    frames = [read_scores_file(p, key, columns=[key, *ALERT_FIELDS], needed_for="the alerts") for p in scores]
+    n = alert_scored_leads(cfg, pd.concat(frames, ignore_index=True))
+    if n:
+        print(f"alerts: {n} lead(s) entered {' / '.join(alert_levels(cfg))}")
 
 
 def _append_history(cfg: ProjectConfig, output: str, inputs: Path | None = None) -> None:
@@ -198,6 +218,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
         max_backoff=args.max_backoff,
         fields=cfg.scoring.crm_fields,
         progress=not args.no_progress,
+        experiment=cfg.experiment,
     )
     print(summary)
     for lead, err in list(summary.failures.items())[:10]:
@@ -237,7 +258,17 @@ def _cmd_crm_check(args: argparse.Namespace) -> int:
         with json_client(cfg.crm) as client:
             reports = [check_status_values(connector, client, cfg.crm.status_map, cfg.crm.unmapped)]
             if args.lead is not None:
-                reports.append(check_lead_push(cfg.crm, args.scores, args.lead, cfg.data.id_column, cfg.scoring.crm_fields, client))
+                reports.append(
+                    check_lead_push(
+                        cfg.crm,
+                        args.scores,
+                        args.lead,
+                        cfg.data.id_column,
+                        cfg.scoring.crm_fields,
+                        client,
+                        experiment=cfg.experiment,
+                    )
+                )
     except CrmError as exc:
         print(f"leadscoring crm check: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
@@ -292,6 +323,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         print(f"  alert: {alert.message}")
     for note in report.notes:
         print(f"  note: {note}")
+    from leadscoring.serving.alerts import send_monitoring_alerts
+
+    sent = send_monitoring_alerts(cfg, report)
+    if sent:
+        print(f"alerts: {sent} monitoring alert(s) sent to the webhook")
     return 0
 
 

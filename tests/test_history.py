@@ -66,8 +66,16 @@ def test_two_runs_latest_lookup_and_trend(tmp_path):
 
     assert len(list(hist.path.glob("part-*.parquet"))) == 2  # one part per append
     table = read_history(hist.path)
-    assert table.schema.types == [pa.string(), pa.int16(), pa.string(), pa.timestamp("us", tz="UTC"), pa.string(), pa.string()]
-    assert table.column_names == ["lead_id", "score", "model_version", "scored_at", "job_id", "inputs"]
+    assert table.schema.types == [
+        pa.string(),
+        pa.int16(),
+        pa.string(),  # experiment_group
+        pa.string(),
+        pa.timestamp("us", tz="UTC"),
+        pa.string(),
+        pa.string(),
+    ]
+    assert table.column_names == ["lead_id", "score", "experiment_group", "model_version", "scored_at", "job_id", "inputs"]
     assert table.num_rows == 6
     assert table["scored_at"][0].as_py() == T0
     assert len(set(table["job_id"].to_pylist())) == 2  # one job id per append, minted when not given

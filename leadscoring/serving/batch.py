@@ -79,7 +79,7 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(config: dict[str, Any], models_dir: str) -> None:
     # The configuration travels as data: the same settings (score history included) as the parent.
-    _WORKER["scorer"] = Scorer.load(ProjectConfig.model_validate(config), models_dir)
+    _WORKER["scorer"] = Scorer.load(ProjectConfig.model_validate(config), models_dir, check_experiment=False)  # checked by the job
 
 
 def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> tuple[Any, Any]:

@@ -35,6 +35,7 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, is_parquet
 from leadscoring.io import check_output
 from leadscoring.serving.batch import protected_folders, score_stream
+from leadscoring.serving.experiment import GROUP_FIELD, check_groups, experiment_groups
 from leadscoring.serving.history import ScoreHistory, append_scores, scores_of
 from leadscoring.serving.inputs import INPUTS_COLUMN
 from leadscoring.serving.scorer import Scorer, utc_now
@@ -82,6 +83,7 @@ class ModelPayload:
 
     @classmethod
     def from_client(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None) -> ModelPayload:
+        check_groups(cfg.experiment, cfg.path("score_history"))  # the workers score with these settings
         folder = Path(models_dir) if models_dir is not None else cfg.path("models_dir")
         manifest = verify_model(folder / SCORE_MODEL)
         segments, seg_manifest = None, None
@@ -242,7 +244,8 @@ def _append_history(cfg: ProjectConfig, payload: ModelPayload, results: list[dic
     scores = np.concatenate([r["scores"] for r in results])
     inputs = pa.chunked_array([c for r in results for c in r["inputs"].chunks], type=pa.string())
     version = str(payload.manifest["sha256"])[:12]
-    n = append_scores(cfg.path("score_history"), ids, scores, version, scored_at, inputs=inputs)
+    groups = pd.DataFrame({GROUP_FIELD: experiment_groups(ids, cfg.experiment)}) if cfg.experiment.enabled else None
+    n = append_scores(cfg.path("score_history"), ids, scores, version, scored_at, inputs=inputs, extra=groups)
     log.info("score history: %d rows appended to %s", n, cfg.path("score_history"))
 
 

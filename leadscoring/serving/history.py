@@ -1,5 +1,7 @@
 """The score history: every production scoring's scores (``lead_id`` text, ``score`` int16,
-``model_version`` text, ``scored_at`` UTC timestamp in µs, ``job_id`` text) and the lead's
+``model_version`` text, ``scored_at`` UTC timestamp in µs, the other fields of a scored lead
+declared ``history=`` in :mod:`leadscoring.scored_lead`, such as ``experiment_group``, then
+``job_id`` text) and the lead's
 input as scored (``inputs``: compact JSON, :mod:`leadscoring.serving.inputs`), so each lead's
 previous score and trend (improving / steady / declining / new) can be shown, and a retrain
 learns from the fields the lead had when it was scored. (The CRM outcomes that come back are
@@ -527,9 +529,10 @@ class ScoreHistory:
         scored_at: str | datetime,
         job_id: str | None = None,
         inputs: Inputs | None = None,
+        extra: pd.DataFrame | None = None,
     ) -> int:
         """Append one scoring job's scores: see :func:`append_scores`."""
-        return append_scores(self.path, ids, scores, model_version, scored_at, job_id, inputs)
+        return append_scores(self.path, ids, scores, model_version, scored_at, job_id, inputs, extra)
 
 
 def _latest_of(table: pa.Table, before: pd.Series | None = None, before_at: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
@@ -568,6 +571,7 @@ def append_scores(
     scored_at: str | datetime,
     job_id: str | None = None,
     inputs: Inputs | None = None,
+    extra: pd.DataFrame | None = None,
 ) -> int:
     """Append one scoring job's scores (all with the same model version and time) to the
     score history at ``path``; returns the number of rows appended. ``job_id`` identifies the
@@ -575,13 +579,15 @@ def append_scores(
     same lead, time, model version and job (the same job's append retried) are not appended
     again; another job's rows are, even for the same leads in the same second. ``inputs``:
     each lead's input as scored (:func:`leadscoring.serving.inputs.inputs_json`; default
-    none recorded)."""
+    none recorded). ``extra``: the other declared score fields (:data:`SCORE_EXTRA_COLUMNS`,
+    e.g. ``experiment_group``), one row per lead in order; a field it lacks is null."""
     if not isinstance(model_version, str) or not model_version.strip():
         raise LeadDataError(f"score history: model_version must be non-empty text, got {model_version!r}")
     job = new_job_id() if job_id is None else _job_text(job_id)
     n = len(ids)
     when = pa.repeat(_timestamps(pd.Series([scored_at], dtype=object), "score history: scored_at")[0], n)
-    return _append_rows(path, _rows(ids, scores, np.full(n, model_version, dtype=object), when, job, inputs=inputs), job)
+    versions = np.full(n, model_version, dtype=object)
+    return _append_rows(path, _rows(ids, scores, versions, when, job, _extra(extra, n), inputs), job)
 
 
 def append_scorings(
@@ -592,6 +598,7 @@ def append_scorings(
     scored_at: np.ndarray | Sequence[str | datetime],
     job_id: str | None = None,
     inputs: Inputs | None = None,
+    extra: pd.DataFrame | None = None,
 ) -> int:
     """Append scorings that each carry their own model version and time (the service's
     requests, gathered) as one job: see :func:`append_scores`."""
@@ -601,7 +608,16 @@ def append_scorings(
         raise LeadDataError(f"score history: model_version is empty in {int(blank.sum())} row(s)")
     job = new_job_id() if job_id is None else _job_text(job_id)
     times = _timestamps(pd.Series(np.asarray(scored_at, dtype=object)), "score history: scored_at")
-    return _append_rows(path, _rows(ids, scores, versions.to_numpy(), times, job, inputs=inputs), job)
+    return _append_rows(path, _rows(ids, scores, versions.to_numpy(), times, job, _extra(extra, len(ids)), inputs), job)
+
+
+def _extra(extra: pd.DataFrame | None, n: int) -> pd.DataFrame | None:
+    """The extra score fields given to an append, checked: one row per lead, positions as given."""
+    if extra is None:
+        return None
+    if len(extra) != n:
+        raise LeadDataError(f"score history: {n} lead ids but {len(extra)} rows of {list(extra.columns)}")
+    return extra.reset_index(drop=True)
 
 
 def _append_rows(path: str | os.PathLike[str], rows: pa.Table, job: str) -> int:
@@ -733,6 +749,10 @@ def _job_text(job_id: object) -> str:
 #: ``history=`` in :mod:`leadscoring.scored_lead`, taken from the scores when they have it.
 OWN_COLUMNS = ("lead_id", "score", "model_version", "scored_at", "job_id", INPUTS_COLUMN)
 
+#: The score fields kept beside the history's own columns (e.g. ``experiment_group``): what an
+#: appender passes as ``extra`` when its scorings carry them.
+SCORE_EXTRA_COLUMNS: tuple[str, ...] = tuple(n for n in SCHEMA.names if n not in OWN_COLUMNS)
+
 
 def _rows(
     ids: np.ndarray | Sequence[str],
@@ -776,12 +796,12 @@ def _rows(
         if column.name in own:
             arrays.append(own[column.name])
         elif extra is not None and column.name in extra.columns:
-            arrays.append(
-                pa.array(
-                    pd.to_numeric(extra[column.name], errors="coerce") if pa.types.is_integer(column.type) else extra[column.name],
-                    from_pandas=True,
-                ).cast(column.type)
-            )
+            values = extra[column.name]
+            if pa.types.is_integer(column.type):
+                values = pd.to_numeric(values, errors="coerce")
+            else:  # an empty CSV cell is no value
+                values = values.astype(object).where(values.notna() & (values.astype(str) != ""), None)
+            arrays.append(pa.array(values, from_pandas=True).cast(column.type))
         else:
             arrays.append(pa.nulls(len(lead_ids), column.type))
     return pa.table(arrays, schema=SCHEMA)
@@ -833,7 +853,8 @@ def append_scores_file(
     model version and time; a score it lacks is appended without inputs (counted in the log)."""
     path = Path(scores_path)
     core = [id_column, "score", *STAMP_COLUMNS]
-    declared = [n for n in SCHEMA.names if n not in OWN_COLUMNS and n in scores_file_columns(path)]  # the file's header
+    header = scores_file_columns(path) if path.is_file() else []  # (a missing file: the reader's one line below)
+    declared = [n for n in SCORE_EXTRA_COLUMNS if n in header]
     read = read_scores_file(path, id_column, columns=[*core, *declared], needed_for="the score history")
     frame, extra = read[core], (read[declared] if declared else None)
     frame = frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})

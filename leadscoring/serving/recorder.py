@@ -4,7 +4,8 @@ A request hands its leads (as validated) and their answers to :meth:`HistoryReco
 a list append under a lock, nothing more. A background thread appends what was handed
 every ``service.history_flush_seconds`` (sooner once :data:`FLUSH_ROWS` leads wait) as one
 part of the score history (:func:`leadscoring.serving.history.append_scorings`: each lead with
-its model version, scoring time and inputs). A part that cannot be written (a full disk)
+its model version, scoring time, inputs and the other score fields the history keeps, such as
+its experiment group). A part that cannot be written (a full disk)
 is logged and tried again with the same job id at the next flush (a retry never appends a
 row twice); beyond :data:`MAX_WAITING` leads, the oldest are dropped, logged. What waits when
 the process is killed is lost: at most one flush interval of scorings (a clean stop, the
@@ -20,10 +21,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.serving.history import append_scorings, new_job_id
+from leadscoring.serving.history import SCORE_EXTRA_COLUMNS, append_scorings, new_job_id
 from leadscoring.serving.inputs import record_inputs
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class HistoryRecorder:
                     [a["scored_at"] for a in answers],
                     job_id=self._job,
                     inputs=record_inputs(self.cfg, rows),
+                    extra=_extra(answers),
                 )
             except (LeadDataError, OSError) as exc:
                 log.error("score history %s: %d scoring(s) not appended yet (%s); tried again", self.path, len(answers), exc)
@@ -124,3 +127,10 @@ class HistoryRecorder:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=30)
         self.flush()
+
+
+def _extra(answers: Sequence[Mapping[str, Any]]) -> pd.DataFrame | None:
+    """The answers' other score fields the history keeps (e.g. ``experiment_group``), null
+    where an answer has none; None when no answer has any."""
+    names = [n for n in SCORE_EXTRA_COLUMNS if any(n in a for a in answers)]
+    return pd.DataFrame({n: [a.get(n) for a in answers] for n in names}) if names else None

@@ -28,7 +28,9 @@ was loaded and the last set refused, with why.
 
 Every lead scored is kept in the score history with its inputs as validated, appended in the
 background every ``service.history_flush_seconds`` (:mod:`leadscoring.serving.recorder`):
-a request only hands its leads over.
+a request only hands its leads over. With an ``alerts:`` webhook, a lead entering an alert
+level is alerted (:mod:`leadscoring.serving.alerts`): the message is queued and posted by a
+background thread, after the answer, whatever the webhook does.
 
 """
 
@@ -57,6 +59,7 @@ from leadscoring.events.live import LiveEvents
 from leadscoring.features.columns import ColumnBatch
 from leadscoring.ingest.schema import LeadSchema
 from leadscoring.scored_lead import ID_FIELD, ScoredLead
+from leadscoring.serving.alerts import REMEMBER_LEADS, LeadAlerts
 from leadscoring.serving.outputs import json_records
 from leadscoring.serving.recorder import HistoryRecorder
 from leadscoring.serving.reload import ModelReloader, ScoreLeads, ServedSet, now_iso, smoke_test
@@ -299,6 +302,21 @@ def _set_builder(
     return build
 
 
+def _on_scored(recorder: HistoryRecorder | None, alerts: LeadAlerts | None) -> Record | None:
+    """What happens to each call's scorings besides the answer: the score history's recorder
+    takes them, and the leads entering an alert level are queued for the webhook; neither
+    waits on a disk or the network."""
+    if alerts is None:
+        return recorder.record if recorder is not None else None
+
+    def on_scored(rows: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None:
+        if recorder is not None:
+            recorder.record(rows, answers)
+        alerts(answers, ID_FIELD)
+
+    return on_scored
+
+
 def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     """Build the app; the scorer (verified model) is loaded here, and with events configured,
     the event store's events (:class:`LiveEvents`, unless the scorer has them). While the app
@@ -307,7 +325,9 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     :mod:`leadscoring.serving.reload`). What it scores is appended to the score history in
     the background, each lead with its inputs (:class:`~leadscoring.serving.recorder.HistoryRecorder`,
     ``app.state.history_recorder``; none with ``service.history_flush_seconds: 0``); the
-    app's shutdown appends what waits.
+    app's shutdown appends what waits. With an ``alerts:`` webhook, the leads entering an
+    alert level are queued for it (``app.state.alerts``, a
+    :class:`~leadscoring.serving.alerts.LeadAlerts`); the shutdown sends what is queued.
 
     ConfigError when ``$LEADSCORING_API_TOKEN`` is set but empty; a warning when it is unset
     (no authentication)."""
@@ -318,9 +338,10 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     max_body = int(cfg.service.max_body_mb * 1024 * 1024)
     flush = cfg.service.history_flush_seconds
     recorder = HistoryRecorder(cfg, flush, id_field=ID_FIELD) if flush > 0 else None
-    build = _set_builder(cfg, Lead, recorder.record if recorder is not None else None)
+    alerts = LeadAlerts.for_config(cfg, remember=REMEMBER_LEADS)
+    build = _set_builder(cfg, Lead, _on_scored(recorder, alerts))
     folder = scorer.models_dir or cfg.path("models_dir")
-    reloader = ModelReloader(folder, build(scorer), lambda path: Scorer.load(cfg, path), build)
+    reloader = ModelReloader(folder, build(scorer), lambda path: Scorer.load(cfg, path, check_experiment=False), build)
     every = cfg.service.reload_seconds
 
     @contextlib.asynccontextmanager
@@ -335,6 +356,8 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
                     await watcher
             if recorder is not None:  # a clean stop appends what waits
                 await run_in_threadpool(recorder.close)
+            if alerts is not None:  # and sends the alerts queued (for alerts.drain_seconds at most)
+                await run_in_threadpool(alerts.close)
 
     app = FastAPI(
         title="leadscoring",
@@ -344,6 +367,7 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     )
     app.state.reloader = reloader
     app.state.history_recorder = recorder
+    app.state.alerts = alerts
     _add_health_route(app, reloader, every)
     _add_scoring_routes(app, Lead, (cfg.service.max_batch, max_body, cfg.service.body_timeout), reloader)
     app.add_exception_handler(ValueError, _bad_value)

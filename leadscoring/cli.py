@@ -1,4 +1,5 @@
-"""Command line: ``leadscoring run | score | validate | serve | push | pull | crm check | retrain | monitor | rollback | events``.
+"""Command line: ``leadscoring run | score | validate | serve | push | pull | crm check | retrain | monitor | cycle |
+rollback | history | events``.
 
 Errors caused by input (configuration, data, model files, a failing notebook) are printed
 as one line on stderr with a non-zero exit code, never as a traceback.
@@ -303,6 +304,46 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cycle(args: argparse.Namespace) -> int:
+    """``leadscoring cycle``: pull, retrain when due, rescore, push, monitoring; one line per
+    step as it ends. Exit 0 (done), 1 (a step failed), 75 (another cycle is running: nothing
+    done), 143 (SIGTERM), 2 (a user error before the first step)."""
+    from leadscoring.artifacts import RUN_LOG
+    from leadscoring.errors import LockHeld
+    from leadscoring.loop.cycle import EXIT_LOCKED, EXIT_TERMINATED, CycleInterrupted, run_cycle
+
+    cfg = load_config(args.config)
+    try:
+        result = run_cycle(
+            cfg, args.leads, dry_run=args.dry_run, progress=not args.no_progress, on_step=lambda s: print(s.line(), flush=True)
+        )
+    except LockHeld as exc:
+        print(f"leadscoring cycle: another cycle is running, nothing done ({exc})", file=sys.stderr)
+        return EXIT_LOCKED
+    except CycleInterrupted as exc:
+        print(f"leadscoring cycle: interrupted: {exc}", file=sys.stderr)
+        return EXIT_TERMINATED
+    print(
+        f"cycle {result.cycle_id}: {result.status} in {result.seconds:.0f}s"
+        + ("" if args.dry_run else f" (run log: {cfg.path('docs_dir') / RUN_LOG})")
+    )
+    return result.exit_code
+
+
+def _add_cycle_parser(sub: Any) -> None:
+    what = (
+        "The nightly loop: pull the CRM's outcomes, retrain when due (loop: section) and promote the challenger by "
+        "the stated rule, rescore the open leads whose inputs or models changed, push the changed scores, and "
+        "write the monitoring table; one line per step in 01_Documentos/run_log.jsonl. Exit codes: 0 done, 1 a step "
+        "failed, 2 a user error before the first step, 75 another cycle is running (nothing done), 143 terminated."
+    )
+    c = sub.add_parser("cycle", help="the nightly loop: pull, retrain when due, rescore, push, monitoring", description=what)
+    c.add_argument("--leads", required=True, help="the client's nightly export of open leads (raw layout, CSV or parquet)")
+    c.add_argument("--dry-run", action="store_true", help="say what each step would do; write nothing")
+    c.add_argument("--no-progress", action="store_true", help="hide the pull's and push's progress on stderr")
+    c.set_defaults(func=_cmd_cycle)
+
+
 def _cmd_monitor(args: argparse.Namespace) -> int:
     """``leadscoring monitor``: write the monitoring report; one line, then one per alert."""
     import pandas as pd
@@ -511,7 +552,9 @@ def _add_retrain_parser(sub: Any) -> None:
         help="the leads' features (raw layout): with --outcomes of only id and target; without --outcomes, only "
         "for leads scored before inputs were recorded (a warning says how many)",
     )
-    rt.add_argument("--tolerance", type=float, default=0.005, help="allowed AUC drop / Brier rise (default 0.005)")
+    rt.add_argument(
+        "--tolerance", type=float, help="allowed AUC drop / Brier rise (default loop.tolerance: 0.005 unless configured)"
+    )
     rt.set_defaults(func=_cmd_retrain)
 
 
@@ -581,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_pull_parser,
         _add_crm_parser,
         _add_retrain_parser,
+        _add_cycle_parser,
         _add_monitor_parser,
         _add_rollback_parser,
         _add_history_parser,

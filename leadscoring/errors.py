@@ -14,6 +14,10 @@ class LeadDataError(ValueError):
     """The leads do not match the configured layout (message names what is wrong)."""
 
 
+class LockHeld(LeadDataError):
+    """A lock another process holds (:func:`leadscoring.io.exclusive_lock`): the work is running already."""
+
+
 class OutputPathError(ValueError):
     """An output path that must not or cannot be written (the input itself, raw data, a folder)."""
 

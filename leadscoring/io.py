@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from leadscoring.errors import LeadDataError, OutputPathError, disk_full_error, is_disk_full
+from leadscoring.errors import LockHeld, OutputPathError, disk_full_error, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
     """One holder at a time: a lock file created exclusively (any platform, no ``fcntl``);
     one left by a holder that died is taken over after ``stale_seconds``. ``what`` names the
     work in messages (e.g. "compaction of the score history"). A lock held by another is a
-    one-line :class:`LeadDataError`. On exit the lock is removed only if it is still ours
+    one-line :class:`LockHeld` (a :class:`LeadDataError`). On exit the lock is removed only if it is still ours
     (after a takeover it belongs to another holder)."""
     lock = Path(lock)
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -164,9 +164,9 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
                 log.warning("%s: taking over the lock of a %s left %.0f s ago", lock, what, age)
                 lock.unlink(missing_ok=True)
                 continue
-            raise LeadDataError(f"{lock}: another {what} is running (for {age:.0f} s); try again later") from None
+            raise LockHeld(f"{lock}: another {what} is running (for {age:.0f} s); try again later") from None
     else:
-        raise LeadDataError(f"{lock}: the lock of the {what} could not be taken; try again later")
+        raise LockHeld(f"{lock}: the lock of the {what} could not be taken; try again later")
     token = f"{os.getpid()} {uuid.uuid4().hex}\n"
     try:
         os.write(fd, token.encode())

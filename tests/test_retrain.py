@@ -175,8 +175,8 @@ def test_outcomes_as_full_lead_rows(project, leads, sample, tmp_path):
 
 def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, capsys):
     """No --outcomes: the latest state of each lead pulled from the CRM, converted -> positive,
-    lost -> negative, open leads (here a won lead reopened) skipped; leads scored before
-    inputs were recorded take their features from --leads (those not in it skipped)."""
+    lost -> negative, open leads (here a won lead reopened) skipped until they mature; leads
+    scored before inputs were recorded take their features from --leads (those not in it skipped)."""
     cfg, outcomes, feats = project
     d = cfg.data
     args = ["--config", str(cfg.source), "retrain", "--leads", str(feats), "--tolerance", "-1"]
@@ -195,12 +195,15 @@ def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, c
     scored = [*ids, "not-in-the-leads"]  # scored by an earlier version: no inputs recorded
     append_scores(cfg.path("score_history"), scored, [50] * len(scored), "m0", t - timedelta(days=1))
 
-    new = outcomes_from_history(cfg, feats).set_index(d.id_column)[d.target_column].astype(int)
+    new = outcomes_from_history(cfg, feats, now=t + timedelta(days=2)).set_index(d.id_column)[d.target_column].astype(int)
     expected = dict(zip(ids[1:], [1 - won[1], *won[2:]], strict=True))
     assert new.to_dict() == expected
 
+    # Months later the reopened lead, still open, has matured (monitoring.maturity_days): not converted.
+    later = outcomes_from_history(cfg, feats, now=t + timedelta(days=61)).set_index(d.id_column)[d.target_column].astype(int)
+    assert later.to_dict() == {**expected, ids[0]: 0}
     assert cli.main(args) == 0
-    assert f"{len(ids) - 1} new outcomes" in capsys.readouterr().out
+    assert f"{len(ids)} new outcomes" in capsys.readouterr().out
 
 
 def test_champion_kept_when_the_bar_is_impossible(project):

@@ -517,8 +517,24 @@ class AlertsConfig(StrictSection):
 
 
 class LoopConfig(StrictSection):
-    """The feedback loop (``retrain``): how the outcomes the CRM sends back become training data."""
+    """The closed loop (``leadscoring cycle``, ``retrain``): when a retraining is due, when a
+    lead's outcome counts, and when a challenger replaces the champion."""
 
+    # A retraining is due when at least this many converted AND this many lost leads matured
+    # since the last training (or retraining attempt) ...
+    min_new_converted: int = Field(40, ge=1)
+    min_new_lost: int = Field(40, ge=1)
+    # ... or when the model is older than this many days; a champion this old is also replaced
+    # by its challenger whatever their figures.
+    max_age_days: float = Field(90, gt=0)
+    # When an outcome counts: converted or lost at once; still open, after
+    # ``monitoring.maturity_days`` (one setting for retraining and monitoring alike).
+    # The promotion rule: the challenger replaces the champion when its ROC-AUC is at least the
+    # champion's minus this and its Brier score at most the champion's plus this, both
+    # measured on the newest matured leads (of each outcome, the newest ``holdout_share`` of
+    # those matured since the champion was trained), which neither model learned from.
+    tolerance: float = 0.005
+    holdout_share: float = Field(0.5, gt=0.0, lt=1.0)
     # Which scoring of a lead trains the model once its outcome is known (converted or lost):
     # the inputs recorded with it in the score history, never the CRM's fields of today.
     # "last_before_outcome": the last scoring at or before the outcome (outcome_at, else the

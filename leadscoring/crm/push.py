@@ -93,8 +93,12 @@ class PushSummary:
     not_sent: int = 0  # of ``failed``: not sent because the push stopped early (circuit breaker)
     stopped: str = ""  # why the push stopped early, "" if it did not
     held_out: int = 0  # control leads of the A/B test, for which nothing is pushed (experiment.control_crm: none)
+    dry_run: bool = False
+    pending: int = 0  # a dry run: the leads it would send
 
     def __str__(self) -> str:
+        if self.dry_run:
+            return f"dry run: would send {self.pending}, skip {self.skipped} (already sent); nothing sent"
         text = f"sent {self.sent}, skipped {self.skipped} (already sent), failed {self.failed}"
         if self.held_out:
             text += f", {self.held_out} control lead(s) held out (experiment)"
@@ -396,11 +400,37 @@ class _Progress:
         self.bar.close()
 
 
+def _no_sniffio_lookups() -> None:
+    """httpcore asks ``import sniffio`` at every lock of every request; without the package
+    installed (anyio no longer needs it) each failed import searches the whole ``sys.path``
+    (a fifth of a loopback push's time). Record it once as absent, so the import fails at once."""
+    import importlib.util
+    import sys
+
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
 def _full_url(dest: str, path: str) -> str:
     """A connector's request path joined to the destination (a full URL is kept)."""
     if path.startswith(("http://", "https://")):
         return path
     return f"{dest}/{path.lstrip('/')}"
+
+
+def _to_send(
+    requests: list[tuple[str, PushRequest]], dest: str, state_path: Path, summary: PushSummary
+) -> list[tuple[str, PushRequest]]:
+    """The (lead id, request) pairs ``dest`` has not accepted yet with this very body (the
+    state file); the others are counted in ``summary.skipped``."""
+    state = read_state(state_path)
+    todo = []
+    for lead_id, request in requests:
+        if state.get((dest, lead_id)) == _digest(request.body):
+            summary.skipped += 1
+        else:
+            todo.append((lead_id, request))
+    return todo
 
 
 async def _push(
@@ -417,19 +447,14 @@ async def _push(
     """Send each (lead id, request) not already accepted by ``dest`` (the state file), and
     record each lead the CRM accepts."""
     summary = PushSummary()
-    state = read_state(state_path)
-    todo = []
-    for lead_id, request in requests:
-        if state.get((dest, lead_id)) == _digest(request.body):
-            summary.skipped += 1
-        else:
-            todo.append((lead_id, request))
+    todo = _to_send(requests, dest, state_path, summary)
     log.info("push to %s: %d leads to send, %d already sent", dest, len(todo), summary.skipped)
     sem = asyncio.Semaphore(concurrency)
     breaker = _Breaker(max_failures)
     bar = _Progress(len(todo), summary, progress)
     pause = _Pause(breaker, policy.backoff, policy.max_backoff, bar.paused)
     state_path.parent.mkdir(parents=True, exist_ok=True)
+    _no_sniffio_lookups()
     try:
         with open(state_path, "a", encoding="utf-8") as state_file:
             async with httpx.AsyncClient(headers=dict(headers), timeout=policy.timeout, transport=transport) as client:
@@ -497,6 +522,7 @@ def push_scores(
     progress: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
     experiment: ExperimentConfig | None = None,
+    dry_run: bool = False,
 ) -> PushSummary:
     """Write every score to the CRM (see module docstring); returns sent/skipped/failed counts.
 
@@ -512,7 +538,8 @@ def push_scores(
     the package's); ``progress``: show a progress bar on stderr; ``transport``: an httpx
     transport in place of the network (tests); ``experiment``: the ``experiment:`` section,
     what a control lead of the A/B test gets (nothing, or only its marker; see
-    :func:`~leadscoring.serving.payloads.crm_payloads`)."""
+    :func:`~leadscoring.serving.payloads.crm_payloads`); ``dry_run``: count the leads a push
+    would send (``pending``) and skip, sending nothing and writing nothing."""
     if timeout <= 0 or concurrency < 1 or retries < 0 or max_failures < 0 or backoff < 0 or max_backoff < 0:
         raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, backoff and max_backoff >= 0")
     dest, connector, headers = _connection(crm, crm_url)
@@ -529,6 +556,10 @@ def push_scores(
     held_out = len(scores) - len(payloads)
     if held_out:
         log.info("push: %d control lead(s) of the A/B test held out: nothing is pushed for them", held_out)
+    if dry_run:
+        summary = PushSummary(dry_run=True, held_out=held_out)
+        summary.pending = len(_to_send(requests, dest, Path(state_file), summary))
+        return summary
     policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout)
     run = _push(requests, dest, headers, Path(state_file), concurrency, policy, max_failures, progress, transport)
     if not progress:

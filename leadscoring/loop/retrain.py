@@ -3,11 +3,17 @@
 Outcomes pulled from the CRM train on the inputs each lead was scored with (the score
 history, :mod:`leadscoring.loop.inputs`), never on its fields of today.
 
-Half of the new outcomes (stratified, seeded) are held out; the challenger — the
-champion's exact recipe, refit on the history plus the other half — and the champion are
-compared on those held-out leads, which neither has seen. The challenger replaces the
-champion (challenger promotion) only if it is not worse (:func:`should_promote`: ROC-AUC not
-lower and Brier not higher than the champion's, beyond ``tolerance``).
+The challenger — the champion's exact recipe, refit on the history plus the new outcomes
+but the held-out ones — and the champion are compared on held-out leads neither has seen:
+the newest matured cohort (:mod:`leadscoring.loop.maturity`), i.e. for each outcome
+(converted, not converted) the newest ``loop.holdout_share`` of the leads whose outcome matured
+since the champion was trained, by the time they matured (:func:`split_holdout`); without
+outcome times (an outcomes CSV without ``data.date_column``) a stratified,
+seeded share of the new outcomes. The challenger replaces the champion (challenger promotion)
+by the rule of :func:`decide`: its ROC-AUC at least the champion's minus ``tolerance`` and its
+Brier score at most the champion's plus ``tolerance``, or the champion older than
+``loop.max_age_days``. The decision and its reason are in the result (and the nightly cycle's
+run log).
 
 On challenger promotion the current model set (all models, manifests and the model card) is
 archived under ``04_Modelos/versions/`` first (:func:`leadscoring.artifacts.replace_model_set`);
@@ -16,14 +22,19 @@ models that depend on the data are refit on the same leads (the segment model; t
 scorer when its points are learned from data), and the model card is regenerated.
 ``rollback`` (:mod:`leadscoring.loop.versions`) restores an archived set as a whole.
 
+Nothing is written until both models are measured; the writes (promotion, history, reports)
+run inside the caller's ``writing`` guard (the nightly cycle defers SIGTERM there, so a
+promotion is never left half-done).
+
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +55,6 @@ from leadscoring.artifacts import (
     save_model,
 )
 from leadscoring.config import ProjectConfig
-from leadscoring.crm.outcomes import latest_outcomes
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import read_leads
 from leadscoring.ingest.reader import read_raw, row_locator
@@ -52,6 +62,7 @@ from leadscoring.ingest.schema import validate_leads
 from leadscoring.ingest.split import fingerprint
 from leadscoring.io import write_csv, write_json, write_parquet, write_text
 from leadscoring.loop.inputs import FINAL, scored_inputs
+from leadscoring.loop.maturity import matured_outcomes, trained_at
 from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
 from leadscoring.tracking import RETRAIN_EVENT, update_tracking
@@ -109,14 +120,15 @@ class RetrainResult:
     holdout_leads: int
     archived: Path | None = None
     refreshed: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # the decision and why (:func:`decide`)
+    holdout: str = ""  # which leads were held out
 
     def summary(self) -> str:
-        verdict = "challenger promoted" if self.promoted else "champion kept"
         alerts = self.drift[self.drift["level"] != "stable"]["variable"].tolist()
         text = (
-            f"{self.new_leads} new outcomes ({self.holdout_leads} held out): champion AUC "
+            f"{self.new_leads} new outcomes ({self.holdout_leads} held out: {self.holdout}): champion AUC "
             f"{self.champion['roc_auc']:.4f} / Brier {self.champion['brier']:.4f}, challenger AUC "
-            f"{self.challenger['roc_auc']:.4f} / Brier {self.challenger['brier']:.4f} -> {verdict}; "
+            f"{self.challenger['roc_auc']:.4f} / Brier {self.challenger['brier']:.4f} -> {self.reason}; "
             f"drift watch/alert: {alerts or 'none'}"
         )
         if self.promoted:
@@ -142,6 +154,67 @@ def should_promote(champion: Mapping[str, float], challenger: Mapping[str, float
     if math.isnan(auc_drop) or math.isnan(brier_rise):
         return False
     return auc_drop <= tolerance + EDGE and brier_rise <= tolerance + EDGE
+
+
+def decide(
+    champion: Mapping[str, float],
+    challenger: Mapping[str, float],
+    tolerance: float,
+    champion_age_days: float | None = None,
+    max_age_days: float | None = None,
+) -> tuple[bool, str]:
+    """The promotion rule and its reason in one line: promote when :func:`should_promote`
+    (ROC-AUC at least the champion's minus ``tolerance``, Brier at most the champion's plus
+    ``tolerance``), or when the champion is older than ``max_age_days``; else keep the champion."""
+
+    def fig(m: Mapping[str, float], key: str) -> str:
+        v = m.get(key, float("nan"))
+        return "n/a" if v is None or v != v else f"{float(v):.4f}"
+
+    auc = f"AUC {fig(challenger, 'roc_auc')} vs {fig(champion, 'roc_auc')}"
+    brier = f"Brier {fig(challenger, 'brier')} vs {fig(champion, 'brier')}"
+    measured = f"challenger {auc}, {brier} (tolerance {tolerance:g})"
+    if should_promote(champion, challenger, tolerance):
+        return True, f"challenger promoted: not worse than the champion: {measured}"
+    old = champion_age_days is not None and max_age_days is not None and champion_age_days > max_age_days
+    if old:
+        return True, (
+            f"challenger promoted: the champion is {champion_age_days:.0f} days old (max_age_days {max_age_days:g}), "
+            f"although {measured}"
+        )
+    return False, f"champion kept: the challenger falls short of the rule: {measured}"
+
+
+def split_holdout(
+    new: pd.DataFrame, target: str, share: float, seed: int, times: pd.Series | None = None, since: datetime | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(rows to train on, held-out rows, which were held out). With ``times`` (when each row's
+    outcome matured, aligned with ``new``): the newest matured cohort, i.e. for each outcome
+    the newest ``share`` of its rows matured after ``since`` (at least one, and one left to
+    train on), by (time, row order), so both outcomes are measured whatever order the sales
+    team closed the leads in; an outcome with no row after ``since`` lends its newest row from
+    before. Without times: a stratified ``share`` drawn with ``seed``."""
+    if times is None or times.isna().all():
+        train, holdout = train_test_split(new, test_size=share, stratify=new[target], random_state=seed)
+        return train, holdout, f"a stratified random {share:g} (no outcome times)"
+    when = pd.to_datetime(times, utc=True)
+    recent = when > pd.Timestamp(since) if since is not None else pd.Series(True, index=new.index)
+    held: list[Any] = []
+    counts = []
+    for value in sorted(new[target].unique(), key=str):
+        of_value = new[target] == value
+        order = when[of_value & recent].sort_values(kind="stable").index
+        if len(order) == 0:  # none matured since: its newest one from before
+            order = when[of_value].sort_values(kind="stable").index[-1:]
+            n = 1
+        else:
+            n = max(1, math.ceil(share * len(order)))
+            n = min(n, len(order) - 1) if len(order) > 1 else n
+        held.extend(order[len(order) - n :])
+        counts.append(f"{n} of {len(order)} '{value}'")
+    after = f" matured since {pd.Timestamp(since).isoformat(timespec='seconds')}" if since is not None else ""
+    what = f"the newest {', '.join(counts)} leads{after}, from {when[held].min().isoformat(timespec='seconds')}"
+    return new.drop(index=held), new.loc[held], what
 
 
 def history_path(cfg: ProjectConfig) -> Path:
@@ -183,22 +256,32 @@ def load_outcomes(
 
 
 def outcomes_from_history(
-    cfg: ProjectConfig, leads: str | os.PathLike[str] | None = None, history: str | os.PathLike[str] | None = None
+    cfg: ProjectConfig,
+    leads: str | os.PathLike[str] | None = None,
+    history: str | os.PathLike[str] | None = None,
+    *,
+    matured: pd.DataFrame | None = None,
+    now: datetime | None = None,
 ) -> pd.DataFrame:
     """New outcomes from the outcome history (``paths.outcome_history``, written by
-    ``leadscoring pull``) as full lead rows: each lead's latest state, converted -> the
-    configured positive value, lost -> the negative one, open leads skipped; the features are
-    the inputs the lead was scored with (:func:`leadscoring.loop.inputs.scored_inputs`, the
-    scoring chosen by ``loop.train_on_inputs``), never its fields of today. Leads never
-    scored, or scored only after their outcome, are skipped (logged). Leads scored before
-    inputs were recorded take their features from ``leads`` (raw layout, joined by id; a
-    warning says how many, as their fields may have changed since) or, without it, are
-    skipped with a warning."""
+    ``leadscoring pull``) as full lead rows: each lead's matured outcome
+    (:func:`~leadscoring.loop.maturity.matured_outcomes` as of ``now``, or ``matured`` when
+    given), converted -> the configured positive value, lost -> the negative one, leads still
+    maturing skipped; the features are the inputs the lead was scored with
+    (:func:`leadscoring.loop.inputs.scored_inputs`, the scoring chosen by
+    ``loop.train_on_inputs``), never its fields of today. Leads never scored, or scored only
+    after their outcome, are skipped (logged). Leads scored before inputs were recorded take
+    their features from ``leads`` (raw layout, joined by id; a warning says how many, as their
+    fields may have changed since) or, without it, are skipped with a warning."""
     d = cfg.data
     path = Path(history) if history is not None else cfg.path("outcome_history")
     if not path.is_file():
         raise LeadDataError(f"{path}: no outcome history yet; run `leadscoring pull` first, or pass --outcomes")
-    latest = latest_outcomes(path)
+    if matured is None:
+        from leadscoring.crm.outcomes import read_outcome_history
+
+        matured = matured_outcomes(cfg, now or datetime.now(UTC), read_outcome_history(path))
+    latest = matured
     found = scored_inputs(cfg, latest, cfg.loop.train_on_inputs)
     parts = []
     if len(found.rows):
@@ -218,11 +301,10 @@ def outcomes_from_history(
         )
     merged = pd.concat(parts, ignore_index=True)
     log.info(
-        "%s: %d converted or lost lead(s) with their inputs as scored, %d from --leads (%d open skipped)",
+        "%s: %d matured lead(s) with their inputs as scored, %d from --leads",
         path.name,
         len(found.rows),
         len(merged) - len(found.rows),
-        len(latest) - closed,
     )
     return merged
 
@@ -277,24 +359,52 @@ def _rule_points_from_data(model: Any) -> bool:
     return isinstance(est, RuleScorer) and est.rules is None
 
 
+def _outcome_times(cfg: ProjectConfig, new: pd.DataFrame, matured: pd.DataFrame | None) -> pd.Series | None:
+    """When each new outcome matured (aligned with ``new``): from the matured outcomes of the
+    outcome history, else the leads' creation date (``data.date_column``), else None."""
+    d = cfg.data
+    if matured is not None:
+        at = matured.assign(lead_id=matured["lead_id"].astype(str)).set_index("lead_id")["matured_at"]
+        return new[d.id_column].astype(str).map(at)
+    if d.date_column and d.date_column in new.columns:
+        return pd.to_datetime(new[d.date_column], utc=True, errors="coerce")
+    return None
+
+
 def retrain(
     cfg: ProjectConfig,
     outcomes: str | os.PathLike[str] | None = None,
     leads: str | os.PathLike[str] | None = None,
-    tolerance: float = 0.005,
+    tolerance: float | None = None,
+    *,
+    now: datetime | None = None,
+    writing: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> RetrainResult:
     """Retrain on the new outcomes: the ``outcomes`` CSV (id + target with ``leads``, or full
-    lead rows), or without it the outcome history pulled from the CRM
+    lead rows), or without it the matured outcomes of the outcome history pulled from the CRM
     (:func:`outcomes_from_history`: each lead's inputs as scored, from the score history;
-    ``leads`` only for leads scored before inputs were recorded)."""
-    d = cfg.data
+    ``leads`` only for leads scored before inputs were recorded), as of ``now``. ``tolerance``
+    defaults to ``loop.tolerance``; ``writing`` guards the writes (see the module)."""
+    d, loop = cfg.data, cfg.loop
+    tolerance = loop.tolerance if tolerance is None else tolerance
+    now = now or datetime.now(UTC)
     models = cfg.path("models_dir")
     champion, manifest = load_model(models / SCORE_MODEL)
-    new = load_outcomes(cfg, outcomes, leads) if outcomes is not None else outcomes_from_history(cfg, leads)
+    matured = None
+    if outcomes is not None:
+        new = load_outcomes(cfg, outcomes, leads)
+    else:
+        from leadscoring.crm.outcomes import read_outcome_history
+
+        matured = matured_outcomes(cfg, now, read_outcome_history(cfg.path("outcome_history")))
+        new = outcomes_from_history(cfg, leads, matured=matured)
     if len(new) < MIN_OUTCOMES or new[d.target_column].nunique() < 2:
         raise LeadDataError(f"need at least {MIN_OUTCOMES} new outcomes with both classes, got {len(new)}")
     history = load_history(cfg)
-    new_train, holdout = train_test_split(new, test_size=0.5, stratify=new[d.target_column], random_state=cfg.split.seed)
+    trained = trained_at(manifest)
+    new_train, holdout, held_out = split_holdout(
+        new, d.target_column, loop.holdout_share, cfg.split.seed, _outcome_times(cfg, new, matured), trained.to_pydatetime()
+    )
     base = history[~history[d.id_column].isin(new[d.id_column])]
     train = pd.concat([base, new_train], ignore_index=True)
     X, y = train.drop(columns=[d.target_column]), train[d.target_column]
@@ -302,7 +412,8 @@ def retrain(
     Xh, yh = holdout.drop(columns=[d.target_column]), holdout[d.target_column]
     m_champ = classification_metrics(yh, champion.predict_proba(Xh)[:, 1])
     m_chall = classification_metrics(yh, challenger.predict_proba(Xh)[:, 1])
-    promoted = should_promote(m_champ, m_chall, tolerance)
+    age = (pd.Timestamp(now).tz_convert("UTC") - trained).total_seconds() / 86400
+    promoted, reason = decide(m_champ, m_chall, tolerance, age, loop.max_age_days)
     X_new = new.drop(columns=[d.target_column])
     drift = drift_report(
         base,
@@ -312,26 +423,35 @@ def retrain(
         scores=(champion.predict_proba(base.drop(columns=[d.target_column]))[:, 1], champion.predict_proba(X_new)[:, 1]),
     )
     archived, refreshed = None, {}
-    if promoted:
-        archived, refreshed = _promote_challenger(cfg, challenger, manifest, X, y, train, m_champ, m_chall, len(new), tolerance)
-    write_parquet(pd.concat([base, new], ignore_index=True), history_path(cfg))
-    results = cfg.path("results_dir")
-    write_csv(drift, results / "drift_report.csv")
-    result = RetrainResult(promoted, m_champ, m_chall, drift, len(new), len(holdout), archived, refreshed)
-    write_json(
-        {
-            "promoted": promoted,
-            "tolerance": tolerance,
-            "champion": m_champ,
-            "challenger": m_chall,
-            "archived": archived,
-            "refreshed": refreshed,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-        results / "retrain_report.json",
-    )
+    with writing():
+        if promoted:
+            archived, refreshed = _promote_challenger(
+                cfg, challenger, manifest, X, y, train, m_champ, m_chall, len(new), tolerance, reason
+            )
+        write_parquet(pd.concat([base, new], ignore_index=True), history_path(cfg))
+        results = cfg.path("results_dir")
+        write_csv(drift, results / "drift_report.csv")
+        result = RetrainResult(
+            promoted, m_champ, m_chall, drift, len(new), len(holdout), archived, refreshed, reason=reason, holdout=held_out
+        )
+        write_json(
+            {
+                "promoted": promoted,
+                "reason": reason,
+                "tolerance": tolerance,
+                "champion_age_days": round(age, 2),
+                "max_age_days": loop.max_age_days,
+                "holdout": held_out,
+                "champion": m_champ,
+                "challenger": m_chall,
+                "archived": archived,
+                "refreshed": refreshed,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            results / "retrain_report.json",
+        )
+        update_tracking(cfg, event=_run_log_line(cfg, result, train, tolerance))  # the decision in the run log, with the rest
     log.info(result.summary())
-    update_tracking(cfg, event=_run_log_line(cfg, result, train, tolerance))
     return result
 
 
@@ -401,6 +521,7 @@ def _save_challenger(
     tolerance: float,
     archived: Path | None,
     refreshed: dict[str, str],
+    reason: str = "",
 ) -> dict[str, Any]:
     """Save the challenger as the scoring model with its own figures; returns its manifest."""
     holdout_metrics = {
@@ -421,6 +542,7 @@ def _save_challenger(
         retrain={
             "champion_on_holdout": m_champ,
             "tolerance": tolerance,
+            "reason": reason,
             "new_outcomes": new_outcomes,
             "archived": str(archived) if archived else None,
             "refreshed": refreshed,
@@ -439,6 +561,7 @@ def _promote_challenger(
     m_chall: dict[str, float],
     new_outcomes: int,
     tolerance: float,
+    reason: str = "",
 ) -> tuple[Path | None, dict[str, str]]:
     """Challenger promotion: refit the data-dependent models, then replace the model set
     (the current set and card archived first) with the challenger, the refit models and a new card.
@@ -462,7 +585,17 @@ def _promote_challenger(
         for obj, path, info in to_save:
             save_model(obj, path, **info)
         info = _save_challenger(
-            cfg, challenger, manifest, {**trained, **explained}, m_champ, m_chall, new_outcomes, tolerance, archived, refreshed
+            cfg,
+            challenger,
+            manifest,
+            {**trained, **explained},
+            m_champ,
+            m_chall,
+            new_outcomes,
+            tolerance,
+            archived,
+            refreshed,
+            reason,
         )
         previous = card.read_text(encoding="utf-8") if card.is_file() else None
         write_text(retrained_card(info, cfg, previous), card)
@@ -476,12 +609,12 @@ def _run_log_line(cfg: ProjectConfig, result: RetrainResult, train: pd.DataFrame
     """The retraining's line in the run log (and the tracking workbook's *Runs* sheet): the
     decision, both models' figures on the held-out leads, the challenger's training data and
     the scoring model in service afterwards."""
-    verdict = "challenger promoted: not worse than the champion" if result.promoted else "champion kept: the challenger is worse"
     return {
         "event": RETRAIN_EVENT,
         "status": "ok",
         "promoted": result.promoted,
-        "decision": f"{verdict} (ROC-AUC drop and Brier rise each at most {tolerance:g})",
+        "decision": result.reason,
+        "holdout": result.holdout,
         "tolerance": tolerance,
         "new_outcomes": result.new_leads,
         "holdout_leads": result.holdout_leads,

@@ -62,6 +62,11 @@ def assign_buckets(scores: Sequence[int] | np.ndarray, buckets: Sequence[Bucket]
     return names, actions
 
 
+#: The score fields that come only with reasons on (``score_columns(reasons=True)``): they
+#: need each lead's contributions, most of a scoring's time.
+WITH_REASONS = frozenset({"reasons", "fit_score", "engagement_score"})
+
+
 class Scorer:
     """The verified scoring model (and optional segment model), loaded once."""
 

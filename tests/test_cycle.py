@@ -1,0 +1,553 @@
+"""``leadscoring cycle``: the nightly loop against a recorded CRM on loopback (tests/loop_crm.py):
+what each step does and logs, what is rescored and pushed, the retraining decision, the lock,
+a dry run, failures, and SIGTERM at each step followed by a second cycle, which must end where
+one uninterrupted cycle does. The same loop against a real CRM (BottleCRM) is the last test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from leadscoring.artifacts import SCORE_MODEL, read_manifest
+from leadscoring.cli import main
+from leadscoring.config import ProjectConfig, load_config
+from leadscoring.crm.push import read_state
+from leadscoring.io import exclusive_lock
+from leadscoring.loop.cycle import CYCLE_LOCK, CYCLE_SCORES, EXIT_LOCKED, SIGTERM_AT_ENV
+from leadscoring.loop.maturity import matured_outcomes, retrain_due
+from leadscoring.loop.retrain import decide, split_holdout
+from leadscoring.serving.history import read_history
+
+from .conftest import ROOT, write_project
+from .loop_crm import LoopCrm, crm_section
+
+#: Pushed fields that change only when the score does (no scored_at): a push sends changed scores alone.
+CRM_FIELDS = {"score": "lead_score", "bucket": "score_bucket", "grade": "lead_grade"}
+OPEN = 60  # open leads in the CRM and the export
+
+
+@pytest.fixture()
+def crm():
+    server = LoopCrm()
+    yield server
+    server.close()
+
+
+def _project(tmp: Path, crm: LoopCrm, models: Path, maturity_days: float = 60, **loop: Any) -> ProjectConfig:
+    settings = {"min_new_converted": 10, "min_new_lost": 10, **loop}
+    path = write_project(
+        tmp, crm=crm_section(crm.url), loop=settings, scoring__crm_fields=CRM_FIELDS, monitoring__maturity_days=maturity_days
+    )
+    cfg = load_config(path)
+    shutil.copytree(models, cfg.path("models_dir"))
+    return cfg
+
+
+def _export(cfg: ProjectConfig, rows: pd.DataFrame, name: str = "open_leads.csv") -> Path:
+    """The client's nightly export: ``rows`` in the raw layout, without the outcome."""
+    path = cfg.root / name
+    out = rows.drop(columns=[cfg.data.target_column]).astype(object).where(lambda d: d.notna(), "")
+    path.write_text(out.to_csv(sep=cfg.data.separator, index=False, lineterminator="\n"), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def unseen(leads, sample) -> pd.DataFrame:
+    """Leads the small models never saw, ids as text."""
+    rows = leads[~leads["id"].isin(sample["id"])].head(400).reset_index(drop=True)
+    return rows.assign(id=rows["id"].astype(str))
+
+
+def _log(cfg: ProjectConfig) -> list[dict[str, Any]]:
+    path = cfg.path("docs_dir") / "run_log.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+
+
+def _cycle(cfg: ProjectConfig, export: Path, capsys, *flags: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["--config", str(cfg.source), "cycle", "--leads", str(export), "--no-progress", *flags])
+    return code, capsys.readouterr().out
+
+
+def _steps(cfg: ProjectConfig, cycle_index: int = -1) -> dict[str, dict[str, Any]]:
+    """The run log's lines of one cycle (the last by default), by step."""
+    lines = _log(cfg)
+    ids = list(dict.fromkeys(line["cycle"] for line in lines if "cycle" in line))
+    return {line["step"]: line for line in lines if line.get("cycle") == ids[cycle_index]}
+
+
+# -- day 1, day 2 ------------------------------------------------------------------------------
+
+
+def test_day_one_scores_and_pushes_every_open_lead_then_a_quiet_night_sends_nothing(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models)
+    open_rows = unseen.head(OPEN)
+    crm.add(open_rows["id"].tolist())
+    export = _export(cfg, open_rows)
+
+    code, out = _cycle(cfg, export, capsys)
+    assert code == 0, out
+    steps = _steps(cfg)
+    assert [s for s in steps] == ["pull", "retrain", "rescore", "push", "monitoring", "cycle"]
+    assert steps["pull"]["status"] == "ok" and steps["pull"]["figures"]["appended"] == OPEN  # every lead, open
+    assert steps["retrain"]["status"] == "skipped" and "not due: 0 converted and 0 lost" in steps["retrain"]["summary"]
+    assert steps["rescore"]["figures"]["new"] == OPEN and steps["rescore"]["figures"]["rescored"] == OPEN
+    assert steps["push"]["figures"]["sent"] == OPEN and steps["cycle"]["status"] == "ok"
+    assert set(crm.pushes) == set(open_rows["id"]) and all(n == 1 for n in crm.pushes.values())
+    scores = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas().set_index("id")
+    assert "reasons" not in scores.columns and "fit_score" not in scores.columns  # not pushed: not computed
+    for lead, fields in ((k, v.custom_fields) for k, v in crm.leads.items()):
+        assert fields == {
+            "lead_score": scores.loc[lead, "score"],
+            "score_bucket": scores.loc[lead, "bucket"],
+            "lead_grade": scores.loc[lead, "grade"],
+        }
+    history = read_history(cfg.path("score_history")).to_pandas()
+    assert sorted(history["lead_id"]) == sorted(open_rows["id"])
+    assert (cfg.path("results_dir") / "monitoring.html").is_file() and (cfg.path("results_dir") / "monitoring.json").is_file()
+    assert steps["monitoring"]["status"] == "ok" and "cohort(s)" in steps["monitoring"]["summary"]
+    assert (cfg.path("docs_dir") / "tracking.xlsx").is_file()  # the cycle's row in the tracking workbook
+    assert "cycle " in out and "push" in out and "sent 60" in out
+
+    # The next night nothing changed: nothing rescored, nothing sent.
+    code, out = _cycle(cfg, export, capsys)
+    assert code == 0, out
+    steps = _steps(cfg)
+    assert steps["pull"]["figures"]["appended"] == 0
+    assert steps["rescore"]["figures"]["rescored"] == 0
+    assert steps["push"]["figures"]["sent"] == 0 and steps["push"]["figures"]["skipped"] == OPEN
+    assert all(n == 1 for n in crm.pushes.values())
+    assert len(read_history(cfg.path("score_history"))) == OPEN
+
+
+def test_changed_inputs_are_rescored_and_only_changed_scores_pushed(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models)
+    open_rows = unseen.head(OPEN).reset_index(drop=True)
+    crm.add(open_rows["id"].tolist())
+    assert _cycle(cfg, _export(cfg, open_rows), capsys)[0] == 0
+    first = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas().set_index("id")
+    pool = unseen.iloc[OPEN:].reset_index(drop=True)
+    pool_scores = _scores_of(cfg, pool, tmp_path)
+
+    # Lead a takes the inputs of a lead scoring differently; lead b those of one with the same
+    # score, bucket and grade: both are rescored, only a's payload changed.
+    a, b = open_rows["id"].iloc[0], open_rows["id"].iloc[1]
+    payload = lambda s: (s["score"], s["bucket"], s["grade"])  # noqa: E731
+    other = next(i for i, s in pool_scores.iterrows() if payload(s) != payload(first.loc[a]))
+    same = next(i for i, s in pool_scores.iterrows() if payload(s) == payload(first.loc[b]))
+    changed = open_rows.copy()
+    cols = [c for c in changed.columns if c != "id"]
+    changed.loc[0, cols] = pool.loc[other, cols].to_numpy()
+    changed.loc[1, cols] = pool.loc[same, cols].to_numpy()
+    code, out = _cycle(cfg, _export(cfg, changed), capsys)
+    assert code == 0, out
+    steps = _steps(cfg)
+    assert steps["rescore"]["figures"]["inputs_changed"] == 2 and steps["rescore"]["figures"]["rescored"] == 2
+    assert steps["push"]["figures"] == {"sent": 1, "skipped": OPEN - 1, "failed": 0, "pending": 0}
+    assert crm.pushes[a] == 2 and crm.pushes[b] == 1
+    assert crm.leads[a].custom_fields["lead_score"] == pool_scores.loc[other, "score"]
+    history = read_history(cfg.path("score_history")).to_pandas()
+    assert sorted(history["lead_id"].value_counts()[lambda n: n > 1].index) == sorted([a, b])
+
+
+def _scores_of(cfg: ProjectConfig, rows: pd.DataFrame, tmp: Path) -> pd.DataFrame:
+    """What ``leadscoring score`` gives ``rows`` (no history), by position."""
+    src, out = tmp / "pool.csv", tmp / "pool_scores.csv"
+    src.write_text(rows.drop(columns="compra").to_csv(sep=";", index=False), encoding="utf-8")
+    assert (
+        main(["--config", str(cfg.source), "score", "--input", str(src), "--output", str(out), "--no-progress", "--no-history"])
+        == 0
+    )
+    return pd.read_csv(out, dtype={"id": str}).reset_index(drop=True)
+
+
+def test_outcomes_make_a_retraining_due_and_its_decision_is_logged(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models, tolerance=1.0)
+    rows = unseen.head(OPEN + 40).reset_index(drop=True)
+    crm.add(rows["id"].tolist())
+    export = _export(cfg, rows)
+    assert _cycle(cfg, export, capsys)[0] == 0
+    before = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"]
+
+    # The sales team closes 40 leads: as many won as lost, as the outcomes of the shipped data say.
+    closed = rows.iloc[OPEN:]
+    for lead, won in zip(closed["id"], closed["compra"].astype(int), strict=True):
+        crm.set_status(lead, "won" if won else "lost")
+    code, out = _cycle(cfg, export, capsys)
+    assert code == 0, out
+    steps = _steps(cfg)
+    retrain = steps["retrain"]
+    assert retrain["status"] == "ok" and retrain["figures"]["due"] is True and retrain["figures"]["promoted"] is True
+    assert "challenger promoted: not worse than the champion" in retrain["summary"]
+    assert retrain["figures"]["champion"]["roc_auc"] > 0 and retrain["figures"]["challenger"]["brier"] > 0
+    held = retrain["figures"]["holdout"]  # e.g. "the newest 13 of 25 '0', 8 of 15 '1' leads matured since ..."
+    assert held.startswith("the newest") and set(_held_out_outcomes(held)) == {"'0'", "'1'"}
+    assert retrain["figures"]["holdout_leads"] == sum(int(p.split()[0]) for p in held.split(" leads")[0][11:].split(", "))
+    assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] != before
+    # The closed leads are left out; every open lead is rescored with the new models.
+    rescore = steps["rescore"]["figures"]
+    assert rescore["closed_left_out"] == 40 and rescore["open_leads"] == OPEN
+    assert rescore["model_changed"] == OPEN and rescore["rescored"] == OPEN
+    assert "challenger promoted" in out
+
+    # Not due again the next night: the outcomes it learned from count no more.
+    assert _cycle(cfg, export, capsys)[0] == 0
+    assert _steps(cfg)["retrain"]["status"] == "skipped"
+
+
+def _held_out_outcomes(holdout: str) -> list[str]:
+    """The outcomes named in a holdout's description ("the newest 3 of 5 '0', 2 of 3 '1' leads ...")."""
+    return [part.split()[-1] for part in holdout.split(" leads")[0].removeprefix("the newest ").split(", ")]
+
+
+def test_the_champion_is_kept_when_the_challenger_is_worse_and_its_reason_logged(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models, tolerance=-1.0)  # an impossible bar
+    rows = unseen.head(80).reset_index(drop=True)
+    crm.add(rows["id"].tolist())
+    assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0  # day 1: every lead scored, its inputs kept
+    for lead, won in zip(rows["id"].iloc[20:], rows["compra"].iloc[20:].astype(int), strict=True):
+        crm.set_status(lead, "won" if won else "lost")
+    before = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"]
+    code, out = _cycle(cfg, _export(cfg, rows), capsys)
+    assert code == 0, out
+    retrain = _steps(cfg)["retrain"]
+    assert retrain["figures"]["promoted"] is False and "champion kept: the challenger falls short of the rule" in retrain["summary"]
+    assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] == before
+    assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0
+    assert _steps(cfg)["retrain"]["status"] == "skipped"  # the attempt counts: not due again until new outcomes mature
+
+
+# -- when an outcome counts, when a retraining is due, the rule ---------------------------------
+
+
+def test_open_leads_mature_as_not_converted_after_maturity_days(tmp_path, crm, small_models):
+    from leadscoring.crm.outcomes import OutcomeRow, append_outcome_rows
+
+    cfg = _project(tmp_path, crm, small_models, maturity_days=30)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    append_outcome_rows(
+        cfg.path("outcome_history"),
+        [
+            OutcomeRow("won", "converted", t + timedelta(days=5), t + timedelta(days=4), False, "{}"),
+            OutcomeRow("waiting", "open", t, None, False, "{}"),
+            OutcomeRow("late", "open", t + timedelta(days=20), None, False, "{}"),
+        ],
+    )
+    at = lambda days: matured_outcomes(cfg, t + timedelta(days=days)).set_index("lead_id")  # noqa: E731
+    assert list(at(10).index) == ["won"] and at(10).loc["won", "matured_at"] == t + timedelta(days=4)  # the outcome time
+    assert list(at(31).index) == ["won", "waiting"] and at(31).loc["waiting", "outcome"] == "lost"
+    assert at(31).loc["waiting", "matured_at"] == at(31).loc["waiting", "outcome_at"] == t + timedelta(days=30)
+    assert bool(at(31).loc["waiting", "aged"])
+    assert list(at(60).index) == ["won", "waiting", "late"]
+
+
+def test_retraining_is_due_on_new_matured_outcomes_or_the_model_s_age(tmp_path, crm, small_models):
+    cfg = _project(tmp_path, crm, small_models, min_new_converted=2, min_new_lost=3, max_age_days=90)
+    trained = datetime(2026, 6, 1, tzinfo=UTC)
+    manifest = {"created_at": trained.isoformat()}
+    after = lambda d: trained + timedelta(days=d)  # noqa: E731
+    matured = pd.DataFrame(
+        {
+            "lead_id": list("abcdef"),
+            "outcome": ["converted", "converted", "lost", "lost", "lost", "lost"],
+            "matured_at": pd.to_datetime([after(-1), after(1), after(2), after(3), after(4), after(5)], utc=True),
+        }
+    )
+    due = retrain_due(cfg, manifest, matured, after(10))
+    assert not due.due and (due.new_converted, due.new_lost) == (1, 4) and "not due" in due.reason
+    matured.loc[0, "matured_at"] = pd.Timestamp(after(6))
+    due = retrain_due(cfg, manifest, matured, after(10))
+    assert due.due and "2 converted and 4 lost" in due.reason
+    assert not retrain_due(cfg, manifest, matured, after(10), last_attempt=after(5)).due  # since the last attempt
+    old = retrain_due(cfg, manifest, matured.iloc[:0], after(91))
+    assert old.due and "91 days old" in old.reason
+
+
+def test_the_promotion_rule_and_its_reasons():
+    champ = {"roc_auc": 0.80, "brier": 0.15}
+    assert decide(champ, {"roc_auc": 0.797, "brier": 0.152}, 0.005) == (
+        True,
+        "challenger promoted: not worse than the champion: "
+        "challenger AUC 0.7970 vs 0.8000, Brier 0.1520 vs 0.1500 (tolerance 0.005)",
+    )
+    kept = decide(champ, {"roc_auc": 0.70, "brier": 0.15}, 0.005, champion_age_days=30, max_age_days=90)
+    assert kept[0] is False and kept[1].startswith("champion kept: the challenger falls short of the rule")
+    old = decide(champ, {"roc_auc": 0.70, "brier": 0.15}, 0.005, champion_age_days=120, max_age_days=90)
+    assert old[0] is True and "the champion is 120 days old (max_age_days 90)" in old[1]
+
+
+def test_the_holdout_is_the_newest_matured_cohort_of_each_outcome():
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    new = pd.DataFrame({"id": [f"l{i}" for i in range(10)], "y": [0, 1] * 5})
+    days = (9, 1, 8, 2, 7, 3, 6, 4, 5, 0)  # l0 matured on day 9, l1 on day 1, ...
+    times = pd.Series(pd.to_datetime([t + timedelta(days=d) for d in days], utc=True))
+    train, held, what = split_holdout(new, "y", 0.5, 0, times, since=t + timedelta(days=1, hours=12))
+    # matured after `since`: y=0 on days 9, 8, 7, 6, 5 (l0 l2 l4 l6 l8); y=1 on days 2, 3, 4 (l3 l5 l7)
+    assert sorted(held["id"]) == ["l0", "l2", "l4", "l5", "l7"] and len(train) == 5
+    assert what.startswith("the newest 3 of 5 '0', 2 of 3 '1' leads matured since 2026-01-02T12:00:00")
+    # All the latest closures lost: the newest converted lead from before `since` is lent.
+    times[new["y"] == 1] = pd.Timestamp(t)
+    _, held, what = split_holdout(new, "y", 0.5, 0, times, since=t + timedelta(days=1))
+    assert sorted(held["y"]) == [0, 0, 0, 1] and "1 of 1 '1'" in what
+    train, held, what = split_holdout(new, "y", 0.5, 0)
+    assert len(held) == 5 and set(held["y"]) == {0, 1} and "stratified random" in what
+
+
+# -- dry run, lock, failures -------------------------------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_dry_run_says_what_each_step_would_do_and_writes_nothing(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models)
+    rows = unseen.head(OPEN + 30).reset_index(drop=True)
+    crm.add(rows["id"].tolist())
+    export = _export(cfg, rows)
+    assert _cycle(cfg, export, capsys)[0] == 0
+    for lead, won in zip(rows["id"].iloc[OPEN:], rows["compra"].iloc[OPEN:].astype(int), strict=True):
+        crm.set_status(lead, "won" if won else "lost")
+    before, pushes = _tree(tmp_path), dict(crm.pushes)
+    code, out = _cycle(cfg, export, capsys, "--dry-run")
+    assert code == 0, out
+    assert _tree(tmp_path) == before and dict(crm.pushes) == pushes  # nothing written, nothing sent
+    lines = out.splitlines()
+    assert lines[0].startswith("pull") and "30 change(s) would be appended" in lines[0] and "Dry run: nothing written" in lines[0]
+    assert lines[1].startswith("retrain") and "would retrain: due: " in lines[1]
+    assert lines[2].startswith("rescore") and "would rescore 0 of 60 open lead(s)" in lines[2] and "30 converted, lost" in lines[2]
+    assert lines[3].startswith("push") and "dry run: would send 0, skip 60" in lines[3]
+    assert lines[4].startswith("monitoring") and "would write the monitoring report" in lines[4]
+    assert "dry-run" in lines[5]
+
+
+def test_a_second_cycle_while_one_runs_exits_75_and_does_nothing(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models)
+    crm.add(unseen["id"].head(5).tolist())
+    export = _export(cfg, unseen.head(5))
+    with exclusive_lock(cfg.path("crm_state") / CYCLE_LOCK, "leadscoring cycle"):  # as a running cycle holds it
+        before = _tree(tmp_path)
+        capsys.readouterr()
+        code = main(["--config", str(cfg.source), "cycle", "--leads", str(export), "--no-progress"])
+        err = capsys.readouterr().err
+        after = _tree(tmp_path)
+    assert code == EXIT_LOCKED == 75
+    assert "another cycle is running, nothing done" in err and len(err.strip().splitlines()) == 1
+    assert after == before and not crm.requests
+
+
+def test_a_failed_push_is_logged_exits_1_and_the_next_cycle_sends_what_is_left(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models)
+    rows = unseen.head(10)
+    crm.add(rows["id"].tolist()[:9])  # the CRM does not know the tenth lead yet
+    export = _export(cfg, rows)
+    code, out = _cycle(cfg, export, capsys)
+    assert code == 1
+    steps = _steps(cfg)
+    assert steps["push"]["status"] == "failed" and steps["push"]["figures"]["sent"] == 9
+    assert list(steps["push"]["figures"]["failures"]) == [rows["id"].iloc[9]] and steps["cycle"]["status"] == "failed"
+    assert steps["monitoring"]["status"] == "ok"  # the steps that do not need the push still run
+    crm.add([rows["id"].iloc[9]])
+    assert _cycle(cfg, export, capsys)[0] == 0
+    assert _steps(cfg)["push"]["figures"]["sent"] == 1 and crm.pushes[rows["id"].iloc[9]] == 1
+
+
+def test_a_failed_retraining_keeps_the_champion_and_the_leads_are_still_scored(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models, max_age_days=0.0001)  # due by age, but no outcome to learn from
+    rows = unseen.head(10)
+    crm.add(rows["id"].tolist())
+    before = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"]
+    code, out = _cycle(cfg, _export(cfg, rows), capsys)
+    assert code == 1, out
+    steps = _steps(cfg)
+    retrain = steps["retrain"]
+    assert retrain["status"] == "failed" and retrain["figures"]["error"] == "LeadDataError" and retrain["summary"]
+    assert retrain["figures"]["due"] is True and "days old" in retrain["figures"]["why"]
+    assert steps["rescore"]["status"] == "ok" and steps["push"]["figures"]["sent"] == 10
+    assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] == before
+
+
+# -- SIGTERM at each step, then a second cycle ---------------------------------------------------
+
+#: Where the cycle is stopped: by the CRM when a request of a kind arrives (mid-pull: the first
+#: page; mid-push: the second lead), or by the cycle's own test hook (a step's start, or where it
+#: starts writing: the promotion, the rescored leads' scores).
+KILL_POINTS = {
+    "pull": ("crm", "list", 1),
+    "retrain": ("hook", "retrain"),
+    "retrain:write": ("hook", "retrain:write"),
+    "rescore:write": ("hook", "rescore:write"),
+    "push": ("crm", "push", 2),
+}
+
+
+def _state(cfg: ProjectConfig, crm: LoopCrm) -> dict[str, Any]:
+    """What a cycle leaves behind, in terms that two runs of the same cycle share (no times,
+    no float bit-identity)."""
+    models = cfg.path("models_dir")
+    manifest = read_manifest(models / SCORE_MODEL)
+    history = read_history(cfg.path("score_history")).to_pandas().sort_values("scored_at", kind="stable")
+    scores = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas().set_index("id")
+    cycle_state = json.loads((cfg.path("crm_state") / "cycle_state.json").read_text())
+    return {
+        "outcome_history": cfg.path("outcome_history").read_bytes(),
+        "watermark": {
+            k: v["watermark"] for k, v in json.loads((cfg.path("crm_state") / "pull_watermark.json").read_text()).items()
+        },
+        "model": {k: manifest.get(k) for k in ("data_fingerprint", "training_rows", "retrained_from")},
+        "model_auc": round(manifest.get("metrics", {}).get("roc_auc", 0), 3),
+        "archived_sets": len(list((models / "versions").iterdir())) if (models / "versions").is_dir() else 0,
+        "cycle_state": sorted(cycle_state),
+        "scores": {lead: (int(r["score"]), r["bucket"], r["grade"]) for lead, r in scores.iterrows()},
+        "history_latest": history.drop_duplicates("lead_id", keep="last").set_index("lead_id")["score"].to_dict(),
+        "history_rows": history["lead_id"].value_counts().to_dict(),
+        "push_state": {lead: digest for (_, lead), digest in read_state(cfg.path("crm_state") / "push-state.jsonl").items()},
+        "crm": {lead: dict(v.custom_fields) for lead, v in crm.leads.items()},
+    }
+
+
+@pytest.mark.slow
+def test_sigterm_at_each_step_then_the_next_cycle_ends_where_one_uninterrupted_cycle_does(
+    tmp_path, crm, small_models, unseen, capsys
+):
+    # Day 1 is done; then the sales team closes 40 leads. Day 2 is the cycle under test.
+    day1 = tmp_path / "day1"
+    cfg = _project(day1, crm, small_models, tolerance=1.0)  # tolerance 1: the challenger is promoted
+    rows = unseen.head(OPEN + 40).reset_index(drop=True)
+    crm.add(rows["id"].tolist())
+    export = _export(cfg, rows)
+    assert _cycle(cfg, export, capsys)[0] == 0
+    for lead, won in zip(rows["id"].iloc[OPEN:], rows["compra"].iloc[OPEN:].astype(int), strict=True):
+        crm.set_status(lead, "won" if won else "lost")
+    crm_before = crm.snapshot()
+
+    def fresh(name: str) -> ProjectConfig:
+        crm.restore(crm_before)
+        shutil.copytree(day1, tmp_path / name)
+        return load_config(tmp_path / name / "01_Documentos" / "config.yaml")
+
+    reference = fresh("uninterrupted")
+    assert _cycle(reference, reference.root / export.name, capsys)[0] == 0
+    assert _steps(reference)["retrain"]["figures"]["promoted"] is True
+    expected = _state(reference, crm)
+
+    for point, how in KILL_POINTS.items():
+        project = fresh(point.replace(":", "_"))
+        env = {**os.environ, SIGTERM_AT_ENV: how[1] if how[0] == "hook" else ""}
+        argv = [sys.executable, "-m", "leadscoring.cli", "--config", str(project.source), "cycle"]
+        argv += ["--leads", str(project.root / export.name), "--no-progress"]
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        if how[0] == "crm":
+            crm.kill_at(how[1], how[2], child.pid)
+        out, err = child.communicate(timeout=600)
+        assert child.returncode == 143, (point, out, err[-3000:])
+        assert "leadscoring cycle: interrupted: terminated by SIGTERM" in err, (point, err[-2000:])
+        stopped = _steps(project)
+        step = point.split(":")[0]
+        assert stopped[step]["status"] == "interrupted" and stopped["cycle"]["status"] == "interrupted", (point, stopped)
+        assert not (project.path("crm_state") / CYCLE_LOCK).exists()  # released on the way out
+
+        crm.kill = None
+        assert _cycle(project, project.root / export.name, capsys)[0] == 0, point
+        assert _steps(project)["cycle"]["status"] == "ok"
+        got = _state(project, crm)
+        for key, value in expected.items():
+            assert got[key] == value, (point, key)
+
+
+# -- end to end, with a real CRM -----------------------------------------------------------------
+
+EXAMPLE = ROOT / "01_Documentos" / "crm_bottlecrm.example.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.bottlecrm
+def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_path, small_models, unseen, monkeypatch, capsys):
+    """Day 1: score and push (the commands of the README); the sales team converts 12 leads
+    and closes 12; day 2: one `cycle` pulls them, retrains (promoted or not, with its reason),
+    rescores the open leads whose inputs or models changed and pushes only the changed scores."""
+    import yaml
+
+    example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    path = write_project(
+        tmp_path,
+        crm={**example["crm"], "url": bottlecrm.url},
+        scoring__crm_fields=example["scoring"]["crm_fields"],
+        loop={"min_new_converted": 10, "min_new_lost": 10},
+    )
+    cfg = load_config(path)
+    shutil.copytree(small_models, cfg.path("models_dir"))
+    monkeypatch.setenv(cfg.crm.token_env, bottlecrm.token)
+    fields = cfg.scoring.crm_fields
+
+    won = unseen[unseen["compra"].astype(int) == 1].head(12)
+    lost = unseen[unseen["compra"].astype(int) == 0].head(12)
+    still_open = unseen[~unseen["id"].isin([*won["id"], *lost["id"]])].head(16)
+    rows = pd.concat([won, lost, still_open], ignore_index=True)
+    rows["id"] = [bottlecrm.create_lead() for _ in range(len(rows))]
+    export = _export(cfg, rows, "leads_day1.csv")
+
+    # Day 1: score and push.
+    day1 = tmp_path / "scores_day1.csv"
+    assert main(["--config", str(cfg.source), "score", "--input", str(export), "--output", str(day1), "--no-progress"]) == 0
+    assert main(["--config", str(cfg.source), "push", "--scores", str(day1), "--no-progress"]) == 0
+    scores1 = pd.read_csv(day1, dtype={"id": str}).set_index("id")
+
+    # The outcomes arrive: 12 converted, 12 closed; one open lead's inputs change in the export.
+    for lead in rows["id"].iloc[:12]:
+        bottlecrm.convert(lead)
+    for lead in rows["id"].iloc[12:24]:
+        bottlecrm.close(lead)
+    changed = rows.copy()
+    cols = [c for c in changed.columns if c not in ("id", "compra")]
+    moved = changed["id"].iloc[24]
+    donor = unseen[~unseen["id"].isin(rows["id"])]
+    donor = donor.iloc[[i for i in range(len(donor)) if donor.iloc[i]["compra"] != rows.iloc[24]["compra"]][0]]
+    changed.loc[24, cols] = donor[cols].to_numpy()
+    export2 = _export(cfg, changed, "leads_day2.csv")
+    before = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
+
+    # Day 2: the cycle.
+    code, out = _cycle(cfg, export2, capsys)
+    assert code == 0, out
+    steps = _steps(cfg)
+    assert steps["pull"]["figures"]["appended_outcomes"]["converted"] == 12
+    assert steps["pull"]["figures"]["appended_outcomes"]["lost"] == 12
+    retrain = steps["retrain"]
+    assert retrain["status"] == "ok" and retrain["figures"]["due"] is True
+    promoted = retrain["figures"]["promoted"]
+    assert retrain["summary"].split("; ")[-1].startswith("challenger promoted" if promoted else "champion kept")
+    assert set(retrain["figures"]["champion"]) >= {"roc_auc", "brier"} and set(retrain["figures"]["challenger"]) >= {
+        "roc_auc",
+        "brier",
+    }
+    rescore = steps["rescore"]["figures"]
+    assert rescore["closed_left_out"] == 24 and rescore["open_leads"] == 16 and rescore["new"] == 16  # the cycle's first night
+    now = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas().set_index("id")
+    after = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
+    payload = lambda s, lead: {fields[f]: s.loc[lead, f] for f in fields}  # noqa: E731
+    changed_scores = {lead for lead in now.index if payload(now, lead) != payload(scores1, lead)}
+    assert moved in changed_scores
+    if not promoted:
+        assert changed_scores == {moved}
+    pushed = {lead for lead in rows["id"] if after[lead]["updated_at"] != before[lead]["updated_at"]}
+    assert pushed == changed_scores and steps["push"]["figures"]["sent"] == len(changed_scores)
+    assert steps["push"]["figures"]["skipped"] == 16 - len(changed_scores)
+    for lead in now.index:
+        custom = after[lead]["custom_fields"]
+        assert {k: custom[k] for k in ("lead_score", "score_bucket")} == {
+            "lead_score": now.loc[lead, "score"],
+            "score_bucket": now.loc[lead, "bucket"],
+        }
+    assert all(after[lead]["status"] in ("converted", "closed") for lead in rows["id"].iloc[:24])

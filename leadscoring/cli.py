@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -80,34 +82,59 @@ def _cmd_score(args: argparse.Namespace) -> int:
             history=not args.no_history,
         )
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
+        parts = sorted(Path(res["output"]).glob("part-*")) if Path(res["output"]).is_dir() else []
+        _alert_leads(cfg, parts)
         return 0
-    res = score_file(
-        cfg,
-        args.input,
-        args.output,
-        models_dir=args.models_dir,
-        reasons=not args.no_reasons,
-        chunk_rows=args.chunk_rows,
-        progress=not args.no_progress,
-        jobs=args.jobs,
-    )
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
-    print(f"scored {res['leads']} leads -> {args.output} ({counts})")
-    if not args.no_history:
-        _append_history(cfg, args.output)
+    with tempfile.TemporaryDirectory(prefix="leadscoring-inputs-") as tmp:
+        inputs = None if args.no_history else Path(tmp) / "scores.inputs.parquet"  # the leads' inputs, for the history
+        res = score_file(
+            cfg,
+            args.input,
+            args.output,
+            models_dir=args.models_dir,
+            reasons=not args.no_reasons,
+            chunk_rows=args.chunk_rows,
+            progress=not args.no_progress,
+            jobs=args.jobs,
+            inputs_path=inputs,
+        )
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
+        print(f"scored {res['leads']} leads -> {args.output} ({counts})")
+        if inputs is not None:
+            _append_history(cfg, args.output, inputs)
+    _alert_leads(cfg, [Path(args.output)])
     return 0
 
 
-def _append_history(cfg: ProjectConfig, output: str) -> None:
+def _alert_leads(cfg: ProjectConfig, scores: Sequence[Path]) -> None:
+    """Alert the leads of the scores files just written that entered an alert level
+    (``alerts:`` section; nothing without a webhook URL)."""
+    import pandas as pd
+
+    from leadscoring.serving.alerts import ALERT_FIELDS, alert_levels, alert_scored_leads, webhook_url
+    from leadscoring.serving.scores_file import read_scores_file
+
+    if webhook_url(cfg) is None or not scores:
+        return
+    key = cfg.data.id_column
+    frames = [read_scores_file(p, key, columns=[key, *ALERT_FIELDS], needed_for="the alerts") for p in scores]
+    n = alert_scored_leads(cfg, pd.concat(frames, ignore_index=True))
+    if n:
+        print(f"alerts: {n} lead(s) entered {' / '.join(alert_levels(cfg))}")
+
+
+def _append_history(cfg: ProjectConfig, output: str, inputs: Path | None = None) -> None:
     """Append a local engine's scores to the score history (outputs without model version and
-    time columns are skipped), as a job of their own: another ``score`` run appending the same
-    leads in the same second is another job, kept beside this one."""
+    time columns are skipped), with the leads' inputs from the ``inputs`` file the scoring
+    wrote, as a job of their own: another ``score`` run appending the same leads in the same
+    second is another job, kept beside this one."""
     from leadscoring.serving.history import append_scores_file, has_stamps, new_job_id
 
     if not has_stamps(output):
         logging.getLogger(__name__).debug("score history: %s has no model_version/scored_at; not appended", output)
         return
-    n = append_scores_file(cfg.path("score_history"), output, cfg.data.id_column, job_id=new_job_id())
+    found = inputs if inputs is not None and inputs.is_file() else None
+    n = append_scores_file(cfg.path("score_history"), output, cfg.data.id_column, job_id=new_job_id(), inputs_file=found)
     print(f"score history: {n} rows appended to {cfg.path('score_history')}")
 
 
@@ -192,6 +219,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
         max_backoff=args.max_backoff,
         fields=cfg.scoring.crm_fields,
         progress=not args.no_progress,
+        experiment=cfg.experiment,
     )
     print(summary)
     for lead, err in list(summary.failures.items())[:10]:
@@ -231,7 +259,17 @@ def _cmd_crm_check(args: argparse.Namespace) -> int:
         with json_client(cfg.crm) as client:
             reports = [check_status_values(connector, client, cfg.crm.status_map, cfg.crm.unmapped)]
             if args.lead is not None:
-                reports.append(check_lead_push(cfg.crm, args.scores, args.lead, cfg.data.id_column, cfg.scoring.crm_fields, client))
+                reports.append(
+                    check_lead_push(
+                        cfg.crm,
+                        args.scores,
+                        args.lead,
+                        cfg.data.id_column,
+                        cfg.scoring.crm_fields,
+                        client,
+                        experiment=cfg.experiment,
+                    )
+                )
     except CrmError as exc:
         print(f"leadscoring crm check: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
@@ -326,6 +364,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         print(f"  alert: {alert.message}")
     for note in report.notes:
         print(f"  note: {note}")
+    from leadscoring.serving.alerts import send_monitoring_alerts
+
+    sent = send_monitoring_alerts(cfg, report)
+    if sent:
+        print(f"alerts: {sent} monitoring alert(s) sent to the webhook")
     return 0
 
 
@@ -501,9 +544,14 @@ def _add_retrain_parser(sub: Any) -> None:
     rt.add_argument(
         "--outcomes",
         help="CSV with id and target (or full lead rows); default: the outcome history pulled from the CRM "
-        "(paths.outcome_history: converted and lost leads, open ones skipped)",
+        "(paths.outcome_history: converted and lost leads, open ones skipped), each lead with the inputs it was "
+        "scored with (the score history; loop.train_on_inputs: first or last_before_outcome)",
     )
-    rt.add_argument("--leads", help="the leads' features (raw layout) when the outcomes have only id and target")
+    rt.add_argument(
+        "--leads",
+        help="the leads' features (raw layout): with --outcomes of only id and target; without --outcomes, only "
+        "for leads scored before inputs were recorded (a warning says how many)",
+    )
     rt.add_argument(
         "--tolerance", type=float, help="allowed AUC drop / Brier rise (default loop.tolerance: 0.005 unless configured)"
     )

@@ -94,6 +94,14 @@ class ScoredLead(BaseModel):
     trend: Annotated[
         str, Field(description="Against the previous score: improving, steady, declining or new."), Column("string", crm="trend")
     ]
+    experiment_group: Annotated[
+        str | None,
+        Field(
+            description="The lead's group in the A/B test (experiment section): control (its CRM record gets no score; "
+            "sales works it the usual way) or treatment; the same for life. Null: no experiment."
+        ),
+        Column("string", history="string"),
+    ] = None
     model_version: Annotated[
         str,
         Field(description="The scoring model's version: the first 12 characters of its SHA-256."),

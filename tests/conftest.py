@@ -24,10 +24,17 @@ pytest_plugins = ["tests.bottlecrm"]
 @pytest.fixture(scope="session")
 def cfg(tmp_path_factory) -> ProjectConfig:
     """The shipped configuration, with its score history in a temporary folder: tests never
-    read or append the project's own history (a ``make run`` may have written one)."""
+    read or append the project's own history (a ``make run`` may have written one). Its
+    service does not append to that history (shared by the session's tests: one test's
+    scorings would become another's previous scores); tests/test_inputs_log.py turns it on."""
     shipped = load_config(CONFIG)
     history = tmp_path_factory.mktemp("history") / "score_history.parquet"
-    return shipped.model_copy(update={"paths": shipped.paths.model_copy(update={"score_history": str(history)})})
+    return shipped.model_copy(
+        update={
+            "paths": shipped.paths.model_copy(update={"score_history": str(history)}),
+            "service": shipped.service.model_copy(update={"history_flush_seconds": 0}),
+        }
+    )
 
 
 @pytest.fixture(scope="session")

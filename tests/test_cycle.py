@@ -215,6 +215,7 @@ def test_the_champion_is_kept_when_the_challenger_is_worse_and_its_reason_logged
     cfg = _project(tmp_path, crm, small_models, tolerance=-1.0)  # an impossible bar
     rows = unseen.head(80).reset_index(drop=True)
     crm.add(rows["id"].tolist())
+    assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0  # day 1: every lead scored, its inputs kept
     for lead, won in zip(rows["id"].iloc[20:], rows["compra"].iloc[20:].astype(int), strict=True):
         crm.set_status(lead, "won" if won else "lost")
     before = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"]
@@ -550,3 +551,18 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
             "score_bucket": now.loc[lead, "bucket"],
         }
     assert all(after[lead]["status"] in ("converted", "closed") for lead in rows["id"].iloc[:24])
+
+
+def test_the_cycle_s_scorings_keep_their_inputs(tmp_path, crm, small_models, unseen, capsys):
+    """A retraining learns from the inputs each lead was scored with: the cycle's own scorings
+    record them in the score history, as every other scoring path does."""
+    import json
+
+    cfg = _project(tmp_path, crm, small_models)
+    rows = unseen.head(OPEN).reset_index(drop=True)
+    crm.add(rows["id"].tolist())
+    assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0
+    history = read_history(cfg.path("score_history"), columns=["lead_id", "inputs"]).to_pandas()
+    assert len(history) == OPEN and history["inputs"].notna().all()
+    first = json.loads(history["inputs"].iloc[0])
+    assert first and set(first) <= set(cfg.data.columns.all)

@@ -66,8 +66,16 @@ def test_two_runs_latest_lookup_and_trend(tmp_path):
 
     assert len(list(hist.path.glob("part-*.parquet"))) == 2  # one part per append
     table = read_history(hist.path)
-    assert table.schema.types == [pa.string(), pa.int16(), pa.string(), pa.timestamp("us", tz="UTC"), pa.string()]
-    assert table.column_names == ["lead_id", "score", "model_version", "scored_at", "job_id"]
+    assert table.schema.types == [
+        pa.string(),
+        pa.int16(),
+        pa.string(),  # experiment_group
+        pa.string(),
+        pa.timestamp("us", tz="UTC"),
+        pa.string(),
+        pa.string(),
+    ]
+    assert table.column_names == ["lead_id", "score", "experiment_group", "model_version", "scored_at", "job_id", "inputs"]
     assert table.num_rows == 6
     assert table["scored_at"][0].as_py() == T0
     assert len(set(table["job_id"].to_pylist())) == 2  # one job id per append, minted when not given
@@ -143,9 +151,8 @@ def test_a_single_file_history_is_migrated_on_first_read(tmp_path, with_job_ids)
     if with_job_ids:
         assert hist.append(["a", "b"], [10, 20], "m1", T0, job_id="old-job") == 0  # a retry of a job of the old file
     table = read_history(path)
-    assert table.column_names[-1] == "job_id" and table["job_id"].to_pylist()[:2] == (
-        ["old-job"] * 2 if with_job_ids else [None, None]
-    )
+    assert table.column_names[-2:] == ["job_id", "inputs"] and table["inputs"].null_count == 6  # none recorded
+    assert table["job_id"].to_pylist()[:2] == (["old-job"] * 2 if with_job_ids else [None, None])
     assert table["job_id"].to_pylist()[-2:] == ["new", "new"] and table.num_rows == 6
     assert hist.latest().to_dict() == {"a": 16, "b": 26}
 

@@ -101,6 +101,7 @@ def test_products_models_and_scores(project):
     }
     history = read_history(cfg.path("score_history")).to_pandas()  # the promoted run's scores, appended once
     assert len(history) == len(scores) and set(history["model_version"]) == set(scores["model_version"])
+    assert history["inputs"].notna().all()  # notebook 10's inputs file, appended with the scores (#23)
     assert (cfg.path("docs_dir") / "model_card.md").read_text().startswith("# Model card")
     log = [json.loads(line) for line in (cfg.path("docs_dir") / "run_log.jsonl").read_text().splitlines()]
     assert log[-1]["status"] == "ok" and "validation_roc_auc" in log[-1]["metrics"]

@@ -18,6 +18,7 @@ from leadscoring.config import load_config
 from leadscoring.crm.outcomes import OutcomeRow, append_outcome_rows
 from leadscoring.loop.retrain import load_outcomes, outcomes_from_history, retrain, should_promote
 from leadscoring.loop.versions import list_versions, rollback
+from leadscoring.serving.history import append_scores
 from leadscoring.serving.scorer import Scorer
 from leadscoring.training.pipeline import preparation_steps
 from leadscoring.training.rules import RuleScorer, load_rules
@@ -174,8 +175,8 @@ def test_outcomes_as_full_lead_rows(project, leads, sample, tmp_path):
 
 def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, capsys):
     """No --outcomes: the latest state of each lead pulled from the CRM, converted -> positive,
-    lost -> negative, open leads (here a won lead reopened) skipped until they mature, and
-    leads not in --leads skipped."""
+    lost -> negative, open leads (here a won lead reopened) skipped until they mature; leads
+    scored before inputs were recorded take their features from --leads (those not in it skipped)."""
     cfg, outcomes, feats = project
     d = cfg.data
     args = ["--config", str(cfg.source), "retrain", "--leads", str(feats), "--tolerance", "-1"]
@@ -191,6 +192,8 @@ def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, c
     rows.append(OutcomeRow(ids[0], "open", t + timedelta(days=1), None, False, "{}"))  # reopened: latest wins
     rows.append(OutcomeRow(ids[1], "converted" if not won[1] else "lost", t + timedelta(days=1), None, False, "{}"))  # reversal
     append_outcome_rows(cfg.path("outcome_history"), rows)
+    scored = [*ids, "not-in-the-leads"]  # scored by an earlier version: no inputs recorded
+    append_scores(cfg.path("score_history"), scored, [50] * len(scored), "m0", t - timedelta(days=1))
 
     new = outcomes_from_history(cfg, feats, now=t + timedelta(days=2)).set_index(d.id_column)[d.target_column].astype(int)
     expected = dict(zip(ids[1:], [1 - won[1], *won[2:]], strict=True))

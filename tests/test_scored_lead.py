@@ -155,7 +155,8 @@ def test_a_declared_field_reaches_every_path(extended, cfg, small_models, tmp_pa
     assert "" in seen["csv_churn"] and all(v == "" or v.isdigit() for v in seen["csv_churn"])
     # API: the answer carries it in the declared place; the OpenAPI schema describes it.
     assert seen["api_keys"] == ["lead_id", *order]
-    assert seen["api_properties"] == ["lead_id", *order]
+    # (the OpenAPI schema also lists experiment_group, which answers carry only with an experiment)
+    assert seen["api_properties"] == ["lead_id", *order[:-2], "experiment_group", *order[-2:]]
     assert seen["api_description"] == DESCRIPTION
     # CRM: the default map names it, the configuration accepts it, payloads push it as a number.
     assert seen["crm_default"]["churn_risk"] == "churn_risk_c" == seen["crm_config_default"]["churn_risk"]
@@ -168,9 +169,11 @@ def test_a_declared_field_reaches_every_path(extended, cfg, small_models, tmp_pa
         ["lead_id", "string"],
         ["score", "int16"],
         ["churn_risk", "int16"],
+        ["experiment_group", "string"],
         ["model_version", "string"],
         ["scored_at", "timestamp[us, tz=UTC]"],
         ["job_id", "string"],
+        ["inputs", "string"],
     ]
     # ... and an appended scores file carries its values into the score history.
     assert seen["history_values"] == [None, *(risk for _, risk in seen["scores"])]  # older parts still read
@@ -186,7 +189,7 @@ def test_the_declaration_gives_todays_outputs():
 
     assert OPTIONAL_INT_FIELDS == ("fit_score", "engagement_score", "previous_score")
     assert DEFAULT_CRM_FIELDS["bucket"] == "score_bucket" and DEFAULT_CRM_FIELDS["score"] == "predictive_score"
-    assert set(DEFAULT_CRM_FIELDS) == set(SCORE_FIELDS) - {"probability", "segment", "previous_score"}
+    assert set(DEFAULT_CRM_FIELDS) == set(SCORE_FIELDS) - {"probability", "segment", "previous_score", "experiment_group"}
     with pytest.raises(ValueError, match=r"crm_fields: \['lead_id'\] are not score fields"):
         ScoringConfig(crm_fields={"lead_id": "id"})
     assert file_schema("id", text=True).field("reasons").type == pa.string()
@@ -197,6 +200,6 @@ def test_the_declaration_gives_todays_outputs():
         "effect",
         "evidence",
     ]
-    assert SCHEMA.names == ["lead_id", "score", "model_version", "scored_at", "job_id"]
+    assert SCHEMA.names == ["lead_id", "score", "experiment_group", "model_version", "scored_at", "job_id", "inputs"]
     with pytest.raises(ValueError, match="not fields of a scored lead"):
         file_schema("id", ["score", "mood"], text=False)

@@ -17,16 +17,19 @@ from pydantic import ValidationError, model_validator
 from leadscoring.config.events import DeriveConfig, EventFeature, EventsConfig
 from leadscoring.config.notes import NOTES_TAG, analyst_note, read_analyst_notes
 from leadscoring.config.sections import (
+    ALERTS_WEBHOOK_ENV,
     CONFIG_ENV,
     DEFAULT_CONFIG,
     DEFAULT_CRM_FIELDS,
     INPUT_PATHS,
+    AlertsConfig,
     Bucket,
     CleaningConfig,
     ColumnRoles,
     ConfigError,
     CrmConfig,
     DataConfig,
+    ExperimentConfig,
     FeaturesConfig,
     GradesConfig,
     LeakageConfig,
@@ -74,6 +77,9 @@ __all__ = [
     "ServiceConfig",
     "CrmConfig",
     "LoopConfig",
+    "ExperimentConfig",
+    "AlertsConfig",
+    "ALERTS_WEBHOOK_ENV",
     "RestConfig",
     "RestListConfig",
     "ProjectConfig",
@@ -102,9 +108,11 @@ class ProjectConfig(StrictSection):
     report: ReportConfig = ReportConfig()
     service: ServiceConfig = ServiceConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    loop: LoopConfig = LoopConfig()
+    experiment: ExperimentConfig = ExperimentConfig()
+    alerts: AlertsConfig = AlertsConfig()
     events: EventsConfig | None = None
     crm: CrmConfig | None = None
-    loop: LoopConfig = LoopConfig()
     source: Path | None = None
     output_root: Path | None = None
 
@@ -161,6 +169,10 @@ class ProjectConfig(StrictSection):
                         raise ValueError(f"features.{kind}.{name}: '{col}' is not a numeric column")
         if self.events is not None and self.events.derive is not None:
             self.events.derive.check_roles(self.data.columns)
+        buckets = [b.name for b in self.scoring.buckets]
+        unknown = sorted(set(self.alerts.levels or []) - set(buckets))
+        if unknown:
+            raise ValueError(f"alerts.levels: {unknown} are not buckets (scoring.buckets: {buckets})")
         return self
 
     def root_path(self, value: str) -> Path:

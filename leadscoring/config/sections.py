@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadscoring.formats import NumberStyle
 from leadscoring.scored_lead import DEFAULT_CRM_FIELDS, SCORE_FIELDS
@@ -428,6 +430,90 @@ class ServiceConfig(StrictSection):
     # Seconds between checks for a newly promoted model set (hot reload: a promotion by
     # `leadscoring run`, `retrain` or `rollback` is loaded, verified and swapped in); 0 = off.
     reload_seconds: float = Field(5, ge=0)
+    # What the service scores goes to the score history (each lead with its inputs, for
+    # retraining), appended in the background every this many seconds as one part; a lead's
+    # previous score and trend then count the service's scorings too. 0: not recorded.
+    history_flush_seconds: float = Field(10, ge=0)
+
+
+class ExperimentConfig(StrictSection):
+    """The A/B test (off by default): a share of the newly scored leads is held out as a
+    control group, worked by sales the usual way, so the monitoring report can measure the
+    scoring's real lift. Each lead's group comes from a hash of its id and ``salt``
+    (:mod:`leadscoring.serving.experiment`), so it is the same on every path and every run."""
+
+    # Share of leads in the control group (0: no experiment, no experiment_group anywhere).
+    control_share: float = Field(0.0, ge=0.0, lt=1.0)
+    # Any text, kept for the experiment's life: the same salt gives every lead the same group.
+    salt: str = ""
+    # Groups recorded in the score history before this time belong to an earlier experiment
+    # (another salt or share) and are not compared with today's (see check_groups).
+    started_at: datetime | None = None
+    # What a control lead's CRM record gets: "none" (nothing is pushed for it) or "marker"
+    # (only ``control_field`` = ``control_value``, no score field).
+    control_crm: Literal["none", "marker"] = "none"
+    control_field: str = "scoring_group"
+    control_value: str | int | bool = "control"
+
+    @property
+    def enabled(self) -> bool:
+        """Whether newly scored leads get an experiment group."""
+        return self.control_share > 0
+
+    @field_validator("started_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a time without zone is UTC, as every time of the project
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if self.enabled and not self.salt.strip():
+            raise ValueError("salt: set a salt (any text, kept for the experiment's life) when control_share is above 0")
+        if not self.control_field.strip():
+            raise ValueError("control_field: the CRM field of the control marker cannot be empty")
+        return self
+
+
+#: The environment variable holding the alerts' webhook URL (it usually carries a secret).
+ALERTS_WEBHOOK_ENV = "LEADSCORING_ALERTS_WEBHOOK"
+
+
+class AlertsConfig(StrictSection):
+    """Alerts to a webhook (``leadscoring.serving.alerts``): a JSON POST with a Slack-compatible
+    ``text`` field when a lead enters one of ``levels`` and once per monitoring alert. Off
+    without a URL."""
+
+    # The webhook's URL; the variable named in ``webhook_env``, when set, takes its place
+    # (a Slack webhook URL is a secret: keep it in the environment).
+    webhook_url: str | None = None
+    webhook_env: str = ALERTS_WEBHOOK_ENV
+    # Buckets whose entry is alerted (a lead whose previous score was in another bucket, or
+    # none); default: the top bucket.
+    levels: list[str] | None = None
+    # Send the monitoring report's alerts (``leadscoring monitor``, ``cycle``).
+    monitoring: bool = True
+    timeout: float = Field(10.0, gt=0)  # seconds per POST
+    retries: int = Field(5, ge=0)  # tries after the first (5xx, 429, no answer), with backoff
+    backoff: float = Field(1.0, ge=0)  # first wait in seconds, doubled each retry ...
+    max_backoff: float = Field(30.0, ge=0)  # ... up to this
+    queue_size: int = Field(1000, ge=1)  # alerts waiting at most; beyond, dropped with a warning
+    # More leads than this entering a level in one scoring job (or service call): one summary
+    # message instead of one per lead.
+    max_messages: int = Field(20, ge=1)
+    # A command (score, monitor) waits at most this long at its end for queued alerts to go.
+    drain_seconds: float = Field(30.0, ge=0)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("webhook_url: must start with http:// or https:// and name a host")
+        return value.strip()
 
 
 class LoopConfig(StrictSection):
@@ -449,6 +535,12 @@ class LoopConfig(StrictSection):
     # those matured since the champion was trained), which neither model learned from.
     tolerance: float = 0.005
     holdout_share: float = Field(0.5, gt=0.0, lt=1.0)
+    # Which scoring of a lead trains the model once its outcome is known (converted or lost):
+    # the inputs recorded with it in the score history, never the CRM's fields of today.
+    # "last_before_outcome": the last scoring at or before the outcome (outcome_at, else the
+    # change's modified_at); "first": the first scoring (also at or before the outcome: a
+    # scoring after it may already show the outcome).
+    train_on_inputs: Literal["first", "last_before_outcome"] = "last_before_outcome"
 
 
 #: What a lead's CRM status means for the model.

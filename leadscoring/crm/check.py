@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from leadscoring.config.sections import CrmConfig
+from leadscoring.config.sections import CrmConfig, ExperimentConfig
 from leadscoring.crm import connector_for
 from leadscoring.crm.connector import Connector, parse_time
 from leadscoring.crm.http import CrmError, JsonClient
@@ -122,22 +122,37 @@ def check_lead_push(
     client: JsonClient,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    experiment: ExperimentConfig | None = None,
 ) -> CheckReport:
     """Push lead ``lead_id``'s scores from the file ``scores`` and read them back through
     ``client``: a field absent or unchanged after a 2xx answer is a problem (an unknown custom
-    field the CRM dropped). ``transport``: the push's httpx transport (tests)."""
+    field the CRM dropped). ``transport``: the push's httpx transport (tests); ``experiment``:
+    what a control lead gets (its marker is pushed and read back; with nothing to push, a
+    one-line error)."""
     report = CheckReport()
     table = read_scores(scores, id_column)
     row = table[table[id_column].astype(str) == lead_id]
     if row.empty:
         raise LeadDataError(f"{Path(scores).name}: lead {lead_id} is not in the scores")
-    values = crm_payloads(row, id_column, fields)[0]["custom_fields"]
+    payloads = crm_payloads(row, id_column, fields, experiment)
+    if not payloads:
+        raise LeadDataError(
+            f"{Path(scores).name}: lead {lead_id} is in the A/B test's control group: nothing is pushed for it "
+            "(experiment.control_crm: none); check with a treatment lead"
+        )
+    values = payloads[0]["custom_fields"]
     connector = connector_for(crm)
     names = list(values)
     before = connector.read_back(client, lead_id, names)
     with tempfile.TemporaryDirectory(prefix="crm-check-") as tmp:
         summary = push_scores(
-            row, id_column=id_column, crm=crm, state_file=Path(tmp) / "state.jsonl", fields=fields, transport=transport
+            row,
+            id_column=id_column,
+            crm=crm,
+            state_file=Path(tmp) / "state.jsonl",
+            fields=fields,
+            transport=transport,
+            experiment=experiment,
         )
     if summary.failed:
         raise CrmError(f"{crm.kind}: lead {lead_id} not written: {summary.failures.get(lead_id) or summary.stopped}")

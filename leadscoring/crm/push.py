@@ -54,7 +54,7 @@ import httpx
 import pandas as pd
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from leadscoring.config import ConfigError
+from leadscoring.config import ConfigError, ExperimentConfig
 from leadscoring.config.sections import CrmConfig
 from leadscoring.crm import auth_headers, connector_for
 from leadscoring.crm.connector import Connector, PushRequest
@@ -95,6 +95,7 @@ class PushSummary:
     failures: dict[str, str] = field(default_factory=dict)
     not_sent: int = 0  # of ``failed``: not sent because the push stopped early (circuit breaker)
     stopped: str = ""  # why the push stopped early, "" if it did not
+    held_out: int = 0  # control leads of the A/B test, for which nothing is pushed (experiment.control_crm: none)
     dry_run: bool = False
     pending: int = 0  # a dry run: the leads it would send
 
@@ -102,6 +103,8 @@ class PushSummary:
         if self.dry_run:
             return f"dry run: would send {self.pending}, skip {self.skipped} (already sent); nothing sent"
         text = f"sent {self.sent}, skipped {self.skipped} (already sent), failed {self.failed}"
+        if self.held_out:
+            text += f", {self.held_out} control lead(s) held out (experiment)"
         reason = self.stopped or "CRM unreachable (stopped after repeated connection failures or timeouts)"
         if self.not_sent:
             text += f"; {self.not_sent} not sent: {reason}"
@@ -521,6 +524,7 @@ def push_scores(
     fields: Mapping[str, str] | None = None,
     progress: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
+    experiment: ExperimentConfig | None = None,
     dry_run: bool = False,
 ) -> PushSummary:
     """Write every score to the CRM (see module docstring); returns sent/skipped/failed counts.
@@ -535,8 +539,10 @@ def push_scores(
     ``max_backoff``: longest wait between two attempts; a ``Retry-After`` beyond it stops the
     push; ``fields``: score field -> CRM custom-field name (``scoring.crm_fields``; default
     the package's); ``progress``: show a progress bar on stderr; ``transport``: an httpx
-    transport in place of the network (tests); ``dry_run``: count the leads a push would send
-    (``pending``) and skip, sending nothing and writing nothing."""
+    transport in place of the network (tests); ``experiment``: the ``experiment:`` section,
+    what a control lead of the A/B test gets (nothing, or only its marker; see
+    :func:`~leadscoring.serving.payloads.crm_payloads`); ``dry_run``: count the leads a push
+    would send (``pending``) and skip, sending nothing and writing nothing."""
     if timeout <= 0 or concurrency < 1 or retries < 0 or max_failures < 0 or backoff < 0 or max_backoff < 0:
         raise ConfigError("push: timeout must be > 0, concurrency >= 1, and retries, max_failures, backoff and max_backoff >= 0")
     dest, connector, headers = _connection(crm, crm_url)
@@ -548,18 +554,23 @@ def push_scores(
         scores = read_scores(path, id_column)
     if state_file is None:
         raise ValueError("state_file is required when scores are given as a DataFrame")
-    requests = [
-        (p["lead_id"], connector.push_request(p["lead_id"], p["custom_fields"])) for p in crm_payloads(scores, id_column, fields)
-    ]
+    payloads = crm_payloads(scores, id_column, fields, experiment)
+    requests = [(p["lead_id"], connector.push_request(p["lead_id"], p["custom_fields"])) for p in payloads]
+    held_out = len(scores) - len(payloads)
+    if held_out:
+        log.info("push: %d control lead(s) of the A/B test held out: nothing is pushed for them", held_out)
     if dry_run:
-        summary = PushSummary(dry_run=True)
+        summary = PushSummary(dry_run=True, held_out=held_out)
         summary.pending = len(_to_send(requests, dest, Path(state_file), summary))
         return summary
     policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout)
     run = _push(requests, dest, headers, Path(state_file), concurrency, policy, max_failures, progress, transport)
     if not progress:
-        return asyncio.run(run)
-    from tqdm.contrib.logging import logging_redirect_tqdm
+        summary = asyncio.run(run)
+    else:
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with logging_redirect_tqdm():  # warnings printed above the bar, not through it
-        return asyncio.run(run)
+        with logging_redirect_tqdm():  # warnings printed above the bar, not through it
+            summary = asyncio.run(run)
+    summary.held_out = held_out
+    return summary

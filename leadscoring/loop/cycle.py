@@ -406,6 +406,8 @@ def rescore_step(ctx: _Context) -> StepResult:
         elif path.is_file():
             path.unlink()
         if fresh is not None:
+            from leadscoring.serving.inputs import record_inputs
+
             append_scores(
                 cfg.path("score_history"),
                 fresh.column(id_col).cast(pa.string()).to_pylist(),
@@ -413,6 +415,7 @@ def rescore_step(ctx: _Context) -> StepResult:
                 version,
                 scored_at,
                 job_id=f"cycle-{ctx.cycle_id}",
+                inputs=record_inputs(cfg, open_leads[todo].to_dict("records")),  # what a retrain learns from
             )
     return StepResult("rescore", "ok", f"rescored {why}", counts)
 
@@ -461,6 +464,9 @@ def monitoring_step(ctx: _Context) -> StepResult:
     if ctx.dry_run:
         return StepResult("monitoring", "dry-run", f"would write the monitoring report: {said}", figures)
     page, data = write_monitoring(ctx.cfg, report=report)
+    from leadscoring.serving.alerts import send_monitoring_alerts
+
+    figures["alerts_sent"] = send_monitoring_alerts(ctx.cfg, report)  # once each (alerts.webhook_url)
     return StepResult("monitoring", "ok", f"{said} -> {page}, {data.name}", figures)
 
 

@@ -68,6 +68,7 @@ from leadscoring.formats import count, number, percent
 from leadscoring.ingest.schema import LeadSchema, text
 from leadscoring.ingest.values import map_unique
 from leadscoring.io import write_json, write_text
+from leadscoring.serving.experiment import CONTROL, TREATMENT  # the A/B test's groups, drawn at scoring time
 from leadscoring.serving.history import history_files
 from leadscoring.serving.scorer import assign_buckets, to_score
 from leadscoring.training.grades import grade_definition, grade_index
@@ -79,8 +80,6 @@ PSI_WATCH, PSI_ALERT = 0.1, 0.25
 PSI_BINS, PSI_EPS = 10, 1e-4
 #: The name of the score in the drift tables (the inputs go by their column names).
 SCORE = "score"
-#: The experiment groups of the A/B test, in the score history's ``experiment_group``.
-CONTROL, TREATMENT = "control", "treatment"
 #: A lead's state in the report (see the module): counted ones first.
 STATES = ("converted", "lost", "aged", "young", "before")
 #: Cohorts shown in the drift table (the latest), and examples named in a note.
@@ -366,6 +365,8 @@ class _History:
             f"CAST(model_version AS VARCHAR) AS model_version, CAST(scored_at AS TIMESTAMPTZ) AS scored_at, "
             f"{grp} AS grp, {inputs} AS inputs FROM {source} WHERE scored_at <= {_sql_time(now)}"
         )
+        if self.has_inputs:  # parts always have the column now; scorings without inputs hold nulls
+            self.has_inputs = bool(self.con.execute("SELECT 1 FROM hist WHERE inputs IS NOT NULL LIMIT 1").fetchall())
 
     def frame(self, sql: str) -> pd.DataFrame:
         return self.con.execute(sql).df()

@@ -1,5 +1,8 @@
 """The feedback loop: merge newly known outcomes, retrain, champion vs challenger, drift.
 
+Outcomes pulled from the CRM train on the inputs each lead was scored with (the score
+history, :mod:`leadscoring.loop.inputs`), never on its fields of today.
+
 The challenger — the champion's exact recipe, refit on the history plus the new outcomes
 but the held-out ones — and the champion are compared on held-out leads neither has seen:
 the newest matured cohort (:mod:`leadscoring.loop.maturity`), i.e. for each outcome
@@ -58,6 +61,7 @@ from leadscoring.ingest.reader import read_raw, row_locator
 from leadscoring.ingest.schema import validate_leads
 from leadscoring.ingest.split import fingerprint
 from leadscoring.io import write_csv, write_json, write_parquet, write_text
+from leadscoring.loop.inputs import FINAL, scored_inputs
 from leadscoring.loop.maturity import matured_outcomes, trained_at
 from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
@@ -253,7 +257,7 @@ def load_outcomes(
 
 def outcomes_from_history(
     cfg: ProjectConfig,
-    leads: str | os.PathLike[str] | None,
+    leads: str | os.PathLike[str] | None = None,
     history: str | os.PathLike[str] | None = None,
     *,
     matured: pd.DataFrame | None = None,
@@ -263,9 +267,12 @@ def outcomes_from_history(
     ``leadscoring pull``) as full lead rows: each lead's matured outcome
     (:func:`~leadscoring.loop.maturity.matured_outcomes` as of ``now``, or ``matured`` when
     given), converted -> the configured positive value, lost -> the negative one, leads still
-    maturing skipped; the features come from ``leads`` (raw layout), joined by id. Matured
-    leads of the history that are not in ``leads`` are skipped (the CRM holds more leads than
-    one export) and logged."""
+    maturing skipped; the features are the inputs the lead was scored with
+    (:func:`leadscoring.loop.inputs.scored_inputs`, the scoring chosen by
+    ``loop.train_on_inputs``), never its fields of today. Leads never scored, or scored only
+    after their outcome, are skipped (logged). Leads scored before inputs were recorded take
+    their features from ``leads`` (raw layout, joined by id; a warning says how many, as their
+    fields may have changed since) or, without it, are skipped with a warning."""
     d = cfg.data
     path = Path(history) if history is not None else cfg.path("outcome_history")
     if not path.is_file():
@@ -273,37 +280,72 @@ def outcomes_from_history(
     if matured is None:
         from leadscoring.crm.outcomes import read_outcome_history
 
-        rows = read_outcome_history(path)
-        matured = matured_outcomes(cfg, now or datetime.now(UTC), rows)
-        waiting = rows["lead_id"].nunique() - len(matured)
-    else:
-        waiting = 0
-    closed = matured
+        matured = matured_outcomes(cfg, now or datetime.now(UTC), read_outcome_history(path))
+    latest = matured
+    found = scored_inputs(cfg, latest, cfg.loop.train_on_inputs)
+    parts = []
+    if len(found.rows):
+        raw = found.rows.drop(columns=["model_version", "scored_at"])
+        shown = raw[d.id_column].tolist()
+        parts.append(
+            validate_leads(raw, cfg, origin=f"{path.name} (inputs as scored)", rows=lambda recs: [f"lead {shown[r]}" for r in recs])
+        )
+    if found.without_inputs:
+        parts.extend(_fallback_rows(cfg, found.without_inputs, latest, leads, path.name))
+    closed = int(latest["outcome"].isin(FINAL).sum())
+    if not parts:
+        raise LeadDataError(
+            f"{path.name}: none of its {closed} converted or lost lead(s) has inputs recorded at or before its outcome "
+            f"({len(found.never_scored)} never scored, {len(found.scored_after_outcome)} scored only after, "
+            f"{len(found.without_inputs)} scored before inputs were recorded: pass --leads for those)"
+        )
+    merged = pd.concat(parts, ignore_index=True)
+    log.info(
+        "%s: %d matured lead(s) with their inputs as scored, %d from --leads",
+        path.name,
+        len(found.rows),
+        len(merged) - len(found.rows),
+    )
+    return merged
+
+
+def _fallback_rows(
+    cfg: ProjectConfig, ids: list[str], latest: pd.DataFrame, leads: str | os.PathLike[str] | None, origin: str
+) -> list[pd.DataFrame]:
+    """The leads ``ids`` (scored before inputs were recorded) with their features from the
+    ``leads`` file, warned about; none without the file or for ids it lacks."""
+    d = cfg.data
     if leads is None:
-        raise LeadDataError(f"{path.name}: the outcome history has ids and outcomes only; pass the leads' features with --leads")
+        log.warning(
+            "%s: %d converted or lost lead(s) were scored before inputs were recorded; skipped "
+            "(pass --leads to train on their fields as they are in that file), e.g. %s",
+            origin,
+            len(ids),
+            ids[:5],
+        )
+        return []
+    log.warning(
+        "%s: %d converted or lost lead(s) were scored before inputs were recorded; their features come from %s "
+        "(their fields as they are there, which may have changed since they were scored), e.g. %s",
+        origin,
+        len(ids),
+        Path(leads).name,
+        ids[:5],
+    )
     feats = read_leads(leads, cfg, require_target=False).drop(columns=[d.target_column], errors="ignore")
-    ids = pd.DataFrame(
+    rows = latest[latest["lead_id"].astype(str).isin(ids)]
+    wanted = pd.DataFrame(
         {
-            d.id_column: closed["lead_id"].astype(str).to_numpy(),
-            d.target_column: closed["outcome"].map({"converted": d.positive_value, "lost": d.negative_value}).to_numpy(),
+            d.id_column: rows["lead_id"].astype(str).to_numpy(),
+            d.target_column: rows["outcome"].map({"converted": d.positive_value, "lost": d.negative_value}).to_numpy(),
         }
     )
-    known = ids[d.id_column].isin(feats[d.id_column].astype(str))
+    known = wanted[d.id_column].isin(feats[d.id_column].astype(str))
     if not known.all():
-        missing = ids.loc[~known, d.id_column].tolist()
-        log.warning(
-            "%s: %d converted or lost lead(s) not in %s, skipped, e.g. %s", path.name, len(missing), Path(leads).name, missing[:5]
-        )
-    merged = feats.assign(**{d.id_column: feats[d.id_column].astype(str)}).merge(ids[known], on=d.id_column)
-    if merged.empty:
-        raise LeadDataError(f"{path.name}: none of its {len(ids)} converted or lost lead(s) is in {Path(leads).name}")
-    log.info(
-        "%s: %d matured lead(s) joined to their features (%d open and not matured yet skipped)",
-        path.name,
-        len(merged),
-        waiting,
-    )
-    return validate_leads(merged, cfg, origin=path.name)
+        missing = wanted.loc[~known, d.id_column].tolist()
+        log.warning("%s: %d of them not in %s, skipped, e.g. %s", origin, len(missing), Path(leads).name, missing[:5])
+    merged = feats.assign(**{d.id_column: feats[d.id_column].astype(str)}).merge(wanted[known], on=d.id_column)
+    return [validate_leads(merged, cfg, origin=Path(leads).name)] if len(merged) else []
 
 
 def _inherited(manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -340,7 +382,8 @@ def retrain(
 ) -> RetrainResult:
     """Retrain on the new outcomes: the ``outcomes`` CSV (id + target with ``leads``, or full
     lead rows), or without it the matured outcomes of the outcome history pulled from the CRM
-    (:func:`outcomes_from_history`, features from ``leads``), as of ``now``. ``tolerance``
+    (:func:`outcomes_from_history`: each lead's inputs as scored, from the score history;
+    ``leads`` only for leads scored before inputs were recorded), as of ``now``. ``tolerance``
     defaults to ``loop.tolerance``; ``writing`` guards the writes (see the module)."""
     d, loop = cfg.data, cfg.loop
     tolerance = loop.tolerance if tolerance is None else tolerance

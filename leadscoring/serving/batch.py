@@ -10,6 +10,7 @@ Memory stays bounded by the chunk size. The dask engine
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import deque
@@ -29,6 +30,7 @@ from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
 from leadscoring.ingest.schema import validate_leads
 from leadscoring.io import atomic_path, check_output
+from leadscoring.serving.inputs import INPUTS_FILE_SCHEMA, inputs_table, raw_inputs
 from leadscoring.serving.outputs import arrow_table, reasons_as_text
 from leadscoring.serving.scorer import Scorer, utc_now
 
@@ -54,11 +56,12 @@ def _write_csv(table: Any, sink: Any, header: bool) -> None:
     pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=header, quoting_style="needed"))
 
 
-def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> Any:
-    """Validate and score one raw chunk; the scores as an Arrow table."""
+def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> tuple[Any, Any]:
+    """Validate and score one raw chunk; the scores as an Arrow table, and (when the job keeps
+    them) the leads' inputs as read (:func:`~leadscoring.serving.inputs.raw_inputs`)."""
     leads = validate_leads(raw, scorer.cfg, require_target=False, origin=origin, rows=rows)
     cols = scorer.score_columns(leads, reasons=job.reasons, scored_at=job.scored_at)
-    return arrow_table(cols, text_reasons=not job.parquet)
+    return arrow_table(cols, text_reasons=not job.parquet), (raw_inputs(scorer.cfg, raw) if job.inputs else None)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class _Job:
     reasons: bool  # reasons, fit and engagement scores
     parquet: bool  # structured reasons (else one readable line, for CSV)
     scored_at: str
+    inputs: bool = False  # keep the leads' inputs (an inputs file)
 
 
 _WORKER: dict[str, Any] = {}
@@ -75,10 +79,10 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(config: dict[str, Any], models_dir: str) -> None:
     # The configuration travels as data: the same settings (score history included) as the parent.
-    _WORKER["scorer"] = Scorer.load(ProjectConfig.model_validate(config), models_dir)
+    _WORKER["scorer"] = Scorer.load(ProjectConfig.model_validate(config), models_dir, check_experiment=False)  # checked by the job
 
 
-def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> Any:
+def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> tuple[Any, Any]:
     return _chunk_table(_WORKER["scorer"], raw, origin, rows, job)
 
 
@@ -89,9 +93,10 @@ def protected_folders(cfg: ProjectConfig) -> list[Path]:
 
 class _ChunkWriter:
     """Appends scored chunks, in input order, to the open temporary output ``sink`` (CSV, or
-    parquet when ``parquet``): ids are checked across chunks (and appended to ``ids_out``),
-    each chunk's write runs in ``pool`` overlapping the next chunk, and the leads are counted
-    per bucket and on the progress ``bar``."""
+    parquet when ``parquet``) and their inputs to the temporary inputs file ``inputs`` (if
+    any): ids are checked across chunks (and appended to ``ids_out``), each chunk's write runs
+    in ``pool`` overlapping the next chunk, and the leads are counted per bucket and on the
+    progress ``bar``."""
 
     def __init__(
         self,
@@ -102,41 +107,53 @@ class _ChunkWriter:
         ids: IdTracker,
         ids_out: list[np.ndarray] | None,
         bar: Any,
+        inputs: Path | None = None,
     ) -> None:
         self.sink, self.pool, self.parquet, self.id_col = sink, pool, parquet, id_col
         self.ids, self.ids_out, self.bar = ids, ids_out, bar
         self.writer: Any = None  # the parquet writer, opened with the first chunk's schema
-        self.pending: Future[Any] | None = None  # the previous chunk's write, overlapping the next chunk
+        self.inputs_writer: Any = None  # the inputs file's writer
+        if inputs is not None:
+            import pyarrow.parquet as pq
+
+            self.inputs_writer = pq.ParquetWriter(inputs, INPUTS_FILE_SCHEMA, compression="zstd")
+        self.pending: list[Future[Any]] = []  # the previous chunk's writes, overlapping the next chunk
         self.total = 0
         self.buckets: dict[str, int] = {}
 
-    def write(self, table: Any, records: pd.Index) -> None:
+    def write(self, table: Any, records: pd.Index, inputs: Any = None) -> None:
         scored_ids = table.column(self.id_col).to_numpy(zero_copy_only=False)
         self.ids.add(scored_ids, records)
         if self.ids_out is not None:
             self.ids_out.append(scored_ids)
-        if self.pending is not None:
-            self.pending.result()
+        self.flush()
         if self.parquet:
             import pyarrow.parquet as pq
 
             self.writer = self.writer or pq.ParquetWriter(self.sink, table.schema)
-            self.pending = self.pool.submit(self.writer.write_table, table)
+            self.pending.append(self.pool.submit(self.writer.write_table, table))
         else:
-            self.pending = self.pool.submit(_write_csv, table, self.sink, self.total == 0)
+            self.pending.append(self.pool.submit(_write_csv, table, self.sink, self.total == 0))
+        if self.inputs_writer is not None:
+            stamps = [table.column(c) for c in ("model_version", "scored_at")]
+            self.pending.append(
+                self.pool.submit(self.inputs_writer.write_table, inputs_table(table.column(self.id_col), *stamps, inputs))
+            )
         self.total += table.num_rows
         for k, v in pd.Series(table.column("bucket").to_numpy(zero_copy_only=False)).value_counts().items():
             self.buckets[str(k)] = self.buckets.get(str(k), 0) + int(v)
         self.bar.update(table.num_rows)
 
     def flush(self) -> None:
-        """Wait for the last chunk's write."""
-        if self.pending is not None:
-            self.pending.result()
+        """Wait for the last chunk's writes."""
+        while self.pending:
+            self.pending.pop(0).result()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.inputs_writer is not None:
+            self.inputs_writer.close()
 
 
 def _worker_pool(scorer: Any, jobs: int) -> ProcessPoolExecutor | None:
@@ -155,10 +172,10 @@ def _worker_pool(scorer: Any, jobs: int) -> ProcessPoolExecutor | None:
 
 def _scored_chunks(
     scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, job: _Job, procs: ProcessPoolExecutor | None, jobs: int
-) -> Iterator[tuple[Any, pd.Index]]:
-    """Each chunk of ``src`` validated and scored (an Arrow table) with its row labels, in input
-    order, while the next chunk is read ahead: here, or in ``procs`` with at most ``jobs + 1``
-    chunks in flight."""
+) -> Iterator[tuple[tuple[Any, Any], pd.Index]]:
+    """Each chunk of ``src`` validated and scored (an Arrow table, and the inputs if kept) with
+    its row labels, in input order, while the next chunk is read ahead: here, or in ``procs``
+    with at most ``jobs + 1`` chunks in flight."""
     origin = src.name
     in_flight: deque[Any] = deque()
     for raw in _prefetch(iter_raw_chunks(src, scorer.cfg, chunk_rows)):
@@ -185,10 +202,14 @@ def score_stream(
     jobs: int = 1,
     ids_out: list[np.ndarray] | None = None,
     scored_at: str | None = None,
+    inputs_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Score a file chunk by chunk (see module docstring); returns counts per bucket.
     ``ids_out``, if given, receives the scored ids chunk by chunk (the dask engine checks
     them across files). ``scored_at`` (default: when the job starts) stamps every lead.
+    ``inputs_path``, if given, receives the inputs file: each lead's input as read, with its
+    id, model version and time (:mod:`leadscoring.serving.inputs`), for the score history;
+    written atomically with the output.
 
     With ``jobs`` > 1, chunks are validated and scored in that many worker processes
     (each loads the verified model once) while this process reads ahead and writes the
@@ -203,13 +224,19 @@ def score_stream(
     rows = row_locator(src, cfg)
     ids = IdTracker(src.name, rows)
     procs = _worker_pool(scorer, jobs)
-    with atomic_path(dest) as tmp, open(tmp, "wb") as sink, ThreadPoolExecutor(1, thread_name_prefix="write") as pool:
+    with contextlib.ExitStack() as stack:
+        # the inputs file first, so that a failure (a full disk) is reported by the output's own
+        # atomic write, which is entered last and so unwinds first, naming the output
+        tmp_inputs = stack.enter_context(atomic_path(inputs_path)) if inputs_path is not None else None
+        tmp = stack.enter_context(atomic_path(dest))
+        sink = stack.enter_context(open(tmp, "wb"))
+        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
-        out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar)
+        out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar, tmp_inputs)
         try:
-            job = _Job(reasons, is_parquet(dest), scored_at or utc_now())
-            for table, records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs):
-                out.write(table, records)
+            job = _Job(reasons, is_parquet(dest), scored_at or utc_now(), inputs=tmp_inputs is not None)
+            for (table, inputs), records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs):
+                out.write(table, records, inputs)
             out.flush()
         finally:
             bar.close()
@@ -231,10 +258,12 @@ def score_file(
     progress: bool = False,
     jobs: int = 1,
     scored_at: str | None = None,
+    inputs_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
     score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
-    atomically, with ``jobs`` worker processes. Returns ``{"leads": n, "buckets": {...}}``."""
+    atomically, with ``jobs`` worker processes; with ``inputs_path``, the leads' inputs too
+    (see :func:`score_stream`). Returns ``{"leads": n, "buckets": {...}}``."""
     scorer = Scorer.load(cfg, models_dir)
     return score_stream(
         scorer,
@@ -245,6 +274,7 @@ def score_file(
         progress=progress,
         jobs=jobs,
         scored_at=scored_at,
+        inputs_path=inputs_path,
     )
 
 

@@ -12,7 +12,8 @@ Inputs and the output folder are paths or URLs (:mod:`leadscoring.serving.storag
 worker fetches its file, scores it with the local engine (same reader, rules and one-line
 errors, naming the file and line) and writes its part under a temporary prefix; the client
 checks ids across files and commits the parts with ``_SUCCESS`` last, so a failed job leaves
-the previous output as it was.
+the previous output as it was. Each worker sends back its leads' ids, scores and inputs as
+read (:mod:`leadscoring.serving.inputs`); the client appends them to the score history.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, check_versions_match, model_from_bytes, verify_model
 from leadscoring.config import ProjectConfig
@@ -33,7 +35,9 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, is_parquet
 from leadscoring.io import check_output
 from leadscoring.serving.batch import protected_folders, score_stream
+from leadscoring.serving.experiment import GROUP_FIELD, check_groups, experiment_groups
 from leadscoring.serving.history import ScoreHistory, append_scores, scores_of
+from leadscoring.serving.inputs import INPUTS_COLUMN
 from leadscoring.serving.scorer import Scorer, utc_now
 from leadscoring.serving.storage import (
     check_destination,
@@ -79,6 +83,7 @@ class ModelPayload:
 
     @classmethod
     def from_client(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None) -> ModelPayload:
+        check_groups(cfg.experiment, cfg.path("score_history"))  # the workers score with these settings
         folder = Path(models_dir) if models_dir is not None else cfg.path("models_dir")
         manifest = verify_model(folder / SCORE_MODEL)
         segments, seg_manifest = None, None
@@ -119,14 +124,18 @@ def _worker_name() -> str:
         return "here"
 
 
-def _score_partition(src: str, dest: str, payload: ModelPayload, reasons: bool, chunk_rows: int, scored_at: str) -> dict[str, Any]:
+def _score_partition(
+    src: str, dest: str, payload: ModelPayload, reasons: bool, chunk_rows: int, scored_at: str, inputs: bool = True
+) -> dict[str, Any]:
     """One dask task: fetch one input file, score it with the local engine, publish the part.
-    Returns counts and the scored ids, checked across files by the client."""
+    Returns counts, the scored ids (checked across files by the client), their scores and,
+    with ``inputs``, their inputs as read (for the client's score history)."""
     scorer = payload.scorer(_worker_name())
     with tempfile.TemporaryDirectory(prefix="leadscoring-") as tmp:
         local_src = fetch(src, Path(tmp))
         local_out = Path(tmp) / "out" / Path(dest).name
         local_out.parent.mkdir()
+        local_inputs = Path(tmp) / "inputs.parquet" if inputs else None
         ids: list[np.ndarray] = []
         try:
             res = score_stream(
@@ -138,13 +147,24 @@ def _score_partition(src: str, dest: str, payload: ModelPayload, reasons: bool, 
                 progress=False,
                 ids_out=ids,
                 scored_at=scored_at,
+                inputs_path=local_inputs,
             )
         except LeadDataError as exc:  # name a remote file by its URL, as the local engine names a file
             raise (LeadDataError(str(exc).replace(local_src.name, src, 1)) if not is_local(src) else exc) from None
         scores = _read_scores_column(local_out)
+        kept = _read_inputs_column(local_inputs, len(scores))
         publish(local_out, dest)
     scored = np.concatenate(ids) if ids else np.array([], dtype=object)
-    return {**res, "file": local_path(src).name if is_local(src) else src, "ids": scored, "scores": scores}
+    return {**res, "file": local_path(src).name if is_local(src) else src, "ids": scored, "scores": scores, "inputs": kept}
+
+
+def _read_inputs_column(path: Path | None, n: int) -> pa.ChunkedArray:
+    """The inputs of a finished part, in its leads' order (none kept: ``n`` nulls)."""
+    import pyarrow.parquet as pq
+
+    if path is None:
+        return pa.chunked_array([pa.nulls(n, pa.string())])
+    return pq.read_table(path, columns=[INPUTS_COLUMN]).column(INPUTS_COLUMN)
 
 
 def _read_scores_column(path: Path) -> np.ndarray:
@@ -189,9 +209,11 @@ def run_on_cluster(
     reasons: bool = True,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     scored_at: str | None = None,
+    inputs: bool = True,
 ) -> list[dict[str, Any]]:
     """Score ``files`` on the cluster of ``client`` with the models of ``payload`` and commit
-    the parts to ``dest`` (nothing is read from the client's files once ``payload`` exists)."""
+    the parts to ``dest`` (nothing is read from the client's files once ``payload`` exists);
+    with ``inputs``, each result carries its leads' inputs as read."""
     suffix = ".parquet" if is_parquet(files[0]) else ".csv"
     names = [f"part-{i:05d}{suffix}" for i in range(len(files))]
     tmp = temporary_prefix(dest)
@@ -206,6 +228,7 @@ def run_on_cluster(
             reasons=reasons,
             chunk_rows=chunk_rows,
             scored_at=scored_at,
+            inputs=inputs,
             pure=False,
         )
         results = client.gather(futures)
@@ -219,7 +242,10 @@ def run_on_cluster(
 def _append_history(cfg: ProjectConfig, payload: ModelPayload, results: list[dict[str, Any]], scored_at: str) -> None:
     ids = np.concatenate([r["ids"] for r in results])
     scores = np.concatenate([r["scores"] for r in results])
-    n = append_scores(cfg.path("score_history"), ids, scores, str(payload.manifest["sha256"])[:12], scored_at)
+    inputs = pa.chunked_array([c for r in results for c in r["inputs"].chunks], type=pa.string())
+    version = str(payload.manifest["sha256"])[:12]
+    groups = pd.DataFrame({GROUP_FIELD: experiment_groups(ids, cfg.experiment)}) if cfg.experiment.enabled else None
+    n = append_scores(cfg.path("score_history"), ids, scores, version, scored_at, inputs=inputs, extra=groups)
     log.info("score history: %d rows appended to %s", n, cfg.path("score_history"))
 
 
@@ -249,7 +275,9 @@ def score_dask(
     try:
         with Client(scheduler or cluster) as client:
             scored_at = utc_now()
-            results = run_on_cluster(client, payload, files, dest, reasons=reasons, chunk_rows=chunk_rows, scored_at=scored_at)
+            results = run_on_cluster(
+                client, payload, files, dest, reasons=reasons, chunk_rows=chunk_rows, scored_at=scored_at, inputs=history
+            )
     finally:
         if cluster is not None:
             cluster.close()

@@ -1,10 +1,16 @@
 """The score history: every production scoring's scores (``lead_id`` text, ``score`` int16,
-``model_version`` text, ``scored_at`` UTC timestamp in µs, ``job_id`` text), so each lead's
-previous score and trend (improving / steady / declining / new) can be shown. (The CRM
-outcomes that come back are the *outcome history*, kept elsewhere.)
+``model_version`` text, ``scored_at`` UTC timestamp in µs, the other fields of a scored lead
+declared ``history=`` in :mod:`leadscoring.scored_lead`, such as ``experiment_group``, then
+``job_id`` text) and the lead's
+input as scored (``inputs``: compact JSON, :mod:`leadscoring.serving.inputs`), so each lead's
+previous score and trend (improving / steady / declining / new) can be shown, and a retrain
+learns from the fields the lead had when it was scored. (The CRM outcomes that come back are
+the *outcome history*, kept elsewhere.) Parquet is columnar: a reader of scores reads only
+their columns, never the inputs.
 
 Storage: a folder of parquet files read as one data set, written only by this module
-(:func:`append_scores`, :func:`append_scores_file`, :func:`append_run_scores`):
+(:func:`append_scores`, :func:`append_scorings`, :func:`append_scores_file`,
+:func:`append_run_scores`):
 
 - ``part-<ns>-<job>-<tag>.parquet``: one per append of a scoring job, written atomically
   (temporary file, then rename) under a new name, so an append never reads nor rewrites the
@@ -21,7 +27,7 @@ with the same lead, model version, time and job (a retried append) is not append
 while two jobs scoring the same leads in the same second are both kept. Only the job's own
 files are read to tell (an already compacted job is looked for in the compacted file).
 Histories written before ``job_id`` existed still read: their rows have none (null), so each
-counts as a job of its own.
+counts as a job of its own; parts written before ``inputs`` existed read with null inputs.
 
 Where the folder is (:func:`history_folder`): ``paths.score_history`` names it; a path ending
 in ``.parquet`` (the single-file history of earlier versions, e.g.
@@ -40,7 +46,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,20 +60,25 @@ import pyarrow.parquet as pq
 from leadscoring.errors import LeadDataError
 from leadscoring.io import atomic_path, exclusive_lock
 from leadscoring.scored_lead import history_fields
+from leadscoring.serving.inputs import INPUTS_COLUMN, INPUTS_FILE_SCHEMA, inputs_file_for
 from leadscoring.serving.scores_file import read_scores_file, scores_file_columns
 
 log = logging.getLogger(__name__)
 
 TRENDS = ("improving", "steady", "declining", "new")
 
-#: The score columns a scoring keeps (declared in :mod:`leadscoring.scored_lead`), then the job.
-SCHEMA = pa.schema([*history_fields(), ("job_id", pa.string())])
+#: The score columns a scoring keeps (declared in :mod:`leadscoring.scored_lead`), then the job
+#: and the lead's input as scored.
+SCHEMA = pa.schema([*history_fields(), ("job_id", pa.string()), (INPUTS_COLUMN, pa.string())])
+
+#: The columns a reader of scores reads (everything but the inputs).
+SCORE_COLUMNS = tuple(n for n in SCHEMA.names if n != INPUTS_COLUMN)
 
 STAMP_COLUMNS = ("model_version", "scored_at")
 
 #: Columns a history file may lack (written before they existed): read as nulls. Only the
-#: lead, score, model version and time are always there; ``job_id`` and any score field
-#: declared ``history=`` later (:mod:`leadscoring.scored_lead`) may not be.
+#: lead, score, model version and time are always there; ``job_id``, ``inputs`` and any score
+#: field declared ``history=`` later (:mod:`leadscoring.scored_lead`) may not be.
 OPTIONAL_COLUMNS = frozenset(SCHEMA.names) - {"lead_id", "score", "model_version", "scored_at"}
 
 #: What identifies one row: a row with the same values is the same scoring appended again.
@@ -86,6 +97,17 @@ _JOBS_KEY = b"leadscoring.jobs"
 COMPACTION_LOCK = ".compaction.lock"
 #: A compaction lock older than this (seconds) is taken to be left by a compaction that died.
 STALE_COMPACTION_SECONDS = 60 * 60
+
+#: Rows per row group of a history file (a compaction holds one at a time; a reader of some
+#: leads skips the row groups none of them is in).
+ROW_GROUP_ROWS = 262_144
+
+#: How history files are written (:func:`_write`): the inputs (JSON, distinct per row)
+#: compressed with zstd and without a dictionary, the scores as parquet writes them by default.
+_WRITE_OPTIONS: dict[str, object] = {
+    "compression": {n: ("zstd" if n == INPUTS_COLUMN else "snappy") for n in SCHEMA.names},
+    "use_dictionary": [n for n in SCHEMA.names if n != INPUTS_COLUMN],
+}
 
 
 def new_job_id() -> str:
@@ -251,21 +273,45 @@ def _part_job(name: str) -> str | None:
     return bits[2] if name.startswith(PART_PREFIX) and len(bits) == 4 else None
 
 
+def _conformed(table: pa.Table, present: set[str], columns: Sequence[str]) -> pa.Table:
+    """History rows read from a file with the columns ``present``, as ``columns`` in the
+    history's types: an optional column the file lacks (:data:`OPTIONAL_COLUMNS`) as nulls."""
+    for name in columns:
+        if name not in present and name in OPTIONAL_COLUMNS:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    return table.select(list(columns)).cast(pa.schema([SCHEMA.field(n) for n in columns]))
+
+
+def _unreadable(source: Path, exc: BaseException) -> LeadDataError:
+    return LeadDataError(f"{source}: not a readable score history file ({str(exc).splitlines()[0]})")
+
+
 def _read_file(source: Path, columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
-    """The ``columns`` of one history file, in the history's types; an optional column the
-    file lacks (:data:`OPTIONAL_COLUMNS`) is read as nulls."""
+    """The ``columns`` of one history file, in the history's types (:func:`_conformed`); only
+    those columns are read."""
     try:
         file = pq.ParquetFile(source)
         present = set(file.schema_arrow.names)
-        table = file.read(columns=[n for n in columns if n in present or n not in OPTIONAL_COLUMNS])
-        for name in columns:
-            if name not in present and name in OPTIONAL_COLUMNS:
-                table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
-        return table.select(list(columns)).cast(pa.schema([SCHEMA.field(n) for n in columns]))
+        return _conformed(file.read(columns=[n for n in columns if n in present or n not in OPTIONAL_COLUMNS]), present, columns)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
-        raise LeadDataError(f"{source}: not a readable score history file ({str(exc).splitlines()[0]})") from exc
+        raise _unreadable(source, exc) from exc
+
+
+def _file_batches(source: Path) -> Iterator[pa.Table]:
+    """Every column of one history file (:data:`SCHEMA`), :data:`ROW_GROUP_ROWS` rows at a time."""
+    try:
+        file = pq.ParquetFile(source)
+        present = set(file.schema_arrow.names)
+        wanted = [n for n in SCHEMA.names if n in present or n not in OPTIONAL_COLUMNS]
+        batches = file.iter_batches(batch_size=ROW_GROUP_ROWS, columns=wanted)
+        for batch in batches:
+            yield _conformed(pa.Table.from_batches([batch]), present, SCHEMA.names)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
+        raise _unreadable(source, exc) from exc
 
 
 def _read_files(paths: Sequence[Path], columns: Sequence[str]) -> pa.Table:
@@ -284,7 +330,8 @@ def _listed(folder: Path) -> tuple[list[str], list[Path]]:
 
 def read_history(path: str | os.PathLike[str], columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
     """The whole score history at ``path`` (see :func:`history_folder`): its ``columns``, in
-    append order (empty when there is none yet)."""
+    append order (empty when there is none yet). Only the columns asked for are read: a
+    reader of scores leaves out ``inputs``."""
     folder = history_folder(path)
     for attempt in range(5):
         try:
@@ -294,6 +341,92 @@ def read_history(path: str | os.PathLike[str], columns: Sequence[str] = tuple(SC
             if attempt == 4:
                 raise
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Scorings:
+    """Some leads' scorings in the score history, located for reading their inputs later
+    (:func:`inputs_at`): ``rows`` (``lead_id``, ``model_version``, ``scored_at``, in append
+    order, and where each is: ``file``, an index into ``files``, its row ``group`` and the
+    ``row`` within it; ``inputs``: False when that row group holds no inputs, True when it
+    may), and ``files``, the history's files as listed."""
+
+    rows: pd.DataFrame
+    files: tuple[Path, ...]
+
+
+def locate_scorings(path: str | os.PathLike[str], lead_ids: Iterable[str]) -> Scorings:
+    """Every scoring of ``lead_ids`` in the score history at ``path``, located (see
+    :class:`Scorings`), reading only the lead, version and time columns; whether a row group
+    holds inputs comes from the file's statistics. With :func:`inputs_at`, a reader of some
+    leads' inputs decodes only the row groups of the scorings it picks."""
+    folder = history_folder(path)
+    wanted = pa.array(sorted(set(lead_ids)), type=pa.string())
+    for attempt in range(5):
+        try:
+            _, paths = _listed(folder)
+            frames = [_located(p, i, wanted) for i, p in enumerate(paths)]
+            break
+        except FileNotFoundError:  # a compaction removed a file just listed: list again
+            if attempt == 4:
+                raise
+    rows = pd.concat(frames, ignore_index=True) if frames else _located_frame(_SCORING_COLUMNS.empty_table(), 0, 0, [], False)
+    return Scorings(rows, tuple(paths))
+
+
+_SCORING_COLUMNS = pa.schema([SCHEMA.field(n) for n in ("lead_id", "model_version", "scored_at")])
+
+
+def _located_frame(table: pa.Table, file: int, group: int, rows: Sequence[int], inputs: bool) -> pd.DataFrame:
+    return table.to_pandas().assign(
+        file=file, group=group, row=np.asarray(rows, dtype="int64"), inputs=np.full(table.num_rows, inputs, dtype=bool)
+    )
+
+
+def _located(source: Path, index: int, wanted: pa.Array) -> pd.DataFrame:
+    """The scorings of the ``wanted`` leads in one history file, located."""
+    try:
+        file = pq.ParquetFile(source)
+        present = set(file.schema_arrow.names)
+        where = file.schema_arrow.get_field_index(INPUTS_COLUMN)
+        frames = []
+        for group in range(file.num_row_groups):
+            table = file.read_row_group(group, columns=_SCORING_COLUMNS.names)
+            hit = pc.is_in(table["lead_id"], value_set=wanted)
+            if not pc.any(hit).as_py():
+                continue
+            meta = file.metadata.row_group(group)
+            stats = meta.column(where).statistics if where >= 0 else None
+            holds = where >= 0 and not (stats is not None and stats.has_null_count and stats.null_count == meta.num_rows)
+            rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+            frames.append(_located_frame(_conformed(table.filter(hit), present, _SCORING_COLUMNS.names), index, group, rows, holds))
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
+        raise _unreadable(source, exc) from exc
+    return pd.concat(frames, ignore_index=True) if frames else _located_frame(_SCORING_COLUMNS.empty_table(), index, 0, [], False)
+
+
+def inputs_at(scorings: Scorings, picked: pd.DataFrame) -> list[str | None]:
+    """The inputs of the ``picked`` scorings (rows of ``scorings.rows``), in their order; None
+    for a scoring recorded without. Reads the inputs of their row groups only, one at a time."""
+    out: list[str | None] = [None] * len(picked)
+    position = np.arange(len(picked))
+    for (file, group), part in picked.assign(_at=position).groupby(["file", "group"], sort=True):
+        source = scorings.files[int(file)]
+        try:
+            reader = pq.ParquetFile(source)
+            if INPUTS_COLUMN not in reader.schema_arrow.names:
+                continue
+            column = reader.read_row_group(int(group), columns=[INPUTS_COLUMN])[INPUTS_COLUMN]
+            texts = column.take(pa.array(part["row"].to_numpy(dtype="int64"))).to_pylist()
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
+            raise _unreadable(source, exc) from exc
+        for at, text in zip(part["_at"].tolist(), texts, strict=True):
+            out[at] = text
+    return out
 
 
 class ScoreHistory:
@@ -395,9 +528,11 @@ class ScoreHistory:
         model_version: str,
         scored_at: str | datetime,
         job_id: str | None = None,
+        inputs: Inputs | None = None,
+        extra: pd.DataFrame | None = None,
     ) -> int:
         """Append one scoring job's scores: see :func:`append_scores`."""
-        return append_scores(self.path, ids, scores, model_version, scored_at, job_id)
+        return append_scores(self.path, ids, scores, model_version, scored_at, job_id, inputs, extra)
 
 
 def _latest_of(table: pa.Table, before: pd.Series | None = None, before_at: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
@@ -423,6 +558,11 @@ def _latest_of(table: pa.Table, before: pd.Series | None = None, before_at: pd.S
     )
 
 
+#: The leads' inputs as scored, one JSON text per lead (null: not recorded); see
+#: :mod:`leadscoring.serving.inputs`.
+Inputs = pa.Array | pa.ChunkedArray | Sequence[str | None]
+
+
 def append_scores(
     path: str | os.PathLike[str],
     ids: np.ndarray | Sequence[str],
@@ -430,18 +570,54 @@ def append_scores(
     model_version: str,
     scored_at: str | datetime,
     job_id: str | None = None,
+    inputs: Inputs | None = None,
+    extra: pd.DataFrame | None = None,
 ) -> int:
     """Append one scoring job's scores (all with the same model version and time) to the
     score history at ``path``; returns the number of rows appended. ``job_id`` identifies the
     job (default: a new one, see :func:`new_job_id`): rows already in the history with the
     same lead, time, model version and job (the same job's append retried) are not appended
-    again; another job's rows are, even for the same leads in the same second."""
+    again; another job's rows are, even for the same leads in the same second. ``inputs``:
+    each lead's input as scored (:func:`leadscoring.serving.inputs.inputs_json`; default
+    none recorded). ``extra``: the other declared score fields (:data:`SCORE_EXTRA_COLUMNS`,
+    e.g. ``experiment_group``), one row per lead in order; a field it lacks is null."""
     if not isinstance(model_version, str) or not model_version.strip():
         raise LeadDataError(f"score history: model_version must be non-empty text, got {model_version!r}")
     job = new_job_id() if job_id is None else _job_text(job_id)
     n = len(ids)
     when = pa.repeat(_timestamps(pd.Series([scored_at], dtype=object), "score history: scored_at")[0], n)
-    return _append_rows(path, _rows(ids, scores, np.full(n, model_version, dtype=object), when, job), job)
+    versions = np.full(n, model_version, dtype=object)
+    return _append_rows(path, _rows(ids, scores, versions, when, job, _extra(extra, n), inputs), job)
+
+
+def append_scorings(
+    path: str | os.PathLike[str],
+    ids: np.ndarray | Sequence[str],
+    scores: np.ndarray | Sequence[int],
+    model_versions: np.ndarray | Sequence[str],
+    scored_at: np.ndarray | Sequence[str | datetime],
+    job_id: str | None = None,
+    inputs: Inputs | None = None,
+    extra: pd.DataFrame | None = None,
+) -> int:
+    """Append scorings that each carry their own model version and time (the service's
+    requests, gathered) as one job: see :func:`append_scores`."""
+    versions = pd.Series(np.asarray(model_versions, dtype=object))
+    blank = versions.isna() | (versions.astype(str).str.strip() == "")
+    if blank.any():
+        raise LeadDataError(f"score history: model_version is empty in {int(blank.sum())} row(s)")
+    job = new_job_id() if job_id is None else _job_text(job_id)
+    times = _timestamps(pd.Series(np.asarray(scored_at, dtype=object)), "score history: scored_at")
+    return _append_rows(path, _rows(ids, scores, versions.to_numpy(), times, job, _extra(extra, len(ids)), inputs), job)
+
+
+def _extra(extra: pd.DataFrame | None, n: int) -> pd.DataFrame | None:
+    """The extra score fields given to an append, checked: one row per lead, positions as given."""
+    if extra is None:
+        return None
+    if len(extra) != n:
+        raise LeadDataError(f"score history: {n} lead ids but {len(extra)} rows of {list(extra.columns)}")
+    return extra.reset_index(drop=True)
 
 
 def _append_rows(path: str | os.PathLike[str], rows: pa.Table, job: str) -> int:
@@ -473,9 +649,14 @@ def _append_rows(path: str | os.PathLike[str], rows: pa.Table, job: str) -> int:
     if new.num_rows:
         part = folder / f"{PART_PREFIX}{time.time_ns():020d}-{key}-{uuid.uuid4().hex[:8]}.parquet"
         with atomic_path(part) as tmp:  # a full disk: one line, the history left as it was
-            pq.write_table(new, tmp)
+            _write(new, tmp)
     log.info("score history %s: %d rows appended (%d already there)", folder, new.num_rows, rows.num_rows - new.num_rows)
     return new.num_rows
+
+
+def _write(table: pa.Table, dest: Path) -> None:
+    """Write history rows (a part) to ``dest`` (:data:`_WRITE_OPTIONS`)."""
+    pq.write_table(table, dest, row_group_size=ROW_GROUP_ROWS, **_WRITE_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -518,15 +699,18 @@ def compact(path: str | os.PathLike[str]) -> Compaction:
         if len(live) <= 1 and len(names) == len(live) and not any(LEGACY_TAG in n for n in live):
             log.info("score history %s: %d file(s), nothing to compact", folder, len(names))
             return Compaction(0, 0, None)
-        table = _read_files([folder / n for n in live], SCHEMA.names)
         jobs = {j for n in live if (j := _part_job(n)) is not None}
         for n in live:
             if n.startswith(COMPACTED_PREFIX):
                 jobs |= _compacted_meta(folder / n)[1] or _jobs_in(folder / n)
         meta = {_REPLACES_KEY: json.dumps(sorted(names)).encode(), _JOBS_KEY: json.dumps(sorted(jobs)).encode()}
         dest = folder / f"{COMPACTED_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        with atomic_path(dest) as tmp:
-            pq.write_table(table.replace_schema_metadata(meta), tmp)
+        rows = 0
+        with atomic_path(dest) as tmp, pq.ParquetWriter(tmp, SCHEMA.with_metadata(meta), **_WRITE_OPTIONS) as writer:
+            for n in live:  # a batch at a time: memory bounded by a batch, not the history
+                for table in _file_batches(folder / n):
+                    writer.write_table(table.replace_schema_metadata(meta), row_group_size=ROW_GROUP_ROWS)
+                    rows += table.num_rows
         for n in names:  # a file left here (stopped, or open elsewhere on Windows) is replaced: ignored, removed next time
             try:
                 (folder / n).unlink()
@@ -536,15 +720,15 @@ def compact(path: str | os.PathLike[str]) -> Compaction:
                 log.warning(
                     "score history: %s not removed yet (%s); replaced by %s, removed by the next compaction", n, exc, dest.name
                 )
-    log.info("score history %s: %d file(s) compacted into %s (%d rows)", folder, len(names), dest.name, table.num_rows)
-    return Compaction(len(names), table.num_rows, dest)
+    log.info("score history %s: %d file(s) compacted into %s (%d rows)", folder, len(names), dest.name, rows)
+    return Compaction(len(names), rows, dest)
 
 
 def _not_in(rows: pa.Table, old: pa.Table) -> pa.Table:
     """``rows`` without duplicates and without the rows whose (lead, time, version, job) are in
     ``old`` (an old row without a job id matches no new row: it is a job of its own)."""
     keys = list(ROW_KEY)
-    frame = rows.to_pandas()
+    frame = rows.select(keys).to_pandas()
     keep = ~frame.duplicated(keys, keep="last").to_numpy()
     if old.num_rows:
         same_time = old.filter(pc.is_in(old["scored_at"], value_set=pc.unique(rows["scored_at"])))
@@ -563,7 +747,11 @@ def _job_text(job_id: object) -> str:
 
 #: The history's own columns; any other column of :data:`SCHEMA` is a score field declared
 #: ``history=`` in :mod:`leadscoring.scored_lead`, taken from the scores when they have it.
-OWN_COLUMNS = ("lead_id", "score", "model_version", "scored_at", "job_id")
+OWN_COLUMNS = ("lead_id", "score", "model_version", "scored_at", "job_id", INPUTS_COLUMN)
+
+#: The score fields kept beside the history's own columns (e.g. ``experiment_group``): what an
+#: appender passes as ``extra`` when its scorings carry them.
+SCORE_EXTRA_COLUMNS: tuple[str, ...] = tuple(n for n in SCHEMA.names if n not in OWN_COLUMNS)
 
 
 def _rows(
@@ -573,9 +761,11 @@ def _rows(
     times: pa.Array,
     job_id: str,
     extra: pd.DataFrame | None = None,
+    inputs: Inputs | None = None,
 ) -> pa.Table:
     """The rows to append (all of job ``job_id``), checked: ids non-empty text, scores whole
-    numbers 0..100; the other declared history fields from ``extra`` (null where absent)."""
+    numbers 0..100; the other declared history fields from ``extra`` (null where absent), the
+    inputs from ``inputs`` (null where absent)."""
     try:
         lead_ids = pa.array(ids, type=pa.string())
     except (pa.ArrowException, TypeError) as exc:
@@ -594,25 +784,41 @@ def _rows(
     jobs = pa.repeat(pa.scalar(job_id, pa.string()), len(lead_ids))
     own = dict(
         zip(
-            OWN_COLUMNS,
+            ("lead_id", "score", "model_version", "scored_at", "job_id"),
             [lead_ids, pa.array(values.astype("int16")), pa.array(versions, type=pa.string()), times, jobs],
             strict=True,
         )
     )
+    if inputs is not None:
+        own[INPUTS_COLUMN] = _inputs_array(inputs, len(lead_ids))
     arrays = []
     for column in SCHEMA:
         if column.name in own:
             arrays.append(own[column.name])
         elif extra is not None and column.name in extra.columns:
-            arrays.append(
-                pa.array(
-                    pd.to_numeric(extra[column.name], errors="coerce") if pa.types.is_integer(column.type) else extra[column.name],
-                    from_pandas=True,
-                ).cast(column.type)
-            )
+            values = extra[column.name]
+            if pa.types.is_integer(column.type):
+                values = pd.to_numeric(values, errors="coerce")
+            else:  # an empty CSV cell is no value
+                values = values.astype(object).where(values.notna() & (values.astype(str) != ""), None)
+            arrays.append(pa.array(values, from_pandas=True).cast(column.type))
         else:
             arrays.append(pa.nulls(len(lead_ids), column.type))
     return pa.table(arrays, schema=SCHEMA)
+
+
+def _inputs_array(inputs: Inputs, n: int) -> pa.Array | pa.ChunkedArray:
+    """The inputs as an Arrow text column of ``n`` values, checked."""
+    if isinstance(inputs, pa.ChunkedArray | pa.Array):
+        array = inputs.cast(pa.string())
+    else:
+        try:
+            array = pa.array(list(inputs), type=pa.string())
+        except (pa.ArrowException, TypeError) as exc:
+            raise LeadDataError(f"score history: inputs must be JSON text ({str(exc).splitlines()[0]})") from exc
+    if len(array) != n:
+        raise LeadDataError(f"score history: {n} lead ids but {len(array)} inputs")
+    return array
 
 
 def _timestamps(values: pd.Series, origin: str) -> pa.Array:
@@ -630,7 +836,11 @@ def _timestamps(values: pd.Series, origin: str) -> pa.Array:
 
 
 def append_scores_file(
-    history_path: str | os.PathLike[str], scores_path: str | os.PathLike[str], id_column: str, job_id: str | None = None
+    history_path: str | os.PathLike[str],
+    scores_path: str | os.PathLike[str],
+    id_column: str,
+    job_id: str | None = None,
+    inputs_file: str | os.PathLike[str] | None = None,
 ) -> int:
     """Append a scores file written by ``leadscoring score`` or notebook 10 (CSV or parquet
     with ``id_column``, ``score``, ``model_version`` and ``scored_at``) to the score history
@@ -638,10 +848,13 @@ def append_scores_file(
 
     ``job_id`` is the identity of the job that wrote the file (``leadscoring score`` passes
     its own, so two jobs are never one); by default it is derived from the file's content, so
-    appending the same file twice adds it once."""
+    appending the same file twice adds it once. ``inputs_file``: the inputs file the scoring
+    wrote (:func:`leadscoring.serving.batch.score_stream`), joined to the scores by lead,
+    model version and time; a score it lacks is appended without inputs (counted in the log)."""
     path = Path(scores_path)
     core = [id_column, "score", *STAMP_COLUMNS]
-    declared = [n for n in SCHEMA.names if n not in OWN_COLUMNS and n in scores_file_columns(path)]  # the file's header
+    header = scores_file_columns(path) if path.is_file() else []  # (a missing file: the reader's one line below)
+    declared = [n for n in SCORE_EXTRA_COLUMNS if n in header]
     read = read_scores_file(path, id_column, columns=[*core, *declared], needed_for="the score history")
     frame, extra = read[core], (read[declared] if declared else None)
     frame = frame.assign(**{id_column: frame[id_column].astype("str").where(frame[id_column].notna(), "")})
@@ -651,8 +864,35 @@ def append_scores_file(
         raise LeadDataError(f"{path}: column 'model_version' is empty in {int(blank.sum())} row(s)")
     times = _timestamps(frame["scored_at"], f"{path}: column 'scored_at'")
     job = _job_text(job_id) if job_id is not None else _file_job_id(frame)
-    rows = _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times, job, extra)
+    inputs = None if inputs_file is None else _joined_inputs(frame, id_column, Path(inputs_file))
+    rows = _rows(frame[id_column].to_numpy(dtype=object), frame["score"].to_numpy(), versions.to_numpy(), times, job, extra, inputs)
     return _append_rows(history_path, rows, job)
+
+
+def _row_keys(ids: pd.Series, versions: pd.Series, times: pd.Series) -> pd.Index:
+    """One text key per scoring: lead, model version and time as written."""
+    return pd.Index(ids.astype(str) + "\x1f" + versions.astype(str) + "\x1f" + times.astype(str))
+
+
+def _joined_inputs(frame: pd.DataFrame, id_column: str, inputs_file: Path) -> pa.Array:
+    """The inputs of the scores in ``frame`` (id, model version, time as written), from an
+    inputs file; null for a score the file does not hold."""
+    try:
+        table = pq.read_table(inputs_file, columns=INPUTS_FILE_SCHEMA.names).cast(INPUTS_FILE_SCHEMA)
+    except FileNotFoundError:
+        raise LeadDataError(f"{inputs_file}: inputs file not found") from None
+    except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
+        raise LeadDataError(f"{inputs_file}: not a readable inputs file ({str(exc).splitlines()[0]})") from None
+    keys = _row_keys(*(table[c].to_pandas() for c in ("lead_id", "model_version", "scored_at")))
+    last = ~keys.duplicated(keep="last")
+    pos = keys[last].get_indexer(_row_keys(frame[id_column], frame["model_version"], frame["scored_at"]))
+    missing = pos < 0
+    if missing.any():
+        log.warning("score history: %d of %d score(s) of this job have no inputs in %s", int(missing.sum()), len(pos), inputs_file)
+    if missing.all():
+        return pa.nulls(len(pos), pa.string())
+    rows = np.flatnonzero(last)[np.where(missing, 0, pos)]  # the file's row of each score
+    return table[INPUTS_COLUMN].take(pa.array(rows, mask=missing))
 
 
 def _file_job_id(frame: pd.DataFrame) -> str:
@@ -671,8 +911,10 @@ def has_stamps(scores_path: str | os.PathLike[str]) -> bool:
 
 def append_run_scores(history_path: str | os.PathLike[str], results_dir: str | os.PathLike[str], id_column: str) -> int | None:
     """After a promoted run: append ``scores.parquet`` (else ``scores.csv``) of ``results_dir``
-    to the score history. None (logged) without a scores file or its model version and time
-    columns, or if the history cannot be written (an error, but the run stays promoted)."""
+    to the score history, with the leads' inputs from the inputs file notebook 10 wrote beside
+    it (``scores.inputs.parquet``; none: appended without inputs). None (logged) without a
+    scores file or its model version and time columns, or if the history cannot be written
+    (an error, but the run stays promoted)."""
     found = [p for p in (Path(results_dir) / "scores.parquet", Path(results_dir) / "scores.csv") if p.is_file()]
     if not found:
         log.info("score history: no scores file in %s; nothing appended", results_dir)
@@ -681,7 +923,8 @@ def append_run_scores(history_path: str | os.PathLike[str], results_dir: str | o
         if not has_stamps(found[0]):
             log.info("score history: %s has no %s columns; nothing appended", found[0], " / ".join(STAMP_COLUMNS))
             return None
-        return append_scores_file(history_path, found[0], id_column)
+        inputs = inputs_file_for(found[0])
+        return append_scores_file(history_path, found[0], id_column, inputs_file=inputs if inputs.is_file() else None)
     except (LeadDataError, OSError, pa.ArrowException) as exc:
         log.error("score history %s not updated: %s", history_path, exc)
         return None

@@ -1,5 +1,6 @@
 """Scoring new leads: probability, 0-100 score, bucket, action, grade, fit and engagement
-scores, segment, reasons, previous score and trend, model version and time.
+scores, segment, reasons, previous score and trend, experiment group (with an experiment,
+:mod:`leadscoring.serving.experiment`), model version and time.
 
 :class:`Scorer` holds the verified models, loaded once; ``score_columns``/``score_frame``
 score validated leads in memory (the service, notebook 10, the batch engines in
@@ -27,6 +28,7 @@ from leadscoring.events.engine import add_event_features, scoring_files
 from leadscoring.features.columns import ColumnBatch, as_frame
 from leadscoring.scored_lead import OPTIONAL_INT_FIELDS as OPTIONAL_INT_FIELDS  # the fields, declared once
 from leadscoring.scored_lead import SCORE_FIELDS as SCORE_FIELDS
+from leadscoring.serving.experiment import GROUP_FIELD, check_groups, experiment_groups
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.serving.history import ScoreHistory, trends
@@ -109,7 +111,20 @@ class Scorer:
         self.live_events: LiveEvents | None = None
 
     @classmethod
-    def load(cls, cfg: ProjectConfig, models_dir: str | os.PathLike[str] | None = None, with_segments: bool = True) -> Scorer:
+    def load(
+        cls,
+        cfg: ProjectConfig,
+        models_dir: str | os.PathLike[str] | None = None,
+        with_segments: bool = True,
+        check_experiment: bool = True,
+    ) -> Scorer:
+        """The verified models of ``models_dir`` (default ``paths.models_dir``), with the score
+        history for previous scores. With an experiment configured, ``check_experiment``
+        first refuses settings that would move already-scored leads to another group
+        (:func:`~leadscoring.serving.experiment.check_groups`; a worker of a job already
+        checked skips it)."""
+        if check_experiment:
+            check_groups(cfg.experiment, cfg.path("score_history"))
         folder = Path(models_dir) if models_dir is not None else cfg.path("models_dir")
         model, manifest = load_model(folder / SCORE_MODEL)
         seg, seg_manifest = None, None
@@ -182,6 +197,8 @@ class Scorer:
         previous = self.history.lookup(ids) if self.history is not None else np.full(len(ids), np.nan)
         out["previous_score"] = previous
         out["trend"] = trends(score, previous, self.cfg.scoring.trend_points)
+        if self.cfg.experiment.enabled:
+            out[GROUP_FIELD] = experiment_groups(ids, self.cfg.experiment)
         out["model_version"] = np.full(len(ids), self.version, dtype=object)
         out["scored_at"] = np.full(len(ids), scored_at, dtype=object)
         return out

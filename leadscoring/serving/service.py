@@ -26,6 +26,12 @@ the ``X-Model-Version`` header, and scored leads their ``model_version``: the se
 them (a request finishes on the set it started with). ``/health`` shows the version, when it
 was loaded and the last set refused, with why.
 
+Every lead scored is kept in the score history with its inputs as validated, appended in the
+background every ``service.history_flush_seconds`` (:mod:`leadscoring.serving.recorder`):
+a request only hands its leads over. With an ``alerts:`` webhook, a lead entering an alert
+level is alerted (:mod:`leadscoring.serving.alerts`): the message is queued and posted by a
+background thread, after the answer, whatever the webhook does.
+
 """
 
 from __future__ import annotations
@@ -53,7 +59,9 @@ from leadscoring.events.live import LiveEvents
 from leadscoring.features.columns import ColumnBatch
 from leadscoring.ingest.schema import LeadSchema
 from leadscoring.scored_lead import ID_FIELD, ScoredLead
+from leadscoring.serving.alerts import REMEMBER_LEADS, LeadAlerts
 from leadscoring.serving.outputs import json_records
+from leadscoring.serving.recorder import HistoryRecorder
 from leadscoring.serving.reload import ModelReloader, ScoreLeads, ServedSet, now_iso, smoke_test
 from leadscoring.serving.request_checks import TOKEN_ENV as TOKEN_ENV
 from leadscoring.serving.request_checks import api_token, body_errors, check_token, read_body
@@ -65,6 +73,9 @@ BATCH_SLICE = 1_000
 #: The header naming the model version that answered.
 VERSION_HEADER = "X-Model-Version"
 
+#: Keeps one call's scorings: the leads as validated, and their answers.
+Record = Callable[[list[dict[str, Any]], list[dict[str, Any]]], None]
+
 logger = logging.getLogger(__name__)
 
 
@@ -74,8 +85,9 @@ def lead_model(cfg: ProjectConfig) -> type[BaseModel]:
     return LeadSchema(cfg).request_model()
 
 
-def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
-    """A function scoring validated leads: one JSON-ready dict per lead, in order.
+def _lead_scorer(cfg: ProjectConfig, scorer: Scorer, record: Record | None = None) -> ScoreLeads:
+    """A function scoring validated leads: one JSON-ready dict per lead, in order; each call's
+    leads (as validated) and answers are handed to ``record`` (the score history's recorder).
 
     With events configured, a lead sent without any behavioural feature gets them computed
     from its visitor's events as of the scoring time (the batch leaves those columns out, so
@@ -106,15 +118,18 @@ def _lead_scorer(cfg: ProjectConfig, scorer: Scorer) -> ScoreLeads:
         rows = [lead.model_dump() for lead in leads]
         sent = [any(r.get(c) is not None for c in event_columns) for r in rows]
         if all(sent) or not any(sent):
-            return json_records(scorer.score_columns(_batch(rows, not any(sent))), rename={id_col: ID_FIELD})
-        scored_at, out = utc_now(), [{} for _ in rows]
-        for group in (True, False):
-            where = [i for i, s in enumerate(sent) if s == group]
-            batch = _batch([rows[i] for i in where], computed=not group)
-            for i, rec in zip(
-                where, json_records(scorer.score_columns(batch, scored_at=scored_at), rename={id_col: ID_FIELD}), strict=True
-            ):
-                out[i] = rec
+            out = json_records(scorer.score_columns(_batch(rows, not any(sent))), rename={id_col: ID_FIELD})
+        else:
+            scored_at, out = utc_now(), [{} for _ in rows]
+            for group in (True, False):
+                where = [i for i, s in enumerate(sent) if s == group]
+                batch = _batch([rows[i] for i in where], computed=not group)
+                for i, rec in zip(
+                    where, json_records(scorer.score_columns(batch, scored_at=scored_at), rename={id_col: ID_FIELD}), strict=True
+                ):
+                    out[i] = rec
+        if record is not None:
+            record(rows, out)
         return out
 
     return _score
@@ -261,11 +276,14 @@ class VersionHeader:
         await self.app(scope, receive, send_with_version)
 
 
-def _set_builder(cfg: ProjectConfig, Lead: type[BaseModel]) -> Callable[[Scorer, Scorer | None], ServedSet]:
+def _set_builder(
+    cfg: ProjectConfig, Lead: type[BaseModel], record: Record | None = None
+) -> Callable[[Scorer, Scorer | None], ServedSet]:
     """A function making the served set of a loaded scorer (``previous``: the set it replaces,
     whose score history and live events it shares), after a smoke prediction on a one-lead
-    request (every column unknown) through the same scoring function requests use: the
-    first call also pays one-off set-up costs here, not on a client's lead."""
+    request (every column unknown) through the same scoring function requests use, less the
+    recording: the first call also pays one-off set-up costs here, not on a client's lead,
+    and the smoke lead is never recorded. Requests' scorings go to ``record``."""
     id_col = cfg.data.id_column
     max_batch = cfg.service.max_batch
     warm_up = Lead(**{id_col: "warm-up"})
@@ -276,12 +294,27 @@ def _set_builder(cfg: ProjectConfig, Lead: type[BaseModel]) -> Callable[[Scorer,
             scorer.history, scorer.live_events = previous.history, previous.live_events
         elif cfg.events is not None and scorer.live_events is None:
             scorer.live_events = LiveEvents(cfg)
-        score_one = _lead_scorer(cfg, scorer)
-        served = ServedSet(scorer, score_one, _batch_scorer(Lead, id_col, max_batch, score_one), now_iso())
-        smoke_test(served, warm_up)
-        return served
+        plain = _lead_scorer(cfg, scorer)
+        smoke_test(ServedSet(scorer, plain, _batch_scorer(Lead, id_col, max_batch, plain), now_iso()), warm_up)
+        score_one = plain if record is None else _lead_scorer(cfg, scorer, record)
+        return ServedSet(scorer, score_one, _batch_scorer(Lead, id_col, max_batch, score_one), now_iso())
 
     return build
+
+
+def _on_scored(recorder: HistoryRecorder | None, alerts: LeadAlerts | None) -> Record | None:
+    """What happens to each call's scorings besides the answer: the score history's recorder
+    takes them, and the leads entering an alert level are queued for the webhook; neither
+    waits on a disk or the network."""
+    if alerts is None:
+        return recorder.record if recorder is not None else None
+
+    def on_scored(rows: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None:
+        if recorder is not None:
+            recorder.record(rows, answers)
+        alerts(answers, ID_FIELD)
+
+    return on_scored
 
 
 def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
@@ -289,7 +322,12 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     the event store's events (:class:`LiveEvents`, unless the scorer has them). While the app
     runs (its lifespan), a background task checks every ``service.reload_seconds`` for a newly
     promoted set in the scorer's models folder (``app.state.reloader``, see
-    :mod:`leadscoring.serving.reload`).
+    :mod:`leadscoring.serving.reload`). What it scores is appended to the score history in
+    the background, each lead with its inputs (:class:`~leadscoring.serving.recorder.HistoryRecorder`,
+    ``app.state.history_recorder``; none with ``service.history_flush_seconds: 0``); the
+    app's shutdown appends what waits. With an ``alerts:`` webhook, the leads entering an
+    alert level are queued for it (``app.state.alerts``, a
+    :class:`~leadscoring.serving.alerts.LeadAlerts`); the shutdown sends what is queued.
 
     ConfigError when ``$LEADSCORING_API_TOKEN`` is set but empty; a warning when it is unset
     (no authentication)."""
@@ -298,9 +336,12 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
     scorer = scorer or Scorer.load(cfg)
     Lead = lead_model(cfg)
     max_body = int(cfg.service.max_body_mb * 1024 * 1024)
-    build = _set_builder(cfg, Lead)
+    flush = cfg.service.history_flush_seconds
+    recorder = HistoryRecorder(cfg, flush, id_field=ID_FIELD) if flush > 0 else None
+    alerts = LeadAlerts.for_config(cfg, remember=REMEMBER_LEADS)
+    build = _set_builder(cfg, Lead, _on_scored(recorder, alerts))
     folder = scorer.models_dir or cfg.path("models_dir")
-    reloader = ModelReloader(folder, build(scorer), lambda path: Scorer.load(cfg, path), build)
+    reloader = ModelReloader(folder, build(scorer), lambda path: Scorer.load(cfg, path, check_experiment=False), build)
     every = cfg.service.reload_seconds
 
     @contextlib.asynccontextmanager
@@ -313,6 +354,10 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+            if recorder is not None:  # a clean stop appends what waits
+                await run_in_threadpool(recorder.close)
+            if alerts is not None:  # and sends the alerts queued (for alerts.drain_seconds at most)
+                await run_in_threadpool(alerts.close)
 
     app = FastAPI(
         title="leadscoring",
@@ -321,6 +366,8 @@ def create_app(cfg: ProjectConfig, scorer: Scorer | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.reloader = reloader
+    app.state.history_recorder = recorder
+    app.state.alerts = alerts
     _add_health_route(app, reloader, every)
     _add_scoring_routes(app, Lead, (cfg.service.max_batch, max_body, cfg.service.body_timeout), reloader)
     app.add_exception_handler(ValueError, _bad_value)

@@ -1,0 +1,242 @@
+"""Alerts to a webhook (issue #24, deliverable 3), against a real HTTP receiver on loopback:
+a lead entering the top bucket is alerted once (the service, the ``score`` command), not
+again; a 500 is retried until the receiver takes it; a slow or dead receiver never holds up
+/score (the service answers first and queues); the monitoring report's alerts are sent once
+each."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from leadscoring import cli
+from leadscoring.config import AlertsConfig, ConfigError, ProjectConfig, load_config
+from leadscoring.loop.monitoring import Alert
+from leadscoring.serving.alerts import ALERTS_STATE, AlertSender, alert_scored_leads, send_monitoring_alerts, webhook_url
+from leadscoring.serving.scorer import Scorer
+from leadscoring.serving.service import create_app
+
+from .conftest import write_project
+
+SECRET = "/services/T0001/B0002/not-a-real-token"  # the path of a Slack-like webhook URL: never logged
+
+
+class Receiver:
+    """A webhook on 127.0.0.1: records each JSON body, answers the next of ``statuses``
+    (then 200) after ``delay`` seconds; ``finished`` is set when a handler has answered."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.statuses: list[int] = []
+        self.delay = 0.0
+        self.finished = threading.Event()
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.changed:
+                    receiver.bodies.append(body)
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.changed.notify_all()
+                if receiver.delay:
+                    time.sleep(receiver.delay)  # the deliberately slow receiver
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                receiver.finished.set()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self) -> list[str]:
+        with self.changed:
+            return [b["text"] for b in self.bodies]
+
+    def wait_for(self, n: int, timeout: float = 10.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.bodies) >= n, timeout)
+
+
+@pytest.fixture()
+def receiver():
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def _alerting(cfg: ProjectConfig, tmp_path: Path, url: str, **alerts: object) -> ProjectConfig:
+    """``cfg`` with its own score history and state, the service recording (the tests flush),
+    and alerts to ``url`` with short backoffs."""
+    return cfg.model_copy(
+        update={
+            "paths": cfg.paths.model_copy(
+                update={"score_history": str(tmp_path / "score_history"), "crm_state": str(tmp_path / "crm_state")}
+            ),
+            "service": cfg.service.model_copy(update={"history_flush_seconds": 3600}),
+            "alerts": AlertsConfig(webhook_url=url, backoff=0.01, max_backoff=0.05, **alerts),
+        }
+    )
+
+
+def _bodies(cfg: ProjectConfig, rows: pd.DataFrame) -> list[dict]:
+    rows = rows.drop(columns=cfg.data.target_column)
+    return [{k: (None if pd.isna(v) else v) for k, v in r.items()} for r in rows.to_dict("records")]
+
+
+def _by_bucket(cfg: ProjectConfig, small_models: Path, sample: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The sample's first leads per bucket, as the small model scores them."""
+    scored = Scorer.load(cfg, small_models).score_frame(sample.head(200), reasons=False)
+    return {b: sample.head(200)[scored["bucket"].to_numpy() == b] for b in scored["bucket"].unique()}
+
+
+# -- a lead entering the top bucket ---------------------------------------------------------------
+
+
+def test_the_service_alerts_a_lead_entering_the_top_bucket_once(tmp_path, cfg, small_models, sample, receiver):
+    own = _alerting(cfg, tmp_path, receiver.url)
+    buckets = _by_bucket(own, small_models, sample)
+    hot, cold = _bodies(own, buckets["HOT"].head(1))[0], _bodies(own, buckets["COLD"].head(1))[0]
+    app = create_app(own, Scorer.load(own, small_models))
+    client = TestClient(app)
+
+    answer = client.post("/score", json=hot).json()
+    assert answer["bucket"] == "HOT" and answer["previous_score"] is None
+    assert receiver.wait_for(1)
+    lead = str(hot[own.data.id_column])
+    assert receiver.texts() == [f"Lead {lead} entered HOT (score {answer['score']}, first score): {answer['recommended_action']}"]
+
+    assert client.post("/score", json=hot).status_code == 200  # already HOT (remembered: not in the history yet)
+    assert client.post("/score", json=cold).json()["bucket"] == "COLD"  # not an alert level
+    assert app.state.alerts.sender.drain(10) == 0 and len(receiver.texts()) == 1
+
+    assert app.state.history_recorder.flush() >= 2  # (the same lead twice in one second is one row)
+    fresh = create_app(own, Scorer.load(own, small_models))  # nothing remembered: the score history says HOT
+    again = TestClient(fresh).post("/score", json=hot).json()
+    assert again["previous_score"] == answer["score"]
+    assert fresh.state.alerts.sender.drain(10) == 0 and len(receiver.texts()) == 1
+
+
+def test_the_score_command_alerts_each_entry_once(tmp_path, small_models, sample, receiver, capsys):
+    config = write_project(tmp_path / "p", alerts={"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 50})
+    pcfg = load_config(config)
+    leads = sample.head(30).drop(columns=pcfg.data.target_column)
+    leads.to_csv(tmp_path / "leads.csv", sep=pcfg.data.separator, index=False)
+    args = ["--config", str(config), "score", "--input", str(tmp_path / "leads.csv"), "--models-dir", str(small_models)]
+
+    assert cli.main([*args, "--output", str(tmp_path / "run1.csv"), "--no-progress"]) == 0
+    scores = pd.read_csv(tmp_path / "run1.csv", dtype=str)
+    hot = scores.loc[scores["bucket"] == "HOT", pcfg.data.id_column].tolist()
+    assert hot and f"alerts: {len(hot)} lead(s) entered HOT" in capsys.readouterr().out
+    texts = receiver.texts()  # the command waits for its alerts before it ends
+    assert len(texts) == len(hot) and all(f"Lead {lead} entered HOT" in t for lead, t in zip(hot, texts, strict=True))
+
+    assert cli.main([*args, "--output", str(tmp_path / "run2.csv"), "--no-progress"]) == 0  # previous scores: HOT
+    assert "alerts:" not in capsys.readouterr().out and len(receiver.texts()) == len(hot)
+
+    few = load_config(write_project(tmp_path / "q", alerts={"webhook_url": receiver.url, "max_messages": 2}))
+    rows = scores.head(0).to_dict("records")  # no lead: no message
+    assert alert_scored_leads(few, rows) == 0
+    assert alert_scored_leads(few, tmp_path / "run1.csv") == len(hot)  # run 1 had no previous scores: all enter ...
+    assert receiver.texts()[-1].startswith(f"{len(hot)} leads entered HOT: ")  # ... in one summary message
+
+
+# -- delivery -----------------------------------------------------------------------------------
+
+
+def test_a_500_is_retried_until_the_receiver_takes_it_and_the_url_is_never_logged(receiver, caplog, monkeypatch, tmp_path):
+    waits: list[float] = []
+    sender = AlertSender(receiver.url, retries=5, backoff=1.0, max_backoff=30.0, sleep=waits.append)
+    receiver.statuses = [500, 503]
+    with caplog.at_level(logging.DEBUG):
+        assert sender.post("first") is True
+    assert receiver.texts() == ["first"] * 3 and len(waits) == 2
+    assert 0.5 <= waits[0] <= 1.0 and 1.0 <= waits[1] <= 2.0  # exponential backoff, jittered
+
+    receiver.statuses = [404]  # refused: final, not retried
+    with caplog.at_level(logging.WARNING):
+        assert sender.post("second") is False
+    assert receiver.texts()[-1] == "second" and len(receiver.bodies) == 4 and len(waits) == 2
+    assert "HTTP 404" in caplog.text and "127.0.0.1" in caplog.text and "not-a-real-token" not in caplog.text
+
+    gone = AlertSender("http://127.0.0.1:9/hook", retries=2, sleep=waits.append)  # nothing listens there
+    assert gone.post("lost") is False and len(waits) == 4
+
+    shipped = load_config(write_project(tmp_path / "p"))
+    assert webhook_url(shipped) is None  # off by default
+    monkeypatch.setenv("LEADSCORING_ALERTS_WEBHOOK", receiver.url)
+    assert webhook_url(shipped) == receiver.url  # the environment's URL takes the configuration's place
+    monkeypatch.setenv("LEADSCORING_ALERTS_WEBHOOK", "not a url with-a-secret")
+    with pytest.raises(ConfigError, match=r"\$LEADSCORING_ALERTS_WEBHOOK") as err:
+        webhook_url(shipped)
+    assert "secret" not in str(err.value)
+    with pytest.raises(ConfigError, match="alerts.levels"):
+        load_config(write_project(tmp_path / "q", alerts={"levels": ["SCORCHING"]}))
+
+
+def test_a_slow_or_dead_receiver_never_holds_up_score(tmp_path, cfg, small_models, sample, receiver, caplog):
+    receiver.delay = 3.0
+    own = _alerting(cfg, tmp_path, receiver.url)
+    hot = _bodies(own, _by_bucket(own, small_models, sample)["HOT"].head(3))
+    client = TestClient(create_app(own, Scorer.load(own, small_models)))
+    for body in hot:
+        start = time.perf_counter()
+        answer = client.post("/score", json=body)
+        elapsed = time.perf_counter() - start
+        assert answer.status_code == 200 and answer.json()["bucket"] == "HOT"
+        assert elapsed < receiver.delay and not receiver.finished.is_set()  # answered while the receiver still works
+    assert receiver.wait_for(1)  # the alert did go out, after the answer
+
+    dead = _alerting(cfg, tmp_path / "dead", "http://127.0.0.1:9/hook")  # nothing listens there
+    client = TestClient(create_app(dead, Scorer.load(dead, small_models)))
+    start = time.perf_counter()
+    assert client.post("/score", json=hot[0]).status_code == 200
+    assert time.perf_counter() - start < receiver.delay
+
+    sender = AlertSender(receiver.url, queue_size=1)  # a bounded queue: beyond, dropped with a warning
+    with caplog.at_level(logging.WARNING):
+        accepted = [sender.send(f"m{i}") for i in range(4)]
+    assert accepted.count(False) >= 2 and sender.dropped >= 2 and "alert dropped" in caplog.text
+
+
+# -- the monitoring report's alerts ---------------------------------------------------------------
+
+
+def test_monitoring_alerts_are_sent_once_each(tmp_path, cfg, receiver):
+    own = _alerting(cfg, tmp_path, receiver.url, retries=0)
+    drift = Alert("drift", "Drift of the score: PSI above 0.25 in 2025-06-02, up to 0.31.", ("2025-06-02",), "score")
+    lift = Alert("lift", "The lift is not significant after 1,200 outcomes in the A/B test.")
+    report = SimpleNamespace(alerts=[drift, lift])
+
+    assert send_monitoring_alerts(own, report) == 2
+    assert receiver.texts() == [f"Monitoring alert: {drift.message}", f"Monitoring alert: {lift.message}"]
+    assert send_monitoring_alerts(own, report) == 0 and len(receiver.bodies) == 2  # sent once each
+    assert (own.path("crm_state") / ALERTS_STATE).is_file()
+
+    later = Alert("lift", "The lift is not significant after 1,500 outcomes in the A/B test.")
+    receiver.statuses = [500]  # not delivered (no retry here): not recorded, sent the next time
+    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift, lift, later])) == 0
+    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift, lift, later])) == 1
+    assert receiver.texts()[-1] == f"Monitoring alert: {later.message}" and len(receiver.bodies) == 4
+
+    off = own.model_copy(update={"alerts": own.alerts.model_copy(update={"monitoring": False})})
+    assert send_monitoring_alerts(off, SimpleNamespace(alerts=[Alert("auc", "new")])) == 0

@@ -475,8 +475,9 @@ EXAMPLE = ROOT / "01_Documentos" / "crm_bottlecrm.example.yaml"
 @pytest.mark.bottlecrm
 def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_path, small_models, unseen, monkeypatch, capsys):
     """Day 1: score and push (the commands of the README); the sales team converts 12 leads
-    and closes 12; day 2: one `cycle` pulls them, retrains (promoted or not, with its reason),
-    rescores the open leads whose inputs or models changed and pushes only the changed scores."""
+    and closes 12; day 2: one `cycle` on the export of the open leads pulls them, retrains on
+    the inputs the closed leads were scored with (promoted or not, with its reason), rescores
+    the open leads whose inputs or models changed and pushes only the changed scores."""
     import yaml
 
     example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
@@ -515,7 +516,7 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
     donor = unseen[~unseen["id"].isin(rows["id"])]
     donor = donor.iloc[[i for i in range(len(donor)) if donor.iloc[i]["compra"] != rows.iloc[24]["compra"]][0]]
     changed.loc[24, cols] = donor[cols].to_numpy()
-    export2 = _export(cfg, changed, "leads_day2.csv")
+    export2 = _export(cfg, changed.iloc[24:], "leads_day2.csv")  # tonight's export: the open leads only
     before = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
 
     # Day 2: the cycle.
@@ -526,6 +527,7 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
     assert steps["pull"]["figures"]["appended_outcomes"]["lost"] == 12
     retrain = steps["retrain"]
     assert retrain["status"] == "ok" and retrain["figures"]["due"] is True
+    assert retrain["figures"]["new_outcomes"] == 24  # from the inputs recorded when day 1 scored them: not in tonight's export
     promoted = retrain["figures"]["promoted"]
     assert retrain["summary"].split("; ")[-1].startswith("challenger promoted" if promoted else "champion kept")
     assert set(retrain["figures"]["champion"]) >= {"roc_auc", "brier"} and set(retrain["figures"]["challenger"]) >= {
@@ -533,7 +535,7 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
         "brier",
     }
     rescore = steps["rescore"]["figures"]
-    assert rescore["closed_left_out"] == 24 and rescore["open_leads"] == 16 and rescore["new"] == 16  # the cycle's first night
+    assert rescore["closed_left_out"] == 0 and rescore["open_leads"] == 16 and rescore["new"] == 16  # the cycle's first night
     now = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas().set_index("id")
     after = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
     payload = lambda s, lead: {fields[f]: s.loc[lead, f] for f in fields}  # noqa: E731

@@ -13,11 +13,13 @@ time is the command's own and the peak memory (``wait4``'s max RSS) the cycle's 
   scored and pushed.
 - **Night 2** (the benchmark): the sales team closed ``--outcomes`` leads (won or lost as the
   shipped row they were drawn from), and ``--changed`` open leads (default 2,000) have new
-  inputs in the export. The cycle pulls the outcomes, retrains (due: 5,000 new outcomes),
-  decides, rescores and pushes. With the default ``--tolerance 1`` the challenger is promoted,
-  the heaviest night: every open lead is rescored with the new models, and every lead whose
-  score changed is pushed. ``--tolerance 0.005`` (the configuration's default) measures a
-  night where the decision is the rule's.
+  inputs in the export, which holds the open leads only (the closed ones train on the inputs
+  night 1 recorded). The cycle pulls the outcomes, retrains (due: 5,000 new outcomes),
+  decides, rescores and pushes. Each variant of ``--nights`` starts from the same night 1:
+  ``promoted`` (tolerance 1: the challenger is promoted, every open lead is rescored with the
+  new models and every one whose score changed is pushed, the heaviest night), ``kept``
+  (tolerance -1: only the leads with new inputs are rescored), ``rule`` (the configuration's
+  0.005).
 - **Models**: ``--models DIR`` (default: the checkout's ``04_Modelos`` from ``make run``, the
   real recipe, which a retraining refits); without one, a small model (60 trees on 800 leads)
   is trained first, and the output says so.
@@ -25,7 +27,7 @@ time is the command's own and the peak memory (``wait4``'s max RSS) the cycle's 
 Printed: per night, each step's seconds (from the run log) and what it did, the total, the
 child's peak RSS, and whether night 2 took at most 5 minutes. Usage:
 ``nice .venv/bin/python bench/bench_cycle.py [--open 100000] [--outcomes 5000] [--changed 2000]
-[--tolerance 1] [--models DIR] [--keep] [--dir DIR]``. Nothing is written into the checkout.
+[--nights promoted kept] [--models DIR] [--keep] [--dir DIR]``. Nothing is written into the checkout.
 Exit code 1 when a night's cycle fails or the outcomes are not all pulled; the time target
 is reported, not enforced.
 """
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             crm.restore(after_night1)
             for lead, won in zip(closing["id"], closing[target].astype(int), strict=True):
                 crm.set_status(lead, "won" if won else "lost")
-            write_export(leads, target, folder / "open_leads.csv")
+            write_export(leads.iloc[: args.open], target, folder / "open_leads.csv")  # tonight's export: the open leads
             label = f"night 2, {variant} ({args.outcomes:,} new outcomes, {len(moved):,} changed inputs"
             label += f", tolerance {tolerances[variant]:g})"
             night = run_night(night_config, folder / "open_leads.csv", label)

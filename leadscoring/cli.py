@@ -334,7 +334,7 @@ def _add_cycle_parser(sub: Any) -> None:
     what = (
         "The nightly loop: pull the CRM's outcomes, retrain when due (loop: section) and promote the challenger by "
         "the stated rule, rescore the open leads whose inputs or models changed, push the changed scores, and "
-        "write the monitoring table; one line per step in 01_Documentos/run_log.jsonl. Exit codes: 0 done, 1 a step "
+        "write the monitoring report; one line per step in 01_Documentos/run_log.jsonl. Exit codes: 0 done, 1 a step "
         "failed, 2 a user error before the first step, 75 another cycle is running (nothing done), 143 terminated."
     )
     c = sub.add_parser("cycle", help="the nightly loop: pull, retrain when due, rescore, push, monitoring", description=what)

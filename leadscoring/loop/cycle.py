@@ -326,6 +326,14 @@ def _score(cfg: ProjectConfig, leads: pd.DataFrame, digest: np.ndarray, scored_a
     return pa.concat_tables(tables)
 
 
+def _inputs_of(cfg: ProjectConfig, leads: pd.DataFrame) -> Any:
+    """The inputs the score history keeps of validated ``leads`` (as the service's, for a lead
+    sent as these values): the configured input columns, column by column."""
+    from leadscoring.serving.inputs import input_columns, inputs_json
+
+    return inputs_json({c: leads[c].to_numpy(dtype=object) for c in input_columns(cfg) if c in leads.columns}, len(leads))
+
+
 def rescore_step(ctx: _Context) -> StepResult:
     """Rescore the open leads that are new, whose inputs changed or whose model changed."""
     import pyarrow as pa
@@ -406,8 +414,6 @@ def rescore_step(ctx: _Context) -> StepResult:
         elif path.is_file():
             path.unlink()
         if fresh is not None:
-            from leadscoring.serving.inputs import record_inputs
-
             append_scores(
                 cfg.path("score_history"),
                 fresh.column(id_col).cast(pa.string()).to_pylist(),
@@ -415,7 +421,7 @@ def rescore_step(ctx: _Context) -> StepResult:
                 version,
                 scored_at,
                 job_id=f"cycle-{ctx.cycle_id}",
-                inputs=record_inputs(cfg, open_leads[todo].to_dict("records")),  # what a retrain learns from
+                inputs=_inputs_of(cfg, open_leads[todo]),  # what a retrain learns from
             )
     return StepResult("rescore", "ok", f"rescored {why}", counts)
 

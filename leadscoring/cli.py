@@ -111,14 +111,11 @@ def _alert_leads(cfg: ProjectConfig, scores: Sequence[Path]) -> None:
     (``alerts:`` section; nothing without a webhook URL)."""
     import pandas as pd
 
-    from leadscoring.serving.alerts import ALERT_FIELDS, alert_levels, alert_scored_leads, webhook_url
-    from leadscoring.serving.scores_file import read_scores_file
+    from leadscoring.serving.alerts import alert_levels, alert_scored_leads, read_alert_fields, webhook_url
 
     if webhook_url(cfg) is None or not scores:
         return
-    key = cfg.data.id_column
-    frames = [read_scores_file(p, key, columns=[key, *ALERT_FIELDS], needed_for="the alerts") for p in scores]
-    n = alert_scored_leads(cfg, pd.concat(frames, ignore_index=True))
+    n = alert_scored_leads(cfg, pd.concat([read_alert_fields(cfg, p) for p in scores], ignore_index=True))
     if n:
         print(f"alerts: {n} lead(s) entered {' / '.join(alert_levels(cfg))}")
 

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "01_Documentos" / "config.yaml"
 RAW = ROOT / "02_Datos" / "01_Originales" / "Leads.csv"
 
-# A real BottleCRM for the CRM tests: the ``bottlecrm`` fixture, and those tests run last.
-pytest_plugins = ["tests.bottlecrm"]
+# A real BottleCRM for the CRM tests: the ``bottlecrm`` fixture, and those tests run last; a
+# webhook receiver on loopback for the alert tests: the ``receiver`` fixture.
+pytest_plugins = ["tests.bottlecrm", "tests.webhook"]
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,13 @@
 """Alerts to a webhook (issue #24, deliverable 3), against a real HTTP receiver on loopback:
 a lead entering the top bucket is alerted once (the service, the ``score`` command), not
-again; a 500 is retried until the receiver takes it; a slow or dead receiver never holds up
-/score (the service answers first and queues); the monitoring report's alerts are sent once
-each."""
+again, and never a control lead of the A/B test; a 500 is retried until the receiver takes
+it; a slow or dead receiver never holds up /score (the service answers first and queues); the
+monitoring report's alerts are sent once each."""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,62 +23,6 @@ from leadscoring.serving.scorer import Scorer
 from leadscoring.serving.service import create_app
 
 from .conftest import write_project
-
-SECRET = "/services/T0001/B0002/not-a-real-token"  # the path of a Slack-like webhook URL: never logged
-
-
-class Receiver:
-    """A webhook on 127.0.0.1: records each JSON body, answers the next of ``statuses``
-    (then 200) after ``delay`` seconds; ``finished`` is set when a handler has answered."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        self.statuses: list[int] = []
-        self.delay = 0.0
-        self.finished = threading.Event()
-        self.changed = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with receiver.changed:
-                    receiver.bodies.append(body)
-                    status = receiver.statuses.pop(0) if receiver.statuses else 200
-                    receiver.changed.notify_all()
-                if receiver.delay:
-                    time.sleep(receiver.delay)  # the deliberately slow receiver
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-                receiver.finished.set()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def texts(self) -> list[str]:
-        with self.changed:
-            return [b["text"] for b in self.bodies]
-
-    def wait_for(self, n: int, timeout: float = 10.0) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: len(self.bodies) >= n, timeout)
-
-
-@pytest.fixture()
-def receiver():
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 def _alerting(cfg: ProjectConfig, tmp_path: Path, url: str, **alerts: object) -> ProjectConfig:
@@ -158,6 +99,25 @@ def test_the_score_command_alerts_each_entry_once(tmp_path, small_models, sample
     assert alert_scored_leads(few, rows) == 0
     assert alert_scored_leads(few, tmp_path / "run1.csv") == len(hot)  # run 1 had no previous scores: all enter ...
     assert receiver.texts()[-1].startswith(f"{len(hot)} leads entered HOT: ")  # ... in one summary message
+
+
+def test_control_leads_of_the_ab_test_are_never_alerted(tmp_path, small_models, sample, receiver, capsys):
+    """Sales works a control lead its usual way: an alert would treat it."""
+    alerts = {"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 200}
+    config = write_project(tmp_path / "p", alerts=alerts, experiment={"control_share": 0.5, "salt": "alerts-test"})
+    pcfg = load_config(config)
+    leads = sample.head(120).drop(columns=pcfg.data.target_column)
+    leads.to_csv(tmp_path / "leads.csv", sep=pcfg.data.separator, index=False)
+    args = ["--config", str(config), "score", "--input", str(tmp_path / "leads.csv"), "--models-dir", str(small_models)]
+    assert cli.main([*args, "--output", str(tmp_path / "scores.csv"), "--no-progress"]) == 0
+
+    scores = pd.read_csv(tmp_path / "scores.csv", dtype=str)
+    hot = scores[scores["bucket"] == "HOT"]
+    treated = hot.loc[hot["experiment_group"] == "treatment", pcfg.data.id_column].tolist()
+    held_out = hot.loc[hot["experiment_group"] == "control", pcfg.data.id_column].tolist()
+    assert treated and held_out  # both groups have HOT leads: the test can tell them apart
+    alerted = [t.split()[1] for t in receiver.texts()]
+    assert sorted(alerted) == sorted(treated)
 
 
 # -- delivery -----------------------------------------------------------------------------------

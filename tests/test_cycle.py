@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from leadscoring.loop.retrain import decide, split_holdout
 from leadscoring.serving.history import read_history
 
 from .conftest import ROOT, write_project
+from .live_service import served
 from .loop_crm import LoopCrm, crm_section
 
 #: Pushed fields that change only when the score does (no scored_at): a push sends changed scores alone.
@@ -44,10 +46,17 @@ def crm():
     server.close()
 
 
-def _project(tmp: Path, crm: LoopCrm, models: Path, maturity_days: float = 60, **loop: Any) -> ProjectConfig:
+def _project(
+    tmp: Path, crm: LoopCrm, models: Path, maturity_days: float = 60, alerts: dict | None = None, **loop: Any
+) -> ProjectConfig:
     settings = {"min_new_converted": 10, "min_new_lost": 10, **loop}
     path = write_project(
-        tmp, crm=crm_section(crm.url), loop=settings, scoring__crm_fields=CRM_FIELDS, monitoring__maturity_days=maturity_days
+        tmp,
+        crm=crm_section(crm.url),
+        loop=settings,
+        scoring__crm_fields=CRM_FIELDS,
+        monitoring__maturity_days=maturity_days,
+        **({"alerts": alerts} if alerts else {}),
     )
     cfg = load_config(path)
     shutil.copytree(models, cfg.path("models_dir"))
@@ -129,6 +138,25 @@ def test_day_one_scores_and_pushes_every_open_lead_then_a_quiet_night_sends_noth
     assert steps["push"]["figures"]["sent"] == 0 and steps["push"]["figures"]["skipped"] == OPEN
     assert all(n == 1 for n in crm.pushes.values())
     assert len(read_history(cfg.path("score_history"))) == OPEN
+
+
+def test_the_rescored_leads_entering_the_top_bucket_are_alerted_once(tmp_path, crm, small_models, unseen, receiver, capsys):
+    cfg = _project(tmp_path, crm, small_models, alerts={"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 100})
+    rows = unseen.head(OPEN)
+    crm.add(rows["id"].tolist())
+    export = _export(cfg, rows)
+    assert _cycle(cfg, export, capsys)[0] == 0
+    scores = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas()
+    hot = sorted(scores.loc[scores["bucket"] == "HOT", "id"])
+    assert hot and len(hot) < OPEN  # some leads enter the top bucket, not all
+    entered = lambda: sorted(t.split()[1] for t in receiver.texts() if t.startswith("Lead "))  # noqa: E731
+    assert entered() == hot and _steps(cfg)["rescore"]["figures"]["alerted"] == len(hot)
+
+    # Every open lead rescored again (its scores forgotten): the score history says they were HOT already.
+    (cfg.path("crm_state") / CYCLE_SCORES).unlink()
+    assert _cycle(cfg, export, capsys)[0] == 0
+    assert _steps(cfg)["rescore"]["figures"]["rescored"] == OPEN and _steps(cfg)["rescore"]["figures"]["alerted"] == 0
+    assert entered() == hot
 
 
 def test_changed_inputs_are_rescored_and_only_changed_scores_pushed(tmp_path, crm, small_models, unseen, capsys):
@@ -474,18 +502,23 @@ EXAMPLE = ROOT / "01_Documentos" / "crm_bottlecrm.example.yaml"
 @pytest.mark.slow
 @pytest.mark.bottlecrm
 def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_path, small_models, unseen, monkeypatch, capsys):
-    """Day 1: score and push (the commands of the README); the sales team converts 12 leads
-    and closes 12; day 2: one `cycle` on the export of the open leads pulls them, retrains on
-    the inputs the closed leads were scored with (promoted or not, with its reason), rescores
-    the open leads whose inputs or models changed and pushes only the changed scores."""
+    """Day 1: score and push (the commands of the README), and the service runs; the sales
+    team converts 12 leads and closes 12; day 2: one `cycle` on the export of the open leads
+    pulls them, retrains on the inputs the closed leads were scored with (promoted, with its
+    reason: tolerance 1), rescores the open leads whose inputs or models changed and pushes
+    only the changed scores; the service answers with the new models without a restart."""
+    import httpx
     import yaml
+
+    from leadscoring.serving.service import create_app, lead_model
 
     example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     path = write_project(
         tmp_path,
         crm={**example["crm"], "url": bottlecrm.url},
         scoring__crm_fields=example["scoring"]["crm_fields"],
-        loop={"min_new_converted": 10, "min_new_lost": 10},
+        loop={"min_new_converted": 10, "min_new_lost": 10, "tolerance": 1.0},  # tolerance 1: promoted
+        service__reload_seconds=0.2,
     )
     cfg = load_config(path)
     shutil.copytree(small_models, cfg.path("models_dir"))
@@ -519,17 +552,30 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
     export2 = _export(cfg, changed.iloc[24:], "leads_day2.csv")  # tonight's export: the open leads only
     before = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
 
-    # Day 2: the cycle.
-    code, out = _cycle(cfg, export2, capsys)
-    assert code == 0, out
+    # Day 2: the cycle, while the service answers.
+    fields_in = set(lead_model(cfg).model_fields)
+    row = json.loads(changed.iloc[[30]].to_json(orient="records"))[0]  # an open lead's fields, as a CRM sends them
+    probe = {k: v for k, v in row.items() if k in fields_in and v is not None} | {cfg.data.id_column: "probe"}
+    with served(create_app(cfg), cfg) as url, httpx.Client(base_url=url, timeout=30) as http:
+        version = lambda: http.post("/score", json=probe).json()["model_version"]  # noqa: E731
+        first = version()
+        assert first == read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"][:12]
+        code, out = _cycle(cfg, export2, capsys)
+        assert code == 0, out
+        second = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"][:12]
+        deadline = time.monotonic() + 30
+        while (now_serving := version()) != second and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert second != first and now_serving == second  # the promoted models, without a restart
+        assert http.get("/health").json()["model_version"] == second
     steps = _steps(cfg)
     assert steps["pull"]["figures"]["appended_outcomes"]["converted"] == 12
     assert steps["pull"]["figures"]["appended_outcomes"]["lost"] == 12
     retrain = steps["retrain"]
     assert retrain["status"] == "ok" and retrain["figures"]["due"] is True
     assert retrain["figures"]["new_outcomes"] == 24  # from the inputs recorded when day 1 scored them: not in tonight's export
-    promoted = retrain["figures"]["promoted"]
-    assert retrain["summary"].split("; ")[-1].startswith("challenger promoted" if promoted else "champion kept")
+    assert retrain["figures"]["promoted"] is True
+    assert retrain["summary"].split("; ")[-1].startswith("challenger promoted")
     assert set(retrain["figures"]["champion"]) >= {"roc_auc", "brier"} and set(retrain["figures"]["challenger"]) >= {
         "roc_auc",
         "brier",
@@ -541,8 +587,6 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
     payload = lambda s, lead: {fields[f]: s.loc[lead, f] for f in fields}  # noqa: E731
     changed_scores = {lead for lead in now.index if payload(now, lead) != payload(scores1, lead)}
     assert moved in changed_scores
-    if not promoted:
-        assert changed_scores == {moved}
     pushed = {lead for lead in rows["id"] if after[lead]["updated_at"] != before[lead]["updated_at"]}
     assert pushed == changed_scores and steps["push"]["figures"]["sent"] == len(changed_scores)
     assert steps["push"]["figures"]["skipped"] == 16 - len(changed_scores)

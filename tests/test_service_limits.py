@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,9 +18,10 @@ from fastapi.testclient import TestClient
 from leadscoring.cli import build_parser, main
 from leadscoring.config import ConfigError, ServiceConfig
 from leadscoring.serving.scorer import Scorer
-from leadscoring.serving.service import TOKEN_ENV, create_app, server_options
+from leadscoring.serving.service import TOKEN_ENV, create_app
 
 from .conftest import CONFIG
+from .live_service import served
 
 TIMEOUT = 1.0  # header and body deadline of the test server, seconds
 WAIT = 20.0  # longest wait for anything in these tests (a bound, not an expectation)
@@ -32,19 +32,8 @@ HEADERS = b"POST /score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application
 def server(cfg, small_models) -> Iterator[int]:
     """A real uvicorn server with the service's settings on 127.0.0.1; yields its port."""
     limited = cfg.model_copy(update={"service": ServiceConfig(header_timeout=TIMEOUT, body_timeout=TIMEOUT)})
-    config = uvicorn.Config(create_app(limited, Scorer.load(cfg, small_models)), log_config=None, **server_options(limited))
-    srv = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield sock.getsockname()[1]
-    srv.should_exit = True
-    thread.join(WAIT)
+    with served(create_app(limited, Scorer.load(cfg, small_models)), limited) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 def _connect(port: int, data: bytes) -> socket.socket:
@@ -112,8 +101,8 @@ def test_a_client_leaving_mid_body_is_one_line(server, caplog):
 
 
 def test_an_empty_token_refuses_to_start(cfg, small_models, monkeypatch, capsys):
-    served: list[int] = []
-    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: served.append(1))
+    started: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(1))
     for blank in ("", "   "):
         monkeypatch.setenv(TOKEN_ENV, blank)
         with pytest.raises(ConfigError, match=TOKEN_ENV):
@@ -121,7 +110,7 @@ def test_an_empty_token_refuses_to_start(cfg, small_models, monkeypatch, capsys)
         assert main(["--config", str(CONFIG), "serve"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and TOKEN_ENV in err and "Traceback" not in err
-    assert not served
+    assert not started
 
 
 def test_no_token_is_a_warning_and_a_blank_one_refuses_every_call(cfg, small_models, monkeypatch, caplog):
@@ -138,11 +127,11 @@ def test_no_token_is_a_warning_and_a_blank_one_refuses_every_call(cfg, small_mod
 def test_serve_refuses_a_port_outside_1_65535(port, monkeypatch, capsys):
     import leadscoring.serving.service as service
 
-    served: list[int] = []
-    monkeypatch.setattr(service, "serve", lambda *a, **k: served.append(1))
+    started: list[int] = []
+    monkeypatch.setattr(service, "serve", lambda *a, **k: started.append(1))
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--port", port])
-    assert exc.value.code == 2 and not served
+    assert exc.value.code == 2 and not started
     err = capsys.readouterr().err
     assert "--port" in err and "1-65535" in err
     assert build_parser().parse_args(["serve", "--port", "65535"]).port == 65535

@@ -7,21 +7,16 @@ drive the reloader's check by hand (no waiting on a clock)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import shutil
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from leadscoring import artifacts
@@ -32,9 +27,10 @@ from leadscoring.loop.retrain import retrain
 from leadscoring.loop.versions import list_versions, rollback
 from leadscoring.serving import service as service_module
 from leadscoring.serving.reload import ModelReloader
-from leadscoring.serving.service import create_app, lead_model, server_options
+from leadscoring.serving.service import create_app, lead_model
 
 from .conftest import write_project
+from .live_service import served
 
 WAIT = 30.0  # longest wait for anything here (a bound, not an expectation)
 SWITCH = 5.0  # the version must switch within this many seconds of the promotion record
@@ -61,26 +57,6 @@ def project(tmp_path, small_models, cfg, leads, sample) -> tuple[ProjectConfig, 
 
 def _version(models: Path) -> str:
     return read_manifest(models / SCORE_MODEL)["sha256"][:12]
-
-
-@contextlib.contextmanager
-def _server(app: FastAPI, cfg: ProjectConfig) -> Iterator[str]:
-    """``app`` on a real uvicorn server on 127.0.0.1 (lifespan on: the reload watcher runs);
-    yields its base URL."""
-    srv = uvicorn.Server(uvicorn.Config(app, log_config=None, **server_options(cfg)))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + WAIT
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        srv.should_exit = True
-        thread.join(WAIT)
 
 
 class _Client(threading.Thread):
@@ -132,7 +108,7 @@ def test_a_promotion_is_served_without_a_restart_while_a_client_scores(project):
     pcfg, outcomes, bodies = project
     models = pcfg.path("models_dir")
     first = _version(models)
-    with _server(create_app(pcfg), pcfg) as url, httpx.Client(base_url=url, timeout=WAIT) as http:
+    with served(create_app(pcfg), pcfg) as url, httpx.Client(base_url=url, timeout=WAIT) as http:
         client = _Client(url, bodies)
         client.start()
         _wait_for(lambda: len(client.answers) >= 20, client)

@@ -10,7 +10,8 @@
    whose inputs changed since the cycle last scored them (a digest of the export's columns),
    or whose models changed (the scoring or segment model: a promotion, a rollback, a
    production run). Reasons, fit and engagement scores (most of a scoring's time) are computed
-   only when ``scoring.crm_fields`` pushes one of them. With an ``events:``
+   only when ``scoring.crm_fields`` pushes one of them. The rescored leads that entered an alert
+   level are alerted (``alerts:`` webhook, as ``leadscoring score`` does). With an ``events:``
    section every open lead is rescored (behaviour changes without the export changing). The
    latest scores of the open leads are kept in ``paths.crm_state/cycle_scores.parquet`` (with
    the digest of the inputs each was scored with); the rescored leads are appended to the
@@ -423,7 +424,22 @@ def rescore_step(ctx: _Context) -> StepResult:
                 job_id=f"cycle-{ctx.cycle_id}",
                 inputs=_inputs_of(cfg, open_leads[todo]),  # what a retrain learns from
             )
+    if fresh is not None:
+        counts["alerted"] = _alert(cfg, fresh)
+        if counts["alerted"]:
+            why += f"; {counts['alerted']} lead(s) entered an alert level"
     return StepResult("rescore", "ok", f"rescored {why}", counts)
+
+
+def _alert(cfg: ProjectConfig, fresh: Any) -> int:
+    """Alert the rescored leads that entered an alert level (``alerts:`` webhook; a lead already
+    at its level, by the score history's previous score, is not alerted again). After the
+    scores are written: a cycle stopped before this sends no alert for them, never two."""
+    from leadscoring.serving.alerts import alert_fields, alert_scored_leads, webhook_url
+
+    if webhook_url(cfg) is None:
+        return 0
+    return alert_scored_leads(cfg, fresh.select([c for c in alert_fields(cfg) if c in fresh.column_names]).to_pandas())
 
 
 def push_step(ctx: _Context) -> StepResult:

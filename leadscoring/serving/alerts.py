@@ -6,7 +6,9 @@
   already looks up) was in another bucket or absent. A lead already at that level is not
   alerted again; one that leaves it and comes back is (it entered again). The service also
   remembers the buckets it gave lately, so a lead scored twice before the history records the
-  first scoring is alerted once. One message per lead; more than ``alerts.max_messages``
+  first scoring is alerted once. A control lead of the A/B test (``experiment:``) is never
+  alerted: sales works those leads its usual way, and an alert would treat them. One
+  message per lead; more than ``alerts.max_messages``
   leads in one scoring job or call: one summary message per level. The one way in:
   :class:`LeadAlerts` (the service, with its memory) and :func:`alert_scored_leads` (a
   scoring job: ``leadscoring score``, ``cycle``).
@@ -48,6 +50,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from leadscoring.config import ConfigError, ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.io import write_json
+from leadscoring.serving.experiment import CONTROL, GROUP_FIELD
 from leadscoring.serving.scorer import assign_buckets
 from leadscoring.serving.scores_file import read_scores_file
 
@@ -330,7 +333,7 @@ class LeadAlerts:
     def entered(self, leads: Sequence[Mapping[str, Any]], id_key: str) -> list[Mapping[str, Any]]:
         """The leads (scored leads' fields, with their id under ``id_key``) that enter an alert
         level, in order; the remembered buckets are updated with every lead."""
-        candidates = [r for r in leads if r.get("bucket") in self.levels]
+        candidates = [r for r in leads if r.get("bucket") in self.levels and r.get(GROUP_FIELD) != CONTROL]
         before = [None] * len(candidates)
         if candidates:
             previous = np.array([_number(r.get("previous_score")) for r in candidates], dtype="float64")
@@ -390,6 +393,18 @@ class LeadAlerts:
         return self.sender.close(self.drain_seconds if seconds is None else seconds)
 
 
+def alert_fields(cfg: ProjectConfig) -> list[str]:
+    """The fields of a scored lead the entry alerts read, its id first (the experiment's group
+    too when ``experiment:`` is on: control leads are not alerted)."""
+    return [cfg.data.id_column, *ALERT_FIELDS, *([GROUP_FIELD] if cfg.experiment.enabled else [])]
+
+
+def read_alert_fields(cfg: ProjectConfig, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The :func:`alert_fields` of a scores file (CSV or parquet, as ``score`` writes it); a
+    one-line error naming the file and the missing columns."""
+    return read_scores_file(path, cfg.data.id_column, columns=alert_fields(cfg), needed_for="the alerts")
+
+
 def alert_scored_leads(
     cfg: ProjectConfig,
     scored: pd.DataFrame | Sequence[Mapping[str, Any]] | str | os.PathLike[str],
@@ -407,7 +422,7 @@ def alert_scored_leads(
         return 0
     key = id_key or cfg.data.id_column
     if isinstance(scored, str | os.PathLike):
-        scored = read_scores_file(scored, key, columns=[key, *ALERT_FIELDS], needed_for="the alerts")
+        scored = read_alert_fields(cfg, scored)
     try:
         return alerts(scored, key)
     finally:

@@ -81,6 +81,16 @@ def _shade_maturing(ax: Any, cohorts: pd.DataFrame) -> None:
         ax.axvspan(young["start"].min(), cohorts["end"].max(), color="#999", alpha=0.12, lw=0, label="outcomes still coming in")
 
 
+def _cohort_figure(report: MonitoringReport, fig: Any, ax: Any, ylabel: str, alt: str, caption: str) -> str:
+    """A per-cohort plot finished the same way: the maturing cohorts shaded, the cohort axis,
+    a grid, the legend outside, embedded with its alt text and caption."""
+    _shade_maturing(ax, report.cohorts)
+    ax.set(xlabel=f"{report.cohort} of first scoring", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _figure(fig, alt, caption)
+
+
 def _percent_axis(ax: Any) -> None:
     import matplotlib.ticker
 
@@ -94,13 +104,12 @@ def _grade_figure(report: MonitoringReport, grades: pd.DataFrame) -> str:
         part = grades[(grades["grade"] == grade) & (grades["counted"] > 0)]
         if len(part):
             ax.plot([starts[c] for c in part["cohort"]], part["conversion_rate"], marker="o", ms=3, label=f"grade {grade}")
-    _shade_maturing(ax, report.cohorts)
     _percent_axis(ax)
-    ax.set(xlabel=f"{report.cohort} of first scoring", ylabel="conversion rate")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _figure(
+    return _cohort_figure(
+        report,
         fig,
+        ax,
+        "conversion rate",
         "Conversion rate of each grade's counted leads, per cohort of first scoring",
         "Conversion per grade over the cohorts: the grades should stay apart, best grade on top.",
     )
@@ -115,12 +124,11 @@ def _calibration_figure(report: MonitoringReport) -> str:
     off = c[c["calibration"].isin(("above", "below"))]
     if len(off):
         ax.plot(off["start"], off["observed"], "o", ms=9, mfc="none", color="#C44E52", label="outside the interval")
-    _shade_maturing(ax, report.cohorts)
-    ax.set(xlabel=f"{report.cohort} of first scoring", ylabel="conversions of the counted leads")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _figure(
+    return _cohort_figure(
+        report,
         fig,
+        ax,
+        "conversions of the counted leads",
         "Expected conversions (sum of probabilities, with interval) against observed conversions per cohort",
         "Expected against observed conversions: an observed point outside its interval means the probabilities are off.",
     )
@@ -143,12 +151,11 @@ def _auc_figure(report: MonitoringReport) -> str:
         ax.annotate(
             str(r.version)[:7], (when, 1.0), xycoords=("data", "axes fraction"), fontsize=7, rotation=90, va="top", ha="right"
         )
-    _shade_maturing(ax, report.cohorts)
-    ax.set(xlabel=f"{report.cohort} of first scoring", ylabel="ROC-AUC")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return _figure(
+    return _cohort_figure(
+        report,
         fig,
+        ax,
+        "ROC-AUC",
         "ROC-AUC per cohort with the validation ROC-AUC and the dates new model versions started scoring",
         "Ranking quality over time (cohorts with enough outcomes of each class); "
         "vertical lines: a new model version starts scoring.",

@@ -76,6 +76,7 @@ class LoopCrm(ThreadingHTTPServer):
         self.requests: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.kill: tuple[str, int, int] | None = None
+        self.list_status: int | None = None  # set: list requests are refused with this status
         self._last = datetime.now(UTC) - timedelta(seconds=1)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
@@ -161,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404, {"error": "not found"})
             return
         self.server.count("list")
+        if self.server.list_status is not None:
+            self._answer(self.server.list_status, {"error": "token expired"})
+            return
         q = {k: v[0] for k, v in parse_qs(parts.query).items()}
         since = datetime.fromisoformat(q["since"].replace("Z", "+00:00"))
         until = datetime.fromisoformat(q["until"].replace("Z", "+00:00"))

@@ -184,7 +184,7 @@ def test_a_slow_or_dead_receiver_never_holds_up_score(tmp_path, cfg, small_model
 def test_monitoring_alerts_are_sent_once_each(tmp_path, cfg, receiver):
     own = _alerting(cfg, tmp_path, receiver.url, retries=0)
     drift = Alert("drift", "Drift of the score: PSI above 0.25 in 2025-06-02, up to 0.31.", ("2025-06-02",), "score")
-    lift = Alert("lift", "The lift is not significant after 1,200 outcomes in the A/B test.")
+    lift = Alert("lift", "The lift is not significant after 1,200 outcomes in the A/B test.", condition="not significant")
     report = SimpleNamespace(alerts=[drift, lift])
 
     assert send_monitoring_alerts(own, report) == 2
@@ -192,11 +192,21 @@ def test_monitoring_alerts_are_sent_once_each(tmp_path, cfg, receiver):
     assert send_monitoring_alerts(own, report) == 0 and len(receiver.bodies) == 2  # sent once each
     assert (own.path("crm_state") / ALERTS_STATE).is_file()
 
-    later = Alert("lift", "The lift is not significant after 1,500 outcomes in the A/B test.")
+    # The next night: the same alerts with figures that moved are not sent again; a new cohort
+    # drifting and the treatment converting less are new alerts.
+    moved = [
+        Alert("drift", "Drift of the score: PSI above 0.25 in 2025-06-02, up to 0.34.", ("2025-06-02",), "score"),
+        Alert("lift", "The lift is not significant after 1,500 outcomes in the A/B test.", condition="not significant"),
+    ]
+    spread = Alert(
+        "drift", "Drift of the score: PSI above 0.25 in 2025-06-02 to 2025-06-09.", ("2025-06-02", "2025-06-09"), "score"
+    )
+    worse = Alert("lift", "The treatment group converts less than the control group.", condition="negative")
     receiver.statuses = [500]  # not delivered (no retry here): not recorded, sent the next time
-    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift, lift, later])) == 0
-    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift, lift, later])) == 1
-    assert receiver.texts()[-1] == f"Monitoring alert: {later.message}" and len(receiver.bodies) == 4
+    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[*moved, spread])) == 0
+    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[*moved, spread, worse])) == 2
+    assert receiver.texts()[-2:] == [f"Monitoring alert: {spread.message}", f"Monitoring alert: {worse.message}"]
+    assert len(receiver.bodies) == 5  # the two first, the refused one, these two
 
     off = own.model_copy(update={"alerts": own.alerts.model_copy(update={"monitoring": False})})
     assert send_monitoring_alerts(off, SimpleNamespace(alerts=[Alert("auc", "new")])) == 0

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -56,6 +57,7 @@ def _project(
         loop=settings,
         scoring__crm_fields=CRM_FIELDS,
         monitoring__maturity_days=maturity_days,
+        service__reload_seconds=0.2,
         **({"alerts": alerts} if alerts else {}),
     )
     cfg = load_config(path)
@@ -96,6 +98,34 @@ def _steps(cfg: ProjectConfig, cycle_index: int = -1) -> dict[str, dict[str, Any
     return {line["step"]: line for line in lines if line.get("cycle") == ids[cycle_index]}
 
 
+def _cycle_while_serving(cfg: ProjectConfig, export: Path, probe_row: pd.DataFrame, capsys) -> tuple[int, str]:
+    """Run the cycle while the service (``leadscoring serve``'s app, real HTTP on loopback)
+    answers; check the service answers with the models the cycle promoted within 30 s, without
+    a restart. ``probe_row``: one lead (raw row) the test scores, under an id of its own."""
+    import httpx
+
+    from leadscoring.serving.service import create_app, lead_model
+
+    fields = set(lead_model(cfg).model_fields)
+    row = json.loads(probe_row.to_json(orient="records"))[0]
+    probe = {k: v for k, v in row.items() if k in fields and v is not None} | {cfg.data.id_column: "probe"}
+    version_on_disk = lambda: read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"][:12]  # noqa: E731
+    with served(create_app(cfg), cfg) as url, httpx.Client(base_url=url, timeout=30) as http:
+        served_version = lambda: http.post("/score", json=probe).json()["model_version"]  # noqa: E731
+        first = served_version()
+        loaded_at = http.get("/health").json()["loaded_at"]
+        assert first == version_on_disk()
+        code, out = _cycle(cfg, export, capsys)
+        second = version_on_disk()
+        deadline = time.monotonic() + 30
+        while (now_serving := served_version()) != second and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert second != first and now_serving == second  # the promoted models, without a restart
+        health = http.get("/health").json()
+        assert health["model_version"] == second and health["loaded_at"] > loaded_at
+    return code, out
+
+
 # -- day 1, day 2 ------------------------------------------------------------------------------
 
 
@@ -126,7 +156,11 @@ def test_day_one_scores_and_pushes_every_open_lead_then_a_quiet_night_sends_noth
     assert sorted(history["lead_id"]) == sorted(open_rows["id"])
     assert (cfg.path("results_dir") / "monitoring.html").is_file() and (cfg.path("results_dir") / "monitoring.json").is_file()
     assert steps["monitoring"]["status"] == "ok" and "cohort(s)" in steps["monitoring"]["summary"]
-    assert (cfg.path("docs_dir") / "tracking.xlsx").is_file()  # the cycle's row in the tracking workbook
+    runs = openpyxl.load_workbook(cfg.path("docs_dir") / "tracking.xlsx")["Runs"]  # the cycle's row in the workbook
+    header, *rows_read = list(runs.iter_rows(values_only=True))
+    (row,) = [dict(zip(header, r, strict=True)) for r in rows_read if r[header.index("Kind")] == "Cycle"]
+    assert row["Run / cycle id"] == steps["cycle"]["cycle"] and row["Status"] == "ok" and row["Leads scored"] == OPEN
+    assert row["Decision"] == f"retrain: {steps['retrain']['summary']}"
     assert "cycle " in out and "push" in out and "sent 60" in out
 
     # The next night nothing changed: nothing rescored, nothing sent.
@@ -189,6 +223,26 @@ def test_changed_inputs_are_rescored_and_only_changed_scores_pushed(tmp_path, cr
     assert sorted(history["lead_id"].value_counts()[lambda n: n > 1].index) == sorted([a, b])
 
 
+def test_two_cycles_in_the_same_second_keep_both_scorings(tmp_path, crm, small_models, unseen, monkeypatch):
+    """A second cycle started in the same second (a rerun after a failure) is another scoring
+    job: its rescored leads are not taken for the first one's rows appended again."""
+    from leadscoring.loop.cycle import run_cycle
+    from leadscoring.serving import scorer
+
+    monkeypatch.setattr(scorer, "utc_now", lambda: "2026-12-07T02:30:00Z")
+    now = datetime(2026, 12, 7, 2, 30, tzinfo=UTC)
+    cfg = _project(tmp_path, crm, small_models)
+    rows = unseen.head(10).reset_index(drop=True)
+    crm.add(rows["id"].tolist())
+    assert run_cycle(cfg, _export(cfg, rows), now=now).exit_code == 0
+    changed = rows.copy()
+    cols = [c for c in changed.columns if c != "id"]
+    changed.loc[0, cols] = unseen.loc[OPEN, cols].to_numpy()  # lead 0's inputs change
+    assert run_cycle(cfg, _export(cfg, changed), now=now).exit_code == 0
+    history = read_history(cfg.path("score_history"), columns=["lead_id"]).to_pandas()
+    assert history["lead_id"].value_counts()[rows["id"].iloc[0]] == 2 and len(history) == 11
+
+
 def _scores_of(cfg: ProjectConfig, rows: pd.DataFrame, tmp: Path) -> pd.DataFrame:
     """What ``leadscoring score`` gives ``rows`` (no history), by position."""
     src, out = tmp / "pool.csv", tmp / "pool_scores.csv"
@@ -212,7 +266,7 @@ def test_outcomes_make_a_retraining_due_and_its_decision_is_logged(tmp_path, crm
     closed = rows.iloc[OPEN:]
     for lead, won in zip(closed["id"], closed["compra"].astype(int), strict=True):
         crm.set_status(lead, "won" if won else "lost")
-    code, out = _cycle(cfg, export, capsys)
+    code, out = _cycle_while_serving(cfg, export, rows.iloc[[0]], capsys)  # the service picks up the promotion
     assert code == 0, out
     steps = _steps(cfg)
     retrain = steps["retrain"]
@@ -391,8 +445,34 @@ def test_a_failed_push_is_logged_exits_1_and_the_next_cycle_sends_what_is_left(t
     assert _steps(cfg)["push"]["figures"]["sent"] == 1 and crm.pushes[rows["id"].iloc[9]] == 1
 
 
-def test_a_failed_retraining_keeps_the_champion_and_the_leads_are_still_scored(tmp_path, crm, small_models, unseen, capsys):
+def test_a_retraining_due_without_outcomes_to_learn_from_is_skipped_and_counted(tmp_path, crm, small_models, unseen, capsys):
     cfg = _project(tmp_path, crm, small_models, max_age_days=0.0001)  # due by age, but no outcome to learn from
+    rows = unseen.head(10)
+    crm.add(rows["id"].tolist())
+    before = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"]
+    code, out = _cycle(cfg, _export(cfg, rows), capsys)
+    assert code == 0, out
+    steps = _steps(cfg)
+    retrain = steps["retrain"]
+    assert retrain["status"] == "skipped" and "but not trained: " in retrain["summary"]
+    assert retrain["summary"].endswith("the champion stays") and "converted or lost lead(s)" in retrain["figures"]["not_trained"]
+    assert retrain["figures"]["due"] is True and "days old" in retrain["figures"]["why"]
+    assert "last_retrain_at" in json.loads((cfg.path("crm_state") / "cycle_state.json").read_text())  # the attempt counts
+    assert steps["rescore"]["status"] == "ok" and steps["push"]["figures"]["sent"] == 10
+    assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] == before
+
+
+def test_a_failed_retraining_keeps_the_champion_and_the_leads_are_still_scored(
+    tmp_path, crm, small_models, unseen, capsys, monkeypatch
+):
+    from leadscoring.artifacts import ModelIntegrityError
+    from leadscoring.loop import retrain as retrain_module
+
+    def damaged(*args: Any, **kwargs: Any) -> None:
+        raise ModelIntegrityError("04_Modelos/lead_scoring_model.pkl: SHA-256 does not match its manifest")
+
+    monkeypatch.setattr(retrain_module, "retrain", damaged)
+    cfg = _project(tmp_path, crm, small_models, max_age_days=0.0001)  # due by age
     rows = unseen.head(10)
     crm.add(rows["id"].tolist())
     before = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"]
@@ -400,10 +480,87 @@ def test_a_failed_retraining_keeps_the_champion_and_the_leads_are_still_scored(t
     assert code == 1, out
     steps = _steps(cfg)
     retrain = steps["retrain"]
-    assert retrain["status"] == "failed" and retrain["figures"]["error"] == "LeadDataError" and retrain["summary"]
-    assert retrain["figures"]["due"] is True and "days old" in retrain["figures"]["why"]
+    assert retrain["status"] == "failed" and retrain["figures"]["error"] == "ModelIntegrityError"
+    assert "SHA-256 does not match" in retrain["summary"] and retrain["figures"]["due"] is True
+    assert not (cfg.path("crm_state") / "cycle_state.json").exists()  # a failure is no attempt: tried again next night
     assert steps["rescore"]["status"] == "ok" and steps["push"]["figures"]["sent"] == 10
     assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] == before
+
+
+def test_a_failed_pull_moves_no_watermark_and_the_next_cycle_pulls_what_it_missed(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models)
+    rows = unseen.head(OPEN + 20).reset_index(drop=True)
+    crm.add(rows["id"].tolist())
+    export = _export(cfg, rows)
+    assert _cycle(cfg, export, capsys)[0] == 0
+    watermark = (cfg.path("crm_state") / "pull_watermark.json").read_text()
+
+    for lead in rows["id"].iloc[OPEN:]:
+        crm.set_status(lead, "lost")
+    crm.list_status = 403  # the CRM refuses the token tonight
+    code, out = _cycle(cfg, export, capsys)
+    assert code == 1, out
+    steps = _steps(cfg)
+    assert steps["pull"]["status"] == "failed" and "403" in steps["pull"]["summary"]
+    assert steps["retrain"]["status"] == "skipped" and steps["rescore"]["status"] == "ok"  # it needs the pull; the rescore not
+    assert steps["push"]["status"] == "ok" and steps["cycle"]["status"] == "failed"
+    assert (cfg.path("crm_state") / "pull_watermark.json").read_text() == watermark
+
+    crm.list_status = None
+    assert _cycle(cfg, export, capsys)[0] == 0
+    assert _steps(cfg)["pull"]["figures"]["appended_outcomes"]["lost"] == 20
+    assert _steps(cfg)["rescore"]["figures"]["closed_left_out"] == 20
+
+
+def test_a_failed_rescore_pushes_nothing_and_the_next_cycle_scores_every_lead(
+    tmp_path, crm, small_models, unseen, capsys, monkeypatch
+):
+    from leadscoring.serving import history as history_module
+
+    def full(*args: Any, **kwargs: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    real = history_module.append_scores
+    monkeypatch.setattr(history_module, "append_scores", full)
+    cfg = _project(tmp_path, crm, small_models)
+    rows = unseen.head(OPEN)
+    crm.add(rows["id"].tolist())
+    export = _export(cfg, rows)
+    code, out = _cycle(cfg, export, capsys)
+    assert code == 1, out
+    steps = _steps(cfg)
+    assert steps["rescore"]["status"] == "failed" and "No space left" in steps["rescore"]["summary"]
+    assert steps["push"]["status"] == "skipped" and not crm.pushes  # the push needs the rescore
+    assert not (cfg.path("crm_state") / CYCLE_SCORES).exists()  # the history first: nothing taken as scored
+
+    monkeypatch.setattr(history_module, "append_scores", real)
+    assert _cycle(cfg, export, capsys)[0] == 0
+    assert _steps(cfg)["rescore"]["figures"]["new"] == OPEN and _steps(cfg)["push"]["figures"]["sent"] == OPEN
+    assert len(read_history(cfg.path("score_history"))) == OPEN
+
+
+def test_the_cycle_keeps_the_ab_groups_and_pushes_only_the_marker_for_control_leads(tmp_path, crm, small_models, unseen, capsys):
+    from leadscoring.serving.experiment import experiment_groups
+
+    experiment = {"control_share": 0.3, "salt": "cycle-test", "control_crm": "marker", "control_field": "scoring_group"}
+    path = write_project(
+        tmp_path, crm=crm_section(crm.url), scoring__crm_fields=CRM_FIELDS, experiment=experiment, loop={"min_new_converted": 10}
+    )
+    cfg = load_config(path)
+    shutil.copytree(small_models, cfg.path("models_dir"))
+    rows = unseen.head(OPEN)
+    crm.add(rows["id"].tolist())
+    assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0
+    expected = dict(zip(rows["id"], experiment_groups(rows["id"], cfg.experiment), strict=True))
+    history = read_history(cfg.path("score_history"), columns=["lead_id", "experiment_group"]).to_pandas()
+    assert dict(zip(history["lead_id"], history["experiment_group"], strict=True)) == expected
+    control = {lead for lead, group in expected.items() if group == "control"}
+    assert control and len(control) < OPEN
+    for lead, record in crm.leads.items():
+        if lead in control:
+            assert record.custom_fields == {"scoring_group": "control"}
+        else:
+            assert set(record.custom_fields) == set(CRM_FIELDS.values())
 
 
 # -- SIGTERM at each step, then a second cycle ---------------------------------------------------
@@ -507,10 +664,7 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
     pulls them, retrains on the inputs the closed leads were scored with (promoted, with its
     reason: tolerance 1), rescores the open leads whose inputs or models changed and pushes
     only the changed scores; the service answers with the new models without a restart."""
-    import httpx
     import yaml
-
-    from leadscoring.serving.service import create_app, lead_model
 
     example = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     path = write_project(
@@ -553,21 +707,8 @@ def test_day_one_score_and_push_day_two_the_cycle_with_bottlecrm(bottlecrm, tmp_
     before = {lead: bottlecrm.lead(lead) for lead in rows["id"]}
 
     # Day 2: the cycle, while the service answers.
-    fields_in = set(lead_model(cfg).model_fields)
-    row = json.loads(changed.iloc[[30]].to_json(orient="records"))[0]  # an open lead's fields, as a CRM sends them
-    probe = {k: v for k, v in row.items() if k in fields_in and v is not None} | {cfg.data.id_column: "probe"}
-    with served(create_app(cfg), cfg) as url, httpx.Client(base_url=url, timeout=30) as http:
-        version = lambda: http.post("/score", json=probe).json()["model_version"]  # noqa: E731
-        first = version()
-        assert first == read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"][:12]
-        code, out = _cycle(cfg, export2, capsys)
-        assert code == 0, out
-        second = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"][:12]
-        deadline = time.monotonic() + 30
-        while (now_serving := version()) != second and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert second != first and now_serving == second  # the promoted models, without a restart
-        assert http.get("/health").json()["model_version"] == second
+    code, out = _cycle_while_serving(cfg, export2, changed.iloc[[30]], capsys)
+    assert code == 0, out
     steps = _steps(cfg)
     assert steps["pull"]["figures"]["appended_outcomes"]["converted"] == 12
     assert steps["pull"]["figures"]["appended_outcomes"]["lost"] == 12

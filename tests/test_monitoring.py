@@ -97,7 +97,15 @@ class Generated:
     column: str  # its name
 
 
-def generate(cfg: ProjectConfig, model: object, sample: pd.DataFrame, seed: int = 7) -> Generated:
+def generate(
+    cfg: ProjectConfig,
+    model: object,
+    sample: pd.DataFrame,
+    seed: int = 7,
+    factors: tuple[float, float] = (CONTROL_FACTOR, TREATMENT_FACTOR),
+) -> Generated:
+    """26 weekly cohorts (see the constants); ``factors``: how much the control and the
+    treatment group convert of what the scores say."""
     rng = np.random.default_rng(seed)
     d = cfg.data
     sizes = [PER_WEEK] * (WEEKS - 1) + [LAST_WEEK]
@@ -112,7 +120,7 @@ def generate(cfg: ProjectConfig, model: object, sample: pd.DataFrame, seed: int 
         START + pd.to_timedelta(week - 1, unit="W") + pd.to_timedelta(rng.integers(0, 7 * 86400, n), unit="s")
     )
     group = np.where(rng.random(n) < 0.5, "control", "treatment")
-    factor = np.where(group == "control", CONTROL_FACTOR, TREATMENT_FACTOR) * np.where(np.isin(week, SHIFTED), SHIFT, 1.0)
+    factor = np.where(group == "control", *factors) * np.where(np.isin(week, SHIFTED), SHIFT, 1.0)
     q = np.clip(score / 100 * factor, 0, 1)
     converts = rng.random(n) < q
     closes = converts | (rng.random(n) < 0.7)  # 30 % of the others are never closed in the CRM
@@ -319,6 +327,29 @@ def test_the_control_group_finds_the_known_lift_within_its_interval(generated, r
     assert total["lift_low"] <= true_lift <= total["lift_high"]
     assert total["significant"] and not any(a.kind == "lift" for a in report.alerts)
     assert len(report.ab) == WEEKS and report.ab["complete"].sum() == len(complete)
+
+
+@pytest.mark.parametrize(
+    ("factors", "condition", "opening"),
+    [
+        ((1.0, 1.0), "not significant", "The lift is not significant after "),
+        ((1.2, 0.8), "negative", "The treatment group converts less than the control group: "),
+    ],
+)
+def test_a_lift_not_significant_or_negative_raises_the_lift_alert(tmp_path, small_models, sample, factors, condition, opening):
+    from tests.conftest import write_project
+
+    cfg = _config(tmp_path, lambda **kw: write_project(tmp_path, **kw), lift_min_outcomes=2000)
+    g = generate(cfg, _install_model(cfg, small_models, sample), sample, seed=11, factors=factors)
+    report = build_monitoring(cfg, now=NOW.to_pydatetime())
+    total = report.ab_total
+    assert total["significant"] is (condition == "negative") and total["outcomes"] >= 2000
+    (lift,) = [a for a in report.alerts if a.kind == "lift"]
+    assert lift.condition == condition and lift.message.startswith(opening)
+    if condition == "not significant":
+        assert f"after {total['outcomes']:,} outcomes" in lift.message
+        patient = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={"lift_min_outcomes": len(g.week)})})
+        assert not [a for a in build_monitoring(patient, now=NOW.to_pydatetime()).alerts if a.kind == "lift"]
 
 
 def test_auc_drop_alerts_and_model_changes(report):

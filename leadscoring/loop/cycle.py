@@ -4,7 +4,9 @@
 2. **retrain** — when due (:func:`~leadscoring.loop.maturity.retrain_due`): a challenger is
    trained and measured against the champion on the newest matured cohort, and promoted or
    not by the rule of :func:`~leadscoring.loop.retrain.decide`; the decision, its reason and
-   both models' figures go to the run log. Not due: skipped, saying why.
+   both models' figures go to the run log. Not due: skipped, saying why. Due, but the matured
+   outcomes hold too few leads to learn from (never scored, or scored only after their
+   outcome): skipped, saying so, and the attempt counts (the next waits for new outcomes).
 3. **rescore** — the open leads of ``--leads`` (the client's nightly export; leads converted,
    lost or deleted in the outcome history are left out) that the cycle has not scored yet,
    whose inputs changed since the cycle last scored them (a digest of the export's columns),
@@ -36,7 +38,8 @@ a failed rescore skips the push; a failed retrain leaves the champion in
 place, and the open leads are rescored and pushed with it. Every step writes only once its work
 is done, each file atomically, in an order that a next cycle completes: the pull writes its
 history before its watermark; a promotion archives the current set before replacing it; the
-rescore writes the open leads' scores before appending them to the score history; the push
+rescore appends the rescored leads to the score history before it writes the open leads'
+latest scores (stopped in between, the next cycle scores those leads again); the push
 records each lead once the CRM accepted it. So a failure leaves nothing half-promoted and no
 watermark past unprocessed data, and the next cycle ends where one uninterrupted cycle would
 have.
@@ -224,6 +227,11 @@ def _read_state(ctx: _Context) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def _record_attempt(ctx: _Context) -> None:
+    """The retraining attempt's time, what the next ``due`` counts new outcomes from."""
+    write_json({"last_retrain_at": ctx.now.isoformat(), "cycle": ctx.cycle_id}, ctx.state_dir() / CYCLE_STATE)
+
+
 def retrain_step(ctx: _Context) -> StepResult:
     """Retrain when due (see :mod:`leadscoring.loop.maturity`); the decision and its figures."""
     from leadscoring.loop.maturity import matured_outcomes, retrain_due
@@ -240,7 +248,7 @@ def retrain_step(ctx: _Context) -> StepResult:
         return StepResult("retrain", "skipped", due.reason, figures)
     if ctx.dry_run:
         return StepResult("retrain", "dry-run", f"would retrain: due: {due.reason}", figures)
-    from leadscoring.loop.retrain import retrain
+    from leadscoring.loop.retrain import NotEnoughOutcomes, retrain
 
     log.info("cycle %s: retraining: %s", ctx.cycle_id, due.reason)
 
@@ -249,9 +257,18 @@ def retrain_step(ctx: _Context) -> StepResult:
         # The retraining's writes, then the attempt's time (what `due` counts from), all or none.
         with ctx.writing("retrain"):
             yield
-            write_json({"last_retrain_at": ctx.now.isoformat(), "cycle": ctx.cycle_id}, ctx.state_dir() / CYCLE_STATE)
+            _record_attempt(ctx)
 
-    result = retrain(cfg, leads=ctx.leads, now=ctx.now, writing=writes)
+    try:
+        result = retrain(cfg, leads=ctx.leads, now=ctx.now, writing=writes)
+    except NotEnoughOutcomes as exc:
+        # Not a failure: the matured outcomes hold too few leads to learn from (never scored,
+        # scored only after their outcome). The attempt counts, so the next one waits for new
+        # outcomes (or the model's age) instead of failing every night.
+        with ctx.writing("retrain"):
+            _record_attempt(ctx)
+        figures["not_trained"] = str(exc)
+        return StepResult("retrain", "skipped", f"due ({due.reason}) but not trained: {exc}; the champion stays", figures)
     figures.update(
         promoted=result.promoted,
         decision=result.reason,
@@ -342,7 +359,7 @@ def rescore_step(ctx: _Context) -> StepResult:
     import pyarrow.parquet as pq
 
     from leadscoring.ingest.load import read_leads
-    from leadscoring.serving.history import append_scores
+    from leadscoring.serving.history import SCORE_EXTRA_COLUMNS, append_scores, new_job_id
     from leadscoring.serving.scorer import utc_now
 
     cfg = ctx.cfg
@@ -409,21 +426,25 @@ def rescore_step(ctx: _Context) -> StepResult:
     if ctx.dry_run:
         return StepResult("rescore", "dry-run", f"would rescore {why} (with the current model)", counts)
     with ctx.writing("rescore"):
-        if scores is not None:
-            with atomic_path(path) as tmp:
-                pq.write_table(scores, tmp)
-        elif path.is_file():
-            path.unlink()
+        # The score history first: a cycle stopped between the two writes rescores these leads
+        # the next night (another scoring of theirs in the history), and loses none.
         if fresh is not None:
+            extra = [c for c in SCORE_EXTRA_COLUMNS if c in fresh.column_names]  # e.g. the A/B group
             append_scores(
                 cfg.path("score_history"),
                 fresh.column(id_col).cast(pa.string()).to_pylist(),
                 fresh.column("score").to_numpy(),
                 version,
                 scored_at,
-                job_id=f"cycle-{ctx.cycle_id}",
+                job_id=f"cycle-{ctx.cycle_id}-{new_job_id()[:8]}",  # two cycles in one second: two jobs
                 inputs=_inputs_of(cfg, open_leads[todo]),  # what a retrain learns from
+                extra=fresh.select(extra).to_pandas() if extra else None,
             )
+        if scores is not None:
+            with atomic_path(path) as tmp:
+                pq.write_table(scores, tmp)
+        elif path.is_file():
+            path.unlink()
     if fresh is not None:
         counts["alerted"] = _alert(cfg, fresh)
         if counts["alerted"]:
@@ -458,6 +479,7 @@ def push_step(ctx: _Context) -> StepResult:
         state_file=ctx.state_dir() / PUSH_STATE_FILE,
         fields=cfg.scoring.crm_fields,
         progress=ctx.progress,
+        experiment=cfg.experiment,  # what a control lead's record gets
         dry_run=ctx.dry_run,
     )
     figures = {"sent": summary.sent, "skipped": summary.skipped, "failed": summary.failed, "pending": summary.pending}
@@ -474,7 +496,7 @@ def monitoring_step(ctx: _Context) -> StepResult:
     nothing."""
     from leadscoring.loop.monitoring import build_monitoring, write_monitoring
 
-    report = build_monitoring(ctx.cfg)
+    report = build_monitoring(ctx.cfg)  # now: the scorings of this cycle included
     figures = {
         "cohorts": len(report.cohorts),
         "alerts": [a.message for a in report.alerts],

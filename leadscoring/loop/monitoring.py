@@ -152,8 +152,8 @@ def psi(expected: Sequence[Any], actual: Sequence[Any], *, numeric: bool, bins: 
 
 
 def drift_level(value: float, watch: float = PSI_WATCH, alert: float = PSI_ALERT) -> str:
-    """``alert`` from ``alert`` up, ``watch`` from ``watch`` up, else ``stable``."""
-    return "alert" if value >= alert else ("watch" if value >= watch else "stable")
+    """``alert`` above ``alert`` (as the alert lines), ``watch`` from ``watch`` up, else ``stable``."""
+    return "alert" if value > alert else ("watch" if value >= watch else "stable")
 
 
 def drift_report(
@@ -246,13 +246,21 @@ def brier_from_counts(
 
 @dataclass(frozen=True)
 class Alert:
-    """One alert line: its ``kind`` (auc, calibration, drift, lift), the cohorts concerned, and
-    the sentence people read."""
+    """One alert line: its ``kind`` (auc, calibration, drift, lift), the cohorts concerned, the
+    variable (drift), the condition (lift: ``not significant`` or ``negative``), and the
+    sentence people read."""
 
     kind: Literal["auc", "calibration", "drift", "lift"]
     message: str
     cohorts: tuple[str, ...] = ()
     variable: str | None = None
+    condition: str = ""
+
+    @property
+    def key(self) -> str:
+        """What the alert is about, without its figures (which move as outcomes come in): the
+        same key on the next report is the same alert."""
+        return "\x1f".join((self.kind, self.variable or "", self.condition, *self.cohorts))
 
 
 @dataclass
@@ -1011,6 +1019,7 @@ def _alerts(
                     f"The lift is not significant after {count(outcomes)} outcomes in the A/B test: treatment "
                     f"{percent(ab_total['treatment_rate'], 1)} against control {percent(ab_total['control_rate'], 1)}, "
                     f"difference {_points(ab_total['difference_low'])} to {_points(ab_total['difference_high'])}.",
+                    condition="not significant",
                 )
             )
         elif ab_total["significant"] and ab_total["difference"] < 0:
@@ -1019,6 +1028,7 @@ def _alerts(
                     "lift",
                     f"The treatment group converts less than the control group: {percent(ab_total['treatment_rate'], 1)} "
                     f"against {percent(ab_total['control_rate'], 1)}.",
+                    condition="negative",
                 )
             )
     return alerts

@@ -76,7 +76,13 @@ from leadscoring.training.rules import RuleScorer
 log = logging.getLogger(__name__)
 
 
+#: A retraining needs at least this many new outcomes it can train on, of both classes.
 MIN_OUTCOMES = 20
+
+
+class NotEnoughOutcomes(LeadDataError):
+    """The new outcomes hold too few leads a retraining can learn from (too few, one class,
+    or none with the inputs it was scored with): a state of the data, not a failure."""
 
 
 #: Manifest entries that describe one fitted model, never carried over to a refit one:
@@ -294,7 +300,7 @@ def outcomes_from_history(
         parts.extend(_fallback_rows(cfg, found.without_inputs, latest, leads, path.name))
     closed = int(latest["outcome"].isin(FINAL).sum())
     if not parts:
-        raise LeadDataError(
+        raise NotEnoughOutcomes(
             f"{path.name}: none of its {closed} converted or lost lead(s) has inputs recorded at or before its outcome "
             f"({len(found.never_scored)} never scored, {len(found.scored_after_outcome)} scored only after, "
             f"{len(found.without_inputs)} scored before inputs were recorded: pass --leads for those)"
@@ -399,7 +405,8 @@ def retrain(
         matured = matured_outcomes(cfg, now, read_outcome_history(cfg.path("outcome_history")))
         new = outcomes_from_history(cfg, leads, matured=matured)
     if len(new) < MIN_OUTCOMES or new[d.target_column].nunique() < 2:
-        raise LeadDataError(f"need at least {MIN_OUTCOMES} new outcomes with both classes, got {len(new)}")
+        got = f"{len(new)}" + ("" if len(new) == 0 or new[d.target_column].nunique() > 1 else ", all of one class")
+        raise NotEnoughOutcomes(f"need at least {MIN_OUTCOMES} new outcomes with both classes to train on, got {got}")
     history = load_history(cfg)
     trained = trained_at(manifest)
     new_train, holdout, held_out = split_holdout(

@@ -12,9 +12,10 @@
   leads in one scoring job or call: one summary message per level. The one way in:
   :class:`LeadAlerts` (the service, with its memory) and :func:`alert_scored_leads` (a
   scoring job: ``leadscoring score``, ``cycle``).
-- **The monitoring report's alerts**: :func:`send_monitoring_alerts`, once per alert (an
-  alert sent word for word before is not sent again; what was sent is kept in
-  ``paths.crm_state``/``alerts_sent.json``).
+- **The monitoring report's alerts**: :func:`send_monitoring_alerts`, once per alert: the
+  same alert (kind, variable, condition, cohorts) with figures that moved since is not sent
+  again, a new cohort crossing a threshold is; what was sent is kept in
+  ``paths.crm_state``/``alerts_sent.json``.
 
 Sending never holds up scoring: :class:`AlertSender` queues each message (bounded:
 ``alerts.queue_size``; a message beyond is dropped with a warning) and a background thread
@@ -433,8 +434,10 @@ def alert_scored_leads(
 
 
 class _AlertLine(Protocol):
-    kind: str
     message: str
+
+    @property
+    def key(self) -> str: ...
 
 
 class _Report(Protocol):
@@ -442,7 +445,7 @@ class _Report(Protocol):
 
 
 def _alert_key(alert: _AlertLine) -> str:
-    return hashlib.sha256(f"{alert.kind}\x1f{alert.message}".encode()).hexdigest()[:24]
+    return hashlib.sha256(alert.key.encode()).hexdigest()[:24]
 
 
 def _sent(path: Path) -> dict[str, Any]:
@@ -459,7 +462,8 @@ def _sent(path: Path) -> dict[str, Any]:
 
 def send_monitoring_alerts(cfg: ProjectConfig, report: _Report, **sender: Any) -> int:
     """Send each alert of a monitoring report (:func:`leadscoring.loop.monitoring.build_monitoring`)
-    to the webhook, once: an alert already sent word for word (recorded in
+    to the webhook, once: an alert already sent (the same :attr:`~leadscoring.loop.monitoring.Alert.key`:
+    kind, variable, condition and cohorts, whatever its figures say now; recorded in
     ``paths.crm_state``/:data:`ALERTS_STATE`, rewritten atomically after each) is skipped.
     Posts now, each retried; returns how many were delivered (0 without a webhook URL or
     with ``alerts.monitoring: false``). ``sender``: :class:`AlertSender` settings to replace."""

@@ -445,17 +445,18 @@ def rescore_step(ctx: _Context) -> StepResult:
                 pq.write_table(scores, tmp)
         elif path.is_file():
             path.unlink()
-    if fresh is not None:
-        counts["alerted"] = _alert(cfg, fresh)
-        if counts["alerted"]:
-            why += f"; {counts['alerted']} lead(s) entered an alert level"
+        if fresh is not None:  # before SIGTERM may stop the cycle: the next one would not rescore them
+            counts["alerted"] = _alert(cfg, fresh)
+            if counts["alerted"]:
+                why += f"; {counts['alerted']} lead(s) entered an alert level"
     return StepResult("rescore", "ok", f"rescored {why}", counts)
 
 
 def _alert(cfg: ProjectConfig, fresh: Any) -> int:
     """Alert the rescored leads that entered an alert level (``alerts:`` webhook; a lead already
     at its level, by the score history's previous score, is not alerted again). After the
-    scores are written: a cycle stopped before this sends no alert for them, never two."""
+    scores are written, as part of the step's writes (SIGTERM waits for it, at most
+    ``alerts.drain_seconds``): a lead is alerted once, never twice."""
     from leadscoring.serving.alerts import alert_fields, alert_scored_leads, webhook_url
 
     if webhook_url(cfg) is None:

@@ -14,8 +14,8 @@ are the cohort a challenger and its champion are measured on
 **Due.** A retraining is due when at least ``loop.min_new_converted`` converted and
 ``loop.min_new_lost`` lost leads matured since the last training — the later of the model's
 training time (its manifest's ``retrained_at``, else ``created_at``) and the last retraining
-attempt (a challenger measured and kept, or too few of the new outcomes to learn from) — or when the model is older than
-``loop.max_age_days``.
+attempt (a challenger measured and kept, or too few of the new outcomes to learn from) — or
+when the model is older than ``loop.max_age_days``.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@
   alerted again; one that leaves it and comes back is (it entered again). The service also
   remembers the buckets it gave lately, so a lead scored twice before the history records the
   first scoring is alerted once. A control lead of the A/B test (``experiment:``) is never
-  alerted: sales works those leads its usual way, and an alert would treat them. One
-  message per lead; more than ``alerts.max_messages``
-  leads in one scoring job or call: one summary message per level. The one way in:
+  alerted: sales works those leads its usual way, and an alert would treat them. One message
+  per lead; more than ``alerts.max_messages`` leads in one scoring job or call: one summary
+  message per level. The one way in:
   :class:`LeadAlerts` (the service, with its memory) and :func:`alert_scored_leads` (a
   scoring job: ``leadscoring score``, ``cycle``).
 - **The monitoring report's alerts**: :func:`send_monitoring_alerts`, once per alert: the

@@ -14,7 +14,7 @@ From week 20 one numeric input is multiplied by 4 (a drift to find).
 Then what ``leadscoring monitor --now ...`` does runs in a child process, through the
 command's own functions (``build_monitoring`` and ``write_monitoring``: imports, DuckDB over
 the parquet parts, the outcome history, the model scoring the reference, the figures, the HTML
-and JSON; the project has no webhook, so no alert is sent), timed by part, and prints:
+and JSON; not the sending of its alerts, which needs a webhook), timed by part, and prints:
 
 - ``setup``: what was generated, and how long it took (not the benchmark);
 - ``monitor``: the command's wall time, cohorts and alerts;

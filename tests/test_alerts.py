@@ -184,7 +184,7 @@ def test_a_slow_or_dead_receiver_never_holds_up_score(tmp_path, cfg, small_model
 def test_monitoring_alerts_are_sent_once_each(tmp_path, cfg, receiver):
     own = _alerting(cfg, tmp_path, receiver.url, retries=0)
     drift = Alert("drift", "Drift of the score: PSI above 0.25 in 2025-06-02, up to 0.31.", ("2025-06-02",), "score")
-    lift = Alert("lift", "The lift is not significant after 1,200 outcomes in the A/B test.", condition="not significant")
+    lift = Alert("lift", "The lift is not significant after 1,200 outcomes in the A/B test.", condition="not significant, a")
     report = SimpleNamespace(alerts=[drift, lift])
 
     assert send_monitoring_alerts(own, report) == 2
@@ -196,12 +196,12 @@ def test_monitoring_alerts_are_sent_once_each(tmp_path, cfg, receiver):
     # drifting and the treatment converting less are new alerts.
     moved = [
         Alert("drift", "Drift of the score: PSI above 0.25 in 2025-06-02, up to 0.34.", ("2025-06-02",), "score"),
-        Alert("lift", "The lift is not significant after 1,500 outcomes in the A/B test.", condition="not significant"),
+        Alert("lift", "The lift is not significant after 1,500 outcomes in the A/B test.", condition="not significant, a"),
     ]
     spread = Alert(
         "drift", "Drift of the score: PSI above 0.25 in 2025-06-02 to 2025-06-09.", ("2025-06-02", "2025-06-09"), "score"
     )
-    worse = Alert("lift", "The treatment group converts less than the control group.", condition="negative")
+    worse = Alert("lift", "The treatment group converts less than the control group.", condition="negative, a")
     receiver.statuses = [500]  # not delivered (no retry here): not recorded, sent the next time
     assert send_monitoring_alerts(own, SimpleNamespace(alerts=[*moved, spread])) == 0
     assert send_monitoring_alerts(own, SimpleNamespace(alerts=[*moved, spread, worse])) == 2
@@ -210,3 +210,19 @@ def test_monitoring_alerts_are_sent_once_each(tmp_path, cfg, receiver):
 
     off = own.model_copy(update={"alerts": own.alerts.model_copy(update={"monitoring": False})})
     assert send_monitoring_alerts(off, SimpleNamespace(alerts=[Alert("auc", "new")])) == 0
+
+
+def test_alerts_sent_by_an_older_version_are_not_sent_again(tmp_path, cfg, receiver):
+    """State files written before alerts had keys named them by their kind and words."""
+    import hashlib
+    import json
+
+    own = _alerting(cfg, tmp_path, receiver.url, retries=0)
+    drift = Alert("drift", "Drift of the score: PSI above 0.25 in 2025-06-02, up to 0.31.", ("2025-06-02",), "score")
+    old_key = hashlib.sha256(f"drift\x1f{drift.message}".encode()).hexdigest()[:24]
+    state = own.path("crm_state") / ALERTS_STATE
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"monitoring": {old_key: {"kind": "drift", "sent_at": "2026-11-30T02:30:00Z"}}}))
+    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift])) == 0 and not receiver.bodies
+    assert old_key not in json.loads(state.read_text())["monitoring"]  # kept under its new key
+    assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift])) == 0 and not receiver.bodies

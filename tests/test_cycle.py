@@ -122,7 +122,7 @@ def _cycle_while_serving(cfg: ProjectConfig, export: Path, probe_row: pd.DataFra
             time.sleep(0.1)
         assert second != first and now_serving == second  # the promoted models, without a restart
         health = http.get("/health").json()
-        assert health["model_version"] == second and health["loaded_at"] > loaded_at
+        assert health["model_version"] == second and health["loaded_at"] != loaded_at
     return code, out
 
 
@@ -174,23 +174,34 @@ def test_day_one_scores_and_pushes_every_open_lead_then_a_quiet_night_sends_noth
     assert len(read_history(cfg.path("score_history"))) == OPEN
 
 
-def test_the_rescored_leads_entering_the_top_bucket_are_alerted_once(tmp_path, crm, small_models, unseen, receiver, capsys):
+def test_the_rescored_leads_entering_the_top_bucket_are_alerted_once(
+    tmp_path, crm, small_models, unseen, receiver, capsys, monkeypatch
+):
+    from leadscoring.loop import cycle as cycle_module
+
+    def disk_full(path: Path) -> Any:
+        raise OSError(28, "No space left on device")
+
     cfg = _project(tmp_path, crm, small_models, alerts={"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 100})
     rows = unseen.head(OPEN)
     crm.add(rows["id"].tolist())
     export = _export(cfg, rows)
-    assert _cycle(cfg, export, capsys)[0] == 0
-    scores = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas()
-    hot = sorted(scores.loc[scores["bucket"] == "HOT", "id"])
+    # The first night the open leads' scores cannot be written, after the score history and the alerts.
+    monkeypatch.setattr(cycle_module, "atomic_path", disk_full)
+    assert _cycle(cfg, export, capsys)[0] == 1
+    assert _steps(cfg)["rescore"]["status"] == "failed" and not (cfg.path("crm_state") / CYCLE_SCORES).exists()
+    history = read_history(cfg.path("score_history")).to_pandas()
+    hot = sorted(history.loc[history["score"] >= cfg.scoring.buckets[0].min_score, "lead_id"])
     assert hot and len(hot) < OPEN  # some leads enter the top bucket, not all
     entered = lambda: sorted(t.split()[1] for t in receiver.texts() if t.startswith("Lead "))  # noqa: E731
-    assert entered() == hot and _steps(cfg)["rescore"]["figures"]["alerted"] == len(hot)
+    assert entered() == hot  # alerted: the scores are in the history
 
-    # Every open lead rescored again (its scores forgotten): the score history says they were HOT already.
-    (cfg.path("crm_state") / CYCLE_SCORES).unlink()
+    # The next night every open lead is rescored (no scores kept): the history says they were HOT already.
+    monkeypatch.undo()
     assert _cycle(cfg, export, capsys)[0] == 0
     assert _steps(cfg)["rescore"]["figures"]["rescored"] == OPEN and _steps(cfg)["rescore"]["figures"]["alerted"] == 0
-    assert entered() == hot
+    scores = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas()
+    assert sorted(scores.loc[scores["bucket"] == "HOT", "id"]) == hot and entered() == hot
 
 
 def test_changed_inputs_are_rescored_and_only_changed_scores_pushed(tmp_path, crm, small_models, unseen, capsys):
@@ -539,12 +550,21 @@ def test_a_failed_rescore_pushes_nothing_and_the_next_cycle_scores_every_lead(
     assert len(read_history(cfg.path("score_history"))) == OPEN
 
 
-def test_the_cycle_keeps_the_ab_groups_and_pushes_only_the_marker_for_control_leads(tmp_path, crm, small_models, unseen, capsys):
+def test_the_cycle_keeps_the_ab_groups_and_pushes_only_the_marker_for_control_leads(
+    tmp_path, crm, small_models, unseen, receiver, capsys
+):
+    """The A/B test through the cycle: each lead's group in the score history, the control
+    leads' CRM records get only the marker, and no control lead is alerted."""
     from leadscoring.serving.experiment import experiment_groups
 
     experiment = {"control_share": 0.3, "salt": "cycle-test", "control_crm": "marker", "control_field": "scoring_group"}
     path = write_project(
-        tmp_path, crm=crm_section(crm.url), scoring__crm_fields=CRM_FIELDS, experiment=experiment, loop={"min_new_converted": 10}
+        tmp_path,
+        crm=crm_section(crm.url),
+        scoring__crm_fields=CRM_FIELDS,
+        experiment=experiment,
+        loop={"min_new_converted": 10},
+        alerts={"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 100},
     )
     cfg = load_config(path)
     shutil.copytree(small_models, cfg.path("models_dir"))
@@ -561,6 +581,10 @@ def test_the_cycle_keeps_the_ab_groups_and_pushes_only_the_marker_for_control_le
             assert record.custom_fields == {"scoring_group": "control"}
         else:
             assert set(record.custom_fields) == set(CRM_FIELDS.values())
+    scores = pq.read_table(cfg.path("crm_state") / CYCLE_SCORES).to_pandas()
+    hot = set(scores.loc[scores["bucket"] == "HOT", "id"])
+    assert hot & control and hot - control  # HOT leads in both groups: the test can tell them apart
+    assert {t.split()[1] for t in receiver.texts() if t.startswith("Lead ")} == hot - control
 
 
 # -- SIGTERM at each step, then a second cycle ---------------------------------------------------

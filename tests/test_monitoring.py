@@ -345,7 +345,7 @@ def test_a_lift_not_significant_or_negative_raises_the_lift_alert(tmp_path, smal
     total = report.ab_total
     assert total["significant"] is (condition == "negative") and total["outcomes"] >= 2000
     (lift,) = [a for a in report.alerts if a.kind == "lift"]
-    assert lift.condition == condition and lift.message.startswith(opening)
+    assert lift.condition.startswith(f"{condition}, experiment ") and lift.message.startswith(opening)
     if condition == "not significant":
         assert f"after {total['outcomes']:,} outcomes" in lift.message
         patient = cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={"lift_min_outcomes": len(g.week)})})

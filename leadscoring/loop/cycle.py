@@ -6,7 +6,8 @@
    not by the rule of :func:`~leadscoring.loop.retrain.decide`; the decision, its reason and
    both models' figures go to the run log. Not due: skipped, saying why. Due, but the matured
    outcomes hold too few leads to learn from (never scored, or scored only after their
-   outcome): skipped, saying so, and the attempt counts (the next waits for new outcomes).
+   outcome): skipped, saying so, and the attempt counts (the next one waits for new matured
+   outcomes, or, due by the model's age, is tried again the next night).
 3. **rescore** — the open leads of ``--leads`` (the client's nightly export; leads converted,
    lost or deleted in the outcome history are left out) that the cycle has not scored yet,
    whose inputs changed since the cycle last scored them (a digest of the export's columns),
@@ -45,7 +46,8 @@ watermark past unprocessed data, and the next cycle ends where one uninterrupted
 have.
 
 **SIGTERM.** While a step computes, SIGTERM stops the cycle at once (logged ``interrupted``,
-exit 143); while a step writes (a promotion, the rescored leads' scores) it is deferred until
+exit 143); while a step writes (a promotion or a retraining attempt's record, the rescored
+leads' history, alerts — at most ``alerts.drain_seconds`` — and scores) it is deferred until
 the writes are complete. One cycle at a time (:data:`CYCLE_LOCK`): a second one exits with
 :data:`EXIT_LOCKED` (75, ``EX_TEMPFAIL``: try again later) and does nothing.
 
@@ -440,28 +442,36 @@ def rescore_step(ctx: _Context) -> StepResult:
                 inputs=_inputs_of(cfg, open_leads[todo]),  # what a retrain learns from
                 extra=fresh.select(extra).to_pandas() if extra else None,
             )
+            # Right after the history: the next cycle reads these scores as the leads' previous
+            # ones and would not alert them again.
+            counts["alerted"] = _alert(cfg, fresh, counts)
+            if counts["alerted"]:
+                why += f"; {counts['alerted']} lead(s) entered an alert level"
         if scores is not None:
             with atomic_path(path) as tmp:
                 pq.write_table(scores, tmp)
         elif path.is_file():
             path.unlink()
-        if fresh is not None:  # before SIGTERM may stop the cycle: the next one would not rescore them
-            counts["alerted"] = _alert(cfg, fresh)
-            if counts["alerted"]:
-                why += f"; {counts['alerted']} lead(s) entered an alert level"
     return StepResult("rescore", "ok", f"rescored {why}", counts)
 
 
-def _alert(cfg: ProjectConfig, fresh: Any) -> int:
+def _alert(cfg: ProjectConfig, fresh: Any, counts: dict[str, Any]) -> int:
     """Alert the rescored leads that entered an alert level (``alerts:`` webhook; a lead already
-    at its level, by the score history's previous score, is not alerted again). After the
-    scores are written, as part of the step's writes (SIGTERM waits for it, at most
-    ``alerts.drain_seconds``): a lead is alerted once, never twice."""
+    at its level, by the score history's previous score, is not alerted again; control leads
+    of the A/B test never). Part of the rescore's writes, right after the score history (SIGTERM
+    waits for it, at most ``alerts.drain_seconds``): a lead is alerted once, never twice. An
+    alert that cannot be sent is a warning (``counts["alerts_error"]``), never the step's
+    failure: the scores are written and pushed all the same."""
     from leadscoring.serving.alerts import alert_fields, alert_scored_leads, webhook_url
 
-    if webhook_url(cfg) is None:
+    try:
+        if webhook_url(cfg) is None:
+            return 0
+        return alert_scored_leads(cfg, fresh.select([c for c in alert_fields(cfg) if c in fresh.column_names]).to_pandas())
+    except Exception as exc:  # a webhook problem never stops the scores
+        log.warning("cycle: lead alerts not sent: %s", _one_line(exc))
+        counts["alerts_error"] = _one_line(exc)
         return 0
-    return alert_scored_leads(cfg, fresh.select([c for c in alert_fields(cfg) if c in fresh.column_names]).to_pandas())
 
 
 def push_step(ctx: _Context) -> StepResult:
@@ -586,6 +596,9 @@ def run_cycle(
     leads = Path(leads)
     if not leads.is_file():
         raise LeadDataError(f"{leads}: no such file (cycle --leads: the client's export of open leads)")
+    from leadscoring.serving.alerts import webhook_url
+
+    webhook_url(cfg)  # a malformed webhook URL is the configuration's error, before the first step
     now = (now or datetime.now(UTC)).astimezone(UTC)
     cycle_id = now.strftime("%Y%m%dT%H%M%SZ")
     lock: contextlib.AbstractContextManager[None] = (

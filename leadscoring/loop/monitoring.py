@@ -247,8 +247,9 @@ def brier_from_counts(
 @dataclass(frozen=True)
 class Alert:
     """One alert line: its ``kind`` (auc, calibration, drift, lift), the cohorts concerned, the
-    variable (drift), the condition (lift: ``not significant`` or ``negative``), and the
-    sentence people read."""
+    variable (drift), the condition (calibration: ``above`` or ``below``; lift: ``not
+    significant`` or ``negative``, with the experiment it is about), and the sentence people
+    read."""
 
     kind: Literal["auc", "calibration", "drift", "lift"]
     message: str
@@ -301,7 +302,8 @@ class MonitoringReport:
             "reference": self.reference,
             "totals": {k: _plain(v) for k, v in self.totals.items()},
             "alerts": [
-                {"kind": a.kind, "message": a.message, "cohorts": list(a.cohorts), "variable": a.variable} for a in self.alerts
+                {"kind": a.kind, "message": a.message, "cohorts": list(a.cohorts), "variable": a.variable, "condition": a.condition}
+                for a in self.alerts
             ],
             "notes": list(self.notes),
             "cohorts": records(self.cohorts),
@@ -991,6 +993,7 @@ def _alerts(
                 f"{number(r.expected)} expected ({percent(mon.confidence)} interval {number(r.expected_low)} to "
                 f"{number(r.expected_high)}).",
                 (r.cohort,),
+                condition=r.calibration,
             )
         )
     if not drift.empty:
@@ -1019,7 +1022,7 @@ def _alerts(
                     f"The lift is not significant after {count(outcomes)} outcomes in the A/B test: treatment "
                     f"{percent(ab_total['treatment_rate'], 1)} against control {percent(ab_total['control_rate'], 1)}, "
                     f"difference {_points(ab_total['difference_low'])} to {_points(ab_total['difference_high'])}.",
-                    condition="not significant",
+                    condition=f"not significant{_experiment_tag(cfg)}",
                 )
             )
         elif ab_total["significant"] and ab_total["difference"] < 0:
@@ -1028,10 +1031,20 @@ def _alerts(
                     "lift",
                     f"The treatment group converts less than the control group: {percent(ab_total['treatment_rate'], 1)} "
                     f"against {percent(ab_total['control_rate'], 1)}.",
-                    condition="negative",
+                    condition=f"negative{_experiment_tag(cfg)}",
                 )
             )
     return alerts
+
+
+def _experiment_tag(cfg: ProjectConfig) -> str:
+    """Which experiment a lift alert is about (its start and a digest of its salt): a new
+    experiment's alert is a new alert."""
+    import hashlib
+
+    exp = cfg.experiment
+    salt = hashlib.sha256(exp.salt.encode()).hexdigest()[:8]
+    return f", experiment {exp.started_at.isoformat() if exp.started_at else 'from the start'} {salt}"
 
 
 def _points(share: float) -> str:

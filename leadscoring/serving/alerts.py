@@ -21,7 +21,8 @@ Sending never holds up scoring: :class:`AlertSender` queues each message (bounde
 ``alerts.queue_size``; a message beyond is dropped with a warning) and a background thread
 posts them, retrying 5xx, 429, timeouts and connection errors with exponential backoff
 (tenacity; ``alerts.retries``, ``backoff``, ``max_backoff``); another answer is final. A
-command waits for its queue at its end at most ``alerts.drain_seconds``. The webhook URL
+command waits for its queue at most ``alerts.drain_seconds`` (``score`` and ``monitor`` at
+their end, ``cycle`` right after its scorings). The webhook URL
 (often a secret: Slack's carries a token) comes from ``$LEADSCORING_ALERTS_WEBHOOK``
 (``alerts.webhook_env``) or ``alerts.webhook_url``, and only its scheme and host are ever
 logged.
@@ -51,7 +52,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from leadscoring.config import ConfigError, ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.io import write_json
-from leadscoring.serving.experiment import CONTROL, GROUP_FIELD
+from leadscoring.serving.experiment import GROUP_FIELD, is_control
 from leadscoring.serving.scorer import assign_buckets
 from leadscoring.serving.scores_file import read_scores_file
 
@@ -334,7 +335,10 @@ class LeadAlerts:
     def entered(self, leads: Sequence[Mapping[str, Any]], id_key: str) -> list[Mapping[str, Any]]:
         """The leads (scored leads' fields, with their id under ``id_key``) that enter an alert
         level, in order; the remembered buckets are updated with every lead."""
-        candidates = [r for r in leads if r.get("bucket") in self.levels and r.get(GROUP_FIELD) != CONTROL]
+        candidates = [r for r in leads if r.get("bucket") in self.levels]
+        if candidates and any(GROUP_FIELD in r for r in candidates):  # the A/B test's control leads: never
+            held_out = is_control([r.get(GROUP_FIELD) for r in candidates])
+            candidates = [r for r, control in zip(candidates, held_out.tolist(), strict=True) if not control]
         before = [None] * len(candidates)
         if candidates:
             previous = np.array([_number(r.get("previous_score")) for r in candidates], dtype="float64")
@@ -434,6 +438,7 @@ def alert_scored_leads(
 
 
 class _AlertLine(Protocol):
+    kind: str
     message: str
 
     @property
@@ -446,6 +451,11 @@ class _Report(Protocol):
 
 def _alert_key(alert: _AlertLine) -> str:
     return hashlib.sha256(alert.key.encode()).hexdigest()[:24]
+
+
+def _legacy_key(alert: _AlertLine) -> str:
+    """How state files written before :attr:`Alert.key` named an alert (its kind and words)."""
+    return hashlib.sha256(f"{alert.kind}\x1f{alert.message}".encode()).hexdigest()[:24]
 
 
 def _sent(path: Path) -> dict[str, Any]:
@@ -479,6 +489,9 @@ def send_monitoring_alerts(cfg: ProjectConfig, report: _Report, **sender: Any) -
     try:
         for alert in report.alerts:
             key = _alert_key(alert)
+            if key not in sent and _legacy_key(alert) in sent:  # sent by an older version: not again
+                sent[key] = sent.pop(_legacy_key(alert))
+                write_json({"monitoring": sent}, path)
             if key in sent:
                 continue
             if poster.post(f"{prefix}Monitoring alert: {alert.message}"):

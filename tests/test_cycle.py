@@ -204,6 +204,29 @@ def test_the_rescored_leads_entering_the_top_bucket_are_alerted_once(
     assert sorted(scores.loc[scores["bucket"] == "HOT", "id"]) == hot and entered() == hot
 
 
+def test_a_webhook_problem_never_fails_the_scoring(tmp_path, crm, small_models, unseen, capsys, monkeypatch):
+    from leadscoring.serving import alerts as alerts_module
+
+    bad = _project(tmp_path / "bad", crm, small_models)
+    rows = unseen.head(10)
+    crm.add(rows["id"].tolist())
+    monkeypatch.setenv("LEADSCORING_ALERTS_WEBHOOK", "hooks.example.com/no-scheme")
+    capsys.readouterr()
+    assert main(["--config", str(bad.source), "cycle", "--leads", str(_export(bad, rows)), "--no-progress"]) == 2
+    assert "$LEADSCORING_ALERTS_WEBHOOK" in capsys.readouterr().err and not _log(bad)  # no step ran
+    monkeypatch.delenv("LEADSCORING_ALERTS_WEBHOOK")
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("the alert queue is gone")
+
+    monkeypatch.setattr(alerts_module, "alert_scored_leads", broken)
+    cfg = _project(tmp_path / "ok", crm, small_models, alerts={"webhook_url": "http://127.0.0.1:9/hook"})
+    assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0
+    steps = _steps(cfg)
+    assert steps["rescore"]["status"] == "ok" and steps["rescore"]["figures"]["alerts_error"] == "the alert queue is gone"
+    assert steps["push"]["figures"]["sent"] == 10
+
+
 def test_changed_inputs_are_rescored_and_only_changed_scores_pushed(tmp_path, crm, small_models, unseen, capsys):
     cfg = _project(tmp_path, crm, small_models)
     open_rows = unseen.head(OPEN).reset_index(drop=True)

@@ -268,18 +268,19 @@ class Alert:
 class MonitoringReport:
     """What :func:`build_monitoring` found (see the module). Frames are tidy (one row per
     cohort, or per cohort and grade / bucket / variable / group); ``notes`` are the lines on
-    bad or missing input; ``alerts`` the thresholds crossed."""
+    bad or missing input; ``alerts`` the thresholds crossed. Left out, the figures are those of
+    a report with no scored lead (empty frames, no model)."""
 
     now: datetime
     cohort: Literal["week", "month"]
     settings: dict[str, Any]
-    model: dict[str, Any]
-    totals: dict[str, Any]
-    cohorts: pd.DataFrame
-    grades: pd.DataFrame
-    buckets: pd.DataFrame
-    drift: pd.DataFrame
-    model_changes: pd.DataFrame
+    model: dict[str, Any] = field(default_factory=dict)
+    totals: dict[str, Any] = field(default_factory=lambda: {"leads": 0})
+    cohorts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    grades: pd.DataFrame = field(default_factory=pd.DataFrame)
+    buckets: pd.DataFrame = field(default_factory=pd.DataFrame)
+    drift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    model_changes: pd.DataFrame = field(default_factory=pd.DataFrame)
     ab: pd.DataFrame | None = None
     ab_total: dict[str, Any] | None = None
     alerts: list[Alert] = field(default_factory=list)
@@ -447,20 +448,7 @@ def _outcomes(cfg: ProjectConfig, now: pd.Timestamp, notes: list[str]) -> pd.Dat
 
 
 def _empty_report(now: pd.Timestamp, unit: str, notes: list[str], settings: dict[str, Any]) -> MonitoringReport:
-    empty = pd.DataFrame()
-    return MonitoringReport(
-        now=now.to_pydatetime(),
-        cohort=unit,  # type: ignore[arg-type]
-        settings=settings,
-        model={},
-        totals={"leads": 0},
-        cohorts=empty,
-        grades=empty,
-        buckets=empty,
-        drift=empty,
-        model_changes=empty,
-        notes=notes,
-    )
+    return MonitoringReport(now=now.to_pydatetime(), cohort=unit, settings=settings, notes=notes)  # type: ignore[arg-type]
 
 
 def build_monitoring(

@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.loop_crm import LoopCrm, crm_section  # noqa: E402
+from tests.small_models import save_small_models  # noqa: E402
 
 CONFIG = ROOT / "01_Documentos" / "config.yaml"
 RAW = ROOT / "02_Datos" / "01_Originales" / "Leads.csv"
@@ -77,38 +78,13 @@ def make_project(folder: Path, crm_url: str, tolerance: float) -> Path:
 
 def small_models(config: Path, dest: Path) -> None:
     """A calibrated XGBoost scoring model and a segment model on 800 shipped leads."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, save_model
     from leadscoring.config import load_config
     from leadscoring.ingest.load import read_leads
     from leadscoring.ingest.split import stratified_sample
-    from leadscoring.serving.scorer import to_score
-    from leadscoring.training.compare import calibrated
-    from leadscoring.training.explanations import reason_book_for
-    from leadscoring.training.grades import grades_for
-    from leadscoring.training.pipeline import build_pipeline, xgb_classifier
-    from leadscoring.training.segmentation import LeadSegmenter, segment_features
 
     cfg = load_config(config)
-    target = cfg.data.target_column
-    sample = stratified_sample(read_leads(RAW, cfg), 800, target, 0)
-    X, y = sample.drop(columns=target), sample[target]
-    model = calibrated(
-        build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False),
-        "sigmoid",
-        StratifiedKFold(3, shuffle=True, random_state=0),
-    ).fit(X, y)
-    save_model(
-        model,
-        dest / SCORE_MODEL,
-        kind="lead_scoring_model",
-        model_name="bench (small)",
-        features=list(X.columns),
-        reasons=reason_book_for(cfg, model, X, y).to_dict(),
-        grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X),
-    )
-    save_model(LeadSegmenter(segment_features(cfg), k=3, seed=0).fit(X, y), dest / SEGMENT_MODEL, kind="segment_model")
+    sample = stratified_sample(read_leads(RAW, cfg), 800, cfg.data.target_column, 0)
+    save_small_models(cfg, sample, dest, name="bench (small)")
 
 
 def make_leads(n: int, seed: int) -> pd.DataFrame:

@@ -84,29 +84,8 @@ def make_project(tmp_path: Path):
 def small_models(cfg: ProjectConfig, sample: pd.DataFrame, tmp_path_factory) -> Path:
     """A calibrated XGBoost scoring model and a 3-segment model trained on 800 leads,
     saved with manifests in a temporary models folder."""
-    from sklearn.model_selection import StratifiedKFold
+    from .small_models import save_small_models
 
-    from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, save_model
-    from leadscoring.serving.scorer import to_score
-    from leadscoring.training.compare import calibrated
-    from leadscoring.training.explanations import reason_book_for
-    from leadscoring.training.grades import grades_for
-    from leadscoring.training.pipeline import build_pipeline, xgb_classifier
-    from leadscoring.training.segmentation import LeadSegmenter, segment_features
-
-    X, y = sample.drop(columns="compra"), sample["compra"]
-    base = build_pipeline(cfg, xgb_classifier(0, n_estimators=60), scale=False)
-    model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
     folder = tmp_path_factory.mktemp("models")
-    save_model(
-        model,
-        folder / SCORE_MODEL,
-        kind="lead_scoring_model",
-        model_name="test",
-        features=list(X.columns),
-        reasons=reason_book_for(cfg, model, X, y).to_dict(),
-        grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X),
-    )
-    seg = LeadSegmenter(segment_features(cfg), k=3, seed=0).fit(X, y).set_names({1: "A", 2: "B", 3: "C"})
-    save_model(seg, folder / SEGMENT_MODEL, kind="segment_model")
+    save_small_models(cfg, sample, folder)
     return folder

@@ -20,6 +20,7 @@ from leadscoring.events.store import ingest
 from leadscoring.serving.outputs import json_records
 from leadscoring.serving.scorer import Scorer
 from leadscoring.serving.service import create_app, lead_model
+from tests.small_models import save_scoring_model
 from tests.test_events import DAY, EVENTS, LEADS, config, ga4_event
 from tests.test_service import LEAD
 
@@ -62,15 +63,6 @@ def _events_for(visitors: list[str], converted: np.ndarray, seed: int = 0) -> di
 def project(cfg, sample, tmp_path_factory):
     """A project with events: the store holds the sample leads' visitors' GA4 events, and a
     model trained on the leads with their behavioural features (as of mid-January)."""
-    from sklearn.model_selection import StratifiedKFold
-
-    from leadscoring.artifacts import SCORE_MODEL, save_model
-    from leadscoring.serving.scorer import to_score
-    from leadscoring.training.compare import calibrated
-    from leadscoring.training.explanations import reason_book_for
-    from leadscoring.training.grades import grades_for
-    from leadscoring.training.pipeline import build_pipeline, xgb_classifier
-
     root = tmp_path_factory.mktemp("live")
     target = cfg.data.target_column
     leads = sample.assign(**{KEY: [f"c{i}" for i in range(len(sample))]})
@@ -87,20 +79,7 @@ def project(cfg, sample, tmp_path_factory):
     ingest(ev_cfg, sorted((root / "ga4").glob("*.json")))
     X = add_features(ev_cfg, leads.drop(columns=target), at="2026-01-15")
     y = leads[target]
-    model = calibrated(
-        build_pipeline(ev_cfg, xgb_classifier(0, n_estimators=40), scale=False),
-        "sigmoid",
-        StratifiedKFold(3, shuffle=True, random_state=0),
-    ).fit(X, y)
-    save_model(
-        model,
-        root / "models" / SCORE_MODEL,
-        kind="lead_scoring_model",
-        model_name="test",
-        features=list(X.columns),
-        reasons=reason_book_for(ev_cfg, model, X, y).to_dict(),
-        grades=grades_for(ev_cfg, to_score(model.predict_proba(X)[:, 1]), X),
-    )
+    save_scoring_model(ev_cfg, X, y, root / "models", n_estimators=40)
     return ev_cfg, root / "models", leads
 
 

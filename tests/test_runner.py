@@ -21,7 +21,7 @@ import pytest
 
 from leadscoring import cli
 from leadscoring.artifacts import MODEL_SET, PROMOTION_FILE, list_model_sets, read_manifest, read_promotion, save_model
-from leadscoring.config import ConfigError, load_config
+from leadscoring.config import ConfigError, ProjectConfig, load_config
 from leadscoring.run import (
     QUICK_PARAMETERS,
     RunFailed,
@@ -96,14 +96,20 @@ class FakePapermill:
                 dest.write_text(f"{nb.stem} call {len(self.calls)}\n")
 
 
-@pytest.fixture()
-def project(tmp_path, monkeypatch):
+def faked_run_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ProjectConfig, FakePapermill]:
+    """A temporary project whose notebooks are faked: papermill, the kernel and the HTML
+    rendering replaced, so a run writes its products without a kernel."""
     cfg = load_config(write_project(tmp_path / "p", paths__notebooks_dir=str(_fake_notebooks(tmp_path / "nbs"))))
     fake = FakePapermill()
     monkeypatch.setattr(papermill, "execute_notebook", fake)
     monkeypatch.setattr(runner, "ensure_kernel", lambda name: None)
     monkeypatch.setattr(runner, "render_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
     return cfg, fake
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch):
+    return faked_run_project(tmp_path, monkeypatch)
 
 
 def _log(cfg) -> list[dict]:

@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 import openpyxl
-import papermill
 import pytest
 
 from leadscoring.artifacts import SCORE_MODEL, load_model, read_manifest
@@ -22,7 +21,7 @@ from leadscoring.formats import number
 from leadscoring.io import append_json_line
 from leadscoring.loop.retrain import retrain
 from leadscoring.loop.versions import rollback
-from leadscoring.run import QUICK_PARAMETERS, RunFailed, run_pipeline, runner
+from leadscoring.run import QUICK_PARAMETERS, RunFailed, run_pipeline
 from leadscoring.tracking import (
     AUC,
     DATE,
@@ -38,7 +37,7 @@ from leadscoring.tracking import (
 )
 
 from .conftest import write_project
-from .test_runner import FakePapermill, _fake_notebooks
+from .test_runner import faked_run_project
 
 SHEETS = ["Transformations", "Runs", "Models", "About"]
 
@@ -57,12 +56,7 @@ def _column(ws, header: str) -> int:
 @pytest.fixture()
 def run_project(tmp_path, monkeypatch):
     """A temporary project whose notebooks are faked (products written without a kernel)."""
-    cfg = load_config(write_project(tmp_path / "p", paths__notebooks_dir=str(_fake_notebooks(tmp_path / "nbs"))))
-    fake = FakePapermill()
-    monkeypatch.setattr(papermill, "execute_notebook", fake)
-    monkeypatch.setattr(runner, "ensure_kernel", lambda name: None)
-    monkeypatch.setattr(runner, "render_html", lambda executed, dest, no_input: Path(dest).write_text("<html/>"))
-    return cfg, fake
+    return faked_run_project(tmp_path, monkeypatch)
 
 
 def test_every_run_rewrites_the_workbook_and_a_trial_run_only_adds_its_marked_row(run_project):

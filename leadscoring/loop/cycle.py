@@ -346,14 +346,6 @@ def _score(cfg: ProjectConfig, leads: pd.DataFrame, digest: np.ndarray, scored_a
     return pa.concat_tables(tables)
 
 
-def _inputs_of(cfg: ProjectConfig, leads: pd.DataFrame) -> Any:
-    """The inputs the score history keeps of validated ``leads`` (as the service's, for a lead
-    sent as these values): the configured input columns, column by column."""
-    from leadscoring.serving.inputs import input_columns, inputs_json
-
-    return inputs_json({c: leads[c].to_numpy(dtype=object) for c in input_columns(cfg) if c in leads.columns}, len(leads))
-
-
 def rescore_step(ctx: _Context) -> StepResult:
     """Rescore the open leads that are new, whose inputs changed or whose model changed."""
     import pyarrow as pa
@@ -362,6 +354,7 @@ def rescore_step(ctx: _Context) -> StepResult:
 
     from leadscoring.ingest.load import read_leads
     from leadscoring.serving.history import SCORE_EXTRA_COLUMNS, append_scores, new_job_id
+    from leadscoring.serving.inputs import raw_inputs
     from leadscoring.serving.scorer import utc_now
 
     cfg = ctx.cfg
@@ -439,7 +432,7 @@ def rescore_step(ctx: _Context) -> StepResult:
                 version,
                 scored_at,
                 job_id=f"cycle-{ctx.cycle_id}-{new_job_id()[:8]}",  # two cycles in one second: two jobs
-                inputs=_inputs_of(cfg, open_leads[todo]),  # what a retrain learns from
+                inputs=raw_inputs(cfg, open_leads[todo]),  # what a retrain learns from
                 extra=fresh.select(extra).to_pandas() if extra else None,
             )
             # Right after the history: the next cycle reads these scores as the leads' previous

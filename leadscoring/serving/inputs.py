@@ -105,8 +105,9 @@ def inputs_json(columns: Mapping[str, Sequence[Any] | np.ndarray | pd.Series], n
 
 
 def raw_inputs(cfg: ProjectConfig, raw: pd.DataFrame) -> pa.Array:
-    """The inputs of a chunk as read from the export (before validation: text as text), one
-    per row: the configured input columns it has (header names trimmed, as validation does)."""
+    """The inputs of a frame of leads, one per row: the configured input columns it has (header
+    names trimmed, as validation does). A chunk as read from the export keeps its text as
+    text; validated leads (the cycle's) give their validated values."""
     wanted = set(input_columns(cfg))
     found = {str(c).strip(): c for c in raw.columns}
     return inputs_json({name: raw[col].to_numpy(dtype=object) for name, col in found.items() if name in wanted}, len(raw))

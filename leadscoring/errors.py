@@ -22,6 +22,19 @@ class OutputPathError(ValueError):
     """An output path that must not or cannot be written (the input itself, raw data, a folder)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's whole message on one line (whitespace runs as one space; its type's name
+    when it has none), cut at ``limit`` characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if limit is None else text[:limit]
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` is a write refused for lack of space (``ENOSPC`` or ``EDQUOT``)."""
     return isinstance(exc, OSError) and exc.errno in DISK_FULL

@@ -49,6 +49,7 @@ from leadscoring.artifacts import (
     read_manifest,
 )
 from leadscoring.config import ProjectConfig
+from leadscoring.errors import one_line
 from leadscoring.formats import NumberStyle, number
 from leadscoring.io import append_json_line, atomic_path
 
@@ -811,6 +812,7 @@ def update_tracking(cfg: ProjectConfig, event: Mapping[str, Any] | None = None, 
     except Exception as exc:  # a report must not fail the run, retraining or cycle that wrote it
         if strict:
             raise
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        log.warning("%s: not rewritten (%s); the previous workbook is kept, the next run rewrites it", tracking_path(cfg), text)
+        log.warning(
+            "%s: not rewritten (%s); the previous workbook is kept, the next run rewrites it", tracking_path(cfg), one_line(exc)
+        )
         return None

@@ -28,7 +28,7 @@ from typing import TextIO
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
-from leadscoring.errors import LeadDataError
+from leadscoring.errors import LeadDataError, first_line
 
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 
@@ -157,16 +157,10 @@ def _malformed(path: Path, cfg: ProjectConfig, n_columns: int, exc: Exception) -
                     f"{path.name}: line {line} has {len(row)} field(s) but the header has {n_columns} "
                     f"(separator {cfg.data.separator!r}; a value holding it must be quoted)"
                 )
-    first = _first_words(exc)
+    first = first_line(exc)
     if "UTF8" in first or "decode" in first.lower():
         return LeadDataError(f"{path.name}: not readable as {cfg.data.encoding} ({first})")
     return LeadDataError(f"{path.name}: malformed CSV ({first})")
-
-
-def _first_words(exc: BaseException) -> str:
-    """The first line of an exception's message (its type when it has none)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _line_start(path: Path, cfg: ProjectConfig, line: int, width: int = 40) -> str:
@@ -217,9 +211,9 @@ def _unreadable(path: Path, cfg: ProjectConfig, exc: OSError) -> LeadDataError:
         where = f"; readable only up to line {records.line - 1}"
     if str(path).endswith(COMPRESSED_SUFFIXES):
         return LeadDataError(
-            f"{path.name}: truncated or corrupt compressed file ({_first_words(exc)}){where}; copy or export it again"
+            f"{path.name}: truncated or corrupt compressed file ({first_line(exc)}){where}; copy or export it again"
         )
-    return LeadDataError(f"{path.name}: cannot be read ({_first_words(exc)}){where}")
+    return LeadDataError(f"{path.name}: cannot be read ({first_line(exc)}){where}")
 
 
 def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -77,7 +77,7 @@ from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, ModelIntegrityErro
 from leadscoring.config import ConfigError, ProjectConfig
 from leadscoring.crm.http import CrmError
 from leadscoring.crm.outcomes import OutcomeRow, latest_rows, read_outcome_history
-from leadscoring.errors import LeadDataError, OutputPathError
+from leadscoring.errors import LeadDataError, OutputPathError, first_line, one_line
 from leadscoring.io import append_json_line, atomic_path, exclusive_lock, write_json
 from leadscoring.termination import Terminated, Termination
 from leadscoring.tracking import run_log_path
@@ -103,6 +103,8 @@ STALE_CYCLE_SECONDS = 12 * 60 * 60
 #: Test hook: the point (a step's name, or ``STEP:write`` where a step starts writing) at
 #: which the cycle sends itself SIGTERM, to stop it there deterministically.
 SIGTERM_AT_ENV = "LEADSCORING_CYCLE_SIGTERM_AT"
+#: A step's error in the run log: its whole message on one line, at most this many characters.
+LINE_LIMIT = 1000
 
 
 class CycleInterrupted(Terminated):
@@ -322,7 +324,7 @@ def _read_scores(path: Path) -> Any:
         return pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise LeadDataError(
-            f"{path}: not a readable scores file ({str(exc).splitlines()[0]}); delete it to rescore every open lead"
+            f"{path}: not a readable scores file ({first_line(exc)}); delete it to rescore every open lead"
         ) from None
 
 
@@ -462,8 +464,8 @@ def _alert(cfg: ProjectConfig, fresh: Any, counts: dict[str, Any]) -> int:
             return 0
         return alert_scored_leads(cfg, fresh.select([c for c in alert_fields(cfg) if c in fresh.column_names]).to_pandas())
     except Exception as exc:  # a webhook problem never stops the scores
-        log.warning("cycle: lead alerts not sent: %s", _one_line(exc))
-        counts["alerts_error"] = _one_line(exc)
+        log.warning("cycle: lead alerts not sent: %s", one_line(exc, LINE_LIMIT))
+        counts["alerts_error"] = one_line(exc, LINE_LIMIT)
         return 0
 
 
@@ -531,11 +533,6 @@ STEP_FUNCTIONS: dict[str, Callable[[_Context], StepResult]] = {
 # -- the cycle ---------------------------------------------------------------------------------
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:1000]
-
-
 def _log_line(ctx: _Context, result: StepResult) -> None:
     if ctx.dry_run:
         return
@@ -557,14 +554,14 @@ def _run_step(ctx: _Context, name: str) -> StepResult:
         checkpoint(name)
         result = STEP_FUNCTIONS[name](ctx)
     except Terminated as exc:
-        result = StepResult(name, "interrupted", _one_line(exc), seconds=time.perf_counter() - t0)
+        result = StepResult(name, "interrupted", one_line(exc, LINE_LIMIT), seconds=time.perf_counter() - t0)
         with ctx.term.deferred():
             _log_line(ctx, result)
         raise
     except Exception as exc:  # a step's failure is logged, whatever it was
         if not isinstance(exc, LeadDataError | ConfigError | OutputPathError | ModelIntegrityError | CrmError | OSError):
             log.exception("cycle %s: step %s failed", ctx.cycle_id, name)
-        result = StepResult(name, "failed", _one_line(exc), {**ctx.known.get(name, {}), "error": type(exc).__name__})
+        result = StepResult(name, "failed", one_line(exc, LINE_LIMIT), {**ctx.known.get(name, {}), "error": type(exc).__name__})
     result.seconds = time.perf_counter() - t0
     with ctx.term.deferred():
         _log_line(ctx, result)
@@ -621,7 +618,7 @@ def run_cycle(
         except Terminated as exc:
             result.status = "interrupted"
             if not result.steps or result.steps[-1].step != name:
-                result.steps.append(StepResult(name, "interrupted", _one_line(exc)))
+                result.steps.append(StepResult(name, "interrupted", one_line(exc, LINE_LIMIT)))
             raise
         finally:
             result.seconds = time.perf_counter() - t0

@@ -63,7 +63,7 @@ import pandas as pd
 from leadscoring.artifacts import MONITORING_DATA, MONITORING_REPORT, SCORE_MODEL, load_model
 from leadscoring.config import ProjectConfig
 from leadscoring.crm.outcomes import latest_rows, read_outcome_history
-from leadscoring.errors import LeadDataError
+from leadscoring.errors import LeadDataError, first_line, one_line
 from leadscoring.formats import count, number, percent
 from leadscoring.ingest.schema import LeadSchema, text
 from leadscoring.ingest.values import map_unique
@@ -400,7 +400,7 @@ def _model(cfg: ProjectConfig, notes: list[str]) -> tuple[Any, dict[str, Any]]:
     try:
         return load_model(path)
     except Exception as exc:  # an unreadable or tampered model is a line in the report, not a traceback
-        notes.append(f"The scoring model {path} could not be read ({str(exc).splitlines()[0]}): the score's drift is left out.")
+        notes.append(f"The scoring model {path} could not be read ({first_line(exc)}): the score's drift is left out.")
         return None, {}
 
 
@@ -494,7 +494,7 @@ def build_monitoring(
         except (duckdb.Error, LeadDataError) as exc:  # e.g. a corrupt part: DuckDB's own message, on one line
             if attempt < 4 and not all(f.is_file() for f in files):
                 continue  # a compaction replaced files just listed: list again
-            notes.append(f"The score history ({history_path}) could not be read: {' '.join(str(exc).split())[:300]}")
+            notes.append(f"The score history ({history_path}) could not be read: {one_line(exc, 300)}")
             return _empty_report(at, unit, notes, settings)
         finally:
             if hist is not None:
@@ -776,7 +776,7 @@ def _drift(
         try:
             ref_scores = to_score(model.predict_proba(reference.drop(columns=[cfg.data.target_column], errors="ignore"))[:, 1])
         except Exception as exc:  # a reference the model cannot read: a line, not a traceback
-            notes.append(f"The model could not score the training reference ({str(exc).splitlines()[0]}): no drift of the score.")
+            notes.append(f"The model could not score the training reference ({first_line(exc)}): no drift of the score.")
             ref_scores = None
         if ref_scores is not None:
             inner = numeric_edges(ref_scores)
@@ -897,9 +897,7 @@ def _input_drift(
             f"FROM hist WHERE inputs IS NOT NULL)) GROUP BY GROUPING SETS ({sets}))"
         )
     except duckdb.Error as exc:
-        notes.append(
-            f"The recorded inputs could not be read ({' '.join(str(exc).split())[:200]}): the drift of the inputs is left out."
-        )
+        notes.append(f"The recorded inputs could not be read ({one_line(exc, 200)}): the drift of the inputs is left out.")
         return []
     values["start"] = pd.to_datetime(values["start"], utc=True)
     rows: list[dict[str, Any]] = []

@@ -49,6 +49,7 @@ from leadscoring.artifacts import (
     parse_promotion,
     read_manifest,
 )
+from leadscoring.errors import first_line
 from leadscoring.serving.scorer import Scorer
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,11 @@ class Refusal:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return first if isinstance(exc, ModelIntegrityError) else f"{type(exc).__name__}: {first}".rstrip(": ")
+    """Why a set was refused: the message's first line, after the error's type unless it is a
+    failed verification (whose message says it all)."""
+    if isinstance(exc, ModelIntegrityError) or not str(exc).strip():
+        return first_line(exc)
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 class _NotPromoted(Exception):

@@ -33,14 +33,15 @@ from leadscoring.crm.outcomes import latest_rows, read_outcome_history
 log = logging.getLogger(__name__)
 
 
-def _utc(when: Any) -> pd.Timestamp:
+def utc_stamp(when: Any) -> pd.Timestamp:
+    """``when`` (a time, its text, a timestamp) as a UTC pandas timestamp (naive = UTC)."""
     stamp = pd.Timestamp(when)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def trained_at(manifest: dict[str, Any]) -> pd.Timestamp:
     """When a model was trained: its manifest's ``retrained_at`` (a retraining), else its ``created_at``."""
-    return _utc(manifest.get("retrained_at") or manifest["created_at"])
+    return utc_stamp(manifest.get("retrained_at") or manifest["created_at"])
 
 
 def first_seen(cfg: ProjectConfig, history: pd.DataFrame) -> pd.Series:
@@ -81,7 +82,7 @@ def matured_outcomes(cfg: ProjectConfig, now: datetime, history: pd.DataFrame | 
         if len(still_open):
             seen = first_seen(cfg, history).reindex(still_open["lead_id"].astype(str)).to_numpy()
             at = pd.Series(seen, index=still_open.index).astype("datetime64[us, UTC]") + timedelta(days=days)
-            ripe = at <= _utc(now)
+            ripe = at <= utc_stamp(now)
             aged = still_open[ripe.to_numpy()].copy()
             aged["outcome"] = "lost"
             aged["matured_at"] = aged["outcome_at"] = at[ripe]  # not converted from then on
@@ -121,10 +122,10 @@ def retrain_due(
     ``matured`` outcomes (:func:`matured_outcomes`) and the last retraining attempt."""
     loop = cfg.loop
     trained = trained_at(manifest)
-    since = max(trained, _utc(last_attempt)) if last_attempt is not None else trained
+    since = max(trained, utc_stamp(last_attempt)) if last_attempt is not None else trained
     new = matured[matured["matured_at"] > since]
     converted, lost = int((new["outcome"] == "converted").sum()), int((new["outcome"] == "lost").sum())
-    age = (_utc(now) - trained).total_seconds() / 86400
+    age = (utc_stamp(now) - trained).total_seconds() / 86400
     counts = f"{converted} converted and {lost} lost lead(s) matured since {since.isoformat(timespec='seconds')}"
     if age > loop.max_age_days:
         why = f"the model is {age:.0f} days old (loop.max_age_days {loop.max_age_days:g}); {counts}"

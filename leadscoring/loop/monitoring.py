@@ -68,6 +68,7 @@ from leadscoring.formats import count, number, percent
 from leadscoring.ingest.schema import LeadSchema, text
 from leadscoring.ingest.values import map_unique
 from leadscoring.io import write_json, write_text
+from leadscoring.loop.maturity import utc_stamp
 from leadscoring.serving.experiment import CONTROL, TREATMENT  # the A/B test's groups, drawn at scoring time
 from leadscoring.serving.history import history_files
 from leadscoring.serving.scorer import assign_buckets, to_score
@@ -319,9 +320,7 @@ class MonitoringReport:
 
 
 def _iso(when: Any) -> str:
-    stamp = pd.Timestamp(when)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat().replace("+00:00", "Z")
+    return utc_stamp(when).isoformat().replace("+00:00", "Z")
 
 
 def _plain(v: Any) -> Any:
@@ -342,8 +341,7 @@ def _plain(v: Any) -> Any:
 
 
 def _utc(when: datetime | str | pd.Timestamp | None) -> pd.Timestamp:
-    stamp = pd.Timestamp(datetime.now(UTC) if when is None else when)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return utc_stamp(datetime.now(UTC) if when is None else when)
 
 
 def _sql_text(value: str) -> str:

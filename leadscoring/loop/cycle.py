@@ -264,7 +264,7 @@ def retrain_step(ctx: _Context) -> StepResult:
             _record_attempt(ctx)
 
     try:
-        result = retrain(cfg, leads=ctx.leads, now=ctx.now, writing=writes)
+        result = retrain(cfg, leads=ctx.leads, now=ctx.now, writing=writes, matured=matured)
     except NotEnoughOutcomes as exc:
         # Not a failure: the matured outcomes hold too few leads to learn from (never scored,
         # scored only after their outcome). The attempt counts, so the next one waits for new

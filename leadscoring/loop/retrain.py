@@ -385,24 +385,27 @@ def retrain(
     *,
     now: datetime | None = None,
     writing: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    matured: pd.DataFrame | None = None,
 ) -> RetrainResult:
     """Retrain on the new outcomes: the ``outcomes`` CSV (id + target with ``leads``, or full
     lead rows), or without it the matured outcomes of the outcome history pulled from the CRM
     (:func:`outcomes_from_history`: each lead's inputs as scored, from the score history;
     ``leads`` only for leads scored before inputs were recorded), as of ``now``. ``tolerance``
-    defaults to ``loop.tolerance``; ``writing`` guards the writes (see the module)."""
+    defaults to ``loop.tolerance``; ``writing`` guards the writes (see the module); ``matured``:
+    the matured outcomes as of ``now`` when the caller has them already (the cycle)."""
     d, loop = cfg.data, cfg.loop
     tolerance = loop.tolerance if tolerance is None else tolerance
     now = now or datetime.now(UTC)
     models = cfg.path("models_dir")
     champion, manifest = load_model(models / SCORE_MODEL)
-    matured = None
     if outcomes is not None:
+        matured = None
         new = load_outcomes(cfg, outcomes, leads)
     else:
-        from leadscoring.crm.outcomes import read_outcome_history
+        if matured is None:
+            from leadscoring.crm.outcomes import read_outcome_history
 
-        matured = matured_outcomes(cfg, now, read_outcome_history(cfg.path("outcome_history")))
+            matured = matured_outcomes(cfg, now, read_outcome_history(cfg.path("outcome_history")))
         new = outcomes_from_history(cfg, leads, matured=matured)
     if len(new) < MIN_OUTCOMES or new[d.target_column].nunique() < 2:
         got = f"{len(new)}" + ("" if len(new) == 0 or new[d.target_column].nunique() > 1 else ", all of one class")

@@ -305,9 +305,9 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
     """``leadscoring cycle``: pull, retrain when due, rescore, push, monitoring; one line per
     step as it ends. Exit 0 (done), 1 (a step failed), 75 (another cycle is running: nothing
     done), 143 (SIGTERM), 2 (a user error before the first step)."""
-    from leadscoring.artifacts import RUN_LOG
     from leadscoring.errors import LockHeld
     from leadscoring.loop.cycle import EXIT_LOCKED, EXIT_TERMINATED, CycleInterrupted, run_cycle
+    from leadscoring.tracking import run_log_path
 
     cfg = load_config(args.config)
     try:
@@ -322,7 +322,7 @@ def _cmd_cycle(args: argparse.Namespace) -> int:
         return EXIT_TERMINATED
     print(
         f"cycle {result.cycle_id}: {result.status} in {result.seconds:.0f}s"
-        + ("" if args.dry_run else f" (run log: {cfg.path('docs_dir') / RUN_LOG})")
+        + ("" if args.dry_run else f" (run log: {run_log_path(cfg)})")
     )
     return result.exit_code
 

@@ -50,7 +50,7 @@ from leadscoring.artifacts import (
 )
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import one_line
-from leadscoring.formats import NumberStyle, number
+from leadscoring.formats import NumberStyle, is_missing, number
 from leadscoring.io import append_json_line, atomic_path
 
 log = logging.getLogger(__name__)
@@ -150,10 +150,6 @@ def _read_json(path: Path) -> Any:
 
 
 # -- values as a person reads them -----------------------------------------------------------
-
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _short(sha: Any) -> str | None:
@@ -656,10 +652,10 @@ def transformations_rows(cfg: ProjectConfig) -> tuple[list[dict[str, Any]], list
                 "encoding": encoding,
                 "information_value": _float(sel.get("information_value")),
                 "selection": verdict,
-                "selection_reason": None if _missing(reason) else str(reason),
-                "leakage": aud.get("verdict") if not _missing(aud.get("verdict")) else None,
+                "selection_reason": None if is_missing(reason) else str(reason),
+                "leakage": aud.get("verdict") if not is_missing(aud.get("verdict")) else None,
                 "single_auc": _float(aud.get("single_variable_auc")),
-                "leakage_reason": None if _missing(aud.get("reason")) else str(aud.get("reason")),
+                "leakage_reason": None if is_missing(aud.get("reason")) else str(aud.get("reason")),
                 "in_model": _yes_no(var in features) if features else None,
             }
         )
@@ -696,7 +692,7 @@ def _add_sheet(
     ws = wb.create_sheet(title)
     ws.append([c.header for c in columns])
     for row in rows:
-        ws.append([None if _missing(row.get(c.key)) else row.get(c.key) for c in columns])
+        ws.append([None if is_missing(row.get(c.key)) else row.get(c.key) for c in columns])
     header_fill = PatternFill("solid", fgColor=HEADER_FILL)
     for cell in ws[1]:
         cell.font = Font(bold=True)

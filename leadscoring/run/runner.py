@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from leadscoring.artifacts import MODEL_CARD, RUN_LOG, replace_model_set
+from leadscoring.artifacts import MODEL_CARD, replace_model_set
 from leadscoring.config import ProjectConfig, read_analyst_notes
 from leadscoring.io import append_json_line
 from leadscoring.run.index import write_index
@@ -52,7 +52,7 @@ from leadscoring.run.kernel import (
 from leadscoring.run.staging import copy_products, new_models, product_path, replace_dir, seed_staging
 from leadscoring.run.termination import RunInterrupted, Termination
 from leadscoring.serving.history import append_run_scores
-from leadscoring.tracking import update_tracking
+from leadscoring.tracking import run_log_path, update_tracking
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _append_log(cfg: ProjectConfig, result: RunResult) -> None:
         "metrics": result.metrics,
         **({"history_rows": result.history_rows} if result.history_rows is not None else {}),
     }
-    append_json_line(line, cfg.path("docs_dir") / RUN_LOG)
+    append_json_line(line, run_log_path(cfg))
 
 
 def _check_parameters(parameters: dict[str, Any], declared: dict[Path, dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from leadscoring.errors import LockHeld, OutputPathError, disk_full_error, is_disk_full
+from leadscoring.errors import LeadDataError, LockHeld, OutputPathError, disk_full_error, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,24 @@ def write_json(obj: Any, dest: str | os.PathLike[str]) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n", encoding="utf-8")
     return Path(dest)
+
+
+def read_json_object(path: str | os.PathLike[str], what: str, remedy: str) -> dict[str, Any]:
+    """A state file written by :func:`write_json` holding one JSON object; ``{}`` when there is
+    none yet. Unreadable or not an object: a one-line :class:`LeadDataError` naming the file,
+    ``what`` it is and the ``remedy``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        raise LeadDataError(f"{path}: not a readable {what} ({exc}); {remedy}") from None
+    if not isinstance(state, dict):
+        raise LeadDataError(f"{path}: not a readable {what} (not a JSON object); {remedy}")
+    return state
 
 
 def write_text(text: str, dest: str | os.PathLike[str]) -> Path:

@@ -30,7 +30,6 @@ the connector asks for them.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 from collections import Counter
@@ -55,7 +54,7 @@ from leadscoring.crm.outcomes import (
     status_text,
 )
 from leadscoring.errors import LeadDataError
-from leadscoring.io import exclusive_lock, write_json
+from leadscoring.io import exclusive_lock, read_json_object, write_json
 
 if TYPE_CHECKING:
     from leadscoring.crm.connector import Connector, Record
@@ -142,17 +141,7 @@ def destination_key(kind: str, url: str) -> str:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    try:
-        state = json.loads(text)
-    except ValueError as exc:
-        raise LeadDataError(f"{path}: not a readable pull watermark file ({exc}); delete it to pull everything again") from None
-    if not isinstance(state, dict):
-        raise LeadDataError(f"{path}: not a readable pull watermark file (not a JSON object); delete it to pull everything again")
-    return state
+    return read_json_object(path, "pull watermark file", "delete it to pull everything again")
 
 
 def read_watermark(path: str | os.PathLike[str], key: str) -> datetime | None:

@@ -59,7 +59,6 @@ current model, the push counts the leads it would send.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -78,7 +77,7 @@ from leadscoring.config import ConfigError, ProjectConfig
 from leadscoring.crm.http import CrmError
 from leadscoring.crm.outcomes import OutcomeRow, latest_rows, read_outcome_history
 from leadscoring.errors import LeadDataError, OutputPathError, first_line, one_line
-from leadscoring.io import append_json_line, atomic_path, exclusive_lock, write_json
+from leadscoring.io import append_json_line, atomic_path, exclusive_lock, read_json_object, write_json
 from leadscoring.termination import Terminated, Termination
 from leadscoring.tracking import run_log_path
 
@@ -219,16 +218,7 @@ def pull_step(ctx: _Context) -> StepResult:
 
 
 def _read_state(ctx: _Context) -> dict[str, Any]:
-    path = ctx.state_dir() / CYCLE_STATE
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise LeadDataError(
-            f"{path}: not a readable cycle state ({exc}); delete it (the next retraining may come sooner)"
-        ) from None
-    return state if isinstance(state, dict) else {}
+    return read_json_object(ctx.state_dir() / CYCLE_STATE, "cycle state", "delete it (the next retraining may come sooner)")
 
 
 def _record_attempt(ctx: _Context) -> None:

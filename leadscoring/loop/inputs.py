@@ -23,7 +23,7 @@ import pandas as pd
 
 from leadscoring.config import ProjectConfig
 from leadscoring.crm.outcomes import latest_rows
-from leadscoring.serving.history import inputs_at, locate_scorings
+from leadscoring.serving.history import inputs_at, locate_scorings, relisted
 from leadscoring.serving.inputs import INPUTS_COLUMN, decode_inputs, input_columns
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,7 @@ def scored_inputs(cfg: ProjectConfig, outcomes: pd.DataFrame, which: Which = "la
     due = final["outcome_at"].fillna(final["modified_at"])  # the outcome's time, else the change's
     cutoff = pd.Series(due.to_numpy(dtype="datetime64[ns]"), index=pd.Index(ids, name="lead_id"))
     target = pd.Series(np.where(final["outcome"].to_numpy() == "converted", d.positive_value, d.negative_value), index=cutoff.index)
-    for attempt in range(5):
-        try:
-            chosen, in_time, scored = _chosen(cfg, ids, cutoff, which)
-            break
-        except FileNotFoundError:  # a compaction replaced a file between the two reads: again
-            if attempt == 4:
-                raise
+    chosen, in_time, scored = relisted(lambda: _chosen(cfg, ids, cutoff, which))  # a compaction between its two reads
     picked = set(chosen.index)
     found = ScoredInputs(
         _rows(cfg, chosen.loc[[i for i in ids if i in picked]], target),

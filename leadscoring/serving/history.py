@@ -46,10 +46,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -64,6 +65,8 @@ from leadscoring.serving.inputs import INPUTS_COLUMN, INPUTS_FILE_SCHEMA, inputs
 from leadscoring.serving.scores_file import read_scores_file, scores_file_columns
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TRENDS = ("improving", "steady", "declining", "new")
 
@@ -328,19 +331,30 @@ def _listed(folder: Path) -> tuple[list[str], list[Path]]:
     return names, [*(folder / n for n in _live(folder, names)), *_legacy_files(folder)]
 
 
+#: How many times a reader lists the history's files again when a compaction removed one it
+#: had just listed.
+LISTING_ATTEMPTS = 5
+
+
+def relisted(read: Callable[[], T]) -> T:
+    """``read()`` (which lists the history's files and reads them), done again when a compaction
+    removed a file it had just listed (``FileNotFoundError``), up to :data:`LISTING_ATTEMPTS`
+    times; the last error is raised."""
+    for attempt in range(LISTING_ATTEMPTS):
+        try:
+            return read()
+        except FileNotFoundError:
+            if attempt == LISTING_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def read_history(path: str | os.PathLike[str], columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
     """The whole score history at ``path`` (see :func:`history_folder`): its ``columns``, in
     append order (empty when there is none yet). Only the columns asked for are read: a
     reader of scores leaves out ``inputs``."""
     folder = history_folder(path)
-    for attempt in range(5):
-        try:
-            _, paths = _listed(folder)
-            return _read_files(paths, columns)
-        except FileNotFoundError:  # a compaction removed a file just listed: list again
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
+    return relisted(lambda: _read_files(_listed(folder)[1], columns))
 
 
 @dataclass(frozen=True)
@@ -362,14 +376,12 @@ def locate_scorings(path: str | os.PathLike[str], lead_ids: Iterable[str]) -> Sc
     leads' inputs decodes only the row groups of the scorings it picks."""
     folder = history_folder(path)
     wanted = pa.array(sorted(set(lead_ids)), type=pa.string())
-    for attempt in range(5):
-        try:
-            _, paths = _listed(folder)
-            frames = [_located(p, i, wanted) for i, p in enumerate(paths)]
-            break
-        except FileNotFoundError:  # a compaction removed a file just listed: list again
-            if attempt == 4:
-                raise
+
+    def located() -> tuple[list[Path], list[pd.DataFrame]]:
+        _, listed = _listed(folder)
+        return listed, [_located(p, i, wanted) for i, p in enumerate(listed)]
+
+    paths, frames = relisted(located)
     rows = pd.concat(frames, ignore_index=True) if frames else _located_frame(_SCORING_COLUMNS.empty_table(), 0, 0, [], False)
     return Scorings(rows, tuple(paths))
 
@@ -450,13 +462,7 @@ class ScoreHistory:
         now = time.monotonic()
         if self.refresh_seconds > 0 and now - self._checked < self.refresh_seconds:
             return self._snapshot
-        for attempt in range(5):
-            try:
-                names, paths = _listed(self.path)
-                break
-            except FileNotFoundError:  # a compaction removed a compacted file just listed: list again
-                if attempt == 4:
-                    raise
+        names, paths = relisted(lambda: _listed(self.path))  # a compacted file just listed may be gone
         key = tuple(str(p) for p in paths)
         if key != self._snapshot.key:
             with self._reload:
@@ -629,21 +635,18 @@ def _append_rows(path: str | os.PathLike[str], rows: pa.Table, job: str) -> int:
     if _legacy_files(folder):
         migrate(folder)
     key = _job_key(job)
-    earlier: list[pa.Table] = []
-    for attempt in range(5):
-        try:
-            names = _listing(folder)
-            earlier = []
-            for n in _live(folder, names):
-                if _part_job(n) == key:
-                    earlier.append(_read_file(folder / n, ROW_KEY))
-                elif n.startswith(COMPACTED_PREFIX) and key in _compacted_meta(folder / n)[1]:  # a retry after a compaction
-                    found = pq.read_table(folder / n, columns=list(ROW_KEY), filters=[("job_id", "==", job)])
-                    earlier.append(found.cast(pa.schema([SCHEMA.field(c) for c in ROW_KEY])))
-            break
-        except FileNotFoundError:  # a compaction removed a file just listed: list again
-            if attempt == 4:  # never append without knowing what this job already wrote
-                raise
+
+    def job_rows() -> list[pa.Table]:
+        earlier = []
+        for n in _live(folder, _listing(folder)):
+            if _part_job(n) == key:
+                earlier.append(_read_file(folder / n, ROW_KEY))
+            elif n.startswith(COMPACTED_PREFIX) and key in _compacted_meta(folder / n)[1]:  # a retry after a compaction
+                found = pq.read_table(folder / n, columns=list(ROW_KEY), filters=[("job_id", "==", job)])
+                earlier.append(found.cast(pa.schema([SCHEMA.field(c) for c in ROW_KEY])))
+        return earlier
+
+    earlier = relisted(job_rows)  # never append without knowing what this job already wrote
     old = pa.concat_tables(earlier) if earlier else pa.schema([SCHEMA.field(c) for c in ROW_KEY]).empty_table()
     new = _not_in(rows, old)
     if new.num_rows:

@@ -505,13 +505,19 @@ class AlertsConfig(StrictSection):
     # A command (score, monitor) waits at most this long at its end for queued alerts to go.
     drain_seconds: float = Field(30.0, ge=0)
 
+    @staticmethod
+    def is_web_url(value: str) -> bool:
+        """Whether ``value`` is an http(s) URL naming a host (a webhook, from the file or the
+        environment)."""
+        parts = urlsplit(value.strip())
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+
     @field_validator("webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not cls.is_web_url(value):
             raise ValueError("webhook_url: must start with http:// or https:// and name a host")
         return value.strip()
 

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from leadscoring.config import ConfigError, ProjectConfig
+from leadscoring.config import AlertsConfig, ConfigError, ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.io import write_json
 from leadscoring.serving.experiment import GROUP_FIELD, is_control
@@ -79,6 +79,11 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
+def message_prefix(cfg: ProjectConfig) -> str:
+    """What every message starts with: the client's name in brackets (``report.client_name``), if any."""
+    return f"[{cfg.report.client_name}] " if cfg.report.client_name else ""
+
+
 def webhook_url(cfg: ProjectConfig) -> str | None:
     """The alerts' webhook URL: ``$<alerts.webhook_env>`` when set, else ``alerts.webhook_url``;
     None: alerts are off. A variable that is not an http(s) URL is a one-line
@@ -86,8 +91,7 @@ def webhook_url(cfg: ProjectConfig) -> str | None:
     env = cfg.alerts.webhook_env
     value = os.environ.get(env, "").strip()
     if value:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not AlertsConfig.is_web_url(value):
             raise ConfigError(f"${env}: the alerts' webhook must be an http:// or https:// URL naming a host")
         return value
     return cfg.alerts.webhook_url
@@ -320,7 +324,7 @@ class LeadAlerts:
         self.buckets = cfg.scoring.buckets
         self.max_messages = cfg.alerts.max_messages
         self.drain_seconds = cfg.alerts.drain_seconds
-        self.prefix = f"[{cfg.report.client_name}] " if cfg.report.client_name else ""
+        self.prefix = message_prefix(cfg)
         self.remember = remember
         self._last: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
@@ -484,7 +488,7 @@ def send_monitoring_alerts(cfg: ProjectConfig, report: _Report, **sender: Any) -
         return 0
     path = cfg.path("crm_state") / ALERTS_STATE
     sent = _sent(path)
-    prefix = f"[{cfg.report.client_name}] " if cfg.report.client_name else ""
+    prefix = message_prefix(cfg)
     delivered = 0
     try:
         for alert in report.alerts:

@@ -359,12 +359,13 @@ def rescore_step(ctx: _Context) -> StepResult:
     ctx.open_leads = open_leads
     open_ids = open_leads[id_col].astype(str).to_numpy(dtype=object)
     digest = inputs_digest(cfg, open_leads)
-    version = str(read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"])[:12]
+    model_set = model_set_version(cfg)
+    version = model_set.split("/")[0]  # the scoring model's, as every scoring path records it
     # Reasons (and the fit and engagement scores) cost most of a scoring: only when pushed.
     from leadscoring.serving.scorer import WITH_REASONS
 
     reasons = bool(WITH_REASONS & set(cfg.scoring.crm_fields))
-    models = model_set_version(cfg) + ("+reasons" if reasons else "")
+    models = model_set + ("+reasons" if reasons else "")
 
     path = ctx.state_dir() / CYCLE_SCORES
     previous = _read_scores(path)

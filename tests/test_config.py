@@ -48,6 +48,25 @@ def test_invalid_yaml(tmp_path):
         load_config(_write(tmp_path, "data: [unclosed"))
 
 
+def test_a_section_given_twice_is_an_error_naming_both_lines(tmp_path):
+    """Plain YAML keeps the last of two ``loop:`` blocks silently: the first one's settings
+    would be dropped without a word."""
+    text = CONFIG.read_text(encoding="utf-8") + "\nloop:\n  max_age_days: 30\n"
+    first = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("loop:"))
+    last = len(text.splitlines()) - 1
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text))
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"line {last}: key 'loop' given twice (first on line {first})" in message
+
+
+def test_a_key_given_twice_inside_a_section_is_an_error(tmp_path):
+    text = CONFIG.read_text(encoding="utf-8").replace("  max_age_days: 90", "  max_age_days: 90\n  max_age_days: 30", 1)
+    with pytest.raises(ConfigError, match="key 'max_age_days' given twice"):
+        load_config(_write(tmp_path, text))
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

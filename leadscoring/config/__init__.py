@@ -227,15 +227,45 @@ def _format_validation_error(err: ValidationError, source: Path) -> str:
     return f"invalid configuration {source}: " + "; ".join(parts)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: plain YAML keeps the
+    last silently, so a section written twice (two ``loop:`` blocks) would drop the first."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:  # type: ignore[override]
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key]}): merge them into one", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str) -> object:
+    """YAML text as Python objects (safe: no arbitrary objects), a key given twice in one
+    mapping being an error (:class:`yaml.YAMLError`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: the problem and the line it is on, when YAML knows them."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem and exc.problem_mark is not None:
+        return f"line {exc.problem_mark.line + 1}: {exc.problem}"
+    return " ".join(str(exc).split())
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> ProjectConfig:
     """Read and validate the YAML configuration (see module docstring)."""
     source = Path(path) if path is not None else find_config()
     if not source.is_file():
         raise ConfigError(f"configuration file not found: {source}")
     try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+        raw = read_yaml(source.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"configuration {source} is not valid YAML: {exc}") from None
+        raise ConfigError(f"configuration {source} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"configuration {source} must be a mapping of sections, got {type(raw).__name__}")
     root = (source.resolve().parent / str(raw.pop("root", ".."))).resolve()

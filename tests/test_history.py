@@ -138,14 +138,17 @@ def _old_history(path, with_job_ids: bool) -> None:
 
 
 @pytest.mark.parametrize("with_job_ids", [False, True])
-def test_a_single_file_history_is_migrated_on_first_read(tmp_path, with_job_ids):
+def test_a_single_file_history_is_read_in_place_and_migrated_on_first_append(tmp_path, with_job_ids):
     path = tmp_path / "h.parquet"
     _old_history(path, with_job_ids)
     hist = ScoreHistory(path)
-    assert hist.latest().to_dict() == {"a": 10, "b": 20}  # the first read moves it into the folder
-    assert not path.exists() and not (tmp_path / "h.parquet.lock").exists()
-    assert [p.name.startswith("compacted-") for p in hist.path.iterdir()] == [True]
+    before = path.read_bytes()
+    assert hist.latest().to_dict() == {"a": 10, "b": 20}  # a reader reads it where it is ...
+    assert read_history(path)["lead_id"].to_pylist() == ["a", "b"]
+    assert path.read_bytes() == before and not hist.path.exists()  # ... and writes nothing (a dry run, a report)
     assert hist.append(["a", "b"], [15, 25], "m1", T0) == 2  # an old row without a job id is a job of its own
+    assert not path.exists() and not (tmp_path / "h.parquet.lock").exists()  # the first append moved it in
+    assert sum(p.name.startswith("compacted-") for p in hist.path.iterdir()) == 1
     assert hist.append(["a", "b"], [16, 26], "m1", T0, job_id="new") == 2
     assert hist.append(["a", "b"], [16, 26], "m1", T0, job_id="new") == 0
     if with_job_ids:

@@ -32,9 +32,10 @@ counts as a job of its own; parts written before ``inputs`` existed read with nu
 Where the folder is (:func:`history_folder`): ``paths.score_history`` names it; a path ending
 in ``.parquet`` (the single-file history of earlier versions, e.g.
 ``05_Resultados/score_history.parquet``) names the folder of the same stem beside it
-(``05_Resultados/score_history/``). A single-file history found there is moved into the
-folder, whole and unchanged, by the first read or append (:func:`migrate`), then compacted
-once (a one-time cost of the size of the history) so that its jobs are known."""
+(``05_Resultados/score_history/``). A single-file history found there is read where it is by
+readers, and moved into the folder, whole and unchanged, by the first append or compaction
+(:func:`migrate`), then compacted once (a one-time cost of the size of the history) so that
+its jobs are known."""
 
 from __future__ import annotations
 
@@ -324,9 +325,8 @@ def _read_files(paths: Sequence[Path], columns: Sequence[str]) -> pa.Table:
 
 def _listed(folder: Path) -> tuple[list[str], list[Path]]:
     """Every data file listed, and the paths to read (live files, then any single-file history
-    that could not be moved in yet)."""
-    if _legacy_files(folder):
-        migrate(folder)
+    not moved in yet: a reader reads it where it is and moves nothing, so a dry run or a
+    report writes nothing)."""
     names = _listing(folder)
     return names, [*(folder / n for n in _live(folder, names)), *_legacy_files(folder)]
 

@@ -29,7 +29,7 @@ from leadscoring.io import exclusive_lock
 from leadscoring.loop.cycle import CYCLE_LOCK, CYCLE_SCORES, EXIT_LOCKED, SIGTERM_AT_ENV
 from leadscoring.loop.maturity import matured_outcomes, retrain_due
 from leadscoring.loop.retrain import decide, split_holdout
-from leadscoring.serving.history import read_history
+from leadscoring.serving.history import append_scores, read_history
 
 from .conftest import ROOT, write_project
 from .live_service import served
@@ -369,6 +369,12 @@ def test_open_leads_mature_as_not_converted_after_maturity_days(tmp_path, crm, s
     assert at(31).loc["waiting", "matured_at"] == at(31).loc["waiting", "outcome_at"] == t + timedelta(days=30)
     assert bool(at(31).loc["waiting", "aged"])
     assert list(at(60).index) == ["won", "waiting", "late"]
+
+    # A scored lead ages from its first scoring, as the monitoring report counts it, even when
+    # the CRM reported it open before.
+    append_scores(cfg.path("score_history"), ["waiting"], [40], "m1", t + timedelta(days=10))
+    assert list(at(31).index) == ["won"]
+    assert at(41).loc["waiting", "matured_at"] == t + timedelta(days=40)
 
 
 def test_retraining_is_due_on_new_matured_outcomes_or_the_model_s_age(tmp_path, crm, small_models):

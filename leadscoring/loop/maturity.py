@@ -4,8 +4,8 @@
 state in the outcome history is converted or lost — or once the lead has been open for
 ``monitoring.maturity_days`` since it was first seen: it then counts as not converted (lost),
 as the monitoring report counts it (one setting for both).
-A lead is first seen at its first scoring (the score history) or its first row in the outcome
-history, whichever is earlier. Each matured outcome has a time, ``matured_at``: the CRM's
+A lead is first seen at its first scoring (the score history), as the monitoring report
+counts a scored lead's age; a lead never scored, at its first row in the outcome history. Each matured outcome has a time, ``matured_at``: the CRM's
 outcome time, else the modification time of the lead's latest row; for an open lead, the day
 it matured (first seen + ``maturity_days``). Sorted by that time, the newest matured leads
 are the cohort a challenger and its champion are measured on
@@ -45,8 +45,10 @@ def trained_at(manifest: dict[str, Any]) -> pd.Timestamp:
 
 
 def first_seen(cfg: ProjectConfig, history: pd.DataFrame) -> pd.Series:
-    """Lead id -> when the lead was first seen (UTC): its first scoring in the score history
-    or its first row in ``history`` (the outcome history), whichever is earlier."""
+    """Lead id -> when the lead was first seen (UTC): its first scoring in the score history;
+    for a lead never scored, its first row in ``history`` (the outcome history). A scored lead
+    ages from its first scoring, as in the monitoring report, even when the CRM reported it
+    open before."""
     from leadscoring.serving.history import read_history
 
     scored = read_history(cfg.path("score_history"), columns=("lead_id", "scored_at"))
@@ -58,8 +60,8 @@ def first_seen(cfg: ProjectConfig, history: pd.DataFrame) -> pd.Series:
         parts.append(history.groupby("lead_id", sort=False)["modified_at"].min())
     if not parts:
         return pd.Series([], dtype="datetime64[us, UTC]", index=pd.Index([], dtype=str, name="lead_id"))
-    both = pd.concat([p.astype("datetime64[us, UTC]") for p in parts])
-    return both.groupby(level=0).min().rename_axis("lead_id")
+    both = pd.concat([p.astype("datetime64[us, UTC]") for p in parts])  # the first scoring first: it wins
+    return both[~both.index.duplicated(keep="first")].rename_axis("lead_id")
 
 
 def matured_outcomes(cfg: ProjectConfig, now: datetime, history: pd.DataFrame | None = None) -> pd.DataFrame:

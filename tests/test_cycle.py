@@ -30,6 +30,7 @@ from leadscoring.loop.cycle import CYCLE_LOCK, CYCLE_SCORES, EXIT_LOCKED, SIGTER
 from leadscoring.loop.maturity import matured_outcomes, retrain_due
 from leadscoring.loop.retrain import decide, split_holdout
 from leadscoring.serving.history import append_scores, read_history
+from leadscoring.tracking import read_run_log, run_log_path, runs_rows
 
 from .conftest import ROOT, write_project
 from .live_service import served
@@ -272,13 +273,18 @@ def test_two_cycles_in_the_same_second_keep_both_scorings(tmp_path, crm, small_m
     cfg = _project(tmp_path, crm, small_models)
     rows = unseen.head(10).reset_index(drop=True)
     crm.add(rows["id"].tolist())
-    assert run_cycle(cfg, _export(cfg, rows), now=now).exit_code == 0
+    first = run_cycle(cfg, _export(cfg, rows), now=now)
+    assert first.exit_code == 0
     changed = rows.copy()
     cols = [c for c in changed.columns if c != "id"]
     changed.loc[0, cols] = unseen.loc[OPEN, cols].to_numpy()  # lead 0's inputs change
-    assert run_cycle(cfg, _export(cfg, changed), now=now).exit_code == 0
-    history = read_history(cfg.path("score_history"), columns=["lead_id"]).to_pandas()
+    second = run_cycle(cfg, _export(cfg, changed), now=now)
+    assert second.exit_code == 0 and second.cycle_id != first.cycle_id
+    history = read_history(cfg.path("score_history"), columns=["lead_id", "job_id"]).to_pandas()
     assert history["lead_id"].value_counts()[rows["id"].iloc[0]] == 2 and len(history) == 11
+    assert set(history["job_id"]) == {f"cycle-{first.cycle_id}", f"cycle-{second.cycle_id}"}
+    runs = pd.DataFrame(runs_rows(cfg, read_run_log(run_log_path(cfg))))  # the workbook's Runs sheet: a row per cycle
+    assert (runs["kind"] == "Cycle").sum() == 2
 
 
 def _scores_of(cfg: ProjectConfig, rows: pd.DataFrame, tmp: Path) -> pd.DataFrame:

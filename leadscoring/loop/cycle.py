@@ -63,6 +63,7 @@ import logging
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -345,7 +346,7 @@ def rescore_step(ctx: _Context) -> StepResult:
     import pyarrow.parquet as pq
 
     from leadscoring.ingest.load import read_leads
-    from leadscoring.serving.history import SCORE_EXTRA_COLUMNS, append_scores, new_job_id
+    from leadscoring.serving.history import SCORE_EXTRA_COLUMNS, append_scores
     from leadscoring.serving.inputs import raw_inputs
     from leadscoring.serving.scorer import utc_now
 
@@ -424,7 +425,7 @@ def rescore_step(ctx: _Context) -> StepResult:
                 fresh.column("score").to_numpy(),
                 version,
                 scored_at,
-                job_id=f"cycle-{ctx.cycle_id}-{new_job_id()[:8]}",  # two cycles in one second: two jobs
+                job_id=f"cycle-{ctx.cycle_id}",
                 inputs=raw_inputs(cfg, open_leads[todo]),  # what a retrain learns from
                 extra=fresh.select(extra).to_pandas() if extra else None,
             )
@@ -581,7 +582,7 @@ def run_cycle(
 
     webhook_url(cfg)  # a malformed webhook URL is the configuration's error, before the first step
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    cycle_id = now.strftime("%Y%m%dT%H%M%SZ")
+    cycle_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"  # two cycles in one second: two ids (run log, workbook, jobs)
     lock: contextlib.AbstractContextManager[None] = (
         contextlib.nullcontext()
         if dry_run

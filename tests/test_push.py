@@ -36,7 +36,8 @@ class _Server(ThreadingHTTPServer):
 class _Recorder(BaseHTTPRequestHandler):
     """Accepts every PATCH and records (path, Idempotency-Key, body); behaviour per server:
     ``hang`` sleeps before answering; the first ``limited`` requests (default: 1 if
-    ``retry_after`` is given) are answered ``status`` (429), with ``Retry-After: retry_after`` if given;
+    ``retry_after`` is given) are answered ``status`` (429), with ``Retry-After: retry_after`` if given
+    and the JSON body ``limited_answer``;
     ``answer`` = (content type, body) of the 200 answers (default: empty), sent without
     Content-Length if ``stream``; ``trickle`` sends a JSON body one byte every so many seconds
     until the server stops."""
@@ -54,8 +55,11 @@ class _Recorder(BaseHTTPRequestHandler):
                 self.send_response(srv.status)
                 if srv.retry_after:
                     self.send_header("Retry-After", srv.retry_after)
-                self.send_header("Content-Length", "0")
+                if srv.limited_answer:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(srv.limited_answer)))
                 self.end_headers()
+                self.wfile.write(srv.limited_answer)
             elif srv.trickle:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -88,8 +92,10 @@ def _start(
     stream: bool = False,
     trickle: float = 0.0,
     status: int = 429,
+    limited_answer: bytes = b"",
 ):
     server = _Server(("127.0.0.1", 0), _Recorder)
+    server.limited_answer = limited_answer
     server.lock, server.requests, server.release = threading.Lock(), [], threading.Event()
     server.hang, server.retry_after, server.answer, server.stream, server.trickle = hang, retry_after, answer, stream, trickle
     server.status = status
@@ -263,6 +269,38 @@ def test_repeated_rate_limiting_trips_the_breaker(servers, tmp_path):
     summary = push_scores(_scores(30), url, state_file=tmp_path / "s.jsonl", concurrency=4, backoff=0.01, max_failures=3)
     assert (summary.sent, summary.failed) == (0, 30) and summary.not_sent >= 15
     assert "rate limit" in str(summary) and len(server.requests) < 30  # each lead alone would try 6 times: 180
+
+
+# The CRMs' own answers once the day's request budget is spent (HubSpot's API usage guidelines;
+# Salesforce's REST API errors).
+HUBSPOT_DAILY = {"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "policyName": "DAILY"}
+SALESFORCE_LIMIT = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "answer", "reason"),
+    [
+        ("hubspot", 429, HUBSPOT_DAILY, "daily API request limit reached (DAILY)"),
+        ("salesforce", 403, SALESFORCE_LIMIT, "daily API request limit reached (REQUEST_LIMIT_EXCEEDED)"),
+    ],
+)
+def test_a_spent_daily_limit_stops_the_push_at_once(servers, tmp_path, monkeypatch, kind, status, answer, reason):
+    """Every lead would be refused until the limit resets: the push stops at the first such
+    answer (no retries, no request per lead), and the next push sends them all."""
+    from leadscoring.config import CrmConfig
+
+    monkeypatch.setenv("LEADSCORING_CRM_TOKEN", "secret")
+    limited = 10**6
+    server, url = servers(limited=limited, status=status, limited_answer=json.dumps(answer).encode())
+    crm = CrmConfig.model_validate({"kind": kind, "url": url})
+    state = tmp_path / "s.jsonl"
+    summary = push_scores(_scores(30), crm=crm, state_file=state, concurrency=4, backoff=0.01, max_failures=0)
+    assert (summary.sent, summary.failed) == (0, 30) and summary.not_sent >= 26
+    assert len(server.requests) <= 4  # only the requests already in flight when the first answer came
+    assert summary.stopped and reason in str(summary) and "secret" not in str(summary)
+    assert sum(v.startswith(f"not sent: {reason}") for v in summary.failures.values()) == summary.not_sent
+    server.limited = 0  # the next day
+    assert push_scores(_scores(30), crm=crm, state_file=state, concurrency=4, backoff=0.01).sent == 30
 
 
 def test_huge_or_endless_answer_is_cut(servers, tmp_path, caplog):

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, overload
 
 from leadscoring.config import ConfigError
-from leadscoring.crm.http import CrmError, JsonClient
+from leadscoring.crm.http import CrmError, FinalAnswer, JsonClient
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,13 @@ class Record:
 
 
 class Connector(Protocol):
-    """One CRM's API. ``kind`` is its ``crm.kind`` in the configuration."""
+    """One CRM's API. ``kind`` is its ``crm.kind`` in the configuration; ``final_answer``
+    (:data:`~leadscoring.crm.http.FinalAnswer`, or None) tells the error answers of this CRM
+    that no retry can help (a spent daily request limit): a pull or check stops at once, and a
+    push stops sending (the leads not sent are sent by the next push)."""
 
     kind: str
+    final_answer: FinalAnswer | None
 
     def push_request(self, lead_id: str, values: Mapping[str, Any]) -> PushRequest:
         """The request that writes ``values`` (CRM field name -> value) to lead ``lead_id``."""

@@ -56,6 +56,7 @@ class Dynamics:
     """The Dataverse Web API of one Dynamics 365 organisation (``crm.kind: dynamics``)."""
 
     kind = "dynamics"
+    final_answer = None  # HTTP's usual rules: 429 and 5xx retried, other 4xx final
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
         values = text_options(self.kind, options, OPTIONS)

@@ -146,10 +146,30 @@ DEFAULT_STATUS_MAPS: dict[str, dict[str, list[dict[str, Any]]]] = {
 }
 
 
+def daily_limit(resp: httpx.Response) -> str | None:
+    """Why HubSpot's answer is final: a 429 whose JSON body says the daily limit is spent
+    (``policyName`` ``DAILY``, or ``errorType`` ``RATE_LIMIT`` with a daily message); retrying
+    is useless until the limit resets. None for any other answer (a per-second 429 is retried)."""
+    if resp.status_code != 429:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    policy = str(body.get("policyName") or "").upper()
+    daily_message = body.get("errorType") == "RATE_LIMIT" and re.search(r"\bdaily\b", str(body.get("message") or ""), re.I)
+    if "DAILY" in policy or daily_message:
+        return f"daily API request limit reached ({policy or 'RATE_LIMIT'}); not retried"
+    return None
+
+
 class HubSpot:
     """HubSpot's CRM API v3 (``crm.kind: hubspot``); see the module docstring."""
 
     kind = "hubspot"
+    final_answer = staticmethod(daily_limit)  # a spent daily limit stops at once (module docstring)
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
         check_option_keys(self.kind, options, ("object", "properties"))
@@ -187,7 +207,7 @@ class HubSpot:
             self._object_path(lead_id),
             params={"properties": ",".join(names)},
             what=f"{self.object} {lead_id}",
-            final=daily_limit,
+            final=self.final_answer,
         )
         props = (answer or {}).get("properties") or {}
         return {name: props.get(name) for name in names}
@@ -200,7 +220,7 @@ class HubSpot:
             if name in PIPELINE_PROPERTIES:
                 if stages is None:
                     answer = client.request(
-                        "GET", f"/crm/v3/pipelines/{self.object}", what=f"{self.object} pipelines", final=daily_limit
+                        "GET", f"/crm/v3/pipelines/{self.object}", what=f"{self.object} pipelines", final=self.final_answer
                     )
                     stages = [
                         str(stage["id"]) for pipeline in (answer or {}).get("results", []) for stage in pipeline.get("stages", [])
@@ -208,7 +228,7 @@ class HubSpot:
                 values[name] = list(stages)
             else:
                 path = f"/crm/v3/properties/{self.object}/{quote(name, safe='')}"
-                answer = client.request("GET", path, what=f"property {name}", final=daily_limit)
+                answer = client.request("GET", path, what=f"property {name}", final=self.final_answer)
                 values[name] = [str(option["value"]) for option in (answer or {}).get("options", [])]
         return values
 
@@ -252,7 +272,7 @@ class HubSpot:
                 "properties": self._read_properties(),
                 "limit": self.search_limit,
             }
-            answer = client.request("POST", path, json_body=body, what=what, final=daily_limit) or {}
+            answer = client.request("POST", path, json_body=body, what=what, final=self.final_answer) or {}
             results = answer.get("results") or []
             for item in results:
                 lead_id = _object_id(item, client.name)
@@ -276,7 +296,7 @@ class HubSpot:
         }
         path = f"/crm/v3/objects/{self.object}"
         while True:
-            answer = client.request("GET", path, params=params, what=f"archived {self.object}", final=daily_limit) or {}
+            answer = client.request("GET", path, params=params, what=f"archived {self.object}", final=self.final_answer) or {}
             for item in answer.get("results") or []:
                 record = self._record(item, deleted=True)
                 if since <= record.modified_at <= until:
@@ -302,25 +322,6 @@ class HubSpot:
             deleted=deleted,
             outcome_at=outcome_at,
         )
-
-
-def daily_limit(resp: httpx.Response) -> str | None:
-    """Why HubSpot's answer is final: a 429 whose JSON body says the daily limit is spent
-    (``policyName`` ``DAILY``, or ``errorType`` ``RATE_LIMIT`` with a daily message); retrying
-    is useless until the limit resets. None for any other answer (a per-second 429 is retried)."""
-    if resp.status_code != 429:
-        return None
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
-    policy = str(body.get("policyName") or "").upper()
-    daily_message = body.get("errorType") == "RATE_LIMIT" and re.search(r"\bdaily\b", str(body.get("message") or ""), re.I)
-    if "DAILY" in policy or daily_message:
-        return f"daily API request limit reached ({policy or 'RATE_LIMIT'}); not retried"
-    return None
 
 
 def _object_id(item: Mapping[str, Any], name: str) -> int:

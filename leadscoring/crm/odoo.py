@@ -66,6 +66,7 @@ class Odoo:
     """One Odoo database through its JSON-2 API (``crm.kind: odoo``)."""
 
     kind = "odoo"
+    final_answer = None  # HTTP's usual rules: 429 and 5xx retried, other 4xx final
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
         values = text_options(self.kind, options, OPTIONS)

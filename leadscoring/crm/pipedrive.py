@@ -55,6 +55,7 @@ class Pipedrive:
     """The v2 API of one Pipedrive company (``crm.kind: pipedrive``); leads are deals."""
 
     kind = "pipedrive"
+    final_answer = None  # HTTP's usual rules: 429 and 5xx retried, other 4xx final
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
         check_option_keys(self.kind, options, ())

@@ -18,6 +18,10 @@ JSON body, headers); without a ``crm:`` section the ``rest`` connector's default
   the whole push pauses once: every worker holds its next request until the pause ends.
   A ``Retry-After`` beyond ``max_backoff`` stops the push at once ("the CRM asks to wait N s")
   instead of sleeping.
+- An answer the connector calls final (its ``final_answer``: a spent daily request limit,
+  HubSpot's 429 ``policyName: DAILY`` or Salesforce's 403 ``REQUEST_LIMIT_EXCEEDED``) stops
+  the push at once: every lead not sent is reported "not sent: daily API request limit
+  reached ...", and the next push sends them.
 - A circuit breaker: after ``max_failures`` consecutive failures (connection failures,
   timeouts, pauses asked by the CRM, 2xx answers that are not the CRM's) nothing more is sent
   and every lead not sent is reported as failed ("not sent: ...", e.g. "not sent: CRM
@@ -38,6 +42,7 @@ else ``LEADSCORING_CRM_TOKEN`` as a bearer token when set) and are never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -58,7 +63,7 @@ from leadscoring.config import ConfigError, ExperimentConfig
 from leadscoring.config.sections import CrmConfig
 from leadscoring.crm import auth_headers, connector_for
 from leadscoring.crm.connector import Connector, PushRequest
-from leadscoring.crm.http import RETRY_STATUS, destination, retry_after_seconds
+from leadscoring.crm.http import RETRY_STATUS, FinalAnswer, destination, retry_after_seconds
 from leadscoring.crm.scores import check_scores, read_scores
 from leadscoring.serving.payloads import crm_payloads
 
@@ -72,6 +77,7 @@ PUSH_STATE_FILE = "push-state.jsonl"
 
 
 MAX_ANSWER_BYTES = 1 << 20  # the CRM answers a push with a few bytes of JSON; more is not its answer
+MAX_ERROR_BYTES = 64 << 10  # of an error answer, what the connector's final-answer test reads
 
 
 # The kinds of failure the circuit breaker counts: (label, what they are, why a lead was not sent).
@@ -254,33 +260,47 @@ def _answer_problem(status: int, content_type: str | None, body: bytes) -> str |
     return None
 
 
-async def _exchange(client: httpx.AsyncClient, request: PushRequest, timeout: float) -> tuple[int, str | None, str | None]:
+async def _exchange(
+    client: httpx.AsyncClient, request: PushRequest, timeout: float, final: FinalAnswer | None = None
+) -> tuple[int, str | None, str | None, str | None]:
     """One request (``request.path`` a full URL), answer included, within ``timeout`` seconds
-    in all: (status, Retry-After header, problem), problem None for an accepted 2xx. The
-    answer is read as a stream and given up past ``MAX_ANSWER_BYTES``; an error status's body
-    is not read. Raises ``TimeoutError`` or ``httpx.TransportError``."""
+    in all: (status, Retry-After header, problem, why final), problem None for an accepted 2xx.
+    The answer is read as a stream and given up past ``MAX_ANSWER_BYTES``; an error status's
+    body is read (up to ``MAX_ERROR_BYTES``) only for ``final``, the connector's test of answers
+    no retry can help, whose reason is the last item (else None). Raises ``TimeoutError`` or
+    ``httpx.TransportError``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     stream = client.stream(request.method, request.path, json=request.body, headers=dict(request.headers))
     async with asyncio.timeout_at(deadline), stream as resp:
         status = resp.status_code
         if not resp.is_success:
-            return status, resp.headers.get("retry-after"), f"HTTP {status}"
+            why = None
+            if final is not None:
+                body = bytearray()
+                with contextlib.suppress(httpx.DecodingError):  # an answer that cannot be read: the usual rules
+                    async for chunk in resp.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_ERROR_BYTES:
+                            break
+                plain = {k: v for k, v in resp.headers.items() if k.lower() not in ("content-encoding", "content-length")}
+                why = final(httpx.Response(status, headers=plain, content=bytes(body[:MAX_ERROR_BYTES])))
+            return status, resp.headers.get("retry-after"), f"HTTP {status}" + (f": {why}" if why else ""), why
         too_big = f"HTTP {status} answer larger than {MAX_ANSWER_BYTES // (1 << 20)} MB: not the CRM's answer"
         declared = resp.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-            return status, None, too_big
+            return status, None, too_big, None
         body = bytearray()
         try:
             async for chunk in resp.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_ANSWER_BYTES:
-                    return status, None, too_big
+                    return status, None, too_big, None
                 if loop.time() >= deadline:  # should the loop never get to cancel us between chunks
                     raise TimeoutError
         except httpx.DecodingError:
-            return status, None, f"HTTP {status} answer could not be decoded (Content-Encoding): not the CRM's answer"
-        return status, None, _answer_problem(status, resp.headers.get("content-type"), bytes(body))
+            return status, None, f"HTTP {status} answer could not be decoded (Content-Encoding): not the CRM's answer", None
+        return status, None, _answer_problem(status, resp.headers.get("content-type"), bytes(body)), None
 
 
 @dataclass(frozen=True)
@@ -289,6 +309,7 @@ class _Policy:
     backoff: float
     max_backoff: float
     timeout: float
+    final: FinalAnswer | None = None  # the connector's error answers that no retry can help
 
 
 class _Retryable(Exception):
@@ -311,7 +332,7 @@ async def _attempt(
     if breaker.opened.is_set():
         return breaker.not_sent
     try:
-        status, retry_after_header, problem = await _exchange(client, request, policy.timeout)
+        status, retry_after_header, problem, why_final = await _exchange(client, request, policy.timeout, policy.final)
     except (httpx.TransportError, TimeoutError) as exc:
         timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
         breaker.failure(_UNREACHABLE)
@@ -320,6 +341,9 @@ async def _attempt(
         breaker.success()
         pause.success()
         return None
+    if why_final is not None:  # e.g. a spent daily request limit: every other lead would be refused too
+        breaker.stop(why_final, f"not sent: {why_final}")
+        return problem
     if status < 300:  # a 2xx that is not the CRM's answer (a login page, a proxy, ...): final
         breaker.failure(_NOT_CRM, problem)
         return problem
@@ -563,7 +587,7 @@ def push_scores(
         summary = PushSummary(dry_run=True, held_out=held_out)
         summary.pending = len(_to_send(requests, dest, Path(state_file), summary))
         return summary
-    policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout)
+    policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout, final=connector.final_answer)
     run = _push(requests, dest, headers, Path(state_file), concurrency, policy, max_failures, progress, transport)
     if not progress:
         summary = asyncio.run(run)

@@ -161,6 +161,7 @@ class Rest:
     """A CRM whose API is described by ``crm.rest`` (see the module docstring)."""
 
     kind = "rest"
+    final_answer = None  # HTTP's usual rules: 429 and 5xx retried, other 4xx final
 
     def __init__(self, base_url: str, rest: RestConfig | None = None, page_size: int = 100) -> None:
         self.base_url = base_url

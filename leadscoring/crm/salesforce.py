@@ -83,10 +83,19 @@ _FIELD = r"[A-Za-z][A-Za-z0-9_]*"  # an API name (custom ones end in __c): safe 
 _NOT_BLANK = r"(?s).*\S.*"
 
 
+def request_limit(resp: httpx.Response) -> str | None:
+    """Why Salesforce's answer is final: ``REQUEST_LIMIT_EXCEEDED`` (403), the org's API
+    request budget is spent, so retrying is useless; None for any other answer."""
+    if LIMIT_CODE in resp.text:
+        return f"daily API request limit reached ({LIMIT_CODE}); not retried"
+    return None
+
+
 class Salesforce:
     """Salesforce's REST API on the Lead object (``crm.kind: salesforce``); see the module docstring."""
 
     kind = "salesforce"
+    final_answer = staticmethod(request_limit)  # a spent request budget stops at once (module docstring)
 
     def __init__(self, base_url: str, options: Mapping[str, Any], page_size: int) -> None:
         check_option_keys(self.kind, options, ("api_version", "lost_statuses", "fields"))
@@ -123,14 +132,14 @@ class Salesforce:
     def read_back(self, client: JsonClient, lead_id: str, names: list[str]) -> dict[str, Any]:
         """The current values of fields ``names`` of one Lead."""
         answer = client.request(
-            "GET", self._lead_path(lead_id), params={"fields": ",".join(names)}, what=f"lead {lead_id}", final=request_limit
+            "GET", self._lead_path(lead_id), params={"fields": ",".join(names)}, what=f"lead {lead_id}", final=self.final_answer
         )
         answer = answer or {}
         return {name: answer.get(name) for name in names}
 
     def status_values(self, client: JsonClient) -> dict[str, list[str]]:
         """Every picklist field of Lead (``Status`` among them) -> its values."""
-        answer = client.request("GET", f"{self.root}/sobjects/Lead/describe", what="Lead describe", final=request_limit) or {}
+        answer = client.request("GET", f"{self.root}/sobjects/Lead/describe", what="Lead describe", final=self.final_answer) or {}
         return {
             str(f["name"]): [str(v["value"]) for v in f.get("picklistValues") or []]
             for f in answer.get("fields", [])
@@ -169,7 +178,7 @@ class Salesforce:
         path = f"{self.root}/queryAll"
         params: dict[str, str] | None = {"q": self.soql(since, until)}
         while True:
-            answer = client.request("GET", path, params=params, headers=headers, what=what, final=request_limit) or {}
+            answer = client.request("GET", path, params=params, headers=headers, what=what, final=self.final_answer) or {}
             for item in answer.get("records") or []:
                 record = _record(item, self.extra_fields)
                 if since <= record.modified_at <= until:
@@ -178,14 +187,6 @@ class Salesforce:
             if answer.get("done", True) or not following:
                 return
             path, params = following, None
-
-
-def request_limit(resp: httpx.Response) -> str | None:
-    """Why Salesforce's answer is final: ``REQUEST_LIMIT_EXCEEDED`` (403), the org's API
-    request budget is spent, so retrying is useless; None for any other answer."""
-    if LIMIT_CODE in resp.text:
-        return f"daily API request limit reached ({LIMIT_CODE}); not retried"
-    return None
 
 
 def _record(item: Mapping[str, Any], extra_fields: list[str]) -> Record:

@@ -218,7 +218,17 @@ def test_scores_go_to_bottlecrm_and_what_became_of_the_leads_comes_back(
     # modified, but its status was not).
     bottlecrm.close(reopened)
     assert main(["--config", str(cfg.source), "pull", "--no-progress"]) == 0
-    assert _history(cfg) == [*expected, _history_row(bottlecrm, reopened, "lost")]
+    expected = [*expected, _history_row(bottlecrm, reopened, "lost")]
+    assert _history(cfg) == expected
+
+    # A lead deleted in BottleCRM (it answers 404 for it) is recorded deleted, its last outcome kept.
+    last_row = next(row for row in reversed(expected) if row[0] == untouched)
+    bottlecrm.delete(untouched)
+    assert main(["--config", str(cfg.source), "pull", "--no-progress"]) == 0
+    *kept, gone = _history(cfg)
+    assert kept == expected and gone[:2] == [untouched, "open"] and gone[3:] == ["", "true", last_row[5]]
+    assert main(["--config", str(cfg.source), "pull", "--no-progress"]) == 0
+    assert len(_history(cfg)) == len(expected) + 1  # still gone: nothing new
 
 
 def test_the_push_sets_bottlecrm_s_own_probability_and_rating(bottlecrm, tmp_path, sample, small_models, monkeypatch):

@@ -18,7 +18,7 @@ import pytest
 import leadscoring.crm
 from leadscoring import cli
 from leadscoring.config import ConfigError, ProjectConfig, load_config
-from leadscoring.crm.connector import Record
+from leadscoring.crm.connector import Record, gone_record
 from leadscoring.crm.http import CrmError, JsonClient
 from leadscoring.crm.outcomes import (
     HISTORY_COLUMNS,
@@ -281,6 +281,25 @@ def test_deleted_and_archived_records_are_mapped_by_their_fields(tmp_path):
     assert rows.loc["kept", ["outcome", "deleted"]].tolist() == ["open", False]
     crm.put("kept", at(1), deleted=True, stage="New", active="true")  # only the deletion changes: a change
     assert [r.lead_id for r in pull(cfg, crm, at(10)).rows] == ["kept"]
+
+
+def test_a_lead_the_crm_no_longer_has_is_recorded_deleted_keeping_its_outcome(tmp_path):
+    """A CRM that answers 404 for a lead it deleted (polled by id): the lead's last outcome and
+    status stay, deleted, as of the pull; a lead no pull ever saw is skipped; and the time,
+    ours and not the CRM's, never moves the watermark."""
+    cfg, crm = project(tmp_path, unmapped="fail"), FakeCrm()
+    crm.put("won", at(-5), stage="Won")
+    pull(cfg, crm, T0)
+    del crm.leads["won"]
+    got = pull(cfg, crm, at(10), connector=FakeConnector(crm, late=[gone_record("won", at(10)), gone_record("never", at(10))]))
+    assert got.gone_unknown == 1 and "1 scored lead(s) the CRM does not have, never seen by a pull: skipped" in str(got)
+    history = read_outcome_history(cfg.path("outcome_history"))
+    assert history["lead_id"].tolist() == ["won", "won"]
+    last = history.iloc[-1]
+    assert (last["outcome"], last["deleted"], last["status"]) == ("converted", True, '{"stage":"Won"}')
+    assert last["modified_at"] == at(10) and watermark(cfg) == at(-5)
+    again = pull(cfg, crm, at(20), connector=FakeConnector(crm, late=[gone_record("won", at(20))]))
+    assert again.rows == [] and watermark(cfg) == at(-5)  # still gone: nothing new
 
 
 def test_a_reversal_is_a_later_row_and_the_latest_wins(tmp_path):

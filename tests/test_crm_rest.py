@@ -314,8 +314,10 @@ def test_poll_known_ids_reads_each_lead():
         return httpx.Response(200, json={"lead": lead if lead_id == "L05" else lead | {"status": "won"}})
 
     records = _pull(crm, handler, known_ids=["L05", "L99", "gone", "L02", "L05"])
-    assert [(r.lead_id, r.deleted) for r in records] == [("L02", False), ("L05", True)]  # L99: outside; gone: skipped
+    got = [(r.lead_id, r.deleted, r.gone) for r in records]
+    assert got == [("L02", False, False), ("L05", True, False), ("gone", True, True)]  # L99: outside the window
     assert records[0].fields == {"status": "won"} and records[1].fields == {"status": None}  # deleted: status optional
+    assert records[2].modified_at == UNTIL and records[2].fields == {}  # 404: only its absence, as of the pull's until
     assert asked == ["L02", "L05", "L99", "gone"]
 
 

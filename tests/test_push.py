@@ -273,7 +273,12 @@ def test_repeated_rate_limiting_trips_the_breaker(servers, tmp_path):
 
 # The CRMs' own answers once the day's request budget is spent (HubSpot's API usage guidelines;
 # Salesforce's REST API errors).
-HUBSPOT_DAILY = {"status": "error", "message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "policyName": "DAILY"}
+HUBSPOT_DAILY = {
+    "status": "error",
+    "message": "You have reached your daily limit.",
+    "errorType": "RATE_LIMIT",
+    "policyName": "DAILY",
+}
 SALESFORCE_LIMIT = [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
 
 

@@ -52,6 +52,10 @@ class Record:
       by the names the configuration uses.
     - ``deleted``: the record is deleted, merged or archived in the CRM (it still counts).
     - ``outcome_at``: when the outcome happened, if the CRM says (e.g. Salesforce ``ConvertedDate``).
+    - ``gone``: the CRM no longer has the lead at all (it answers 404 for it), so nothing but
+      that is known: no fields, and ``modified_at`` the time the pull asked (its ``until``).
+      The pull records such a lead deleted with its last known outcome and status when the
+      outcome history knows it, and skips it otherwise (:func:`gone_record`).
     """
 
     lead_id: str
@@ -59,6 +63,12 @@ class Record:
     fields: Mapping[str, Any]
     deleted: bool = False
     outcome_at: datetime | None = None
+    gone: bool = False
+
+
+def gone_record(lead_id: str, asked_at: datetime) -> Record:
+    """The record of a lead the CRM no longer has (see :attr:`Record.gone`), asked for at ``asked_at``."""
+    return Record(lead_id, asked_at, {}, deleted=True, gone=True)
 
 
 class Connector(Protocol):

@@ -88,6 +88,7 @@ class PullSummary:
     deleted: int = 0  # of ``read``: deleted, merged or archived in the CRM
     outside_window: int = 0  # stamped after ``until``: left for the next pull
     stale: int = 0  # older than the lead's latest row in the history: not appended
+    gone_unknown: int = 0  # no longer in the CRM and never seen by a pull: skipped
     appended: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     appended_outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
@@ -106,6 +107,8 @@ class PullSummary:
         start = "the beginning (first pull)" if self.first else iso(self.since)
         text = f"{self.crm} {self.destination}: read {self.read} lead(s) modified from {start} to {iso(self.until)} ({counts}"
         text += f"; {self.deleted} deleted or archived)" if self.deleted else ")"
+        if self.gone_unknown:
+            text += f"; {self.gone_unknown} scored lead(s) the CRM does not have, never seen by a pull: skipped"
         verb = "would be appended" if self.dry_run else "appended"
         text += f"; {self.appended} change(s) {verb} to {self.history}"
         if self.appended:
@@ -204,6 +207,7 @@ class _Read:
     record: Record
     modified_at: datetime
     mapped: Mapped
+    status: str | None = None  # a gone lead's: its last known status (else the record's fields)
 
 
 def _read_window(
@@ -213,9 +217,12 @@ def _read_window(
     summary: PullSummary,
     known_ids: Collection[str],
     progress: bool,
+    latest: dict[str, tuple[datetime, tuple[str, bool, str]]],
 ) -> list[_Read]:
     """Every record of the window, mapped (``crm.unmapped: fail`` stops here), with the
-    summary's counts; records stamped after ``until`` are counted and left out."""
+    summary's counts; records stamped after ``until`` are counted and left out. A lead the CRM
+    no longer has (:attr:`Record.gone`) keeps its ``latest`` outcome and status (the outcome
+    history's), deleted; one the history does not know is skipped."""
     from tqdm import tqdm
 
     read: list[_Read] = []
@@ -228,8 +235,15 @@ def _read_window(
             if modified > summary.until:
                 summary.outside_window += 1
                 continue
-            mapped = status_map.resolve(record)
-            read.append(_Read(record, modified, mapped))
+            if record.gone:
+                before = latest.get(str(record.lead_id))
+                if before is None:
+                    summary.gone_unknown += 1
+                    continue
+                mapped, status = Mapped(before[1][0]), before[1][2]
+            else:
+                mapped, status = status_map.resolve(record), None
+            read.append(_Read(record, modified, mapped, status))
             summary.read += 1
             summary.outcomes[mapped.outcome] += 1
             summary.deleted += bool(record.deleted)
@@ -260,7 +274,7 @@ def _changes(
             modified_at=item.modified_at,
             outcome_at=utc(rec.outcome_at) if rec.outcome_at is not None else None,
             deleted=bool(rec.deleted),
-            status=status_text(rec.fields),
+            status=item.status if item.status is not None else status_text(rec.fields),
         )
         before = latest.get(row.lead_id)
         if before is not None:
@@ -339,12 +353,12 @@ def pull_outcomes(
         assert client is not None
         try:
             with _redirect_logging(progress):
-                read = _read_window(connector, client, status_map, summary, ScoredIds(cfg.path("score_history")), progress)
+                read = _read_window(connector, client, status_map, summary, ScoredIds(cfg.path("score_history")), progress, latest)
         finally:
             if own_client:
                 client.close()
         summary.rows = _changes(read, latest, summary)
-        seen = max((r.modified_at for r in read), default=None)
+        seen = max((r.modified_at for r in read if not r.record.gone), default=None)  # our clock, not the CRM's
         candidates = [t for t in (previous, seen) if t is not None]
         summary.watermark = max(candidates) if candidates else None
         if not dry_run:

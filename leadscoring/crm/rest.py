@@ -25,7 +25,8 @@ Pull paging (``crm.rest.pull.paging``)
       page's length.
     - ``none``: one page.
     - ``poll_known_ids``: no list at all: ``url`` reads one lead (``{id}``), asked for each lead
-      of the score history; a lead the CRM no longer has (404, 410) is skipped.
+      of the score history; a lead the CRM no longer has (404, 410) is recorded deleted (with
+      its last known outcome) if the outcome history knows it, else skipped.
 
 Records
     ``items_path`` is where the leads are in an answer ("" = the answer itself); in each lead,
@@ -40,7 +41,9 @@ Records
 What a pull sees
     Whatever the CRM's list answers: a lead it no longer lists (deleted, merged away) simply
     stops appearing unless the CRM keeps it with a deletion flag (``deleted_path``); with
-    ``poll_known_ids`` a lead the CRM answers 404 or 410 for is skipped, not marked deleted, and
+    ``poll_known_ids`` a lead the CRM answers 404 or 410 for is recorded deleted, keeping its
+    last outcome and status (the time of that row is the pull's ``until``: the deletion's own
+    time is not known), or skipped if the pull never saw it before, and
     leads this project never scored are never asked for. Rate limits: 429 and 5xx are retried
     by the shared client (``Retry-After`` honoured); other 4xx stop the pull.
 
@@ -62,7 +65,7 @@ import httpx
 
 from leadscoring.config import ConfigError
 from leadscoring.config.sections import RestConfig
-from leadscoring.crm.connector import PushRequest, Record, iso_utc, latest_by_lead, parse_time, read_time
+from leadscoring.crm.connector import PushRequest, Record, gone_record, iso_utc, latest_by_lead, parse_time, read_time
 from leadscoring.crm.http import CrmError, JsonClient
 
 log = logging.getLogger(__name__)
@@ -293,7 +296,8 @@ class Rest:
         return value
 
     def _poll(self, client: JsonClient, since: datetime, until: datetime, known_ids: Collection[str]) -> Iterator[list[Record]]:
-        """Each known lead read by id; those the CRM no longer has are skipped."""
+        """Each known lead read by id; one the CRM no longer has (404, 410) is a
+        :func:`~leadscoring.crm.connector.gone_record` as of ``until``."""
         values = self._values(since, until)
         gone = 0
         for lead_id in sorted(set(known_ids)):
@@ -303,11 +307,12 @@ class Rest:
             except CrmError as exc:
                 if exc.status in (404, 410):
                     gone += 1
+                    yield [gone_record(lead_id, until)]
                     continue
                 raise
             yield self._records(answer, f"lead {lead_id}")
         if gone:
-            log.info("%s: %d known lead(s) not found in the CRM (deleted there?): skipped", self.kind, gone)
+            log.info("%s: %d known lead(s) not found in the CRM (deleted there)", self.kind, gone)
 
     def _records(self, answer: Any, where: str) -> list[Record]:
         """The leads of one answer (at ``items_path``: a list, or one lead)."""

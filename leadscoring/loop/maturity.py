@@ -5,9 +5,10 @@ state in the outcome history is converted or lost — or once the lead has been 
 ``monitoring.maturity_days`` since it was first seen: it then counts as not converted (lost),
 as the monitoring report counts it (one setting for both).
 A lead is first seen at its first scoring (the score history), as the monitoring report
-counts a scored lead's age; a lead never scored, at its first row in the outcome history. Each matured outcome has a time, ``matured_at``: the CRM's
-outcome time, else the modification time of the lead's latest row; for an open lead, the day
-it matured (first seen + ``maturity_days``). Sorted by that time, the newest matured leads
+counts a scored lead's age; a lead never scored, at its first row in the outcome history.
+Each matured outcome has a time, ``matured_at``: the CRM's outcome time, else the
+modification time of the lead's latest row; for an open lead, the day it matured (first seen
++ ``maturity_days``). Sorted by that time, the newest matured leads
 are the cohort a challenger and its champion are measured on
 (:func:`leadscoring.loop.retrain.retrain`).
 

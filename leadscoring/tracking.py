@@ -343,7 +343,7 @@ def _cycle_row(cfg: ProjectConfig, cycle: str, steps: Sequence[Mapping[str, Any]
     ran = ", ".join(f"{s.get('step')} {s.get('status')}" for s in worked)
     times = [t for t in (_time(s.get("at")) for s in steps) if t is not None]
     return {
-        "time": _time(cycle) or (min(times) if times else None),
+        "time": _time(str(cycle).split("-", 1)[0]) or (min(times) if times else None),  # the id: its start, a suffix
         "kind": "Cycle",
         "id": cycle,
         "status": final.get("status", "incomplete"),

@@ -161,7 +161,7 @@ def test_a_cycle_is_one_row_from_its_steps(run_project):
         ("cycle", "failed", "", {}),
     ]
     for step, status, summary, figures in steps:
-        line = {"cycle": "20250305T020000Z", "step": step, "status": status, "at": "2025-03-05T02:01:00+00:00"}
+        line = {"cycle": "20250305T020000Z-3fa9c1", "step": step, "status": status, "at": "2025-03-05T02:01:00+00:00"}
         append_json_line({**line, "seconds": 61.0, "summary": summary, "figures": figures}, log)
     update_tracking(cfg, strict=True)
     (row,) = _sheet(cfg, "Runs")

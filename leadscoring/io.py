@@ -182,11 +182,17 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
 
 def append_json_line(obj: Any, dest: str | os.PathLike[str]) -> Path:
     """Append ``obj`` as one JSON line to ``dest`` (a log: ``01_Documentos/run_log.jsonl``),
-    in one write; the folder is made if needed."""
+    in one write; the folder is made if needed. A last line left unfinished (a writer killed
+    mid-line, a full disk) is ended first, so this line is never glued onto it and lost."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj, default=str, ensure_ascii=False) + "\n")
+    line = json.dumps(obj, default=str, ensure_ascii=False) + "\n"
+    with open(dest, "a+b") as fh:
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                line = "\n" + line
+        fh.write(line.encode("utf-8"))
     return dest
 
 
@@ -219,6 +225,8 @@ def read_json_object(path: str | os.PathLike[str], what: str, remedy: str) -> di
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise LeadDataError(f"{path}: not a readable {what} (not UTF-8 text: {exc.reason} at byte {exc.start}); {remedy}") from None
     try:
         state = json.loads(text)
     except ValueError as exc:

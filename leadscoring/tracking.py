@@ -108,18 +108,18 @@ def run_log_path(cfg: ProjectConfig) -> Path:
 
 
 def read_run_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The run log's lines, oldest first; a line that is not a JSON object (a write cut short)
-    is skipped and said in the log."""
+    """The run log's lines, oldest first; a line that is not a JSON object (a write cut short,
+    bytes that are not UTF-8) is skipped and said in the log."""
     path = Path(path)
     if not path.is_file():
         return []
     lines = []
-    for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not text.strip():
+    for n, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        if not raw.strip():
             continue
         try:
-            line = json.loads(text)
-        except json.JSONDecodeError:
+            line = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             line = None
         if not isinstance(line, dict):
             log.warning("%s: line %d is not a JSON object, left out of the tracking workbook", path.name, n)
@@ -375,16 +375,37 @@ def runs_rows(cfg: ProjectConfig, lines: Iterable[Mapping[str, Any]]) -> list[di
                 rows.append({})
             cycles[key].append(line)
         elif "run_id" in line:
-            rows.append(_run_row(cfg, line, models))
+            rows.append(_shaped(lambda line=line: _run_row(cfg, line, models), [line]))
         elif line.get("event") == RETRAIN_EVENT:
-            rows.append(_retrain_row(cfg, line))
+            rows.append(_shaped(lambda line=line: _retrain_row(cfg, line), [line]))
         elif line.get("event") == ROLLBACK_EVENT:
-            rows.append(_rollback_row(cfg, line))
+            rows.append(_shaped(lambda line=line: _rollback_row(cfg, line), [line]))
         else:
-            rows.append({"time": _time(line.get("at")), "kind": str(line.get("event", "other")), "details": json.dumps(line)})
+            rows.append(_as_is(line))
     for key, steps in cycles.items():
-        rows[at[key]] = _cycle_row(cfg, key, steps)
+        rows[at[key]] = _shaped(lambda key=key, steps=steps: _cycle_row(cfg, key, steps), steps)
     return rows
+
+
+def _as_is(line: Mapping[str, Any], kind: str | None = None) -> dict[str, Any]:
+    """A row showing a run log line as it is (an event of no known kind)."""
+    at = line.get("at")
+    return {
+        "time": _time(at) if isinstance(at, str) else None,
+        "kind": kind or str(line.get("event", "other")),
+        "details": json.dumps(line, default=str, ensure_ascii=False),
+    }
+
+
+def _shaped(build: Callable[[], dict[str, Any]], lines: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``build()``, the row of ``lines``; a line of an unexpected shape (a field of another type,
+    edited by hand or written by another tool) is shown as is, said in the log, so one odd line
+    never keeps the workbook from being rewritten."""
+    try:
+        return build()
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        log.warning("%s: a line of an unexpected shape (%s), shown as is in the tracking workbook", RUN_LOG, one_line(exc))
+        return _as_is({**lines[0], "lines": list(lines)} if len(lines) > 1 else lines[0], kind="unreadable")
 
 
 # -- the Models sheet ------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from leadscoring.io import atomic_path, write_text
+from leadscoring.errors import LeadDataError
+from leadscoring.io import append_json_line, atomic_path, read_json_object, write_text
 
 HOUR = 3600.0
 
@@ -95,3 +96,34 @@ def test_a_full_disk_is_one_line_naming_the_product_whoever_writes_it(tmp_path, 
         write_json({"a": 1}, dest)
     monkeypatch.undo()
     assert dest.read_text() == "{}" and [p.name for p in tmp_path.iterdir()] == ["model.json"]
+
+
+def test_a_log_line_after_an_unfinished_one_is_not_lost(tmp_path):
+    """A writer killed mid-line leaves a torn last line: the next append ends it first, so the
+    reader skips the torn line alone and keeps the new one."""
+    from leadscoring.tracking import read_run_log
+
+    log = tmp_path / "run_log.jsonl"
+    append_json_line({"step": "pull"}, log)
+    with open(log, "ab") as fh:
+        fh.write(b'{"cycle": "c1", "step": "retr')  # killed here
+    append_json_line({"step": "retrain"}, log)
+    append_json_line({"step": "rollback"}, log)
+    assert [line.get("step") for line in read_run_log(log)] == ["pull", "retrain", "rollback"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b'{"at": "caf\xe9"}', "not UTF-8 text"),
+        (b'{"at": ', "not a readable"),
+        (b"[1, 2]", "not a JSON object"),
+    ],
+)
+def test_a_damaged_state_file_is_one_line_naming_it(tmp_path, content, expected):
+    state = tmp_path / "pull_watermark.json"
+    state.write_bytes(content)
+    with pytest.raises(LeadDataError) as err:
+        read_json_object(state, "pull watermark", "delete it to pull everything again")
+    message = str(err.value)
+    assert "\n" not in message and str(state) in message and expected in message and message.endswith("again")

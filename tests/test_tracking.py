@@ -268,3 +268,22 @@ def test_retrain_and_rollback_rewrite_the_workbook(model_project):
     assert runs[1]["Scoring model (SHA-256)"] == champion[:12] and runs[1]["Decision"].startswith("restored the archived set")
     in_service = [m["SHA-256"] for m in _sheet(cfg, "Models") if m["In service"] != "No"]
     assert champion[:12] in in_service
+
+
+def test_odd_run_log_lines_never_keep_the_workbook_from_being_rewritten(run_project):
+    """A field of another type (edited by hand, written by another tool) or bytes that are not
+    UTF-8: that line is shown as is (or left out), and every other row is written."""
+    cfg, _ = run_project
+    run_pipeline(cfg, progress=False, run_id="20250301T090000Z")
+    log = cfg.path("docs_dir") / "run_log.jsonl"
+    append_json_line({"run_id": "20250303T090000Z", "status": "ok", "metrics": "n/a"}, log)
+    append_json_line({"cycle": "20250304T020000Z-0a1b2c", "step": "retrain", "status": "ok", "figures": "none"}, log)
+    append_json_line({"event": "retrain", "at": "2025-03-05T02:00:00+00:00", "champion": ["x"]}, log)
+    with open(log, "ab") as fh:
+        fh.write(b'{"event": "note", "text": "caf\xe9"}\n')
+    update_tracking(cfg, strict=True)
+    rows = _sheet(cfg, "Runs")
+    assert rows[0]["Run / cycle id"] == "20250301T090000Z" and rows[0]["Kind"] == "Production run"
+    odd = rows[1:]
+    assert [r["Kind"] for r in odd] == ["unreadable"] * 3  # the non-UTF-8 line is left out
+    assert '"metrics": "n/a"' in odd[0]["Details"] and '"figures": "none"' in odd[1]["Details"]

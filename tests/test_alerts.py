@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from leadscoring import cli
 from leadscoring.config import AlertsConfig, ConfigError, ProjectConfig, load_config
+from leadscoring.errors import LeadDataError
 from leadscoring.loop.monitoring import Alert
 from leadscoring.serving.alerts import ALERTS_STATE, AlertSender, alert_scored_leads, send_monitoring_alerts, webhook_url
 from leadscoring.serving.scorer import Scorer
@@ -226,3 +227,22 @@ def test_alerts_sent_by_an_older_version_are_not_sent_again(tmp_path, cfg, recei
     assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift])) == 0 and not receiver.bodies
     assert old_key not in json.loads(state.read_text())["monitoring"]  # kept under its new key
     assert send_monitoring_alerts(own, SimpleNamespace(alerts=[drift])) == 0 and not receiver.bodies
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"monitoring": {"ab', b'{"monitoring": "caf\xe9"}', b"[]", b'{"monitoring": ["x"]}'],
+    ids=["truncated", "not UTF-8", "a list", "monitoring not an object"],
+)
+def test_a_damaged_record_of_the_alerts_sent_sends_nothing_and_is_kept(tmp_path, cfg, receiver, content):
+    """Read as empty, it would send every alert again and be overwritten: a one-line error."""
+    own = _alerting(cfg, tmp_path, receiver.url, retries=0)
+    state = own.path("crm_state") / ALERTS_STATE
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_bytes(content)
+    drift = Alert("drift", "Drift of the score: PSI above 0.25 in 2025-06-02, up to 0.31.", ("2025-06-02",), "score")
+    with pytest.raises(LeadDataError) as err:
+        send_monitoring_alerts(own, SimpleNamespace(alerts=[drift]))
+    message = str(err.value)
+    assert "\n" not in message and str(state) in message and "delete it to send every current monitoring alert" in message
+    assert not receiver.bodies and state.read_bytes() == content

@@ -455,8 +455,8 @@ def test_bad_inputs_are_lines_in_the_report(make_project, tmp_path, small_models
 
     cfg.path("outcome_history").write_text("lead_id,outcome\nx1,won\n", encoding="utf-8")
     report = build_monitoring(cfg, now=NOW.to_pydatetime())
-    assert any(n.startswith("The outcome history could not be read") for n in report.notes)
-    assert report.cohorts.iloc[0]["open_counted_as_lost"] == 40  # all open, and old enough to count as lost
+    assert any(n.startswith("The outcome history could not be read, so nothing is measured") for n in report.notes)
+    assert report.cohorts.empty and not report.alerts  # counted as open, every lead would make false figures and alerts
 
     (history_folder(history) / "part-99999999999999999999-0000000000000000-00000000.parquet").write_bytes(b"not parquet")
     report = build_monitoring(cfg, now=NOW.to_pydatetime())

@@ -417,9 +417,10 @@ def training_reference(cfg: ProjectConfig, manifest: Mapping[str, Any]) -> tuple
     return None, ""
 
 
-def _outcomes(cfg: ProjectConfig, now: pd.Timestamp, notes: list[str]) -> pd.DataFrame:
+def _outcomes(cfg: ProjectConfig, now: pd.Timestamp, notes: list[str]) -> pd.DataFrame | None:
     """Each lead's latest outcome as of ``now``: lead_id, outcome, closed_at (the outcome's
-    time, else the change's)."""
+    time, else the change's). None, with a note, when the outcome history cannot be read:
+    counting every lead open would make figures and alerts that are false."""
     empty = pd.DataFrame({"lead_id": pd.Series([], dtype=str), "outcome": pd.Series([], dtype=str)}).assign(
         closed_at=pd.Series([], dtype="datetime64[us, UTC]")
     )
@@ -430,8 +431,8 @@ def _outcomes(cfg: ProjectConfig, now: pd.Timestamp, notes: list[str]) -> pd.Dat
     try:
         history = read_outcome_history(path)
     except LeadDataError as exc:
-        notes.append(f"The outcome history could not be read, so every lead counts as open: {exc}")
-        return empty
+        notes.append(f"The outcome history could not be read, so nothing is measured until it is mended: {exc}")
+        return None
     later = history["modified_at"] > now
     if later.any():
         log.info("monitoring: %d outcome change(s) after %s not seen", int(later.sum()), now)
@@ -508,6 +509,8 @@ def _build(
     model, manifest = _model(cfg, notes)
     grades = grade_definition(cfg.scoring.grades, manifest)
     outcomes = _outcomes(cfg, at, notes)
+    if outcomes is None:
+        return _empty_report(at, unit, notes, settings)
     hist.con.register("outcomes_df", outcomes)
     cutoff = _sql_time(at - pd.Timedelta(days=mon.maturity_days)) if mon.maturity_days is not None else None
     aged = f"l.first_at <= {cutoff}" if cutoff else "FALSE"

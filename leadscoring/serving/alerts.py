@@ -31,7 +31,6 @@ logged.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import queue
@@ -51,7 +50,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from leadscoring.config import AlertsConfig, ConfigError, ProjectConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.io import write_json
+from leadscoring.io import read_json_object, write_json
 from leadscoring.serving.experiment import GROUP_FIELD, is_control
 from leadscoring.serving.scorer import assign_buckets
 from leadscoring.serving.scores_file import read_scores_file
@@ -463,15 +462,16 @@ def _legacy_key(alert: _AlertLine) -> str:
 
 
 def _sent(path: Path) -> dict[str, Any]:
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-        sent = state.get("monitoring", {})
-        return dict(sent) if isinstance(sent, dict) else {}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, AttributeError) as exc:
-        log.warning("alerts: %s is not readable (%s): monitoring alerts may be sent again", path, exc)
-        return {}
+    """The monitoring alerts sent so far (key -> when). A damaged state file is a one-line
+    :class:`LeadDataError` naming it, before anything is sent: read as empty, it would send
+    every alert again and overwrite it."""
+    remedy = "mend it, or delete it to send every current monitoring alert once more"
+    sent = read_json_object(path, "record of the monitoring alerts sent", remedy).get("monitoring", {})
+    if not isinstance(sent, dict):
+        raise LeadDataError(
+            f"{path}: not a readable record of the monitoring alerts sent ('monitoring' is not an object); {remedy}"
+        )
+    return dict(sent)
 
 
 def send_monitoring_alerts(cfg: ProjectConfig, report: _Report, **sender: Any) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import openpyxl
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -527,6 +528,30 @@ def test_a_retraining_that_cannot_learn_or_fails_keeps_the_champion_and_the_lead
         assert "last_retrain_at" in json.loads(state.read_text())  # the attempt counts
     assert steps["rescore"]["status"] == "ok" and steps["push"]["figures"]["sent"] == 10
     assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] == before
+
+
+@pytest.mark.parametrize(
+    ("damage", "step", "expected"),
+    [
+        ("state", "retrain", "cycle_state.json: last_retrain_at is 1735689600, not an ISO 8601 time; delete it"),
+        ("scores", "rescore", "a scores file without the column(s) ['inputs_digest', 'model_set'] (written by another"),
+    ],
+)
+def test_a_damaged_state_file_fails_its_step_in_one_line_naming_it(
+    tmp_path, crm, small_models, unseen, capsys, damage, step, expected
+):
+    cfg = _project(tmp_path, crm, small_models)
+    rows = unseen.head(10)
+    crm.add(rows["id"].tolist())
+    assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0
+    if damage == "state":
+        (cfg.path("crm_state") / "cycle_state.json").write_text('{"last_retrain_at": 1735689600}', encoding="utf-8")
+    else:
+        pq.write_table(pa.table({"id": ["a"]}), cfg.path("crm_state") / CYCLE_SCORES)
+    code, out = _cycle(cfg, _export(cfg, rows), capsys)
+    assert code == 1, out
+    failed = _steps(cfg)[step]
+    assert failed["status"] == "failed" and expected in failed["summary"] and "\n" not in failed["summary"]
 
 
 def test_a_failed_pull_moves_no_watermark_and_the_next_cycle_pulls_what_it_missed(tmp_path, crm, small_models, unseen, capsys):

@@ -218,8 +218,27 @@ def pull_step(ctx: _Context) -> StepResult:
     return StepResult("pull", "dry-run" if ctx.dry_run else "ok", str(summary), figures)
 
 
+_STATE_REMEDY = "delete it (the next retraining may come sooner)"
+
+
 def _read_state(ctx: _Context) -> dict[str, Any]:
-    return read_json_object(ctx.state_dir() / CYCLE_STATE, "cycle state", "delete it (the next retraining may come sooner)")
+    return read_json_object(ctx.state_dir() / CYCLE_STATE, "cycle state", _STATE_REMEDY)
+
+
+def _last_attempt(ctx: _Context) -> datetime | None:
+    """The last retraining attempt's time in the cycle state (None: none yet); one that is not
+    an ISO 8601 time is a one-line error naming the file."""
+    last = _read_state(ctx).get("last_retrain_at")
+    if last is None:
+        return None
+    try:
+        if not isinstance(last, str):
+            raise ValueError
+        return datetime.fromisoformat(last)
+    except ValueError:
+        raise LeadDataError(
+            f"{ctx.state_dir() / CYCLE_STATE}: last_retrain_at is {last!r}, not an ISO 8601 time; {_STATE_REMEDY}"
+        ) from None
 
 
 def _record_attempt(ctx: _Context) -> None:
@@ -235,9 +254,7 @@ def retrain_step(ctx: _Context) -> StepResult:
     manifest = read_manifest(cfg.path("models_dir") / SCORE_MODEL)
     history = ctx.history if ctx.history is not None else read_outcome_history(cfg.path("outcome_history"))
     matured = matured_outcomes(cfg, ctx.now, history)
-    state = _read_state(ctx)
-    last = state.get("last_retrain_at")
-    due = retrain_due(cfg, manifest, matured, ctx.now, datetime.fromisoformat(last) if last else None)
+    due = retrain_due(cfg, manifest, matured, ctx.now, _last_attempt(ctx))
     figures = ctx.known["retrain"] = due.figures()
     if not due.due:
         return StepResult("retrain", "skipped", due.reason, figures)
@@ -305,18 +322,26 @@ def model_set_version(cfg: ProjectConfig) -> str:
     return "/".join(shas)
 
 
-def _read_scores(path: Path) -> Any:
-    """The cycle's scores of the open leads (an Arrow table), or None before the first cycle."""
+def _read_scores(path: Path, id_col: str) -> Any:
+    """The cycle's scores of the open leads (an Arrow table), or None before the first cycle.
+    A damaged file, or one without the columns a rescore compares (the lead id, as
+    ``data.id_column`` names it now, the inputs' digest, the model set), is a one-line error."""
     import pyarrow.parquet as pq
 
     if not path.is_file():
         return None
+    remedy = "delete it to rescore every open lead"
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise LeadDataError(f"{path}: not a readable scores file ({first_line(exc)}); {remedy}") from None
+    missing = [c for c in (id_col, DIGEST, MODEL_SET_COLUMN) if c not in table.column_names]
+    if missing:
         raise LeadDataError(
-            f"{path}: not a readable scores file ({first_line(exc)}); delete it to rescore every open lead"
-        ) from None
+            f"{path}: a scores file without the column(s) {missing} (written by another version, or before "
+            f"data.id_column changed); {remedy}"
+        )
+    return table
 
 
 def _score(cfg: ProjectConfig, leads: pd.DataFrame, digest: np.ndarray, scored_at: str, models: str, reasons: bool) -> Any:
@@ -369,7 +394,7 @@ def rescore_step(ctx: _Context) -> StepResult:
     models = model_set + ("+reasons" if reasons else "")
 
     path = ctx.state_dir() / CYCLE_SCORES
-    previous = _read_scores(path)
+    previous = _read_scores(path, id_col)
     if previous is not None and previous.num_rows:
         prev = pd.DataFrame(
             {

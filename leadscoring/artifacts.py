@@ -34,6 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from leadscoring.errors import one_line
 from leadscoring.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,12 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not mpath.is_file():
         raise ModelIntegrityError(f"{Path(path).name}: manifest {mpath.name} not found; refusing to load an unverified pickle")
     try:
-        return json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelIntegrityError(f"{mpath.name}: manifest is not valid JSON ({exc})") from None
+        info = json.loads(mpath.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelIntegrityError(f"{mpath}: manifest is not valid JSON ({one_line(exc, 200)})") from None
+    if not isinstance(info, dict):
+        raise ModelIntegrityError(f"{mpath}: manifest is not a JSON object; refusing to load an unverified pickle")
+    return info
 
 
 def verify_model(path: str | os.PathLike[str], *, check_versions: bool = True) -> dict[str, Any]:

@@ -112,6 +112,23 @@ def test_version_mismatch_and_missing_manifest_refused(trained, tmp_path):
         load_model(copy)
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"[]", "manifest is not a JSON object"), (b'{"kind": "caf\xe9"}', "manifest is not valid JSON"), (b"{", "not valid JSON")],
+)
+def test_a_damaged_manifest_is_one_line_naming_its_folder(trained, tmp_path, content, expected):
+    """An archived model set's manifest (``04_Modelos/versions/<version>/``): the message says which."""
+    _, folder = trained
+    copy = tmp_path / "versions" / "2026-12-01_0123456789ab" / SCORE_MODEL
+    copy.parent.mkdir(parents=True)
+    shutil.copy(folder / SCORE_MODEL, copy)
+    manifest_path(copy).write_bytes(content)
+    with pytest.raises(ModelIntegrityError) as err:
+        load_model(copy)
+    message = str(err.value)
+    assert "\n" not in message and str(manifest_path(copy)) in message and expected in message
+
+
 def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained, tmp_path):
     _, folder = trained
     src = tmp_path / "leads.csv"

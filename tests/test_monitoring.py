@@ -476,3 +476,14 @@ def test_the_monitor_command(make_project, tmp_path, capsys):
     assert data["cohort"] == "month" and data["cohorts"][0]["cohort"] == "2025-01"
     assert main(["--config", str(path), "monitor", "--cohort", "week", "--now", "not a time"]) == 2
     assert "--now" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b'{"ab_test": {"total"', b"[]", b'{"ab_test": "none"}', b'{"at": "caf\xe9"}'])
+def test_a_damaged_monitoring_json_is_a_sentence_for_notebook_09(make_project, content):
+    """Notebook 09 reads the A/B test from the last report: a damaged one is said, never a failed run."""
+    cfg = load_config(make_project())
+    path = cfg.path("results_dir") / "monitoring.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    text, table = ab_test_summary(cfg)
+    assert text.startswith("The monitoring report could not be read: ") and str(path) in text and table is None

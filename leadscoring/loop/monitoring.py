@@ -67,7 +67,7 @@ from leadscoring.errors import LeadDataError, first_line, one_line
 from leadscoring.formats import count, number, percent
 from leadscoring.ingest.schema import LeadSchema, text
 from leadscoring.ingest.values import map_unique
-from leadscoring.io import write_json, write_text
+from leadscoring.io import read_json_object, write_json, write_text
 from leadscoring.loop.maturity import utc_stamp
 from leadscoring.serving.experiment import CONTROL, TREATMENT  # the A/B test's groups, drawn at scoring time
 from leadscoring.serving.history import history_files
@@ -1094,9 +1094,14 @@ def ab_test_summary(cfg: ProjectConfig) -> tuple[str, pd.DataFrame | None]:
             "once leads are scored in production.",
             None,
         )
-    data = json.loads(path.read_text(encoding="utf-8"))
-    when = str(data.get("generated_at", ""))[:10]
-    ab = data.get("ab_test")
+    try:
+        data = read_json_object(path, "monitoring report", "`leadscoring monitor` writes it again")
+        when = str(data.get("generated_at", ""))[:10]
+        ab = data.get("ab_test")
+        if ab and not isinstance(ab, dict):
+            raise LeadDataError(f"{path}: not a readable monitoring report (ab_test is not an object)")
+    except LeadDataError as exc:  # a report of the report: say it, never fail the notebook reading it
+        return f"The monitoring report could not be read: {exc}", None
     if not ab:
         return (
             f"The monitoring report of {when} has no A/B test: no control group is configured, so every lead is scored "

@@ -227,14 +227,15 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
-    """``leadscoring pull``: the CRM's outcomes into the outcome history; exit 1 (one line on
-    stderr) when the pull fails, with nothing written."""
+    """``leadscoring pull``: the CRM's outcomes into the outcome history; one line on stderr and
+    nothing written when the pull fails: exit 1 when the CRM failed, 2 for bad input (the
+    configuration, a damaged outcome history or watermark, a status not in the status map)."""
     from leadscoring.crm.http import CrmError
     from leadscoring.crm.pull import pull_outcomes
 
     try:
         summary = pull_outcomes(load_config(args.config), dry_run=args.dry_run, progress=not args.no_progress)
-    except (CrmError, *USER_ERRORS) as exc:
+    except CrmError as exc:
         print(f"leadscoring pull: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     print(summary)

@@ -392,9 +392,24 @@ def test_a_corrupt_history_is_a_one_line_error(tmp_path, capsys, monkeypatch, li
     assert str(err.value).startswith(f"{path}: ") and expected in str(err.value) and "\n" not in str(err.value)
     monkeypatch.setattr(leadscoring.crm, "connector_for", lambda c: FakeConnector(crm), raising=False)
     monkeypatch.setattr(leadscoring.crm, "json_client", lambda c, **kw: crm.client(), raising=False)
-    assert cli.main(["--config", str(cfg.source), "pull", "--no-progress"]) == 1
+    assert cli.main(["--config", str(cfg.source), "pull", "--no-progress"]) == 2  # bad input, not the CRM
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert len(err_lines) == 1 and expected in err_lines[0]
+
+
+def test_a_history_not_utf8_far_down_or_with_a_field_too_many_names_the_row(tmp_path):
+    """pandas counts a decoding error's byte from its own chunk, and reads a first column too
+    many as an index: the message names the true row, and the extra fields."""
+    path = tmp_path / "outcome_history.csv"
+    good = "".join(f"l{i},open,2026-03-01T08:55:00Z,,false,{{}}\n" for i in range(5000))
+    path.write_bytes((",".join(HISTORY_COLUMNS) + "\n" + good).encode() + b'x,open,2026-03-01T08:55:00Z,,false,{"s": "caf\xe9"}\n')
+    with pytest.raises(
+        OutcomeHistoryError, match=r"row 5001 \(line 5002\) is not UTF-8 text \(invalid continuation byte at byte \d+\)"
+    ):
+        read_outcome_history(path)
+    path.write_text(",".join(HISTORY_COLUMNS) + "\n" + "a,open,2026-03-01T08:55:00Z,,false,{},x\n" * 3, encoding="utf-8")
+    with pytest.raises(OutcomeHistoryError, match=r"row 1 \(line 2\) and the others have more fields than the header's 6"):
+        read_outcome_history(path)
 
 
 def test_a_history_with_a_wrong_header_is_refused(tmp_path):
@@ -417,7 +432,7 @@ def test_known_ids_are_the_score_history_s_leads(tmp_path):
 
 def test_the_pull_command(tmp_path, capsys, monkeypatch):
     no_crm = write_project(tmp_path / "plain")
-    assert cli.main(["--config", str(no_crm), "pull"]) == 1
+    assert cli.main(["--config", str(no_crm), "pull"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no crm: section" in err[0]
 

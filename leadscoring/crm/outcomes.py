@@ -274,6 +274,17 @@ def _empty_history() -> pd.DataFrame:
     )
 
 
+def _not_utf8(path: Path) -> OutcomeHistoryError:
+    """Where the file stops being UTF-8: its byte, row and line (pandas counts from its chunk)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return OutcomeHistoryError(f"{path}: row {line - 1} (line {line}) is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    return OutcomeHistoryError(f"{path}: not UTF-8 text")
+
+
 def _bad(path: Path, pos: int, field: str, value: str, why: str) -> OutcomeHistoryError:
     return OutcomeHistoryError(f"{path}: row {pos + 1} (line {pos + 2}), field '{field}': {_shown(value)} {why}")
 
@@ -302,10 +313,13 @@ def read_outcome_history(path: str | os.PathLike[str]) -> pd.DataFrame:
         return _empty_history()
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise OutcomeHistoryError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except (pd.errors.ParserError, ValueError) as exc:
         raise OutcomeHistoryError(f"{path}: not a readable outcome history ({' '.join(str(exc).split())})") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # every row one field more than the header: read as an index
+        n = len(HISTORY_COLUMNS)
+        raise OutcomeHistoryError(f"{path}: row 1 (line 2) and the others have more fields than the header's {n}")
     if tuple(frame.columns) != HISTORY_COLUMNS:
         raise OutcomeHistoryError(f"{path}: the header is {list(frame.columns)}, expected {list(HISTORY_COLUMNS)}")
     if frame.empty:

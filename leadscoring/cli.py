@@ -644,6 +644,27 @@ def _os_error(exc: OSError, args: argparse.Namespace) -> str:
     return f"{path}: {reason}" if path else reason
 
 
+#: Optional packages -> the extra of pyproject.toml that brings them.
+EXTRAS = {
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "httpx": "serve",
+    "dask": "dask",
+    "distributed": "dask",
+    "fsspec": "dask",
+    "s3fs": "s3",
+    "gcsfs": "gcs",
+    "adlfs": "azure",
+    "sqlglot": "bigquery",
+    "google": "bigquery",
+}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that brings the package ``exc`` did not find, if it is an optional one."""
+    return EXTRAS.get((exc.name or "").split(".")[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -656,6 +677,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as exc:  # e.g. a full disk or a folder that is not writable
         print(f"leadscoring {args.command}: error: {_os_error(exc, args)}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = _missing_extra(exc)
+        if extra is None:
+            raise
+        print(
+            f"leadscoring {args.command}: error: needs the optional package {exc.name}, which the '{extra}' extra "
+            f"installs: pip install 'leadscoring[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -450,3 +450,19 @@ def test_the_pull_command(tmp_path, capsys, monkeypatch):
     assert cli.main(["--config", str(cfg.source), "pull", "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("leadscoring pull: error: fake: GET /leads") and "HTTP 400" in err[0]
+
+
+def test_a_missing_optional_package_names_the_extra_that_brings_it(tmp_path, capsys, monkeypatch):
+    """``pull`` talks HTTP with httpx, which the ``serve`` extra installs: an install without it
+    gets one line saying so, not a traceback."""
+
+    def no_httpx(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'httpx'", name="httpx")
+
+    monkeypatch.setattr("leadscoring.crm.pull.pull_outcomes", no_httpx)
+    assert cli.main(["--config", str(project(tmp_path).source), "pull"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "leadscoring pull: error: needs the optional package httpx, which the 'serve' extra installs: "
+        "pip install 'leadscoring[serve]'"
+    ]

@@ -20,7 +20,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from leadscoring.config import ConfigError, LeakageConfig, load_config
+from leadscoring.config import ConfigError, DataConfig, LeakageConfig, load_config
 from leadscoring.config.notes import notes_template
 from leadscoring.ingest.profile import Draft, profile_export
 from leadscoring.training.leakage import outcome_like_stems
@@ -56,6 +56,27 @@ def _list(name: str, items: list[str], indent: str = "    ") -> str:
     return f"{indent}{name}: {_q(items)}\n"
 
 
+#: What each ``data.date_format`` reads, for the drafted configuration's comment.
+DATE_EXAMPLES = {
+    "day_first": "day first, e.g. 31.12.2024",
+    "month_first": "month first, e.g. 12/31/2024",
+    "unix_seconds": "seconds since 1970-01-01 (Unix time)",
+    "unix_milliseconds": "milliseconds since 1970-01-01 (Unix time)",
+    "excel_serial": "Excel serial days (since 1899-12-30)",
+}
+
+
+def _yes_no_lines(d: Draft) -> list[str]:
+    """``yes_values``/``no_values`` when the yes/no columns use spellings beyond the defaults."""
+    lines = []
+    for key, found in (("yes_values", d.yes_values), ("no_values", d.no_values)):
+        default = list(DataConfig.model_fields[key].get_default(call_default_factory=True))
+        extra = [v for v in found if v.casefold() not in {x.casefold() for x in default}]
+        if extra:
+            lines.append(f"  {key}: {_q(default + extra)}        # spellings found in the yes/no columns")
+    return lines
+
+
 def draft_config(d: Draft, export_name: str) -> str:
     """The commented ``config.yaml`` for a profiled export."""
     why = d.reasons
@@ -82,11 +103,14 @@ def draft_config(d: Draft, export_name: str) -> str:
         lines += [f"  id_column: {_q(d.id_column)}        # {why['id']}"]
     if d.date_column is not None:
         lines += [f"  date_column: {_q(d.date_column)}        # {why['date']}"]
+        if d.date_format is not None:
+            lines += [f"  date_format: {_q(d.date_format)}        # how its dates are written: {DATE_EXAMPLES[d.date_format]}"]
     lines += [
         f"  target_column: {_q(d.target)}",
         f"  positive_value: {_q(d.positive)}        # {why['target']}",
         f"  negative_value: {_q(d.negative)}",
         f"  missing_values: {_q(d.missing_values)}        # placeholder values found in the export",
+        *_yes_no_lines(d),
         f"  allow_extra_columns: {'true' if d.left_out else 'false'}" + (f"        # left out: {left}" if d.left_out else ""),
         "  columns:",
         _list("numeric", d.numeric).rstrip("\n"),

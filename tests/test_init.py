@@ -135,7 +135,9 @@ def test_target_problems_are_one_line(tmp_path, values, message):
 
 
 def test_encodings_are_sniffed():
-    assert sniff_encoding("id;name\n1;José\n".encode("latin-1"))[0] == "latin-1"
+    assert sniff_encoding("id;name\n1;José\n".encode("cp1252"))[0] == "cp1252"  # what Excel writes in Western Europe
+    assert sniff_encoding("id;Budget (€)\n1;Müller – ok\n".encode("cp1252"))[0] == "cp1252"
+    assert sniff_encoding(b"id;name\n1;Jos\xe9\x81\n")[0] == "latin-1"  # 0x81 means nothing in Windows-1252
     assert sniff_encoding(b"\xef\xbb\xbfid;name\n")[0] == "utf-8"
     assert sniff_encoding("id;name\n1;José\n".encode())[0] == "utf-8"
 

@@ -69,6 +69,11 @@ class ColumnRoles(StrictSection):
         return [*self.numeric, *self.categorical, *self.yes_no]
 
 
+#: How an export writes its dates (``data.date_format``), besides a strftime format
+#: (``"%d.%m.%Y"``); read by :func:`leadscoring.ingest.values.parse_dates`.
+DATE_STYLES = ("day_first", "month_first", "unix_seconds", "unix_milliseconds", "excel_serial")
+
+
 class DataConfig(StrictSection):
     separator: str = ","
     encoding: str = "utf-8"
@@ -81,6 +86,10 @@ class DataConfig(StrictSection):
     # The lead's creation date, if the export has one: the validation split is then the most
     # recent leads and cross-validation keeps time order. Never a model input.
     date_column: str | None = None
+    # How its dates are written: day_first (31.12.2024), month_first (12/31/2024),
+    # unix_seconds, unix_milliseconds, excel_serial, or a strftime format ("%d.%m.%Y");
+    # unset: ISO 8601 and other text pandas reads (month first when ambiguous).
+    date_format: str | None = None
     target_column: str
     positive_value: str = "1"
     negative_value: str = "0"
@@ -124,6 +133,8 @@ class DataConfig(StrictSection):
                 raise ValueError(f"{key}: {unknown} are not listed under columns")
         if self.thousands is not None and self.thousands in (self.decimal, self.separator, ""):
             raise ValueError(f"thousands: {self.thousands!r} must differ from the decimal mark and the separator")
+        if self.date_format is not None and self.date_format not in DATE_STYLES and "%" not in self.date_format:
+            raise ValueError(f"date_format: {self.date_format!r} is none of {list(DATE_STYLES)} nor a strftime format ('%d.%m.%Y')")
         overlap = set(self.yes_values) & set(self.no_values)
         if overlap:
             raise ValueError(f"yes_values and no_values share {sorted(overlap)}")

@@ -23,6 +23,7 @@ import pandas as pd
 from leadscoring.config import EventsConfig, ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.events.sql import GA4_JSON_COLUMNS, Query, events_sql, features_sql
+from leadscoring.ingest.values import parse_dates
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def cutoffs(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | None =
             f"events: each lead needs a cut-off; the leads have no column '{column}' "
             "(events.cutoff_column or data.date_column; or one date for all: events.cutoff_at)"
         )
-    values = pd.to_datetime(leads[column], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+    values = pd.to_datetime(parse_dates(leads[column], cfg.data.date_format), utc=True).dt.tz_localize(None)
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise LeadDataError(f"events: lead at row {row} has no usable cut-off in '{column}' ({leads[column].iloc[row]!r})")

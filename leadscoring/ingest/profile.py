@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.errors import LeadDataError
+from leadscoring.ingest.values import parse_dates
 
 SAMPLE_ROWS = 200_000
 PLACEHOLDERS = ("select", "unknown", "n/a", "na", "-", "--", "none", "null", "?", "not specified", "no data")
@@ -28,10 +29,22 @@ YES = ("yes", "y", "true", "1", "si", "sí", "s")
 NO = ("no", "n", "false", "0")
 POSITIVES = ("1", "yes", "y", "true", "converted", "won", "si", "sí", "buy", "bought", "purchased", "success")
 ID_NAME = re.compile(
-    r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no)$|^id[\s_\-.]|^(lead|prospect|customer|client)"
-    r"[\s_\-.]?(id|number|code|no)$",
+    r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no|código|codigo|nummer|numero|número|numéro|kennung|ref"
+    r"|reference|referencia|référence)$|^id[\s_\-.]|^(lead|prospect|customer|client)[\s_\-.]?(id|number|code|no)$",
     re.I,
 )
+#: Phone numbers and postal codes: digits that are no quantity, never a numeric input.
+CONTACT_NAME = re.compile(
+    r"phone|\btel\b|telef|teléf|mobile|móvil|movil|handy|\bfax\b|whatsapp|zip|postal|postcode|\bplz\b|\bcep\b",
+    re.I,
+)
+
+
+def _name(col: str) -> str:
+    """A column name as the name rules read it: trimmed, without trailing punctuation ("Lead-Nr.")."""
+    return col.strip().rstrip(".:#")
+
+
 ENGAGEMENT = re.compile(
     r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|"
     r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento",
@@ -65,6 +78,10 @@ class Draft:
     engagement: list[str] = field(default_factory=list)
     post_contact: dict[str, str] = field(default_factory=dict)  # filled by init (leakage name check)
     dates: list[str] = field(default_factory=list)  # columns read as dates
+    date_formats: dict[str, str] = field(default_factory=dict)  # how a date column is written (data.date_format)
+    date_format: str | None = None  # the creation date's
+    yes_values: list[str] = field(default_factory=list)  # spellings found in yes/no columns
+    no_values: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
 
@@ -128,8 +145,36 @@ def sniff_encoding(head: bytes, name: str = "the export") -> tuple[str, str]:
     try:  # incremental: a character cut at the end of the sample is not an error
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError as exc:
-        return "latin-1", f"not valid UTF-8 (byte {exc.start}); read as Latin-1"
+        return _single_byte(head, f"not valid UTF-8 (byte {exc.start})")
     return "utf-8", "valid UTF-8"
+
+
+def _single_byte(data: bytes, why: str) -> tuple[str, str]:
+    """(encoding, reason) of text that is not UTF-8: Windows-1252 (what Excel writes in Western
+    Europe: its €, curly quotes and dashes), or Latin-1 when a byte has no Windows-1252 meaning."""
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "latin-1", f"{why}; read as Latin-1"
+    return "cp1252", f"{why}; read as Windows-1252 (cp1252)"
+
+
+def _utf8_throughout(path: Path, chunk: int = 1 << 24) -> int | None:
+    """None when the whole file is UTF-8, else the position of its first byte that is not."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    done = 0
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            try:
+                decoder.decode(block, final=False)
+            except UnicodeDecodeError as exc:
+                return done + exc.start
+            done += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return done
+    return None
 
 
 def _check_given_encoding(head: bytes, encoding: str, name: str) -> None:
@@ -150,35 +195,57 @@ def _check_given_encoding(head: bytes, encoding: str, name: str) -> None:
 
 
 def sniff_separator(text: str) -> tuple[str, str]:
-    """(separator, reason): the candidate that splits the first lines into the same number
-    (> 1) of fields, quotes respected."""
-    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
-    best: tuple[int, str] | None = None
+    """(separator, reason): the candidate that splits the first records (up to 50) into the
+    same number (> 1) of fields, quotes respected: a quoted field may hold separators and line
+    breaks. The last record of the sample is left out (the sample may cut it)."""
+    best: tuple[int, str, int] | None = None
     for sep in (",", ";", "\t", "|"):
-        counts = {len(row) for row in csv.reader(io.StringIO("\n".join(lines)), delimiter=sep)}
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text), delimiter=sep) if any(f.strip() for f in row)]
+        except csv.Error:
+            continue
+        rows = rows[:50] if len(rows) > 50 else rows[:-1] or rows
+        counts = {len(row) for row in rows}
         if len(counts) == 1 and (n := counts.pop()) > 1 and (best is None or n > best[0]):
-            best = (n, sep)
+            best = (n, sep, len(rows))
     if best is None:
         raise LeadDataError("cannot tell the separator: no candidate (, ; tab |) splits the first lines evenly; pass --separator")
-    return best[1], f"splits every one of the first {len(lines)} lines into {best[0]} fields"
+    return best[1], f"splits every one of the first {best[2]} records into {best[0]} fields"
 
 
 def _number_pattern(values: pd.Series) -> tuple[str, str | None] | None:
-    """(decimal, thousands) when most values read as numbers in one notation, else None."""
+    """(decimal, thousands) when most values read as numbers in one notation, else None.
+    Whole numbers grouped in thousands (``1.200``, ``12.000``: every mark followed by three
+    digits, none after a leading 0) tell the thousands mark and no decimal mark (``""``)."""
     v = values[values != ""]
     if v.empty:
         return None
     if v.str.fullmatch(r"-?\d+").mean() >= 0.95:
         return "", None  # whole numbers: any notation
     for decimal, thousands, pattern in (
+        ("", ".", r"-?[1-9]\d{0,2}(\.\d{3})+|-?\d+"),
+        ("", ",", r"-?[1-9]\d{0,2}(,\d{3})+|-?\d+"),
         (".", None, r"-?\d+(\.\d+)?([eE][-+]?\d+)?"),
         (",", None, r"-?\d+(,\d+)?"),
-        (",", ".", r"-?\d{1,3}(\.\d{3})+(,\d+)?"),
-        (".", ",", r"-?\d{1,3}(,\d{3})+(\.\d+)?"),
+        (",", ".", r"-?\d{1,3}(\.\d{3})*(,\d+)?"),
+        (".", ",", r"-?\d{1,3}(,\d{3})*(\.\d+)?"),
     ):
         if v.str.fullmatch(pattern).mean() >= 0.95:
             return decimal, thousands
     return None
+
+
+def number_notation(notations: list[tuple[str, str | None]]) -> tuple[str, str | None]:
+    """The export's (decimal, thousands) from its columns' notations: the decimal mark most
+    columns with decimals use; the other mark as thousands mark when a column groups by it."""
+    commas = sum(nt[0] == "," for nt in notations)
+    dots = sum(nt[0] == "." for nt in notations)
+    if commas == dots == 0:  # no decimals anywhere: a '.' grouping thousands makes ',' the decimal mark
+        decimal = "," if any(nt[1] == "." for nt in notations) else "."
+    else:
+        decimal = "," if commas > dots else "."
+    other = "." if decimal == "," else ","
+    return decimal, other if any(nt[1] == other for nt in notations) else None
 
 
 def _to_float(values: pd.Series, decimal: str, thousands: str | None) -> pd.Series:
@@ -226,7 +293,7 @@ TIME_OF_DAY = re.compile(r"\d{1,2}(:\d{2}){1,2}(\s?[ap]\.?m\.?)?|\d{1,2}\s?[ap]\
 CREATION_WORDS = tuple(
     re.compile(p, re.I)
     for p in (
-        r"creat|creaci|alta",
+        r"creat|creaci|alta|erstell|angelegt|créé|cree|criad|criaç",
         r"first[\s_\-.]*(contact|seen|touch|visit)|sign[\s_\-.]*up|regist|registro|date[\s_\-.]*added|added[\s_\-.]*on"
         r"|submitted|inquiry|enquiry",
         r"lead[\s_\-.]*date",
@@ -246,6 +313,57 @@ def _calendar_part(present: pd.Series) -> str:
     if values.str.fullmatch(TIME_OF_DAY).mean() >= 0.95:
         return "times of day"
     return ""
+
+
+#: Names of a date column: numbers in it (epoch seconds, Excel serial days) are dates.
+DATE_NAME = re.compile(
+    r"date|fecha|datum|\bdata\b|timestamp|_at$|\bat$|\bam$|creat|alta|erstell|angelegt|créé|criad|"
+    r"first[\s_\-.]*(contact|seen|touch|visit)|sign[\s_\-.]*up|regist",
+    re.I,
+)
+
+
+def _numeric_date(present: pd.Series) -> str | None:
+    """The ``data.date_format`` of numbers that are dates (in a column named like a date):
+    epoch seconds or milliseconds (years 2000 to 2039), or Excel serial days (1970 to 2099)."""
+    x = pd.to_numeric(present, errors="coerce")
+    if x.isna().mean() > 0.05:
+        return None
+    lo, hi, whole = x.min(), x.max(), bool((x.dropna() == x.dropna().round()).all())
+    if whole and 9.46e8 <= lo and hi <= 2.21e9:
+        return "unix_seconds"
+    if whole and 9.46e11 <= lo and hi <= 2.21e12:
+        return "unix_milliseconds"
+    if 25569 <= lo and hi <= 73051:
+        return "excel_serial"
+    return None
+
+
+_DAY_MONTH = r"^\s*(\d{1,2})([./-])(\d{1,2})[./-]\d{2,4}\b"
+
+
+def _date_style(present: pd.Series) -> tuple[str | None, str]:
+    """(``data.date_format``, why) of text dates written with the day and the month as
+    numbers (``31.12.2024``, ``12/31/2024``): ``day_first`` when a first number exceeds 12,
+    ``month_first`` when a second does; with neither, dates with dots are day first (the
+    convention where they are written so) and others are left to the default reading, with
+    a warning. None for ISO 8601 (year first) or named months."""
+    parts = present.str.extract(_DAY_MONTH).dropna()
+    if parts.empty:
+        return None, ""
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    example = present.loc[parts.index[0]]
+    if (first > 12).any() and not (second > 12).any():
+        big = present.loc[first[first > 12].index[0]]
+        return "day_first", f"the day comes first ({big!r})"
+    if (second > 12).any() and not (first > 12).any():
+        big = present.loc[second[second > 12].index[0]]
+        return "month_first", f"the month comes first ({big!r})"
+    if (first > 12).any():
+        return None, f"the day and the month are in either order (e.g. {example!r}): REVIEW, set data.date_format"
+    if (parts[1] == ".").all():
+        return "day_first", f"no day above 12 to tell the order; dates with dots ({example!r}) are day first: REVIEW"
+    return None, f"no day above 12 tells the day from the month ({example!r}); read month first: REVIEW"
 
 
 def _is_date(present: pd.Series) -> bool:
@@ -269,13 +387,14 @@ def infer_creation_date(df: pd.DataFrame, draft: Draft, target: str) -> None:
             draft.reasons["date"] = f"date columns {draft.dates} do not read like a creation date: random validation split"
         return
     draft.date_column = pick
+    draft.date_format = draft.date_formats.get(pick)
     draft.left_out.pop(pick, None)
     draft.reasons["date"] = (
         f"'{pick}' reads as the lead's creation date: validation on the most recent leads, forward-chaining "
         "cross-validation (--date NONE for a random split)"
     )
     drift = conversion_drift(
-        pd.to_datetime(df[pick].where(df[pick].str.strip() != ""), errors="coerce", format="mixed"), df[target] == draft.positive
+        parse_dates(df[pick].where(df[pick].str.strip() != ""), draft.date_format), df[target] == draft.positive
     )
     if drift:
         draft.warnings.append(drift)
@@ -344,7 +463,10 @@ def infer_target(df: pd.DataFrame, target: str, positive: str | None) -> tuple[s
 
 
 def infer_id(df: pd.DataFrame, given: str | None, exclude: set[str]) -> tuple[str | None, str]:
-    """(id column or None, reason): given, or the first unique, non-empty, id-like column."""
+    """(id column or None, reason): given, or the first unique, never empty column named like
+    an id, else the export's first column when it is unique, never empty and reads like
+    codes (whole numbers or text without spaces; not a date, not contact details): exports
+    put the CRM's id first, and scores pushed back need it."""
     if given is not None:
         if given not in df.columns:
             raise LeadDataError(f"id column {given!r} not found; the export has {list(df.columns)}")
@@ -353,11 +475,17 @@ def infer_id(df: pd.DataFrame, given: str | None, exclude: set[str]) -> tuple[st
             raise LeadDataError(f"id column {given!r} has empty or repeated values; leave --id out to number leads")
         return given, "given"
     for col in df.columns:
-        if col in exclude or not ID_NAME.search(col.strip()):
+        if col in exclude or not ID_NAME.search(_name(col)):
             continue
         ids = df[col].str.strip()
         if not (ids == "").any() and not ids.duplicated().any():
             return col, "unique, never empty, and named like an id"
+    first = str(df.columns[0])
+    ids = df[first].str.strip()
+    codes = ids.str.fullmatch(r"[\w\-./#]{1,64}").all() and not ids.str.fullmatch(r"-?\d+[.,]\d+").any()
+    named_else = DATE_NAME.search(_name(first)) or CONTACT_NAME.search(first)
+    if first not in exclude and codes and not named_else and not (ids == "").any() and not ids.duplicated().any():
+        return first, "the first column, unique and never empty (not named like an id): REVIEW that it is the CRM's id"
     return None, "no unique, id-like column: leads are identified by their row number in the export"
 
 
@@ -371,14 +499,32 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
     present = v[v != ""]
     if present.nunique() <= 1:
         return None, "constant (one value or empty)"
+    if ID_NAME.search(_name(col)) and present.nunique() >= 0.95 * len(present):  # an identifier, not a category
+        repeated, empty = int(present.duplicated().sum()), n - len(present)
+        draft.warnings.append(
+            f"'{col}' is named like an id but has {repeated} repeated and {empty} empty value(s): left out of the "
+            "models; if it is the CRM's id, mend those rows and pass --id"
+        )
+        return None, f"named like an id ({repeated} repeated, {empty} empty values): not a model input"
+    if DATE_NAME.search(_name(col)) and (style := _numeric_date(present)):
+        draft.dates.append(col)
+        draft.date_formats[col] = style
+        return None, f"a date ({style.replace('_', ' ')}; not a model input)"
     if set(present.str.casefold().unique()) <= {*YES, *NO} and present.nunique() == 2:
         draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
+        for spelling in sorted(present.unique()):
+            found = draft.yes_values if spelling.casefold() in YES else draft.no_values
+            if spelling not in found:
+                found.append(spelling)
         return "yes_no", f"two values, {sorted(present.unique())}"
     notation = _number_pattern(v)
     if notation is not None:
         x = _to_float(v, draft.decimal, draft.thousands)
         if present.nunique() == len(present) == n and (x == x.round()).all():
             return None, "a second id (unique whole numbers)"
+        if CONTACT_NAME.search(col):
+            return None, "a phone number or postal code (digits, not a quantity): list it as categorical to use it"
+        draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
         sentinels = _sentinels(x)
         if sentinels:
             draft.sentinels[col] = sentinels
@@ -391,7 +537,12 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
         return "categorical", f"{calendar} (a seasonal input, not a date)"
     if _is_date(present):
         draft.dates.append(col)
-        return None, "a date (not a model input)"
+        style, why = _date_style(present)
+        if style:
+            draft.date_formats[col] = style
+        if "REVIEW" in why:
+            draft.warnings.append(f"'{col}': {why}")
+        return None, "a date (not a model input" + (f"; {why}" if why else "") + ")"
     if present.nunique() > 50 and present.nunique() / len(present) > 0.5:
         return None, f"free text or near-unique ({present.nunique()} distinct values)"
     draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
@@ -419,6 +570,10 @@ def profile_export(
     if encoding:
         _check_given_encoding(head, encoding, path.name)
     enc, enc_why = (encoding, "given") if encoding else sniff_encoding(head, path.name)
+    if not encoding and enc == "utf-8" and (at := _utf8_throughout(path)) is not None:  # the head was UTF-8, a later line not
+        data = path.read_bytes()
+        line = data.count(b"\n", 0, at) + 1
+        enc, enc_why = _single_byte(data, f"UTF-8 until line {line} (byte {at}), not after")
     text = head.decode("utf-8-sig" if enc == "utf-8" else enc, errors="ignore")
     if not text.strip():
         raise LeadDataError(f"{path.name}: the export is empty (only blank lines or a byte-order mark): no header, no leads")
@@ -428,19 +583,23 @@ def profile_export(
         raise LeadDataError(f"{path.name}: the export has a header but no rows: no leads to profile")
     df.columns = [str(c).strip() for c in df.columns]
     pos, neg, target_why = infer_target(df, target, positive)
+    undecided = int((df[target].str.strip() == "").sum())
     id_col, id_why = infer_id(df, id_column, {target})
     notations = [nt for c in df.columns if c not in (target, id_col) and (nt := _number_pattern(df[c].str.strip()))]
-    commas = sum(nt[0] == "," for nt in notations)
-    dots = sum(nt[0] == "." for nt in notations)
-    decimal = "," if commas > dots else "."
-    thousands = "." if (",", ".") in notations and decimal == "," else None
+    decimal, thousands = number_notation(notations)
     draft = Draft(sep, enc, decimal, thousands, target, pos, neg, id_col, len(df))
+    if undecided:
+        draft.warnings.append(
+            f"{undecided} lead(s) have no value in '{target}' (no outcome yet): remove them from the export before "
+            "`leadscoring run`; score them afterwards"
+        )
     draft.reasons.update(
         encoding=enc_why,
         separator=sep_why,
         target=target_why,
         id=id_why,
-        decimal="numbers use ',' as decimal mark" if decimal == "," else "numbers use '.'",
+        decimal=("numbers use ',' as decimal mark" if decimal == "," else "numbers use '.'")
+        + (f", {thousands!r} between thousands" if thousands else ""),
     )
     for col in df.columns:
         if col in (target, id_col):

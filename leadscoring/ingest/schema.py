@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import RowLocator
-from leadscoring.ingest.values import is_missing, map_unique
+from leadscoring.ingest.values import is_missing, map_unique, parse_dates
 
 #: How many offending values/lines an error message lists before "...".
 MAX_EXAMPLES = 5
@@ -63,11 +63,12 @@ class LeadSchema:
         self.ranges = {c: d.ranges.get(c, (None, None)) for c in self.numeric}
         self.missing_codes = {c: sorted(set(map(float, v))) for c, v in d.numeric_missing.items()}
         self.id_from_row_number = d.id_from_row_number
-        self.date_column = d.date_column
+        self.date_column, self.date_format = d.date_column, d.date_format
         self.decimal, self.thousands = d.decimal, d.thousands
         self.positive, self.negative = d.positive_value, d.negative_value
         self.yes_no_spellings = [*d.yes_values, *d.no_values, *d.missing_values]
         self._known = {v.casefold() for v in self.yes_no_spellings}
+        self._missing = {v.casefold() for v in d.missing_values}  # "n/a", "-": missing in any column
         self.allow_extra_columns = d.allow_extra_columns
         # Behavioural features are computed from events (absent from raw exports, checked as
         # numbers when present); the export's visitor key column is kept as text to find them.
@@ -85,7 +86,7 @@ class LeadSchema:
             x = float(v)
         else:
             t = text(v)
-            if t is None:
+            if t is None or t.casefold() in self._missing:
                 return math.nan
             if self.thousands:
                 t = t.replace(self.thousands, "")
@@ -189,11 +190,12 @@ class LeadSchema:
 
     def _dates(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
         values = s.where(s.astype("string").str.strip() != "") if not pd.api.types.is_datetime64_any_dtype(s) else s
-        dates = pd.to_datetime(values, errors="coerce", format="mixed")
+        dates = parse_dates(values, self.date_format)
         bad = (dates.isna() & values.notna()).to_numpy()
         if bad.any():
+            written = f" written as {self.date_format} (data.date_format)" if self.date_format else ""
             raise LeadDataError(
-                f"{origin}: date column '{self.date_column}' has value(s) that are not dates: "
+                f"{origin}: date column '{self.date_column}' has value(s) that are not dates{written}: "
                 + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
             )
         return dates.to_numpy()
@@ -274,9 +276,16 @@ class LeadSchema:
         t = map_unique(s, target_text)
         bad = map_unique(t, lambda v: v not in (self.positive, self.negative), dtype=bool)
         if bad.any():
+            found = list(t[bad])
+            empty = sum(v is None for v in found)
+            hint = (
+                f"; {empty} lead(s) have no outcome: remove them from the export (a lead still open cannot teach the model)"
+                if empty
+                else ""
+            )
             raise LeadDataError(
                 f"{origin}: target column '{self.target_column}' must be {self.positive!r} or "
-                f"{self.negative!r}; found " + _examples(list(t[bad]), labels[bad])
+                f"{self.negative!r}; found " + _examples(["(empty)" if v is None else v for v in found], labels[bad]) + hint
             )
         return (t == self.positive).astype("int64")
 

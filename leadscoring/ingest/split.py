@@ -52,12 +52,19 @@ def check_minimum_data(y: pd.Series, cfg: ProjectConfig) -> None:
         )
 
 
-def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int) -> pd.DataFrame:
-    """A stratified sample of ``n`` leads (all of them when ``n`` is None or ≥ len)."""
+def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int, min_per_class: int = 0) -> pd.DataFrame:
+    """A stratified sample of ``n`` leads (all of them when ``n`` is None or ≥ len), holding at
+    least ``min_per_class`` leads of each outcome where the export has them: a quick run on an
+    export with few conversions still has enough to train (the sample then has a few more)."""
     if n is None or n >= len(df):
         return df
-    sample, _ = train_test_split(df, train_size=n, stratify=df[target], random_state=seed)
-    return sample.sort_index().reset_index(drop=True)
+    sample, rest = train_test_split(df, train_size=n, stratify=df[target], random_state=seed)
+    topped = [sample]
+    for outcome, have in sample[target].value_counts().items():
+        short = min(min_per_class, int((df[target] == outcome).sum())) - int(have)
+        if short > 0:
+            topped.append(rest[rest[target] == outcome].sample(short, random_state=seed))
+    return pd.concat(topped).sort_index().reset_index(drop=True)
 
 
 def fingerprint(df: pd.DataFrame) -> str:

@@ -1,5 +1,6 @@
-"""Value helpers shared by validation and cleaning: what counts as missing, and a
-function applied once per distinct value (lead columns have few).
+"""Value helpers shared by validation, profiling and cleaning: what counts as missing, a
+function applied once per distinct value (lead columns have few), and dates as the export
+writes them (:func:`parse_dates`).
 """
 
 from __future__ import annotations
@@ -26,3 +27,32 @@ def map_unique(values: object, fn: Callable[[object], object], dtype: object = o
     codes, uniques = pd.factorize(arr, use_na_sentinel=True)
     mapped = np.array([*(fn(u) for u in uniques), fn(None)], dtype=dtype)
     return mapped[codes]
+
+
+_YEAR_FIRST = r"\s*\d{4}[-/.]"
+
+
+def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
+    """Dates (``NaT`` for a value that is not one) from an export's column, written as
+    ``date_format`` says: ``None`` or ``month_first`` (pandas' reading: ISO 8601, ``12/31/2024``
+    month first), ``day_first`` (``31.12.2024``, ``31/12/2024 14:05``; a year-first value,
+    ISO 8601, is still read as such), ``unix_seconds``, ``unix_milliseconds``, ``excel_serial``
+    (days since 1899-12-30, a fraction for the time), or a strftime format. Values that are
+    already dates are kept."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    if date_format in (None, "month_first"):
+        return pd.to_datetime(values, errors="coerce", format="mixed")
+    if date_format in ("unix_seconds", "unix_milliseconds", "excel_serial"):
+        number = pd.to_numeric(values, errors="coerce")
+        if date_format == "excel_serial":
+            return pd.to_datetime(number, unit="D", origin="1899-12-30", errors="coerce")
+        return pd.to_datetime(number, unit="s" if date_format == "unix_seconds" else "ms", errors="coerce")
+    if date_format == "day_first":
+        year_first = values.astype("string").str.match(_YEAR_FIRST).fillna(False).to_numpy(dtype=bool)
+        day_first = pd.to_datetime(values.where(~year_first), errors="coerce", format="mixed", dayfirst=True)
+        if not year_first.any():
+            return day_first
+        iso = pd.to_datetime(values.where(year_first), errors="coerce", format="mixed")
+        return day_first.where(~year_first, iso)
+    return pd.to_datetime(values, errors="coerce", format=date_format)

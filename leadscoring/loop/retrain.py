@@ -60,6 +60,7 @@ from leadscoring.ingest.load import read_leads
 from leadscoring.ingest.reader import read_raw, row_locator
 from leadscoring.ingest.schema import validate_leads
 from leadscoring.ingest.split import fingerprint
+from leadscoring.ingest.values import parse_dates
 from leadscoring.io import write_csv, write_json, write_parquet, write_text
 from leadscoring.loop.inputs import FINAL, scored_inputs
 from leadscoring.loop.maturity import matured_outcomes, trained_at
@@ -373,7 +374,7 @@ def _outcome_times(cfg: ProjectConfig, new: pd.DataFrame, matured: pd.DataFrame 
         at = matured.assign(lead_id=matured["lead_id"].astype(str)).set_index("lead_id")["matured_at"]
         return new[d.id_column].astype(str).map(at)
     if d.date_column and d.date_column in new.columns:
-        return pd.to_datetime(new[d.date_column], utc=True, errors="coerce")
+        return pd.to_datetime(parse_dates(new[d.date_column], d.date_format), utc=True)
     return None
 
 

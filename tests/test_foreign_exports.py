@@ -1,0 +1,173 @@
+"""`leadscoring init` on exports written the way CRMs in other countries write them: German
+and Spanish numbers and dates, Windows-1252 text, ids that are not named "id", dates as Unix
+time or Excel serial days, yes/no spelled "Y" or "Sí", placeholders in number columns, notes
+with line breaks. Each inference is checked by reading the export back with the drafted
+configuration (the reader every later step uses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadscoring.config import load_config
+from leadscoring.errors import LeadDataError
+from leadscoring.ingest.load import read_leads, validate_file
+from leadscoring.ingest.profile import profile_export
+from leadscoring.ingest.split import stratified_sample
+from leadscoring.scaffold import init_project
+
+N = 600
+
+
+def _german(n: int = N, seed: int = 1) -> pd.DataFrame:
+    """A German CRM export: 'Lead-Nr.' ids with leading zeros, day-first creation dates,
+    '.' between thousands and ',' before decimals, Ja/Nein flags, a budget in euros."""
+    rng = np.random.default_rng(seed)
+    won = rng.random(n) < 0.3
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 365, n)), unit="D")
+    staff = rng.choice([12, 350, 1200, 12000, 45000], n)
+    budget = np.round(rng.lognormal(6.5, 1.3, n), 1)
+    return pd.DataFrame(
+        {
+            "Lead-Nr.": [f"{i:07d}" for i in range(1, n + 1)],
+            "Erstellt am": created.strftime("%d.%m.%Y"),
+            "Quelle": rng.choice(["Messe", "Google", "Empfehlung"], n),
+            "Mitarbeiter": [f"{s:,}".replace(",", ".") for s in staff],  # 1.200, 12.000: thousands, not decimals
+            "Jahresbudget (€)": [f"{b:,.1f}".replace(",", "X").replace(".", ",").replace("X", ".") for b in budget],
+            "Besuche": rng.poisson(3 + 2 * won),
+            "Newsletter": rng.choice(["Ja", "Nein"], n),
+            "Abschluss": np.where(won, "ja", "nein"),
+        }
+    )
+
+
+def _write(df: pd.DataFrame, path, sep: str = ";", encoding: str = "utf-8", terminator: str = "\n"):
+    path.write_bytes(df.to_csv(sep=sep, index=False, lineterminator=terminator).encode(encoding))
+    return path
+
+
+def _project(tmp_path, df: pd.DataFrame, target: str, **kw):
+    export = _write(df, tmp_path / "export.csv", **{k: kw.pop(k) for k in ("sep", "encoding", "terminator") if k in kw})
+    dest, draft = init_project(tmp_path / "p", export, target, **kw)
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    return cfg, draft
+
+
+def test_a_german_export_is_read_as_written(tmp_path):
+    df = _german()
+    cfg, d = _project(tmp_path, df, "Abschluss", encoding="cp1252", terminator="\r\n", positive="ja")
+    assert d.encoding == "cp1252" and "Windows-1252" in d.reasons["encoding"]  # the € of a header
+    assert (cfg.data.decimal, cfg.data.thousands) == (",", ".")
+    assert cfg.data.id_column == "Lead-Nr." and not cfg.data.id_from_row_number
+    assert cfg.data.date_column == "Erstellt am" and cfg.data.date_format == "day_first"
+    assert {"Mitarbeiter", "Jahresbudget (€)", "Besuche"} <= set(cfg.data.columns.numeric)
+    leads = read_leads(cfg.path("raw_data"), cfg)
+    assert leads["Lead-Nr."].tolist()[:2] == ["0000001", "0000002"]  # the CRM's ids, zeros kept
+    expected = pd.to_datetime(df["Erstellt am"], format="%d.%m.%Y")
+    assert (pd.to_datetime(leads["Erstellt am"]).to_numpy() == expected.to_numpy()).all()  # 05.01. is the 5th of January
+    staff = df["Mitarbeiter"].str.replace(".", "", regex=False).astype(float)
+    assert (leads["Mitarbeiter"].to_numpy() == staff.to_numpy()).all()  # 12.000 is twelve thousand
+    budget = df["Jahresbudget (€)"].str.replace(".", "", regex=False).str.replace(",", ".", regex=False).astype(float)
+    assert np.allclose(leads["Jahresbudget (€)"], budget)  # 113,4 and 1.678,5 alike
+
+
+@pytest.mark.parametrize(
+    ("fmt", "style"),
+    [("%d/%m/%Y", "day_first"), ("%m/%d/%Y %H:%M", "month_first"), ("%Y-%m-%d", None)],
+)
+def test_the_order_of_day_and_month_is_told_by_a_value_above_12(tmp_path, fmt, style):
+    df = _german().drop(columns="Erstellt am")
+    when = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(N) % 365, unit="D")
+    df.insert(1, "Fecha de creación", when.strftime(fmt))
+    cfg, d = _project(tmp_path, df, "Abschluss", positive="ja")
+    assert cfg.data.date_column == "Fecha de creación" and cfg.data.date_format == style
+    got = pd.to_datetime(read_leads(cfg.path("raw_data"), cfg)["Fecha de creación"])
+    assert (got.dt.normalize().to_numpy() == when.normalize().to_numpy()).all()
+
+
+def test_dates_with_dots_and_no_day_above_12_are_read_day_first_and_flagged(tmp_path):
+    df = _german()
+    df["Erstellt am"] = [f"{1 + i % 12:02d}.{1 + i % 12:02d}.2024" for i in range(N)]  # 03.03.2024: either order
+    d = profile_export(_write(df, tmp_path / "e.csv", encoding="cp1252"), "Abschluss", positive="ja")
+    assert d.date_format == "day_first" and any("Erstellt am" in w and "REVIEW" in w for w in d.warnings)
+
+
+def test_unix_and_excel_dates_are_dates_not_numbers(tmp_path):
+    rng = np.random.default_rng(3)
+    when = pd.Timestamp("2023-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 700, N)), unit="D")
+    df = pd.DataFrame(
+        {
+            "created_at": (when - pd.Timestamp("1970-01-01")).total_seconds().astype("int64") + rng.integers(0, 86400, N),
+            "first_touch": ((when - pd.Timestamp("1899-12-30")) / pd.Timedelta(days=1)).round(3),
+            "visits": rng.poisson(3, N),
+            "phone": np.where(rng.random(N) < 0.15, "", rng.integers(600000000, 699999999, N).astype(str)),
+            "converted": np.where(rng.random(N) < 0.3, "TRUE", "FALSE"),
+        }
+    )
+    cfg, d = _project(tmp_path, df, "converted", sep=",")
+    assert cfg.data.date_column == "created_at" and cfg.data.date_format == "unix_seconds"
+    assert "excel serial" in d.left_out["first_touch"] and "phone number" in d.left_out["phone"]
+    assert cfg.data.columns.numeric == ["visits"]
+    created = pd.to_datetime(read_leads(cfg.path("raw_data"), cfg)["created_at"])
+    assert (created.dt.normalize().to_numpy() == when.to_numpy()).all()
+
+
+def test_the_id_is_found_by_more_names_or_as_the_first_column_and_never_a_model_input(tmp_path):
+    df = _german().rename(columns={"Lead-Nr.": "Código"})
+    df["Código"] = [f"L{i:05d}" for i in range(N)]
+    assert profile_export(_write(df, tmp_path / "a.csv"), "Abschluss", positive="ja").id_column == "Código"
+
+    df = df.rename(columns={"Código": "Ref. interna CRM"})  # not named like an id: the first column, to review
+    d = profile_export(_write(df, tmp_path / "b.csv"), "Abschluss", positive="ja")
+    assert d.id_column == "Ref. interna CRM" and "REVIEW" in d.reasons["id"]
+
+    df = _german().rename(columns={"Lead-Nr.": "ID client"})
+    df.loc[[5, 9], "ID client"] = df.loc[4, "ID client"]  # two repeated ids: not the id, and never an input
+    d = profile_export(_write(df, tmp_path / "c.csv"), "Abschluss", positive="ja")
+    assert d.id_column is None and "named like an id" in d.left_out["ID client"]
+    assert "ID client" not in d.numeric and any("ID client" in w and "--id" in w for w in d.warnings)
+
+
+def test_yes_no_spellings_and_placeholders_in_numbers_are_configured(tmp_path):
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame(
+        {
+            "lead": [f"x{i}" for i in range(N)],
+            "opted_in": rng.choice(["Y", "N"], N),
+            "acepta": rng.choice(["Sí", "No"], N),
+            "employees": np.where(rng.random(N) < 0.1, rng.choice(["n/a", "-", "unknown"], N), rng.integers(1, 500, N).astype(str)),
+            "won": rng.choice(["Won", "Lost"], N),
+        }
+    )
+    cfg, d = _project(tmp_path, df, "won", sep=",")
+    assert {"opted_in", "acepta"} <= set(cfg.data.columns.yes_no) and "employees" in cfg.data.columns.numeric
+    assert {"Y", "Sí"} <= set(cfg.data.yes_values) and "N" in cfg.data.no_values
+    assert {"n/a", "-", "unknown"} <= set(cfg.data.missing_values)
+    leads = read_leads(cfg.path("raw_data"), cfg)
+    assert leads["employees"].isna().sum() == (df["employees"].isin(["n/a", "-", "unknown"])).sum()
+
+
+def test_leads_without_an_outcome_are_warned_by_init_and_named_by_validate(tmp_path):
+    df = _german()
+    df.loc[[10, 20, 30], "Abschluss"] = ""
+    cfg, d = _project(tmp_path, df, "Abschluss", positive="ja")
+    assert any(w.startswith("3 lead(s) have no value in 'Abschluss'") for w in d.warnings)
+    with pytest.raises(LeadDataError) as err:
+        validate_file(cfg.path("raw_data"), cfg)
+    assert "'(empty)' (line 12)" in str(err.value) and "3 lead(s) have no outcome: remove them" in str(err.value)
+
+
+def test_notes_with_line_breaks_and_a_late_windows_1252_byte(tmp_path):
+    df = _german(2000).rename(columns={"Jahresbudget (€)": "Jahresbudget EUR"})  # ASCII up to the Köln
+    df["Notiz"] = [f'Anruf {i}; sagt:\n"vielleicht"' if i % 7 == 0 else f"Notiz {i}" for i in range(2000)]
+    df.loc[1900, "Quelle"] = "Köln"  # past the first 64 KB: the rest of the file is ASCII
+    d = profile_export(_write(df, tmp_path / "e.csv", encoding="cp1252"), "Abschluss", positive="ja")
+    assert d.separator == ";" and d.encoding == "cp1252" and "UTF-8 until line" in d.reasons["encoding"]
+
+
+def test_a_quick_sample_keeps_enough_of_a_rare_outcome():
+    df = pd.DataFrame({"y": [1] * 60 + [0] * 2940, "x": range(3000)})
+    plain = stratified_sample(df, 1500, "y", seed=0)
+    kept = stratified_sample(df, 1500, "y", seed=0, min_per_class=40)
+    assert plain["y"].sum() == 30 and kept["y"].sum() == 40 and kept["x"].is_unique

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from importlib import resources
@@ -47,9 +48,15 @@ def shipped_notebooks() -> list[Path]:
     return found
 
 
+#: Characters a YAML file cannot hold (C0 and C1 controls but tab and line breaks,
+#: surrogates): a header read with the wrong encoding may bring some.
+_NOT_YAML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
 def _q(value: object) -> str:
-    """A YAML scalar or flow sequence (JSON is valid YAML)."""
-    return json.dumps(value, ensure_ascii=False)
+    """A YAML scalar or flow sequence (JSON is valid YAML; a character YAML cannot hold is
+    written as its JSON escape, so the column name stays exact)."""
+    return _NOT_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def _list(name: str, items: list[str], indent: str = "    ") -> str:
@@ -138,7 +145,7 @@ def draft_config(d: Draft, export_name: str) -> str:
         "  report_notebooks: [08_segmentation, 09_evaluation]",
         "",
     ]
-    return "\n".join(lines)
+    return _NOT_YAML.sub("?", "\n".join(lines))  # what is left is in comments
 
 
 def summary(d: Draft, dest: Path) -> str:
@@ -211,7 +218,14 @@ def init_project(
             shutil.copyfile(nb, tmp / "03_Notebooks" / nb.name)
         (tmp / "01_Documentos" / "config.yaml").write_text(draft_config(draft, export.name), encoding="utf-8")
         (tmp / "01_Documentos" / "analyst_notes.md").write_text(notes_template(), encoding="utf-8")
-        load_config(tmp / "01_Documentos" / "config.yaml")  # the draft must be a valid configuration
+        try:  # the draft must be a valid configuration
+            load_config(tmp / "01_Documentos" / "config.yaml")
+        except ConfigError as exc:
+            why = str(exc).split(": ", 1)[-1]
+            raise ConfigError(
+                f"{export.name}: the configuration drafted from it does not load ({why}); "
+                f"check the export's encoding ({draft.encoding}: --encoding) and separator ({draft.separator!r}: --separator)"
+            ) from None
         if dest.exists():  # made meanwhile: never replaced
             raise ConfigError(f"{dest}: already exists; `init` creates a new project folder and never touches one")
         os.replace(tmp, dest)

@@ -171,3 +171,15 @@ def test_a_quick_sample_keeps_enough_of_a_rare_outcome():
     plain = stratified_sample(df, 1500, "y", seed=0)
     kept = stratified_sample(df, 1500, "y", seed=0, min_per_class=40)
     assert plain["y"].sum() == 30 and kept["y"].sum() == 40 and kept["x"].is_unique
+
+
+def test_a_header_with_a_control_character_still_makes_a_valid_configuration(tmp_path):
+    """Bytes of no Windows-1252 meaning (0x81) are read as Latin-1, whose character there is a
+    control YAML cannot hold: the drafted configuration escapes it and keeps the name exact."""
+    df = _german().rename(columns={"Quelle": "Quelle\x81", "Jahresbudget (€)": "Jahresbudget"})
+    export = tmp_path / "export.csv"
+    export.write_bytes(df.to_csv(sep=";", index=False).encode("latin-1"))
+    dest, d = init_project(tmp_path / "p", export, "Abschluss", positive="ja")
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    assert d.encoding == "latin-1" and "Quelle\x81" in cfg.data.columns.categorical
+    assert validate_file(cfg.path("raw_data"), cfg) == N

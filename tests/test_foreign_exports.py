@@ -183,3 +183,12 @@ def test_a_header_with_a_control_character_still_makes_a_valid_configuration(tmp
     cfg = load_config(dest / "01_Documentos" / "config.yaml")
     assert d.encoding == "latin-1" and "Quelle\x81" in cfg.data.columns.categorical
     assert validate_file(cfg.path("raw_data"), cfg) == N
+
+
+def test_amounts_with_a_currency_sign_are_numbers(tmp_path):
+    df = _german()
+    amounts = np.random.default_rng(5).integers(100, 90000, N)
+    df["Presupuesto"] = [f"{a:,} €".replace(",", ".") if i % 2 else f"€{a}" for i, a in enumerate(amounts)]
+    cfg, d = _project(tmp_path, df, "Abschluss", positive="ja")
+    assert "Presupuesto" in cfg.data.columns.numeric, d.left_out.get("Presupuesto")
+    assert (read_leads(cfg.path("raw_data"), cfg)["Presupuesto"].to_numpy() == amounts).all()

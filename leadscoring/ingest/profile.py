@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.errors import LeadDataError
-from leadscoring.ingest.values import parse_dates
+from leadscoring.ingest.values import CURRENCY, parse_dates
 
 SAMPLE_ROWS = 200_000
 PLACEHOLDERS = ("select", "unknown", "n/a", "na", "-", "--", "none", "null", "?", "not specified", "no data")
@@ -217,7 +217,7 @@ def _number_pattern(values: pd.Series) -> tuple[str, str | None] | None:
     """(decimal, thousands) when most values read as numbers in one notation, else None.
     Whole numbers grouped in thousands (``1.200``, ``12.000``: every mark followed by three
     digits, none after a leading 0) tell the thousands mark and no decimal mark (``""``)."""
-    v = values[values != ""]
+    v = values[values != ""].str.replace(CURRENCY, "", regex=True)
     if v.empty:
         return None
     if v.str.fullmatch(r"-?\d+").mean() >= 0.95:
@@ -249,7 +249,8 @@ def number_notation(notations: list[tuple[str, str | None]]) -> tuple[str, str |
 
 
 def _to_float(values: pd.Series, decimal: str, thousands: str | None) -> pd.Series:
-    t = values.str.replace(thousands, "", regex=False) if thousands else values
+    t = values.str.replace(CURRENCY, "", regex=True)
+    t = t.str.replace(thousands, "", regex=False) if thousands else t
     t = t.str.replace(decimal, ".", regex=False) if decimal != "." else t
     return pd.to_numeric(t.where(t != ""), errors="coerce")
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import RowLocator
-from leadscoring.ingest.values import is_missing, map_unique, parse_dates
+from leadscoring.ingest.values import is_missing, map_unique, parse_dates, without_currency
 
 #: How many offending values/lines an error message lists before "...".
 MAX_EXAMPLES = 5
@@ -88,6 +88,7 @@ class LeadSchema:
             t = text(v)
             if t is None or t.casefold() in self._missing:
                 return math.nan
+            t = without_currency(t)
             if self.thousands:
                 t = t.replace(self.thousands, "")
             if self.decimal != ".":

@@ -5,6 +5,7 @@ writes them (:func:`parse_dates`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -27,6 +28,15 @@ def map_unique(values: object, fn: Callable[[object], object], dtype: object = o
     codes, uniques = pd.factorize(arr, use_na_sentinel=True)
     mapped = np.array([*(fn(u) for u in uniques), fn(None)], dtype=dtype)
     return mapped[codes]
+
+
+#: A currency sign before or after an amount ("1234 €", "$ 99"): not part of the number.
+CURRENCY = re.compile(r"^\s*[€$£¥]\s*|\s*[€$£¥]\s*$")
+
+
+def without_currency(t: str) -> str:
+    """``t`` without a currency sign before or after the amount."""
+    return CURRENCY.sub("", t)
 
 
 _YEAR_FIRST = r"\s*\d{4}[-/.]"

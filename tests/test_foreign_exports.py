@@ -62,6 +62,7 @@ def test_a_german_export_is_read_as_written(tmp_path):
     assert cfg.data.id_column == "Lead-Nr." and not cfg.data.id_from_row_number
     assert cfg.data.date_column == "Erstellt am" and cfg.data.date_format == "day_first"
     assert {"Mitarbeiter", "Jahresbudget (€)", "Besuche"} <= set(cfg.data.columns.numeric)
+    assert cfg.data.columns.yes_no == ["Newsletter"] and {"Ja", "Nein"} <= {*cfg.data.yes_values, *cfg.data.no_values}
     leads = read_leads(cfg.path("raw_data"), cfg)
     assert leads["Lead-Nr."].tolist()[:2] == ["0000001", "0000002"]  # the CRM's ids, zeros kept
     expected = pd.to_datetime(df["Erstellt am"], format="%d.%m.%Y")

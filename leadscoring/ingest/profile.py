@@ -25,8 +25,9 @@ from leadscoring.ingest.values import CURRENCY, parse_dates
 
 SAMPLE_ROWS = 200_000
 PLACEHOLDERS = ("select", "unknown", "n/a", "na", "-", "--", "none", "null", "?", "not specified", "no data")
-YES = ("yes", "y", "true", "1", "si", "sí", "s")
-NO = ("no", "n", "false", "0")
+#: Yes and no in English, Spanish, Portuguese, French, German and Italian.
+YES = ("yes", "y", "true", "1", "si", "sí", "s", "sim", "oui", "ja", "j", "sì", "vrai", "wahr", "verdadero", "verdadeiro", "vero")
+NO = ("no", "n", "false", "0", "não", "nao", "non", "nein", "falso", "faux", "falsch")
 POSITIVES = ("1", "yes", "y", "true", "converted", "won", "si", "sí", "buy", "bought", "purchased", "success")
 ID_NAME = re.compile(
     r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no|código|codigo|nummer|numero|número|numéro|kennung|ref"

@@ -590,6 +590,11 @@ def profile_export(
     notations = [nt for c in df.columns if c not in (target, id_col) and (nt := _number_pattern(df[c].str.strip()))]
     decimal, thousands = number_notation(notations)
     draft = Draft(sep, enc, decimal, thousands, target, pos, neg, id_col, len(df))
+    if id_col is None:
+        draft.warnings.append(
+            "no id column found: leads are numbered by their row, and scores with row numbers cannot be written back "
+            "to the CRM; pass --id COLUMN if the export holds the CRM's id"
+        )
     if undecided:
         draft.warnings.append(
             f"{undecided} lead(s) have no value in '{target}' (no outcome yet): remove them from the export before "

@@ -48,9 +48,10 @@ def shipped_notebooks() -> list[Path]:
     return found
 
 
-#: Characters a YAML file cannot hold (C0 and C1 controls but tab and line breaks,
-#: surrogates): a header read with the wrong encoding may bring some.
-_NOT_YAML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+#: Characters a YAML file cannot hold (C0 and C1 controls but tab and line feeds, surrogates)
+#: or reads as line breaks (NEL, the Unicode line and paragraph separators): a header read
+#: with the wrong encoding may bring some.
+_NOT_YAML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]")
 
 
 def _q(value: object) -> str:

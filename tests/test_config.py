@@ -61,6 +61,14 @@ def test_a_section_given_twice_is_an_error_naming_both_lines(tmp_path):
     assert f"line {last}: key 'loop' given twice (first on line {first})" in message
 
 
+def test_merge_keys_may_override_and_an_unhashable_key_is_a_yaml_error():
+    from leadscoring.config import read_yaml
+
+    assert read_yaml("base: &b {x: 1, z: 0}\nc: {<<: *b, x: 3}\n")["c"] == {"x": 3, "z": 0}
+    with pytest.raises(yaml.YAMLError, match="unhashable"):
+        read_yaml("? [1, 2]\n: 3\n")
+
+
 def test_a_key_given_twice_inside_a_section_is_an_error(tmp_path):
     text = CONFIG.read_text(encoding="utf-8").replace("  max_age_days: 90", "  max_age_days: 90\n  max_age_days: 30", 1)
     with pytest.raises(ConfigError, match="key 'max_age_days' given twice"):

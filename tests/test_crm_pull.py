@@ -298,6 +298,7 @@ def test_a_lead_the_crm_no_longer_has_is_recorded_deleted_keeping_its_outcome(tm
     last = history.iloc[-1]
     assert (last["outcome"], last["deleted"], last["status"]) == ("converted", True, '{"stage":"Won"}')
     assert last["modified_at"] == at(10) and watermark(cfg) == at(-5)
+    assert last["outcome_at"] == at(-5)  # it converted then, not at the pull: it matures no second time
     again = pull(cfg, crm, at(20), connector=FakeConnector(crm, late=[gone_record("won", at(20))]))
     assert again.rows == [] and watermark(cfg) == at(-5)  # still gone: nothing new
 

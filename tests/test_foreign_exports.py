@@ -172,6 +172,37 @@ def test_a_quick_sample_keeps_enough_of_a_rare_outcome():
     plain = stratified_sample(df, 1500, "y", seed=0)
     kept = stratified_sample(df, 1500, "y", seed=0, min_per_class=40)
     assert plain["y"].sum() == 30 and kept["y"].sum() == 40 and kept["x"].is_unique
+    rare = pd.DataFrame({"y": [1] * 5 + [0] * 9995, "x": range(10000)})
+    assert stratified_sample(rare, 100, "y", seed=0, min_per_class=20)["y"].sum() == 5  # none drawn: all five added
+
+
+def test_names_that_look_like_an_id_date_or_phone_but_are_not(tmp_path):
+    rng = np.random.default_rng(6)
+    when = pd.date_range("2024-01-01", periods=N, freq="D")
+    df = pd.DataFrame(
+        {
+            "Day": when.strftime("%Y-%m-%d"),  # unique and first, but a date: not the id
+            "Prospect ID": [f"P{i}" for i in range(N)],
+            "Lead Number": range(1000, 1000 + N),  # a second id, unique: no warning to mend it
+            "Mobile Sessions": rng.integers(0, 10, N),  # a count, not a phone number
+            "won": rng.choice(["yes", "no"], N),
+        }
+    )
+    d = profile_export(_write(df, tmp_path / "e.csv", sep=","), "won")
+    assert d.id_column == "Prospect ID" and d.date_column == "Day" and "Mobile Sessions" in d.numeric
+    assert "second id" in d.left_out["Lead Number"] and not any("Lead Number" in w for w in d.warnings)
+
+
+def test_whole_numbers_grouped_by_dots_with_no_decimals_anywhere_are_flagged(tmp_path):
+    df = _german()[["Lead-Nr.", "Mitarbeiter", "Besuche", "Abschluss"]]
+    d = profile_export(_write(df, tmp_path / "e.csv"), "Abschluss", positive="ja")
+    assert d.decimal == "." and any("REVIEW data.decimal and data.thousands" in w for w in d.warnings)
+
+
+def test_a_header_with_a_line_separator_character_still_makes_a_valid_configuration(tmp_path):
+    df = _german().rename(columns={"Quelle": "Quelle\u2028neu", "Jahresbudget (€)": "Jahresbudget"})
+    cfg, _ = _project(tmp_path, df, "Abschluss", positive="ja")
+    assert "Quelle\u2028neu" in cfg.data.columns.categorical
 
 
 def test_a_header_with_a_control_character_still_makes_a_valid_configuration(tmp_path):
@@ -193,3 +224,13 @@ def test_amounts_with_a_currency_sign_are_numbers(tmp_path):
     cfg, d = _project(tmp_path, df, "Abschluss", positive="ja")
     assert "Presupuesto" in cfg.data.columns.numeric, d.left_out.get("Presupuesto")
     assert (read_leads(cfg.path("raw_data"), cfg)["Presupuesto"].to_numpy() == amounts).all()
+
+
+def test_dates_with_offsets_that_change_are_read_in_utc():
+    """Summer and winter time in one column, or Z beside naive times: pandas refuses to mix them."""
+    from leadscoring.ingest.values import parse_dates
+
+    got = parse_dates(pd.Series(["2024-01-15T10:00+01:00", "2024-07-15T10:00+02:00", None]))
+    assert got.dt.tz is not None and got.iloc[0] == pd.Timestamp("2024-01-15T09:00Z") and pd.isna(got.iloc[2])
+    mixed = parse_dates(pd.Series(["15.01.2024", "2024-07-15T10:00+02:00"]), "day_first")
+    assert mixed.tolist() == [pd.Timestamp("2024-01-15T00:00Z"), pd.Timestamp("2024-07-15T08:00Z")]

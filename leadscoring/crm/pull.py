@@ -39,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from leadscoring.config import ConfigError, ProjectConfig
 from leadscoring.crm.connector import utc
 from leadscoring.crm.http import destination
@@ -49,6 +51,7 @@ from leadscoring.crm.outcomes import (
     StatusMap,
     append_outcome_rows,
     iso,
+    latest_rows,
     latest_states,
     read_outcome_history,
     status_text,
@@ -208,6 +211,7 @@ class _Read:
     modified_at: datetime
     mapped: Mapped
     status: str | None = None  # a gone lead's: its last known status (else the record's fields)
+    outcome_at: datetime | None = None  # a gone lead's: when its last known outcome happened
 
 
 def _read_window(
@@ -218,11 +222,13 @@ def _read_window(
     known_ids: Collection[str],
     progress: bool,
     latest: dict[str, tuple[datetime, tuple[str, bool, str]]],
+    closed_at: dict[str, datetime],
 ) -> list[_Read]:
     """Every record of the window, mapped (``crm.unmapped: fail`` stops here), with the
     summary's counts; records stamped after ``until`` are counted and left out. A lead the CRM
     no longer has (:attr:`Record.gone`) keeps its ``latest`` outcome and status (the outcome
-    history's), deleted; one the history does not know is skipped."""
+    history's) and, when converted or lost, the time of that outcome (``closed_at``: it did not
+    happen again at the pull), deleted; one the history does not know is skipped."""
     from tqdm import tqdm
 
     read: list[_Read] = []
@@ -240,10 +246,11 @@ def _read_window(
                 if before is None:
                     summary.gone_unknown += 1
                     continue
-                mapped, status = Mapped(before[1][0]), before[1][2]
+                lead = str(record.lead_id)
+                mapped, status, outcome_at = Mapped(before[1][0]), before[1][2], closed_at.get(lead)
             else:
-                mapped, status = status_map.resolve(record), None
-            read.append(_Read(record, modified, mapped, status))
+                mapped, status, outcome_at = status_map.resolve(record), None, None
+            read.append(_Read(record, modified, mapped, status, outcome_at))
             summary.read += 1
             summary.outcomes[mapped.outcome] += 1
             summary.deleted += bool(record.deleted)
@@ -272,7 +279,7 @@ def _changes(
             lead_id=str(rec.lead_id),
             outcome=item.mapped.outcome,
             modified_at=item.modified_at,
-            outcome_at=utc(rec.outcome_at) if rec.outcome_at is not None else None,
+            outcome_at=item.outcome_at if rec.gone else (utc(rec.outcome_at) if rec.outcome_at is not None else None),
             deleted=bool(rec.deleted),
             status=item.status if item.status is not None else status_text(rec.fields),
         )
@@ -343,7 +350,9 @@ def pull_outcomes(
             dry_run=dry_run,
             previous_watermark=previous,
         )
-        latest = latest_states(read_outcome_history(history_path))  # a corrupt history stops here, before the CRM is read
+        history = read_outcome_history(history_path)  # a corrupt history stops here, before the CRM is read
+        latest = latest_states(history)
+        closed_at = _closed_at(history)
         log.info("%s: reading the leads modified from %s to %s", key, iso(since), iso(until))
         own_client = client is None
         if own_client:
@@ -353,7 +362,8 @@ def pull_outcomes(
         assert client is not None
         try:
             with _redirect_logging(progress):
-                read = _read_window(connector, client, status_map, summary, ScoredIds(cfg.path("score_history")), progress, latest)
+                known = ScoredIds(cfg.path("score_history"))
+                read = _read_window(connector, client, status_map, summary, known, progress, latest, closed_at)
         finally:
             if own_client:
                 client.close()
@@ -367,6 +377,15 @@ def pull_outcomes(
                 save_watermark(watermark_path, key, summary.watermark, until)  # ... then the watermark
     log.info("%s", summary)
     return summary
+
+
+def _closed_at(history: pd.DataFrame) -> dict[str, datetime]:
+    """Lead id -> when its latest outcome, converted or lost, happened (the CRM's outcome time,
+    else that row's modification time)."""
+    latest = latest_rows(history)
+    closed = latest[latest["outcome"] != "open"]
+    when = closed["outcome_at"].fillna(closed["modified_at"])
+    return {str(lead): t.to_pydatetime() for lead, t in zip(closed["lead_id"], when, strict=True)}
 
 
 @contextlib.contextmanager

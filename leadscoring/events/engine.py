@@ -106,7 +106,8 @@ def cutoffs(cfg: ProjectConfig, leads: pd.DataFrame, at: datetime | str | None =
             f"events: each lead needs a cut-off; the leads have no column '{column}' "
             "(events.cutoff_column or data.date_column; or one date for all: events.cutoff_at)"
         )
-    values = pd.to_datetime(parse_dates(leads[column], cfg.data.date_format), utc=True).dt.tz_localize(None)
+    written = cfg.data.date_format if column == cfg.data.date_column else None  # another column: pandas' reading
+    values = pd.to_datetime(parse_dates(leads[column], written), utc=True).dt.tz_localize(None)
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise LeadDataError(f"events: lead at row {row} has no usable cut-off in '{column}' ({leads[column].iloc[row]!r})")

@@ -14,6 +14,7 @@ import codecs
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,14 +151,34 @@ def sniff_encoding(head: bytes, name: str = "the export") -> tuple[str, str]:
     return "utf-8", "valid UTF-8"
 
 
-def _single_byte(data: bytes, why: str) -> tuple[str, str]:
-    """(encoding, reason) of text that is not UTF-8: Windows-1252 (what Excel writes in Western
-    Europe: its €, curly quotes and dashes), or Latin-1 when a byte has no Windows-1252 meaning."""
+def _single_byte(data: bytes | Path, why: str) -> tuple[str, str]:
+    """(encoding, reason) of text (bytes, or a file read in blocks) that is not UTF-8:
+    Windows-1252 (what Excel writes in Western Europe: its €, curly quotes and dashes), or
+    Latin-1 when a byte has no Windows-1252 meaning."""
+    blocks = [data] if isinstance(data, bytes) else _blocks(data)
     try:
-        data.decode("cp1252")
+        for block in blocks:
+            block.decode("cp1252")  # one byte per character: a block boundary cuts none
     except UnicodeDecodeError:
         return "latin-1", f"{why}; read as Latin-1"
     return "cp1252", f"{why}; read as Windows-1252 (cp1252)"
+
+
+def _blocks(path: Path, size: int = 1 << 24) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        while block := fh.read(size):
+            yield block
+
+
+def _line_of(path: Path, at: int) -> int:
+    """The line (1-based) holding byte ``at`` of a file, read in blocks."""
+    lines, done = 1, 0
+    for block in _blocks(path):
+        lines += block.count(b"\n", 0, max(0, at - done))
+        done += len(block)
+        if done >= at:
+            break
+    return lines
 
 
 def _utf8_throughout(path: Path, chunk: int = 1 << 24) -> int | None:
@@ -236,17 +257,22 @@ def _number_pattern(values: pd.Series) -> tuple[str, str | None] | None:
     return None
 
 
-def number_notation(notations: list[tuple[str, str | None]]) -> tuple[str, str | None]:
-    """The export's (decimal, thousands) from its columns' notations: the decimal mark most
-    columns with decimals use; the other mark as thousands mark when a column groups by it."""
+def number_notation(notations: list[tuple[str, str | None]]) -> tuple[str, str | None, str]:
+    """The export's (decimal, thousands, note) from its columns' notations: the decimal mark
+    most columns with decimals use; the other mark as thousands mark when a column groups by
+    it. With no decimals anywhere, ``1.250`` is either 1,250 or 1.25: read with '.' as the
+    decimal mark, as before, and said in ``note`` (else '')."""
     commas = sum(nt[0] == "," for nt in notations)
     dots = sum(nt[0] == "." for nt in notations)
-    if commas == dots == 0:  # no decimals anywhere: a '.' grouping thousands makes ',' the decimal mark
-        decimal = "," if any(nt[1] == "." for nt in notations) else "."
-    else:
-        decimal = "," if commas > dots else "."
+    decimal = "," if commas > dots else "."
     other = "." if decimal == "," else ","
-    return decimal, other if any(nt[1] == other for nt in notations) else None
+    note = ""
+    if commas == dots == 0 and any(nt[1] == "." for nt in notations):
+        note = (
+            "numbers such as '1.250' may be thousands (1,250) or decimals (1.25), and no column with decimals "
+            "tells: read with '.' as the decimal mark; REVIEW data.decimal and data.thousands"
+        )
+    return decimal, other if any(nt[1] == other for nt in notations) else None, note
 
 
 def _to_float(values: pd.Series, decimal: str, thousands: str | None) -> pd.Series:
@@ -485,7 +511,7 @@ def infer_id(df: pd.DataFrame, given: str | None, exclude: set[str]) -> tuple[st
     first = str(df.columns[0])
     ids = df[first].str.strip()
     codes = ids.str.fullmatch(r"[\w\-./#]{1,64}").all() and not ids.str.fullmatch(r"-?\d+[.,]\d+").any()
-    named_else = DATE_NAME.search(_name(first)) or CONTACT_NAME.search(first)
+    named_else = DATE_NAME.search(_name(first)) or CONTACT_NAME.search(first) or _is_date(ids) or _numeric_date(ids)
     if first not in exclude and codes and not named_else and not (ids == "").any() and not ids.duplicated().any():
         return first, "the first column, unique and never empty (not named like an id): REVIEW that it is the CRM's id"
     return None, "no unique, id-like column: leads are identified by their row number in the export"
@@ -503,6 +529,8 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
         return None, "constant (one value or empty)"
     if ID_NAME.search(_name(col)) and present.nunique() >= 0.95 * len(present):  # an identifier, not a category
         repeated, empty = int(present.duplicated().sum()), n - len(present)
+        if not repeated and not empty:
+            return None, "a second id (unique, named like an id)"
         draft.warnings.append(
             f"'{col}' is named like an id but has {repeated} repeated and {empty} empty value(s): left out of the "
             "models; if it is the CRM's id, mend those rows and pass --id"
@@ -524,7 +552,7 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
         x = _to_float(v, draft.decimal, draft.thousands)
         if present.nunique() == len(present) == n and (x == x.round()).all():
             return None, "a second id (unique whole numbers)"
-        if CONTACT_NAME.search(col):
+        if CONTACT_NAME.search(col) and present.str.count(r"\d").median() >= 4:  # "Mobile sessions" (0-9) is a count
             return None, "a phone number or postal code (digits, not a quantity): list it as categorical to use it"
         draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
         sentinels = _sentinels(x)
@@ -573,9 +601,7 @@ def profile_export(
         _check_given_encoding(head, encoding, path.name)
     enc, enc_why = (encoding, "given") if encoding else sniff_encoding(head, path.name)
     if not encoding and enc == "utf-8" and (at := _utf8_throughout(path)) is not None:  # the head was UTF-8, a later line not
-        data = path.read_bytes()
-        line = data.count(b"\n", 0, at) + 1
-        enc, enc_why = _single_byte(data, f"UTF-8 until line {line} (byte {at}), not after")
+        enc, enc_why = _single_byte(path, f"UTF-8 until line {_line_of(path, at)} (byte {at}), not after")
     text = head.decode("utf-8-sig" if enc == "utf-8" else enc, errors="ignore")
     if not text.strip():
         raise LeadDataError(f"{path.name}: the export is empty (only blank lines or a byte-order mark): no header, no leads")
@@ -588,8 +614,10 @@ def profile_export(
     undecided = int((df[target].str.strip() == "").sum())
     id_col, id_why = infer_id(df, id_column, {target})
     notations = [nt for c in df.columns if c not in (target, id_col) and (nt := _number_pattern(df[c].str.strip()))]
-    decimal, thousands = number_notation(notations)
+    decimal, thousands, notation_note = number_notation(notations)
     draft = Draft(sep, enc, decimal, thousands, target, pos, neg, id_col, len(df))
+    if notation_note:
+        draft.warnings.append(notation_note)
     if id_col is None:
         draft.warnings.append(
             "no id column found: leads are numbered by their row, and scores with row numbers cannot be written back "

@@ -60,7 +60,7 @@ def stratified_sample(df: pd.DataFrame, n: int | None, target: str, seed: int, m
         return df
     sample, rest = train_test_split(df, train_size=n, stratify=df[target], random_state=seed)
     topped = [sample]
-    for outcome, have in sample[target].value_counts().items():
+    for outcome, have in sample[target].value_counts().reindex(df[target].unique(), fill_value=0).items():
         short = min(min_per_class, int((df[target] == outcome).sum())) - int(have)
         if short > 0:
             topped.append(rest[rest[target] == outcome].sample(short, random_state=seed))

@@ -52,7 +52,7 @@ def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         return values
     if date_format in (None, "month_first"):
-        return pd.to_datetime(values, errors="coerce", format="mixed")
+        return _mixed(values)
     if date_format in ("unix_seconds", "unix_milliseconds", "excel_serial"):
         number = pd.to_numeric(values, errors="coerce")
         if date_format == "excel_serial":
@@ -60,9 +60,20 @@ def parse_dates(values: pd.Series, date_format: str | None = None) -> pd.Series:
         return pd.to_datetime(number, unit="s" if date_format == "unix_seconds" else "ms", errors="coerce")
     if date_format == "day_first":
         year_first = values.astype("string").str.match(_YEAR_FIRST).fillna(False).to_numpy(dtype=bool)
-        day_first = pd.to_datetime(values.where(~year_first), errors="coerce", format="mixed", dayfirst=True)
+        day_first = _mixed(values.where(~year_first), dayfirst=True)
         if not year_first.any():
             return day_first
-        iso = pd.to_datetime(values.where(year_first), errors="coerce", format="mixed")
+        iso = _mixed(values.where(year_first))
+        if day_first.dt.tz is not None or iso.dt.tz is not None:  # one side with offsets: both in UTC
+            day_first, iso = pd.to_datetime(day_first, utc=True), pd.to_datetime(iso, utc=True)
         return day_first.where(~year_first, iso)
     return pd.to_datetime(values, errors="coerce", format=date_format)
+
+
+def _mixed(values: pd.Series, dayfirst: bool = False) -> pd.Series:
+    """pandas' reading of each value; offsets that differ (summer and winter time, ``Z`` beside
+    naive times) are read in UTC, which pandas refuses to mix otherwise."""
+    try:
+        return pd.to_datetime(values, errors="coerce", format="mixed", dayfirst=dayfirst)
+    except ValueError:
+        return pd.to_datetime(values, errors="coerce", format="mixed", dayfirst=dayfirst, utc=True)

@@ -234,3 +234,22 @@ def test_dates_with_offsets_that_change_are_read_in_utc():
     assert got.dt.tz is not None and got.iloc[0] == pd.Timestamp("2024-01-15T09:00Z") and pd.isna(got.iloc[2])
     mixed = parse_dates(pd.Series(["15.01.2024", "2024-07-15T10:00+02:00"]), "day_first")
     assert mixed.tolist() == [pd.Timestamp("2024-01-15T00:00Z"), pd.Timestamp("2024-07-15T08:00Z")]
+
+
+def test_a_space_between_thousands_as_spreadsheets_write_it(tmp_path):
+    """French exports group thousands with a space, often a no-break space (U+00A0 or U+202F)."""
+    rng = np.random.default_rng(7)
+    revenue = np.round(rng.lognormal(8, 1.5, N), 1)
+    staff = rng.choice([8, 1200, 15000], N)
+    df = pd.DataFrame(
+        {
+            "Référence": [f"R{i}" for i in range(N)],
+            "Chiffre d'affaires": [f"{r:,.1f}".replace(",", "\u202f").replace(".", ",") for r in revenue],
+            "Effectif": [f"{s:,}".replace(",", "\u00a0") for s in staff],
+            "Résultat": rng.choice(["Gagné", "Perdu"], N),
+        }
+    )
+    cfg, _ = _project(tmp_path, df, "Résultat", positive="Gagné")
+    assert (cfg.data.decimal, cfg.data.thousands) == (",", " ")
+    leads = read_leads(cfg.path("raw_data"), cfg)
+    assert np.allclose(leads["Chiffre d'affaires"], revenue) and (leads["Effectif"].to_numpy() == staff).all()

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.errors import LeadDataError
-from leadscoring.ingest.values import CURRENCY, parse_dates
+from leadscoring.ingest.values import CURRENCY, parse_dates, without_thousands
 
 SAMPLE_ROWS = 200_000
 PLACEHOLDERS = ("select", "unknown", "n/a", "na", "-", "--", "none", "null", "?", "not specified", "no data")
@@ -247,10 +247,13 @@ def _number_pattern(values: pd.Series) -> tuple[str, str | None] | None:
     for decimal, thousands, pattern in (
         ("", ".", r"-?[1-9]\d{0,2}(\.\d{3})+|-?\d+"),
         ("", ",", r"-?[1-9]\d{0,2}(,\d{3})+|-?\d+"),
+        ("", " ", r"-?[1-9]\d{0,2}([ \u00a0\u202f]\d{3})+|-?\d+"),
         (".", None, r"-?\d+(\.\d+)?([eE][-+]?\d+)?"),
         (",", None, r"-?\d+(,\d+)?"),
         (",", ".", r"-?\d{1,3}(\.\d{3})*(,\d+)?"),
         (".", ",", r"-?\d{1,3}(,\d{3})*(\.\d+)?"),
+        (",", " ", r"-?\d{1,3}([ \u00a0\u202f]\d{3})*(,\d+)?"),
+        (".", " ", r"-?\d{1,3}([ \u00a0\u202f]\d{3})*(\.\d+)?"),
     ):
         if v.str.fullmatch(pattern).mean() >= 0.95:
             return decimal, thousands
@@ -259,25 +262,27 @@ def _number_pattern(values: pd.Series) -> tuple[str, str | None] | None:
 
 def number_notation(notations: list[tuple[str, str | None]]) -> tuple[str, str | None, str]:
     """The export's (decimal, thousands, note) from its columns' notations: the decimal mark
-    most columns with decimals use; the other mark as thousands mark when a column groups by
-    it. With no decimals anywhere, ``1.250`` is either 1,250 or 1.25: read with '.' as the
-    decimal mark, as before, and said in ``note`` (else '')."""
+    most columns with decimals use; as thousands mark, the other mark or a space, whichever
+    most columns group by (a space stands for no-break spaces too). With no decimals anywhere,
+    ``1.250`` is either 1,250 or 1.25: read with '.' as the decimal mark, as before, and said
+    in ``note`` (else '')."""
     commas = sum(nt[0] == "," for nt in notations)
     dots = sum(nt[0] == "." for nt in notations)
     decimal = "," if commas > dots else "."
     other = "." if decimal == "," else ","
+    grouping = [nt[1] for nt in notations if nt[1] in (other, " ")]
+    thousands = max((other, " "), key=grouping.count) if grouping else None
     note = ""
     if commas == dots == 0 and any(nt[1] == "." for nt in notations):
         note = (
             "numbers such as '1.250' may be thousands (1,250) or decimals (1.25), and no column with decimals "
             "tells: read with '.' as the decimal mark; REVIEW data.decimal and data.thousands"
         )
-    return decimal, other if any(nt[1] == other for nt in notations) else None, note
+    return decimal, thousands, note
 
 
 def _to_float(values: pd.Series, decimal: str, thousands: str | None) -> pd.Series:
-    t = values.str.replace(CURRENCY, "", regex=True)
-    t = t.str.replace(thousands, "", regex=False) if thousands else t
+    t = values.str.replace(CURRENCY, "", regex=True).map(lambda v: without_thousands(v, thousands))
     t = t.str.replace(decimal, ".", regex=False) if decimal != "." else t
     return pd.to_numeric(t.where(t != ""), errors="coerce")
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import RowLocator
-from leadscoring.ingest.values import is_missing, map_unique, parse_dates, without_currency
+from leadscoring.ingest.values import is_missing, map_unique, parse_dates, without_currency, without_thousands
 
 #: How many offending values/lines an error message lists before "...".
 MAX_EXAMPLES = 5
@@ -89,8 +89,7 @@ class LeadSchema:
             if t is None or t.casefold() in self._missing:
                 return math.nan
             t = without_currency(t)
-            if self.thousands:
-                t = t.replace(self.thousands, "")
+            t = without_thousands(t, self.thousands)
             if self.decimal != ".":
                 t = t.replace(self.decimal, ".")
             try:

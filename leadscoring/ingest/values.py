@@ -39,6 +39,20 @@ def without_currency(t: str) -> str:
     return CURRENCY.sub("", t)
 
 
+#: A space as thousands mark (``1 234,5``) is written by spreadsheets as a space, a no-break
+#: space or a narrow no-break space: all three are that mark.
+SPACES = (" ", "\u00a0", "\u202f")
+
+
+def without_thousands(t: str, thousands: str | None) -> str:
+    """``t`` without its thousands marks (any kind of space when the mark is a space)."""
+    if not thousands:
+        return t
+    for mark in SPACES if thousands in SPACES else (thousands,):
+        t = t.replace(mark, "")
+    return t
+
+
 _YEAR_FIRST = r"\s*\d{4}[-/.]"
 
 

@@ -299,6 +299,46 @@ def test_a_full_disk_names_the_output_file(project, export, tmp_path, capsys, mo
     assert f"error: {out}: not written, the disk is full (No space left on device)" in line and "::" not in line, line
     assert not out.exists() and not list(tmp_path.glob(".scores.csv.*"))
 
+
+def test_a_failed_write_closes_no_writer_while_another_write_runs(project, export, tmp_path, capsys, monkeypatch):
+    """The scores' write fails while the inputs file's write, queued after it, still runs: the
+    writers are closed only once it has finished. Closing a parquet writer under a running
+    write replaced the full-disk message by the parquet library's "Only 0 out of 4 columns
+    are initialized", or crashed the process."""
+    import threading
+    import time
+
+    import pyarrow.parquet as pq
+
+    from leadscoring.serving import batch
+
+    src = tmp_path / "leads.csv"
+    src.write_text(_csv(export), encoding="utf-8")
+    out = tmp_path / "scores.csv"
+    finished, closed_early = threading.Event(), []
+    real = pq.ParquetWriter
+
+    class SlowWriter(real):
+        def write_table(self, *args, **kwargs):
+            time.sleep(0.5)  # still writing when the scores' write has failed
+            super().write_table(*args, **kwargs)
+            finished.set()
+
+        def close(self):
+            closed_early.append(not finished.is_set())
+            super().close()
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "ParquetWriter", SlowWriter)
+    monkeypatch.setattr(batch, "_write_csv", full_disk)
+    line = _one_line_error(
+        *_cli(capsys, "--config", str(project), "score", "--input", str(src), "--output", str(out), "--no-progress")[::2]
+    )
+    assert "not written, the disk is full (No space left on device)" in line, line
+    assert closed_early == [False]  # the inputs file's writer, closed after its write finished
+
     def quota(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EDQUOT, "Disk quota exceeded")  # from elsewhere, naming no file
 

@@ -16,6 +16,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -145,11 +146,20 @@ class _ChunkWriter:
         self.bar.update(table.num_rows)
 
     def flush(self) -> None:
-        """Wait for the last chunk's writes."""
-        while self.pending:
-            self.pending.pop(0).result()
+        """Wait for the last chunk's writes, every one of them, then raise the first failure
+        (a full disk): no writer may be closed while the pool still writes to it."""
+        pending, self.pending = self.pending, []
+        futures_wait(pending)
+        for future in pending:
+            future.result()
 
     def close(self) -> None:
+        """Close the writers once no write is pending: on a failure, the writes queued after the
+        failed one (the inputs file's) finish first. Closing a parquet writer that another
+        thread is writing to fails in the parquet library ("Only 0 out of 4 columns are
+        initialized", in place of the failure being reported) or crashes the process."""
+        futures_wait(self.pending)
+        self.pending = []
         if self.writer is not None:
             self.writer.close()
         if self.inputs_writer is not None:

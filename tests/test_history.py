@@ -28,6 +28,7 @@ from leadscoring.serving.history import (
     compact,
     history_folder,
     read_history,
+    read_history_tail,
     trends,
 )
 
@@ -466,3 +467,32 @@ def test_a_compaction_removes_its_own_lock_and_never_another_s(tmp_path):
     with _compaction_lock(taken):
         (taken / COMPACTION_LOCK).write_text("4242 another compaction\n", encoding="utf-8")
     assert (taken / COMPACTION_LOCK).read_text(encoding="utf-8") == "4242 another compaction\n"
+
+
+def test_the_tail_of_the_history_is_its_end_read_from_the_newest_row_groups_back(tmp_path, monkeypatch):
+    """What a check of the latest scorings reads (the A/B groups at every model load): the
+    same rows as the end of the whole history, filtered, without reading the older files."""
+    import pyarrow.compute as pc
+
+    path = tmp_path / "h"
+    hist = ScoreHistory(path)
+    for night in range(4):
+        hist.append([f"n{night}-{i}" for i in range(50)], list(range(50)), "m1", T0 + timedelta(days=night))
+    compact(path)  # the first four nights in one file
+    for night in range(4, 6):
+        hist.append([f"n{night}-{i}" for i in range(50)], list(range(50)), "m1", T0 + timedelta(days=night))
+
+    def keep(table):
+        return pc.greater_equal(table["score"], 10)
+
+    columns = ["lead_id", "score"]
+    whole = read_history(path, columns)
+    whole = whole.filter(keep(whole))
+    for rows in (30, 80, 10_000):
+        tail = read_history_tail(path, columns, rows, keep)
+        assert tail.to_pylist() == whole.slice(max(0, whole.num_rows - rows)).to_pylist()
+    opened = []
+    real = history_module.pq.ParquetFile
+    monkeypatch.setattr(history_module.pq, "ParquetFile", lambda p, *a, **k: opened.append(p.name) or real(p, *a, **k))
+    read_history_tail(path, columns, 30, keep)
+    assert len(opened) == 1 and opened[0].startswith("part-")  # the newest part alone

@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from leadscoring.config import ConfigError, ExperimentConfig
-from leadscoring.serving.history import read_history
+from leadscoring.serving.history import read_history_tail
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,15 @@ def check_groups(experiment: ExperimentConfig, history_path: str | os.PathLike[s
     Returns the leads compared (0 without an experiment or recorded groups)."""
     if not experiment.enabled:
         return 0
-    table = read_history(history_path, ["lead_id", "scored_at", GROUP_FIELD])
-    recorded = pc.is_valid(table[GROUP_FIELD])
-    if experiment.started_at is not None:
-        recorded = pc.and_(recorded, pc.greater_equal(table["scored_at"], pd.Timestamp(experiment.started_at)))
-    table = table.filter(recorded)
+    started = pd.Timestamp(experiment.started_at) if experiment.started_at is not None else None
+
+    def recorded(table: pa.Table) -> pa.Array:
+        mask = pc.is_valid(table[GROUP_FIELD])
+        return mask if started is None else pc.and_(mask, pc.greater_equal(table["scored_at"], started))
+
+    table = read_history_tail(history_path, ["lead_id", "scored_at", GROUP_FIELD], CHECK_ROWS, recorded)
     if table.num_rows == 0:
         return 0
-    table = table.slice(max(0, table.num_rows - CHECK_ROWS))
     frame = pd.DataFrame({"lead": table["lead_id"].to_pandas(), "was": table[GROUP_FIELD].to_pandas()})
     frame = frame.drop_duplicates("lead", keep="last")
     now = experiment_groups(frame["lead"], experiment)

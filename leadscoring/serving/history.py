@@ -357,6 +357,44 @@ def read_history(path: str | os.PathLike[str], columns: Sequence[str] = tuple(SC
     return relisted(lambda: _read_files(_listed(folder)[1], columns))
 
 
+def read_history_tail(
+    path: str | os.PathLike[str], columns: Sequence[str], rows: int, keep: Callable[[pa.Table], pa.Array] | None = None
+) -> pa.Table:
+    """The last ``rows`` rows of the score history at ``path`` (in append order) that ``keep``
+    selects (a boolean mask of a table of ``columns``; default: every row), read row group by
+    row group from the newest back until that many are found: a check of the latest scorings
+    costs their size, not the history's."""
+    folder = history_folder(path)
+
+    def read() -> pa.Table:
+        paths = [*_legacy_files(folder), *(folder / n for n in _live(folder, _listing(folder)))]  # oldest first
+        parts: list[pa.Table] = []
+        found = 0
+        for source in reversed(paths):
+            try:
+                file = pq.ParquetFile(source)
+                present = set(file.schema_arrow.names)
+                wanted = [n for n in columns if n in present or n not in OPTIONAL_COLUMNS]
+                for group in reversed(range(file.num_row_groups)):
+                    table = _conformed(file.read_row_group(group, columns=wanted), present, columns)
+                    parts.append(table.filter(keep(table)) if keep is not None else table)
+                    found += parts[-1].num_rows
+                    if found >= rows:
+                        break
+            except FileNotFoundError:
+                raise
+            except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
+                raise _unreadable(source, exc) from exc
+            if found >= rows:
+                break
+        if not parts:
+            return pa.schema([SCHEMA.field(n) for n in columns]).empty_table()
+        tail = pa.concat_tables(reversed(parts))
+        return tail.slice(max(0, tail.num_rows - rows))
+
+    return relisted(read)
+
+
 @dataclass(frozen=True)
 class Scorings:
     """Some leads' scorings in the score history, located for reading their inputs later

@@ -9,6 +9,7 @@ a live writer's temporary file is never touched.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import json
@@ -20,6 +21,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,13 +189,22 @@ def append_json_line(obj: Any, dest: str | os.PathLike[str]) -> Path:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(obj, default=str, ensure_ascii=False) + "\n"
-    with open(dest, "a+b") as fh:
-        if fh.seek(0, os.SEEK_END) > 0:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                line = "\n" + line
-        fh.write(line.encode("utf-8"))
+    with open(dest, "ab") as fh:
+        fh.write((line if last_line_ended(dest) else "\n" + line).encode("utf-8"))
     return dest
+
+
+def last_line_ended(path: str | os.PathLike[str]) -> bool:
+    """Whether the file's last line has its line end (or there is no line yet): an append
+    after a line cut short (a writer killed, a hand edit) must end that line first."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.seek(0, os.SEEK_END) == 0:
+                return True
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
 
 
 def write_csv(df: pd.DataFrame, dest: str | os.PathLike[str], **kwargs: Any) -> Path:
@@ -280,3 +291,38 @@ def check_output(
     if parent is not None and not os.access(parent, os.W_OK):
         raise OutputPathError(f"{dest}: the folder {parent} is not writable")
     return dest
+
+
+def file_blocks(path: str | os.PathLike[str], size: int = 1 << 24) -> Iterator[bytes]:
+    """A file's bytes, block by block (a large export is never read whole)."""
+    with open(path, "rb") as fh:
+        while block := fh.read(size):
+            yield block
+
+
+@dataclass(frozen=True)
+class NotUtf8:
+    """Where a file stops being UTF-8: its first such byte, the line holding it (1-based), and
+    why (the decoder's reason)."""
+
+    byte: int
+    line: int
+    reason: str
+
+
+def first_non_utf8(path: str | os.PathLike[str]) -> NotUtf8 | None:
+    """None when the whole file is UTF-8, else where it stops being (read block by block)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    done, lines = 0, 1
+    for block in file_blocks(path):
+        try:
+            decoder.decode(block, final=False)
+        except UnicodeDecodeError as exc:
+            return NotUtf8(done + exc.start, lines + block.count(b"\n", 0, exc.start), exc.reason)
+        done += len(block)
+        lines += block.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        return NotUtf8(done, lines, exc.reason)
+    return None

@@ -41,7 +41,7 @@ import pandas as pd
 
 from leadscoring.config import ConfigError, CrmConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.io import atomic_path
+from leadscoring.io import atomic_path, first_non_utf8, last_line_ended
 
 log = logging.getLogger(__name__)
 
@@ -276,13 +276,10 @@ def _empty_history() -> pd.DataFrame:
 
 def _not_utf8(path: Path) -> OutcomeHistoryError:
     """Where the file stops being UTF-8: its byte, row and line (pandas counts from its chunk)."""
-    raw = path.read_bytes()
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        return OutcomeHistoryError(f"{path}: row {line - 1} (line {line}) is not UTF-8 text ({exc.reason} at byte {exc.start})")
-    return OutcomeHistoryError(f"{path}: not UTF-8 text")
+    bad = first_non_utf8(path)
+    if bad is None:
+        return OutcomeHistoryError(f"{path}: not UTF-8 text")
+    return OutcomeHistoryError(f"{path}: row {bad.line - 1} (line {bad.line}) is not UTF-8 text ({bad.reason} at byte {bad.byte})")
 
 
 def _bad(path: Path, pos: int, field: str, value: str, why: str) -> OutcomeHistoryError:
@@ -371,9 +368,9 @@ def latest_outcomes(path: str | os.PathLike[str]) -> pd.DataFrame:
     return latest_rows(read_outcome_history(path))
 
 
-def latest_states(history: pd.DataFrame) -> dict[str, tuple[datetime, tuple[str, bool, str]]]:
-    """Lead id -> (modified_at, (outcome, deleted, status)) of its latest row."""
-    latest = latest_rows(history)
+def latest_states(latest: pd.DataFrame) -> dict[str, tuple[datetime, tuple[str, bool, str]]]:
+    """Lead id -> (modified_at, (outcome, deleted, status)) of its latest row (``latest``: the
+    history's :func:`latest_rows`)."""
     return {
         lead: (when.to_pydatetime(), (outcome, bool(deleted), status))
         for lead, when, outcome, deleted, status in zip(
@@ -393,12 +390,9 @@ def append_outcome_rows(path: str | os.PathLike[str], rows: Iterable[OutcomeRow]
     path = Path(path)
     with atomic_path(path) as tmp:
         fresh = not path.is_file() or path.stat().st_size == 0
-        line_end = True
         if not fresh:
             shutil.copyfile(path, tmp)
-            with tmp.open("rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                line_end = fh.read(1) == b"\n"
+        line_end = last_line_ended(tmp)
         with tmp.open("a", encoding="utf-8", newline="") as fh:
             if not line_end:  # a hand-edited file without its last line end
                 fh.write("\n")

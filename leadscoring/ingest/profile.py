@@ -14,7 +14,6 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.errors import LeadDataError
-from leadscoring.ingest.values import CURRENCY, parse_dates, without_thousands
+from leadscoring.ingest.values import CURRENCY, parse_dates, plain_number
+from leadscoring.io import file_blocks, first_non_utf8
 
 SAMPLE_ROWS = 200_000
 PLACEHOLDERS = ("select", "unknown", "n/a", "na", "-", "--", "none", "null", "?", "not specified", "no data")
@@ -155,48 +155,13 @@ def _single_byte(data: bytes | Path, why: str) -> tuple[str, str]:
     """(encoding, reason) of text (bytes, or a file read in blocks) that is not UTF-8:
     Windows-1252 (what Excel writes in Western Europe: its €, curly quotes and dashes), or
     Latin-1 when a byte has no Windows-1252 meaning."""
-    blocks = [data] if isinstance(data, bytes) else _blocks(data)
+    blocks = [data] if isinstance(data, bytes) else file_blocks(data)
     try:
         for block in blocks:
             block.decode("cp1252")  # one byte per character: a block boundary cuts none
     except UnicodeDecodeError:
         return "latin-1", f"{why}; read as Latin-1"
     return "cp1252", f"{why}; read as Windows-1252 (cp1252)"
-
-
-def _blocks(path: Path, size: int = 1 << 24) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while block := fh.read(size):
-            yield block
-
-
-def _line_of(path: Path, at: int) -> int:
-    """The line (1-based) holding byte ``at`` of a file, read in blocks."""
-    lines, done = 1, 0
-    for block in _blocks(path):
-        lines += block.count(b"\n", 0, max(0, at - done))
-        done += len(block)
-        if done >= at:
-            break
-    return lines
-
-
-def _utf8_throughout(path: Path, chunk: int = 1 << 24) -> int | None:
-    """None when the whole file is UTF-8, else the position of its first byte that is not."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    done = 0
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            try:
-                decoder.decode(block, final=False)
-            except UnicodeDecodeError as exc:
-                return done + exc.start
-            done += len(block)
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return done
-    return None
 
 
 def _check_given_encoding(head: bytes, encoding: str, name: str) -> None:
@@ -282,8 +247,7 @@ def number_notation(notations: list[tuple[str, str | None]]) -> tuple[str, str |
 
 
 def _to_float(values: pd.Series, decimal: str, thousands: str | None) -> pd.Series:
-    t = values.str.replace(CURRENCY, "", regex=True).map(lambda v: without_thousands(v, thousands))
-    t = t.str.replace(decimal, ".", regex=False) if decimal != "." else t
+    t = values.map(lambda v: plain_number(v, decimal, thousands))
     return pd.to_numeric(t.where(t != ""), errors="coerce")
 
 
@@ -320,7 +284,6 @@ CALENDAR_NAMES = {
     ).split(),
 }
 TIME_OF_DAY = re.compile(r"\d{1,2}(:\d{2}){1,2}(\s?[ap]\.?m\.?)?|\d{1,2}\s?[ap]\.?m\.?", re.I)
-#: Names of a lead's creation date, most telling first; names of later events are never it.
 #: Words of a creation-date column's name, most telling first: explicit creation, then first
 #: contact / sign-up, then a lead date, then a generic date, then a day or time.
 CREATION_WORDS = tuple(
@@ -605,8 +568,8 @@ def profile_export(
     if encoding:
         _check_given_encoding(head, encoding, path.name)
     enc, enc_why = (encoding, "given") if encoding else sniff_encoding(head, path.name)
-    if not encoding and enc == "utf-8" and (at := _utf8_throughout(path)) is not None:  # the head was UTF-8, a later line not
-        enc, enc_why = _single_byte(path, f"UTF-8 until line {_line_of(path, at)} (byte {at}), not after")
+    if not encoding and enc == "utf-8" and (bad := first_non_utf8(path)) is not None:  # the head was UTF-8, a later line not
+        enc, enc_why = _single_byte(path, f"UTF-8 until line {bad.line} (byte {bad.byte}), not after")
     text = head.decode("utf-8-sig" if enc == "utf-8" else enc, errors="ignore")
     if not text.strip():
         raise LeadDataError(f"{path.name}: the export is empty (only blank lines or a byte-order mark): no header, no leads")

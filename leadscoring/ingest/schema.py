@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import RowLocator
-from leadscoring.ingest.values import is_missing, map_unique, parse_dates, without_currency, without_thousands
+from leadscoring.ingest.values import is_missing, map_unique, parse_dates, plain_number
 
 #: How many offending values/lines an error message lists before "...".
 MAX_EXAMPLES = 5
@@ -88,12 +88,8 @@ class LeadSchema:
             t = text(v)
             if t is None or t.casefold() in self._missing:
                 return math.nan
-            t = without_currency(t)
-            t = without_thousands(t, self.thousands)
-            if self.decimal != ".":
-                t = t.replace(self.decimal, ".")
             try:
-                x = float(t)
+                x = float(plain_number(t, self.decimal, self.thousands))
             except ValueError:
                 raise ValueError("must be numeric") from None
         if not math.isfinite(x):

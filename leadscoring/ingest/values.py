@@ -34,23 +34,21 @@ def map_unique(values: object, fn: Callable[[object], object], dtype: object = o
 CURRENCY = re.compile(r"^\s*[€$£¥]\s*|\s*[€$£¥]\s*$")
 
 
-def without_currency(t: str) -> str:
-    """``t`` without a currency sign before or after the amount."""
-    return CURRENCY.sub("", t)
-
-
 #: A space as thousands mark (``1 234,5``) is written by spreadsheets as a space, a no-break
 #: space or a narrow no-break space: all three are that mark.
 SPACES = (" ", "\u00a0", "\u202f")
 
 
-def without_thousands(t: str, thousands: str | None) -> str:
-    """``t`` without its thousands marks (any kind of space when the mark is a space)."""
-    if not thousands:
-        return t
-    for mark in SPACES if thousands in SPACES else (thousands,):
-        t = t.replace(mark, "")
-    return t
+def plain_number(t: str, decimal: str, thousands: str | None) -> str:
+    """A number written in an export's notation as Python reads it: without a currency sign
+    before or after the amount, without thousands marks (any kind of space when the mark is a
+    space), ``decimal`` as ``.`` (``"1.234,5 €"`` -> ``"1234.5"``). The one reading of the
+    notation, for the reader and for ``init``'s profile."""
+    t = CURRENCY.sub("", t)
+    if thousands:
+        for mark in SPACES if thousands in SPACES else (thousands,):
+            t = t.replace(mark, "")
+    return t.replace(decimal, ".") if decimal != "." else t
 
 
 _YEAR_FIRST = r"\s*\d{4}[-/.]"

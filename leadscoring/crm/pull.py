@@ -242,11 +242,11 @@ def _read_window(
                 summary.outside_window += 1
                 continue
             if record.gone:
-                before = latest.get(str(record.lead_id))
+                lead = str(record.lead_id)
+                before = latest.get(lead)
                 if before is None:
                     summary.gone_unknown += 1
                     continue
-                lead = str(record.lead_id)
                 mapped, status, outcome_at = Mapped(before[1][0]), before[1][2], closed_at.get(lead)
             else:
                 mapped, status, outcome_at = status_map.resolve(record), None, None
@@ -351,8 +351,8 @@ def pull_outcomes(
             previous_watermark=previous,
         )
         history = read_outcome_history(history_path)  # a corrupt history stops here, before the CRM is read
-        latest = latest_states(history)
-        closed_at = _closed_at(history)
+        latest_frame = latest_rows(history)
+        latest, closed_at = latest_states(latest_frame), _closed_at(latest_frame)
         log.info("%s: reading the leads modified from %s to %s", key, iso(since), iso(until))
         own_client = client is None
         if own_client:
@@ -379,10 +379,9 @@ def pull_outcomes(
     return summary
 
 
-def _closed_at(history: pd.DataFrame) -> dict[str, datetime]:
+def _closed_at(latest: pd.DataFrame) -> dict[str, datetime]:
     """Lead id -> when its latest outcome, converted or lost, happened (the CRM's outcome time,
-    else that row's modification time)."""
-    latest = latest_rows(history)
+    else that row's modification time); ``latest``: the history's :func:`latest_rows`."""
     closed = latest[latest["outcome"] != "open"]
     when = closed["outcome_at"].fillna(closed["modified_at"])
     return {str(lead): t.to_pydatetime() for lead, t in zip(closed["lead_id"], when, strict=True)}

@@ -290,32 +290,43 @@ def _unreadable(source: Path, exc: BaseException) -> LeadDataError:
     return LeadDataError(f"{source}: not a readable score history file ({str(exc).splitlines()[0]})")
 
 
-def _read_file(source: Path, columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
-    """The ``columns`` of one history file, in the history's types (:func:`_conformed`); only
-    those columns are read."""
+@contextlib.contextmanager
+def _reading(source: Path) -> Iterator[None]:
+    """Reading one history file: a file a compaction has just removed stays
+    ``FileNotFoundError`` (its reader lists the files again, :func:`relisted`); any other
+    failure is a one-line :class:`LeadDataError` naming the file."""
     try:
-        file = pq.ParquetFile(source)
-        present = set(file.schema_arrow.names)
-        return _conformed(file.read(columns=[n for n in columns if n in present or n not in OPTIONAL_COLUMNS]), present, columns)
+        yield
     except FileNotFoundError:
         raise
     except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
         raise _unreadable(source, exc) from exc
+
+
+def _wanted(columns: Sequence[str], present: set[str]) -> list[str]:
+    """The ``columns`` to read from a file holding the ``present`` ones: an optional column a
+    file of an earlier version lacks is left out (and read as null by :func:`_conformed`)."""
+    return [n for n in columns if n in present or n not in OPTIONAL_COLUMNS]
+
+
+def _read_file(source: Path, columns: Sequence[str] = tuple(SCHEMA.names)) -> pa.Table:
+    """The ``columns`` of one history file, in the history's types (:func:`_conformed`); only
+    those columns are read."""
+    with _reading(source):
+        file = pq.ParquetFile(source)
+        present = set(file.schema_arrow.names)
+        return _conformed(file.read(columns=_wanted(columns, present)), present, columns)
 
 
 def _file_batches(source: Path) -> Iterator[pa.Table]:
     """Every column of one history file (:data:`SCHEMA`), :data:`ROW_GROUP_ROWS` rows at a time."""
-    try:
+    with _reading(source):
         file = pq.ParquetFile(source)
         present = set(file.schema_arrow.names)
-        wanted = [n for n in SCHEMA.names if n in present or n not in OPTIONAL_COLUMNS]
+        wanted = _wanted(SCHEMA.names, present)
         batches = file.iter_batches(batch_size=ROW_GROUP_ROWS, columns=wanted)
         for batch in batches:
             yield _conformed(pa.Table.from_batches([batch]), present, SCHEMA.names)
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
-        raise _unreadable(source, exc) from exc
 
 
 def _read_files(paths: Sequence[Path], columns: Sequence[str]) -> pa.Table:
@@ -371,20 +382,15 @@ def read_history_tail(
         parts: list[pa.Table] = []
         found = 0
         for source in reversed(paths):
-            try:
+            with _reading(source):
                 file = pq.ParquetFile(source)
                 present = set(file.schema_arrow.names)
-                wanted = [n for n in columns if n in present or n not in OPTIONAL_COLUMNS]
                 for group in reversed(range(file.num_row_groups)):
-                    table = _conformed(file.read_row_group(group, columns=wanted), present, columns)
+                    table = _conformed(file.read_row_group(group, columns=_wanted(columns, present)), present, columns)
                     parts.append(table.filter(keep(table)) if keep is not None else table)
                     found += parts[-1].num_rows
                     if found >= rows:
                         break
-            except FileNotFoundError:
-                raise
-            except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
-                raise _unreadable(source, exc) from exc
             if found >= rows:
                 break
         if not parts:
@@ -435,7 +441,7 @@ def _located_frame(table: pa.Table, file: int, group: int, rows: Sequence[int], 
 
 def _located(source: Path, index: int, wanted: pa.Array) -> pd.DataFrame:
     """The scorings of the ``wanted`` leads in one history file, located."""
-    try:
+    with _reading(source):
         file = pq.ParquetFile(source)
         present = set(file.schema_arrow.names)
         where = file.schema_arrow.get_field_index(INPUTS_COLUMN)
@@ -450,10 +456,6 @@ def _located(source: Path, index: int, wanted: pa.Array) -> pd.DataFrame:
             holds = where >= 0 and not (stats is not None and stats.has_null_count and stats.null_count == meta.num_rows)
             rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
             frames.append(_located_frame(_conformed(table.filter(hit), present, _SCORING_COLUMNS.names), index, group, rows, holds))
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
-        raise _unreadable(source, exc) from exc
     return pd.concat(frames, ignore_index=True) if frames else _located_frame(_SCORING_COLUMNS.empty_table(), index, 0, [], False)
 
 
@@ -464,16 +466,12 @@ def inputs_at(scorings: Scorings, picked: pd.DataFrame) -> list[str | None]:
     position = np.arange(len(picked))
     for (file, group), part in picked.assign(_at=position).groupby(["file", "group"], sort=True):
         source = scorings.files[int(file)]
-        try:
+        with _reading(source):
             reader = pq.ParquetFile(source)
             if INPUTS_COLUMN not in reader.schema_arrow.names:
                 continue
             column = reader.read_row_group(int(group), columns=[INPUTS_COLUMN])[INPUTS_COLUMN]
             texts = column.take(pa.array(part["row"].to_numpy(dtype="int64"))).to_pylist()
-        except FileNotFoundError:
-            raise
-        except (pa.ArrowException, KeyError, ValueError, OSError) as exc:
-            raise _unreadable(source, exc) from exc
         for at, text in zip(part["_at"].tolist(), texts, strict=True):
             out[at] = text
     return out

@@ -496,3 +496,18 @@ def test_the_tail_of_the_history_is_its_end_read_from_the_newest_row_groups_back
     monkeypatch.setattr(history_module.pq, "ParquetFile", lambda p, *a, **k: opened.append(p.name) or real(p, *a, **k))
     read_history_tail(path, columns, 30, keep)
     assert len(opened) == 1 and opened[0].startswith("part-")  # the newest part alone
+
+
+def test_a_damaged_history_file_is_one_line_naming_it_for_every_reader(tmp_path):
+    path = tmp_path / "h"
+    ScoreHistory(path).append(["a"], [10], "m1", T0)
+    bad = history_folder(path) / "part-99999999999999999999-0000000000000000-00000000.parquet"
+    bad.write_bytes(b"not parquet")
+    for read in (
+        lambda: read_history(path),
+        lambda: read_history_tail(path, ["lead_id"], 5),
+        lambda: history_module.locate_scorings(path, ["a"]),
+    ):
+        with pytest.raises(LeadDataError) as err:
+            read()
+        assert str(err.value).startswith(f"{bad}: not a readable score history file (") and "\n" not in str(err.value)

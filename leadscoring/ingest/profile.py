@@ -485,6 +485,12 @@ def infer_id(df: pd.DataFrame, given: str | None, exclude: set[str]) -> tuple[st
     return None, "no unique, id-like column: leads are identified by their row number in the export"
 
 
+def _keep_placeholders(draft: Draft, placeholders: list[str]) -> None:
+    """Record a column's placeholder values as ``missing_values`` (once each), for a column
+    that becomes a model input."""
+    draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
+
+
 def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str]:
     """(role or None, reason) of one column; collects placeholders, sentinels and ranges."""
     if not col.strip() or col.startswith("Unnamed:"):
@@ -509,7 +515,7 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
         draft.date_formats[col] = style
         return None, f"a date ({style.replace('_', ' ')}; not a model input)"
     if set(present.str.casefold().unique()) <= {*YES, *NO} and present.nunique() == 2:
-        draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
+        _keep_placeholders(draft, placeholders)
         for spelling in sorted(present.unique()):
             found = draft.yes_values if spelling.casefold() in YES else draft.no_values
             if spelling not in found:
@@ -522,7 +528,7 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
             return None, "a second id (unique whole numbers)"
         if CONTACT_NAME.search(col) and present.str.count(r"\d").median() >= 4:  # "Mobile sessions" (0-9) is a count
             return None, "a phone number or postal code (digits, not a quantity): list it as categorical to use it"
-        draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
+        _keep_placeholders(draft, placeholders)
         sentinels = _sentinels(x)
         if sentinels:
             draft.sentinels[col] = sentinels
@@ -531,7 +537,7 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
             draft.ranges[col] = (0.0, None)
         return "numeric", "numbers" + (f"; {sentinels} look like 'missing' codes" if sentinels else "")
     if calendar := _calendar_part(present):
-        draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
+        _keep_placeholders(draft, placeholders)
         return "categorical", f"{calendar} (a seasonal input, not a date)"
     if _is_date(present):
         draft.dates.append(col)
@@ -543,7 +549,7 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
         return None, "a date (not a model input" + (f"; {why}" if why else "") + ")"
     if present.nunique() > 50 and present.nunique() / len(present) > 0.5:
         return None, f"free text or near-unique ({present.nunique()} distinct values)"
-    draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
+    _keep_placeholders(draft, placeholders)
     extra = f"; {placeholders} mean missing" if placeholders else ""
     return "categorical", f"{present.nunique()} levels{extra}"
 

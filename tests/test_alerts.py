@@ -78,12 +78,19 @@ def test_the_service_alerts_a_lead_entering_the_top_bucket_once(tmp_path, cfg, s
     assert fresh.state.alerts.sender.drain(10) == 0 and len(receiver.texts()) == 1
 
 
-def test_the_score_command_alerts_each_entry_once(tmp_path, small_models, sample, receiver, capsys):
-    config = write_project(tmp_path / "p", alerts={"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 50})
+def _score_command(tmp_path, small_models, leads: pd.DataFrame, **sections) -> tuple[ProjectConfig, list[str]]:
+    """A project with these configuration ``sections``, ``leads`` written as its export (no
+    target), and the ``score`` command's arguments for them (add ``--output``)."""
+    config = write_project(tmp_path / "p", **sections)
     pcfg = load_config(config)
-    leads = sample.head(30).drop(columns=pcfg.data.target_column)
-    leads.to_csv(tmp_path / "leads.csv", sep=pcfg.data.separator, index=False)
-    args = ["--config", str(config), "score", "--input", str(tmp_path / "leads.csv"), "--models-dir", str(small_models)]
+    leads.drop(columns=pcfg.data.target_column).to_csv(tmp_path / "leads.csv", sep=pcfg.data.separator, index=False)
+    return pcfg, ["--config", str(config), "score", "--input", str(tmp_path / "leads.csv"), "--models-dir", str(small_models)]
+
+
+def test_the_score_command_alerts_each_entry_once(tmp_path, small_models, sample, receiver, capsys):
+    pcfg, args = _score_command(
+        tmp_path, small_models, sample.head(30), alerts={"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 50}
+    )
 
     assert cli.main([*args, "--output", str(tmp_path / "run1.csv"), "--no-progress"]) == 0
     scores = pd.read_csv(tmp_path / "run1.csv", dtype=str)
@@ -105,11 +112,8 @@ def test_the_score_command_alerts_each_entry_once(tmp_path, small_models, sample
 def test_control_leads_of_the_ab_test_are_never_alerted(tmp_path, small_models, sample, receiver, capsys):
     """Sales works a control lead its usual way: an alert would treat it."""
     alerts = {"webhook_url": receiver.url, "backoff": 0.01, "max_messages": 200}
-    config = write_project(tmp_path / "p", alerts=alerts, experiment={"control_share": 0.5, "salt": "alerts-test"})
-    pcfg = load_config(config)
-    leads = sample.head(120).drop(columns=pcfg.data.target_column)
-    leads.to_csv(tmp_path / "leads.csv", sep=pcfg.data.separator, index=False)
-    args = ["--config", str(config), "score", "--input", str(tmp_path / "leads.csv"), "--models-dir", str(small_models)]
+    experiment = {"control_share": 0.5, "salt": "alerts-test"}
+    pcfg, args = _score_command(tmp_path, small_models, sample.head(120), alerts=alerts, experiment=experiment)
     assert cli.main([*args, "--output", str(tmp_path / "scores.csv"), "--no-progress"]) == 0
 
     scores = pd.read_csv(tmp_path / "scores.csv", dtype=str)

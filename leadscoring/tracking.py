@@ -813,6 +813,12 @@ def write_tracking(cfg: ProjectConfig) -> Path:
     return dest
 
 
+def record_event(cfg: ProjectConfig, event: Mapping[str, Any]) -> None:
+    """Append ``event`` (one run log line) to the run log, stamped with the time, without
+    rewriting the workbook: for a caller that rewrites it once at its end (the cycle)."""
+    append_json_line({"at": datetime.now(UTC).isoformat(timespec="seconds"), **event}, run_log_path(cfg))
+
+
 def update_tracking(cfg: ProjectConfig, event: Mapping[str, Any] | None = None, *, strict: bool = False) -> Path | None:
     """Record ``event`` (one run log line, e.g. a retraining's or a rollback's; None when the
     caller logged already: a production run, a cycle) in the run log, then rewrite the tracking
@@ -823,7 +829,7 @@ def update_tracking(cfg: ProjectConfig, event: Mapping[str, Any] | None = None, 
     next run rewrites it. ``strict`` raises instead. Returns the workbook, or None when it was
     not rewritten. Appending ``event`` to the run log is never silenced."""
     if event is not None:
-        append_json_line({"at": datetime.now(UTC).isoformat(timespec="seconds"), **event}, run_log_path(cfg))
+        record_event(cfg, event)
     try:
         return write_tracking(cfg)
     except Exception as exc:  # a report must not fail the run, retraining or cycle that wrote it

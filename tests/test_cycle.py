@@ -337,7 +337,11 @@ def _held_out_outcomes(holdout: str) -> list[str]:
     return [part.split()[-1] for part in holdout.split(" leads")[0].removeprefix("the newest ").split(", ")]
 
 
-def test_the_champion_is_kept_when_the_challenger_is_worse_and_its_reason_logged(tmp_path, crm, small_models, unseen, capsys):
+def test_the_champion_is_kept_when_the_challenger_is_worse_and_its_reason_logged(
+    tmp_path, crm, small_models, unseen, capsys, monkeypatch
+):
+    import leadscoring.tracking
+
     cfg = _project(tmp_path, crm, small_models, tolerance=-1.0)  # an impossible bar
     rows = unseen.head(80).reset_index(drop=True)
     crm.add(rows["id"].tolist())
@@ -345,10 +349,25 @@ def test_the_champion_is_kept_when_the_challenger_is_worse_and_its_reason_logged
     for lead, won in zip(rows["id"].iloc[20:], rows["compra"].iloc[20:].astype(int), strict=True):
         crm.set_status(lead, "won" if won else "lost")
     before = read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"]
+    # A cycle that retrains reads the outcome history once (its pull) and rewrites the workbook once.
+    history_reads, workbook_writes = [], []
+    read_csv, write_tracking = pd.read_csv, leadscoring.tracking.write_tracking
+
+    def counted_read_csv(source: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(str(source)) == cfg.path("outcome_history"):
+            history_reads.append(source)
+        return read_csv(source, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", counted_read_csv)
+    monkeypatch.setattr(leadscoring.tracking, "write_tracking", lambda c: workbook_writes.append(c) or write_tracking(c))
     code, out = _cycle(cfg, _export(cfg, rows), capsys)
     assert code == 0, out
+    monkeypatch.undo()
+    assert len(history_reads) == 1 and len(workbook_writes) == 1
     retrain = _steps(cfg)["retrain"]
     assert retrain["figures"]["promoted"] is False and "champion kept: the challenger falls short of the rule" in retrain["summary"]
+    events = [line for line in _log(cfg) if line.get("event") == "retrain"]
+    assert len(events) == 1 and events[0]["promoted"] is False  # the decision in the run log all the same
     assert read_manifest(cfg.path("models_dir") / SCORE_MODEL)["sha256"] == before
     assert _cycle(cfg, _export(cfg, rows), capsys)[0] == 0
     assert _steps(cfg)["retrain"]["status"] == "skipped"  # the attempt counts: not due again until new outcomes mature

@@ -261,17 +261,23 @@ class OutcomeRow:
         ]
 
 
-def _empty_history() -> pd.DataFrame:
+def rows_frame(rows: Sequence[OutcomeRow]) -> pd.DataFrame:
+    """Outcome history rows (e.g. a pull's, not yet written) as :func:`read_outcome_history`
+    reads them from the file: the same columns and types."""
     return pd.DataFrame(
         {
-            "lead_id": pd.Series([], dtype=object),
-            "outcome": pd.Series([], dtype=object),
-            "modified_at": pd.Series([], dtype="datetime64[us, UTC]"),
-            "outcome_at": pd.Series([], dtype="datetime64[us, UTC]"),
-            "deleted": pd.Series([], dtype=bool),
-            "status": pd.Series([], dtype=object),
+            "lead_id": pd.Series([r.lead_id for r in rows], dtype=object),
+            "outcome": pd.Series([r.outcome for r in rows], dtype=object),
+            "modified_at": pd.to_datetime([r.modified_at for r in rows], utc=True).astype("datetime64[us, UTC]"),
+            "outcome_at": pd.to_datetime([r.outcome_at for r in rows], utc=True).astype("datetime64[us, UTC]"),
+            "deleted": pd.Series([r.deleted for r in rows], dtype=bool),
+            "status": pd.Series([r.status for r in rows], dtype=object),
         }
     )
+
+
+def _empty_history() -> pd.DataFrame:
+    return rows_frame([])
 
 
 def _not_utf8(path: Path) -> OutcomeHistoryError:

@@ -54,6 +54,7 @@ from leadscoring.crm.outcomes import (
     latest_rows,
     latest_states,
     read_outcome_history,
+    rows_frame,
     status_text,
 )
 from leadscoring.errors import LeadDataError
@@ -99,6 +100,9 @@ class PullSummary:
     previous_watermark: datetime | None = None
     watermark: datetime | None = None
     rows: list[OutcomeRow] = field(default_factory=list, repr=False)  # the changes (appended, or not in a dry run)
+    #: The outcome history after the pull (:func:`read_outcome_history`'s frame): what was read,
+    #: with ``rows`` after it (also in a dry run, which writes nothing), so a caller need not read it again.
+    outcome_history: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def first(self) -> bool:
@@ -368,6 +372,7 @@ def pull_outcomes(
             if own_client:
                 client.close()
         summary.rows = _changes(read, latest, summary)
+        summary.outcome_history = pd.concat([history, rows_frame(summary.rows)], ignore_index=True) if summary.rows else history
         seen = max((r.modified_at for r in read if not r.record.gone), default=None)  # our clock, not the CRM's
         candidates = [t for t in (previous, seen) if t is not None]
         summary.watermark = max(candidates) if candidates else None

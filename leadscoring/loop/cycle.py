@@ -76,7 +76,7 @@ import pandas as pd
 from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, ModelIntegrityError, read_manifest
 from leadscoring.config import ConfigError, ProjectConfig
 from leadscoring.crm.http import CrmError
-from leadscoring.crm.outcomes import OutcomeRow, latest_rows, read_outcome_history
+from leadscoring.crm.outcomes import latest_rows, read_outcome_history
 from leadscoring.errors import LeadDataError, OutputPathError, first_line, one_line
 from leadscoring.io import append_json_line, atomic_path, exclusive_lock, read_json_object, write_json
 from leadscoring.termination import Terminated, Termination
@@ -184,29 +184,12 @@ def checkpoint(point: str) -> None:
 # -- the steps ---------------------------------------------------------------------------------
 
 
-def _rows_frame(rows: list[OutcomeRow]) -> pd.DataFrame:
-    """Outcome history rows (a dry-run pull's) as :func:`read_outcome_history` reads them."""
-    return pd.DataFrame(
-        {
-            "lead_id": pd.Series([r.lead_id for r in rows], dtype=object),
-            "outcome": pd.Series([r.outcome for r in rows], dtype=object),
-            "modified_at": pd.to_datetime([r.modified_at for r in rows], utc=True).astype("datetime64[us, UTC]"),
-            "outcome_at": pd.to_datetime([r.outcome_at for r in rows], utc=True).astype("datetime64[us, UTC]"),
-            "deleted": pd.Series([r.deleted for r in rows], dtype=bool),
-            "status": pd.Series([r.status for r in rows], dtype=object),
-        }
-    )
-
-
 def pull_step(ctx: _Context) -> StepResult:
     """The CRM's changes into the outcome history (in a dry run: read and mapped only)."""
     from leadscoring.crm.pull import pull_outcomes
 
     summary = pull_outcomes(ctx.cfg, now=lambda: ctx.now, dry_run=ctx.dry_run, progress=ctx.progress)
-    history = read_outcome_history(ctx.cfg.path("outcome_history"))
-    if ctx.dry_run and summary.rows:
-        history = pd.concat([history, _rows_frame(summary.rows)], ignore_index=True)
-    ctx.history = history
+    ctx.history = summary.outcome_history  # with a dry run's rows, which it did not write
     figures = {
         "read": summary.read,
         "appended": summary.appended,
@@ -272,7 +255,7 @@ def retrain_step(ctx: _Context) -> StepResult:
             _record_attempt(ctx)
 
     try:
-        result = retrain(cfg, leads=ctx.leads, now=ctx.now, writing=writes, matured=matured)
+        result = retrain(cfg, leads=ctx.leads, now=ctx.now, writing=writes, matured=matured, rewrite_tracking=False)
     except NotEnoughOutcomes as exc:
         # Not a failure: the matured outcomes hold too few leads to learn from (never scored,
         # scored only after their outcome). The attempt counts, so the next one waits for new
@@ -519,7 +502,8 @@ def monitoring_step(ctx: _Context) -> StepResult:
     nothing."""
     from leadscoring.loop.monitoring import build_monitoring, write_monitoring
 
-    report = build_monitoring(ctx.cfg)  # now: the scorings of this cycle included
+    # As of now: this cycle's scorings included; the outcome history as the pull left it.
+    report = build_monitoring(ctx.cfg, outcome_history=ctx.history)
     figures = {
         "cohorts": len(report.cohorts),
         "alerts": [a.message for a in report.alerts],

@@ -417,22 +417,24 @@ def training_reference(cfg: ProjectConfig, manifest: Mapping[str, Any]) -> tuple
     return None, ""
 
 
-def _outcomes(cfg: ProjectConfig, now: pd.Timestamp, notes: list[str]) -> pd.DataFrame | None:
+def _outcomes(cfg: ProjectConfig, now: pd.Timestamp, notes: list[str], history: pd.DataFrame | None) -> pd.DataFrame | None:
     """Each lead's latest outcome as of ``now``: lead_id, outcome, closed_at (the outcome's
-    time, else the change's). None, with a note, when the outcome history cannot be read:
-    counting every lead open would make figures and alerts that are false."""
+    time, else the change's), from ``history`` (the outcome history's frame) or, when None,
+    the file. None, with a note, when the outcome history cannot be read: counting every
+    lead open would make figures and alerts that are false."""
     empty = pd.DataFrame({"lead_id": pd.Series([], dtype=str), "outcome": pd.Series([], dtype=str)}).assign(
         closed_at=pd.Series([], dtype="datetime64[us, UTC]")
     )
     path = cfg.path("outcome_history")
-    if not path.is_file():
+    if history is None and path.is_file():
+        try:
+            history = read_outcome_history(path)
+        except LeadDataError as exc:
+            notes.append(f"The outcome history could not be read, so nothing is measured until it is mended: {exc}")
+            return None
+    if history is None or history.empty:
         notes.append(f"No outcome history yet ({path}): every lead counts as open; `leadscoring pull` brings the outcomes.")
         return empty
-    try:
-        history = read_outcome_history(path)
-    except LeadDataError as exc:
-        notes.append(f"The outcome history could not be read, so nothing is measured until it is mended: {exc}")
-        return None
     later = history["modified_at"] > now
     if later.any():
         log.info("monitoring: %d outcome change(s) after %s not seen", int(later.sum()), now)
@@ -451,11 +453,17 @@ def _empty_report(now: pd.Timestamp, unit: str, notes: list[str], settings: dict
 
 
 def build_monitoring(
-    cfg: ProjectConfig, *, cohort: Literal["week", "month"] | None = None, now: datetime | str | None = None
+    cfg: ProjectConfig,
+    *,
+    cohort: Literal["week", "month"] | None = None,
+    now: datetime | str | None = None,
+    outcome_history: pd.DataFrame | None = None,
 ) -> MonitoringReport:
     """The monitoring report of ``cfg``'s project as of ``now`` (default: now; later scorings
     and outcome changes are not seen), per ``cohort`` (default ``monitoring.cohort``); see the
-    module. Bad or missing input is a line in ``notes``, never an exception."""
+    module. ``outcome_history``: the outcome history when the caller has read it already (the
+    cycle, after its pull), else it is read from ``paths.outcome_history``. Bad or missing
+    input is a line in ``notes``, never an exception."""
     import duckdb
 
     mon = cfg.monitoring
@@ -489,7 +497,7 @@ def build_monitoring(
         hist: _History | None = None
         try:
             hist = _History(files, at)
-            return _build(cfg, hist, at, unit, notes, settings)
+            return _build(cfg, hist, at, unit, notes, settings, outcome_history)
         except (duckdb.Error, LeadDataError) as exc:  # e.g. a corrupt part: DuckDB's own message, on one line
             if attempt < 4 and not all(f.is_file() for f in files):
                 continue  # a compaction replaced files just listed: list again
@@ -502,13 +510,19 @@ def build_monitoring(
 
 
 def _build(
-    cfg: ProjectConfig, hist: _History, at: pd.Timestamp, unit: str, notes: list[str], settings: dict[str, Any]
+    cfg: ProjectConfig,
+    hist: _History,
+    at: pd.Timestamp,
+    unit: str,
+    notes: list[str],
+    settings: dict[str, Any],
+    outcome_history: pd.DataFrame | None,
 ) -> MonitoringReport:
     mon = cfg.monitoring
     labels = cfg.model_data.labels
     model, manifest = _model(cfg, notes)
     grades = grade_definition(cfg.scoring.grades, manifest)
-    outcomes = _outcomes(cfg, at, notes)
+    outcomes = _outcomes(cfg, at, notes, outcome_history)
     if outcomes is None:
         return _empty_report(at, unit, notes, settings)
     hist.con.register("outcomes_df", outcomes)

@@ -66,7 +66,7 @@ from leadscoring.loop.inputs import FINAL, scored_inputs
 from leadscoring.loop.maturity import matured_outcomes, trained_at
 from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
-from leadscoring.tracking import RETRAIN_EVENT, update_tracking
+from leadscoring.tracking import RETRAIN_EVENT, record_event, update_tracking
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.explanations import reason_book_for
 from leadscoring.training.grades import grades_for
@@ -387,13 +387,16 @@ def retrain(
     now: datetime | None = None,
     writing: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
     matured: pd.DataFrame | None = None,
+    rewrite_tracking: bool = True,
 ) -> RetrainResult:
     """Retrain on the new outcomes: the ``outcomes`` CSV (id + target with ``leads``, or full
     lead rows), or without it the matured outcomes of the outcome history pulled from the CRM
     (:func:`outcomes_from_history`: each lead's inputs as scored, from the score history;
     ``leads`` only for leads scored before inputs were recorded), as of ``now``. ``tolerance``
     defaults to ``loop.tolerance``; ``writing`` guards the writes (see the module); ``matured``:
-    the matured outcomes as of ``now`` when the caller has them already (the cycle)."""
+    the matured outcomes as of ``now`` when the caller has them already (the cycle). The
+    decision goes to the run log; ``rewrite_tracking=False`` leaves the tracking workbook to a
+    caller that rewrites it once at its end (the cycle)."""
     d, loop = cfg.data, cfg.loop
     tolerance = loop.tolerance if tolerance is None else tolerance
     now = now or datetime.now(UTC)
@@ -461,7 +464,11 @@ def retrain(
             },
             results / "retrain_report.json",
         )
-        update_tracking(cfg, event=_run_log_line(cfg, result, train, tolerance))  # the decision in the run log, with the rest
+        event = _run_log_line(cfg, result, train, tolerance)  # the decision in the run log, with the rest
+        if rewrite_tracking:
+            update_tracking(cfg, event=event)
+        else:
+            record_event(cfg, event)
     log.info(result.summary())
     return result
 

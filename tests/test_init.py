@@ -142,16 +142,39 @@ def test_encodings_are_sniffed():
     assert sniff_encoding("id;name\n1;José\n".encode())[0] == "utf-8"
 
 
+#: The client's own score buckets, which a consultant adds to the drafted configuration.
+CLIENT_BUCKETS = """
+scoring:
+  buckets:
+    - {name: Priority, min_score: 70, action: Call today}
+    - {name: Follow-up, min_score: 30, action: Email sequence}
+    - {name: Later, min_score: 0, action: Newsletter}
+"""
+
+
 @pytest.mark.slow
-def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
-    """A foreign export: init, then all ten notebooks; the sales-status field (written after
-    the call) is kept out of the model and named in the leakage audit."""
+def test_init_then_a_quick_run_of_all_notebooks(tmp_path):
+    """A foreign export (comma-separated, English): init drafts a configuration that passes
+    `validate` as it is; the consultant only names the client's score buckets; then all ten
+    notebooks run. The sales-status field (written after the call) is kept out of the model
+    and named in the leakage audit, and no product speaks of the shipped data."""
     from leadscoring.run import QUICK_PARAMETERS, run_pipeline
 
-    dest, _ = init_project(tmp_path / "acme", _write(_english(800, seed=3), tmp_path / "acme.csv"), "Converted", date="Created")
-    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    from .test_any_export import SHIPPED_WORDS, products_text
+
+    export = _write(_english(800, seed=3), tmp_path / "acme.csv", sep=",")
+    dest, _ = init_project(tmp_path / "acme", export, "Converted", date="Created")
+    config = dest / "01_Documentos" / "config.yaml"
+    assert validate_file(export, load_config(config)) == 800  # the draft, untouched
+    config.write_text(config.read_text(encoding="utf-8") + CLIENT_BUCKETS, encoding="utf-8")
+    cfg = load_config(config)
     result = run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False)
     assert result.status == "ok" and len(result.notebooks) == 10
+    assert len(list((cfg.path("results_dir") / "latest" / "notebooks").glob("*.ipynb"))) == 10
+    text = products_text(cfg.root)
+    for word in SHIPPED_WORDS:
+        assert word not in text, f"'{word}' (shipped data) appears in a product of a foreign export"
+    assert "Lead Source" in text  # the client's columns
     audit = pd.read_csv(cfg.path("results_dir") / "leakage_audit.csv").set_index("variable")
     assert audit.loc["Lead Status", "verdict"] == "excluded"
     selected = json.loads((cfg.path("results_dir") / "selected_features.json").read_text())["selected"]
@@ -170,6 +193,7 @@ def test_init_then_a_quick_run_with_no_hand_edit(tmp_path):
     assert metrics["validation_roc_auc_with_excluded"] == pytest.approx(stakes["roc_auc"].iloc[1])
     scores = pd.read_csv(cfg.path("results_dir") / "scores.csv", dtype=str)
     assert scores["Prospect ID"].tolist()[:2] == ["P-00000", "P-00001"] and len(scores) == 800
+    assert set(scores["bucket"]) <= {"Priority", "Follow-up", "Later"}
     if CHROMIUM is not None:  # the client summary and index of a foreign project read well too
         labels = cfg.model_data.labels
         latest = cfg.path("results_dir") / "latest"

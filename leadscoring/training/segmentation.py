@@ -203,11 +203,14 @@ def profile_segments(
 
 
 def name_segments(
-    profile: pd.DataFrame, base_rate: float, high_ratio: float = 1.3, low_ratio: float = 0.7
+    profile: pd.DataFrame, base_rate: float, high_ratio: float = 1.3, low_ratio: float = 0.7, *, top_bucket: str | None = None
 ) -> tuple[dict[int, str], dict[int, str]]:
     """Plain-language names and recommendations from conversion level and the top trait:
     "High-potential" at or above ``high_ratio`` × the base rate, "Low-potential" at or below
-    ``low_ratio`` × (``segmentation.high_ratio`` / ``low_ratio`` in the configuration)."""
+    ``low_ratio`` × (``segmentation.high_ratio`` / ``low_ratio`` in the configuration).
+    ``top_bucket``: the name of the highest score bucket (``scoring.buckets``), which the
+    advice names."""
+    top = top_bucket or "in the top bucket"
     names, advice = {}, {}
     for r in profile.itertuples():
         ratio = r.conversion_rate / base_rate if base_rate else 1.0
@@ -217,7 +220,7 @@ def name_segments(
         if tier == "High-potential":
             advice[int(r.segment)] = "Route to sales fast; protect the channels that bring these leads."
         elif tier == "Average":
-            advice[int(r.segment)] = "Nurture with targeted content; call those the model scores HOT."
+            advice[int(r.segment)] = f"Nurture with targeted content; call those the model scores {top}."
         else:
             advice[int(r.segment)] = "Automated marketing only; review spend on the channels that bring them."
     return names, advice

@@ -171,8 +171,9 @@ def _add_init_parser(sub: Any) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    n = validate_file(args.input, cfg, require_target=not args.no_target)
-    print(f"{args.input}: {n} leads, layout OK")
+    source = args.input or cfg.path("raw_data")
+    n = validate_file(source, cfg, require_target=not args.no_target)
+    print(f"{source}: {n} leads, layout OK")
     rules_path = cfg.path("rules_table")
     if rules_path.is_file():  # marketing's points table must fit this export's configuration
         from leadscoring.training.rules import check_rules_against_config, load_rules
@@ -586,7 +587,7 @@ def _add_history_parser(sub: Any) -> None:
 
 def _add_validate_parser(sub: Any) -> None:
     v = sub.add_parser("validate", help="check an export against the configuration")
-    v.add_argument("--input", required=True)
+    v.add_argument("--input", help="the export to check (default: the configuration's paths.raw_data)")
     v.add_argument("--no-target", action="store_true", help="the file has no target column (leads to score)")
     v.set_defaults(func=_cmd_validate)
 

@@ -231,6 +231,8 @@ def test_validate_checks_the_points_table_against_the_configuration(tmp_path, ca
     project = write_project(tmp_path)
     conf = yaml.safe_load(project.read_text(encoding="utf-8"))
     conf["paths"]["rules_table"] = str(rules)
+    code, out, _ = _cli(capsys, "--config", str(project), "validate")  # the configured export (paths.raw_data)
+    assert code == 0 and out.startswith(f"{load_config(project).path('raw_data')}: ") and "layout OK" in out
     project.write_text(yaml.safe_dump(conf), encoding="utf-8")
     line = _one_line_error(*_cli(capsys, "--config", str(project), "validate", "--input", conf["paths"]["raw_data"])[::2])
     assert "rules.csv" in line and "shoe_size" in line

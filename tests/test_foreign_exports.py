@@ -253,3 +253,23 @@ def test_a_space_between_thousands_as_spreadsheets_write_it(tmp_path):
     assert (cfg.data.decimal, cfg.data.thousands) == (",", " ")
     leads = read_leads(cfg.path("raw_data"), cfg)
     assert np.allclose(leads["Chiffre d'affaires"], revenue) and (leads["Effectif"].to_numpy() == staff).all()
+
+
+@pytest.mark.parametrize("with_id", [True, False])
+def test_validation_leads_are_written_as_the_export_writes_them(tmp_path, with_id):
+    """Notebook 01's validation_leads.csv: read back with the project's configuration, the same
+    leads (a German export: '1.200' staff, '1.234,5' budgets, Ja/Nein, cp1252), not a tenfold
+    budget read from pandas' '1234.5' or a refused 'row_number' column."""
+    from leadscoring.ingest.load import write_export_records
+
+    df = _german() if with_id else _german().drop(columns="Lead-Nr.")
+    cfg, _ = _project(tmp_path, df, "Abschluss", encoding="cp1252", positive="ja")
+    leads = read_leads(cfg.path("raw_data"), cfg)
+    chosen = leads.sample(50, random_state=0)
+    dest = write_export_records(cfg.path("raw_data"), cfg, chosen[cfg.data.id_column], tmp_path / "v.csv", drop=["Abschluss"])
+    back = read_leads(dest, cfg, require_target=False)
+    assert (dest.read_bytes().decode("cp1252").splitlines()[0]).startswith("Lead-Nr.;" if with_id else "Erstellt am;")
+    expected = chosen.drop(columns=["Abschluss"]).reset_index(drop=True)
+    if not with_id:  # a file of its own numbers its leads afresh
+        expected[cfg.data.id_column] = [str(i) for i in range(1, 51)]
+    pd.testing.assert_frame_equal(back[expected.columns], expected, check_dtype=False)

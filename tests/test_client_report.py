@@ -123,6 +123,15 @@ def test_the_client_summary_is_built_from_the_products(make_project):
     assert "@page { size: A4" in page and "page-break-inside: avoid" in page
 
 
+def test_the_client_summary_names_the_client_s_grades(make_project):
+    cfg = load_config(make_project())
+    _products(cfg)
+    grades = {"names": ["Gold", "Silver"], "min_scores": [60, 0], "training_shares": [0.3, 0.7]}
+    write_json({"training_rows": 5819, "validation_rows": 1455, "grades": grades}, cfg.path("models_dir") / "lead_scoring_model.json")
+    page = write_client_report(cfg).read_text(encoding="utf-8")
+    assert "If grade Gold holds more leads than the team can call" in page and "grade A" not in page
+
+
 def test_the_client_summary_never_says_an_allowed_field_is_kept_out(make_project):
     """A flagged field the configuration allows is in the score: the summary says so."""
     cfg = load_config(make_project())

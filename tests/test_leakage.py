@@ -284,6 +284,11 @@ def test_model_card_shows_the_audit_section(tmp_path):
         leakage="AUDIT TEXT\n",
     )
     assert "## Leakage audit\nAUDIT TEXT\n" in card
+    won = cfg.model_copy(update={"data": cfg.data.model_copy(update={"positive_value": "Won"})})  # the export's own spelling
+    metrics = pd.DataFrame({"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"])
+    logistic = model_card({**manifest, "family": "logistic"}, pd.DataFrame({"model": ["a"]}), metrics, {}, won)
+    assert "probability of `Converted = Won`" in logistic and "= 1`" not in logistic
+    assert "coefficient times the value" in logistic and "SHAP" not in logistic  # the reasons' source, by family
     assert "## Leakage audit\nNot run for this model." in model_card(
         manifest,
         pd.DataFrame({"model": ["a"]}),

@@ -10,6 +10,9 @@ def test_quality_report_on_shipped_data(leads, cfg):
     assert rep.loc["visitas_total", "max"] == 251 and rep.loc["visitas_total", "outliers"] > 0
     findings = "\n".join(quality_findings(rep.reset_index()))
     assert "conociste_revista: constant" in findings and "ambito: 35.9% unknown" in findings
+    assert "outliers beyond 3 IQR (max 251) - clipped at the 99th percentile" in findings  # cleaning.clip_quantile
+    assert "clipped at the 95th percentile" in "\n".join(quality_findings(rep.reset_index(), clip_quantile=0.95))
+    assert "(max 251) - not clipped" in "\n".join(quality_findings(rep.reset_index(), clip_quantile=1.0))
 
 
 def test_conversion_tables(leads):

@@ -72,9 +72,11 @@ def quality_report(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = None) -> list[str]:
+def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = None, clip_quantile: float = 0.99) -> list[str]:
     """Plain-language findings from :func:`quality_report`, most important first; a column is
-    named by its label in ``labels`` (``data.labels``) when it has one."""
+    named by its label in ``labels`` (``data.labels``) when it has one; outliers are said to be
+    clipped at ``clip_quantile`` (``cleaning.clip_quantile``; 1: not clipped)."""
+    clipped = f"clipped at the {number(100 * clip_quantile)}th percentile" if clip_quantile < 1 else "not clipped"
     labels = labels or {}
     out = []
     for r in report.itertuples():
@@ -95,7 +97,7 @@ def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = No
         if r.rare_levels:
             out.append(f"{name}: {r.rare_levels} rare levels - grouped as 'Other'")
         if r.outliers:
-            out.append(f"{name}: {count(r.outliers)} outliers beyond 3 IQR (max {number(r.max)}) - clipped at the 99th percentile")
+            out.append(f"{name}: {count(r.outliers)} outliers beyond 3 IQR (max {number(r.max)}) - {clipped}")
     return out
 
 

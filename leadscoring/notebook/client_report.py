@@ -253,10 +253,10 @@ def _leakage(audit: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def _quality(report: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
+def _quality(report: pd.DataFrame | None, labels: Mapping[str, str], clip_quantile: float) -> str:
     if report is None:
         return ""
-    findings = quality_findings(report, labels)
+    findings = quality_findings(report, labels, clip_quantile)
     if not findings:
         return "<p>No data-quality problem worth a caveat.</p>"
     more = len(findings) - TOP_FINDINGS
@@ -266,7 +266,8 @@ def _quality(report: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
     return f"<ul>{items}</ul>"
 
 
-def _next_steps(capacity: pd.DataFrame | None) -> str:
+def _next_steps(capacity: pd.DataFrame | None, top_grade: str) -> str:
+    """What the client does next; ``top_grade``: the name of the first grade (``scoring.grades``)."""
     calls = ""
     if capacity is not None and len(capacity):
         calls = f" (for example {count(capacity['calls'].iloc[min(2, len(capacity) - 1)])} calls per group)"
@@ -279,7 +280,8 @@ def _next_steps(capacity: pd.DataFrame | None) -> str:
         "<li><b>Retrain regularly.</b> The nightly <code>leadscoring cycle</code> feeds the CRM's outcomes back "
         "and retrains once enough have matured: the new model replaces the current one only if it is not worse, "
         "and the previous one can be restored.</li>"
-        "<li><b>Watch the grades.</b> If grade A holds more leads than the team can call, raise its threshold "
+        f"<li><b>Watch the grades.</b> If grade {html.escape(top_grade)} holds more leads than the team can call, "
+        "raise its threshold "
         "(<code>scoring.grades</code> in the configuration).</li>"
         "</ul>"
     )
@@ -324,6 +326,7 @@ def client_report(cfg: ProjectConfig) -> str:
         facts.append(f"built {str(manifest['created_at'])[:10]}")
 
     summary = "; ".join(facts)
+    top_grade = next(iter((manifest.get("grades") or {}).get("names") or []), None) or cfg.scoring.grades.names[0]
     sections = [
         ("The headline", _headline(gains)),
         (
@@ -333,9 +336,9 @@ def client_report(cfg: ProjectConfig) -> str:
         ("Segments", _segments(_read_csv(results, "segment_profiles.csv"), labels)),
         ("What drives the score", _drivers(_read_csv(results, "feature_importance.csv"), labels)),
         ("Fields known only after the sales contact (leakage audit)", _leakage(_read_csv(results, "leakage_audit.csv"), labels)),
-        ("Data-quality caveats", _quality(_read_csv(results, "data_quality.csv"), labels)),
+        ("Data-quality caveats", _quality(_read_csv(results, "data_quality.csv"), labels, cfg.cleaning.clip_quantile)),
         ("What the analyst saw and decided", _analyst_notes(cfg)),
-        ("What to do next", _next_steps(capacity)),
+        ("What to do next", _next_steps(capacity, top_grade)),
     ]
     body = "".join(f"<section><h2>{html.escape(h)}</h2>{content}</section>" for h, content in sections if content)
     return (

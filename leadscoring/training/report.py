@@ -52,6 +52,10 @@ def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = No
     )
 
 
+#: How each shippable family's per-lead contributions are obtained (the reasons' source).
+_CONTRIBUTIONS = {"xgboost": "XGBoost's SHAP values", "logistic": "a logistic regression's coefficient times the value"}
+
+
 def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str:
     """The model card's "What a score carries" section: reasons, fit and engagement scores
     (how each is obtained, how well each ranks alone), grades and trend."""
@@ -60,7 +64,8 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
     n = cfg.scoring.reasons
     lines = [
         f"- **Reasons**: up to {n.positive} variables pushing the score up and {n.negative} pulling it down, "
-        "from the model's per-lead contributions (XGBoost's SHAP values), each with its evidence from the "
+        f"from the model's per-lead contributions ({_CONTRIBUTIONS.get(manifest.get('family', ''), 'per variable')}), "
+        "each with its evidence from the "
         f"{manifest.get('training_rows')} training leads (conversion rate of the level, or where a number stands "
         f"among them; levels seen in fewer than {n.min_leads} leads get none)."
     ]
@@ -119,7 +124,7 @@ def model_card(
 - **Tuning**: {manifest.get("tuning_reason", "not recorded")}.
 - **Calibration**: {manifest.get("calibration_reason", "not recorded")}.
 - **Input**: one lead in the raw export layout ({len(manifest.get("input_columns", []))} columns, no target).
-- **Output**: calibrated probability of `{cfg.data.target_column} = 1`; score = round(100 × probability);
+- **Output**: calibrated probability of `{cfg.data.target_column} = {cfg.data.positive_value}`; score = round(100 × probability);
   buckets: {buckets}.
 - **SHA-256** `{manifest["sha256"]}`; versions {manifest.get("versions")}.
 
@@ -213,7 +218,8 @@ Other models of the set:
 - **Why this model**: {manifest.get("choice", "not recorded")}.
 - **Tuning**: {manifest.get("tuning_reason", "not recorded")}.
 - **Calibration**: {manifest.get("calibration_reason", "not recorded")}.
-- **Output**: probability of `{cfg.data.target_column} = 1`; score = round(100 × probability); buckets: {buckets}.
+- **Output**: probability of `{cfg.data.target_column} = {cfg.data.positive_value}`; score = round(100 × probability);
+  buckets: {buckets}.
 - **Variables used**: {features or "see the manifest"}.
 - **SHA-256** `{manifest["sha256"]}`; versions {manifest.get("versions")}.
 

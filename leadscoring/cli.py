@@ -54,6 +54,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"run {res.run_id}: {res.status} in {res.seconds:.0f}s -> {res.run_dir}")
     for nb in res.notebooks:
         print(f"  {nb.name:<28} {nb.seconds:7.1f}s  {nb.status}")
+    for line in res.headline():
+        print(line)
     if res.promoted:
         print(f"products promoted into the project; {res.run_dir.parent.parent / 'latest'} shows this run")
         if res.archived:

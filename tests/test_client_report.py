@@ -127,7 +127,8 @@ def test_the_client_summary_names_the_client_s_grades(make_project):
     cfg = load_config(make_project())
     _products(cfg)
     grades = {"names": ["Gold", "Silver"], "min_scores": [60, 0], "training_shares": [0.3, 0.7]}
-    write_json({"training_rows": 5819, "validation_rows": 1455, "grades": grades}, cfg.path("models_dir") / "lead_scoring_model.json")
+    manifest = {"training_rows": 5819, "validation_rows": 1455, "grades": grades}
+    write_json(manifest, cfg.path("models_dir") / "lead_scoring_model.json")
     page = write_client_report(cfg).read_text(encoding="utf-8")
     assert "If grade Gold holds more leads than the team can call" in page and "grade A" not in page
 

@@ -167,6 +167,22 @@ def test_cli_run_promotes_only_full_runs(tmp_path, monkeypatch, capsys, flags, p
         assert "NOT promoted" in out and "products only in" in out
 
 
+def test_the_run_says_what_its_model_measured_and_warns_near_chance(tmp_path):
+    """A model that ranks leads little better than chance is said so after the run, naming the
+    fields the leakage audit kept out when they hold the signal (an honest field kept out by
+    mistake, such as the one strong behaviour of an export, goes in data.allow_leaky)."""
+    run = RunResult("rid", tmp_path, "ok")
+    assert run.headline() == []  # a partial run without notebook 07
+    run.metrics = {"validation_roc_auc": 0.9244, "cv_roc_auc": 0.9181, "model_family": "xgboost"}
+    assert run.headline() == ["scoring model (xgboost): validation ROC-AUC 0.924, cross-validation 0.918 (0.5 = chance)"]
+    run.metrics = {"validation_roc_auc": 0.434, "validation_roc_auc_with_excluded": 0.854, "kept_out_by_audit": ["Pages Viewed"]}
+    warning = run.headline()[1]
+    assert warning.startswith("WARNING: the model ranks leads little better than chance (validation ROC-AUC 0.434)")
+    assert "(Pages Viewed) it would read 0.854" in warning and "data.allow_leaky" in warning
+    run.metrics["validation_roc_auc_with_excluded"] = 0.47  # the kept-out fields do not hold the signal either
+    assert "Pages Viewed" not in run.headline()[1]
+
+
 def test_promoting_a_new_model_set_archives_the_current_set(project):
     cfg, _ = project
     models = cfg.path("models_dir")

@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 
 #: Parameters the runner passes to every notebook that declares them.
+#: Below this validation ROC-AUC a run warns that its model ranks leads little better than chance.
+CHANCE_AUC = 0.6
+
 RUNNER_PARAMETERS = ("config_path", "output_root")
 
 
@@ -95,6 +98,29 @@ class RunResult:
     history_rows: int | None = None  # scores appended to the score history by the promotion
     trial: bool = False  # a trial or smoke run (promote=False): never promoted
     only: list[str] | None = None  # the notebooks of a partial run
+
+    def headline(self) -> list[str]:
+        """What the run measured, for the person who started it (from notebook 07's
+        ``run_metrics.json``): the scoring model's validation ROC-AUC, and a warning when it
+        ranks leads little better than chance, naming the fields the leakage audit kept out
+        when they hold the signal (an honest field kept out by mistake goes in ``data.allow_leaky``)."""
+        m = self.metrics
+        auc = m.get("validation_roc_auc")
+        if auc is None:
+            return []
+        cv = f", cross-validation {m['cv_roc_auc']:.3f}" if m.get("cv_roc_auc") is not None else ""
+        lines = [f"scoring model ({m.get('model_family', 'model')}): validation ROC-AUC {auc:.3f}{cv} (0.5 = chance)"]
+        if auc < CHANCE_AUC:
+            warning = f"WARNING: the model ranks leads little better than chance (validation ROC-AUC {auc:.3f})"
+            with_out, kept_out = m.get("validation_roc_auc_with_excluded"), m.get("kept_out_by_audit") or []
+            if with_out is not None and kept_out and with_out - auc >= 0.1:
+                warning += (
+                    f"; with the fields the leakage audit kept out ({', '.join(kept_out)}) it would read {with_out:.3f}. "
+                    "If they are known before the sales contact, list them under data.allow_leaky "
+                    "(their evidence: 05_Resultados/leakage_audit.csv and the model card)"
+                )
+            lines.append(warning)
+        return lines
 
     @property
     def products_dir(self) -> Path:

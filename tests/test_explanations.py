@@ -91,6 +91,15 @@ def test_evidence_of_a_number_is_where_it_stands_and_how_its_range_converted(tin
     assert book.values("Visits", [1230.0, 4.5, np.nan]) == ["1,230", "4.5", "missing"]
 
 
+def test_numbers_in_reasons_are_written_in_the_report_s_style(tiny):
+    """A Spanish sales team reads 1.230 visits and 4,5, as its reports write them (report:)."""
+    cfg, model, _, X, y = tiny
+    spanish = cfg.model_copy(update={"report": cfg.report.model_copy(update={"decimal_mark": ",", "thousands_separator": "."})})
+    book = type(reason_book_for(cfg, model, X, y)).from_dict(reason_book_for(spanish, model, X, y).to_dict())  # via the manifest
+    assert book.values("Visits", [1230.0, 4.5, np.nan]) == ["1.230", "4,5", "missing"]
+    assert book.values("Industry", ["Finance, Inc."]) == ["Finance, Inc."]  # words are left as they are
+
+
 def test_reasons_follow_the_contributions(tiny):
     cfg, model, book, X, _ = tiny
     leads = X.iloc[[0, 150, 199]].reset_index(drop=True)

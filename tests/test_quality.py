@@ -1,3 +1,5 @@
+import pandas as pd
+
 from leadscoring.ingest.quality import conversion_by_bins, conversion_by_level, quality_findings, quality_report
 
 
@@ -21,3 +23,12 @@ def test_conversion_tables(leads):
     assert t.loc["Lead Add Form", "conversion_rate"] > 0.9
     b = conversion_by_bins(leads, "visitas_total", "compra")
     assert b["leads"].sum() == len(leads) and b["visitas_total"].iloc[-1] == "Missing"
+
+
+def test_placeholders_are_counted_as_the_cleaner_reads_them(cfg):
+    """'select ' and 'SELECT' are the placeholder 'Select' for the cleaner, so for the report too."""
+    placeholder = cfg.data.missing_values[0]
+    column = cfg.data.columns.categorical[0]
+    df = pd.DataFrame({column: [placeholder, placeholder.lower() + " ", placeholder.upper(), "Finance", None]})
+    row = quality_report(df, cfg).set_index("column").loc[column]
+    assert (row["placeholders"], row["missing"], row["distinct"]) == (3, 1, 1)

@@ -79,3 +79,24 @@ def test_labels_replace_names_in_generated_text_as_whole_words():
     text = "Excluded: tiempo_web, fuente. Kept: tiempo_web_2 and x.fuente."
     assert label_names_in(text, LABELS) == "Excluded: Time on the website, Lead source. Kept: tiempo_web_2 and x.fuente."
     assert label_names_in(text, {}) == text
+
+
+def test_eda_figures_name_columns_by_their_labels():
+    """Figures for the consultants' slides say "Time on the website", not the export's column."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from leadscoring.notebook import plots
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"tiempo_web": rng.gamma(2, 100, 200), "visitas": rng.poisson(3, 200), "won": rng.integers(0, 2, 200)})
+    fig = plots.numeric_by_target(df, "tiempo_web", "won", labels=LABELS)
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_title() == "Time on the website: converted vs not" and ax.get_xlabel() == "Time on the website"
+    assert legend == ["converted", "not converted"]
+    heat = plots.correlation_heatmap(df[["tiempo_web", "visitas"]], labels=LABELS)
+    assert [t.get_text() for t in heat.axes[0].get_xticklabels()] == ["Time on the website", "visitas"]
+    plt.close("all")

@@ -33,16 +33,17 @@ def spelling_variants(s: pd.Series) -> list[list[str]]:
 def quality_report(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
     """One row per column: role, type, missing %, placeholders, cardinality, rare levels,
     outliers (beyond 3 IQR from the quartiles), constant flag and spelling variants."""
-    placeholders = set(cfg.data.missing_values)
+    placeholders = {m.casefold() for m in cfg.data.missing_values}  # as the cleaner reads them: case and spaces aside
     rows = []
     n = len(df)
     for col in df.columns:
         s = df[col]
         role = _role(cfg, col)
         text = not pd.api.types.is_numeric_dtype(s)
-        ph = int(s.isin(placeholders).sum()) if text else 0
+        is_ph = s.notna() & s.astype(str).str.strip().str.casefold().isin(placeholders) if text else None
+        ph = int(is_ph.sum()) if is_ph is not None else 0
         missing = int(s.isna().sum())
-        valid = s[s.notna() & ~s.isin(placeholders)] if text else s.dropna()
+        valid = s[s.notna() & ~is_ph] if is_ph is not None else s.dropna()
         row = {
             "column": col,
             "role": role,

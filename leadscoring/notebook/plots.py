@@ -31,12 +31,26 @@ def conversion_bar(table: pd.DataFrame, col: str, base_rate: float, ax: plt.Axes
     return ax.figure
 
 
-def numeric_by_target(df: pd.DataFrame, col: str, target: str, ax: plt.Axes | None = None) -> plt.Figure:
-    """Distribution of a numeric column for converted vs not converted leads."""
+def numeric_by_target(
+    df: pd.DataFrame, col: str, target: str, ax: plt.Axes | None = None, labels: Mapping[str, str] | None = None
+) -> plt.Figure:
+    """Distribution of a numeric column for converted vs not converted leads (the column named
+    by its label in ``labels``, ``data.labels``)."""
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    name = (labels or {}).get(col, col)
     data = df[[col, target]].dropna()
-    sns.histplot(data=data, x=col, hue=target, stat="density", common_norm=False, element="step", ax=ax, bins=30)
-    ax.set(title=f"{col}: converted (1) vs not (0)", xlabel=col, ylabel="density")
+    outcome = data[target].map({1: "converted", 0: "not converted"}).rename("outcome")
+    sns.histplot(
+        x=data[col],
+        hue=outcome,
+        hue_order=["converted", "not converted"],
+        stat="density",
+        common_norm=False,
+        element="step",
+        ax=ax,
+        bins=30,
+    )
+    ax.set(title=f"{name}: converted vs not", xlabel=name, ylabel="density")
     return ax.figure
 
 
@@ -79,9 +93,13 @@ def conversion_curves(
     return fig
 
 
-def correlation_heatmap(df: pd.DataFrame, title: str = "Spearman correlation") -> plt.Figure:
+def correlation_heatmap(
+    df: pd.DataFrame, title: str = "Spearman correlation", labels: Mapping[str, str] | None = None
+) -> plt.Figure:
+    """Spearman correlations between the columns of ``df``, each named by its label in ``labels``."""
     fig, ax = plt.subplots(figsize=(7, 5.5))
-    sns.heatmap(df.corr(method="spearman"), annot=True, fmt=".2f", cmap="vlag", center=0, ax=ax, cbar_kws={"label": "rho"})
+    corr = df.rename(columns=dict(labels or {})).corr(method="spearman")
+    sns.heatmap(corr, annot=True, fmt=".2f", cmap="vlag", center=0, ax=ax, cbar_kws={"label": "rho"})
     ax.set(title=title)
     return fig
 

@@ -42,6 +42,7 @@ from xgboost import DMatrix, XGBClassifier
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import encoded_feature_sources
+from leadscoring.formats import NumberStyle
 from leadscoring.training.pipeline import booster_matrix, final_estimator, transform_steps
 
 # --- Contributions: log-odds per raw variable -------------------------------------------
@@ -203,6 +204,8 @@ class ReasonBook:
     groups: dict[str, list[str]]  # fit / engagement -> model variables
     group_quantiles: dict[str, list[float]] = field(default_factory=dict)
     min_leads: int = 20
+    #: How a number in a reason is written: decimal mark, thousands separator (``report``).
+    number_style: list[str] = field(default_factory=lambda: [".", ","])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,6 +215,7 @@ class ReasonBook:
         return cls(**data)
 
     def __post_init__(self) -> None:
+        self._style = NumberStyle(*self.number_style)
         self._arrays = {v: {k: np.asarray(a, dtype=float) for k, a in info.items()} for v, info in self.numeric.items()}
         self._group_q = {g: np.asarray(q, dtype=float) for g, q in self.group_quantiles.items()}
         self._group_cols: dict[tuple[str, ...], dict[str, list[int]]] = {}
@@ -288,8 +292,12 @@ class ReasonBook:
         return [""] * len(values)
 
     def values(self, variable: str, values: Sequence[Any] | np.ndarray) -> list[str]:
+        """Each value as the reason shows it (:func:`format_value`; numbers in the report's style)."""
         yes_no = variable in self.yes_no
-        return [format_value(v, yes_no) for v in values]
+        texts = [format_value(v, yes_no) for v in values]
+        if variable in self.numeric and self._style != NumberStyle():
+            return [self._style.apply(t) for t in texts]
+        return texts
 
     def reasons(
         self, contrib: np.ndarray, variables: Sequence[str], values: dict[str, np.ndarray], positive: int, negative: int
@@ -426,6 +434,7 @@ def build_reason_book(
         groups=groups,
         group_quantiles=quantiles,
         min_leads=cfg.scoring.reasons.min_leads,
+        number_style=[cfg.report.decimal_mark, cfg.report.thousands_separator],
     )
 
 

@@ -174,6 +174,15 @@ def test_eda_findings_are_computed_from_the_data(tmp_path):
     findings = eda_findings(df, cfg)
     assert findings and any("visits" in f for f in findings)
     assert not any(w in " ".join(findings) for w in SHIPPED_WORDS)
+    from leadscoring.formats import NumberStyle, use_style
+
+    use_style(NumberStyle(",", "."))  # report: a team that writes 1.234,5 (as a notebook's setup does)
+    try:
+        spanish = eda_findings(df, cfg)[0]
+    finally:
+        use_style(NumberStyle())
+    rate = f"{100 * df['Converted'].mean():.1f}".replace(".", ",")
+    assert spanish == f"900 leads, base conversion rate {rate} %."
 
 
 # --- the notebooks on the foreign export (slow) -------------------------------------------

@@ -71,13 +71,13 @@ def test_table_numbers_by_hand():
 def test_story_names_the_exception_with_its_count_and_rates():
     story = segment_score_story(_table(), "HOT", base_rate=5 / 12)
     assert story.startswith(SEGMENT_VS_SCORE)
-    assert "Of the 4 HOT leads, 3 (75%) are in 'A'. 'C' holds none." in story
+    assert "Of the 4 HOT leads, 3 (75 %) are in 'A'. 'C' holds none." in story
     # weak: conversion at most 0.7 × 41.7 % = 29 %, so B (20 %) is weak and A, C are not
-    assert "A segment is weak when it converts at most 29%, 70% of the base rate of 42%." in story
+    assert "A segment is weak when it converts at most 29 %, 70 % of the base rate of 42 %." in story
     assert (
-        "- 1 lead of segment 'B' (20% of the segment; conversion 20%, median score 20) is HOT: its own data, "
+        "- 1 lead of segment 'B' (20 % of the segment; conversion 20 %, median score 20) is HOT: its own data, "
         "not the segment's profile, earns the score. Call it, but expect a lower hit rate than the HOT leads of "
-        "'A' (mean score 81 vs 86; converted 0% vs 100%)."
+        "'A' (mean score 81 vs 86; converted 0 % vs 100 %)."
     ) in story
     assert "segment 'A'" not in story and "segment 'C'" not in story
     assert segment_score_story(_table(), "HOT") == story  # base rate by default: the table's own, 5 / 12
@@ -88,9 +88,9 @@ def test_scoring_only_story_compares_median_and_mean_scores():
     assert "conversion_rate" not in t.columns and "HOT_conversion_rate" not in t.columns
     story = segment_score_story(t, "HOT", base_rate=None)
     # typical median (5 × 82 + 5 × 20 + 2 × 62.5) / 12 = 52.9; weak at most 0.7 × 52.9 = 37: only B
-    assert "has a median score of at most 37, 70% of the typical median score of 53." in story
+    assert "has a median score of at most 37, 70 % of the typical median score of 53." in story
     assert (
-        "1 lead of segment 'B' (20% of the segment; median score 20) is HOT: its own data, not the segment's "
+        "1 lead of segment 'B' (20 % of the segment; median score 20) is HOT: its own data, not the segment's "
         "profile, earns the score. Call it, but expect a lower hit rate than the HOT leads of 'A' "
         "(mean score 81 vs 86)."
     ) in story
@@ -101,9 +101,10 @@ def test_exception_with_a_hit_rate_no_lower_and_the_only_top_leads():
     y = [0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1]  # A: 1 of 5, none of its HOT; B: 1 of 5, its HOT lead; C: 2 of 2
     story = segment_score_story(_table(y=y), "HOT")
     # base 4 / 12, weak at most 23 %: A (20 %) and B (20 %); A's 3 HOT leads compared with B's and back
-    assert "- 3 leads of segment 'A' (60% of the segment; conversion 20%, median score 82) are HOT" in story
-    assert "Call them, but expect a lower hit rate than the HOT leads of 'B' (mean score 86 vs 81; converted 0% vs 100%)." in story
-    assert "Call it: expect a hit rate no lower than the HOT leads of 'A' (mean score 81 vs 86; converted 100% vs 0%)." in story
+    assert "- 3 leads of segment 'A' (60 % of the segment; conversion 20 %, median score 82) are HOT" in story
+    lower = "Call them, but expect a lower hit rate than the HOT leads of 'B' (mean score 86 vs 81; converted 0 % vs 100 %)."
+    assert lower in story
+    assert "Call it: expect a hit rate no lower than the HOT leads of 'A' (mean score 81 vs 86; converted 100 % vs 0 %)." in story
     alone = segment_score_table(["A", "A", "B", "B"], [85, 10, 60, 70], ["HOT", "COLD", "WARM", "WARM"], ORDER, [0, 0, 1, 1])
     assert "It is the only HOT lead: call it." in segment_score_story(alone, "HOT")
 
@@ -111,11 +112,11 @@ def test_exception_with_a_hit_rate_no_lower_and_the_only_top_leads():
 def test_no_weak_segment_and_weak_segment_without_top_leads():
     story = segment_score_story(_table(), "HOT", base_rate=0.2)  # weak at most 14 %: none
     assert (
-        "No segment is weak (a weak segment converts at most 14%, 70% of the base rate of 20%), so no HOT lead "
+        "No segment is weak (a weak segment converts at most 14 %, 70 % of the base rate of 20 %), so no HOT lead "
         "goes against its segment."
     ) in story
     y = [1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0]  # C converts 0 of 2 and holds no HOT lead; B converts 40 %
-    assert "No HOT lead sits in a weak segment (one that converts at most 29%" in segment_score_story(_table(y=y), "HOT")
+    assert "No HOT lead sits in a weak segment (one that converts at most 29 %" in segment_score_story(_table(y=y), "HOT")
 
 
 def test_single_segment():
@@ -141,9 +142,9 @@ def test_any_bucket_names_row_order_and_checks():
     names = ["Priority", "Later"]
     t = segment_score_table(["x", "y", "y"], [75, 75, 10], ["Priority", "Priority", "Later"], names, order=["y", "x"])
     assert t["segment"].tolist() == ["y", "x"] and t["share_of_all_Priority"].tolist() == [0.5, 0.5]
-    assert "Of the 2 Priority leads, 1 (50%) is in 'y'." in segment_score_story(t, "Priority")  # half is enough
+    assert "Of the 2 Priority leads, 1 (50 %) is in 'y'." in segment_score_story(t, "Priority")  # half is enough
     t3 = segment_score_table(list("xyzz"), [75, 75, 75, 10], ["Priority"] * 3 + ["Later"], names)
-    assert "Of the 3 Priority leads, 1 (33%) is in 'x' and 1 (33%) in 'y'." in segment_score_story(t3, "Priority")
+    assert "Of the 3 Priority leads, 1 (33 %) is in 'x' and 1 (33 %) in 'y'." in segment_score_story(t3, "Priority")
     with pytest.raises(ValueError, match="not in bucket_order"):
         segment_score_table(["x"], [75], ["HOT"], names)
     with pytest.raises(ValueError, match="one value per lead"):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
-from leadscoring.formats import count, number
+from leadscoring.formats import count, number, percent
 
 
 def _role(cfg: ProjectConfig, col: str) -> str:
@@ -183,7 +183,7 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
     target = cfg.data.target_column
     base = float(df[target].mean())
     sep = variable_separation(df, cfg)
-    out = [f"{len(df):,} leads, base conversion rate {base:.1%}."]
+    out = [f"{count(len(df))} leads, base conversion rate {percent(base, 1)}."]
     if not len(sep):
         return out
     for r in sep.head(top).itertuples():
@@ -192,7 +192,7 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
         what = "range" if r.role == "numeric" else "level"
         out.append(
             f"{r.label} separates leads by {100 * r.spread:.0f} percentage points: {what} {r.best_level} converts "
-            f"{r.best_rate:.0%} ({r.best_share:.0%} of leads), {r.worst_level} {r.worst_rate:.0%}."
+            f"{percent(r.best_rate)} ({percent(r.best_share)} of leads), {r.worst_level} {percent(r.worst_rate)}."
         )
     for col in [c for c in cfg.model_data.columns.numeric if c in df.columns]:
         x = pd.to_numeric(df[col], errors="coerce")
@@ -207,14 +207,16 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
     for r in sep[sep["missing_share"] >= 0.3].itertuples():
         miss = df[r.variable].isna()
         out.append(
-            f"{r.label} is missing for {r.missing_share:.0%} of leads (they convert {df.loc[miss, target].mean():.0%}"
-            f" vs {df.loc[~miss, target].mean():.0%}); missingness is kept as information."
+            f"{r.label} is missing for {percent(r.missing_share)} of leads (they convert {percent(df.loc[miss, target].mean())}"
+            f" vs {percent(df.loc[~miss, target].mean())}); missingness is kept as information."
         )
     flat = []
     for col in [c for c in cfg.model_data.columns.yes_no if c in df.columns]:
         share = df[col].value_counts(normalize=True)
         if len(share) and share.iloc[0] >= 0.95:
-            flat.append(f"{cfg.model_data.labels.get(col, col)} ({share.iloc[0]:.0%} '{'yes' if share.index[0] == 1 else 'no'}')")
+            flat.append(
+                f"{cfg.model_data.labels.get(col, col)} ({percent(share.iloc[0])} '{'yes' if share.index[0] == 1 else 'no'}')"
+            )
     if flat:
         out.append(f"Almost always the same answer, so little information: {', '.join(flat)}.")
     post = sep.head(top)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from leadscoring.formats import count, percent
+
 #: What the story says a segment and a score are for.
 SEGMENT_VS_SCORE = (
     "A **segment** says *who* a lead is: a group of similar leads, built from what was known before the "
@@ -134,7 +136,7 @@ def segment_score_story(table: pd.DataFrame, top_bucket: str, base_rate: float |
         return "\n\n".join([*parts, "There are no leads to describe."])
     if len(table) == 1:
         parts.append(
-            f"All {int(table['leads'].sum()):,} leads fall in one segment ('{table['segment'].iloc[0]}'), "
+            f"All {count(int(table['leads'].sum()))} leads fall in one segment ('{table['segment'].iloc[0]}'), "
             "so the segment does not tell leads apart here: order the call list by the score alone."
         )
     if n_top == 0:
@@ -154,13 +156,14 @@ def _where_top_leads_are(table: pd.DataFrame, top_bucket: str, n_top: int) -> st
     cumulative = held[cols["share_of_all"]].cumsum()
     main = held[(cumulative - held[cols["share_of_all"]]) < 0.5]
     listed = [
-        f"{int(r[cols['count']]):,} ({r[cols['share_of_all']]:.0%}){_verb(r[cols['count']]) if i == 0 else ''} in '{r['segment']}'"
+        f"{count(int(r[cols['count']]))} ({percent(r[cols['share_of_all']])})"
+        f"{_verb(r[cols['count']]) if i == 0 else ''} in '{r['segment']}'"
         for i, (_, r) in enumerate(main.iterrows())
     ]
     text = f"**Where the {top_bucket} leads are.** " + (
         f"The only {top_bucket} lead is in '{main['segment'].iloc[0]}'."
         if n_top == 1
-        else f"Of the {n_top:,} {top_bucket} leads, {_join(listed)}."
+        else f"Of the {count(n_top)} {top_bucket} leads, {_join(listed)}."
     )
     empty = [f"'{name}'" for name in table.loc[table[cols["count"]] == 0, "segment"]]
     if empty:
@@ -174,11 +177,11 @@ def _weak(table: pd.DataFrame, base_rate: float | None, low_ratio: float) -> tup
         if base_rate is None:
             base_rate = float(np.average(table["conversion_rate"], weights=table["leads"]))
         cut = low_ratio * base_rate
-        rule = f"converts at most {cut:.0%}, {low_ratio:.0%} of the base rate of {base_rate:.0%}"
+        rule = f"converts at most {percent(cut)}, {percent(low_ratio)} of the base rate of {percent(base_rate)}"
         return table["conversion_rate"] <= cut, rule
     typical = float(np.average(table["score_median"], weights=table["leads"]))
     cut = low_ratio * typical
-    rule = f"has a median score of at most {cut:.0f}, {low_ratio:.0%} of the typical median score of {typical:.0f}"
+    rule = f"has a median score of at most {cut:.0f}, {percent(low_ratio)} of the typical median score of {typical:.0f}"
     return table["score_median"] <= cut, rule
 
 
@@ -212,9 +215,9 @@ def _exception_sentence(row: pd.Series, peer: pd.Series | None, top_bucket: str)
     cols = top_columns(top_bucket)
     n = int(row[cols["count"]])
     share = row[bucket_share_column(top_bucket)]
-    profile = f"conversion {row['conversion_rate']:.0%}, " if "conversion_rate" in row.index else ""
+    profile = f"conversion {percent(row['conversion_rate'])}, " if "conversion_rate" in row.index else ""
     text = (
-        f"{n:,} {'lead' if n == 1 else 'leads'} of segment '{row['segment']}' ({share:.0%} of the segment; "
+        f"{count(n)} {'lead' if n == 1 else 'leads'} of segment '{row['segment']}' ({percent(share)} of the segment; "
         f"{profile}median score "
         f"{row['score_median']:.0f}) {'is' if n == 1 else 'are'} {top_bucket}: "
         f"{'its' if n == 1 else 'their'} own data, not the segment's profile, earns the score."
@@ -234,7 +237,7 @@ def _exception_sentence(row: pd.Series, peer: pd.Series | None, top_bucket: str)
         text += f"{call}: expect a hit rate no lower than {peer_leads}"
     text += f" (mean score {row[cols['mean_score']]:.0f} vs {peer[cols['mean_score']]:.0f}"
     if observed:
-        text += f"; converted {row[cols['conversion']]:.0%} vs {peer[cols['conversion']]:.0%}"
+        text += f"; converted {percent(row[cols['conversion']])} vs {percent(peer[cols['conversion']])}"
     return text + ")."
 
 

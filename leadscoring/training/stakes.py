@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from leadscoring.config import ProjectConfig
+from leadscoring.formats import percent
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.leakage import blocked_variables
 
@@ -74,16 +75,19 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
     lines = [
         f"With the excluded variables ({', '.join(added)}) the same recipe would read a validation ROC-AUC of "
         f"**{leaky['roc_auc']:.3f}** instead of **{ours['roc_auc']:.3f}** "
-        f"({gap:+.3f}), and would put {leaky['gain_at_30pct']:.0%} instead of {ours['gain_at_30pct']:.0%} of "
+        f"({gap:+.3f}), and would put {percent(leaky['gain_at_30pct'])} instead of {percent(ours['gain_at_30pct'])} of "
         "the conversions in its top 30 % of leads.",
         (
-            "That difference is what those fields know about the outcome once the sales team has acted on a lead; "
-            "it is not available when a new lead must be prioritised, so the lower figure is the honest one."
+            "If those fields are filled in once the sales team has acted on a lead, that difference is what they know "
+            "about the outcome, which a new lead does not have yet, and the lower figure is the honest one. If the client "
+            "confirms they are known before the sales contact, name them in `data.allow_leaky`."
             if gap > 0.005
             else "The excluded variables add little here, so the exclusion costs nothing; keep them out unless the "
             "client confirms they are known before the sales contact (then name them in `data.allow_leaky`)."
         ),
     ]
     table = ["| model | ROC-AUC | average precision | gain at 30 % |", "|---|---|---|---|"]
-    table += [f"| {r.model} | {r.roc_auc:.3f} | {r.average_precision:.3f} | {r.gain_at_30pct:.1%} |" for r in stakes.itertuples()]
+    table += [
+        f"| {r.model} | {r.roc_auc:.3f} | {r.average_precision:.3f} | {percent(r.gain_at_30pct, 1)} |" for r in stakes.itertuples()
+    ]
     return " ".join(lines) + "\n\n" + "\n".join(table) + "\n"

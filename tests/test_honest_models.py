@@ -14,6 +14,7 @@ from sklearn.model_selection import StratifiedKFold, TimeSeriesSplit
 from leadscoring.config import DataConfig, PathsConfig, ProjectConfig
 from leadscoring.ingest.profile import profile_export
 from leadscoring.training.compare import (
+    NO_RANKING_COST,
     calibrated,
     candidate_models,
     choose_calibration,
@@ -21,6 +22,7 @@ from leadscoring.training.compare import (
     compare_calibration,
     cross_validate_candidates,
     cv_splitter,
+    model_label,
     out_of_fold,
 )
 from leadscoring.training.leakage import audit_summary, leakage_audit, model_columns_after_audit
@@ -309,14 +311,23 @@ def test_calibration_is_chosen_among_methods_that_keep_the_ranking(tmp_path):
     table = compare_calibration(pipe, X, y, CV, ["isotonic", "sigmoid"])
     assert table.loc[0, "auc_change"] == 0 and {"isotonic", "sigmoid"} <= set(table["calibration"])
     method, why = choose_calibration(table, "auto")
-    assert method in ("isotonic", "sigmoid") and "ROC-AUC" in why
+    costing_nothing = table[table["auc_change"] >= -NO_RANKING_COST]
+    assert method == costing_nothing.sort_values("brier_mean")["calibration"].iloc[0] and "Brier" in why
+    # a calibration that costs ranking never ships: the model's own probabilities do
     costly = table.assign(auc_change=[0.0, -0.01, -0.01])
-    assert choose_calibration(costly, "auto")[0] == "sigmoid"
+    assert choose_calibration(costly, "auto")[0] == "uncalibrated"
     # isotonic with a better Brier score but a small ranking cost (ties) does not ship
     ties = pd.DataFrame(
         {"calibration": ["uncalibrated", "isotonic", "sigmoid"], "brier_mean": [0.12, 0.110, 0.112], "auc_change": [0, -0.0014, 0]}
     )
     assert choose_calibration(ties, "auto")[0] == "sigmoid"
+    # calibration ships only when it improves the probabilities (as the shipped XGBoost: 0.1103 vs 0.1125)
+    own = ties.assign(brier_mean=[0.1103, 0.1101, 0.1125])
+    method, why = choose_calibration(own, "auto")
+    assert method == "uncalibrated" and why.startswith("none: the model's own probabilities have the lowest CV Brier score (0.1103")
+    assert model_label("xgboost_plain", method) == "xgboost_plain"
+    assert model_label("xgboost_plain", "sigmoid") == "xgboost_plain + sigmoid calibration"
+    assert calibrated(pipe, "uncalibrated", CV).get_params().keys() == pipe.get_params().keys()  # the pipeline as it is
     # a forward-chaining split still calibrates (on contiguous blocks) and scores every lead
     dated = calibrated(pipe, "sigmoid", TimeSeriesSplit(3)).fit(X, y)
     assert dated.predict_proba(X)[:, 1].min() > 0

@@ -183,7 +183,7 @@ class ModellingConfig(StrictSection):
     min_information_value: float = Field(0.02, ge=0.0)
     cv_folds: int = Field(5, ge=2, le=20)
     search_iterations: int = Field(12, ge=1)
-    calibration: Literal["isotonic", "sigmoid", "auto"] = "auto"
+    calibration: Literal["isotonic", "sigmoid", "uncalibrated", "auto"] = "auto"
 
 
 class LeakageConfig(StrictSection):

@@ -332,14 +332,21 @@ def tuned_params(search: RandomizedSearchCV, default_auc: float, default_se: flo
     )
 
 
+#: The calibration "method" that keeps the model's own probabilities.
+UNCALIBRATED = "uncalibrated"
+
+
 def calibrated(pipeline: Pipeline, method: str, cv: BaseCrossValidator) -> Pipeline:
-    """Same preprocessing, with the final model wrapped in a probability calibrator.
+    """Same preprocessing, with the final model wrapped in a probability calibrator
+    (``isotonic`` or ``sigmoid``); for :data:`UNCALIBRATED`, an unfitted copy of ``pipeline``.
 
     The calibrator is fitted on out-of-fold predictions (``ensemble=False``: one model
     refit on all rows, one calibration map), so calibration never sees its own training
     predictions; the folds are :func:`partition_cv` of ``cv``. A resampler, if any, stays
     inside the calibrated part.
     """
+    if method == UNCALIBRATED:
+        return clone(pipeline)
     steps = list(pipeline.steps)
     model_steps = [s for s in steps if s[0] in ("sample", "model")]
     prep = [s for s in steps if s[0] not in ("sample", "model")]
@@ -354,7 +361,7 @@ def compare_calibration(
     """CV ROC-AUC/Brier of the uncalibrated pipeline and of each calibration method, with
     the ROC-AUC each method costs (``auc_change``: calibrated minus uncalibrated)."""
     rows = []
-    variants = [("uncalibrated", pipeline)] + [(m, calibrated(pipeline, m, cv)) for m in methods]
+    variants = [(UNCALIBRATED, pipeline)] + [(m, calibrated(pipeline, m, cv)) for m in methods]
     results = cross_validate_many([est for _, est in variants], X, y, cv)
     for (name, _), res in zip(variants, results, strict=True):
         rows.append(
@@ -376,19 +383,28 @@ NO_RANKING_COST = 0.0005
 
 def choose_calibration(cal_table: pd.DataFrame, configured: str, max_auc_cost: float = NO_RANKING_COST) -> tuple[str, str]:
     """(method, reason): the configured method, or for ``auto`` the lowest CV Brier score
-    among the methods that cost no ranking (at most ``max_auc_cost`` of CV ROC-AUC: isotonic
-    maps tie leads, which can blunt ranking); sigmoid, which keeps the ranking exactly, if
-    none does. Calibration is for probabilities a sales team can read: it must not reorder
-    the leads they call first."""
-    methods = cal_table[cal_table["calibration"] != "uncalibrated"]
+    among the model's own probabilities (:data:`UNCALIBRATED`) and the methods that cost no
+    ranking (at most ``max_auc_cost`` of CV ROC-AUC: isotonic maps tie leads, which can blunt
+    ranking). Calibration is for probabilities a sales team can read: it must not reorder the
+    leads they call first, and it ships only when it makes the probabilities better."""
+    table = cal_table.set_index("calibration")
     if configured != "auto":
-        row = methods.set_index("calibration").loc[configured]
+        row = table.loc[configured]
         return configured, f"configured (CV Brier {row['brier_mean']:.4f}, ROC-AUC change {row['auc_change']:+.4f})"
-    keep = methods[methods["auc_change"] >= -max_auc_cost].sort_values("brier_mean")
-    if keep.empty:
-        return "sigmoid", "every method cost ranking; sigmoid keeps the order of leads"
-    row = keep.iloc[0]
+    keep = cal_table[cal_table["auc_change"] >= -max_auc_cost].sort_values("brier_mean", kind="stable")
+    row = keep.iloc[0]  # the uncalibrated row costs nothing: never empty
+    if row["calibration"] == UNCALIBRATED:
+        others = cal_table[cal_table["calibration"] != UNCALIBRATED]
+        versus = ", ".join(f"{r.calibration} {r.brier_mean:.4f}" for r in others.itertuples())
+        return UNCALIBRATED, (
+            f"none: the model's own probabilities have the lowest CV Brier score ({row['brier_mean']:.4f}; {versus})"
+        )
     return str(row["calibration"]), (
-        f"lowest CV Brier score ({row['brier_mean']:.4f}) among methods costing at most {max_auc_cost} of ROC-AUC "
-        f"(change {row['auc_change']:+.4f})"
+        f"lowest CV Brier score ({row['brier_mean']:.4f}, uncalibrated {table.loc[UNCALIBRATED, 'brier_mean']:.4f}) among "
+        f"methods costing at most {max_auc_cost} of ROC-AUC (change {row['auc_change']:+.4f})"
     )
+
+
+def model_label(candidate: str, method: str) -> str:
+    """The shipped model's name: its candidate and calibration (``xgboost_plain + sigmoid calibration``)."""
+    return candidate if method == UNCALIBRATED else f"{candidate} + {method} calibration"

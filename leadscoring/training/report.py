@@ -124,7 +124,7 @@ def model_card(
 - **Tuning**: {manifest.get("tuning_reason", "not recorded")}.
 - **Calibration**: {manifest.get("calibration_reason", "not recorded")}.
 - **Input**: one lead in the raw export layout ({len(manifest.get("input_columns", []))} columns, no target).
-- **Output**: calibrated probability of `{cfg.data.target_column} = {cfg.data.positive_value}`; score = round(100 × probability);
+- **Output**: probability of `{cfg.data.target_column} = {cfg.data.positive_value}`; score = round(100 × probability);
   buckets: {buckets}.
 - **SHA-256** `{manifest["sha256"]}`; versions {manifest.get("versions")}.
 

@@ -24,7 +24,7 @@ from leadscoring.cli import main
 from leadscoring.config import ProjectConfig, load_config
 from leadscoring.crm.outcomes import OutcomeRow, append_outcome_rows, status_text
 from leadscoring.io import write_parquet
-from leadscoring.loop.monitoring import ab_test_summary, build_monitoring, write_monitoring
+from leadscoring.loop.monitoring import ab_test_summary, build_monitoring, lift_sentence, write_monitoring
 from leadscoring.serving.history import append_scores, history_folder
 from leadscoring.serving.scorer import to_score
 
@@ -321,8 +321,14 @@ def test_the_control_group_finds_the_known_lift_within_its_interval(generated, r
     assert (total["lift_low"], total["lift_high"]) == pytest.approx(
         ((pt / pc) * math.exp(-Z * se_log) - 1, (pt / pc) * math.exp(Z * se_log) - 1)
     )
-    se = math.sqrt(pc * (1 - pc) / cn + pt * (1 - pt) / tn)
-    assert (total["difference_low"], total["difference_high"]) == pytest.approx((pt - pc - Z * se, pt - pc + Z * se))
+
+    def wilson(p: float, n: int) -> tuple[float, float]:
+        centre, half = p + Z * Z / (2 * n), Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+        return (centre - half) / (1 + Z * Z / n), (centre + half) / (1 + Z * Z / n)
+
+    (lc, uc), (lt, ut) = wilson(pc, cn), wilson(pt, tn)  # Newcombe's hybrid score interval of the difference
+    newcombe = (pt - pc - math.hypot(pt - lt, uc - pc), pt - pc + math.hypot(ut - pt, pc - lc))
+    assert (total["difference_low"], total["difference_high"]) == pytest.approx(newcombe)
     true_lift = g.q[in_complete & (g.group == "treatment")].mean() / g.q[in_complete & (g.group == "control")].mean() - 1
     assert total["lift_low"] <= true_lift <= total["lift_high"]
     assert total["significant"] and not any(a.kind == "lift" for a in report.alerts)
@@ -423,6 +429,35 @@ def test_an_empty_history_is_a_line_in_the_report(make_project, tmp_path):
     data = json.loads(json_path.read_text(encoding="utf-8"))
     assert any("is empty: no lead has been scored yet" in n for n in data["notes"])
     assert "no lead has been scored yet" in html_path.read_text(encoding="utf-8")
+
+
+def test_leads_first_scored_before_the_experiment_stay_out_of_the_ab_test(make_project, tmp_path):
+    """A lead scored (and its score pushed) before the experiment began is no control lead,
+    whatever group a later rescoring gives it: only a lead's first scoring decides its group."""
+    cfg = _config(tmp_path, make_project, min_per_class=5, min_leads=5)
+    history = cfg.path("score_history")
+    ids = [f"x{i}" for i in range(40)]
+    append_scores(history, ids, [30] * 40, "v1", START.to_pydatetime())  # before the experiment: no group
+    groups = pd.DataFrame({"experiment_group": ["control", "treatment"] * 20})
+    append_scores(history, ids, [30] * 40, "v1", (START + pd.Timedelta(days=1)).to_pydatetime(), extra=groups)
+    append_scores(history, ["y0", "y1"], [30, 30], "v1", (START + pd.Timedelta(days=1)).to_pydatetime(), extra=groups.head(2))
+    closed = (START + pd.Timedelta(days=3)).to_pydatetime()
+    outcome = {f"x{i}": "converted" if i % 4 == 0 else "lost" for i in range(40)} | {"y0": "lost", "y1": "converted"}
+    append_outcome_rows(
+        cfg.path("outcome_history"), [OutcomeRow(i, o, closed, None, False, status_text({"s": o})) for i, o in outcome.items()]
+    )
+    report = build_monitoring(cfg, now=NOW.to_pydatetime())
+    row = report.ab.iloc[0]
+    assert len(report.ab) == 1 and (row["control_leads"], row["treatment_leads"]) == (1, 1)  # y0 and y1 only
+
+
+def test_no_verdict_on_the_lift_before_the_test_has_its_outcomes():
+    total = {"lift": 0.5, "lift_low": 0.1, "lift_high": 1.0, "significant": True, "outcomes": 300, "cohorts": 2}
+    total |= {"treatment_rate": 0.15, "control_rate": 0.1, "treatment_leads": 150, "control_leads": 150}
+    total |= {"difference": 0.05, "difference_low": 0.01, "difference_high": 0.09}
+    early = lift_sentence(total, 0.95, 1000)
+    assert early.endswith("too early to judge (300 of the 1,000 outcomes the test waits for).") and "significant" not in early
+    assert lift_sentence(total, 0.95, 300).endswith(": significant.")
 
 
 def test_bad_inputs_are_lines_in_the_report(make_project, tmp_path, small_models, sample):

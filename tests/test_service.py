@@ -188,9 +188,14 @@ def test_psi_and_ab_lift():
     assert psi(["x"] * 50 + ["y"] * 50, ["x"] * 10 + ["z"] * 90, numeric=False) > 0.25
     res = ab_lift(100, 1000, 150, 1000)
     assert res["difference"] == pytest.approx(0.05) and res["lift"] == pytest.approx(0.5)
-    se = (0.1 * 0.9 / 1000 + 0.15 * 0.85 / 1000) ** 0.5
-    assert res["difference_low"] == pytest.approx(0.05 - 1.959964 * se, rel=1e-5)
-    assert res["lift_low"] < 0.5 < res["lift_high"] and res["lift_low"] > 0
+    assert res["lift_low"] < 0.5 < res["lift_high"] and res["lift_low"] > 0 and res["significant"]
+    # Newcombe's hybrid score interval, his own example (Statistics in Medicine 1998; 17:873-890): 56/70 - 48/80
+    res = ab_lift(48, 80, 56, 70)
+    assert (res["difference_low"], res["difference_high"]) == pytest.approx((0.0524, 0.3339), abs=5e-5)
+    # small groups: 1 of 50 against 12 of 150 is not significant (Fisher's exact test: p = 0.19); the Wald interval said it was
+    small = ab_lift(1, 50, 12, 150)
+    assert not small["significant"] and small["difference_low"] < 0 < small["difference_high"]
+    assert not ab_lift(0, 30, 5, 270)["significant"]  # Fisher's exact test: p = 1
 
 
 def test_service_answers_the_same_with_every_shortcut_off(cfg, small_models, client, monkeypatch):

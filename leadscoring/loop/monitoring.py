@@ -187,21 +187,23 @@ def ab_lift(
 ) -> dict[str, float]:
     """Conversion lift of a treatment over a control group.
 
-    Returns both rates, the absolute difference with its Wald interval, the relative lift
-    (treatment / control - 1) with a log-ratio (Katz) interval, and ``significant`` (1.0 when
-    the difference's interval excludes 0, else 0.0).
+    Returns both rates, the absolute difference with Newcombe's hybrid score interval (built
+    from each rate's Wilson interval: it keeps its coverage with small groups and rates near 0,
+    where the Wald interval is far too narrow), the relative lift (treatment / control - 1) with
+    a log-ratio (Katz) interval, and ``significant`` (1.0 when the difference's interval
+    excludes 0, else 0.0).
     """
     if min(control_n, treatment_n) <= 0:
         raise ValueError("both groups need at least one lead")
     z = _z(confidence)
     pc, pt = control_conversions / control_n, treatment_conversions / treatment_n
-    se = math.sqrt(pc * (1 - pc) / control_n + pt * (1 - pt) / treatment_n)
+    (lc, uc), (lt, ut) = _wilson(pc, control_n, z), _wilson(pt, treatment_n, z)
     out = {
         "control_rate": pc,
         "treatment_rate": pt,
         "difference": pt - pc,
-        "difference_low": pt - pc - z * se,
-        "difference_high": pt - pc + z * se,
+        "difference_low": pt - pc - math.sqrt((pt - lt) ** 2 + (uc - pc) ** 2),
+        "difference_high": pt - pc + math.sqrt((ut - pt) ** 2 + (pc - lc) ** 2),
     }
     if control_conversions > 0 and treatment_conversions > 0:
         rr = pt / pc
@@ -209,8 +211,15 @@ def ab_lift(
         out.update(lift=rr - 1, lift_low=rr * math.exp(-z * se_log) - 1, lift_high=rr * math.exp(z * se_log) - 1)
     else:
         out.update(lift=float("nan"), lift_low=float("nan"), lift_high=float("nan"))
-    out["significant"] = float(se > 0 and (out["difference_low"] > 0 or out["difference_high"] < 0))
+    out["significant"] = float(out["difference_low"] > 0 or out["difference_high"] < 0)
     return out
+
+
+def _wilson(p: float, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval of a proportion ``p`` observed on ``n`` leads."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
 
 def expected_interval(expected: float, variance: float, confidence: float = 0.95) -> tuple[float, float]:
@@ -532,7 +541,7 @@ def _build(
     con = hist.con
     con.execute(
         "CREATE TEMP TABLE leads AS SELECT lead_id, min(scored_at) AS first_at, arg_min(score, scored_at) AS score, "
-        "arg_min(model_version, scored_at) AS version, arg_min(grp, scored_at) AS grp FROM hist GROUP BY lead_id"
+        "arg_min(model_version, scored_at) AS version, arg_min_null(grp, scored_at) AS grp FROM hist GROUP BY lead_id"
     )
     con.execute(
         f"CREATE TEMP TABLE ev AS SELECT {trunc.format('l.first_at')} AS cohort, l.score, l.version, l.grp, "
@@ -1056,12 +1065,17 @@ def _points(share: float) -> str:
 # -- the A/B test, as notebook 09 reads it ------------------------------------------------------
 
 
-def lift_sentence(total: Mapping[str, Any] | None, confidence: float) -> str:
+def lift_sentence(total: Mapping[str, Any] | None, confidence: float, min_outcomes: int = 0) -> str:
     """The A/B test's result in one sentence (plain text): both conversion rates, the lift with
-    its interval, the difference in points and whether it is significant."""
+    its interval, the difference in points and whether it is significant; no verdict before
+    ``min_outcomes`` outcomes (``monitoring.lift_min_outcomes``)."""
     if not total or total.get("lift") is None or (isinstance(total["lift"], float) and math.isnan(total["lift"])):
         return "No complete cohort with conversions in both groups yet: the A/B totals wait for the outcomes to mature."
-    verdict = "significant" if total["significant"] else "not significant"
+    outcomes = int(total.get("outcomes", 0))
+    if outcomes < min_outcomes:
+        verdict = f"too early to judge ({count(outcomes)} of the {count(min_outcomes)} outcomes the test waits for)"
+    else:
+        verdict = "significant" if total["significant"] else "not significant"
     return (
         f"Over the {count(total['cohorts'])} complete cohort(s): treatment {percent(total['treatment_rate'], 1)} "
         f"({count(total['treatment_leads'])} leads) against control {percent(total['control_rate'], 1)} "
@@ -1122,10 +1136,12 @@ def ab_test_summary(cfg: ProjectConfig) -> tuple[str, pd.DataFrame | None]:
             "and worked by its score. Set `experiment.control_share` to hold a share of the leads out.",
             None,
         )
-    confidence = float((data.get("settings") or {}).get("confidence", 0.95))
+    settings = data.get("settings") or {}
+    confidence = float(settings.get("confidence", 0.95))
     period = "week starting" if data.get("cohort") == "week" else "month"
     table = ab_table(pd.DataFrame(ab.get("cohorts") or []), period) if ab.get("cohorts") else None
-    return f"Monitoring report of {when}. " + lift_sentence(ab.get("total"), confidence), table
+    sentence = lift_sentence(ab.get("total"), confidence, int(settings.get("lift_min_outcomes", 0)))
+    return f"Monitoring report of {when}. " + sentence, table
 
 
 def write_monitoring(

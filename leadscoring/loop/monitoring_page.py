@@ -302,7 +302,8 @@ def _ab_section(report: MonitoringReport, labels: Mapping[str, str]) -> str:
         return ""
     period = "week starting" if report.cohort == "week" else "month"
     conf = percent(report.settings["confidence"])
-    lead = f"<p class='headline'>{html.escape(lift_sentence(report.ab_total, report.settings['confidence']))}</p>"
+    said = lift_sentence(report.ab_total, report.settings["confidence"], int(report.settings["lift_min_outcomes"]))
+    lead = f"<p class='headline'>{html.escape(said)}</p>"
     return lead + _table(
         ab_table(ab, period),
         f"Treatment (scored) against control (usual routine) per cohort, counted leads, {conf} intervals",

@@ -100,3 +100,9 @@ def test_eda_figures_name_columns_by_their_labels():
     heat = plots.correlation_heatmap(df[["tiempo_web", "visitas"]], labels=LABELS)
     assert [t.get_text() for t in heat.axes[0].get_xticklabels()] == ["Time on the website", "visitas"]
     plt.close("all")
+
+
+def test_a_missingness_roc_auc_is_not_a_share():
+    """The leakage audit's table: how well missingness ranks leads (0.51) is no percentage; the share missing is."""
+    html = show(pd.DataFrame({"variable": ["fuente"], "missing_auc": [0.51], "missing_share": [0.2]}), "Audit", LABELS).to_html()
+    assert "0.51" in html and "51 %" not in html and "20 %" in html

@@ -62,7 +62,7 @@ def quality_report(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
         }
         if role in ("categorical", "yes_no"):
             share = valid.value_counts() / n
-            row["rare_levels"] = int((share < cfg.cleaning.rare_min_share).sum())
+            row["rare_levels"] = int((share < cfg.cleaning.rare_min_share).sum()) if role == "categorical" else 0  # yes/no: 1/0
             row["spelling_variants"] = "; ".join("/".join(g) for g in spelling_variants(valid))
         elif role == "numeric":
             q1, q3 = valid.quantile([0.25, 0.75])
@@ -77,7 +77,8 @@ def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = No
     """Plain-language findings from :func:`quality_report`, most important first; a column is
     named by its label in ``labels`` (``data.labels``) when it has one; outliers are said to be
     clipped at ``clip_quantile`` (``cleaning.clip_quantile``; 1: not clipped)."""
-    clipped = f"clipped at the {number(100 * clip_quantile)}th percentile" if clip_quantile < 1 else "not clipped"
+    low, high = number(100 * (1 - clip_quantile)), number(100 * clip_quantile)
+    clipped = f"clipped to percentiles {low} and {high} of training, as every numeric column" if clip_quantile < 1 else "kept"
     labels = labels or {}
     out = []
     for r in report.itertuples():

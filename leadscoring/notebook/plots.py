@@ -148,9 +148,19 @@ def reliability(y: Sequence[int], probs: Mapping[str, Sequence[float]], bins: in
     return fig
 
 
-def bar_importance(table: pd.DataFrame, value: str, label: str = "variable", title: str = "", xlabel: str = "") -> plt.Figure:
+def bar_importance(
+    table: pd.DataFrame,
+    value: str,
+    label: str = "variable",
+    title: str = "",
+    xlabel: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> plt.Figure:
+    """Horizontal bars of ``value`` per row of ``table``, each named by ``label``'s cell (its
+    label in ``labels``, ``data.labels``, when it has one)."""
     fig, ax = plt.subplots(figsize=(7, max(2.5, 0.32 * len(table))))
-    sns.barplot(data=table, y=label, x=value, ax=ax, color="#55A868")
+    names = table[label].astype(str).map(lambda v: (labels or {}).get(v, v))
+    sns.barplot(x=table[value].to_numpy(), y=names.to_numpy(), ax=ax, color="#55A868")
     ax.set(title=title or value, xlabel=xlabel or value, ylabel="")
     return fig
 

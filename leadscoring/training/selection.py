@@ -155,7 +155,7 @@ def confirm_drops(
     se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
     auc_with, auc_without = float(with_.mean()), float(without.mean())
     figures = {"cv_roc_auc_with": auc_with, "cv_roc_auc_without": auc_without, "difference_se": se}
-    told = f"CV ROC-AUC without {auc_without:.4f}, with {auc_with:.4f} (difference {diff.mean():+.4f}, one standard error {se:.4f})"
+    told = f"CV ROC-AUC without {auc_without:.4f}, with {auc_with:.4f} (difference {diff.mean():+.5f}, one standard error {se:.5f})"
     if diff.mean() >= -se:
         t.loc[candidate, "reason"] = reasons[candidate] + f"; {told}: no better with it"
     else:

@@ -287,7 +287,8 @@ class GradesConfig(StrictSection):
     by ``shares`` of leads per grade (best first, summing to 1); or by the sales team's
     capacity: ``calls_per_week`` leads get the first grade, the rest is split between the
     other grades in proportion to ``shares`` (equal parts when unset). Share and capacity
-    thresholds are learned from the training leads' scores and stored with the model."""
+    thresholds are learned from the training leads' scores (out of fold: as new leads score)
+    and stored with the model."""
 
     names: list[str] = Field(default_factory=lambda: ["A", "B", "C", "D"])
     min_scores: list[int] = Field(default_factory=lambda: [75, 50, 25, 0])

@@ -67,9 +67,10 @@ from leadscoring.loop.maturity import matured_outcomes, trained_at
 from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
 from leadscoring.tracking import RETRAIN_EVENT, record_event, update_tracking
+from leadscoring.training.compare import cv_splitter
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.explanations import reason_book_for
-from leadscoring.training.grades import grades_for
+from leadscoring.training.grades import grades_for, new_lead_probabilities
 from leadscoring.training.pipeline import all_cores
 from leadscoring.training.report import retrained_card
 from leadscoring.training.rules import RuleScorer
@@ -596,7 +597,7 @@ def _promote_challenger(
     explained = {
         "reasons": reason_book_for(cfg, challenger, X, y).to_dict(),
         "group_validation_auc": {},
-        "grades": grades_for(cfg, to_score(challenger.predict_proba(X)[:, 1]), train),
+        "grades": grades_for(cfg, to_score(new_lead_probabilities(challenger, X, y, cv_splitter(cfg))), train),
     }
 
     def put_in_place(archived: Path | None) -> None:

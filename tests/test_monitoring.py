@@ -358,11 +358,23 @@ def test_a_lift_not_significant_or_negative_raises_the_lift_alert(tmp_path, smal
         assert not [a for a in build_monitoring(patient, now=NOW.to_pydatetime()).alerts if a.kind == "lift"]
 
 
-def test_auc_drop_alerts_and_model_changes(report):
+def test_auc_drop_alerts_and_model_changes(generated, report):
     auc = [a for a in report.alerts if a.kind == "auc"]
     c = report.cohorts
     by_hand = list(c.loc[c["complete"] & (c["roc_auc"] < REFERENCE_AUC - 0.05), "cohort"])
     assert len(auc) == 1 and list(auc[0].cohorts) == by_hand and by_hand
+    # Hanley and McNeil's interval from the cohort's counts, by hand
+    first = c.loc[c["cohort"] == by_hand[0]].iloc[0]
+    a, n1, n2 = first["roc_auc"], first["converted"], first["lost"] + first["open_counted_as_lost"]
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    se = math.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n2 - 1) * (q2 - a * a)) / (n1 * n2))
+    assert (first["roc_auc_low"], first["roc_auc_high"]) == pytest.approx((a - Z * se, min(a + Z * se, 1.0)))
+    # a cohort below the floor whose interval still reaches above it (few outcomes) raises no alert
+    from leadscoring.loop.monitoring import _alerts
+
+    cfg = generated[0]
+    noisy = c.assign(roc_auc_high=np.where(c["cohort"].isin(by_hand), REFERENCE_AUC, c["roc_auc_high"]))
+    assert not [a for a in _alerts(cfg, noisy, report.drift, None, REFERENCE_AUC, {}) if a.kind == "auc"]
     assert auc[0].message.startswith(
         f"Ranking quality dropped in {len(by_hand)} cohorts ({by_hand[0]} … {by_hand[-1]}): ROC-AUC from"
     )

@@ -35,7 +35,8 @@ in ``paths.results_dir``.
   history's ``inputs``) of every scoring in the period, against the training reference (the
   leads of the last retraining, else the working split the model was trained on; the score's
   reference is the current model's scores of those leads).
-- Alerts: a ROC-AUC ``monitoring.auc_drop`` below the model's validation ROC-AUC, observed
+- Alerts: a ROC-AUC ``monitoring.auc_drop`` below the model's validation ROC-AUC (the cohort's
+  whole Hanley-McNeil interval below it: a small cohort's ROC-AUC is noisy), observed
   conversions outside their interval, a PSI above ``monitoring.psi_alert`` (cohorts of at least
   ``monitoring.min_leads``), and a lift not significant once the A/B test has
   ``monitoring.lift_min_outcomes`` outcomes.
@@ -239,6 +240,17 @@ def auc_from_counts(positives: Sequence[float] | np.ndarray, negatives: Sequence
         return float("nan")
     below = np.cumsum(neg) - neg
     return float(np.sum(pos * (below + 0.5 * neg)) / (n_pos * n_neg))
+
+
+def auc_interval(auc: float, positives: int, negatives: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Hanley and McNeil's (1982) interval of a ROC-AUC measured on ``positives`` converted and
+    ``negatives`` not converted leads; NaN for a NaN ROC-AUC."""
+    if math.isnan(auc) or positives < 1 or negatives < 1:
+        return float("nan"), float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    half = _z(confidence) * math.sqrt(max(var, 0.0))
+    return max(auc - half, 0.0), min(auc + half, 1.0)
 
 
 def brier_from_counts(
@@ -692,6 +704,7 @@ def _cohort_table(
             )
             if complete and counted >= mon.min_per_class and min(n["converted"], n["lost"] + n["aged"]) == 0:
                 one_class.append(label)
+        auc_low, auc_high = auc_interval(auc, n["converted"], n["lost"] + n["aged"], mon.confidence)
         used = versions[versions["cohort"] == start]
         rows.append(
             {
@@ -716,6 +729,8 @@ def _cohort_table(
                 "complete": complete,
                 "calibration": calibration,
                 "roc_auc": auc,
+                "roc_auc_low": auc_low,
+                "roc_auc_high": auc_high,
                 "brier": brier,
                 "ranking": quality,
                 "median_days_to_outcome": float(median_of.get(start, float("nan"))),
@@ -978,7 +993,8 @@ def _alerts(
     alerts: list[Alert] = []
     if reference_auc is not None:
         floor = reference_auc - mon.auc_drop
-        low = cohorts[cohorts["complete"] & (cohorts["roc_auc"] < floor)]
+        # Below the floor beyond doubt: the cohort's whole interval (a small cohort's ROC-AUC is noisy).
+        low = cohorts[cohorts["complete"] & (cohorts["roc_auc_high"] < floor)]
         if len(low):
             where = list(low["cohort"])
             values = (
@@ -990,7 +1006,8 @@ def _alerts(
                 Alert(
                     "auc",
                     f"Ranking quality dropped in {'cohort ' if len(where) == 1 else ''}{_span(where)}: {values} against "
-                    f"{number(reference_auc)} on the model's validation leads (alert below {number(floor)}).",
+                    f"{number(reference_auc)} on the model's validation leads (alert when a cohort's "
+                    f"{percent(mon.confidence)} interval lies below {number(floor)}).",
                     tuple(where),
                 )
             )

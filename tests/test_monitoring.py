@@ -161,15 +161,27 @@ def generate(
 
 
 def hand_psi(reference: np.ndarray, current: np.ndarray) -> float:
-    """PSI by hand: deciles of the reference (missing values a bin of their own), shares floored at 1e-4."""
+    """PSI by hand: deciles of the reference (missing values a bin of their own), neighbouring
+    bins joined until each expects 20 current leads (the last short group joins the one before),
+    shares floored at 1e-4."""
     reference, current = np.asarray(reference, float), np.asarray(current, float)
     edges = np.unique(np.quantile(reference[~np.isnan(reference)], np.linspace(0, 1, 11)))[1:-1]
 
-    def shares(x: np.ndarray) -> np.ndarray:
+    def counts(x: np.ndarray) -> np.ndarray:
         where = np.where(np.isnan(x), len(edges) + 1, np.searchsorted(edges, x, side="right"))
-        return np.maximum(np.bincount(where, minlength=len(edges) + 2) / len(x), 1e-4)
+        return np.bincount(where, minlength=len(edges) + 2).astype(float)
 
-    e, a = shares(reference), shares(current)
+    ce, ca = counts(reference), counts(current)
+    groups: list[list[int]] = [[]]
+    for i in range(len(ce)):
+        groups[-1].append(i)
+        if ce[groups[-1]].sum() / len(reference) * len(current) >= 20:
+            groups.append([])
+    if len(groups) > 1 and (not groups[-1] or ce[groups[-1]].sum() / len(reference) * len(current) < 20):
+        short = groups.pop()
+        groups[-1] += short
+    e = np.maximum(np.array([ce[g].sum() for g in groups]) / len(reference), 1e-4)
+    a = np.maximum(np.array([ca[g].sum() for g in groups]) / len(current), 1e-4)
     return float(np.sum((a - e) * np.log(a / e)))
 
 

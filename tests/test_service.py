@@ -186,6 +186,13 @@ def test_psi_and_ab_lift():
     assert psi(a, rng.normal(1.0, size=5000), numeric=True) > 0.25
     assert psi(["x"] * 50 + ["y"] * 50, ["x"] * 50 + ["y"] * 50, numeric=False) == pytest.approx(0.0)
     assert psi(["x"] * 50 + ["y"] * 50, ["x"] * 10 + ["z"] * 90, numeric=False) > 0.25
+    # 40 equally common levels and a week of 100 leads: chance alone summed to a PSI near 0.7 over
+    # the levels; neighbouring levels are merged until each bin expects 20 leads, so no false alert
+    levels = [f"L{i}" for i in range(40)]
+    reference = rng.choice(levels, 20000)
+    noise = [psi(reference, rng.choice(levels, 100), numeric=False) for _ in range(100)]
+    assert max(noise) < 0.25 and np.mean(noise) < 0.1
+    assert psi(reference, rng.choice(levels[:10], 100), numeric=False) > 1  # a real shift still stands out
     res = ab_lift(100, 1000, 150, 1000)
     assert res["difference"] == pytest.approx(0.05) and res["lift"] == pytest.approx(0.5)
     assert res["lift_low"] < 0.5 < res["lift_high"] and res["lift_low"] > 0 and res["significant"]

@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 PSI_WATCH, PSI_ALERT = 0.1, 0.25
 #: Bins of a numeric variable's PSI (deciles of the reference), and the floor of a bin's share.
 PSI_BINS, PSI_EPS = 10, 1e-4
+#: Fewest current leads a PSI bin must expect at the reference's shares; smaller bins are pooled.
+PSI_MIN_EXPECTED = 20
 #: The name of the score in the drift tables (the inputs go by their column names).
 SCORE = "score"
 #: A lead's state in the report (see the module): counted ones first.
@@ -108,15 +110,44 @@ def numeric_bins(values: Sequence[Any] | np.ndarray, inner: np.ndarray) -> np.nd
     return np.where(np.isnan(v), len(inner) + 1, np.searchsorted(inner, v, side="right")).astype(int)
 
 
-def psi_from_counts(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray, eps: float = PSI_EPS) -> float:
+def psi_from_counts(
+    expected: Sequence[float] | np.ndarray,
+    actual: Sequence[float] | np.ndarray,
+    eps: float = PSI_EPS,
+    min_expected: float = PSI_MIN_EXPECTED,
+) -> float:
     """PSI = Σ (a - e) · ln(a / e) over bins, from the counts per bin of the reference
     (``expected``) and of the current leads (``actual``); shares floored at ``eps``. NaN when
-    either has no lead."""
+    either has no lead.
+
+    Neighbouring bins are merged until the current leads would hold at least
+    ``min_expected`` of them at the reference's shares: a cohort's share of a rare level (or
+    of each of many levels) is mostly chance, and a PSI summed over such bins crosses the
+    alert with no drift at all (40 equal levels, 100 leads: about 0.7)."""
     e, a = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
     if e.sum() <= 0 or a.sum() <= 0:
         return float("nan")
+    e, a = _merge_small_bins(e, a, min_expected * e.sum() / a.sum())
     pe, pa = np.maximum(e / e.sum(), eps), np.maximum(a / a.sum(), eps)
     return float(np.sum((pa - pe) * np.log(pa / pe)))
+
+
+def _merge_small_bins(e: np.ndarray, a: np.ndarray, least: float) -> tuple[np.ndarray, np.ndarray]:
+    """``e`` and ``a`` with neighbouring bins summed until each holds at least ``least`` of
+    ``e`` (a small remainder joins the last group)."""
+    if (e >= least).all():
+        return e, a
+    group = np.zeros(len(e), dtype=int)
+    g, held = 0, 0.0
+    for i, v in enumerate(e):
+        group[i] = g
+        held += v
+        if held >= least:
+            g, held = g + 1, 0.0
+    if held < least and g > 0:  # the last bins fell short: they join the group before them
+        group[group == g] = g - 1
+    size = int(group.max()) + 1
+    return np.bincount(group, weights=e, minlength=size), np.bincount(group, weights=a, minlength=size)
 
 
 def _level_text(values: Sequence[Any] | pd.Series) -> pd.Series:

@@ -296,3 +296,26 @@ def test_model_card_shows_the_audit_section(tmp_path):
         {},
         cfg,
     )
+
+
+def test_stakes_say_what_the_post_contact_fields_let_in_are_worth(export, tmp_path):
+    """A configuration that lets a post-contact field into the model (use_post_contact_fields):
+    the card gives the figure without it, since the model's own holds only where the field is
+    filled in before a lead is prioritised."""
+    from leadscoring.training.stakes import WITHOUT, WITHOUT_ALLOWED, leakage_stakes, stakes_auc, stakes_summary
+
+    X, y = export
+    cfg = foreign_config(tmp_path, post_contact=["Lead Status"], use_post_contact_fields=True)
+    work, valid = slice(0, 1000), slice(1000, None)
+    audit = leakage_audit(X[work], y[work], cfg, CV)
+    features = audited_features(cfg, audit)
+    assert "Lead Status" in features
+    p = _recipe(cfg, features).fit(X[work], y[work]).predict_proba(X[valid])[:, 1]
+    stakes = leakage_stakes(cfg, audit, features, _recipe, X[work], y[work], X[valid], y[valid], p)
+    row = stakes.set_index("model").loc[WITHOUT_ALLOWED]
+    assert stakes["model"].iloc[-1] == WITHOUT_ALLOWED and "Lead Status" not in row["variables"]
+    ours, honest = stakes_auc(stakes, WITHOUT), stakes_auc(stakes, WITHOUT_ALLOWED)
+    assert ours > 0.97 and honest < 0.9  # the status tag nearly decides the outcome
+    text = stakes_summary(stakes)
+    assert "(Lead Status)" in text and f"**{honest:.3f}** instead of **{ours:.3f}**" in text
+    assert "No variable was excluded" not in text

@@ -109,7 +109,9 @@ class RunResult:
         if auc is None:
             return []
         cv = f", cross-validation {m['cv_roc_auc']:.3f}" if m.get("cv_roc_auc") is not None else ""
-        lines = [f"scoring model ({m.get('model_family', 'model')}): validation ROC-AUC {auc:.3f}{cv} (0.5 = chance)"]
+        honest = m.get("validation_roc_auc_without_allowed")
+        without = f"; {honest:.3f} without the post-contact fields the configuration lets in" if honest is not None else ""
+        lines = [f"scoring model ({m.get('model_family', 'model')}): validation ROC-AUC {auc:.3f}{cv} (0.5 = chance){without}"]
         if auc < CHANCE_AUC:
             warning = f"WARNING: the model ranks leads little better than chance (validation ROC-AUC {auc:.3f})"
             with_out, kept_out = m.get("validation_roc_auc_with_excluded"), m.get("kept_out_by_audit") or []

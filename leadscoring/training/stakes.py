@@ -1,10 +1,12 @@
 """What the leakage audit's exclusions were worth: the validation figures of the chosen model
-next to the same recipe trained with the excluded variables put back (notebook 07), in plain
-words for the model card and the evaluation report (notebook 09).
+next to the same recipe trained with the excluded variables put back, and, when the model
+reads fields known only after the sales contact that the configuration lets in, the same
+recipe without them (notebook 07); in plain words for the model card and the evaluation
+report (notebook 09).
 
-The second model is a diagnostic, never a candidate: it is not saved, not compared in
-cross-validation and never chosen. It shows the user how much better a model *looks* when it
-may read fields filled in after the sales contact, which is exactly what it could not know
+The other models are diagnostics, never candidates: they are not saved, not compared in
+cross-validation and never chosen. They show the user how much better a model *looks* when
+it may read fields filled in after the sales contact, which is exactly what it could not know
 when a new lead must be prioritised.
 """
 
@@ -19,10 +21,11 @@ from sklearn.base import BaseEstimator
 from leadscoring.config import ProjectConfig
 from leadscoring.formats import percent
 from leadscoring.training.evaluation import classification_metrics
-from leadscoring.training.leakage import blocked_variables
+from leadscoring.training.leakage import blocked_variables, is_allowed
 
 WITHOUT = "this model (excluded variables left out)"
 WITH = "same recipe with the excluded variables"
+WITHOUT_ALLOWED = "same recipe without the post-contact fields it reads"
 COLUMNS = ["model", "variables", "roc_auc", "average_precision", "gain_at_30pct", "brier"]
 
 
@@ -47,16 +50,31 @@ def leakage_stakes(
     y_valid: pd.Series,
     p_valid: np.ndarray,
 ) -> pd.DataFrame:
-    """Validation figures of the chosen model (its probabilities ``p_valid``) and of
-    ``recipe(cfg, features + excluded)`` fitted on ``X, y``. With nothing excluded, only the
-    first row. ``recipe`` builds an unfitted estimator from a configuration and a variable list."""
+    """Validation figures of the chosen model (its probabilities ``p_valid``); of
+    ``recipe(cfg, features + excluded)`` fitted on ``X, y`` when the audit kept variables out
+    (:data:`WITH`); and of ``recipe(cfg, features - allowed)`` when the model reads fields the
+    audit flagged or the configuration lists as post-contact, let in by the configuration
+    (:data:`WITHOUT_ALLOWED`). ``recipe`` builds an unfitted estimator from a configuration and
+    a variable list."""
     blocked = [v for v in blocked_variables(cfg, audit) if v not in features]
     rows = [_row(WITHOUT, features, y_valid, p_valid)]
     if blocked:
         with_all = [*features, *blocked]
         model = recipe(config_allowing(cfg, blocked), with_all).fit(X, y)
         rows.append(_row(WITH, with_all, y_valid, model.predict_proba(X_valid)[:, 1]))
+    allowed = [v for v in features if v in set(audit.loc[audit["verdict"].ne("ok"), "variable"]) and is_allowed(cfg, v)]
+    allowed += [v for v in features if v in cfg.data.post_contact and cfg.data.use_post_contact_fields and v not in allowed]
+    if allowed and len(allowed) < len(features):
+        rest = [v for v in features if v not in allowed]
+        model = recipe(cfg, rest).fit(X, y)
+        rows.append(_row(WITHOUT_ALLOWED, rest, y_valid, model.predict_proba(X_valid)[:, 1]))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def stakes_auc(stakes: pd.DataFrame, model: str) -> float | None:
+    """The validation ROC-AUC of row ``model`` of :func:`leakage_stakes`' table, None without it."""
+    row = stakes.loc[stakes["model"] == model, "roc_auc"]
+    return float(row.iloc[0]) if len(row) else None
 
 
 def _row(name: str, variables: Sequence[str], y: pd.Series, p: np.ndarray) -> dict[str, object]:
@@ -67,12 +85,27 @@ def _row(name: str, variables: Sequence[str], y: pd.Series, p: np.ndarray) -> di
 def stakes_summary(stakes: pd.DataFrame) -> str:
     """Plain words on :func:`leakage_stakes`' table (markdown, for the card and the report)."""
     ours = stakes.iloc[0]
-    if len(stakes) < 2:
-        return f"No variable was excluded by the leakage audit; the validation ROC-AUC {ours['roc_auc']:.3f} is the model's own.\n"
-    leaky = stakes.iloc[1]
+    by_name = stakes.set_index("model")
+    lines: list[str] = []
+    if WITHOUT_ALLOWED in by_name.index:
+        honest = by_name.loc[WITHOUT_ALLOWED]
+        read = [v for v in ours["variables"].split(", ") if v not in honest["variables"].split(", ")]
+        lines.append(
+            f"The model reads fields that are known only after the sales contact or that the audit flagged, which the "
+            f"configuration lets in ({', '.join(read)}). Without them the same recipe reads a validation ROC-AUC of "
+            f"**{honest['roc_auc']:.3f}** instead of **{ours['roc_auc']:.3f}**: the higher figure holds only where those "
+            "fields are filled in before a lead is prioritised."
+        )
+    if WITH not in by_name.index:
+        if not lines:
+            return (
+                f"No variable was excluded by the leakage audit; the validation ROC-AUC {ours['roc_auc']:.3f} is the model's own.\n"
+            )
+        return " ".join(lines) + "\n\n" + _table(stakes)
+    leaky = by_name.loc[WITH]
     added = [v for v in leaky["variables"].split(", ") if v not in ours["variables"].split(", ")]
     gap = leaky["roc_auc"] - ours["roc_auc"]
-    lines = [
+    lines += [
         f"With the excluded variables ({', '.join(added)}) the same recipe would read a validation ROC-AUC of "
         f"**{leaky['roc_auc']:.3f}** instead of **{ours['roc_auc']:.3f}** "
         f"({gap:+.3f}), and would put {percent(leaky['gain_at_30pct'])} instead of {percent(ours['gain_at_30pct'])} of "
@@ -86,8 +119,12 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
             "client confirms they are known before the sales contact (then name them in `data.allow_leaky`)."
         ),
     ]
+    return " ".join(lines) + "\n\n" + _table(stakes)
+
+
+def _table(stakes: pd.DataFrame) -> str:
     table = ["| model | ROC-AUC | average precision | gain at 30 % |", "|---|---|---|---|"]
     table += [
         f"| {r.model} | {r.roc_auc:.3f} | {r.average_precision:.3f} | {percent(r.gain_at_30pct, 1)} |" for r in stakes.itertuples()
     ]
-    return " ".join(lines) + "\n\n" + "\n".join(table) + "\n"
+    return "\n".join(table) + "\n"

@@ -31,3 +31,17 @@ def test_confusion_and_metrics():
     m = classification_metrics(Y, S)
     assert m["roc_auc"] == pytest.approx(22 / 24)
     assert m["n"] == 10 and m["base_rate"] == 0.4
+
+
+def test_leads_tied_at_the_cut_count_at_their_rate_not_in_file_order():
+    """50 leads tied at one score, their 10 conversions listed first, 20 calls: 4 expected, not 10."""
+    y = np.array([1] * 10 + [0] * 40)
+    score = np.full(50, 5.0)
+    assert capacity_table(y, {"rules": score}, [20])["rules"].iloc[0] == pytest.approx(4.0)
+    assert gain_at(y, score, 0.4) == pytest.approx(0.4)
+    # two tiers: 10 leads above the tie (5 convert), 40 tied (8 convert), 30 calls: 5 + 20 x 8/40
+    y2 = np.array([1] * 5 + [0] * 5 + [1] * 8 + [0] * 32)
+    s2 = np.array([9.0] * 10 + [5.0] * 40)
+    assert capacity_table(y2, {"rules": s2}, [30])["rules"].iloc[0] == pytest.approx(9.0)
+    table = gains_table(y2, s2, groups=5)
+    assert table["conversions"].tolist() == pytest.approx([5.0, 2.0, 2.0, 2.0, 2.0]) and table["gain"].iloc[-1] == 1.0

@@ -43,6 +43,20 @@ def _order(score: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(score, dtype=float), kind="stable")
 
 
+def top_conversions(y: Sequence[int], score: Sequence[float], n: int) -> float:
+    """Conversions among the ``n`` best-scored leads, leads tied at the cut taken at random:
+    every lead scoring above the cut, plus the tied leads' conversion rate times the calls
+    left for them. Counting the tied leads in file order would credit a score with whatever
+    order the file happens to have (a points table has few distinct scores)."""
+    y_arr, s = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
+    n = int(min(max(n, 0), len(y_arr)))
+    if n == 0:
+        return 0.0
+    cut = s[_order(s)][n - 1]
+    above, tied = s > cut, s == cut
+    return float(y_arr[above].sum() + (n - above.sum()) * y_arr[tied].mean())
+
+
 def gains_table(y: Sequence[int], score: Sequence[float], groups: int = 10) -> pd.DataFrame:
     """Cumulative gains and lift by group (deciles by default), best-scored leads first.
 
@@ -54,21 +68,21 @@ def gains_table(y: Sequence[int], score: Sequence[float], groups: int = 10) -> p
     y_arr = np.asarray(y, dtype=float)
     if len(y_arr) < groups:
         raise ValueError(f"need at least {groups} leads for {groups} groups, got {len(y_arr)}")
-    ordered = y_arr[_order(np.asarray(score))]
-    parts = np.array_split(ordered, groups)
-    total, base = ordered.sum(), ordered.mean()
+    sizes = [len(part) for part in np.array_split(np.arange(len(y_arr)), groups)]
+    total, base = y_arr.sum(), y_arr.mean()
     rows, cum_n, cum_pos = [], 0, 0.0
-    for i, part in enumerate(parts, start=1):
-        cum_n += len(part)
-        cum_pos += part.sum()
-        rate = part.mean()
+    for i, size in enumerate(sizes, start=1):
+        cum_n += size
+        reached = top_conversions(y_arr, score, cum_n)  # leads tied across a boundary shared in proportion
+        conversions, cum_pos = reached - cum_pos, reached
+        rate = conversions / size
         rows.append(
             {
                 "group": i,
-                "leads": len(part),
-                "conversions": int(part.sum()),
+                "leads": size,
+                "conversions": conversions,
                 "conversion_rate": rate,
-                "cum_leads_share": cum_n / len(ordered),
+                "cum_leads_share": cum_n / len(y_arr),
                 "gain": cum_pos / total if total else np.nan,
                 "lift": rate / base if base else np.nan,
                 "cum_lift": (cum_pos / cum_n) / base if base else np.nan,
@@ -78,18 +92,19 @@ def gains_table(y: Sequence[int], score: Sequence[float], groups: int = 10) -> p
 
 
 def gain_at(y: Sequence[int], score: Sequence[float], share: float) -> float:
-    """Share of all conversions found in the top ``share`` of leads by score."""
+    """Share of all conversions found in the top ``share`` of leads by score (ties at the cut:
+    :func:`top_conversions`)."""
     y_arr = np.asarray(y, dtype=float)
     n = int(round(share * len(y_arr)))
-    top = y_arr[_order(np.asarray(score))][:n]
-    return float(top.sum() / y_arr.sum()) if y_arr.sum() else float("nan")
+    return top_conversions(y_arr, score, n) / y_arr.sum() if y_arr.sum() else float("nan")
 
 
 def capacity_table(y: Sequence[int], scores: Mapping[str, Sequence[float]], capacities: Sequence[int]) -> pd.DataFrame:
     """If sales can call ``N`` leads, how many conversions each strategy reaches.
 
     ``random`` is the expectation N × base rate; for each named score the leads are
-    called best first; ``threshold_<name>`` is the lowest score that still gets a call.
+    called best first (ties at the cut: :func:`top_conversions`, rounded to a tenth);
+    ``threshold_<name>`` is the lowest score that still gets a call.
     """
     y_arr = np.asarray(y, dtype=float)
     rows = []
@@ -99,7 +114,7 @@ def capacity_table(y: Sequence[int], scores: Mapping[str, Sequence[float]], capa
         for name, s in scores.items():
             s_arr = np.asarray(s, dtype=float)
             order = _order(s_arr)
-            row[name] = int(y_arr[order][:n].sum())
+            row[name] = round(top_conversions(y_arr, s_arr, n), 1)
             row[f"threshold_{name}"] = float(s_arr[order][n - 1]) if n else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)

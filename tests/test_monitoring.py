@@ -300,7 +300,7 @@ def test_planted_drift_raises_the_psi_alert_from_week_20(generated, report, samp
         m = g.week == w
         assert drift.loc[(g.column, _cohort(w)), "psi"] == pytest.approx(hand_psi(reference, g.drifted[m]))
         assert drift.loc[("score", _cohort(w)), "psi"] == pytest.approx(hand_psi(ref_scores, g.score[m]))
-        assert drift.loc[(g.column, _cohort(w)), "scorings"] == m.sum()
+        assert drift.loc[(g.column, _cohort(w)), "leads"] == m.sum()
     alert = next(a for a in report.alerts if a.kind == "drift" and a.variable == g.column)
     by_hand = [_cohort(w) for w in range(1, WEEKS + 1) if hand_psi(reference, g.drifted[g.week == w]) > 0.25]
     assert list(alert.cohorts) == by_hand
@@ -473,6 +473,18 @@ def test_leads_first_scored_before_the_experiment_stay_out_of_the_ab_test(make_p
     report = build_monitoring(cfg, now=NOW.to_pydatetime())
     row = report.ab.iloc[0]
     assert len(report.ab) == 1 and (row["control_leads"], row["treatment_leads"]) == (1, 1)  # y0 and y1 only
+
+
+def test_drift_counts_each_lead_once_per_cohort(make_project, tmp_path, small_models, sample):
+    """Open leads rescored every night count once in their week's drift, at their first scoring."""
+    cfg = _config(tmp_path, make_project, min_per_class=5, min_leads=5)
+    _install_model(cfg, small_models, sample)
+    ids = [f"x{i}" for i in range(40)]
+    for day in range(4):  # scored, then rescored three nights running (the cycle)
+        append_scores(cfg.path("score_history"), ids, [30 + day] * 40, "v1", (START + pd.Timedelta(days=day)).to_pydatetime())
+    drift = build_monitoring(cfg, now=NOW.to_pydatetime()).drift
+    score = drift[drift["variable"] == "score"]
+    assert score["leads"].tolist() == [40]
 
 
 def test_no_verdict_on_the_lift_before_the_test_has_its_outcomes():

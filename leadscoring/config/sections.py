@@ -421,7 +421,7 @@ class MonitoringConfig(StrictSection):
     # Confidence of every interval (expected conversions, lift).
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     # Alerts: a cohort's ROC-AUC this far below the model's validation ROC-AUC; a population
-    # stability index above psi_alert (in a cohort of at least min_leads scorings); the lift
+    # stability index above psi_alert (in a cohort of at least min_leads leads); the lift
     # not significant once the A/B test has this many outcomes.
     auc_drop: float = Field(0.05, gt=0.0, lt=0.5)
     psi_alert: float = Field(0.25, gt=0.0)

@@ -828,7 +828,10 @@ def _ab(counts: pd.DataFrame, cohorts: pd.DataFrame, confidence: float, unit: st
 def _drift(
     cfg: ProjectConfig, hist: _History, reference: pd.DataFrame | None, model: Any, unit: str, notes: list[str]
 ) -> pd.DataFrame:
-    """PSI per scoring cohort of the score and of each recorded input against the reference."""
+    """PSI per scoring cohort of the score and of each recorded input against the reference:
+    each lead counted once per period, at its first scoring in it (a lead rescored every night,
+    or after every promotion, would otherwise count once per scoring, and the cohort would
+    measure the stock of long-open leads rather than the leads of the period)."""
     rows: list[dict[str, Any]] = []
     if reference is None:
         notes.append(
@@ -837,11 +840,16 @@ def _drift(
         )
         return pd.DataFrame(rows)
     trunc = f"date_trunc('{unit}', scored_at)"
-    sizes = hist.frame(f"SELECT {trunc} AS start, count(*) AS n FROM hist GROUP BY 1 ORDER BY 1")
+    hist.con.execute(
+        f"CREATE OR REPLACE TEMP VIEW period_leads AS SELECT lead_id, {trunc} AS start, min(scored_at) AS scored_at, "
+        "arg_min(score, scored_at) AS score, arg_min(inputs, scored_at) AS inputs "
+        "FROM hist GROUP BY lead_id, start"
+    )
+    sizes = hist.frame("SELECT start, count(*) AS n FROM period_leads GROUP BY 1 ORDER BY 1")
     sizes["start"] = pd.to_datetime(sizes["start"], utc=True)
     starts = list(sizes["start"])
     position = {s: i for i, s in enumerate(starts)}
-    scorings = dict(zip(starts, sizes["n"].astype(int), strict=True))
+    leads = dict(zip(starts, sizes["n"].astype(int), strict=True))
     if model is not None:
         try:
             ref_scores = to_score(model.predict_proba(reference.drop(columns=[cfg.data.target_column], errors="ignore"))[:, 1])
@@ -851,10 +859,10 @@ def _drift(
         if ref_scores is not None:
             inner = numeric_edges(ref_scores)
             ref_counts = np.bincount(numeric_bins(ref_scores, inner), minlength=len(inner) + 2)
-            cur = hist.frame(f"SELECT {trunc} AS start, score, count(*) AS n FROM hist GROUP BY ALL")
+            cur = hist.frame("SELECT start, score, count(*) AS n FROM period_leads GROUP BY ALL")
             cur["start"] = pd.to_datetime(cur["start"], utc=True)
-            rows += _psi_rows(SCORE, ref_counts, cur["start"], numeric_bins(cur["score"], inner), cur["n"], position, scorings)
-    rows += _input_drift(cfg, hist, reference, trunc, position, scorings, notes)
+            rows += _psi_rows(SCORE, ref_counts, cur["start"], numeric_bins(cur["score"], inner), cur["n"], position, leads)
+    rows += _input_drift(cfg, hist, reference, position, leads, notes)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
@@ -869,18 +877,16 @@ def _psi_rows(
     bins: np.ndarray,
     n: pd.Series,
     position: Mapping[pd.Timestamp, int],
-    scorings: Mapping[pd.Timestamp, int],
+    leads: Mapping[pd.Timestamp, int],
 ) -> list[dict[str, Any]]:
-    """PSI rows of one variable: per cohort, from its counts per bin."""
+    """PSI rows of one variable: per cohort, from its counts per bin, with the cohort's leads."""
     size = len(ref_counts)
     idx = np.array([position[s] for s in starts], dtype=int)
     grid = np.bincount(idx * size + bins, weights=np.asarray(n, dtype=float), minlength=len(position) * size).reshape(-1, size)
     out = []
     for start, i in position.items():
         if grid[i].sum() > 0:
-            out.append(
-                {"start": start, "variable": variable, "psi": psi_from_counts(ref_counts, grid[i]), "scorings": scorings[start]}
-            )
+            out.append({"start": start, "variable": variable, "psi": psi_from_counts(ref_counts, grid[i]), "leads": leads[start]})
     return out
 
 
@@ -928,9 +934,8 @@ def _input_drift(
     cfg: ProjectConfig,
     hist: _History,
     reference: pd.DataFrame,
-    trunc: str,
     position: Mapping[pd.Timestamp, int],
-    scorings: Mapping[pd.Timestamp, int],
+    leads: Mapping[pd.Timestamp, int],
     notes: list[str],
 ) -> list[dict[str, Any]]:
     """PSI rows of each recorded input (the configured columns the reference has; behavioural
@@ -963,8 +968,8 @@ def _input_drift(
         values = hist.frame(
             f"SELECT start, list_position(g, 0) - 1 AS i, CAST([{cs}][list_position(g, 0)] AS VARCHAR) AS v, n FROM ("
             f"SELECT start, {cs}, count(*) AS n, [{grouped}] AS g FROM ("
-            f"SELECT {trunc} AS start, {picked} FROM (SELECT scored_at, json_extract(inputs, {paths}) AS j "
-            f"FROM hist WHERE inputs IS NOT NULL)) GROUP BY GROUPING SETS ({sets}))"
+            f"SELECT start, {picked} FROM (SELECT start, json_extract(inputs, {paths}) AS j "
+            f"FROM period_leads WHERE inputs IS NOT NULL)) GROUP BY GROUPING SETS ({sets}))"
         )
     except duckdb.Error as exc:
         notes.append(f"The recorded inputs could not be read ({one_line(exc, 200)}): the drift of the inputs is left out.")
@@ -986,7 +991,7 @@ def _input_drift(
             ref_counts = category_counts(ref_values, levels)
             bins = pd.Index(levels).get_indexer(_level_text(decoded))
             bins = np.where(bins < 0, len(levels), bins)
-        rows += _psi_rows(column, ref_counts, part["start"], bins, part["n"], position, scorings)
+        rows += _psi_rows(column, ref_counts, part["start"], bins, part["n"], position, leads)
     return rows
 
 
@@ -1055,7 +1060,7 @@ def _alerts(
             )
         )
     if not drift.empty:
-        high = drift[(drift["psi"] > mon.psi_alert) & (drift["scorings"] >= mon.min_leads)]
+        high = drift[(drift["psi"] > mon.psi_alert) & (drift["leads"] >= mon.min_leads)]
         order = [SCORE, *(v for v in dict.fromkeys(drift["variable"]) if v != SCORE)]
         for variable in order:
             hit = high[high["variable"] == variable]

@@ -436,6 +436,31 @@ def test_the_promotion_rule_and_its_reasons():
     assert kept[0] is False and kept[1].startswith("champion kept: the challenger falls short of the rule")
     old = decide(champ, {"roc_auc": 0.70, "brier": 0.15}, 0.005, champion_age_days=120, max_age_days=90)
     assert old[0] is True and "the champion is 120 days old (max_age_days 90)" in old[1]
+    # a small holdout that cannot tell them apart (DeLong standard error 0.06): age still promotes ...
+    noisy = decide(champ, {"roc_auc": 0.70, "brier": 0.15}, 0.005, 120, 90, auc_gap=(0.10, 0.06))
+    assert noisy[0] is True
+    # ... but not a challenger that ranks the held-out leads worse beyond doubt
+    worse = decide(champ, {"roc_auc": 0.70, "brier": 0.15}, 0.005, 120, 90, auc_gap=(0.10, 0.02))
+    assert worse[0] is False and "worse beyond doubt (ROC-AUC +0.1000 in the champion's favour" in worse[1]
+    assert "95 % interval +0.0608 to +0.1392" in worse[1]
+
+
+def test_the_paired_delong_standard_error_matches_the_bootstrap():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from leadscoring.training.evaluation import auc_difference
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    a, b = y + rng.normal(0, 1, 300), y + rng.normal(0, 1.5, 300)
+    gap, se = auc_difference(y, a, b)
+    assert gap == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b))
+    boot = []
+    for _ in range(1000):
+        i = rng.integers(0, 300, 300)
+        boot.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+    assert se == pytest.approx(np.std(boot), rel=0.1)
 
 
 def test_the_holdout_is_the_newest_matured_cohort_of_each_outcome():

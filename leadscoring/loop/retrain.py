@@ -68,7 +68,7 @@ from leadscoring.loop.monitoring import drift_report
 from leadscoring.serving.scorer import to_score
 from leadscoring.tracking import RETRAIN_EVENT, record_event, update_tracking
 from leadscoring.training.compare import cv_splitter
-from leadscoring.training.evaluation import classification_metrics
+from leadscoring.training.evaluation import auc_difference, classification_metrics
 from leadscoring.training.explanations import reason_book_for
 from leadscoring.training.grades import grades_for, new_lead_probabilities
 from leadscoring.training.pipeline import all_cores
@@ -170,10 +170,14 @@ def decide(
     tolerance: float,
     champion_age_days: float | None = None,
     max_age_days: float | None = None,
+    auc_gap: tuple[float, float] | None = None,
 ) -> tuple[bool, str]:
     """The promotion rule and its reason in one line: promote when :func:`should_promote`
     (ROC-AUC at least the champion's minus ``tolerance``, Brier at most the champion's plus
-    ``tolerance``), or when the champion is older than ``max_age_days``; else keep the champion."""
+    ``tolerance``), or when the champion is older than ``max_age_days`` unless the challenger
+    ranks the held-out leads worse beyond doubt: ``auc_gap`` (the champion's ROC-AUC minus the
+    challenger's on the held-out leads, and its DeLong standard error) more than ``tolerance``
+    even at the low end of its 95 % interval. Else keep the champion."""
 
     def fig(m: Mapping[str, float], key: str) -> str:
         v = m.get(key, float("nan"))
@@ -185,6 +189,13 @@ def decide(
     if should_promote(champion, challenger, tolerance):
         return True, f"challenger promoted: not worse than the champion: {measured}"
     old = champion_age_days is not None and max_age_days is not None and champion_age_days > max_age_days
+    gap, se = auc_gap if auc_gap is not None else (float("nan"), float("nan"))
+    if old and gap - 1.96 * se > tolerance + EDGE:  # NaN compares False: no evidence, no veto
+        return False, (
+            f"champion kept although {champion_age_days:.0f} days old (max_age_days {max_age_days:g}): the challenger "
+            f"ranks the held-out leads worse beyond doubt (ROC-AUC {gap:+.4f} in the champion's favour, 95 % interval "
+            f"{gap - 1.96 * se:+.4f} to {gap + 1.96 * se:+.4f}): {measured}"
+        )
     if old:
         return True, (
             f"challenger promoted: the champion is {champion_age_days:.0f} days old (max_age_days {max_age_days:g}), "
@@ -425,10 +436,10 @@ def retrain(
     X, y = train.drop(columns=[d.target_column]), train[d.target_column]
     challenger = all_cores(clone(champion).fit(X, y))
     Xh, yh = holdout.drop(columns=[d.target_column]), holdout[d.target_column]
-    m_champ = classification_metrics(yh, champion.predict_proba(Xh)[:, 1])
-    m_chall = classification_metrics(yh, challenger.predict_proba(Xh)[:, 1])
+    p_champ, p_chall = champion.predict_proba(Xh)[:, 1], challenger.predict_proba(Xh)[:, 1]
+    m_champ, m_chall = classification_metrics(yh, p_champ), classification_metrics(yh, p_chall)
     age = (pd.Timestamp(now).tz_convert("UTC") - trained).total_seconds() / 86400
-    promoted, reason = decide(m_champ, m_chall, tolerance, age, loop.max_age_days)
+    promoted, reason = decide(m_champ, m_chall, tolerance, age, loop.max_age_days, auc_difference(yh, p_champ, p_chall))
     X_new = new.drop(columns=[d.target_column])
     drift = drift_report(
         base,

@@ -38,6 +38,28 @@ def classification_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, fl
     return out
 
 
+def auc_difference(y: Sequence[int], p_a: Sequence[float], p_b: Sequence[float]) -> tuple[float, float]:
+    """(ROC-AUC of ``p_a`` minus ROC-AUC of ``p_b``, its standard error) on the same leads,
+    by DeLong, DeLong and Clarke-Pearson (1988): the paired test of two scores, whose errors
+    on the same leads are correlated. NaN without both classes."""
+    from scipy.stats import rankdata
+
+    y_arr = np.asarray(y).astype(bool)
+    m, n = int(y_arr.sum()), int((~y_arr).sum())
+    if m < 2 or n < 2:
+        return float("nan"), float("nan")
+    aucs, v10, v01 = [], [], []
+    for p in (np.asarray(p_a, dtype=float), np.asarray(p_b, dtype=float)):
+        pos, neg = p[y_arr], p[~y_arr]
+        both = rankdata(np.concatenate([pos, neg]))
+        aucs.append((both[:m].sum() - m * (m + 1) / 2) / (m * n))
+        v10.append((both[:m] - rankdata(pos)) / n)  # per converted lead: the share of the others it outranks
+        v01.append(1 - (both[m:] - rankdata(neg)) / m)  # per other lead: the share of converted leads above it
+    s10, s01 = np.cov(np.vstack(v10)), np.cov(np.vstack(v01))
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / m + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / n
+    return float(aucs[0] - aucs[1]), float(np.sqrt(max(var, 0.0)))
+
+
 def _order(score: np.ndarray) -> np.ndarray:
     # Highest score first; ties keep input order (stable) so results are reproducible.
     return np.argsort(-np.asarray(score, dtype=float), kind="stable")

@@ -24,7 +24,7 @@ from leadscoring.cli import main
 from leadscoring.config import ProjectConfig, load_config
 from leadscoring.crm.outcomes import OutcomeRow, append_outcome_rows, status_text
 from leadscoring.io import write_parquet
-from leadscoring.loop.monitoring import ab_test_summary, build_monitoring, lift_sentence, write_monitoring
+from leadscoring.loop.monitoring import MonitoringReport, ab_test_summary, build_monitoring, lift_sentence, write_monitoring
 from leadscoring.serving.history import append_scores, history_folder
 from leadscoring.serving.scorer import to_score
 
@@ -473,6 +473,21 @@ def test_leads_first_scored_before_the_experiment_stay_out_of_the_ab_test(make_p
     report = build_monitoring(cfg, now=NOW.to_pydatetime())
     row = report.ab.iloc[0]
     assert len(report.ab) == 1 and (row["control_leads"], row["treatment_leads"]) == (1, 1)  # y0 and y1 only
+    # An earlier experiment's groups (leads first scored, with a group, before experiment.started_at) are left out too.
+    earlier = ["z0", "z1", "z2", "z3"]
+    append_scores(history, earlier, [30] * 4, "v1", START.to_pydatetime(), extra=groups.head(4))
+    append_outcome_rows(
+        cfg.path("outcome_history"), [OutcomeRow(i, "lost", closed, None, False, status_text({"s": "lost"})) for i in earlier]
+    )
+    assert report_leads(build_monitoring(cfg, now=NOW.to_pydatetime())) == (3, 3)  # the earlier experiment counted ...
+    started = START + pd.Timedelta(hours=12)
+    new = cfg.model_copy(update={"experiment": cfg.experiment.model_copy(update={"started_at": started.to_pydatetime()})})
+    assert report_leads(build_monitoring(new, now=NOW.to_pydatetime())) == (1, 1)  # ... unless it ended before this one
+
+
+def report_leads(report: MonitoringReport) -> tuple[int, int]:
+    """Control and treatment leads of a report's A/B test, over its cohorts."""
+    return int(report.ab["control_leads"].sum()), int(report.ab["treatment_leads"].sum())
 
 
 def test_drift_counts_each_lead_once_per_cohort(make_project, tmp_path, small_models, sample):

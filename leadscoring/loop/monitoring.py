@@ -582,9 +582,15 @@ def _build(
     aged = f"l.first_at <= {cutoff}" if cutoff else "FALSE"
     trunc = f"date_trunc('{unit}', {{}})"
     con = hist.con
+    # A lead's group is its first scoring's (none: scored before the experiment), and only for a
+    # lead first scored since experiment.started_at: earlier groups are an earlier experiment's.
+    grp = "arg_min_null(grp, scored_at)"
+    if cfg.experiment.started_at is not None:
+        started = pd.Timestamp(cfg.experiment.started_at).tz_convert("UTC")
+        grp = f"CASE WHEN min(scored_at) >= {_sql_time(started)} THEN {grp} END"
     con.execute(
         "CREATE TEMP TABLE leads AS SELECT lead_id, min(scored_at) AS first_at, arg_min(score, scored_at) AS score, "
-        "arg_min(model_version, scored_at) AS version, arg_min_null(grp, scored_at) AS grp FROM hist GROUP BY lead_id"
+        f"arg_min(model_version, scored_at) AS version, {grp} AS grp FROM hist GROUP BY lead_id"
     )
     con.execute(
         f"CREATE TEMP TABLE ev AS SELECT {trunc.format('l.first_at')} AS cohort, l.score, l.version, l.grp, "

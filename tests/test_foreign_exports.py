@@ -273,3 +273,29 @@ def test_validation_leads_are_written_as_the_export_writes_them(tmp_path, with_i
     if not with_id:  # a file of its own numbers its leads afresh
         expected[cfg.data.id_column] = [str(i) for i in range(1, 51)]
     pd.testing.assert_frame_equal(back[expected.columns], expected, check_dtype=False)
+
+
+def test_a_typed_parquet_export_with_numeric_ids_is_read_and_written_back(tmp_path):
+    """The same German export as parquet, with typed columns: whole-number ids are ids (they
+    raised AttributeError), and its validation leads written as CSV read back as the same leads
+    with the project's ',' decimals and cp1252."""
+    from leadscoring.ingest.load import write_export_records
+
+    df = _german()
+    cfg, _ = _project(tmp_path, df, "Abschluss", encoding="cp1252", positive="ja")
+    typed = df.assign(
+        **{
+            "Lead-Nr.": df["Lead-Nr."].astype(int),
+            "Mitarbeiter": df["Mitarbeiter"].str.replace(".", "", regex=False).astype(int),
+            "Jahresbudget (€)": df["Jahresbudget (€)"].str.replace(".", "", regex=False).str.replace(",", ".").astype(float),
+        }
+    )
+    source = tmp_path / "export.parquet"
+    typed.to_parquet(source, index=False)
+    leads = read_leads(source, cfg)
+    assert leads["Lead-Nr."].tolist()[:3] == ["1", "2", "3"]
+    chosen = leads.sample(40, random_state=1)
+    dest = write_export_records(source, cfg, chosen["Lead-Nr."], tmp_path / "v.csv", drop=["Abschluss"])
+    back = read_leads(dest, cfg, require_target=False)
+    expected = chosen.drop(columns=["Abschluss"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(back[expected.columns], expected, check_dtype=False)

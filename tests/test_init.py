@@ -180,13 +180,14 @@ def test_init_then_a_quick_run_of_all_notebooks(tmp_path):
     selected = json.loads((cfg.path("results_dir") / "selected_features.json").read_text())["selected"]
     assert "Lead Status" not in selected
     rules = pd.read_csv(cfg.path("results_dir") / "client_rules.csv")  # nor in the marketing points
-    assert "Lead Status" not in set(rules["variable"])
+    assert "Lead Status" not in set(rules["variable"]) and set(rules["variable"]) <= set(cfg.data.columns.all)
     segments = json.loads((cfg.path("models_dir") / "segment_model.json").read_text())  # nor in the segments
     assert "Lead Status" not in segments["features"]
     stakes = pd.read_csv(cfg.path("results_dir") / "leakage_stakes.csv")
     assert len(stakes) == 2 and "Lead Status" in stakes["variables"].iloc[1]
     assert stakes["roc_auc"].iloc[1] > 0.97 > stakes["roc_auc"].iloc[0]  # what the status tag would have faked
     card = (cfg.path("docs_dir") / "model_card.md").read_text()
+    assert "No field is configured as known only after the sales contact" in card  # the audit found it: no configuration
     leakage = card.split("## Leakage audit")[1]
     assert "Lead Status" in leakage and f"**{stakes['roc_auc'].iloc[1]:.3f}**" in leakage
     metrics = json.loads((cfg.path("results_dir") / "run_metrics.json").read_text())

@@ -317,5 +317,12 @@ def test_stakes_say_what_the_post_contact_fields_let_in_are_worth(export, tmp_pa
     ours, honest = stakes_auc(stakes, WITHOUT), stakes_auc(stakes, WITHOUT_ALLOWED)
     assert ours > 0.97 and honest < 0.9  # the status tag nearly decides the outcome
     text = stakes_summary(stakes)
-    assert "(Lead Status)" in text and f"**{honest:.3f}** instead of **{ours:.3f}**" in text
+    assert "(`data.use_post_contact_fields`): Lead Status." in text and f"**{honest:.3f}** instead of **{ours:.3f}**" in text
     assert "No variable was excluded" not in text
+    # a field the client confirmed as known before the contact (data.allow_leaky) is no post-contact field
+    confirmed = foreign_config(tmp_path / "c", allow_leaky=["Lead Status"])
+    audit = leakage_audit(X[work], y[work], confirmed, CV)
+    features = audited_features(confirmed, audit)
+    p = _recipe(confirmed, features).fit(X[work], y[work]).predict_proba(X[valid])[:, 1]
+    stakes = leakage_stakes(confirmed, audit, features, _recipe, X[work], y[work], X[valid], y[valid], p)
+    assert "Lead Status" in features and WITHOUT_ALLOWED not in stakes["model"].tolist()

@@ -373,7 +373,7 @@ def test_a_lift_not_significant_or_negative_raises_the_lift_alert(tmp_path, smal
 def test_auc_drop_alerts_and_model_changes(generated, report):
     auc = [a for a in report.alerts if a.kind == "auc"]
     c = report.cohorts
-    by_hand = list(c.loc[c["complete"] & (c["roc_auc"] < REFERENCE_AUC - 0.05), "cohort"])
+    by_hand = list(c.loc[c["complete"] & (c["roc_auc_high"] < REFERENCE_AUC - 0.05), "cohort"])
     assert len(auc) == 1 and list(auc[0].cohorts) == by_hand and by_hand
     # Hanley and McNeil's interval from the cohort's counts, by hand
     first = c.loc[c["cohort"] == by_hand[0]].iloc[0]
@@ -502,13 +502,24 @@ def test_drift_counts_each_lead_once_per_cohort(make_project, tmp_path, small_mo
     assert score["leads"].tolist() == [40]
 
 
-def test_no_verdict_on_the_lift_before_the_test_has_its_outcomes():
+def test_no_verdict_on_the_lift_before_the_test_has_its_outcomes(make_project, tmp_path):
+    from leadscoring.loop.monitoring import _alerts
+
     total = {"lift": 0.5, "lift_low": 0.1, "lift_high": 1.0, "significant": True, "outcomes": 300, "cohorts": 2}
     total |= {"treatment_rate": 0.15, "control_rate": 0.1, "treatment_leads": 150, "control_leads": 150}
     total |= {"difference": 0.05, "difference_low": 0.01, "difference_high": 0.09}
     early = lift_sentence(total, 0.95, 1000)
     assert early.endswith("too early to judge (300 of the 1,000 outcomes the test waits for).") and "significant" not in early
     assert lift_sentence(total, 0.95, 300).endswith(": significant.")
+    # nor an alert that the treatment converts less, while the headline says it is too early
+    negative = total | {"lift": -0.3, "difference": -0.05, "difference_low": -0.09, "difference_high": -0.01}
+    no_cohorts = pd.DataFrame({"complete": [], "roc_auc_high": [], "calibration": []})
+
+    def lift_alerts(min_outcomes: int) -> list[str]:
+        cfg = _config(tmp_path / str(min_outcomes), make_project, lift_min_outcomes=min_outcomes)
+        return [a.condition for a in _alerts(cfg, no_cohorts, pd.DataFrame(), negative, None, {}) if a.kind == "lift"]
+
+    assert lift_alerts(1000) == [] and lift_alerts(300)[0].startswith("negative")
 
 
 def test_bad_inputs_are_lines_in_the_report(make_project, tmp_path, small_models, sample):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, read_raw, row_locator
+from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, iter_raw_chunks, read_raw, row_locator
 from leadscoring.ingest.schema import LeadSchema
 from leadscoring.io import atomic_path
 
@@ -78,20 +78,16 @@ def write_export_records(
     columns ``drop`` left out. Reading ``dest`` with the same configuration gives the same
     leads, as ``score`` and the service would read them from the client's export. Ids are the
     schema's: the stripped text of ``data.id_column``, or with ``data.id_from_row_number`` the
-    record's number in ``source`` (which a file of its own numbers afresh). A parquet export is
-    written as CSV with the configured separator from its values."""
+    record's number in ``source`` (which a file of its own numbers afresh). A parquet export's
+    values are written as CSV in the configured separator, decimal mark and encoding."""
     d = cfg.data
     raw = read_raw(source, cfg)
     raw = raw.set_axis([str(c).strip() for c in raw.columns], axis=1)
-    if d.id_from_row_number:
-        key = pd.Index([str(int(i) + 1) for i in raw.index])
-    else:
-        key = pd.Index(raw[d.id_column].astype("string").str.strip().to_numpy(dtype=object))
+    key = pd.Index(LeadSchema(cfg).lead_ids(raw, Path(source).name, row_locator(source, cfg)))
     pos = key.get_indexer(pd.Index([str(i) for i in ids]))
     if (pos < 0).any():
         raise LeadDataError(f"{Path(source).name}: lead id {list(ids)[int(np.flatnonzero(pos < 0)[0])]!r} is not in the export")
     rows = raw.iloc[pos].drop(columns=[c for c in drop if c in raw.columns])
-    encoding = "utf-8" if is_parquet(source) else d.encoding
-    with atomic_path(dest) as tmp:
-        rows.to_csv(tmp, sep=d.separator, index=False, encoding=encoding)
+    with atomic_path(dest) as tmp:  # CSV text is written as read; a parquet export's numbers in the export's notation
+        rows.to_csv(tmp, sep=d.separator, decimal=d.decimal, index=False, encoding=d.encoding)
     return Path(dest)

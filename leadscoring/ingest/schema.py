@@ -165,10 +165,7 @@ class LeadSchema:
         self.check_columns(list(df.columns), origin, require_target)
         labels = _RowLabels(df.index, rows)
         out: dict[str, np.ndarray] = {}  # one frame built at the end: inserting column by column fragments it
-        if self.id_from_row_number:  # the n-th lead of the export (the index is the record number)
-            out[self.id_column] = np.array([str(int(i) + 1) for i in df.index], dtype=object)
-        else:
-            out[self.id_column] = self._ids(df[self.id_column], origin, labels)
+        out[self.id_column] = self.lead_ids(df, origin, rows)
         if self.visitor_column:
             out[self.visitor_column] = map_unique(df[self.visitor_column], text)
         for col in self.numeric:
@@ -195,6 +192,22 @@ class LeadSchema:
                 + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
             )
         return dates.to_numpy()
+
+    def lead_ids(self, df: pd.DataFrame, origin: str = "input", rows: RowLocator | None = None) -> np.ndarray:
+        """Each row's lead id (``df``'s index is the record number): with
+        ``data.id_from_row_number`` the record's number from 1, else the id column's ids
+        (stripped text, whole numbers as their digits). Empty, malformed or duplicate ids are a
+        one-line :class:`LeadDataError` naming the rows."""
+        if self.id_from_row_number:  # the n-th lead of the export
+            return np.array([str(int(i) + 1) for i in df.index], dtype=object)
+        return self._ids(df[self.id_column], origin, _RowLabels(df.index, rows))
+
+    def _id_or_none(self, v: object) -> str | None:
+        """:meth:`lead_id`, or None for a value that is no id (a typed export's id column)."""
+        try:
+            return self.lead_id(v)
+        except ValueError:
+            return None
 
     def _ids(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
         as_text = pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")

@@ -32,14 +32,14 @@ in ``paths.results_dir``.
   outcome, the model version(s), and, with an ``experiment_group`` in the score history,
   treatment against control.
 - Drift: the population stability index of the score and of each recorded input (the score
-  history's ``inputs``) of every scoring in the period, against the training reference (the
+  history's ``inputs``) of the period's leads (each once, at its first scoring in it), against the training reference (the
   leads of the last retraining, else the working split the model was trained on; the score's
   reference is the current model's scores of those leads).
 - Alerts: a ROC-AUC ``monitoring.auc_drop`` below the model's validation ROC-AUC (the cohort's
   whole Hanley-McNeil interval below it: a small cohort's ROC-AUC is noisy), observed
   conversions outside their interval, a PSI above ``monitoring.psi_alert`` (cohorts of at least
-  ``monitoring.min_leads``), and a lift not significant once the A/B test has
-  ``monitoring.lift_min_outcomes`` outcomes.
+  ``monitoring.min_leads``), and a lift not significant (or a treatment converting less than
+  the control group) once the A/B test has ``monitoring.lift_min_outcomes`` outcomes.
 
 Bad input (an unreadable history, an outcome for a lead never scored, a cohort with one
 class, an empty history) is a line in the report's notes, never a traceback. The heavy
@@ -123,11 +123,17 @@ def psi_from_counts(
     Neighbouring bins are merged until the current leads would hold at least
     ``min_expected`` of them at the reference's shares: a cohort's share of a rare level (or
     of each of many levels) is mostly chance, and a PSI summed over such bins crosses the
-    alert with no drift at all (40 equal levels, 100 leads: about 0.7)."""
+    alert with no drift at all (40 equal levels, 100 leads: about 0.7). Bins the reference
+    never filled (a new level, missing values that were never missing) stay on their own: any
+    share of them is news. NaN when a cohort is too small for two bins."""
     e, a = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
     if e.sum() <= 0 or a.sum() <= 0:
         return float("nan")
-    e, a = _merge_small_bins(e, a, min_expected * e.sum() / a.sum())
+    seen = e > 0
+    merged_e, merged_a = _merge_small_bins(e[seen], a[seen], min_expected * e.sum() / a.sum())
+    if len(merged_e) < 2:
+        return float("nan")
+    e, a = np.append(merged_e, e[~seen]), np.append(merged_a, a[~seen])
     pe, pa = np.maximum(e / e.sum(), eps), np.maximum(a / a.sum(), eps)
     return float(np.sum((pa - pe) * np.log(pa / pe)))
 
@@ -167,7 +173,8 @@ def psi(expected: Sequence[Any], actual: Sequence[Any], *, numeric: bool, bins: 
 
     Numeric: decile bins of ``expected`` (missing values are a bin of their own);
     categorical: the levels of ``expected``, unseen levels pooled as one more bin.
-    PSI = Σ (a - e) · ln(a / e) over bins, shares floored at ``eps``.
+    PSI = Σ (a - e) · ln(a / e) over bins (small neighbouring bins merged, see
+    :func:`psi_from_counts`), shares floored at ``eps``.
     """
     if numeric:
         e = pd.to_numeric(pd.Series(expected), errors="coerce")
@@ -1094,7 +1101,7 @@ def _alerts(
                     condition=f"not significant{_experiment_tag(cfg)}",
                 )
             )
-        elif ab_total["significant"] and ab_total["difference"] < 0:
+        elif outcomes >= mon.lift_min_outcomes and ab_total["significant"] and ab_total["difference"] < 0:
             alerts.append(
                 Alert(
                     "lift",

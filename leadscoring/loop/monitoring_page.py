@@ -141,7 +141,16 @@ def _auc_figure(report: MonitoringReport) -> str:
     ref = report.model.get("reference_auc")
     if ref is not None:
         ax.axhline(ref, color="#555", ls="--", lw=1, label="on the validation leads")
-        ax.axhline(ref - report.settings["auc_drop"], color="#C44E52", ls=":", lw=1, label="alert below")
+        ax.axhline(ref - report.settings["auc_drop"], color="#C44E52", ls=":", lw=1, label="alert when the interval is below")
+        ax.vlines(
+            c["start"],
+            c["roc_auc_low"],
+            c["roc_auc_high"],
+            color=_CONVERTED,
+            lw=1,
+            alpha=0.5,
+            label=f"{percent(report.settings['confidence'])} interval",
+        )
     changes = report.model_changes
     for i, r in enumerate(changes.itertuples()):
         if i == 0:
@@ -273,7 +282,8 @@ def _drift_section(report: MonitoringReport, labels: Mapping[str, str]) -> str:
         return "<p>No drift measured (see the notes above).</p>"
     shown = sorted(set(d["cohort"]))[-DRIFT_COHORTS_SHOWN:]
     wide = d.pivot(index="variable", columns="cohort", values="psi").round(3)
-    highest = d.loc[d.groupby("variable")["psi"].idxmax()].set_index("variable")
+    measured = d[d["psi"].notna()]  # a cohort too small for two PSI bins measures nothing
+    highest = measured.loc[measured.groupby("variable")["psi"].idxmax()].set_index("variable")
     ranked = highest["psi"].sort_values(ascending=False, kind="stable").index
     order = [v for v in dict.fromkeys((SCORE, *ranked)) if v in wide.index]
     table = pd.DataFrame({"variable": ["the score (0-100)" if v == SCORE else v for v in order]})
@@ -282,7 +292,8 @@ def _drift_section(report: MonitoringReport, labels: Mapping[str, str]) -> str:
     table["highest"] = highest.reindex(order)["psi"].round(3).to_numpy()
     table["in cohort"] = highest.reindex(order)["cohort"].to_numpy()
     return (
-        f"<p>Population stability index (PSI) of every scoring in the period against {html.escape(report.reference)}: "
+        f"<p>Population stability index (PSI) of the period's leads (each once, at its first scoring in it) against "
+        f"{html.escape(report.reference)}: "
         f"below {number(PSI_WATCH)} stable, from {number(PSI_WATCH)} to watch, above "
         f"{number(report.settings['psi_alert'])} an alert. The last {len(shown)} cohort(s), and each variable's highest "
         "(the score first, then the variables that moved most).</p>"

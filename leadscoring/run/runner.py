@@ -57,10 +57,10 @@ from leadscoring.tracking import run_log_path, update_tracking
 log = logging.getLogger(__name__)
 
 
-#: Parameters the runner passes to every notebook that declares them.
 #: Below this validation ROC-AUC a run warns that its model ranks leads little better than chance.
 CHANCE_AUC = 0.6
 
+#: Parameters the runner passes to every notebook that declares them.
 RUNNER_PARAMETERS = ("config_path", "output_root")
 
 

@@ -83,11 +83,11 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
         pairs = ", ".join(f"{nm} ≥ {m}" for nm, m in zip(gr["names"], gr["min_scores"], strict=True))
         how = {
             "ranges": "configured score ranges",
-            "shares": "shares of leads learned on the training scores",
+            "shares": "shares of leads learned on the training leads' out-of-fold scores",
             "capacity": f"capacity: {gr.get('calls_per_week')} calls per week of {(gr.get('leads_per_week') or 0):.0f} leads",
         }[gr["method"]]
         shares = ", ".join(f"{x:.0%}" for x in gr.get("training_shares", []))
-        lines.append(f"- **Grades** ({how}): {pairs}; training leads per grade: {shares}.")
+        lines.append(f"- **Grades** ({how}): {pairs}; training leads per grade (out of fold): {shares}.")
     lines.append(
         f"- **Trend**: against the lead's previous score in the score history; improving or declining "
         f"from {cfg.scoring.trend_points} points, `new` for a first score."

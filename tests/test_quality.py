@@ -12,8 +12,8 @@ def test_quality_report_on_shipped_data(leads, cfg):
     assert rep.loc["visitas_total", "max"] == 251 and rep.loc["visitas_total", "outliers"] > 0
     findings = "\n".join(quality_findings(rep.reset_index()))
     assert "conociste_revista: constant" in findings and "ambito: 35.9% unknown" in findings
-    assert "outliers beyond 3 IQR (max 251) - clipped to percentiles 1 and 99 of training" in findings  # cleaning.clip_quantile
-    assert "clipped to percentiles 5 and 95 of training" in "\n".join(quality_findings(rep.reset_index(), clip_quantile=0.95))
+    assert "outliers beyond 3 IQR (max 251) - clipped to percentiles 1 and 99" in findings  # cleaning.clip_quantile
+    assert "clipped to percentiles 5 and 95" in "\n".join(quality_findings(rep.reset_index(), clip_quantile=0.95))
     yes_no = cfg.data.columns.yes_no  # read as 1/0: no level is ever grouped
     assert (rep.loc[yes_no, "rare_levels"] == 0).all() and not any(f"{c}: 1 rare levels" in findings for c in yes_no)
     assert "(max 251) - kept" in "\n".join(quality_findings(rep.reset_index(), clip_quantile=1.0))

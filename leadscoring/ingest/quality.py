@@ -78,7 +78,7 @@ def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = No
     named by its label in ``labels`` (``data.labels``) when it has one; outliers are said to be
     clipped at ``clip_quantile`` (``cleaning.clip_quantile``; 1: not clipped)."""
     low, high = number(100 * (1 - clip_quantile)), number(100 * clip_quantile)
-    clipped = f"clipped to percentiles {low} and {high} of training, as every numeric column" if clip_quantile < 1 else "kept"
+    clipped = f"clipped to percentiles {low} and {high}" if clip_quantile < 1 else "kept"  # as every numeric column
     labels = labels or {}
     out = []
     for r in report.itertuples():

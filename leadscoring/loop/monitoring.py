@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 PSI_WATCH, PSI_ALERT = 0.1, 0.25
 #: Bins of a numeric variable's PSI (deciles of the reference), and the floor of a bin's share.
 PSI_BINS, PSI_EPS = 10, 1e-4
-#: Fewest current leads a PSI bin must expect at the reference's shares; smaller bins are pooled.
+#: Fewest current leads a PSI bin must expect at the reference's shares; smaller bins join their neighbours.
 PSI_MIN_EXPECTED = 20
 #: The name of the score in the drift tables (the inputs go by their column names).
 SCORE = "score"

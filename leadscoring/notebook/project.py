@@ -42,6 +42,12 @@ def work_file(cfg: ProjectConfig) -> Path:
     return cfg.path("work_dir") / "work.parquet"
 
 
+def new_lead_scores_file(cfg: ProjectConfig) -> Path:
+    """The working split's out-of-fold scores (notebook 07, in ``work.parquet``'s order): how the
+    model scores leads it never saw, what grade thresholds are learned on (notebooks 07 and 09)."""
+    return cfg.path("work_dir") / "work_scores.parquet"
+
+
 def validation_file(cfg: ProjectConfig) -> Path:
     return cfg.path("validation_dir") / "validation.parquet"
 

@@ -476,11 +476,9 @@ def retrain(
             },
             results / "retrain_report.json",
         )
-        event = _run_log_line(cfg, result, train, tolerance)  # the decision in the run log, with the rest
+        record_event(cfg, _run_log_line(cfg, result, train, tolerance))  # the decision in the run log, with the rest
         if rewrite_tracking:
-            update_tracking(cfg, event=event)
-        else:
-            record_event(cfg, event)
+            update_tracking(cfg)
     log.info(result.summary())
     return result
 

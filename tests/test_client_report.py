@@ -117,7 +117,7 @@ def test_the_client_summary_is_built_from_the_products(make_project):
     assert "Calling the top <b>30 %</b> of leads by score reaches <b>70 %</b>" in page
     assert "time on website" in page and "tiempo_en_site_total" not in page and "unlabelled_x" in page  # labels, else the name
     assert "Kept out of the score" in page and "last activity" in page and "ult_actividad" not in page
-    assert "specialization: 35.0% unknown (10 empty, 5 placeholder)" in page and "A/B test" in page and "control group" in page
+    assert "specialization: 35.0 % unknown (10 empty, 5 placeholder)" in page and "A/B test" in page and "control group" in page
     assert '<img src="data:image/png;base64,' in page and 'alt="Cumulative gains' in page
     assert "http://" not in page and "https://" not in page  # self-contained
     assert "@page { size: A4" in page and "page-break-inside: avoid" in page

@@ -233,6 +233,15 @@ def test_stakes_show_the_validation_auc_with_and_without_the_excluded_variables(
     text = stakes_summary(stakes)
     assert f"**{leaky:.3f}** instead of **{ours:.3f}**" in text and "Lead Status" in text
     assert "the lower figure is the honest one" in text
+    from leadscoring.formats import NumberStyle, use_style
+
+    use_style(NumberStyle(",", "."))  # a team that writes 0,924 (as a notebook's setup does)
+    try:
+        comma = stakes_summary(stakes)
+    finally:
+        use_style(NumberStyle())
+    assert f"**{leaky:.3f}** instead of **{ours:.3f}**".replace(".", ",") in comma
+    assert f"| {ours:.3f} |".replace(".", ",") in comma
 
 
 def test_stakes_let_in_post_contact_fields_the_configuration_keeps_out(export, tmp_path):
@@ -296,6 +305,26 @@ def test_model_card_shows_the_audit_section(tmp_path):
         {},
         cfg,
     )
+
+
+def test_model_card_figures_follow_the_number_style(tmp_path):
+    from leadscoring.training.report import model_card
+
+    cfg = foreign_config(tmp_path)
+    cfg = cfg.model_copy(update={"report": cfg.report.model_copy(update={"decimal_mark": ",", "thousands_separator": "."})})
+    manifest = {
+        "file": "m.pkl",
+        "created_at": "now",
+        "sha256": "0" * 64,
+        "features": ["Website Visits"],
+        "cv": {"folds": 5, "roc_auc": 0.91815, "brier": 0.1103},
+        "validation": {"roc_auc": 0.92441, "brier": 0.1042, "gain_at_30pct": 0.6123},
+    }
+    metrics = pd.DataFrame({"roc_auc": [0.7], "average_precision": [0.5], "brier": [0.2], "gain_at_30pct": [0.5]}, index=["a"])
+    card = model_card(manifest, pd.DataFrame({"model": ["a"], "roc_auc_mean": [0.9]}), metrics, {}, cfg)
+    assert "ROC-AUC 0,9182, Brier 0,1103." in card
+    assert "Validation ROC-AUC **0,9244**, Brier **0,1042**" in card and "**61,2 %**" in card
+    assert "| a | 0,7000 | 0,5000 |" in card and "0.7000" not in card
 
 
 def test_stakes_say_what_the_post_contact_fields_let_in_are_worth(export, tmp_path):

@@ -11,7 +11,7 @@ def test_quality_report_on_shipped_data(leads, cfg):
     assert rep.loc["fuente", "spelling_variants"] == "Google/google"
     assert rep.loc["visitas_total", "max"] == 251 and rep.loc["visitas_total", "outliers"] > 0
     findings = "\n".join(quality_findings(rep.reset_index()))
-    assert "conociste_revista: constant" in findings and "ambito: 35.9% unknown" in findings
+    assert "conociste_revista: constant" in findings and "ambito: 35.9 % unknown" in findings
     assert "outliers beyond 3 IQR (max 251) - clipped to percentiles 1 and 99" in findings  # cleaning.clip_quantile
     assert "clipped to percentiles 5 and 95" in "\n".join(quality_findings(rep.reset_index(), clip_quantile=0.95))
     yes_no = cfg.data.columns.yes_no  # read as 1/0: no level is ever grouped

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
-from leadscoring.formats import count, number, percent
+from leadscoring.formats import count, fixed, number, percent
 
 
 def _role(cfg: ProjectConfig, col: str) -> str:
@@ -89,7 +89,7 @@ def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = No
             out.append(f"{name}: constant ({r.distinct} distinct value) - dropped by the cleaner")
         if r.unknown_pct >= 30:
             out.append(
-                f"{name}: {r.unknown_pct:.1f}% unknown ({count(r.missing)} empty, {count(r.placeholders)} placeholder)"
+                f"{name}: {percent(r.unknown_pct / 100, 1)} unknown ({count(r.missing)} empty, {count(r.placeholders)} placeholder)"
                 " - kept, with 'Missing' as its own level / a missing indicator"
             )
         elif r.placeholders:
@@ -192,7 +192,7 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
             continue
         what = "range" if r.role == "numeric" else "level"
         out.append(
-            f"{r.label} separates leads by {100 * r.spread:.0f} percentage points: {what} {r.best_level} converts "
+            f"{r.label} separates leads by {fixed(100 * r.spread, 0)} percentage points: {what} {r.best_level} converts "
             f"{percent(r.best_rate)} ({percent(r.best_share)} of leads), {r.worst_level} {percent(r.worst_rate)}."
         )
     for col in [c for c in cfg.model_data.columns.numeric if c in df.columns]:
@@ -202,9 +202,11 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
         rho = float(x.corr(df[target], method="spearman"))
         label = cfg.model_data.labels.get(col, col)
         if abs(rho) >= 0.1:
-            out.append(f"Higher {label} goes with {'more' if rho > 0 else 'less'} conversion (Spearman rho {rho:+.2f}).")
+            out.append(
+                f"Higher {label} goes with {'more' if rho > 0 else 'less'} conversion (Spearman rho {fixed(rho, 2, signed=True)})."
+            )
         else:
-            out.append(f"{label} on its own hardly changes the conversion rate (Spearman rho {rho:+.2f}).")
+            out.append(f"{label} on its own hardly changes the conversion rate (Spearman rho {fixed(rho, 2, signed=True)}).")
     for r in sep[sep["missing_share"] >= 0.3].itertuples():
         miss = df[r.variable].isna()
         out.append(

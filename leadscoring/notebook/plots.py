@@ -12,6 +12,7 @@ import pandas as pd
 import seaborn as sns
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from leadscoring.formats import percent
 from leadscoring.ingest.quality import conversion_by_bins
 from leadscoring.training.evaluation import calibration_table, gains_table
 
@@ -22,7 +23,7 @@ def conversion_bar(table: pd.DataFrame, col: str, base_rate: float, ax: plt.Axes
     """Horizontal bars of conversion rate per level, with the base rate as a line."""
     ax = ax or plt.subplots(figsize=(7, max(2.5, 0.35 * len(table))))[1]
     sns.barplot(data=table, y=table[col].astype(str), x="conversion_rate", ax=ax, color="#4C72B0")
-    ax.axvline(base_rate, color="#C44E52", ls="--", label=f"base rate {base_rate:.0%}")
+    ax.axvline(base_rate, color="#C44E52", ls="--", label=f"base rate {percent(base_rate)}")
     for i, r in enumerate(table.itertuples()):
         ax.text(r.conversion_rate, i, f" {r.leads}", va="center", fontsize=8)
     ax.set(title=f"Conversion rate by {col} (bar labels: leads)", xlabel="conversion rate", ylabel=col)
@@ -81,7 +82,7 @@ def conversion_curves(
     for ax, col in zip(axes.flat, cols, strict=False):
         t = _curve(df, col, target, bins)
         ax.plot(range(len(t)), t["conversion_rate"], marker="o", color="#4C72B0")
-        ax.axhline(base, color="#C44E52", ls="--", lw=1, label=f"base rate {base:.0%}")
+        ax.axhline(base, color="#C44E52", ls="--", lw=1, label=f"base rate {percent(base)}")
         ax.set_xticks(range(len(t)), t["range"].astype(str), rotation=60, ha="right", fontsize=7)
         ax.set(title=labels.get(col, col), xlabel="range (deciles) or value", ylabel="conversion rate")
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))

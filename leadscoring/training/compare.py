@@ -29,6 +29,7 @@ from sklearn.model_selection import BaseCrossValidator, KFold, RandomizedSearchC
 from sklearn.pipeline import Pipeline
 
 from leadscoring.config import ProjectConfig
+from leadscoring.formats import fixed
 from leadscoring.training.pipeline import FIT_PROCESSES, build_pipeline, xgb_classifier
 
 log = logging.getLogger(__name__)
@@ -257,22 +258,24 @@ def choose_model(cv_table: pd.DataFrame) -> Choice:
         pick = _simplest(rows)
         if family == best["family"]:
             others = ship[ship["family"] != family]
-            why = f"{family} has the best CV ROC-AUC, {best['roc_auc_mean']:.4f} ({best['model']})"
+            why = f"{family} has the best CV ROC-AUC, {fixed(best['roc_auc_mean'], 4)} ({best['model']})"
             if len(others):
                 o = others.iloc[0]
                 why += (
-                    f"; next family {o['family']} at {o['roc_auc_mean']:.4f} (+{best['roc_auc_mean'] - o['roc_auc_mean']:.4f} "
-                    f"for {family}, one standard error {best['roc_auc_se']:.4f})"
+                    f"; next family {o['family']} at {fixed(o['roc_auc_mean'], 4)} "
+                    f"(+{fixed(best['roc_auc_mean'] - o['roc_auc_mean'], 4)} "
+                    f"for {family}, one standard error {fixed(best['roc_auc_se'], 4)})"
                 )
         else:
             why = (
-                f"{family} (best CV ROC-AUC {rows['roc_auc_mean'].iloc[0]:.4f}) is within one standard error "
-                f"({best['roc_auc_se']:.4f}) of {best['model']} ({best['roc_auc_mean']:.4f}): the simpler family is preferred"
+                f"{family} (best CV ROC-AUC {fixed(rows['roc_auc_mean'].iloc[0], 4)}) is within one standard error "
+                f"({fixed(best['roc_auc_se'], 4)}) of {best['model']} ({fixed(best['roc_auc_mean'], 4)}): "
+                "the simpler family is preferred"
             )
         if pick["model"] != rows["model"].iloc[0]:
             why += (
-                f"; {pick['model']} ({pick['roc_auc_mean']:.4f}) ships rather than {rows['model'].iloc[0]} "
-                f"({rows['roc_auc_mean'].iloc[0]:.4f}): within one standard error, the simpler imbalance handling"
+                f"; {pick['model']} ({fixed(pick['roc_auc_mean'], 4)}) ships rather than {rows['model'].iloc[0]} "
+                f"({fixed(rows['roc_auc_mean'].iloc[0], 4)}): within one standard error, the simpler imbalance handling"
             )
         return Choice(family, str(pick["model"]), why)
     raise AssertionError("unreachable: the best candidate's own family is within reach")
@@ -323,12 +326,12 @@ def tuned_params(search: RandomizedSearchCV, default_auc: float, default_se: flo
     best, gain = float(search.best_score_), float(search.best_score_) - default_auc
     if gain > default_se:
         return dict(search.best_params_), (
-            f"searched parameters: CV ROC-AUC {best:.4f} against {default_auc:.4f} for the defaults "
-            f"(+{gain:.4f}, more than one standard error, {default_se:.4f})"
+            f"searched parameters: CV ROC-AUC {fixed(best, 4)} against {fixed(default_auc, 4)} for the defaults "
+            f"(+{fixed(gain, 4)}, more than one standard error, {fixed(default_se, 4)})"
         )
     return {}, (
-        f"default parameters: the best searched CV ROC-AUC, {best:.4f}, is within one standard error "
-        f"({default_se:.4f}) of the defaults' {default_auc:.4f} ({gain:+.4f})"
+        f"default parameters: the best searched CV ROC-AUC, {fixed(best, 4)}, is within one standard error "
+        f"({fixed(default_se, 4)}) of the defaults' {fixed(default_auc, 4)} ({fixed(gain, 4, signed=True)})"
     )
 
 
@@ -390,18 +393,22 @@ def choose_calibration(cal_table: pd.DataFrame, configured: str, max_auc_cost: f
     table = cal_table.set_index("calibration")
     if configured != "auto":
         row = table.loc[configured]
-        return configured, f"configured (CV Brier {row['brier_mean']:.4f}, ROC-AUC change {row['auc_change']:+.4f})"
+        return (
+            configured,
+            f"configured (CV Brier {fixed(row['brier_mean'], 4)}, ROC-AUC change {fixed(row['auc_change'], 4, signed=True)})",
+        )
     keep = cal_table[cal_table["auc_change"] >= -max_auc_cost].sort_values("brier_mean", kind="stable")
     row = keep.iloc[0]  # the uncalibrated row costs nothing: never empty
     if row["calibration"] == UNCALIBRATED:
         others = cal_table[cal_table["calibration"] != UNCALIBRATED]
-        versus = ", ".join(f"{r.calibration} {r.brier_mean:.4f}" for r in others.itertuples())
+        versus = ", ".join(f"{r.calibration} {fixed(r.brier_mean, 4)}" for r in others.itertuples())
         return UNCALIBRATED, (
-            f"none: the model's own probabilities have the lowest CV Brier score ({row['brier_mean']:.4f}; {versus})"
+            f"none: the model's own probabilities have the lowest CV Brier score ({fixed(row['brier_mean'], 4)}; {versus})"
         )
     return str(row["calibration"]), (
-        f"lowest CV Brier score ({row['brier_mean']:.4f}, uncalibrated {table.loc[UNCALIBRATED, 'brier_mean']:.4f}) among "
-        f"methods costing at most {max_auc_cost} of ROC-AUC (change {row['auc_change']:+.4f})"
+        f"lowest CV Brier score ({fixed(row['brier_mean'], 4)}, "
+        f"uncalibrated {fixed(table.loc[UNCALIBRATED, 'brier_mean'], 4)}) among "
+        f"methods costing at most {max_auc_cost} of ROC-AUC (change {fixed(row['auc_change'], 4, signed=True)})"
     )
 
 

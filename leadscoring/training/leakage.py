@@ -44,6 +44,7 @@ from leadscoring.config import LeakageConfig, ProjectConfig
 from leadscoring.features.cleaning import LeadCleaner
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import MISSING_LEVEL, build_encoder
+from leadscoring.formats import count, fixed, percent
 from leadscoring.training.compare import out_of_fold
 
 VERDICTS = ("excluded", "review", "ok")
@@ -127,7 +128,7 @@ def _purest_level(levels: pd.Series, y: np.ndarray, rate: float, min_share: floa
     high = stats[(stats["mean"] >= 1 - rate) & (1 - base > 2 * rate)]
 
     def told(t: pd.DataFrame) -> str:
-        return f"{t.index[0]}: {t['share'].iloc[0]:.0%} of leads convert at {t['mean'].iloc[0]:.1%}" if len(t) else ""
+        return f"{t.index[0]}: {percent(t['share'].iloc[0])} of leads convert at {percent(t['mean'].iloc[0], 1)}" if len(t) else ""
 
     return told(high), told(low)
 
@@ -142,7 +143,10 @@ def _filled_purity(missing: np.ndarray, y: np.ndarray, rate: float, min_rows: in
         return ""
     base, rate_filled = float(y.mean()), float(y[filled].mean())
     if (rate_filled >= 1 - rate and 1 - base > 2 * rate) or (rate_filled <= rate and base > 2 * rate):
-        return f"filled in for {n:,} leads ({n / len(y):.1%}), of which {rate_filled:.1%} converted (all leads: {base:.1%})"
+        return (
+            f"filled in for {count(n)} leads ({percent(n / len(y), 1)}), of which {percent(rate_filled, 1)} converted "
+            f"(all leads: {percent(base, 1)})"
+        )
     return ""
 
 
@@ -237,12 +241,12 @@ def _verdict(row: pd.Series, best_clean: float, cfg: ProjectConfig) -> tuple[lis
     if auc >= lk.dominant_auc or (auc >= lk.dominant_margin_min_auc and auc - best_clean >= lk.dominant_margin):
         signals.append("a")
         strong.append(
-            f"alone it ranks leads with ROC-AUC {auc:.3f} (best variable not flagged: {best_clean:.3f}), "
+            f"alone it ranks leads with ROC-AUC {fixed(auc)} (best variable not flagged: {fixed(best_clean)}), "
             "too good for something known before the sales contact"
         )
     elif auc >= lk.review_auc:
         signals.append("a")
-        weak.append(f"alone it ranks leads with ROC-AUC {auc:.3f}: confirm it is known before the sales contact")
+        weak.append(f"alone it ranks leads with ROC-AUC {fixed(auc)}: confirm it is known before the sales contact")
     if row["positive_level"]:
         signals.append("b")
         strong.append(f"a level nearly always converts ({row['positive_level']})")
@@ -252,7 +256,7 @@ def _verdict(row: pd.Series, best_clean: float, cfg: ProjectConfig) -> tuple[lis
     if row["missing_auc"] >= lk.missing_auc and 0 < row["missing_share"] < 1:
         signals.append("c")
         weak.append(
-            f"whether it is filled in predicts the outcome (ROC-AUC {row['missing_auc']:.3f}): "
+            f"whether it is filled in predicts the outcome (ROC-AUC {fixed(row['missing_auc'])}): "
             "it may be filled in during or after the contact"
         )
     if row["stems"]:
@@ -260,7 +264,7 @@ def _verdict(row: pd.Series, best_clean: float, cfg: ProjectConfig) -> tuple[lis
         words = ", ".join(f"'{s}'" for s in row["stems"])
         if auc >= lk.name_auc:
             strong.append(
-                f"its name reads like an outcome or sales-contact field ({words}) and it predicts strongly (ROC-AUC {auc:.3f})"
+                f"its name reads like an outcome or sales-contact field ({words}) and it predicts strongly (ROC-AUC {fixed(auc)})"
             )
         else:
             weak.append(f"its name reads like an outcome or sales-contact field ({words})")
@@ -442,7 +446,7 @@ def audit_summary(audit: pd.DataFrame) -> str:
     table = ["| variable | single-variable ROC-AUC | missing | verdict | in the models | reason |", "|---|---|---|---|---|---|"]
     for r in audit[audit["verdict"].ne("ok")].itertuples():
         table.append(
-            f"| {r.variable} | {r.single_variable_auc:.3f} | {r.missing_share:.0%} | {r.verdict} | "
+            f"| {r.variable} | {fixed(r.single_variable_auc)} | {percent(r.missing_share)} | {r.verdict} | "
             f"{'yes' if r.allowed else 'no'} | {r.reason} |"
         )
     return " ".join(lines) + ("\n\n" + "\n".join(table) if len(table) > 2 else "") + "\n"

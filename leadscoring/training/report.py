@@ -10,13 +10,14 @@ from typing import Any
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
+from leadscoring.formats import NumberStyle, fixed, percent
 
 
-def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+def _md_table(df: pd.DataFrame, style: NumberStyle) -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
     for row in df.itertuples(index=False):
-        cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
+        cells = [fixed(v, 4, style=style) if isinstance(v, float) else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -75,7 +76,11 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
         if not members:
             lines.append(head + f"left empty: no variable of `data.{g}_columns` is in the model.")
             continue
-        ranks = f"; alone it ranks the validation leads with ROC-AUC **{a:.3f}**" if a is not None else ""
+        ranks = (
+            f"; alone it ranks the validation leads with ROC-AUC **{fixed(a, style=cfg.report.number_style)}**"
+            if a is not None
+            else ""
+        )
         named = ", ".join(f"{cfg.model_data.labels[v]} (`{v}`)" if v in cfg.model_data.labels else f"`{v}`" for v in members)
         lines.append(head + f"the share of training leads whose {named} added less to the odds of converting{ranks}.")
     gr = manifest.get("grades") or {}
@@ -86,7 +91,7 @@ def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str
             "shares": "shares of leads learned on the training leads' out-of-fold scores",
             "capacity": f"capacity: {gr.get('calls_per_week')} calls per week of {(gr.get('leads_per_week') or 0):.0f} leads",
         }[gr["method"]]
-        shares = ", ".join(f"{x:.0%}" for x in gr.get("training_shares", []))
+        shares = ", ".join(percent(x, style=cfg.report.number_style) for x in gr.get("training_shares", []))
         lines.append(f"- **Grades** ({how}): {pairs}; training leads per grade (out of fold): {shares}.")
     lines.append(
         f"- **Trend**: against the lead's previous score in the score history; improving or declining "
@@ -108,6 +113,7 @@ def model_card(
     :func:`~leadscoring.training.stakes.stakes_summary`, in markdown) and caveats."""
     val = manifest.get("validation", {})
     cv = manifest.get("cv", {})
+    style = cfg.report.number_style
     buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)
     cv_cols = ["model", "family", "imbalance", "roc_auc_mean", "roc_auc_std", "average_precision_mean", "brier_mean"]
     comp = comparison.reset_index().rename(columns={"index": "model"})[
@@ -137,17 +143,18 @@ Dropped variables:
 {dropped}
 
 ## Performance
-Cross-validated ({cv.get("folds")} folds) ROC-AUC {cv.get("roc_auc", float("nan")):.4f}, Brier {cv.get("brier", float("nan")):.4f}.
-Validation ROC-AUC **{val.get("roc_auc", float("nan")):.4f}**, Brier **{val.get("brier", float("nan")):.4f}**,
-conversions captured in the top 30 % of leads **{val.get("gain_at_30pct", float("nan")):.1%}**.
+Cross-validated ({cv.get("folds")} folds) ROC-AUC {fixed(cv.get("roc_auc"), 4, style=style)}, \
+Brier {fixed(cv.get("brier"), 4, style=style)}.
+Validation ROC-AUC **{fixed(val.get("roc_auc"), 4, style=style)}**, Brier **{fixed(val.get("brier"), 4, style=style)}**,
+conversions captured in the top 30 % of leads **{percent(val.get("gain_at_30pct"), 1, style=style)}**.
 
 Candidates (cross-validation on the working split):
 
-{_md_table(cv_table[[c for c in cv_cols if c in cv_table.columns]])}
+{_md_table(cv_table[[c for c in cv_cols if c in cv_table.columns]], style)}
 
 Validation split:
 
-{_md_table(comp)}
+{_md_table(comp, style)}
 
 ## What a score carries
 {score_fields_section(manifest, cfg)}
@@ -161,8 +168,8 @@ Validation split:
 """
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
+def _fmt(v: Any, style: NumberStyle) -> str:
+    return fixed(v, 4, style=style) if isinstance(v, float) else str(v)
 
 
 def _caveats(card: str | None) -> str:
@@ -185,8 +192,10 @@ def retrained_card(manifest: Mapping[str, Any], cfg: ProjectConfig, previous_car
         [
             "| model | " + " | ".join(cols) + " |",
             "|" + "---|" * (len(cols) + 1),
-            "| this model (challenger) | " + " | ".join(_fmt(own.get(c)) for c in cols) + " |",
-            f"| replaced model `{manifest['retrained_from'][:12]}` | " + " | ".join(_fmt(champ.get(c)) for c in cols) + " |",
+            "| this model (challenger) | " + " | ".join(_fmt(own.get(c), cfg.report.number_style) for c in cols) + " |",
+            f"| replaced model `{manifest['retrained_from'][:12]}` | "
+            + " | ".join(_fmt(champ.get(c), cfg.report.number_style) for c in cols)
+            + " |",
         ]
     )
     buckets = ", ".join(f"{b.name} ≥ {b.min_score} → {b.action}" for b in cfg.scoring.buckets)

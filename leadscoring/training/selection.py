@@ -18,6 +18,7 @@ from sklearn.feature_selection import mutual_info_classif
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import BaseCrossValidator, StratifiedKFold, cross_val_score
 
+from leadscoring.formats import fixed
 from leadscoring.training.pipeline import FIT_PROCESSES
 from leadscoring.training.woe import information_value, woe_table
 
@@ -120,7 +121,7 @@ def decide(
         if r.a in t.index and r.b in t.index and t.loc[r.a, "keep"] and t.loc[r.b, "keep"]:
             weaker = r.a if t.loc[r.a, "information_value"] < t.loc[r.b, "information_value"] else r.b
             other = r.b if weaker == r.a else r.a
-            t.loc[weaker, ["keep", "reason"]] = [False, f"redundant with {other} (rho {r.rho:.2f})"]
+            t.loc[weaker, ["keep", "reason"]] = [False, f"redundant with {other} (rho {fixed(r.rho, 2)})"]
     return t.reset_index()
 
 
@@ -155,7 +156,10 @@ def confirm_drops(
     se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
     auc_with, auc_without = float(with_.mean()), float(without.mean())
     figures = {"cv_roc_auc_with": auc_with, "cv_roc_auc_without": auc_without, "difference_se": se}
-    told = f"CV ROC-AUC without {auc_without:.4f}, with {auc_with:.4f} (difference {diff.mean():+.5f}, one standard error {se:.5f})"
+    told = (
+        f"CV ROC-AUC without {fixed(auc_without, 4)}, with {fixed(auc_with, 4)} "
+        f"(difference {fixed(diff.mean(), 5, signed=True)}, one standard error {fixed(se, 5)})"
+    )
     if diff.mean() >= -se:
         t.loc[candidate, "reason"] = reasons[candidate] + f"; {told}: no better with it"
     else:

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from leadscoring.config import ProjectConfig
-from leadscoring.formats import percent
+from leadscoring.formats import fixed, percent
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.leakage import blocked_variables
 
@@ -96,7 +96,7 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
         lines.append(
             f"The model reads fields the configuration lists as known only after the sales contact and lets in "
             f"(`data.use_post_contact_fields`): {', '.join(read)}. Without them the same recipe reads a validation "
-            f"ROC-AUC of **{honest['roc_auc']:.3f}** instead of **{ours['roc_auc']:.3f}**"
+            f"ROC-AUC of **{fixed(honest['roc_auc'])}** instead of **{fixed(ours['roc_auc'])}**"
             + (
                 ": the higher figure holds only where those fields are filled in before a lead is prioritised."
                 if gap > 0.005
@@ -106,7 +106,8 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
     if WITH not in by_name.index:
         if not lines:
             return (
-                f"No variable was excluded by the leakage audit; the validation ROC-AUC {ours['roc_auc']:.3f} is the model's own.\n"
+                f"No variable was excluded by the leakage audit; the validation ROC-AUC {fixed(ours['roc_auc'])} "
+                "is the model's own.\n"
             )
         return " ".join(lines) + "\n\n" + _table(stakes)
     leaky = by_name.loc[WITH]
@@ -114,8 +115,9 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
     gap = leaky["roc_auc"] - ours["roc_auc"]
     lines += [
         f"With the excluded variables ({', '.join(added)}) the same recipe would read a validation ROC-AUC of "
-        f"**{leaky['roc_auc']:.3f}** instead of **{ours['roc_auc']:.3f}** "
-        f"({gap:+.3f}), and would put {percent(leaky['gain_at_30pct'])} instead of {percent(ours['gain_at_30pct'])} of "
+        f"**{fixed(leaky['roc_auc'])}** instead of **{fixed(ours['roc_auc'])}** "
+        f"({fixed(gap, signed=True)}), and would put {percent(leaky['gain_at_30pct'])} "
+        f"instead of {percent(ours['gain_at_30pct'])} of "
         "the conversions in its top 30 % of leads.",
         (
             "If those fields are filled in once the sales team has acted on a lead, that difference is what they know "
@@ -132,6 +134,7 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
 def _table(stakes: pd.DataFrame) -> str:
     table = ["| model | ROC-AUC | average precision | gain at 30 % |", "|---|---|---|---|"]
     table += [
-        f"| {r.model} | {r.roc_auc:.3f} | {r.average_precision:.3f} | {percent(r.gain_at_30pct, 1)} |" for r in stakes.itertuples()
+        f"| {r.model} | {fixed(r.roc_auc)} | {fixed(r.average_precision)} | {percent(r.gain_at_30pct, 1)} |"
+        for r in stakes.itertuples()
     ]
     return "\n".join(table) + "\n"

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.features.encoding import MISSING_LEVEL
+from leadscoring.formats import count, percent
 
 #: Columns of a points table (see :mod:`leadscoring.training.rules`).
 RULE_COLUMNS = ["variable", "kind", "level", "lower", "upper", "points", "rationale"]
@@ -91,5 +92,5 @@ def propose_rules(
     woe = woe_table(X, y, yes_no=yes_no, bins=bins)
     woe["points"] = (woe["woe"] * scale).round()
     woe = woe[(woe["points"].abs() >= min_points) & (woe["leads"] >= min_leads)]
-    woe["rationale"] = [f"{r.leads} leads, {r.conversion_rate:.0%} converted" for r in woe.itertuples()]
+    woe["rationale"] = [f"{count(r.leads)} leads, {percent(r.conversion_rate)} converted" for r in woe.itertuples()]
     return woe[RULE_COLUMNS].reset_index(drop=True)

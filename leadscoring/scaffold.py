@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -163,8 +164,15 @@ def summary(d: Draft, dest: Path) -> str:
         out.append(f"  creation date: {d.date_column!r} ({d.reasons['date']})" if d.date_column else f"  {d.reasons['date']}")
     out += [f"  WARNING: {w}" for w in d.warnings]
     out += [f"  REVIEW named like a post-contact field (the leakage audit decides): {c}" for c in d.post_contact]
-    out.append(f"next: review {dest / '01_Documentos' / 'config.yaml'}, then `leadscoring run` inside {dest}")
+    out.append(f"next: review {dest / '01_Documentos' / 'config.yaml'}, then `cd {dest} && {_command()} run`")
     return "\n".join(out)
+
+
+def _command() -> str:
+    """The ``leadscoring`` command of this installation, as an absolute path when it sits
+    beside this Python (a project's venv is not on the PATH), else its bare name."""
+    beside = Path(sys.executable).parent / "leadscoring"
+    return str(beside.absolute()) if beside.is_file() else "leadscoring"
 
 
 def init_project(
@@ -194,12 +202,17 @@ def init_project(
         draft.reasons["date"] = "--date NONE: random validation split"
         draft.warnings.clear()
     elif date is not None:
+        if date not in draft.dates:
+            known = [*draft.numeric, *draft.categorical, *draft.yes_no, *draft.left_out, draft.target, draft.id_column]
+            why = "its values do not read as dates" if date in known else "no such column in the export"
+            raise ConfigError(f"{export.name}: --date {date!r}: {why}; date columns found: {draft.dates or 'none'}")
         for role in (draft.numeric, draft.categorical, draft.yes_no, draft.fit, draft.engagement):
             if date in role:
                 role.remove(date)
         draft.labels.pop(date, None)
         draft.left_out.pop(date, None)
         draft.date_column = date
+        draft.date_format = draft.date_formats.get(date)
         draft.reasons["date"] = "given: validation on the most recent leads, forward-chaining cross-validation"
     dest.parent.mkdir(parents=True, exist_ok=True)
     # A fresh name of our own beside the destination: an existing folder (even one named

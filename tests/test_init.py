@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,8 @@ def test_init_creates_a_valid_project_and_keeps_the_export(tmp_path, capsys):
     assert code == 0 and "REVIEW named like a post-contact field (the leakage audit decides): Lead Status" in out
     assert "creation date: 'Created'" in out
     project = tmp_path / "client"
+    command = out.split(f"`cd {project} && ", 1)[1].split(" run`", 1)[0]  # runnable from the project, venv not on PATH
+    assert Path(command).is_absolute() and Path(command).is_file()
     raw = project / "02_Datos" / "01_Originales" / "crm.csv"
     assert raw.read_bytes() == src.read_bytes() and not raw.stat().st_mode & 0o222
     assert sorted(p.name for p in (project / "03_Notebooks").iterdir()) == [p.name for p in shipped_notebooks()]
@@ -104,6 +107,13 @@ def test_init_with_a_creation_date(tmp_path):
     cfg = load_config(dest / "01_Documentos" / "config.yaml")
     assert cfg.data.date_column == "Created" and "Created" not in d.left_out
     assert validate_file(cfg.path("raw_data"), cfg) == 400
+
+
+@pytest.mark.parametrize(("date", "why"), [("Craeted", "no such column in the export"), ("Lead Source", "do not read as dates")])
+def test_init_refuses_a_date_column_that_is_not_one(tmp_path, date, why):
+    with pytest.raises(ConfigError, match=rf"crm.csv: --date '{date}': .*{why}; date columns found: \['Created'\]"):
+        init_project(tmp_path / "p", _write(_english(), tmp_path / "crm.csv"), "Converted", date=date)
+    assert not (tmp_path / "p").exists()
 
 
 def test_init_date_none_opts_out(tmp_path):

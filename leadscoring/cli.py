@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from leadscoring.artifacts import ModelIntegrityError
-from leadscoring.config import ConfigError, ProjectConfig, load_config
+from leadscoring.config import ConfigError, ProjectConfig, load_config, yaml_problem
 from leadscoring.errors import LeadDataError, OutputPathError, is_disk_full
 from leadscoring.events.store import ingest_report
 from leadscoring.ingest.load import validate_file
@@ -34,7 +34,10 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)  # typed: 1500 -> int, true -> bool, [a, b] -> list
+        try:
+            out[key.strip()] = yaml.safe_load(value)  # typed: 1500 -> int, true -> bool, [a, b] -> list
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(exc)}); quote text") from None
     return out
 
 
@@ -84,8 +87,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             history=not args.no_history,
         )
         print(f"scored {res['leads']} leads from {res['partitions']} file(s) -> {res['output']}")
-        parts = sorted(Path(res["output"]).glob("part-*")) if Path(res["output"]).is_dir() else []
-        _alert_leads(cfg, parts)
+        _alert_leads(cfg, res["parts"])
         return 0
     with tempfile.TemporaryDirectory(prefix="leadscoring-inputs-") as tmp:
         inputs = None if args.no_history else Path(tmp) / "scores.inputs.parquet"  # the leads' inputs, for the history
@@ -108,16 +110,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _alert_leads(cfg: ProjectConfig, scores: Sequence[Path]) -> None:
-    """Alert the leads of the scores files just written that entered an alert level
-    (``alerts:`` section; nothing without a webhook URL)."""
+def _alert_leads(cfg: ProjectConfig, scores: Sequence[str | Path]) -> None:
+    """Alert the leads of the scores files just written (paths or object-storage URLs) that
+    entered an alert level (``alerts:`` section; nothing without a webhook URL)."""
     import pandas as pd
 
     from leadscoring.serving.alerts import alert_levels, alert_scored_leads, read_alert_fields, webhook_url
+    from leadscoring.serving.storage import fetch
 
     if webhook_url(cfg) is None or not scores:
         return
-    n = alert_scored_leads(cfg, pd.concat([read_alert_fields(cfg, p) for p in scores], ignore_index=True))
+    with tempfile.TemporaryDirectory(prefix="leadscoring-alerts-") as tmp:  # a URL's part is read from a local copy
+        fields = [read_alert_fields(cfg, fetch(str(p), Path(tmp))) for p in scores]
+    n = alert_scored_leads(cfg, pd.concat(fields, ignore_index=True))
     if n:
         print(f"alerts: {n} lead(s) entered {' / '.join(alert_levels(cfg))}")
 

@@ -11,7 +11,9 @@ import socket
 import pandas as pd
 import pytest
 
+from leadscoring import cli
 from leadscoring.artifacts import ModelIntegrityError
+from leadscoring.config import AlertsConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.serving.batch import score_file
 from leadscoring.serving.distributed import ModelPayload, run_on_cluster, score_dask
@@ -97,7 +99,7 @@ def s3(monkeypatch):
     server.stop()
 
 
-def test_object_storage_in_and_out_and_a_failed_job_leaves_the_previous_output(cfg, sample, small_models, tmp_path, s3):
+def test_object_storage_in_and_out_and_a_failed_job_leaves_the_previous_output(cfg, sample, small_models, tmp_path, s3, receiver):
     from dask.distributed import LocalCluster
 
     leads = sample.drop(columns="compra")
@@ -119,6 +121,13 @@ def test_object_storage_in_and_out_and_a_failed_job_leaves_the_previous_output(c
         assert res["leads"] == len(leads) and res["partitions"] == 2
         assert sorted(p.rsplit("/", 1)[1] for p in s3.ls("leads-bucket/scores")) == ["_SUCCESS", "part-00000.csv", "part-00001.csv"]
         _same(_parts([pd.read_csv(s3.open(p), dtype={"id": str}) for p in sorted(s3.glob("leads-bucket/scores/part-*"))]), local)
+        assert res["parts"] == ["s3://leads-bucket/scores/part-00000.csv", "s3://leads-bucket/scores/part-00001.csv"]
+        # `score --engine dask` alerts the leads of the parts it wrote, in object storage too
+        alerting = cfg.model_copy(update={"alerts": AlertsConfig(webhook_url=receiver.url, backoff=0.01, max_messages=1000)})
+        alerting = alerting.model_copy(update={"paths": cfg.paths.model_copy(update={"crm_state": str(tmp_path / "state")})})
+        cli._alert_leads(alerting, res["parts"])
+        hot = local.loc[local["bucket"] == "HOT", "id"].tolist()
+        assert hot and len(receiver.texts()) == len(hot)
         score_dask(
             cfg,
             "s3://leads-bucket/pq/*.parquet",

@@ -48,6 +48,24 @@ def test_invalid_yaml(tmp_path):
         load_config(_write(tmp_path, "data: [unclosed"))
 
 
+def test_a_run_setting_that_is_not_yaml_is_one_line(capsys):
+    from leadscoring.cli import main
+
+    assert main(["--config", str(CONFIG), "run", "--set", "sample_size=[1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--set 'sample_size=[1': the value is not valid YAML" in err
+
+
+def test_a_configuration_not_in_utf8_names_its_line(tmp_path):
+    data = CONFIG.read_bytes()
+    start = data.rindex(b"\n", 0, data.index(b"labels:")) + 1
+    path = tmp_path / "config.yaml"
+    path.write_bytes(data[:start] + b"# Se\xf1al, saved by an editor in Latin-1\n" + data[start:])
+    line = data[:start].count(b"\n") + 1
+    with pytest.raises(ConfigError, match=rf"config.yaml, line {line}: not UTF-8 text \(byte 0xf1\)"):
+        load_config(path)
+
+
 def test_a_section_given_twice_is_an_error_naming_both_lines(tmp_path):
     """Plain YAML keeps the last of two ``loop:`` blocks silently: the first one's settings
     would be dropped without a word."""
@@ -85,6 +103,9 @@ def test_a_key_given_twice_inside_a_section_is_an_error(tmp_path):
         (lambda c: c["data"].update(colour="blue"), "data.colour"),
         (lambda c: c["features"]["ratios"].update(bad=["visitas_total", "origen"]), "not a numeric column"),
         (lambda c: c["data"].update(post_contact=["nonexistent"]), "post_contact"),
+        (lambda c: c["data"].update(encoding="utf-9"), "encoding: 'utf-9' is not a known text encoding"),
+        (lambda c: c["data"].update(separator=";;"), "separator: ';;' must be one character"),
+        (lambda c: c["data"].update(date_format="%d.%m.%Y %H:%i"), "date_format: 'i' is a bad directive"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, mutate, message):

@@ -85,6 +85,7 @@ __all__ = [
     "ProjectConfig",
     "find_config",
     "load_config",
+    "yaml_problem",
     "NOTES_TAG",
     "analyst_note",
     "read_analyst_notes",
@@ -268,8 +269,14 @@ def load_config(path: str | os.PathLike[str] | None = None) -> ProjectConfig:
     source = Path(path) if path is not None else find_config()
     if not source.is_file():
         raise ConfigError(f"configuration file not found: {source}")
+    data = source.read_bytes()
     try:
-        raw = read_yaml(source.read_text(encoding="utf-8"))
+        raw = read_yaml(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"configuration {source}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"configuration {source} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -133,8 +134,23 @@ class DataConfig(StrictSection):
                 raise ValueError(f"{key}: {unknown} are not listed under columns")
         if self.thousands is not None and self.thousands in (self.decimal, self.separator, ""):
             raise ValueError(f"thousands: {self.thousands!r} must differ from the decimal mark and the separator")
-        if self.date_format is not None and self.date_format not in DATE_STYLES and "%" not in self.date_format:
-            raise ValueError(f"date_format: {self.date_format!r} is none of {list(DATE_STYLES)} nor a strftime format ('%d.%m.%Y')")
+        if self.date_format is not None and self.date_format not in DATE_STYLES:
+            if "%" not in self.date_format:
+                raise ValueError(
+                    f"date_format: {self.date_format!r} is none of {list(DATE_STYLES)} nor a strftime format ('%d.%m.%Y')"
+                )
+            try:
+                datetime.strptime("", self.date_format)
+            except ValueError as exc:  # a valid format only says that "" does not match it
+                if "does not match" not in str(exc):
+                    raise ValueError(f"date_format: {exc}") from None
+        for key in ("separator", "decimal"):
+            if len(getattr(self, key)) != 1:
+                raise ValueError(f"{key}: {getattr(self, key)!r} must be one character (e.g. ',', ';', '\\t')")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"encoding: {self.encoding!r} is not a known text encoding (e.g. utf-8, cp1252, latin-1)") from None
         overlap = set(self.yes_values) & set(self.no_values)
         if overlap:
             raise ValueError(f"yes_values and no_values share {sorted(overlap)}")

@@ -213,7 +213,8 @@ def run_on_cluster(
 ) -> list[dict[str, Any]]:
     """Score ``files`` on the cluster of ``client`` with the models of ``payload`` and commit
     the parts to ``dest`` (nothing is read from the client's files once ``payload`` exists);
-    with ``inputs``, each result carries its leads' inputs as read."""
+    each result names its committed ``part`` (path or URL); with ``inputs``, it carries its
+    leads' inputs as read."""
     suffix = ".parquet" if is_parquet(files[0]) else ".csv"
     names = [f"part-{i:05d}{suffix}" for i in range(len(files))]
     tmp = temporary_prefix(dest)
@@ -236,7 +237,7 @@ def run_on_cluster(
         commit(tmp, dest, names)
     finally:
         discard(tmp)
-    return results
+    return [{**r, "part": f"{dest.rstrip('/')}/{name}"} for r, name in zip(results, names, strict=True)]
 
 
 def _append_history(cfg: ProjectConfig, payload: ModelPayload, results: list[dict[str, Any]], scored_at: str) -> None:
@@ -263,7 +264,7 @@ def score_dask(
 ) -> dict[str, Any]:
     """Score the CSV/parquet files matching ``input_glob`` (path, URL or glob) with dask, one
     task per file; writes ``output_dir/part-NNNNN.csv`` (``.parquet`` parts for parquet
-    input) in file-name order, then ``_SUCCESS``. ``scheduler``: address of an existing
+    input) in file-name order, then ``_SUCCESS``; the result lists them (``parts``). ``scheduler``: address of an existing
     cluster; default a local cluster with ``workers`` single-threaded workers. With
     ``history``, the scores are appended to the score history once committed."""
     from dask.distributed import Client, LocalCluster
@@ -287,4 +288,10 @@ def score_dask(
     for res in results:
         for k, v in res["buckets"].items():
             buckets[k] = buckets.get(k, 0) + v
-    return {"output": dest, "partitions": len(files), "leads": sum(r["leads"] for r in results), "buckets": buckets}
+    return {
+        "output": dest,
+        "partitions": len(files),
+        "parts": [r["part"] for r in results],
+        "leads": sum(r["leads"] for r in results),
+        "buckets": buckets,
+    }

@@ -290,15 +290,35 @@ def replace_model_set(
     (complete or not at all; an existing folder holding the same files is reused), so
     ``rollback`` can restore them; only then is ``put_in_place(archived folder)`` called to
     write the new set; when it returns, the promotion record (:data:`PROMOTION_FILE`) is written
-    last. A ``put_in_place`` that raises leaves the previous record, so a reader of the record
-    never takes a half-written set for a promoted one. Returns (the archived folder, or None
+    last. A ``put_in_place`` that raises (or is interrupted) leaves the previous record, and the
+    files it had already replaced are put back from the archive (files of the set that did not
+    exist are removed), so the project keeps the set it had. Returns (the archived folder, or None
     when there was no model to archive; what ``put_in_place`` returned). Every replacement of the set goes through here:
     a run promotion bringing new models, a challenger promotion, a rollback.
     """
+    models = Path(models_dir)
+    targets = [*(models / n for n in names), *(manifest_path(models / n) for n in names), *map(Path, extra)]
+    existed = {p for p in targets if p.is_file()}
     archived = _archive_model_set(models_dir, names, extra)
-    placed = put_in_place(archived)
-    _record_promotion(Path(models_dir), names)  # last: the set is complete
+    try:
+        placed = put_in_place(archived)
+    except BaseException:
+        _put_back(archived, targets, existed)
+        raise
+    _record_promotion(models, names)  # last: the set is complete
     return archived, placed
+
+
+def _put_back(archived: Path | None, targets: Sequence[Path], existed: set[Path]) -> None:
+    """After a failed replacement: each of ``targets`` as it was, copied back from the
+    ``archived`` folder, or removed when it did not exist."""
+    for dest in targets:
+        kept = archived / dest.name if archived is not None else None
+        if dest in existed and kept is not None and kept.is_file():
+            _copy_atomic(kept, dest)
+        elif dest not in existed:
+            dest.unlink(missing_ok=True)
+    log.warning("model set replacement failed: the previous set is back in place")
 
 
 def _record_promotion(models_dir: Path, names: Sequence[str]) -> dict[str, Any]:

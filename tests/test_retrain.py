@@ -7,13 +7,22 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
 from leadscoring import cli
-from leadscoring.artifacts import MODEL_SET, ModelIntegrityError, load_model, read_manifest, replace_model_set, save_model
+from leadscoring.artifacts import (
+    MODEL_SET,
+    ModelIntegrityError,
+    load_model,
+    read_manifest,
+    replace_model_set,
+    save_model,
+    sha256_file,
+)
 from leadscoring.config import load_config
 from leadscoring.crm.outcomes import OutcomeRow, append_outcome_rows
 from leadscoring.loop.retrain import load_outcomes, outcomes_from_history, retrain, should_promote
@@ -173,6 +182,15 @@ def test_outcomes_as_full_lead_rows(project, leads, sample, tmp_path):
     assert got["id"].tolist() == new["id"].tolist() and got["compra"].tolist() == new["compra"].tolist()
 
 
+def test_outcomes_in_parquet_with_whole_number_ids(project, tmp_path):
+    """A typed export: the outcomes' ids are integers, matched with the leads' text ids."""
+    cfg, outcomes, feats = project
+    typed = pd.read_csv(outcomes, sep=";", dtype={"id": "int64"})
+    typed.to_parquet(tmp_path / "outcomes.parquet", index=False)
+    got = load_outcomes(cfg, tmp_path / "outcomes.parquet", feats)
+    assert sorted(got["id"]) == sorted(typed["id"].astype(str)) and len(got) == len(typed)
+
+
 def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, capsys):
     """No --outcomes: the latest state of each lead pulled from the CRM, converted -> positive,
     lost -> negative, open leads (here a won lead reopened) skipped until they mature; leads
@@ -237,6 +255,27 @@ def test_rollback_verifies_the_whole_set_before_replacing_anything(tmp_path, sma
     assert cli.main(["--config", str(cfg.source), "rollback", "--list"]) == 0
     out = capsys.readouterr().out
     assert version.name in out and "lead_scoring_model.pkl, segment_model.pkl" in out
+
+
+def test_a_replacement_failing_half_way_puts_the_previous_set_back(tmp_path, small_models):
+    models = tmp_path / "models"
+    shutil.copytree(small_models, models)
+    card = tmp_path / "model_card.md"
+    card.write_text("the card of the set in service\n")
+    files = [p for p in models.iterdir() if p.is_file()]
+    before = {p.name: sha256_file(p) for p in files}
+    champion, manifest = load_model(models / SCORE)
+
+    def half_way(_archived: Path | None) -> None:
+        save_model(champion, models / SCORE, **_strip(manifest), note="a newer model")  # written, then ...
+        card.write_text("the new card\n")
+        (models / "extra_model.pkl").write_bytes(b"new")
+        raise OSError("disk full")  # ... the rest of the set fails
+
+    with pytest.raises(OSError, match="disk full"):
+        replace_model_set(models, half_way, names=[*MODEL_SET, "extra_model.pkl"], extra=[card])
+    assert {p.name: sha256_file(p) for p in models.iterdir() if p.is_file()} == before
+    assert card.read_text() == "the card of the set in service\n" and not (models / "extra_model.pkl").exists()
 
 
 def _shas_present(models) -> dict[str, str]:

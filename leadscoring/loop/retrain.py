@@ -58,7 +58,7 @@ from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import read_leads
 from leadscoring.ingest.reader import read_raw, row_locator
-from leadscoring.ingest.schema import validate_leads
+from leadscoring.ingest.schema import LeadSchema, validate_leads
 from leadscoring.ingest.split import fingerprint
 from leadscoring.ingest.values import parse_dates
 from leadscoring.io import write_csv, write_json, write_parquet, write_text
@@ -263,13 +263,14 @@ def load_outcomes(
         raise LeadDataError(f"{name}: has only id and outcome; pass the leads' features with --leads")
     feats = read_leads(leads, cfg, require_target=False)
     ids = raw[[d.id_column, d.target_column]]
-    unknown = sorted(set(ids[d.id_column].str.strip()) - set(feats[d.id_column]))
+    lead_ids = LeadSchema(cfg).lead_ids(raw, name, row_locator(outcomes, cfg))  # text or typed (parquet) ids alike
+    unknown = sorted(set(lead_ids) - set(feats[d.id_column]))
     if unknown:
         raise LeadDataError(f"{name}: {len(unknown)} id(s) not found in {Path(leads).name}, e.g. {unknown[:5]}")
     # Each merged row keeps its outcome's record number as index, so messages (a duplicate
     # id, a bad outcome) name the lines of the outcomes file, header being line 1.
     record = "__outcome_record__"
-    outcome_rows = ids.assign(**{d.id_column: ids[d.id_column].str.strip(), record: ids.index})
+    outcome_rows = ids.assign(**{d.id_column: lead_ids, record: ids.index})
     merged = feats.merge(outcome_rows, on=d.id_column).set_index(record).rename_axis(None)
     return validate_leads(merged, cfg, origin=name, rows=row_locator(outcomes, cfg))
 
@@ -609,6 +610,10 @@ def _promote_challenger(
         "grades": grades_for(cfg, to_score(new_lead_probabilities(challenger, X, y, cv_splitter(cfg))), train),
     }
 
+    # The previous card's caveats are carried over: read before anything is written, whatever
+    # an editor did to its encoding.
+    previous = card.read_text(encoding="utf-8", errors="replace") if card.is_file() else None
+
     def put_in_place(archived: Path | None) -> None:
         for obj, path, info in to_save:
             save_model(obj, path, **info)
@@ -625,7 +630,6 @@ def _promote_challenger(
             refreshed,
             reason,
         )
-        previous = card.read_text(encoding="utf-8") if card.is_file() else None
         write_text(retrained_card(info, cfg, previous), card)
         refreshed[MODEL_CARD] = "regenerated (states the retraining and this model's own figures)"
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -180,6 +181,25 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
                 lock.unlink(missing_ok=True)
         except FileNotFoundError:
             pass
+
+
+def replace_folder(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Make the complete folder ``src`` (written beside ``dest``) the folder ``dest``: the
+    previous ``dest`` is moved aside, not deleted, until ``src`` has its name (put back if
+    that fails), then removed. A reader sees the old folder or the new one, never neither."""
+    src, dest = Path(src), Path(dest)
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}") if dest.exists() else None
+    if old is not None:
+        os.replace(dest, old)
+    try:
+        os.replace(src, dest)
+    except BaseException:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
 
 
 def append_json_line(obj: Any, dest: str | os.PathLike[str]) -> Path:

@@ -127,3 +127,35 @@ def test_a_damaged_state_file_is_one_line_naming_it(tmp_path, content, expected)
         read_json_object(state, "pull watermark", "delete it to pull everything again")
     message = str(err.value)
     assert "\n" not in message and str(state) in message and expected in message and message.endswith("again")
+
+
+def test_a_dask_output_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The engine's commit moves the previous output aside before the new one takes its name:
+    a failure in between puts it back, success leaves only the new parts."""
+    from leadscoring import io
+    from leadscoring.serving import storage
+
+    out = tmp_path / "scored"
+
+    def job(text: str) -> str:
+        tmp = storage.temporary_prefix(str(out))
+        os.makedirs(tmp)
+        (tmp_path / os.path.basename(tmp) / "part-00000.csv").write_text(text)
+        return tmp
+
+    storage.commit(job("first\n"), str(out), ["part-00000.csv"])
+    real = os.replace
+
+    def fail_on_the_new_output(src, dst):
+        if os.path.basename(str(src)).startswith(".scored.tmp-"):
+            raise OSError("disk gone")
+        return real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", fail_on_the_new_output)
+    with pytest.raises(OSError, match="disk gone"):
+        storage.commit(job("second\n"), str(out), ["part-00000.csv"])
+    monkeypatch.setattr(io.os, "replace", real)
+    assert (out / "part-00000.csv").read_text() == "first\n" and (out / "_SUCCESS").is_file()
+    storage.commit(job("third\n"), str(out), ["part-00000.csv"])
+    assert (out / "part-00000.csv").read_text() == "third\n"
+    assert not [p.name for p in tmp_path.iterdir() if ".old-" in p.name]

@@ -256,6 +256,22 @@ def test_archived_contacts_come_as_deleted_records() -> None:
     assert len(lists) == 2 and lists[1].url.params["after"] == "4"  # the archived list is paged
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ([{"id": "5"}], r"search for contacts modified .*: expected a JSON object, got \[\{'id': '5'\}\]"),
+        ({"results": ["5"]}, r"HubSpot: a search result without a numeric id: 5"),
+        ({"results": [{"id": "5", "properties": ["lifecyclestage"]}]}, r"HubSpot: contacts 5's properties: expected a JSON object"),
+    ],
+)
+def test_an_answer_of_another_shape_is_one_line(answer: Any, expected: str) -> None:
+    server = FakeHubSpot()
+    server.throttle.append(httpx.Response(200, json=answer))  # the first answer, whatever is asked
+    with pytest.raises(CrmError, match=expected) as err:
+        list(HubSpot("", {}, page_size=100).pull(client_for(server), SINCE, UNTIL))
+    assert "\n" not in str(err.value)
+
+
 def test_429_waits_as_long_as_retry_after_asks() -> None:
     server = FakeHubSpot()
     server.add(1, T0 + timedelta(minutes=1))

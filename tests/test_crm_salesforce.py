@@ -195,6 +195,23 @@ def test_a_503_is_retried_after_backoff() -> None:
     assert sleeps == [2.0]
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (["00Q1"], r"Salesforce: .*expected a JSON object, got \['00Q1'\]"),
+        ({"done": True, "records": ["00Q1"]}, r"Salesforce: a lead record: expected a JSON object, got '00Q1'"),
+    ],
+)
+def test_an_answer_of_another_shape_is_one_line(answer: Any, expected: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    client = JsonClient("Salesforce", "https://acme.my.salesforce.com", transport=httpx.MockTransport(handler))
+    with pytest.raises(CrmError, match=expected) as err:
+        list(Salesforce("", {}, page_size=100).pull(client, SINCE, UNTIL))
+    assert "\n" not in str(err.value)
+
+
 def test_a_reversal_reads_right_in_the_next_pull() -> None:
     server = FakeSalesforce()
     server.add("00Q1", T0 + timedelta(minutes=5), Status="Closed - Converted", IsConverted=True, ConvertedDate="2026-03-02")

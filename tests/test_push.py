@@ -154,7 +154,11 @@ def test_old_state_without_destination_is_ignored(servers, tmp_path):
     state.write_text(
         "".join(json.dumps({"lead_id": r["lead_id"], "digest": r["digest"]}) + "\n" for r in records) + '{"destination": "' + url
     )  # old format, and a line cut short by an interruption
+    with state.open("ab") as fh:  # and a damaged byte before it
+        fh.write(b"\xff")
     assert push_scores(path, url).sent == 3 and len(server.requests) == 6
+    again = push_scores(path, url)  # each acceptance was recorded on a line of its own, none glued onto the cut one
+    assert (again.sent, again.skipped) == (0, 3) and len(server.requests) == 6
 
 
 def test_idempotency_key_is_stable_across_runs(servers, tmp_path):
@@ -369,6 +373,9 @@ def test_push_cli_shows_progress_and_stops_on_a_long_retry_after(servers, tmp_pa
         ("", "empty"),
         ("id,score,bucket,recommended_action\n", "no scores"),
         ("id,score,bucket,recommended_action\n1,high,WARM,Mail\n", "whole numbers"),
+        # a spreadsheet round trip: a decimal comma, a text in a number field (an empty one is fine)
+        ('id,score,bucket,recommended_action,fit_score\n1,50,WARM,Mail,\n2,50,WARM,Mail,"47,0"\n', "'fit_score'"),
+        ("id,score,bucket,recommended_action,probability\n1,50,WARM,Mail,n/a\n", "line 2"),
         ("id,score,bucket,recommended_action\n1,50,WARM,Mail\n1,60,WARM,Mail\n", "duplicate id"),
     ],
 )

@@ -55,6 +55,17 @@ def _one_line_error(code: int, err: str) -> str:
     return lines[0]
 
 
+def test_a_parquet_column_of_lists_is_one_line(project, export, tmp_path, capsys):
+    df = pd.concat([export] * 10, ignore_index=True).astype(str)  # above 64 leads, where a list once raised a TypeError
+    df["id"] = [f"{i:06d}" for i in range(len(df))]
+    column = df.columns[1]
+    df[column] = [["a", "b"]] * len(df)
+    df.to_parquet(tmp_path / "nested.parquet", index=False)
+    code, _, err = _cli(capsys, "--config", str(project), "validate", "--input", str(tmp_path / "nested.parquet"), "--no-target")
+    line = _one_line_error(code, err)
+    assert f"nested.parquet: column '{column}' holds list<" in line
+
+
 def test_bom_and_leading_zero_ids_survive_every_path(project, export, tmp_path, capsys):
     cfg = load_config(project)
     src = tmp_path / "bom.csv"

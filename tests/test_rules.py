@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscoring.training.rules import RuleScorer, RulesError, check_rules
+from leadscoring.training.rules import RuleScorer, RulesError, check_rules, load_rules
 from leadscoring.training.woe import propose_rules
 
 RULES = pd.DataFrame(
@@ -54,6 +54,25 @@ def test_unknown_variable_and_malformed_table():
         check_rules(pd.DataFrame([{"variable": "a", "kind": "between", "points": 1}]))
     with pytest.raises(RulesError, match="lower < upper"):
         check_rules(pd.DataFrame([{"variable": "a", "kind": "range", "lower": 5, "upper": 1, "points": 1}]))
+    with pytest.raises(RulesError, match="row 2, field points: must be a number, got 'treinta'"):
+        check_rules(pd.DataFrame([{"variable": "a", "kind": "level", "level": "x", "points": "treinta"}]))
+    with pytest.raises(RulesError, match="row 2, field lower: must be a number, got 'abc'"):
+        check_rules(pd.DataFrame([{"variable": "a", "kind": "range", "lower": "abc", "upper": 1, "points": 1}]))
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "cannot read"),
+        ("variable,kind,level,points\nc,level,Pe\xf1a,3\n".encode("latin-1"), "UTF-8"),
+        (b"variable,kind,level,points\nc,level,a,3,4,5\n", "cannot read"),
+    ],
+)
+def test_an_unreadable_points_table_is_a_rules_error(tmp_path, content, expected):
+    path = tmp_path / "scoring_rules.csv"
+    path.write_bytes(content)
+    with pytest.raises(RulesError, match=f"scoring_rules.csv: .*{expected}"):
+        load_rules(path)
 
 
 def test_proposed_points_follow_conversion():

@@ -64,7 +64,7 @@ from leadscoring.config import ConfigError, DeriveConfig, ProjectConfig, load_co
 from leadscoring.errors import LeadDataError, OutputPathError
 from leadscoring.events.engine import cutoffs
 from leadscoring.ingest.load import read_leads
-from leadscoring.io import check_output
+from leadscoring.io import check_output, replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -348,9 +348,7 @@ def write_event_log(
             "last": stamp(max(times, default=0)),
         }
         (tmp / "README.txt").write_text(readme(summary), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

@@ -177,6 +177,14 @@ def read_time(value: Any, where: str, field: str) -> datetime:
     return when
 
 
+def json_object(value: Any, where: str) -> Mapping[str, Any]:
+    """``value`` when the CRM answered a JSON object there, else a one-line :class:`CrmError`
+    naming ``where`` and what came instead (an answer of another API version, a proxy's page)."""
+    if not isinstance(value, Mapping):
+        raise CrmError(f"{where}: expected a JSON object, got {_shown(value)}")
+    return value
+
+
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

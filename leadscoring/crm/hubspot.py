@@ -77,6 +77,7 @@ from leadscoring.crm.connector import (
     PushRequest,
     Record,
     check_option_keys,
+    json_object,
     latest_by_lead,
     parse_time,
     read_time,
@@ -273,6 +274,7 @@ class HubSpot:
                 "limit": self.search_limit,
             }
             answer = client.request("POST", path, json_body=body, what=what, final=self.final_answer) or {}
+            answer = json_object(answer, f"{client.name}: search for {what}")
             results = answer.get("results") or []
             for item in results:
                 lead_id = _object_id(item, client.name)
@@ -297,6 +299,7 @@ class HubSpot:
         path = f"/crm/v3/objects/{self.object}"
         while True:
             answer = client.request("GET", path, params=params, what=f"archived {self.object}", final=self.final_answer) or {}
+            answer = json_object(answer, f"{client.name}: archived {self.object}")
             for item in answer.get("results") or []:
                 record = self._record(item, deleted=True)
                 if since <= record.modified_at <= until:
@@ -307,7 +310,8 @@ class HubSpot:
             params = {**params, "after": after}
 
     def _record(self, item: Mapping[str, Any], *, deleted: bool) -> Record:
-        props = item.get("properties") or {}
+        item = json_object(item, f"HubSpot: a {self.object} record")
+        props = json_object(item.get("properties") or {}, f"HubSpot: {self.object} {item.get('id')}'s properties")
         stamp = (item.get("archivedAt") or item.get("updatedAt")) if deleted else None
         stamp = stamp or props.get(self.modified_property) or item.get("updatedAt")
         lead_id = str(item.get("id"))
@@ -327,7 +331,7 @@ class HubSpot:
 def _object_id(item: Mapping[str, Any], name: str) -> int:
     try:
         return int(str(item["id"]))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):
         raise CrmError(f"{name}: a search result without a numeric id: {str(item)[:120]}") from None
 
 

@@ -65,6 +65,7 @@ from leadscoring.crm import auth_headers, connector_for
 from leadscoring.crm.connector import Connector, PushRequest
 from leadscoring.crm.http import RETRY_STATUS, FinalAnswer, destination, retry_after_seconds
 from leadscoring.crm.scores import check_scores, read_scores
+from leadscoring.io import last_line_ended
 from leadscoring.serving.payloads import crm_payloads
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def read_state(path: Path) -> dict[tuple[str, str], str]:
     destination (older state files) or unreadable lines are ignored: those leads are resent."""
     state: dict[tuple[str, str], str] = {}
     if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # a damaged line is skipped
             try:
                 rec = json.loads(line)
                 key, digest = (str(rec["destination"]), str(rec["lead_id"])), str(rec["digest"])
@@ -484,6 +485,8 @@ async def _push(
     _no_sniffio_lookups()
     try:
         with open(state_path, "a", encoding="utf-8") as state_file:
+            if not last_line_ended(state_path):  # a line cut short by an interruption: ended, not glued onto
+                state_file.write("\n")
             async with httpx.AsyncClient(headers=dict(headers), timeout=policy.timeout, transport=transport) as client:
 
                 async def one(lead_id: str, request: PushRequest) -> None:

@@ -63,6 +63,7 @@ from leadscoring.crm.connector import (
     Record,
     check_option_keys,
     iso_utc,
+    json_object,
     latest_by_lead,
     parse_time,
     read_time,
@@ -179,7 +180,7 @@ class Salesforce:
         params: dict[str, str] | None = {"q": self.soql(since, until)}
         while True:
             answer = client.request("GET", path, params=params, headers=headers, what=what, final=self.final_answer) or {}
-            for item in answer.get("records") or []:
+            for item in json_object(answer, f"Salesforce: {what}").get("records") or []:
                 record = _record(item, self.extra_fields)
                 if since <= record.modified_at <= until:
                     yield record
@@ -190,6 +191,7 @@ class Salesforce:
 
 
 def _record(item: Mapping[str, Any], extra_fields: list[str]) -> Record:
+    item = json_object(item, "Salesforce: a lead record")
     lead_id = str(item.get("Id"))
     modified_at = read_time(item.get("SystemModstamp"), f"Salesforce: lead {lead_id}", "SystemModstamp")
     converted = item.get("IsConverted") is True

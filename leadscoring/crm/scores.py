@@ -1,5 +1,6 @@
 """Checking a scores file (read by :mod:`leadscoring.serving.scores_file`) before it is pushed to the CRM: the id and score
-columns present, at least one row, ids non-blank and distinct, scores whole numbers; each
+columns present, at least one row, ids non-blank and distinct, scores whole numbers, every
+other numeric score field (fit and engagement scores, probability...) a number where filled in; each
 problem is a one-line :class:`LeadDataError` naming the file and its lines."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pandas as pd
 
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import is_parquet
+from leadscoring.scored_lead import VALUE_TYPES
 from leadscoring.serving.scores_file import read_scores_file
 
 SCORE_COLUMNS = ("score", "bucket", "recommended_action")
@@ -26,7 +28,8 @@ def _lines(mask: pd.Series | Any, index: pd.Index, from_file: bool) -> str:
 
 def check_scores(scores: pd.DataFrame, id_column: str, origin: str = "scores", *, from_file: bool = False) -> pd.DataFrame:
     """The scores to push, checked: the id and score columns present, at least one row,
-    ids non-blank and distinct, scores whole numbers. Problems raise :class:`LeadDataError`."""
+    ids non-blank and distinct, scores whole numbers, the other numeric score fields numbers
+    (whole for the integer ones) where filled in. Problems raise :class:`LeadDataError`."""
     missing = [c for c in (id_column, *SCORE_COLUMNS) if c not in scores.columns]
     if missing:
         hint = " — scores files are comma-separated as written by `leadscoring score`" if from_file else ""
@@ -42,14 +45,21 @@ def check_scores(scores: pd.DataFrame, id_column: str, origin: str = "scores", *
         raise LeadDataError(
             f"{origin}: duplicate id(s) {sorted(set(ids.astype(str)[dup]))[:5]} at {_lines(dup, scores.index, from_file)}"
         )
-    score = pd.to_numeric(scores["score"], errors="coerce").astype("float64")
-    bad = ~(np.isfinite(score) & (score == score.round())).to_numpy()
-    if bad.any():
-        raise LeadDataError(
-            f"{origin}: column 'score' must hold whole numbers; found "
-            f"{list(scores['score'][bad][:5])} at {_lines(bad, scores.index, from_file)}"
-        )
-    return scores.assign(score=score.astype("int64"))
+    checked = {}
+    for col in [c for c in scores.columns if VALUE_TYPES.get(c) in (int, float)]:
+        whole = VALUE_TYPES[col] is int
+        raw = scores[col]
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+        filled = (raw.notna() & (raw.astype(str).str.strip() != "")).to_numpy()
+        ok = np.isfinite(values) & ((values == values.round()) if whole else True)
+        bad = ~ok.to_numpy() & (filled | (col == "score"))  # a score is never empty; the others may be
+        if bad.any():
+            raise LeadDataError(
+                f"{origin}: column '{col}' must hold {'whole numbers' if whole else 'numbers'}; found "
+                f"{list(raw[bad][:5])} at {_lines(bad, scores.index, from_file)}"
+            )
+        checked[col] = values.astype("int64") if col == "score" else values
+    return scores.assign(**checked)
 
 
 def read_scores(path: str | os.PathLike[str], id_column: str = "id") -> pd.DataFrame:

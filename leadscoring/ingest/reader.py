@@ -223,7 +223,15 @@ def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.Dat
 
     if is_parquet(path):
         try:
-            reader = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+            parquet = pq.ParquetFile(path)
+            nested = [f for f in parquet.schema_arrow if pa.types.is_nested(f.type)]
+            if nested:  # a lead's field is one value: a list, struct or map column is no lead column
+                f = nested[0]
+                raise LeadDataError(
+                    f"{path.name}: column '{f.name}' holds {f.type} values, not one value per lead; "
+                    "flatten it into columns of single values"
+                )
+            reader = parquet.iter_batches(batch_size=chunk_rows)
             for batch in reader:
                 yield batch.to_pandas()
         except (pa.ArrowException, OSError) as exc:

@@ -12,7 +12,6 @@ last (on a local disk, the temporary folder is renamed over the destination).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from leadscoring.errors import LeadDataError
+from leadscoring.io import replace_folder
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,7 @@ def commit(tmp: str, dest: str, parts: Sequence[str]) -> None:
     if is_local(dest):
         src, out = local_path(tmp), local_path(dest)
         (src / SUCCESS).touch()
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(src, out)
+        replace_folder(src, out)  # the previous output lives until the new one has its name
         return
     fs, path = _fs(dest)
     _, tmp_path = _fs(tmp)

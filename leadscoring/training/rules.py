@@ -42,8 +42,26 @@ def load_rules(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise RulesError(f"points table not found: {path}")
-    rules = pd.read_csv(path, dtype={"variable": str, "kind": str, "level": str, "rationale": str})
+    try:
+        rules = pd.read_csv(path, dtype={"variable": str, "kind": str, "level": str, "rationale": str}, encoding="utf-8")
+    except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RulesError(f"{path.name}: cannot read as a comma-separated UTF-8 table ({why})") from None
+    if not isinstance(rules.index, pd.RangeIndex):  # pandas takes extra leading fields as an index
+        raise RulesError(f"{path.name}: cannot read as a comma-separated UTF-8 table (rows have more fields than the header)")
     return check_rules(rules, origin=path.name)
+
+
+def _number(where: str, field: str, value: object, infinite: bool = False) -> float:
+    """``value`` of ``field`` as a number (finite, unless ``infinite``: an open range's
+    ``-inf``/``inf``), else a :class:`RulesError` naming both."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        x = float("nan")
+    if np.isnan(x) or (np.isinf(x) and not infinite):
+        raise RulesError(f"{where}, field {field}: must be a number, got {value!r}")
+    return x
 
 
 def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
@@ -55,12 +73,11 @@ def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
         where = f"{origin} row {int(i) + 2}"
         if row["kind"] not in ("level", "range"):
             raise RulesError(f"{where}: kind must be 'level' or 'range', got {row['kind']!r}")
-        if pd.isna(row["points"]) or not np.isfinite(float(row["points"])):
-            raise RulesError(f"{where}: points must be a number")
+        _number(where, "points", row["points"])
         if row["kind"] == "level" and pd.isna(row["level"]):
             raise RulesError(f"{where}: a 'level' rule needs a level")
         if row["kind"] == "range" and row["level"] != MISSING_LEVEL:
-            lo, hi = float(row["lower"]), float(row["upper"])
+            lo, hi = _number(where, "lower", row["lower"], True), _number(where, "upper", row["upper"], True)
             if not lo < hi:
                 raise RulesError(f"{where}: needs lower < upper, got {lo} and {hi}")
     rules["lower"] = pd.to_numeric(rules["lower"], errors="coerce")

@@ -116,7 +116,7 @@ def verify_model(path: str | os.PathLike[str], *, check_versions: bool = True) -
     """Check the pickle against its manifest; returns the manifest or raises ModelIntegrityError."""
     path = Path(path)
     if not path.is_file():
-        raise ModelIntegrityError(f"model file not found: {path} (run `leadscoring run` or `make run` first)")
+        raise ModelIntegrityError(f"model file not found: {path} (run `leadscoring run` in the project first)")
     info = read_manifest(path)
     digest = sha256_file(path)
     if digest != info.get("sha256"):

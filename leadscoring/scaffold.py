@@ -164,7 +164,11 @@ def summary(d: Draft, dest: Path) -> str:
         out.append(f"  creation date: {d.date_column!r} ({d.reasons['date']})" if d.date_column else f"  {d.reasons['date']}")
     out += [f"  WARNING: {w}" for w in d.warnings]
     out += [f"  REVIEW named like a post-contact field (the leakage audit decides): {c}" for c in d.post_contact]
-    out.append(f"next: review {dest / '01_Documentos' / 'config.yaml'}, then `cd {dest} && {_command()} run`")
+    cmd = _command()
+    out.append(
+        f"next: review {dest / '01_Documentos' / 'config.yaml'} (the REVIEW lines), then in {dest}: "
+        f"`{cmd} validate`, `{cmd} run --quick` (a smoke run on a sample), `{cmd} run`"
+    )
     return "\n".join(out)
 
 

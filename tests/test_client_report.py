@@ -133,6 +133,18 @@ def test_the_client_summary_names_the_client_s_grades(make_project):
     assert "If grade Gold holds more leads than the team can call" in page and "grade A" not in page
 
 
+def test_the_client_summary_has_no_quality_caveat_about_a_field_kept_out_of_the_score(make_project):
+    """Its caveats would say the field is 'kept, with Missing as its own level' while the
+    leakage section says it is kept out."""
+    cfg = load_config(make_project())
+    _products(cfg)
+    audit = pd.DataFrame({"variable": ["ambito", "origen"], "verdict": ["excluded", "ok"], "allowed": [False, False]})
+    write_csv(audit, cfg.path("results_dir") / "leakage_audit.csv")
+    page = write_client_report(cfg).read_text(encoding="utf-8")
+    caveats = page.split("Data-quality caveats")[1]
+    assert "35.0 % unknown" not in caveats and "specialization" in page.split("Kept out of the score")[1].split("</li>")[0]
+
+
 def test_the_client_summary_never_says_an_allowed_field_is_kept_out(make_project):
     """A flagged field the configuration allows is in the score: the summary says so."""
     cfg = load_config(make_project())

@@ -124,6 +124,19 @@ def test_reasons_follow_the_contributions(tiny):
     assert "+ Industry: Finance — 80 % of such leads converted (all leads: 40 %)" in text
 
 
+@pytest.mark.parametrize("n", [2, 40])  # a few leads (lead by lead) and many (by variable)
+def test_reasons_show_a_lead_s_own_number_not_the_clipping_bound(tiny, n):
+    """The model reads numbers clipped to the training leads' percentiles 1 and 99; a sales
+    person reads the lead's own: 500 visits, not the 99th percentile."""
+    cfg, model, _, X, _ = tiny
+    lo, hi = model.named_steps["clean"].clip_["Visits"]
+    leads = pd.concat([X.iloc[[0, 199]]] * (n // 2), ignore_index=True).assign(Visits=[0.0, 500.0] * (n // 2))
+    reasons = Scorer.load(cfg, cfg.root, with_segments=False).score_columns(leads, scored_at=AT)["reasons"]
+    shown = [next(r["value"] for r in lead if r["variable"] == "Visits") for lead in reasons[:2]]
+    assert lo > 0 and hi < 500 and shown == ["0", "500"]
+    assert next(r["evidence"] for r in reasons[1] if r["variable"] == "Visits").startswith("top 1 % of leads")
+
+
 def test_reason_counts_are_configurable(tiny):
     cfg, model, book, X, _ = tiny
     contrib, prepared = contributions(model, X)

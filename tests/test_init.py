@@ -67,7 +67,7 @@ def test_init_creates_a_valid_project_and_keeps_the_export(tmp_path, capsys):
     assert code == 0 and "REVIEW named like a post-contact field (the leakage audit decides): Lead Status" in out
     assert "creation date: 'Created'" in out
     project = tmp_path / "client"
-    command = out.split(f"`cd {project} && ", 1)[1].split(" run`", 1)[0]  # runnable from the project, venv not on PATH
+    command = out.split(f"then in {project}: `", 1)[1].split(" validate`", 1)[0]  # runnable there, venv not on PATH
     assert Path(command).is_absolute() and Path(command).is_file()
     raw = project / "02_Datos" / "01_Originales" / "crm.csv"
     assert raw.read_bytes() == src.read_bytes() and not raw.stat().st_mode & 0o222
@@ -196,6 +196,8 @@ def test_init_then_a_quick_run_of_all_notebooks(tmp_path):
     stakes = pd.read_csv(cfg.path("results_dir") / "leakage_stakes.csv")
     assert len(stakes) == 2 and "Lead Status" in stakes["variables"].iloc[1]
     assert stakes["roc_auc"].iloc[1] > 0.97 > stakes["roc_auc"].iloc[0]  # what the status tag would have faked
+    comparison = pd.read_csv(cfg.path("results_dir") / "validation_comparison.csv").set_index("model")
+    assert comparison.loc["plain logistic regression", "roc_auc"] < 0.97  # the reference reads the model's variables only
     card = (cfg.path("docs_dir") / "model_card.md").read_text()
     assert "No field is configured as known only after the sales contact" in card  # the audit found it: no configuration
     leakage = card.split("## Leakage audit")[1]

@@ -149,6 +149,12 @@ class LeadCleaner(LeadTransformer):
                 out[col] = np.clip(out[col], lo, hi)
         return self._output(out, X)
 
+    def unclipped(self, X: pd.DataFrame | ColumnBatch, columns: Sequence[str]) -> dict[str, np.ndarray]:
+        """The numeric ``columns`` cleaned as :meth:`transform` cleans them, but not clipped:
+        each lead's own value, for a person to read (the model reads the clipped one)."""
+        check_is_fitted(self, "feature_names_out_")
+        return self._raw_clean(X, [c for c in columns if c in self.roles_[0]])
+
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "feature_names_out_")
         return self._renamed(self.feature_names_out_, input_features)

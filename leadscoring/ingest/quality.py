@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
@@ -73,16 +73,23 @@ def quality_report(df: pd.DataFrame, cfg: ProjectConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def quality_findings(report: pd.DataFrame, labels: Mapping[str, str] | None = None, clip_quantile: float = 0.99) -> list[str]:
+def quality_findings(
+    report: pd.DataFrame,
+    labels: Mapping[str, str] | None = None,
+    clip_quantile: float = 0.99,
+    only: Collection[str] | None = None,
+) -> list[str]:
     """Plain-language findings from :func:`quality_report`, most important first; a column is
     named by its label in ``labels`` (``data.labels``) when it has one; outliers are said to be
-    clipped at ``clip_quantile`` (``cleaning.clip_quantile``; 1: not clipped)."""
+    clipped at ``clip_quantile`` (``cleaning.clip_quantile``; 1: not clipped). ``only``: the
+    columns to speak of (e.g. those the model may read once the leakage audit has kept some
+    out, whose treatment would be beside the point); default every column."""
     low, high = number(100 * (1 - clip_quantile)), number(100 * clip_quantile)
     clipped = f"clipped to percentiles {low} and {high}" if clip_quantile < 1 else "kept"  # as every numeric column
     labels = labels or {}
     out = []
     for r in report.itertuples():
-        if r.role in ("id", "target"):
+        if r.role in ("id", "target") or (only is not None and r.column not in only):
             continue
         name = labels.get(r.column, r.column)
         if r.constant:

@@ -29,6 +29,7 @@ from leadscoring.formats import count, number, percent, use_style
 from leadscoring.ingest.quality import quality_findings
 from leadscoring.io import write_text
 from leadscoring.notebook.tables import show
+from leadscoring.training.leakage import model_columns_after_audit
 
 log = logging.getLogger(__name__)
 
@@ -253,10 +254,13 @@ def _leakage(audit: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def _quality(report: pd.DataFrame | None, labels: Mapping[str, str], clip_quantile: float) -> str:
+def _quality(report: pd.DataFrame | None, audit: pd.DataFrame | None, cfg: ProjectConfig) -> str:
+    """The data-quality findings about the fields the score may read (those the leakage audit
+    kept out are the leakage section's)."""
     if report is None:
         return ""
-    findings = quality_findings(report, labels, clip_quantile)
+    only = model_columns_after_audit(cfg, audit) if audit is not None and "verdict" in audit else None
+    findings = quality_findings(report, cfg.model_data.labels, cfg.cleaning.clip_quantile, only)
     if not findings:
         return "<p>No data-quality problem worth a caveat.</p>"
     more = len(findings) - TOP_FINDINGS
@@ -327,6 +331,7 @@ def client_report(cfg: ProjectConfig) -> str:
 
     summary = "; ".join(facts)
     top_grade = next(iter((manifest.get("grades") or {}).get("names") or []), None) or cfg.scoring.grades.names[0]
+    audit = _read_csv(results, "leakage_audit.csv")
     sections = [
         ("The headline", _headline(gains)),
         (
@@ -335,8 +340,8 @@ def client_report(cfg: ProjectConfig) -> str:
         ),
         ("Segments", _segments(_read_csv(results, "segment_profiles.csv"), labels)),
         ("What drives the score", _drivers(_read_csv(results, "feature_importance.csv"), labels)),
-        ("Fields known only after the sales contact (leakage audit)", _leakage(_read_csv(results, "leakage_audit.csv"), labels)),
-        ("Data-quality caveats", _quality(_read_csv(results, "data_quality.csv"), labels, cfg.cleaning.clip_quantile)),
+        ("Fields known only after the sales contact (leakage audit)", _leakage(audit, labels)),
+        ("Data-quality caveats", _quality(_read_csv(results, "data_quality.csv"), audit, cfg)),
         ("What the analyst saw and decided", _analyst_notes(cfg)),
         ("What to do next", _next_steps(capacity, top_grade)),
     ]

@@ -101,9 +101,10 @@ class RunResult:
 
     def headline(self) -> list[str]:
         """What the run measured, for the person who started it (from notebook 07's
-        ``run_metrics.json``): the scoring model's validation ROC-AUC, and a warning when it
-        ranks leads little better than chance, naming the fields the leakage audit kept out
-        when they hold the signal (an honest field kept out by mistake goes in ``data.allow_leaky``)."""
+        ``run_metrics.json``): the scoring model's validation ROC-AUC; the fields the leakage
+        audit kept out and what they would have read; and a warning when the model ranks leads
+        little better than chance, naming those fields when they hold the signal (an honest
+        field kept out by mistake goes in ``data.allow_leaky``)."""
         m = self.metrics
         auc = m.get("validation_roc_auc")
         if auc is None:
@@ -112,9 +113,15 @@ class RunResult:
         honest = m.get("validation_roc_auc_without_allowed")
         without = f"; {honest:.3f} without the post-contact fields the configuration lets in" if honest is not None else ""
         lines = [f"scoring model ({m.get('model_family', 'model')}): validation ROC-AUC {auc:.3f}{cv} (0.5 = chance){without}"]
+        with_out, kept_out = m.get("validation_roc_auc_with_excluded"), m.get("kept_out_by_audit") or []
+        if kept_out and auc >= CHANCE_AUC:
+            would = f" (with them the same recipe would read {with_out:.3f})" if with_out is not None else ""
+            lines.append(
+                f"kept out by the leakage audit as known only after the sales contact: {', '.join(kept_out)}{would}; "
+                "its evidence: 05_Resultados/leakage_audit.csv and the model card"
+            )
         if auc < CHANCE_AUC:
             warning = f"WARNING: the model ranks leads little better than chance (validation ROC-AUC {auc:.3f})"
-            with_out, kept_out = m.get("validation_roc_auc_with_excluded"), m.get("kept_out_by_audit") or []
             if with_out is not None and kept_out and with_out - auc >= 0.1:
                 warning += (
                     f"; with the fields the leakage audit kept out ({', '.join(kept_out)}) it would read {with_out:.3f}. "

@@ -32,7 +32,7 @@ from leadscoring.serving.experiment import GROUP_FIELD, check_groups, experiment
 from leadscoring.serving.fast import ProbabilityFunction, as_batch, segment_numbers, shared_steps
 from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.serving.history import ScoreHistory, trends
-from leadscoring.training.explanations import ReasonBook, contribution_matrix, prepare
+from leadscoring.training.explanations import ReasonBook, contribution_matrix, prepare, shown_values
 from leadscoring.training.grades import assign_grades, grade_definition
 from leadscoring.training.pipeline import final_estimator, transform_steps
 
@@ -189,9 +189,10 @@ class Scorer:
             )
         if reasons:
             values = {v: np.asarray(prepared[v]) for v in variables if v in prepared.columns}
+            shown = shown_values(self.model, X, values)  # a clipped number as the lead has it
             n = self.cfg.scoring.reasons
             per_lead = np.empty(len(ids), dtype=object)  # one list per lead (never broadcast as 2-D)
-            for i, r in enumerate(self.book.reasons(contrib, variables, values, n.positive, n.negative)):
+            for i, r in enumerate(self.book.reasons(contrib, variables, values, n.positive, n.negative, shown)):
                 per_lead[i] = r
             out["reasons"] = per_lead
         previous = self.history.lookup(ids) if self.history is not None else np.full(len(ids), np.nan)

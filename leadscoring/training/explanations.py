@@ -66,6 +66,15 @@ _GROUPS: weakref.WeakKeyDictionary[object, tuple[np.ndarray, list[str]]] = weakr
 _GROUPS_LOCK = threading.Lock()
 
 
+def shown_values(model: object, X: object, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The values a reason shows: ``values`` (the prepared ones, which the evidence reads),
+    with each clipped numeric column's value as the lead has it (``X``: the raw input), so a
+    lead with 165 minutes on site does not read as the clipping bound."""
+    cleaner = model.steps[_step_index(model, "clean")][1]  # type: ignore[attr-defined]
+    clipped = [v for v in values if v in getattr(cleaner, "clip_", {})]
+    return {**values, **cleaner.unclipped(X, clipped)} if clipped else values
+
+
 def _encoded_columns_per_variable(encoder: object) -> tuple[np.ndarray, list[str]]:
     """(encoded columns × variables) 0/1 matrix summing encoded columns per raw variable,
     and the variable names; computed once per fitted encoder."""
@@ -300,12 +309,20 @@ class ReasonBook:
         return texts
 
     def reasons(
-        self, contrib: np.ndarray, variables: Sequence[str], values: dict[str, np.ndarray], positive: int, negative: int
+        self,
+        contrib: np.ndarray,
+        variables: Sequence[str],
+        values: dict[str, np.ndarray],
+        positive: int,
+        negative: int,
+        shown: dict[str, np.ndarray] | None = None,
     ) -> list[list[dict[str, Any]]]:
         """Per lead: up to ``positive`` reasons pushing the score up (strongest first), then up
         to ``negative`` pulling it down. ``contrib``: leads × variables log-odds;
-        ``values``: the cleaned value arrays per variable. Texts are built per variable for
-        all the leads it explains at once."""
+        ``values``: the cleaned value arrays per variable, which the evidence reads; ``shown``
+        (default ``values``): the values the reasons show (:func:`shown_values`). Texts are
+        built per variable for all the leads it explains at once."""
+        shown = values if shown is None else shown
         n = contrib.shape[0]
         out: list[list[dict[str, Any]]] = [[] for _ in range(n)]
         k_pos, k_neg = min(positive, contrib.shape[1]), min(negative, contrib.shape[1])
@@ -313,7 +330,7 @@ class ReasonBook:
             return out
         order = np.argsort(-contrib, axis=1, kind="stable")
         if n <= SMALL:  # one lead or a few (the service): the same choice and texts, without array set-up
-            return [self._lead_reasons(contrib[i], order[i], variables, values, i, k_pos, k_neg) for i in range(n)]
+            return [self._lead_reasons(contrib[i], order[i], variables, values, shown, i, k_pos, k_neg) for i in range(n)]
         chosen = np.hstack([order[:, :k_pos], order[:, ::-1][:, :k_neg]])
         effect = np.take_along_axis(contrib, chosen, axis=1)
         keep = np.hstack([effect[:, :k_pos] > 0, effect[:, k_pos:] < 0])
@@ -324,7 +341,7 @@ class ReasonBook:
         for j in np.unique(var_j):
             name, hit = variables[j], var_j == j
             vals = values[name][rows[hit]] if name in values else np.full(int(hit.sum()), None, dtype=object)
-            value_text[hit] = self.values(name, vals)
+            value_text[hit] = self.values(name, shown[name][rows[hit]] if name in shown else vals)
             evidence[hit] = self.evidence(name, vals)
         labels = [self.label(v) for v in variables]
         for r, j, e, vt, ev in zip(
@@ -344,6 +361,7 @@ class ReasonBook:
         order: np.ndarray,
         variables: Sequence[str],
         values: dict[str, np.ndarray],
+        shown: dict[str, np.ndarray],
         i: int,
         k_pos: int,
         k_neg: int,
@@ -356,13 +374,15 @@ class ReasonBook:
         for j in chosen:
             name = variables[j]
             v = values[name][i] if name in values else None
-            key = (name, v if v == v else MISSING)  # NaN: one key
+            s = shown[name][i] if name in shown else v
+            key = (name, v if v == v else MISSING, s if s == s else MISSING)  # NaN: one key
             texts = self._memo.get(key)  # one lookup: safe while other threads fill or clear the memo
             if texts is None:
                 if len(self._memo) > 100_000:
                     self._memo.clear()
                 one = np.array([v], dtype=object if isinstance(v, str) or v is None else float)
-                texts = self._memo[key] = (self.label(name), self.values(name, one)[0], self.evidence(name, one)[0])
+                own = np.array([s], dtype=object if isinstance(s, str) or s is None else float)
+                texts = self._memo[key] = (self.label(name), self.values(name, own)[0], self.evidence(name, one)[0])
             label, value, evidence = texts
             out.append({"variable": name, "label": label, "value": value, "effect": rounded[j], "evidence": evidence})
         return out

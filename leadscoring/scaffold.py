@@ -142,12 +142,35 @@ def draft_config(d: Draft, export_name: str) -> str:
         f"  fit_columns: {_q(d.fit)}",
         f"  engagement_columns: {_q(d.engagement)}",
         "",
+        "scoring:",
+        "  # REVIEW: letter grades by shares of the leads (best first), learned on the training leads'",
+        "  # out-of-fold scores, so they fit this export's conversion rate; or calls_per_week: what the",
+        "  # sales team can call. The buckets are the defaults (HOT, WARM, COLD from scores 80, 50, 0):",
+        "  # add `buckets:` here with the client's names, cut-offs and actions.",
+        "  grades:",
+        "    names: [A, B, C, D]",
+        "    min_scores: [75, 50, 25, 0]",
+        "    shares: [0.1, 0.2, 0.3, 0.4]",
+        "",
+        "report:",
+        "  # client_name: Acme        # REVIEW: named in the client summary's title",
+        f"  decimal_mark: {_q(d.decimal)}        # reports write numbers as the export does",
+        f"  thousands_separator: {_q(_thousands_mark(d))}",
+        "",
         "run:",
         "  kernel_name: leadscoring",
         "  report_notebooks: [08_segmentation, 09_evaluation]",
         "",
     ]
     return _NOT_YAML.sub("?", "\n".join(lines))  # what is left is in comments
+
+
+def _thousands_mark(d: Draft) -> str:
+    """The reports' thousands separator: the export's own when a report can use it, else the
+    usual partner of its decimal mark (``.`` beside a decimal comma, ``,`` beside a point)."""
+    if d.thousands in (",", ".", " ", "\u202f", "'") and d.thousands != d.decimal:
+        return d.thousands
+    return "." if d.decimal == "," else ","
 
 
 def summary(d: Draft, dest: Path) -> str:

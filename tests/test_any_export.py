@@ -155,6 +155,11 @@ def test_channel_column_and_naming_cutoffs_are_configurable(tmp_path, cfg):
     assert channel_column(cfg) == "fuente"  # the shipped configuration names it
     bare = load_config(make_foreign_project(tmp_path / "bare", categorical=False))
     assert channel_column(bare) is None
+    salutation_first = foreign.model_copy(deep=True)  # unset: the column named like a lead source, not the first one
+    salutation_first.data.columns.categorical[:] = ["Anrede", "Branche", "Quelle"]
+    assert channel_column(salutation_first) == "Quelle"
+    salutation_first.data.columns.categorical[:] = ["Anrede", "Branche"]
+    assert channel_column(salutation_first) == "Anrede"
     profile = pd.DataFrame({"segment": [1, 2], "conversion_rate": [0.5, 0.3], "distinguishing": ["high visits", ""]})
     names, advice = name_segments(profile, 0.4, top_bucket="Priority")
     assert names == {1: "Average: high visits", 2: "Average"}

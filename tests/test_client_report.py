@@ -170,7 +170,12 @@ def test_the_index_links_every_notebook_with_its_figure(make_project, tmp_path):
     latest = tmp_path / "latest"
     (latest / "html").mkdir(parents=True)
     (latest / "notebooks").mkdir()
-    for stem in ("07_ml_scoring", "08_segmentation", "09_evaluation"):
+    write_csv(
+        pd.DataFrame({"variable": ["fuente", "origen"], "label": ["lead source", float("nan")]}),
+        results / "eda_variable_separation.csv",
+    )
+    write_csv(pd.DataFrame({"feature": ["a", "b", "c"]}), results / "feature_list.csv")
+    for stem in ("03_eda", "04_feature_engineering", "07_ml_scoring", "08_segmentation", "09_evaluation"):
         (latest / "html" / f"{stem}.html").write_text("<html></html>", encoding="utf-8")
     (latest / "notebooks" / "07_ml_scoring.ipynb").write_text(
         json.dumps({"cells": [{"cell_type": "markdown", "source": ["# 07 · ML scoring\n"]}]})
@@ -178,6 +183,7 @@ def test_the_index_links_every_notebook_with_its_figure(make_project, tmp_path):
     page = index_page(cfg, "RUN1", latest, results)
     assert '<a href="html/07_ml_scoring.html">07 · ML scoring</a>' in page and "validation ROC-AUC 0.923" in page
     assert "2 segments" in page and "top 30 % of leads reach 70 % of conversions" in page
+    assert "most separating variable: lead source" in page and "3 model inputs after encoding" in page
     assert "client_report.html" not in page and "monitoring.html" not in page  # neither exists yet
     (results / "client_report.html").write_text("x", encoding="utf-8")
     (results / "monitoring.html").write_text("x", encoding="utf-8")

@@ -15,6 +15,7 @@ import pytest
 from leadscoring.cli import main
 from leadscoring.config import ConfigError, load_config
 from leadscoring.errors import LeadDataError
+from leadscoring.formats import NumberStyle
 from leadscoring.ingest.load import validate_file
 from leadscoring.ingest.profile import profile_export, sniff_encoding
 from leadscoring.ingest.reader import read_raw
@@ -79,6 +80,8 @@ def test_init_creates_a_valid_project_and_keeps_the_export(tmp_path, capsys):
     assert "Lead Status (its name reads like" in (project / "01_Documentos" / "config.yaml").read_text()
     leads = validate_file(cfg.path("raw_data"), cfg)
     assert leads == 400 and cfg.data.date_column == "Created"
+    # grades that fit any conversion rate; reports in the export's own number style
+    assert cfg.scoring.grades.method == "shares" and cfg.report.number_style == NumberStyle(",", ".")
     with pytest.raises(ConfigError, match="already exists"):
         init_project(project, src, "Converted")
 
@@ -100,6 +103,13 @@ def test_init_writes_the_analyst_notes_file_with_a_section_per_notes_cell(tmp_pa
         assert "we saw X" in lines[lines.index(heading) + 2]
     cfg = load_config(project / "01_Documentos" / "config.yaml")
     assert cfg.path("analyst_notes") == notes and analyst_note(cfg, "08") is None  # hints are not notes
+
+
+def test_placeholders_in_other_languages_mean_missing(tmp_path):
+    df = _english()
+    df["Lead Source"] = df["Lead Source"].replace({"Select": "k.A.", "Referral": "(not set)"})
+    d = profile_export(_write(df, tmp_path / "crm.csv"), "Converted")
+    assert sorted(d.missing_values) == ["(not set)", "k.A."] and "Lead Source" in d.categorical
 
 
 def test_init_with_a_creation_date(tmp_path):
@@ -153,13 +163,12 @@ def test_encodings_are_sniffed():
 
 
 #: The client's own score buckets, which a consultant adds to the drafted configuration.
-CLIENT_BUCKETS = """
-scoring:
+CLIENT_BUCKETS = """scoring:
   buckets:
     - {name: Priority, min_score: 70, action: Call today}
     - {name: Follow-up, min_score: 30, action: Email sequence}
     - {name: Later, min_score: 0, action: Newsletter}
-"""
+"""  # added to the drafted scoring section
 
 
 @pytest.mark.slow
@@ -176,7 +185,7 @@ def test_init_then_a_quick_run_of_all_notebooks(tmp_path):
     dest, _ = init_project(tmp_path / "acme", export, "Converted", date="Created")
     config = dest / "01_Documentos" / "config.yaml"
     assert validate_file(export, load_config(config)) == 800  # the draft, untouched
-    config.write_text(config.read_text(encoding="utf-8") + CLIENT_BUCKETS, encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8").replace("scoring:\n", CLIENT_BUCKETS, 1), encoding="utf-8")
     cfg = load_config(config)
     result = run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False)
     assert result.status == "ok" and len(result.notebooks) == 10

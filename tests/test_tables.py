@@ -41,6 +41,9 @@ def test_percent_and_count():
 
 def test_header_spells_out_names():
     assert header("roc_auc_mean") == "ROC-AUC mean"
+    assert [header(n) for n in ("gain_at_30pct", "tp/fp/fn/tn", "threshold_ml")] == ["Gain at 30 %", "TP/FP/FN/TN", "Threshold ML"]
+    html = show(pd.DataFrame({"precision": [0.0672], "average_precision": [0.62], "recall": [1.0]}), "t").to_html()
+    assert ">7 %<" in html and ">100 %<" in html and ">0.62<" in html  # shares as %, a metric as a number
     assert header("tiempo_web", LABELS) == "Time on the website"
 
 

@@ -25,7 +25,14 @@ from leadscoring.ingest.values import CURRENCY, parse_dates, plain_number
 from leadscoring.io import file_blocks, first_non_utf8
 
 SAMPLE_ROWS = 200_000
-PLACEHOLDERS = ("select", "unknown", "n/a", "na", "-", "--", "none", "null", "?", "not specified", "no data")
+#: Values that say "not filled in" (compared case-insensitively), in English, German, French,
+#: Spanish, Portuguese, Italian and Dutch, and as analytics tools and spreadsheets write them.
+PLACEHOLDERS = (
+    *("select", "unknown", "n/a", "na", "-", "--", "---", "none", "null", "?", "not specified", "no data", "not set"),
+    *("(not set)", "(none)", "undefined", "nan", "#n/a", "k.a.", "k. a.", "keine angabe", "unbekannt", "n.a.", "inconnu"),
+    *("non renseigné", "non précisé", "desconocido", "sin datos", "sin dato", "no especificado", "desconhecido"),
+    *("não informado", "sconosciuto", "non specificato", "onbekend"),
+)
 #: Yes and no in English, Spanish, Portuguese, French, German and Italian.
 YES = ("yes", "y", "true", "1", "si", "sí", "s", "sim", "oui", "ja", "j", "sì", "vrai", "wahr", "verdadero", "verdadeiro", "vero")
 NO = ("no", "n", "false", "0", "não", "nao", "non", "nein", "falso", "faux", "falsch")

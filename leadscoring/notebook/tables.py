@@ -32,7 +32,7 @@ from leadscoring.formats import MISSING, count, number, percent
 __all__ = ["MISSING", "count", "header", "number", "percent", "readable_frame", "show"]
 
 #: Column names read as a share or rate (formatted as a percentage).
-PERCENT_NAME = re.compile(r"rate|share|pct|percent|conversion|converted|gain|coverage|reached|of_leads", re.I)
+PERCENT_NAME = re.compile(r"rate|share|pct|percent|conversion|converted|gain|coverage|reached|of_leads|(?<!average_)precision|recall", re.I)
 #: Column names whose cells are variable (column) names, shown as their labels.
 VARIABLE_COLUMNS = ("variable", "variables", "a", "b", "column", "field", "feature", "source")
 #: Column names that are counts even when stored as floats.
@@ -81,7 +81,10 @@ def readable_frame(df: pd.DataFrame, labels: Mapping[str, str] | None = None) ->
     return out
 
 
-_WORDS = {"roc auc": "ROC-AUC", "auc": "AUC", "ari": "ARI", "iv": "IV", "woe": "WoE", "pct": "%", "se": "SE", "std": "SD"}
+_WORDS = {
+    **{"roc auc": "ROC-AUC", "auc": "AUC", "ari": "ARI", "iv": "IV", "woe": "WoE", "pct": "%", "se": "SE", "std": "SD"},
+    **{"ml": "ML", "tp": "TP", "fp": "FP", "fn": "FN", "tn": "TN"},  # the model, a confusion matrix's cells
+}
 
 
 def header(name: Any, labels: Mapping[str, str] | None = None) -> str:
@@ -90,7 +93,7 @@ def header(name: Any, labels: Mapping[str, str] | None = None) -> str:
     text = str(name)
     if labels and text in labels:
         return labels[text]
-    words = text.replace("_", " ").strip()
+    words = re.sub(r"(\d)pct\b", r"\1 %", text.replace("_", " ").strip())  # gain_at_30pct: "gain at 30 %"
     for short, long in _WORDS.items():
         words = re.sub(rf"\b{re.escape(short)}\b", long, words)
     return words[:1].upper() + words[1:] if words else words

@@ -68,12 +68,19 @@ def _figures(cfg: ProjectConfig, style: NumberStyle) -> dict[str, Callable[[], s
         table = pd.read_csv(results / "validation_comparison.csv").set_index("model")
         return f"marketing rules: validation ROC-AUC {number(table.loc['marketing rules', 'roc_auc'], style)}"
 
+    def strongest() -> str:
+        first = pd.read_csv(results / "eda_variable_separation.csv").iloc[0]  # most separating first
+        name = first["label"] if isinstance(first.get("label"), str) else first["variable"]
+        return f"most separating variable: {name}"
+
     def leads_scored() -> str:
         return f"{count(pd.read_csv(results / 'bucket_summary.csv')['leads'].sum(), style)} leads scored"
 
     return {
         "01": lambda: _split_figure(cfg, style),
         "02": lambda: f"{count(rows('data_quality.csv'), style)} columns checked",
+        "03": strongest,
+        "04": lambda: f"{count(rows('feature_list.csv'), style)} model inputs after encoding",
         "05": rules_auc,
         "06": selected,
         "07": lambda: f"validation ROC-AUC {number(_metrics(results)['validation_roc_auc'], style)}",

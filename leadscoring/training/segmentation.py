@@ -9,6 +9,7 @@ best) so names are stable across re-runs with the same seed.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,12 +42,26 @@ def segmentation_columns(cfg: ProjectConfig, excluded: Iterable[str] = ()) -> li
     return [*cols, *(name for name in cfg.features.sources if name not in out and name not in tainted)]
 
 
+#: Words of a column name that say "where the lead came from" (English, German, French,
+#: Spanish, Portuguese, Italian, Dutch; analytics' utm_source and medium).
+CHANNEL_WORDS = re.compile(
+    r"source|channel|medium|origin|referr|campaign|utm|quelle|kanal|herkunft|canal|fuente|origen|fonte|origem|"
+    r"provenance|provenienza|bron|kanaal",
+    re.IGNORECASE,
+)
+
+
 def channel_column(cfg: ProjectConfig) -> str | None:
     """The categorical column shown as "which channel brings each segment":
-    ``segmentation.channel_column``, else the first configured categorical column (None: none)."""
+    ``segmentation.channel_column``, else the first configured categorical column named like
+    a lead source or channel (:data:`CHANNEL_WORDS`), else the first categorical column
+    (None: none)."""
     if cfg.segmentation.channel_column is not None:
         return cfg.segmentation.channel_column
-    return cfg.data.columns.categorical[0] if cfg.data.columns.categorical else None
+    categorical = cfg.data.columns.categorical
+    labels = cfg.model_data.labels
+    named = [c for c in categorical if CHANNEL_WORDS.search(c) or CHANNEL_WORDS.search(labels.get(c, ""))]
+    return (named or categorical or [None])[0]
 
 
 def segment_features(cfg: ProjectConfig, excluded: Iterable[str] = ()) -> Pipeline:

@@ -105,6 +105,17 @@ def test_init_writes_the_analyst_notes_file_with_a_section_per_notes_cell(tmp_pa
     assert cfg.path("analyst_notes") == notes and analyst_note(cfg, "08") is None  # hints are not notes
 
 
+def test_labels_are_mid_sentence_words_and_keep_a_language_s_capitals():
+    from leadscoring.ingest.profile import column_label
+
+    assert [column_label(c) for c in ("Time On Website", "lead_source", "TOTAL_VISITS")] == [
+        "time on website",
+        "lead source",
+        "total visits",
+    ]
+    assert [column_label(c) for c in ("Unternehmensgröße", "Anrede")] == ["Unternehmensgröße", "Anrede"]  # German nouns
+
+
 def test_placeholders_in_other_languages_mean_missing(tmp_path):
     df = _english()
     df["Lead Source"] = df["Lead Source"].replace({"Select": "k.A.", "Referral": "(not set)"})

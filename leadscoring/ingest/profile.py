@@ -492,6 +492,18 @@ def infer_id(df: pd.DataFrame, given: str | None, exclude: set[str]) -> tuple[st
     return None, "no unique, id-like column: leads are identified by their row number in the export"
 
 
+def column_label(col: str) -> str:
+    """A column's name as words for reports: ``_`` as spaces; lower case when every word is
+    capitalised or the name is in one case (``Time On Website``, ``lead_source``,
+    ``TOTAL_VISITS``: mid-sentence words), else as written (``Minuten auf Website``,
+    ``Unternehmensgröße``: a language whose nouns keep their capital)."""
+    words = re.sub(r"[_\s]+", " ", col).strip()
+    parts = words.split(" ")
+    title_case = len(parts) > 1 and all(p[:1].isupper() for p in parts if p[:1].isalpha())
+    one_case = words == words.lower() or words == words.upper()
+    return words.lower() if title_case or one_case else words
+
+
 def _keep_placeholders(draft: Draft, placeholders: list[str]) -> None:
     """Record a column's placeholder values as ``missing_values`` (once each), for a column
     that becomes a model input."""
@@ -626,7 +638,7 @@ def profile_export(
             continue
         getattr(draft, role).append(col)
         draft.reasons[col] = why
-        draft.labels[col] = re.sub(r"[_\s]+", " ", col).strip().lower()
+        draft.labels[col] = column_label(col)
         (draft.engagement if ENGAGEMENT.search(col) else draft.fit).append(col)
     infer_creation_date(df, draft, target)
     return draft

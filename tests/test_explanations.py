@@ -100,6 +100,15 @@ def test_numbers_in_reasons_are_written_in_the_report_s_style(tiny):
     assert book.values("Industry", ["Finance, Inc."]) == ["Finance, Inc."]  # words are left as they are
 
 
+def test_yes_and_no_in_reasons_are_the_export_s_words(tiny):
+    cfg, model, _, X, y = tiny
+    german = cfg.model_copy(update={"data": cfg.data.model_copy(update={"yes_values": ["1", "Ja"], "no_values": ["N", "Nein"]})})
+    book = reason_book_for(german, model, X, y)
+    assert book.yes_no_words == ["ja", "nein"] and reason_book_for(cfg, model, X, y).yes_no_words == ["yes", "no"]
+    book.yes_no.append("Newsletter")
+    assert book.values("Newsletter", [1.0, 0.0, np.nan]) == ["ja", "nein", "missing"]
+
+
 def test_reasons_follow_the_contributions(tiny):
     cfg, model, book, X, _ = tiny
     leads = X.iloc[[0, 150, 199]].reset_index(drop=True)

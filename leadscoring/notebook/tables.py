@@ -32,7 +32,9 @@ from leadscoring.formats import MISSING, count, number, percent
 __all__ = ["MISSING", "count", "header", "number", "percent", "readable_frame", "show"]
 
 #: Column names read as a share or rate (formatted as a percentage).
-PERCENT_NAME = re.compile(r"rate|share|pct|percent|conversion|converted|gain|coverage|reached|of_leads|(?<!average_)precision|recall", re.I)
+PERCENT_NAME = re.compile(
+    r"rate|share|pct|percent|conversion|converted|gain|coverage|reached|of_leads|(?<!average_)precision|recall", re.I
+)
 #: Column names whose cells are variable (column) names, shown as their labels.
 VARIABLE_COLUMNS = ("variable", "variables", "a", "b", "column", "field", "feature", "source")
 #: Column names that are counts even when stored as floats.

@@ -189,6 +189,11 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _word(spellings: Sequence[str], default: str) -> str:
+    """The first spelling that is a word (``Ja``, not ``1``), in lower case, else ``default``."""
+    return next((s.strip().lower() for s in spellings if any(ch.isalpha() for ch in s) and len(s.strip()) > 1), default)
+
+
 def format_value(v: Any, yes_no: bool = False) -> str:
     """A value as a sales person reads it: ``1,230``, ``4.5``, ``yes``, ``missing``."""
     if _missing(v):
@@ -215,6 +220,8 @@ class ReasonBook:
     min_leads: int = 20
     #: How a number in a reason is written: decimal mark, thousands separator (``report``).
     number_style: list[str] = field(default_factory=lambda: [".", ","])
+    #: How a yes/no value is written: the export's own words (``data.yes_values``/``no_values``).
+    yes_no_words: list[str] = field(default_factory=lambda: ["yes", "no"])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,6 +311,9 @@ class ReasonBook:
         """Each value as the reason shows it (:func:`format_value`; numbers in the report's style)."""
         yes_no = variable in self.yes_no
         texts = [format_value(v, yes_no) for v in values]
+        if yes_no and self.yes_no_words != ["yes", "no"]:
+            words = dict(zip(("yes", "no"), self.yes_no_words, strict=True))
+            return [words.get(t, t) for t in texts]
         if variable in self.numeric and self._style != NumberStyle():
             return [self._style.apply(t) for t in texts]
         return texts
@@ -455,6 +465,7 @@ def build_reason_book(
         group_quantiles=quantiles,
         min_leads=cfg.scoring.reasons.min_leads,
         number_style=[cfg.report.decimal_mark, cfg.report.thousands_separator],
+        yes_no_words=[_word(cfg.data.yes_values, "yes"), _word(cfg.data.no_values, "no")],
     )
 
 

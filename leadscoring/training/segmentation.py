@@ -51,6 +51,11 @@ CHANNEL_WORDS = re.compile(
 )
 
 
+#: The weakest trait worth naming: a numeric mean 0.2 standard deviations from all leads'
+#: (a small effect), or a level's share 1.22 times its share among all leads (log 0.2).
+MIN_TRAIT = 0.2
+
+
 def channel_column(cfg: ProjectConfig) -> str | None:
     """The categorical column shown as "which channel brings each segment":
     ``segmentation.channel_column``, else the first configured categorical column named like
@@ -212,7 +217,8 @@ def profile_segments(
         }
         if score is not None:
             row["mean_score"] = float(np.asarray(score, dtype=float)[m].mean())
-        row["distinguishing"] = "; ".join(t[1] for t in traits[:4])
+        strong = [t for t in traits if t[0] >= MIN_TRAIT] or traits[:1]  # a 16 % vs 14 % gap tells a client nothing
+        row["distinguishing"] = "; ".join(t[1] for t in strong[:4])
         rows.append(row)
     return pd.DataFrame(rows)
 

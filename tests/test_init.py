@@ -15,7 +15,7 @@ import pytest
 from leadscoring.cli import main
 from leadscoring.config import ConfigError, load_config
 from leadscoring.errors import LeadDataError
-from leadscoring.formats import NumberStyle
+from leadscoring.formats import NumberStyle, fixed
 from leadscoring.ingest.load import validate_file
 from leadscoring.ingest.profile import profile_export, sniff_encoding
 from leadscoring.ingest.reader import read_raw
@@ -221,7 +221,8 @@ def test_init_then_a_quick_run_of_all_notebooks(tmp_path):
     card = (cfg.path("docs_dir") / "model_card.md").read_text()
     assert "No field is configured as known only after the sales contact" in card  # the audit found it: no configuration
     leakage = card.split("## Leakage audit")[1]
-    assert "Lead Status" in leakage and f"**{stakes['roc_auc'].iloc[1]:.3f}**" in leakage
+    faked = fixed(stakes["roc_auc"].iloc[1], style=cfg.report.number_style)  # the export's decimal comma
+    assert "Lead Status" in leakage and f"**{faked}**" in leakage and "," in faked
     metrics = json.loads((cfg.path("results_dir") / "run_metrics.json").read_text())
     assert metrics["validation_roc_auc_with_excluded"] == pytest.approx(stakes["roc_auc"].iloc[1])
     scores = pd.read_csv(cfg.path("results_dir") / "scores.csv", dtype=str)

@@ -90,6 +90,26 @@ def test_a_block_of_post_outcome_fields_masking_one_another_is_excluded_as_one_g
     assert "filled in for the same leads" in audit_summary(audit)
 
 
+def test_a_field_filled_in_with_an_excluded_one_is_excluded_with_it(tmp_path):
+    """A sales rep assigned at the contact, filled in for exactly the leads whose call has a
+    duration: its missingness alone ranks leads at about 0.7 (no sign by itself), but it was
+    entered with the call, so it goes out with it and the two are named as one block."""
+    rng = np.random.default_rng(21)
+    X, y = honest(5000, rng, 0.1)
+    contacted = np.where(y == 1, rng.random(len(y)) < 0.97, rng.random(len(y)) < 0.55)
+    X["call_minutes"] = np.where(contacted, np.round(rng.gamma(2, 4 + 6 * y, len(y)), 1), np.nan)
+    X["sales_rep"] = np.where(contacted, rng.choice(["Martin", "Dubois", "Leroy"], len(y)), "")
+    X["region"] = np.where(rng.random(len(y)) < 0.4, "", rng.choice(["north", "south"], len(y)))  # honest, often empty
+    cfg = config(tmp_path, ["visits", "pages", "call_minutes"], ["channel", "sales_rep", "region"])
+    audit = leakage_audit(X, y, cfg, CV).set_index("variable")
+    assert audit.loc["call_minutes", "verdict"] == "excluded" and audit.loc["sales_rep", "missing_auc"] < 0.75
+    assert audit.loc["sales_rep", "verdict"] == "excluded" and "same leads as call_minutes" in audit.loc["sales_rep", "reason"]
+    assert audit.loc["sales_rep", "group"] == audit.loc["call_minutes", "group"] != ""
+    assert {v: audit.loc[v, "verdict"] for v in ("visits", "pages", "channel", "region")} == dict.fromkeys(
+        ("visits", "pages", "channel", "region"), "ok"
+    )
+
+
 def test_a_nearly_full_flagged_column_joins_no_block(tmp_path):
     """A post-contact field filled in for 99 % of leads contains every sparser flagged field:
     that is no sign they are filled in together."""

@@ -15,11 +15,14 @@ b. whether a level nearly always converts and covers a material share of leads (
 f. whether the rows where a mostly empty column is filled in nearly all converted (or
    nearly all did not), however sparse, given enough of them;
 c. whether it is missing itself predicts the outcome;
+g. whether it is filled in for (nearly) the same leads as a column excluded on other
+   evidence: fields entered together with a post-contact field (a sales rep beside the
+   call's duration) are entered at the same moment;
 d. its name or label reads like an outcome, status, stage, tag, grade or call (unless
    qualified as earlier: "previous outcome");
 e. the configuration lists it under ``data.post_contact``.
 
-Strong evidence (a, b, f, e, or a name with strong ranking) makes a column ``excluded``;
+Strong evidence (a, b, f, g, e, or a name with strong ranking) makes a column ``excluded``;
 weak evidence (a good but not dominant ranking, missingness, a name alone, a post-contact
 field the configuration allows) makes it ``review``. Both stay out of every model unless the
 configuration allows them (``data.allow_leaky``, or ``data.use_post_contact_fields`` for the
@@ -233,11 +236,17 @@ def _evidence(cfg: ProjectConfig, X: pd.DataFrame, y: np.ndarray, cv: object) ->
     return pd.DataFrame(rows), masks
 
 
-def _verdict(row: pd.Series, best_clean: float, cfg: ProjectConfig) -> tuple[list[str], str, list[str]]:
+def _verdict(
+    row: pd.Series, best_clean: float, cfg: ProjectConfig, filled_with: str | None = None
+) -> tuple[list[str], str, list[str]]:
     """(signals, verdict, reasons) of one column given the best AUC among the columns not
-    flagged (itself left out)."""
+    flagged (itself left out) and ``filled_with``, an excluded column filled in for the same
+    leads (:func:`_filled_with`)."""
     lk, d = cfg.leakage, cfg.model_data
     auc, strong, weak, signals = row["single_variable_auc"], [], [], []
+    if filled_with is not None:
+        signals.append("g")
+        strong.append(f"it is filled in for the same leads as {filled_with}, which the audit excluded: entered with it")
     if auc >= lk.dominant_auc or (auc >= lk.dominant_margin_min_auc and auc - best_clean >= lk.dominant_margin):
         signals.append("a")
         strong.append(
@@ -283,26 +292,49 @@ def _verdict(row: pd.Series, best_clean: float, cfg: ProjectConfig) -> tuple[lis
     return signals, verdict, strong + weak
 
 
-def _verdicts(ev: pd.DataFrame, cfg: ProjectConfig) -> list[tuple[list[str], str, list[str]]]:
-    """Each column's verdict against the best column not excluded: exclude, remove, compare
-    again until the excluded set no longer grows (it only grows, so this ends)."""
+def _verdicts(ev: pd.DataFrame, masks: dict[str, np.ndarray], cfg: ProjectConfig) -> list[tuple[list[str], str, list[str]]]:
+    """Each column's verdict against the best column not excluded, and beside the excluded
+    columns filled in for the same leads: exclude, remove, compare again until the excluded
+    set no longer grows (it only grows, so this ends)."""
     aucs = ev["single_variable_auc"].to_numpy()
     flagged = np.zeros(len(ev), dtype=bool)
+    partners: dict[int, str] = {}
     while True:
         out = []
         for i, row in ev.iterrows():
             clean = ~flagged
             clean[i] = False
-            out.append(_verdict(row, float(aucs[clean].max()) if clean.any() else 0.5, cfg))
+            out.append(_verdict(row, float(aucs[clean].max()) if clean.any() else 0.5, cfg, partners.get(int(i))))
         now = np.array([v == "excluded" for _, v, _ in out])
-        if (now <= flagged).all():
+        found = _filled_with(ev["variable"].tolist(), masks, now, cfg.leakage.group_overlap)
+        if (now <= flagged).all() and found.keys() <= partners.keys():
             return out
         flagged |= now
+        partners |= found
 
 
 #: A column must be empty for at least this share of leads to be part of a block filled in
 #: together (a column filled in for 99 % of leads contains every sparser one).
 MIN_EMPTY_SHARE = 0.1
+
+
+def _filled_with(variables: Sequence[str], masks: dict[str, np.ndarray], excluded: np.ndarray, overlap: float) -> dict[int, str]:
+    """For each column not excluded that is empty for some leads: an excluded column filled
+    in for nearly the same leads (shared filled rows over the union of both at least
+    ``overlap``: one column filled for a superset of the other's leads is no match, so a
+    nearly full honest column never follows a sparse leak)."""
+    out: dict[int, str] = {}
+    for i, name in enumerate(variables):
+        if excluded[i] or not MIN_EMPTY_SHARE <= masks[name].mean() < 1:
+            continue
+        filled = ~masks[name]
+        for j in np.flatnonzero(excluded):
+            other = ~masks[variables[j]]
+            union = int((filled | other).sum())
+            if union and (filled & other).sum() / union >= overlap:
+                out[i] = variables[j]
+                break
+    return out
 
 
 def _groups(variables: Sequence[str], masks: dict[str, np.ndarray], overlap: float) -> dict[str, str]:
@@ -345,7 +377,7 @@ def leakage_audit(X: pd.DataFrame, y: pd.Series | np.ndarray, cfg: ProjectConfig
     and ``allowed`` (the configuration lets it into the models). Worst verdicts first."""
     target = np.asarray(y).astype(int)
     ev, masks = _evidence(cfg, X, target, cv)
-    verdicts = _verdicts(ev, cfg)
+    verdicts = _verdicts(ev, masks, cfg)
     flagged = [ev["variable"].iloc[i] for i, (_, v, _) in enumerate(verdicts) if v != "ok"]
     groups = _groups(flagged, masks, cfg.leakage.group_overlap)
     out = []

@@ -181,6 +181,10 @@ def test_trend_against_the_previous_run(tiny):
     assert np.isnan(second["previous_score"][3])
     expected = ["improving" if first["score"][0] - min(earlier[0], 100) >= 5 else "steady", "steady", "steady", "new"]
     assert second["trend"].tolist() == expected
+    # ids that are row numbers name a lead only within its file: nothing to compare with
+    numbered = cfg.model_copy(update={"data": cfg.data.model_copy(update={"id_from_row_number": True})})
+    again = Scorer.load(numbered, cfg.root, with_segments=False).score_columns(leads, scored_at="2026-05-01T09:00:00Z")
+    assert again["trend"].tolist() == ["new"] * 4 and np.isnan(again["previous_score"]).all()
 
 
 def test_every_path_carries_the_same_fields_for_the_same_lead(tiny, tmp_path):

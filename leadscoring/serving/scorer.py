@@ -13,6 +13,7 @@ payload).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ from leadscoring.serving.history import ScoreHistory, trends
 from leadscoring.training.explanations import ReasonBook, contribution_matrix, prepare, shown_values
 from leadscoring.training.grades import assign_grades, grade_definition
 from leadscoring.training.pipeline import final_estimator, transform_steps
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from leadscoring.events.live import LiveEvents
@@ -119,7 +122,8 @@ class Scorer:
         check_experiment: bool = True,
     ) -> Scorer:
         """The verified models of ``models_dir`` (default ``paths.models_dir``), with the score
-        history for previous scores. With an experiment configured, ``check_experiment``
+        history for previous scores (none when the ids are row numbers: a row number names
+        a lead only within its file). With an experiment configured, ``check_experiment``
         first refuses settings that would move already-scored leads to another group
         (:func:`~leadscoring.serving.experiment.check_groups`; a worker of a job already
         checked skips it)."""
@@ -131,7 +135,10 @@ class Scorer:
         if with_segments and (folder / SEGMENT_MODEL).is_file():
             seg, seg_manifest = load_model(folder / SEGMENT_MODEL)
         scorer = cls(cfg, model, manifest, seg, seg_manifest, folder)
-        scorer.history = ScoreHistory(cfg.path("score_history"))
+        if cfg.data.id_from_row_number:  # lead 1 of today's file is not lead 1 of the export: no previous score
+            log.info("ids are row numbers (data.id_from_row_number): every trend is 'new'")
+        else:
+            scorer.history = ScoreHistory(cfg.path("score_history"))
         return scorer
 
     def limit_threads(self, n: int) -> Scorer:

@@ -76,13 +76,14 @@ DATE_EXAMPLES = {
 
 
 def _yes_no_lines(d: Draft) -> list[str]:
-    """``yes_values``/``no_values`` when the yes/no columns use spellings beyond the defaults."""
+    """``yes_values``/``no_values`` when the yes/no columns use spellings beyond the defaults,
+    the export's own first (the reasons write yes and no with the first word)."""
     lines = []
     for key, found in (("yes_values", d.yes_values), ("no_values", d.no_values)):
         default = list(DataConfig.model_fields[key].get_default(call_default_factory=True))
         extra = [v for v in found if v.casefold() not in {x.casefold() for x in default}]
         if extra:
-            lines.append(f"  {key}: {_q(default + extra)}        # spellings found in the yes/no columns")
+            lines.append(f"  {key}: {_q(extra + default)}        # spellings found in the yes/no columns")
     return lines
 
 
@@ -90,6 +91,8 @@ def draft_config(d: Draft, export_name: str) -> str:
     """The commented ``config.yaml`` for a profiled export."""
     why = d.reasons
     left = "; ".join(f"{c} ({r})" for c, r in d.left_out.items())
+    hot, warm = bucket_cutoffs(d.conversion_rate)
+    rate = f"{100 * d.conversion_rate:.1f} %" if d.conversion_rate is not None else "unknown"
     lines = [
         "# leadscoring configuration, drafted by `leadscoring init` from the export's contents.",
         "# Every inference says why; review the ones marked REVIEW, then `leadscoring run`.",
@@ -143,10 +146,16 @@ def draft_config(d: Draft, export_name: str) -> str:
         f"  engagement_columns: {_q(d.engagement)}",
         "",
         "scoring:",
+        f"  # REVIEW: buckets from this export's conversion rate ({rate}): HOT from 3 times it, WARM from",
+        "  # 1.5 times (a score is 100 x the probability; at most 80 and 50); name them and their actions",
+        "  # as the client's sales team does.",
+        "  buckets:",
+        f"    - {{name: HOT, min_score: {hot}, action: Call_Immediately}}",
+        f"    - {{name: WARM, min_score: {warm}, action: Nurture_With_Sales_Email}}",
+        "    - {name: COLD, min_score: 0, action: Automated_Marketing}",
         "  # REVIEW: letter grades by shares of the leads (best first), learned on the training leads'",
         "  # out-of-fold scores, so they fit this export's conversion rate; or calls_per_week: what the",
-        "  # sales team can call. The buckets are the defaults (HOT, WARM, COLD from scores 80, 50, 0):",
-        "  # add `buckets:` here with the client's names, cut-offs and actions.",
+        "  # sales team can call.",
         "  grades:",
         "    names: [A, B, C, D]",
         "    min_scores: [75, 50, 25, 0]",
@@ -163,6 +172,17 @@ def draft_config(d: Draft, export_name: str) -> str:
         "",
     ]
     return _NOT_YAML.sub("?", "\n".join(lines))  # what is left is in comments
+
+
+def bucket_cutoffs(rate: float | None) -> tuple[int, int]:
+    """(HOT, WARM) minimum scores for an export converting at ``rate``: 3 and 1.5 times the
+    rate as a 0-100 score, at most the defaults 80 and 50 (a 38 % export keeps them; an 8 %
+    one gets 24 and 12, where 80 would hold almost no lead)."""
+    if rate is None:
+        return 80, 50
+    hot = min(80, max(2, round(300 * rate)))
+    warm = min(50, max(1, round(150 * rate)))
+    return hot, min(warm, hot - 1)
 
 
 def _thousands_mark(d: Draft) -> str:

@@ -170,10 +170,9 @@ def test_the_index_links_every_notebook_with_its_figure(make_project, tmp_path):
     latest = tmp_path / "latest"
     (latest / "html").mkdir(parents=True)
     (latest / "notebooks").mkdir()
-    write_csv(
-        pd.DataFrame({"variable": ["fuente", "origen"], "label": ["lead source", float("nan")]}),
-        results / "eda_variable_separation.csv",
-    )
+    separation = pd.DataFrame({"variable": ["ambito", "fuente"], "label": ["specialization", "lead source"]})
+    write_csv(separation, results / "eda_variable_separation.csv")  # the first one, the audit kept out:
+    write_csv(pd.DataFrame({"variable": ["ambito"], "verdict": ["excluded"]}), results / "leakage_audit.csv")
     write_csv(pd.DataFrame({"feature": ["a", "b", "c"]}), results / "feature_list.csv")
     for stem in ("03_eda", "04_feature_engineering", "07_ml_scoring", "08_segmentation", "09_evaluation"):
         (latest / "html" / f"{stem}.html").write_text("<html></html>", encoding="utf-8")

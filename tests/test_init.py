@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,8 @@ def test_init_creates_a_valid_project_and_keeps_the_export(tmp_path, capsys):
     assert leads == 400 and cfg.data.date_column == "Created"
     # grades that fit any conversion rate; reports in the export's own number style
     assert cfg.scoring.grades.method == "shares" and cfg.report.number_style == NumberStyle(",", ".")
+    rate = (pd.read_csv(src, dtype=str)["Converted"] == "yes").mean()  # buckets drafted from the conversion rate
+    assert [b.min_score for b in cfg.scoring.buckets] == [min(80, round(300 * rate)), min(50, round(150 * rate)), 0]
     with pytest.raises(ConfigError, match="already exists"):
         init_project(project, src, "Converted")
 
@@ -114,6 +117,20 @@ def test_labels_are_mid_sentence_words_and_keep_a_language_s_capitals():
         "total visits",
     ]
     assert [column_label(c) for c in ("Unternehmensgröße", "Anrede")] == ["Unternehmensgröße", "Anrede"]  # German nouns
+
+
+def test_buckets_are_drafted_from_the_conversion_rate():
+    from leadscoring.scaffold import bucket_cutoffs
+
+    assert [bucket_cutoffs(r) for r in (0.38, 0.08, 0.005, None)] == [(80, 50), (24, 12), (2, 1), (80, 50)]
+
+
+def test_the_export_s_yes_and_no_words_come_first(tmp_path):
+    df = _english()
+    df["Do Not Email"] = df["Do Not Email"].map({"Yes": "Ja", "No": "Nein"})
+    dest, _ = init_project(tmp_path / "p", _write(df, tmp_path / "crm.csv"), "Converted")
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    assert (cfg.data.yes_values[0], cfg.data.no_values[0]) == ("Ja", "Nein")  # what the reasons then write
 
 
 def test_placeholders_in_other_languages_mean_missing(tmp_path):
@@ -155,7 +172,7 @@ def test_an_export_without_ids_is_numbered(tmp_path):
     ("values", "message"),
     [
         (["yes"] * 10, "exactly two values"),
-        (["a", "b", "c"] * 4, "exactly two values"),
+        (["Client", "Perdu", "En cours"] * 4, r"exactly two values .* some mark leads still open"),
         (["open", "closed"] * 5, "pass --positive"),
     ],
 )
@@ -174,12 +191,11 @@ def test_encodings_are_sniffed():
 
 
 #: The client's own score buckets, which a consultant adds to the drafted configuration.
-CLIENT_BUCKETS = """scoring:
-  buckets:
+CLIENT_BUCKETS = """  buckets:
     - {name: Priority, min_score: 70, action: Call today}
     - {name: Follow-up, min_score: 30, action: Email sequence}
     - {name: Later, min_score: 0, action: Newsletter}
-"""  # added to the drafted scoring section
+"""  # in place of the drafted ones
 
 
 @pytest.mark.slow
@@ -196,7 +212,8 @@ def test_init_then_a_quick_run_of_all_notebooks(tmp_path):
     dest, _ = init_project(tmp_path / "acme", export, "Converted", date="Created")
     config = dest / "01_Documentos" / "config.yaml"
     assert validate_file(export, load_config(config)) == 800  # the draft, untouched
-    config.write_text(config.read_text(encoding="utf-8").replace("scoring:\n", CLIENT_BUCKETS, 1), encoding="utf-8")
+    drafted = re.search(r"  buckets:\n(    - .*\n)+", config.read_text(encoding="utf-8"))
+    config.write_text(config.read_text(encoding="utf-8").replace(drafted.group(0), CLIENT_BUCKETS), encoding="utf-8")
     cfg = load_config(config)
     result = run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False)
     assert result.status == "ok" and len(result.notebooks) == 10

@@ -89,6 +89,7 @@ class Draft:
     dates: list[str] = field(default_factory=list)  # columns read as dates
     date_formats: dict[str, str] = field(default_factory=dict)  # how a date column is written (data.date_format)
     date_format: str | None = None  # the creation date's
+    conversion_rate: float | None = None  # the share of the leads with an outcome that converted
     yes_values: list[str] = field(default_factory=list)  # spellings found in yes/no columns
     no_values: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -448,8 +449,14 @@ def infer_target(df: pd.DataFrame, target: str, positive: str | None) -> tuple[s
     values = df[target].str.strip()
     levels = sorted(set(values[values != ""]))
     if len(levels) != 2:
+        hint = (
+            "; if some mark leads still open (neither won nor lost), take those rows out of the export "
+            "(score them after the run with `leadscoring score`)"
+            if 2 < len(levels) <= 10
+            else ""
+        )
         raise LeadDataError(
-            f"target column {target!r} must have exactly two values (converted or not); found {len(levels)}: {levels[:10]}"
+            f"target column {target!r} must have exactly two values (converted or not); found {len(levels)}: {levels[:10]}{hint}"
         )
     if positive is None:
         known = [lv for lv in levels if lv.casefold() in POSITIVES]
@@ -609,6 +616,8 @@ def profile_export(
     notations = [nt for c in df.columns if c not in (target, id_col) and (nt := _number_pattern(df[c].str.strip()))]
     decimal, thousands, notation_note = number_notation(notations)
     draft = Draft(sep, enc, decimal, thousands, target, pos, neg, id_col, len(df))
+    decided = df[target].str.strip()
+    draft.conversion_rate = float((decided[decided != ""] == pos).mean())
     if notation_note:
         draft.warnings.append(notation_note)
     if id_col is None:

@@ -23,6 +23,7 @@ from leadscoring.artifacts import CLIENT_REPORT, MONITORING_REPORT
 from leadscoring.config import ProjectConfig
 from leadscoring.formats import NumberStyle, count, number, percent
 from leadscoring.io import write_text
+from leadscoring.training.leakage import blocked_variables
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,11 @@ def _figures(cfg: ProjectConfig, style: NumberStyle) -> dict[str, Callable[[], s
         return f"marketing rules: validation ROC-AUC {number(table.loc['marketing rules', 'roc_auc'], style)}"
 
     def strongest() -> str:
-        first = pd.read_csv(results / "eda_variable_separation.csv").iloc[0]  # most separating first
+        separation = pd.read_csv(results / "eda_variable_separation.csv")  # most separating first
+        audit = results / "leakage_audit.csv"
+        if audit.is_file():  # a field the audit kept out is no headline
+            separation = separation[~separation["variable"].isin(blocked_variables(cfg, pd.read_csv(audit)))]
+        first = separation.iloc[0]
         name = first["label"] if isinstance(first.get("label"), str) else first["variable"]
         return f"most separating variable: {name}"
 

@@ -355,3 +355,21 @@ def test_stakes_say_what_the_post_contact_fields_let_in_are_worth(export, tmp_pa
     p = _recipe(confirmed, features).fit(X[work], y[work]).predict_proba(X[valid])[:, 1]
     stakes = leakage_stakes(confirmed, audit, features, _recipe, X[work], y[work], X[valid], y[valid], p)
     assert "Lead Status" in features and WITHOUT_ALLOWED not in stakes["model"].tolist()
+
+
+def test_the_audit_summary_says_each_thing_once():
+    audit = pd.DataFrame(
+        {
+            "variable": ["Call Minutes", "Quote Amount", "Visits"],
+            "verdict": ["excluded", "excluded", "ok"],
+            "allowed": [False, False, False],
+            "single_variable_auc": [0.95, 0.93, 0.7],
+            "missing_share": [0.4, 0.88, 0.0],
+            "reason": ["a", "b", ""],
+            "group": ["", "", ""],
+        }
+    )
+    text = audit_summary(audit).split("\n\n")[0]
+    assert text.count("Call Minutes") == 1 and "All of them are out of every model." in text
+    allowed = audit.assign(allowed=[True, False, False])
+    assert "Out of every model: Quote Amount." in audit_summary(allowed)

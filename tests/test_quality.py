@@ -25,6 +25,7 @@ def test_conversion_tables(leads):
     assert t.loc["Lead Add Form", "conversion_rate"] > 0.9
     b = conversion_by_bins(leads, "visitas_total", "compra")
     assert b["leads"].sum() == len(leads) and b["visitas_total"].iloc[-1] == "Missing"
+    assert " to " in b["visitas_total"].iloc[0] and "(" not in b["visitas_total"].iloc[0]  # "0 to 2", not "(-0.001, 2.0]"
 
 
 def test_placeholders_are_counted_as_the_cleaner_reads_them(cfg):

@@ -100,14 +100,19 @@ def quality_findings(
                 " - kept, with 'Missing' as its own level / a missing indicator"
             )
         elif r.placeholders:
-            out.append(f"{name}: {count(r.placeholders)} placeholder values mean 'missing'")
+            out.append(f"{name}: {_many(r.placeholders, 'placeholder value')} mean 'missing'")
         if isinstance(r.spelling_variants, str) and r.spelling_variants:  # a CSV read back has NaN for none
             out.append(f"{name}: spellings differing only by case ({r.spelling_variants}) - merged")
         if r.rare_levels:
-            out.append(f"{name}: {r.rare_levels} rare levels - grouped as 'Other'")
+            out.append(f"{name}: {_many(r.rare_levels, 'rare level')} - grouped as 'Other'")
         if r.outliers:
-            out.append(f"{name}: {count(r.outliers)} outliers beyond 3 IQR (max {number(r.max)}) - {clipped}")
+            out.append(f"{name}: {_many(r.outliers, 'outlier')} beyond 3 IQR (max {number(r.max)}) - {clipped}")
     return out
+
+
+def _many(n: int, noun: str) -> str:
+    """``1 outlier``, ``3 outliers`` (a count in the number style)."""
+    return f"{count(n)} {noun}{'' if n == 1 else 's'}"
 
 
 def conversion_by_level(df: pd.DataFrame, col: str, target: str, min_leads: int = 1) -> pd.DataFrame:
@@ -120,11 +125,16 @@ def conversion_by_level(df: pd.DataFrame, col: str, target: str, min_leads: int 
 
 
 def conversion_by_bins(df: pd.DataFrame, col: str, target: str, bins: int = 5) -> pd.DataFrame:
-    """Conversion rate per quantile bin of a numeric column, in bin order (missing last)."""
+    """Conversion rate per quantile bin of a numeric column, in bin order (missing last); each
+    bin named by the smallest and largest value in it (``1,200 to 1,850``, in the number style)."""
     s = df[col]
     cut = pd.qcut(s, bins, duplicates="drop")
-    out = df.groupby(cut, observed=True)[target].agg(leads="size", conversion_rate="mean")
-    out.index = out.index.astype(str)
+    grouped = df.groupby(cut, observed=True)
+    out = grouped[target].agg(leads="size", conversion_rate="mean")
+    span = grouped[col].agg(["min", "max"])
+    out.index = [
+        number(lo) if lo == hi else f"{number(lo)} to {number(hi)}" for lo, hi in zip(span["min"], span["max"], strict=True)
+    ]
     if s.isna().any():
         out.loc["Missing"] = [int(s.isna().sum()), float(df.loc[s.isna(), target].mean())]
     out["leads"] = out["leads"].astype(int)

@@ -464,8 +464,10 @@ def audit_summary(audit: pd.DataFrame) -> str:
             f"sales contact): {', '.join(review['variable'])}."
         )
     out = audit[audit["verdict"].ne("ok") & ~audit["allowed"]]
-    if len(out):
+    if len(out) and len(allowed):  # else every flagged variable is out, as the lines above say
         lines.append(f"Out of every model: {', '.join(out['variable'])}.")
+    elif len(out):
+        lines.append("All of them are out of every model.")
     if len(allowed):
         lines.append(f"In the models because the configuration allows them: {', '.join(allowed['variable'])}.")
     groups = [g for g in dict.fromkeys(audit.get("group", pd.Series(dtype=str)).fillna("")) if g]

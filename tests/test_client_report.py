@@ -201,3 +201,13 @@ def test_the_client_summary_carries_the_analysts_notes(make_project):
     page = write_client_report(cfg).read_text(encoding="utf-8")
     assert "What the analyst saw and decided" in page and "<strong>kept three</strong>" in page
     assert "07 ML scoring" not in page  # an empty section shows nothing to the client
+
+
+def test_the_client_summary_says_when_segments_overlap(make_project):
+    cfg = load_config(make_project())
+    _products(cfg)
+    k_table = pd.DataFrame({"k": [2, 3], "silhouette": [0.1, 0.08], "stability_ari": [0.9, 0.8]})
+    write_csv(k_table, cfg.path("results_dir") / "segment_k_selection.csv")
+    assert "The segments overlap (silhouette 0.10, below 0.25)" in write_client_report(cfg).read_text(encoding="utf-8")
+    write_csv(k_table.assign(silhouette=[0.4, 0.3]), cfg.path("results_dir") / "segment_k_selection.csv")
+    assert "segments overlap" not in write_client_report(cfg).read_text(encoding="utf-8")

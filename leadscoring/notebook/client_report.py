@@ -30,6 +30,7 @@ from leadscoring.ingest.quality import quality_findings
 from leadscoring.io import write_text
 from leadscoring.notebook.tables import show
 from leadscoring.training.leakage import model_columns_after_audit
+from leadscoring.training.segmentation import overlap_caution
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,10 @@ def _capacity(capacity: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
     )
 
 
-def _segments(profiles: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
+def _segments(profiles: pd.DataFrame | None, k_table: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
     if profiles is None or profiles.empty:
         return ""
+    caution = overlap_caution(k_table, len(profiles))
     cols = {
         "name": "segment",
         "share": "share_of_leads",
@@ -205,7 +207,7 @@ def _segments(profiles: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
         labels,
         percent_columns=[c for c in ("share_of_leads", "conversion_rate") if c in table],
         text_columns=[c for c in ("segment", "traits", "advice") if c in table],
-    )
+    ) + (f"<p>{html.escape(caution)}</p>" if caution else "")
 
 
 def _drivers(importance: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
@@ -338,7 +340,7 @@ def client_report(cfg: ProjectConfig) -> str:
             "Grades and sales capacity",
             _grades(manifest, _read_csv(results, "evaluation_grades.csv"), labels) + _capacity(capacity, labels),
         ),
-        ("Segments", _segments(_read_csv(results, "segment_profiles.csv"), labels)),
+        ("Segments", _segments(_read_csv(results, "segment_profiles.csv"), _read_csv(results, "segment_k_selection.csv"), labels)),
         ("What drives the score", _drivers(_read_csv(results, "feature_importance.csv"), labels)),
         ("Fields known only after the sales contact (leakage audit)", _leakage(audit, labels)),
         ("Data-quality caveats", _quality(_read_csv(results, "data_quality.csv"), audit, cfg)),

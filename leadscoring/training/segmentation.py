@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import build_encoder
-from leadscoring.formats import number, percent
+from leadscoring.formats import fixed, number, percent
 from leadscoring.training.pipeline import FIT_PROCESSES, numeric_feature_names, preparation_steps
 
 
@@ -54,6 +54,26 @@ CHANNEL_WORDS = re.compile(
 #: The weakest trait worth naming: a numeric mean 0.2 standard deviations from all leads'
 #: (a small effect), or a level's share 1.22 times its share among all leads (log 0.2).
 MIN_TRAIT = 0.2
+
+
+#: Below this silhouette the segments hold no substantial structure (Kaufman & Rousseeuw's
+#: reading of the silhouette: under 0.25, none).
+WEAK_SILHOUETTE = 0.25
+
+
+def overlap_caution(k_table: pd.DataFrame | None, k: int | None = None) -> str:
+    """A caution when the chosen segmentation (``k``, default the table's best silhouette) is
+    weakly separated; "" otherwise or without a table."""
+    if k_table is None or k_table.empty or "silhouette" not in k_table:
+        return ""
+    row = k_table.loc[k_table["k"] == k] if k is not None else k_table.nlargest(1, "silhouette")
+    if row.empty or float(row["silhouette"].iloc[0]) >= WEAK_SILHOUETTE:
+        return ""
+    return (
+        f"The segments overlap (silhouette {fixed(float(row['silhouette'].iloc[0]), 2)}, below {fixed(WEAK_SILHOUETTE, 2)}): "
+        "read them as tendencies among the leads, not as separate groups; the score and grades, not the segments, "
+        "say whom to call first."
+    )
 
 
 def channel_column(cfg: ProjectConfig) -> str | None:

@@ -300,11 +300,19 @@ def replace_model_set(
     targets = [*(models / n for n in names), *(manifest_path(models / n) for n in names), *map(Path, extra)]
     existed = {p for p in targets if p.is_file()}
     archived = _archive_model_set(models_dir, names, extra)
+    backup = None  # no model to archive, but a card: kept aside while the new set goes in
+    if archived is None and existed:
+        backup = Path(tempfile.mkdtemp(prefix=".set-backup-", dir=models))
+        for p in existed:
+            shutil.copy2(p, backup / p.name)
     try:
         placed = put_in_place(archived)
     except BaseException:
-        _put_back(archived, targets, existed)
+        _put_back(archived or backup, targets, existed)
         raise
+    finally:
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
     _record_promotion(models, names)  # last: the set is complete
     return archived, placed
 

@@ -186,7 +186,8 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
 def replace_folder(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
     """Make the complete folder ``src`` (written beside ``dest``) the folder ``dest``: the
     previous ``dest`` is moved aside, not deleted, until ``src`` has its name (put back if
-    that fails), then removed. A reader sees the old folder or the new one, never neither."""
+    that fails), then removed. Between the two renames ``dest`` is briefly absent; nothing
+    is ever lost: the old folder or the new one holds every file."""
     src, dest = Path(src), Path(dest)
     old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}") if dest.exists() else None
     if old is not None:

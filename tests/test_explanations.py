@@ -185,6 +185,9 @@ def test_trend_against_the_previous_run(tiny):
     numbered = cfg.model_copy(update={"data": cfg.data.model_copy(update={"id_from_row_number": True})})
     again = Scorer.load(numbered, cfg.root, with_segments=False).score_columns(leads, scored_at="2026-05-01T09:00:00Z")
     assert again["trend"].tolist() == ["new"] * 4 and np.isnan(again["previous_score"]).all()
+    from leadscoring.serving.distributed import ModelPayload  # the dask engine's workers, by the same rule
+
+    assert not ModelPayload.from_client(cfg, cfg.root).previous.empty and ModelPayload.from_client(numbered, cfg.root).previous.empty
 
 
 def test_every_path_carries_the_same_fields_for_the_same_lead(tiny, tmp_path):

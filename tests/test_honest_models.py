@@ -108,6 +108,24 @@ def test_a_field_filled_in_with_an_excluded_one_is_excluded_with_it(tmp_path):
     assert {v: audit.loc[v, "verdict"] for v in ("visits", "pages", "channel", "region")} == dict.fromkeys(
         ("visits", "pages", "channel", "region"), "ok"
     )
+    # a field the client confirmed (data.allow_leaky) takes nothing out with it
+    allowed = config(
+        tmp_path, ["visits", "pages", "call_minutes"], ["channel", "sales_rep", "region"], allow_leaky=["call_minutes"]
+    )
+    assert leakage_audit(X, y, allowed, CV).set_index("variable").loc["sales_rep", "verdict"] == "ok"
+
+
+def test_two_nearly_full_fields_are_not_a_block(tmp_path):
+    """A leak filled in for 97 % of leads overlaps any column filled for 89 %: no sign that
+    they were entered together."""
+    rng = np.random.default_rng(22)
+    X, y = honest(5000, rng, 0.3)
+    filled = rng.random(len(y)) < 0.97
+    X["call_minutes"] = np.where(filled, np.round(rng.gamma(2, 4 + 8 * y, len(y)), 1), np.nan)
+    X["company_size"] = np.where(filled & (rng.random(len(y)) < 0.92), rng.choice(["1-10", "11-50", "51+"], len(y)), "")
+    cfg = config(tmp_path, ["visits", "pages", "call_minutes"], ["channel", "company_size"])
+    audit = leakage_audit(X, y, cfg, CV).set_index("variable")
+    assert audit.loc["call_minutes", "verdict"] == "excluded" and audit.loc["company_size", "verdict"] == "ok"
 
 
 def test_a_nearly_full_flagged_column_joins_no_block(tmp_path):

@@ -64,6 +64,10 @@ def test_a_parquet_column_of_lists_is_one_line(project, export, tmp_path, capsys
     code, _, err = _cli(capsys, "--config", str(project), "validate", "--input", str(tmp_path / "nested.parquet"), "--no-target")
     line = _one_line_error(code, err)
     assert f"nested.parquet: column '{column}' holds list<" in line
+    df[column] = export[column].iloc[0]  # the configured column is one value again; an extra one holds lists
+    df.assign(tags=[["a", "b"]] * len(df)).to_parquet(tmp_path / "extra.parquet", index=False)
+    code, _, err = _cli(capsys, "--config", str(project), "validate", "--input", str(tmp_path / "extra.parquet"), "--no-target")
+    assert "holds list" not in err and "tags" in err  # judged as any extra column (data.allow_extra_columns)
 
 
 def test_bom_and_leading_zero_ids_survive_every_path(project, export, tmp_path, capsys):

@@ -277,6 +277,16 @@ def test_a_replacement_failing_half_way_puts_the_previous_set_back(tmp_path, sma
     assert {p.name: sha256_file(p) for p in models.iterdir() if p.is_file()} == before
     assert card.read_text() == "the card of the set in service\n" and not (models / "extra_model.pkl").exists()
 
+    def card_then_fail(_archived: Path | None) -> None:
+        card.write_text("the new card\n")
+        raise OSError("disk full")
+
+    empty = tmp_path / "no_models"  # a project without models yet: its card comes back all the same
+    empty.mkdir()
+    with pytest.raises(OSError, match="disk full"):
+        replace_model_set(empty, card_then_fail, extra=[card])
+    assert card.read_text() == "the card of the set in service\n" and [p.name for p in empty.iterdir()] == []
+
 
 def _shas_present(models) -> dict[str, str]:
     return {n: read_manifest(models / n)["sha256"] for n in MODEL_SET if (models / n).is_file()}

@@ -188,7 +188,7 @@ def test_the_run_says_what_its_model_measured_and_warns_near_chance(tmp_path):
     assert warning.startswith("WARNING: the model ranks leads little better than chance (validation ROC-AUC 0.434)")
     assert "(Pages Viewed) it would read 0.854" in warning and "data.allow_leaky" in warning
     run.metrics["validation_roc_auc_with_excluded"] = 0.47  # the kept-out fields do not hold the signal either
-    assert "Pages Viewed" not in run.headline()[1]
+    assert "Pages Viewed" not in run.headline()[2] and "kept out by the leakage audit" in run.headline()[1]
 
 
 def test_promoting_a_new_model_set_archives_the_current_set(project):

@@ -146,7 +146,10 @@ class DataConfig(StrictSection):
                     raise ValueError(f"date_format: {exc}") from None
         for key in ("separator", "decimal"):
             if len(getattr(self, key)) != 1:
-                raise ValueError(f"{key}: {getattr(self, key)!r} must be one character (e.g. ',', ';', '\\t')")
+                raise ValueError(
+                    f"{key}: {getattr(self, key)!r} must be one character "
+                    "(e.g. ',', ';', or a tab written \"\\t\" in double quotes)"
+                )
         try:
             codecs.lookup(self.encoding)
         except LookupError:

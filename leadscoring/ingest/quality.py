@@ -133,7 +133,8 @@ def conversion_by_bins(df: pd.DataFrame, col: str, target: str, bins: int = 5) -
     out = grouped[target].agg(leads="size", conversion_rate="mean")
     span = grouped[col].agg(["min", "max"])
     out.index = [
-        number(lo) if lo == hi else f"{number(lo)} to {number(hi)}" for lo, hi in zip(span["min"], span["max"], strict=True)
+        number(lo) if number(lo) == number(hi) else f"{number(lo)} to {number(hi)}"
+        for lo, hi in zip(span["min"], span["max"], strict=True)
     ]
     if s.isna().any():
         out.loc["Missing"] = [int(s.isna().sum()), float(df.loc[s.isna(), target].mean())]

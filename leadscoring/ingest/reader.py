@@ -224,8 +224,10 @@ def _batches(path: Path, cfg: ProjectConfig, chunk_rows: int) -> Iterator[pd.Dat
     if is_parquet(path):
         try:
             parquet = pq.ParquetFile(path)
-            nested = [f for f in parquet.schema_arrow if pa.types.is_nested(f.type)]
-            if nested:  # a lead's field is one value: a list, struct or map column is no lead column
+            d = cfg.data
+            used = {d.id_column, d.target_column, d.date_column, *d.columns.all}
+            nested = [f for f in parquet.schema_arrow if pa.types.is_nested(f.type) and f.name in used]
+            if nested:  # a lead's field is one value: a list, struct or map column is no lead column (others are extras)
                 f = nested[0]
                 raise LeadDataError(
                     f"{path.name}: column '{f.name}' holds {f.type} values, not one value per lead; "

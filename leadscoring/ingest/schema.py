@@ -200,6 +200,11 @@ class LeadSchema:
         one-line :class:`LeadDataError` naming the rows."""
         if self.id_from_row_number:  # the n-th lead of the export
             return np.array([str(int(i) + 1) for i in df.index], dtype=object)
+        return self.column_ids(df, origin, rows)
+
+    def column_ids(self, df: pd.DataFrame, origin: str = "input", rows: RowLocator | None = None) -> np.ndarray:
+        """The ids written in ``df``'s id column, by the rule of :meth:`lead_ids`, whatever
+        ``data.id_from_row_number`` says (a file of outcomes names the leads it is about)."""
         return self._ids(df[self.id_column], origin, _RowLabels(df.index, rows))
 
     def _id_or_none(self, v: object) -> str | None:

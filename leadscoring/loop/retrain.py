@@ -263,7 +263,7 @@ def load_outcomes(
         raise LeadDataError(f"{name}: has only id and outcome; pass the leads' features with --leads")
     feats = read_leads(leads, cfg, require_target=False)
     ids = raw[[d.id_column, d.target_column]]
-    lead_ids = LeadSchema(cfg).lead_ids(raw, name, row_locator(outcomes, cfg))  # text or typed (parquet) ids alike
+    lead_ids = LeadSchema(cfg).column_ids(raw, name, row_locator(outcomes, cfg))  # text or typed (parquet) ids alike
     unknown = sorted(set(lead_ids) - set(feats[d.id_column]))
     if unknown:
         raise LeadDataError(f"{name}: {len(unknown)} id(s) not found in {Path(leads).name}, e.g. {unknown[:5]}")
@@ -612,7 +612,7 @@ def _promote_challenger(
 
     # The previous card's caveats are carried over: read before anything is written, whatever
     # an editor did to its encoding.
-    previous = card.read_text(encoding="utf-8", errors="replace") if card.is_file() else None
+    previous = _read_card(card)
 
     def put_in_place(archived: Path | None) -> None:
         for obj, path, info in to_save:
@@ -635,6 +635,19 @@ def _promote_challenger(
 
     archived, _ = replace_model_set(models, put_in_place, extra=[card])
     return archived, refreshed
+
+
+def _read_card(card: Path) -> str | None:
+    """The model card's text: UTF-8 as written, else as a Windows editor saved it (cp1252,
+    with a warning); None without a card."""
+    if not card.is_file():
+        return None
+    data = card.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("%s is not UTF-8 (saved by an editor?): read as Windows-1252", card)
+        return data.decode("cp1252", errors="replace")
 
 
 def _run_log_line(cfg: ProjectConfig, result: RetrainResult, train: pd.DataFrame, tolerance: float) -> dict[str, Any]:

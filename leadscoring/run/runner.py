@@ -114,7 +114,8 @@ class RunResult:
         without = f"; {honest:.3f} without the post-contact fields the configuration lets in" if honest is not None else ""
         lines = [f"scoring model ({m.get('model_family', 'model')}): validation ROC-AUC {auc:.3f}{cv} (0.5 = chance){without}"]
         with_out, kept_out = m.get("validation_roc_auc_with_excluded"), m.get("kept_out_by_audit") or []
-        if kept_out and auc >= CHANCE_AUC:
+        names_them = auc < CHANCE_AUC and with_out is not None and with_out - auc >= 0.1  # the warning below does
+        if kept_out and not names_them:
             would = f" (with them the same recipe would read {with_out:.3f})" if with_out is not None else ""
             lines.append(
                 f"kept out by the leakage audit as known only after the sales contact: {', '.join(kept_out)}{would}; "

@@ -4,13 +4,12 @@ copying the staged products (file by file) and folders (``latest/``) into place 
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from leadscoring.artifacts import MODEL_SET, PROMOTION_FILE, sha256_file
 from leadscoring.config import ProjectConfig
-from leadscoring.io import atomic_path
+from leadscoring.io import atomic_path, replace_folder
 from leadscoring.serving.history import LEGACY_SUFFIXES, history_folder
 
 
@@ -60,13 +59,11 @@ def new_models(current: Path, staged: Path) -> list[str]:
 
 def replace_dir(src: Path, dest: Path) -> None:
     """Replace the folder ``dest`` with a copy of ``src``: the copy is made beside it, then
-    swapped in by renames, so readers see the old folder or the new one."""
+    put in place by :func:`~leadscoring.io.replace_folder` (the old folder back if that fails)."""
     tmp = dest.with_name(f".{dest.name}.new")
-    old = dest.with_name(f".{dest.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    if dest.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        replace_folder(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

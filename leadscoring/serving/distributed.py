@@ -36,9 +36,9 @@ from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, is_parquet
 from leadscoring.io import check_output
 from leadscoring.serving.batch import protected_folders, score_stream
 from leadscoring.serving.experiment import GROUP_FIELD, check_groups, experiment_groups
-from leadscoring.serving.history import ScoreHistory, append_scores, scores_of
+from leadscoring.serving.history import append_scores, scores_of
 from leadscoring.serving.inputs import INPUTS_COLUMN
-from leadscoring.serving.scorer import Scorer, utc_now
+from leadscoring.serving.scorer import Scorer, previous_scores_of, utc_now
 from leadscoring.serving.storage import (
     check_destination,
     commit,
@@ -96,7 +96,7 @@ class ModelPayload:
             manifest,
             segments,
             seg_manifest,
-            ScoreHistory(cfg.path("score_history")).latest(),
+            history.latest() if (history := previous_scores_of(cfg)) is not None else pd.Series(dtype="float64"),
         )
 
     def scorer(self, where: str) -> Scorer:

@@ -43,6 +43,16 @@ if TYPE_CHECKING:
     from leadscoring.events.live import LiveEvents
 
 
+def previous_scores_of(cfg: ProjectConfig) -> ScoreHistory | None:
+    """Where the leads' previous scores come from: the score history, or None when the ids are
+    row numbers (``data.id_from_row_number``): lead 1 of today's file is not lead 1 of the
+    export, so every trend is ``new``. The one rule of both engines."""
+    if cfg.data.id_from_row_number:
+        log.info("ids are row numbers (data.id_from_row_number): every trend is 'new'")
+        return None
+    return ScoreHistory(cfg.path("score_history"))
+
+
 def utc_now() -> str:
     """The scoring time: UTC, ISO 8601, seconds (``2026-11-23T10:15:00Z``)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -135,10 +145,7 @@ class Scorer:
         if with_segments and (folder / SEGMENT_MODEL).is_file():
             seg, seg_manifest = load_model(folder / SEGMENT_MODEL)
         scorer = cls(cfg, model, manifest, seg, seg_manifest, folder)
-        if cfg.data.id_from_row_number:  # lead 1 of today's file is not lead 1 of the export: no previous score
-            log.info("ids are row numbers (data.id_from_row_number): every trend is 'new'")
-        else:
-            scorer.history = ScoreHistory(cfg.path("score_history"))
+        scorer.history = previous_scores_of(cfg)
         return scorer
 
     def limit_threads(self, n: int) -> Scorer:

@@ -235,9 +235,9 @@ class ReasonBook:
         self._arrays = {v: {k: np.asarray(a, dtype=float) for k, a in info.items()} for v, info in self.numeric.items()}
         self._group_q = {g: np.asarray(q, dtype=float) for g, q in self.group_quantiles.items()}
         self._group_cols: dict[tuple[str, ...], dict[str, list[int]]] = {}
-        # (variable, value) -> texts, one lead at a time; shared by the service's threads: read
-        # with one .get and filled with one assignment (each atomic), cleared when large.
-        self._memo: dict[tuple[str, Any], tuple[str, str, str]] = {}
+        # (variable, value, value shown) -> texts, one lead at a time; shared by the service's
+        # threads: read with one .get and filled with one assignment (each atomic), cleared when large.
+        self._memo: dict[tuple[str, Any, Any], tuple[str, str, str]] = {}
         self._lists = {
             v: ([float(x) for x in info["quantiles"]], [float(x) for x in info["edges"]]) for v, info in self.numeric.items()
         }

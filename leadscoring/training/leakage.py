@@ -306,7 +306,10 @@ def _verdicts(ev: pd.DataFrame, masks: dict[str, np.ndarray], cfg: ProjectConfig
             clean[i] = False
             out.append(_verdict(row, float(aucs[clean].max()) if clean.any() else 0.5, cfg, partners.get(int(i))))
         now = np.array([v == "excluded" for _, v, _ in out])
-        found = _filled_with(ev["variable"].tolist(), masks, now, cfg.leakage.group_overlap)
+        names = ev["variable"].tolist()
+        # partners: excluded on their own evidence (not only for a partner) and not let in by the configuration
+        own = np.array([now[i] and i not in partners and not is_allowed(cfg, n) for i, n in enumerate(names)])
+        found = _filled_with(names, masks, now, own, cfg.leakage.group_overlap)
         if (now <= flagged).all() and found.keys() <= partners.keys():
             return out
         flagged |= now
@@ -318,17 +321,21 @@ def _verdicts(ev: pd.DataFrame, masks: dict[str, np.ndarray], cfg: ProjectConfig
 MIN_EMPTY_SHARE = 0.1
 
 
-def _filled_with(variables: Sequence[str], masks: dict[str, np.ndarray], excluded: np.ndarray, overlap: float) -> dict[int, str]:
-    """For each column not excluded that is empty for some leads: an excluded column filled
-    in for nearly the same leads (shared filled rows over the union of both at least
-    ``overlap``: one column filled for a superset of the other's leads is no match, so a
-    nearly full honest column never follows a sparse leak)."""
+def _filled_with(
+    variables: Sequence[str], masks: dict[str, np.ndarray], excluded: np.ndarray, partners: np.ndarray, overlap: float
+) -> dict[int, str]:
+    """For each column not ``excluded`` that is empty for some leads: a ``partners`` column
+    (excluded on its own evidence), also empty for some leads, filled in for nearly the same
+    leads (shared filled rows over the union of both at least ``overlap``: one column filled
+    for a superset of the other's leads is no match, and two nearly full columns are left
+    alone, as in :func:`_groups`: they overlap whether or not they were entered together)."""
     out: dict[int, str] = {}
+    sparse = np.array([MIN_EMPTY_SHARE <= masks[v].mean() < 1 for v in variables])
     for i, name in enumerate(variables):
-        if excluded[i] or not MIN_EMPTY_SHARE <= masks[name].mean() < 1:
+        if excluded[i] or not sparse[i]:
             continue
         filled = ~masks[name]
-        for j in np.flatnonzero(excluded):
+        for j in np.flatnonzero(partners & sparse):
             other = ~masks[variables[j]]
             union = int((filled | other).sum())
             if union and (filled & other).sum() / union >= overlap:

@@ -187,7 +187,8 @@ def test_trend_against_the_previous_run(tiny):
     assert again["trend"].tolist() == ["new"] * 4 and np.isnan(again["previous_score"]).all()
     from leadscoring.serving.distributed import ModelPayload  # the dask engine's workers, by the same rule
 
-    assert not ModelPayload.from_client(cfg, cfg.root).previous.empty and ModelPayload.from_client(numbered, cfg.root).previous.empty
+    assert not ModelPayload.from_client(cfg, cfg.root).previous.empty
+    assert ModelPayload.from_client(numbered, cfg.root).previous.empty
 
 
 def test_every_path_carries_the_same_fields_for_the_same_lead(tiny, tmp_path):

@@ -212,7 +212,9 @@ def test_promoting_a_new_model_set_archives_the_current_set(project):
     assert _log(cfg)[-1]["archived"] == str(versions[0])
     assert read_promotion(models)["models"] == {n: _sha(cfg, n) for n in MODEL_SET}  # the promotion is recorded
 
-    run_pipeline(cfg, progress=False, only=["01"], run_id="r3")  # no new model staged: no archive
+    (cfg.path("results_dir") / "run_metrics.json").write_text('{"validation_roc_auc": 0.9}')  # an earlier run's
+    partial = run_pipeline(cfg, progress=False, only=["01"], run_id="r3")  # no new model staged: no archive
+    assert partial.headline() == []  # the earlier run's model is not this run's figure
     assert len(list_model_sets(models)) == 1
     staged = cfg.path("results_dir") / "runs" / "r3" / "products" / cfg.paths.models_dir
     assert not (staged / "versions").exists() and not (staged / PROMOTION_FILE).exists()

@@ -268,6 +268,8 @@ def _run_notebooks(
         seed_staging(cfg, staging)
     self_contained_env(cfg)
     ensure_kernel(cfg.run.kernel_name)
+    metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
+    seeded = metrics_file.stat().st_mtime_ns if metrics_file.is_file() else None  # an earlier run's, copied in
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as renderer:
         rendered = [
             _run_notebook(
@@ -286,8 +288,7 @@ def _run_notebooks(
         ]
     for done in rendered:
         done.result()  # a rendering that failed fails the run
-    metrics_file = staging / cfg.paths.results_dir / "run_metrics.json"
-    if metrics_file.is_file():
+    if metrics_file.is_file() and metrics_file.stat().st_mtime_ns != seeded:  # written by this run's notebook 07
         result.metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
 
 

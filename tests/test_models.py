@@ -221,3 +221,33 @@ def test_parallel_workers_give_identical_output(cfg, sample, trained, tmp_path):
     res = score_file(cfg, src, two, models_dir=folder, chunk_rows=150, jobs=2, scored_at=AT)
     assert res["leads"] == len(sample)
     assert one.read_bytes() == two.read_bytes()
+
+
+def test_a_model_fitted_twice_pickles_to_the_same_bytes(cfg, sample, tmp_path):
+    """A manifest's SHA-256 names a model: the same data and seed give the same bytes in any
+    process. A set among the fitted attributes pickled in the order of its process's string
+    hashing, so every run gave a new SHA-256 for the same model."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import CONFIG
+
+    sample.to_pickle(tmp_path / "sample.pkl")
+    script = (
+        "import hashlib, pickle, pandas as pd\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from leadscoring.config import load_config\n"
+        "from leadscoring.training.pipeline import build_pipeline\n"
+        f"cfg = load_config({str(CONFIG)!r})\n"
+        f"df = pd.read_pickle({str(tmp_path / 'sample.pkl')!r})\n"
+        "X, y = df.drop(columns=cfg.data.target_column), df[cfg.data.target_column]\n"
+        "print(hashlib.sha256(pickle.dumps(build_pipeline(cfg, LogisticRegression(max_iter=500)).fit(X, y))).hexdigest())\n"
+    )
+    shas = {
+        subprocess.run(
+            [sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(shas) == 1, shas

@@ -88,7 +88,9 @@ class LeadEncoder(LeadTransformer):
         for c in self.cat_:
             vals = [str(v) for v in np.asarray(X[c], dtype=object) if not is_missing(v)]
             counts = pd.Series(vals, dtype=object).value_counts()
-            self.frequent_[c] = set(counts[counts / max(n, 1) >= self.rare_min_share].index)
+            # a dict as an ordered set: a set's order (so the pickled model's bytes and its
+            # SHA-256) would change with each process's string hashing
+            self.frequent_[c] = dict.fromkeys(sorted(counts[counts / max(n, 1) >= self.rare_min_share].index))
             self.categories_[c] = sorted(set(self._group(c, X[c])))
             sources += [c] * len(self.categories_[c])
             labels += [f"{c}={lvl}" for lvl in self.categories_[c]]

@@ -22,7 +22,7 @@ def save_scoring_model(
     from leadscoring.training.compare import calibrated
     from leadscoring.training.explanations import reason_book_for
     from leadscoring.training.grades import grades_for
-    from leadscoring.training.pipeline import build_pipeline, xgb_classifier
+    from leadscoring.training.pipeline import build_pipeline, input_missing_shares, xgb_classifier
 
     base = build_pipeline(cfg, xgb_classifier(0, n_estimators=n_estimators), scale=False)
     model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
@@ -32,6 +32,7 @@ def save_scoring_model(
         kind="lead_scoring_model",
         model_name=name,
         features=list(X.columns),
+        input_missing=input_missing_shares(model, X),
         reasons=reason_book_for(cfg, model, X, y).to_dict(),
         grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X),
     )

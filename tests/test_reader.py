@@ -55,6 +55,45 @@ def _one_line_error(code: int, err: str) -> str:
     return lines[0]
 
 
+def test_score_warns_when_the_file_lacks_a_field_the_model_learned_from(project, sample, tmp_path, capsys):
+    """New leads exported without a field (empty for all of them) that the training leads had:
+    the scores are written, and the command says which field the model reads as missing."""
+    from leadscoring.config import load_config
+
+    cfg = load_config(project)
+    column = "tiempo_en_site_total"
+    leads = sample.drop(columns=cfg.data.target_column).head(120).assign(**{column: None})
+    leads.to_csv(tmp_path / "new.csv", sep=";", index=False)
+    code, out, _ = _cli(
+        capsys,
+        "--config",
+        str(project),
+        "score",
+        "--input",
+        str(tmp_path / "new.csv"),
+        "--output",
+        str(tmp_path / "scores.csv"),
+        "--no-progress",
+        "--no-history",
+    )
+    label = cfg.model_data.labels.get(column, column)
+    assert code == 0 and f"WARNING: {label} is empty for 100 % of these leads, against " in out
+    sample.drop(columns=cfg.data.target_column).head(120).to_csv(tmp_path / "whole.csv", sep=";", index=False)
+    code, out, _ = _cli(
+        capsys,
+        "--config",
+        str(project),
+        "score",
+        "--input",
+        str(tmp_path / "whole.csv"),
+        "--output",
+        str(tmp_path / "scores2.csv"),
+        "--no-progress",
+        "--no-history",
+    )
+    assert code == 0 and "WARNING" not in out
+
+
 def test_a_parquet_column_of_lists_is_one_line(project, export, tmp_path, capsys):
     df = pd.concat([export] * 10, ignore_index=True).astype(str)  # above 64 leads, where a list once raised a TypeError
     df["id"] = [f"{i:06d}" for i in range(len(df))]

@@ -27,6 +27,7 @@ from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, load_model
 from leadscoring.config import Bucket, ProjectConfig
 from leadscoring.events.engine import add_event_features, scoring_files
 from leadscoring.features.columns import ColumnBatch, as_frame
+from leadscoring.formats import percent
 from leadscoring.scored_lead import OPTIONAL_INT_FIELDS as OPTIONAL_INT_FIELDS  # the fields, declared once
 from leadscoring.scored_lead import SCORE_FIELDS as SCORE_FIELDS
 from leadscoring.serving.experiment import GROUP_FIELD, check_groups, experiment_groups
@@ -35,7 +36,7 @@ from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.serving.history import ScoreHistory, trends
 from leadscoring.training.explanations import ReasonBook, contribution_matrix, prepare, shown_values
 from leadscoring.training.grades import assign_grades, grade_definition
-from leadscoring.training.pipeline import final_estimator, transform_steps
+from leadscoring.training.pipeline import final_estimator, input_missing_shares, transform_steps
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,23 @@ class Scorer:
         if hasattr(est, "n_jobs"):
             est.set_params(n_jobs=n)
         return self
+
+    def input_gaps(self, X: pd.DataFrame, min_leads: int = 50, empty: float = 0.9, was: float = 0.5) -> list[str]:
+        """Variables the model reads that are missing for at least ``empty`` of the leads ``X``
+        (validated) where they were missing for at most ``was`` of the training leads (the
+        manifest's ``input_missing``): a file that lacks a field the model learned from, each
+        as one sentence. None with fewer than ``min_leads`` leads or a model saved without them."""
+        trained = self.manifest.get("input_missing") or {}
+        if not trained or len(X) < min_leads:
+            return []
+        labels = self.cfg.model_data.labels
+        now = input_missing_shares(self.model, X)
+        return [
+            f"{labels.get(v, v)} is empty for {percent(now[v])} of these leads, against {percent(trained[v])} of the "
+            "training leads: the model reads it as missing for them; check that the file carries it"
+            for v in now
+            if v in trained and now[v] >= empty and trained[v] <= was
+        ]
 
     @property
     def version(self) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
@@ -115,6 +116,15 @@ def transform_steps(pipeline: Pipeline, X: Any, start: int = 0, stop: int | None
         if step is not None and step != "passthrough":
             X = step.transform(X)
     return X
+
+
+def input_missing_shares(model: Pipeline, X: Any) -> dict[str, float]:
+    """Per variable the model reads (after cleaning, derived features and selection): the
+    share of ``X``'s leads where it is missing. Stored with the model from its training
+    leads, it tells a file of new leads that lacks a field apart from the leads it learned on."""
+    stop = [name for name, _ in model.steps].index("encode")
+    prepared = transform_steps(model, X, stop=stop)
+    return {str(c): float(np.mean(pd.isna(np.asarray(prepared[c], dtype=object)))) for c in prepared.columns}
 
 
 def booster_matrix(est: XGBClassifier, X: np.ndarray) -> DMatrix:

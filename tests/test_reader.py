@@ -64,33 +64,27 @@ def test_score_warns_when_the_file_lacks_a_field_the_model_learned_from(project,
     column = "tiempo_en_site_total"
     leads = sample.drop(columns=cfg.data.target_column).head(120).assign(**{column: None})
     leads.to_csv(tmp_path / "new.csv", sep=";", index=False)
-    code, out, _ = _cli(
-        capsys,
-        "--config",
-        str(project),
-        "score",
-        "--input",
-        str(tmp_path / "new.csv"),
-        "--output",
-        str(tmp_path / "scores.csv"),
-        "--no-progress",
-        "--no-history",
-    )
+
+    def score(name: str) -> tuple[int, str]:
+        code, out, _ = _cli(
+            capsys,
+            "--config",
+            str(project),
+            "score",
+            "--input",
+            str(tmp_path / name),
+            "--output",
+            str(tmp_path / f"scores_{name}"),
+            "--no-progress",
+            "--no-history",
+        )
+        return code, out
+
+    code, out = score("new.csv")
     label = cfg.model_data.labels.get(column, column)
     assert code == 0 and f"WARNING: {label} is empty for 100 % of these leads, against " in out
     sample.drop(columns=cfg.data.target_column).head(120).to_csv(tmp_path / "whole.csv", sep=";", index=False)
-    code, out, _ = _cli(
-        capsys,
-        "--config",
-        str(project),
-        "score",
-        "--input",
-        str(tmp_path / "whole.csv"),
-        "--output",
-        str(tmp_path / "scores2.csv"),
-        "--no-progress",
-        "--no-history",
-    )
+    code, out = score("whole.csv")
     assert code == 0 and "WARNING" not in out
 
 

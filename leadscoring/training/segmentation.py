@@ -45,7 +45,7 @@ def segmentation_columns(cfg: ProjectConfig, excluded: Iterable[str] = ()) -> li
 #: Words of a column name that say "where the lead came from" (English, German, French,
 #: Spanish, Portuguese, Italian, Dutch; analytics' utm_source and medium).
 CHANNEL_WORDS = re.compile(
-    r"source|channel|medium|origin|referr|campaign|utm|quelle|kanal|herkunft|canal|fuente|origen|fonte|origem|"
+    r"source|channel|medium|origin|referr|campaign|utm|quelle|kanal|herkunft|canal|procedencia|fonte|origem|"
     r"provenance|provenienza|bron|kanaal",
     re.IGNORECASE,
 )

@@ -104,35 +104,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
         )
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
         print(f"scored {res['leads']} leads -> {args.output} ({counts})")
-        for gap in _input_gaps(cfg, args.input, args.models_dir):
+        for gap in res.get("gaps", []):
             print(f"WARNING: {gap}")
         if inputs is not None:
             _append_history(cfg, args.output, inputs)
     _alert_leads(cfg, [Path(args.output)])
     return 0
-
-
-#: Leads of a scored file read again to compare its fields with the training leads'.
-GAP_SAMPLE = 20_000
-
-
-def _input_gaps(cfg: ProjectConfig, path: str, models_dir: str | None) -> list[str]:
-    """Fields the model reads that the file just scored leaves empty far more often than the
-    training leads did (:meth:`Scorer.input_gaps`), from its first leads. A check, never a
-    failure: the scores are written; what cannot be read again is left unchecked."""
-    from leadscoring.ingest.reader import iter_raw_chunks
-    from leadscoring.ingest.schema import validate_leads
-    from leadscoring.serving.scorer import Scorer
-
-    try:
-        first = next(iter_raw_chunks(path, cfg, GAP_SAMPLE), None)
-        if first is None:
-            return []
-        leads = validate_leads(first, cfg, require_target=False, origin=Path(path).name)
-        return Scorer.load(cfg, models_dir, with_segments=False, check_experiment=False).input_gaps(leads)
-    except (*USER_ERRORS, ValueError) as exc:
-        logging.getLogger(__name__).debug("input gaps not checked: %s", exc)
-        return []
 
 
 def _alert_leads(cfg: ProjectConfig, scores: Sequence[str | Path]) -> None:

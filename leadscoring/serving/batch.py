@@ -37,6 +37,9 @@ from leadscoring.serving.scorer import Scorer, utc_now
 
 log = logging.getLogger(__name__)
 
+#: A file's first leads, compared with the training leads for fields it lacks (:meth:`Scorer.input_gaps`).
+GAP_SAMPLE = 20_000
+
 
 def _prefetch(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """Read the next chunk in a background thread while the current one is scored
@@ -181,14 +184,25 @@ def _worker_pool(scorer: Any, jobs: int) -> ProcessPoolExecutor | None:
 
 
 def _scored_chunks(
-    scorer: Any, src: Path, chunk_rows: int, rows: RowLocator, job: _Job, procs: ProcessPoolExecutor | None, jobs: int
+    scorer: Any,
+    src: Path,
+    chunk_rows: int,
+    rows: RowLocator,
+    job: _Job,
+    procs: ProcessPoolExecutor | None,
+    jobs: int,
+    gaps: list[str] | None,
 ) -> Iterator[tuple[tuple[Any, Any], pd.Index]]:
     """Each chunk of ``src`` validated and scored (an Arrow table, and the inputs if kept) with
     its row labels, in input order, while the next chunk is read ahead: here, or in ``procs``
-    with at most ``jobs + 1`` chunks in flight."""
+    with at most ``jobs + 1`` chunks in flight. ``gaps``, if given, receives
+    :meth:`Scorer.input_gaps` of the file's first :data:`GAP_SAMPLE` leads."""
     origin = src.name
     in_flight: deque[Any] = deque()
-    for raw in _prefetch(iter_raw_chunks(src, scorer.cfg, chunk_rows)):
+    for i, raw in enumerate(_prefetch(iter_raw_chunks(src, scorer.cfg, chunk_rows))):
+        if i == 0 and gaps is not None:
+            first = validate_leads(raw.head(GAP_SAMPLE), scorer.cfg, require_target=False, origin=origin, rows=rows)
+            gaps += scorer.input_gaps(first)
         if procs is None:
             yield _chunk_table(scorer, raw, origin, rows, job), raw.index
             continue
@@ -213,8 +227,11 @@ def score_stream(
     ids_out: list[np.ndarray] | None = None,
     scored_at: str | None = None,
     inputs_path: str | os.PathLike[str] | None = None,
+    check_gaps: bool = False,
 ) -> dict[str, Any]:
-    """Score a file chunk by chunk (see module docstring); returns counts per bucket.
+    """Score a file chunk by chunk (see module docstring); returns counts per bucket, and the
+    fields the model reads that the file leaves empty far more often than the training leads
+    did (``gaps``: :meth:`Scorer.input_gaps` of its first leads, with ``check_gaps``).
     ``ids_out``, if given, receives the scored ids chunk by chunk (the dask engine checks
     them across files). ``scored_at`` (default: when the job starts) stamps every lead.
     ``inputs_path``, if given, receives the inputs file: each lead's input as read, with its
@@ -243,9 +260,10 @@ def score_stream(
         pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
         out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar, tmp_inputs)
+        gaps: list[str] | None = [] if check_gaps else None
         try:
             job = _Job(reasons, is_parquet(dest), scored_at or utc_now(), inputs=tmp_inputs is not None)
-            for (table, inputs), records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs):
+            for (table, inputs), records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs, gaps):
                 out.write(table, records, inputs)
             out.flush()
         finally:
@@ -254,7 +272,7 @@ def score_stream(
                 procs.shutdown(wait=True, cancel_futures=True)
             out.close()
     log.info("scored %d leads -> %s", out.total, dest)
-    return {"leads": out.total, "buckets": out.buckets}
+    return {"leads": out.total, "buckets": out.buckets, "gaps": gaps or []}
 
 
 def score_file(
@@ -273,7 +291,8 @@ def score_file(
     """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
     score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
     atomically, with ``jobs`` worker processes; with ``inputs_path``, the leads' inputs too
-    (see :func:`score_stream`). Returns ``{"leads": n, "buckets": {...}}``."""
+    (see :func:`score_stream`). Returns ``{"leads": n, "buckets": {...}, "gaps": [...]}``
+    (fields the file lacks, see :meth:`Scorer.input_gaps`)."""
     scorer = Scorer.load(cfg, models_dir)
     return score_stream(
         scorer,
@@ -285,6 +304,7 @@ def score_file(
         jobs=jobs,
         scored_at=scored_at,
         inputs_path=inputs_path,
+        check_gaps=True,
     )
 
 

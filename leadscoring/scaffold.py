@@ -22,7 +22,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from leadscoring.config import ConfigError, DataConfig, LeakageConfig, load_config
+from leadscoring.config import ConfigError, DataConfig, GradesConfig, LeakageConfig, ScoringConfig, load_config
 from leadscoring.config.notes import notes_template
 from leadscoring.ingest.profile import Draft, profile_export
 from leadscoring.training.leakage import outcome_like_stems
@@ -91,7 +91,7 @@ def draft_config(d: Draft, export_name: str) -> str:
     """The commented ``config.yaml`` for a profiled export."""
     why = d.reasons
     left = "; ".join(f"{c} ({r})" for c, r in d.left_out.items())
-    hot, warm = bucket_cutoffs(d.conversion_rate)
+    grades = GradesConfig()
     rate = f"{100 * d.conversion_rate:.1f} %" if d.conversion_rate is not None else "unknown"
     lines = [
         "# leadscoring configuration, drafted by `leadscoring init` from the export's contents.",
@@ -146,20 +146,21 @@ def draft_config(d: Draft, export_name: str) -> str:
         f"  engagement_columns: {_q(d.engagement)}",
         "",
         "scoring:",
-        f"  # REVIEW: buckets from this export's conversion rate ({rate}): HOT from 3 times it, WARM from",
-        "  # 1.5 times (a score is 100 x the probability; at most 80 and 50); name them and their actions",
-        "  # as the client's sales team does.",
+        f"  # REVIEW: buckets from this export's conversion rate ({rate}): the first from 3 times it, the",
+        "  # second from 1.5 times (a score is 100 x the probability; at most the defaults); name them and",
+        "  # their actions as the client's sales team does.",
         "  buckets:",
-        f"    - {{name: HOT, min_score: {hot}, action: Call_Immediately}}",
-        f"    - {{name: WARM, min_score: {warm}, action: Nurture_With_Sales_Email}}",
-        "    - {name: COLD, min_score: 0, action: Automated_Marketing}",
+        *[
+            f"    - {{name: {b.name}, min_score: {m}, action: {b.action}}}"
+            for b, m in zip(ScoringConfig().buckets, [*bucket_cutoffs(d.conversion_rate), 0], strict=True)
+        ],
         "  # REVIEW: letter grades by shares of the leads (best first), learned on the training leads'",
         "  # out-of-fold scores, so they fit this export's conversion rate; or calls_per_week: what the",
         "  # sales team can call.",
         "  grades:",
-        "    names: [A, B, C, D]",
-        "    min_scores: [75, 50, 25, 0]",
-        "    shares: [0.1, 0.2, 0.3, 0.4]",
+        f"    names: {_q(grades.names)}",
+        f"    min_scores: {_q(grades.min_scores)}",
+        f"    shares: {_q(DRAFT_GRADE_SHARES)}",
         "",
         "report:",
         "  # client_name: Acme        # REVIEW: named in the client summary's title",
@@ -174,14 +175,20 @@ def draft_config(d: Draft, export_name: str) -> str:
     return _NOT_YAML.sub("?", "\n".join(lines))  # what is left is in comments
 
 
+#: The grades a new project drafts: shares of the leads, best first (learned on out-of-fold scores).
+DRAFT_GRADE_SHARES = [0.1, 0.2, 0.3, 0.4]
+
+
 def bucket_cutoffs(rate: float | None) -> tuple[int, int]:
-    """(HOT, WARM) minimum scores for an export converting at ``rate``: 3 and 1.5 times the
-    rate as a 0-100 score, at most the defaults 80 and 50 (a 38 % export keeps them; an 8 %
-    one gets 24 and 12, where 80 would hold almost no lead)."""
+    """(first, second) minimum scores of the default buckets (``scoring.buckets``: HOT, WARM)
+    for an export converting at ``rate``: 3 and 1.5 times the rate as a 0-100 score, at most
+    the defaults (80 and 50: a 38 % export keeps them; an 8 % one gets 24 and 12, where 80
+    would hold almost no lead)."""
+    top, second = (b.min_score for b in ScoringConfig().buckets[:2])
     if rate is None:
-        return 80, 50
-    hot = min(80, max(2, round(300 * rate)))
-    warm = min(50, max(1, round(150 * rate)))
+        return top, second
+    hot = min(top, max(2, round(300 * rate)))
+    warm = min(second, max(1, round(150 * rate)))
     return hot, min(warm, hot - 1)
 
 

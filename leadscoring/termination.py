@@ -1,15 +1,23 @@
 """SIGTERM during a long job (the production run, the nightly cycle): while a
 :class:`Termination` is active, SIGTERM raises the job's :class:`Terminated` exception so the
 job can log itself and clean up, except inside ``deferred()`` (a promotion, the job's own
-bookkeeping), where it is only recorded and acted on afterwards."""
+bookkeeping), where it is only recorded and acted on afterwards.
+
+An event loop is the exception to "raise where the signal lands": an exception raised inside
+asyncio's own machinery can leave a task that nobody wakes, and the loop's shutdown then waits
+for it forever. :func:`run_async` runs a coroutine so that the signal cancels it instead, and the
+handler's exception is raised once the loop has stopped."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Terminated(KeyboardInterrupt):
@@ -56,3 +64,44 @@ class Termination:
             yield
         finally:
             self.defer = was
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, where a SIGTERM is given to the process's handler (a
+    :class:`Termination`'s, say) from a loop callback rather than wherever it lands: when the
+    handler raises, ``main`` is cancelled (its requests abandoned at an ``await``, its files
+    whole) and the handler's exception is raised after the loop has stopped; when it only
+    records the signal (``deferred()``), ``main`` goes on. Without a Python handler (default or
+    ignored), nothing changes."""
+    raised: list[BaseException] = []
+
+    async def guarded() -> T:
+        handler = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is not threading.main_thread() or not callable(handler):
+            return await main
+        task = asyncio.ensure_future(main)
+
+        def on_signal() -> None:
+            try:
+                handler(signal.SIGTERM, None)
+            except BaseException as exc:  # noqa: BLE001 - the handler's way to stop the job
+                raised.append(exc)
+                task.cancel()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, on_signal)
+        try:
+            return await task
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)  # this resets to the default: the handler goes back
+            signal.signal(signal.SIGTERM, handler)
+
+    try:
+        result = asyncio.run(guarded())
+    except asyncio.CancelledError:
+        if raised:
+            raise raised[0] from None
+        raise
+    if raised:  # ``main`` swallowed its cancellation
+        raise raised[0]
+    return result

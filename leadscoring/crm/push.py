@@ -67,6 +67,7 @@ from leadscoring.crm.http import RETRY_STATUS, FinalAnswer, destination, retry_a
 from leadscoring.crm.scores import check_scores, read_scores
 from leadscoring.io import last_line_ended
 from leadscoring.serving.payloads import crm_payloads
+from leadscoring.termination import run_async
 
 log = logging.getLogger(__name__)
 
@@ -593,11 +594,11 @@ def push_scores(
     policy = _Policy(retries=retries, backoff=backoff, max_backoff=max_backoff, timeout=timeout, final=connector.final_answer)
     run = _push(requests, dest, headers, Path(state_file), concurrency, policy, max_failures, progress, transport)
     if not progress:
-        summary = asyncio.run(run)
+        summary = run_async(run)
     else:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with logging_redirect_tqdm():  # warnings printed above the bar, not through it
-            summary = asyncio.run(run)
+            summary = run_async(run)
     summary.held_out = held_out
     return summary

@@ -11,10 +11,18 @@ from leadscoring.config import ProjectConfig
 
 
 def save_scoring_model(
-    cfg: ProjectConfig, X: pd.DataFrame, y: pd.Series, folder: Path, *, n_estimators: int = 60, name: str = "test"
+    cfg: ProjectConfig,
+    X: pd.DataFrame,
+    y: pd.Series,
+    folder: Path,
+    *,
+    n_estimators: int = 60,
+    name: str = "test",
+    features: list[str] | None = None,
 ) -> object:
-    """Fit a sigmoid-calibrated XGBoost pipeline (``n_estimators`` trees, 3 folds, seed 0) on
-    ``X``/``y`` and save it in ``folder`` with its reasons and grades; returns the model."""
+    """Fit a sigmoid-calibrated XGBoost pipeline (``n_estimators`` trees, 3 folds, seed 0;
+    ``features``: the selected variables, default all) on ``X``/``y`` and save it in
+    ``folder`` with its reasons and grades; returns the model."""
     from sklearn.model_selection import StratifiedKFold
 
     from leadscoring.artifacts import SCORE_MODEL, save_model
@@ -24,14 +32,14 @@ def save_scoring_model(
     from leadscoring.training.grades import grades_for
     from leadscoring.training.pipeline import build_pipeline, input_missing_shares, xgb_classifier
 
-    base = build_pipeline(cfg, xgb_classifier(0, n_estimators=n_estimators), scale=False)
+    base = build_pipeline(cfg, xgb_classifier(0, n_estimators=n_estimators), features=features, scale=False)
     model = calibrated(base, "sigmoid", StratifiedKFold(3, shuffle=True, random_state=0)).fit(X, y)
     save_model(
         model,
         folder / SCORE_MODEL,
         kind="lead_scoring_model",
         model_name=name,
-        features=list(X.columns),
+        features=features or list(X.columns),
         input_missing=input_missing_shares(model, X),
         reasons=reason_book_for(cfg, model, X, y).to_dict(),
         grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X),

@@ -411,3 +411,48 @@ def test_validate_of_a_wide_export_warns_nothing(tmp_path, export, capsys):
         code, out, _ = _cli(capsys, "--config", str(config), "validate", "--input", str(src), "--no-target")
     assert code == 0 and "wide.csv: 30 leads, layout OK" in out
     assert [str(w.message)[:60] for w in caught if issubclass(w.category, pd.errors.PerformanceWarning)] == []
+
+
+def test_score_takes_a_file_without_the_fields_the_model_does_not_read(sample, tmp_path, capsys, caplog):
+    """New leads from a form that never carries the fields kept out of the model (post-contact
+    fields, variables not selected) are scored as if those fields were blank; a file without
+    a field the model reads is still refused, naming it."""
+    import logging
+
+    from .small_models import save_scoring_model
+
+    cfg_path = write_project(tmp_path)
+    cfg = load_config(cfg_path)
+    cols = cfg.data.columns
+    dropped = [cols.categorical[0], cols.numeric[0]]
+    X, y = sample.drop(columns=cfg.data.target_column), sample[cfg.data.target_column]
+    save_scoring_model(cfg, X, y, cfg.path("models_dir"), n_estimators=20, features=[c for c in cols.all if c not in dropped])
+    leads = X.head(200)
+    leads.assign(**dict.fromkeys(dropped)).to_csv(tmp_path / "blank.csv", sep=";", index=False)
+    leads.drop(columns=dropped).to_csv(tmp_path / "without.csv", sep=";", index=False)
+
+    caplog.set_level(logging.INFO, logger="leadscoring.serving.batch")
+    score_file(cfg, tmp_path / "blank.csv", tmp_path / "blank_scores.csv")
+    score_file(cfg, tmp_path / "without.csv", tmp_path / "without_scores.csv")
+    blank, without = (pd.read_csv(tmp_path / f"{n}_scores.csv", dtype={"id": str}) for n in ("blank", "without"))
+    assert without["id"].tolist() == blank["id"].tolist()
+    np.testing.assert_allclose(without["probability"], blank["probability"], atol=1e-9)
+    absent = ", ".join(c for c in cols.all if c in dropped)  # in the configuration's order
+    assert f"without.csv lacks {absent}, which the model does not read" in caplog.text
+
+    read = cols.categorical[1]
+    leads.drop(columns=[*dropped, read]).to_csv(tmp_path / "short.csv", sep=";", index=False)
+    code, _, err = _cli(
+        capsys,
+        "--config",
+        str(cfg_path),
+        "score",
+        "--input",
+        str(tmp_path / "short.csv"),
+        "--output",
+        str(tmp_path / "s.csv"),
+        "--no-progress",
+        "--no-history",
+    )
+    line = _one_line_error(code, err)
+    assert "short.csv" in line and repr(read) in line and repr(dropped[0]) not in line

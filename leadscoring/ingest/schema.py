@@ -11,7 +11,7 @@ column, the offending values and the lines of the file where they occur.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,7 +120,7 @@ class LeadSchema:
         return t
 
     # -- a frame (file, chunk, partition) -------------------------------------------------
-    def check_columns(self, columns: Sequence[str], origin: str, require_target: bool) -> None:
+    def check_columns(self, columns: Sequence[str], origin: str, require_target: bool, may_lack: Collection[str] = ()) -> None:
         expected = [c for c in (*self.numeric, *self.categorical, *self.yes_no) if c not in self.event_columns]
         if self.visitor_column:
             expected.append(self.visitor_column)
@@ -131,7 +131,7 @@ class LeadSchema:
                 f"{origin}: has a column '{self.id_column}', the name configured for the row "
                 "numbers (data.id_from_row_number); configure it as the id or rename id_column"
             )
-        missing = [c for c in expected if c not in columns]
+        missing = [c for c in expected if c not in columns and c not in may_lack]
         if require_target and self.target_column not in columns:
             missing.append(self.target_column)
         if missing:
@@ -152,17 +152,27 @@ class LeadSchema:
             raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
 
     def validate(
-        self, df: pd.DataFrame, *, require_target: bool = True, origin: str = "input", rows: RowLocator | None = None
+        self,
+        df: pd.DataFrame,
+        *,
+        require_target: bool = True,
+        origin: str = "input",
+        rows: RowLocator | None = None,
+        may_lack: Collection[str] = (),
     ) -> pd.DataFrame:
         """Check ``df`` and return a typed copy: the id as text, numeric columns as float,
         categorical and yes/no columns as stripped text (blank → missing; placeholders such
         as ``Select`` are kept for the cleaner), the target (if asked for) as 0/1. Columns
         outside the configuration are dropped if allowed, else rejected. ``rows`` names the
-        records in messages (default: "row <index>")."""
+        records in messages (default: "row <index>"). Configured columns in ``may_lack`` (those
+        a model does not read) may be absent: they are then empty."""
         if df.shape[0] == 0:
             raise LeadDataError(f"{origin}: no leads (the file has a header but no rows)")
         df = df.set_axis([str(c).strip() for c in df.columns], axis=1)  # copy-on-write: no data copied
-        self.check_columns(list(df.columns), origin, require_target)
+        self.check_columns(list(df.columns), origin, require_target, may_lack)
+        absent = [c for c in may_lack if c not in df.columns]
+        if absent:
+            df = df.assign(**dict.fromkeys(absent))
         labels = _RowLabels(df.index, rows)
         out: dict[str, np.ndarray] = {}  # one frame built at the end: inserting column by column fragments it
         out[self.id_column] = self.lead_ids(df, origin, rows)
@@ -314,7 +324,13 @@ class LeadSchema:
 
 
 def validate_leads(
-    df: pd.DataFrame, cfg: ProjectConfig, *, require_target: bool = True, origin: str = "input", rows: RowLocator | None = None
+    df: pd.DataFrame,
+    cfg: ProjectConfig,
+    *,
+    require_target: bool = True,
+    origin: str = "input",
+    rows: RowLocator | None = None,
+    may_lack: Collection[str] = (),
 ) -> pd.DataFrame:
     """``LeadSchema(cfg).validate(df, ...)``: check a frame against the configured layout."""
-    return LeadSchema(cfg).validate(df, require_target=require_target, origin=origin, rows=rows)
+    return LeadSchema(cfg).validate(df, require_target=require_target, origin=origin, rows=rows, may_lack=may_lack)

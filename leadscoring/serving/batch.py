@@ -63,7 +63,7 @@ def _write_csv(table: Any, sink: Any, header: bool) -> None:
 def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> tuple[Any, Any]:
     """Validate and score one raw chunk; the scores as an Arrow table, and (when the job keeps
     them) the leads' inputs as read (:func:`~leadscoring.serving.inputs.raw_inputs`)."""
-    leads = validate_leads(raw, scorer.cfg, require_target=False, origin=origin, rows=rows)
+    leads = validate_leads(raw, scorer.cfg, require_target=False, origin=origin, rows=rows, may_lack=scorer.unread_columns)
     cols = scorer.score_columns(leads, reasons=job.reasons, scored_at=job.scored_at)
     return arrow_table(cols, text_reasons=not job.parquet), (raw_inputs(scorer.cfg, raw) if job.inputs else None)
 
@@ -200,8 +200,15 @@ def _scored_chunks(
     origin = src.name
     in_flight: deque[Any] = deque()
     for i, raw in enumerate(_prefetch(iter_raw_chunks(src, scorer.cfg, chunk_rows))):
+        if i == 0:
+            names = {str(c).strip() for c in raw.columns}
+            absent = [c for c in scorer.unread_columns if c not in names]
+            if absent:
+                log.info("%s lacks %s, which the model does not read: scored as if empty", origin, ", ".join(absent))
         if i == 0 and gaps is not None:
-            first = validate_leads(raw.head(GAP_SAMPLE), scorer.cfg, require_target=False, origin=origin, rows=rows)
+            first = validate_leads(
+                raw.head(GAP_SAMPLE), scorer.cfg, require_target=False, origin=origin, rows=rows, may_lack=scorer.unread_columns
+            )
             gaps += scorer.input_gaps(first)
         if procs is None:
             yield _chunk_table(scorer, raw, origin, rows, job), raw.index

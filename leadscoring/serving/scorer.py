@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,7 @@ from leadscoring.serving.fast import enabled as fast_paths_enabled
 from leadscoring.serving.history import ScoreHistory, trends
 from leadscoring.training.explanations import ReasonBook, contribution_matrix, prepare, shown_values
 from leadscoring.training.grades import assign_grades, grade_definition
-from leadscoring.training.pipeline import final_estimator, input_missing_shares, transform_steps
+from leadscoring.training.pipeline import columns_read, final_estimator, input_missing_shares, transform_steps
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,15 @@ class Scorer:
             for v in now
             if v in trained and now[v] >= empty and trained[v] <= was
         ]
+
+    @cached_property
+    def unread_columns(self) -> list[str]:
+        """Configured columns that neither model reads (fields the audit kept out, variables
+        not selected): a file of new leads may lack them (``validate_leads(may_lack=...)``)."""
+        read = columns_read(self.model, self.cfg)
+        if self.segmenter is not None:
+            read |= columns_read(self.segmenter.features_, self.cfg)
+        return [c for c in self.cfg.data.columns.all if c not in read]  # (event features are never in a file)
 
     @property
     def version(self) -> str:

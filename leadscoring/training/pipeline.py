@@ -118,6 +118,13 @@ def transform_steps(pipeline: Pipeline, X: Any, start: int = 0, stop: int | None
     return X
 
 
+def columns_read(model: Pipeline, cfg: ProjectConfig) -> set[str]:
+    """The export's columns a fitted pipeline's variables come from: each selected column,
+    and both columns of each selected derived feature (``features.products``/``ratios``)."""
+    sources = cfg.features.sources
+    return {c for v in model.named_steps["select"].feature_names_out_ for c in sources.get(v, (v,))}
+
+
 def input_missing_shares(model: Pipeline, X: Any) -> dict[str, float]:
     """Per variable the model reads (after cleaning, derived features and selection): the
     share of ``X``'s leads where it is missing. Stored with the model from its training

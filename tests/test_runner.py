@@ -485,3 +485,21 @@ def test_a_promoted_run_without_stamped_scores_skips_the_history(scoring_project
     res = run_pipeline(cfg, progress=False, run_id="r1")
     assert res.promoted and res.status == "ok" and res.history_rows is None
     assert "history_rows" not in _log(cfg)[-1] and not history_folder(cfg.path("score_history")).exists()
+
+
+def test_a_progress_bar_shows_its_last_state_in_the_html(tmp_path):
+    """A cell's progress bar (carriage returns on stderr) reads as its final line in the
+    rendered notebook, not as every state it went through."""
+    import nbformat
+
+    from leadscoring.run.kernel import render_html
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("fit()")
+    states = "".join(f"\rCV: {p:3d}%|{'#' * (p // 10):10s}| {p // 10}/10" for p in range(0, 101, 10))
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=states + "\n")]
+    nb.cells.append(cell)
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    render_html(tmp_path / "nb.ipynb", tmp_path / "nb.html", no_input=False)
+    html = (tmp_path / "nb.html").read_text(encoding="utf-8")
+    assert "CV: 100%|##########| 10/10" in html and " 50%|" not in html

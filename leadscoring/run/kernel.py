@@ -107,9 +107,11 @@ def self_contained_env(cfg: ProjectConfig) -> None:
 
 def render_html(executed: Path, dest: Path, no_input: bool) -> None:
     """Render an executed notebook to HTML at ``dest``; ``no_input``: a report without code,
-    prompts or log lines."""
+    prompts or log lines. Text a cell rewrote in place (a progress bar's carriage returns)
+    shows as it last read, as in JupyterLab, not as every state it went through."""
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
     from leadscoring.io import write_text
 
@@ -120,6 +122,7 @@ def render_html(executed: Path, dest: Path, no_input: bool) -> None:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
     body, _ = exporter.from_notebook_node(nb)
     write_text(body, dest)
 

@@ -290,3 +290,16 @@ def test_notebooks_of_older_projects_still_import_their_explanations(old, names)
     from leadscoring.training import explanations
 
     assert all(getattr(module, n) is getattr(explanations, n) for n in names)
+
+
+def test_a_linear_model_s_contributions_are_measured_from_the_average_lead(tiny):
+    """A logistic regression's contribution of a variable is its coefficient times the lead's
+    distance from the training mean (linear SHAP): over the training leads each variable's
+    contributions average zero, so a lead at the usual level of a variable gets no reason from
+    it, and the contributions add up to the lead's log-odds minus the average lead's."""
+    _, model, _, X, _ = tiny
+    contrib, _ = contributions(model, X)
+    np.testing.assert_allclose(contrib.mean().to_numpy(), 0.0, atol=1e-9)
+    p = model.predict_proba(X)[:, 1]
+    logit = np.log(p / (1 - p))
+    np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), logit - logit.mean(), atol=1e-6)

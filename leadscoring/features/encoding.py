@@ -32,8 +32,10 @@ class LeadEncoder(LeadTransformer):
       (a grouped level not seen in ``fit`` encodes as all zeros);
     - yes/no: missing → 0.
 
-    ``feature_sources_`` names the raw variable behind each output column and
-    ``feature_labels_`` a readable label (``job=Student``, ``visits missing``).
+    ``feature_sources_`` names the raw variable behind each output column,
+    ``feature_labels_`` a readable label (``job=Student``, ``visits missing``) and
+    ``output_mean_`` each output column's mean over the ``fit`` rows (the average lead, from
+    which a linear model's per-lead contributions are measured).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class LeadEncoder(LeadTransformer):
         sources += self.yn_
         labels += self.yn_
         self.feature_sources_, self.feature_labels_ = sources, labels
+        self.output_mean_ = self.transform(X).mean(axis=0) if n else np.zeros(len(sources))
         return self
 
     def transform(self, X: pd.DataFrame | ColumnBatch) -> np.ndarray:

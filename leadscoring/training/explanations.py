@@ -2,7 +2,8 @@
 and the reasons a sales person reads, with the fit and engagement scores.
 
 **Contributions.** For XGBoost the contributions are its native SHAP values
-(``pred_contribs``); for linear models they are coefficient × encoded value. Both are in
+(``pred_contribs``); for linear models they are coefficient × (encoded value − its training
+mean), the linear model's SHAP values. Both measure a lead from the average training lead, in
 log-odds of the *uncalibrated* model: calibration is monotone, so the ranking of reasons is
 unchanged. Encoded columns are summed back to the raw variable they come from
 (:func:`contribution_matrix`).
@@ -93,15 +94,18 @@ def contribution_matrix(
     model: object, prepared: object, encoded: np.ndarray, dmatrix: DMatrix | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """(leads × variables) contributions in log-odds, and the variable names
-    (``dmatrix``: the booster's input for ``encoded``, if already built)."""
+    (``dmatrix``: the booster's input for ``encoded``, if already built). Each is measured
+    from the average training lead: XGBoost's SHAP values, or a logistic regression's
+    coefficient times the input's distance from its training mean (a lead at the usual level
+    of a variable gets no reason from it)."""
     encoder = model.steps[_step_index(model, "encode")][1]  # type: ignore[attr-defined]
     groups, variables = _encoded_columns_per_variable(encoder)
     est = final_estimator(model)
     if isinstance(est, XGBClassifier):
         dm = dmatrix if dmatrix is not None else booster_matrix(est, encoded)
         raw = est.get_booster().predict(dm, pred_contribs=True, validate_features=False)[:, :-1]
-    elif isinstance(est, LogisticRegression):
-        raw = encoded * est.coef_[0]
+    elif isinstance(est, LogisticRegression):  # linear SHAP: measured from the average training lead
+        raw = (encoded - getattr(encoder, "output_mean_", 0.0)) * est.coef_[0]
     else:
         raise TypeError(f"per-lead reasons are not available for {type(est).__name__}")
     return raw @ groups, variables

@@ -435,3 +435,27 @@ def test_tuned_parameters_need_more_than_one_standard_error():
     assert params == {} and "within one standard error" in reason
     params, reason = tuned_params(search, default_auc=0.7700, default_se=0.005)
     assert params == {"model__max_depth": 3} and "more than one standard error" in reason
+
+
+def test_hundreds_of_rare_levels_are_no_evidence_and_no_out_of_fold_importance_makes_a_candidate():
+    """A column of company names (one lead each: pure noise) has a huge in-sample information
+    value over its raw levels; counted as the model sees it (rare levels as one), it has
+    none. A variable that ranks nothing out of fold is a drop candidate whatever its IV."""
+    from leadscoring.training.selection import decide, selection_table
+
+    X, y = linear_export(800, 15)
+    rng = np.random.default_rng(15)
+    prepared = X.drop(columns="id").assign(company=[f"company {i}" for i in rng.permutation(len(X))])
+    raw = selection_table(prepared, y, [], seed=0).set_index("variable")
+    grouped = selection_table(prepared, y, [], seed=0, rare_min_share=0.01).set_index("variable")
+    assert raw.loc["company", "information_value"] > 1.0  # each name "predicts" its one lead
+    assert grouped.loc["company", "information_value"] < 0.02
+    assert grouped.loc["x0", "information_value"] == pytest.approx(raw.loc["x0", "information_value"])
+
+    perm = pd.Series(0.01, index=prepared.columns).rename("permutation_importance")
+    perm["company"], perm["x7"] = -0.002, 0.0
+    table = selection_table(prepared, y, [], seed=0, permutation=perm)  # raw levels: the IV alone would keep it
+    out = decide(table, pd.DataFrame(columns=["a", "b", "rho"]), [], [], True).set_index("variable")
+    assert not out.loc["company", "keep"] and out.loc["company", "reason"] == "useless: no out-of-fold importance"
+    assert not out.loc["x7", "keep"] and out.loc["x7", "reason"].startswith("useless")
+    assert out.drop(index=["company", "x7"])["keep"].all()

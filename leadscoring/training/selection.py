@@ -18,6 +18,7 @@ from sklearn.feature_selection import mutual_info_classif
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import BaseCrossValidator, StratifiedKFold, cross_val_score
 
+from leadscoring.features.encoding import OTHER_LEVEL
 from leadscoring.formats import fixed
 from leadscoring.training.pipeline import FIT_PROCESSES
 from leadscoring.training.woe import information_value, woe_table
@@ -69,6 +70,21 @@ def oof_permutation_importance(
     return pd.concat(parts, axis=1).mean(axis=1).rename("permutation_importance")
 
 
+def grouped_levels(prepared: pd.DataFrame, yes_no: Sequence[str], rare_min_share: float) -> pd.DataFrame:
+    """``prepared`` with the levels of each categorical column rarer than ``rare_min_share``
+    grouped as ``Other``, as the model's encoder groups them: information value and mutual
+    information over hundreds of rare levels (company names, notes) measure noise."""
+    out = prepared.copy()
+    for col in prepared.columns:
+        s = prepared[col]
+        if col in yes_no or pd.api.types.is_numeric_dtype(s) or rare_min_share <= 0:
+            continue
+        shares = s.value_counts(normalize=False) / max(len(s), 1)
+        rare = shares.index[shares < rare_min_share]
+        out[col] = s.where(~s.isin(rare), OTHER_LEVEL)
+    return out
+
+
 def selection_table(
     prepared: pd.DataFrame,
     y: pd.Series,
@@ -76,7 +92,12 @@ def selection_table(
     seed: int,
     permutation: pd.Series | None = None,
     model_importance: pd.Series | None = None,
+    rare_min_share: float = 0.0,
 ) -> pd.DataFrame:
+    """Information value, mutual information and (when given) out-of-fold permutation and
+    model importance per variable; categorical levels rarer than ``rare_min_share`` count as
+    one level (:func:`grouped_levels`)."""
+    prepared = grouped_levels(prepared, yes_no, rare_min_share)
     woe = woe_table(prepared, y, yes_no=yes_no)
     table = pd.concat([information_value(woe), mutual_information(prepared, y, seed)], axis=1)
     if permutation is not None:
@@ -97,9 +118,11 @@ def decide(
 ) -> pd.DataFrame:
     """Keep/drop per variable with the reason (constant, leaky, redundant, useless).
 
-    A variable is *useless* when its IV < ``min_iv`` and its out-of-fold permutation
-    importance is ≤ 0; of a redundant pair the one with the lower IV is dropped;
-    post-contact fields are dropped unless the configuration allows them.
+    A variable is *useless* when its out-of-fold permutation importance is ≤ 0 (its
+    information value is measured in-sample: many levels inflate it), or, without one (a
+    derived feature), when its IV < ``min_iv``; of a redundant pair the one with the lower IV
+    is dropped; post-contact fields are dropped unless the configuration allows them. Useless
+    and redundant variables are only candidates (:func:`confirm_drops`).
     """
     t = table.set_index("variable").copy()
     t["keep"], t["reason"] = True, "informative"
@@ -113,10 +136,12 @@ def decide(
                 t.loc[v, "reason"] = "kept: post-contact field, allowed by configuration (see model card)"
         elif t.loc[v, "keep"] and t.loc[v].get("information_value", 0) >= suspicious_iv:
             t.loc[v, "reason"] = "kept; very strong (IV > 0.5): confirm it is known before the sales contact"
-    perm = t["permutation_importance"] if "permutation_importance" in t else pd.Series(0.0, index=t.index)
-    useless = (t["information_value"].fillna(0) < min_iv) & (perm.fillna(0) <= 0)
-    for v in t.index[useless & t["keep"]]:
-        t.loc[v, ["keep", "reason"]] = [False, "useless: no information and no out-of-fold importance"]
+    perm = t["permutation_importance"] if "permutation_importance" in t else pd.Series(np.nan, index=t.index)
+    weak_iv = t["information_value"].fillna(0) < min_iv
+    no_importance = perm.notna() & (perm <= 0)
+    for v in t.index[(no_importance | (perm.isna() & weak_iv)) & t["keep"]]:
+        why = "no information and no out-of-fold importance" if weak_iv[v] else "no out-of-fold importance"
+        t.loc[v, ["keep", "reason"]] = [False, f"useless: {why}"]
     for r in redundant.itertuples():
         if r.a in t.index and r.b in t.index and t.loc[r.a, "keep"] and t.loc[r.b, "keep"]:
             weaker = r.a if t.loc[r.a, "information_value"] < t.loc[r.b, "information_value"] else r.b

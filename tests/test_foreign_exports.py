@@ -119,9 +119,9 @@ def test_the_id_is_found_by_more_names_or_as_the_first_column_and_never_a_model_
     df["Código"] = [f"L{i:05d}" for i in range(N)]
     assert profile_export(_write(df, tmp_path / "a.csv"), "Abschluss", positive="ja").id_column == "Código"
 
-    df = df.rename(columns={"Código": "Ref. interna CRM"})  # not named like an id: the first column, to review
+    df = df.rename(columns={"Código": "Chave interna CRM"})  # not named like an id: the first column, to review
     d = profile_export(_write(df, tmp_path / "b.csv"), "Abschluss", positive="ja")
-    assert d.id_column == "Ref. interna CRM" and "REVIEW" in d.reasons["id"]
+    assert d.id_column == "Chave interna CRM" and "REVIEW" in d.reasons["id"]
 
     df = _german().rename(columns={"Lead-Nr.": "ID client"})
     df.loc[[5, 9], "ID client"] = df.loc[4, "ID client"]  # two repeated ids: not the id, and never an input

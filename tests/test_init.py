@@ -338,3 +338,50 @@ def test_undecodable_or_binary_exports_are_one_line_errors(tmp_path):
         profile_export(src, "Converted", encoding="latin-1")
     with pytest.raises(LeadDataError, match=r"^crm\.csv: 'klingon' \(--encoding\) is not a known text encoding"):
         profile_export(src, "Converted", encoding="klingon")
+
+
+def _italian(n: int = 600, seed: int = 3) -> pd.DataFrame:
+    """An Italian B2B export: its reference first, provinces as two-letter codes (NA is
+    Naples), a turnover grouped in thousands (1.250) written "n.d." when unknown, a head
+    count written "ignoto" when unknown, a discount with a decimal comma, company names, a
+    creation date beside a contract date filled in for won leads only, and the client's own
+    outcome words."""
+    rng = np.random.default_rng(seed)
+    won = rng.random(n) < 0.3
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D")
+    return pd.DataFrame(
+        {
+            "Rif. Pratica": [f"PR-2024-{i:05d}" for i in range(n)],
+            "Provincia": rng.choice(["MI", "RM", "NA", "TO", "GE"], n),
+            "Fatturato annuo": np.where(
+                rng.random(n) < 0.15, "n.d.", [f"{x:,.0f}".replace(",", ".") for x in rng.gamma(2, 2e5, n)]
+            ),
+            "Azienda": [f"Azienda {rng.integers(0, 250)} S.r.l." for _ in range(n)],
+            "Dipendenti": np.where(rng.random(n) < 0.1, "ignoto", rng.integers(1, 500, n).astype(str)),
+            "Sconto": [f"{x:.1f}".replace(".", ",") for x in rng.uniform(0, 30, n)],
+            "Data Creazione": created.strftime("%d/%m/%Y"),
+            "Data firma contratto": np.where(won, (created + pd.Timedelta(days=40)).strftime("%d/%m/%Y"), ""),
+            "Esito": np.where(won, "Vinto", "Perso"),
+        }
+    )
+
+
+def test_an_italian_export_s_conventions_are_read(tmp_path):
+    """Its reference is the id, Vinto reads as converted, NA stays Naples, "n.d." is a
+    missing turnover (said for review), company names are no input, and the creation date
+    is the one named so, not the contract's."""
+    d = profile_export(_write(_italian(), tmp_path / "esportazione.csv", sep="|"), "Esito")
+    assert d.id_column == "Rif. Pratica" and (d.positive, d.negative) == ("Vinto", "Perso")
+    assert "Provincia" in d.categorical and "NA" not in d.missing_values and "read as a code" in d.reasons["Provincia"]
+    assert "Fatturato annuo" in d.numeric and "n.d." in d.missing_values and (d.decimal, d.thousands) == (",", ".")
+    assert "Dipendenti" in d.numeric and "ignoto" in d.missing_values
+    assert any("'Dipendenti': ['ignoto'] read as missing" in w and "REVIEW" in w for w in d.warnings)
+    assert "Azienda" not in d.categorical and "mostly rare values" in d.left_out["Azienda"]
+    assert d.date_column == "Data Creazione" and "Data firma contratto" in d.left_out
+
+
+def test_the_one_date_filled_in_for_every_lead_is_the_creation_date(tmp_path):
+    df = _italian().rename(columns={"Data Creazione": "Giorno", "Data firma contratto": "Data evento"})
+    d = profile_export(_write(df, tmp_path / "esportazione.csv", sep="|"), "Esito")
+    assert d.date_column == "Giorno" and "only date filled in for nearly every lead" in d.reasons["date"]
+    assert "REVIEW" in d.reasons["date"]

@@ -31,15 +31,26 @@ PLACEHOLDERS = (
     *("select", "unknown", "n/a", "na", "-", "--", "---", "none", "null", "?", "not specified", "no data", "not set"),
     *("(not set)", "(none)", "undefined", "nan", "#n/a", "k.a.", "k. a.", "keine angabe", "unbekannt", "n.a.", "inconnu"),
     *("non renseigné", "non précisé", "desconocido", "sin datos", "sin dato", "no especificado", "desconhecido"),
-    *("não informado", "sconosciuto", "non specificato", "onbekend"),
+    *("não informado", "sconosciuto", "non specificato", "onbekend", "n.d.", "n/d", "s/d", "n.v.t.", "n.b."),
+    *("non disponibile", "não disponível", "nicht angegeben", "non disponible", "no disponible"),
 )
+#: Placeholders that are also two-letter codes (``NA``: Napoli, Namibia): in a column of such
+#: codes they are a level, not "missing".
+CODE_PLACEHOLDERS = ("na",)
 #: Yes and no in English, Spanish, Portuguese, French, German and Italian.
 YES = ("yes", "y", "true", "1", "si", "sí", "s", "sim", "oui", "ja", "j", "sì", "vrai", "wahr", "verdadero", "verdadeiro", "vero")
 NO = ("no", "n", "false", "0", "não", "nao", "non", "nein", "falso", "faux", "falsch")
-POSITIVES = ("1", "yes", "y", "true", "converted", "won", "si", "sí", "buy", "bought", "purchased", "success")
+#: Target values that read as "converted", in English, Spanish, Portuguese, French, German and Italian.
+POSITIVES = (
+    *("1", "yes", "y", "true", "converted", "won", "closed won", "closed-won", "si", "sí", "buy", "bought", "purchased"),
+    *("success", "ganado", "ganada", "convertido", "convertida", "ganho", "ganha", "gagné", "gagnée", "converti"),
+    *("gewonnen", "konvertiert", "vinto", "vinta", "convertito", "convertita"),
+)
 ID_NAME = re.compile(
     r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no|código|codigo|nummer|numero|número|numéro|kennung|ref"
-    r"|reference|referencia|référence)$|^id[\s_\-.]|^(lead|prospect|customer|client)[\s_\-.]?(id|number|code|no)$",
+    r"|reference|referencia|référence|rif|riferimento|codice|cod)$|^id[\s_\-.]"
+    r"|^(rif|ref|cod|codice|código|codigo|code|numero|número|numéro|nummer|nr|num)[\s_\-.]+\w"
+    r"|^(lead|prospect|customer|client)[\s_\-.]?(id|number|code|no)$",
     re.I,
 )
 #: Phone numbers and postal codes: digits that are no quantity, never a numeric input.
@@ -94,6 +105,7 @@ class Draft:
     no_values: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
+    code_levels: dict[str, list[str]] = field(default_factory=dict)  # placeholders read as codes ("NA")
 
 
 #: The byte-order marks of the wide Unicode encodings, UTF-32's first (UTF-32-LE's starts
@@ -297,15 +309,20 @@ TIME_OF_DAY = re.compile(r"\d{1,2}(:\d{2}){1,2}(\s?[ap]\.?m\.?)?|\d{1,2}\s?[ap]\
 CREATION_WORDS = tuple(
     re.compile(p, re.I)
     for p in (
-        r"creat|creaci|alta|erstell|angelegt|créé|cree|criad|criaç",
+        r"creat|creaci|creaz|alta|erstell|angelegt|créé|cree|criad|criaç|cadastr|inserim|aangemaakt",
         r"first[\s_\-.]*(contact|seen|touch|visit)|sign[\s_\-.]*up|regist|registro|date[\s_\-.]*added|added[\s_\-.]*on"
-        r"|submitted|inquiry|enquiry",
+        r"|submitted|inquiry|enquiry|primo[\s_\-.]*contatto|primeiro[\s_\-.]*contato|primer[\s_\-.]*contacto"
+        r"|premier[\s_\-.]*contact|erstkontakt",
         r"lead[\s_\-.]*date",
-        r"fecha|date",
+        r"fecha|date|\bdata\b|datum",
         r"day|time",
     )
 )
-LATER_EVENT = re.compile(r"clos|won|lost|convert|modif|updat|last|end|cierre|ganad|perdid|actualiz|ultim|últim", re.I)
+LATER_EVENT = re.compile(
+    r"clos|won|lost|convert|modif|updat|last|end|cierre|ganad|perdid|actualiz|ultim|últim|contract|contrat|firma|sign(ed|ature)"
+    r"|chius|fechament|abschluss|unterschr|vinto|perso",
+    re.I,
+)
 
 
 def _calendar_part(present: pd.Series) -> str:
@@ -384,8 +401,13 @@ def infer_creation_date(df: pd.DataFrame, draft: Draft, target: str) -> None:
     or the only date column; set ``draft.date_column`` with the reason, and warn in
     ``draft.warnings`` when the conversion rate drifts strongly over time."""
     candidates = [c for c in draft.dates if not LATER_EVENT.search(c)]
-    named = sorted((c for c in candidates if _creation_rank(c) < len(CREATION_WORDS)), key=_creation_rank)
-    pick = named[0] if named else (candidates[0] if len(candidates) == 1 else None)
+    full = [c for c in candidates if (df[c].str.strip() != "").mean() >= 0.95]
+    pool = full or candidates  # a lead's creation date is always there; a later event's is not
+    named = sorted((c for c in pool if _creation_rank(c) < len(CREATION_WORDS)), key=_creation_rank)
+    pick = named[0] if named else (pool[0] if len(pool) == 1 else None)
+    how = "reads as the lead's creation date"
+    if not named and pick is not None and len(candidates) > 1:
+        how = "is the only date filled in for nearly every lead: read as its creation date (REVIEW)"
     if pick is None:
         if draft.dates:
             draft.reasons["date"] = f"date columns {draft.dates} do not read like a creation date: random validation split"
@@ -394,8 +416,7 @@ def infer_creation_date(df: pd.DataFrame, draft: Draft, target: str) -> None:
     draft.date_format = draft.date_formats.get(pick)
     draft.left_out.pop(pick, None)
     draft.reasons["date"] = (
-        f"'{pick}' reads as the lead's creation date: validation on the most recent leads, forward-chaining "
-        "cross-validation (--date NONE for a random split)"
+        f"'{pick}' {how}: validation on the most recent leads, forward-chaining cross-validation (--date NONE for a random split)"
     )
     drift = conversion_drift(
         parse_dates(df[pick].where(df[pick].str.strip() != ""), draft.date_format), df[target] == draft.positive
@@ -517,12 +538,50 @@ def _keep_placeholders(draft: Draft, placeholders: list[str]) -> None:
     draft.missing_values += [p for p in placeholders if p not in draft.missing_values]
 
 
+#: A level rarer than this is grouped with the other rare ones by the models (the default
+#: ``cleaning.rare_min_share``).
+RARE_SHARE = 0.01
+
+
+def _without_placeholders(s: pd.Series) -> pd.Series:
+    """A column's values stripped, its placeholders ("n.d.", "unknown") as empty."""
+    v = s.str.strip()
+    return v.where(~v.str.casefold().isin(PLACEHOLDERS), "")
+
+
+def _two_letter_codes(v: pd.Series, placeholder: str) -> bool:
+    """Whether the other filled values of a column are (nearly all) two-letter codes, as
+    ``placeholder`` is (provinces, countries): then it is one of them."""
+    others = v[(v != "") & (v != placeholder)]
+    return len(others) > 0 and bool(others.str.fullmatch(r"[A-Z]{2}").mean() >= 0.95)
+
+
+def _stray_words(v: pd.Series, placeholders: list[str]) -> list[str]:
+    """The one or two repeated words without digits ("n.d.", "unbekannt") that alone keep a
+    column of numbers from reading as numbers, else []."""
+    present = v[(v != "") & ~v.isin(placeholders)]
+    if present.empty:
+        return []
+    digits = present.str.contains(r"\d")
+    counts = present[~digits].value_counts()
+    if digits.mean() < 0.5 or not 1 <= len(counts) <= 2 or counts.min() < 2:
+        return []
+    return sorted(counts.index) if _number_pattern(v.where(~v.isin([*placeholders, *counts.index]), "")) else []
+
+
 def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str]:
     """(role or None, reason) of one column; collects placeholders, sentinels and ranges."""
     if not col.strip() or col.startswith("Unnamed:"):
         return None, "empty header"
     v = s.str.strip()
     placeholders = sorted({x for x in v.unique() if x.casefold() in PLACEHOLDERS})
+    codes = [p for p in placeholders if p.casefold() in CODE_PLACEHOLDERS and _two_letter_codes(v, p)]
+    if codes:
+        placeholders = [p for p in placeholders if p not in codes]
+        draft.code_levels[col] = codes
+    if _number_pattern(v.where(~v.isin(placeholders), "")) is None and (stray := _stray_words(v, placeholders)):
+        placeholders += stray
+        draft.warnings.append(f"'{col}': {stray} read as missing (every other value is a number): REVIEW")
     v = v.where(~v.isin(placeholders), "")
     present = v[v != ""]
     if present.nunique() <= 1:
@@ -575,6 +634,12 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
         return None, "a date (not a model input" + (f"; {why}" if why else "") + ")"
     if present.nunique() > 50 and present.nunique() / len(present) > 0.5:
         return None, f"free text or near-unique ({present.nunique()} distinct values)"
+    counts = present.value_counts()
+    if len(counts) > 50 and counts[counts >= RARE_SHARE * n].sum() < 0.5 * n:
+        return None, (
+            f"mostly rare values ({len(counts)} distinct; most leads have a value shared by under "
+            f"{RARE_SHARE:.0%} of leads: names or notes, which a model groups as one level)"
+        )
     _keep_placeholders(draft, placeholders)
     extra = f"; {placeholders} mean missing" if placeholders else ""
     return "categorical", f"{present.nunique()} levels{extra}"
@@ -613,7 +678,7 @@ def profile_export(
     pos, neg, target_why = infer_target(df, target, positive)
     undecided = int((df[target].str.strip() == "").sum())
     id_col, id_why = infer_id(df, id_column, {target})
-    notations = [nt for c in df.columns if c not in (target, id_col) and (nt := _number_pattern(df[c].str.strip()))]
+    notations = [nt for c in df.columns if c not in (target, id_col) and (nt := _number_pattern(_without_placeholders(df[c])))]
     decimal, thousands, notation_note = number_notation(notations)
     draft = Draft(sep, enc, decimal, thousands, target, pos, neg, id_col, len(df))
     decided = df[target].str.strip()
@@ -649,5 +714,16 @@ def profile_export(
         draft.reasons[col] = why
         draft.labels[col] = column_label(col)
         (draft.engagement if ENGAGEMENT.search(col) else draft.fit).append(col)
+    for col, codes in draft.code_levels.items():
+        if col not in draft.reasons:
+            continue
+        clash = [c for c in codes if c in draft.missing_values]
+        if clash:
+            draft.warnings.append(
+                f"'{col}': {clash} is one of its codes, but another column writes it for 'missing' (data.missing_values "
+                "applies to every column): REVIEW"
+            )
+        else:
+            draft.reasons[col] += f"; {codes} read as a code (its other values are two-letter codes), not as missing"
     infer_creation_date(df, draft, target)
     return draft

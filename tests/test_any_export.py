@@ -189,6 +189,20 @@ def test_eda_findings_are_computed_from_the_data(tmp_path):
     rate = f"{100 * df['Converted'].mean():.1f}".replace(".", ",")
     assert spanish == f"900 leads, base conversion rate {rate} %."
 
+    # a number filled in only for converted leads (a deal's value): said so, not "hardly changes"
+    df["Total Visits"] = df["Total Visits"].where(df["Converted"] == 1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no correlation of a constant
+        findings = eda_findings(df, cfg)
+    won = int(df["Total Visits"].notna().sum())
+    assert any(
+        f.endswith(f"filled in only for leads that converted ({won} leads): a sign it is entered after the outcome.")
+        for f in findings
+    ), findings
+    assert not any("hardly changes" in f and "visits" in f.lower() for f in findings)
+
 
 # --- the notebooks on the foreign export (slow) -------------------------------------------
 # All ten notebooks on a foreign export, with init's configuration: tests/test_init.py.

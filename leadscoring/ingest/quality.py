@@ -217,8 +217,16 @@ def eda_findings(df: pd.DataFrame, cfg: ProjectConfig, top: int = 3) -> list[str
         x = pd.to_numeric(df[col], errors="coerce")
         if x.nunique() < 2:
             continue
-        rho = float(x.corr(df[target], method="spearman"))
         label = cfg.model_data.labels.get(col, col)
+        outcomes = df.loc[x.notna(), target]
+        if outcomes.nunique() < 2:  # no ranking to measure: every lead with a value has one outcome
+            did = "converted" if outcomes.iloc[0] == 1 else "did not convert"
+            out.append(
+                f"{label} is filled in only for leads that {did} ({count(len(outcomes))} leads): "
+                "a sign it is entered after the outcome."
+            )
+            continue
+        rho = float(x.corr(df[target], method="spearman"))
         if abs(rho) >= 0.1:
             out.append(
                 f"Higher {label} goes with {'more' if rho > 0 else 'less'} conversion (Spearman rho {fixed(rho, 2, signed=True)})."

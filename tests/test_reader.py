@@ -456,3 +456,30 @@ def test_score_takes_a_file_without_the_fields_the_model_does_not_read(sample, t
     )
     line = _one_line_error(code, err)
     assert "short.csv" in line and repr(read) in line and repr(dropped[0]) not in line
+
+
+def test_a_file_in_utf8_for_a_windows_1252_project_is_said_so(tmp_path, sample, capsys):
+    """New leads saved in UTF-8 where the export is Windows-1252: the column with a euro
+    sign reads garbled, and the one-line error says why instead of only "missing"."""
+    import yaml
+
+    cfg_path = write_project(tmp_path, data__encoding="cp1252")
+    cfg = load_config(cfg_path)
+    column = cfg.data.columns.numeric[0]
+    renamed = f"{column} (€)"
+
+    def rename(node):  # the column's name wherever the configuration names it
+        if isinstance(node, dict):
+            return {rename(k): rename(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rename(v) for v in node]
+        return renamed if node == column else node
+
+    conf = rename(yaml.safe_load(cfg_path.read_text(encoding="utf-8")))
+    cfg_path.write_text(yaml.safe_dump(conf, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    leads = sample.drop(columns=cfg.data.target_column).head(20).rename(columns={column: renamed})
+    leads.to_csv(tmp_path / "utf8.csv", sep=";", index=False, encoding="utf-8")
+    code, _, err = _cli(capsys, "--config", str(cfg_path), "validate", "--input", str(tmp_path / "utf8.csv"), "--no-target")
+    line = _one_line_error(code, err)
+    assert f"missing required column(s) ['{renamed}']" in line
+    assert f"'{column} (â‚¬)' is '{renamed}' written in UTF-8" in line and "data.encoding" in line

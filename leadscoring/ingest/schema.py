@@ -70,6 +70,7 @@ class LeadSchema:
         self._known = {v.casefold() for v in self.yes_no_spellings}
         self._missing = {v.casefold() for v in d.missing_values}  # "n/a", "-": missing in any column
         self.allow_extra_columns = d.allow_extra_columns
+        self.encoding = d.encoding
         # Behavioural features are computed from events (absent from raw exports, checked as
         # numbers when present); the export's visitor key column is kept as text to find them.
         self.event_columns = set(cfg.event_columns)
@@ -135,7 +136,9 @@ class LeadSchema:
         if require_target and self.target_column not in columns:
             missing.append(self.target_column)
         if missing:
-            raise LeadDataError(f"{origin}: missing required column(s) {missing}; found {list(columns)}")
+            raise LeadDataError(
+                f"{origin}: missing required column(s) {missing}; found {list(columns)}{self._encoding_hint(missing, columns)}"
+            )
         if self.date_column is not None and require_target and self.date_column not in columns:
             raise LeadDataError(
                 f"{origin}: missing the date column '{self.date_column}' (data.date_column), "
@@ -150,6 +153,22 @@ class LeadSchema:
         dupes = sorted({c for c in columns if list(columns).count(c) > 1})
         if dupes:
             raise LeadDataError(f"{origin}: column(s) {dupes} appear more than once")
+
+    def _encoding_hint(self, missing: Sequence[str], columns: Sequence[str]) -> str:
+        """A hint when a missing column is in the file under its UTF-8 bytes read in the
+        configured encoding ('Valore (â‚¬)' for 'Valore (€)'): the file is UTF-8."""
+        found = set(columns)
+        for name in missing:
+            try:
+                garbled = name.encode("utf-8").decode(self.encoding)
+            except (UnicodeError, LookupError):
+                continue
+            if garbled != name and garbled in found:
+                return (
+                    f" — '{garbled}' is '{name}' written in UTF-8: save the file in {self.encoding} "
+                    "(data.encoding), as the export is, or set data.encoding: utf-8"
+                )
+        return ""
 
     def validate(
         self,

@@ -416,17 +416,19 @@ def test_sigterm_mid_push_stops_it_cleanly_wherever_it_lands(tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="asyncio")
     try:
         for trial in range(24):
+            time.sleep(0.2)  # the requests the last trial abandoned reach the CRM before its counts restart
             crm.requests.clear()
             crm.kill_at("push", 1 + trial % 12, os.getpid())
             state = tmp_path / f"state{trial}.jsonl"
             with pytest.raises(Terminated), Termination():
                 push_scores(scores, crm.url, state_file=state, concurrency=8)
-            text = state.read_text(encoding="utf-8")
+            text = state.read_text(encoding="utf-8") if state.exists() else ""  # (stopped before the file was opened)
             assert text.endswith("\n") or not text, trial
             assert all(json.loads(line)["lead_id"] in set(scores["id"]) for line in text.splitlines())
         gc.collect()
         assert not [r.getMessage() for r in caplog.records if r.name == "asyncio"]
 
+        time.sleep(0.2)
         crm.requests.clear()
         crm.kill_at("push", 3, os.getpid())
         with Termination() as termination, termination.deferred():
@@ -434,3 +436,15 @@ def test_sigterm_mid_push_stops_it_cleanly_wherever_it_lands(tmp_path, caplog):
         assert summary.sent == 40 and termination.pending
     finally:
         crm.close()
+
+
+def test_a_crm_answering_server_errors_to_every_lead_stops_the_push(servers, tmp_path):
+    """HTTP 500 to everything (a CRM down behind its proxy) is a CRM that is down: after
+    ``max_failures`` leads in a row whose every attempt was answered 5xx, the push stops and
+    says why, instead of retrying each of the other leads (hours on a large push)."""
+    server, url = servers(limited=10**6, status=500)
+    summary = push_scores(_scores(60), url, state_file=tmp_path / "s.jsonl", concurrency=2, retries=2, backoff=0.01, max_failures=3)
+    assert (summary.sent, summary.failed) == (0, 60) and summary.not_sent >= 50
+    assert summary.stopped.startswith("CRM failing: 3 consecutive leads answered with server errors")
+    assert "not sent: CRM failing" in str(summary) and len(server.requests) < 20  # 60 x 3 without
+    assert "not sent: the CRM answers with server errors" in summary.failures.values()

@@ -85,6 +85,11 @@ MAX_ERROR_BYTES = 64 << 10  # of an error answer, what the connector's final-ans
 # The kinds of failure the circuit breaker counts: (label, what they are, why a lead was not sent).
 _UNREACHABLE = ("CRM unreachable", "connection failures or timeouts", CIRCUIT_OPEN)
 _RATE_LIMITED = ("CRM rate limit", "answers asking to wait (HTTP 429 or Retry-After)", "not sent: CRM rate limit")
+_SERVER_FAILING = (
+    "CRM failing",
+    "leads answered with server errors (HTTP 5xx) until their retries ran out",
+    "not sent: the CRM answers with server errors",
+)
 _NOT_CRM = (
     "wrong answers",
     "2xx answers that are not the CRM's (not JSON, or too large)",
@@ -148,8 +153,8 @@ def read_state(path: Path) -> dict[tuple[str, str], str]:
 
 class _Breaker:
     """Stops the push: after ``limit`` consecutive failures (connection failures, timeouts,
-    pauses asked by the CRM, 2xx answers that are not the CRM's; 0: never), or at once
-    through ``stop``. Once open, every lead
+    pauses asked by the CRM, 2xx answers that are not the CRM's, leads whose every attempt
+    was answered 5xx; 0: never), or at once through ``stop``. Once open, every lead
     not yet accepted fails with ``not_sent``."""
 
     def __init__(self, limit: int) -> None:
@@ -162,8 +167,18 @@ class _Breaker:
     def success(self) -> None:
         self.streak.clear()
 
+    def answered(self) -> None:
+        """The CRM answered (reachable), though not with success: the streaks of other kinds
+        end; leads failing with server errors still count (a CRM answering 5xx to everything
+        is down as surely as an unreachable one)."""
+        failing = self.streak[_SERVER_FAILING]
+        self.streak.clear()
+        if failing:
+            self.streak[_SERVER_FAILING] = failing
+
     def failure(self, kind: tuple[str, str, str], detail: str = "") -> None:
-        """Count one failure of ``kind`` (``_UNREACHABLE``, ``_RATE_LIMITED``, ``_NOT_CRM``);
+        """Count one failure of ``kind`` (``_UNREACHABLE``, ``_RATE_LIMITED``, ``_NOT_CRM``,
+        ``_SERVER_FAILING``);
         ``detail``, the failure itself, is quoted if it stops the push."""
         self.streak[kind] += 1
         n = self.streak.total()
@@ -318,9 +333,10 @@ class _Retryable(Exception):
     """An attempt that failed in a way worth trying again; its message says how (no token in
     it). ``paused``: the CRM asked to wait, so the push-wide pause is the wait before the next try."""
 
-    def __init__(self, error: str, paused: bool = False) -> None:
+    def __init__(self, error: str, paused: bool = False, server_error: bool = False) -> None:
         super().__init__(error)
         self.paused = paused
+        self.server_error = server_error
 
 
 async def _attempt(
@@ -350,14 +366,14 @@ async def _attempt(
         breaker.failure(_NOT_CRM, problem)
         return problem
     if status not in RETRY_STATUS:
-        breaker.success()  # the CRM answered: reachable, but this lead failed for good
+        breaker.answered()  # the CRM answered: reachable, but this lead failed for good
         return problem
     retry_after = retry_after_seconds(retry_after_header, cap=math.inf)
     if status == 429 or retry_after is not None:
         pause.asked(epoch, retry_after)
         raise _Retryable(problem, paused=True)
-    breaker.success()
-    raise _Retryable(problem)
+    breaker.answered()
+    raise _Retryable(problem, server_error=status >= 500)
 
 
 def _backoff(policy: _Policy, pause: _Pause) -> Callable[[RetryCallState], float]:
@@ -384,14 +400,22 @@ def _log_retry(state: RetryCallState) -> None:
 async def _send(client: httpx.AsyncClient, request: PushRequest, policy: _Policy, breaker: _Breaker, pause: _Pause) -> str | None:
     """Send one lead's request, retried (tenacity) up to ``policy.retries`` times; None on success,
     else the final error (no token in it). Waits between attempts end early when the breaker
-    opens; the next attempt then reports the lead as not sent."""
+    opens; the next attempt then reports the lead as not sent. A lead whose last attempt was
+    answered 5xx counts once toward the breaker."""
+
+    def give_up(state: RetryCallState) -> str:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(failure, _Retryable) and failure.server_error:
+            breaker.failure(_SERVER_FAILING, str(failure))
+        return str(failure) if failure is not None else ""
+
     retrying = AsyncRetrying(
         stop=stop_after_attempt(policy.retries + 1),
         wait=_backoff(policy, pause),
         retry=retry_if_exception_type(_Retryable),
         sleep=breaker.sleep,
         before_sleep=_log_retry,
-        retry_error_callback=lambda state: str(state.outcome.exception()) if state.outcome is not None else "",
+        retry_error_callback=give_up,
     )
     return await retrying(_attempt, client, request, policy, breaker, pause)
 

@@ -148,7 +148,9 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
 @contextlib.contextmanager
 def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: float = 60 * 60) -> Iterator[None]:
     """One holder at a time: a lock file created exclusively (any platform, no ``fcntl``);
-    one left by a holder that died is taken over after ``stale_seconds``. ``what`` names the
+    one left by a holder that died is taken over at once when the holder was a process of
+    this host that is gone (a job killed by ``timeout`` or ``systemctl stop``), else after
+    ``stale_seconds``. ``what`` names the
     work in messages (e.g. "compaction of the score history"). A lock held by another is a
     one-line :class:`LockHeld` (a :class:`LeadDataError`). On exit the lock is removed only if it is still ours
     (after a takeover it belongs to another holder)."""
@@ -163,14 +165,14 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
                 age = time.time() - lock.stat().st_mtime
             except FileNotFoundError:
                 continue
-            if attempt == 0 and age > stale_seconds:
-                log.warning("%s: taking over the lock of a %s left %.0f s ago", lock, what, age)
+            if attempt == 0 and (age > stale_seconds or _holder_gone(lock)):
+                log.warning("%s: taking over the lock of a %s left %.0f s ago (its holder is gone)", lock, what, age)
                 lock.unlink(missing_ok=True)
                 continue
             raise LockHeld(f"{lock}: another {what} is running (for {age:.0f} s); try again later") from None
     else:
         raise LockHeld(f"{lock}: the lock of the {what} could not be taken; try again later")
-    token = f"{os.getpid()} {uuid.uuid4().hex}\n"
+    token = f"{os.getpid()} {_host_tag()} {uuid.uuid4().hex}\n"
     try:
         os.write(fd, token.encode())
         os.close(fd)
@@ -181,6 +183,18 @@ def exclusive_lock(lock: str | os.PathLike[str], what: str, *, stale_seconds: fl
                 lock.unlink(missing_ok=True)
         except FileNotFoundError:
             pass
+
+
+def _holder_gone(lock: Path) -> bool:
+    """Whether the process that wrote ``lock`` (``pid host token``) was one of this host's and
+    has ended; False when that cannot be told (another host, an older lock without its host)."""
+    try:
+        fields = lock.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeError):
+        return False
+    if len(fields) != 3 or not fields[0].isdigit() or fields[1] != _host_tag():
+        return False
+    return _process_alive(int(fields[0])) is False
 
 
 def replace_folder(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:

@@ -159,3 +159,30 @@ def test_a_dask_output_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypa
     storage.commit(job("third\n"), str(out), ["part-00000.csv"])
     assert (out / "part-00000.csv").read_text() == "third\n"
     assert not [p.name for p in tmp_path.iterdir() if ".old-" in p.name]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a process's liveness is told by os.kill(pid, 0), POSIX only")
+def test_a_lock_whose_holder_was_killed_is_taken_over_at_once(tmp_path):
+    """A pull killed by `timeout` or `systemctl stop` leaves its lock: the next pull takes it
+    over when its holder, a process of this host, is gone, instead of waiting hours; a live
+    holder's lock, another host's and a lock of an older version wait as before."""
+    from leadscoring.errors import LockHeld
+    from leadscoring.io import exclusive_lock
+
+    lock = tmp_path / ".pull.lock"
+    host, dead = _host_tag(tmp_path), _dead_pid()
+    for holder, taken in [
+        (f"{dead} {host} 0123abcd\n", True),  # killed: its process has ended
+        (f"{os.getpid()} {host} 0123abcd\n", False),  # running (this process)
+        (f"{dead} 0badc0de 0123abcd\n", False),  # another host: cannot tell
+        (f"{dead} 0123abcd\n", False),  # an older version's lock: no host recorded
+    ]:
+        lock.write_text(holder, encoding="utf-8")
+        if taken:
+            with exclusive_lock(lock, "pull", stale_seconds=HOUR):
+                assert lock.read_text(encoding="utf-8").startswith(f"{os.getpid()} {host} ")
+            assert not lock.exists()
+        else:
+            with pytest.raises(LockHeld, match="another pull is running"), exclusive_lock(lock, "pull", stale_seconds=HOUR):
+                pass
+            assert lock.read_text(encoding="utf-8") == holder

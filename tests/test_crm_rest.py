@@ -107,10 +107,25 @@ def test_one_pushed_field_can_go_to_its_own_place_in_the_body():
     crm = _crm(push_body={"probability": "{fields.lead_score}", "rating": "{fields.bucket}", "custom_fields": "{fields}"})
     request = connector_for(crm).push_request("9", {"lead_score": 80, "bucket": "HOT"})
     assert request.body == {"probability": 80, "rating": "HOT", "custom_fields": {"lead_score": 80, "bucket": "HOT"}}
-    with pytest.raises(ConfigError, match=r"\{fields\.bucket\} names no pushed field of lead 9"):
-        connector_for(crm).push_request("9", {"lead_score": 80})
+    # a control lead of the A/B test (experiment.control_crm: marker) carries only its marker:
+    # the members that are one absent field are left out, not a refusal of every push
+    marker = connector_for(crm).push_request("9", {"scoring_group": "control"})
+    assert marker.body == {"custom_fields": {"scoring_group": "control"}}
+    inside = _crm(push_body={"note": "score {fields.lead_score}", "custom_fields": "{fields}"})
+    with pytest.raises(ConfigError, match=r"\{fields\.lead_score\} names no pushed field of lead 9"):
+        connector_for(inside).push_request("9", {"scoring_group": "control"})  # inside a text: no value to leave out
     with pytest.raises(ConfigError, match=r"unknown placeholder\(s\) \{score\.x\}"):
         connector_for(_crm(push_body={"x": "{score.x}"}))
+
+
+def test_a_push_body_naming_a_field_that_is_never_pushed_is_refused_when_the_configuration_loads(make_project):
+    """A typo in ``{fields.NAME}`` is found at load, not by the first push."""
+    body = {"probability": "{fields.lead_scor}", "custom_fields": "{fields}"}
+    path = make_project(crm={"kind": "rest", "url": "http://127.0.0.1:9", "rest": {"push_body": body}})
+    with pytest.raises(ConfigError, match=r"crm\.rest\.push_body: \{fields\.lead_scor\} names no pushed field; pushed: \["):
+        load_config(path)
+    body["probability"] = "{fields.scoring_group}"  # the A/B test's marker is a pushed field too
+    assert load_config(make_project(crm={"kind": "rest", "url": "http://127.0.0.1:9", "rest": {"push_body": body}})).crm
 
 
 def test_push_through_the_crm_section_with_a_header_token(tmp_path, monkeypatch):

@@ -8,7 +8,9 @@ columns, column roles, placeholder values, thresholds) lives in
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import yaml
@@ -170,6 +172,14 @@ class ProjectConfig(StrictSection):
                         raise ValueError(f"features.{kind}.{name}: '{col}' is not a numeric column")
         if self.events is not None and self.events.derive is not None:
             self.events.derive.check_roles(self.data.columns)
+        if self.crm is not None and self.crm.kind == "rest":
+            pushed = {*self.scoring.crm_fields.values(), self.experiment.control_field}
+            named = {m[len("fields.") :] for m in re.findall(r"\{(fields\.\w+)\}", json.dumps(self.crm.rest.push_body))}
+            if unknown_fields := sorted(named - pushed):
+                raise ValueError(
+                    f"crm.rest.push_body: {', '.join('{fields.' + n + '}' for n in unknown_fields)} names no pushed field; "
+                    f"pushed: {sorted(pushed)} (scoring.crm_fields, experiment.control_field)"
+                )
         buckets = [b.name for b in self.scoring.buckets]
         unknown = sorted(set(self.alerts.levels or []) - set(buckets))
         if unknown:

@@ -94,6 +94,12 @@ def _names(template: Any) -> set[str]:
 _ONE_FIELD = "fields."
 
 
+def _one_absent_field(member: Any, present: Mapping[str, Any]) -> bool:
+    """Whether a body member is one ``{fields.NAME}`` placeholder whose field is absent."""
+    m = _PLACEHOLDER.fullmatch(member) if isinstance(member, str) else None
+    return m is not None and m.group(1).startswith(_ONE_FIELD) and m.group(1) not in present
+
+
 def _check_template(setting: str, template: Any, allowed: frozenset[str]) -> None:
     names = _names(template)
     if "fields" in allowed:
@@ -204,17 +210,22 @@ class Rest:
 
     def push_request(self, lead_id: str, values: Mapping[str, Any]) -> PushRequest:
         """``push_method`` to ``push_url`` with ``push_body``, ``{id}``, ``{fields}`` and each
-        ``{fields.NAME}`` filled in. A ``{fields.NAME}`` whose field is not pushed (not in
+        ``{fields.NAME}`` filled in. A member of the body that is one ``{fields.NAME}`` is left
+        out for a lead without that field (a control lead of the A/B test carries only its
+        marker); any other ``{fields.NAME}`` whose field is not pushed (not in
         ``scoring.crm_fields``) is a one-line :class:`ConfigError`."""
         r = self.rest
         one = {f"{_ONE_FIELD}{k}": v for k, v in values.items()}
-        missing = sorted(n for n in _names(r.push_body) if n.startswith(_ONE_FIELD) and n not in one)
+        template = r.push_body
+        if isinstance(template, dict):
+            template = {k: v for k, v in template.items() if not _one_absent_field(v, one)}
+        missing = sorted(n for n in _names(template) if n.startswith(_ONE_FIELD) and n not in one)
         if missing:
             raise ConfigError(
                 f"crm.rest.push_body: {', '.join('{' + n + '}' for n in missing)} names no pushed field of lead {lead_id}; "
                 f"pushed: {sorted(values)} (scoring.crm_fields)"
             )
-        body = fill_body(r.push_body, {"id": lead_id, "fields": values, **one})
+        body = fill_body(template, {"id": lead_id, "fields": values, **one})
         return PushRequest(r.push_method, fill_url(r.push_url, {"id": lead_id}), body)
 
     # -- pull --------------------------------------------------------------------------------

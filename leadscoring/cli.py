@@ -366,12 +366,17 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         except ValueError:
             raise ConfigError(f"--now: {args.now!r} is not an ISO 8601 date and time, e.g. 2025-07-07T00:00:00Z") from None
     report = build_monitoring(cfg, cohort=args.cohort, now=now)
-    page, data = write_monitoring(cfg, report=report)
+    as_of = None if now is None else (now.tz_convert("UTC") if now.tzinfo else now).strftime("%Y%m%dT%H%M%SZ")
+    page, data = write_monitoring(cfg, report=report, as_of=as_of)
     print(f"monitoring: {len(report.cohorts)} {report.cohort}ly cohort(s), {len(report.alerts)} alert(s) -> {page}, {data}")
     for alert in report.alerts:
         print(f"  alert: {alert.message}")
     for note in report.notes:
         print(f"  note: {note}")
+    if as_of is not None:  # a report as of another time: its alerts are not today's news
+        if report.alerts:
+            print("alerts: not sent to the webhook (a report as of --now)")
+        return 0
     from leadscoring.serving.alerts import send_monitoring_alerts
 
     sent = send_monitoring_alerts(cfg, report)
@@ -391,7 +396,11 @@ def _add_monitor_parser(sub: Any) -> None:
     m.add_argument(
         "--cohort", choices=("week", "month"), help="group leads by week or month of first scoring (default monitoring.cohort)"
     )
-    m.add_argument("--now", help="the report as of this time (ISO 8601; default now): later scorings and outcomes are not seen")
+    m.add_argument(
+        "--now",
+        help="the report as of this time (ISO 8601; default now): later scorings and outcomes are not seen; written to "
+        "monitoring_as_of_TIME.html/.json, its alerts not sent",
+    )
     m.set_defaults(func=_cmd_monitor)
 
 

@@ -562,15 +562,23 @@ def test_bad_inputs_are_lines_in_the_report(make_project, tmp_path, small_models
     assert "could not be read" in html_path.read_text(encoding="utf-8")
 
 
-def test_the_monitor_command(make_project, tmp_path, capsys):
+def test_the_monitor_command(make_project, tmp_path, capsys, monkeypatch):
+    import leadscoring.serving.alerts as alerts
+
+    sent: list[object] = []  # reports whose alerts went to the webhook
+    monkeypatch.setattr(alerts, "send_monitoring_alerts", lambda cfg, report: sent.append(report) or 0)
     path = make_project(monitoring={"cohort": "month"})
     cfg = load_config(path)
     append_scores(cfg.path("score_history"), ["a", "b"], [10, 90], "v1", START.to_pydatetime())
     assert main(["--config", str(path), "monitor", "--now", NOW.isoformat()]) == 0
     out = capsys.readouterr().out
-    assert "monitoring.html" in out and "monitoring.json" in out
-    data = json.loads((cfg.path("results_dir") / "monitoring.json").read_text(encoding="utf-8"))
+    stamp = NOW.tz_convert("UTC").strftime("%Y%m%dT%H%M%SZ")  # a report as of another time: files of its own
+    assert f"monitoring_as_of_{stamp}.html" in out and f"monitoring_as_of_{stamp}.json" in out
+    assert not (cfg.path("results_dir") / "monitoring.json").exists() and not sent  # not replaced, no alert sent
+    data = json.loads((cfg.path("results_dir") / f"monitoring_as_of_{stamp}.json").read_text(encoding="utf-8"))
     assert data["cohort"] == "month" and data["cohorts"][0]["cohort"] == "2025-01"
+    assert main(["--config", str(path), "monitor"]) == 0
+    assert (cfg.path("results_dir") / "monitoring.json").is_file() and len(sent) == 1
     assert main(["--config", str(path), "monitor", "--cohort", "week", "--now", "not a time"]) == 2
     assert "--now" in capsys.readouterr().err
 

@@ -1216,15 +1216,22 @@ def write_monitoring(
     cohort: Literal["week", "month"] | None = None,
     now: datetime | str | None = None,
     report: MonitoringReport | None = None,
+    as_of: str | None = None,
 ) -> tuple[Path, Path]:
     """Write the monitoring report of ``cfg``'s project (``report``, else
     :func:`build_monitoring` with ``cohort`` and ``now``) as ``monitoring.html`` and
-    ``monitoring.json`` in ``paths.results_dir``, each atomically; their paths."""
+    ``monitoring.json`` in ``paths.results_dir``, each atomically; their paths. ``as_of``
+    (a report as of another time, e.g. ``20270301T000000Z``) names files of its own
+    (``monitoring_as_of_{as_of}.html``), so the current report stays where the run's index
+    links to it."""
     from leadscoring.loop.monitoring_page import monitoring_html  # the page reads this module's report
 
     report = report if report is not None else build_monitoring(cfg, cohort=cohort, now=now)
     results = cfg.path("results_dir")
-    page = write_text(monitoring_html(report, cfg), results / MONITORING_REPORT)
-    data = write_json(report.to_json(), results / MONITORING_DATA)
+    names = [Path(MONITORING_REPORT), Path(MONITORING_DATA)]
+    if as_of is not None:
+        names = [n.with_stem(f"{n.stem}_as_of_{as_of}") for n in names]
+    page = write_text(monitoring_html(report, cfg), results / names[0])
+    data = write_json(report.to_json(), results / names[1])
     log.info("monitoring report written to %s and %s", page, data)
     return page, data

@@ -59,7 +59,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  {nb.name:<28} {nb.seconds:7.1f}s  {nb.status}")
     for line in res.headline():
         print(line)
-    if res.promoted:
+    if res.promoted and only:  # a partial run: its notebooks' products, not a new latest/
+        print(f"products promoted into the project; {res.run_dir} holds this run's notebooks (latest/ shows the last full run)")
+    elif res.promoted:
         print(f"products promoted into the project; {res.run_dir.parent.parent / 'latest'} shows this run")
         if res.archived:
             print(f"previous models archived in {res.archived} (leadscoring rollback restores them)")

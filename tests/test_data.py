@@ -99,5 +99,5 @@ def test_split_is_stratified_and_reproducible(leads, cfg):
 
 
 def test_out_of_range_value_is_named(tmp_path, raw_text, cfg):
-    with pytest.raises(LeadDataError, match=r"'visitas_total' has value\(s\) outside \[0\.0, None\]: -3\.0 \(line 6\)"):
+    with pytest.raises(LeadDataError, match=r"'visitas_total' has value\(s\) below 0: -3\.0 \(line 6\)"):
         read_leads(_write(tmp_path, _edit(raw_text, 6, "visitas_total", "-3")), cfg)

@@ -83,6 +83,8 @@ def test_score_warns_when_the_file_lacks_a_field_the_model_learned_from(project,
     code, out = score("new.csv")
     label = cfg.model_data.labels.get(column, column)
     assert code == 0 and f"WARNING: {label} is empty for 100 % of these leads, against " in out
+    built = [d for d, pair in cfg.features.sources.items() if column in pair]  # features computed from it
+    assert built and not any(f"WARNING: {cfg.model_data.labels.get(d, d)} is empty" in out for d in built)
     sample.drop(columns=cfg.data.target_column).head(120).to_csv(tmp_path / "whole.csv", sep=";", index=False)
     code, out = score("whole.csv")
     assert code == 0 and "WARNING" not in out

@@ -162,9 +162,19 @@ def test_cli_run_promotes_only_full_runs(tmp_path, monkeypatch, capsys, flags, p
     assert (params == QUICK_PARAMETERS) is ("--quick" in flags)
     out = capsys.readouterr().out
     if promote:
-        assert "promoted into the project" in out
+        assert "promoted into the project" in out and "latest shows this run" in out
     else:
         assert "NOT promoted" in out and "products only in" in out
+
+
+def test_cli_partial_run_does_not_claim_latest(tmp_path, monkeypatch, capsys):
+    """`run --only 10` promotes its notebook's products but leaves latest/ on the last full run."""
+    calls = []
+    monkeypatch.setattr("leadscoring.run.run_pipeline", _fake_run(calls))
+    config = write_project(tmp_path)
+    assert cli.main(["--config", str(config), "run", "--no-progress", "--only", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "promoted into the project" in out and "latest/ shows the last full run" in out and "shows this run" not in out
 
 
 def test_the_run_says_what_its_model_measured_and_warns_near_chance(tmp_path):

@@ -101,7 +101,7 @@ def test_numeric_missing_codes_are_missing_in_files_and_requests(tmp_path):
     frame = schema.validate(_frame(schema, visitas_total="-1"), require_target=False)
     assert math.isnan(frame["visitas_total"].iloc[0])  # not averaged as -1, and not refused by the range [0, ...]
     assert schema.request_model()(id="A", visitas_total=-1).visitas_total is None
-    with pytest.raises(LeadDataError, match="outside"):
+    with pytest.raises(LeadDataError, match="below 0"):
         schema.validate(_frame(schema, visitas_total="-2"), require_target=False)
 
 

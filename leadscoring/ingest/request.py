@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from leadscoring.ingest.schema import LeadSchema, text
+from leadscoring.ingest.schema import LeadSchema, range_text, text
 
 
 def request_model(schema: LeadSchema) -> type[BaseModel]:
@@ -41,7 +41,7 @@ def request_model(schema: LeadSchema) -> type[BaseModel]:
         if x in schema.missing_codes.get(info.field_name, ()):
             return None
         if not math.isnan(x) and schema.outside(info.field_name, x):
-            raise ValueError(f"outside {list(schema.ranges[info.field_name])}")
+            raise ValueError(range_text(*schema.ranges[info.field_name]))
         return None if math.isnan(x) else x
 
     def yes_no(cls: type, v: str | None) -> str | None:

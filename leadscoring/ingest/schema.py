@@ -296,7 +296,7 @@ class LeadSchema:
             outside |= num > hi
         if outside.any():
             raise LeadDataError(
-                f"{origin}: column '{col}' has value(s) outside [{lo}, {hi}]: "
+                f"{origin}: column '{col}' has value(s) {range_text(lo, hi)}: "
                 + _examples([float(x) for x in num[outside]], labels[outside])
             )
         return num
@@ -340,6 +340,16 @@ class LeadSchema:
         from leadscoring.ingest.request import request_model
 
         return request_model(self)
+
+
+def range_text(lo: float | None, hi: float | None) -> str:
+    """What a value out of a configured range is, in words: "below 0", "above 100" or
+    "outside [0, 100]"."""
+    if hi is None:
+        return f"below {lo:g}"
+    if lo is None:
+        return f"above {hi:g}"
+    return f"outside [{lo:g}, {hi:g}]"
 
 
 def validate_leads(

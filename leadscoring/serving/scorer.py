@@ -167,12 +167,13 @@ class Scorer:
         if not trained or len(X) < min_leads:
             return []
         labels = self.cfg.model_data.labels
+        derived = self.cfg.features.sources  # computed from two columns: those are named, not it
         now = input_missing_shares(self.model, X)
         return [
             f"{labels.get(v, v)} is empty for {percent(now[v])} of these leads, against {percent(trained[v])} of the "
             "training leads: the model reads it as missing for them; check that the file carries it"
             for v in now
-            if v in trained and now[v] >= empty and trained[v] <= was
+            if v in trained and v not in derived and now[v] >= empty and trained[v] <= was
         ]
 
     @cached_property

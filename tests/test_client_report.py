@@ -211,3 +211,17 @@ def test_the_client_summary_says_when_segments_overlap(make_project):
     assert "The segments overlap (silhouette 0.10, below 0.25)" in write_client_report(cfg).read_text(encoding="utf-8")
     write_csv(k_table.assign(silhouette=[0.4, 0.3]), cfg.path("results_dir") / "segment_k_selection.csv")
     assert "segments overlap" not in write_client_report(cfg).read_text(encoding="utf-8")
+
+
+def test_rules_proposed_from_the_data_are_not_called_the_client_s(make_project):
+    """Without a points table of the client's, the rule model is the one proposed from the data
+    (notebook 05 records it in the rule scorer's manifest): the summary's capacity table and
+    the index name it so, never "marketing rules"."""
+    cfg = load_config(make_project())
+    _products(cfg)
+    capacity = pd.DataFrame({"calls": [50, 100], "random": [18.9, 37.8], "rules": [30, 60], "ml": [47, 90]})
+    write_csv(capacity, cfg.path("results_dir") / "evaluation_capacity.csv")
+    for table, name in (("client", "marketing rules"), ("proposed", "rules proposed from the data")):
+        write_json({"kind": "rule_scorer", "points_table": table}, cfg.path("models_dir") / "rule_scorer.json")
+        page = write_client_report(cfg).read_text(encoding="utf-8")
+        assert f">By {name}</th>" in page and (">By marketing rules</th>" in page) is (table == "client")

@@ -24,6 +24,7 @@ from leadscoring.config import ProjectConfig
 from leadscoring.formats import NumberStyle, count, number, percent
 from leadscoring.io import write_text
 from leadscoring.training.leakage import blocked_variables
+from leadscoring.training.rules import rules_name
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ def _figures(cfg: ProjectConfig, style: NumberStyle) -> dict[str, Callable[[], s
 
     def rules_auc() -> str:
         table = pd.read_csv(results / "validation_comparison.csv").set_index("model")
-        return f"marketing rules: validation ROC-AUC {number(table.loc['marketing rules', 'roc_auc'], style)}"
+        manifest = cfg.path("models_dir") / "rule_scorer.json"
+        name = rules_name(json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None)
+        return f"{name}: validation ROC-AUC {number(table.loc[name, 'roc_auc'], style)}"
 
     def strongest() -> str:
         separation = pd.read_csv(results / "eda_variable_separation.csv")  # most separating first

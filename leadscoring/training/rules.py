@@ -138,6 +138,18 @@ def rules_for_client(
     return rules, None
 
 
+#: What the rule model is called in tables and reports: the client's own points table, or the
+#: starting table proposed from the data when none could be used (the rule scorer's manifest
+#: records which: ``points_table``).
+RULES_NAMES = {"client": "marketing rules", "proposed": "rules proposed from the data"}
+
+
+def rules_name(manifest: dict[str, object] | None) -> str:
+    """The rule model's name for a rule scorer's manifest (a manifest of an older run, without
+    ``points_table``: "marketing rules")."""
+    return RULES_NAMES.get(str((manifest or {}).get("points_table", "client")), RULES_NAMES["client"])
+
+
 class RuleScorer(ClassifierMixin, BaseEstimator):
     """Sum points per lead and rescale to 0-100 (``decision_function``).
 

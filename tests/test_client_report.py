@@ -215,8 +215,8 @@ def test_the_client_summary_says_when_segments_overlap(make_project):
 
 def test_rules_proposed_from_the_data_are_not_called_the_client_s(make_project):
     """Without a points table of the client's, the rule model is the one proposed from the data
-    (notebook 05 records it in the rule scorer's manifest): the summary's capacity table and
-    the index name it so, never "marketing rules"."""
+    (notebook 05 records it in the rule scorer's manifest): the summary's capacity table names
+    it so, never "marketing rules"."""
     cfg = load_config(make_project())
     _products(cfg)
     capacity = pd.DataFrame({"calls": [50, 100], "random": [18.9, 37.8], "rules": [30, 60], "ml": [47, 90]})

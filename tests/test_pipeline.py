@@ -14,7 +14,7 @@ import pytest
 
 from leadscoring.config import load_config
 from leadscoring.run import QUICK_PARAMETERS, RunFailed, run_pipeline
-from leadscoring.serving.history import read_history
+from leadscoring.serving.history import history_folder, read_history
 
 from .browser import page_problems, pdf_pages, print_pdf, requires_chromium, screenshot
 from .conftest import RAW, write_project
@@ -99,9 +99,9 @@ def test_products_models_and_scores(project):
         "scored_at",
         "trend",
     }
-    history = read_history(cfg.path("score_history")).to_pandas()  # the promoted run's scores, appended once
-    assert len(history) == len(scores) and set(history["model_version"]) == set(scores["model_version"])
-    assert history["inputs"].notna().all()  # notebook 10's inputs file, appended with the scores (#23)
+    # the run scored the training export (every outcome known): not leads for the score history
+    assert result.history_rows is None and not history_folder(cfg.path("score_history")).exists()
+    assert pd.read_parquet(cfg.path("results_dir") / "scores.inputs.parquet")["inputs"].notna().all()  # kept beside
     assert (cfg.path("docs_dir") / "model_card.md").read_text().startswith("# Model card")
     log = [json.loads(line) for line in (cfg.path("docs_dir") / "run_log.jsonl").read_text().splitlines()]
     assert log[-1]["status"] == "ok" and "validation_roc_auc" in log[-1]["metrics"]
@@ -164,10 +164,10 @@ def test_cli_score_twice_is_identical_and_the_second_run_is_steady(project, tmp_
         assert "score history:" in done.stdout
         outs.append(pd.read_csv(out, dtype={"id": str}))
     first, second = outs
-    for run in outs:  # the production run's scores are in the history: the same model gives the same score
-        assert (run["trend"] == "steady").all() and (run["previous_score"] == run["score"]).all()
+    assert (first["trend"] == "new").all()  # the run scored the training export: no previous score
+    assert (second["trend"] == "steady").all() and (second["previous_score"] == second["score"]).all()  # same model
     history = read_history(cfg.path("score_history")).to_pandas()
-    assert (history["lead_id"].isin(first["id"])).sum() == 3 * len(first)  # the run, then each score command
+    assert (history["lead_id"].isin(first["id"])).sum() == 2 * len(first)  # each score command
     same = [
         "id",
         "probability",

@@ -457,7 +457,10 @@ class ScoringPapermill(FakePapermill):
 @pytest.fixture()
 def scoring_project(tmp_path, monkeypatch):
     nbs = _fake_notebooks(tmp_path / "nbs")
-    _notebook(nbs / "03_score.ipynb", 'config_path = None\noutput_root = None\nproducts = ["results_dir/scores.parquet"]')
+    _notebook(
+        nbs / "03_score.ipynb",
+        'config_path = None\noutput_root = None\ninput_path = None\nproducts = ["results_dir/scores.parquet"]',
+    )
     cfg = load_config(write_project(tmp_path / "p", paths__notebooks_dir=str(nbs)))
     fake = ScoringPapermill()
     monkeypatch.setattr(papermill, "execute_notebook", fake)
@@ -466,14 +469,17 @@ def scoring_project(tmp_path, monkeypatch):
     return cfg, fake
 
 
+NEW_LEADS = {"input_path": "new_leads.csv"}  # a run scoring new leads, not the training export
+
+
 def test_a_promoted_run_appends_its_scores_to_the_history(scoring_project):
     cfg, fake = scoring_project
     history = ScoreHistory(cfg.path("score_history"))
-    run_pipeline(cfg, dict(QUICK_PARAMETERS), progress=False, run_id="quick", promote=False)
-    run_pipeline(cfg, progress=False, run_id="trial", promote=False)
+    run_pipeline(cfg, {**QUICK_PARAMETERS, **NEW_LEADS}, progress=False, run_id="quick", promote=False)
+    run_pipeline(cfg, NEW_LEADS, progress=False, run_id="trial", promote=False)
     assert not history.path.exists() and "history_rows" not in _log(cfg)[-1]  # trial runs never touch it
 
-    res = run_pipeline(cfg, progress=False, run_id="r1")
+    res = run_pipeline(cfg, NEW_LEADS, progress=False, run_id="r1")
     assert res.history_rows == 3 and _log(cfg)[-1]["history_rows"] == 3
     assert history.latest().to_dict() == {"007": 30, "008": 50, "009": 90}  # the third run of 03 (two trials before)
 
@@ -482,17 +488,27 @@ def test_a_promoted_run_appends_its_scores_to_the_history(scoring_project):
             history.append(["other"], [42], "m0", "2025-02-01T00:00:00Z")
 
     fake.on_call = concurrent_score
-    res = run_pipeline(cfg, progress=False, only=["03"], run_id="r2")
+    res = run_pipeline(cfg, NEW_LEADS, progress=False, only=["03"], run_id="r2")
     assert res.history_rows == 3
     assert history.latest().to_dict() == {"007": 40, "008": 50, "009": 90, "other": 42}  # nothing lost
     assert not list(res.products_dir.rglob("score_history*"))  # the history is never staged nor promoted
     assert read_history(history.path).num_rows == 7
 
 
+def test_a_run_scoring_the_training_export_leaves_the_history_alone(scoring_project):
+    """Without input_path notebook 10 scores the training export, whose leads all have their
+    outcome: in the history they would be leads scored today whose outcome never comes back
+    (false monitoring alarms 60 days later, thousands of needless CRM reads each night)."""
+    cfg, _ = scoring_project
+    res = run_pipeline(cfg, progress=False, run_id="r1")
+    assert res.promoted and res.history_rows is None and not history_folder(cfg.path("score_history")).exists()
+    assert "history_rows" not in _log(cfg)[-1]
+
+
 def test_a_promoted_run_without_stamped_scores_skips_the_history(scoring_project):
     cfg, fake = scoring_project
     fake.stamped = False  # scores written before they had model_version and scored_at
-    res = run_pipeline(cfg, progress=False, run_id="r1")
+    res = run_pipeline(cfg, NEW_LEADS, progress=False, run_id="r1")
     assert res.promoted and res.status == "ok" and res.history_rows is None
     assert "history_rows" not in _log(cfg)[-1] and not history_folder(cfg.path("score_history")).exists()
 

@@ -344,7 +344,8 @@ def run_pipeline(
             _run_notebooks(cfg, notebooks, parameters, declared, notes, result, progress, seed=bool(only))
             if promote:
                 with term.deferred():  # once run promotion starts, it finishes
-                    _promote_run(cfg, staged_cfg, staging, run_dir, result, latest=not only)
+                    new_leads = parameters.get("input_path") is not None  # else the training export was scored
+                    _promote_run(cfg, staged_cfg, staging, run_dir, result, latest=not only, new_leads=new_leads)
             result.status = "ok"
         except RunFailed:
             result.status = "failed"
@@ -363,12 +364,21 @@ def run_pipeline(
 
 
 def _promote_run(
-    cfg: ProjectConfig, staged_cfg: ProjectConfig, staging: Path, run_dir: Path, result: RunResult, latest: bool
+    cfg: ProjectConfig,
+    staged_cfg: ProjectConfig,
+    staging: Path,
+    run_dir: Path,
+    result: RunResult,
+    latest: bool,
+    new_leads: bool = True,
 ) -> None:
     """Run promotion: copy the staged products into the project (a new model set through
     :func:`~leadscoring.artifacts.replace_model_set`, which archives the current set first),
-    (for a complete run) replace ``latest/`` (with its ``index.html``) and append the promoted scores to the score
-    history."""
+    (for a complete run) replace ``latest/`` (with its ``index.html``) and, when the run
+    scored new leads (``new_leads``: an ``input_path``), append the promoted scores to the
+    score history. The training export's leads (scored without one) all have their outcome:
+    in the history they would count as leads scored today whose outcome never came back,
+    and the monitoring report would raise false alarms about them."""
     models = cfg.path("models_dir")
     changed = new_models(models, staged_cfg.path("models_dir"))
     if changed:
@@ -392,4 +402,7 @@ def _promote_run(
         write_index(staged_cfg, result.run_id, tmp_latest, results)
         replace_dir(tmp_latest, results / "latest")
         shutil.rmtree(tmp_latest, ignore_errors=True)
+    if not new_leads:
+        log.info("score history: the run scored the training export (outcomes known): not appended")
+        return
     result.history_rows = append_run_scores(cfg.path("score_history"), cfg.path("results_dir"), cfg.data.id_column)

@@ -23,6 +23,7 @@ from leadscoring.errors import LeadDataError, OutputPathError, is_disk_full
 from leadscoring.events.store import ingest_report
 from leadscoring.ingest.load import validate_file
 from leadscoring.run import QUICK_PARAMETERS, RunFailed
+from leadscoring.termination import Terminated, Termination
 from leadscoring.training.rules import RulesError
 
 USER_ERRORS = (ConfigError, LeadDataError, OutputPathError, ModelIntegrityError, RunFailed, RulesError, FileNotFoundError)
@@ -692,7 +693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(args.func(args))
+        with Termination():  # SIGTERM (timeout, systemctl stop) ends a command as Ctrl-C does: cleaned up, one line
+            return int(args.func(args))
     except USER_ERRORS as exc:
         print(f"leadscoring {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -709,6 +711,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except Terminated as exc:
+        print(f"leadscoring {args.command}: interrupted: {exc}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

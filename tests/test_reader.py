@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import os
 import shutil
 import warnings
 
@@ -485,3 +486,31 @@ def test_a_file_in_utf8_for_a_windows_1252_project_is_said_so(tmp_path, sample, 
     line = _one_line_error(code, err)
     assert f"missing required column(s) ['{renamed}']" in line
     assert f"'{column} (â‚¬)' is '{renamed}' written in UTF-8" in line and "data.encoding" in line
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGTERM")
+def test_sigterm_during_score_is_one_line_and_leaves_no_temporary_file(project, sample, tmp_path):
+    """`timeout` or `systemctl stop` ends `score` as Ctrl-C does: exit 143 with one line, no
+    output, and no temporary file beside where it would have been."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    big = pd.concat([sample.drop(columns="compra")] * 60, ignore_index=True)
+    big["id"] = [f"L{i}" for i in range(len(big))]
+    big.to_csv(tmp_path / "big.csv", sep=";", index=False)
+    out = tmp_path / "out" / "scores.csv"
+    out.parent.mkdir()
+    argv = [sys.executable, "-m", "leadscoring.cli", "--config", str(project), "score", "--input", str(tmp_path / "big.csv")]
+    child = subprocess.Popen(
+        [*argv, "--output", str(out), "--no-progress", "--chunk-rows", "2000"], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.parent.iterdir()) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)  # until the scores are being written
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == "leadscoring score: interrupted: terminated by SIGTERM; stopped"
+    assert list(out.parent.iterdir()) == []

@@ -635,9 +635,9 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
     if present.nunique() > 50 and present.nunique() / len(present) > 0.5:
         return None, f"free text or near-unique ({present.nunique()} distinct values)"
     counts = present.value_counts()
-    if len(counts) > 50 and counts[counts >= RARE_SHARE * n].sum() < 0.5 * n:
+    if len(counts) > 50 and counts[counts >= RARE_SHARE * n].sum() < 0.5 * len(present):
         return None, (
-            f"mostly rare values ({len(counts)} distinct; most leads have a value shared by under "
+            f"mostly rare values ({len(counts)} distinct; most filled-in leads have a value shared by under "
             f"{RARE_SHARE:.0%} of leads: names or notes, which a model groups as one level)"
         )
     _keep_placeholders(draft, placeholders)

@@ -592,3 +592,13 @@ def test_a_damaged_monitoring_json_is_a_sentence_for_notebook_09(make_project, c
     path.write_bytes(content)
     text, table = ab_test_summary(cfg)
     assert text.startswith("The monitoring report could not be read: ") and str(path) in text and table is None
+
+
+def test_an_a_b_test_configured_after_the_leads_were_first_scored_is_not_called_unconfigured(make_project):
+    """Leads first scored before the experiment started have no group: the note says the test
+    is configured and waits for leads first scored since, not 'set experiment.control_share'."""
+    path = make_project(experiment={"control_share": 0.2, "salt": "s1"})
+    cfg = load_config(path)
+    append_scores(cfg.path("score_history"), ["a", "b"], [10, 90], "v1", START.to_pydatetime())
+    notes = " ".join(build_monitoring(cfg, now=NOW.to_pydatetime()).notes)
+    assert "The A/B test is configured (experiment.control_share)" in notes and "No control group is configured" not in notes

@@ -647,7 +647,13 @@ def _build(
 
     ab_df, ab_total = (None, None)
     groups = counts["grp"].dropna().unique()
-    if not hist.has_groups or not len(groups):
+    if (not hist.has_groups or not len(groups)) and cfg.experiment.enabled:
+        notes.append(
+            "The A/B test is configured (experiment.control_share), but no lead counted here was first scored with "
+            "an experiment group (the leads scored before it started keep their first scoring): no A/B test to report "
+            "until leads first scored since then have their outcomes."
+        )
+    elif not hist.has_groups or not len(groups):
         notes.append(
             "No control group is configured (no experiment group in the score history): "
             "no A/B test to report; set experiment.control_share to hold some leads out of the scoring."

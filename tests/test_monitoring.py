@@ -409,6 +409,11 @@ def test_the_json_holds_the_same_figures_and_the_month_cohorts(generated, report
     assert data["ab_test"]["total"]["lift"] == pytest.approx(report.ab_total["lift"])
     assert [a["kind"] for a in data["alerts"]] == [a.kind for a in report.alerts]
     assert data["cohorts"][-1]["roc_auc"] is None  # NaN is null in JSON
+    first = report.cohorts.iloc[0]["median_days_to_outcome"]  # the page writes days with one decimal
+    assert f">{first:.1f}</td>" in html_path.read_text(encoding="utf-8")
+    from leadscoring.loop.monitoring_page import _days
+
+    assert (_days(0.00365), _days(float("nan")), _days(12.0)) == ("under 0.1", "—", "12.0")  # not "0.00365"
     monthly = build_monitoring(cfg, cohort="month", now=NOW.to_pydatetime())
     months = pd.DatetimeIndex(g.scored_at).strftime("%Y-%m")
     assert list(monthly.cohorts["cohort"]) == sorted(set(months))

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from leadscoring.config import ProjectConfig
-from leadscoring.formats import count, number, percent, use_style
+from leadscoring.formats import count, fixed, number, percent, use_style
 from leadscoring.loop.monitoring import (
     AB_COUNTS,
     AB_PERCENT,
@@ -190,7 +190,7 @@ def _cohort_section(report: MonitoringReport, labels: Mapping[str, str]) -> str:
             "conversion rate": c["conversion_rate"],
             "ROC-AUC": [_ranking_cell(r) for r in c.itertuples()],
             "Brier score": c["brier"],
-            "median days to outcome": c["median_days_to_outcome"],
+            "median days to outcome": [_days(d) for d in c["median_days_to_outcome"]],
             "model version": [", ".join(v) for v in c["model_versions"]],
         }
     )
@@ -210,9 +210,16 @@ def _cohort_section(report: MonitoringReport, labels: Mapping[str, str]) -> str:
             labels,
             percent_columns=["with a final outcome", "conversion rate"],
             count_columns=["leads", "converted", "lost", "open, counted as lost", "open"],
-            text_columns=[period, "model version"],
+            text_columns=[period, "model version", "median days to outcome"],
         )
     )
+
+
+def _days(days: object) -> str:
+    """A number of days as a person reads it: one decimal, "under 0.1" for less, "—" unknown."""
+    if days is None or pd.isna(days):
+        return "—"
+    return fixed(float(days), 1) if float(days) >= 0.05 else "under 0.1"
 
 
 def _calibration_section(report: MonitoringReport, labels: Mapping[str, str]) -> str:

@@ -109,3 +109,15 @@ def test_a_missingness_roc_auc_is_not_a_share():
     """The leakage audit's table: how well missingness ranks leads (0.51) is no percentage; the share missing is."""
     html = show(pd.DataFrame({"variable": ["fuente"], "missing_auc": [0.51], "missing_share": [0.2]}), "Audit", LABELS).to_html()
     assert "0.51" in html and "51 %" not in html and "20 %" in html
+
+
+def test_conversions_reached_are_whole_leads():
+    """Tied scores share their conversions in proportion, so a gains table's expected
+    conversions can be 62.5: shown as whole leads, as a sales team counts them."""
+    from leadscoring.training.evaluation import gains_table
+
+    y = np.array([1, 0] * 25)
+    table = gains_table(y, np.zeros(len(y)))  # every lead tied: 2.5 expected conversions per tenth
+    assert table["conversions"].iloc[0] == 2.5
+    html = show(table, "Gains").to_html()
+    assert ">2.5<" not in html and ">2<" in html

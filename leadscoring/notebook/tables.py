@@ -38,7 +38,9 @@ PERCENT_NAME = re.compile(
 #: Column names whose cells are variable (column) names, shown as their labels.
 VARIABLE_COLUMNS = ("variable", "variables", "a", "b", "column", "field", "feature", "source")
 #: Column names that are counts even when stored as floats.
-COUNT_NAME = re.compile(r"^(n|count|leads|rows|size|converted_leads|n_.*|.*_count|.*_leads|.*_rows)$", re.I)
+COUNT_NAME = re.compile(
+    r"^(n|count|leads|rows|size|converted_leads|conversions|n_.*|.*_count|.*_leads|.*_rows|.*_conversions)$", re.I
+)
 
 
 def _is_share(s: pd.Series) -> bool:

@@ -210,6 +210,22 @@ def test_the_rescored_leads_entering_the_top_bucket_are_alerted_once(
     assert sorted(scores.loc[scores["bucket"] == "HOT", "id"]) == hot and entered() == hot
 
 
+def test_an_unset_credential_stops_the_cycle_before_its_first_step(tmp_path, crm, small_models, unseen, capsys, monkeypatch):
+    """Cron without its environment file: no step could reach the CRM, so the cycle is a user
+    error (exit 2, one line naming the variable) and runs no step."""
+    import yaml
+
+    cfg = _project(tmp_path, crm, small_models)
+    conf = yaml.safe_load(cfg.source.read_text(encoding="utf-8"))
+    conf["crm"].update(auth="bearer", token_env="LOOP_CRM_TOKEN")
+    cfg.source.write_text(yaml.safe_dump(conf, sort_keys=False), encoding="utf-8")
+    monkeypatch.delenv("LOOP_CRM_TOKEN", raising=False)
+    capsys.readouterr()
+    assert main(["--config", str(cfg.source), "cycle", "--leads", str(_export(cfg, unseen.head(5))), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "LOOP_CRM_TOKEN is not set" in err and not _log(cfg)
+
+
 def test_a_webhook_problem_never_fails_the_scoring(tmp_path, crm, small_models, unseen, capsys, monkeypatch):
     from leadscoring.serving import alerts as alerts_module
 

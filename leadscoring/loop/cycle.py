@@ -75,6 +75,7 @@ import pandas as pd
 
 from leadscoring.artifacts import SCORE_MODEL, SEGMENT_MODEL, ModelIntegrityError, read_manifest
 from leadscoring.config import ConfigError, ProjectConfig
+from leadscoring.crm import auth_headers
 from leadscoring.crm.http import CrmError
 from leadscoring.crm.outcomes import latest_rows, read_outcome_history
 from leadscoring.errors import LeadDataError, OutputPathError, first_line, one_line
@@ -590,6 +591,7 @@ def run_cycle(
     from leadscoring.serving.alerts import webhook_url
 
     webhook_url(cfg)  # a malformed webhook URL is the configuration's error, before the first step
+    auth_headers(cfg.crm)  # so is a credential variable unset (cron without its environment file): no step can reach the CRM
     now = (now or datetime.now(UTC)).astimezone(UTC)
     cycle_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"  # two cycles in one second: two ids (run log, workbook, jobs)
     lock: contextlib.AbstractContextManager[None] = (

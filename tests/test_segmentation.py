@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from leadscoring.training.segmentation import (
     LeadSegmenter,
@@ -81,3 +82,21 @@ def test_profile_and_names_by_hand():
     )
     prof = profile_segments(near, [1] * n + [2] * n, [1, 0] * n, categorical=["job"], labels={"time": "time on website"})
     assert prof.loc[0, "distinguishing"].count(";") == 0  # only the strongest, weak as it is, to name the segment
+
+
+def test_channel_advice_only_where_a_segment_s_channels_differ():
+    """'Protect the channels that bring these leads' tells a client something only when the
+    segment's leads come from other channels than the rest."""
+    from leadscoring.training.segmentation import channel_gaps, name_segments
+
+    seg = np.repeat([1, 2, 3], 100)
+    same = ["web", "ads", "fair", "web"] * 75  # each segment: the same mix
+    assert max(channel_gaps(seg, same).values()) < 0.05
+    apart = ["web"] * 100 + ["ads"] * 100 + ["web", "ads"] * 50
+    gaps = channel_gaps(seg, apart)
+    assert gaps[1] == pytest.approx(0.5) and gaps[3] == pytest.approx(0.0)
+    profile = pd.DataFrame({"segment": [1, 2, 3], "conversion_rate": [0.6, 0.1, 0.3], "distinguishing": ["", "", ""]})
+    _, advice = name_segments(profile, 0.3, channel_gaps=channel_gaps(seg, same))
+    assert advice[1] == "Route to sales fast." and advice[2] == "Automated marketing only."
+    _, advice = name_segments(profile, 0.3, channel_gaps=gaps)
+    assert "protect the channels" in advice[1] and "review spend on the channels" in advice[2]

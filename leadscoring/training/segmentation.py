@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -243,14 +243,37 @@ def profile_segments(
     return pd.DataFrame(rows)
 
 
+#: A segment's channel mix differs from all leads' by at least this much (total variation
+#: distance: the share of its leads that would have to come from other channels) before the
+#: advice speaks of its channels.
+MIN_CHANNEL_GAP = 0.15
+
+
+def channel_gaps(segments: Sequence[int] | np.ndarray, channels: Sequence[object] | pd.Series) -> dict[int, float]:
+    """Per segment, how far its leads' channel mix is from all leads' (total variation
+    distance, 0 to 1; missing channels count as one level)."""
+    levels = pd.Series(np.asarray(channels, dtype=object)).fillna("Missing").astype(str)
+    overall = levels.value_counts(normalize=True)
+    mix = pd.crosstab(pd.Series(np.asarray(segments)), levels, normalize="index")
+    return {int(s): float((mix.loc[s] - overall.reindex(mix.columns, fill_value=0)).abs().sum() / 2) for s in mix.index}
+
+
 def name_segments(
-    profile: pd.DataFrame, base_rate: float, high_ratio: float = 1.3, low_ratio: float = 0.7, *, top_bucket: str | None = None
+    profile: pd.DataFrame,
+    base_rate: float,
+    high_ratio: float = 1.3,
+    low_ratio: float = 0.7,
+    *,
+    top_bucket: str | None = None,
+    channel_gaps: Mapping[int, float] | None = None,
 ) -> tuple[dict[int, str], dict[int, str]]:
     """Plain-language names and recommendations from conversion level and the top trait:
     "High-potential" at or above ``high_ratio`` × the base rate, "Low-potential" at or below
     ``low_ratio`` × (``segmentation.high_ratio`` / ``low_ratio`` in the configuration).
     ``top_bucket``: the name of the highest score bucket (``scoring.buckets``), which the
-    advice names."""
+    advice names. ``channel_gaps`` (:func:`channel_gaps`): the advice speaks of a segment's
+    channels only when its mix differs from all leads' by :data:`MIN_CHANNEL_GAP` (without
+    them, as if it did)."""
     top = top_bucket or "in the top bucket"
     names, advice = {}, {}
     for r in profile.itertuples():
@@ -258,10 +281,15 @@ def name_segments(
         tier = "High-potential" if ratio >= high_ratio else ("Low-potential" if ratio <= low_ratio else "Average")
         trait = str(r.distinguishing).split(";")[0].split(" (")[0].strip()
         names[int(r.segment)] = f"{tier}: {trait}" if trait else tier
+        own_channels = channel_gaps is None or channel_gaps.get(int(r.segment), 0.0) >= MIN_CHANNEL_GAP
         if tier == "High-potential":
-            advice[int(r.segment)] = "Route to sales fast; protect the channels that bring these leads."
+            advice[int(r.segment)] = "Route to sales fast" + (
+                "; protect the channels that bring these leads." if own_channels else "."
+            )
         elif tier == "Average":
             advice[int(r.segment)] = f"Nurture with targeted content; call those the model scores {top}."
         else:
-            advice[int(r.segment)] = "Automated marketing only; review spend on the channels that bring them."
+            advice[int(r.segment)] = "Automated marketing only" + (
+                "; review spend on the channels that bring them." if own_channels else "."
+            )
     return names, advice

@@ -607,3 +607,14 @@ def test_an_a_b_test_configured_after_the_leads_were_first_scored_is_not_called_
     append_scores(cfg.path("score_history"), ["a", "b"], [10, 90], "v1", START.to_pydatetime())
     notes = " ".join(build_monitoring(cfg, now=NOW.to_pydatetime()).notes)
     assert "The A/B test is configured (experiment.control_share)" in notes and "No control group is configured" not in notes
+
+
+def test_a_retrained_model_s_reference_is_said_to_come_from_its_held_out_new_leads():
+    """After a challenger promotion the reference ROC-AUC is the challenger's on the held-out
+    new leads (its manifest has no validation figures): the alert and the figure say so."""
+    from leadscoring.loop.monitoring import _reference_auc, _reference_on
+
+    trained = {"validation": {"roc_auc": 0.924}}
+    retrained = {"metrics": {"roc_auc": 0.957}, "retrain_holdout": {"measured_on": "held-out new leads"}}
+    assert (_reference_auc(trained), _reference_on(trained)) == (0.924, "the model's validation leads")
+    assert (_reference_auc(retrained), _reference_on(retrained)) == (0.957, "the held-out new leads of its retraining")

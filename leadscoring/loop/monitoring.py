@@ -669,12 +669,13 @@ def _build(
         "version": str(manifest.get("sha256", ""))[:12] or None,
         "name": manifest.get("model_name"),
         "reference_auc": _reference_auc(manifest),
+        "reference_on": _reference_on(manifest),
         "grades": grade_names,
     }
     if model_info["reference_auc"] is None and manifest:
         notes.append("The model's manifest records no validation ROC-AUC: no ROC-AUC drop alert.")
     totals = _totals(cohorts_df, counts)
-    alerts = _alerts(cfg, cohorts_df, drift_df, ab_total, model_info["reference_auc"], labels)
+    alerts = _alerts(cfg, cohorts_df, drift_df, ab_total, model_info["reference_auc"], labels, model_info["reference_on"])
     report = MonitoringReport(
         now=at.to_pydatetime(),
         cohort=unit,  # type: ignore[arg-type]
@@ -694,6 +695,15 @@ def _build(
     )
     log.info("monitoring: %d cohort(s), %d alert(s), %d note(s)", len(cohorts_df), len(alerts), len(notes))
     return report
+
+
+def _reference_on(manifest: Mapping[str, Any]) -> str:
+    """Where the reference ROC-AUC was measured, in words: the validation leads of notebook
+    07, or (a retrained model's manifest has no validation figures) the held-out new leads of
+    its retraining."""
+    if (manifest.get("validation") or {}).get("roc_auc") is not None:
+        return "the model's validation leads"
+    return "the held-out new leads of its retraining"
 
 
 def _reference_auc(manifest: Mapping[str, Any]) -> float | None:
@@ -1042,8 +1052,10 @@ def _alerts(
     ab_total: Mapping[str, Any] | None,
     reference_auc: float | None,
     labels: Mapping[str, str],
+    reference_on: str = "the model's validation leads",
 ) -> list[Alert]:
-    """The thresholds crossed (see the module), one line each."""
+    """The thresholds crossed (see the module), one line each; ``reference_on``: where the
+    reference ROC-AUC was measured (:func:`_reference_on`)."""
     mon = cfg.monitoring
     alerts: list[Alert] = []
     if reference_auc is not None:
@@ -1061,7 +1073,7 @@ def _alerts(
                 Alert(
                     "auc",
                     f"Ranking quality dropped in {'cohort ' if len(where) == 1 else ''}{_span(where)}: {values} against "
-                    f"{number(reference_auc)} on the model's validation leads (alert when a cohort's "
+                    f"{number(reference_auc)} on {reference_on} (alert when a cohort's "
                     f"{percent(mon.confidence)} interval lies below {number(floor)}).",
                     tuple(where),
                 )

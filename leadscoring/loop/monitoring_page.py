@@ -140,7 +140,7 @@ def _auc_figure(report: MonitoringReport) -> str:
     ax.plot(c["start"], c["roc_auc"], marker="o", ms=3, color=_CONVERTED, label="ROC-AUC of the cohort")
     ref = report.model.get("reference_auc")
     if ref is not None:
-        ax.axhline(ref, color="#555", ls="--", lw=1, label="on the validation leads")
+        ax.axhline(ref, color="#555", ls="--", lw=1, label="on " + report.model.get("reference_on", "the validation leads"))
         ax.axhline(ref - report.settings["auc_drop"], color="#C44E52", ls=":", lw=1, label="alert when the interval is below")
         ax.vlines(
             c["start"],

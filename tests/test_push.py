@@ -370,6 +370,7 @@ def test_push_cli_shows_progress_and_stops_on_a_long_retry_after(servers, tmp_pa
     [
         ("id,score,bucket\n1,50,WARM\n", "missing column(s) ['recommended_action']"),
         ("id;score;bucket;recommended_action\n1;50;WARM;Mail\n", "comma-separated"),
+        ("id;origen;visitas\n1;API;3\n2;Web, Form;4\n", "not a scores file"),  # the export pushed by mistake
         ("", "empty"),
         ("id,score,bucket,recommended_action\n", "no scores"),
         ("id,score,bucket,recommended_action\n1,high,WARM,Mail\n", "whole numbers"),

@@ -67,4 +67,10 @@ def read_scores_file(
     except UnicodeDecodeError as exc:
         raise LeadDataError(f"{path}: not readable as UTF-8 ({exc.reason} at byte {exc.start})") from None
     except pd.errors.ParserError as exc:
+        header = path.open(encoding="utf-8-sig", errors="replace").readline()
+        if "score" not in {c.strip().strip('"') for c in header.split(",")}:  # not what `score` writes
+            raise LeadDataError(
+                f"{path}: not a scores file (its first line has no 'score' column: {header.strip()[:80]!r}); "
+                "push the file `leadscoring score` wrote"
+            ) from None
         raise LeadDataError(f"{path}: malformed CSV (comma-separated expected): {exc}".splitlines()[0]) from None

@@ -89,7 +89,10 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
                 task.cancel()
 
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, on_signal)
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_signal)
+        except NotImplementedError:  # an event loop without Unix signals (Windows): as asyncio.run
+            return await task
         try:
             return await task
         finally:

@@ -54,7 +54,10 @@ def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = No
 
 
 #: How each shippable family's per-lead contributions are obtained (the reasons' source).
-_CONTRIBUTIONS = {"xgboost": "XGBoost's SHAP values", "logistic": "a logistic regression's coefficient times the value"}
+_CONTRIBUTIONS = {
+    "xgboost": "XGBoost's SHAP values",
+    "logistic": "a logistic regression's coefficient times the value's distance from its training mean",
+}
 
 
 def score_fields_section(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str:

@@ -556,17 +556,17 @@ def _two_letter_codes(v: pd.Series, placeholder: str) -> bool:
     return len(others) > 0 and bool(others.str.fullmatch(r"[A-Z]{2}").mean() >= 0.95)
 
 
-def _stray_words(v: pd.Series, placeholders: list[str]) -> list[str]:
+def _stray_words(v: pd.Series) -> list[str]:
     """The one or two repeated words without digits ("n.d.", "unbekannt") that alone keep a
-    column of numbers from reading as numbers, else []."""
-    present = v[(v != "") & ~v.isin(placeholders)]
+    column of numbers (``v``: stripped, placeholders blank) from reading as numbers, else []."""
+    present = v[v != ""]
     if present.empty:
         return []
     digits = present.str.contains(r"\d")
     counts = present[~digits].value_counts()
     if digits.mean() < 0.5 or not 1 <= len(counts) <= 2 or counts.min() < 2:
         return []
-    return sorted(counts.index) if _number_pattern(v.where(~v.isin([*placeholders, *counts.index]), "")) else []
+    return sorted(counts.index) if _number_pattern(v.where(~v.isin(counts.index), "")) else []
 
 
 def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str]:
@@ -579,10 +579,13 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
     if codes:
         placeholders = [p for p in placeholders if p not in codes]
         draft.code_levels[col] = codes
-    if _number_pattern(v.where(~v.isin(placeholders), "")) is None and (stray := _stray_words(v, placeholders)):
+    v = v.where(~v.isin(placeholders), "")
+    notation = _number_pattern(v)
+    if notation is None and (stray := _stray_words(v)):
         placeholders += stray
         draft.warnings.append(f"'{col}': {stray} read as missing (every other value is a number): REVIEW")
-    v = v.where(~v.isin(placeholders), "")
+        v = v.where(~v.isin(stray), "")
+        notation = _number_pattern(v)
     present = v[v != ""]
     if present.nunique() <= 1:
         return None, "constant (one value or empty)"
@@ -606,7 +609,6 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
             if spelling not in found:
                 found.append(spelling)
         return "yes_no", f"two values, {sorted(present.unique())}"
-    notation = _number_pattern(v)
     if notation is not None:
         x = _to_float(v, draft.decimal, draft.thousands)
         if present.nunique() == len(present) == n and (x == x.round()).all():

@@ -92,7 +92,7 @@ class LeadEncoder(LeadTransformer):
             counts = pd.Series(vals, dtype=object).value_counts()
             # a dict as an ordered set: a set's order (so the pickled model's bytes and its
             # SHA-256) would change with each process's string hashing
-            self.frequent_[c] = dict.fromkeys(sorted(counts[counts / max(n, 1) >= self.rare_min_share].index))
+            self.frequent_[c] = dict.fromkeys(frequent_levels(counts, n, self.rare_min_share))
             self.categories_[c] = sorted(set(self._group(c, X[c])))
             sources += [c] * len(self.categories_[c])
             labels += [f"{c}={lvl}" for lvl in self.categories_[c]]
@@ -147,6 +147,13 @@ class LeadEncoder(LeadTransformer):
             [new + label[len(src) :] for src, new, label in zip(self.feature_sources_, renamed, self.feature_labels_, strict=True)],
             dtype=object,
         )
+
+
+def frequent_levels(counts: pd.Series, n: int, rare_min_share: float) -> list[str]:
+    """The levels (``counts``: leads per level, of ``n`` leads) common enough to be their own
+    input, sorted; the rarer ones are grouped as ``Other``. The one rule of the encoder and of
+    the variable-selection evidence."""
+    return sorted(counts[counts / max(n, 1) >= rare_min_share].index)
 
 
 def build_encoder(

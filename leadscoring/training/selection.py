@@ -18,7 +18,7 @@ from sklearn.feature_selection import mutual_info_classif
 from sklearn.inspection import permutation_importance
 from sklearn.model_selection import BaseCrossValidator, StratifiedKFold, cross_val_score
 
-from leadscoring.features.encoding import OTHER_LEVEL
+from leadscoring.features.encoding import OTHER_LEVEL, frequent_levels
 from leadscoring.formats import fixed
 from leadscoring.training.pipeline import FIT_PROCESSES
 from leadscoring.training.woe import information_value, woe_table
@@ -79,9 +79,8 @@ def grouped_levels(prepared: pd.DataFrame, yes_no: Sequence[str], rare_min_share
         s = prepared[col]
         if col in yes_no or pd.api.types.is_numeric_dtype(s) or rare_min_share <= 0:
             continue
-        shares = s.value_counts(normalize=False) / max(len(s), 1)
-        rare = shares.index[shares < rare_min_share]
-        out[col] = s.where(~s.isin(rare), OTHER_LEVEL)
+        kept = frequent_levels(s.value_counts(), len(s), rare_min_share)
+        out[col] = s.where(s.isin(kept) | s.isna(), OTHER_LEVEL)
     return out
 
 

@@ -665,11 +665,12 @@ def _build(
             notes.append(f"Experiment groups other than control and treatment are left out of the A/B test: {other}.")
 
     changes["version"] = changes["version"].astype(str)
+    ref_auc, ref_on = reference_auc(manifest)
     model_info = {
         "version": str(manifest.get("sha256", ""))[:12] or None,
         "name": manifest.get("model_name"),
-        "reference_auc": _reference_auc(manifest),
-        "reference_on": _reference_on(manifest),
+        "reference_auc": ref_auc,
+        "reference_on": ref_on,
         "grades": grade_names,
     }
     if model_info["reference_auc"] is None and manifest:
@@ -697,21 +698,21 @@ def _build(
     return report
 
 
-def _reference_on(manifest: Mapping[str, Any]) -> str:
-    """Where the reference ROC-AUC was measured, in words: the validation leads of notebook
-    07, or (a retrained model's manifest has no validation figures) the held-out new leads of
-    its retraining."""
-    if (manifest.get("validation") or {}).get("roc_auc") is not None:
-        return "the model's validation leads"
-    return "the held-out new leads of its retraining"
+#: Where a manifest's reference ROC-AUC was measured, by the key it is under, in the order read.
+_REFERENCE_ON = {
+    "validation": "the model's validation leads",  # notebook 07
+    "metrics": "the held-out new leads of its retraining",  # a challenger promotion
+}
 
 
-def _reference_auc(manifest: Mapping[str, Any]) -> float | None:
-    for key in ("validation", "metrics"):
+def reference_auc(manifest: Mapping[str, Any]) -> tuple[float | None, str]:
+    """The model's reference ROC-AUC and where it was measured, in words (None when the
+    manifest records none)."""
+    for key, on in _REFERENCE_ON.items():
         value = (manifest.get(key) or {}).get("roc_auc")
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            return float(value)
-    return None
+            return float(value), on
+    return None, _REFERENCE_ON["validation"]
 
 
 def _per_score(part: pd.DataFrame, state: str | Sequence[str]) -> np.ndarray:
@@ -1055,7 +1056,7 @@ def _alerts(
     reference_on: str = "the model's validation leads",
 ) -> list[Alert]:
     """The thresholds crossed (see the module), one line each; ``reference_on``: where the
-    reference ROC-AUC was measured (:func:`_reference_on`)."""
+    reference ROC-AUC was measured (:func:`reference_auc`)."""
     mon = cfg.monitoring
     alerts: list[Alert] = []
     if reference_auc is not None:

@@ -30,7 +30,7 @@ from leadscoring.ingest.quality import quality_findings
 from leadscoring.io import write_text
 from leadscoring.notebook.tables import show
 from leadscoring.training.leakage import model_columns_after_audit
-from leadscoring.training.rules import rules_name
+from leadscoring.training.rules import rules_name_in
 from leadscoring.training.segmentation import overlap_caution
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def _grades(manifest: Mapping[str, Any], choices: pd.DataFrame | None, labels: M
 
 
 def _capacity(capacity: pd.DataFrame | None, labels: Mapping[str, str], rules: str) -> str:
-    """The capacity table; ``rules``: the rule model's name (:func:`rules_name`)."""
+    """The capacity table; ``rules``: the rule model's name (:func:`~leadscoring.training.rules.rules_name`)."""
     if capacity is None:
         return ""
     keep = {"calls": "calls", "random": "conversions_at_random", "rules": "by_" + rules.replace(" ", "_"), "ml": "by_the_score"}
@@ -317,8 +317,7 @@ def client_report(cfg: ProjectConfig) -> str:
     use_style(cfg.report.number_style)  # the tables' numbers too
     manifest_file = cfg.path("models_dir") / "lead_scoring_model.json"
     manifest = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
-    rules_file = cfg.path("models_dir") / "rule_scorer.json"
-    rules = rules_name(json.loads(rules_file.read_text(encoding="utf-8")) if rules_file.is_file() else None)
+    rules = rules_name_in(cfg.path("models_dir"))
     metrics_file = results / "run_metrics.json"
     metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
     gains = _read_csv(results, "evaluation_gains.csv")

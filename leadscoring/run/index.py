@@ -24,7 +24,7 @@ from leadscoring.config import ProjectConfig
 from leadscoring.formats import NumberStyle, count, number, percent
 from leadscoring.io import write_text
 from leadscoring.training.leakage import blocked_variables
-from leadscoring.training.rules import rules_name
+from leadscoring.training.rules import rules_name_in
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ def _figures(cfg: ProjectConfig, style: NumberStyle) -> dict[str, Callable[[], s
 
     def rules_auc() -> str:
         table = pd.read_csv(results / "validation_comparison.csv").set_index("model")
-        manifest = cfg.path("models_dir") / "rule_scorer.json"
-        name = rules_name(json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None)
+        name = rules_name_in(cfg.path("models_dir"))
         return f"{name}: validation ROC-AUC {number(table.loc[name, 'roc_auc'], style)}"
 
     def strongest() -> str:

@@ -27,6 +27,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from leadscoring.artifacts import RULE_MODEL, manifest_path, read_manifest
 from leadscoring.config import ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import MISSING_LEVEL
@@ -148,6 +149,13 @@ def rules_name(manifest: dict[str, object] | None) -> str:
     """The rule model's name for a rule scorer's manifest (a manifest of an older run, without
     ``points_table``: "marketing rules")."""
     return RULES_NAMES.get(str((manifest or {}).get("points_table", "client")), RULES_NAMES["client"])
+
+
+def rules_name_in(models_dir: Path) -> str:
+    """:func:`rules_name` of the rule scorer saved in ``models_dir`` (none saved: "marketing
+    rules")."""
+    path = models_dir / RULE_MODEL
+    return rules_name(read_manifest(path) if manifest_path(path).is_file() else None)
 
 
 class RuleScorer(ClassifierMixin, BaseEstimator):

@@ -297,6 +297,7 @@ def _verdicts(ev: pd.DataFrame, masks: dict[str, np.ndarray], cfg: ProjectConfig
     columns filled in for the same leads: exclude, remove, compare again until the excluded
     set no longer grows (it only grows, so this ends)."""
     aucs = ev["single_variable_auc"].to_numpy()
+    names = ev["variable"].tolist()
     flagged = np.zeros(len(ev), dtype=bool)
     partners: dict[int, str] = {}
     while True:
@@ -306,7 +307,6 @@ def _verdicts(ev: pd.DataFrame, masks: dict[str, np.ndarray], cfg: ProjectConfig
             clean[i] = False
             out.append(_verdict(row, float(aucs[clean].max()) if clean.any() else 0.5, cfg, partners.get(int(i))))
         now = np.array([v == "excluded" for _, v, _ in out])
-        names = ev["variable"].tolist()
         # partners: excluded on their own evidence (not only for a partner) and not let in by the configuration
         own = np.array([now[i] and i not in partners and not is_allowed(cfg, n) for i, n in enumerate(names)])
         found = _filled_with(names, masks, now, own, cfg.leakage.group_overlap)

@@ -73,11 +73,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from leadscoring.serving.batch import score_file
+    from leadscoring.serving.batch import rejected_path, score_file
 
     cfg = load_config(args.config)
     if args.engine == "dask":
         from leadscoring.serving.distributed import score_dask
+
+        if args.bad_rows == "set_aside":
+            raise ConfigError("--bad-rows set_aside: the dask engine refuses a file at its first bad row; use --engine local")
 
         res = score_dask(
             cfg,
@@ -104,9 +107,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             jobs=args.jobs,
             inputs_path=inputs,
+            bad_rows=args.bad_rows,
         )
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(res["buckets"].items()))
         print(f"scored {res['leads']} leads -> {args.output} ({counts})")
+        if res.get("rejected"):
+            where = rejected_path(args.output)
+            print(f"WARNING: {res['rejected']} row(s) set aside, not scored -> {where} (line and problem of each)")
         for gap in res.get("gaps", []):
             print(f"WARNING: {gap}")
         if inputs is not None:
@@ -477,6 +484,12 @@ def _add_score_parser(sub: Any) -> None:
         default=1,
         help="worker processes for the local engine (default 1: on the 2-core reference machine "
         "the fastest and least memory, see bench/bench_batch.py)",
+    )
+    s.add_argument(
+        "--bad-rows",
+        choices=["stop", "set_aside"],
+        help="a row that fails validation: stop (refuse the file, write nothing) or set_aside (score the others, write "
+        "it to OUTPUT.rejected.csv with its line and problem); default scoring.bad_rows. Local engine only",
     )
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.add_argument("--no-history", action="store_true", help="do not append the scores to the score history (paths.score_history)")

@@ -21,13 +21,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from leadscoring.artifacts import SCORE_MODEL, read_manifest
 from leadscoring.cli import main
 from leadscoring.config import ProjectConfig, load_config
 from leadscoring.crm.push import read_state
 from leadscoring.io import exclusive_lock
-from leadscoring.loop.cycle import CYCLE_LOCK, CYCLE_SCORES, EXIT_LOCKED, SIGTERM_AT_ENV
+from leadscoring.loop.cycle import CYCLE_LOCK, CYCLE_REJECTED, CYCLE_SCORES, EXIT_LOCKED, SIGTERM_AT_ENV
 from leadscoring.loop.maturity import matured_outcomes, retrain_due
 from leadscoring.loop.retrain import decide, split_holdout
 from leadscoring.serving.history import append_scores, read_history
@@ -662,6 +663,39 @@ def test_a_failed_rescore_pushes_nothing_and_the_next_cycle_scores_every_lead(
     assert _cycle(cfg, export, capsys)[0] == 0
     assert _steps(cfg)["rescore"]["figures"]["new"] == OPEN and _steps(cfg)["push"]["figures"]["sent"] == OPEN
     assert len(read_history(cfg.path("score_history"))) == OPEN
+
+
+def test_a_bad_row_of_the_export_is_set_aside_and_the_other_leads_scored_and_pushed(tmp_path, crm, small_models, unseen, capsys):
+    cfg = _project(tmp_path, crm, small_models)
+    conf = yaml.safe_load(cfg.source.read_text(encoding="utf-8"))
+    conf["scoring"]["bad_rows"] = "set_aside"
+    cfg.source.write_text(yaml.safe_dump(conf), encoding="utf-8")
+    cfg = load_config(cfg.source)
+    rows = unseen.head(OPEN)
+    numeric = cfg.model_data.columns.numeric[0]
+    crm.add(rows["id"].tolist())
+    typo = rows.astype(object).copy()
+    typo.loc[7, numeric] = "lots"  # line 9 of the export
+    code, out = _cycle(cfg, _export(cfg, typo), capsys)
+    assert code == 0, out
+    rescore = _steps(cfg)["rescore"]
+    assert rescore["figures"]["set_aside"] == 1 and rescore["figures"]["rescored"] == OPEN - 1
+    assert "1 row(s) of the export set aside" in rescore["summary"] and "line 9: column" in rescore["summary"]
+    rejected = pd.read_csv(cfg.path("crm_state") / CYCLE_REJECTED, sep=cfg.data.separator, dtype=str)
+    assert rejected["line"].tolist() == ["line 9"] and rejected[numeric].tolist() == ["lots"]
+    assert set(crm.pushes) == set(rows["id"]) - {rows["id"].iloc[7]}
+
+    # fixed the next night: scored as a new lead, and the rejected rows of last night are gone
+    code, out = _cycle(cfg, _export(cfg, rows), capsys)
+    assert code == 0, out
+    assert _steps(cfg)["rescore"]["figures"]["new"] == 1 and set(crm.pushes) == set(rows["id"])
+    assert not (cfg.path("crm_state") / CYCLE_REJECTED).exists()
+
+    # a whole column in another format: more than scoring.max_bad_share, the step fails and nothing is pushed
+    other = rows.astype(object).assign(**{numeric: "n.a."})
+    code, out = _cycle(cfg, _export(cfg, other), capsys)
+    assert code == 1 and _steps(cfg)["rescore"]["status"] == "failed"
+    assert f"{OPEN} of {OPEN} rows have problems" in _steps(cfg)["rescore"]["summary"]
 
 
 def test_the_cycle_keeps_the_ab_groups_and_pushes_only_the_marker_for_control_leads(

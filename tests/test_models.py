@@ -170,7 +170,7 @@ def test_score_file_is_complete_deterministic_and_validated(cfg, sample, trained
     txt.loc[txt.index[3], "tiempo_en_site_total"] = "n/a"
     txt.to_csv(src, sep=";", index=False)
     with pytest.raises(LeadDataError, match=r"tiempo_en_site_total.*'n/a' \(line 5\)"):
-        score_file(cfg, src, out1, models_dir=folder)
+        score_file(cfg, src, out1, models_dir=folder, bad_rows="stop")
 
 
 def test_unseen_category_is_scored(cfg, sample, trained):
@@ -208,7 +208,7 @@ def test_chunked_equals_whole_file_and_duplicates_across_chunks(cfg, sample, tra
     dup.loc[dup.index[500], "id"] = dup["id"].iloc[3]
     dup.to_csv(src, sep=";", index=False)
     with pytest.raises(LeadDataError, match=r"duplicate id .* \(line 502\) already seen"):
-        score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97, scored_at=AT)
+        score_file(cfg, src, chunked, models_dir=folder, chunk_rows=97, scored_at=AT, bad_rows="stop")
     assert whole.read_bytes() == chunked.read_bytes()  # the failed run left the old output intact
 
 

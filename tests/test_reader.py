@@ -158,12 +158,14 @@ def test_line_numbers_after_embedded_line_breaks_and_in_later_chunks(project, ex
     with pytest.raises(LeadDataError, match=r"'lots' \(line 253\)"):
         validate_file(src, cfg, require_target=False, chunk_rows=40)
     with pytest.raises(LeadDataError, match=r"'lots' \(line 253\)"):
-        score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40)
+        score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40, bad_rows="stop")
+    assert score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40, bad_rows="set_aside")["rejected"] == 1
+    assert pd.read_csv(tmp_path / "o.rejected.csv", sep=cfg.data.separator)["line"].tolist() == ["line 253"]
     df.loc[250, cfg.data.columns.numeric[0]] = "1"
     df.loc[260, "id"] = "L3"  # a duplicate in a later chunk: line 263
     src.write_text(_csv(df), encoding="utf-8")
     with pytest.raises(LeadDataError, match=r"duplicate id 'L3' \(line 263\) already seen"):
-        score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40)
+        score_file(cfg, src, tmp_path / "o.csv", chunk_rows=40, bad_rows="stop")
 
 
 @pytest.mark.parametrize(

@@ -350,6 +350,14 @@ class ScoringConfig(StrictSection):
     # CRM custom-field name per output field (``leadscoring push``, notebook 10's payloads):
     # any field of a scored lead (:data:`~leadscoring.scored_lead.SCORE_FIELDS`).
     crm_fields: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CRM_FIELDS))
+    # A row of leads to score that fails validation (text in a number column, an unknown
+    # yes/no answer, a repeated id): "stop" refuses the whole file with a one-line error and
+    # writes nothing; "set_aside" scores the other rows and writes that row, its line and its
+    # problem to the rejected-rows file (``score``: OUTPUT.rejected.csv; the nightly cycle: its
+    # state folder). A file with more than ``max_bad_share`` of its rows set aside is refused
+    # all the same: it is in another layout, not a few typing slips.
+    bad_rows: Literal["stop", "set_aside"] = "stop"
+    max_bad_share: float = Field(0.05, ge=0.0, le=1.0)
 
     @model_validator(mode="before")
     @classmethod

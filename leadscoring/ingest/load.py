@@ -15,16 +15,21 @@ import pandas as pd
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, iter_raw_chunks, read_raw, row_locator
-from leadscoring.ingest.schema import LeadSchema
+from leadscoring.ingest.schema import BadRows, LeadSchema
 from leadscoring.io import atomic_path
 
 log = logging.getLogger(__name__)
 
 
-def read_leads(path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True) -> pd.DataFrame:
-    """Read a whole export (CSV in the configured layout, or parquet) and validate it."""
+def read_leads(
+    path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True, bad_rows: BadRows | None = None
+) -> pd.DataFrame:
+    """Read a whole export (CSV in the configured layout, or parquet) and validate it. With
+    ``bad_rows`` a row that fails validation is left out and recorded there."""
     raw = read_raw(path, cfg)
-    df = LeadSchema(cfg).validate(raw, require_target=require_target, origin=Path(path).name, rows=row_locator(path, cfg))
+    df = LeadSchema(cfg).validate(
+        raw, require_target=require_target, origin=Path(path).name, rows=row_locator(path, cfg), bad_rows=bad_rows
+    )
     log.info("read %d leads x %d columns from %s", len(df), df.shape[1], path)
     return df
 
@@ -36,11 +41,19 @@ class IdTracker:
         self.seen: set[str] = set()
         self.origin, self.rows = origin, rows
 
+    def repeated(self, ids: np.ndarray) -> np.ndarray:
+        """Which of ``ids`` an earlier chunk had."""
+        return np.fromiter((x in self.seen for x in ids), dtype=bool, count=len(ids))  # (isin(set) is far slower)
+
+    def where(self, records: Sequence[int]) -> list[str]:
+        """Where the records are in the file ("line 12")."""
+        return self.rows([int(r) for r in records]) if self.rows is not None else [f"row {r}" for r in records]
+
     def add(self, ids: np.ndarray, records: Sequence[int]) -> None:
-        dup = np.fromiter((x in self.seen for x in ids), dtype=bool, count=len(ids))  # (isin(set) is far slower)
+        dup = self.repeated(ids)
         if dup.any():
             i = int(np.flatnonzero(dup)[0])
-            where = self.rows([int(records[i])])[0] if self.rows is not None else f"row {records[i]}"
+            where = self.where([records[i]])[0]
             raise LeadDataError(f"{self.origin}: duplicate id {ids[i]!r} ({where}) already seen earlier in the file")
         self.seen.update(ids)
 

@@ -5,13 +5,16 @@ id, a number, a yes/no answer, the outcome) and applies them to whole frames (a 
 chunk, a dask partition: :meth:`LeadSchema.validate`) and to API requests (the pydantic
 model of :meth:`LeadSchema.request_model`), so both refuse the same things with the same
 words. A frame's problems raise :class:`LeadDataError` with a one-line message naming the
-column, the offending values and the lines of the file where they occur.
+column, the offending values and the lines of the file where they occur, or, when the
+caller passes :class:`BadRows` (``scoring.bad_rows: set_aside``), the rows with problems are
+left out of the frame and recorded there, each with its line and its first problem.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -41,8 +44,92 @@ class _RowLabels:
         self.rows = rows
 
     def __getitem__(self, mask: np.ndarray) -> list[str]:
-        picked = self.index[mask][: MAX_EXAMPLES + 1]
+        return self._labels(self.index[mask][: MAX_EXAMPLES + 1])
+
+    def all(self, mask: np.ndarray) -> list[str]:
+        """The label of every row of ``mask`` (the rows set aside)."""
+        return self._labels(self.index[mask])
+
+    def _labels(self, picked: np.ndarray) -> list[str]:
         return self.rows([int(i) for i in picked]) if self.rows is not None else [f"row {i}" for i in picked]
+
+
+@dataclass
+class BadRows:
+    """The rows a validation set aside instead of refusing the whole frame: each one's record
+    number (the frame's index), where it is in the file ("line 12") and its first problem
+    ("column 'visits' must be numeric but has text value(s): 'many'"). One instance collects
+    across the chunks of a file."""
+
+    records: list[int] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    rows: list[pd.DataFrame] = field(default_factory=list)  # the rows as read
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add(self, records: Sequence[int], lines: Sequence[str], problem: str) -> None:
+        self.records += [int(r) for r in records]
+        self.lines += list(lines)
+        self.problems += [problem] * len(records)
+
+    def first(self) -> str:
+        """The first row set aside (in the file) and its problem, for a one-line message."""
+        if not self.records:
+            return ""
+        i = int(np.argmin(self.records))
+        return f"{self.lines[i]}: {self.problems[i]}"
+
+    def table(self) -> pd.DataFrame:
+        """The rows set aside in file order, for a person to read and fix: ``line``,
+        ``problem``, then the row as the file has it."""
+        head = pd.DataFrame({"line": self.lines, "problem": self.problems}, index=pd.Index(self.records))
+        rows = pd.concat(self.rows).astype(object) if self.rows else None
+        return (pd.concat([head, rows], axis=1) if rows is not None else head).sort_index()
+
+
+def check_bad_share(origin: str, bad: int, total: int, max_share: float, first: str) -> None:
+    """Refuse a file whose rows set aside are more than ``max_share`` (``scoring.max_bad_share``)
+    of its ``total`` rows: a file in another layout, not a few slips. ``first`` names the first."""
+    if bad and bad > max_share * total:
+        raise LeadDataError(
+            f"{origin}: {bad} of {total} rows have problems ({bad / total:.1%}), more than "
+            f"scoring.max_bad_share ({max_share:.1%}): is it in the configured layout? The first: {first}"
+        )
+
+
+class _Refusals:
+    """The rows one frame's checks refuse. Without ``bad_rows``, the first problem raises a
+    one-line :class:`LeadDataError` (its values and lines). With it, each refused row is
+    recorded there once (its first problem), checks go on, and :attr:`refused` marks the rows
+    to leave out."""
+
+    def __init__(self, origin: str, labels: _RowLabels, n: int, bad_rows: BadRows | None) -> None:
+        self.origin, self.labels, self.bad_rows = origin, labels, bad_rows
+        self.refused = np.zeros(n, dtype=bool)
+
+    def refuse(
+        self, bad: np.ndarray, what: str, values: Sequence[object] | None = None, hint: str = "", joiner: str = ": "
+    ) -> None:
+        """Refuse the rows of mask ``bad`` (their ``values`` as found): ``what`` is the problem
+        ("column 'x' must be numeric but has text value(s)"), ``joiner`` what comes before the
+        values and lines in a message, ``hint`` what to do about it."""
+        if not bad.any():
+            return
+        if self.bad_rows is None:
+            found = _examples(list(values), self.labels[bad]) if values is not None else ", ".join(self.labels[bad][:MAX_EXAMPLES])
+            raise LeadDataError(f"{self.origin}: {what}{joiner}{found}{hint}")
+        new = bad & ~self.refused
+        self.refused |= bad
+        where = np.flatnonzero(new)
+        if not len(where):
+            return
+        shown = dict(zip(np.flatnonzero(bad), values, strict=True)) if values is not None else {}
+        lines = self.labels.all(new)
+        for i, line in zip(where, lines, strict=True):
+            problem = f"{what}{joiner}{shown[i]!r}" if values is not None else what
+            self.bad_rows.add([int(self.labels.index[i])], [line], problem)
 
 
 def text(v: object) -> str | None:
@@ -178,13 +265,18 @@ class LeadSchema:
         origin: str = "input",
         rows: RowLocator | None = None,
         may_lack: Collection[str] = (),
+        bad_rows: BadRows | None = None,
     ) -> pd.DataFrame:
         """Check ``df`` and return a typed copy: the id as text, numeric columns as float,
         categorical and yes/no columns as stripped text (blank → missing; placeholders such
         as ``Select`` are kept for the cleaner), the target (if asked for) as 0/1. Columns
         outside the configuration are dropped if allowed, else rejected. ``rows`` names the
         records in messages (default: "row <index>"). Configured columns in ``may_lack`` (those
-        a model does not read) may be absent: they are then empty."""
+        a model does not read) may be absent: they are then empty.
+
+        A problem of the whole frame (a missing column, no rows) always raises. A problem of a
+        row raises too, unless ``bad_rows`` is given: the row is then left out of the result
+        and recorded in ``bad_rows``."""
         if df.shape[0] == 0:
             raise LeadDataError(f"{origin}: no leads (the file has a header but no rows)")
         df = df.set_axis([str(c).strip() for c in df.columns], axis=1)  # copy-on-write: no data copied
@@ -192,34 +284,37 @@ class LeadSchema:
         absent = [c for c in may_lack if c not in df.columns]
         if absent:
             df = df.assign(**dict.fromkeys(absent))
-        labels = _RowLabels(df.index, rows)
+        found = _Refusals(origin, _RowLabels(df.index, rows), len(df), bad_rows)
         out: dict[str, np.ndarray] = {}  # one frame built at the end: inserting column by column fragments it
-        out[self.id_column] = self.lead_ids(df, origin, rows)
+        out[self.id_column] = self._lead_ids(df, found)
         if self.visitor_column:
             out[self.visitor_column] = map_unique(df[self.visitor_column], text)
         for col in self.numeric:
             if col in df.columns or col not in self.event_columns:
-                out[col] = self._numbers(df[col], col, origin, labels)
+                out[col] = self._numbers(df[col], col, found)
         for col in self.categorical:
             out[col] = map_unique(df[col], text)
         for col in self.yes_no:
-            out[col] = self._yes_no(df[col], col, origin, labels)
+            out[col] = self._yes_no(df[col], col, found)
         if require_target and self.target_column in df.columns:
-            out[self.target_column] = self._target(df[self.target_column], origin, labels)
+            out[self.target_column] = self._target(df[self.target_column], found)
         if self.date_column is not None and self.date_column in df.columns:
-            out[self.date_column] = self._dates(df[self.date_column], origin, labels)
-        return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+            out[self.date_column] = self._dates(df[self.date_column], found)
+        leads = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+        if found.refused.any():  # (only with bad_rows: else the first problem raised)
+            assert bad_rows is not None
+            bad_rows.rows.append(df[found.refused])
+            leads = leads[~found.refused].reset_index(drop=True)
+        return leads
 
-    def _dates(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
+    def _dates(self, s: pd.Series, found: _Refusals) -> np.ndarray:
         values = s.where(s.astype("string").str.strip() != "") if not pd.api.types.is_datetime64_any_dtype(s) else s
         dates = parse_dates(values, self.date_format)
         bad = (dates.isna() & values.notna()).to_numpy()
-        if bad.any():
-            written = f" written as {self.date_format} (data.date_format)" if self.date_format else ""
-            raise LeadDataError(
-                f"{origin}: date column '{self.date_column}' has value(s) that are not dates{written}: "
-                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
-            )
+        written = f" written as {self.date_format} (data.date_format)" if self.date_format else ""
+        found.refuse(
+            bad, f"date column '{self.date_column}' has value(s) that are not dates{written}", np.asarray(s, dtype=object)[bad]
+        )
         return dates.to_numpy()
 
     def lead_ids(self, df: pd.DataFrame, origin: str = "input", rows: RowLocator | None = None) -> np.ndarray:
@@ -227,14 +322,17 @@ class LeadSchema:
         ``data.id_from_row_number`` the record's number from 1, else the id column's ids
         (stripped text, whole numbers as their digits). Empty, malformed or duplicate ids are a
         one-line :class:`LeadDataError` naming the rows."""
+        return self._lead_ids(df, _Refusals(origin, _RowLabels(df.index, rows), len(df), None))
+
+    def _lead_ids(self, df: pd.DataFrame, found: _Refusals) -> np.ndarray:
         if self.id_from_row_number:  # the n-th lead of the export
             return np.array([str(int(i) + 1) for i in df.index], dtype=object)
-        return self.column_ids(df, origin, rows)
+        return self._ids(df[self.id_column], found)
 
     def column_ids(self, df: pd.DataFrame, origin: str = "input", rows: RowLocator | None = None) -> np.ndarray:
         """The ids written in ``df``'s id column, by the rule of :meth:`lead_ids`, whatever
         ``data.id_from_row_number`` says (a file of outcomes names the leads it is about)."""
-        return self._ids(df[self.id_column], origin, _RowLabels(df.index, rows))
+        return self._ids(df[self.id_column], _Refusals(origin, _RowLabels(df.index, rows), len(df), None))
 
     def _id_or_none(self, v: object) -> str | None:
         """:meth:`lead_id`, or None for a value that is no id (a typed export's id column)."""
@@ -243,31 +341,27 @@ class LeadSchema:
         except ValueError:
             return None
 
-    def _ids(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
+    def _ids(self, s: pd.Series, found: _Refusals) -> np.ndarray:
         as_text = pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+        blank = np.zeros(len(s), dtype=bool)
         if as_text:
             blank = (s.isna() | (s.astype("string").str.strip() == "")).to_numpy()
-            if blank.any():
-                raise LeadDataError(
-                    f"{origin}: column '{self.id_column}' (id) is empty at " + ", ".join(labels[blank][:MAX_EXAMPLES])
-                )
+            found.refuse(blank, f"column '{self.id_column}' (id) is empty", joiner=" at ")
         # text ids stripped in one vectorised pass; other types (parquet numbers) one by one
         texts = s.astype("string").str.strip().to_numpy(dtype=object) if as_text else None
         ids = texts if texts is not None else map_unique(s.to_numpy(dtype=object), self._id_or_none)
-        bad = np.fromiter((v is None for v in ids), dtype=bool, count=len(ids))
-        if bad.any():
-            raise LeadDataError(
-                f"{origin}: column '{self.id_column}' (id) has value(s) that are not ids "
-                "(empty, true/false or a fraction): " + _examples(list(s.to_numpy(dtype=object)[bad]), labels[bad])
-            )
-        dup = pd.Series(ids).duplicated(keep=False).to_numpy()
-        if dup.any():
-            raise LeadDataError(
-                f"{origin}: duplicate id(s) in column '{self.id_column}': " + _examples(list(ids[dup]), labels[dup])
-            )
+        bad = np.fromiter((v is None for v in ids), dtype=bool, count=len(ids)) & ~blank
+        found.refuse(
+            bad,
+            f"column '{self.id_column}' (id) has value(s) that are not ids (empty, true/false or a fraction)",
+            s.to_numpy(dtype=object)[bad],
+        )
+        valid = ~(blank | bad)
+        dup = valid & pd.Series(ids).where(valid).duplicated(keep=False).to_numpy()
+        found.refuse(dup, f"duplicate id(s) in column '{self.id_column}'", ids[dup])
         return ids
 
-    def _numbers(self, s: pd.Series, col: str, origin: str, labels: _RowLabels) -> np.ndarray:
+    def _numbers(self, s: pd.Series, col: str, found: _Refusals) -> np.ndarray:
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
             num = s.to_numpy(dtype="float64")
             bad = np.isinf(num)
@@ -281,11 +375,8 @@ class LeadSchema:
 
             num = map_unique(s, parse, dtype=float)
             bad = np.isinf(num)
-        if bad.any():
-            raise LeadDataError(
-                f"{origin}: column '{col}' must be numeric but has text value(s): "
-                + _examples(list(np.asarray(s, dtype=object)[bad]), labels[bad])
-            )
+        found.refuse(bad, f"column '{col}' must be numeric but has text value(s)", np.asarray(s, dtype=object)[bad])
+        num = np.where(bad, np.nan, num)  # (a row set aside: not also out of range)
         if col in self.missing_codes:  # e.g. -1 = "never contacted": missing, not a number
             num = np.where(np.isin(num, self.missing_codes[col]), np.nan, num)
         lo, hi = self.ranges[col]
@@ -295,41 +386,36 @@ class LeadSchema:
         if hi is not None:
             outside |= num > hi
         if outside.any():
-            raise LeadDataError(
-                f"{origin}: column '{col}' has value(s) {range_text(lo, hi)}: "
-                + _examples([float(x) for x in num[outside]], labels[outside])
-            )
+            found.refuse(outside, f"column '{col}' has value(s) {range_text(lo, hi)}", [float(x) for x in num[outside]])
         return num
 
-    def _yes_no(self, s: pd.Series, col: str, origin: str, labels: _RowLabels) -> np.ndarray:
+    def _yes_no(self, s: pd.Series, col: str, found: _Refusals) -> np.ndarray:
         values = map_unique(s, text)
         bad = map_unique(values, lambda v: not self.yes_no_ok(v), dtype=bool)
-        if bad.any():
-            raise LeadDataError(
-                f"{origin}: column '{col}' (yes/no) has value(s) outside yes_values/no_values: "
-                + _examples(list(values[bad]), labels[bad])
-            )
+        found.refuse(bad, f"column '{col}' (yes/no) has value(s) outside yes_values/no_values", values[bad])
         return values
 
-    def _target(self, s: pd.Series, origin: str, labels: _RowLabels) -> np.ndarray:
+    def _target(self, s: pd.Series, found: _Refusals) -> np.ndarray:
         def target_text(v: object) -> str | None:
             t = text(v)
             return t[:-2] if t is not None and t.endswith(".0") else t
 
         t = map_unique(s, target_text)
         bad = map_unique(t, lambda v: v not in (self.positive, self.negative), dtype=bool)
-        if bad.any():
-            found = list(t[bad])
-            empty = sum(v is None for v in found)
-            hint = (
-                f"; {empty} lead(s) have no outcome: remove them from the export (a lead still open cannot teach the model)"
-                if empty
-                else ""
-            )
-            raise LeadDataError(
-                f"{origin}: target column '{self.target_column}' must be {self.positive!r} or "
-                f"{self.negative!r}; found " + _examples(["(empty)" if v is None else v for v in found], labels[bad]) + hint
-            )
+        values = list(t[bad])
+        empty = sum(v is None for v in values)
+        hint = (
+            f"; {empty} lead(s) have no outcome: remove them from the export (a lead still open cannot teach the model)"
+            if empty
+            else ""
+        )
+        found.refuse(
+            bad,
+            f"target column '{self.target_column}' must be {self.positive!r} or {self.negative!r}; found",
+            ["(empty)" if v is None else v for v in values],
+            hint,
+            joiner=" ",
+        )
         return (t == self.positive).astype("int64")
 
     # -- an API request -------------------------------------------------------------------
@@ -360,6 +446,9 @@ def validate_leads(
     origin: str = "input",
     rows: RowLocator | None = None,
     may_lack: Collection[str] = (),
+    bad_rows: BadRows | None = None,
 ) -> pd.DataFrame:
     """``LeadSchema(cfg).validate(df, ...)``: check a frame against the configured layout."""
-    return LeadSchema(cfg).validate(df, require_target=require_target, origin=origin, rows=rows, may_lack=may_lack)
+    return LeadSchema(cfg).validate(
+        df, require_target=require_target, origin=origin, rows=rows, may_lack=may_lack, bad_rows=bad_rows
+    )

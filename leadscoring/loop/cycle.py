@@ -93,6 +93,8 @@ NEEDS = {"retrain": "pull", "push": "rescore"}
 CYCLE_LOCK = ".cycle.lock"
 CYCLE_STATE = "cycle_state.json"
 CYCLE_SCORES = "cycle_scores.parquet"
+#: The export's rows the last rescoring set aside (``scoring.bad_rows: set_aside``), in the state folder.
+CYCLE_REJECTED = "rejected_rows.csv"
 #: The columns of :data:`CYCLE_SCORES` beside the scores: the digest of the inputs a lead was
 #: scored with, and the model set that scored it (scoring and segment models' hashes).
 DIGEST = "inputs_digest"
@@ -355,6 +357,8 @@ def rescore_step(ctx: _Context) -> StepResult:
     import pyarrow.parquet as pq
 
     from leadscoring.ingest.load import read_leads
+    from leadscoring.ingest.schema import BadRows, check_bad_share
+    from leadscoring.serving.batch import RejectedRows
     from leadscoring.serving.history import SCORE_EXTRA_COLUMNS, append_scores
     from leadscoring.serving.inputs import raw_inputs
     from leadscoring.serving.scorer import utc_now
@@ -362,7 +366,10 @@ def rescore_step(ctx: _Context) -> StepResult:
     cfg = ctx.cfg
     id_col = cfg.data.id_column
     history = ctx.history if ctx.history is not None else read_outcome_history(cfg.path("outcome_history"))
-    export = read_leads(ctx.leads, cfg, require_target=False)
+    bad = BadRows() if cfg.scoring.bad_rows == "set_aside" else None
+    export = read_leads(ctx.leads, cfg, require_target=False, bad_rows=bad)
+    if bad is not None:
+        check_bad_share(Path(ctx.leads).name, len(bad), len(bad) + len(export), cfg.scoring.max_bad_share, bad.first())
     ids = export[id_col].astype(str)
     closed = ids.isin(_closed_ids(history)).to_numpy()
     open_leads = export[~closed].reset_index(drop=True)
@@ -402,12 +409,16 @@ def rescore_step(ctx: _Context) -> StepResult:
         "inputs_changed": int((known & ~same_inputs).sum()),
         "model_changed": int((known & same_inputs & ~same_model).sum()),
         "rescored": int(todo.sum()),
+        "set_aside": len(bad) if bad is not None else 0,
     }
     why = (
         f"{counts['rescored']} of {counts['open_leads']} open lead(s) ({counts['new']} new, {counts['inputs_changed']} with "
         f"changed inputs, {counts['model_changed']} with new models{', behaviour from events' if events else ''}); "
         f"{counts['closed_left_out']} converted, lost or deleted lead(s) of the export left out"
     )
+    rejected = ctx.state_dir() / CYCLE_REJECTED
+    if bad:
+        why += f"; {len(bad)} row(s) of the export set aside for problems ({rejected}), the first: {bad.first()}"
     scored_at = utc_now()
     fresh = _score(cfg, open_leads[todo], digest[todo], scored_at, models, reasons) if todo.any() else None
     kept = None
@@ -448,6 +459,11 @@ def rescore_step(ctx: _Context) -> StepResult:
                 pq.write_table(scores, tmp)
         elif path.is_file():
             path.unlink()
+        if bad:
+            with contextlib.ExitStack() as stack:
+                RejectedRows(rejected, cfg, stack).add(bad.table())
+        elif rejected.is_file():  # the rows an earlier night set aside: read fine now
+            rejected.unlink()
     return StepResult("rescore", "ok", f"rescored {why}", counts)
 
 

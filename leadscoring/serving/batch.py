@@ -4,7 +4,10 @@ The input (CSV or parquet) is read in chunks by the one reader
 (:mod:`leadscoring.ingest.reader`); each chunk is validated (with the file's line numbers
 in any error, and ids checked for duplicates across chunks), scored and appended to a
 temporary output that is renamed over the destination only when every chunk succeeded.
-Memory stays bounded by the chunk size. The dask engine
+Memory stays bounded by the chunk size. With ``scoring.bad_rows: set_aside`` a row that
+fails validation is left out and written, with its line and problem, to the rejected-rows
+file beside the output (:func:`rejected_path`); the file is refused all the same when more
+than ``scoring.max_bad_share`` of its rows fail. The dask engine
 (:mod:`leadscoring.serving.distributed`) runs this engine once per input file.
 """
 
@@ -24,12 +27,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
-from leadscoring.ingest.schema import validate_leads
+from leadscoring.ingest.schema import BadRows, check_bad_share, validate_leads
 from leadscoring.io import atomic_path, check_output
 from leadscoring.serving.inputs import INPUTS_FILE_SCHEMA, inputs_table, raw_inputs
 from leadscoring.serving.outputs import arrow_table, reasons_as_text
@@ -60,12 +64,41 @@ def _write_csv(table: Any, sink: Any, header: bool) -> None:
     pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=header, quoting_style="needed"))
 
 
-def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> tuple[Any, Any]:
+def rejected_path(output: str | os.PathLike[str]) -> Path:
+    """Where ``score`` sets aside the rows it could not read: ``OUTPUT.rejected.csv``."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.rejected.csv")
+
+
+@dataclass
+class _Scored:
+    """One chunk scored: the scores (an Arrow table; None when every row was set aside), the
+    leads' inputs as read (when the job keeps them), the record numbers of the rows scored and
+    the rows set aside (:meth:`BadRows.table`; None when there are none)."""
+
+    table: Any
+    inputs: Any
+    records: pd.Index
+    rejected: pd.DataFrame | None = None
+
+
+def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> _Scored:
     """Validate and score one raw chunk; the scores as an Arrow table, and (when the job keeps
-    them) the leads' inputs as read (:func:`~leadscoring.serving.inputs.raw_inputs`)."""
-    leads = validate_leads(raw, scorer.cfg, require_target=False, origin=origin, rows=rows, may_lack=scorer.unread_columns)
+    them) the leads' inputs as read (:func:`~leadscoring.serving.inputs.raw_inputs`). With
+    ``job.set_aside`` the rows that fail validation are left out and returned as read."""
+    bad = BadRows() if job.set_aside else None
+    leads = validate_leads(
+        raw, scorer.cfg, require_target=False, origin=origin, rows=rows, may_lack=scorer.unread_columns, bad_rows=bad
+    )
+    rejected = None
+    if bad:  # (an empty BadRows is falsy)
+        rejected = bad.table()
+        raw = raw.drop(index=bad.records)
+    if not len(leads):
+        return _Scored(None, None, raw.index, rejected)
     cols = scorer.score_columns(leads, reasons=job.reasons, scored_at=job.scored_at)
-    return arrow_table(cols, text_reasons=not job.parquet), (raw_inputs(scorer.cfg, raw) if job.inputs else None)
+    inputs = raw_inputs(scorer.cfg, raw) if job.inputs else None
+    return _Scored(arrow_table(cols, text_reasons=not job.parquet), inputs, raw.index, rejected)
 
 
 @dataclass(frozen=True)
@@ -76,6 +109,7 @@ class _Job:
     parquet: bool  # structured reasons (else one readable line, for CSV)
     scored_at: str
     inputs: bool = False  # keep the leads' inputs (an inputs file)
+    set_aside: bool = False  # rows that fail validation are set aside, not the job's failure
 
 
 _WORKER: dict[str, Any] = {}
@@ -86,7 +120,7 @@ def _worker_init(config: dict[str, Any], models_dir: str) -> None:
     _WORKER["scorer"] = Scorer.load(ProjectConfig.model_validate(config), models_dir, check_experiment=False)  # checked by the job
 
 
-def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> tuple[Any, Any]:
+def _worker_score(raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> _Scored:
     return _chunk_table(_WORKER["scorer"], raw, origin, rows, job)
 
 
@@ -95,12 +129,35 @@ def protected_folders(cfg: ProjectConfig) -> list[Path]:
     return [cfg.path("raw_data").parent]
 
 
+class RejectedRows:
+    """The rows a job set aside (:meth:`BadRows.table`), appended to a temporary file beside
+    ``dest`` in the export's separator and encoding, renamed over ``dest`` with the job's other
+    outputs when it succeeds. Opened at the first row set aside: a job with none writes nothing."""
+
+    def __init__(self, dest: Path, cfg: ProjectConfig, stack: contextlib.ExitStack) -> None:
+        self.dest, self.cfg, self.stack = dest, cfg, stack
+        self.sink: Any = None
+        self.count = 0
+        self.first = ""  # the first row set aside and its problem
+
+    def add(self, frame: pd.DataFrame | None) -> None:
+        if frame is None or not len(frame):
+            return
+        if self.sink is None:
+            tmp = self.stack.enter_context(atomic_path(self.dest))
+            self.sink = self.stack.enter_context(open(tmp, "w", encoding=self.cfg.data.encoding, errors="replace", newline=""))
+            self.first = f"{frame['line'].iloc[0]}: {frame['problem'].iloc[0]}"
+        frame.to_csv(self.sink, sep=self.cfg.data.separator, index=False, header=self.count == 0)
+        self.count += len(frame)
+
+
 class _ChunkWriter:
     """Appends scored chunks, in input order, to the open temporary output ``sink`` (CSV, or
     parquet when ``parquet``) and their inputs to the temporary inputs file ``inputs`` (if
     any): ids are checked across chunks (and appended to ``ids_out``), each chunk's write runs
     in ``pool`` overlapping the next chunk, and the leads are counted per bucket and on the
-    progress ``bar``."""
+    progress ``bar``. With ``rejected``, the rows set aside go there, and so does a lead whose
+    id an earlier chunk had (else that is the job's failure)."""
 
     def __init__(
         self,
@@ -112,9 +169,10 @@ class _ChunkWriter:
         ids_out: list[np.ndarray] | None,
         bar: Any,
         inputs: Path | None = None,
+        rejected: RejectedRows | None = None,
     ) -> None:
         self.sink, self.pool, self.parquet, self.id_col = sink, pool, parquet, id_col
-        self.ids, self.ids_out, self.bar = ids, ids_out, bar
+        self.ids, self.ids_out, self.bar, self.rejected = ids, ids_out, bar, rejected
         self.writer: Any = None  # the parquet writer, opened with the first chunk's schema
         self.inputs_writer: Any = None  # the inputs file's writer
         if inputs is not None:
@@ -125,7 +183,13 @@ class _ChunkWriter:
         self.total = 0
         self.buckets: dict[str, int] = {}
 
-    def write(self, table: Any, records: pd.Index, inputs: Any = None) -> None:
+    def write(self, chunk: _Scored) -> None:
+        if self.rejected is not None:
+            self.rejected.add(chunk.rejected)
+            chunk = self._without_repeated_ids(chunk)
+        table, records, inputs = chunk.table, chunk.records, chunk.inputs
+        if table is None:
+            return
         scored_ids = table.column(self.id_col).to_numpy(zero_copy_only=False)
         self.ids.add(scored_ids, records)
         if self.ids_out is not None:
@@ -147,6 +211,23 @@ class _ChunkWriter:
         for k, v in pd.Series(table.column("bucket").to_numpy(zero_copy_only=False)).value_counts().items():
             self.buckets[str(k)] = self.buckets.get(str(k), 0) + int(v)
         self.bar.update(table.num_rows)
+
+    def _without_repeated_ids(self, chunk: _Scored) -> _Scored:
+        """``chunk`` without the leads whose ids an earlier chunk had, which are set aside."""
+        if chunk.table is None:
+            return chunk
+        ids = chunk.table.column(self.id_col).to_numpy(zero_copy_only=False)
+        seen = self.ids.repeated(ids)
+        if not seen.any():
+            return chunk
+        assert self.rejected is not None
+        lines = self.ids.where(chunk.records[seen])
+        self.rejected.add(
+            pd.DataFrame({"line": lines, "problem": [f"duplicate id {i!r} already seen earlier in the file" for i in ids[seen]]})
+        )
+        keep = pa.array(~seen)
+        inputs = chunk.inputs.filter(keep) if chunk.inputs is not None else None
+        return _Scored(chunk.table.filter(keep), inputs, chunk.records[~seen])
 
     def flush(self) -> None:
         """Wait for the last chunk's writes, every one of them, then raise the first failure
@@ -192,10 +273,9 @@ def _scored_chunks(
     procs: ProcessPoolExecutor | None,
     jobs: int,
     gaps: list[str] | None,
-) -> Iterator[tuple[tuple[Any, Any], pd.Index]]:
-    """Each chunk of ``src`` validated and scored (an Arrow table, and the inputs if kept) with
-    its row labels, in input order, while the next chunk is read ahead: here, or in ``procs``
-    with at most ``jobs + 1`` chunks in flight. ``gaps``, if given, receives
+) -> Iterator[_Scored]:
+    """Each chunk of ``src`` validated and scored (:class:`_Scored`), in input order, while the
+    next chunk is read ahead: here, or in ``procs`` with at most ``jobs + 1`` chunks in flight. ``gaps``, if given, receives
     :meth:`Scorer.input_gaps` of the file's first :data:`GAP_SAMPLE` leads."""
     origin = src.name
     in_flight: deque[Any] = deque()
@@ -207,19 +287,23 @@ def _scored_chunks(
                 log.info("%s lacks %s, which the model does not read: scored as if empty", origin, ", ".join(absent))
         if i == 0 and gaps is not None:
             first = validate_leads(
-                raw.head(GAP_SAMPLE), scorer.cfg, require_target=False, origin=origin, rows=rows, may_lack=scorer.unread_columns
+                raw.head(GAP_SAMPLE),
+                scorer.cfg,
+                require_target=False,
+                origin=origin,
+                rows=rows,
+                may_lack=scorer.unread_columns,
+                bad_rows=BadRows() if job.set_aside else None,  # (set aside again when the chunk is scored)
             )
             gaps += scorer.input_gaps(first)
         if procs is None:
-            yield _chunk_table(scorer, raw, origin, rows, job), raw.index
+            yield _chunk_table(scorer, raw, origin, rows, job)
             continue
-        in_flight.append((procs.submit(_worker_score, raw, origin, rows, job), raw.index))
+        in_flight.append(procs.submit(_worker_score, raw, origin, rows, job))
         if len(in_flight) > jobs:
-            future, records = in_flight.popleft()
-            yield future.result(), records
+            yield in_flight.popleft().result()
     while in_flight:
-        future, records = in_flight.popleft()
-        yield future.result(), records
+        yield in_flight.popleft().result()
 
 
 def score_stream(
@@ -235,10 +319,15 @@ def score_stream(
     scored_at: str | None = None,
     inputs_path: str | os.PathLike[str] | None = None,
     check_gaps: bool = False,
+    set_aside: bool | None = None,
 ) -> dict[str, Any]:
     """Score a file chunk by chunk (see module docstring); returns counts per bucket, and the
     fields the model reads that the file leaves empty far more often than the training leads
     did (``gaps``: :meth:`Scorer.input_gaps` of its first leads, with ``check_gaps``).
+    With ``set_aside`` (default: ``scoring.bad_rows`` is "set_aside") the rows that fail
+    validation are written to :func:`rejected_path` of the output (``rejected``: how many; a
+    file with more than ``scoring.max_bad_share`` of its rows set aside is refused); without,
+    the first such row is the job's failure.
     ``ids_out``, if given, receives the scored ids chunk by chunk (the dask engine checks
     them across files). ``scored_at`` (default: when the job starts) stamps every lead.
     ``inputs_path``, if given, receives the inputs file: each lead's input as read, with its
@@ -254,6 +343,8 @@ def score_stream(
 
     cfg = scorer.cfg
     src, dest = Path(input_path), Path(output_path)
+    if set_aside is None:
+        set_aside = cfg.scoring.bad_rows == "set_aside"
     check_output(dest, inputs=[src], protected=protected_folders(cfg))
     rows = row_locator(src, cfg)
     ids = IdTracker(src.name, rows)
@@ -266,20 +357,28 @@ def score_stream(
         sink = stack.enter_context(open(tmp, "wb"))
         pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
         bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
-        out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar, tmp_inputs)
+        rejected = RejectedRows(rejected_path(dest), cfg, stack) if set_aside else None
+        out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar, tmp_inputs, rejected)
         gaps: list[str] | None = [] if check_gaps else None
         try:
-            job = _Job(reasons, is_parquet(dest), scored_at or utc_now(), inputs=tmp_inputs is not None)
-            for (table, inputs), records in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs, gaps):
-                out.write(table, records, inputs)
+            job = _Job(reasons, is_parquet(dest), scored_at or utc_now(), inputs=tmp_inputs is not None, set_aside=set_aside)
+            for chunk in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs, gaps):
+                out.write(chunk)
             out.flush()
+            if rejected is not None:
+                check_bad_share(src.name, rejected.count, rejected.count + out.total, cfg.scoring.max_bad_share, rejected.first)
         finally:
             bar.close()
             if procs is not None:
                 procs.shutdown(wait=True, cancel_futures=True)
             out.close()
     log.info("scored %d leads -> %s", out.total, dest)
-    return {"leads": out.total, "buckets": out.buckets, "gaps": gaps or []}
+    set_aside_rows = rejected.count if rejected is not None else 0
+    if set_aside_rows:
+        log.warning("%s: %d row(s) set aside -> %s; the first: %s", src.name, set_aside_rows, rejected_path(dest), rejected.first)
+    elif rejected is not None and rejected_path(dest).is_file():  # an earlier run's: not about this output
+        rejected_path(dest).unlink()
+    return {"leads": out.total, "buckets": out.buckets, "gaps": gaps or [], "rejected": set_aside_rows}
 
 
 def score_file(
@@ -294,12 +393,14 @@ def score_file(
     jobs: int = 1,
     scored_at: str | None = None,
     inputs_path: str | os.PathLike[str] | None = None,
+    bad_rows: str | None = None,
 ) -> dict[str, Any]:
     """Read leads (raw layout, CSV or parquet; a target column, if present, is ignored),
     score them chunk by chunk and write CSV (or parquet for a ``.parquet`` output)
     atomically, with ``jobs`` worker processes; with ``inputs_path``, the leads' inputs too
-    (see :func:`score_stream`). Returns ``{"leads": n, "buckets": {...}, "gaps": [...]}``
-    (fields the file lacks, see :meth:`Scorer.input_gaps`)."""
+    (see :func:`score_stream`). ``bad_rows`` (default ``scoring.bad_rows``): "stop" or
+    "set_aside". Returns ``{"leads": n, "buckets": {...}, "gaps": [...], "rejected": n}``
+    (fields the file lacks, see :meth:`Scorer.input_gaps`; rows set aside)."""
     scorer = Scorer.load(cfg, models_dir)
     return score_stream(
         scorer,
@@ -312,6 +413,7 @@ def score_file(
         scored_at=scored_at,
         inputs_path=inputs_path,
         check_gaps=True,
+        set_aside=None if bad_rows is None else bad_rows == "set_aside",
     )
 
 

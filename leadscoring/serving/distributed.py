@@ -148,6 +148,7 @@ def _score_partition(
                 ids_out=ids,
                 scored_at=scored_at,
                 inputs_path=local_inputs,
+                set_aside=False,  # a bad row refuses the file (no rejected-rows file per part)
             )
         except LeadDataError as exc:  # name a remote file by its URL, as the local engine names a file
             raise (LeadDataError(str(exc).replace(local_src.name, src, 1)) if not is_local(src) else exc) from None

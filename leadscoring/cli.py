@@ -134,9 +134,9 @@ def _alert_leads(cfg: ProjectConfig, scores: Sequence[str | Path]) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="leadscoring-alerts-") as tmp:  # a URL's part is read from a local copy
         fields = [read_alert_fields(cfg, fetch(str(p), Path(tmp))) for p in scores]
-    n = alert_scored_leads(cfg, pd.concat(fields, ignore_index=True))
-    if n:
-        print(f"alerts: {n} lead(s) entered {' / '.join(alert_levels(cfg))}")
+    sent = alert_scored_leads(cfg, pd.concat(fields, ignore_index=True))
+    if sent.entered:
+        print(f"alerts: {sent.text(alert_levels(cfg))}")
 
 
 def _append_history(cfg: ProjectConfig, output: str, inputs: Path | None = None) -> None:

@@ -19,7 +19,14 @@ from leadscoring import cli
 from leadscoring.config import AlertsConfig, ConfigError, ProjectConfig, load_config
 from leadscoring.errors import LeadDataError
 from leadscoring.loop.monitoring import Alert
-from leadscoring.serving.alerts import ALERTS_STATE, AlertSender, alert_scored_leads, send_monitoring_alerts, webhook_url
+from leadscoring.serving.alerts import (
+    ALERTS_STATE,
+    AlertSender,
+    JobAlerts,
+    alert_scored_leads,
+    send_monitoring_alerts,
+    webhook_url,
+)
 from leadscoring.serving.scorer import Scorer
 from leadscoring.serving.service import create_app
 
@@ -95,7 +102,10 @@ def test_the_score_command_alerts_each_entry_once(tmp_path, small_models, sample
     assert cli.main([*args, "--output", str(tmp_path / "run1.csv"), "--no-progress"]) == 0
     scores = pd.read_csv(tmp_path / "run1.csv", dtype=str)
     hot = scores.loc[scores["bucket"] == "HOT", pcfg.data.id_column].tolist()
-    assert hot and f"alerts: {len(hot)} lead(s) entered HOT" in capsys.readouterr().out
+    assert (
+        hot
+        and f"alerts: {len(hot)} lead(s) entered HOT; {len(hot)} message(s) delivered to the webhook\n" in capsys.readouterr().out
+    )
     texts = receiver.texts()  # the command waits for its alerts before it ends
     assert len(texts) == len(hot) and all(f"Lead {lead} entered HOT" in t for lead, t in zip(hot, texts, strict=True))
 
@@ -104,9 +114,15 @@ def test_the_score_command_alerts_each_entry_once(tmp_path, small_models, sample
 
     few = load_config(write_project(tmp_path / "q", alerts={"webhook_url": receiver.url, "max_messages": 2}))
     rows = scores.head(0).to_dict("records")  # no lead: no message
-    assert alert_scored_leads(few, rows) == 0
-    assert alert_scored_leads(few, tmp_path / "run1.csv") == len(hot)  # run 1 had no previous scores: all enter ...
-    assert receiver.texts()[-1].startswith(f"{len(hot)} leads entered HOT: ")  # ... in one summary message
+    assert alert_scored_leads(few, rows) == JobAlerts(0, 0, 0)
+    # run 1 had no previous scores: all enter, in one summary message
+    assert alert_scored_leads(few, tmp_path / "run1.csv") == JobAlerts(len(hot), 1, 0)
+    assert receiver.texts()[-1].startswith(f"{len(hot)} leads entered HOT: ")
+
+    # a webhook that refuses: the command says the message was not delivered, not that it was sent
+    receiver.statuses = [404]
+    assert alert_scored_leads(few, tmp_path / "run1.csv") == JobAlerts(len(hot), 0, 1)
+    assert "1 NOT delivered (see the log)" in JobAlerts(len(hot), 0, 1).text(["HOT"])
 
 
 def test_control_leads_of_the_ab_test_are_never_alerted(tmp_path, small_models, sample, receiver, capsys):

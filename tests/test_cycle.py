@@ -227,7 +227,7 @@ def test_an_unset_credential_stops_the_cycle_before_its_first_step(tmp_path, crm
     assert len(err.splitlines()) == 1 and "LOOP_CRM_TOKEN is not set" in err and not _log(cfg)
 
 
-def test_a_webhook_problem_never_fails_the_scoring(tmp_path, crm, small_models, unseen, capsys, monkeypatch):
+def test_a_webhook_problem_never_fails_the_scoring(tmp_path, crm, small_models, unseen, receiver, capsys, monkeypatch):
     from leadscoring.serving import alerts as alerts_module
 
     bad = _project(tmp_path / "bad", crm, small_models)
@@ -248,6 +248,16 @@ def test_a_webhook_problem_never_fails_the_scoring(tmp_path, crm, small_models, 
     steps = _steps(cfg)
     assert steps["rescore"]["status"] == "ok" and steps["rescore"]["figures"]["alerts_error"] == "the alert queue is gone"
     assert steps["push"]["figures"]["sent"] == 10
+
+    # a webhook that refuses every message: the step says so, and does not count them as sent
+    monkeypatch.undo()
+    receiver.statuses = [404] * OPEN
+    refused = _project(tmp_path / "refused", crm, small_models, alerts={"webhook_url": receiver.url, "max_messages": OPEN})
+    assert _cycle(refused, _open_in_crm(refused, crm, unseen.head(OPEN)), capsys)[0] == 0
+    rescore = _steps(refused)["rescore"]
+    assert rescore["status"] == "ok" and rescore["figures"]["alerted"] > 0
+    assert rescore["figures"]["alerts_undelivered"] == rescore["figures"]["alerted"]  # one message per lead
+    assert f"({rescore['figures']['alerted']} alert message(s) NOT delivered to the webhook: see the log)" in rescore["summary"]
 
 
 def test_changed_inputs_are_rescored_and_only_changed_scores_pushed(tmp_path, crm, small_models, unseen, capsys):

@@ -337,9 +337,9 @@ class GradesConfig(StrictSection):
 class ScoringConfig(StrictSection):
     buckets: list[Bucket] = Field(
         default_factory=lambda: [
-            Bucket(name="HOT", min_score=80, action="Call_Immediately"),
-            Bucket(name="WARM", min_score=50, action="Nurture_With_Sales_Email"),
-            Bucket(name="COLD", min_score=0, action="Automated_Marketing"),
+            Bucket(name="HOT", min_score=80, action="Call immediately"),
+            Bucket(name="WARM", min_score=50, action="Nurture with sales email"),
+            Bucket(name="COLD", min_score=0, action="Automated marketing"),
         ]
     )
     reasons: ReasonsConfig = ReasonsConfig()

@@ -454,6 +454,8 @@ def rescore_step(ctx: _Context) -> StepResult:
             counts["alerted"] = _alert(cfg, fresh, counts)
             if counts["alerted"]:
                 why += f"; {counts['alerted']} lead(s) entered an alert level"
+            if counts.get("alerts_undelivered"):
+                why += f" ({counts['alerts_undelivered']} alert message(s) NOT delivered to the webhook: see the log)"
         if scores is not None:
             with atomic_path(path) as tmp:
                 pq.write_table(scores, tmp)
@@ -472,14 +474,18 @@ def _alert(cfg: ProjectConfig, fresh: Any, counts: dict[str, Any]) -> int:
     at its level, by the score history's previous score, is not alerted again; control leads
     of the A/B test never). Part of the rescore's writes, right after the score history (SIGTERM
     waits for it, at most ``alerts.drain_seconds``): a lead is alerted once, never twice. An
-    alert that cannot be sent is a warning (``counts["alerts_error"]``), never the step's
-    failure: the scores are written and pushed all the same."""
+    alert that cannot be sent is a warning (``counts["alerts_error"]``; messages the webhook
+    did not take: ``counts["alerts_undelivered"]``), never the step's failure: the scores are
+    written and pushed all the same. Returns how many leads entered an alert level."""
     from leadscoring.serving.alerts import alert_fields, alert_scored_leads, webhook_url
 
     try:
         if webhook_url(cfg) is None:
             return 0
-        return alert_scored_leads(cfg, fresh.select([c for c in alert_fields(cfg) if c in fresh.column_names]).to_pandas())
+        sent = alert_scored_leads(cfg, fresh.select([c for c in alert_fields(cfg) if c in fresh.column_names]).to_pandas())
+        if sent.undelivered:
+            counts["alerts_undelivered"] = sent.undelivered
+        return sent.entered
     except Exception as exc:  # a webhook problem never stops the scores
         log.warning("cycle: lead alerts not sent: %s", one_line(exc, LINE_LIMIT))
         counts["alerts_error"] = one_line(exc, LINE_LIMIT)

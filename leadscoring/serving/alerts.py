@@ -39,6 +39,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -413,28 +414,48 @@ def read_alert_fields(cfg: ProjectConfig, path: str | os.PathLike[str]) -> pd.Da
     return read_scores_file(path, cfg.data.id_column, columns=alert_fields(cfg), needed_for="the alerts")
 
 
+@dataclass(frozen=True)
+class JobAlerts:
+    """What a scoring job's lead alerts came to: the leads that entered an alert level, and
+    the webhook messages about them delivered and not delivered (refused, failed after the
+    retries, dropped from a full queue, or still waiting at ``alerts.drain_seconds``)."""
+
+    entered: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+
+    def text(self, levels: Sequence[str]) -> str:
+        """One line for the operator: "3 lead(s) entered HOT; 1 message(s) delivered"."""
+        line = f"{self.entered} lead(s) entered {' / '.join(levels)}; {self.delivered} message(s) delivered to the webhook"
+        return line + (f", {self.undelivered} NOT delivered (see the log)" if self.undelivered else "")
+
+
 def alert_scored_leads(
     cfg: ProjectConfig,
     scored: pd.DataFrame | Sequence[Mapping[str, Any]] | str | os.PathLike[str],
     *,
     id_key: str | None = None,
     **sender: Any,
-) -> int:
+) -> JobAlerts:
     """After a scoring job (``leadscoring score``, ``cycle``): alert the leads of ``scored``
     that entered an alert level, then wait for the messages up to ``alerts.drain_seconds``.
     ``scored``: a scores file (CSV or parquet, as ``score`` writes it), its rows as a frame,
     or scored leads as records; ``id_key``: their id field (default ``data.id_column``).
-    Returns how many leads entered (0 without a webhook URL)."""
+    Returns how many leads entered and how many messages reached the webhook (all 0 without
+    a webhook URL)."""
     alerts = LeadAlerts.for_config(cfg, **sender)
     if alerts is None:
-        return 0
+        return JobAlerts()
     key = id_key or cfg.data.id_column
     if isinstance(scored, str | os.PathLike):
         scored = read_alert_fields(cfg, scored)
+    entered = 0
     try:
-        return alerts(scored, key)
+        entered = alerts(scored, key)
     finally:
-        alerts.close()
+        left = alerts.close()
+    out = alerts.sender
+    return JobAlerts(entered, out.delivered, out.failed + out.dropped + left)
 
 
 # -- the monitoring report's alerts -------------------------------------------------------------

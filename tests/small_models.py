@@ -26,6 +26,7 @@ def save_scoring_model(
     from sklearn.model_selection import StratifiedKFold
 
     from leadscoring.artifacts import SCORE_MODEL, save_model
+    from leadscoring.ingest.split import training_ids
     from leadscoring.serving.scorer import to_score
     from leadscoring.training.compare import calibrated
     from leadscoring.training.explanations import reason_book_for
@@ -43,6 +44,7 @@ def save_scoring_model(
         input_missing=input_missing_shares(model, X),
         reasons=reason_book_for(cfg, model, X, y).to_dict(),
         grades=grades_for(cfg, to_score(model.predict_proba(X)[:, 1]), X),
+        training_ids=training_ids(cfg, X),
     )
     return model
 

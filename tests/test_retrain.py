@@ -25,7 +25,8 @@ from leadscoring.artifacts import (
 )
 from leadscoring.config import load_config
 from leadscoring.crm.outcomes import OutcomeRow, append_outcome_rows
-from leadscoring.loop.retrain import load_outcomes, outcomes_from_history, retrain, should_promote
+from leadscoring.ingest.split import in_ids_digest
+from leadscoring.loop.retrain import NotEnoughOutcomes, load_outcomes, outcomes_from_history, retrain, should_promote
 from leadscoring.loop.versions import list_versions, rollback
 from leadscoring.serving.history import append_scores
 from leadscoring.serving.scorer import Scorer
@@ -222,6 +223,25 @@ def test_without_outcomes_retrain_reads_the_outcome_history(project, tmp_path, c
     assert later.to_dict() == {**expected, ids[0]: 0}
     assert cli.main(args) == 0
     assert f"{len(ids)} new outcomes" in capsys.readouterr().out
+
+
+def test_the_champion_s_own_training_leads_are_never_held_out_to_measure_it(project, sample, leads, tmp_path):
+    """Outcomes of leads the champion learned from (the training export sent again) would
+    measure it on its own leads: they train the challenger and are left out of the holdout."""
+    cfg, _, _ = project
+    own = tmp_path / "own.csv"
+    sample.to_csv(own, sep=";", index=False)
+    with pytest.raises(NotEnoughOutcomes, match=r"^800 of the 800 new outcomes are of leads the scoring model trained on"):
+        retrain(cfg, own, tolerance=1.0)
+
+    new = leads[~leads["id"].isin(sample["id"])].head(400)
+    mixed = tmp_path / "mixed.csv"
+    pd.concat([sample.head(100), new]).to_csv(mixed, sep=";", index=False)
+    result = retrain(cfg, mixed, tolerance=1.0)  # tolerance 1: promoted, to read the new model's own record
+    assert result.new_leads == 500 and result.holdout_leads == 200  # half of the 400 others
+    assert "; 100 lead(s) the champion trained on left out of it" in result.holdout
+    trained_on = in_ids_digest(read_manifest(cfg.path("models_dir") / SCORE)["training_ids"], new["id"].astype(str))
+    assert trained_on.sum() == 200  # the challenger's own record: every new lead but the 200 held out
 
 
 def test_champion_kept_when_the_bar_is_impossible(project):

@@ -1,11 +1,16 @@
-"""Splitting validated leads: the held-out validation split, stratified samples, and
-the fingerprint of a frame recorded in model manifests.
+"""Splitting validated leads: the held-out validation split, stratified samples, and what
+model manifests record of the leads a model learned from (the fingerprint of the frame, the
+digest of its lead ids).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import zlib
+from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -72,6 +77,31 @@ def fingerprint(df: pd.DataFrame) -> str:
     h = hashlib.sha256("\x1f".join(map(str, df.columns)).encode())
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def _id_hashes(ids: Iterable[object]) -> np.ndarray:
+    texts = np.asarray([str(i) for i in ids], dtype=object)
+    return (pd.util.hash_array(texts, categorize=False) & 0xFFFFFFFF).astype("<u4")
+
+
+def ids_digest(ids: Iterable[object]) -> str:
+    """The lead ids a model trained on, in about 4 bytes a lead: their distinct 32-bit hashes
+    (pandas' fixed-key hash of the id as text), sorted, compressed and in base64, for its
+    manifest. :func:`in_ids_digest` tells which ids are in it; an id that is not collides with
+    one that is with a chance of about n / 4 billion (n leads)."""
+    return base64.b64encode(zlib.compress(np.unique(_id_hashes(ids)).tobytes(), 9)).decode("ascii")
+
+
+def in_ids_digest(digest: str, ids: Iterable[object]) -> np.ndarray:
+    """Which of ``ids`` are in ``digest`` (:func:`ids_digest`)."""
+    known = np.frombuffer(zlib.decompress(base64.b64decode(digest)), dtype="<u4")
+    return np.isin(_id_hashes(ids), known)
+
+
+def training_ids(cfg: ProjectConfig, leads: pd.DataFrame) -> str | None:
+    """:func:`ids_digest` of the leads a model trains on, for its manifest; None when the ids
+    are row numbers (``data.id_from_row_number``), which name other leads in another file."""
+    return None if cfg.data.id_from_row_number else ids_digest(leads[cfg.data.id_column])
 
 
 def split_xy(df: pd.DataFrame, cfg: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:

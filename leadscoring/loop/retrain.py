@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
@@ -59,7 +60,7 @@ from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import read_leads
 from leadscoring.ingest.reader import read_raw, row_locator
 from leadscoring.ingest.schema import LeadSchema, validate_leads
-from leadscoring.ingest.split import fingerprint
+from leadscoring.ingest.split import fingerprint, in_ids_digest, training_ids
 from leadscoring.ingest.values import parse_dates
 from leadscoring.io import write_csv, write_json, write_parquet, write_text
 from leadscoring.loop.inputs import FINAL, scored_inputs
@@ -97,6 +98,7 @@ NOT_INHERITED = {
     "python_implementation",
     "data_fingerprint",
     "training_rows",
+    "training_ids",
     "validation",
     "validation_rows",
     "cv",
@@ -379,6 +381,16 @@ def _rule_points_from_data(model: Any) -> bool:
     return isinstance(est, RuleScorer) and est.rules is None
 
 
+def champion_trained_on(cfg: ProjectConfig, manifest: Mapping[str, Any], ids: pd.Series) -> np.ndarray:
+    """Which of ``ids`` the model of ``manifest`` trained on (its ``training_ids`` digest;
+    none for a model saved without it, or ids that are row numbers, which name other leads
+    in another file)."""
+    digest = manifest.get("training_ids")
+    if not digest or cfg.data.id_from_row_number:
+        return np.zeros(len(ids), dtype=bool)
+    return in_ids_digest(digest, ids.astype(str))
+
+
 def _outcome_times(cfg: ProjectConfig, new: pd.DataFrame, matured: pd.DataFrame | None) -> pd.Series | None:
     """When each new outcome matured (aligned with ``new``): from the matured outcomes of the
     outcome history, else the leads' creation date (``data.date_column``), else None."""
@@ -429,9 +441,22 @@ def retrain(
         raise NotEnoughOutcomes(f"need at least {MIN_OUTCOMES} new outcomes with both classes to train on, got {got}")
     history = load_history(cfg)
     trained = trained_at(manifest)
+    own = champion_trained_on(cfg, manifest, new[d.id_column])
+    fresh = new[~own]
+    if len(fresh) < MIN_OUTCOMES or fresh[d.target_column].nunique() < 2:
+        raise NotEnoughOutcomes(
+            f"{int(own.sum())} of the {len(new)} new outcomes are of leads the scoring model trained on, which "
+            f"cannot measure it; need at least {MIN_OUTCOMES} others with both classes, got {len(fresh)}"
+        )
     new_train, holdout, held_out = split_holdout(
-        new, d.target_column, loop.holdout_share, cfg.split.seed, _outcome_times(cfg, new, matured), trained.to_pydatetime()
+        fresh, d.target_column, loop.holdout_share, cfg.split.seed, _outcome_times(cfg, fresh, matured), trained.to_pydatetime()
     )
+    if own.any():  # they train the challenger, with their outcomes as they are now; never held out
+        log.warning(
+            "%d of the %d new outcomes are of leads the scoring model trained on: trained on, not held out", own.sum(), len(new)
+        )
+        new_train = pd.concat([new[own], new_train])
+        held_out += f"; {int(own.sum())} lead(s) the champion trained on left out of it"
     base = history[~history[d.id_column].isin(new[d.id_column])]
     train = pd.concat([base, new_train], ignore_index=True)
     X, y = train.drop(columns=[d.target_column]), train[d.target_column]
@@ -602,6 +627,7 @@ def _promote_challenger(
     now = datetime.now(UTC).isoformat(timespec="seconds")
     trained = {"data_fingerprint": fingerprint(train), "training_rows": len(train), "retrained_at": now}
     to_save, refreshed = _refit_dependents(models, X, y, trained)
+    own_ids = {"training_ids": training_ids(cfg, train)}  # the scoring model's: the next retraining holds them out
 
     # Reasons' evidence and learned grade thresholds belong to the data: re-learned too.
     explained = {
@@ -621,7 +647,7 @@ def _promote_challenger(
             cfg,
             challenger,
             manifest,
-            {**trained, **explained},
+            {**trained, **own_ids, **explained},
             m_champ,
             m_chall,
             new_outcomes,

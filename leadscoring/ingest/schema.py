@@ -311,10 +311,11 @@ class LeadSchema:
         values = s.where(s.astype("string").str.strip() != "") if not pd.api.types.is_datetime64_any_dtype(s) else s
         dates = parse_dates(values, self.date_format)
         bad = (dates.isna() & values.notna()).to_numpy()
-        written = f" written as {self.date_format} (data.date_format)" if self.date_format else ""
-        found.refuse(
-            bad, f"date column '{self.date_column}' has value(s) that are not dates{written}", np.asarray(s, dtype=object)[bad]
-        )
+        if bad.any():  # (the values as found only for a message)
+            written = f" written as {self.date_format} (data.date_format)" if self.date_format else ""
+            found.refuse(
+                bad, f"date column '{self.date_column}' has value(s) that are not dates{written}", np.asarray(s, dtype=object)[bad]
+            )
         return dates.to_numpy()
 
     def lead_ids(self, df: pd.DataFrame, origin: str = "input", rows: RowLocator | None = None) -> np.ndarray:
@@ -351,11 +352,12 @@ class LeadSchema:
         texts = s.astype("string").str.strip().to_numpy(dtype=object) if as_text else None
         ids = texts if texts is not None else map_unique(s.to_numpy(dtype=object), self._id_or_none)
         bad = np.fromiter((v is None for v in ids), dtype=bool, count=len(ids)) & ~blank
-        found.refuse(
-            bad,
-            f"column '{self.id_column}' (id) has value(s) that are not ids (empty, true/false or a fraction)",
-            s.to_numpy(dtype=object)[bad],
-        )
+        if bad.any():
+            found.refuse(
+                bad,
+                f"column '{self.id_column}' (id) has value(s) that are not ids (empty, true/false or a fraction)",
+                s.to_numpy(dtype=object)[bad],
+            )
         valid = ~(blank | bad)
         dup = valid & pd.Series(ids).where(valid).duplicated(keep=False).to_numpy()
         found.refuse(dup, f"duplicate id(s) in column '{self.id_column}'", ids[dup])
@@ -375,8 +377,9 @@ class LeadSchema:
 
             num = map_unique(s, parse, dtype=float)
             bad = np.isinf(num)
-        found.refuse(bad, f"column '{col}' must be numeric but has text value(s)", np.asarray(s, dtype=object)[bad])
-        num = np.where(bad, np.nan, num)  # (a row set aside: not also out of range)
+        if bad.any():
+            found.refuse(bad, f"column '{col}' must be numeric but has text value(s)", np.asarray(s, dtype=object)[bad])
+            num = np.where(bad, np.nan, num)  # (a row set aside: not also out of range)
         if col in self.missing_codes:  # e.g. -1 = "never contacted": missing, not a number
             num = np.where(np.isin(num, self.missing_codes[col]), np.nan, num)
         lo, hi = self.ranges[col]

@@ -81,6 +81,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
         if args.bad_rows == "set_aside":
             raise ConfigError("--bad-rows set_aside: the dask engine refuses a file at its first bad row; use --engine local")
+        if cfg.scoring.bad_rows == "set_aside" and args.bad_rows is None:
+            print("note: the dask engine refuses a file at its first bad row (scoring.bad_rows: set_aside is the local engine's)")
 
         res = score_dask(
             cfg,
@@ -113,7 +115,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         print(f"scored {res['leads']} leads -> {args.output} ({counts})")
         if res.get("rejected"):
             where = rejected_path(args.output)
-            print(f"WARNING: {res['rejected']} row(s) set aside, not scored -> {where} (line and problem of each)")
+            print(f"WARNING: {res['rejected']} row(s) set aside, not scored -> {where}; the first: {res['first_rejected']}")
         for gap in res.get("gaps", []):
             print(f"WARNING: {gap}")
         if inputs is not None:

@@ -64,15 +64,16 @@ def test_rows_with_problems_are_set_aside_with_their_line_and_problem(german, tm
 
     bad = BadRows()
     leads = read_leads(path, cfg, require_target=False, bad_rows=bad)
-    assert len(leads) == len(df) - 5  # the repeated id's two rows are both set aside: which one is right is not known
-    assert sorted(bad.records) == [10, 20, 30, 40, 41]
+    assert len(leads) == len(df) - 4  # a repeated id: its first row is kept
+    assert sorted(bad.records) == [10, 20, 30, 41]
     assert bad.first() == "line 12: column 'Besuche' must be numeric but has text value(s): 'viele'"
     table = bad.table()
-    assert table["line"].tolist() == ["line 12", "line 22", "line 32", "line 42", "line 43"]  # file order
+    assert table["line"].tolist() == ["line 12", "line 22", "line 32", "line 43"]  # file order
     assert "'Vielleicht'" in table["problem"].iloc[1] and "is empty" in table["problem"].iloc[2]
-    assert table["problem"].iloc[3] == f"duplicate id(s) in column 'Lead-Nr.': {df.loc[40, 'Lead-Nr.']!r}"
+    assert table["problem"].iloc[3] == f"column 'Lead-Nr.' (id) repeats the id of an earlier line: {df.loc[40, 'Lead-Nr.']!r}"
     assert table["Besuche"].iloc[0] == "viele"  # the row as the file has it
-    assert not leads["Lead-Nr."].isin([df.loc[40, "Lead-Nr."], df.loc[10, "Lead-Nr."]]).any()
+    assert not leads["Lead-Nr."].isin([df.loc[10, "Lead-Nr."], df.loc[20, "Lead-Nr."]]).any()
+    assert (leads["Lead-Nr."] == df.loc[40, "Lead-Nr."]).sum() == 1
 
 
 @pytest.fixture()
@@ -103,13 +104,16 @@ def test_score_sets_aside_bad_rows_across_chunks_and_refuses_a_file_in_another_l
     assert f"2 row(s) set aside, not scored -> {rejected_path(out)}" in printed
     scores = pd.read_csv(out, dtype={cfg.data.id_column: str})
     assert len(scores) == 398 and scores[cfg.data.id_column].is_unique
-    rejected = pd.read_csv(rejected_path(out), sep=cfg.data.separator, dtype=str)
+    rejected = pd.read_csv(rejected_path(out), sep=cfg.data.separator, dtype=str, keep_default_na=False)
+    assert list(rejected.columns) == ["line", "problem", *leads.columns]  # the rows as read, the later chunk's too
     assert rejected["line"].tolist() == ["line 7", "line 352"]
-    assert f"column '{numeric}' must be numeric" in rejected["problem"].iloc[0] and "already seen" in rejected["problem"].iloc[1]
-    assert rejected[numeric].iloc[0] == "n/d?"
+    assert f"column '{numeric}' must be numeric" in rejected["problem"].iloc[0]
+    assert rejected["problem"].iloc[1] == f"column 'id' (id) repeats the id of an earlier line: {rows.loc[3, 'id']!r}"
+    assert rejected[numeric].iloc[0] == "n/d?" and rejected.iloc[1, 2:].tolist() == rows.loc[350].astype(str).tolist()
+    assert rejected_path(tmp_path / "s.parquet").name == "s.parquet.rejected.csv"  # never the CSV output's
 
-    # a clean file: the earlier run's rejected rows are not left beside the new scores
-    assert score_file(cfg, _write(cfg, leads, tmp_path / "clean.csv"), out)["rejected"] == 0
+    # a clean file, even scored with bad_rows stop: the earlier run's rejected rows are not left beside the new scores
+    assert score_file(cfg, _write(cfg, leads, tmp_path / "clean.csv"), out, bad_rows="stop")["rejected"] == 0
     assert not rejected_path(out).exists() and len(pd.read_csv(out)) == 400
 
     # more than scoring.max_bad_share (2 %) of the rows: the file is refused and nothing replaced
@@ -122,6 +126,13 @@ def test_score_sets_aside_bad_rows_across_chunks_and_refuses_a_file_in_another_l
         score_file(cfg, _write(cfg, many, tmp_path / "other_layout.csv"), out)
     assert out.read_bytes() == before and not rejected_path(out).exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+    # every row with a problem: refused whatever max_bad_share allows
+    anything = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"max_bad_share": 1.0})})
+    every = leads.assign(**{numeric: "?"})
+    with pytest.raises(LeadDataError, match=r"every one of its 400 rows has a problem; the first: line 2: column"):
+        score_file(anything, _write(cfg, every, tmp_path / "every.csv"), out)
+    assert out.read_bytes() == before
 
     # stop: the first bad row refuses the file, as without the setting
     with pytest.raises(LeadDataError, match=r"^new\.csv: duplicate id\(s\) in column .* \(line 352\)$"):

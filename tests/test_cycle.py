@@ -701,11 +701,13 @@ def test_a_bad_row_of_the_export_is_set_aside_and_the_other_leads_scored_and_pus
     assert _steps(cfg)["rescore"]["figures"]["new"] == 1 and set(crm.pushes) == set(rows["id"])
     assert not (cfg.path("crm_state") / CYCLE_REJECTED).exists()
 
-    # a whole column in another format: more than scoring.max_bad_share, the step fails and nothing is pushed
-    other = rows.astype(object).assign(**{numeric: "n.a."})
+    # a column partly in another format: more than scoring.max_bad_share, the step fails and nothing is pushed
+    other = rows.astype(object)
+    other.loc[:9, numeric] = "n.a."
+    pushed = dict(crm.pushes)
     code, out = _cycle(cfg, _export(cfg, other), capsys)
-    assert code == 1 and _steps(cfg)["rescore"]["status"] == "failed"
-    assert f"{OPEN} of {OPEN} rows have problems" in _steps(cfg)["rescore"]["summary"]
+    assert code == 1 and _steps(cfg)["rescore"]["status"] == "failed" and crm.pushes == pushed
+    assert f"10 of {OPEN} rows have problems (16.7%), more than scoring.max_bad_share" in _steps(cfg)["rescore"]["summary"]
 
 
 def test_the_cycle_keeps_the_ab_groups_and_pushes_only_the_marker_for_control_leads(

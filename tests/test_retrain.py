@@ -244,6 +244,18 @@ def test_the_champion_s_own_training_leads_are_never_held_out_to_measure_it(proj
     assert trained_on.sum() == 200  # the challenger's own record: every new lead but the 200 held out
 
 
+def test_a_model_saved_without_its_training_leads_is_retrained_with_a_warning(project, sample, tmp_path, caplog):
+    cfg, _, _ = project
+    path = cfg.path("models_dir") / SCORE
+    model, manifest = load_model(path)
+    save_model(model, path, **{k: v for k, v in _strip(manifest).items() if k != "training_ids"})  # an older project's
+    own = tmp_path / "own.csv"
+    sample.to_csv(own, sep=";", index=False)
+    result = retrain(cfg, own, tolerance=-1.0)
+    assert result.holdout_leads == 400 and "left out" not in result.holdout  # cannot be told apart ...
+    assert "does not record the leads it trained on" in caplog.text  # ... and the operator is told so
+
+
 def test_champion_kept_when_the_bar_is_impossible(project):
     cfg, outcomes, feats = project
     models = cfg.path("models_dir")

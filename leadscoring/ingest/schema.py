@@ -89,9 +89,17 @@ class BadRows:
         return (pd.concat([head, rows], axis=1) if rows is not None else head).sort_index()
 
 
+def repeated_id(id_column: str) -> str:
+    """The problem of a row set aside for an id an earlier row of the file has."""
+    return f"column '{id_column}' (id) repeats the id of an earlier line"
+
+
 def check_bad_share(origin: str, bad: int, total: int, max_share: float, first: str) -> None:
     """Refuse a file whose rows set aside are more than ``max_share`` (``scoring.max_bad_share``)
-    of its ``total`` rows: a file in another layout, not a few slips. ``first`` names the first."""
+    of its ``total`` rows (a file in another layout, not a few slips), or are all of them.
+    ``first`` names the first."""
+    if bad and bad == total:
+        raise LeadDataError(f"{origin}: every one of its {total} rows has a problem; the first: {first}")
     if bad and bad > max_share * total:
         raise LeadDataError(
             f"{origin}: {bad} of {total} rows have problems ({bad / total:.1%}), more than "
@@ -359,8 +367,12 @@ class LeadSchema:
                 s.to_numpy(dtype=object)[bad],
             )
         valid = ~(blank | bad)
-        dup = valid & pd.Series(ids).where(valid).duplicated(keep=False).to_numpy()
-        found.refuse(dup, f"duplicate id(s) in column '{self.id_column}'", ids[dup])
+        if found.bad_rows is None:  # every row of a repeated id named
+            dup = valid & pd.Series(ids).where(valid).duplicated(keep=False).to_numpy()
+            found.refuse(dup, f"duplicate id(s) in column '{self.id_column}'", ids[dup])
+        else:  # set aside: the first row of an id is scored, as it is when the repeat is in a later chunk
+            dup = valid & pd.Series(ids).where(valid).duplicated(keep="first").to_numpy()
+            found.refuse(dup, repeated_id(self.id_column), ids[dup])
         return ids
 
     def _numbers(self, s: pd.Series, col: str, found: _Refusals) -> np.ndarray:

@@ -387,6 +387,12 @@ def champion_trained_on(cfg: ProjectConfig, manifest: Mapping[str, Any], ids: pd
     in another file)."""
     digest = manifest.get("training_ids")
     if not digest or cfg.data.id_from_row_number:
+        if not cfg.data.id_from_row_number:
+            log.warning(
+                "the scoring model's manifest does not record the leads it trained on (saved before training_ids): "
+                "new outcomes of those leads cannot be told apart and would measure it on its own leads; "
+                "a production run (leadscoring run) records them"
+            )
         return np.zeros(len(ids), dtype=bool)
     return in_ids_digest(digest, ids.astype(str))
 
@@ -444,9 +450,10 @@ def retrain(
     own = champion_trained_on(cfg, manifest, new[d.id_column])
     fresh = new[~own]
     if len(fresh) < MIN_OUTCOMES or fresh[d.target_column].nunique() < 2:
+        got = f"{len(fresh)}" + (", all of one class" if len(fresh) >= MIN_OUTCOMES else "")
         raise NotEnoughOutcomes(
             f"{int(own.sum())} of the {len(new)} new outcomes are of leads the scoring model trained on, which "
-            f"cannot measure it; need at least {MIN_OUTCOMES} others with both classes, got {len(fresh)}"
+            f"cannot measure it; need at least {MIN_OUTCOMES} others with both classes, got {got}"
         )
     new_train, holdout, held_out = split_holdout(
         fresh, d.target_column, loop.holdout_share, cfg.split.seed, _outcome_times(cfg, fresh, matured), trained.to_pydatetime()

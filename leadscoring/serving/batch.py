@@ -33,7 +33,7 @@ from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
-from leadscoring.ingest.schema import BadRows, check_bad_share, validate_leads
+from leadscoring.ingest.schema import BadRows, check_bad_share, repeated_id, validate_leads
 from leadscoring.io import atomic_path, check_output
 from leadscoring.serving.inputs import INPUTS_FILE_SCHEMA, inputs_table, raw_inputs
 from leadscoring.serving.outputs import arrow_table, reasons_as_text
@@ -65,9 +65,11 @@ def _write_csv(table: Any, sink: Any, header: bool) -> None:
 
 
 def rejected_path(output: str | os.PathLike[str]) -> Path:
-    """Where ``score`` sets aside the rows it could not read: ``OUTPUT.rejected.csv``."""
+    """Where ``score`` sets aside the rows it could not read: ``scores.rejected.csv`` for
+    ``scores.csv``, ``scores.parquet.rejected.csv`` for ``scores.parquet`` (never another
+    output's)."""
     out = Path(output)
-    return out.with_name(f"{out.stem}.rejected.csv")
+    return out.with_name(f"{out.stem if out.suffix.lower() == '.csv' else out.name}.rejected.csv")
 
 
 @dataclass
@@ -137,6 +139,7 @@ class RejectedRows:
     def __init__(self, dest: Path, cfg: ProjectConfig, stack: contextlib.ExitStack) -> None:
         self.dest, self.cfg, self.stack = dest, cfg, stack
         self.sink: Any = None
+        self.columns: list[str] = []  # the first rows' (line, problem, the file's columns): every row's
         self.count = 0
         self.first = ""  # the first row set aside and its problem
 
@@ -147,7 +150,8 @@ class RejectedRows:
             tmp = self.stack.enter_context(atomic_path(self.dest))
             self.sink = self.stack.enter_context(open(tmp, "w", encoding=self.cfg.data.encoding, errors="replace", newline=""))
             self.first = f"{frame['line'].iloc[0]}: {frame['problem'].iloc[0]}"
-        frame.to_csv(self.sink, sep=self.cfg.data.separator, index=False, header=self.count == 0)
+            self.columns = list(frame.columns)
+        frame.reindex(columns=self.columns).to_csv(self.sink, sep=self.cfg.data.separator, index=False, header=self.count == 0)
         self.count += len(frame)
 
 
@@ -183,10 +187,11 @@ class _ChunkWriter:
         self.total = 0
         self.buckets: dict[str, int] = {}
 
-    def write(self, chunk: _Scored) -> None:
+    def write(self, chunk: _Scored, raw: pd.DataFrame) -> None:
+        """Write one scored ``chunk``; ``raw``: its rows as read (for a row set aside here)."""
         if self.rejected is not None:
             self.rejected.add(chunk.rejected)
-            chunk = self._without_repeated_ids(chunk)
+            chunk = self._without_repeated_ids(chunk, raw)
         table, records, inputs = chunk.table, chunk.records, chunk.inputs
         if table is None:
             return
@@ -212,8 +217,9 @@ class _ChunkWriter:
             self.buckets[str(k)] = self.buckets.get(str(k), 0) + int(v)
         self.bar.update(table.num_rows)
 
-    def _without_repeated_ids(self, chunk: _Scored) -> _Scored:
-        """``chunk`` without the leads whose ids an earlier chunk had, which are set aside."""
+    def _without_repeated_ids(self, chunk: _Scored, raw: pd.DataFrame) -> _Scored:
+        """``chunk`` without the leads whose ids an earlier chunk had, which are set aside as
+        a repeat within a chunk is (:meth:`LeadSchema.validate`)."""
         if chunk.table is None:
             return chunk
         ids = chunk.table.column(self.id_col).to_numpy(zero_copy_only=False)
@@ -221,10 +227,11 @@ class _ChunkWriter:
         if not seen.any():
             return chunk
         assert self.rejected is not None
-        lines = self.ids.where(chunk.records[seen])
-        self.rejected.add(
-            pd.DataFrame({"line": lines, "problem": [f"duplicate id {i!r} already seen earlier in the file" for i in ids[seen]]})
-        )
+        bad, records = BadRows(), chunk.records[seen]
+        for record, line, lead in zip(records, self.ids.where(records), ids[seen], strict=True):
+            bad.add([record], [line], f"{repeated_id(self.id_col)}: {lead!r}")
+        bad.rows.append(raw.set_axis([str(c).strip() for c in raw.columns], axis=1).loc[records])
+        self.rejected.add(bad.table())
         keep = pa.array(~seen)
         inputs = chunk.inputs.filter(keep) if chunk.inputs is not None else None
         return _Scored(chunk.table.filter(keep), inputs, chunk.records[~seen])
@@ -273,8 +280,8 @@ def _scored_chunks(
     procs: ProcessPoolExecutor | None,
     jobs: int,
     gaps: list[str] | None,
-) -> Iterator[_Scored]:
-    """Each chunk of ``src`` validated and scored (:class:`_Scored`), in input order, while the
+) -> Iterator[tuple[_Scored, pd.DataFrame]]:
+    """Each chunk of ``src`` validated and scored (:class:`_Scored`) with its rows as read, in input order, while the
     next chunk is read ahead: here, or in ``procs`` with at most ``jobs + 1`` chunks in flight. ``gaps``, if given, receives
     :meth:`Scorer.input_gaps` of the file's first :data:`GAP_SAMPLE` leads."""
     origin = src.name
@@ -297,13 +304,15 @@ def _scored_chunks(
             )
             gaps += scorer.input_gaps(first)
         if procs is None:
-            yield _chunk_table(scorer, raw, origin, rows, job)
+            yield _chunk_table(scorer, raw, origin, rows, job), raw
             continue
-        in_flight.append(procs.submit(_worker_score, raw, origin, rows, job))
+        in_flight.append((procs.submit(_worker_score, raw, origin, rows, job), raw))
         if len(in_flight) > jobs:
-            yield in_flight.popleft().result()
+            future, read = in_flight.popleft()
+            yield future.result(), read
     while in_flight:
-        yield in_flight.popleft().result()
+        future, read = in_flight.popleft()
+        yield future.result(), read
 
 
 def score_stream(
@@ -362,8 +371,8 @@ def score_stream(
         gaps: list[str] | None = [] if check_gaps else None
         try:
             job = _Job(reasons, is_parquet(dest), scored_at or utc_now(), inputs=tmp_inputs is not None, set_aside=set_aside)
-            for chunk in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs, gaps):
-                out.write(chunk)
+            for chunk, raw in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs, gaps):
+                out.write(chunk, raw)
             out.flush()
             if rejected is not None:
                 check_bad_share(src.name, rejected.count, rejected.count + out.total, cfg.scoring.max_bad_share, rejected.first)
@@ -375,10 +384,11 @@ def score_stream(
     log.info("scored %d leads -> %s", out.total, dest)
     set_aside_rows = rejected.count if rejected is not None else 0
     if set_aside_rows:
-        log.warning("%s: %d row(s) set aside -> %s; the first: %s", src.name, set_aside_rows, rejected_path(dest), rejected.first)
-    elif rejected is not None and rejected_path(dest).is_file():  # an earlier run's: not about this output
+        log.info("%s: %d row(s) set aside -> %s; the first: %s", src.name, set_aside_rows, rejected_path(dest), rejected.first)
+    elif rejected_path(dest).is_file():  # an earlier run's: not about this output
         rejected_path(dest).unlink()
-    return {"leads": out.total, "buckets": out.buckets, "gaps": gaps or [], "rejected": set_aside_rows}
+    first = rejected.first if rejected is not None else ""
+    return {"leads": out.total, "buckets": out.buckets, "gaps": gaps or [], "rejected": set_aside_rows, "first_rejected": first}
 
 
 def score_file(

@@ -66,6 +66,16 @@ def _list(name: str, items: list[str], indent: str = "    ") -> str:
 
 
 #: What each ``data.date_format`` reads, for the drafted configuration's comment.
+#: Placeholders a later file of new leads may bring though the export had none: never a
+#: real value in any column, so every drafted configuration reads them as missing.
+ANY_EXPORT_MISSING = ("n/a", "#N/A", "NULL")
+
+
+def _missing_values(d: Draft) -> list[str]:
+    found = {v.casefold() for v in d.missing_values}
+    return [*d.missing_values, *(v for v in ANY_EXPORT_MISSING if v.casefold() not in found)]
+
+
 DATE_EXAMPLES = {
     "day_first": "day first, e.g. 31.12.2024",
     "month_first": "month first, e.g. 12/31/2024",
@@ -121,7 +131,8 @@ def draft_config(d: Draft, export_name: str) -> str:
         f"  target_column: {_q(d.target)}",
         f"  positive_value: {_q(d.positive)}        # {why['target']}",
         f"  negative_value: {_q(d.negative)}",
-        f"  missing_values: {_q(d.missing_values)}        # placeholder values found in the export",
+        f"  missing_values: {_q(_missing_values(d))}        # placeholder values found in the export, and "
+        "those any export may bring later",
         *_yes_no_lines(d),
         f"  allow_extra_columns: {'true' if d.left_out else 'false'}" + (f"        # left out: {left}" if d.left_out else ""),
         "  columns:",

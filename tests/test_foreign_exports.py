@@ -130,6 +130,31 @@ def test_the_id_is_found_by_more_names_or_as_the_first_column_and_never_a_model_
     assert "ID client" not in d.numeric and any("ID client" in w and "--id" in w for w in d.warnings)
 
 
+def test_a_french_export_s_id_engagement_and_deal_fields_are_read_from_their_names(tmp_path):
+    rng = np.random.default_rng(6)
+    won = rng.random(N) < 0.2
+    df = pd.DataFrame(
+        {
+            "Secteur": rng.choice(["Industrie", "Santé", "Commerce"], N),
+            "Identifiant": [f"{i:07d}" for i in range(1, N + 1)],  # codes of digits, not the first column
+            "Pages vues": rng.poisson(4 + 3 * won),
+            "Essai activé": rng.choice(["Oui", "Non"], N),
+            "Montant contrat": np.where(won, rng.integers(1000, 9000, N).astype(str), ""),
+            "Statut": np.where(won, "Gagné", "Perdu"),
+        }
+    )
+    dest, d = init_project(tmp_path / "p", _write(df, tmp_path / "fr.csv", sep=","), "Statut", positive="Gagné")
+    assert d.id_column == "Identifiant" and "named like an id" in d.reasons["id"]
+    assert {"Pages vues", "Essai activé"} <= set(d.engagement) and d.fit == ["Secteur", "Montant contrat"]
+    assert "Montant contrat" in d.post_contact  # named in the drafted configuration for review
+    cfg = load_config(dest / "01_Documentos" / "config.yaml")
+    assert {"n/a", "#N/A", "NULL"} <= set(cfg.data.missing_values)  # placeholders a later file may bring
+
+    other = df.rename(columns={"Identifiant": "Clé CRM"})  # unique digit codes named like nothing: no id found
+    d2 = profile_export(_write(other, tmp_path / "b.csv", sep=","), "Statut", positive="Gagné")
+    assert d2.id_column is None and d2.left_out["Clé CRM"].startswith("an id, perhaps the CRM's (pass --id COLUMN")
+
+
 def test_yes_no_spellings_and_placeholders_in_numbers_are_configured(tmp_path):
     rng = np.random.default_rng(4)
     df = pd.DataFrame(

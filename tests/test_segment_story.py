@@ -73,7 +73,7 @@ def test_story_names_the_exception_with_its_count_and_rates():
     assert story.startswith(SEGMENT_VS_SCORE)
     assert "Of the 4 HOT leads, 3 (75 %) are in 'A'. 'C' holds none." in story
     # weak: conversion at most 0.7 × 41.7 % = 29 %, so B (20 %) is weak and A, C are not
-    assert "A segment is weak when it converts at most 29 %, 70 % of the base rate of 42 %." in story
+    assert "A segment is weak when it converts at most 29.2 %, 70 % of the base rate of 41.7 %." in story
     assert (
         "- 1 lead of segment 'B' (20 % of the segment; conversion 20 %, median score 20) is HOT: its own data, "
         "not the segment's profile, earns the score. Call it, but expect a lower hit rate than the HOT leads of "
@@ -112,11 +112,11 @@ def test_exception_with_a_hit_rate_no_lower_and_the_only_top_leads():
 def test_no_weak_segment_and_weak_segment_without_top_leads():
     story = segment_score_story(_table(), "HOT", base_rate=0.2)  # weak at most 14 %: none
     assert (
-        "No segment is weak (a weak segment converts at most 14 %, 70 % of the base rate of 20 %), so no HOT lead "
+        "No segment is weak (a weak segment converts at most 14.0 %, 70 % of the base rate of 20.0 %), so no HOT lead "
         "goes against its segment."
     ) in story
     y = [1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0]  # C converts 0 of 2 and holds no HOT lead; B converts 40 %
-    assert "No HOT lead sits in a weak segment (one that converts at most 29 %" in segment_score_story(_table(y=y), "HOT")
+    assert "No HOT lead sits in a weak segment (one that converts at most 29.2 %" in segment_score_story(_table(y=y), "HOT")
 
 
 def test_single_segment():

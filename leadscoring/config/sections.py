@@ -282,6 +282,24 @@ class LeakageConfig(StrictSection):
             "ganado",
             "perdido",
             "convertido",
+            # deal fields and outcomes in French, German, Italian and Portuguese
+            "deal",
+            "contract",
+            "contrat",
+            "contrato",
+            "contratto",
+            "vertrag",
+            "signature",
+            "statut",
+            "gagne",
+            "perdu",
+            "resultat",
+            "etape",
+            "verloren",
+            "gewonnen",
+            "ergebnis",
+            "esito",
+            "ganho",
         ]
     )
 

@@ -47,7 +47,8 @@ POSITIVES = (
     *("gewonnen", "konvertiert", "vinto", "vinta", "convertito", "convertita"),
 )
 ID_NAME = re.compile(
-    r"(^|[\s_\-.])(id|identifier|key|uuid|code|number|nr|no|código|codigo|nummer|numero|número|numéro|kennung|ref"
+    r"(^|[\s_\-.])(id|identifier|identifiant|identificador|identificativo|key|uuid|code|number|nr|no|código|codigo"
+    r"|nummer|numero|número|numéro|kennung|ref"
     r"|reference|referencia|référence|rif|riferimento|codice|cod)$|^id[\s_\-.]"
     r"|^(rif|ref|cod|codice|código|codigo|code|numero|número|numéro|nummer|nr|num)[\s_\-.]+\w"
     r"|^(lead|prospect|customer|client)[\s_\-.]?(id|number|code|no)$",
@@ -66,8 +67,10 @@ def _name(col: str) -> str:
 
 
 ENGAGEMENT = re.compile(
-    r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|"
-    r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento",
+    r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|trial|webinar|event|"
+    r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento|prueba|"
+    r"vue|durée|duree|téléchargement|telechargement|essai|webinaire|événement|evenement|"
+    r"besuch|seite|sitzung|dauer|testversion|veranstaltung|visualizza|sessione|durata|prova|evento",
     re.I,
 )
 
@@ -569,6 +572,12 @@ def _stray_words(v: pd.Series) -> list[str]:
     return sorted(counts.index) if _number_pattern(v.where(~v.isin(counts.index), "")) else []
 
 
+def _another_id(draft: Draft) -> str:
+    """What a column of unique id-like values is: a second id beside the draft's id, or, when
+    no id was found, the id perhaps (``--id`` makes it the leads' id)."""
+    return "a second id" if draft.id_column else "an id, perhaps the CRM's (pass --id COLUMN to use it)"
+
+
 def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str]:
     """(role or None, reason) of one column; collects placeholders, sentinels and ranges."""
     if not col.strip() or col.startswith("Unnamed:"):
@@ -592,7 +601,7 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
     if ID_NAME.search(_name(col)) and present.nunique() >= 0.95 * len(present):  # an identifier, not a category
         repeated, empty = int(present.duplicated().sum()), n - len(present)
         if not repeated and not empty:
-            return None, "a second id (unique, named like an id)"
+            return None, f"{_another_id(draft)} (unique, named like an id)"
         draft.warnings.append(
             f"'{col}' is named like an id but has {repeated} repeated and {empty} empty value(s): left out of the "
             "models; if it is the CRM's id, mend those rows and pass --id"
@@ -612,7 +621,7 @@ def _role(col: str, s: pd.Series, n: int, draft: Draft) -> tuple[str | None, str
     if notation is not None:
         x = _to_float(v, draft.decimal, draft.thousands)
         if present.nunique() == len(present) == n and (x == x.round()).all():
-            return None, "a second id (unique whole numbers)"
+            return None, f"{_another_id(draft)} (unique whole numbers)"
         if CONTACT_NAME.search(col) and present.str.count(r"\d").median() >= 4:  # "Mobile sessions" (0-9) is a count
             return None, "a phone number or postal code (digits, not a quantity): list it as categorical to use it"
         _keep_placeholders(draft, placeholders)

@@ -177,7 +177,8 @@ def _weak(table: pd.DataFrame, base_rate: float | None, low_ratio: float) -> tup
         if base_rate is None:
             base_rate = float(np.average(table["conversion_rate"], weights=table["leads"]))
         cut = low_ratio * base_rate
-        rule = f"converts at most {percent(cut)}, {percent(low_ratio)} of the base rate of {percent(base_rate)}"
+        # one decimal: a segment converting at 8.4 % is not weak below 8.3 %, though both round to 8 %
+        rule = f"converts at most {percent(cut, 1)}, {percent(low_ratio)} of the base rate of {percent(base_rate, 1)}"
         return table["conversion_rate"] <= cut, rule
     typical = float(np.average(table["score_median"], weights=table["leads"]))
     cut = low_ratio * typical

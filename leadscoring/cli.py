@@ -42,6 +42,13 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """The progress bars of ``run`` and ``score`` on stderr: unless ``--no-progress``, and only
+    on a terminal (redirected to a log file, each bar's redraws would fill it). The one-line
+    progress of ``push``, ``pull`` and ``cycle`` reads well in a log and stays."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from leadscoring.run import RunInterrupted, run_pipeline
 
@@ -51,7 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     only = [o.strip() for o in args.only.split(",")] if args.only else None
     promote = not (args.quick or args.no_promote)  # a smoke run on a sample must never replace the models
     try:
-        res = run_pipeline(cfg, params, only=only, progress=not args.no_progress, promote=promote)
+        res = run_pipeline(cfg, params, only=only, progress=_progress(args), promote=promote)
     except RunInterrupted as exc:
         print(f"leadscoring run: interrupted: {exc}", file=sys.stderr)
         return 143
@@ -106,7 +113,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             models_dir=args.models_dir,
             reasons=not args.no_reasons,
             chunk_rows=args.chunk_rows,
-            progress=not args.no_progress,
+            progress=_progress(args),
             jobs=args.jobs,
             inputs_path=inputs,
             bad_rows=args.bad_rows,

@@ -12,9 +12,9 @@ import pytest
 
 from leadscoring.cli import main
 from leadscoring.config import load_config
-from leadscoring.errors import LeadDataError
+from leadscoring.errors import LeadDataError, OutputPathError
 from leadscoring.ingest.load import read_leads
-from leadscoring.ingest.schema import BadRows
+from leadscoring.ingest.schema import BadRows, validate_leads
 from leadscoring.scaffold import init_project
 from leadscoring.serving.batch import rejected_path, score_file
 
@@ -75,6 +75,11 @@ def test_rows_with_problems_are_set_aside_with_their_line_and_problem(german, tm
     assert not leads["Lead-Nr."].isin([df.loc[10, "Lead-Nr."], df.loc[20, "Lead-Nr."]]).any()
     assert (leads["Lead-Nr."] == df.loc[40, "Lead-Nr."]).sum() == 1
 
+    # a file without a column the model does not read: its rows set aside are written as the file has them
+    lacking, bad = _bad(df).drop(columns=["Quelle", "Abschluss"]), BadRows()
+    validate_leads(lacking, cfg, require_target=False, may_lack=["Quelle"], bad_rows=bad)
+    assert list(bad.table().columns) == ["line", "problem", "Lead-Nr.", "Besuche", "Newsletter"]
+
 
 @pytest.fixture()
 def scoring_project(tmp_path, small_models, sample):
@@ -126,6 +131,10 @@ def test_score_sets_aside_bad_rows_across_chunks_and_refuses_a_file_in_another_l
         score_file(cfg, _write(cfg, many, tmp_path / "other_layout.csv"), out)
     assert out.read_bytes() == before and not rejected_path(out).exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+    # an output named like a spreadsheet would be CSV text under that name
+    with pytest.raises(OutputPathError, match=r"scores\.xlsx: scores are written as CSV \(\.csv\) or parquet"):
+        score_file(cfg, src, tmp_path / "scores.xlsx")
 
     # every row with a problem: refused whatever max_bad_share allows
     anything = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"max_bad_share": 1.0})})

@@ -516,3 +516,13 @@ def test_sigterm_during_score_is_one_line_and_leaves_no_temporary_file(project, 
     assert child.returncode == 143, err[-2000:]
     assert err.strip().splitlines()[-1] == "leadscoring score: interrupted: terminated by SIGTERM; stopped"
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_windows_1252_file_for_a_utf_8_project_says_which_setting_reads_it(project, export, tmp_path, capsys):
+    cats = load_config(project).data.columns.categorical
+    export.loc[3, cats[0]] = "Référence"
+    src = tmp_path / "windows.csv"
+    src.write_bytes(_csv(export).encode("cp1252"))
+    code, _, err = _cli(capsys, "--config", str(project), "validate", "--input", str(src), "--no-target")
+    line = _one_line_error(code, err)
+    assert "windows.csv: not readable as utf-8" in line and line.endswith("set data.encoding: cp1252")

@@ -123,6 +123,15 @@ def row_locator(path: str | os.PathLike[str], cfg: ProjectConfig) -> RowLocator:
     return LineLocator(path, cfg)
 
 
+def not_readable(path: Path, encoding: str, detail: str) -> LeadDataError:
+    """The one-line message for an export that is not text in the configured encoding; for a
+    UTF-8 project, which setting reads a Windows export."""
+    hint = (
+        "; an export saved on Windows is often cp1252: set data.encoding: cp1252" if codecs.lookup(encoding).name == "utf-8" else ""
+    )
+    return LeadDataError(f"{path.name}: not readable as {encoding} ({detail}){hint}")
+
+
 def read_header(path: Path, cfg: ProjectConfig) -> list[str]:
     """The column names of a CSV export, with one-line errors for an unreadable, empty or
     wrongly separated file."""
@@ -131,7 +140,7 @@ def read_header(path: Path, cfg: ProjectConfig) -> list[str]:
         with _open_text(path, d.encoding) as fh:
             row = next(csv.reader(fh, delimiter=d.separator), None)
     except UnicodeDecodeError as exc:
-        raise LeadDataError(f"{path.name}: not readable as {d.encoding} ({exc.reason} at byte {exc.start})") from None
+        raise not_readable(path, d.encoding, f"{exc.reason} at byte {exc.start}") from None
     except (OSError, EOFError) as exc:
         raise LeadDataError(f"{path.name}: cannot be read ({exc})") from None
     except csv.Error as exc:
@@ -159,7 +168,7 @@ def _malformed(path: Path, cfg: ProjectConfig, n_columns: int, exc: Exception) -
                 )
     first = first_line(exc)
     if "UTF8" in first or "decode" in first.lower():
-        return LeadDataError(f"{path.name}: not readable as {cfg.data.encoding} ({first})")
+        return not_readable(path, cfg.data.encoding, first)
     return LeadDataError(f"{path.name}: malformed CSV ({first})")
 
 

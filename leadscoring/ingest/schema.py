@@ -289,6 +289,7 @@ class LeadSchema:
             raise LeadDataError(f"{origin}: no leads (the file has a header but no rows)")
         df = df.set_axis([str(c).strip() for c in df.columns], axis=1)  # copy-on-write: no data copied
         self.check_columns(list(df.columns), origin, require_target, may_lack)
+        read = list(df.columns)  # (a row set aside is written with these, as the file has it)
         absent = [c for c in may_lack if c not in df.columns]
         if absent:
             df = df.assign(**dict.fromkeys(absent))
@@ -311,7 +312,7 @@ class LeadSchema:
         leads = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
         if found.refused.any():  # (only with bad_rows: else the first problem raised)
             assert bad_rows is not None
-            bad_rows.rows.append(df[found.refused])
+            bad_rows.rows.append(df.loc[found.refused, read])
             leads = leads[~found.refused].reset_index(drop=True)
         return leads
 

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 
 from leadscoring.config import ProjectConfig
-from leadscoring.errors import LeadDataError
+from leadscoring.errors import LeadDataError, OutputPathError
 from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
 from leadscoring.ingest.schema import BadRows, check_bad_share, repeated_id, validate_leads
@@ -41,6 +41,8 @@ from leadscoring.serving.scorer import Scorer, utc_now
 
 log = logging.getLogger(__name__)
 
+#: Output names that promise a spreadsheet: refused (scores are CSV or parquet).
+SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
 #: A file's first leads, compared with the training leads for fields it lacks (:meth:`Scorer.input_gaps`).
 GAP_SAMPLE = 20_000
 
@@ -352,6 +354,8 @@ def score_stream(
 
     cfg = scorer.cfg
     src, dest = Path(input_path), Path(output_path)
+    if dest.suffix.lower() in SPREADSHEET_SUFFIXES:  # would be CSV text under a name a spreadsheet program refuses
+        raise OutputPathError(f"{dest}: scores are written as CSV (.csv) or parquet (.parquet), not {dest.suffix}")
     if set_aside is None:
         set_aside = cfg.scoring.bad_rows == "set_aside"
     check_output(dest, inputs=[src], protected=protected_folders(cfg))

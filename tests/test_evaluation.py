@@ -45,3 +45,15 @@ def test_leads_tied_at_the_cut_count_at_their_rate_not_in_file_order():
     assert capacity_table(y2, {"rules": s2}, [30])["rules"].iloc[0] == pytest.approx(9.0)
     table = gains_table(y2, s2, groups=5)
     assert table["conversions"].tolist() == pytest.approx([5.0, 2.0, 2.0, 2.0, 2.0]) and table["gain"].iloc[-1] == 1.0
+
+
+def test_probabilities_that_miss_the_conversion_rate_of_new_leads_are_named():
+    from leadscoring.training.evaluation import calibration_in_the_large
+
+    moved = calibration_in_the_large(0.151, 0.116, 1000, by_date=True)  # 3.5 standard errors, 30 % off
+    assert "convert at 15.1 % where the model expects 11.6 %" in moved and "newest leads convert more" in moved
+    assert "read low by about 30 %" in moved
+    assert "off for leads it never saw" in calibration_in_the_large(0.30, 0.40, 1000, by_date=False)
+    assert calibration_in_the_large(0.124, 0.116, 1000, by_date=True) == ""  # within chance
+    assert calibration_in_the_large(0.38, 0.37, 100_000, by_date=True) == ""  # beyond chance but under 15 % off
+    assert calibration_in_the_large(None, 0.1, 10, by_date=True) == ""  # a manifest without the figure

@@ -325,6 +325,13 @@ def test_model_card_figures_follow_the_number_style(tmp_path):
     assert "ROC-AUC 0,9182, Brier 0,1103." in card
     assert "Validation ROC-AUC **0,9244**, Brier **0,1042**" in card and "**61,2 %**" in card
     assert "| a | 0,7000 | 0,5000 |" in card and "0.7000" not in card
+    assert "moved" not in card and "Probabilities are off" not in card  # no base rate and mean probability: no claim
+
+    # validation leads converting well above what the model expects: said, in the report's numbers
+    shifted = {**manifest, "validation": {**manifest["validation"], "base_rate": 0.151, "mean_probability": 0.116, "n": 1000}}
+    card = model_card(shifted, pd.DataFrame({"model": ["a"], "roc_auc_mean": [0.9]}), metrics, {}, cfg)
+    assert "**Probabilities are off on new leads.** The 1000 validation leads convert at 15,1 %" in card
+    assert "read low by about 30 %" in card
 
 
 def test_stakes_say_what_the_post_contact_fields_let_in_are_worth(export, tmp_path):

@@ -14,6 +14,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from leadscoring.formats import NumberStyle, percent
+
 
 def ranking_metrics(y: Sequence[int], score: Sequence[float]) -> dict[str, float]:
     """How well ``score`` ranks leads (any scale): ROC-AUC, average precision, gains at 30 %.
@@ -34,8 +36,46 @@ def classification_metrics(y: Sequence[int], p: Sequence[float]) -> dict[str, fl
     """:func:`ranking_metrics` plus Brier score and log loss, for probabilities ``p``."""
     y_arr, p_arr = np.asarray(y), np.clip(np.asarray(p, dtype=float), 1e-12, 1 - 1e-12)
     out = ranking_metrics(y_arr, p_arr)
-    out.update(brier=float(brier_score_loss(y_arr, p_arr)), log_loss=float(log_loss(y_arr, p_arr)))
+    out.update(
+        brier=float(brier_score_loss(y_arr, p_arr)),
+        log_loss=float(log_loss(y_arr, p_arr)),
+        mean_probability=float(p_arr.mean()),
+    )
     return out
+
+
+def calibration_in_the_large(
+    base_rate: float | None,
+    mean_probability: float | None,
+    n: int | None,
+    by_date: bool,
+    min_z: float = 3.0,
+    min_gap: float = 0.15,
+    style: NumberStyle | None = None,
+) -> str:
+    """One sentence when leads the model never saw convert at a rate its probabilities miss
+    beyond chance (``min_z`` binomial standard errors) and by at least ``min_gap`` of the
+    expected rate; '' otherwise (or without the figures). ``by_date``: the leads are the
+    newest (``data.date_column``), so the gap is the conversion rate moving over time.
+    ``style``: how numbers are written (default: the reports' current style)."""
+    if base_rate is None or mean_probability is None or not n or not 0 < mean_probability < 1:
+        return ""
+    se = (mean_probability * (1 - mean_probability) / n) ** 0.5
+    gap = base_rate / mean_probability - 1
+    if abs(base_rate - mean_probability) < min_z * se or abs(gap) < min_gap:
+        return ""
+    way = "low" if gap > 0 else "high"
+    why = (
+        f"the newest leads convert {'more' if gap > 0 else 'less'} than the leads the model learned from"
+        if by_date
+        else "the model's probabilities are off for leads it never saw"
+    )
+    return (
+        f"The {n} validation leads convert at {percent(base_rate, 1, style)} where the model expects "
+        f"{percent(mean_probability, 1, style)} on average: {why}. The ranking (ROC-AUC) is not affected, but probabilities "
+        f"and expected conversions read {way} by about {percent(abs(gap), 0, style)}. Retrain when outcomes of recent "
+        "leads come back (`leadscoring retrain`)."
+    )
 
 
 def auc_difference(y: Sequence[int], p_a: Sequence[float], p_b: Sequence[float]) -> tuple[float, float]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from leadscoring.config import ProjectConfig
 from leadscoring.formats import NumberStyle, fixed, percent
+from leadscoring.training.evaluation import calibration_in_the_large
 
 
 def _md_table(df: pd.DataFrame, style: NumberStyle) -> str:
@@ -29,9 +30,10 @@ def post_contact_caveats(cfg: ProjectConfig, features: Sequence[str] | None = No
     post = list(cfg.data.post_contact)
     if not post:
         return (
-            "- No field is configured as known only after the sales contact (`data.post_contact`). If an\n"
-            "  input is filled in or updated by the sales team after contacting a lead, list it there: a\n"
-            "  model trained on it ranks leads with information it will not have when they must be prioritised."
+            "- No field is configured as known only after the sales contact (`data.post_contact`); the leakage\n"
+            "  audit above keeps out the fields whose data shows it. If an input is filled in or updated by the\n"
+            "  sales team after contacting a lead, list it there: a model trained on it ranks leads with\n"
+            "  information it will not have when they must be prioritised."
         )
     labels = cfg.model_data.labels
     named = ", ".join(f"`{c}`" + (f" ({labels[c]})" if c in labels else "") for c in post)
@@ -150,7 +152,7 @@ Cross-validated ({cv.get("folds")} folds) ROC-AUC {fixed(cv.get("roc_auc"), 4, s
 Brier {fixed(cv.get("brier"), 4, style=style)}.
 Validation ROC-AUC **{fixed(val.get("roc_auc"), 4, style=style)}**, Brier **{fixed(val.get("brier"), 4, style=style)}**,
 conversions captured in the top 30 % of leads **{percent(val.get("gain_at_30pct"), 1, style=style)}**.
-
+{_drift_line(val, cfg)}
 Candidates (cross-validation on the working split):
 
 {_md_table(cv_table[[c for c in cv_cols if c in cv_table.columns]], style)}
@@ -169,6 +171,16 @@ Validation split:
 - Scores are only as current as the behavioural fields: re-score leads whose activity changed.
 - Retrain when conversion patterns move (new channels, campaigns, pricing).
 """
+
+
+def _drift_line(val: Mapping[str, Any], cfg: ProjectConfig) -> str:
+    """:func:`calibration_in_the_large` of the validation figures, as a paragraph ('' when none)."""
+    by_date = cfg.data.date_column is not None
+    text = calibration_in_the_large(
+        val.get("base_rate"), val.get("mean_probability"), val.get("n"), by_date=by_date, style=cfg.report.number_style
+    )
+    title = "The conversion rate has moved." if by_date else "Probabilities are off on new leads."
+    return f"\n**{title}** {text}\n" if text else ""
 
 
 def _fmt(v: Any, style: NumberStyle) -> str:

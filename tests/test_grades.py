@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscoring.config import GradesConfig
+from leadscoring.config import GradesConfig, ScoringConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.training.grades import (
     assign_grades,
+    grade_bucket_conflict,
     grade_choices,
     grade_shares,
     grade_table,
@@ -24,9 +25,9 @@ SCORES = np.arange(100)  # one lead per score 0..99
 
 def test_ranges_are_the_configured_minimums():
     d = learn_grades(GradesConfig(), SCORES)
-    assert d["min_scores"] == [75, 50, 25, 0] and d["method"] == "ranges"
-    assert d["training_shares"] == [0.25, 0.25, 0.25, 0.25]
-    assert assign_grades([100, 75, 74, 50, 49, 25, 24, 0], d).tolist() == ["A", "A", "B", "B", "C", "C", "D", "D"]
+    assert d["min_scores"] == [80, 50, 25, 0] and d["method"] == "ranges"
+    assert d["training_shares"] == [0.2, 0.3, 0.25, 0.25]
+    assert assign_grades([100, 80, 79, 50, 49, 25, 24, 0], d).tolist() == ["A", "A", "B", "B", "C", "C", "D", "D"]
 
 
 def test_shares_cut_the_training_distribution_without_exceeding_them():
@@ -53,6 +54,18 @@ def test_capacity_sizes_the_first_grade_to_what_sales_can_call():
     assert grade_shares(GradesConfig(calls_per_week=500, leads_per_week=100))[0] == 1.0
 
 
+def test_a_best_grade_below_the_top_bucket_is_a_warning():
+    from leadscoring.config import Bucket
+
+    buckets = [Bucket(name="HOT", min_score=36, action="Call now"), Bucket(name="WARM", min_score=18, action="Email")]
+    buckets.append(Bucket(name="COLD", min_score=0, action="Newsletter"))
+    text = grade_bucket_conflict({"names": ["A", "B"], "min_scores": [26, 0]}, buckets)
+    assert text.startswith("grade A starts at score 26 but bucket HOT (Call now) at 36: grade-A leads scoring 26-35 get")
+    assert "the action of bucket WARM (Email)" in text
+    assert grade_bucket_conflict({"names": ["A", "B"], "min_scores": [40, 0]}, buckets) == ""
+    assert grade_bucket_conflict(learn_grades(GradesConfig(), SCORES), ScoringConfig().buckets) == ""  # the defaults agree
+
+
 def test_capacity_takes_the_weekly_volume_from_the_dates():
     dates = pd.Series(pd.date_range("2026-01-01", periods=300, freq="8h").astype(str))  # 100 days
     volume = weekly_volume(dates)
@@ -67,7 +80,7 @@ def test_capacity_takes_the_weekly_volume_from_the_dates():
 
 def test_grade_table_and_choices_count_calls_and_conversions():
     y = (SCORES >= 60).astype(int)  # 40 converters, all scoring 60+
-    d = learn_grades(GradesConfig(), SCORES)
+    d = learn_grades(GradesConfig(min_scores=[75, 50, 25, 0]), SCORES)
     t = grade_table(y, SCORES, d)
     assert t["leads"].tolist() == [25, 25, 25, 25]
     assert t["conversions"].tolist() == [25, 15, 0, 0]

@@ -328,7 +328,8 @@ class GradesConfig(StrictSection):
     and stored with the model."""
 
     names: list[str] = Field(default_factory=lambda: ["A", "B", "C", "D"])
-    min_scores: list[int] = Field(default_factory=lambda: [75, 50, 25, 0])
+    # A from the default top bucket (HOT, 80): the grade and the bucket give a lead one first call list
+    min_scores: list[int] = Field(default_factory=lambda: [80, 50, 25, 0])
     shares: list[float] | None = None
     calls_per_week: float | None = Field(None, gt=0)
     # Leads arriving per week; unset: measured from data.date_column on the training leads.

@@ -104,7 +104,8 @@ class RunResult:
         ``run_metrics.json``): the scoring model's validation ROC-AUC; the fields the leakage
         audit kept out and what they would have read; and a warning when the model ranks leads
         little better than chance, naming those fields when they hold the signal (an honest
-        field kept out by mistake goes in ``data.allow_leaky``)."""
+        field kept out by mistake goes in ``data.allow_leaky``); the run's other warnings
+        (``warnings``: probabilities off on the validation leads, grades and buckets that disagree)."""
         m = self.metrics
         auc = m.get("validation_roc_auc")
         if auc is None:
@@ -121,6 +122,7 @@ class RunResult:
                 f"kept out by the leakage audit as known only after the sales contact: {', '.join(kept_out)}{would}; "
                 "its evidence: 05_Resultados/leakage_audit.csv and the model card"
             )
+        lines += [f"WARNING: {w}" for w in m.get("warnings", [])]
         if auc < CHANCE_AUC:
             warning = f"WARNING: the model ranks leads little better than chance (validation ROC-AUC {auc:.3f})"
             if with_out is not None and kept_out and with_out - auc >= 0.1:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadscoring.config import GradesConfig, ProjectConfig
+from leadscoring.config import Bucket, GradesConfig, ProjectConfig
 from leadscoring.errors import LeadDataError
 
 
@@ -99,6 +99,22 @@ def grade_definition(grades: GradesConfig, manifest: Mapping[str, Any]) -> dict[
     capacity; in its manifest), else the configured ranges."""
     learned = manifest.get("grades")
     return dict(learned) if learned and learned.get("method") != "ranges" else learn_grades(grades, [])
+
+
+def grade_bucket_conflict(definition: Mapping[str, Any], buckets: Sequence[Bucket]) -> str:
+    """A warning when the best grade starts below the top bucket: its leads between the two
+    thresholds are told to be called first by their grade and given a lesser action by their
+    bucket (grades learned from shares of the leads, buckets drafted from the conversion
+    rate); '' when they agree."""
+    names, mins = list(definition.get("names", [])), list(definition.get("min_scores", []))
+    if not names or len(buckets) < 2 or mins[0] >= buckets[0].min_score:
+        return ""
+    top, below = buckets[0], next(b for b in buckets if b.min_score <= mins[0])
+    return (
+        f"grade {names[0]} starts at score {mins[0]} but bucket {top.name} ({top.action}) at {top.min_score}: grade-{names[0]} "
+        f"leads scoring {mins[0]}-{top.min_score - 1} get the action of bucket {below.name} ({below.action}). Align them: "
+        f"scoring.buckets' {top.name} from {mins[0]}, or grades whose {names[0]} starts at {top.min_score} or above"
+    )
 
 
 def grade_index(scores: Sequence[int] | np.ndarray, min_scores: Sequence[int]) -> np.ndarray:

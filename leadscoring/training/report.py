@@ -12,6 +12,7 @@ import pandas as pd
 from leadscoring.config import ProjectConfig
 from leadscoring.formats import NumberStyle, fixed, percent
 from leadscoring.training.evaluation import calibration_in_the_large
+from leadscoring.training.grades import grade_bucket_conflict, grade_definition
 
 
 def _md_table(df: pd.DataFrame, style: NumberStyle) -> str:
@@ -168,7 +169,7 @@ Validation split:
 {leakage or "Not run for this model."}
 ## Caveats
 {post_contact_caveats(cfg, manifest.get("features"))}
-- Scores are only as current as the behavioural fields: re-score leads whose activity changed.
+{_conflict_line(manifest, cfg)}- Scores are only as current as the behavioural fields: re-score leads whose activity changed.
 - Retrain when conversion patterns move (new channels, campaigns, pricing).
 """
 
@@ -181,6 +182,12 @@ def _drift_line(val: Mapping[str, Any], cfg: ProjectConfig) -> str:
     )
     title = "The conversion rate has moved." if by_date else "Probabilities are off on new leads."
     return f"\n**{title}** {text}\n" if text else ""
+
+
+def _conflict_line(manifest: Mapping[str, Any], cfg: ProjectConfig) -> str:
+    """:func:`grade_bucket_conflict` of the model's grades, as a caveat line ('' when they agree)."""
+    text = grade_bucket_conflict(grade_definition(cfg.scoring.grades, manifest), cfg.scoring.buckets)
+    return f"- **Grades and buckets disagree**: {text}.\n" if text else ""
 
 
 def _fmt(v: Any, style: NumberStyle) -> str:

@@ -285,6 +285,21 @@ def test_a_strong_drift_of_the_conversion_rate_is_warned(tmp_path):
     assert d.date_column == "created" and any("drifts strongly" in w for w in d.warnings)
 
 
+def test_a_conversion_rate_rising_by_half_is_warned_and_a_steady_one_is_not():
+    from leadscoring.ingest.profile import conversion_drift
+
+    rng = np.random.default_rng(10)
+    n = 5000
+    t = np.linspace(0, 1, n)
+    when = pd.Series(pd.Timestamp("2023-01-01") + pd.to_timedelta(t * 540, unit="D"))
+    rising = pd.Series((rng.random(n) < 0.09 + 0.09 * t).astype(int))  # about 10 % to 17 %: 1.7-fold
+    assert "drifts strongly" in conversion_drift(when, rising)
+    steady = pd.Series((rng.random(n) < 0.12).astype(int))
+    assert conversion_drift(when, steady) == ""
+    small = pd.Series((rng.random(400) < 0.05 + 0.05 * np.linspace(0, 1, 400)).astype(int))  # 5 % to 10 % on few leads
+    assert conversion_drift(when.iloc[:400], small) == ""  # not beyond chance
+
+
 def test_forward_chaining_folds_train_on_earlier_leads_only(tmp_path):
     cfg = config(tmp_path, ["visits"], [], date_column="created")
     cv = cv_splitter(cfg, 4)

@@ -434,15 +434,19 @@ def _creation_rank(col: str) -> int:
     return next((rank for rank, words in enumerate(CREATION_WORDS) if words.search(col)), len(CREATION_WORDS))
 
 
-def conversion_drift(when: pd.Series, converted: pd.Series, parts: int = 5, ratio: float = 2.0) -> str:
+def conversion_drift(when: pd.Series, converted: pd.Series, parts: int = 5, ratio: float = 1.5, min_z: float = 3.0) -> str:
     """A warning when the conversion rate of the oldest to newest fifth of leads (by date)
-    varies more than ``ratio``-fold (and by at least 5 points); '' otherwise."""
+    varies at least ``ratio``-fold, by at least 5 points, and beyond chance (the lowest and
+    highest fifths ``min_z`` standard errors apart); '' otherwise."""
     frame = pd.DataFrame({"when": when, "y": converted.astype(float)}).dropna().sort_values("when", kind="stable")
     if len(frame) < parts * 50:
         return ""
-    rates = [float(frame["y"].iloc[part].mean()) for part in np.array_split(np.arange(len(frame)), parts)]
+    fifths = [frame["y"].iloc[part] for part in np.array_split(np.arange(len(frame)), parts)]
+    rates = [float(f.mean()) for f in fifths]
     low, high = min(rates), max(rates)
-    if high - low >= 0.05 and high >= ratio * max(low, 1e-9):
+    pooled, size = (low + high) / 2, min(len(f) for f in fifths)
+    apart = (high - low) / max((2 * pooled * (1 - pooled) / size) ** 0.5, 1e-12)
+    if high - low >= 0.05 and high >= ratio * max(low, 1e-9) and apart >= min_z:
         shown = ", ".join(f"{r:.1%}" for r in rates)
         return (
             f"the conversion rate drifts strongly over time (oldest to newest fifth of leads: {shown}): "

@@ -86,14 +86,26 @@ class _Scored:
     rejected: pd.DataFrame | None = None
 
 
-def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> _Scored:
-    """Validate and score one raw chunk; the scores as an Arrow table, and (when the job keeps
-    them) the leads' inputs as read (:func:`~leadscoring.serving.inputs.raw_inputs`). With
-    ``job.set_aside`` the rows that fail validation are left out and returned as read."""
+def _validate_chunk(
+    scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job
+) -> tuple[pd.DataFrame, BadRows | None]:
+    """One raw chunk validated: its leads, and (with ``job.set_aside``) the rows set aside."""
     bad = BadRows() if job.set_aside else None
     leads = validate_leads(
         raw, scorer.cfg, require_target=False, origin=origin, rows=rows, may_lack=scorer.unread_columns, bad_rows=bad
     )
+    return leads, bad
+
+
+def _chunk_table(scorer: Any, raw: pd.DataFrame, origin: str, rows: RowLocator, job: _Job) -> _Scored:
+    """Validate and score one raw chunk (:func:`_score_chunk`)."""
+    return _score_chunk(scorer, raw, *_validate_chunk(scorer, raw, origin, rows, job), job)
+
+
+def _score_chunk(scorer: Any, raw: pd.DataFrame, leads: pd.DataFrame, bad: BadRows | None, job: _Job) -> _Scored:
+    """Score one validated chunk; the scores as an Arrow table, and (when the job keeps them)
+    the leads' inputs as read (:func:`~leadscoring.serving.inputs.raw_inputs`). The rows
+    ``bad`` set aside are left out and returned as read."""
     rejected = None
     if bad:  # (an empty BadRows is falsy)
         rejected = bad.table()
@@ -294,20 +306,14 @@ def _scored_chunks(
             absent = [c for c in scorer.unread_columns if c not in names]
             if absent:
                 log.info("%s lacks %s, which the model does not read: scored as if empty", origin, ", ".join(absent))
-        if i == 0 and gaps is not None:
-            first = validate_leads(
-                raw.head(GAP_SAMPLE),
-                scorer.cfg,
-                require_target=False,
-                origin=origin,
-                rows=rows,
-                may_lack=scorer.unread_columns,
-                bad_rows=BadRows() if job.set_aside else None,  # (set aside again when the chunk is scored)
-            )
-            gaps += scorer.input_gaps(first)
-        if procs is None:
-            yield _chunk_table(scorer, raw, origin, rows, job), raw
+        if procs is None:  # validated once, for the gap check and the scores
+            leads, bad = _validate_chunk(scorer, raw, origin, rows, job)
+            if i == 0 and gaps is not None:
+                gaps += scorer.input_gaps(leads.head(GAP_SAMPLE))
+            yield _score_chunk(scorer, raw, leads, bad, job), raw
             continue
+        if i == 0 and gaps is not None:  # here, the first leads; the worker validates the chunk to score it
+            gaps += scorer.input_gaps(_validate_chunk(scorer, raw.head(GAP_SAMPLE), origin, rows, job)[0])
         in_flight.append((procs.submit(_worker_score, raw, origin, rows, job), raw))
         if len(in_flight) > jobs:
             future, read = in_flight.popleft()

@@ -65,7 +65,6 @@ def _list(name: str, items: list[str], indent: str = "    ") -> str:
     return f"{indent}{name}: {_q(items)}\n"
 
 
-#: What each ``data.date_format`` reads, for the drafted configuration's comment.
 #: Placeholders a later file of new leads may bring though the export had none: never a
 #: real value in any column, so every drafted configuration reads them as missing.
 ANY_EXPORT_MISSING = ("n/a", "#N/A", "NULL")
@@ -76,6 +75,7 @@ def _missing_values(d: Draft) -> list[str]:
     return [*d.missing_values, *(v for v in ANY_EXPORT_MISSING if v.casefold() not in found)]
 
 
+#: What each ``data.date_format`` reads, for the drafted configuration's comment.
 DATE_EXAMPLES = {
     "day_first": "day first, e.g. 31.12.2024",
     "month_first": "month first, e.g. 12/31/2024",

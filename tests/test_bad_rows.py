@@ -146,3 +146,47 @@ def test_score_sets_aside_bad_rows_across_chunks_and_refuses_a_file_in_another_l
     # stop: the first bad row refuses the file, as without the setting
     with pytest.raises(LeadDataError, match=r"^new\.csv: duplicate id\(s\) in column .* \(line 352\)$"):
         score_file(cfg, src, out, bad_rows="stop")
+
+
+def test_set_aside_rows_do_not_depend_on_the_chunk_size_and_never_touch_the_input(scoring_project, tmp_path):
+    cfg, leads = scoring_project
+    numeric, id_col = cfg.model_data.columns.numeric[0], cfg.data.id_column
+    rows = leads.copy()
+    rows.loc[4, numeric] = "xx"  # line 6: set aside ...
+    rows.loc[5, id_col] = rows.loc[4, id_col]  # ... so its id's repeat on line 7 is the first row scored with it
+    rows.loc[150, numeric] = "yy"  # line 152, after ...
+    rows.loc[105, id_col] = rows.loc[0, id_col]  # ... a repeat (line 107) of an id a first chunk scored
+    src = _write(cfg, rows, tmp_path / "new.csv")
+    results = {}
+    for size in (100, 6, 1000):
+        out = tmp_path / f"s{size}.csv"
+        res = score_file(cfg, src, out, chunk_rows=size)
+        rejected = pd.read_csv(rejected_path(out), sep=cfg.data.separator, dtype=str, keep_default_na=False)
+        results[size] = (res["leads"], res["first_rejected"], rejected["line"].tolist())
+    assert results[100] == results[6] == results[1000]
+    assert results[100] == (397, results[100][1], ["line 6", "line 107", "line 152"])  # in file order
+    assert results[100][1].startswith("line 6: column")
+
+    # scoring a fixed rejected-rows file back into the output it came from: refused, the file kept
+    fixed = rejected_path(tmp_path / "s100.csv")
+    before = fixed.read_bytes()
+    with pytest.raises(OutputPathError, match=r"its rejected-rows file s100\.rejected\.csv is the input"):
+        score_file(cfg, fixed, tmp_path / "s100.csv", bad_rows="stop")
+    assert fixed.read_bytes() == before
+
+
+def test_line_labels_go_on_from_the_last_call_and_start_again_for_earlier_records(tmp_path, german):
+    from leadscoring.ingest.reader import row_locator
+
+    cfg, df = german
+    df = df.copy()
+    df.loc[3, "Quelle"] = "two\nlines"  # record 3 spans lines 5-6: later records sit one line lower
+    path = tmp_path / "multi.csv"
+    path.write_text(df.to_csv(sep=";", index=False), encoding="utf-8")
+    locate = row_locator(path, cfg)
+    assert locate([2, 10]) == ["line 4", "line 13"]
+    assert locate([50]) == ["line 53"]  # on from record 11
+    assert locate([0, 4]) == ["line 2", "line 7"]  # earlier: from the top again
+    import pickle
+
+    assert pickle.loads(pickle.dumps(locate))([299]) == ["line 302"]  # a copy for a worker process

@@ -63,6 +63,8 @@ def test_a_best_grade_below_the_top_bucket_is_a_warning():
     assert text.startswith("grade A starts at score 26 but bucket HOT (Call now) at 36: grade-A leads scoring 26-35 get")
     assert "the action of bucket WARM (Email)" in text
     assert grade_bucket_conflict({"names": ["A", "B"], "min_scores": [40, 0]}, buckets) == ""
+    three = grade_bucket_conflict({"names": ["A", "B"], "min_scores": [40, 0]}, ScoringConfig().buckets)  # 80 / 50 / 0
+    assert "leads scoring 40-79 get the action of buckets WARM (Nurture with sales email) and COLD" in three
     assert grade_bucket_conflict(learn_grades(GradesConfig(), SCORES), ScoringConfig().buckets) == ""  # the defaults agree
 
 

@@ -247,6 +247,12 @@ class LeakageConfig(StrictSection):
             "smoking",
             "laboral",
             "familiar",
+            "contractor",
+            "juridique",
+            "legal",
+            "juridico",
+            "giuridico",
+            "rechtsform",
         ]
     )
     # Stems that read like a sales contact only in its context: the whole name (with at most a

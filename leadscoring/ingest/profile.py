@@ -67,10 +67,12 @@ def _name(col: str) -> str:
 
 
 ENGAGEMENT = re.compile(
-    r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|trial|webinar|event|"
-    r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento|prueba|"
-    r"vue|durée|duree|téléchargement|telechargement|essai|webinaire|événement|evenement|"
-    r"besuch|seite|sitzung|dauer|testversion|veranstaltung|visualizza|sessione|durata|prova|evento",
+    r"visit|time|page|view|click|open|download|session|activit|web|site|minute|second|form|"
+    r"visita|tiempo|pagina|página|descarga|actividad|sesion|sesión|evento|"
+    # words that are parts of others ("industrial", "revue", "approvato") only at a word's start
+    r"\btrial|\bwebinar|\bevent|\bprueba\b|\bvues?\b|\bdurée|\bduree|téléchargement|telechargement|\bessai|"
+    r"\bwebinaire|événement|\bevenement|\bbesuch|\bseite|\bsitzung|\bdauer|testversion|veranstaltung|\bvisualizza|"
+    r"\bsessione|\bdurata|\bprova\b",
     re.I,
 )
 

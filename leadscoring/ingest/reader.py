@@ -23,7 +23,7 @@ import io
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -98,16 +98,30 @@ def _records(path: Path, cfg: ProjectConfig) -> Iterator[tuple[int, list[str]]]:
 
 
 class LineLocator:
-    """Record numbers → "line N" labels of a CSV file (computed on demand)."""
+    """Record numbers → "line N" labels of a CSV file (computed on demand). The scan goes on
+    from where the last call stopped when the records asked for come later in the file (the
+    chunks of a job, in order), else it starts again from the top. A copy sent to a worker
+    process starts its own scan."""
 
     def __init__(self, path: Path, cfg: ProjectConfig) -> None:
         self.path, self.cfg = path, cfg
+        self._scan: Iterator[tuple[int, list[str]]] | None = None
+        self._next = 0  # the record number the scan reads next
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "cfg": self.cfg}  # an open scan stays in this process
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["cfg"])  # type: ignore[misc]
 
     def __call__(self, records: Sequence[int]) -> list[str]:
         wanted = {int(r) for r in records}
         found: dict[int, int] = {}
         if wanted:
-            for i, (line, _) in enumerate(_records(self.path, self.cfg)):
+            if self._scan is None or min(wanted) < self._next:
+                self._scan, self._next = _records(self.path, self.cfg), 0
+            for line, _ in self._scan:
+                i, self._next = self._next, self._next + 1
                 if i in wanted:
                     found[i] = line
                     if len(found) == len(wanted):

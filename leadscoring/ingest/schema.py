@@ -109,13 +109,14 @@ def check_bad_share(origin: str, bad: int, total: int, max_share: float, first: 
 
 class _Refusals:
     """The rows one frame's checks refuse. Without ``bad_rows``, the first problem raises a
-    one-line :class:`LeadDataError` (its values and lines). With it, each refused row is
-    recorded there once (its first problem), checks go on, and :attr:`refused` marks the rows
-    to leave out."""
+    one-line :class:`LeadDataError` (its values and lines). With it, checks go on, each refused
+    row keeps its first problem, :attr:`refused` marks the rows to leave out and
+    :meth:`finish` records them there."""
 
     def __init__(self, origin: str, labels: _RowLabels, n: int, bad_rows: BadRows | None) -> None:
         self.origin, self.labels, self.bad_rows = origin, labels, bad_rows
         self.refused = np.zeros(n, dtype=bool)
+        self.problems: dict[int, str] = {}  # row position -> its first problem (with bad_rows)
 
     def refuse(
         self, bad: np.ndarray, what: str, values: Sequence[object] | None = None, hint: str = "", joiner: str = ": "
@@ -130,14 +131,18 @@ class _Refusals:
             raise LeadDataError(f"{self.origin}: {what}{joiner}{found}{hint}")
         new = bad & ~self.refused
         self.refused |= bad
-        where = np.flatnonzero(new)
-        if not len(where):
-            return
         shown = dict(zip(np.flatnonzero(bad), values, strict=True)) if values is not None else {}
-        lines = self.labels.all(new)
-        for i, line in zip(where, lines, strict=True):
-            problem = f"{what}{joiner}{shown[i]!r}" if values is not None else what
-            self.bad_rows.add([int(self.labels.index[i])], [line], problem)
+        for i in np.flatnonzero(new):
+            self.problems[int(i)] = f"{what}{joiner}{shown[i]!r}" if values is not None else what
+
+    def finish(self) -> None:
+        """Record the rows refused in ``bad_rows``, in file order, each with its line: found
+        in one pass over the file, whatever the order the checks refused them in."""
+        if self.bad_rows is None or not self.problems:
+            return
+        lines = self.labels.all(self.refused)
+        for i, line in zip(np.flatnonzero(self.refused), lines, strict=True):
+            self.bad_rows.add([int(self.labels.index[i])], [line], self.problems[int(i)])
 
 
 def text(v: object) -> str | None:
@@ -309,9 +314,16 @@ class LeadSchema:
             out[self.target_column] = self._target(df[self.target_column], found)
         if self.date_column is not None and self.date_column in df.columns:
             out[self.date_column] = self._dates(df[self.date_column], found)
+        if bad_rows is not None and not self.id_from_row_number:
+            # A repeated id, once every other check is done: the first of its rows that is
+            # scored keeps it, as when the repeat is in a later chunk (IdTracker).
+            ids = pd.Series(out[self.id_column]).where(~found.refused)
+            dup = (~found.refused) & ids.duplicated(keep="first").to_numpy()
+            found.refuse(dup, repeated_id(self.id_column), out[self.id_column][dup])
         leads = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
         if found.refused.any():  # (only with bad_rows: else the first problem raised)
             assert bad_rows is not None
+            found.finish()
             bad_rows.rows.append(df.loc[found.refused, read])
             leads = leads[~found.refused].reset_index(drop=True)
         return leads
@@ -367,13 +379,10 @@ class LeadSchema:
                 f"column '{self.id_column}' (id) has value(s) that are not ids (empty, true/false or a fraction)",
                 s.to_numpy(dtype=object)[bad],
             )
-        valid = ~(blank | bad)
-        if found.bad_rows is None:  # every row of a repeated id named
+        if found.bad_rows is None:  # every row of a repeated id named (set aside: see validate)
+            valid = ~(blank | bad)
             dup = valid & pd.Series(ids).where(valid).duplicated(keep=False).to_numpy()
             found.refuse(dup, f"duplicate id(s) in column '{self.id_column}'", ids[dup])
-        else:  # set aside: the first row of an id is scored, as it is when the repeat is in a later chunk
-            dup = valid & pd.Series(ids).where(valid).duplicated(keep="first").to_numpy()
-            found.refuse(dup, repeated_id(self.id_column), ids[dup])
         return ids
 
     def _numbers(self, s: pd.Series, col: str, found: _Refusals) -> np.ndarray:

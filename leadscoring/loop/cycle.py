@@ -418,7 +418,8 @@ def rescore_step(ctx: _Context) -> StepResult:
     )
     rejected = ctx.state_dir() / CYCLE_REJECTED
     if bad:
-        why += f"; {len(bad)} row(s) of the export set aside for problems ({rejected}), the first: {bad.first()}"
+        where = "" if ctx.dry_run else f" ({rejected})"
+        why += f"; {len(bad)} row(s) of the export set aside for problems{where}, the first: {bad.first()}"
     scored_at = utc_now()
     fresh = _score(cfg, open_leads[todo], digest[todo], scored_at, models, reasons) if todo.any() else None
     kept = None
@@ -462,8 +463,12 @@ def rescore_step(ctx: _Context) -> StepResult:
         elif path.is_file():
             path.unlink()
         if bad:
-            with contextlib.ExitStack() as stack:
-                RejectedRows(rejected, cfg, stack).add(bad.table())
+            rows_set_aside = RejectedRows(rejected, cfg)
+            try:
+                rows_set_aside.add(bad.table())
+                rows_set_aside.commit()
+            finally:
+                rows_set_aside.discard()  # (nothing after the commit)
         elif rejected.is_file():  # the rows an earlier night set aside: read fine now
             rejected.unlink()
     return StepResult("rescore", "ok", f"rescored {why}", counts)

@@ -146,27 +146,45 @@ def protected_folders(cfg: ProjectConfig) -> list[Path]:
 
 
 class RejectedRows:
-    """The rows a job set aside (:meth:`BadRows.table`), appended to a temporary file beside
-    ``dest`` in the export's separator and encoding, renamed over ``dest`` with the job's other
-    outputs when it succeeds. Opened at the first row set aside: a job with none writes nothing."""
+    """The rows a job set aside (:meth:`BadRows.table`, in file order), appended to a temporary
+    file beside ``dest`` in the export's separator and encoding. :meth:`commit` renames it over
+    ``dest`` once the job's other outputs are in place; :meth:`discard` removes it (a failed
+    job). Opened at the first row set aside: a job with none writes nothing."""
 
-    def __init__(self, dest: Path, cfg: ProjectConfig, stack: contextlib.ExitStack) -> None:
-        self.dest, self.cfg, self.stack = dest, cfg, stack
+    def __init__(self, dest: Path, cfg: ProjectConfig) -> None:
+        self.dest, self.cfg = dest, cfg
+        self._write: Any = None  # the atomic write of dest, once open
         self.sink: Any = None
         self.columns: list[str] = []  # the first rows' (line, problem, the file's columns): every row's
         self.count = 0
-        self.first = ""  # the first row set aside and its problem
+        self.first = ""  # the first row set aside in the file and its problem
 
     def add(self, frame: pd.DataFrame | None) -> None:
         if frame is None or not len(frame):
             return
         if self.sink is None:
-            tmp = self.stack.enter_context(atomic_path(self.dest))
-            self.sink = self.stack.enter_context(open(tmp, "w", encoding=self.cfg.data.encoding, errors="replace", newline=""))
+            self._write = atomic_path(self.dest)
+            tmp = self._write.__enter__()
+            self.sink = open(tmp, "w", encoding=self.cfg.data.encoding, errors="replace", newline="")  # noqa: SIM115 (commit closes it)
             self.first = f"{frame['line'].iloc[0]}: {frame['problem'].iloc[0]}"
             self.columns = list(frame.columns)
         frame.reindex(columns=self.columns).to_csv(self.sink, sep=self.cfg.data.separator, index=False, header=self.count == 0)
         self.count += len(frame)
+
+    def commit(self) -> None:
+        """Put the file in place (nothing when no row was set aside)."""
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.close()
+            self._write.__exit__(None, None, None)
+
+    def discard(self) -> None:
+        """Remove the temporary file of a job that failed (nothing after :meth:`commit`)."""
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.close()
+            failed = RuntimeError("the scoring job failed")
+            self._write.__exit__(RuntimeError, failed, None)  # the temporary file is removed; dest is untouched
 
 
 class _ChunkWriter:
@@ -204,8 +222,10 @@ class _ChunkWriter:
     def write(self, chunk: _Scored, raw: pd.DataFrame) -> None:
         """Write one scored ``chunk``; ``raw``: its rows as read (for a row set aside here)."""
         if self.rejected is not None:
-            self.rejected.add(chunk.rejected)
-            chunk = self._without_repeated_ids(chunk, raw)
+            chunk, repeated = self._without_repeated_ids(chunk, raw)
+            found = [f for f in (chunk.rejected, repeated) if f is not None]
+            if found:  # the chunk's rows set aside, in file order
+                self.rejected.add(pd.concat(found).sort_index() if len(found) > 1 else found[0])
         table, records, inputs = chunk.table, chunk.records, chunk.inputs
         if table is None:
             return
@@ -231,24 +251,24 @@ class _ChunkWriter:
             self.buckets[str(k)] = self.buckets.get(str(k), 0) + int(v)
         self.bar.update(table.num_rows)
 
-    def _without_repeated_ids(self, chunk: _Scored, raw: pd.DataFrame) -> _Scored:
-        """``chunk`` without the leads whose ids an earlier chunk had, which are set aside as
-        a repeat within a chunk is (:meth:`LeadSchema.validate`)."""
+    def _without_repeated_ids(self, chunk: _Scored, raw: pd.DataFrame) -> tuple[_Scored, pd.DataFrame | None]:
+        """``chunk`` without the leads whose ids an earlier chunk scored, and those leads' rows
+        set aside (:meth:`BadRows.table`; None when none), as a repeat within a chunk is
+        (:meth:`LeadSchema.validate`)."""
         if chunk.table is None:
-            return chunk
+            return chunk, None
         ids = chunk.table.column(self.id_col).to_numpy(zero_copy_only=False)
         seen = self.ids.repeated(ids)
         if not seen.any():
-            return chunk
+            return chunk, None
         assert self.rejected is not None
         bad, records = BadRows(), chunk.records[seen]
         for record, line, lead in zip(records, self.ids.where(records), ids[seen], strict=True):
             bad.add([record], [line], f"{repeated_id(self.id_col)}: {lead!r}")
         bad.rows.append(raw.set_axis([str(c).strip() for c in raw.columns], axis=1).loc[records])
-        self.rejected.add(bad.table())
         keep = pa.array(~seen)
         inputs = chunk.inputs.filter(keep) if chunk.inputs is not None else None
-        return _Scored(chunk.table.filter(keep), inputs, chunk.records[~seen])
+        return _Scored(chunk.table.filter(keep), inputs, chunk.records[~seen], chunk.rejected), bad.table()
 
     def flush(self) -> None:
         """Wait for the last chunk's writes, every one of them, then raise the first failure
@@ -365,38 +385,52 @@ def score_stream(
     if set_aside is None:
         set_aside = cfg.scoring.bad_rows == "set_aside"
     check_output(dest, inputs=[src], protected=protected_folders(cfg))
+    set_aside_file = rejected_path(dest)  # written, or an earlier run's removed: never the input
+    linked = set_aside_file.exists() and src.exists() and os.path.samefile(set_aside_file, src)
+    if set_aside_file.resolve() == src.resolve() or linked:
+        raise OutputPathError(
+            f"{dest}: its rejected-rows file {set_aside_file.name} is the input; name the output otherwise (e.g. "
+            f"{dest.stem}_fixed{dest.suffix})"
+        )
     rows = row_locator(src, cfg)
     ids = IdTracker(src.name, rows)
     procs = _worker_pool(scorer, jobs)
-    with contextlib.ExitStack() as stack:
-        # the inputs file first, so that a failure (a full disk) is reported by the output's own
-        # atomic write, which is entered last and so unwinds first, naming the output
-        tmp_inputs = stack.enter_context(atomic_path(inputs_path)) if inputs_path is not None else None
-        tmp = stack.enter_context(atomic_path(dest))
-        sink = stack.enter_context(open(tmp, "wb"))
-        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
-        bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
-        rejected = RejectedRows(rejected_path(dest), cfg, stack) if set_aside else None
-        out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar, tmp_inputs, rejected)
-        gaps: list[str] | None = [] if check_gaps else None
-        try:
-            job = _Job(reasons, is_parquet(dest), scored_at or utc_now(), inputs=tmp_inputs is not None, set_aside=set_aside)
-            for chunk, raw in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs, gaps):
-                out.write(chunk, raw)
-            out.flush()
-            if rejected is not None:
-                check_bad_share(src.name, rejected.count, rejected.count + out.total, cfg.scoring.max_bad_share, rejected.first)
-        finally:
-            bar.close()
-            if procs is not None:
-                procs.shutdown(wait=True, cancel_futures=True)
-            out.close()
+    rejected = RejectedRows(set_aside_file, cfg) if set_aside else None
+    try:
+        with contextlib.ExitStack() as stack:
+            # the inputs file first, so that a failure (a full disk) is reported by the output's own
+            # atomic write, which is entered last and so unwinds first, naming the output
+            tmp_inputs = stack.enter_context(atomic_path(inputs_path)) if inputs_path is not None else None
+            tmp = stack.enter_context(atomic_path(dest))
+            sink = stack.enter_context(open(tmp, "wb"))
+            pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write"))
+            bar = tqdm(desc=f"scoring {src.name}", unit=" leads", disable=not progress, mininterval=1.0)
+            out = _ChunkWriter(sink, pool, is_parquet(dest), cfg.data.id_column, ids, ids_out, bar, tmp_inputs, rejected)
+            gaps: list[str] | None = [] if check_gaps else None
+            try:
+                job = _Job(reasons, is_parquet(dest), scored_at or utc_now(), inputs=tmp_inputs is not None, set_aside=set_aside)
+                for chunk, raw in _scored_chunks(scorer, src, chunk_rows, rows, job, procs, jobs, gaps):
+                    out.write(chunk, raw)
+                out.flush()
+                if rejected is not None:
+                    check_bad_share(src.name, rejected.count, rejected.count + out.total, cfg.scoring.max_bad_share, rejected.first)
+            finally:
+                bar.close()
+                if procs is not None:
+                    procs.shutdown(wait=True, cancel_futures=True)
+                out.close()
+    except BaseException:
+        if rejected is not None:  # a failed job leaves no rejected rows behind
+            rejected.discard()
+        raise
+    if rejected is not None:  # the scores (and inputs) are in place: the rows set aside join them
+        rejected.commit()
     log.info("scored %d leads -> %s", out.total, dest)
     set_aside_rows = rejected.count if rejected is not None else 0
     if set_aside_rows:
-        log.info("%s: %d row(s) set aside -> %s; the first: %s", src.name, set_aside_rows, rejected_path(dest), rejected.first)
-    elif rejected_path(dest).is_file():  # an earlier run's: not about this output
-        rejected_path(dest).unlink()
+        log.info("%s: %d row(s) set aside -> %s; the first: %s", src.name, set_aside_rows, set_aside_file, rejected.first)
+    elif set_aside_file.is_file():  # an earlier run's: not about this output
+        set_aside_file.unlink()
     first = rejected.first if rejected is not None else ""
     return {"leads": out.total, "buckets": out.buckets, "gaps": gaps or [], "rejected": set_aside_rows, "first_rejected": first}
 

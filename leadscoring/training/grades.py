@@ -109,11 +109,14 @@ def grade_bucket_conflict(definition: Mapping[str, Any], buckets: Sequence[Bucke
     names, mins = list(definition.get("names", [])), list(definition.get("min_scores", []))
     if not names or len(buckets) < 2 or mins[0] >= buckets[0].min_score:
         return ""
-    top, below = buckets[0], next(b for b in buckets if b.min_score <= mins[0])
+    top = buckets[0]
+    # the lower buckets covering scores mins[0] .. top.min_score - 1 (each up to the one above it)
+    below = [b for b, above in zip(buckets[1:], buckets, strict=False) if above.min_score > mins[0]]
+    actions = " and ".join(f"{b.name} ({b.action})" for b in below)
     return (
         f"grade {names[0]} starts at score {mins[0]} but bucket {top.name} ({top.action}) at {top.min_score}: grade-{names[0]} "
-        f"leads scoring {mins[0]}-{top.min_score - 1} get the action of bucket {below.name} ({below.action}). Align them: "
-        f"scoring.buckets' {top.name} from {mins[0]}, or grades whose {names[0]} starts at {top.min_score} or above"
+        f"leads scoring {mins[0]}-{top.min_score - 1} get the action of bucket{'s' if len(below) > 1 else ''} {actions}. "
+        f"Align them: scoring.buckets' {top.name} from {mins[0]}, or grades whose {names[0]} starts at {top.min_score} or above"
     )
 
 

@@ -190,3 +190,13 @@ def test_line_labels_go_on_from_the_last_call_and_start_again_for_earlier_record
     import pickle
 
     assert pickle.loads(pickle.dumps(locate))([299]) == ["line 302"]  # a copy for a worker process
+
+
+def test_a_parquet_file_is_scored_by_worker_processes_with_its_rows_named(scoring_project, tmp_path):
+    cfg, leads = scoring_project
+    rows = leads.copy()
+    rows.loc[7, cfg.model_data.columns.numeric[0]] = "many"
+    src = tmp_path / "new.parquet"
+    rows.astype(str).to_parquet(src, index=False)
+    res = score_file(cfg, src, tmp_path / "s.csv", jobs=2, chunk_rows=150)  # the rows' labels travel to the workers
+    assert res["leads"] == 399 and res["first_rejected"].startswith("row 8: column")

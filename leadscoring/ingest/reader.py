@@ -133,8 +133,13 @@ def row_locator(path: str | os.PathLike[str], cfg: ProjectConfig) -> RowLocator:
     """How to name a record of ``path`` in a message: its line (CSV) or its row (parquet)."""
     path = Path(path)
     if is_parquet(path):
-        return lambda records: [f"row {int(r) + 1}" for r in records]
+        return parquet_rows  # (a module function: worker processes receive it)
     return LineLocator(path, cfg)
+
+
+def parquet_rows(records: Sequence[int]) -> list[str]:
+    """Record numbers of a parquet file → "row N" labels (from 1)."""
+    return [f"row {int(r) + 1}" for r in records]
 
 
 def not_readable(path: Path, encoding: str, detail: str) -> LeadDataError:

@@ -150,6 +150,7 @@ class AlertSender:
         self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         self.transport, self.sleep = transport, sleep
         self.delivered = self.failed = self.dropped = 0
+        self.sent = 0  # messages given to send(), queued or dropped
         self._queue: queue.Queue[str | None] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -232,6 +233,7 @@ class AlertSender:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="alerts", daemon=True)
                 self._thread.start()
+        self.sent += 1
         try:
             self._queue.put_nowait(text)
         except queue.Full:
@@ -453,9 +455,9 @@ def alert_scored_leads(
     try:
         entered = alerts(scored, key)
     finally:
-        left = alerts.close()
-    out = alerts.sender
-    return JobAlerts(entered, out.delivered, out.failed + out.dropped + left)
+        alerts.close()
+    delivered = alerts.sender.delivered  # read once: a message still posting counts as not delivered
+    return JobAlerts(entered, delivered, alerts.sender.sent - delivered)
 
 
 # -- the monitoring report's alerts -------------------------------------------------------------

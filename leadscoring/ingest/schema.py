@@ -69,10 +69,11 @@ class BadRows:
     def __len__(self) -> int:
         return len(self.records)
 
-    def add(self, records: Sequence[int], lines: Sequence[str], problem: str) -> None:
-        self.records += [int(r) for r in records]
-        self.lines += list(lines)
-        self.problems += [problem] * len(records)
+    def add(self, record: int, line: str, problem: str) -> None:
+        """One row set aside: its record number, where it is, its first problem."""
+        self.records.append(int(record))
+        self.lines.append(line)
+        self.problems.append(problem)
 
     def first(self) -> str:
         """The first row set aside (in the file) and its problem, for a one-line message."""
@@ -142,7 +143,7 @@ class _Refusals:
             return
         lines = self.labels.all(self.refused)
         for i, line in zip(np.flatnonzero(self.refused), lines, strict=True):
-            self.bad_rows.add([int(self.labels.index[i])], [line], self.problems[int(i)])
+            self.bad_rows.add(self.labels.index[i], line, self.problems[int(i)])
 
 
 def text(v: object) -> str | None:

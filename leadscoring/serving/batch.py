@@ -264,7 +264,7 @@ class _ChunkWriter:
         assert self.rejected is not None
         bad, records = BadRows(), chunk.records[seen]
         for record, line, lead in zip(records, self.ids.where(records), ids[seen], strict=True):
-            bad.add([record], [line], f"{repeated_id(self.id_col)}: {lead!r}")
+            bad.add(record, line, f"{repeated_id(self.id_col)}: {lead!r}")
         bad.rows.append(raw.set_axis([str(c).strip() for c in raw.columns], axis=1).loc[records])
         keep = pa.array(~seen)
         inputs = chunk.inputs.filter(keep) if chunk.inputs is not None else None

@@ -428,6 +428,29 @@ def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
     assert "without encryption" not in done.stderr, done.stderr
 
 
+def test_the_kernels_own_log_stays_off_the_runs_terminal(tmp_path):
+    """A real kernel: what the kernel's machinery logs (as the "KeyboardInterrupt caught in
+    kernel" error when jupyter_client interrupts it at shutdown) does not reach the run's
+    stderr, while the cell's own output still reaches the executed notebook."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    cell = "get_ipython().kernel.log.error('kernel machinery noise')\nprint('cell ran')"
+    _notebook(nbs / "01_tiny.ipynb", "config_path = None\noutput_root = None\nproducts = []", cell)
+    config = write_project(tmp_path / "p", paths__notebooks_dir=str(nbs))
+    code = textwrap.dedent(f"""
+        from leadscoring.config import load_config
+        from leadscoring.run import run_pipeline
+        res = run_pipeline(load_config({str(config)!r}), progress=False, promote=False)
+        print(res.status)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
+    assert "kernel machinery noise" not in done.stderr, done.stderr
+    executed = next((load_config(config).path("results_dir") / "runs").glob("*/notebooks/01_tiny.ipynb"))
+    assert "cell ran" in executed.read_text()
+
+
 def test_kernel_config_asks_for_encryption():
     zmq = pytest.importorskip("zmq")
     conf = kernel_config()

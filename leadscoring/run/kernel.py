@@ -49,6 +49,14 @@ def kernel_config() -> Any:
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
+#: Arguments of every notebook kernel. The kernel's own log (its messaging machinery, not
+#: the cells: a cell's error reaches the run through the notebook) is kept to critical
+#: problems. When a notebook has finished, jupyter_client interrupts the kernel before
+#: shutting it down, and a kernel still finishing its last reply then logs "ERROR |
+#: KeyboardInterrupt caught in kernel" on the run's terminal, under a run that succeeded.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
+
+
 def with_analyst_notes(cfg: ProjectConfig, notebook: Path, dest: Path, notes: dict[str, str]) -> Path:
     """The notebook to execute: ``notebook`` itself when it has no markdown cell tagged
     ``analyst-notes``, else a copy written at ``dest`` whose tagged cells hold the notebook's
@@ -92,6 +100,7 @@ def execute_notebook(
         start_timeout=cfg.run.start_timeout,
         request_save_on_cell_execute=False,
         config=kernel_config(),
+        extra_arguments=list(KERNEL_ARGUMENTS),
     )
 
 

@@ -314,6 +314,23 @@ def test_forward_chaining_folds_train_on_earlier_leads_only(tmp_path):
     assert np.isnan(p[:20]).all() and not np.isnan(p[20:]).any()  # the first block is never tested
 
 
+def test_repeated_folds_test_each_lead_once_per_draw_and_start_with_the_single_split(tmp_path):
+    """The drop check's folds (notebook 06): three draws of the stratified folds; a dated
+    project keeps its one forward-chaining split."""
+    cfg = config(tmp_path, ["visits"], [])
+    X, y = np.zeros((200, 1)), np.tile([0, 0, 0, 1], 50)
+    repeated = cv_splitter(cfg, 5, repeats=3)
+    folds = list(repeated.split(X, y))
+    assert repeated.get_n_splits() == len(folds) == 15
+    tested = np.concatenate([test for _, test in folds])
+    assert np.array_equal(np.bincount(tested, minlength=200), np.full(200, 3))
+    single = [test for _, test in cv_splitter(cfg, 5).split(X, y)]
+    assert all(np.array_equal(a, b) for a, (_, b) in zip(single, folds[:5], strict=False))
+    assert not all(np.array_equal(a, b) for a, (_, b) in zip(single, folds[5:10], strict=False))
+    dated = config(tmp_path, ["visits"], [], date_column="created")
+    assert isinstance(cv_splitter(dated, 5, repeats=3), TimeSeriesSplit)
+
+
 def linear_export(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
     """Purely additive log-odds on many weak inputs: logistic regression's home ground."""
     rng = np.random.default_rng(seed)
@@ -438,6 +455,10 @@ def test_noise_candidates_are_dropped_when_cv_cannot_tell_them_apart(tmp_path):
     out, figures = confirm_drops(decision, lambda f: build_pipeline(cfg, LogisticRegression(), features=f), X, y, CV)
     assert not out.set_index("variable").loc["noise", "keep"] and "no better with it" in out.iloc[-1]["reason"]
     assert figures["difference_se"] > 0
+    assert "over 3 folds" in out.iloc[-1]["reason"]
+    repeated = cv_splitter(cfg, 3, repeats=2)
+    again, _ = confirm_drops(decision, lambda f: build_pipeline(cfg, LogisticRegression(), features=f), X, y, repeated)
+    assert "over 6 folds" in again.iloc[-1]["reason"]
 
 
 def test_tuned_parameters_need_more_than_one_standard_error():

@@ -25,7 +25,14 @@ from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import BaseCrossValidator, KFold, RandomizedSearchCV, StratifiedKFold, TimeSeriesSplit
+from sklearn.model_selection import (
+    BaseCrossValidator,
+    KFold,
+    RandomizedSearchCV,
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+    TimeSeriesSplit,
+)
 from sklearn.pipeline import Pipeline
 
 from leadscoring.config import ProjectConfig
@@ -127,13 +134,22 @@ def candidate_pipeline(
     return by_name[name].pipeline.set_params(**params)
 
 
-def cv_splitter(cfg: ProjectConfig, folds: int | None = None) -> StratifiedKFold | TimeSeriesSplit:
+def cv_splitter(
+    cfg: ProjectConfig, folds: int | None = None, repeats: int = 1
+) -> StratifiedKFold | RepeatedStratifiedKFold | TimeSeriesSplit:
     """Cross-validation folds: stratified and shuffled (seeded); with ``data.date_column``,
     forward-chaining (the working split is sorted by date): fold k trains on the first k
-    blocks of leads and tests on the next one, never on leads created after its test leads."""
+    blocks of leads and tests on the next one, never on leads created after its test leads.
+
+    ``repeats`` > 1 draws the stratified folds that many times (each lead is tested once per
+    repeat), for a decision that hangs on a difference as small as the folds' own noise;
+    the first repeat is the single split's folds. Time order has one forward-chaining split,
+    so a dated project ignores ``repeats``."""
     n = folds or cfg.modelling.cv_folds
     if cfg.data.date_column is not None:
         return TimeSeriesSplit(n_splits=n)
+    if repeats > 1:
+        return RepeatedStratifiedKFold(n_splits=n, n_repeats=repeats, random_state=cfg.modelling.seed)
     return StratifiedKFold(n_splits=n, shuffle=True, random_state=cfg.modelling.seed)
 
 

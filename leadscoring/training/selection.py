@@ -166,7 +166,11 @@ def confirm_drops(
     fold-by-fold difference (without minus with) is not below minus one standard error of
     that difference: a difference the folds cannot tell apart goes to the simpler model, as in
     the choice of the model family. Otherwise they are kept, with the figures in their
-    reason. Returns the decision and the two CV ROC-AUCs and the difference's standard error."""
+    reason. Returns the decision and the two CV ROC-AUCs and the difference's standard error.
+
+    The differences at stake are often as small as the noise of one draw of the folds, so
+    notebook 06 gives repeated folds (:func:`~leadscoring.training.compare.cv_splitter` with
+    ``repeats``): the answer then no longer turns on which leads fell in which fold."""
     t = decision.copy()
     reasons = t["reason"].astype(str)
     candidate = ~t["keep"] & reasons.str.startswith(CANDIDATE_REASONS)
@@ -181,7 +185,7 @@ def confirm_drops(
     auc_with, auc_without = float(with_.mean()), float(without.mean())
     figures = {"cv_roc_auc_with": auc_with, "cv_roc_auc_without": auc_without, "difference_se": se}
     told = (
-        f"CV ROC-AUC without {fixed(auc_without, 4)}, with {fixed(auc_with, 4)} "
+        f"CV ROC-AUC over {len(diff)} folds without {fixed(auc_without, 4)}, with {fixed(auc_with, 4)} "
         f"(difference {fixed(diff.mean(), 5, signed=True)}, one standard error {fixed(se, 5)})"
     )
     if diff.mean() >= -se:

@@ -256,3 +256,21 @@ def test_a_flat_log_without_a_store_then_with_one(tmp_path):
     ingest(cfg, [tmp_path / "activity.csv"])
     pd.testing.assert_frame_equal(live.features(LEADS, at=AT), want)  # the store now, the same events
     assert live.stats()["files"] == 4  # one file per day
+
+
+def test_a_file_of_many_leads_is_scored_with_events_configured(project, tmp_path):
+    """The check for fields a file lacks (run on a file's first leads, before the events
+    are read) does not look for the behavioural features, which no file carries: a file of
+    50 leads or more was refused with a KeyError naming the first event feature."""
+    from leadscoring.serving.batch import score_file
+
+    ev_cfg, models, leads = project
+    new = leads.drop(columns=ev_cfg.data.target_column).head(60)
+    assert not set(ev_cfg.event_columns) & set(new.columns)
+    new.to_csv(tmp_path / "new.csv", index=False, sep=ev_cfg.data.separator)
+    done = score_file(ev_cfg, tmp_path / "new.csv", tmp_path / "scores.csv", models_dir=models, scored_at=AT)
+    assert done["leads"] == 60 and done["gaps"] == []
+    scores = pd.read_csv(tmp_path / "scores.csv", sep=None, engine="python")
+    X = add_features(ev_cfg, new, AT)
+    own = Scorer.load(ev_cfg, models).score_columns(X, scored_at=AT, reasons=False)
+    np.testing.assert_allclose(scores["probability"], own["probability"], atol=1e-6)

@@ -168,12 +168,14 @@ class Scorer:
             return []
         labels = self.cfg.model_data.labels
         derived = self.cfg.features.sources  # computed from two columns: those are named, not it
-        now = input_missing_shares(self.model, X)
+        # The behavioural features come from the events, never from the file: not checked here.
+        behaviour = [c for c in self.cfg.event_columns if c not in X.columns]
+        now = input_missing_shares(self.model, X.assign(**dict.fromkeys(behaviour, np.nan)))
         return [
             f"{labels.get(v, v)} is empty for {percent(now[v])} of these leads, against {percent(trained[v])} of the "
             "training leads: the model reads it as missing for them; check that the file carries it"
             for v in now
-            if v in trained and v not in derived and now[v] >= empty and trained[v] <= was
+            if v in trained and v not in derived and v not in behaviour and now[v] >= empty and trained[v] <= was
         ]
 
     @cached_property

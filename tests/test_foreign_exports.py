@@ -251,6 +251,19 @@ def test_amounts_with_a_currency_sign_are_numbers(tmp_path):
     assert (read_leads(cfg.path("raw_data"), cfg)["Presupuesto"].to_numpy() == amounts).all()
 
 
+def test_amounts_in_reais_dollars_of_a_country_and_iso_codes_are_numbers(tmp_path):
+    """``R$ 1.234,56`` (Brazil), ``US$``, ``1.200 EUR``: the currency is read past as a sign is."""
+    df = _german()
+    cents = np.random.default_rng(6).integers(10_000, 9_000_000, N)
+    forms = ["R$ {}", "{} R$", "US$ {}", "{} EUR", "BRL {}"]
+    df["Receita anual"] = [
+        forms[i % 5].format(f"{c / 100:,.2f}".replace(",", "X").replace(".", ",").replace("X", ".")) for i, c in enumerate(cents)
+    ]
+    cfg, d = _project(tmp_path, df, "Abschluss", positive="ja")
+    assert "Receita anual" in cfg.data.columns.numeric, d.left_out.get("Receita anual")
+    assert np.allclose(read_leads(cfg.path("raw_data"), cfg)["Receita anual"].to_numpy(), cents / 100)
+
+
 def test_dates_with_offsets_that_change_are_read_in_utc():
     """Summer and winter time in one column, or Z beside naive times: pandas refuses to mix them."""
     from leadscoring.ingest.values import parse_dates

@@ -385,3 +385,22 @@ def test_the_one_date_filled_in_for_every_lead_is_the_creation_date(tmp_path):
     d = profile_export(_write(df, tmp_path / "esportazione.csv", sep="|"), "Esito")
     assert d.date_column == "Giorno" and "only date filled in for nearly every lead" in d.reasons["date"]
     assert "REVIEW" in d.reasons["date"]
+
+
+@pytest.mark.parametrize(("yes", "no"), [("Sim", "Não"), ("Ja", "Nein"), ("Oui", "Non")])
+def test_a_yes_no_target_in_another_language_reads_its_yes_as_converted(yes, no):
+    from leadscoring.ingest.profile import infer_target
+
+    df = pd.DataFrame({"Convertido": [yes, no, no, no, " " + yes]})
+    positive, negative, why = infer_target(df, "Convertido", None)
+    assert (positive, negative) == (yes, no) and why.startswith(f"{yes!r} reads as converted; 40.0%")
+
+
+def test_a_target_whose_converted_value_cannot_be_told_names_the_option_and_a_value():
+    from leadscoring.ingest.profile import infer_target
+
+    df = pd.DataFrame({"stage": ["Alpha", "Beta", "Beta"]})
+    with pytest.raises(
+        LeadDataError, match=r"\['Alpha', 'Beta'\] means 'converted'; pass --positive VALUE \(e\.g\. --positive 'Beta'\)"
+    ):
+        infer_target(df, "stage", None)

@@ -490,8 +490,12 @@ def infer_target(df: pd.DataFrame, target: str, positive: str | None) -> tuple[s
         )
     if positive is None:
         known = [lv for lv in levels if lv.casefold() in POSITIVES]
+        if len(known) != 1:  # a yes and a no in any language the yes/no columns read ("Sim"/"Não", "Ja"/"Nein")
+            known = [lv for lv in levels if lv.casefold() in YES] if any(lv.casefold() in NO for lv in levels) else []
         if len(known) != 1:
-            raise LeadDataError(f"cannot tell which of {levels} means 'converted'; pass --positive")
+            raise LeadDataError(
+                f"cannot tell which of {levels} means 'converted'; pass --positive VALUE (e.g. --positive {levels[-1]!r})"
+            )
         positive, why = known[0], f"{known[0]!r} reads as converted"
     elif positive not in levels:
         raise LeadDataError(f"--positive {positive!r} is not a value of {target!r}; its values are {levels}")

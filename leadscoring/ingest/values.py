@@ -30,8 +30,10 @@ def map_unique(values: object, fn: Callable[[object], object], dtype: object = o
     return mapped[codes]
 
 
-#: A currency sign before or after an amount ("1234 €", "$ 99"): not part of the number.
-CURRENCY = re.compile(r"^\s*[€$£¥]\s*|\s*[€$£¥]\s*$")
+#: A currency before or after an amount ("1234 €", "$ 99", "R$ 1.234,56", "US$ 10", "1.200 EUR"):
+#: not part of the number. A sign, a dollar with its country's letters, or an ISO 4217 code.
+_MONEY = r"(?:[€$£¥₹₽₺₩₪₫]|[A-Z]{1,3}\$|(?:EUR|USD|GBP|BRL|MXN|ARS|CLP|COP|PEN|CHF|CAD|AUD|JPY|INR)\b)"
+CURRENCY = re.compile(rf"^\s*{_MONEY}\s*|\s*{_MONEY}\s*$")
 
 
 #: A space as thousands mark (``1 234,5``) is written by spreadsheets as a space, a no-break

@@ -121,6 +121,8 @@ def test_the_client_summary_is_built_from_the_products(make_project):
     assert '<img src="data:image/png;base64,' in page and 'alt="Cumulative gains' in page
     assert "http://" not in page and "https://" not in page  # self-contained
     assert "@page { size: A4" in page and "page-break-inside: avoid" in page
+    # grade A (60-100) gets what its leads' scores carry: HOT from 80, WARM below
+    assert "Call immediately (HOT, scores 80-100); Nurture with sales email (WARM, scores 60-79)" in page
 
 
 def test_the_client_summary_names_the_client_s_grades(make_project):

@@ -125,3 +125,26 @@ def test_shares_are_learned_as_new_leads_score():
     learned = thresholds_from_shares(out_of_fold, [0.1, 0.9])[0]
     held_own, held = (new_scores >= own).mean(), (new_scores >= learned).mean()
     assert held_own < 0.08 and abs(held - 0.1) < abs(held_own - 0.1) - 0.005
+
+
+def test_each_grade_is_told_the_actions_of_the_buckets_its_scores_fall_in():
+    """The client summary's "what to do" per grade: the buckets' actions (what each score
+    output carries), never an advice of its own that a lead's action contradicts."""
+    from leadscoring.config import Bucket
+    from leadscoring.training.grades import grade_actions
+
+    buckets = [
+        Bucket(name="HOT", min_score=36, action="Call now"),
+        Bucket(name="WARM", min_score=18, action="Email"),
+        Bucket(name="COLD", min_score=0, action="Newsletter"),
+    ]
+    drafted = grade_actions({"min_scores": [26, 15, 8, 0]}, buckets)  # shares-learned grades, rate-drafted buckets
+    assert drafted == [
+        "Call now (HOT, scores 36-100); Email (WARM, scores 26-35)",
+        "Email (WARM, scores 18-25); Newsletter (COLD, scores 15-17)",
+        "Newsletter (COLD)",
+        "Newsletter (COLD)",
+    ]
+    assert grade_actions({"min_scores": [40, 40, 0]}, buckets)[1] == "-"  # an empty grade
+    defaults = grade_actions(learn_grades(GradesConfig(), SCORES), ScoringConfig().buckets)
+    assert defaults == ["Call immediately (HOT)", "Nurture with sales email (WARM)", *["Automated marketing (COLD)"] * 2]

@@ -16,19 +16,20 @@ import html
 import io
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from leadscoring.artifacts import CLIENT_REPORT
-from leadscoring.config import ProjectConfig
+from leadscoring.config import Bucket, ProjectConfig
 from leadscoring.config.notes import NOTE_SECTIONS, read_analyst_notes
 from leadscoring.formats import count, number, percent, use_style
 from leadscoring.ingest.quality import quality_findings
 from leadscoring.io import write_text
 from leadscoring.notebook.tables import show
+from leadscoring.training.grades import grade_actions
 from leadscoring.training.leakage import model_columns_after_audit
 from leadscoring.training.rules import rules_name_in
 from leadscoring.training.segmentation import overlap_caution
@@ -137,17 +138,7 @@ def _headline(gains: pd.DataFrame | None) -> str:
     return f'<p class="headline">{text}</p>' + _gains_figure(gains)
 
 
-def _grade_advice(position: int, n: int) -> str:
-    if position == 0:
-        return "Call first, the same day: the sales team's priority list"
-    if position == n - 1:
-        return "No sales calls: automated marketing only"
-    if position == 1:
-        return "Call when the first grade is done; a sales email meanwhile"
-    return "Nurture by email; call if the score rises"
-
-
-def _grades(manifest: Mapping[str, Any], choices: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
+def _grades(manifest: Mapping[str, Any], choices: pd.DataFrame | None, labels: Mapping[str, str], buckets: Sequence[Bucket]) -> str:
     definition = manifest.get("grades") or {}
     names = list(definition.get("names") or [])
     if not names:
@@ -159,7 +150,7 @@ def _grades(manifest: Mapping[str, Any], choices: pd.DataFrame | None, labels: M
             "grade": names,
             "from_score": mins,
             "share_of_leads": shares,
-            "what_to_do": [_grade_advice(i, len(names)) for i in range(len(names))],
+            "what_to_do": grade_actions(definition, buckets),  # the buckets' actions, as each score carries them
         }
     )
     out = _table(table, "Grades: what each should get (share of the training leads in each grade)", labels, text_columns=["grade"])
@@ -341,7 +332,8 @@ def client_report(cfg: ProjectConfig) -> str:
         ("The headline", _headline(gains)),
         (
             "Grades and sales capacity",
-            _grades(manifest, _read_csv(results, "evaluation_grades.csv"), labels) + _capacity(capacity, labels, rules),
+            _grades(manifest, _read_csv(results, "evaluation_grades.csv"), labels, cfg.scoring.buckets)
+            + _capacity(capacity, labels, rules),
         ),
         ("Segments", _segments(_read_csv(results, "segment_profiles.csv"), _read_csv(results, "segment_k_selection.csv"), labels)),
         ("What drives the score", _drivers(_read_csv(results, "feature_importance.csv"), labels)),

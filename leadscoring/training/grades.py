@@ -120,6 +120,32 @@ def grade_bucket_conflict(definition: Mapping[str, Any], buckets: Sequence[Bucke
     )
 
 
+def grade_actions(definition: Mapping[str, Any], buckets: Sequence[Bucket]) -> list[str]:
+    """Per grade (best first), what its leads are told to do: the action of each bucket its
+    score range overlaps, as every score output carries it (``recommended_action``), with the
+    scores of each part when the grade spans buckets, e.g. ``"Nurture with sales email (WARM,
+    scores 18-25); Automated marketing (COLD, scores 15-17)"``. A grade whose range is empty
+    (its minimum reached by the grade above) gets ``"-"``. One source of what to do with a
+    lead: the buckets; a grade is where the lead stands in the queue."""
+    mins = list(definition.get("min_scores", []))
+    bucket_tops = [100, *[b.min_score - 1 for b in buckets[:-1]]]
+    out = []
+    for i, low in enumerate(mins):
+        high = 100 if i == 0 else mins[i - 1] - 1
+        parts = [
+            (b, max(low, b.min_score), min(high, top))
+            for b, top in zip(buckets, bucket_tops, strict=True)
+            if max(low, b.min_score) <= min(high, top)
+        ]
+        if not parts:
+            out.append("-")
+        elif len(parts) == 1:
+            out.append(f"{parts[0][0].action} ({parts[0][0].name})")
+        else:
+            out.append("; ".join(f"{b.action} ({b.name}, scores {lo}-{hi})" for b, lo, hi in parts))
+    return out
+
+
 def grade_index(scores: Sequence[int] | np.ndarray, min_scores: Sequence[int]) -> np.ndarray:
     """Position of each score's grade: the first whose minimum it reaches."""
     s = np.asarray(scores)

@@ -154,8 +154,10 @@ def test_the_client_summary_never_says_an_allowed_field_is_kept_out(make_project
     audit = pd.DataFrame({"variable": ["ult_actividad", "origen"], "verdict": ["excluded", "review"], "allowed": [True, False]})
     write_csv(audit, cfg.path("results_dir") / "leakage_audit.csv")
     page = write_client_report(cfg).read_text(encoding="utf-8")
-    kept_out, kept_in = page.split("Kept out of the score")[1], page.split("In the score although flagged")[1]
-    assert "last activity" not in kept_out.split("</li>")[0] and "last activity" in kept_in.split("</li>")[0]
+    to_confirm, kept_in = page.split("Kept out until the client confirms")[1], page.split("In the score although flagged")[1]
+    assert "last activity" not in to_confirm.split("</li>")[0] and "last activity" in kept_in.split("</li>")[0]
+    # a field marked for review on weak evidence is not said to show post-contact information
+    assert "lead origin" in to_confirm.split("</li>")[0] and "Kept out of the score" not in page
 
 
 @requires_chromium

@@ -193,6 +193,12 @@ def test_the_run_says_what_its_model_measured_and_warns_near_chance(tmp_path):
         "kept out by the leakage audit as known only after the sales contact: Deal Value, Rep (with them the same recipe "
         "would read 0.974); its evidence: 05_Resultados/leakage_audit.csv and the model card"
     )
+    run.metrics["kept_out_for_review"] = ["Estado"]  # a name only: kept out, not said to be post-contact
+    run.metrics["kept_out_by_audit"] = ["Deal Value", "Estado"]
+    assert run.headline()[1].startswith(
+        "kept out by the leakage audit as known only after the sales contact: Deal Value; until confirmed as known "
+        "before the sales contact (data.allow_leaky): Estado (with them"
+    )
     run.metrics = {"validation_roc_auc": 0.434, "validation_roc_auc_with_excluded": 0.854, "kept_out_by_audit": ["Pages Viewed"]}
     warning = run.headline()[1]
     assert warning.startswith("WARNING: the model ranks leads little better than chance (validation ROC-AUC 0.434)")

@@ -229,16 +229,23 @@ def _leakage(audit: pd.DataFrame | None, labels: Mapping[str, str]) -> str:
         return ""
     flagged = audit[audit["verdict"].ne("ok")]
     allowed = flagged["allowed"].astype(bool) if "allowed" in flagged else pd.Series(False, index=flagged.index)
-    out = [_label(v, labels) for v in flagged.loc[~allowed, "variable"]]
+    review = flagged["verdict"].eq("review")
+    out = [_label(v, labels) for v in flagged.loc[~allowed & ~review, "variable"]]
+    to_confirm = [_label(v, labels) for v in flagged.loc[~allowed & review, "variable"]]
     kept_in = [_label(v, labels) for v in flagged.loc[allowed, "variable"]]
     items = []
     if out:
         items.append(
-            "<li><b>Kept out of the score</b> because they look known only after the sales contact: "
+            "<li><b>Kept out of the score</b> because their data shows information from after the sales contact: "
             + html.escape(", ".join(out))
             + ".</li>"
         )
-    elif not kept_in:
+    if to_confirm:
+        items.append(
+            "<li><b>Kept out until the client confirms</b> they are known before the sales contact (only weak signs, "
+            "such as a name that reads like a status): " + html.escape(", ".join(to_confirm)) + ".</li>"
+        )
+    if not out and not to_confirm and not kept_in:
         items.append("<li>No field was kept out of the score: none showed information from after the sales contact.</li>")
     if kept_in:
         items.append(

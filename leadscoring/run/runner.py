@@ -117,9 +117,14 @@ class RunResult:
         with_out, kept_out = m.get("validation_roc_auc_with_excluded"), m.get("kept_out_by_audit") or []
         names_them = auc < CHANCE_AUC and with_out is not None and with_out - auc >= 0.1  # the warning below does
         if kept_out and not names_them:
+            review = [v for v in m.get("kept_out_for_review") or [] if v in kept_out]
+            shown = [v for v in kept_out if v not in review]
             would = f" (with them the same recipe would read {with_out:.3f})" if with_out is not None else ""
+            parts = [f"as known only after the sales contact: {', '.join(shown)}"] if shown else []
+            if review:  # weak evidence only (a name): not shown to be post-contact
+                parts.append(f"until confirmed as known before the sales contact (data.allow_leaky): {', '.join(review)}")
             lines.append(
-                f"kept out by the leakage audit as known only after the sales contact: {', '.join(kept_out)}{would}; "
+                f"kept out by the leakage audit {'; '.join(parts)}{would}; "
                 "its evidence: 05_Resultados/leakage_audit.csv and the model card"
             )
         lines += [f"WARNING: {w}" for w in m.get("warnings", [])]

@@ -419,6 +419,14 @@ def blocked_variables(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
     return [*raw, *cfg.features.built_from(raw)]
 
 
+def kept_out_for_review(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
+    """The columns of :func:`blocked_variables` kept out on weak evidence only (verdict
+    ``review``, e.g. a name that reads like a status): out until someone confirms they are
+    known before the sales contact, not shown to be post-contact."""
+    review = audit.loc[audit["verdict"].eq("review"), "variable"]
+    return [c for c in review if not is_allowed(cfg, c)]
+
+
 def model_columns_after_audit(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
     """The configured model columns (``data.model_columns``) the audit leaves in."""
     blocked = set(blocked_variables(cfg, audit))

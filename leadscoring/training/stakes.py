@@ -114,7 +114,7 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
     added = [v for v in leaky["variables"].split(", ") if v not in ours["variables"].split(", ")]
     gap = leaky["roc_auc"] - ours["roc_auc"]
     lines += [
-        f"With the excluded variables ({', '.join(added)}) the same recipe would read a validation ROC-AUC of "
+        f"With the variables the audit kept out ({', '.join(added)}) the same recipe would read a validation ROC-AUC of "
         f"**{fixed(leaky['roc_auc'])}** instead of **{fixed(ours['roc_auc'])}** "
         f"({fixed(gap, signed=True)}), and would put {percent(leaky['gain_at_30pct'])} "
         f"instead of {percent(ours['gain_at_30pct'])} of "

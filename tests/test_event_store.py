@@ -275,3 +275,23 @@ def test_flat_rows_without_a_visitor_key_are_left_out(tmp_path):
     from leadscoring.events.store import Ingested, ingest_files
 
     assert ingest_files(cfg, [tmp_path / "activity.csv"]) == Ingested({"2026-01-01": 2}, 1)
+
+
+def test_a_first_ingest_leaving_out_files_of_events_path_warns_that_they_stop_counting(export, make_project, capsys):
+    """Scoring reads the store alone once it has files: a first ingest of one new day made
+    the history of events.path silently stop counting in every score."""
+    _, files = export
+    project = make_project(events={"path": str(files[0].parent / "events_*.json"), "lead_key": "Client", "features": FEATURES})
+    assert main(["--config", str(project), "events", "ingest", str(files[1])]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: scoring reads the event store alone from now on, and 1 file(s) of events.path" in out
+    assert "e.g. events_20260101.json" in out and f"leadscoring events ingest {files[0].parent / 'events_*.json'}" in out
+    assert main(["--config", str(project), "events", "ingest", str(files[0])]) == 0  # the store is no longer new
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def test_a_first_ingest_of_every_file_of_events_path_says_nothing_more(export, make_project, capsys):
+    _, files = export
+    project = make_project(events={"path": str(files[0].parent / "events_*.json"), "lead_key": "Client", "features": FEATURES})
+    assert main(["--config", str(project), "events", "ingest", *map(str, files)]) == 0
+    assert "WARNING" not in capsys.readouterr().out

@@ -30,7 +30,7 @@ from typing import Any
 
 from leadscoring.config import EventsConfig, ProjectConfig
 from leadscoring.errors import LeadDataError
-from leadscoring.events.engine import JSON_SUFFIXES, source_relation, store_folder
+from leadscoring.events.engine import JSON_SUFFIXES, event_files, source_relation, store_files, store_folder
 from leadscoring.events.sql import GA4_JSON_COLUMNS, Query, quote_identifier
 from leadscoring.io import atomic_path
 
@@ -311,10 +311,34 @@ def ingest_report(cfg: ProjectConfig, files: Sequence[str | Path]) -> str:
     """:func:`ingest_files`, told in lines: rows written per day, the events left out for
     want of a visitor key (when any), then the total (what ``leadscoring events ingest``
     prints)."""
+    first = not store_files(cfg)
     result = ingest_files(cfg, files)
     written = result.days
     lines = [f"{day}: {rows} rows -> {store_name(day)}" for day, rows in written.items()]
     if result.without_key:
         key = cfg.events.key if cfg.events is not None else "events.key"
         lines.append(f"{result.without_key} events without a visitor key ('{key}', events.key) left out")
-    return "\n".join([*lines, f"{sum(written.values())} rows in {len(written)} day(s) -> {store_folder(cfg)}"])
+    lines.append(f"{sum(written.values())} rows in {len(written)} day(s) -> {store_folder(cfg)}")
+    if first:
+        lines += _history_left_out(cfg, files)
+    return "\n".join(lines)
+
+
+def _history_left_out(cfg: ProjectConfig, files: Sequence[str | Path]) -> list[str]:
+    """A warning when the store's first ingest leaves out files of ``events.path``: scoring
+    reads the store alone once it has files, so the behaviour in those files stops counting."""
+    assert cfg.events is not None
+    pattern = cfg.root_path(cfg.events.path)
+    try:
+        history = event_files(pattern)
+    except LeadDataError:  # events.path matches nothing (the store is the only source)
+        return []
+    given = {Path(f).resolve() for f in files}
+    left = [f for f in history if Path(f).resolve() not in given]
+    if not left:
+        return []
+    return [
+        f"WARNING: scoring reads the event store alone from now on, and {len(left)} file(s) of events.path "
+        f"({cfg.events.path}) are not in it, e.g. {Path(left[0]).name}: their behaviour no longer counts in a score. "
+        f"Ingest them too: leadscoring events ingest {pattern if not pattern.is_dir() else 'FILE...'}"
+    ]

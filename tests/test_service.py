@@ -218,3 +218,22 @@ def test_service_answers_the_same_with_every_shortcut_off(cfg, small_models, cli
         assert abs((at_a - at_b).total_seconds()) < 60  # two servers, two calls: the same minute or so
         assert a == b
     assert plain.post("/score", json={**LEAD, "visitas_total": -1}).status_code == 422
+
+
+def test_a_lead_sent_as_the_export_has_it_is_scored(cfg, client):
+    """Its creation date and its outcome are read past, as in a file; other unknown fields are
+    refused unless data.allow_extra_columns lets a file carry them."""
+    import pydantic
+
+    from leadscoring.serving.service import lead_model
+
+    target = cfg.data.target_column
+    with_outcome = client.post("/score", json={**LEAD, target: 1})
+    assert with_outcome.status_code == 200, with_outcome.text
+    assert with_outcome.json()["probability"] == client.post("/score", json=LEAD).json()["probability"]
+    dated = cfg.model_copy(update={"data": cfg.data.model_copy(update={"date_column": "Data de criação"})})
+    assert lead_model(dated).model_validate({**LEAD, "Data de criação": "05/01/2026"})
+    with pytest.raises(pydantic.ValidationError, match="colour"):
+        lead_model(dated).model_validate({**LEAD, "colour": "red"})
+    extra = cfg.model_copy(update={"data": cfg.data.model_copy(update={"allow_extra_columns": True})})
+    assert "colour" not in lead_model(extra).model_validate({**LEAD, "colour": "red"}).model_dump()

@@ -14,8 +14,9 @@ from leadscoring.ingest.schema import LeadSchema, range_text, text
 
 def request_model(schema: LeadSchema) -> type[BaseModel]:
     """A pydantic model of one lead in the raw column names, applying the rules above:
-    the id required, every other column optional (missing = unknown), unknown fields
-    refused."""
+    the id required, every other column optional (missing = unknown), the creation date and
+    the outcome accepted and not read, other fields refused (ignored with
+    ``data.allow_extra_columns``, as in a file)."""
     fields: dict[str, Any] = {schema.id_column: (str | int, Field(..., description="lead id: a non-blank string or an integer"))}
     if schema.visitor_column:
         fields[schema.visitor_column] = (str | None, Field(None, description="visitor key of the lead's events"))
@@ -27,6 +28,10 @@ def request_model(schema: LeadSchema) -> type[BaseModel]:
         fields[col] = (str | None, Field(None, description="category (unseen values are scored)"))
     for col in schema.yes_no:
         fields[col] = (str | None, Field(None, description=f"one of {schema.yes_no_spellings}"))
+    # A lead as the export has it: its creation date and outcome are read past, as in a file.
+    for col, what in ((schema.date_column, "creation date (data.date_column)"), (schema.target_column, "outcome")):
+        if col is not None and col not in fields:
+            fields[col] = (str | int | float | None, Field(None, description=f"{what}: accepted as a file has it, not read"))
 
     def lead_id(cls: type, v: object) -> str:
         # JSON can send what a file cell cannot: a list or an object is no id (not its text).
@@ -54,4 +59,6 @@ def request_model(schema: LeadSchema) -> type[BaseModel]:
         validators["numbers"] = field_validator(*schema.numeric, mode="before")(number)
     if schema.yes_no:
         validators["yes_no_values"] = field_validator(*schema.yes_no)(yes_no)
-    return create_model("Lead", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields)
+    # other fields: refused (a misspelt name), or ignored as a file's are with data.allow_extra_columns
+    extra = "ignore" if schema.allow_extra_columns else "forbid"
+    return create_model("Lead", __config__=ConfigDict(extra=extra), __validators__=validators, **fields)

@@ -84,6 +84,13 @@ def test_profile_and_names_by_hand():
     assert prof.loc[0, "distinguishing"].count(";") == 0  # only the strongest, weak as it is, to name the segment
 
 
+def test_a_yes_no_trait_is_told_as_shares_of_yes():
+    prepared = pd.DataFrame({"ebook": [1.0, 1, 1, 0, 0, 0, 0, 1], "time": [5.0, 5, 5, 5, 5, 5, 5, 5]})
+    prof = profile_segments(prepared, [1, 1, 1, 1, 2, 2, 2, 2], [1, 0] * 4, yes_no=["ebook"], labels={"ebook": "e-book download"})
+    assert prof.loc[0, "distinguishing"] == "high share with e-book download (75 % vs 50 %)"
+    assert prof.loc[1, "distinguishing"] == "low share with e-book download (25 % vs 50 %)"
+
+
 def test_channel_advice_only_where_a_segment_s_channels_differ():
     """'Protect the channels that bring these leads' tells a client something only when the
     segment's leads come from other channels than the rest."""

@@ -194,11 +194,14 @@ def profile_segments(
     score: Sequence[float] | None = None,
     categorical: Sequence[str] = (),
     labels: dict[str, str] | None = None,
+    yes_no: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Size, conversion, mean score and the most distinguishing traits of each segment.
 
     Numeric traits: standardised difference of the segment mean vs the base; categorical
-    traits: the level most over-represented vs the base (ratio of shares, ≥ 5 % of the segment).
+    traits: the level most over-represented vs the base (ratio of shares, ≥ 5 % of the segment);
+    a ``yes_no`` column (0/1) is measured as a numeric one and told as shares of yes
+    ("high share with e-book download (45 % vs 32 %)"), not as means.
     ``labels`` gives plain-language variable names (default: the column names).
     """
     labels = labels or {}
@@ -226,6 +229,10 @@ def profile_segments(
                 if sd and not np.isnan(sd):
                     d = (xs[m].mean() - xs.mean()) / sd
                     name = labels.get(col, col)
+                    if col in yes_no:
+                        shares = f"{percent(xs[m].mean())} vs {percent(xs.mean())}"
+                        traits.append((abs(float(d)), f"{'high' if d > 0 else 'low'} share with {name} ({shares})"))
+                        continue
                     means = f"{number(xs[m].mean())} vs {number(xs.mean())}"
                     traits.append((abs(float(d)), f"{'high' if d > 0 else 'low'} {name} ({means})"))
         traits.sort(key=lambda t: -t[0])

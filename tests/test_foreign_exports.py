@@ -155,6 +155,15 @@ def test_a_french_export_s_id_engagement_and_deal_fields_are_read_from_their_nam
     assert d2.id_column is None and d2.left_out["Clé CRM"].startswith("an id, perhaps the CRM's (pass --id COLUMN")
 
 
+def test_a_brazilian_export_s_behaviour_columns_are_engagement():
+    from leadscoring.ingest.profile import ENGAGEMENT
+
+    for name in ("Baixou e-book", "Tempo no site (min)", "Acessos ao portal", "Cliques no e-mail", "Sessões", "Visualizações"):
+        assert ENGAGEMENT.search(name), name
+    for name in ("Cargo", "Tamanho da empresa", "Estado", "Setor", "Contemporâneo"):
+        assert not ENGAGEMENT.search(name), name
+
+
 def test_yes_no_spellings_and_placeholders_in_numbers_are_configured(tmp_path):
     rng = np.random.default_rng(4)
     df = pd.DataFrame(

@@ -72,7 +72,9 @@ ENGAGEMENT = re.compile(
     # words that are parts of others ("industrial", "revue", "approvato") only at a word's start
     r"\btrial|\bwebinar|\bevent|\bprueba\b|\bvues?\b|\bdurée|\bduree|téléchargement|telechargement|\bessai|"
     r"\bwebinaire|événement|\bevenement|\bbesuch|\bseite|\bsitzung|\bdauer|testversion|veranstaltung|\bvisualizza|"
-    r"\bsessione|\bdurata|\bprova\b",
+    r"\bsessione|\bdurata|\bprova\b|"
+    # Portuguese ("Baixou e-book", "Tempo no site", "Acessos", "Cliques") and content downloads
+    r"\bbaix|\btempo\b|\bacess|\bclique|sessão|sessões|\bsessao|\bsessoes|\babertura|\bvisualiza|\be-?book|whitepaper",
     re.I,
 )
 

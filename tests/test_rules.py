@@ -115,3 +115,21 @@ def test_proposing_on_named_variables_skips_those_the_cleaner_dropped():
     y = np.array([0, 1] * 20)
     scorer = RuleScorer(variables=["a", "b", "dropped_in_this_fold"]).fit(X, y)
     assert set(scorer.rules_["variable"]) <= {"a", "b"} and len(scorer.rules_)
+
+
+def test_a_points_table_may_write_yes_no_levels_as_the_export_does(cfg):
+    """Marketing types the export's own yes/no (Sim/Não): read as Yes/No; anything else is
+    refused naming the row, the field, the value and the spellings it may use."""
+    from leadscoring.training.rules import RuleScorer, check_rules_against_config
+
+    col = cfg.data.columns.yes_no[0]
+    local = cfg.model_copy(update={"data": cfg.data.model_copy(update={"yes_values": ["Sim", "Yes"], "no_values": ["Não", "No"]})})
+    table = pd.DataFrame({"variable": [col, col], "kind": ["level", "level"], "level": ["sim", " Não"], "points": [10, -5]})
+    rules = check_rules_against_config(table, local, origin="rules.csv")
+    assert rules["level"].tolist() == ["Yes", "No"]
+    X = pd.DataFrame({col: [1.0, 0.0]})
+    assert RuleScorer(rules, yes_no=[col]).fit(X, [1, 0]).decision_function(X).tolist() == [100.0, 0.0]
+    bad = table.assign(level=["Talvez", "Não"])
+    expected = r"^rules.csv row 2, field level: .* \(or as the export writes them: Sim, Não\), got 'Talvez'$"
+    with pytest.raises(RulesError, match=expected):
+        check_rules_against_config(bad, local, origin="rules.csv")

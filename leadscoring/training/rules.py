@@ -87,12 +87,23 @@ def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
     return rules.reset_index(drop=True)
 
 
+#: Yes/no spellings every points table may use (the default ``data.yes_values``/``no_values``).
+ENGLISH_YES_NO = frozenset({"yes", "no", "1", "0", "true", "false"})
+
+
 def check_rules_against_config(rules: pd.DataFrame, cfg: ProjectConfig, origin: str = "rules") -> pd.DataFrame:
     """Check a points table against the configuration: every variable a configured column,
     ``range`` rules on numeric columns only, ``level`` rules on categorical or yes/no ones
-    (yes/no levels ``Yes``/``No``/``Missing``). Raises :class:`RulesError` naming the row."""
+    (yes/no levels ``Yes``/``No``/``Missing``, or the export's own spellings, ``data.yes_values``
+    and ``no_values`` in any case, read as ``Yes``/``No``). Raises :class:`RulesError` naming the row."""
     rules = check_rules(rules, origin=origin)
     roles = cfg.model_data.columns
+    spelled = {
+        **{v.casefold(): "Yes" for v in [*cfg.data.yes_values, "Yes"]},
+        **{v.casefold(): "No" for v in [*cfg.data.no_values, "No"]},
+    }
+    yes_no_rows = rules["variable"].isin(roles.yes_no) & rules["level"].notna()
+    rules.loc[yes_no_rows, "level"] = [spelled.get(str(v).strip().casefold(), v) for v in rules.loc[yes_no_rows, "level"]]
     for i, row in rules.iterrows():
         where = f"{origin} row {int(i) + 2}"
         var, kind = row["variable"], row["kind"]
@@ -103,7 +114,12 @@ def check_rules_against_config(rules: pd.DataFrame, cfg: ProjectConfig, origin: 
         if var not in roles.numeric and kind == "range" and row["level"] != MISSING_LEVEL:
             raise RulesError(f"{where}: '{var}' is not numeric; use kind 'level'")
         if var in roles.yes_no and str(row["level"]) not in ("Yes", "No", MISSING_LEVEL):
-            raise RulesError(f"{where}: '{var}' is a yes/no column; level must be Yes, No or {MISSING_LEVEL}")
+            own = [v for v in (*cfg.data.yes_values, *cfg.data.no_values) if v.casefold() not in ENGLISH_YES_NO]
+            also = f" (or as the export writes them: {', '.join(own)})" if own else ""
+            raise RulesError(
+                f"{where}, field level: '{var}' is a yes/no column; level must be Yes, No or {MISSING_LEVEL}{also}, "
+                f"got {row['level']!r}"
+            )
     return rules
 
 

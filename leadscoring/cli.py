@@ -22,6 +22,7 @@ from leadscoring.config import ConfigError, ProjectConfig, load_config, yaml_pro
 from leadscoring.errors import LeadDataError, OutputPathError, is_disk_full
 from leadscoring.events.store import ingest_report
 from leadscoring.ingest.load import validate_file
+from leadscoring.ingest.schema import BadRows, check_bad_share
 from leadscoring.run import QUICK_PARAMETERS, RunFailed
 from leadscoring.termination import Terminated, Termination
 from leadscoring.training.rules import RulesError
@@ -200,8 +201,12 @@ def _add_init_parser(sub: Any) -> None:
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     source = args.input or cfg.path("raw_data")
-    n = validate_file(source, cfg, require_target=not args.no_target)
-    print(f"{source}: {n} leads, layout OK")
+    bad = BadRows()  # every row with a problem, as score would set it aside, not only the first
+    n = validate_file(source, cfg, require_target=not args.no_target, bad_rows=bad)
+    if not bad:
+        print(f"{source}: {n} leads, layout OK")
+    else:
+        print(bad_rows_report(source, n, bad, cfg.scoring.max_bad_share))
     rules_path = cfg.path("rules_table")
     if rules_path.is_file():  # marketing's points table must fit this export's configuration
         from leadscoring.training.rules import check_rules_against_config, load_rules
@@ -210,7 +215,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"{rules_path.name}: points table OK")
     else:
         print(f"{rules_path.name}: no points table; notebook 05 will propose one from the data")
-    return 0
+    return 1 if bad else 0
+
+
+#: Rows with a problem that ``validate`` lists one by one (the rest are counted).
+LISTED_BAD_ROWS = 20
+
+
+def bad_rows_report(source: object, valid: int, bad: BadRows, max_share: float) -> str:
+    """``validate``'s lines for a file with rows that fail: the count, each row's line and
+    problem in file order (the first :data:`LISTED_BAD_ROWS`), and what ``score`` does with them."""
+    total = valid + len(bad)
+    try:  # score's own rule for a file with too many bad rows
+        check_bad_share(str(source), len(bad), total, max_share, bad.first())
+        fate = "score sets them aside with scoring.bad_rows: set_aside, and refuses the file with stop"
+    except LeadDataError:
+        fate = f"more than scoring.max_bad_share ({max_share:.1%}) or every row: score refuses the file"
+    table = bad.table()
+    lines = [f"{source}: {valid} leads OK, {len(bad)} row(s) with a problem ({len(bad) / max(total, 1):.1%}; {fate}):"]
+    lines += [f"  {r.line}: {r.problem}" for r in table.head(LISTED_BAD_ROWS).itertuples()]
+    if len(bad) > LISTED_BAD_ROWS:
+        lines.append(f"  ... and {len(bad) - LISTED_BAD_ROWS} more")
+    return "\n".join(lines)
 
 
 def _cmd_events(args: argparse.Namespace) -> int:

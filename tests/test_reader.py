@@ -526,3 +526,33 @@ def test_a_windows_1252_file_for_a_utf_8_project_says_which_setting_reads_it(pro
     code, _, err = _cli(capsys, "--config", str(project), "validate", "--input", str(src), "--no-target")
     line = _one_line_error(code, err)
     assert "windows.csv: not readable as utf-8" in line and line.endswith("set data.encoding: cp1252")
+
+
+def test_validate_lists_every_row_score_would_set_aside(project, export, tmp_path, capsys):
+    """Not only the first: each bad row's line and problem, in file order, a count and what
+    score does with them; exit 1. Repeated ids are found across chunks too."""
+    cfg = load_config(project)
+    num, yn = cfg.data.columns.numeric[0], cfg.data.columns.yes_no[0]
+    df = pd.concat([export] * 3, ignore_index=True)
+    df["id"] = [f"L{i}" for i in range(len(df))]
+    df[num] = df[num].astype(object)
+    df.loc[2, num] = "many"  # line 4
+    df.loc[9, yn] = "Perhaps"  # line 11
+    df.loc[len(df) - 1, "id"] = "L0"  # the last line repeats the first lead's id
+    src = tmp_path / "new.csv"
+    src.write_text(_csv(df), encoding="utf-8")
+    code, out, err = _cli(capsys, "--config", str(project), "validate", "--input", str(src), "--no-target")
+    assert code == 1 and err == "", err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{src}: {len(df) - 3} leads OK, 3 row(s) with a problem (") and "score" in lines[0]
+    assert lines[1].startswith(f"  line 4: column '{num}'") and "'many'" in lines[1]
+    assert lines[2].startswith(f"  line 11: column '{yn}'")
+    assert lines[3] == f"  line {len(df) + 1}: column 'id' (id) repeats the id of an earlier line: 'L0'"
+    from leadscoring.ingest.schema import BadRows
+
+    across = BadRows()  # chunks of 5 leads: the repeated id is in another chunk than its first
+    assert validate_file(src, cfg, require_target=False, chunk_rows=5, bad_rows=across) == len(df) - 3
+    assert across.table()["line"].tolist() == ["line 4", "line 11", f"line {len(df) + 1}"]
+    assert across.table()["problem"].iloc[-1] == "column 'id' (id) repeats the id of an earlier line: 'L0'"  # as within one
+    with pytest.raises(LeadDataError, match=r"^new.csv: "):
+        validate_file(src, cfg, require_target=False)  # without bad_rows: one problem refuses the file, as before

@@ -15,7 +15,7 @@ import pandas as pd
 from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, iter_raw_chunks, read_raw, row_locator
-from leadscoring.ingest.schema import BadRows, LeadSchema
+from leadscoring.ingest.schema import BadRows, LeadSchema, repeated_id
 from leadscoring.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,18 @@ class IdTracker:
         """Where the records are in the file ("line 12")."""
         return self.rows([int(r) for r in records]) if self.rows is not None else [f"row {r}" for r in records]
 
+    def set_aside(self, ids: np.ndarray, records: Sequence[int], bad_rows: BadRows, id_column: str) -> np.ndarray:
+        """Record in ``bad_rows`` the leads whose ids an earlier chunk had (the first row with
+        an id keeps it, as within a chunk: :meth:`LeadSchema.validate`); returns which of
+        ``ids`` they are. The one rule of a repeated id across chunks, for ``validate`` and
+        ``score``."""
+        again = self.repeated(ids)
+        if again.any():
+            repeats = [int(r) for r, a in zip(records, again, strict=True) if a]
+            for record, line, lead in zip(repeats, self.where(repeats), ids[again], strict=True):
+                bad_rows.add(record, line, f"{repeated_id(id_column)}: {lead!r}")
+        return again
+
     def add(self, ids: np.ndarray, records: Sequence[int]) -> None:
         dup = self.repeated(ids)
         if dup.any():
@@ -59,22 +71,43 @@ class IdTracker:
 
 
 def iter_valid_chunks(
-    path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    path: str | os.PathLike[str],
+    cfg: ProjectConfig,
+    *,
+    require_target: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    bad_rows: BadRows | None = None,
 ) -> Iterator[pd.DataFrame]:
-    """Validated chunks of an export, ids checked across chunks; memory bounded by ``chunk_rows``."""
+    """Validated chunks of an export, ids checked across chunks; memory bounded by ``chunk_rows``.
+    With ``bad_rows`` a row that fails (a repeated id too) is left out and recorded there."""
     origin, rows, schema = Path(path).name, row_locator(path, cfg), LeadSchema(cfg)
     ids = IdTracker(origin, rows)
+    id_col = cfg.data.id_column
     for raw in iter_raw_chunks(path, cfg, chunk_rows):
-        leads = schema.validate(raw, require_target=require_target, origin=origin, rows=rows)
-        ids.add(leads[cfg.data.id_column].to_numpy(dtype=object), raw.index)
+        before = len(bad_rows) if bad_rows is not None else 0
+        leads = schema.validate(raw, require_target=require_target, origin=origin, rows=rows, bad_rows=bad_rows)
+        records = raw.index if bad_rows is None else raw.index.drop(bad_rows.records[before:])  # each lead's, in order
+        chunk_ids = leads[id_col].to_numpy(dtype=object)
+        if bad_rows is not None:
+            again = ids.set_aside(chunk_ids, records, bad_rows, id_col)
+            leads, chunk_ids, records = leads[~again], chunk_ids[~again], records[~again]
+        ids.add(chunk_ids, records)
         yield leads
 
 
 def validate_file(
-    path: str | os.PathLike[str], cfg: ProjectConfig, *, require_target: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    path: str | os.PathLike[str],
+    cfg: ProjectConfig,
+    *,
+    require_target: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    bad_rows: BadRows | None = None,
 ) -> int:
-    """Check a whole export with exactly the rules ``score`` applies; returns the number of leads."""
-    return sum(len(c) for c in iter_valid_chunks(path, cfg, require_target=require_target, chunk_rows=chunk_rows))
+    """Check a whole export with exactly the rules ``score`` applies; returns the number of
+    valid leads. Without ``bad_rows`` the first bad row raises; with it every bad row is
+    recorded there (as ``score`` sets them aside) and the check goes on."""
+    chunks = iter_valid_chunks(path, cfg, require_target=require_target, chunk_rows=chunk_rows, bad_rows=bad_rows)
+    return sum(len(c) for c in chunks)
 
 
 def write_export_records(

@@ -33,7 +33,7 @@ from leadscoring.config import ProjectConfig
 from leadscoring.errors import LeadDataError, OutputPathError
 from leadscoring.ingest.load import IdTracker
 from leadscoring.ingest.reader import DEFAULT_CHUNK_ROWS, RowLocator, is_parquet, iter_raw_chunks, row_locator
-from leadscoring.ingest.schema import BadRows, check_bad_share, repeated_id, validate_leads
+from leadscoring.ingest.schema import BadRows, check_bad_share, validate_leads
 from leadscoring.io import atomic_path, check_output
 from leadscoring.serving.inputs import INPUTS_FILE_SCHEMA, inputs_table, raw_inputs
 from leadscoring.serving.outputs import arrow_table, reasons_as_text
@@ -258,14 +258,12 @@ class _ChunkWriter:
         if chunk.table is None:
             return chunk, None
         ids = chunk.table.column(self.id_col).to_numpy(zero_copy_only=False)
-        seen = self.ids.repeated(ids)
+        bad = BadRows()
+        seen = self.ids.set_aside(ids, chunk.records, bad, self.id_col)
         if not seen.any():
             return chunk, None
         assert self.rejected is not None
-        bad, records = BadRows(), chunk.records[seen]
-        for record, line, lead in zip(records, self.ids.where(records), ids[seen], strict=True):
-            bad.add(record, line, f"{repeated_id(self.id_col)}: {lead!r}")
-        bad.rows.append(raw.set_axis([str(c).strip() for c in raw.columns], axis=1).loc[records])
+        bad.rows.append(raw.set_axis([str(c).strip() for c in raw.columns], axis=1).loc[chunk.records[seen]])
         keep = pa.array(~seen)
         inputs = chunk.inputs.filter(keep) if chunk.inputs is not None else None
         return _Scored(chunk.table.filter(keep), inputs, chunk.records[~seen], chunk.rejected), bad.table()

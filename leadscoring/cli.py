@@ -201,12 +201,12 @@ def _add_init_parser(sub: Any) -> None:
 def _cmd_validate(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     source = args.input or cfg.path("raw_data")
-    bad = BadRows()  # every row with a problem, as score would set it aside, not only the first
+    bad = BadRows(limit=LISTED_BAD_ROWS)  # every row with a problem counted, not only the first; the first listed
     n = validate_file(source, cfg, require_target=not args.no_target, bad_rows=bad)
     if not bad:
         print(f"{source}: {n} leads, layout OK")
     else:
-        print(bad_rows_report(source, n, bad, cfg.scoring.max_bad_share))
+        print(bad_rows_report(source, n, bad, cfg, new_leads=args.no_target))
     rules_path = cfg.path("rules_table")
     if rules_path.is_file():  # marketing's points table must fit this export's configuration
         from leadscoring.training.rules import check_rules_against_config, load_rules
@@ -222,15 +222,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 LISTED_BAD_ROWS = 20
 
 
-def bad_rows_report(source: object, valid: int, bad: BadRows, max_share: float) -> str:
+def bad_rows_report(source: object, valid: int, bad: BadRows, cfg: ProjectConfig, new_leads: bool) -> str:
     """``validate``'s lines for a file with rows that fail: the count, each row's line and
-    problem in file order (the first :data:`LISTED_BAD_ROWS`), and what ``score`` does with them."""
+    problem in file order (the first :data:`LISTED_BAD_ROWS`), and what happens to the file:
+    a training export stops the run at its first problem; a file of new leads is refused or
+    has its rows set aside, as ``scoring.bad_rows`` and ``max_bad_share`` say."""
     total = valid + len(bad)
-    try:  # score's own rule for a file with too many bad rows
-        check_bad_share(str(source), len(bad), total, max_share, bad.first())
-        fate = "score sets them aside with scoring.bad_rows: set_aside, and refuses the file with stop"
-    except LeadDataError:
-        fate = f"more than scoring.max_bad_share ({max_share:.1%}) or every row: score refuses the file"
+    if not new_leads:
+        fate = "the run reads the export whole and stops at its first problem: fix them first"
+    elif cfg.scoring.bad_rows == "stop":
+        fate = "score refuses the file (scoring.bad_rows: stop)"
+    else:
+        try:  # score's own rule for a file with too many bad rows
+            check_bad_share(str(source), len(bad), total, cfg.scoring.max_bad_share, bad.first())
+            fate = "score sets them aside (scoring.bad_rows: set_aside) and scores the rest"
+        except LeadDataError:
+            fate = f"more than scoring.max_bad_share ({cfg.scoring.max_bad_share:.1%}) or every row: score refuses the file"
     table = bad.table()
     lines = [f"{source}: {valid} leads OK, {len(bad)} row(s) with a problem ({len(bad) / max(total, 1):.1%}; {fate}):"]
     lines += [f"  {r.line}: {r.problem}" for r in table.head(LISTED_BAD_ROWS).itertuples()]

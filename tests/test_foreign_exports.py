@@ -158,9 +158,12 @@ def test_a_french_export_s_id_engagement_and_deal_fields_are_read_from_their_nam
 def test_a_brazilian_export_s_behaviour_columns_are_engagement():
     from leadscoring.ingest.profile import ENGAGEMENT
 
-    for name in ("Baixou e-book", "Tempo no site (min)", "Acessos ao portal", "Cliques no e-mail", "Sessões", "Visualizações"):
+    behaviour = ("Baixou e-book", "Tempo no site (min)", "Acessos ao portal", "Cliques no e-mail", "Sessões", "Visualizações")
+    for name in (*behaviour, "Aberturas de e-mail", "Último acesso"):
         assert ENGAGEMENT.search(name), name
-    for name in ("Cargo", "Tamanho da empresa", "Estado", "Setor", "Contemporâneo"):
+    for name in ("Cargo", "Tamanho da empresa", "Estado", "Setor", "Contemporâneo", "Renda baixa", "Prioridade baixa"):
+        assert not ENGAGEMENT.search(name), name
+    for name in ("Data de abertura da empresa", "Acessórios", "Nível de acesso"):
         assert not ENGAGEMENT.search(name), name
 
 
@@ -263,11 +266,11 @@ def test_amounts_with_a_currency_sign_are_numbers(tmp_path):
 def test_amounts_in_reais_dollars_of_a_country_and_iso_codes_are_numbers(tmp_path):
     """``R$ 1.234,56`` (Brazil), ``US$``, ``1.200 EUR``: the currency is read past as a sign is."""
     df = _german()
-    cents = np.random.default_rng(6).integers(10_000, 9_000_000, N)
-    forms = ["R$ {}", "{} R$", "US$ {}", "{} EUR", "BRL {}"]
-    df["Receita anual"] = [
-        forms[i % 5].format(f"{c / 100:,.2f}".replace(",", "X").replace(".", ",").replace("X", ".")) for i, c in enumerate(cents)
-    ]
+    cents = np.random.default_rng(6).integers(-900_000, 9_000_000, N)  # about a tenth negative
+    forms = ["R$ {}", "{} R$", "US$ {}", "{} eur", "BRL {}"]
+    brazilian = [f"{abs(c) / 100:,.2f}".replace(",", "X").replace(".", ",").replace("X", ".") for c in cents]
+    signs = ["-" if c < 0 else "" for c in cents]
+    df["Receita anual"] = [s + forms[i % 5].format(b) for i, (s, b) in enumerate(zip(signs, brazilian, strict=True))]
     cfg, d = _project(tmp_path, df, "Abschluss", positive="ja")
     assert "Receita anual" in cfg.data.columns.numeric, d.left_out.get("Receita anual")
     assert np.allclose(read_leads(cfg.path("raw_data"), cfg)["Receita anual"].to_numpy(), cents / 100)

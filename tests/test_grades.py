@@ -138,13 +138,15 @@ def test_each_grade_is_told_the_actions_of_the_buckets_its_scores_fall_in():
         Bucket(name="WARM", min_score=18, action="Email"),
         Bucket(name="COLD", min_score=0, action="Newsletter"),
     ]
-    drafted = grade_actions({"min_scores": [26, 15, 8, 0]}, buckets)  # shares-learned grades, rate-drafted buckets
+    # shares-learned grades, rate-drafted buckets
+    drafted = grade_actions({"names": list("ABCD"), "min_scores": [26, 15, 8, 0]}, buckets)
     assert drafted == [
         "Call now (HOT, scores 36-100); Email (WARM, scores 26-35)",
         "Email (WARM, scores 18-25); Newsletter (COLD, scores 15-17)",
         "Newsletter (COLD)",
         "Newsletter (COLD)",
     ]
-    assert grade_actions({"min_scores": [40, 40, 0]}, buckets)[1] == "-"  # an empty grade
+    assert grade_actions({"names": ["A", "B", "C"], "min_scores": [40, 40, 0]}, buckets)[1] == "-"  # an empty grade
+    assert grade_actions({"names": ["A", "B"]}, buckets) == ["-", "-"]  # no thresholds saved
     defaults = grade_actions(learn_grades(GradesConfig(), SCORES), ScoringConfig().buckets)
     assert defaults == ["Call immediately (HOT)", "Nurture with sales email (WARM)", *["Automated marketing (COLD)"] * 2]

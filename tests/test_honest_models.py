@@ -457,8 +457,16 @@ def test_noise_candidates_are_dropped_when_cv_cannot_tell_them_apart(tmp_path):
     assert figures["difference_se"] > 0
     assert "over 3 folds" in out.iloc[-1]["reason"]
     repeated = cv_splitter(cfg, 3, repeats=2)
-    again, _ = confirm_drops(decision, lambda f: build_pipeline(cfg, LogisticRegression(), features=f), X, y, repeated)
+    again, twice = confirm_drops(decision, lambda f: build_pipeline(cfg, LogisticRegression(), features=f), X, y, repeated)
     assert "over 6 folds" in again.iloc[-1]["reason"]
+    from sklearn.model_selection import cross_val_score
+
+    diff = [
+        cross_val_score(build_pipeline(cfg, LogisticRegression(), features=f), X, y, cv=repeated, scoring="roc_auc")
+        for f in ([f"x{i}" for i in range(8)], [*[f"x{i}" for i in range(8)], "noise"])
+    ]
+    d = diff[0] - diff[1]  # the second draw tests the same leads again: one draw's fold count, not six
+    assert twice["difference_se"] == pytest.approx(np.std(d, ddof=1) / np.sqrt(3))
 
 
 def test_tuned_parameters_need_more_than_one_standard_error():

@@ -401,6 +401,7 @@ def test_a_target_whose_converted_value_cannot_be_told_names_the_option_and_a_va
 
     df = pd.DataFrame({"stage": ["Alpha", "Beta", "Beta"]})
     with pytest.raises(
-        LeadDataError, match=r"\['Alpha', 'Beta'\] means 'converted'; pass --positive VALUE \(e\.g\. --positive 'Beta'\)"
+        LeadDataError,
+        match=r"^target column 'stage': cannot tell which of \['Alpha', 'Beta'\] means 'converted'; pass --positive VALUE \(e\.g",
     ):
         infer_target(df, "stage", None)

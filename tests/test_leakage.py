@@ -380,3 +380,17 @@ def test_the_audit_summary_says_each_thing_once():
     assert text.count("Call Minutes") == 1 and "All of them are out of every model." in text
     allowed = audit.assign(allowed=[True, False, False])
     assert "Out of every model: Quote Amount." in audit_summary(allowed)
+
+
+def test_fields_kept_out_for_review_include_their_derived_features_but_not_those_of_an_excluded_field(tmp_path):
+    from leadscoring.training.leakage import blocked_variables, kept_out_for_review
+
+    cfg = foreign_config(
+        tmp_path,
+        ratios={"budget_per_visit": ("Budget", "Website Visits"), "duration_per_budget": ("Call Duration", "Budget")},
+    )
+    audit = pd.DataFrame(
+        {"variable": ["Budget", "Call Duration", "Website Visits"], "verdict": ["review", "excluded", "ok"], "allowed": [False] * 3}
+    )
+    assert kept_out_for_review(cfg, audit) == ["Budget", "budget_per_visit"]  # duration_per_budget: also an excluded field's
+    assert set(kept_out_for_review(cfg, audit)) < set(blocked_variables(cfg, audit))

@@ -544,7 +544,8 @@ def test_validate_lists_every_row_score_would_set_aside(project, export, tmp_pat
     code, out, err = _cli(capsys, "--config", str(project), "validate", "--input", str(src), "--no-target")
     assert code == 1 and err == "", err
     lines = out.splitlines()
-    assert lines[0].startswith(f"{src}: {len(df) - 3} leads OK, 3 row(s) with a problem (") and "score" in lines[0]
+    assert lines[0].startswith(f"{src}: {len(df) - 3} leads OK, 3 row(s) with a problem (3.3%; score ")
+    assert f"(scoring.bad_rows: {cfg.scoring.bad_rows})" in lines[0]
     assert lines[1].startswith(f"  line 4: column '{num}'") and "'many'" in lines[1]
     assert lines[2].startswith(f"  line 11: column '{yn}'")
     assert lines[3] == f"  line {len(df) + 1}: column 'id' (id) repeats the id of an earlier line: 'L0'"
@@ -554,5 +555,18 @@ def test_validate_lists_every_row_score_would_set_aside(project, export, tmp_pat
     assert validate_file(src, cfg, require_target=False, chunk_rows=5, bad_rows=across) == len(df) - 3
     assert across.table()["line"].tolist() == ["line 4", "line 11", f"line {len(df) + 1}"]
     assert across.table()["problem"].iloc[-1] == "column 'id' (id) repeats the id of an earlier line: 'L0'"  # as within one
+    training = df.assign(**{cfg.data.target_column: 1})  # the training export: the run stops at the first
+    training.to_csv(tmp_path / "export.csv", sep=";", index=False)
+    code, out, _ = _cli(capsys, "--config", str(project), "validate", "--input", str(tmp_path / "export.csv"))
+    assert code == 1 and "the run reads the export whole and stops at its first problem" in out.splitlines()[0]
     with pytest.raises(LeadDataError, match=r"^new.csv: "):
         validate_file(src, cfg, require_target=False)  # without bad_rows: one problem refuses the file, as before
+
+
+def test_a_limited_record_of_bad_rows_keeps_the_first_in_the_file_and_counts_all():
+    from leadscoring.ingest.schema import BadRows
+
+    bad = BadRows(limit=2)
+    for record in (40, 7, 99, 3, 58, 12, 5):  # as checks and chunks find them
+        bad.add(record, f"line {record + 2}", "problem")
+    assert len(bad) == 7 and bad.table()["line"].tolist() == ["line 5", "line 7"] and bad.first() == "line 5: problem"

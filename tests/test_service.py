@@ -233,6 +233,8 @@ def test_a_lead_sent_as_the_export_has_it_is_scored(cfg, client):
     assert with_outcome.json()["probability"] == client.post("/score", json=LEAD).json()["probability"]
     dated = cfg.model_copy(update={"data": cfg.data.model_copy(update={"date_column": "Data de criação"})})
     assert lead_model(dated).model_validate({**LEAD, "Data de criação": "05/01/2026"})
+    with pytest.raises(pydantic.ValidationError, match="Data de criação"):  # checked as a file's date is
+        lead_model(dated).model_validate({**LEAD, "Data de criação": "ontem"})
     with pytest.raises(pydantic.ValidationError, match="colour"):
         lead_model(dated).model_validate({**LEAD, "colour": "red"})
     extra = cfg.model_copy(update={"data": cfg.data.model_copy(update={"allow_extra_columns": True})})

@@ -74,7 +74,9 @@ ENGAGEMENT = re.compile(
     r"\bwebinaire|événement|\bevenement|\bbesuch|\bseite|\bsitzung|\bdauer|testversion|veranstaltung|\bvisualizza|"
     r"\bsessione|\bdurata|\bprova\b|"
     # Portuguese ("Baixou e-book", "Tempo no site", "Acessos", "Cliques") and content downloads
-    r"\bbaix|\btempo\b|\bacess|\bclique|sessão|sessões|\bsessao|\bsessoes|\babertura|\bvisualiza|\be-?book|whitepaper",
+    # (not "Renda baixa", "Nível de acesso", "Data de abertura da empresa", "Acessórios")
+    r"\bbaixou|\bbaixad|\bbaixar|\btempo\b|\bacessos\b|último acesso|\bcliques?\b|sessão|sessões|\bsessao|\bsessoes|"
+    r"\baberturas\b|\bvisualiza|\be-?book|whitepaper",
     re.I,
 )
 
@@ -231,7 +233,7 @@ def _number_pattern(values: pd.Series) -> tuple[str, str | None] | None:
     """(decimal, thousands) when most values read as numbers in one notation, else None.
     Whole numbers grouped in thousands (``1.200``, ``12.000``: every mark followed by three
     digits, none after a leading 0) tell the thousands mark and no decimal mark (``""``)."""
-    v = values[values != ""].str.replace(CURRENCY, "", regex=True)
+    v = values[values != ""].str.replace(CURRENCY, r"\1", regex=True)
     if v.empty:
         return None
     if v.str.fullmatch(r"-?\d+").mean() >= 0.95:
@@ -496,7 +498,8 @@ def infer_target(df: pd.DataFrame, target: str, positive: str | None) -> tuple[s
             known = [lv for lv in levels if lv.casefold() in YES] if any(lv.casefold() in NO for lv in levels) else []
         if len(known) != 1:
             raise LeadDataError(
-                f"cannot tell which of {levels} means 'converted'; pass --positive VALUE (e.g. --positive {levels[-1]!r})"
+                f"target column {target!r}: cannot tell which of {levels} means 'converted'; "
+                f"pass --positive VALUE (e.g. --positive {levels[-1]!r})"
             )
         positive, why = known[0], f"{known[0]!r} reads as converted"
     elif positive not in levels:

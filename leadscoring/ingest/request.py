@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from leadscoring.ingest.schema import LeadSchema, range_text, text
+from leadscoring.ingest.values import parse_dates
 
 
 def request_model(schema: LeadSchema) -> type[BaseModel]:
@@ -28,7 +30,7 @@ def request_model(schema: LeadSchema) -> type[BaseModel]:
         fields[col] = (str | None, Field(None, description="category (unseen values are scored)"))
     for col in schema.yes_no:
         fields[col] = (str | None, Field(None, description=f"one of {schema.yes_no_spellings}"))
-    # A lead as the export has it: its creation date and outcome are read past, as in a file.
+    # A lead as the export has it: its creation date (checked as in a file) and outcome are accepted, not read.
     for col, what in ((schema.date_column, "creation date (data.date_column)"), (schema.target_column, "outcome")):
         if col is not None and col not in fields:
             fields[col] = (str | int | float | None, Field(None, description=f"{what}: accepted as a file has it, not read"))
@@ -54,7 +56,16 @@ def request_model(schema: LeadSchema) -> type[BaseModel]:
             raise ValueError(f"must be one of {schema.yes_no_spellings}")
         return v
 
+    def lead_date(cls: type, v: object) -> object:
+        # checked as a file's date is (it is kept with the lead's inputs, which a retraining reads)
+        if text(v) is not None and parse_dates(pd.Series([v], dtype=object), schema.date_format).isna().iloc[0]:
+            written = f" written as {schema.date_format} (data.date_format)" if schema.date_format else ""
+            raise ValueError(f"must be a date{written}")
+        return v
+
     validators: dict[str, Any] = {"lead_id": field_validator(schema.id_column, mode="before")(lead_id)}
+    if schema.date_column is not None:
+        validators["lead_date"] = field_validator(schema.date_column, mode="before")(lead_date)
     if schema.numeric:
         validators["numbers"] = field_validator(*schema.numeric, mode="before")(number)
     if schema.yes_no:

@@ -65,15 +65,28 @@ class BadRows:
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     rows: list[pd.DataFrame] = field(default_factory=list)  # the rows as read
+    #: Keep the line and problem of the first ``limit`` rows in the file only, and not the rows
+    #: (``validate`` lists a few and counts the rest: memory stays bounded on a file of bad rows).
+    limit: int | None = None
+    count: int = 0  # every row set aside, kept or not
 
     def __len__(self) -> int:
-        return len(self.records)
+        return self.count
 
     def add(self, record: int, line: str, problem: str) -> None:
         """One row set aside: its record number, where it is, its first problem."""
+        self.count += 1
         self.records.append(int(record))
         self.lines.append(line)
         self.problems.append(problem)
+        if self.limit is not None and len(self.records) > 2 * self.limit:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Only the ``limit`` rows first in the file."""
+        assert self.limit is not None
+        keep = sorted(range(len(self.records)), key=self.records.__getitem__)[: self.limit]
+        self.records, self.lines, self.problems = ([xs[i] for i in keep] for xs in (self.records, self.lines, self.problems))
 
     def first(self) -> str:
         """The first row set aside (in the file) and its problem, for a one-line message."""
@@ -85,6 +98,8 @@ class BadRows:
     def table(self) -> pd.DataFrame:
         """The rows set aside in file order, for a person to read and fix: ``line``,
         ``problem``, then the row as the file has it."""
+        if self.limit is not None:
+            self._trim()
         head = pd.DataFrame({"line": self.lines, "problem": self.problems}, index=pd.Index(self.records))
         rows = pd.concat(self.rows).astype(object) if self.rows else None
         return (pd.concat([head, rows], axis=1) if rows is not None else head).sort_index()
@@ -325,7 +340,8 @@ class LeadSchema:
         if found.refused.any():  # (only with bad_rows: else the first problem raised)
             assert bad_rows is not None
             found.finish()
-            bad_rows.rows.append(df.loc[found.refused, read])
+            if bad_rows.limit is None:  # (a limited record keeps no rows)
+                bad_rows.rows.append(df.loc[found.refused, read])
             leads = leads[~found.refused].reset_index(drop=True)
         return leads
 

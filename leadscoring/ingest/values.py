@@ -33,7 +33,7 @@ def map_unique(values: object, fn: Callable[[object], object], dtype: object = o
 #: A currency before or after an amount ("1234 €", "$ 99", "R$ 1.234,56", "US$ 10", "1.200 EUR"):
 #: not part of the number. A sign, a dollar with its country's letters, or an ISO 4217 code.
 _MONEY = r"(?:[€$£¥₹₽₺₩₪₫]|[A-Z]{1,3}\$|(?:EUR|USD|GBP|BRL|MXN|ARS|CLP|COP|PEN|CHF|CAD|AUD|JPY|INR)\b)"
-CURRENCY = re.compile(rf"^\s*{_MONEY}\s*|\s*{_MONEY}\s*$")
+CURRENCY = re.compile(rf"^\s*(-?)\s*{_MONEY}\s*|\s*{_MONEY}\s*$", re.I)  # "-R$ 5": the sign stays: "-5"
 
 
 #: A space as thousands mark (``1 234,5``) is written by spreadsheets as a space, a no-break
@@ -46,7 +46,7 @@ def plain_number(t: str, decimal: str, thousands: str | None) -> str:
     before or after the amount, without thousands marks (any kind of space when the mark is a
     space), ``decimal`` as ``.`` (``"1.234,5 €"`` -> ``"1234.5"``). The one reading of the
     notation, for the reader and for ``init``'s profile."""
-    t = CURRENCY.sub("", t)
+    t = CURRENCY.sub(r"\1", t)
     if thousands:
         for mark in SPACES if thousands in SPACES else (thousands,):
             t = t.replace(mark, "")

@@ -127,7 +127,10 @@ def grade_actions(definition: Mapping[str, Any], buckets: Sequence[Bucket]) -> l
     scores 18-25); Automated marketing (COLD, scores 15-17)"``. A grade whose range is empty
     (its minimum reached by the grade above) gets ``"-"``. One source of what to do with a
     lead: the buckets; a grade is where the lead stands in the queue."""
-    mins = list(definition.get("min_scores", []))
+    mins = list(definition.get("min_scores") or [])
+    names = list(definition.get("names") or [])
+    if len(mins) != len(names):  # (a model saved without its grades' thresholds)
+        return ["-"] * len(names)
     bucket_tops = [100, *[b.min_score - 1 for b in buckets[:-1]]]
     out = []
     for i, low in enumerate(mins):

@@ -420,11 +420,14 @@ def blocked_variables(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
 
 
 def kept_out_for_review(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:
-    """The columns of :func:`blocked_variables` kept out on weak evidence only (verdict
-    ``review``, e.g. a name that reads like a status): out until someone confirms they are
-    known before the sales contact, not shown to be post-contact."""
-    review = audit.loc[audit["verdict"].eq("review"), "variable"]
-    return [c for c in review if not is_allowed(cfg, c)]
+    """The variables of :func:`blocked_variables` kept out on weak evidence only (verdict
+    ``review``, e.g. a name that reads like a status, and the derived features built from
+    them and from no excluded column): out until someone confirms they are known before the
+    sales contact, not shown to be post-contact."""
+    review = [c for c in audit.loc[audit["verdict"].eq("review"), "variable"] if not is_allowed(cfg, c)]
+    strong = [c for c in audit.loc[audit["verdict"].eq("excluded"), "variable"] if not is_allowed(cfg, c)]
+    from_strong = set(cfg.features.built_from(strong))  # a feature also built from an excluded column is excluded
+    return [*review, *(f for f in cfg.features.built_from(review) if f not in from_strong)]
 
 
 def model_columns_after_audit(cfg: ProjectConfig, audit: pd.DataFrame) -> list[str]:

@@ -181,7 +181,11 @@ def confirm_drops(
     with_ = cross_val_score(recipe([*kept, *dropped]), X, y, cv=cv, scoring="roc_auc", n_jobs=FIT_PROCESSES)
     without = cross_val_score(recipe(kept), X, y, cv=cv, scoring="roc_auc", n_jobs=FIT_PROCESSES)
     diff = without - with_
-    se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    # Repeated draws test the same leads again: their folds are not independent, so the
+    # standard error counts the folds of one draw (the tie band of a single draw, around a
+    # mean that no longer turns on the draw).
+    per_draw = len(diff) // int(getattr(cv, "n_repeats", 1))
+    se = float(np.std(diff, ddof=1) / np.sqrt(per_draw)) if len(diff) > 1 else 0.0
     auc_with, auc_without = float(with_.mean()), float(without.mean())
     figures = {"cv_roc_auc_with": auc_with, "cv_roc_auc_without": auc_without, "difference_se": se}
     told = (

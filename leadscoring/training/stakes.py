@@ -1,5 +1,5 @@
 """What the leakage audit's exclusions were worth: the validation figures of the chosen model
-next to the same recipe trained with the excluded variables put back, and, when the model
+next to the same recipe trained with the variables the audit kept out put back, and, when the model
 reads fields known only after the sales contact that the configuration lets in, the same
 recipe without them (notebook 07); in plain words for the model card and the evaluation
 report (notebook 09).
@@ -23,8 +23,8 @@ from leadscoring.formats import fixed, percent
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.leakage import blocked_variables
 
-WITHOUT = "this model (excluded variables left out)"
-WITH = "same recipe with the excluded variables"
+WITHOUT = "this model (the variables the audit kept out left out)"
+WITH = "same recipe with the variables the audit kept out"
 WITHOUT_ALLOWED = "same recipe without the post-contact fields it reads"
 COLUMNS = ["model", "variables", "roc_auc", "average_precision", "gain_at_30pct", "brier"]
 
@@ -124,7 +124,7 @@ def stakes_summary(stakes: pd.DataFrame) -> str:
             "about the outcome, which a new lead does not have yet, and the lower figure is the honest one. If the client "
             "confirms they are known before the sales contact, name them in `data.allow_leaky`."
             if gap > 0.005
-            else "The excluded variables add little here, so the exclusion costs nothing; keep them out unless the "
+            else "The variables the audit kept out add little here, so the exclusion costs nothing; keep them out unless the "
             "client confirms they are known before the sales contact (then name them in `data.allow_leaky`)."
         ),
     ]

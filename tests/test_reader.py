@@ -555,6 +555,7 @@ def test_validate_lists_every_row_score_would_set_aside(project, export, tmp_pat
     assert validate_file(src, cfg, require_target=False, chunk_rows=5, bad_rows=across) == len(df) - 3
     assert across.table()["line"].tolist() == ["line 4", "line 11", f"line {len(df) + 1}"]
     assert across.table()["problem"].iloc[-1] == "column 'id' (id) repeats the id of an earlier line: 'L0'"  # as within one
+
     training = df.assign(**{cfg.data.target_column: 1})  # the training export: the run stops at the first
     training.to_csv(tmp_path / "export.csv", sep=";", index=False)
     code, out, _ = _cli(capsys, "--config", str(project), "validate", "--input", str(tmp_path / "export.csv"))
@@ -570,3 +571,23 @@ def test_a_limited_record_of_bad_rows_keeps_the_first_in_the_file_and_counts_all
     for record in (40, 7, 99, 3, 58, 12, 5):  # as checks and chunks find them
         bad.add(record, f"line {record + 2}", "problem")
     assert len(bad) == 7 and bad.table()["line"].tolist() == ["line 5", "line 7"] and bad.first() == "line 5: problem"
+
+
+def test_validate_keeps_a_few_bad_rows_and_counts_the_rest_over_many_chunks(project, export, tmp_path):
+    """A record limited to the first rows (validate's) stays aligned with each chunk's leads
+    once it has dropped the later ones: a bad row in every chunk, the last one a repeated id."""
+    from leadscoring.ingest.schema import BadRows
+
+    cfg = load_config(project)
+    num = cfg.data.columns.numeric[0]
+    df = pd.concat([export] * 3, ignore_index=True)
+    df["id"] = [f"L{i}" for i in range(len(df))]
+    df[num] = df[num].astype(object)
+    bad = list(range(2, len(df) - 5, 5))  # one text value in each chunk of 5 leads but the last
+    df.loc[bad, num] = "many"
+    df.loc[len(df) - 1, "id"] = "L0"
+    src = tmp_path / "many.csv"
+    src.write_text(_csv(df), encoding="utf-8")
+    few = BadRows(limit=2)
+    assert validate_file(src, cfg, require_target=False, chunk_rows=5, bad_rows=few) == len(df) - len(bad) - 1
+    assert len(few) == len(bad) + 1 and few.table()["line"].tolist() == ["line 4", "line 9"]

@@ -84,9 +84,12 @@ def iter_valid_chunks(
     ids = IdTracker(origin, rows)
     id_col = cfg.data.id_column
     for raw in iter_raw_chunks(path, cfg, chunk_rows):
-        before = len(bad_rows) if bad_rows is not None else 0
-        leads = schema.validate(raw, require_target=require_target, origin=origin, rows=rows, bad_rows=bad_rows)
-        records = raw.index if bad_rows is None else raw.index.drop(bad_rows.records[before:])  # each lead's, in order
+        found = BadRows() if bad_rows is not None else None  # this chunk's (``bad_rows`` may keep only a few)
+        leads = schema.validate(raw, require_target=require_target, origin=origin, rows=rows, bad_rows=found)
+        records = raw.index  # each lead's record, in order
+        if bad_rows is not None and found is not None:
+            records = raw.index.drop(found.records)
+            bad_rows.extend(found)
         chunk_ids = leads[id_col].to_numpy(dtype=object)
         if bad_rows is not None:
             again = ids.set_aside(chunk_ids, records, bad_rows, id_col)

@@ -82,6 +82,13 @@ class BadRows:
         if self.limit is not None and len(self.records) > 2 * self.limit:
             self._trim()
 
+    def extend(self, other: BadRows) -> None:
+        """Add ``other``'s rows (another chunk's) to these."""
+        for record, line, problem in zip(other.records, other.lines, other.problems, strict=True):
+            self.add(record, line, problem)
+        if self.limit is None:
+            self.rows += other.rows
+
     def _trim(self) -> None:
         """Only the ``limit`` rows first in the file."""
         assert self.limit is not None

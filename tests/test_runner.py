@@ -412,35 +412,11 @@ def test_sigterm_from_outside_ends_the_run_cleanly(tmp_path):
     assert (run_dir / "notebooks" / "01_prepare.ipynb").is_file() and not (run_dir / "products").exists()
 
 
-def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
-    """A real kernel (one tiny notebook): its stderr must not carry "Kernel is running over
-    TCP without encryption"."""
-    zmq = pytest.importorskip("zmq")
-    if not zmq.has("curve"):
-        pytest.skip("pyzmq without CurveZMQ: the kernel channel cannot be encrypted here")
+def _run_one_real_notebook(tmp_path: Path, cell: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """A run of one tiny notebook (``cell`` after the parameters) in a real kernel, in a
+    separate process (its stderr as a terminal would show it); the process and the config."""
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01_tiny.ipynb", "config_path = None\noutput_root = None\nproducts = []", "x = 1 + 1\nprint(x)")
-    config = write_project(tmp_path / "p", paths__notebooks_dir=str(nbs))
-    code = textwrap.dedent(f"""
-        from leadscoring.config import ConfigError, load_config
-        from leadscoring.run import run_pipeline
-        res = run_pipeline(load_config({str(config)!r}), progress=False, promote=False)
-        print(res.status)
-    """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("ok")
-    assert "without encryption" not in done.stderr, done.stderr
-
-
-def test_the_kernels_own_log_stays_off_the_runs_terminal(tmp_path):
-    """A real kernel: what the kernel's machinery logs (as the "KeyboardInterrupt caught in
-    kernel" error when jupyter_client interrupts it at shutdown) does not reach the run's
-    stderr, while the cell's own output still reaches the executed notebook."""
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    cell = "get_ipython().kernel.log.error('kernel machinery noise')\nprint('cell ran')"
     _notebook(nbs / "01_tiny.ipynb", "config_path = None\noutput_root = None\nproducts = []", cell)
     config = write_project(tmp_path / "p", paths__notebooks_dir=str(nbs))
     code = textwrap.dedent(f"""
@@ -452,6 +428,25 @@ def test_the_kernels_own_log_stays_off_the_runs_terminal(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")
+    return done, config
+
+
+def test_kernel_runs_without_the_unencrypted_tcp_warning(tmp_path):
+    """A real kernel (one tiny notebook): its stderr must not carry "Kernel is running over
+    TCP without encryption"."""
+    zmq = pytest.importorskip("zmq")
+    if not zmq.has("curve"):
+        pytest.skip("pyzmq without CurveZMQ: the kernel channel cannot be encrypted here")
+    done, _ = _run_one_real_notebook(tmp_path, "x = 1 + 1\nprint(x)")
+    assert "without encryption" not in done.stderr, done.stderr
+
+
+def test_the_kernels_own_log_stays_off_the_runs_terminal(tmp_path):
+    """A real kernel: what the kernel's machinery logs (as the "KeyboardInterrupt caught in
+    kernel" error when jupyter_client interrupts it at shutdown) does not reach the run's
+    stderr, while the cell's own output still reaches the executed notebook."""
+    cell = "get_ipython().kernel.log.error('kernel machinery noise')\nprint('cell ran')"
+    done, config = _run_one_real_notebook(tmp_path, cell)
     assert "kernel machinery noise" not in done.stderr, done.stderr
     executed = next((load_config(config).path("results_dir") / "runs").glob("*/notebooks/01_tiny.ipynb"))
     assert "cell ran" in executed.read_text()

@@ -344,7 +344,7 @@ def client_report(cfg: ProjectConfig) -> str:
         ),
         ("Segments", _segments(_read_csv(results, "segment_profiles.csv"), _read_csv(results, "segment_k_selection.csv"), labels)),
         ("What drives the score", _drivers(_read_csv(results, "feature_importance.csv"), labels)),
-        ("Fields kept out of the score (leakage audit)", _leakage(audit, labels)),
+        ("Fields flagged by the leakage audit", _leakage(audit, labels)),
         ("Data-quality caveats", _quality(_read_csv(results, "data_quality.csv"), audit, cfg)),
         ("What the analyst saw and decided", _analyst_notes(cfg)),
         ("What to do next", _next_steps(capacity, top_grade)),

@@ -23,7 +23,7 @@ from leadscoring.formats import fixed, percent
 from leadscoring.training.evaluation import classification_metrics
 from leadscoring.training.leakage import blocked_variables
 
-WITHOUT = "this model (the variables the audit kept out left out)"
+WITHOUT = "this model (without the variables the audit kept out)"
 WITH = "same recipe with the variables the audit kept out"
 WITHOUT_ALLOWED = "same recipe without the post-contact fields it reads"
 COLUMNS = ["model", "variables", "roc_auc", "average_precision", "gain_at_30pct", "brier"]

@@ -87,11 +87,10 @@ def iter_valid_chunks(
         found = BadRows() if bad_rows is not None else None  # this chunk's (``bad_rows`` may keep only a few)
         leads = schema.validate(raw, require_target=require_target, origin=origin, rows=rows, bad_rows=found)
         records = raw.index  # each lead's record, in order
+        chunk_ids = leads[id_col].to_numpy(dtype=object)
         if bad_rows is not None and found is not None:
             records = raw.index.drop(found.records)
             bad_rows.extend(found)
-        chunk_ids = leads[id_col].to_numpy(dtype=object)
-        if bad_rows is not None:
             again = ids.set_aside(chunk_ids, records, bad_rows, id_col)
             leads, chunk_ids, records = leads[~again], chunk_ids[~again], records[~again]
         ids.add(chunk_ids, records)

@@ -107,11 +107,11 @@ def grade_bucket_conflict(definition: Mapping[str, Any], buckets: Sequence[Bucke
     bucket (grades learned from shares of the leads, buckets drafted from the conversion
     rate); '' when they agree."""
     names, mins = list(definition.get("names", [])), list(definition.get("min_scores", []))
-    if not names or len(buckets) < 2 or mins[0] >= buckets[0].min_score:
+    parts = buckets_over(mins[0], 100, buckets) if names else []
+    if len(parts) < 2:
         return ""
     top = buckets[0]
-    # the lower buckets covering scores mins[0] .. top.min_score - 1 (each up to the one above it)
-    below = [b for b, above in zip(buckets[1:], buckets, strict=False) if above.min_score > mins[0]]
+    below = [b for b, _, _ in parts[1:]]  # the lower buckets covering scores mins[0] .. top.min_score - 1
     actions = " and ".join(f"{b.name} ({b.action})" for b in below)
     return (
         f"grade {names[0]} starts at score {mins[0]} but bucket {top.name} ({top.action}) at {top.min_score}: grade-{names[0]} "
@@ -131,15 +131,9 @@ def grade_actions(definition: Mapping[str, Any], buckets: Sequence[Bucket]) -> l
     names = list(definition.get("names") or [])
     if len(mins) != len(names):  # (a model saved without its grades' thresholds)
         return ["-"] * len(names)
-    bucket_tops = [100, *[b.min_score - 1 for b in buckets[:-1]]]
     out = []
     for i, low in enumerate(mins):
-        high = 100 if i == 0 else mins[i - 1] - 1
-        parts = [
-            (b, max(low, b.min_score), min(high, top))
-            for b, top in zip(buckets, bucket_tops, strict=True)
-            if max(low, b.min_score) <= min(high, top)
-        ]
+        parts = buckets_over(low, 100 if i == 0 else mins[i - 1] - 1, buckets)
         if not parts:
             out.append("-")
         elif len(parts) == 1:
@@ -147,6 +141,17 @@ def grade_actions(definition: Mapping[str, Any], buckets: Sequence[Bucket]) -> l
         else:
             out.append("; ".join(f"{b.action} ({b.name}, scores {lo}-{hi})" for b, lo, hi in parts))
     return out
+
+
+def buckets_over(low: int, high: int, buckets: Sequence[Bucket]) -> list[tuple[Bucket, int, int]]:
+    """The buckets (best first) whose scores overlap ``low`` .. ``high``, each with the part
+    of that range it covers (a bucket runs from its ``min_score`` up to the one above it)."""
+    tops = [100, *[b.min_score - 1 for b in buckets[:-1]]]
+    return [
+        (b, max(low, b.min_score), min(high, top))
+        for b, top in zip(buckets, tops, strict=True)
+        if max(low, b.min_score) <= min(high, top)
+    ]
 
 
 def grade_index(scores: Sequence[int] | np.ndarray, min_scores: Sequence[int]) -> np.ndarray:

@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from leadscoring.artifacts import RULE_MODEL, manifest_path, read_manifest
-from leadscoring.config import ProjectConfig
+from leadscoring.config import DataConfig, ProjectConfig
 from leadscoring.features.columns import as_frame
 from leadscoring.features.encoding import MISSING_LEVEL
 from leadscoring.training.woe import RULE_COLUMNS, level_text, propose_rules
@@ -87,8 +87,10 @@ def check_rules(rules: pd.DataFrame, origin: str = "rules") -> pd.DataFrame:
     return rules.reset_index(drop=True)
 
 
-#: Yes/no spellings every points table may use (the default ``data.yes_values``/``no_values``).
-ENGLISH_YES_NO = frozenset({"yes", "no", "1", "0", "true", "false"})
+#: Yes/no spellings every points table may use: the default ``data.yes_values``/``no_values``.
+ENGLISH_YES_NO = frozenset(
+    v.casefold() for key in ("yes_values", "no_values") for v in DataConfig.model_fields[key].get_default(call_default_factory=True)
+)
 
 
 def check_rules_against_config(rules: pd.DataFrame, cfg: ProjectConfig, origin: str = "rules") -> pd.DataFrame:
